@@ -1,0 +1,125 @@
+"""The composition root: the one place that reads settings and wires adapters together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
+
+from bastion import __version__
+from bastion.auth.tokens import AdminTokenVerifier, load_admin_token
+from bastion.config import Settings
+from bastion.control.gateway import Gateway
+from bastion.pipeline.build import build_pipeline
+from bastion.store.sql.migrate import upgrade
+from bastion.store.sql.repo import SqlConfigRepo, make_engine
+from bastion.tasks import TaskRunner
+from bastion.upstream.pool import UpstreamPool
+from bastion.web.asgi import BastionApp, rest_app
+from bastion.web.mcp_endpoint import McpFront
+from bastion.web.rest.catalog import catalog_routes
+from bastion.web.rest.servers import server_routes
+from bastion.web.rest.upstreams import upstream_routes
+
+
+@dataclass
+class Bastion:
+    """A running gateway: what tests, the CLI and the ASGI server hold on to."""
+
+    settings: Settings
+    engine: AsyncEngine
+    gateway: Gateway
+    pool: UpstreamPool
+    front: McpFront
+    app: BastionApp
+    generated_token: str | None
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Bastion]:
+    """Start everything Bastion needs; stop it all, upstream children included, on exit."""
+    engine = make_engine(settings.database_url, settings.database_pool_size)
+    try:
+        await upgrade(engine)
+        repo = SqlConfigRepo(engine)
+        configured = settings.admin_token.get_secret_value() if settings.admin_token else None
+        token_hash, generated = await load_admin_token(repo, configured)
+        async with anyio.create_task_group() as tg:
+            runner = TaskRunner(tg)
+            gateway_ref: list[Gateway] = []
+
+            async def on_notification(upstream: str, method: str) -> None:
+                await gateway_ref[0].upstream_changed(upstream, method)
+
+            pool = UpstreamPool(
+                runner,
+                on_notification=on_notification,
+                connect_timeout=settings.connect_timeout,
+                backoff_base=settings.reconnect_backoff,
+            )
+            gateway = Gateway(repo, pool, runner, health_interval=settings.health_interval)
+            gateway_ref.append(gateway)
+            server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
+            pipeline = build_pipeline(gateway.current, pool, timeout=settings.call_timeout, server_info=server_info)
+            front = McpFront(pipeline, runner, gateway.current, settings.max_body_bytes)
+            gateway.on_change(front.on_change)
+            routes = [
+                *upstream_routes(gateway, settings.max_body_bytes),
+                *catalog_routes(gateway, settings.max_body_bytes),
+                *server_routes(gateway, settings.max_body_bytes, settings.base_url),
+            ]
+            app = BastionApp(rest_app(routes), front, AdminTokenVerifier(token_hash), settings.allowed_origins)
+            await gateway.start()
+            try:
+                yield Bastion(settings, engine, gateway, pool, front, app, generated)
+            finally:
+                await front.aclose()
+                await pool.aclose()
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await engine.dispose()
+
+
+StartedHook = Callable[[Bastion], Awaitable[None]]
+
+
+class LifespanApp:
+    """ASGI app whose lifespan starts and stops a Bastion; HTTP goes to the running one."""
+
+    def __init__(self, settings: Settings, on_started: StartedHook | None = None) -> None:
+        self.settings = settings
+        self.on_started = on_started
+        self.bastion: Bastion | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self.bastion is None:
+            raise RuntimeError("Bastion is not started: the ASGI server must run the lifespan")
+        await self.bastion.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with running(self.settings) as bastion:
+                self.bastion = bastion
+                if self.on_started is not None:
+                    await self.on_started(bastion)
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+                self.bastion = None
+        except BaseException as exc:
+            if not started and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            raise
+        await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,176 @@
+"""Small REST client for the gateway's management API, shared by all CLI commands."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, NoReturn, TypeVar
+from urllib.parse import quote
+
+import click
+import httpx2
+from click.core import ParameterSource
+from rich.console import Console
+
+DEFAULT_URL = "http://127.0.0.1:4444"
+TIMEOUT_SECONDS = 30.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ApiError(click.ClickException):
+    """A CLI failure printed as a red `Error: ...` line on stderr with exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        """Print the message in red to stderr, never a traceback."""
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        console.print(f"Error: {self.message}", style="red", markup=False)
+
+
+def fail(message: str) -> NoReturn:
+    """Abort the command with an error message."""
+    raise ApiError(message)
+
+
+def seg(value: str) -> str:
+    """URL-encode one path segment (slashes included)."""
+    return quote(value, safe="")
+
+
+def _problem_message(response: httpx2.Response) -> str:
+    """Build `<title>: <detail>` from a problem+json body, falling back to the status line."""
+    title = f"HTTP {response.status_code}"
+    if response.reason_phrase:
+        title = f"{title} {response.reason_phrase}"
+    detail = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        title = str(body.get("title") or title)
+        detail = str(body.get("detail") or "")
+    elif response.text.strip():
+        detail = response.text.strip()[:200]
+    return f"{title}: {detail}" if detail else title
+
+
+@dataclass
+class Api:
+    """Connection settings plus output mode for one CLI invocation."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    as_json: bool = False
+
+    def _headers(self) -> dict[str, str]:
+        """Request headers, including the bearer token when configured."""
+        headers = {"Accept": "application/json", "User-Agent": "bastion-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """Send a request and return the decoded JSON body (None for empty replies)."""
+        base = self.url.rstrip("/")
+        try:
+            with httpx2.Client(base_url=base, headers=self._headers(), timeout=TIMEOUT_SECONDS) as client:
+                response = client.request(method, path, json=json, params=params or None)
+        except httpx2.TimeoutException:
+            fail(f"timed out waiting for the gateway at {base}")
+        except httpx2.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            fail(f"cannot reach the gateway at {base} ({reason}); is it running? (set --url or BASTION_URL)")
+        except httpx2.InvalidURL as exc:
+            fail(f"invalid gateway URL {base!r}: {exc}")
+        except httpx2.HTTPError as exc:
+            fail(f"request to the gateway at {base} failed: {exc}")
+        if response.status_code >= 400:
+            fail(_problem_message(response))
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            fail(f"the gateway at {base} returned a non-JSON response (HTTP {response.status_code})")
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET a resource."""
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        """POST a JSON body."""
+        return self.request("POST", path, json=body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        """PATCH a JSON body."""
+        return self.request("PATCH", path, json=body)
+
+    def delete(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """DELETE a resource."""
+        return self.request("DELETE", path, params=params)
+
+
+_META_KEY = "bastion.cli.connection"
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Store --url/--token; an explicit value on an inner group beats env/defaults from outer ones."""
+    if value is None or param.name is None:
+        return
+    conn: dict[str, str] = ctx.meta.setdefault(_META_KEY, {})
+    source = ctx.get_parameter_source(param.name)
+    explicit = source in (ParameterSource.COMMANDLINE, ParameterSource.PROMPT)
+    if explicit or param.name not in conn:
+        conn[param.name] = value
+
+
+def connection_options(func: F) -> F:
+    """Add --url (env BASTION_URL) and --token (env BASTION_TOKEN) to a group."""
+    func = click.option(
+        "--token",
+        envvar="BASTION_TOKEN",
+        default=None,
+        show_envvar=True,
+        expose_value=False,
+        callback=_remember,
+        help="Bearer token for the management API.",
+    )(func)
+    func = click.option(
+        "--url",
+        envvar="BASTION_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        show_envvar=True,
+        expose_value=False,
+        callback=_remember,
+        help="Base URL of the gateway.",
+    )(func)
+    return func
+
+
+def current_api(as_json: bool = False) -> Api:
+    """Build an Api from the connection options collected on the enclosing groups."""
+    ctx = click.get_current_context()
+    conn: dict[str, str] = ctx.meta.get(_META_KEY, {})
+    return Api(url=conn.get("url", DEFAULT_URL), token=conn.get("token"), as_json=as_json)
+
+
+def api_command(func: F) -> F:
+    """Add --json to a command and pass it an `api: Api` keyword (apply innermost)."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print raw JSON instead of tables.")
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+        return func(*args, api=current_api(as_json), **kwargs)
+
+    return wrapper  # type: ignore[return-value]

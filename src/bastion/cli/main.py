@@ -1,0 +1,62 @@
+"""Entry point of the `bastion` command line."""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+import click
+
+from bastion.cli.http import connection_options
+from bastion.cli.servers import servers
+from bastion.cli.tools import tools
+from bastion.cli.upstreams import upstreams
+
+LAZY_COMMANDS = {"serve": ("bastion.cli.serve", "serve")}
+
+
+def _version() -> str:
+    """Installed package version, or a marker when running from a source tree."""
+    try:
+        return metadata.version("bastion")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+class BastionGroup(click.Group):
+    """Root group that imports heavy commands (such as `serve`) only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """All eager commands plus the lazily imported ones."""
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Resolve a command, importing its module on first use."""
+        if cmd_name in self.commands or cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module_name, attr = LAZY_COMMANDS[cmd_name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None  # not available in this build
+            raise
+        command: click.Command = getattr(module, attr)
+        self.add_command(command, cmd_name)
+        return command
+
+
+@click.group(cls=BastionGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="bastion")
+@connection_options
+def cli() -> None:
+    """Bastion MCP gateway: run it (`serve`) or manage a running one over its REST API."""
+
+
+cli.add_command(upstreams)
+cli.add_command(tools)
+cli.add_command(servers)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,118 @@
+"""Render API responses as rich tables or as indented JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+Getter = Callable[[Mapping[str, Any]], Any]
+Column = Union[str, tuple[str, Union[str, Getter]]]
+
+
+PIPE_WIDTH = 200
+
+
+def console() -> Console:
+    """A stdout console on the current sys.stdout; wide when piped so rows are never cropped."""
+    out = Console(highlight=False)
+    return out if out.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
+
+
+def print_json(data: Any) -> None:
+    """Print data as JSON with 2-space indentation."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def fmt(value: Any) -> str:
+    """Format one cell value for humans."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping):
+        if all(not isinstance(v, (Mapping, list)) for v in value.values()):
+            return ", ".join(f"{k}={fmt(v)}" for k, v in value.items()) or "-"
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        if all(isinstance(v, (str, int, float)) for v in value):
+            return ", ".join(str(v) for v in value) or "-"
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def truncate(text: Any, limit: int = 60) -> str:
+    """Shorten text to at most `limit` characters, ending with an ellipsis when cut."""
+    value = " ".join(str(text or "").split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _column(spec: Column) -> tuple[str, Getter]:
+    """Normalise a column spec into (header, getter)."""
+    if isinstance(spec, str):
+        return spec, lambda row, key=spec: row.get(key)
+    header, source = spec
+    if isinstance(source, str):
+        return header, lambda row, key=source: row.get(key)
+    return header, source
+
+
+def render_list(items: Sequence[Mapping[str, Any]], columns: Sequence[Column], *, title: str | None = None) -> None:
+    """Print a list of objects as a table with the given columns."""
+    out = console()
+    if not items:
+        out.print(f"No {title or 'items'}.", markup=False)
+        return
+    specs = [_column(spec) for spec in columns]
+    table = Table(title=Text(title) if title else None)
+    for header, _ in specs:
+        table.add_column(header, overflow="fold")
+    for item in items:
+        table.add_row(*(Text(fmt(getter(item))) for _, getter in specs))
+    out.print(table)
+
+
+def render_object(obj: Mapping[str, Any], *, title: str | None = None) -> None:
+    """Print one object as a two-column key/value table."""
+    table = Table(title=Text(title) if title else None, show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in obj.items():
+        table.add_row(Text(str(key)), Text(fmt(value)))
+    console().print(table)
+
+
+def emit(data: Any, *, as_json: bool, columns: Sequence[Column] | None = None, title: str | None = None) -> None:
+    """Print data as JSON, a list table (when columns are given) or a key/value table."""
+    if as_json:
+        print_json(data)
+    elif columns is not None:
+        render_list(list(data or []), columns, title=title)
+    elif isinstance(data, Mapping):
+        render_object(data, title=title)
+    else:
+        click.echo(fmt(data))
+
+
+def message(text: str) -> None:
+    """Print a plain status line."""
+    click.echo(text)
+
+
+def counts_line(counts: Any) -> str:
+    """Summarise a {kind: n} mapping like `3 tools, 1 prompts, 0 resources`."""
+    if not isinstance(counts, Mapping) or not counts:
+        return "no counts reported"
+    parts = [f"{v} {k}" for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return ", ".join(parts) or "no counts reported"
+
+
+def items_of(data: Any) -> list[Mapping[str, Any]]:
+    """Extract the `items` list from a collection response."""
+    if isinstance(data, Mapping):
+        data = data.get("items", [])
+    return [item for item in (data or []) if isinstance(item, Mapping)]

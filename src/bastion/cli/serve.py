@@ -1,0 +1,74 @@
+"""`bastion serve`: run the gateway (optionally with the demo upstream and virtual server)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+import uvicorn
+
+from bastion.app import Bastion, LifespanApp
+from bastion.config import Settings
+from bastion.core.errors import Conflict
+from bastion.core.models import UpstreamSpec, VirtualServerSpec
+
+DEMO_UPSTREAM = "demo"
+DEMO_SERVER = "demo"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+async def install_demo(bastion: Bastion) -> None:
+    """Register the shipped demo upstream and a `demo` virtual server, once; print how to connect."""
+    gateway = bastion.gateway
+    if DEMO_UPSTREAM not in gateway.snapshot.upstreams:
+        spec = UpstreamSpec(
+            name=DEMO_UPSTREAM, transport="stdio", command=sys.executable, args=("-m", "bastion.demo.server")
+        )
+        await gateway.register_upstream(spec)
+    if DEMO_SERVER not in gateway.snapshot.servers:
+        try:
+            await gateway.save_server(
+                VirtualServerSpec(name=DEMO_SERVER, description="Bastion's demo tools", upstreams=(DEMO_UPSTREAM,)),
+                create=True,
+            )
+        except Conflict:
+            pass
+    url = f"{bastion.settings.base_url}/servers/{DEMO_SERVER}/mcp"
+    token = bastion.generated_token or "<your admin token: it was printed on first start, or set BASTION_ADMIN_TOKEN>"
+    snippet = {"mcpServers": {"bastion-demo": {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {token}"}}}}
+    click.echo(f"\nBastion demo is ready.\n  MCP URL: {url}\n  Token:   {token}\n\nClient config:\n{json.dumps(snippet, indent=2)}\n")
+
+
+async def announce_token(bastion: Bastion) -> None:
+    if bastion.generated_token:
+        click.echo(
+            f"\nGenerated admin token (shown once; only its hash is stored):\n  {bastion.generated_token}\n"
+            f"Use it as 'Authorization: Bearer <token>', or export BASTION_TOKEN for the CLI.\n"
+        )
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env BASTION_HOST).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 4444, env BASTION_PORT).")
+@click.option("--demo", is_flag=True, help="Also register the demo upstream and a 'demo' virtual server.")
+def serve(host: str | None, port: int | None, demo: bool) -> None:
+    """Run the Bastion gateway."""
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_level)
+
+    async def started(bastion: Bastion) -> None:
+        if demo:
+            await install_demo(bastion)
+        else:
+            await announce_token(bastion)
+
+    app = LifespanApp(settings, on_started=started)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", log_level="warning")
+    click.echo(f"Bastion {settings.base_url} (database {settings.database_url.split('://')[0]})")
+    uvicorn.Server(config).run()

@@ -1,0 +1,147 @@
+"""`bastion upstreams ...`: register, inspect and remove upstream MCP servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from bastion.cli.http import Api, api_command, connection_options, seg
+from bastion.cli.output import Column, counts_line, emit, items_of, message
+
+TRANSPORTS = ("streamable-http", "sse", "stdio")
+ISOLATION = ("shared", "per_user")
+LIST_COLUMNS: list[Column] = [
+    "name",
+    "transport",
+    "status",
+    ("tools", lambda row: (row.get("counts") or {}).get("tools")),
+    "last_seen",
+]
+
+
+def parse_pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """Turn repeated KEY=VALUE options into a dict (values are never echoed back)."""
+    pairs: dict[str, str] = {}
+    for raw in values:
+        key, sep, value = raw.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter("expected KEY=VALUE (missing '=' or empty key)", ctx=ctx, param=param)
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _build_body(
+    name: str,
+    transport: str,
+    url: str | None,
+    command: str | None,
+    args: tuple[str, ...],
+    argv: tuple[str, ...],
+    env: dict[str, str],
+    headers: dict[str, str],
+    isolation: str | None,
+) -> dict[str, Any]:
+    """Validate the add options and build the POST body, omitting unset keys."""
+    cmd_args = list(args)
+    if argv:
+        if command or cmd_args:
+            raise click.UsageError("give the command either with --command/--arg or after '--', not both")
+        command, cmd_args = argv[0], list(argv[1:])
+    if transport == "stdio" and not command:
+        raise click.UsageError("stdio upstreams need --command CMD or '-- CMD ARGS...'")
+    if transport != "stdio":
+        if not url:
+            raise click.UsageError(f"{transport} upstreams need --url URL")
+        if command or cmd_args:
+            raise click.UsageError(f"{transport} upstreams take --url, not a command")
+    body: dict[str, Any] = {"name": name, "transport": transport}
+    optional: dict[str, Any] = {
+        "url": url,
+        "command": command,
+        "args": cmd_args,
+        "env": env,
+        "headers": headers,
+        "isolation": isolation,
+    }
+    body.update({key: value for key, value in optional.items() if value})
+    return body
+
+
+@click.group("upstreams")
+@connection_options
+def upstreams() -> None:
+    """Manage upstream MCP servers."""
+
+
+@upstreams.command("add")
+@click.argument("name")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
+@click.option("--transport", required=True, type=click.Choice(TRANSPORTS), help="How to reach the upstream.")
+@click.option("--url", "upstream_url", default=None, help="Upstream URL (streamable-http / sse).")
+@click.option("--command", default=None, help="Executable to launch (stdio).")
+@click.option("--arg", "args", multiple=True, help="Argument for --command (repeatable).")
+@click.option("--env", callback=parse_pairs, multiple=True, metavar="K=V", help="Environment variable (stdio).")
+@click.option("--header", callback=parse_pairs, multiple=True, metavar="K=V", help="HTTP header (http/sse).")
+@click.option("--isolation", type=click.Choice(ISOLATION), default=None, help="Session isolation mode.")
+@api_command
+def add(
+    name: str,
+    argv: tuple[str, ...],
+    transport: str,
+    upstream_url: str | None,
+    command: str | None,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    header: dict[str, str],
+    isolation: str | None,
+    api: Api,
+) -> None:
+    """Register an upstream; for stdio, pass the command after `--`."""
+    body = _build_body(name, transport, upstream_url, command, args, argv, env, header, isolation)
+    created = api.post("/api/v1/upstreams", body)
+    emit(created, as_json=api.as_json, title=f"Upstream {name}")
+    if not api.as_json and isinstance(created, dict):
+        message(f"Discovered {counts_line(created.get('counts'))}")
+
+
+@upstreams.command("list")
+@api_command
+def list_upstreams(api: Api) -> None:
+    """List registered upstreams."""
+    data = api.get("/api/v1/upstreams")
+    emit(data if api.as_json else items_of(data), as_json=api.as_json, columns=LIST_COLUMNS, title="upstreams")
+
+
+@upstreams.command("show")
+@click.argument("name")
+@api_command
+def show(name: str, api: Api) -> None:
+    """Show one upstream."""
+    emit(api.get(f"/api/v1/upstreams/{seg(name)}"), as_json=api.as_json, title=f"Upstream {name}")
+
+
+@upstreams.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove even if servers still reference it.")
+@api_command
+def remove(name: str, force: bool, api: Api) -> None:
+    """Remove an upstream."""
+    result = api.delete(f"/api/v1/upstreams/{seg(name)}", params={"force": "true"} if force else None)
+    if api.as_json:
+        emit(result if result is not None else {"removed": name}, as_json=True)
+    else:
+        message(f"Removed {name}")
+
+
+@upstreams.command("refresh")
+@click.argument("name")
+@api_command
+def refresh(name: str, api: Api) -> None:
+    """Re-discover an upstream's tools, prompts and resources."""
+    result = api.post(f"/api/v1/upstreams/{seg(name)}/refresh")
+    if api.as_json:
+        emit(result, as_json=True)
+        return
+    counts = result.get("counts", result) if isinstance(result, dict) else None
+    message(f"Refreshed {name}: {counts_line(counts)}")

@@ -1,0 +1,30 @@
+"""The one Settings model, loaded once at start (env prefix BASTION_, optional .env file)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", env_file=".env", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 4444
+    database_url: str = "sqlite+aiosqlite:///./bastion.db"
+    database_pool_size: int = 10
+    admin_token: SecretStr | None = None
+    public_url: str | None = Field(default=None, description="Base URL clients use, for printed links")
+    call_timeout: float = Field(default=60.0, gt=0, description="Deadline for one upstream request, seconds")
+    connect_timeout: float = Field(default=15.0, gt=0, description="Deadline to connect to an upstream")
+    health_interval: float = Field(default=30.0, gt=0, description="Seconds between upstream health checks")
+    reconnect_backoff: float = Field(default=0.5, gt=0, description="First reconnect delay; doubles to 30 s")
+    allowed_origins: tuple[str, ...] = Field(
+        default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"
+    )
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

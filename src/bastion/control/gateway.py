@@ -1,0 +1,304 @@
+"""The control plane: registration, refresh, health, catalog edits and virtual servers.
+
+Every change goes to the store first, then the in-memory snapshot is rebuilt and swapped, then
+connected clients whose lists changed are told. The request path only ever reads the snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import anyio
+
+from bastion.core.compose import compose
+from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound
+from bastion.core.models import (
+    CatalogItem,
+    Discovery,
+    ItemKind,
+    Upstream,
+    UpstreamSpec,
+    UpstreamState,
+    VirtualServerSpec,
+)
+from bastion.core.naming import check_slug, is_valid_tool_name
+from bastion.core.ports import ConfigRepo
+from bastion.core.snapshot import Snapshot, build_snapshot
+from bastion.tasks import TaskRunner
+from bastion.upstream.pool import UpstreamPool
+
+log = logging.getLogger("bastion.control")
+
+ChangeListener = Callable[[Snapshot, Snapshot], Awaitable[None]]
+
+
+def _healthy(discovery: Discovery) -> UpstreamState:
+    return UpstreamState(
+        status="healthy",
+        last_seen=datetime.now(UTC),
+        server_name=discovery.server_name,
+        server_version=discovery.server_version,
+        protocol_version=discovery.protocol_version,
+    )
+
+
+class Gateway:
+    def __init__(self, repo: ConfigRepo, pool: UpstreamPool, runner: TaskRunner, *, health_interval: float) -> None:
+        self.repo = repo
+        self.pool = pool
+        self.runner = runner
+        self.health_interval = health_interval
+        self.snapshot = Snapshot()
+        self._listeners: list[ChangeListener] = []
+        self._write_lock = anyio.Lock()
+        self._pending_refresh: set[str] = set()
+
+    def on_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def current(self) -> Snapshot:
+        return self.snapshot
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the snapshot, connect enabled upstreams in the background, start health checks."""
+        await self.rebuild()
+        upstreams = list(self.snapshot.upstreams.values())
+        self.pool.adopt([u.spec for u in upstreams if u.spec.enabled])
+        for upstream in upstreams:
+            if upstream.spec.enabled:
+                self.runner.spawn(f"connect:{upstream.spec.name}", self._connect_and_refresh, upstream.spec.name)
+        self.runner.spawn("health", self._health_loop)
+
+    async def _connect_and_refresh(self, name: str) -> None:
+        await self.pool.ensure(name)
+        await self.refresh_upstream(name, quiet=True)
+
+    async def rebuild(self) -> Snapshot:
+        upstreams = await self.repo.list_upstreams()
+        items = await self.repo.list_items()
+        specs = await self.repo.list_servers()
+        old = self.snapshot
+        new = build_snapshot(upstreams, items, specs, version=old.version + 1)
+        for server, problems in new.problems.items():
+            for problem in problems:
+                log.warning("virtual server %s: %s", server, problem)
+        self.snapshot = new
+        for listener in self._listeners:
+            try:
+                await listener(old, new)
+            except Exception:
+                log.exception("change listener failed")
+        return new
+
+    # -- upstreams ---------------------------------------------------------------------------
+
+    def _upstream(self, name: str) -> Upstream:
+        upstream = self.snapshot.upstreams.get(name)
+        if upstream is None:
+            raise NotFound(f"upstream {name!r} does not exist")
+        return upstream
+
+    async def register_upstream(self, spec: UpstreamSpec) -> tuple[Upstream, Discovery]:
+        """Connect, discover, then save: an upstream that cannot be reached is not saved at all."""
+        if await self.repo.get_upstream(spec.name) is not None:
+            raise Conflict(f"upstream {spec.name!r} already exists")
+        discovery = await self.pool.discover(spec)
+        upstream = Upstream(spec=spec, state=_healthy(discovery))
+        try:
+            await self.repo.create_upstream(upstream, discovery.items)
+        except BaseException:
+            await self.pool.close(spec.name)
+            raise
+        if not spec.enabled:
+            await self.pool.close(spec.name)
+            upstream = Upstream(spec=spec, state=UpstreamState(status="disabled"))
+            await self.repo.save_upstream_state(spec.name, upstream.state)
+        await self.rebuild()
+        return upstream, discovery
+
+    async def update_upstream(self, spec: UpstreamSpec) -> Upstream:
+        """Apply a changed spec; a changed connection is tried before it is saved."""
+        old = self._upstream(spec.name)
+        if spec == old.spec:
+            return old
+        if not spec.enabled:
+            await self.pool.close(spec.name)
+            await self.repo.update_upstream_spec(spec)
+            await self.repo.save_upstream_state(spec.name, UpstreamState(status="disabled"))
+        else:
+            try:
+                discovery = await self.pool.discover(spec)
+            except BastionError:
+                if old.spec.enabled:
+                    self.pool.adopt([old.spec])
+                    await self.pool.open(old.spec)
+                raise
+            await self.repo.update_upstream_spec(spec)
+            await self.repo.replace_items(spec.name, discovery.items)
+            await self.repo.save_upstream_state(spec.name, _healthy(discovery))
+        await self.rebuild()
+        return self._upstream(spec.name)
+
+    def servers_using(self, upstream: str) -> list[str]:
+        out = []
+        for name, view in self.snapshot.servers.items():
+            spec = view.spec
+            refs = set(spec.tools) | set(spec.prompts) | set(spec.resources)
+            if upstream in spec.upstreams or any(r.startswith(f"{upstream}__") for r in refs):
+                out.append(name)
+        return sorted(out)
+
+    async def delete_upstream(self, name: str, *, force: bool) -> None:
+        self._upstream(name)
+        async with self._write_lock:
+            users = self.servers_using(name)
+            if users and not force:
+                raise Conflict(
+                    f"upstream {name!r} is used by virtual servers {', '.join(users)}; "
+                    "remove it from them first, or delete with force=true to detach it"
+                )
+            for server in users:
+                spec = await self.repo.get_server(server)
+                if spec is None:
+                    continue
+                await self.repo.save_server(_detach(spec, name), create=False)
+            await self.repo.delete_upstream(name)
+        await self.pool.close(name)
+        await self.rebuild()
+
+    async def refresh_upstream(self, name: str, *, quiet: bool = False) -> Discovery | None:
+        """Rediscover an upstream's items and record its health; raises unless `quiet`."""
+        upstream = self._upstream(name)
+        if not upstream.spec.enabled:
+            if quiet:
+                return None
+            raise Conflict(f"upstream {name!r} is disabled; enable it to refresh")
+        try:
+            discovery = await self.pool.rediscover(name)
+        except BastionError as exc:
+            await self._mark_unhealthy(name, exc.detail)
+            if quiet:
+                return None
+            raise
+        await self.repo.replace_items(name, discovery.items)
+        await self.repo.save_upstream_state(name, _healthy(discovery))
+        await self.rebuild()
+        return discovery
+
+    async def _mark_unhealthy(self, name: str, reason: str) -> None:
+        current = self.snapshot.upstreams.get(name)
+        if current is None:
+            return
+        state = current.state.model_copy(update={"status": "unhealthy", "status_reason": reason})
+        if state != current.state:
+            await self.repo.save_upstream_state(name, state)
+            await self.rebuild()
+
+    async def upstream_changed(self, name: str, method: str) -> None:
+        """An upstream said its list changed: refresh it once, however many notifications came."""
+        if name in self._pending_refresh:
+            return
+        self._pending_refresh.add(name)
+
+        async def refresh() -> None:
+            try:
+                await self.refresh_upstream(name, quiet=True)
+            finally:
+                self._pending_refresh.discard(name)
+
+        log.info("upstream %s sent %s; refreshing", name, method)
+        self.runner.spawn(f"refresh:{name}", refresh)
+
+    async def check_health(self) -> None:
+        """Ping every enabled upstream over its live session and record what happened."""
+        for name, upstream in list(self.snapshot.upstreams.items()):
+            if not upstream.spec.enabled:
+                continue
+            conn = self.pool.connection(name)
+            if conn is None:
+                await self.pool.ensure(name)
+                continue
+            try:
+                method = "server/discover" if conn.modern else "ping"
+                await conn.request(method, None, timeout=10.0)
+            except BastionError as exc:
+                await self._mark_unhealthy(name, exc.detail)
+                continue
+            if upstream.state.status != "healthy":
+                await self.refresh_upstream(name, quiet=True)
+            else:
+                state = upstream.state.model_copy(update={"last_seen": datetime.now(UTC), "status_reason": None})
+                await self.repo.save_upstream_state(name, state)
+        await self.pool.reap_idle()
+
+    async def _health_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.health_interval)
+            try:
+                await self.check_health()
+            except Exception:
+                log.exception("health check failed")
+
+    # -- catalog -----------------------------------------------------------------------------
+
+    def find_item(self, kind: ItemKind, gateway_name: str) -> CatalogItem:
+        for item in self.snapshot.items:
+            if item.gateway_name == gateway_name and (
+                item.kind == kind or (kind == "resource" and item.kind == "resource_template")
+            ):
+                return item
+        raise NotFound(f"{kind.replace('_', ' ')} {gateway_name!r} does not exist in the catalog")
+
+    async def update_item(self, item: CatalogItem) -> CatalogItem:
+        """Save an enable/rename/redescribe, refusing a rename that would collide anywhere."""
+        override = item.name_override
+        if override is not None:
+            if item.kind not in ("tool", "prompt"):
+                raise BadRequest("only tools and prompts can be renamed")
+            if not is_valid_tool_name(override):
+                raise BadRequest(f"name {override!r} breaks the MCP name rules (1-128 of A-Z a-z 0-9 _ - .)")
+            for other in self.snapshot.items:
+                same = other.kind == item.kind and (other.upstream, other.key) != (item.upstream, item.key)
+                if same and override in (other.gateway_name, other.name_override):
+                    raise NameCollision(f"{item.kind} name {override!r} is already used by {other.gateway_name!r}")
+        items = [item if (i.upstream, i.kind, i.key) == (item.upstream, item.kind, item.key) else i for i in self.snapshot.items]
+        for view in self.snapshot.servers.values():
+            compose(view.spec, items, self.snapshot.upstreams, strict=True)
+        await self.repo.update_item(item)
+        await self.rebuild()
+        return self.find_item(item.kind, item.gateway_name)
+
+    # -- virtual servers ---------------------------------------------------------------------
+
+    async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
+        check_slug(spec.name, "virtual server")
+        async with self._write_lock:
+            compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
+            await self.repo.save_server(spec, create=create)
+        await self.rebuild()
+
+    async def delete_server(self, name: str) -> None:
+        await self.repo.delete_server(name)
+        await self.rebuild()
+
+
+def _detach(spec: VirtualServerSpec, upstream: str) -> VirtualServerSpec:
+    prefix = f"{upstream}__"
+
+    def keep(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(n for n in names if not n.startswith(prefix))
+
+    return spec.model_copy(
+        update={
+            "tools": keep(spec.tools),
+            "prompts": keep(spec.prompts),
+            "resources": keep(spec.resources),
+            "upstreams": tuple(u for u in spec.upstreams if u != upstream),
+        }
+    )
+
+

@@ -1,0 +1,141 @@
+"""Composition: turn a virtual server's spec plus the catalog into what its clients see.
+
+Pure and deterministic: the same catalog and spec always give the same view, in the same order.
+The view is built once per change and then only read on the request path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.core.errors import BadRequest, NameCollision
+from bastion.core.models import CatalogItem, ItemKind, PrefixMode, Upstream, VirtualServerSpec
+from bastion.core.uri import UriMatcher
+
+_SPEC_FIELD: dict[ItemKind, str] = {
+    "tool": "tools",
+    "prompt": "prompts",
+    "resource": "resources",
+    "resource_template": "resources",
+}
+
+
+def exposed_name(item: CatalogItem, prefix: PrefixMode) -> str:
+    """The name (tools, prompts) or URI (resources, templates) a client sees for `item`."""
+    if item.kind in ("resource", "resource_template"):
+        return item.key
+    if item.name_override is not None:
+        return item.name_override
+    return item.gateway_name if prefix == "always" else item.original_name
+
+
+def exposed_definition(item: CatalogItem, prefix: PrefixMode) -> dict[str, Any]:
+    """The upstream's definition with Bastion's name and description applied."""
+    definition = dict(item.definition)
+    if item.kind in ("tool", "prompt"):
+        definition["name"] = exposed_name(item, prefix)
+    if item.description_override is not None:
+        definition["description"] = item.description_override
+    return definition
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """A virtual server as its clients see it. Maps are keyed by exposed name or URI."""
+
+    spec: VirtualServerSpec
+    tools: Mapping[str, CatalogItem]
+    prompts: Mapping[str, CatalogItem]
+    resources: Mapping[str, CatalogItem]
+    templates: Mapping[str, CatalogItem]
+    disabled: frozenset[tuple[ItemKind, str]]
+    upstreams: frozenset[str]
+    lists: Mapping[ItemKind, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    template_matcher: UriMatcher = field(default_factory=lambda: UriMatcher(()))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def select_items(
+    spec: VirtualServerSpec, items: Iterable[CatalogItem], upstreams: Mapping[str, Upstream]
+) -> tuple[list[CatalogItem], list[str]]:
+    """Items the spec names, plus every item of the upstreams it includes whole.
+
+    Returns the items and the references that matched nothing (for the caller to refuse or log).
+    """
+    wanted = {"tools": set(spec.tools), "prompts": set(spec.prompts), "resources": set(spec.resources)}
+    whole = set(spec.upstreams)
+    found: set[tuple[str, str]] = set()
+    chosen: list[CatalogItem] = []
+    for item in items:
+        field_name = _SPEC_FIELD[item.kind]
+        if item.gateway_name in wanted[field_name]:
+            found.add((field_name, item.gateway_name))
+            chosen.append(item)
+        elif item.upstream in whole:
+            chosen.append(item)
+    missing = [f"{f[:-1]} {n!r}" for f, names in wanted.items() for n in sorted(names) if (f, n) not in found]
+    missing += [f"upstream {u!r}" for u in sorted(whole) if u not in upstreams]
+    return chosen, missing
+
+
+def compose(
+    spec: VirtualServerSpec,
+    items: Iterable[CatalogItem],
+    upstreams: Mapping[str, Upstream],
+    *,
+    strict: bool,
+) -> tuple[ServerView, list[str]]:
+    """Build the view of `spec`. Returns it with a list of problems found.
+
+    With `strict`, a reference to a missing item or upstream raises BadRequest and two items that
+    would share an exposed name raise NameCollision. Without it (a catalog refresh after the spec
+    was accepted), the first item in (upstream, gateway name) order keeps the name and the others
+    are left out and reported.
+    """
+    chosen, missing = select_items(spec, items, upstreams)
+    if missing and strict:
+        raise BadRequest(f"virtual server {spec.name!r} refers to unknown " + ", ".join(missing))
+    problems = [f"unknown {m}" for m in missing]
+    by_kind: dict[ItemKind, dict[str, CatalogItem]] = {k: {} for k in _SPEC_FIELD}
+    disabled: set[tuple[ItemKind, str]] = set()
+    for item in sorted(chosen, key=lambda i: (i.upstream, i.kind, i.gateway_name)):
+        upstream = upstreams.get(item.upstream)
+        exposed = exposed_name(item, spec.prefix)
+        if not item.enabled or upstream is None or not upstream.spec.enabled:
+            disabled.add((item.kind, exposed))
+            continue
+        bucket = by_kind[item.kind]
+        other = bucket.get(exposed)
+        if other is not None:
+            message = (
+                f"{item.kind} name {exposed!r} is exposed by both {other.gateway_name!r} and "
+                f"{item.gateway_name!r}; use prefix 'always', rename one, or leave one out"
+            )
+            if strict:
+                raise NameCollision(message)
+            problems.append(message)
+            continue
+        bucket[exposed] = item
+    disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
+    lists = {
+        kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in sorted(bucket))
+        for kind, bucket in by_kind.items()
+    }
+    templates = by_kind["resource_template"]
+    view = ServerView(
+        spec=spec,
+        tools=by_kind["tool"],
+        prompts=by_kind["prompt"],
+        resources=by_kind["resource"],
+        templates=templates,
+        disabled=frozenset(disabled),
+        upstreams=frozenset(i.upstream for b in by_kind.values() for i in b.values()),
+        lists=lists,
+        template_matcher=UriMatcher(sorted(templates)),
+    )
+    return view, problems

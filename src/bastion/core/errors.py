@@ -1,0 +1,114 @@
+"""The one error tree. Each class carries its HTTP status and JSON-RPC code.
+
+    BastionError
+    ├── BadRequest            400 / -32602   input that can never succeed as sent
+    │   └── NameCollision     409 / -32602   two items would share one exposed name
+    ├── Unauthenticated       401 / -32030
+    ├── Forbidden             403 / -32003
+    ├── NotFound              404 / -32601   an upstream, server or catalog item that does not exist
+    │   └── UnknownTool       404 / -32602   a tools/call naming a tool the virtual server lacks
+    ├── Conflict              409 / -32600
+    ├── UpstreamError         502 / -32010   the upstream failed us, not the client
+    │   ├── UpstreamUnavailable  502 / -32011  could not connect, or the process is not running
+    │   ├── UpstreamProtocolError 502 / -32012 it answered, but not as an MCP server
+    │   ├── UpstreamRpcError  502 / (theirs)  a JSON-RPC error reply, passed on with its code
+    │   └── UpstreamTimeout   504 / -32013   no answer within the deadline
+    └── Internal              500 / -32603
+
+Upstream *tool* failures are not errors: they are results with `isError`.
+Messages must never contain secrets (header values, env values, tokens).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BastionError(Exception):
+    """Base of every error Bastion raises on purpose."""
+
+    http_status: ClassVar[int] = 500
+    jsonrpc_code: ClassVar[int] = -32603
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class BadRequest(BastionError):
+    http_status = 400
+    jsonrpc_code = -32602
+    title = "Bad request"
+
+
+class NameCollision(BadRequest):
+    http_status = 409
+    title = "Name collision"
+
+
+class Unauthenticated(BastionError):
+    http_status = 401
+    jsonrpc_code = -32030
+    title = "Unauthenticated"
+
+
+class Forbidden(BastionError):
+    http_status = 403
+    jsonrpc_code = -32003
+    title = "Forbidden"
+
+
+class NotFound(BastionError):
+    http_status = 404
+    jsonrpc_code = -32601
+    title = "Not found"
+
+
+class UnknownTool(NotFound):
+    jsonrpc_code = -32602
+    title = "Unknown tool"
+
+
+class Conflict(BastionError):
+    http_status = 409
+    jsonrpc_code = -32600
+    title = "Conflict"
+
+
+class UpstreamError(BastionError):
+    http_status = 502
+    jsonrpc_code = -32010
+    title = "Upstream error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    jsonrpc_code = -32011
+    title = "Upstream unavailable"
+
+
+class UpstreamProtocolError(UpstreamError):
+    jsonrpc_code = -32012
+    title = "Upstream is not an MCP server"
+
+
+class UpstreamRpcError(UpstreamError):
+    """The upstream answered a request with a JSON-RPC error; the client sees its code and message."""
+
+    title = "Upstream returned an error"
+
+    def __init__(self, detail: str, code: int, data: Any = None) -> None:
+        super().__init__(detail)
+        self.rpc_code = code
+        self.data = data
+
+
+class UpstreamTimeout(UpstreamError):
+    http_status = 504
+    jsonrpc_code = -32013
+    title = "Upstream timeout"
+
+
+class Internal(BastionError):
+    pass

@@ -1,0 +1,29 @@
+"""The one ordered request pipeline, shared by every MCP endpoint (and later the REST facade)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bastion.core.ports import UpstreamCaller
+from bastion.core.snapshot import Snapshot
+from bastion.pipeline.authn import authenticate
+from bastion.pipeline.base import Next, chain
+from bastion.pipeline.dispatch import dispatch_stage
+from bastion.pipeline.observe import observe
+from bastion.pipeline.resolve import resolve_stage
+from bastion.pipeline.route import route
+
+
+def build_pipeline(
+    snapshot: Callable[[], Snapshot], pool: UpstreamCaller, *, timeout: float, server_info: dict[str, Any]
+) -> Next:
+    return chain(
+        [
+            observe,  # first: sees every outcome, including auth failures
+            authenticate,  # before anything reveals what exists
+            resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
+            route,  # needs the view; answers list requests itself
+            dispatch_stage(pool, timeout, server_info),  # last: the only stage that does upstream I/O
+        ]
+    )

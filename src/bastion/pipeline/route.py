@@ -1,0 +1,116 @@
+"""Route: map a downstream request to (catalog item, upstream params), or answer lists locally.
+
+List requests never reach an upstream: they are served from the composed view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.core.compose import ServerView
+from bastion.core.errors import BadRequest, NotFound, UnknownTool
+from bastion.core.models import CatalogItem, ItemKind
+from bastion.pipeline.base import Next, Result
+from bastion.pipeline.context import CallContext
+
+_LISTS: dict[str, tuple[ItemKind, str]] = {
+    "tools/list": ("tool", "tools"),
+    "prompts/list": ("prompt", "prompts"),
+    "resources/list": ("resource", "resources"),
+    "resources/templates/list": ("resource_template", "resourceTemplates"),
+}
+_RESERVED_META = "io.modelcontextprotocol/"
+
+
+def forwardable_meta(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The client's `_meta` minus what is per-hop (progress token, protocol envelope)."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return None
+    kept = {k: v for k, v in meta.items() if k != "progressToken" and not k.startswith(_RESERVED_META)}
+    return kept or None
+
+
+def _with_meta(upstream_params: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    meta = forwardable_meta(params)
+    if meta is not None:
+        upstream_params["_meta"] = meta
+    return upstream_params
+
+
+def _required_str(params: dict[str, Any], key: str, method: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{method} needs a string {key!r}")
+    return value
+
+
+def _lookup(view: ServerView, kind: ItemKind, name: str) -> CatalogItem:
+    bucket = view.tools if kind == "tool" else view.prompts
+    item = bucket.get(name)
+    if item is not None:
+        return item
+    label = "tool" if kind == "tool" else "prompt"
+    error = UnknownTool if kind == "tool" else NotFound
+    if (kind, name) in view.disabled:
+        raise error(f"{label} {name!r} is disabled on virtual server {view.name!r}", name=name)
+    raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
+
+
+def resource_for(view: ServerView, uri: str) -> CatalogItem:
+    item = view.resources.get(uri)
+    if item is None:
+        template = view.template_matcher.match(uri)
+        item = view.templates.get(template) if template is not None else None
+    if item is None:
+        raise NotFound(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
+    return item
+
+
+def _route_completion(view: ServerView, params: dict[str, Any]) -> tuple[CatalogItem, dict[str, Any]]:
+    ref = params.get("ref")
+    if not isinstance(ref, dict):
+        raise BadRequest("completion/complete needs a 'ref' object")
+    if ref.get("type") == "ref/prompt":
+        item = _lookup(view, "prompt", _required_str(ref, "name", "completion/complete ref"))
+        new_ref = {**ref, "name": item.key}
+    elif ref.get("type") == "ref/resource":
+        item = resource_for(view, _required_str(ref, "uri", "completion/complete ref"))
+        new_ref = dict(ref)
+    else:
+        raise BadRequest("completion/complete ref.type must be 'ref/prompt' or 'ref/resource'")
+    return item, {**{k: v for k, v in params.items() if k != "_meta"}, "ref": new_ref}
+
+
+async def route(ctx: CallContext, call_next: Next) -> Result:
+    view = ctx.view
+    assert view is not None, "resolve runs before route"
+    method, params = ctx.method, ctx.params
+    listing = _LISTS.get(method)
+    if listing is not None:
+        kind, field = listing
+        return {field: list(view.lists.get(kind, ()))}
+    if method == "tools/call":
+        item = _lookup(view, "tool", _required_str(params, "name", method))
+        upstream_params: dict[str, Any] = {"name": item.key}
+        if "arguments" in params:
+            upstream_params["arguments"] = params["arguments"]
+        for key in ("inputResponses", "requestState", "task"):
+            if key in params:
+                upstream_params[key] = params[key]
+    elif method == "prompts/get":
+        item = _lookup(view, "prompt", _required_str(params, "name", method))
+        upstream_params = {"name": item.key}
+        if "arguments" in params:
+            upstream_params["arguments"] = params["arguments"]
+    elif method == "resources/read":
+        uri = _required_str(params, "uri", method)
+        item = resource_for(view, uri)
+        upstream_params = {"uri": uri}
+    elif method == "completion/complete":
+        item, upstream_params = _route_completion(view, params)
+    else:
+        raise NotFound(f"method {method!r} is not served by virtual servers")
+    ctx.item = item
+    ctx.upstream_params = _with_meta(upstream_params, params)
+    return await call_next(ctx)

@@ -1,0 +1,273 @@
+"""The SQL ConfigRepo (SQLite and PostgreSQL through SQLAlchemy's async engine).
+
+SQL errors are translated here: a unique-constraint race becomes Conflict, anything else
+propagates as Internal without the statement (which could hold secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bastion.core.errors import Conflict, NotFound
+from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.store.sql.tables import catalog_items, secrets, upstreams, virtual_servers
+
+
+def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+    """An async engine; SQLite gets foreign keys and WAL so readers never block the writer."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _upstream_from_row(row: Any) -> Upstream:
+    spec = UpstreamSpec(
+        name=row.name,
+        transport=row.transport,
+        url=row.url,
+        command=row.command,
+        args=tuple(row.args),
+        env=dict(row.env),
+        headers=dict(row.headers),
+        isolation=row.isolation,
+        enabled=row.enabled,
+    )
+    state = UpstreamState(
+        status=row.status,
+        status_reason=row.status_reason,
+        last_seen=_aware(row.last_seen),
+        server_name=row.server_name,
+        server_version=row.server_version,
+        protocol_version=row.protocol_version,
+    )
+    return Upstream(spec=spec, state=state)
+
+
+def _spec_values(spec: UpstreamSpec) -> dict[str, Any]:
+    return {
+        "transport": spec.transport,
+        "url": spec.url,
+        "command": spec.command,
+        "args": list(spec.args),
+        "env": dict(spec.env),
+        "headers": dict(spec.headers),
+        "isolation": spec.isolation,
+        "enabled": spec.enabled,
+    }
+
+
+def _state_values(state: UpstreamState) -> dict[str, Any]:
+    return state.model_dump()
+
+
+def _item_values(item: CatalogItem, upstream_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "upstream_id": upstream_id,
+        "kind": item.kind,
+        "key": item.key,
+        "gateway_name": item.gateway_name,
+        "definition": item.definition,
+        "enabled": item.enabled,
+        "name_override": item.name_override,
+        "description_override": item.description_override,
+        "discovered_at": now,
+    }
+
+
+def _server_from_row(row: Any) -> VirtualServerSpec:
+    return VirtualServerSpec(
+        name=row.name,
+        description=row.description,
+        prefix=row.prefix,
+        tools=tuple(row.tools),
+        prompts=tuple(row.prompts),
+        resources=tuple(row.resources),
+        upstreams=tuple(row.upstreams),
+    )
+
+
+class SqlConfigRepo:
+    """ConfigRepo over an AsyncEngine. Every method is one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def _upstream_id(self, conn: AsyncConnection, name: str) -> int:
+        found = (await conn.execute(select(upstreams.c.id).where(upstreams.c.name == name))).scalar()
+        if found is None:
+            raise NotFound(f"upstream {name!r} does not exist")
+        return int(found)
+
+    async def list_upstreams(self) -> list[Upstream]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(upstreams).order_by(upstreams.c.name))
+            return [_upstream_from_row(r) for r in rows]
+
+    async def get_upstream(self, name: str) -> Upstream | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(upstreams).where(upstreams.c.name == name))).first()
+            return _upstream_from_row(row) if row is not None else None
+
+    async def create_upstream(self, upstream: Upstream, items: Sequence[CatalogItem]) -> None:
+        now = _now()
+        values = {"name": upstream.spec.name, **_spec_values(upstream.spec), **_state_values(upstream.state)}
+        try:
+            async with self.engine.begin() as conn:
+                result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now))
+                upstream_id = int(result.inserted_primary_key[0])
+                if items:
+                    await conn.execute(insert(catalog_items), [_item_values(i, upstream_id, now) for i in items])
+        except IntegrityError:
+            raise Conflict(f"upstream {upstream.spec.name!r} already exists") from None
+
+    async def update_upstream_spec(self, spec: UpstreamSpec) -> None:
+        async with self.engine.begin() as conn:
+            await self._upstream_id(conn, spec.name)
+            await conn.execute(
+                update(upstreams).where(upstreams.c.name == spec.name).values(**_spec_values(spec), updated_at=_now())
+            )
+
+    async def save_upstream_state(self, name: str, state: UpstreamState) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(upstreams).where(upstreams.c.name == name).values(**_state_values(state)))
+
+    async def replace_items(self, upstream: str, items: Sequence[CatalogItem]) -> list[CatalogItem]:
+        """Replace an upstream's discovered items, keeping operator overrides of items that remain."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            upstream_id = await self._upstream_id(conn, upstream)
+            old_rows = await conn.execute(select(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
+            old = {(r.kind, r.key): r for r in old_rows}
+            merged = []
+            for item in items:
+                prev = old.get((item.kind, item.key))
+                if prev is not None:
+                    item = item.model_copy(
+                        update={
+                            "enabled": prev.enabled,
+                            "name_override": prev.name_override,
+                            "description_override": prev.description_override,
+                        }
+                    )
+                merged.append(item)
+            await conn.execute(delete(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
+            if merged:
+                await conn.execute(insert(catalog_items), [_item_values(i, upstream_id, now) for i in merged])
+            return merged
+
+    async def delete_upstream(self, name: str) -> None:
+        async with self.engine.begin() as conn:
+            upstream_id = await self._upstream_id(conn, name)
+            await conn.execute(delete(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
+            await conn.execute(delete(upstreams).where(upstreams.c.id == upstream_id))
+
+    async def list_items(self) -> list[CatalogItem]:
+        query = select(catalog_items, upstreams.c.name.label("upstream_name")).join(upstreams)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(upstreams.c.name, catalog_items.c.kind, catalog_items.c.key))
+            return [
+                CatalogItem(
+                    upstream=r.upstream_name,
+                    kind=r.kind,
+                    key=r.key,
+                    gateway_name=r.gateway_name,
+                    definition=r.definition,
+                    enabled=r.enabled,
+                    name_override=r.name_override,
+                    description_override=r.description_override,
+                )
+                for r in rows
+            ]
+
+    async def update_item(self, item: CatalogItem) -> None:
+        async with self.engine.begin() as conn:
+            upstream_id = await self._upstream_id(conn, item.upstream)
+            await conn.execute(
+                update(catalog_items)
+                .where(
+                    catalog_items.c.upstream_id == upstream_id,
+                    catalog_items.c.kind == item.kind,
+                    catalog_items.c.key == item.key,
+                )
+                .values(
+                    enabled=item.enabled,
+                    name_override=item.name_override,
+                    description_override=item.description_override,
+                )
+            )
+
+    async def list_servers(self) -> list[VirtualServerSpec]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(virtual_servers).order_by(virtual_servers.c.name))
+            return [_server_from_row(r) for r in rows]
+
+    async def get_server(self, name: str) -> VirtualServerSpec | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(virtual_servers).where(virtual_servers.c.name == name))).first()
+            return _server_from_row(row) if row is not None else None
+
+    async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
+        now = _now()
+        values = {
+            "description": spec.description,
+            "prefix": spec.prefix,
+            "tools": list(spec.tools),
+            "prompts": list(spec.prompts),
+            "resources": list(spec.resources),
+            "upstreams": list(spec.upstreams),
+            "updated_at": now,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                if create:
+                    await conn.execute(insert(virtual_servers).values(name=spec.name, created_at=now, **values))
+                    return
+                result = await conn.execute(
+                    update(virtual_servers).where(virtual_servers.c.name == spec.name).values(**values)
+                )
+                if result.rowcount == 0:
+                    raise NotFound(f"virtual server {spec.name!r} does not exist")
+        except IntegrityError:
+            raise Conflict(f"virtual server {spec.name!r} already exists") from None
+
+    async def delete_server(self, name: str) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(virtual_servers).where(virtual_servers.c.name == name))
+            if result.rowcount == 0:
+                raise NotFound(f"virtual server {name!r} does not exist")
+
+    async def get_secret_hash(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(secrets.c.value).where(secrets.c.key == key))).scalar()
+
+    async def set_secret_hash(self, key: str, value: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(secrets).where(secrets.c.key == key))
+            await conn.execute(insert(secrets).values(key=key, value=value))

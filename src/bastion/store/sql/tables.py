@@ -1,0 +1,80 @@
+"""SQLAlchemy tables. The schema itself is created by the Alembic migrations."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+upstreams = Table(
+    "upstreams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("transport", String(20), nullable=False),
+    Column("url", Text),
+    Column("command", Text),
+    Column("args", JSON, nullable=False),
+    Column("env", JSON, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("isolation", String(16), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("status_reason", Text),
+    Column("last_seen", DateTime(timezone=True)),
+    Column("server_name", Text),
+    Column("server_version", Text),
+    Column("protocol_version", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+catalog_items = Table(
+    "catalog_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("upstream_id", Integer, ForeignKey("upstreams.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("gateway_name", String(200), nullable=False, index=True),
+    Column("definition", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("name_override", String(128)),
+    Column("description_override", Text),
+    Column("discovered_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("upstream_id", "kind", "key", name="uq_catalog_item"),
+)
+
+virtual_servers = Table(
+    "virtual_servers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("description", Text),
+    Column("prefix", String(8), nullable=False),
+    Column("tools", JSON, nullable=False),
+    Column("prompts", JSON, nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("upstreams", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+secrets = Table(
+    "secret_hashes",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

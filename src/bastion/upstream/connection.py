@@ -1,0 +1,238 @@
+"""One supervised MCP session to an upstream: connect, serve requests, reconnect with backoff.
+
+A connection is a background task that owns the SDK `Client` (its task groups must be entered and
+left by one task). Requests from any task go through `request()`, multiplexed by JSON-RPC id on
+the one session: a stdio upstream is one child process shared by all calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client, MCPError
+from mcp.client.session import IncomingMessage
+from mcp_types import jsonrpc
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from bastion.core.errors import (
+    BastionError,
+    UpstreamProtocolError,
+    UpstreamRpcError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from bastion.core.models import UpstreamSpec
+from bastion.core.ports import ProgressCallback
+from bastion.upstream.raw import raw_request
+from bastion.upstream.transports import open_transport
+
+log = logging.getLogger("bastion.upstream")
+
+NotificationHandler = Callable[[str, str], Awaitable[None]]
+"""`(upstream name, notification method)` for the notifications the gateway acts on."""
+
+_RELAYED = {
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+}
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, secret-free reason for a failed connect, for status and error messages."""
+    if isinstance(exc, BaseExceptionGroup):
+        inner = exc.exceptions[0] if exc.exceptions else exc
+        return describe_failure(inner)
+    if isinstance(exc, BastionError):
+        return exc.detail
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename}" if exc.filename else "command not found"
+    if isinstance(exc, PermissionError):
+        return "command is not executable"
+    if isinstance(exc, httpx2.ConnectError):
+        return "connection refused or host unreachable"
+    if isinstance(exc, httpx2.TimeoutException | TimeoutError):
+        return "timed out"
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return f"HTTP {exc.response.status_code} from upstream"
+    if isinstance(exc, MCPError):
+        if exc.code == jsonrpc.CONNECTION_CLOSED:
+            return "the upstream closed the connection (it exited, or does not speak MCP)"
+        return f"MCP error {exc.code}: {exc.message}"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return type(exc).__name__
+
+
+def _backoff(attempt: int, base: float, cap: float) -> float:
+    return min(cap, base * math.pow(2, attempt))
+
+
+class UpstreamConnection:
+    """A supervised session to one upstream for one isolation key (shared, or one user)."""
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        *,
+        http_client: httpx2.AsyncClient | None,
+        on_notification: NotificationHandler,
+        connect_timeout: float,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self._http = http_client
+        self._on_notification = on_notification
+        self._connect_timeout = connect_timeout
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._client: Client | None = None
+        self._ready = anyio.Event()
+        self._attempted = anyio.Event()
+        self._stop = anyio.Event()
+        self._done = anyio.Event()
+        self.failure: str | None = None
+        self.connects = 0
+        self.last_used = 0.0
+
+    @property
+    def client(self) -> Client | None:
+        return self._client
+
+    @property
+    def modern(self) -> bool:
+        return self._client is not None and self._client.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    async def _handle_message(self, message: IncomingMessage) -> None:
+        method = getattr(message, "method", None)
+        if method in _RELAYED:
+            await self._on_notification(self.spec.name, method)
+
+    def _make_client(self, closed: anyio.Event) -> Client:
+        return Client(
+            open_transport(self.spec, self._http, closed),
+            mode="auto",
+            message_handler=self._handle_message,
+            cache=None,
+        )
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, and reconnect after every loss until `stop()`. Reports started at once."""
+        task_status.started()
+        attempt = 0
+        try:
+            while not self._stop.is_set():
+                if await self._session_once():
+                    attempt = 0
+                if self._stop.is_set():
+                    break
+                log.warning("upstream %s: %s", self.spec.name, self.failure)
+                self._attempted.set()
+                with anyio.move_on_after(_backoff(attempt, self._backoff_base, self._backoff_cap)):
+                    await self._stop.wait()
+                attempt += 1
+        finally:
+            self._client = None
+            self._attempted.set()
+            self._done.set()
+
+    async def _session_once(self) -> bool:
+        """One connection's life: handshake (within the connect deadline), serve until it ends.
+
+        Returns whether the handshake succeeded. The deadline is a cancel scope around the whole
+        session (the SDK client's task groups live inside it) that is lifted once connected.
+        """
+        closed = anyio.Event()
+        connected = False
+        try:
+            with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout) as scope:
+                async with self._make_client(closed) as client:
+                    scope.deadline = math.inf
+                    connected = True
+                    await self._serve(client, closed)
+            if not connected and scope.cancelled_caught:
+                self.failure = f"no MCP handshake within {self._connect_timeout:g} s"
+            elif connected:
+                self.failure = "the upstream went away (process exited or connection lost); reconnecting"
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status reason
+            self.failure = describe_failure(exc) if not connected else (
+                f"the connection failed: {describe_failure(exc)}; reconnecting"
+            )
+        finally:
+            self._client = None
+            if connected:
+                self._ready = anyio.Event()
+                self._attempted = anyio.Event()
+        return connected
+
+    async def _serve(self, client: Client, closed: anyio.Event) -> None:
+        self._client = client
+        self.connects += 1
+        self.failure = None
+        self._ready.set()
+        self._attempted.set()
+        async with anyio.create_task_group() as tg:
+
+            async def watch(event: anyio.Event) -> None:
+                await event.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch, closed)
+            tg.start_soon(watch, self._stop)
+
+    async def wait_first_attempt(self) -> None:
+        await self._attempted.wait()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._done.wait()
+
+    async def ready_client(self, timeout: float) -> Client:
+        """The live client, waiting for a connect in progress; fails fast while the upstream is down."""
+        client = self._client
+        if client is not None:
+            return client
+        if self.failure is not None:
+            raise UpstreamUnavailable(f"upstream {self.spec.name!r} is unavailable: {self.failure}")
+        with anyio.move_on_after(min(timeout, self._connect_timeout)):
+            await self._ready.wait()
+        client = self._client
+        if client is None:
+            reason = self.failure or "still connecting"
+            raise UpstreamUnavailable(f"upstream {self.spec.name!r} is unavailable: {reason}")
+        return client
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        timeout: float,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and return the raw result; errors come back as BastionErrors."""
+        client = await self.ready_client(timeout)
+        name = self.spec.name
+        try:
+            with anyio.fail_after(timeout):
+                return await raw_request(client.session, method, params, timeout=None, on_progress=on_progress)
+        except TimeoutError:
+            raise UpstreamTimeout(f"upstream {name!r} did not answer {method} within {timeout:g} s") from None
+        except MCPError as exc:
+            if exc.code == jsonrpc.CONNECTION_CLOSED:
+                raise UpstreamUnavailable(f"upstream {name!r} closed the connection during {method}") from None
+            if exc.code == jsonrpc.REQUEST_TIMEOUT:
+                raise UpstreamTimeout(f"upstream {name!r} did not answer {method} in time") from None
+            raise UpstreamRpcError(exc.message, exc.code, exc.data) from None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+            raise UpstreamUnavailable(f"upstream {name!r} closed the connection during {method}") from None
+        except httpx2.HTTPError as exc:
+            raise UpstreamUnavailable(f"upstream {name!r} failed during {method}: {describe_failure(exc)}") from None
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"upstream {name!r} sent an invalid reply to {method}: {exc}") from None

@@ -1,0 +1,172 @@
+"""The pool of supervised upstream connections: one shared per upstream, or one per user.
+
+HTTP upstreams share one pooled httpx client (keep-alive connections); no request opens a
+session or a client of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import httpx2
+
+from bastion.core.errors import UpstreamUnavailable
+from bastion.core.models import Discovery, UpstreamSpec
+from bastion.core.ports import ProgressCallback
+from bastion.tasks import TaskRunner
+from bastion.upstream.connection import NotificationHandler, UpstreamConnection
+from bastion.upstream.discovery import discover
+
+log = logging.getLogger("bastion.upstream")
+
+Key = tuple[str, str | None]
+
+
+class UpstreamPool:
+    """Owns every UpstreamConnection. Connections start on registration or first use."""
+
+    def __init__(
+        self,
+        runner: TaskRunner,
+        *,
+        on_notification: NotificationHandler,
+        connect_timeout: float,
+        backoff_base: float = 0.5,
+        per_user_idle: float = 600.0,
+    ) -> None:
+        self._runner = runner
+        self._on_notification = on_notification
+        self._connect_timeout = connect_timeout
+        self._backoff_base = backoff_base
+        self._per_user_idle = per_user_idle
+        self._specs: dict[str, UpstreamSpec] = {}
+        self._conns: dict[Key, UpstreamConnection] = {}
+        self._lock = anyio.Lock()
+        self.http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(30.0, read=None),
+            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+        self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
+
+    def _http_for(self, spec: UpstreamSpec) -> httpx2.AsyncClient | None:
+        if spec.transport != "streamable-http":
+            return None
+        if not spec.headers:
+            return self.http
+        key = tuple(sorted(spec.headers.items()))
+        client = self._http_by_headers.get(key)
+        if client is None:
+            client = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=None))
+            self._http_by_headers[key] = client
+        return client
+
+    def _new_connection(self, spec: UpstreamSpec) -> UpstreamConnection:
+        return UpstreamConnection(
+            spec,
+            http_client=self._http_for(spec),
+            on_notification=self._on_notification,
+            connect_timeout=self._connect_timeout,
+            backoff_base=self._backoff_base,
+        )
+
+    async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
+        conn = self._new_connection(spec)
+        self._conns[key] = conn
+        await self._runner.start(f"upstream:{key[0]}:{key[1] or '*'}", conn.run)
+        return conn
+
+    async def open(self, spec: UpstreamSpec) -> UpstreamConnection:
+        """Start the shared connection of a new or changed upstream and wait for its first attempt."""
+        await self.close(spec.name)
+        async with self._lock:
+            self._specs[spec.name] = spec
+            conn = await self._start((spec.name, None), spec)
+        with anyio.move_on_after(self._connect_timeout + 1):
+            await conn.wait_first_attempt()
+        return conn
+
+    async def discover(self, spec: UpstreamSpec) -> Discovery:
+        """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
+        conn = await self.open(spec)
+        if conn.client is None:
+            reason = conn.failure or "it did not answer in time"
+            await self.close(spec.name)
+            raise UpstreamUnavailable(f"could not connect to upstream {spec.name!r}: {reason}")
+        return await discover(conn, timeout=self._connect_timeout)
+
+    async def rediscover(self, name: str) -> Discovery:
+        conn = await self._get(name, None)
+        return await discover(conn, timeout=self._connect_timeout)
+
+    def adopt(self, specs: Sequence[UpstreamSpec]) -> None:
+        """Know these upstreams (on start); connections open lazily or via `ensure`."""
+        for spec in specs:
+            self._specs[spec.name] = spec
+
+    async def ensure(self, name: str) -> UpstreamConnection:
+        return await self._get(name, None)
+
+    async def _get(self, name: str, user: str | None) -> UpstreamConnection:
+        spec = self._specs.get(name)
+        if spec is None or not spec.enabled:
+            raise UpstreamUnavailable(f"upstream {name!r} is not registered or is disabled")
+        key: Key = (name, user if spec.isolation == "per_user" else None)
+        conn = self._conns.get(key)
+        if conn is not None:
+            return conn
+        async with self._lock:
+            conn = self._conns.get(key)
+            if conn is None:
+                conn = await self._start(key, spec)
+        return conn
+
+    async def request(
+        self,
+        upstream: str,
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        user: str | None,
+        timeout: float,
+        on_progress: ProgressCallback | None = None,
+    ) -> dict[str, Any]:
+        spec = self._specs.get(upstream)
+        per_user = spec is not None and spec.isolation == "per_user"
+        conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
+        if per_user:
+            conn.last_used = anyio.current_time()
+        return await conn.request(method, params, timeout=timeout, on_progress=on_progress)
+
+    def connection(self, name: str) -> UpstreamConnection | None:
+        return self._conns.get((name, None))
+
+    async def close(self, name: str) -> None:
+        """Stop every connection of upstream `name` (on delete, disable or change)."""
+        async with self._lock:
+            keys = [k for k in self._conns if k[0] == name]
+            conns = [self._conns.pop(k) for k in keys]
+            self._specs.pop(name, None)
+        for conn in conns:
+            await conn.stop()
+
+    async def reap_idle(self) -> None:
+        """Close per-user connections idle for longer than the configured time."""
+        now = anyio.current_time()
+        idle = [k for k, c in self._conns.items() if k[1] is not None and now - c.last_used > self._per_user_idle]
+        for key in idle:
+            conn = self._conns.pop(key, None)
+            if conn is not None:
+                await conn.stop()
+
+    async def aclose(self) -> None:
+        conns = list(self._conns.values())
+        self._conns.clear()
+        with anyio.CancelScope(shield=True):
+            for conn in conns:
+                await conn.stop()
+            await self.http.aclose()
+            for client in self._http_by_headers.values():
+                await client.aclose()

@@ -1,0 +1,47 @@
+"""Send a request on an SDK ClientSession and get the raw result dict back.
+
+The gateway forwards results; it must not parse them into models and back on every call
+(that costs more CPU than everything else on the hot path together). This mirrors
+`ClientSession.send_request` of the pinned SDK (mcp==2.3.0) without the result validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.client.session import ClientSession
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.inbound import encode_header_value
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+# Methods whose `params` carry the name the 2026-07-28 `Mcp-Name` header must repeat.
+_NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+MCP_NAME_HEADER = "Mcp-Name"
+
+
+async def raw_request(
+    session: ClientSession,
+    method: str,
+    params: dict[str, Any] | None,
+    *,
+    timeout: float | None,
+    on_progress: ProgressFnT | None = None,
+) -> dict[str, Any]:
+    """Send `method` with `params`; return the result dict. Raises the SDK's MCPError on an error reply."""
+    data: dict[str, Any] = {"method": method}
+    if params is not None:
+        data["params"] = params
+    opts: dict[str, Any] = {}
+    session._stamp(data, opts)  # noqa: SLF001 - protocol-version _meta and Mcp-Method header
+    key = _NAME_PARAM.get(method)
+    if key is not None and session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        headers = opts.setdefault("headers", {})
+        value = (data.get("params") or {}).get(key)
+        if isinstance(value, str) and MCP_NAME_HEADER not in headers:
+            headers[MCP_NAME_HEADER] = encode_header_value(value)
+    if timeout is not None:
+        opts["timeout"] = timeout
+    if on_progress is not None:
+        opts["on_progress"] = on_progress
+    result = await session._dispatcher.send_raw_request(method, data.get("params"), opts)  # noqa: SLF001
+    return dict(result)

@@ -1,0 +1,75 @@
+"""Open the SDK transport for an upstream spec, with a tap that tells when it closes.
+
+stdio children get a pipe for stderr whose lines go to Bastion's log, prefixed by upstream name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from bastion.core.models import UpstreamSpec
+
+log = logging.getLogger("bastion.upstream")
+
+
+def _stderr_pump(upstream: str, read_fd: int) -> None:
+    with open(read_fd, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            log.info("[%s] %s", upstream, line.rstrip())
+
+
+@asynccontextmanager
+async def _stderr_to_log(upstream: str) -> AsyncIterator[Any]:
+    """A writable file for a child's stderr; a thread copies its lines into the log."""
+    read_fd, write_fd = os.pipe()
+    thread = threading.Thread(target=_stderr_pump, args=(upstream, read_fd), name=f"stderr-{upstream}", daemon=True)
+    thread.start()
+    with open(write_fd, "w") as errlog:
+        yield errlog
+    # The child has exited and our write end is closed: the pump sees EOF and ends.
+
+
+@asynccontextmanager
+async def open_transport(
+    spec: UpstreamSpec, http_client: httpx2.AsyncClient | None, closed: anyio.Event
+) -> AsyncIterator[tuple[Any, Any]]:
+    """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends."""
+    async with AsyncExitStack() as stack:
+        if spec.transport == "stdio":
+            errlog = await stack.enter_async_context(_stderr_to_log(spec.name))
+            params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=dict(spec.env) or None)
+            streams = stdio_client(params, errlog=errlog)
+        elif spec.transport == "sse":
+            streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600)
+        else:
+            streams = streamable_http_client(spec.url or "", http_client=http_client)
+        read, write = await stack.enter_async_context(streams)
+        tapped_send, tapped_read = anyio.create_memory_object_stream[Any](16)
+
+        async def pump() -> None:
+            try:
+                async with tapped_send:
+                    async for message in read:
+                        await tapped_send.send(message)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+                pass
+            finally:
+                closed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            try:
+                yield tapped_read, write
+            finally:
+                tg.cancel_scope.cancel()

@@ -1,0 +1,104 @@
+"""The ASGI edge: health, authentication, Origin checks, and routing to REST or MCP.
+
+MCP paths are routed by hand (one split, no regex) because they are the hot path; REST goes
+through Starlette's router.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.auth.tokens import AdminTokenVerifier
+from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
+from bastion.web.errors import internal_problem, problem_from
+from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+
+
+def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
+    """Browsers send Origin; a page from elsewhere must not drive a local gateway (DNS rebinding)."""
+    if origin in allowed:
+        return True
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        return False
+    return host in _LOCAL_HOSTS
+
+
+def rest_app(routes: list[BaseRoute]) -> Starlette:
+    async def bastion_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BastionError)
+        return problem_from(exc)
+
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        return internal_problem(exc)
+
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        return problem_from(NotFound(f"no such endpoint: {request.method} {request.url.path}"))
+
+    async def method_not_allowed(request: Request, _exc: Exception) -> Response:
+        response = problem_from(NotFound(f"{request.method} is not supported on {request.url.path}"))
+        response.status_code = 405
+        return response
+
+    return Starlette(
+        routes=routes,
+        exception_handlers={BastionError: bastion_error, Exception: unexpected, 404: not_found, 405: method_not_allowed},
+    )
+
+
+class BastionApp:
+    def __init__(self, rest: ASGIApp, mcp: McpFront, verifier: AdminTokenVerifier, allowed_origins: Sequence[str]) -> None:
+        self.rest = rest
+        self.mcp = mcp
+        self.verifier = verifier
+        self.allowed_origins = tuple(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.rest(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path == "/healthz":
+            await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
+            return
+        try:
+            headers = {k: v for k, v in scope["headers"] if k in (b"authorization", b"origin")}
+            origin = headers.get(b"origin")
+            if origin is not None and not origin_allowed(origin.decode("latin-1"), self.allowed_origins):
+                raise Forbidden("requests from this Origin are not allowed")
+            authorization = headers.get(b"authorization")
+            scope[PRINCIPAL_SCOPE_KEY] = self.verifier.verify(authorization.decode("latin-1") if authorization else None)
+        except (Unauthenticated, Forbidden) as exc:
+            await problem_from(exc)(scope, receive, send)
+            return
+        if path.startswith("/servers/"):
+            await self._mcp(path, scope, receive, send)
+        else:
+            await self.rest(scope, receive, send)
+
+    async def _mcp(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = path.split("/")  # ['', 'servers', name, tail, ...]
+        name = parts[2] if len(parts) > 3 else ""
+        tail = parts[3] if len(parts) > 3 else ""
+        if name not in self.mcp.known_servers():
+            await problem_from(NotFound(f"virtual server {name!r} does not exist"))(scope, receive, send)
+            return
+        if tail == "mcp" and len(parts) == 4:
+            await self.mcp.handle_streamable(name, scope, receive, send)
+        elif tail == "sse" and len(parts) == 4 and scope["method"] == "GET":
+            await self.mcp.handle_sse(name, scope, receive, send)
+        elif tail == "messages" and scope["method"] == "POST":
+            await self.mcp.handle_sse_post(name, scope, receive, send)
+        else:
+            await problem_from(NotFound(f"no such endpoint: {scope['method']} {path}"))(scope, receive, send)

@@ -1,0 +1,31 @@
+"""The one place a BastionError becomes an HTTP problem+json response."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.responses import Response
+
+from bastion.core.errors import BastionError
+
+log = logging.getLogger("bastion.web")
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    headers = {"WWW-Authenticate": 'Bearer realm="bastion"'} if status == 401 else None
+    return Response(json.dumps(body), status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def problem_from(exc: BastionError) -> Response:
+    extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list)}
+    return problem(exc.http_status, exc.title, exc.detail, **extra)
+
+
+def internal_problem(exc: BaseException) -> Response:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return problem(500, "Internal error", "Bastion hit an unexpected error; it has been logged")
+
+

@@ -1,0 +1,244 @@
+"""The MCP side of every virtual server: one SDK `Server` per virtual server, serving
+Streamable HTTP (2026-07-28 and 2025-11-25 on one URL) and the old HTTP+SSE transport.
+
+Handlers are thin: they hand the raw params to the shared pipeline and return its raw result.
+Legacy connections are remembered (weakly) so list changes reach them as notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+from mcp import MCPError
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.caching import CacheHint
+from mcp.server.connection import Connection
+from mcp.server.models import InitializationOptions
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import RequestParams
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ConfigDict
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from bastion import __version__
+from bastion.core.compose import ServerView
+from bastion.core.errors import BastionError, UpstreamRpcError
+from bastion.core.snapshot import Snapshot
+from bastion.pipeline.base import Next
+from bastion.pipeline.context import CallContext, Principal
+from bastion.tasks import TaskRunner
+
+log = logging.getLogger("bastion.mcp")
+
+PRINCIPAL_SCOPE_KEY = "bastion.principal"
+_METHODS = (
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "completion/complete",
+)
+# Lists and reads are not promised fresh for any time (upstreams change them without notice), and
+# are kept private to the caller's authorization context.
+_CACHE_HINTS: dict[Any, CacheHint] = {
+    m: CacheHint(ttl_ms=0, scope="private")
+    for m in ("tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read")
+}
+_NO_SECURITY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+
+
+class AnyParams(RequestParams):
+    """Accept any params: the pipeline reads the raw dict, so validating twice is waste."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class VirtualMcpServer(Server[Any]):
+    """An SDK server that always advertises list_changed (Bastion sends it on every change)."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        options = notification_options or NotificationOptions(True, True, True)
+        return super().create_initialization_options(options, experimental_capabilities, extensions)
+
+
+def to_mcp_error(exc: BastionError) -> MCPError:
+    """The one place a BastionError becomes a JSON-RPC error."""
+    if isinstance(exc, UpstreamRpcError):
+        return MCPError(exc.rpc_code, exc.detail, exc.data)
+    data = {"type": type(exc).__name__, **exc.extra} if exc.extra else {"type": type(exc).__name__}
+    return MCPError(exc.jsonrpc_code, exc.detail, data)
+
+
+@dataclass
+class _Front:
+    """One virtual server's SDK server, session manager and SSE transport."""
+
+    server: VirtualMcpServer
+    manager: StreamableHTTPSessionManager
+    sse: SseServerTransport
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
+
+
+class McpFront:
+    def __init__(
+        self, pipeline: Next, runner: TaskRunner, snapshot: Callable[[], Snapshot], max_body_bytes: int
+    ) -> None:
+        self._pipeline = pipeline
+        self._snapshot = snapshot
+        self._runner = runner
+        self._max_body = max_body_bytes
+        self._fronts: dict[str, _Front] = {}
+        self._lock = anyio.Lock()
+        self.server_info = {"name": "bastion", "version": __version__}
+
+    def known_servers(self) -> Mapping[str, ServerView]:
+        return self._snapshot().servers
+
+    def _make_server(self, name: str, front_ref: list[_Front]) -> VirtualMcpServer:
+        pipeline = self._pipeline
+
+        async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
+            request = ctx.request
+            principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
+            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and front_ref:
+                front_ref[0].connections.add(ctx.session._connection)  # noqa: SLF001
+            call = CallContext(
+                server=name,
+                method=ctx.method,
+                params=dict(ctx.params or {}),
+                principal=principal if isinstance(principal, Principal) else None,
+                on_progress=_progress_relay(ctx),
+            )
+            try:
+                result = await pipeline(call)
+            except BastionError as exc:
+                raise to_mcp_error(exc) from None
+            if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
+                # A legacy upstream's result, or a list served locally: 2026-07-28 requires the tag.
+                result = {**result, "resultType": "complete"}
+            return result
+
+        server = VirtualMcpServer(
+            name, version=__version__, title=f"Bastion virtual server {name}", cache_hints=_CACHE_HINTS
+        )
+        for method in _METHODS:
+            server.add_request_handler(method, AnyParams, handle)
+        server.middleware = []  # Bastion traces and logs in its own pipeline
+        return server
+
+    async def _front(self, name: str) -> _Front:
+        front = self._fronts.get(name)
+        if front is not None:
+            return front
+        async with self._lock:
+            front = self._fronts.get(name)
+            if front is None:
+                ref: list[_Front] = []
+                server = self._make_server(name, ref)
+                manager = StreamableHTTPSessionManager(
+                    app=server, security_settings=_NO_SECURITY, max_request_body_size=self._max_body
+                )
+                sse = SseServerTransport(
+                    f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
+                )
+                front = _Front(server=server, manager=manager, sse=sse)
+                ref.append(front)
+                await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
+                self._fronts[name] = front
+        return front
+
+    @staticmethod
+    async def _run_manager(front: _Front, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with front.manager.run():
+            task_status.started()
+            await front.stop.wait()
+
+    async def handle_streamable(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        front = await self._front(name)
+        await front.manager.handle_request(scope, receive, send)
+
+    async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        front = await self._front(name)
+        async with front.sse.connect_sse(scope, receive, send) as (read, write):
+            options = front.server.create_initialization_options()
+            await front.server.run(read, write, options)
+
+    async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        front = await self._front(name)
+        await front.sse.handle_post_message(scope, receive, send)
+
+    async def on_change(self, old: Snapshot, new: Snapshot) -> None:
+        """Tell connected legacy clients which lists changed; close fronts of deleted servers."""
+        for name, front in list(self._fronts.items()):
+            view = new.servers.get(name)
+            if view is None:
+                self._fronts.pop(name, None)
+                front.stop.set()
+                continue
+            before = old.servers.get(name)
+            await _notify_changes(front, before, view)
+
+    async def aclose(self) -> None:
+        for front in self._fronts.values():
+            front.stop.set()
+        self._fronts.clear()
+
+
+async def _notify_changes(front: _Front, before: ServerView | None, after: ServerView) -> None:
+    if before is None:
+        return
+    sends = []
+    if before.lists.get("tool") != after.lists.get("tool"):
+        sends.append("send_tool_list_changed")
+    if before.lists.get("prompt") != after.lists.get("prompt"):
+        sends.append("send_prompt_list_changed")
+    if before.lists.get("resource") != after.lists.get("resource") or before.lists.get(
+        "resource_template"
+    ) != after.lists.get("resource_template"):
+        sends.append("send_resource_list_changed")
+    if not sends:
+        return
+    for connection in list(front.connections):
+        if not connection.has_standalone_channel:
+            continue
+        for send in sends:
+            try:
+                await getattr(connection, send)()
+            except Exception:  # noqa: BLE001 - a gone client must not stop the others
+                log.debug("could not notify a client of %s", after.name, exc_info=True)
+                front.connections.discard(connection)
+                break
+
+
+def _progress_relay(ctx: ServerRequestContext[Any]) -> Any:
+    meta = ctx.meta
+    token = getattr(meta, "progress_token", None) if meta is not None else None
+    if token is None and isinstance(ctx.params, dict):
+        raw_meta = ctx.params.get("_meta")
+        token = raw_meta.get("progressToken") if isinstance(raw_meta, dict) else None
+    if token is None:
+        return None
+    session = ctx.session
+    request_id = ctx.request_id
+
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        await session.send_progress_notification(token, progress, total, message, related_request_id=request_id)
+
+    return relay

@@ -1,0 +1,73 @@
+"""REST: /api/v1/tools, /prompts, /resources — the searchable catalog and per-item overrides."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bastion.control.gateway import Gateway
+from bastion.core.errors import BadRequest
+from bastion.core.models import CatalogItem, ItemKind
+from bastion.web.rest.common import item_json, read_json, require_object
+
+_COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
+    "tools": ("tool",),
+    "prompts": ("prompt",),
+    "resources": ("resource", "resource_template"),
+}
+
+
+def _matches(item: CatalogItem, query: str) -> bool:
+    q = query.lower()
+    names = (item.gateway_name, item.original_name, item.name_override or "", item.key)
+    return any(q in n.lower() for n in names) or q in (item.description or "").lower()
+
+
+def _apply_patch(item: CatalogItem, body: dict[str, object]) -> CatalogItem:
+    unknown = set(body) - {"enabled", "name", "description"}
+    if unknown:
+        raise BadRequest(f"cannot change {', '.join(sorted(unknown))}; changeable: enabled, name, description")
+    update: dict[str, object] = {}
+    if "enabled" in body:
+        if not isinstance(body["enabled"], bool):
+            raise BadRequest("'enabled' must be true or false")
+        update["enabled"] = body["enabled"]
+    for field, target in (("name", "name_override"), ("description", "description_override")):
+        if field in body:
+            value = body[field]
+            if value is not None and not isinstance(value, str):
+                raise BadRequest(f"{field!r} must be a string, or null to restore the upstream's")
+            update[target] = value or None
+    return item.model_copy(update=update)
+
+
+def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
+    routes = []
+    for collection, kinds in _COLLECTIONS.items():
+
+        async def list_items(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
+            query = request.query_params.get("q", "").strip()
+            upstream = request.query_params.get("upstream")
+            items = [
+                item_json(i)
+                for i in gateway.snapshot.items
+                if i.kind in kinds and (not upstream or i.upstream == upstream) and (not query or _matches(i, query))
+            ]
+            return JSONResponse({"items": items})
+
+        async def get(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
+            return JSONResponse(item_json(gateway.find_item(kinds[0], request.path_params["name"])))
+
+        async def patch(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
+            item = gateway.find_item(kinds[0], request.path_params["name"])
+            body = require_object(await read_json(request, max_body))
+            updated = await gateway.update_item(_apply_patch(item, body))
+            return JSONResponse(item_json(updated))
+
+        routes += [
+            Route(f"/api/v1/{collection}", list_items, methods=["GET"]),
+            Route(f"/api/v1/{collection}/{{name}}", get, methods=["GET"]),
+            Route(f"/api/v1/{collection}/{{name}}", patch, methods=["PATCH"]),
+        ]
+    return routes

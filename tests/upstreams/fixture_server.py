@@ -1,0 +1,222 @@
+"""The MCP upstream that the gateway's end-to-end tests run behind Bastion.
+
+    python tests/upstreams/fixture_server.py --transport stdio
+    python tests/upstreams/fixture_server.py --transport streamable-http [--port 0] [--stateless]
+    python tests/upstreams/fixture_server.py --transport sse [--port 0]
+
+Over HTTP it binds 127.0.0.1 (streamable HTTP at /mcp; SSE at /sse with
+messages posted to /messages/) and prints exactly one line, ``READY <port>``,
+to stdout once it is listening; ``--port 0`` picks a free port. Over stdio,
+stdout carries only the protocol. Diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import logging
+import os
+import socket
+import sys
+import warnings
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer, NotificationOptions, ServerRequestContext
+from mcp.server.mcpserver import Context
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import (
+    CallToolResult,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    EmptyResult,
+    PromptReference,
+    ResourceTemplateReference,
+    SetLevelRequestParams,
+    TextContent,
+    ToolListChangedNotification,
+)
+
+# The fixture deliberately exercises the logging capability, which 2026-07-28 deprecates.
+warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
+
+logger = logging.getLogger("fixture")
+
+GREET_NAMES = ["alice", "albert", "bob"]
+
+
+def build_server(name: str = "fixture") -> MCPServer:
+    """Build the fixture server; every call returns a fresh, independent instance."""
+    mcp = MCPServer(name=name, version="1.0.0", instructions="Bastion test fixture upstream.")
+
+    # Advertise tools/prompts/resources listChanged on the handshake-era
+    # `initialize` (MCPServer advertises them as false by default), since
+    # add_tool really sends notifications/tools/list_changed.
+    lowlevel = mcp._lowlevel_server  # noqa: SLF001 - no public hook for NotificationOptions
+    lowlevel.create_initialization_options = functools.partial(  # type: ignore[method-assign]
+        lowlevel.create_initialization_options,
+        NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
+    )
+
+    # Accept logging/setLevel so gateways that forward it get a result, and
+    # so the logging capability is advertised. The level itself is not applied.
+    async def set_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
+        logger.info("logging/setLevel %s", params.level)
+        return EmptyResult()
+
+    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+
+    @mcp.tool()
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    @mcp.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers; structured output is {"result": a + b}."""
+        return a + b
+
+    @mcp.tool()
+    def fail(message: str) -> CallToolResult:
+        """Return a tool error result (isError true) whose text is exactly `message`."""
+        return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+    @mcp.tool()
+    async def slow(seconds: float) -> str:
+        """Sleep for `seconds` (cancellable), then return "done"."""
+        await anyio.sleep(seconds)
+        return "done"
+
+    @mcp.tool()
+    async def progress(steps: int, ctx: Context) -> str:
+        """Send `steps` progress notifications, then return "ok"."""
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step}/{steps}")
+        return "ok"
+
+    @mcp.tool()
+    def crash() -> str:
+        """Kill this process at once with exit code 3 (simulates an upstream crash)."""
+        sys.stderr.write("fixture upstream crashing on request\n")
+        sys.stderr.flush()
+        os._exit(3)
+
+    @mcp.tool()
+    def pid() -> str:
+        """Return this process's id, so tests can see a restart."""
+        return str(os.getpid())
+
+    @mcp.tool()
+    async def add_tool(name: str, ctx: Context, on_request_stream: bool = False) -> str:
+        """Register a new tool `name` at runtime and send notifications/tools/list_changed.
+
+        Handshake-era clients get the notification on the session's standalone
+        channel (the GET stream over streamable HTTP), or on this call's own
+        response stream when `on_request_stream` is true (the only way it can
+        reach a stateless-HTTP client). 2026-07-28 clients get it through
+        `subscriptions/listen`.
+        """
+
+        def dynamic() -> str:
+            return f"{name} called"
+
+        mcp.add_tool(dynamic, name=name, description=f"Tool {name} added at runtime.")
+        related = ctx.request_id if on_request_stream else None
+        await ctx.session.send_notification(ToolListChangedNotification(), related_request_id=related)
+        await ctx.notify_tools_changed()
+        return "added"
+
+    @mcp.tool()
+    def whoami(ctx: Context) -> str:
+        """Return the HTTP request headers this upstream received, as JSON ("{}" over stdio)."""
+        headers = ctx.headers
+        return json.dumps(dict(headers.items()) if headers is not None else {}, sort_keys=True)
+
+    @mcp.tool()
+    async def log(message: str, ctx: Context) -> str:
+        """Send `message` as an info-level log notification, then return "logged"."""
+        await ctx.info(message, logger_name="fixture")
+        return "logged"
+
+    @mcp.prompt()
+    def greet(name: str) -> str:
+        """Greet someone by name."""
+        return f"Hello, {name}!"
+
+    @mcp.resource("fixture://static", name="static", mime_type="text/plain")
+    def static() -> str:
+        """A fixed text resource."""
+        return "static content"
+
+    @mcp.resource("fixture://items/{item_id}", name="item", mime_type="text/plain")
+    def item(item_id: str) -> str:
+        """An item by id."""
+        return f"item {item_id}"
+
+    @mcp.completion()
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        if isinstance(ref, PromptReference) and ref.name == "greet" and argument.name == "name":
+            values = [n for n in GREET_NAMES if n.startswith(argument.value)]
+            return Completion(values=values, total=len(values), has_more=False)
+        return None
+
+    return mcp
+
+
+async def serve_http(mcp: MCPServer, transport: str, port: int, stateless: bool) -> None:
+    """Run uvicorn in-process and print ``READY <port>`` once it is listening."""
+    if transport == "sse":
+        app = mcp.sse_app(sse_path="/sse", message_path="/messages/", host="127.0.0.1")
+    else:
+        app = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=stateless, host="127.0.0.1")
+    # Bind first, so a busy port fails here with a plain message and exit code 1.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        sys.stderr.write(f"fixture upstream cannot bind 127.0.0.1:{port}: {exc}\n")
+        raise SystemExit(1) from None
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    server_task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if server_task.done():
+            await server_task
+            raise SystemExit(1)
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    sys.stdout.write(f"READY {bound}\n")
+    sys.stdout.flush()
+    await server_task
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Bastion test fixture MCP upstream")
+    parser.add_argument("--transport", choices=["stdio", "streamable-http", "sse"], default="stdio")
+    parser.add_argument("--port", type=int, default=0, help="HTTP port; 0 picks a free one")
+    parser.add_argument("--stateless", action="store_true", help="stateless streamable HTTP")
+    parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    sys.stderr.write("fixture upstream starting\n")
+    sys.stderr.flush()
+
+    mcp = build_server(args.name)
+    if args.transport == "stdio":
+        mcp.run("stdio")
+    else:
+        asyncio.run(serve_http(mcp, args.transport, args.port, args.stateless))
+
+
+if __name__ == "__main__":
+    main()
