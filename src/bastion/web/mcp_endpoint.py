@@ -136,7 +136,7 @@ class McpFront:
             return result
 
         server = VirtualMcpServer(
-            name, version=__version__, title=f"Bastion virtual server {name}", cache_hints=_CACHE_HINTS
+            "bastion", version=__version__, title=f"Bastion virtual server {name}", cache_hints=_CACHE_HINTS
         )
         for method in _METHODS:
             server.add_request_handler(method, AnyParams, handle)

@@ -1,0 +1,168 @@
+"""Test harness: a real Bastion on a real loopback port, real upstream processes, real clients."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import uvicorn
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from bastion.app import Bastion, running
+from bastion.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
+EVERYTHING = ROOT / "tools" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+TOKEN = "bst_test-admin-token-0123456789"
+PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def stdio_fixture(name: str) -> dict[str, Any]:
+    """Registration body for the fixture upstream as a stdio child process."""
+    return {"name": name, "transport": "stdio", "command": sys.executable, "args": [str(FIXTURE), "--transport", "stdio"]}
+
+
+@dataclass
+class HttpUpstream:
+    process: subprocess.Popen[str]
+    port: int
+    transport: str
+
+    @property
+    def url(self) -> str:
+        path = "/mcp" if self.transport == "streamable-http" else "/sse"
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def body(self, name: str) -> dict[str, Any]:
+        return {"name": name, "transport": self.transport, "url": self.url}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def http_fixture(transport: str = "streamable-http", *extra: str) -> Iterator[HttpUpstream]:
+    """Start the fixture upstream over HTTP on a free loopback port; stop it afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, str(FIXTURE), "--transport", transport, "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise RuntimeError(f"fixture upstream did not start: {line!r}")
+    upstream = HttpUpstream(proc, int(line.split()[1]), transport)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@dataclass
+class Running:
+    """A Bastion serving on loopback, with an authenticated REST client."""
+
+    bastion: Bastion
+    base_url: str
+    api: httpx2.AsyncClient
+
+    def mcp_url(self, server: str) -> str:
+        return f"{self.base_url}/servers/{server}/mcp"
+
+    async def register(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.api.post("/api/v1/upstreams", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def create_server(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self.api.post("/api/v1/servers", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    @asynccontextmanager
+    async def client(self, server: str, mode: str = "legacy", transport: str = "streamable-http", **kwargs: Any) -> AsyncIterator[Client]:
+        """An SDK Client connected to a virtual server through Bastion."""
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if transport == "sse":
+            streams = sse_client(f"{self.base_url}/servers/{server}/sse", headers=headers)
+        else:
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None))
+            streams = streamable_http_client(self.mcp_url(server), http_client=http)
+        async with Client(streams, mode=mode, **kwargs) as client:
+            yield client
+
+
+def settings_for(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "admin_token": TOKEN,
+        "connect_timeout": 10.0,
+        "call_timeout": 20.0,
+        "health_interval": 3600.0,
+        "reconnect_backoff": 0.2,
+        "port": 0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Running]:
+    """Run Bastion with `settings` on a free loopback port."""
+    async with running(settings) as bastion:
+        config = uvicorn.Config(bastion.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+        server = uvicorn.Server(config)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve)
+            with anyio.fail_after(10):
+                while not server.started:
+                    await anyio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            base = f"http://127.0.0.1:{port}"
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=60) as api:
+                try:
+                    yield Running(bastion, base, api)
+                finally:
+                    server.should_exit = True
+
+
+@asynccontextmanager
+async def postgres_database() -> AsyncIterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import asyncpg
+
+    name = f"bastion_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def node_available() -> bool:
+    return EVERYTHING.exists() and os.access(sys.executable, os.X_OK)
