@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion.app import Bastion, running
 from bastion.config import Settings
+from bastion.web.listen import listening_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
@@ -133,7 +134,7 @@ async def serve(settings: Settings) -> AsyncIterator[Running]:
         config = uvicorn.Config(bastion.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
         server = uvicorn.Server(config)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve)
+            tg.start_soon(server.serve, [listening_socket("127.0.0.1", 0)])
             with anyio.fail_after(10):
                 while not server.started:
                     await anyio.sleep(0.01)

@@ -47,6 +47,8 @@ warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
 logger = logging.getLogger("fixture")
 
 GREET_NAMES = ["alice", "albert", "bob"]
+# Per process, shared by every server instance: how many `slow` calls were cancelled.
+SLOW_CANCELLED = {"count": 0}
 
 
 def build_server(name: str = "fixture") -> MCPServer:
@@ -88,8 +90,17 @@ def build_server(name: str = "fixture") -> MCPServer:
     @mcp.tool()
     async def slow(seconds: float) -> str:
         """Sleep for `seconds` (cancellable), then return "done"."""
-        await anyio.sleep(seconds)
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            SLOW_CANCELLED["count"] += 1
+            raise
         return "done"
+
+    @mcp.tool()
+    def cancelled_count() -> int:
+        """Return how many `slow` calls this process has seen cancelled."""
+        return SLOW_CANCELLED["count"]
 
     @mcp.tool()
     async def progress(steps: int, ctx: Context) -> str:
@@ -180,6 +191,8 @@ async def serve_http(mcp: MCPServer, transport: str, port: int, stateless: bool)
     # Bind first, so a busy port fails here with a plain message and exit code 1.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this: without it a kept-alive response waits ~40 ms (Nagle + delayed ACK).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind(("127.0.0.1", port))
     except OSError as exc:

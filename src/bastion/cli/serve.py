@@ -13,6 +13,7 @@ from bastion.app import Bastion, LifespanApp
 from bastion.config import Settings
 from bastion.core.errors import Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
+from bastion.web.listen import listening_socket
 
 DEMO_UPSTREAM = "demo"
 DEMO_SERVER = "demo"
@@ -70,5 +71,9 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
 
     app = LifespanApp(settings, on_started=started)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", log_level="warning")
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
     click.echo(f"Bastion {settings.base_url} (database {settings.database_url.split('://')[0]})")
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])

@@ -59,4 +59,14 @@ def gateway_names(upstream: str, pairs: Iterable[tuple[str, str]]) -> list[str]:
     """Gateway names for `(name, key)` pairs of one kind with unique keys; a repeated name is hashed."""
     pairs = list(pairs)
     counts = Counter(name for name, _ in pairs)
-    return [gateway_name(upstream, name, key, force_hash=counts[name] > 1) for name, key in pairs]
+    forced = [counts[name] > 1 for name, _ in pairs]
+    names = [gateway_name(upstream, name, key, force_hash=f) for (name, key), f in zip(pairs, forced, strict=True)]
+    # A plain name can spell another item's hashed name; hash the plain one too (its suffix then differs).
+    while True:
+        taken = Counter(names)
+        clash = [i for i, n in enumerate(names) if taken[n] > 1 and not forced[i]]
+        if not clash:
+            return names
+        for i in clash:
+            forced[i] = True
+            names[i] = gateway_name(upstream, pairs[i][0], pairs[i][1], force_hash=True)

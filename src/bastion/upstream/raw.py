@@ -11,13 +11,6 @@ from typing import Any
 
 from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
-from mcp.shared.inbound import encode_header_value
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-
-# Methods whose `params` carry the name the 2026-07-28 `Mcp-Name` header must repeat.
-_NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-MCP_NAME_HEADER = "Mcp-Name"
-
 
 async def raw_request(
     session: ClientSession,
@@ -32,13 +25,7 @@ async def raw_request(
     if params is not None:
         data["params"] = params
     opts: dict[str, Any] = {}
-    session._stamp(data, opts)  # noqa: SLF001 - protocol-version _meta and Mcp-Method header
-    key = _NAME_PARAM.get(method)
-    if key is not None and session.protocol_version in MODERN_PROTOCOL_VERSIONS:
-        headers = opts.setdefault("headers", {})
-        value = (data.get("params") or {}).get(key)
-        if isinstance(value, str) and MCP_NAME_HEADER not in headers:
-            headers[MCP_NAME_HEADER] = encode_header_value(value)
+    session._stamp(data, opts)  # noqa: SLF001 - protocol-version _meta, Mcp-Method/Mcp-Name headers
     if timeout is not None:
         opts["timeout"] = timeout
     if on_progress is not None:

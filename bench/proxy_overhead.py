@@ -1,0 +1,160 @@
+"""Benchmark: a tools/call through a Bastion virtual server versus the same upstream called directly.
+
+Prints, for each client era (2025-11-25 legacy, 2026-07-28 modern) and concurrency (1, 16):
+calls per second, p50/p99 latency, and the gateway process's CPU time per proxied call.
+
+    python bench/proxy_overhead.py [--calls 2000] [--warmup 200]
+
+Everything runs on loopback: the fixture upstream (streamable HTTP, its own process), Bastion
+(`bastion serve`, its own process, SQLite in a temp dir), and the load client (this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
+TOKEN = "bst_bench-token-0123456789abcdef"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_upstream() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(FIXTURE), "--transport", "streamable-http", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+    return proc, f"http://127.0.0.1:{port}/mcp"
+
+
+def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+        "BASTION_ADMIN_TOKEN": TOKEN,
+        "BASTION_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"{base}/healthz").status_code == 200:
+                return proc, base
+        except httpx2.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("gateway did not start")
+
+
+async def run_load(url: str, mode: str, calls: int, concurrency: int, headers: dict[str, str]) -> list[float]:
+    latencies: list[float] = []
+    http = httpx2.AsyncClient(headers=headers, timeout=30, limits=httpx2.Limits(max_connections=64))
+    async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        tools = await client.list_tools()
+        name = next(t.name for t in tools.tools if t.name.endswith("echo"))
+        remaining = calls
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                start = time.perf_counter()
+                await client.call_tool(name, {"text": "hello"})
+                latencies.append(time.perf_counter() - start)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(concurrency):
+                tg.start_soon(worker)
+    return latencies
+
+
+def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "rps": len(ordered) / elapsed,
+        "p50_ms": statistics.median(ordered) * 1e3,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3,
+    }
+
+
+async def measure(url: str, mode: str, calls: int, warmup: int, concurrency: int, gw_pid: int | None) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    await run_load(url, mode, warmup, concurrency, headers)
+    cpu0 = cpu_seconds(gw_pid) if gw_pid else 0.0
+    start = time.perf_counter()
+    latencies = await run_load(url, mode, calls, concurrency, headers)
+    elapsed = time.perf_counter() - start
+    result = summary(latencies, elapsed)
+    if gw_pid:
+        result["gateway_cpu_ms_per_call"] = (cpu_seconds(gw_pid) - cpu0) * 1e3 / calls
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args()
+    upstream, upstream_url = start_upstream()
+    with tempfile.TemporaryDirectory() as tmp:
+        gateway, base = start_gateway(tmp)
+        try:
+            api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+            api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": upstream_url}).raise_for_status()
+            api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
+            rows = []
+            for mode in ("legacy", "2026-07-28"):
+                for concurrency in (1, 16):
+                    direct = anyio.run(measure, upstream_url, mode, args.calls, args.warmup, concurrency, None)
+                    proxied = anyio.run(measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency, gateway.pid)
+                    rows.append((mode, concurrency, direct, proxied))
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=15)
+            upstream.terminate()
+            upstream.wait(timeout=15)
+    print(f"{'era':<11} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'bastion rps':>11} {'p50':>7} {'p99':>7} | "
+          f"{'added p50':>9} {'rps ratio':>9} {'gw cpu/call':>11}")
+    for mode, conc, d, p in rows:
+        print(
+            f"{mode:<11} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.2f}m {d['p99_ms']:>6.2f}m | "
+            f"{p['rps']:>11.0f} {p['p50_ms']:>6.2f}m {p['p99_ms']:>6.2f}m | "
+            f"{p['p50_ms'] - d['p50_ms']:>8.2f}m {p['rps'] / d['rps']:>9.2f} {p['gateway_cpu_ms_per_call']:>9.3f}ms"
+        )
+    print(json.dumps({"calls": args.calls, "rows": [{"era": m, "concurrency": c, "direct": d, "bastion": p} for m, c, d, p in rows]}))
+
+
+if __name__ == "__main__":
+    main()
