@@ -63,8 +63,9 @@ def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
     }
+    wrap = os.environ.get("BENCH_GATEWAY_WRAP", "").split()  # e.g. "py-spy record -f raw -o gw.txt --"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion", "serve", "--port", str(port)],
+        [*wrap, sys.executable, "-m", "bastion", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"

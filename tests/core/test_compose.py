@@ -77,6 +77,23 @@ def test_collision_is_refused_in_strict_mode() -> None:
     assert err.value.http_status == 409
 
 
+def test_strict_collision_names_every_colliding_item() -> None:
+    items = [*catalog(), item("b", "tool", "add"), item("b", "prompt", "greet")]
+    with pytest.raises(NameCollision) as err:
+        compose(spec(upstreams=("a", "b"), prefix="never"), items, UPSTREAMS, strict=True)
+    for name in ("'echo'", "'add'", "'greet'"):
+        assert name in err.value.detail
+
+
+def test_shared_resource_uri_is_reported_not_refused() -> None:
+    items = [*catalog(), item("b", "resource", "fixture://static"), item("b", "resource_template", "fixture://items/{id}")]
+    view, problems = compose(spec(upstreams=("a", "b")), items, UPSTREAMS, strict=True)
+    assert view.resources["fixture://static"].upstream == "a"
+    assert view.templates["fixture://items/{id}"].upstream == "a"
+    assert len(problems) == 2 and all("a__" in p and "b__" in p for p in problems)
+    assert sorted(view.tools) == ["a__add", "a__echo", "b__echo", "b__mul"]
+
+
 def test_collision_is_reported_in_lenient_mode_and_first_wins() -> None:
     view, problems = compose(spec(upstreams=("a", "b"), prefix="never"), catalog(), UPSTREAMS, strict=False)
     assert len(problems) == 1 and "'echo'" in problems[0]

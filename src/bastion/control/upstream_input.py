@@ -31,7 +31,8 @@ def check_url(url: str | None) -> str:
         raise BadRequest("an HTTP upstream needs a 'url'")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"url must be an absolute http:// or https:// URL, got {url[:200]!r}")
+        # The URL itself is not echoed: it may carry credentials.
+        raise BadRequest("url must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
         raise BadRequest("put credentials in 'headers', not in the url")
     return url

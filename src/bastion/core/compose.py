@@ -92,10 +92,11 @@ def compose(
 ) -> tuple[ServerView, list[str]]:
     """Build the view of `spec`. Returns it with a list of problems found.
 
-    With `strict`, a reference to a missing item or upstream raises BadRequest and two items that
-    would share an exposed name raise NameCollision. Without it (a catalog refresh after the spec
-    was accepted), the first item in (upstream, gateway name) order keeps the name and the others
-    are left out and reported.
+    With `strict`, a reference to a missing item or upstream raises BadRequest and tools or prompts
+    that would share an exposed name raise one NameCollision naming them all. Without it (a catalog
+    refresh after the spec was accepted), the first item in (upstream, gateway name) order keeps
+    the name and the others are left out and reported. Resources sharing a URI are never refused,
+    only reported: the first upstream's serves it.
     """
     chosen, missing = select_items(spec, items, upstreams)
     if missing and strict:
@@ -103,6 +104,7 @@ def compose(
     problems = [f"unknown {m}" for m in missing]
     by_kind: dict[ItemKind, dict[str, CatalogItem]] = {k: {} for k in _SPEC_FIELD}
     disabled: set[tuple[ItemKind, str]] = set()
+    collisions: list[str] = []
     for item in sorted(chosen, key=lambda i: (i.upstream, i.kind, i.gateway_name)):
         upstream = upstreams.get(item.upstream)
         exposed = exposed_name(item, spec.prefix)
@@ -112,15 +114,23 @@ def compose(
         bucket = by_kind[item.kind]
         other = bucket.get(exposed)
         if other is not None:
+            if item.kind in ("resource", "resource_template"):
+                # URIs are the upstream's own and are never prefixed or renamed, so refusing would
+                # make two upstreams that share a URI impossible to combine: the first one serves it.
+                problems.append(
+                    f"{item.kind.replace('_', ' ')} {exposed!r} is offered by both {other.gateway_name!r} "
+                    f"and {item.gateway_name!r}; {other.gateway_name!r} serves it"
+                )
+                continue
             message = (
                 f"{item.kind} name {exposed!r} is exposed by both {other.gateway_name!r} and "
                 f"{item.gateway_name!r}; use prefix 'always', rename one, or leave one out"
             )
-            if strict:
-                raise NameCollision(message)
-            problems.append(message)
+            (collisions if strict else problems).append(message)
             continue
         bucket[exposed] = item
+    if collisions:
+        raise NameCollision("; ".join(collisions))
     disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
     lists = {
         kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in sorted(bucket))

@@ -84,7 +84,8 @@ class UpstreamPool:
         async with self._lock:
             self._specs[spec.name] = spec
             conn = await self._start((spec.name, None), spec)
-        with anyio.move_on_after(self._connect_timeout + 1):
+        # The attempt is bounded by the connect timeout; closing a failed child can take a few s more.
+        with anyio.move_on_after(self._connect_timeout + 10):
             await conn.wait_first_attempt()
         return conn
 

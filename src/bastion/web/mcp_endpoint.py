@@ -135,8 +135,20 @@ class McpFront:
                 result = {**result, "resultType": "complete"}
             return result
 
+        def input_schema(tool: str) -> dict[str, Any] | None:
+            # Mcp-Param-* header checks need the tool's schema; without this hook the SDK would
+            # run the whole tools/list handler on every 2026-07-28 tools/call.
+            view = self._snapshot().servers.get(name)
+            item = view.tools.get(tool) if view is not None else None
+            schema = item.definition.get("inputSchema") if item is not None else None
+            return schema if isinstance(schema, dict) else None
+
         server = VirtualMcpServer(
-            "bastion", version=__version__, title=f"Bastion virtual server {name}", cache_hints=_CACHE_HINTS
+            "bastion",
+            version=__version__,
+            title=f"Bastion virtual server {name}",
+            cache_hints=_CACHE_HINTS,
+            get_tool_input_schema=input_schema,
         )
         for method in _METHODS:
             server.add_request_handler(method, AnyParams, handle)
