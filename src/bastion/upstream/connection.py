@@ -12,6 +12,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx2
 from mcp import Client, MCPError
@@ -19,6 +20,7 @@ from mcp.client.session import IncomingMessage
 from mcp_types import jsonrpc
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from bastion import __version__
 from bastion.core.errors import (
     BastionError,
     UpstreamProtocolError,
@@ -28,6 +30,7 @@ from bastion.core.errors import (
 )
 from bastion.core.models import UpstreamSpec
 from bastion.core.ports import ProgressCallback
+from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
 
@@ -81,6 +84,7 @@ class UpstreamConnection:
         spec: UpstreamSpec,
         *,
         http_client: httpx2.AsyncClient | None,
+        fast_http: aiohttp.ClientSession | None = None,
         on_notification: NotificationHandler,
         connect_timeout: float,
         backoff_base: float = 0.5,
@@ -88,6 +92,8 @@ class UpstreamConnection:
     ) -> None:
         self.spec = spec
         self._http = http_client
+        self._fast_http = fast_http
+        self._fast: ModernHttpClient | None = None
         self._on_notification = on_notification
         self._connect_timeout = connect_timeout
         self._backoff_base = backoff_base
@@ -166,12 +172,31 @@ class UpstreamConnection:
             )
         finally:
             self._client = None
+            self._fast = None
             if connected:
                 self._ready = anyio.Event()
                 self._attempted = anyio.Event()
         return connected
 
+    def _fast_client(self, client: Client) -> ModernHttpClient | None:
+        """The lean path for a stateless (2026-07-28) HTTP upstream; None where the SDK must carry it."""
+        if self._fast_http is None or self.spec.transport != "streamable-http":
+            return None
+        version = client.protocol_version
+        if version not in MODERN_PROTOCOL_VERSIONS:
+            return None
+        return ModernHttpClient(
+            self._fast_http,
+            upstream=self.spec.name,
+            url=self.spec.url or "",
+            headers=self.spec.headers,
+            protocol_version=version,
+            client_info={"name": "bastion", "version": __version__},
+            client_capabilities={},
+        )
+
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
+        self._fast = self._fast_client(client)
         self._client = client
         self.connects += 1
         self.failure = None
@@ -217,10 +242,13 @@ class UpstreamConnection:
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """Send one request and return the raw result; errors come back as BastionErrors."""
-        client = await self.ready_client(timeout)
+        client = self._client or await self.ready_client(timeout)
+        fast = self._fast
         name = self.spec.name
         try:
             with anyio.fail_after(timeout):
+                if fast is not None:
+                    return await fast.request(method, params, on_progress=on_progress)
                 return await raw_request(client.session, method, params, timeout=None, on_progress=on_progress)
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {name!r} did not answer {method} within {timeout:g} s") from None

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import aiohttp
 import anyio
 import httpx2
 
@@ -50,6 +51,12 @@ class UpstreamPool:
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
+        # The hot path to 2026-07-28 HTTP upstreams; keep-alive connections shared by all of them.
+        self.fast_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+            auto_decompress=True,
+        )
 
     def _http_for(self, spec: UpstreamSpec) -> httpx2.AsyncClient | None:
         if spec.transport != "streamable-http":
@@ -67,6 +74,7 @@ class UpstreamPool:
         return UpstreamConnection(
             spec,
             http_client=self._http_for(spec),
+            fast_http=self.fast_http,
             on_notification=self._on_notification,
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
@@ -169,5 +177,6 @@ class UpstreamPool:
             for conn in conns:
                 await conn.stop()
             await self.http.aclose()
+            await self.fast_http.close()
             for client in self._http_by_headers.values():
                 await client.aclose()

@@ -1,0 +1,123 @@
+"""Legacy clients hear notifications/tools/list_changed when what their virtual server offers changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.types import ToolListChangedNotification
+
+from tests.harness import Running, stdio_fixture
+
+pytestmark = pytest.mark.anyio
+
+
+class ToolListChanges:
+    """Counts tools/list_changed notifications; waiters wake on each one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = anyio.Event()
+
+    async def handler(self, message: object) -> None:
+        if isinstance(message, ToolListChangedNotification):
+            self.count += 1
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def wait_for(self, count: int) -> None:
+        while self.count < count:
+            await self._changed.wait()
+
+
+async def tool_names(client: Client) -> set[str]:
+    return {t.name for t in (await client.list_tools()).tools}
+
+
+async def prime(gateway: Running, changes: ToolListChanges, tool: str) -> None:
+    """Make sure the client's standalone stream is up (notifications sent before it are lost).
+
+    There is no event for "the client's GET stream is connected", so change a description until
+    one notification gets through.
+    """
+    with anyio.fail_after(15):
+        attempt = 0
+        while changes.count == 0:
+            attempt += 1
+            response = await gateway.api.patch(f"/api/v1/tools/{tool}", json={"description": f"primed {attempt}"})
+            assert response.status_code == 200, response.text
+            with anyio.move_on_after(0.25):
+                await changes.wait_for(1)
+
+
+async def notified_until(client: Client, changes: ToolListChanges, seen: int, ready: Callable[[set[str]], bool]) -> set[str]:
+    """Wait for a notification after the `seen`th, re-list as a client would, until `ready` holds."""
+    with anyio.fail_after(15):
+        while True:
+            await changes.wait_for(seen + 1)
+            seen = changes.count
+            names = await tool_names(client)
+            if ready(names):
+                return names
+
+
+async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running) -> None:
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
+    changes = ToolListChanges()
+    async with gateway.client("vs", mode="legacy", message_handler=changes.handler) as client:
+        assert "fx__dyn" not in await tool_names(client)
+        await prime(gateway, changes, "fx__pid")
+        seen = changes.count
+        result = await client.call_tool("fx__add_tool", {"name": "dyn"})
+        assert result.content[0].text == "added"
+        names = await notified_until(client, changes, seen, lambda n: "fx__dyn" in n)
+        assert "fx__echo" in names
+        called = await client.call_tool("fx__dyn", {})
+        assert not called.is_error
+        assert called.content[0].text == "dyn called"
+    tools = (await gateway.api.get("/api/v1/tools", params={"q": "dyn"})).json()["items"]
+    assert [t["name"] for t in tools] == ["fx__dyn"]
+
+
+async def test_patching_the_server_reaches_the_client(gateway: Running) -> None:
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "vs", "tools": ["fx__echo"]})
+    changes = ToolListChanges()
+    async with gateway.client("vs", mode="legacy", message_handler=changes.handler) as client:
+        assert await tool_names(client) == {"fx__echo"}
+        await prime(gateway, changes, "fx__echo")
+
+        seen = changes.count
+        response = await gateway.api.patch("/api/v1/servers/vs", json={"tools": ["fx__echo", "fx__add"]})
+        assert response.status_code == 200, response.text
+        assert await notified_until(client, changes, seen, lambda n: "fx__add" in n) == {"fx__echo", "fx__add"}
+        added = await client.call_tool("fx__add", {"a": 2, "b": 3})
+        assert added.structured_content == {"result": 5}
+
+        seen = changes.count
+        response = await gateway.api.patch("/api/v1/servers/vs", json={"tools": ["fx__add"]})
+        assert response.status_code == 200, response.text
+        assert await notified_until(client, changes, seen, lambda n: "fx__echo" not in n) == {"fx__add"}
+
+
+async def test_disabling_a_tool_in_the_catalog_reaches_the_client(gateway: Running) -> None:
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "vs", "tools": ["fx__echo", "fx__add"]})
+    changes = ToolListChanges()
+    async with gateway.client("vs", mode="legacy", message_handler=changes.handler) as client:
+        await prime(gateway, changes, "fx__add")
+
+        seen = changes.count
+        response = await gateway.api.patch("/api/v1/tools/fx__echo", json={"enabled": False})
+        assert response.status_code == 200, response.text
+        assert await notified_until(client, changes, seen, lambda n: "fx__echo" not in n) == {"fx__add"}
+        refused = await client.call_tool("fx__echo", {"text": "x"})
+        assert refused.is_error
+
+        seen = changes.count
+        response = await gateway.api.patch("/api/v1/tools/fx__echo", json={"enabled": True})
+        assert response.status_code == 200, response.text
+        assert await notified_until(client, changes, seen, lambda n: "fx__echo" in n) == {"fx__add", "fx__echo"}
