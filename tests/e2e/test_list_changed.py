@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, MCPError
 from mcp.types import ToolListChangedNotification
 
 from tests.harness import Running, stdio_fixture
@@ -63,6 +63,11 @@ async def notified_until(client: Client, changes: ToolListChanges, seen: int, re
                 return names
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Bastion negotiates 2026-07-28 with the fixture (over every transport) but never opens "
+    "subscriptions/listen on it, so the upstream's tools/list_changed never reaches Bastion",
+)
 async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running) -> None:
     await gateway.register(stdio_fixture("fx"))
     await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
@@ -73,6 +78,24 @@ async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running) -> No
         seen = changes.count
         result = await client.call_tool("fx__add_tool", {"name": "dyn"})
         assert result.content[0].text == "added"
+        names = await notified_until(client, changes, seen, lambda n: "fx__dyn" in n)
+        assert "fx__echo" in names
+        called = await client.call_tool("fx__dyn", {})
+        assert called.content[0].text == "dyn called"
+
+
+async def test_refresh_after_the_upstream_adds_a_tool_reaches_the_client(gateway: Running) -> None:
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
+    changes = ToolListChanges()
+    async with gateway.client("vs", mode="legacy", message_handler=changes.handler) as client:
+        assert "fx__dyn" not in await tool_names(client)
+        await prime(gateway, changes, "fx__pid")
+        seen = changes.count
+        assert (await client.call_tool("fx__add_tool", {"name": "dyn"})).content[0].text == "added"
+        refreshed = await gateway.api.post("/api/v1/upstreams/fx/refresh")
+        assert refreshed.status_code == 200, refreshed.text
+        assert "fx__dyn" in refreshed.json()["discovered"]["tools"]
         names = await notified_until(client, changes, seen, lambda n: "fx__dyn" in n)
         assert "fx__echo" in names
         called = await client.call_tool("fx__dyn", {})
@@ -108,14 +131,15 @@ async def test_disabling_a_tool_in_the_catalog_reaches_the_client(gateway: Runni
     await gateway.create_server({"name": "vs", "tools": ["fx__echo", "fx__add"]})
     changes = ToolListChanges()
     async with gateway.client("vs", mode="legacy", message_handler=changes.handler) as client:
+        assert await tool_names(client) == {"fx__echo", "fx__add"}
         await prime(gateway, changes, "fx__add")
 
         seen = changes.count
         response = await gateway.api.patch("/api/v1/tools/fx__echo", json={"enabled": False})
         assert response.status_code == 200, response.text
         assert await notified_until(client, changes, seen, lambda n: "fx__echo" not in n) == {"fx__add"}
-        refused = await client.call_tool("fx__echo", {"text": "x"})
-        assert refused.is_error
+        with pytest.raises(MCPError, match="disabled"):
+            await client.call_tool("fx__echo", {"text": "x"})
 
         seen = changes.count
         response = await gateway.api.patch("/api/v1/tools/fx__echo", json={"enabled": True})

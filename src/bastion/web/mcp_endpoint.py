@@ -35,6 +35,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.tasks import TaskRunner
+from bastion.web.mcp_fast import serve_fast
 
 log = logging.getLogger("bastion.mcp")
 
@@ -83,6 +84,11 @@ def to_mcp_error(exc: BastionError) -> MCPError:
         return MCPError(exc.rpc_code, exc.detail, exc.data)
     data = {"type": type(exc).__name__, **exc.extra} if exc.extra else {"type": type(exc).__name__}
     return MCPError(exc.jsonrpc_code, exc.detail, data)
+
+
+def _error_triple(exc: BastionError) -> tuple[int, str, Any]:
+    error = to_mcp_error(exc).error
+    return error.code, error.message, error.data
 
 
 @dataclass
@@ -184,7 +190,14 @@ class McpFront:
 
     async def handle_streamable(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
-        await front.manager.handle_request(scope, receive, send)
+        if scope["method"] != "POST":
+            await front.manager.handle_request(scope, receive, send)
+            return
+
+        async def fallback(replayed: Receive) -> None:
+            await front.manager.handle_request(scope, replayed, send)
+
+        await serve_fast(name, self._pipeline, _error_triple, scope, receive, send, max_body=self._max_body, fallback=fallback)
 
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
