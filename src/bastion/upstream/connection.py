@@ -17,6 +17,7 @@ import anyio
 import httpx2
 from mcp import Client, MCPError
 from mcp.client.session import IncomingMessage
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
 from mcp_types import jsonrpc
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -43,6 +44,13 @@ _RELAYED = {
     "notifications/tools/list_changed",
     "notifications/prompts/list_changed",
     "notifications/resources/list_changed",
+}
+
+
+_EVENT_METHODS: dict[type, str] = {
+    ToolsListChanged: "notifications/tools/list_changed",
+    PromptsListChanged: "notifications/prompts/list_changed",
+    ResourcesListChanged: "notifications/resources/list_changed",
 }
 
 
@@ -210,6 +218,27 @@ class UpstreamConnection:
 
             tg.start_soon(watch, closed)
             tg.start_soon(watch, self._stop)
+            if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                tg.start_soon(self._listen, client)
+
+    async def _listen(self, client: Client) -> None:
+        """On 2026-07-28, change notices come only on a `subscriptions/listen` stream: hold one open."""
+        caps = client.server_capabilities
+        wanted = {
+            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
+            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
+            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
+        }
+        if not any(wanted.values()):
+            return
+        try:
+            async with client.listen(**wanted) as subscription:
+                async for event in subscription:
+                    method = _EVENT_METHODS.get(type(event))
+                    if method is not None:
+                        await self._on_notification(self.spec.name, method)
+        except Exception as exc:  # noqa: BLE001 - without a stream, refresh and health checks still run
+            log.info("upstream %s: no change notifications (%s)", self.spec.name, describe_failure(exc))
 
     async def wait_first_attempt(self) -> None:
         await self._attempted.wait()
