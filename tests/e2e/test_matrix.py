@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
-from anyio import wait_all_tasks_blocked
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import PromptReference
 
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.anyio
 UPSTREAMS = ["stdio", "streamable-http", "sse"]
 # (client era, downstream transport)
 DOWNSTREAMS = [("legacy", "streamable-http"), ("2026-07-28", "streamable-http"), ("legacy", "sse")]
-per_client = pytest.mark.parametrize(
-    "downstream", DOWNSTREAMS, ids=["legacy-http", "modern-http", "legacy-sse"]
-)
+per_client = pytest.mark.parametrize("downstream", DOWNSTREAMS, ids=["legacy-http", "modern-http", "legacy-sse"])
 TOOLS = ["echo", "add", "fail", "slow", "cancelled_count", "progress", "crash", "pid", "add_tool", "whoami", "log"]
 
 
@@ -68,7 +67,7 @@ def upstream_body(upstream_transport: str, request: pytest.FixtureRequest) -> di
 async def matrix(upstream_body: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     """A Bastion with the fixture upstream `fx` behind the virtual servers `all` and `plain`."""
     db = tmp_path_factory.mktemp("matrix") / "bastion.db"
-    async with serve(settings_for(f"sqlite+aiosqlite:///{Path(db)}")) as gateway:
+    async with serve(settings_for(f"sqlite+aiosqlite:///{db}")) as gateway:
         await gateway.register(upstream_body)
         await gateway.create_server({"name": "all", "upstreams": ["fx"], "prefix": "always"})
         await gateway.create_server({"name": "plain", "upstreams": ["fx"], "prefix": "never"})
@@ -230,8 +229,27 @@ async def _cancelled_count(client: Client) -> int:
     return int(result.structured_content["result"])
 
 
+@asynccontextmanager
+async def _client_watching(gateway: Running, tool: str) -> AsyncIterator[tuple[Client, anyio.Event]]:
+    """A legacy client like `gateway.client`, plus an event set once Bastion has accepted the POST
+    of a call to `tool` (its response headers arrived)."""
+    accepted = anyio.Event()
+
+    async def on_response(response: httpx2.Response) -> None:
+        if response.request.method == "POST" and f'"{tool}"'.encode() in response.request.content:
+            accepted.set()
+
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=httpx2.Timeout(30.0, read=None),
+        event_hooks={"response": [on_response]},
+    )
+    async with http, Client(streamable_http_client(gateway.mcp_url("all"), http_client=http), mode="legacy") as client:
+        yield client, accepted
+
+
 async def test_cancelling_a_call_cancels_it_upstream(matrix: Running) -> None:
-    async with matrix.client("all", mode="legacy") as client:
+    async with _client_watching(matrix, "fx__slow") as (client, slow_accepted):
         finished: list[object] = []
 
         async def call_slow() -> None:
@@ -240,16 +258,14 @@ async def test_cancelling_a_call_cancels_it_upstream(matrix: Running) -> None:
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call_slow)
-                # No event says "the upstream is running slow". Client and Bastion share this event
-                # loop: wait until all of it is idle, then make a full round trip to the same
-                # upstream (sent after slow, so answered after slow was forwarded), then cancel.
-                await wait_all_tasks_blocked()
+                await slow_accepted.wait()
+                # A round trip to the same upstream, sent after Bastion took slow: when it is
+                # answered, slow has been forwarded ahead of it and the upstream is running it.
                 before = await _cancelled_count(client)
-                await wait_all_tasks_blocked()
                 assert finished == []
                 tg.cancel_scope.cancel()
             assert finished == []
-            # Nor does any event say the upstream handled the cancellation: poll its counter.
+            # No event says the upstream handled the cancellation: poll its counter.
             while await _cancelled_count(client) == before:
                 await anyio.sleep(0.05)
         assert await _cancelled_count(client) == before + 1
