@@ -19,6 +19,8 @@ _LISTS: dict[str, tuple[ItemKind, str]] = {
     "resources/list": ("resource", "resources"),
     "resources/templates/list": ("resource_template", "resourceTemplates"),
 }
+SERVED_METHODS = frozenset({*_LISTS, "tools/call", "prompts/get", "resources/read", "completion/complete"})
+"""Every request method a virtual server answers through the pipeline."""
 _RESERVED_META = "io.modelcontextprotocol/"
 
 

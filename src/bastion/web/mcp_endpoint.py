@@ -35,27 +35,13 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.tasks import TaskRunner
-from bastion.web.mcp_fast import serve_fast
+from bastion.pipeline.route import SERVED_METHODS
+from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
 
 log = logging.getLogger("bastion.mcp")
 
 PRINCIPAL_SCOPE_KEY = "bastion.principal"
-_METHODS = (
-    "tools/list",
-    "tools/call",
-    "prompts/list",
-    "prompts/get",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "completion/complete",
-)
-# Lists and reads are not promised fresh for any time (upstreams change them without notice), and
-# are kept private to the caller's authorization context.
-_CACHE_HINTS: dict[Any, CacheHint] = {
-    m: CacheHint(ttl_ms=0, scope="private")
-    for m in ("tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read")
-}
+_CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
 _NO_SECURITY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
@@ -156,7 +142,7 @@ class McpFront:
             cache_hints=_CACHE_HINTS,
             get_tool_input_schema=input_schema,
         )
-        for method in _METHODS:
+        for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
         server.middleware = []  # Bastion traces and logs in its own pipeline
         return server

@@ -23,23 +23,13 @@ from starlette.types import Message, Receive, Scope, Send
 from bastion.core.errors import BastionError
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
+from bastion.pipeline.route import SERVED_METHODS
 
 log = logging.getLogger("bastion.mcp")
 
-FAST_METHODS = frozenset(
-    {
-        "tools/call",
-        "tools/list",
-        "prompts/list",
-        "prompts/get",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "completion/complete",
-    }
-)
-# Same hints as the SDK path (mcp_endpoint._CACHE_HINTS): never promised fresh, private to the caller.
-_CACHE_HINTED = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"})
+# Lists and reads are not promised fresh for any time (upstreams change them without notice), and
+# are kept private to the caller's authorization context. The SDK path applies the same hints.
+CACHE_HINTED_METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"})
 _OPT_INS = ("progressToken", "io.modelcontextprotocol/logLevel")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -92,7 +82,7 @@ def _plain_request(scope: Scope, body: bytes) -> dict[str, Any] | None:
         request = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or request.get("method") not in FAST_METHODS:
+    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or request.get("method") not in SERVED_METHODS:
         return None
     request_id = request.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
@@ -164,7 +154,7 @@ async def serve_fast(
         tg.start_soon(watch_disconnect, tg.cancel_scope)
     if "result" in outcome:
         result = outcome["result"]
-        if call.method in _CACHE_HINTED:
+        if call.method in CACHE_HINTED_METHODS:
             result = {"ttlMs": 0, "cacheScope": "private", **result}
         if "resultType" not in result:
             result = {**result, "resultType": "complete"}
