@@ -83,6 +83,9 @@ def test_strict_collision_names_every_colliding_item() -> None:
         compose(spec(upstreams=("a", "b"), prefix="never"), items, UPSTREAMS, strict=True)
     for name in ("'echo'", "'add'", "'greet'"):
         assert name in err.value.detail
+    assert len(err.value.extra["collisions"]) == 3
+    _, problems = compose(spec(upstreams=("a", "b"), prefix="never"), items, UPSTREAMS, strict=False)
+    assert problems == err.value.extra["collisions"]  # the same messages, so they can be compared
 
 
 def test_shared_resource_uri_is_reported_not_refused() -> None:

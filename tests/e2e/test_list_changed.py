@@ -63,11 +63,6 @@ async def notified_until(client: Client, changes: ToolListChanges, seen: int, re
                 return names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Bastion negotiates 2026-07-28 with the fixture (over every transport) but never opens "
-    "subscriptions/listen on it, so the upstream's tools/list_changed never reaches Bastion",
-)
 async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running) -> None:
     await gateway.register(stdio_fixture("fx"))
     await gateway.create_server({"name": "vs", "upstreams": ["fx"]})

@@ -188,3 +188,29 @@ async def test_resources_listed(any_db_gateway: Running) -> None:
     assert_problem(await api.patch("/api/v1/resources/fx__static", json={"name": "other"}), 400)
     response = await api.patch("/api/v1/resources/fx__static", json={"description": "Fixed."})
     assert response.status_code == 200 and response.json()["description"] == "Fixed."
+
+
+async def test_existing_collision_does_not_block_unrelated_edits(any_db_gateway: Running) -> None:
+    api = any_db_gateway.api
+    await any_db_gateway.register(stdio_fixture("a"))
+    await any_db_gateway.register(stdio_fixture("b"))
+    assert (await api.patch("/api/v1/tools/b__add", json={"name": "plus"})).status_code == 200
+    await any_db_gateway.create_server({"name": "vs", "upstreams": ["a"], "tools": ["b__add"], "prefix": "never"})
+    # Upstream `a` later grows a tool "plus": the accepted server now has a collision it reports.
+    async with any_db_gateway.client("vs") as client:
+        assert (await client.call_tool("add_tool", {"name": "plus"})).content[0].text == "added"
+    assert (await api.post("/api/v1/upstreams/a/refresh")).status_code == 200
+    server = (await api.get("/api/v1/servers/vs")).json()
+    assert any("'plus'" in p for p in server["problems"])
+
+    # Edits that add no collision are still accepted...
+    response = await api.patch("/api/v1/tools/a__fail", json={"description": "Unrelated."})
+    assert response.status_code == 200, response.text
+    # ...one that adds a new collision is not...
+    assert "'add'" in assert_problem(await api.patch("/api/v1/tools/a__echo", json={"name": "add"}), 409)
+    # ...and the one that resolves it clears the problem.
+    response = await api.patch("/api/v1/tools/a__plus", json={"enabled": False})
+    assert response.status_code == 200, response.text
+    server = (await api.get("/api/v1/servers/vs")).json()
+    assert server["problems"] == []
+    assert "plus" in server["exposed"]["tools"]

@@ -266,8 +266,16 @@ class Gateway:
                 if same and override in (other.gateway_name, other.name_override):
                     raise NameCollision(f"{item.kind} name {override!r} is already used by {other.gateway_name!r}")
         items = [item if (i.upstream, i.kind, i.key) == (item.upstream, item.kind, item.key) else i for i in self.snapshot.items]
-        for view in self.snapshot.servers.values():
-            compose(view.spec, items, self.snapshot.upstreams, strict=True)
+        for name, view in self.snapshot.servers.items():
+            try:
+                compose(view.spec, items, self.snapshot.upstreams, strict=True)
+            except NameCollision as exc:
+                # A collision the server already had (an upstream changed after it was accepted)
+                # must not block unrelated edits, nor the edit that resolves it.
+                known = self.snapshot.problems.get(name, ())
+                new = [c for c in exc.extra.get("collisions", [exc.detail]) if c not in known]
+                if new:
+                    raise NameCollision("; ".join(new), collisions=new) from None
         await self.repo.update_item(item)
         await self.rebuild()
         return self.find_item(item.kind, item.gateway_name)

@@ -130,7 +130,7 @@ def compose(
             continue
         bucket[exposed] = item
     if collisions:
-        raise NameCollision("; ".join(collisions))
+        raise NameCollision("; ".join(collisions), collisions=collisions)
     disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
     lists = {
         kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in sorted(bucket))
