@@ -140,3 +140,27 @@ async def test_disabling_a_tool_in_the_catalog_reaches_the_client(gateway: Runni
         response = await gateway.api.patch("/api/v1/tools/fx__echo", json={"enabled": True})
         assert response.status_code == 200, response.text
         assert await notified_until(client, changes, seen, lambda n: "fx__echo" in n) == {"fx__add", "fx__echo"}
+
+
+async def test_client_that_only_initialized_is_told_of_changes(gateway: Running) -> None:
+    """A legacy client that has sent nothing after the handshake still hears about list changes."""
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "quiet", "tools": ["fx__echo"]})
+    changed = anyio.Event()
+
+    async def handler(message: object) -> None:
+        if isinstance(message, ToolListChangedNotification):
+            changed.set()
+
+    async with gateway.client("quiet", mode="legacy", message_handler=handler):
+        with anyio.fail_after(15):
+            # The client's GET stream may not be open yet when the first change is made, and a
+            # notification sent before it opens is lost; keep changing until one arrives.
+            step = 0
+            while not changed.is_set():
+                step += 1
+                body = {"tools": ["fx__echo", "fx__add"] if step % 2 else ["fx__echo"]}
+                response = await gateway.api.patch("/api/v1/servers/quiet", json=body)
+                assert response.status_code == 200, response.text
+                with anyio.move_on_after(0.5):
+                    await changed.wait()

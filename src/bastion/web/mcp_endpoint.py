@@ -109,8 +109,6 @@ class McpFront:
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
             request = ctx.request
             principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
-            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and front_ref:
-                front_ref[0].connections.add(ctx.session._connection)  # noqa: SLF001
             call = CallContext(
                 server=name,
                 method=ctx.method,
@@ -144,7 +142,16 @@ class McpFront:
         )
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
-        server.middleware = []  # Bastion traces and logs in its own pipeline
+        async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
+            # Every message of a session passes here, `initialize` included, so a client that has
+            # only connected is told of list changes too. Stateless requests have no standalone
+            # channel to notify and are not kept (their connection lives for one request).
+            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and front_ref:
+                front_ref[0].connections.add(ctx.session._connection)  # noqa: SLF001
+            return await call_next(ctx)
+
+        # Bastion logs and times requests in its own pipeline; this is the only middleware.
+        server.middleware = [remember_connection]
         return server
 
     async def _front(self, name: str) -> _Front:
