@@ -164,3 +164,23 @@ async def test_client_that_only_initialized_is_told_of_changes(gateway: Running)
                 assert response.status_code == 200, response.text
                 with anyio.move_on_after(0.5):
                     await changed.wait()
+
+
+async def test_health_check_picks_up_a_silent_catalog_change(gateway: Running) -> None:
+    """An upstream that changes its tools without saying so is caught by the periodic check."""
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "s", "upstreams": ["fx"]})
+    async with gateway.client("s", mode="legacy") as client:
+        await client.call_tool("fx__add_tool", {"name": "hushed", "notify": False})
+        listed = await gateway.api.get("/api/v1/tools", params={"upstream": "fx"})
+        assert "fx__hushed" not in [t["name"] for t in listed.json()["items"]]
+        before = (await gateway.api.get("/api/v1/upstreams/fx")).json()["last_seen"]
+
+        await gateway.bastion.gateway.check_health()
+
+        listed = await gateway.api.get("/api/v1/tools", params={"upstream": "fx"})
+        assert "fx__hushed" in [t["name"] for t in listed.json()["items"]]
+        upstream = (await gateway.api.get("/api/v1/upstreams/fx")).json()
+        assert upstream["status"] == "healthy" and upstream["last_seen"] > before
+        result = await client.call_tool("fx__hushed", {})
+        assert result.content[0].text == "hushed called"

@@ -122,20 +122,23 @@ def build_server(name: str = "fixture") -> MCPServer:
         return str(os.getpid())
 
     @mcp.tool()
-    async def add_tool(name: str, ctx: Context, on_request_stream: bool = False) -> str:
+    async def add_tool(name: str, ctx: Context, on_request_stream: bool = False, notify: bool = True) -> str:
         """Register a new tool `name` at runtime and send notifications/tools/list_changed.
 
         Handshake-era clients get the notification on the session's standalone
         channel (the GET stream over streamable HTTP), or on this call's own
         response stream when `on_request_stream` is true (the only way it can
         reach a stateless-HTTP client). 2026-07-28 clients get it through
-        `subscriptions/listen`.
+        `subscriptions/listen`. With `notify` false nothing is sent (a server
+        that changes its tools silently).
         """
 
         def dynamic() -> str:
             return f"{name} called"
 
         mcp.add_tool(dynamic, name=name, description=f"Tool {name} added at runtime.")
+        if not notify:
+            return "added"
         related = ctx.request_id if on_request_stream else None
         await ctx.session.send_notification(ToolListChangedNotification(), related_request_id=related)
         await ctx.notify_tools_changed()

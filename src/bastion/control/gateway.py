@@ -53,7 +53,8 @@ class Gateway:
         self.snapshot = Snapshot()
         self._listeners: list[ChangeListener] = []
         self._write_lock = anyio.Lock()
-        self._pending_refresh: set[str] = set()
+        self._refreshing: set[str] = set()
+        self._refresh_again: set[str] = set()
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -178,61 +179,71 @@ class Gateway:
                 return None
             raise Conflict(f"upstream {name!r} is disabled; enable it to refresh")
         try:
-            discovery = await self.pool.rediscover(name)
-        except BastionError as exc:
-            await self._mark_unhealthy(name, exc.detail)
+            return await self._rediscover(name)
+        except BastionError:
             if quiet:
                 return None
             raise
-        await self.repo.replace_items(name, discovery.items)
-        await self.repo.save_upstream_state(name, _healthy(discovery))
-        await self.rebuild()
-        return discovery
-
-    async def _mark_unhealthy(self, name: str, reason: str) -> None:
-        current = self.snapshot.upstreams.get(name)
-        if current is None:
-            return
-        state = current.state.model_copy(update={"status": "unhealthy", "status_reason": reason})
-        if state != current.state:
-            await self.repo.save_upstream_state(name, state)
+        finally:
             await self.rebuild()
 
+    async def _rediscover(self, name: str) -> Discovery:
+        """Discover and save what changed (items only when they did), without a snapshot rebuild.
+
+        A failure is recorded as the upstream's unhealthy status, then raised.
+        """
+        try:
+            discovery = await self.pool.rediscover(name)
+        except BastionError as exc:
+            await self._save_state(name, status="unhealthy", status_reason=exc.detail)
+            raise
+        current = {(i.kind, i.key): i.definition for i in self.snapshot.items if i.upstream == name}
+        if current != {(i.kind, i.key): i.definition for i in discovery.items}:
+            await self.repo.replace_items(name, discovery.items)
+        await self.repo.save_upstream_state(name, _healthy(discovery))
+        return discovery
+
+    async def _save_state(self, name: str, **changes: object) -> None:
+        current = self.snapshot.upstreams.get(name)
+        if current is not None:
+            await self.repo.save_upstream_state(name, current.state.model_copy(update=changes))
+
     async def upstream_changed(self, name: str, method: str) -> None:
-        """An upstream said its list changed: refresh it once, however many notifications came."""
-        if name in self._pending_refresh:
+        """An upstream said a list changed: refresh it, once per burst of notifications.
+
+        A notification that arrives while a refresh is running asks for one more refresh after
+        it, so a change made during discovery is never missed.
+        """
+        if name in self._refreshing:
+            self._refresh_again.add(name)
             return
-        self._pending_refresh.add(name)
+        self._refreshing.add(name)
 
         async def refresh() -> None:
             try:
-                await self.refresh_upstream(name, quiet=True)
+                while True:
+                    self._refresh_again.discard(name)
+                    if name not in self.snapshot.upstreams:
+                        return
+                    await self.refresh_upstream(name, quiet=True)
+                    if name not in self._refresh_again:
+                        return
             finally:
-                self._pending_refresh.discard(name)
+                self._refreshing.discard(name)
 
         log.info("upstream %s sent %s; refreshing", name, method)
         self.runner.spawn(f"refresh:{name}", refresh)
 
     async def check_health(self) -> None:
-        """Ping every enabled upstream over its live session and record what happened."""
+        """Rediscover every enabled upstream over its live session: health, last-seen and a fresh
+        catalog for upstreams that never send list_changed. One snapshot rebuild at the end."""
         for name, upstream in list(self.snapshot.upstreams.items()):
-            if not upstream.spec.enabled:
-                continue
-            conn = self.pool.connection(name)
-            if conn is None:
-                await self.pool.ensure(name)
-                continue
-            try:
-                method = "server/discover" if conn.modern else "ping"
-                await conn.request(method, None, timeout=10.0)
-            except BastionError as exc:
-                await self._mark_unhealthy(name, exc.detail)
-                continue
-            if upstream.state.status != "healthy":
-                await self.refresh_upstream(name, quiet=True)
-            else:
-                state = upstream.state.model_copy(update={"last_seen": datetime.now(UTC), "status_reason": None})
-                await self.repo.save_upstream_state(name, state)
+            if upstream.spec.enabled and name not in self._refreshing:
+                try:
+                    await self._rediscover(name)
+                except BastionError as exc:
+                    log.warning("upstream %s is unhealthy: %s", name, exc.detail)
+        await self.rebuild()
         await self.pool.reap_idle()
 
     async def _health_loop(self) -> None:
