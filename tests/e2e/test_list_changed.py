@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import anyio
@@ -9,7 +10,7 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import ToolListChangedNotification
 
-from tests.harness import Running, stdio_fixture
+from tests.harness import Running, http_fixture, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -63,8 +64,20 @@ async def notified_until(client: Client, changes: ToolListChanges, seen: int, re
                 return names
 
 
-async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running) -> None:
-    await gateway.register(stdio_fixture("fx"))
+@pytest.mark.parametrize("transport", ["stdio", "streamable-http", "sse"])
+async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running, transport: str) -> None:
+    """stdio and Streamable HTTP upstreams speak 2026-07-28 (notices on subscriptions/listen);
+    the SSE upstream speaks 2025-11-25 (notices on its session's stream)."""
+    with contextlib.ExitStack() as stack:
+        if transport == "stdio":
+            body = stdio_fixture("fx")
+        else:
+            body = stack.enter_context(http_fixture(transport)).body("fx")
+        await gateway.register(body)
+        await _adding_a_tool_reaches_the_client(gateway)
+
+
+async def _adding_a_tool_reaches_the_client(gateway: Running) -> None:
     await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
     changes = ToolListChanges()
     async with gateway.client("vs", mode="legacy", message_handler=changes.handler) as client:

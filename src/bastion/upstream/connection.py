@@ -112,16 +112,11 @@ class UpstreamConnection:
         self._stop = anyio.Event()
         self._done = anyio.Event()
         self.failure: str | None = None
-        self.connects = 0
         self.last_used = 0.0
 
     @property
     def client(self) -> Client | None:
         return self._client
-
-    @property
-    def modern(self) -> bool:
-        return self._client is not None and self._client.protocol_version in MODERN_PROTOCOL_VERSIONS
 
     async def _handle_message(self, message: IncomingMessage) -> None:
         method = getattr(message, "method", None)
@@ -206,7 +201,6 @@ class UpstreamConnection:
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
         self._fast = self._fast_client(client)
         self._client = client
-        self.connects += 1
         self.failure = None
         self._ready.set()
         self._attempted.set()
