@@ -98,12 +98,11 @@ class McpFront:
         self._max_body = max_body_bytes
         self._fronts: dict[str, _Front] = {}
         self._lock = anyio.Lock()
-        self.server_info = {"name": "bastion", "version": __version__}
 
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
 
-    def _make_server(self, name: str, front_ref: list[_Front]) -> VirtualMcpServer:
+    def _make_server(self, name: str, connections: weakref.WeakSet[Connection]) -> VirtualMcpServer:
         pipeline = self._pipeline
 
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
@@ -142,12 +141,13 @@ class McpFront:
         )
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
+
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
             # Every message of a session passes here, `initialize` included, so a client that has
             # only connected is told of list changes too. Stateless requests have no standalone
             # channel to notify and are not kept (their connection lives for one request).
-            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS and front_ref:
-                front_ref[0].connections.add(ctx.session._connection)  # noqa: SLF001
+            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                connections.add(ctx.session._connection)  # noqa: SLF001
             return await call_next(ctx)
 
         # Bastion logs and times requests in its own pipeline; this is the only middleware.
@@ -161,16 +161,15 @@ class McpFront:
         async with self._lock:
             front = self._fronts.get(name)
             if front is None:
-                ref: list[_Front] = []
-                server = self._make_server(name, ref)
+                connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+                server = self._make_server(name, connections)
                 manager = StreamableHTTPSessionManager(
                     app=server, security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = _Front(server=server, manager=manager, sse=sse)
-                ref.append(front)
+                front = _Front(server=server, manager=manager, sse=sse, connections=connections)
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
                 self._fronts[name] = front
         return front
