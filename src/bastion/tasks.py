@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -33,6 +33,6 @@ class TaskRunner:
 
         self._tg.start_soon(guarded, name=name)
 
-    async def start(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    async def start(self, name: str, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
         """Start a task that reports readiness through `task_status`."""
         return await self._tg.start(fn, *args, name=name)

@@ -218,15 +218,16 @@ class UpstreamConnection:
     async def _listen(self, client: Client) -> None:
         """On 2026-07-28, change notices come only on a `subscriptions/listen` stream: hold one open."""
         caps = client.server_capabilities
-        wanted = {
-            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
-            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
-            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
-        }
-        if not any(wanted.values()):
+        tools = bool(caps.tools and caps.tools.list_changed)
+        prompts = bool(caps.prompts and caps.prompts.list_changed)
+        resources = bool(caps.resources and caps.resources.list_changed)
+        if not (tools or prompts or resources):
             return
         try:
-            async with client.listen(**wanted) as subscription:
+            listening = client.listen(
+                tools_list_changed=tools, prompts_list_changed=prompts, resources_list_changed=resources
+            )
+            async with listening as subscription:
                 async for event in subscription:
                     method = _EVENT_METHODS.get(type(event))
                     if method is not None:

@@ -7,10 +7,12 @@ The gateway forwards results; it must not parse them into models and back on eve
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from mcp.client.session import ClientSession
-from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.dispatcher import CallOptions, ProgressFnT
+
+from bastion.core.ports import ProgressCallback
 
 async def raw_request(
     session: ClientSession,
@@ -18,17 +20,17 @@ async def raw_request(
     params: dict[str, Any] | None,
     *,
     timeout: float | None,
-    on_progress: ProgressFnT | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Send `method` with `params`; return the result dict. Raises the SDK's MCPError on an error reply."""
     data: dict[str, Any] = {"method": method}
     if params is not None:
         data["params"] = params
-    opts: dict[str, Any] = {}
+    opts: CallOptions = {}
     session._stamp(data, opts)  # noqa: SLF001 - protocol-version _meta, Mcp-Method/Mcp-Name headers
     if timeout is not None:
         opts["timeout"] = timeout
     if on_progress is not None:
-        opts["on_progress"] = on_progress
+        opts["on_progress"] = cast(ProgressFnT, on_progress)
     result = await session._dispatcher.send_raw_request(method, data.get("params"), opts)  # noqa: SLF001
     return dict(result)

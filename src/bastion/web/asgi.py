@@ -35,7 +35,7 @@ def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
     return host in _LOCAL_HOSTS
 
 
-def rest_app(routes: list[BaseRoute]) -> Starlette:
+def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
     async def bastion_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BastionError)
         return problem_from(exc)
@@ -52,7 +52,7 @@ def rest_app(routes: list[BaseRoute]) -> Starlette:
         return response
 
     return Starlette(
-        routes=routes,
+        routes=list(routes),
         exception_handlers={BastionError: bastion_error, Exception: unexpected, 404: not_found, 405: method_not_allowed},
     )
 

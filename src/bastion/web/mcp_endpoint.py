@@ -256,6 +256,8 @@ def _progress_relay(ctx: ServerRequestContext[Any]) -> Any:
     request_id = ctx.request_id
 
     async def relay(progress: float, total: float | None, message: str | None) -> None:
-        await session.send_progress_notification(token, progress, total, message, related_request_id=request_id)
+        # The SDK types the id as str but routes by the id as received (int ids included).
+        related: Any = request_id
+        await session.send_progress_notification(token, progress, total, message, related_request_id=related)
 
     return relay

@@ -141,7 +141,9 @@ class SqlConfigRepo:
         try:
             async with self.engine.begin() as conn:
                 result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now))
-                upstream_id = int(result.inserted_primary_key[0])
+                key = result.inserted_primary_key
+                assert key is not None
+                upstream_id = int(key[0])
                 if items:
                     await conn.execute(insert(catalog_items), [_item_values(i, upstream_id, now) for i in items])
         except IntegrityError:
