@@ -133,16 +133,6 @@ async def serve_fast(
     )
     outcome: dict[str, Any] = {}
 
-    async def run(cancel: anyio.CancelScope) -> None:
-        try:
-            outcome["result"] = await pipeline(call)
-        except BastionError as exc:
-            outcome["error"] = to_error(exc)
-        except Exception:
-            log.exception("%s on %s failed", call.method, server)
-            outcome["error"] = (-32603, "Internal error", None)
-        cancel.cancel()
-
     async def watch_disconnect(cancel: anyio.CancelScope) -> None:
         # A client that goes away cancels the call, and with it the upstream request.
         while (await receive())["type"] != "http.disconnect":
@@ -150,8 +140,16 @@ async def serve_fast(
         cancel.cancel()
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run, tg.cancel_scope)
+        # The call runs in this task; only the watcher needs one of its own.
         tg.start_soon(watch_disconnect, tg.cancel_scope)
+        try:
+            outcome["result"] = await pipeline(call)
+        except BastionError as exc:
+            outcome["error"] = to_error(exc)
+        except Exception:
+            log.exception("%s on %s failed", call.method, server)
+            outcome["error"] = (-32603, "Internal error", None)
+        tg.cancel_scope.cancel()
     if "result" in outcome:
         result = outcome["result"]
         if call.method in CACHE_HINTED_METHODS:
