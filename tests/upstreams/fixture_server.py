@@ -49,6 +49,7 @@ logger = logging.getLogger("fixture")
 GREET_NAMES = ["alice", "albert", "bob"]
 # Per process, shared by every server instance: how many `slow` calls were cancelled.
 SLOW_CANCELLED = {"count": 0}
+SLOW_RUNNING = {"count": 0}
 
 
 def build_server(name: str = "fixture") -> MCPServer:
@@ -90,12 +91,20 @@ def build_server(name: str = "fixture") -> MCPServer:
     @mcp.tool()
     async def slow(seconds: float) -> str:
         """Sleep for `seconds` (cancellable), then return "done"."""
+        SLOW_RUNNING["count"] += 1
         try:
             await anyio.sleep(seconds)
         except anyio.get_cancelled_exc_class():
             SLOW_CANCELLED["count"] += 1
             raise
+        finally:
+            SLOW_RUNNING["count"] -= 1
         return "done"
+
+    @mcp.tool()
+    def slow_running() -> int:
+        """Return how many `slow` calls are running in this process right now."""
+        return SLOW_RUNNING["count"]
 
     @mcp.tool()
     def cancelled_count() -> int:

@@ -8,7 +8,11 @@ Legacy connections are remembered (weakly) so list changes reach them as notific
 from __future__ import annotations
 
 import logging
+import math
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +24,7 @@ from mcp.server.caching import CacheHint
 from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import RequestParams
@@ -36,7 +41,7 @@ from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.tasks import TaskRunner
 from bastion.pipeline.route import SERVED_METHODS
-from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
+from bastion.web.mcp_fast import CACHE_HINTED_METHODS, LegacySession, serve_fast
 
 log = logging.getLogger("bastion.mcp")
 
@@ -78,6 +83,12 @@ def _error_triple(exc: BastionError) -> tuple[int, str, Any]:
 
 
 @dataclass
+class _Owner:
+    connection: weakref.ref[Connection]
+    principal: str | None
+
+
+@dataclass
 class _Front:
     """One virtual server's SDK server, session manager and SSE transport."""
 
@@ -86,6 +97,51 @@ class _Front:
     sse: SseServerTransport
     stop: anyio.Event = field(default_factory=anyio.Event)
     connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
+    owners: dict[str, _Owner] = field(default_factory=dict)
+    sessions: dict[str, LegacySession] = field(default_factory=dict)
+
+    def remember(self, connection: Connection, principal: str | None) -> None:
+        self.connections.add(connection)
+        if connection.session_id and connection.session_id not in self.owners:
+            self.owners = {sid: o for sid, o in self.owners.items() if o.connection() is not None}
+            self.owners[connection.session_id] = _Owner(weakref.ref(connection), principal)
+
+    def legacy_session(self, session_id: str) -> LegacySession | None:
+        """The fast path's view of a live, initialized SDK session; None sends the request to the SDK."""
+        # SDK-private (pinned mcp==2.3.0): the session's transport, for liveness and idle accounting.
+        transport = self.manager._server_instances.get(session_id)  # noqa: SLF001
+        owner = self.owners.get(session_id)
+        connection = owner.connection() if owner is not None else None
+        if transport is None or transport.is_terminated or connection is None or not connection.initialize_accepted:
+            self.sessions.pop(session_id, None)
+            return None
+        session = self.sessions.get(session_id)
+        if session is None:
+            assert owner is not None
+            session = LegacySession(
+                session_id, connection.protocol_version, owner.principal, partial(_hold_session, transport)
+            )
+            self.sessions = {sid: v for sid, v in self.sessions.items() if sid in self.manager._server_instances}  # noqa: SLF001
+            self.sessions[session_id] = session
+        return session
+
+
+@contextmanager
+def _hold_session(transport: StreamableHTTPServerTransport) -> Iterator[None]:
+    """Count a fast-path call as a request in flight, exactly as the SDK's transport counts its own
+    (SDK-private fields, pinned mcp==2.3.0), so the session is not reaped as idle mid-call."""
+    scope, timeout = transport.idle_scope, transport._idle_timeout  # noqa: SLF001
+    if scope is None or timeout is None:
+        yield
+        return
+    transport._requests_in_flight += 1  # noqa: SLF001
+    scope.deadline = math.inf
+    try:
+        yield
+    finally:
+        transport._requests_in_flight -= 1  # noqa: SLF001
+        if not transport._requests_in_flight:  # noqa: SLF001
+            scope.deadline = anyio.current_time() + timeout
 
 
 class McpFront:
@@ -102,7 +158,7 @@ class McpFront:
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
 
-    def _make_server(self, name: str, connections: weakref.WeakSet[Connection]) -> VirtualMcpServer:
+    def _make_server(self, name: str, remember: Callable[[Connection, str | None], None]) -> VirtualMcpServer:
         pipeline = self._pipeline
 
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
@@ -147,7 +203,10 @@ class McpFront:
             # only connected is told of list changes too. Stateless requests have no standalone
             # channel to notify and are not kept (their connection lives for one request).
             if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                connections.add(ctx.session._connection)  # noqa: SLF001
+                request = ctx.request
+                principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
+                owner = principal.id if isinstance(principal, Principal) else None
+                remember(ctx.session._connection, owner)  # noqa: SLF001
             return await call_next(ctx)
 
         # Bastion logs and times requests in its own pipeline; this is the only middleware.
@@ -161,15 +220,16 @@ class McpFront:
         async with self._lock:
             front = self._fronts.get(name)
             if front is None:
-                connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-                server = self._make_server(name, connections)
+                remembered: list[_Front] = []
+                server = self._make_server(name, lambda c, p: remembered[0].remember(c, p))
                 manager = StreamableHTTPSessionManager(
                     app=server, security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = _Front(server=server, manager=manager, sse=sse, connections=connections)
+                front = _Front(server=server, manager=manager, sse=sse)
+                remembered.append(front)
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
                 self._fronts[name] = front
         return front
@@ -189,7 +249,17 @@ class McpFront:
         async def fallback(replayed: Receive) -> None:
             await front.manager.handle_request(scope, replayed, send)
 
-        await serve_fast(name, self._pipeline, _error_triple, scope, receive, send, max_body=self._max_body, fallback=fallback)
+        await serve_fast(
+            name,
+            self._pipeline,
+            _error_triple,
+            scope,
+            receive,
+            send,
+            max_body=self._max_body,
+            fallback=fallback,
+            sessions=front.legacy_session,
+        )
 
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)

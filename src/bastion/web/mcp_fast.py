@@ -1,11 +1,17 @@
-"""The fast path for plain 2026-07-28 requests: parse once, run the pipeline, answer JSON.
+"""The fast path for plain requests: parse once, run the pipeline, answer one JSON body.
 
-A stateless request needs no session, so the SDK's per-request machinery (a connection, a
-dispatch context, memory streams, model validation of the request and of the result) is pure
-overhead for the common case. This serves the plain case itself and hands everything else —
-progress or log opt-ins, Mcp-Param-* headers, anything the envelope ladder would reject, methods
-it does not know — to the SDK unchanged, with the body replayed, so the SDK stays the one
-authority on the protocol's edge cases and their exact errors.
+The SDK's server spends most of a proxied call's CPU on per-message machinery (a dispatch
+context, memory streams, a task, model validation of the request and of the result, and on a
+2025-11-25 session an SSE stream per POST). This serves the plain case itself:
+
+- 2026-07-28: a request with a clean envelope (no Mcp-Param-* headers, nothing the SDK's
+  envelope ladder would reject);
+- 2025-11-25: a request on a session the SDK opened and initialized, from the caller that owns it;
+
+in both eras without a progress or log opt-in (those need a stream). Everything else goes to the
+SDK unchanged, with the body replayed, so the SDK stays the one authority on the protocol's edge
+cases and their exact errors. Answering a request POST with `application/json` is allowed in
+both eras.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, classify_inbound_request, find_duplicated_routing_header
+from mcp_types import RequestId
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
@@ -30,11 +39,28 @@ log = logging.getLogger("bastion.mcp")
 # Lists and reads are not promised fresh for any time (upstreams change them without notice), and
 # are kept private to the caller's authorization context. The SDK path applies the same hints.
 CACHE_HINTED_METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"})
+# Result fields that exist only from 2026-07-28 on; a 2025-11-25 client is not sent them.
+_MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
 _OPT_INS = ("progressToken", "io.modelcontextprotocol/logLevel")
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_CANCELLED = "notifications/cancelled"
 
 Fallback = Callable[[Receive], Awaitable[None]]
 ErrorMapper = Callable[[BastionError], tuple[int, str, Any]]
+
+
+@dataclass
+class LegacySession:
+    """What the fast path needs of a 2025-11-25 session that the SDK opened."""
+
+    session_id: str
+    protocol_version: str
+    principal: str | None
+    hold: Callable[[], AbstractContextManager[None]]
+    """Keeps the SDK from reaping the session as idle while a fast-path call runs."""
+    inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
+
+
+SessionLookup = Callable[[str], LegacySession | None]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -67,40 +93,78 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _plain_request(scope: Scope, body: bytes) -> dict[str, Any] | None:
-    """The decoded request if it is plain enough for the fast path, else None."""
-    raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-    headers = dict(raw_headers)
-    if headers.get("mcp-protocol-version") not in MODERN_PROTOCOL_VERSIONS:
-        return None
-    accept = headers.get("accept", "")
-    if "application/json" not in accept or "text/event-stream" not in accept:
-        return None
-    if any(name.startswith("mcp-param-") for name, _ in raw_headers):
-        return None
+def _decode(body: bytes) -> dict[str, Any] | None:
     try:
-        request = json.loads(body)
+        message = json.loads(body)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or request.get("method") not in SERVED_METHODS:
-        return None
-    request_id = request.get("id")
+    return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
+
+
+def _plain_call(message: dict[str, Any], *, params_required: bool) -> bool:
+    """A request for a method the pipeline serves, with no opt-in that needs a stream."""
+    if message.get("method") not in SERVED_METHODS:
+        return False
+    request_id = message.get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, str | int):
+        return False
+    params = message.setdefault("params", None if params_required else {})
+    if not isinstance(params, dict):
+        return False
+    meta = params.get("_meta") or {}
+    return isinstance(meta, dict) and not any(key in meta for key in _OPT_INS)
+
+
+def _accepts_both(headers: dict[str, str]) -> bool:
+    accept = headers.get("accept", "")
+    return "application/json" in accept and "text/event-stream" in accept
+
+
+def _modern_request(raw_headers: list[tuple[str, str]], headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
+    if not _accepts_both(headers) or any(name.startswith("mcp-param-") for name, _ in raw_headers):
         return None
-    params = request.get("params")
-    if not isinstance(params, dict) or any(key in (params.get("_meta") or {}) for key in _OPT_INS):
+    message = _decode(body)
+    if message is None or not _plain_call(message, params_required=True):
         return None
     if find_duplicated_routing_header(raw_headers) is not None:
         return None
-    if not hasattr(classify_inbound_request(request, headers=headers), "protocol_version"):
+    if not hasattr(classify_inbound_request(message, headers=headers), "protocol_version"):
         return None  # a ladder rejection: the SDK writes it
-    return request
+    return message
 
 
-async def _respond(send: Send, status: int, payload: dict[str, Any]) -> None:
+def _legacy_request(
+    headers: dict[str, str], body: bytes, session: LegacySession, principal: Principal | None
+) -> dict[str, Any] | None:
+    if headers.get("mcp-protocol-version") != session.protocol_version or not _accepts_both(headers):
+        return None
+    if not headers.get("content-type", "").startswith("application/json"):
+        return None
+    if (principal.id if principal else None) != session.principal:
+        return None  # not the session's owner: the SDK path decides what to say
+    message = _decode(body)
+    if message is None:
+        return None
+    if message.get("method") == _CANCELLED:
+        # Our in-flight calls are invisible to the SDK: cancel ours, and let it acknowledge.
+        params = message.get("params")
+        target = params.get("requestId") if isinstance(params, dict) else None
+        scope = session.inflight.get(target) if isinstance(target, str | int) else None
+        if scope is not None:
+            scope.cancel()
+        return None
+    return message if _plain_call(message, params_required=False) else None
+
+
+async def _respond(send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps(payload, separators=(",", ":")).encode()
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -114,27 +178,49 @@ async def serve_fast(
     *,
     max_body: int,
     fallback: Fallback,
+    sessions: SessionLookup,
 ) -> None:
     """Serve one POST: on the fast path when plain, else through `fallback` with the body replayed."""
     body = await _read_body(receive, max_body)
     if body is None:
         await fallback(receive)  # disconnected or too large: the SDK answers that
         return
-    request = _plain_request(scope, body)
-    if request is None:
+    raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    headers = dict(raw_headers)
+    principal = scope.get("bastion.principal")
+    principal = principal if isinstance(principal, Principal) else None
+    session: LegacySession | None = None
+    if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
+        message = _modern_request(raw_headers, headers, body)
+    elif (session_id := headers.get("mcp-session-id")) and (session := sessions(session_id)) is not None:
+        message = _legacy_request(headers, body, session, principal)
+    else:
+        message = None
+    if message is None:
         await fallback(_replay(body, receive))
         return
-    principal = scope.get("bastion.principal")
-    call = CallContext(
-        server=server,
-        method=request["method"],
-        params=request["params"],
-        principal=principal if isinstance(principal, Principal) else None,
-    )
+    call = CallContext(server=server, method=message["method"], params=message["params"], principal=principal)
+    if session is None:
+        outcome = await _run(call, pipeline, to_error, receive, None)
+        await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])
+        return
+    with session.hold():
+        outcome = await _run(call, pipeline, to_error, receive, (session, message["id"]))
+    session_header = [(b"mcp-session-id", session.session_id.encode())]
+    await _answer(send, message["id"], call.method, outcome, modern=False, extra_headers=session_header)
+
+
+async def _run(
+    call: CallContext,
+    pipeline: Next,
+    to_error: ErrorMapper,
+    receive: Receive,
+    tracked: tuple[LegacySession, RequestId] | None,
+) -> dict[str, Any]:
+    """Run the call; a client that disconnects (or, on a session, cancels) cancels it upstream too."""
     outcome: dict[str, Any] = {}
 
     async def watch_disconnect(cancel: anyio.CancelScope) -> None:
-        # A client that goes away cancels the call, and with it the upstream request.
         while (await receive())["type"] != "http.disconnect":
             pass
         cancel.cancel()
@@ -142,24 +228,47 @@ async def serve_fast(
     async with anyio.create_task_group() as tg:
         # The call runs in this task; only the watcher needs one of its own.
         tg.start_soon(watch_disconnect, tg.cancel_scope)
+        if tracked is not None:
+            tracked[0].inflight[tracked[1]] = tg.cancel_scope
         try:
             outcome["result"] = await pipeline(call)
         except BastionError as exc:
             outcome["error"] = to_error(exc)
         except Exception:
-            log.exception("%s on %s failed", call.method, server)
+            log.exception("%s on %s failed", call.method, call.server)
             outcome["error"] = (-32603, "Internal error", None)
+        finally:
+            if tracked is not None:
+                tracked[0].inflight.pop(tracked[1], None)
         tg.cancel_scope.cancel()
+    return outcome
+
+
+async def _answer(
+    send: Send,
+    request_id: RequestId,
+    method: str,
+    outcome: dict[str, Any],
+    *,
+    modern: bool,
+    extra_headers: list[tuple[bytes, bytes]],
+) -> None:
     if "result" in outcome:
         result = outcome["result"]
-        if call.method in CACHE_HINTED_METHODS:
-            result = {"ttlMs": 0, "cacheScope": "private", **result}
-        if "resultType" not in result:
-            result = {**result, "resultType": "complete"}
-        await _respond(send, 200, {"jsonrpc": "2.0", "id": request["id"], "result": result})
+        if not modern:
+            result = {k: v for k, v in result.items() if k not in _MODERN_ONLY_FIELDS}
+        else:
+            if method in CACHE_HINTED_METHODS:
+                result = {"ttlMs": 0, "cacheScope": "private", **result}
+            if "resultType" not in result:
+                result = {**result, "resultType": "complete"}
+        await _respond(send, 200, {"jsonrpc": "2.0", "id": request_id, "result": result}, extra_headers)
     elif "error" in outcome:
         code, message, data = outcome["error"]
         error: dict[str, Any] = {"code": code, "message": message}
         if data is not None:
             error["data"] = data
-        await _respond(send, ERROR_CODE_HTTP_STATUS.get(code, 200), {"jsonrpc": "2.0", "id": request["id"], "error": error})
+        # A session's JSON-RPC errors travel with 200, as on the SDK's session path.
+        status = ERROR_CODE_HTTP_STATUS.get(code, 200) if modern else 200
+        await _respond(send, status, {"jsonrpc": "2.0", "id": request_id, "error": error}, extra_headers)
+    # else: the client went away; there is no one to answer.
