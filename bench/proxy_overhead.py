@@ -110,16 +110,21 @@ def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
     }
 
 
-async def measure(url: str, mode: str, calls: int, warmup: int, concurrency: int, gw_pid: int | None) -> dict[str, float]:
+async def measure(
+    url: str, mode: str, calls: int, warmup: int, concurrency: int, gw_pid: int | None, upstream_pid: int
+) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     await run_load(url, mode, warmup, concurrency, headers)
-    cpu0 = cpu_seconds(gw_pid) if gw_pid else 0.0
+    gw0 = cpu_seconds(gw_pid) if gw_pid else 0.0
+    up0, client0 = cpu_seconds(upstream_pid), time.process_time()
     start = time.perf_counter()
     latencies = await run_load(url, mode, calls, concurrency, headers)
     elapsed = time.perf_counter() - start
     result = summary(latencies, elapsed)
+    result["upstream_cpu_ms_per_call"] = (cpu_seconds(upstream_pid) - up0) * 1e3 / calls
+    result["client_cpu_ms_per_call"] = (time.process_time() - client0) * 1e3 / calls
     if gw_pid:
-        result["gateway_cpu_ms_per_call"] = (cpu_seconds(gw_pid) - cpu0) * 1e3 / calls
+        result["gateway_cpu_ms_per_call"] = (cpu_seconds(gw_pid) - gw0) * 1e3 / calls
     return result
 
 
@@ -138,8 +143,10 @@ def main() -> None:
             rows = []
             for mode in ("legacy", "2026-07-28"):
                 for concurrency in (1, 16):
-                    direct = anyio.run(measure, upstream_url, mode, args.calls, args.warmup, concurrency, None)
-                    proxied = anyio.run(measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency, gateway.pid)
+                    direct = anyio.run(measure, upstream_url, mode, args.calls, args.warmup, concurrency, None, upstream.pid)
+                    proxied = anyio.run(
+                        measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency, gateway.pid, upstream.pid
+                    )
                     rows.append((mode, concurrency, direct, proxied))
         finally:
             gateway.terminate()
@@ -147,12 +154,14 @@ def main() -> None:
             upstream.terminate()
             upstream.wait(timeout=15)
     print(f"{'era':<11} {'conc':>4} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'bastion rps':>11} {'p50':>7} {'p99':>7} | "
-          f"{'added p50':>9} {'rps ratio':>9} {'gw cpu/call':>11}")
+          f"{'added p50':>9} {'rps ratio':>9} {'gw cpu/call':>11} | cpu/call direct: client upstream | via bastion: client upstream")
     for mode, conc, d, p in rows:
         print(
             f"{mode:<11} {conc:>4} | {d['rps']:>10.0f} {d['p50_ms']:>6.2f}m {d['p99_ms']:>6.2f}m | "
             f"{p['rps']:>11.0f} {p['p50_ms']:>6.2f}m {p['p99_ms']:>6.2f}m | "
-            f"{p['p50_ms'] - d['p50_ms']:>8.2f}m {p['rps'] / d['rps']:>9.2f} {p['gateway_cpu_ms_per_call']:>9.3f}ms"
+            f"{p['p50_ms'] - d['p50_ms']:>8.2f}m {p['rps'] / d['rps']:>9.2f} {p['gateway_cpu_ms_per_call']:>9.3f}ms | "
+            f"{d['client_cpu_ms_per_call']:>22.2f} {d['upstream_cpu_ms_per_call']:>8.2f} | "
+            f"{p['client_cpu_ms_per_call']:>18.2f} {p['upstream_cpu_ms_per_call']:>8.2f}"
         )
     print(json.dumps({"calls": args.calls, "rows": [{"era": m, "concurrency": c, "direct": d, "bastion": p} for m, c, d, p in rows]}))
 
