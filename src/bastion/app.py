@@ -65,7 +65,13 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             gateway = Gateway(repo, pool, runner, health_interval=settings.health_interval)
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
-            pipeline = build_pipeline(gateway.current, pool, timeout=settings.call_timeout, server_info=server_info)
+            pipeline = build_pipeline(
+                gateway.current,
+                pool,
+                timeout=settings.call_timeout,
+                server_info=server_info,
+                page_size=settings.page_size,
+            )
             front = McpFront(pipeline, runner, gateway.current, settings.max_body_bytes)
             gateway.on_change(front.on_change)
             routes = [

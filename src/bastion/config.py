@@ -23,6 +23,7 @@ class Settings(BaseSettings):
         default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"
     )
     max_body_bytes: int = 4 * 1024 * 1024
+    page_size: int = Field(default=500, ge=1, le=10000, description="Entries per page of tools/prompts/resources lists")
     log_level: str = "INFO"
 
     @property

@@ -53,6 +53,8 @@ class ServerView:
     disabled: frozenset[tuple[ItemKind, str]]
     upstreams: frozenset[str]
     lists: Mapping[ItemKind, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+    list_keys: Mapping[ItemKind, tuple[str, ...]] = field(default_factory=dict)
+    """The exposed name or URI of each entry of `lists`, in the same (sorted) order."""
     template_matcher: UriMatcher = field(default_factory=lambda: UriMatcher(()))
 
     @property
@@ -132,8 +134,9 @@ def compose(
     if collisions:
         raise NameCollision("; ".join(collisions), collisions=collisions)
     disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
+    list_keys = {kind: tuple(sorted(bucket)) for kind, bucket in by_kind.items()}
     lists = {
-        kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in sorted(bucket))
+        kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in list_keys[kind])
         for kind, bucket in by_kind.items()
     }
     templates = by_kind["resource_template"]
@@ -146,6 +149,7 @@ def compose(
         disabled=frozenset(disabled),
         upstreams=frozenset(i.upstream for b in by_kind.values() for i in b.values()),
         lists=lists,
+        list_keys=list_keys,
         template_matcher=UriMatcher(sorted(templates)),
     )
     return view, problems

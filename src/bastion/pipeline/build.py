@@ -12,18 +12,23 @@ from bastion.pipeline.base import Next, chain
 from bastion.pipeline.dispatch import dispatch_stage
 from bastion.pipeline.observe import observe
 from bastion.pipeline.resolve import resolve_stage
-from bastion.pipeline.route import route
+from bastion.pipeline.route import route_stage
 
 
 def build_pipeline(
-    snapshot: Callable[[], Snapshot], pool: UpstreamCaller, *, timeout: float, server_info: dict[str, Any]
+    snapshot: Callable[[], Snapshot],
+    pool: UpstreamCaller,
+    *,
+    timeout: float,
+    server_info: dict[str, Any],
+    page_size: int = 500,
 ) -> Next:
     return chain(
         [
             observe,  # first: sees every outcome, including auth failures
             authenticate,  # before anything reveals what exists
             resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
-            route,  # needs the view; answers list requests itself
+            route_stage(page_size),  # needs the view; answers list requests itself, in pages
             dispatch_stage(pool, timeout, server_info),  # last: the only stage that does upstream I/O
         ]
     )

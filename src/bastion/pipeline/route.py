@@ -10,7 +10,8 @@ from typing import Any
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest, NotFound, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
-from bastion.pipeline.base import Next, Result
+from bastion.core.paging import page
+from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
 
 _LISTS: dict[str, tuple[ItemKind, str]] = {
@@ -84,14 +85,26 @@ def _route_completion(view: ServerView, params: dict[str, Any]) -> tuple[Catalog
     return item, {**{k: v for k, v in params.items() if k != "_meta"}, "ref": new_ref}
 
 
-async def route(ctx: CallContext, call_next: Next) -> Result:
-    view = ctx.view
-    assert view is not None, "resolve runs before route"
+def route_stage(page_size: int) -> Stage:
+    """The route stage; list requests are answered in pages of `page_size`."""
+
+    async def route(ctx: CallContext, call_next: Next) -> Result:
+        view = ctx.view
+        assert view is not None, "resolve runs before route"
+        listing = _LISTS.get(ctx.method)
+        if listing is not None:
+            kind, field = listing
+            items, next_cursor = page(
+                kind, view.list_keys.get(kind, ()), view.lists.get(kind, ()), ctx.params.get("cursor"), page_size
+            )
+            return {field: items, "nextCursor": next_cursor} if next_cursor else {field: items}
+        return await _route_call(ctx, view, call_next)
+
+    return route
+
+
+async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Result:
     method, params = ctx.method, ctx.params
-    listing = _LISTS.get(method)
-    if listing is not None:
-        kind, field = listing
-        return {field: list(view.lists.get(kind, ()))}
     if method == "tools/call":
         item = _lookup(view, "tool", _required_str(params, "name", method))
         upstream_params: dict[str, Any] = {"name": item.key}
