@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.core.models import CatalogItem, Discovery, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
+LogCallback = Callable[[dict[str, Any]], Awaitable[None]]
+"""Receives the params of an upstream's `notifications/message` for this call."""
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+@dataclass(frozen=True, slots=True)
+class CallHooks:
+    """What a call relays back to its caller while it runs: progress, and logs at or above a level."""
+
+    on_progress: ProgressCallback | None = None
+    log_level: str | None = None
+    on_log: LogCallback | None = None
 
 
 class ConfigRepo(Protocol):
@@ -41,7 +55,7 @@ class UpstreamCaller(Protocol):
         *,
         user: str | None,
         timeout: float,
-        on_progress: ProgressCallback | None = None,
+        hooks: CallHooks | None = None,
     ) -> dict[str, Any]: ...
 
     async def discover(self, spec: UpstreamSpec) -> Discovery: ...

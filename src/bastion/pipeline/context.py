@@ -7,7 +7,7 @@ from typing import Any
 
 from bastion.core.compose import ServerView
 from bastion.core.models import CatalogItem
-from bastion.core.ports import ProgressCallback
+from bastion.core.ports import CallHooks
 
 
 @dataclass(slots=True)
@@ -24,7 +24,7 @@ class CallContext:
     method: str
     params: dict[str, Any]
     principal: Principal | None
-    on_progress: ProgressCallback | None = None
+    hooks: CallHooks | None = None
     view: ServerView | None = None
     item: CatalogItem | None = None
     upstream_params: dict[str, Any] | None = None

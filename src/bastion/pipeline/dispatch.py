@@ -20,7 +20,7 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
             ctx.upstream_params,
             user=principal.id if principal is not None else None,
             timeout=timeout,
-            on_progress=ctx.on_progress,
+            hooks=ctx.hooks,
         )
         meta = result.get("_meta")
         if isinstance(meta, dict) and any(k.endswith("serverInfo") for k in meta):

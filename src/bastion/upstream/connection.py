@@ -30,7 +30,7 @@ from bastion.core.errors import (
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import ProgressCallback
+from bastion.core.ports import CallHooks
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
@@ -263,7 +263,7 @@ class UpstreamConnection:
         params: dict[str, Any] | None,
         *,
         timeout: float,
-        on_progress: ProgressCallback | None = None,
+        hooks: CallHooks | None = None,
     ) -> dict[str, Any]:
         """Send one request and return the raw result; errors come back as BastionErrors."""
         client = self._client or await self.ready_client(timeout)
@@ -272,7 +272,10 @@ class UpstreamConnection:
         try:
             with anyio.fail_after(timeout):
                 if fast is not None:
-                    return await fast.request(method, params, on_progress=on_progress)
+                    return await fast.request(method, params, hooks=hooks)
+                # Over the SDK client only progress is relayed per call: it reports upstream logs per
+                # session, not per request.
+                on_progress = hooks.on_progress if hooks is not None else None
                 return await raw_request(client.session, method, params, timeout=None, on_progress=on_progress)
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {name!r} did not answer {method} within {timeout:g} s") from None

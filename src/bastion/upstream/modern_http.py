@@ -17,7 +17,7 @@ import aiohttp
 from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
-from bastion.core.ports import ProgressCallback
+from bastion.core.ports import LOG_LEVELS, CallHooks
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _META_PREFIX = "io.modelcontextprotocol/"
@@ -89,20 +89,22 @@ class ModernHttpClient:
         return headers
 
     async def request(
-        self, method: str, params: dict[str, Any] | None, *, on_progress: ProgressCallback | None = None
+        self, method: str, params: dict[str, Any] | None, *, hooks: CallHooks | None = None
     ) -> dict[str, Any]:
         request_id = next(self._ids)
         body_params = dict(params) if params else {}
         meta = dict(body_params.get("_meta") or {})
         meta.update(self._envelope)
-        if on_progress is not None:
+        if hooks is not None and hooks.on_progress is not None:
             meta["progressToken"] = request_id
+        if hooks is not None and hooks.on_log is not None and hooks.log_level in LOG_LEVELS:
+            meta[f"{_META_PREFIX}logLevel"] = hooks.log_level
         body_params["_meta"] = meta
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": body_params})
         headers = self._request_headers(method, body_params)
         try:
             async with self._http.post(self._url, data=body.encode(), headers=headers) as response:
-                result = await self._read_reply(response, request_id, on_progress)
+                result = await self._read_reply(response, request_id, hooks)
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self._upstream!r} failed during {method}: {type(exc).__name__}") from None
         if method == "tools/list":
@@ -110,7 +112,7 @@ class ModernHttpClient:
         return result
 
     async def _read_reply(
-        self, response: aiohttp.ClientResponse, request_id: int, on_progress: ProgressCallback | None
+        self, response: aiohttp.ClientResponse, request_id: int, hooks: CallHooks | None
     ) -> dict[str, Any]:
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("application/json"):
@@ -126,11 +128,21 @@ class ModernHttpClient:
         async for message in _sse_messages(response):
             if message.get("id") == request_id and ("result" in message or "error" in message):
                 return _jsonrpc_outcome(message, self._upstream)
-            if message.get("method") == "notifications/progress" and on_progress is not None:
-                p = message.get("params") or {}
-                if p.get("progressToken") == request_id and isinstance(p.get("progress"), int | float):
-                    await on_progress(p["progress"], p.get("total"), p.get("message"))
+            if hooks is not None:
+                await _relay(message, request_id, hooks)
         raise UpstreamUnavailable(f"upstream {self._upstream!r} closed the stream before replying")
+
+
+async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> None:
+    """Pass a notification that arrived on this call's stream to the caller's hooks."""
+    method, params = message.get("method"), message.get("params")
+    if not isinstance(params, dict):
+        return
+    if method == "notifications/progress" and hooks.on_progress is not None:
+        if params.get("progressToken") == request_id and isinstance(params.get("progress"), int | float):
+            await hooks.on_progress(params["progress"], params.get("total"), params.get("message"))
+    elif method == "notifications/message" and hooks.on_log is not None:
+        await hooks.on_log(params)
 
 
 async def _sse_messages(response: aiohttp.ClientResponse) -> Any:

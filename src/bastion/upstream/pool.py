@@ -16,7 +16,7 @@ import httpx2
 
 from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import Discovery, UpstreamSpec
-from bastion.core.ports import ProgressCallback
+from bastion.core.ports import CallHooks
 from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
@@ -140,14 +140,14 @@ class UpstreamPool:
         *,
         user: str | None,
         timeout: float,
-        on_progress: ProgressCallback | None = None,
+        hooks: CallHooks | None = None,
     ) -> dict[str, Any]:
         spec = self._specs.get(upstream)
         per_user = spec is not None and spec.isolation == "per_user"
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
             conn.last_used = anyio.current_time()
-        return await conn.request(method, params, timeout=timeout, on_progress=on_progress)
+        return await conn.request(method, params, timeout=timeout, hooks=hooks)
 
     def connection(self, name: str) -> UpstreamConnection | None:
         return self._conns.get((name, None))

@@ -27,7 +27,7 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import RequestParams
+from mcp_types import RequestParams, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
@@ -42,6 +42,7 @@ from bastion.pipeline.context import CallContext, Principal
 from bastion.tasks import TaskRunner
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS, LegacySession, serve_fast
+from bastion.web.relay import call_hooks, session_log_level, set_log_level
 
 log = logging.getLogger("bastion.mcp")
 
@@ -118,8 +119,13 @@ class _Front:
         session = self.sessions.get(session_id)
         if session is None:
             assert owner is not None
+            state = connection.state
             session = LegacySession(
-                session_id, connection.protocol_version, owner.principal, partial(_hold_session, transport)
+                session_id,
+                connection.protocol_version,
+                owner.principal,
+                hold=partial(_hold_session, transport),
+                wants_logs=lambda: session_log_level(state) is not None,
             )
             self.sessions = {sid: v for sid, v in self.sessions.items() if sid in self.manager._server_instances}  # noqa: SLF001
             self.sessions[session_id] = session
@@ -169,7 +175,7 @@ class McpFront:
                 method=ctx.method,
                 params=dict(ctx.params or {}),
                 principal=principal if isinstance(principal, Principal) else None,
-                on_progress=_progress_relay(ctx),
+                hooks=call_hooks(ctx),
             )
             try:
                 result = await pipeline(call)
@@ -197,6 +203,7 @@ class McpFront:
         )
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
+        server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_log_level)
 
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
             # Every message of a session passes here, `initialize` included, so a client that has
@@ -312,22 +319,3 @@ async def _notify_changes(front: _Front, before: ServerView | None, after: Serve
                 log.debug("could not notify a client of %s", after.name, exc_info=True)
                 front.connections.discard(connection)
                 break
-
-
-def _progress_relay(ctx: ServerRequestContext[Any]) -> Any:
-    meta = ctx.meta
-    token = getattr(meta, "progress_token", None) if meta is not None else None
-    if token is None and isinstance(ctx.params, dict):
-        raw_meta = ctx.params.get("_meta")
-        token = raw_meta.get("progressToken") if isinstance(raw_meta, dict) else None
-    if token is None:
-        return None
-    session = ctx.session
-    request_id = ctx.request_id
-
-    async def relay(progress: float, total: float | None, message: str | None) -> None:
-        # The SDK types the id as str but routes by the id as received (int ids included).
-        related: Any = request_id
-        await session.send_progress_notification(token, progress, total, message, related_request_id=related)
-
-    return relay

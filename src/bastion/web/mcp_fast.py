@@ -57,6 +57,8 @@ class LegacySession:
     principal: str | None
     hold: Callable[[], AbstractContextManager[None]]
     """Keeps the SDK from reaping the session as idle while a fast-path call runs."""
+    wants_logs: Callable[[], bool]
+    """Whether the client set a log level: its calls then need a stream, so the SDK path."""
     inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
 
 
@@ -140,8 +142,8 @@ def _legacy_request(
         return None
     if not headers.get("content-type", "").startswith("application/json"):
         return None
-    if (principal.id if principal else None) != session.principal:
-        return None  # not the session's owner: the SDK path decides what to say
+    if (principal.id if principal else None) != session.principal or session.wants_logs():
+        return None  # not the session's owner (the SDK path decides what to say), or logs to stream
     message = _decode(body)
     if message is None:
         return None
