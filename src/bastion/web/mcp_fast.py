@@ -80,6 +80,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body; None if the client went away; `_TOO_LARGE` past `limit` bytes."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -89,10 +90,13 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return None
+            return _TOO_LARGE
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+_TOO_LARGE = b"\0too-large"
 
 
 def _decode(body: bytes) -> dict[str, Any] | None:
@@ -185,7 +189,10 @@ async def serve_fast(
     """Serve one POST: on the fast path when plain, else through `fallback` with the body replayed."""
     body = await _read_body(receive, max_body)
     if body is None:
-        await fallback(receive)  # disconnected or too large: the SDK answers that
+        return  # the client went away mid-request
+    if body is _TOO_LARGE:
+        error = {"code": -32600, "message": f"request body is larger than {max_body} bytes"}
+        await _respond(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [])
         return
     raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     headers = dict(raw_headers)
