@@ -22,6 +22,18 @@ _SPEC_FIELD: dict[ItemKind, str] = {
 }
 
 
+_X_MCP_HEADER = "x-mcp-header"
+
+
+def _mentions(value: Any, key: str) -> bool:
+    """Whether `key` appears as an object key anywhere in a JSON value."""
+    if isinstance(value, dict):
+        return key in value or any(_mentions(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, key) for v in value)
+    return False
+
+
 def exposed_name(item: CatalogItem, prefix: PrefixMode) -> str:
     """The name (tools, prompts) or URI (resources, templates) a client sees for `item`."""
     if item.kind in ("resource", "resource_template"):
@@ -55,6 +67,8 @@ class ServerView:
     lists: Mapping[ItemKind, tuple[dict[str, Any], ...]] = field(default_factory=dict)
     list_keys: Mapping[ItemKind, tuple[str, ...]] = field(default_factory=dict)
     """The exposed name or URI of each entry of `lists`, in the same (sorted) order."""
+    mirrored_tools: frozenset[str] = frozenset()
+    """Tools whose input schema declares `x-mcp-header`: their calls carry Mcp-Param-* headers to check."""
     template_matcher: UriMatcher = field(default_factory=lambda: UriMatcher(()))
 
     @property
@@ -150,6 +164,7 @@ def compose(
         upstreams=frozenset(i.upstream for b in by_kind.values() for i in b.values()),
         lists=lists,
         list_keys=list_keys,
+        mirrored_tools=frozenset(n for n, i in by_kind["tool"].items() if _mentions(i.definition.get("inputSchema"), _X_MCP_HEADER)),
         template_matcher=UriMatcher(sorted(templates)),
     )
     return view, problems

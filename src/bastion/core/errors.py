@@ -6,7 +6,8 @@
     ├── Unauthenticated       401 / -32030
     ├── Forbidden             403 / -32003
     ├── NotFound              404 / -32601   an upstream, server or catalog item that does not exist
-    │   └── UnknownTool       404 / -32602   a tools/call naming a tool the virtual server lacks
+    │   └── UnknownItem       404 / -32602   a request naming a prompt or resource the server lacks
+    │       └── UnknownTool   404 / -32602   a tools/call naming a tool the server lacks
     ├── Conflict              409 / -32600
     ├── UpstreamError         502 / -32010   the upstream failed us, not the client
     │   ├── UpstreamUnavailable  502 / -32011  could not connect, or the process is not running
@@ -66,8 +67,14 @@ class NotFound(BastionError):
     title = "Not found"
 
 
-class UnknownTool(NotFound):
+class UnknownItem(NotFound):
+    """A request names a tool, prompt or resource the virtual server does not offer (invalid params)."""
+
     jsonrpc_code = -32602
+    title = "Unknown item"
+
+
+class UnknownTool(UnknownItem):
     title = "Unknown tool"
 
 

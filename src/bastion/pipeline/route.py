@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.compose import ServerView
-from bastion.core.errors import BadRequest, NotFound, UnknownTool
+from bastion.core.errors import BadRequest, NotFound, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.core.paging import page
 from bastion.pipeline.base import Next, Result, Stage
@@ -25,12 +25,22 @@ SERVED_METHODS = frozenset({*_LISTS, "tools/call", "prompts/get", "resources/rea
 _RESERVED_META = "io.modelcontextprotocol/"
 
 
+# The client's capabilities travel on: an upstream decides what to ask (sampling, elicitation) by them.
+_KEPT_RESERVED = frozenset({f"{_RESERVED_META}clientCapabilities"})
+# Multi-round-trip fields (2026-07-28): a retry carries the answers and the upstream's own state back.
+_ROUND_TRIP = ("inputResponses", "requestState")
+
+
 def forwardable_meta(params: dict[str, Any]) -> dict[str, Any] | None:
-    """The client's `_meta` minus what is per-hop (progress token, protocol envelope)."""
+    """The client's `_meta` minus what is per-hop (progress token, protocol version, log opt-in)."""
     meta = params.get("_meta")
     if not isinstance(meta, dict):
         return None
-    kept = {k: v for k, v in meta.items() if k != "progressToken" and not k.startswith(_RESERVED_META)}
+    kept = {
+        k: v
+        for k, v in meta.items()
+        if k != "progressToken" and (not k.startswith(_RESERVED_META) or k in _KEPT_RESERVED)
+    }
     return kept or None
 
 
@@ -54,7 +64,7 @@ def _lookup(view: ServerView, kind: ItemKind, name: str) -> CatalogItem:
     if item is not None:
         return item
     label = "tool" if kind == "tool" else "prompt"
-    error = UnknownTool if kind == "tool" else NotFound
+    error = UnknownTool if kind == "tool" else UnknownItem
     if (kind, name) in view.disabled:
         raise error(f"{label} {name!r} is disabled on virtual server {view.name!r}", name=name)
     raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
@@ -66,7 +76,7 @@ def resource_for(view: ServerView, uri: str) -> CatalogItem:
         template = view.template_matcher.match(uri)
         item = view.templates.get(template) if template is not None else None
     if item is None:
-        raise NotFound(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
+        raise UnknownItem(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
     return item
 
 
@@ -110,18 +120,19 @@ async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Re
         upstream_params: dict[str, Any] = {"name": item.key}
         if "arguments" in params:
             upstream_params["arguments"] = params["arguments"]
-        for key in ("inputResponses", "requestState", "task"):
+        for key in (*_ROUND_TRIP, "task"):
             if key in params:
                 upstream_params[key] = params[key]
     elif method == "prompts/get":
         item = _lookup(view, "prompt", _required_str(params, "name", method))
         upstream_params = {"name": item.key}
-        if "arguments" in params:
-            upstream_params["arguments"] = params["arguments"]
+        for key in ("arguments", *_ROUND_TRIP):
+            if key in params:
+                upstream_params[key] = params[key]
     elif method == "resources/read":
         uri = _required_str(params, "uri", method)
         item = resource_for(view, uri)
-        upstream_params = {"uri": uri}
+        upstream_params = {"uri": uri, **{k: params[k] for k in _ROUND_TRIP if k in params}}
     elif method == "completion/complete":
         item, upstream_params = _route_completion(view, params)
     else:

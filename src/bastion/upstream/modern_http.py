@@ -21,6 +21,8 @@ from bastion.core.ports import LOG_LEVELS, CallHooks
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _META_PREFIX = "io.modelcontextprotocol/"
+_VERSION_KEY = f"{_META_PREFIX}protocolVersion"
+_INFO_KEY = f"{_META_PREFIX}clientInfo"
 
 
 def _jsonrpc_outcome(message: Any, upstream: str) -> dict[str, Any]:
@@ -93,8 +95,10 @@ class ModernHttpClient:
     ) -> dict[str, Any]:
         request_id = next(self._ids)
         body_params = dict(params) if params else {}
-        meta = dict(body_params.get("_meta") or {})
-        meta.update(self._envelope)
+        meta = {**self._envelope, **(body_params.get("_meta") or {})}
+        # Bastion speaks for itself on the protocol version and client identity; the end client's
+        # capabilities (forwarded by the route stage) win over Bastion's empty ones.
+        meta[_VERSION_KEY], meta[_INFO_KEY] = self._envelope[_VERSION_KEY], self._envelope[_INFO_KEY]
         if hooks is not None and hooks.on_progress is not None:
             meta["progressToken"] = request_id
         if hooks is not None and hooks.on_log is not None and hooks.log_level in LOG_LEVELS:

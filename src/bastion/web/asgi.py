@@ -35,6 +35,17 @@ def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
     return host in _LOCAL_HOSTS
 
 
+_PADDING = (b" ", b"\t")
+
+
+def _without_padding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Header values without surrounding whitespace, which is not part of a field value (RFC 9110
+    5.5) but which uvicorn's httptools parser keeps; MCP's routing headers are compared exactly."""
+    if any(v[:1] in _PADDING or v[-1:] in _PADDING for _, v in headers):
+        return [(k, v.strip(b" \t")) for k, v in headers]
+    return headers
+
+
 def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
     async def bastion_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BastionError)
@@ -83,6 +94,7 @@ class BastionApp:
             await problem_from(exc)(scope, receive, send)
             return
         if path.startswith("/servers/"):
+            scope["headers"] = _without_padding(scope["headers"])
             await self._mcp(path, scope, receive, send)
         else:
             await self.rest(scope, receive, send)

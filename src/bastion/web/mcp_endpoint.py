@@ -24,10 +24,12 @@ from mcp.server.caching import CacheHint
 from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import RequestParams, SetLevelRequestParams
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ServerEvent, ToolsListChanged
+from mcp_types import RequestParams, SetLevelRequestParams, SubscriptionsListenRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
@@ -35,6 +37,7 @@ from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
 from bastion.core.compose import ServerView
+from bastion.core.models import ItemKind
 from bastion.core.errors import BastionError, UpstreamRpcError
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
@@ -96,6 +99,9 @@ class _Front:
     server: VirtualMcpServer
     manager: StreamableHTTPSessionManager
     sse: SseServerTransport
+    bus: InMemorySubscriptionBus
+    """Change events for 2026-07-28 clients' `subscriptions/listen` streams."""
+    listen: ListenHandler
     stop: anyio.Event = field(default_factory=anyio.Event)
     connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
     owners: dict[str, _Owner] = field(default_factory=dict)
@@ -164,7 +170,9 @@ class McpFront:
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
 
-    def _make_server(self, name: str, remember: Callable[[Connection, str | None], None]) -> VirtualMcpServer:
+    def _make_server(
+        self, name: str, remember: Callable[[Connection, str | None], None], listen: ListenHandler
+    ) -> VirtualMcpServer:
         pipeline = self._pipeline
 
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
@@ -204,6 +212,7 @@ class McpFront:
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
         server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_log_level)
+        server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
 
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
             # Every message of a session passes here, `initialize` included, so a client that has
@@ -228,14 +237,16 @@ class McpFront:
             front = self._fronts.get(name)
             if front is None:
                 remembered: list[_Front] = []
-                server = self._make_server(name, lambda c, p: remembered[0].remember(c, p))
+                bus = InMemorySubscriptionBus()
+                listen = ListenHandler(bus)
+                server = self._make_server(name, lambda c, p: remembered[0].remember(c, p), listen)
                 manager = StreamableHTTPSessionManager(
                     app=server, security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = _Front(server=server, manager=manager, sse=sse)
+                front = _Front(server=server, manager=manager, sse=sse, bus=bus, listen=listen)
                 remembered.append(front)
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
                 self._fronts[name] = front
@@ -266,7 +277,12 @@ class McpFront:
             max_body=self._max_body,
             fallback=fallback,
             sessions=front.legacy_session,
+            mirrored=lambda tool: tool in self._mirrored(name),
         )
+
+    def _mirrored(self, name: str) -> frozenset[str]:
+        view = self._snapshot().servers.get(name)
+        return view.mirrored_tools if view is not None else frozenset()
 
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
@@ -284,6 +300,7 @@ class McpFront:
             view = new.servers.get(name)
             if view is None:
                 self._fronts.pop(name, None)
+                front.listen.close()
                 front.stop.set()
                 continue
             before = old.servers.get(name)
@@ -291,28 +308,34 @@ class McpFront:
 
     async def aclose(self) -> None:
         for front in self._fronts.values():
+            front.listen.close()
             front.stop.set()
         self._fronts.clear()
 
 
+_CHANGE_EVENTS: tuple[tuple[tuple[ItemKind, ...], str, ServerEvent], ...] = (
+    (("tool",), "send_tool_list_changed", ToolsListChanged()),
+    (("prompt",), "send_prompt_list_changed", PromptsListChanged()),
+    (("resource", "resource_template"), "send_resource_list_changed", ResourcesListChanged()),
+)
+
+
 async def _notify_changes(front: _Front, before: ServerView | None, after: ServerView) -> None:
+    """Tell the virtual server's clients which of its lists changed: 2025-11-25 sessions on their
+    standalone stream, 2026-07-28 clients on their `subscriptions/listen` streams."""
     if before is None:
         return
-    sends = []
-    if before.lists.get("tool") != after.lists.get("tool"):
-        sends.append("send_tool_list_changed")
-    if before.lists.get("prompt") != after.lists.get("prompt"):
-        sends.append("send_prompt_list_changed")
-    if before.lists.get("resource") != after.lists.get("resource") or before.lists.get(
-        "resource_template"
-    ) != after.lists.get("resource_template"):
-        sends.append("send_resource_list_changed")
-    if not sends:
-        return
-    for connection in list(front.connections):
+    changed = [
+        (send, event)
+        for kinds, send, event in _CHANGE_EVENTS
+        if any(before.lists.get(k) != after.lists.get(k) for k in kinds)
+    ]
+    for _, event in changed:
+        await front.bus.publish(event)
+    for connection in list(front.connections) if changed else ():
         if not connection.has_standalone_channel:
             continue
-        for send in sends:
+        for send, _ in changed:
             try:
                 await getattr(connection, send)()
             except Exception:  # noqa: BLE001 - a gone client must not stop the others

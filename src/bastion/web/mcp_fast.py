@@ -126,12 +126,16 @@ def _accepts_both(headers: dict[str, str]) -> bool:
     return "application/json" in accept and "text/event-stream" in accept
 
 
-def _modern_request(raw_headers: list[tuple[str, str]], headers: dict[str, str], body: bytes) -> dict[str, Any] | None:
+def _modern_request(
+    raw_headers: list[tuple[str, str]], headers: dict[str, str], body: bytes, mirrored: Callable[[str], bool]
+) -> dict[str, Any] | None:
     if not _accepts_both(headers) or any(name.startswith("mcp-param-") for name, _ in raw_headers):
         return None
     message = _decode(body)
     if message is None or not _plain_call(message, params_required=True):
         return None
+    if message["method"] == "tools/call" and mirrored(str(message["params"].get("name"))):
+        return None  # its Mcp-Param-* headers (or their absence) are the SDK's to check
     if find_duplicated_routing_header(raw_headers) is not None:
         return None
     if not hasattr(classify_inbound_request(message, headers=headers), "protocol_version"):
@@ -185,6 +189,7 @@ async def serve_fast(
     max_body: int,
     fallback: Fallback,
     sessions: SessionLookup,
+    mirrored: Callable[[str], bool],
 ) -> None:
     """Serve one POST: on the fast path when plain, else through `fallback` with the body replayed."""
     body = await _read_body(receive, max_body)
@@ -200,7 +205,7 @@ async def serve_fast(
     principal = principal if isinstance(principal, Principal) else None
     session: LegacySession | None = None
     if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
-        message = _modern_request(raw_headers, headers, body)
+        message = _modern_request(raw_headers, headers, body, mirrored)
     elif (session_id := headers.get("mcp-session-id")) and (session := sessions(session_id)) is not None:
         message = _legacy_request(headers, body, session, principal)
     else:
