@@ -16,6 +16,7 @@ from bastion.auth.tokens import AdminTokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.pipeline.build import build_pipeline
+from bastion.store.events import MemoryEventStore
 from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
@@ -72,7 +73,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 server_info=server_info,
                 page_size=settings.page_size,
             )
-            front = McpFront(pipeline, runner, gateway.current, settings.max_body_bytes)
+            front = McpFront(pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore())
             gateway.on_change(front.on_change)
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes),

@@ -395,11 +395,22 @@ def build_server() -> MCPServer:
         return f"Elicitation completed: action=accept, content={values.model_dump_json()}"
 
     @mcp.tool()
-    async def test_elicitation_sep1330_enums(ctx: Context) -> str:
-        """Elicits a form with all five enum shapes (elicitation-sep1330-enums)."""
-        result = await ctx.session.elicit_form(
-            "Please pick from the enums (SEP-1330)", SEP1330_SCHEMA, related_request_id=ctx.request_id
-        )
+    async def test_elicitation_sep1330_enums(ctx: Context) -> str | InputRequiredResult:
+        """Elicits a form with all five enum shapes (elicitation-sep1330-enums).
+
+        On a 2025-11-25 session the form goes out as a live elicitation/create; on the
+        2026-07-28 wire (no server-to-client requests) as an input_required round, which a
+        gateway in front of a 2025-11-25 client turns back into the live request.
+        """
+        message = "Please pick from the enums (SEP-1330)"
+        if _modern(ctx):
+            response = (ctx.input_responses or {}).get("enums")
+            if not isinstance(response, ElicitResult):
+                form = ElicitRequestFormParams(message=message, requested_schema=SEP1330_SCHEMA)
+                return InputRequiredResult(input_requests={"enums": ElicitRequest(params=form)})
+            result = response
+        else:
+            result = await ctx.session.elicit_form(message, SEP1330_SCHEMA, related_request_id=ctx.request_id)
         return f"Elicitation completed: action={result.action}, content={json.dumps(result.content)}"
 
     @mcp.tool()

@@ -11,17 +11,22 @@ from bastion.core.models import CatalogItem, Discovery, Upstream, UpstreamSpec, 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 LogCallback = Callable[[dict[str, Any]], Awaitable[None]]
 """Receives the params of an upstream's `notifications/message` for this call."""
+AskCallback = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Puts one input request (`sampling/createMessage`, `elicitation/create`, `roots/list`) to the
+client as a live request and returns its result, or a JSON-RPC error object."""
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
 @dataclass(frozen=True, slots=True)
 class CallHooks:
-    """What a call relays back to its caller while it runs: progress, and logs at or above a level."""
+    """What a call relays back to its caller while it runs: progress, logs at or above a level, and
+    (for a 2025-11-25 client) the questions an upstream's `input_required` result asks it."""
 
     on_progress: ProgressCallback | None = None
     log_level: str | None = None
     on_log: LogCallback | None = None
+    ask: AskCallback | None = None
 
 
 class ConfigRepo(Protocol):

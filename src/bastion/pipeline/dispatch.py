@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.core.ports import UpstreamCaller
+from bastion.core.errors import UpstreamProtocolError
+from bastion.core.ports import AskCallback, UpstreamCaller
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
+
+
+MAX_INPUT_ROUNDS = 10
 
 
 def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, Any]) -> Stage:
     async def dispatch(ctx: CallContext, call_next: Next) -> Result:
         item = ctx.item
-        assert item is not None and ctx.upstream_params is not None, "route runs before dispatch"
+        params = ctx.upstream_params
+        assert item is not None and params is not None, "route runs before dispatch"
         principal = ctx.principal
-        result = await pool.request(
-            item.upstream,
-            ctx.method,
-            ctx.upstream_params,
-            user=principal.id if principal is not None else None,
-            timeout=timeout,
-            hooks=ctx.hooks,
-        )
+        user = principal.id if principal is not None else None
+        result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
+        ask = ctx.hooks.ask if ctx.hooks is not None else None
+        rounds = 0
+        while ask is not None and result.get("resultType") == "input_required":
+            # Bridge: a 2025-11-25 client cannot read `input_required`; ask it each question as a
+            # live request on its session and retry the upstream with the answers.
+            rounds += 1
+            if rounds > MAX_INPUT_ROUNDS:
+                raise UpstreamProtocolError(f"upstream {item.upstream!r} asked for input more than {MAX_INPUT_ROUNDS} times")
+            params = await _answered(params, result, ask)
+            result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
         meta = result.get("_meta")
         if isinstance(meta, dict) and any(k.endswith("serverInfo") for k in meta):
             # The client talks to Bastion: never leak which server answered behind it.
@@ -29,3 +38,21 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
         return result
 
     return dispatch
+
+
+async def _answered(params: dict[str, Any], asked: dict[str, Any], ask: AskCallback) -> dict[str, Any]:
+    """The retry's params: the original ones, the client's answers, and the upstream's state."""
+    requests = asked.get("inputRequests") or {}
+    if not isinstance(requests, dict):
+        raise UpstreamProtocolError("an input_required result carried inputRequests that is not an object")
+    answers: dict[str, Any] = {}
+    for key, request in requests.items():
+        if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+            raise UpstreamProtocolError(f"input request {key!r} has no method")
+        answers[key] = await ask(request["method"], request.get("params") or {})
+    retry = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+    if answers:
+        retry["inputResponses"] = answers
+    if isinstance(asked.get("requestState"), str):
+        retry["requestState"] = asked["requestState"]
+    return retry

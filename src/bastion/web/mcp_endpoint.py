@@ -25,7 +25,7 @@ from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
-from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ServerEvent, ToolsListChanged
@@ -44,6 +44,7 @@ from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.tasks import TaskRunner
 from bastion.pipeline.route import SERVED_METHODS
+from bastion.web.bridge import ask_on_connection, capabilities_of, with_capabilities
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS, LegacySession, serve_fast
 from bastion.web.relay import call_hooks, session_log_level, set_log_level
 
@@ -51,6 +52,8 @@ log = logging.getLogger("bastion.mcp")
 
 PRINCIPAL_SCOPE_KEY = "bastion.principal"
 _CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
+# How soon a 2025-11-25 client whose stream closed should reconnect (the SSE `retry` field), ms.
+_RETRY_MS = 1000
 _NO_SECURITY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
@@ -132,6 +135,8 @@ class _Front:
                 owner.principal,
                 hold=partial(_hold_session, transport),
                 wants_logs=lambda: session_log_level(state) is not None,
+                capabilities=capabilities_of(connection),
+                ask=ask_on_connection(connection),
             )
             self.sessions = {sid: v for sid, v in self.sessions.items() if sid in self.manager._server_instances}  # noqa: SLF001
             self.sessions[session_id] = session
@@ -158,7 +163,12 @@ def _hold_session(transport: StreamableHTTPServerTransport) -> Iterator[None]:
 
 class McpFront:
     def __init__(
-        self, pipeline: Next, runner: TaskRunner, snapshot: Callable[[], Snapshot], max_body_bytes: int
+        self,
+        pipeline: Next,
+        runner: TaskRunner,
+        snapshot: Callable[[], Snapshot],
+        max_body_bytes: int,
+        events: EventStore | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._snapshot = snapshot
@@ -166,6 +176,7 @@ class McpFront:
         self._max_body = max_body_bytes
         self._fronts: dict[str, _Front] = {}
         self._lock = anyio.Lock()
+        self._events = events
 
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
@@ -178,10 +189,13 @@ class McpFront:
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
             request = ctx.request
             principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
+            params = dict(ctx.params or {})
+            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                params = with_capabilities(params, capabilities_of(ctx.session._connection))  # noqa: SLF001
             call = CallContext(
                 server=name,
                 method=ctx.method,
-                params=dict(ctx.params or {}),
+                params=params,
                 principal=principal if isinstance(principal, Principal) else None,
                 hooks=call_hooks(ctx),
             )
@@ -241,7 +255,11 @@ class McpFront:
                 listen = ListenHandler(bus)
                 server = self._make_server(name, lambda c, p: remembered[0].remember(c, p), listen)
                 manager = StreamableHTTPSessionManager(
-                    app=server, security_settings=_NO_SECURITY, max_request_body_size=self._max_body
+                    app=server,
+                    security_settings=_NO_SECURITY,
+                    max_request_body_size=self._max_body,
+                    event_store=self._events,
+                    retry_interval=_RETRY_MS,
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body

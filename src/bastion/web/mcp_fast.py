@@ -30,9 +30,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.core.errors import BastionError
+from bastion.core.ports import AskCallback, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
+from bastion.web.bridge import with_capabilities
 
 log = logging.getLogger("bastion.mcp")
 
@@ -59,6 +61,10 @@ class LegacySession:
     """Keeps the SDK from reaping the session as idle while a fast-path call runs."""
     wants_logs: Callable[[], bool]
     """Whether the client set a log level: its calls then need a stream, so the SDK path."""
+    capabilities: dict[str, Any] | None
+    """What the client declared at `initialize`; travels upstream with each call."""
+    ask: AskCallback
+    """Puts an upstream's input request to the client, on the session's standalone stream."""
     inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
 
 
@@ -213,7 +219,9 @@ async def serve_fast(
     if message is None:
         await fallback(_replay(body, receive))
         return
-    call = CallContext(server=server, method=message["method"], params=message["params"], principal=principal)
+    params = message["params"] if session is None else with_capabilities(message["params"], session.capabilities)
+    hooks = None if session is None else CallHooks(ask=session.ask)
+    call = CallContext(server=server, method=message["method"], params=params, principal=principal, hooks=hooks)
     if session is None:
         outcome = await _run(call, pipeline, to_error, receive, None)
         await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])

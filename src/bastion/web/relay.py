@@ -15,6 +15,7 @@ from mcp_types import EmptyResult, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion.core.ports import LOG_LEVELS, CallHooks, LogCallback, ProgressCallback
+from bastion.web.bridge import ask_on_request
 
 # Bastion relays logs on purpose for the clients that still use them: the SDK's deprecation notice
 # for the logging capability (2026-07-28) would otherwise fire on every relayed entry.
@@ -49,9 +50,15 @@ def call_hooks(ctx: ServerRequestContext[Any]) -> CallHooks | None:
     else:
         level = session_log_level(ctx.session._connection.state)  # noqa: SLF001
     progress = _progress_relay(ctx, meta.get("progressToken"))
-    if progress is None and level is None:
+    modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+    if progress is None and level is None and modern:
         return None
-    return CallHooks(on_progress=progress, log_level=level, on_log=_log_relay(ctx, level) if level else None)
+    return CallHooks(
+        on_progress=progress,
+        log_level=level,
+        on_log=_log_relay(ctx, level) if level else None,
+        ask=None if modern else ask_on_request(ctx),
+    )
 
 
 def _progress_relay(ctx: ServerRequestContext[Any], token: object) -> ProgressCallback | None:

@@ -1,0 +1,45 @@
+"""An in-process event store for 2025-11-25 streams: priming events and Last-Event-ID replay.
+
+Bounded: each stream keeps its newest `per_stream` events and the store its newest `streams`
+streams, so a client that never comes back costs a fixed amount. Replay across replicas needs the
+Redis store (issue 5); this one serves a client that reconnects to the same process.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict, deque
+
+from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
+from mcp_types import JSONRPCMessage
+
+
+class MemoryEventStore(EventStore):
+    def __init__(self, *, per_stream: int = 256, streams: int = 10_000) -> None:
+        self._per_stream = per_stream
+        self._max_streams = streams
+        self._streams: OrderedDict[StreamId, deque[tuple[int, JSONRPCMessage | None]]] = OrderedDict()
+        self._seq = itertools.count(1)
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        events = self._streams.get(stream_id)
+        if events is None:
+            events = self._streams[stream_id] = deque(maxlen=self._per_stream)
+            while len(self._streams) > self._max_streams:
+                self._streams.popitem(last=False)
+        else:
+            self._streams.move_to_end(stream_id)
+        seq = next(self._seq)
+        events.append((seq, message))
+        return f"{stream_id}/{seq}"
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        stream_id, _, seq_text = last_event_id.rpartition("/")
+        events = self._streams.get(stream_id)
+        if events is None or not seq_text.isdigit():
+            return None
+        after = int(seq_text)
+        for seq, message in list(events):
+            if seq > after and message is not None:
+                await send_callback(EventMessage(message, f"{stream_id}/{seq}"))
+        return stream_id
