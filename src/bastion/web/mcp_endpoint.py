@@ -8,12 +8,6 @@ Legacy connections are remembered (weakly) so list changes reach them as notific
 from __future__ import annotations
 
 import logging
-import math
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,12 +18,15 @@ from mcp.server.caching import CacheHint
 from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
-from mcp.server.streamable_http import EventStore, StreamableHTTPServerTransport
+from mcp.server.streamable_http import EventStore
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ServerEvent, ToolsListChanged
-from mcp_types import RequestParams, SetLevelRequestParams, SubscriptionsListenRequestParams
+from mcp_types import (
+    RequestParams,
+    SetLevelRequestParams,
+    SubscriptionsListenRequestParams,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
@@ -37,16 +34,16 @@ from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
 from bastion.core.compose import ServerView
-from bastion.core.models import ItemKind
 from bastion.core.errors import BastionError, UpstreamRpcError
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
-from bastion.tasks import TaskRunner
 from bastion.pipeline.route import SERVED_METHODS
-from bastion.web.bridge import ask_on_connection, capabilities_of, with_capabilities
-from bastion.web.mcp_fast import CACHE_HINTED_METHODS, LegacySession, serve_fast
-from bastion.web.relay import call_hooks, session_log_level, set_log_level
+from bastion.tasks import TaskRunner
+from bastion.web.bridge import capabilities_of, with_capabilities
+from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
+from bastion.web.mcp_front import Front, notify_changes
+from bastion.web.relay import call_hooks, set_log_level
 
 log = logging.getLogger("bastion.mcp")
 
@@ -89,78 +86,6 @@ def _error_triple(exc: BastionError) -> tuple[int, str, Any]:
     return error.code, error.message, error.data
 
 
-@dataclass
-class _Owner:
-    connection: weakref.ref[Connection]
-    principal: str | None
-
-
-@dataclass
-class _Front:
-    """One virtual server's SDK server, session manager and SSE transport."""
-
-    server: VirtualMcpServer
-    manager: StreamableHTTPSessionManager
-    sse: SseServerTransport
-    bus: InMemorySubscriptionBus
-    """Change events for 2026-07-28 clients' `subscriptions/listen` streams."""
-    listen: ListenHandler
-    stop: anyio.Event = field(default_factory=anyio.Event)
-    connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
-    owners: dict[str, _Owner] = field(default_factory=dict)
-    sessions: dict[str, LegacySession] = field(default_factory=dict)
-
-    def remember(self, connection: Connection, principal: str | None) -> None:
-        self.connections.add(connection)
-        if connection.session_id and connection.session_id not in self.owners:
-            self.owners = {sid: o for sid, o in self.owners.items() if o.connection() is not None}
-            self.owners[connection.session_id] = _Owner(weakref.ref(connection), principal)
-
-    def legacy_session(self, session_id: str) -> LegacySession | None:
-        """The fast path's view of a live, initialized SDK session; None sends the request to the SDK."""
-        # SDK-private (pinned mcp==2.3.0): the session's transport, for liveness and idle accounting.
-        transport = self.manager._server_instances.get(session_id)  # noqa: SLF001
-        owner = self.owners.get(session_id)
-        connection = owner.connection() if owner is not None else None
-        if transport is None or transport.is_terminated or connection is None or not connection.initialize_accepted:
-            self.sessions.pop(session_id, None)
-            return None
-        session = self.sessions.get(session_id)
-        if session is None:
-            assert owner is not None
-            state = connection.state
-            session = LegacySession(
-                session_id,
-                connection.protocol_version,
-                owner.principal,
-                hold=partial(_hold_session, transport),
-                wants_logs=lambda: session_log_level(state) is not None,
-                capabilities=capabilities_of(connection),
-                ask=ask_on_connection(connection),
-            )
-            self.sessions = {sid: v for sid, v in self.sessions.items() if sid in self.manager._server_instances}  # noqa: SLF001
-            self.sessions[session_id] = session
-        return session
-
-
-@contextmanager
-def _hold_session(transport: StreamableHTTPServerTransport) -> Iterator[None]:
-    """Count a fast-path call as a request in flight, exactly as the SDK's transport counts its own
-    (SDK-private fields, pinned mcp==2.3.0), so the session is not reaped as idle mid-call."""
-    scope, timeout = transport.idle_scope, transport._idle_timeout  # noqa: SLF001
-    if scope is None or timeout is None:
-        yield
-        return
-    transport._requests_in_flight += 1  # noqa: SLF001
-    scope.deadline = math.inf
-    try:
-        yield
-    finally:
-        transport._requests_in_flight -= 1  # noqa: SLF001
-        if not transport._requests_in_flight:  # noqa: SLF001
-            scope.deadline = anyio.current_time() + timeout
-
-
 class McpFront:
     def __init__(
         self,
@@ -174,7 +99,7 @@ class McpFront:
         self._snapshot = snapshot
         self._runner = runner
         self._max_body = max_body_bytes
-        self._fronts: dict[str, _Front] = {}
+        self._fronts: dict[str, Front] = {}
         self._lock = anyio.Lock()
         self._events = events
 
@@ -243,14 +168,14 @@ class McpFront:
         server.middleware = [remember_connection]
         return server
 
-    async def _front(self, name: str) -> _Front:
+    async def _front(self, name: str) -> Front:
         front = self._fronts.get(name)
         if front is not None:
             return front
         async with self._lock:
             front = self._fronts.get(name)
             if front is None:
-                remembered: list[_Front] = []
+                remembered: list[Front] = []
                 bus = InMemorySubscriptionBus()
                 listen = ListenHandler(bus)
                 server = self._make_server(name, lambda c, p: remembered[0].remember(c, p), listen)
@@ -264,14 +189,14 @@ class McpFront:
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = _Front(server=server, manager=manager, sse=sse, bus=bus, listen=listen)
+                front = Front(server=server, manager=manager, sse=sse, bus=bus, listen=listen)
                 remembered.append(front)
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
                 self._fronts[name] = front
         return front
 
     @staticmethod
-    async def _run_manager(front: _Front, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _run_manager(front: Front, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with front.manager.run():
             task_status.started()
             await front.stop.wait()
@@ -322,41 +247,10 @@ class McpFront:
                 front.stop.set()
                 continue
             before = old.servers.get(name)
-            await _notify_changes(front, before, view)
+            await notify_changes(front, before, view)
 
     async def aclose(self) -> None:
         for front in self._fronts.values():
             front.listen.close()
             front.stop.set()
         self._fronts.clear()
-
-
-_CHANGE_EVENTS: tuple[tuple[tuple[ItemKind, ...], str, ServerEvent], ...] = (
-    (("tool",), "send_tool_list_changed", ToolsListChanged()),
-    (("prompt",), "send_prompt_list_changed", PromptsListChanged()),
-    (("resource", "resource_template"), "send_resource_list_changed", ResourcesListChanged()),
-)
-
-
-async def _notify_changes(front: _Front, before: ServerView | None, after: ServerView) -> None:
-    """Tell the virtual server's clients which of its lists changed: 2025-11-25 sessions on their
-    standalone stream, 2026-07-28 clients on their `subscriptions/listen` streams."""
-    if before is None:
-        return
-    changed = [
-        (send, event)
-        for kinds, send, event in _CHANGE_EVENTS
-        if any(before.lists.get(k) != after.lists.get(k) for k in kinds)
-    ]
-    for _, event in changed:
-        await front.bus.publish(event)
-    for connection in list(front.connections) if changed else ():
-        if not connection.has_standalone_channel:
-            continue
-        for send, _ in changed:
-            try:
-                await getattr(connection, send)()
-            except Exception:  # noqa: BLE001 - a gone client must not stop the others
-                log.debug("could not notify a client of %s", after.name, exc_info=True)
-                front.connections.discard(connection)
-                break

@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, classify_inbound_request, find_duplicated_routing_header
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
 from mcp_types import RequestId
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send

@@ -1,0 +1,140 @@
+"""One virtual server's MCP front: its SDK server, session manager, SSE transport, and who is
+connected to it (2025-11-25 sessions, for list-change notices and the fast path; a bus for
+2026-07-28 `subscriptions/listen` streams).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import anyio
+from mcp.server import Server
+from mcp.server.connection import Connection
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ServerEvent,
+    ToolsListChanged,
+)
+
+from bastion.core.compose import ServerView
+from bastion.core.models import ItemKind
+from bastion.web.bridge import ask_on_connection, capabilities_of
+from bastion.web.mcp_fast import LegacySession
+from bastion.web.relay import session_log_level
+
+log = logging.getLogger("bastion.mcp")
+
+
+@dataclass
+class Owner:
+    connection: weakref.ref[Connection]
+    principal: str | None
+
+
+@dataclass
+class Front:
+    """One virtual server's SDK server, session manager and SSE transport."""
+
+    server: Server[Any]
+    manager: StreamableHTTPSessionManager
+    sse: SseServerTransport
+    bus: InMemorySubscriptionBus
+    """Change events for 2026-07-28 clients' `subscriptions/listen` streams."""
+    listen: ListenHandler
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
+    owners: dict[str, Owner] = field(default_factory=dict)
+    sessions: dict[str, LegacySession] = field(default_factory=dict)
+
+    def remember(self, connection: Connection, principal: str | None) -> None:
+        self.connections.add(connection)
+        if connection.session_id and connection.session_id not in self.owners:
+            self.owners = {sid: o for sid, o in self.owners.items() if o.connection() is not None}
+            self.owners[connection.session_id] = Owner(weakref.ref(connection), principal)
+
+    def legacy_session(self, session_id: str) -> LegacySession | None:
+        """The fast path's view of a live, initialized SDK session; None sends the request to the SDK."""
+        # SDK-private (pinned mcp==2.3.0): the session's transport, for liveness and idle accounting.
+        transport = self.manager._server_instances.get(session_id)  # noqa: SLF001
+        owner = self.owners.get(session_id)
+        connection = owner.connection() if owner is not None else None
+        if transport is None or transport.is_terminated or connection is None or not connection.initialize_accepted:
+            self.sessions.pop(session_id, None)
+            return None
+        session = self.sessions.get(session_id)
+        if session is None:
+            assert owner is not None
+            state = connection.state
+            session = LegacySession(
+                session_id,
+                connection.protocol_version,
+                owner.principal,
+                hold=partial(_hold_session, transport),
+                wants_logs=lambda: session_log_level(state) is not None,
+                capabilities=capabilities_of(connection),
+                ask=ask_on_connection(connection),
+            )
+            self.sessions = {sid: v for sid, v in self.sessions.items() if sid in self.manager._server_instances}  # noqa: SLF001
+            self.sessions[session_id] = session
+        return session
+
+
+@contextmanager
+def _hold_session(transport: StreamableHTTPServerTransport) -> Iterator[None]:
+    """Count a fast-path call as a request in flight, exactly as the SDK's transport counts its own
+    (SDK-private fields, pinned mcp==2.3.0), so the session is not reaped as idle mid-call."""
+    scope, timeout = transport.idle_scope, transport._idle_timeout  # noqa: SLF001
+    if scope is None or timeout is None:
+        yield
+        return
+    transport._requests_in_flight += 1  # noqa: SLF001
+    scope.deadline = math.inf
+    try:
+        yield
+    finally:
+        transport._requests_in_flight -= 1  # noqa: SLF001
+        if not transport._requests_in_flight:  # noqa: SLF001
+            scope.deadline = anyio.current_time() + timeout
+
+
+_CHANGE_EVENTS: tuple[tuple[tuple[ItemKind, ...], str, ServerEvent], ...] = (
+    (("tool",), "send_tool_list_changed", ToolsListChanged()),
+    (("prompt",), "send_prompt_list_changed", PromptsListChanged()),
+    (("resource", "resource_template"), "send_resource_list_changed", ResourcesListChanged()),
+)
+
+
+async def notify_changes(front: Front, before: ServerView | None, after: ServerView) -> None:
+    """Tell the virtual server's clients which of its lists changed: 2025-11-25 sessions on their
+    standalone stream, 2026-07-28 clients on their `subscriptions/listen` streams."""
+    if before is None:
+        return
+    changed = [
+        (send, event)
+        for kinds, send, event in _CHANGE_EVENTS
+        if any(before.lists.get(k) != after.lists.get(k) for k in kinds)
+    ]
+    for _, event in changed:
+        await front.bus.publish(event)
+    for connection in list(front.connections) if changed else ():
+        if not connection.has_standalone_channel:
+            continue
+        for send, _ in changed:
+            try:
+                await getattr(connection, send)()
+            except Exception:  # noqa: BLE001 - a gone client must not stop the others
+                log.debug("could not notify a client of %s", after.name, exc_info=True)
+                front.connections.discard(connection)
+                break
