@@ -53,13 +53,18 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
         async with anyio.create_task_group() as tg:
             runner = TaskRunner(tg)
             gateway_ref: list[Gateway] = []
+            front_ref: list[McpFront] = []
 
             async def on_notification(upstream: str, method: str) -> None:
                 await gateway_ref[0].upstream_changed(upstream, method)
 
+            async def on_resource_updated(upstream: str, uri: str) -> None:
+                await front_ref[0].resource_updated(upstream, uri)
+
             pool = UpstreamPool(
                 runner,
                 on_notification=on_notification,
+                on_resource_updated=on_resource_updated,
                 connect_timeout=settings.connect_timeout,
                 backoff_base=settings.reconnect_backoff,
             )
@@ -73,7 +78,10 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 server_info=server_info,
                 page_size=settings.page_size,
             )
-            front = McpFront(pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore())
+            front = McpFront(
+                pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore(), subscriber=pool
+            )
+            front_ref.append(front)
             gateway.on_change(front.on_change)
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes),

@@ -12,7 +12,11 @@ from bastion.cli.servers import servers
 from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
 
-LAZY_COMMANDS = {"serve": ("bastion.cli.serve", "serve")}
+LAZY_COMMANDS = {
+    "serve": ("bastion.cli.serve", "serve"),
+    "wrap": ("bastion.cli.wrap", "wrap"),
+    "connect": ("bastion.cli.connect", "connect"),
+}
 
 
 def _version() -> str:

@@ -49,6 +49,13 @@ class ConfigRepo(Protocol):
     async def set_secret_hash(self, key: str, value: str) -> None: ...
 
 
+class ResourceSubscriber(Protocol):
+    """Counted interest in an upstream resource's updates: the first subscribes, the last drops it."""
+
+    async def subscribe(self, upstream: str, uri: str) -> None: ...
+    async def unsubscribe(self, upstream: str, uri: str) -> None: ...
+
+
 class UpstreamCaller(Protocol):
     """Send MCP requests to upstreams over pooled connections."""
 

@@ -17,7 +17,7 @@ import anyio
 import httpx2
 from mcp import Client, MCPError
 from mcp.client.session import IncomingMessage
-from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ToolsListChanged
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
 from mcp_types import jsonrpc
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -39,6 +39,8 @@ log = logging.getLogger("bastion.upstream")
 
 NotificationHandler = Callable[[str, str], Awaitable[None]]
 """`(upstream name, notification method)` for the notifications the gateway acts on."""
+ResourceUpdatedHandler = Callable[[str, str], Awaitable[None]]
+"""`(upstream name, resource URI)` when a subscribed resource changed upstream."""
 
 _RELAYED = {
     "notifications/tools/list_changed",
@@ -52,6 +54,11 @@ _EVENT_METHODS: dict[type, str] = {
     PromptsListChanged: "notifications/prompts/list_changed",
     ResourcesListChanged: "notifications/resources/list_changed",
 }
+
+
+async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -97,12 +104,17 @@ class UpstreamConnection:
         connect_timeout: float,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        on_resource_updated: ResourceUpdatedHandler | None = None,
     ) -> None:
         self.spec = spec
         self._http = http_client
         self._fast_http = fast_http
         self._fast: ModernHttpClient | None = None
         self._on_notification = on_notification
+        self._on_resource_updated = on_resource_updated
+        self.resource_uris: set[str] = set()
+        """Resources Bastion is subscribed to on this upstream (re-applied after every reconnect)."""
+        self._subscriptions_changed = anyio.Event()
         self._connect_timeout = connect_timeout
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -122,6 +134,10 @@ class UpstreamConnection:
         method = getattr(message, "method", None)
         if method in _RELAYED:
             await self._on_notification(self.spec.name, method)
+        elif method == "notifications/resources/updated" and self._on_resource_updated is not None:
+            uri = getattr(getattr(message, "params", None), "uri", None)
+            if uri is not None:
+                await self._on_resource_updated(self.spec.name, str(uri))
 
     def _make_client(self, closed: anyio.Event) -> Client:
         return Client(
@@ -214,26 +230,70 @@ class UpstreamConnection:
             tg.start_soon(watch, self._stop)
             if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                 tg.start_soon(self._listen, client)
+            else:
+                for uri in sorted(self.resource_uris):
+                    await self._legacy_subscription(client, "resources/subscribe", uri)
 
     async def _listen(self, client: Client) -> None:
-        """On 2026-07-28, change notices come only on a `subscriptions/listen` stream: hold one open."""
+        """On 2026-07-28, change notices come only on a `subscriptions/listen` stream: hold one open,
+        and open it anew whenever the set of subscribed resources changes."""
         caps = client.server_capabilities
         tools = bool(caps.tools and caps.tools.list_changed)
         prompts = bool(caps.prompts and caps.prompts.list_changed)
         resources = bool(caps.resources and caps.resources.list_changed)
-        if not (tools or prompts or resources):
+        subscribable = bool(caps.resources and caps.resources.subscribe)
+        while True:
+            self._subscriptions_changed = anyio.Event()
+            uris = sorted(self.resource_uris) if subscribable else []
+            if not (tools or prompts or resources or uris):
+                await self._subscriptions_changed.wait()
+                continue
+            with anyio.CancelScope() as scope:
+                try:
+                    listening = client.listen(
+                        tools_list_changed=tools,
+                        prompts_list_changed=prompts,
+                        resources_list_changed=resources,
+                        resource_subscriptions=uris,
+                    )
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(_cancel_on, self._subscriptions_changed, scope)
+                        async with listening as subscription:
+                            async for event in subscription:
+                                await self._deliver(event)
+                except Exception as exc:  # noqa: BLE001 - without a stream, refresh and health checks still run
+                    log.info("upstream %s: no change notifications (%s)", self.spec.name, describe_failure(exc))
+                    await self._subscriptions_changed.wait()
+            # The stream ended (gracefully, or for a new subscription set): listen again.
+
+    async def _deliver(self, event: object) -> None:
+        if isinstance(event, ResourceUpdated):
+            if self._on_resource_updated is not None:
+                await self._on_resource_updated(self.spec.name, event.uri)
             return
+        method = _EVENT_METHODS.get(type(event))
+        if method is not None:
+            await self._on_notification(self.spec.name, method)
+
+    async def _legacy_subscription(self, client: Client, method: str, uri: str) -> None:
         try:
-            listening = client.listen(
-                tools_list_changed=tools, prompts_list_changed=prompts, resources_list_changed=resources
-            )
-            async with listening as subscription:
-                async for event in subscription:
-                    method = _EVENT_METHODS.get(type(event))
-                    if method is not None:
-                        await self._on_notification(self.spec.name, method)
-        except Exception as exc:  # noqa: BLE001 - without a stream, refresh and health checks still run
-            log.info("upstream %s: no change notifications (%s)", self.spec.name, describe_failure(exc))
+            await raw_request(client.session, method, {"uri": uri}, timeout=self._connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - one refused subscription must not end the session
+            log.warning("upstream %s: %s %s failed: %s", self.spec.name, method, uri, describe_failure(exc))
+
+    async def set_subscribed(self, uri: str, subscribed: bool) -> None:
+        """Subscribe to (or drop) a resource's updates on this upstream, now and after reconnects."""
+        if subscribed == (uri in self.resource_uris):
+            return
+        (self.resource_uris.add if subscribed else self.resource_uris.discard)(uri)
+        client = self._client
+        if client is None:
+            return  # applied when the session is (re)established
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            self._subscriptions_changed.set()
+        else:
+            method = "resources/subscribe" if subscribed else "resources/unsubscribe"
+            await self._legacy_subscription(client, method, uri)
 
     async def wait_first_attempt(self) -> None:
         await self._attempted.wait()

@@ -7,6 +7,7 @@ session or a client of its own.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.core.ports import CallHooks
 from bastion.tasks import TaskRunner
-from bastion.upstream.connection import NotificationHandler, UpstreamConnection
+from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
 
 log = logging.getLogger("bastion.upstream")
@@ -34,12 +35,15 @@ class UpstreamPool:
         runner: TaskRunner,
         *,
         on_notification: NotificationHandler,
+        on_resource_updated: ResourceUpdatedHandler | None = None,
         connect_timeout: float,
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
     ) -> None:
         self._runner = runner
         self._on_notification = on_notification
+        self._on_resource_updated = on_resource_updated
+        self._resource_refs: Counter[tuple[str, str]] = Counter()
         self._connect_timeout = connect_timeout
         self._backoff_base = backoff_base
         self._per_user_idle = per_user_idle
@@ -76,6 +80,7 @@ class UpstreamPool:
             http_client=self._http_for(spec),
             fast_http=self.fast_http,
             on_notification=self._on_notification,
+            on_resource_updated=self._on_resource_updated,
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
         )
@@ -148,6 +153,24 @@ class UpstreamPool:
         if per_user:
             conn.last_used = anyio.current_time()
         return await conn.request(method, params, timeout=timeout, hooks=hooks)
+
+    async def subscribe(self, upstream: str, uri: str) -> None:
+        """Count one more interest in a resource's updates; the first subscribes upstream."""
+        self._resource_refs[(upstream, uri)] += 1
+        if self._resource_refs[(upstream, uri)] == 1:
+            await (await self._get(upstream, None)).set_subscribed(uri, True)
+
+    async def unsubscribe(self, upstream: str, uri: str) -> None:
+        """Count one less; the last unsubscribes upstream."""
+        key = (upstream, uri)
+        if self._resource_refs[key] <= 0:
+            return
+        self._resource_refs[key] -= 1
+        if self._resource_refs[key] == 0:
+            del self._resource_refs[key]
+            conn = self._conns.get((upstream, None))
+            if conn is not None:
+                await conn.set_subscribed(uri, False)
 
     def connection(self, name: str) -> UpstreamConnection | None:
         return self._conns.get((name, None))

@@ -1,4 +1,4 @@
-"""The one place a BastionError becomes an HTTP problem+json response."""
+"""Where BastionErrors leave Bastion: as HTTP problem+json, or as JSON-RPC errors (one function each)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 import logging
 from typing import Any
 
+from mcp import MCPError
 from starlette.responses import Response
 
-from bastion.core.errors import BastionError
+from bastion.core.errors import BastionError, UpstreamRpcError
 
 log = logging.getLogger("bastion.web")
 
@@ -29,3 +30,9 @@ def internal_problem(exc: BaseException) -> Response:
     return problem(500, "Internal error", "Bastion hit an unexpected error; it has been logged")
 
 
+def to_mcp_error(exc: BastionError) -> MCPError:
+    """The one place a BastionError becomes a JSON-RPC error."""
+    if isinstance(exc, UpstreamRpcError):
+        return MCPError(exc.rpc_code, exc.detail, exc.data)
+    data = {"type": type(exc).__name__, **exc.extra} if exc.extra else {"type": type(exc).__name__}
+    return MCPError(exc.jsonrpc_code, exc.detail, data)

@@ -8,14 +8,13 @@ Legacy connections are remembered (weakly) so list changes reach them as notific
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-from mcp import MCPError
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.caching import CacheHint
-from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http import EventStore
@@ -25,7 +24,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     RequestParams,
     SetLevelRequestParams,
+    SubscribeRequestParams,
     SubscriptionsListenRequestParams,
+    UnsubscribeRequestParams,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
@@ -34,16 +35,19 @@ from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
 from bastion.core.compose import ServerView
-from bastion.core.errors import BastionError, UpstreamRpcError
+from bastion.core.errors import BastionError
+from bastion.core.ports import ResourceSubscriber
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
+from bastion.web.errors import to_mcp_error
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
+from bastion.web.resource_updates import fan_out, subscription_handlers
 
 log = logging.getLogger("bastion.mcp")
 
@@ -73,14 +77,6 @@ class VirtualMcpServer(Server[Any]):
         return super().create_initialization_options(options, experimental_capabilities, extensions)
 
 
-def to_mcp_error(exc: BastionError) -> MCPError:
-    """The one place a BastionError becomes a JSON-RPC error."""
-    if isinstance(exc, UpstreamRpcError):
-        return MCPError(exc.rpc_code, exc.detail, exc.data)
-    data = {"type": type(exc).__name__, **exc.extra} if exc.extra else {"type": type(exc).__name__}
-    return MCPError(exc.jsonrpc_code, exc.detail, data)
-
-
 def _error_triple(exc: BastionError) -> tuple[int, str, Any]:
     error = to_mcp_error(exc).error
     return error.code, error.message, error.data
@@ -94,21 +90,30 @@ class McpFront:
         snapshot: Callable[[], Snapshot],
         max_body_bytes: int,
         events: EventStore | None = None,
+        subscriber: ResourceSubscriber | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._snapshot = snapshot
         self._runner = runner
         self._max_body = max_body_bytes
         self._fronts: dict[str, Front] = {}
+        # Fronts of deleted servers, until their sessions have wound down (weakly held).
+        self._retired: weakref.WeakValueDictionary[str, Front] = weakref.WeakValueDictionary()
         self._lock = anyio.Lock()
         self._events = events
+        self._subscriber = subscriber
 
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
 
-    def _make_server(
-        self, name: str, remember: Callable[[Connection, str | None], None], listen: ListenHandler
-    ) -> VirtualMcpServer:
+    def _front_of(self, name: str) -> Front:
+        # A front is registered before its server can receive anything, and requests reach the
+        # server only through it; one deleted mid-request is still the one the request came in on.
+        front = self._fronts.get(name) or self._retired.get(name)
+        assert front is not None, f"no front for {name!r}"
+        return front
+
+    def _make_server(self, name: str) -> VirtualMcpServer:
         pipeline = self._pipeline
 
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
@@ -151,6 +156,15 @@ class McpFront:
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
         server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_log_level)
+        if self._subscriber is not None:
+            handlers = subscription_handlers(
+                lambda: self._front_of(name), lambda: self._snapshot().servers.get(name), self._subscriber
+            )
+            server.add_request_handler("resources/subscribe", SubscribeRequestParams, handlers["resources/subscribe"])
+            server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, handlers["resources/unsubscribe"])
+            listen = handlers["subscriptions/listen"]
+        else:
+            listen = lambda ctx, params: self._front_of(name).listen(ctx, params)  # noqa: E731
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
 
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
@@ -161,7 +175,7 @@ class McpFront:
                 request = ctx.request
                 principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
                 owner = principal.id if isinstance(principal, Principal) else None
-                remember(ctx.session._connection, owner)  # noqa: SLF001
+                self._front_of(name).remember(ctx.session._connection, owner)  # noqa: SLF001
             return await call_next(ctx)
 
         # Bastion logs and times requests in its own pipeline; this is the only middleware.
@@ -175,10 +189,8 @@ class McpFront:
         async with self._lock:
             front = self._fronts.get(name)
             if front is None:
-                remembered: list[Front] = []
                 bus = InMemorySubscriptionBus()
-                listen = ListenHandler(bus)
-                server = self._make_server(name, lambda c, p: remembered[0].remember(c, p), listen)
+                server = self._make_server(name)
                 manager = StreamableHTTPSessionManager(
                     app=server,
                     security_settings=_NO_SECURITY,
@@ -189,10 +201,9 @@ class McpFront:
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = Front(server=server, manager=manager, sse=sse, bus=bus, listen=listen)
-                remembered.append(front)
-                await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
+                front = Front(server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(bus))
                 self._fronts[name] = front
+                await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front
 
     @staticmethod
@@ -242,12 +253,16 @@ class McpFront:
         for name, front in list(self._fronts.items()):
             view = new.servers.get(name)
             if view is None:
-                self._fronts.pop(name, None)
+                self._retired[name] = self._fronts.pop(name)
                 front.listen.close()
                 front.stop.set()
                 continue
             before = old.servers.get(name)
             await notify_changes(front, before, view)
+
+    async def resource_updated(self, upstream: str, uri: str) -> None:
+        """An upstream resource changed: tell the clients subscribed to it, on every virtual server."""
+        await fan_out(self._fronts, self._snapshot().servers, upstream, uri)
 
     async def aclose(self) -> None:
         for front in self._fronts.values():

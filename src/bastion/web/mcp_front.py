@@ -56,6 +56,8 @@ class Front:
     stop: anyio.Event = field(default_factory=anyio.Event)
     connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
     owners: dict[str, Owner] = field(default_factory=dict)
+    resource_subs: dict[str, weakref.WeakSet[Connection]] = field(default_factory=dict)
+    """2025-11-25 sessions subscribed to each resource URI."""
     sessions: dict[str, LegacySession] = field(default_factory=dict)
 
     def remember(self, connection: Connection, principal: str | None) -> None:
