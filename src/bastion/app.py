@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,12 +17,14 @@ from bastion import __version__
 from bastion.auth.tokens import AdminTokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
+from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.events import MemoryEventStore
 from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
 from bastion.upstream.pool import UpstreamPool
+from bastion.vault.crypto import Sealer
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.catalog import catalog_routes
@@ -39,6 +43,19 @@ class Bastion:
     front: McpFront
     app: BastionApp
     generated_token: str | None
+
+
+def state_key(settings: Settings) -> bytes:
+    """The key that seals client-carried state: from settings, or random for this process only."""
+    if settings.state_key is None:
+        return os.urandom(32)
+    try:
+        key = base64.b64decode(settings.state_key.get_secret_value(), validate=True)
+    except ValueError:
+        raise ValueError("BASTION_STATE_KEY must be base64") from None
+    if len(key) != 32:
+        raise ValueError("BASTION_STATE_KEY must decode to 32 bytes")
+    return key
 
 
 @asynccontextmanager
@@ -71,12 +88,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             gateway = Gateway(repo, pool, runner, health_interval=settings.health_interval)
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
+            bridge = Bridge(pool, Sealer(state_key(settings)), runner.spawn, settings.held_call_ttl)
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
                 timeout=settings.call_timeout,
                 server_info=server_info,
                 page_size=settings.page_size,
+                bridge=bridge,
             )
             front = McpFront(
                 pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore(), subscriber=pool

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"
     )
     max_body_bytes: int = 4 * 1024 * 1024
+    state_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32 bytes sealing the state clients carry between calls (requestState); "
+        "set the same value on every replica. Unset: a random key per process.",
+    )
+    held_call_ttl: float = Field(default=300.0, gt=0, description="How long a call waiting for a client's input is held, s")
     page_size: int = Field(default=500, ge=1, le=10000, description="Entries per page of tools/prompts/resources lists")
     log_level: str = "INFO"
 

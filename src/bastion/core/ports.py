@@ -49,6 +49,15 @@ class ConfigRepo(Protocol):
     async def set_secret_hash(self, key: str, value: str) -> None: ...
 
 
+class StateSealer(Protocol):
+    """Seals state that a client carries back verbatim; unseal raises ValueError if it was altered
+    or is presented in another context."""
+
+    def seal(self, payload: dict[str, Any], context: str) -> str: ...
+    def unseal(self, token: str, context: str) -> dict[str, Any]: ...
+    def owns(self, token: object) -> bool: ...
+
+
 class ResourceSubscriber(Protocol):
     """Counted interest in an upstream resource's updates: the first subscribes, the last drops it."""
 
@@ -71,3 +80,7 @@ class UpstreamCaller(Protocol):
     ) -> dict[str, Any]: ...
 
     async def discover(self, spec: UpstreamSpec) -> Discovery: ...
+
+    def asks_mid_call(self, upstream: str) -> bool:
+        """Whether the upstream may send sampling/elicitation/roots requests during a call (2025-11-25)."""
+        ...

@@ -8,7 +8,8 @@ from typing import Any
 from bastion.core.ports import UpstreamCaller
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.authn import authenticate
-from bastion.pipeline.base import Next, chain
+from bastion.pipeline.base import Next, Stage, chain
+from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.dispatch import dispatch_stage
 from bastion.pipeline.observe import observe
 from bastion.pipeline.resolve import resolve_stage
@@ -22,13 +23,17 @@ def build_pipeline(
     timeout: float,
     server_info: dict[str, Any],
     page_size: int = 500,
+    bridge: Bridge | None = None,
 ) -> Next:
-    return chain(
-        [
-            observe,  # first: sees every outcome, including auth failures
-            authenticate,  # before anything reveals what exists
-            resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
-            route_stage(page_size),  # needs the view; answers list requests itself, in pages
-            dispatch_stage(pool, timeout, server_info),  # last: the only stage that does upstream I/O
-        ]
-    )
+    stages: list[Stage] = [
+        observe,  # first: sees every outcome, including auth failures
+        authenticate,  # before anything reveals what exists
+        resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
+        route_stage(page_size),  # needs the view; answers list requests itself, in pages
+    ]
+    if bridge is not None:
+        # After route (it needs the upstream), before dispatch (it may run dispatch in the
+        # background, or resume a held call instead of dispatching at all).
+        stages.append(bridge.stage())
+    stages.append(dispatch_stage(pool, timeout, server_info))  # last: the only stage doing upstream I/O
+    return chain(stages)

@@ -18,6 +18,7 @@ import httpx2
 from mcp import Client, MCPError
 from mcp.client.session import IncomingMessage
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
+import mcp_types as types
 from mcp_types import jsonrpc
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -30,7 +31,7 @@ from bastion.core.errors import (
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import CallHooks
+from bastion.core.ports import AskCallback, CallHooks
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
@@ -112,6 +113,7 @@ class UpstreamConnection:
         self._fast: ModernHttpClient | None = None
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
+        self._askers: dict[object, AskCallback] = {}
         self.resource_uris: set[str] = set()
         """Resources Bastion is subscribed to on this upstream (re-applied after every reconnect)."""
         self._subscriptions_changed = anyio.Event()
@@ -145,7 +147,33 @@ class UpstreamConnection:
             mode="auto",
             message_handler=self._handle_message,
             cache=None,
+            sampling_callback=self._on_sampling,
+            elicitation_callback=self._on_elicitation,
+            list_roots_callback=self._on_list_roots,
         )
+
+    # A 2025-11-25 upstream may ask for input in the middle of a call. The question names no call,
+    # so it goes to the one call in flight that can answer; with several, it cannot be attributed.
+
+    async def _on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
+        return await self._ask("sampling/createMessage", params, types.CreateMessageResult)
+
+    async def _on_elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
+        return await self._ask("elicitation/create", params, types.ElicitResult)
+
+    async def _on_list_roots(self, context: Any) -> Any:
+        return await self._ask("roots/list", None, types.ListRootsResult)
+
+    async def _ask(self, method: str, params: Any, result: type[Any]) -> Any:
+        if len(self._askers) != 1:
+            why = "no call is waiting for input" if not self._askers else "several calls are in flight on this session"
+            return types.ErrorData(code=-32603, message=f"Bastion cannot route this {method}: {why}")
+        ask = next(iter(self._askers.values()))
+        wire = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else {}
+        answer = await ask(method, wire)
+        if set(answer) <= {"code", "message", "data"} and "code" in answer:
+            return types.ErrorData.model_validate(answer)
+        return result.model_validate(answer)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, and reconnect after every loss until `stop()`. Reports started at once."""
@@ -329,6 +357,10 @@ class UpstreamConnection:
         client = self._client or await self.ready_client(timeout)
         fast = self._fast
         name = self.spec.name
+        ask_token = None
+        if hooks is not None and hooks.ask is not None and fast is None:
+            ask_token = object()
+            self._askers[ask_token] = hooks.ask
         try:
             with anyio.fail_after(timeout):
                 if fast is not None:
@@ -351,3 +383,12 @@ class UpstreamConnection:
             raise UpstreamUnavailable(f"upstream {name!r} failed during {method}: {describe_failure(exc)}") from None
         except ValueError as exc:
             raise UpstreamProtocolError(f"upstream {name!r} sent an invalid reply to {method}: {exc}") from None
+        finally:
+            if ask_token is not None:
+                self._askers.pop(ask_token, None)
+
+    @property
+    def asks_mid_call(self) -> bool:
+        """Whether this session's upstream may send input requests during a call (2025-11-25)."""
+        client = self._client
+        return self._fast is None and client is not None and client.protocol_version not in MODERN_PROTOCOL_VERSIONS

@@ -154,6 +154,11 @@ class UpstreamPool:
             conn.last_used = anyio.current_time()
         return await conn.request(method, params, timeout=timeout, hooks=hooks)
 
+    def asks_mid_call(self, upstream: str) -> bool:
+        # Per-user sessions negotiate as the shared one did: the same upstream, the same answer.
+        conn = self._conns.get((upstream, None))
+        return conn is not None and conn.asks_mid_call
+
     async def subscribe(self, upstream: str, uri: str) -> None:
         """Count one more interest in a resource's updates; the first subscribes upstream."""
         self._resource_refs[(upstream, uri)] += 1

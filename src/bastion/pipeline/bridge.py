@@ -1,0 +1,150 @@
+"""Era bridge, 2026-07-28 client side: a 2025-11-25 upstream that asks for input mid-call.
+
+The upstream sends a live sampling/elicitation/roots request during the call; a 2026-07-28 client
+cannot receive one. So the call runs in the background, and its first question comes back to the
+client as an `input_required` result with a sealed `requestState` (bound to the caller and the
+virtual server, expiring). The client's retry with the answer resumes the held call, which then
+finishes or asks again. Held calls live in this process: a retry must reach the same replica.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from bastion.core.errors import BadRequest, BastionError
+from bastion.core.ports import CallHooks, StateSealer, UpstreamCaller
+from bastion.pipeline.base import Next, Result, Stage
+from bastion.pipeline.context import CallContext
+
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], None]
+_QUESTION_KEY = "bastion"
+_BRIDGED = frozenset({"tools/call", "prompts/get", "resources/read"})
+
+
+@dataclass
+class _Held:
+    """A call running in the background, and the question it is waiting on, if any."""
+
+    owner: str
+    server: str
+    expires: float
+    events: MemoryObjectReceiveStream[tuple[str, Any]] | None = None
+    answer: MemoryObjectSendStream[dict[str, Any]] | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Bridge:
+    def __init__(self, pool: UpstreamCaller, sealer: StateSealer, spawn: Spawn, ttl: float) -> None:
+        self._pool = pool
+        self._sealer = sealer
+        self._spawn = spawn
+        self._ttl = ttl
+        self._held: dict[str, _Held] = {}
+
+    def stage(self) -> Stage:
+        async def bridge(ctx: CallContext, call_next: Next) -> Result:
+            state = ctx.params.get("requestState")
+            if self._sealer.owns(state):
+                return await self._resume(ctx, str(state))
+            if ctx.method not in _BRIDGED or (ctx.hooks is not None and ctx.hooks.ask is not None):
+                return await call_next(ctx)  # a 2025-11-25 client is asked live, in dispatch
+            assert ctx.item is not None, "route runs before the bridge"
+            if not self._pool.asks_mid_call(ctx.item.upstream):
+                return await call_next(ctx)
+            return await self._start(ctx, call_next)
+
+        return bridge
+
+    def _context(self, ctx: CallContext) -> str:
+        owner = ctx.principal.id if ctx.principal is not None else ""
+        return f"bridge|{owner}|{ctx.server}"
+
+    async def _start(self, ctx: CallContext, call_next: Next) -> Result:
+        self._expire()
+        held = _Held(owner=self._context(ctx), server=ctx.server, expires=time.monotonic() + self._ttl)
+        events_in, events_out = anyio.create_memory_object_stream[tuple[str, Any]](1)
+        answers_in, answers_out = anyio.create_memory_object_stream[dict[str, Any]](1)
+        held.events, held.answer = events_out, answers_in
+
+        async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
+            try:
+                with anyio.fail_after(self._ttl):
+                    await events_in.send(("ask", {"method": method, "params": params}))
+                    return await answers_out.receive()
+            except (TimeoutError, anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return {"code": -32603, "message": "the client did not answer in time"}
+
+        async def run() -> None:
+            try:
+                hooks = replace(ctx.hooks or CallHooks(), ask=ask)
+                outcome: tuple[str, Any] = ("result", await call_next(replace_hooks(ctx, hooks)))
+            except BastionError as exc:
+                outcome = ("error", exc)
+            finally:
+                held.done.set()
+            try:
+                await events_in.send(outcome)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass  # the client never came back for it
+
+        self._spawn(f"bridge:{ctx.server}", run)
+        return await self._next_outcome(ctx, held)
+
+    async def _next_outcome(self, ctx: CallContext, held: _Held) -> Result:
+        assert held.events is not None
+        kind, value = await held.events.receive()
+        if kind == "result":
+            return dict(value)
+        if kind == "error":
+            raise value
+        token = secrets.token_urlsafe(16)
+        held.expires = time.monotonic() + self._ttl
+        self._held[token] = held
+        state = self._sealer.seal({"id": token}, held.owner)
+        return {"resultType": "input_required", "inputRequests": {_QUESTION_KEY: value}, "requestState": state}
+
+    async def _resume(self, ctx: CallContext, state: str) -> Result:
+        try:
+            token = self._sealer.unseal(state, self._context(ctx))["id"]
+        except (ValueError, KeyError):
+            raise BadRequest("requestState was altered, expired, or issued to someone else") from None
+        held = self._held.pop(str(token), None)
+        if held is None or held.expires < time.monotonic():
+            raise BadRequest("requestState is no longer valid: the call it continued has ended")
+        responses = ctx.params.get("inputResponses")
+        answer = responses.get(_QUESTION_KEY) if isinstance(responses, dict) else None
+        if not isinstance(answer, dict):
+            raise BadRequest(f"inputResponses must answer {_QUESTION_KEY!r}")
+        assert held.answer is not None
+        await held.answer.send(answer)
+        return await self._next_outcome(ctx, held)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, h in self._held.items() if h.expires < now]:
+            held = self._held.pop(token)
+            if held.events is not None:
+                held.events.close()
+            if held.answer is not None:
+                held.answer.close()
+
+
+def replace_hooks(ctx: CallContext, hooks: CallHooks) -> CallContext:
+    """A copy of the context for the background run (the request's own may be reused)."""
+    return CallContext(
+        server=ctx.server,
+        method=ctx.method,
+        params=ctx.params,
+        principal=ctx.principal,
+        hooks=hooks,
+        view=ctx.view,
+        item=ctx.item,
+        upstream_params=ctx.upstream_params,
+    )

@@ -1,0 +1,96 @@
+"""A 2025-11-25-only upstream (HTTP+SSE, no `server/discover`) whose tools ask the client mid-call.
+
+    python tests/upstreams/asking_server.py --port 0      # prints READY <port>; SSE at /sse
+
+Each tool sends a live server-to-client request during the call (elicitation/create,
+sampling/createMessage, roots/list), the way servers written before 2026-07-28 do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.runner import serve_loop
+from mcp.server.sse import SseServerTransport
+from mcp.types import SamplingMessage, TextContent
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+
+class Name(BaseModel):
+    name: str
+
+
+def build_server() -> MCPServer:
+    mcp = MCPServer(name="asking", version="1.0.0")
+
+    @mcp.tool()
+    async def ask_name(ctx: Context) -> str:
+        """Asks the user's name by elicitation, then greets them."""
+        answer = await ctx.elicit("What is your name?", Name)
+        if answer.action != "accept" or answer.data is None:
+            return f"no name ({answer.action})"
+        return f"Hello, {answer.data.name}!"
+
+    @mcp.tool()
+    async def ask_llm(prompt: str, ctx: Context) -> str:
+        """Asks the client's model by sampling and returns its text."""
+        message = SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
+        result = await ctx.session.create_message(messages=[message], max_tokens=50)
+        content = result.content
+        return f"model said: {content.text if isinstance(content, TextContent) else content}"
+
+    @mcp.tool()
+    async def count_roots(ctx: Context) -> str:
+        """Asks the client for its roots and counts them."""
+        roots = await ctx.session.list_roots()
+        return f"{len(roots.roots)} roots: " + ", ".join(str(r.uri) for r in roots.roots)
+
+    return mcp
+
+
+def legacy_sse_app() -> Starlette:
+    """HTTP+SSE serving the handshake era only (the SDK's own apps also accept 2026-07-28)."""
+    lowlevel = build_server()._lowlevel_server  # noqa: SLF001
+    sse = SseServerTransport("/messages/")
+
+    async def handle_sse(request: Request) -> Response:
+        async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):  # noqa: SLF001
+            async with lowlevel.lifespan(lowlevel) as state:
+                await serve_loop(lowlevel, read, write, lifespan_state=state, init_options=lowlevel.create_initialization_options())
+        return Response()
+
+    return Starlette(routes=[Route("/sse", handle_sse), Mount("/messages/", app=sse.handle_post_message)])
+
+
+async def serve(port: int) -> None:
+    app = legacy_sse_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            await task
+            raise SystemExit(1)
+        await asyncio.sleep(0.01)
+    sys.stdout.write(f"READY {server.servers[0].sockets[0].getsockname()[1]}\n")
+    sys.stdout.flush()
+    await task
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    asyncio.run(serve(parser.parse_args().port))
