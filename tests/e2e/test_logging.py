@@ -8,21 +8,36 @@ from pathlib import Path
 import pytest
 from mcp.types import LoggingMessageNotificationParams
 
-from tests.harness import HttpUpstream, Running, http_fixture, serve, settings_for
+from tests.harness import HttpUpstream, Running, http_fixture, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[HttpUpstream]:
+def http_upstream() -> Iterator[HttpUpstream]:
     with http_fixture("streamable-http") as running:
         yield running
 
 
-@pytest.fixture
-async def logged(upstream: HttpUpstream, tmp_path: Path) -> AsyncIterator[Running]:
+@pytest.fixture(scope="module")
+def sse_upstream() -> Iterator[HttpUpstream]:
+    with http_fixture("sse") as running:
+        yield running
+
+
+@pytest.fixture(params=["streamable-http", "stdio", "sse"])
+async def logged(
+    request: pytest.FixtureRequest, http_upstream: HttpUpstream, sse_upstream: HttpUpstream, tmp_path: Path
+) -> AsyncIterator[Running]:
+    """Bastion in front of the fixture over each upstream transport: Bastion's own client for
+    2026-07-28 HTTP, the SDK client in 2026-07-28 over stdio, and a 2025-11-25 session over SSE."""
+    body = {
+        "streamable-http": http_upstream.body("fx"),
+        "sse": sse_upstream.body("fx"),
+        "stdio": stdio_fixture("fx"),
+    }[request.param]
     async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
-        await gateway.register(upstream.body("fx"))
+        await gateway.register(body)
         await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
         yield gateway
 

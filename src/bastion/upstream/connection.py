@@ -31,7 +31,7 @@ from bastion.core.errors import (
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import AskCallback, CallHooks
+from bastion.core.ports import AskCallback, CallHooks, LogCallback
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
@@ -55,6 +55,13 @@ _EVENT_METHODS: dict[type, str] = {
     PromptsListChanged: "notifications/prompts/list_changed",
     ResourcesListChanged: "notifications/resources/list_changed",
 }
+
+
+def _with_log_level(params: dict[str, Any] | None, level: str) -> dict[str, Any]:
+    """The per-request log opt-in of 2026-07-28 (a 2025-11-25 session ignores it)."""
+    params = dict(params or {})
+    params["_meta"] = {**(params.get("_meta") or {}), "io.modelcontextprotocol/logLevel": level}
+    return params
 
 
 async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -114,6 +121,7 @@ class UpstreamConnection:
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
         self._askers: dict[object, AskCallback] = {}
+        self._log_relays: dict[object, LogCallback] = {}
         self.resource_uris: set[str] = set()
         """Resources Bastion is subscribed to on this upstream (re-applied after every reconnect)."""
         self._subscriptions_changed = anyio.Event()
@@ -147,6 +155,7 @@ class UpstreamConnection:
             mode="auto",
             message_handler=self._handle_message,
             cache=None,
+            logging_callback=self._on_log,
             sampling_callback=self._on_sampling,
             elicitation_callback=self._on_elicitation,
             list_roots_callback=self._on_list_roots,
@@ -154,6 +163,13 @@ class UpstreamConnection:
 
     # A 2025-11-25 upstream may ask for input in the middle of a call. The question names no call,
     # so it goes to the one call in flight that can answer; with several, it cannot be attributed.
+
+    async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        # Like a question, a log entry over the SDK client names no call: it is relayed only when
+        # exactly one call that asked for logs is in flight, never guessed (it may be someone else's).
+        if len(self._log_relays) == 1:
+            relay = next(iter(self._log_relays.values()))
+            await relay(params.model_dump(by_alias=True, mode="json", exclude_none=True))
 
     async def _on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
         return await self._ask("sampling/createMessage", params, types.CreateMessageResult)
@@ -357,16 +373,17 @@ class UpstreamConnection:
         client = self._client or await self.ready_client(timeout)
         fast = self._fast
         name = self.spec.name
-        ask_token = None
-        if hooks is not None and hooks.ask is not None and fast is None:
-            ask_token = object()
-            self._askers[ask_token] = hooks.ask
+        token = object()
+        if hooks is not None and fast is None:
+            if hooks.ask is not None:
+                self._askers[token] = hooks.ask
+            if hooks.on_log is not None and hooks.log_level is not None:
+                self._log_relays[token] = hooks.on_log
+                params = _with_log_level(params, hooks.log_level)
         try:
             with anyio.fail_after(timeout):
                 if fast is not None:
                     return await fast.request(method, params, hooks=hooks)
-                # Over the SDK client only progress is relayed per call: it reports upstream logs per
-                # session, not per request.
                 on_progress = hooks.on_progress if hooks is not None else None
                 return await raw_request(client.session, method, params, timeout=None, on_progress=on_progress)
         except TimeoutError:
@@ -384,8 +401,8 @@ class UpstreamConnection:
         except ValueError as exc:
             raise UpstreamProtocolError(f"upstream {name!r} sent an invalid reply to {method}: {exc}") from None
         finally:
-            if ask_token is not None:
-                self._askers.pop(ask_token, None)
+            self._askers.pop(token, None)
+            self._log_relays.pop(token, None)
 
     @property
     def asks_mid_call(self) -> bool:
