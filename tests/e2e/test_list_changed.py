@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from collections.abc import Callable
 
 import anyio
@@ -10,7 +12,9 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import ToolListChangedNotification
 
-from tests.harness import Running, http_fixture, stdio_fixture
+from tests.harness import ROOT, Running, http_fixture, stdio_fixture
+
+ASKING = ROOT / "tests" / "upstreams" / "asking_server.py"
 
 pytestmark = pytest.mark.anyio
 
@@ -66,8 +70,8 @@ async def notified_until(client: Client, changes: ToolListChanges, seen: int, re
 
 @pytest.mark.parametrize("transport", ["stdio", "streamable-http", "sse"])
 async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running, transport: str) -> None:
-    """stdio and Streamable HTTP upstreams speak 2026-07-28 (notices on subscriptions/listen);
-    the SSE upstream speaks 2025-11-25 (notices on its session's stream)."""
+    """The fixture negotiates 2026-07-28 on every transport, so its notices come on Bastion's
+    subscriptions/listen stream; the 2025-11-25 session path is the next test's."""
     with contextlib.ExitStack() as stack:
         if transport == "stdio":
             body = stdio_fixture("fx")
@@ -197,3 +201,23 @@ async def test_health_check_picks_up_a_silent_catalog_change(gateway: Running) -
         assert upstream["status"] == "healthy" and upstream["last_seen"] > before
         result = await client.call_tool("fx__hushed", {})
         assert result.content[0].text == "hushed called"
+
+
+async def test_a_handshake_only_upstream_adding_a_tool_reaches_the_catalog(gateway: Running) -> None:
+    """A 2025-11-25 upstream sends tools/list_changed on its session: Bastion refreshes its catalog."""
+    proc = subprocess.Popen([sys.executable, str(ASKING), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        await gateway.register({"name": "old", "transport": "sse", "url": f"http://127.0.0.1:{port}/sse"})
+        assert gateway.bastion.pool.connection("old").client.protocol_version == "2025-11-25"  # type: ignore[union-attr]
+        await gateway.create_server({"name": "vs", "upstreams": ["old"]})
+        async with gateway.client("vs", mode="legacy") as client:
+            assert (await client.call_tool("old__add_tool", {"name": "fresh"})).content[0].text == "added"
+            with anyio.fail_after(15):
+                while "old__fresh" not in await tool_names(client):
+                    await anyio.sleep(0.05)  # no event marks the end of Bastion's refresh
+            assert (await client.call_tool("old__fresh", {})).content[0].text == "fresh called"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

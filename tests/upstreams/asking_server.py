@@ -55,6 +55,17 @@ def build_server() -> MCPServer:
         roots = await ctx.session.list_roots()
         return f"{len(roots.roots)} roots: " + ", ".join(str(r.uri) for r in roots.roots)
 
+    @mcp.tool()
+    async def add_tool(name: str, ctx: Context) -> str:
+        """Registers a tool `name` and tells the session its tool list changed (a 2025-11-25 notice)."""
+
+        def added() -> str:
+            return f"{name} called"
+
+        mcp.add_tool(added, name=name, description=f"Tool {name} added at runtime.")
+        await ctx.session.send_tool_list_changed()
+        return "added"
+
     return mcp
 
 

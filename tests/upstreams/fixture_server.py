@@ -4,6 +4,9 @@
     python tests/upstreams/fixture_server.py --transport streamable-http [--port 0] [--stateless]
     python tests/upstreams/fixture_server.py --transport sse [--port 0]
 
+Add ``--counter`` to also serve the subscribable resource ``fixture://counter`` and the
+tool ``bump`` (off by default, so the default tool and resource lists stay as they are).
+
 Over HTTP it binds 127.0.0.1 (streamable HTTP at /mcp; SSE at /sse with
 messages posted to /messages/) and prints exactly one line, ``READY <port>``,
 to stdout once it is listening; ``--port 0`` picks a free port. Over stdio,
@@ -37,8 +40,10 @@ from mcp.types import (
     PromptReference,
     ResourceTemplateReference,
     SetLevelRequestParams,
+    SubscribeRequestParams,
     TextContent,
     ToolListChangedNotification,
+    UnsubscribeRequestParams,
 )
 
 # The fixture deliberately exercises the logging capability, which 2026-07-28 deprecates.
@@ -50,10 +55,16 @@ GREET_NAMES = ["alice", "albert", "bob"]
 # Per process, shared by every server instance: how many `slow` calls were cancelled.
 SLOW_CANCELLED = {"count": 0}
 SLOW_RUNNING = {"count": 0}
+# Per process (with --counter): the value `fixture://counter` reads.
+COUNTER_URI = "fixture://counter"
+COUNTER = {"value": 0}
 
 
-def build_server(name: str = "fixture") -> MCPServer:
-    """Build the fixture server; every call returns a fresh, independent instance."""
+def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
+    """Build the fixture server; every call returns a fresh, independent instance.
+
+    With `counter`, also serve `fixture://counter` (subscribable in both eras) and `bump`.
+    """
     mcp = MCPServer(name=name, version="1.0.0", instructions="Bastion test fixture upstream.")
 
     # Advertise tools/prompts/resources listChanged on the handshake-era
@@ -191,7 +202,53 @@ def build_server(name: str = "fixture") -> MCPServer:
             return Completion(values=values, total=len(values), has_more=False)
         return None
 
+    if counter:
+        add_counter(mcp)
     return mcp
+
+
+def add_counter(mcp: MCPServer) -> None:
+    """`fixture://counter` and `bump()`, which tells subscribers of both eras that it changed.
+
+    2025-11-25 sessions subscribe with `resources/subscribe` and hear
+    `notifications/resources/updated` on their session; 2026-07-28 clients name the URI in
+    `subscriptions/listen` and hear it through the server's subscription bus. Advertises
+    `resources.subscribe` in both eras (the SDK derives it from the handlers served).
+    """
+    # The 2025-11-25 connections subscribed to COUNTER_URI. Keyed by connection, not by
+    # `ctx.session`: that is a fresh per-request proxy, so unsubscribe would never match it.
+    connections: set[Any] = set()
+
+    async def subscribe(ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
+        if str(params.uri) == COUNTER_URI:
+            connections.add(ctx.session._connection)  # no public accessor for the connection
+        return EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
+        if str(params.uri) == COUNTER_URI:
+            connections.discard(ctx.session._connection)
+        return EmptyResult()
+
+    lowlevel = mcp._lowlevel_server  # MCPServer has no subscribe hook
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+
+    @mcp.resource(COUNTER_URI, name="counter", mime_type="text/plain")
+    def counter() -> str:
+        """How many times `bump` has run in this process."""
+        return str(COUNTER["value"])
+
+    @mcp.tool()
+    async def bump(ctx: Context) -> int:
+        """Increment `fixture://counter` and notify its subscribers (both eras); return the new value."""
+        COUNTER["value"] += 1
+        for connection in list(connections):
+            try:
+                await connection.send_resource_updated(COUNTER_URI)
+            except Exception:  # noqa: BLE001 - a gone client must not stop the others
+                connections.discard(connection)
+        await ctx.notify_resource_updated(COUNTER_URI)
+        return COUNTER["value"]
 
 
 async def serve_http(mcp: MCPServer, transport: str, port: int, stateless: bool) -> None:
@@ -230,13 +287,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="HTTP port; 0 picks a free one")
     parser.add_argument("--stateless", action="store_true", help="stateless streamable HTTP")
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
+    parser.add_argument("--counter", action="store_true", help="serve fixture://counter and the bump tool")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     sys.stderr.write("fixture upstream starting\n")
     sys.stderr.flush()
 
-    mcp = build_server(args.name)
+    mcp = build_server(args.name, counter=args.counter)
     if args.transport == "stdio":
         mcp.run("stdio")
     else:

@@ -141,6 +141,9 @@ class UpstreamConnection:
         return self._client
 
     async def _handle_message(self, message: IncomingMessage) -> None:
+        client = self._client
+        if client is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return  # the SDK also tees listen-stream events here; `_listen` delivers those, once
         method = getattr(message, "method", None)
         if method in _RELAYED:
             await self._on_notification(self.spec.name, method)
