@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.auth.tokens import AdminTokenVerifier
 from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
+from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
 
+ANONYMOUS = Principal(id="local", kind="anonymous")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
@@ -38,12 +40,25 @@ def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
 _PADDING = (b" ", b"\t")
 
 
-def _without_padding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def without_padding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """Header values without surrounding whitespace, which is not part of a field value (RFC 9110
     5.5) but which uvicorn's httptools parser keeps; MCP's routing headers are compared exactly."""
     if any(v[:1] in _PADDING or v[-1:] in _PADDING for _, v in headers):
         return [(k, v.strip(b" \t")) for k, v in headers]
     return headers
+
+
+def admit(scope: Scope, verifier: AdminTokenVerifier | None, allowed_origins: Sequence[str]) -> Principal:
+    """Who is calling, after the Origin check; raises Forbidden or Unauthenticated. Without a
+    verifier (a loopback-only `bastion wrap`), the caller is anonymous."""
+    headers = {k: v for k, v in scope["headers"] if k in (b"authorization", b"origin")}
+    origin = headers.get(b"origin")
+    if origin is not None and not origin_allowed(origin.decode("latin-1"), allowed_origins):
+        raise Forbidden("requests from this Origin are not allowed")
+    if verifier is None:
+        return ANONYMOUS
+    authorization = headers.get(b"authorization")
+    return verifier.verify(authorization.decode("latin-1") if authorization else None)
 
 
 def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
@@ -84,17 +99,12 @@ class BastionApp:
             await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
             return
         try:
-            headers = {k: v for k, v in scope["headers"] if k in (b"authorization", b"origin")}
-            origin = headers.get(b"origin")
-            if origin is not None and not origin_allowed(origin.decode("latin-1"), self.allowed_origins):
-                raise Forbidden("requests from this Origin are not allowed")
-            authorization = headers.get(b"authorization")
-            scope[PRINCIPAL_SCOPE_KEY] = self.verifier.verify(authorization.decode("latin-1") if authorization else None)
+            scope[PRINCIPAL_SCOPE_KEY] = admit(scope, self.verifier, self.allowed_origins)
         except (Unauthenticated, Forbidden) as exc:
             await problem_from(exc)(scope, receive, send)
             return
         if path.startswith("/servers/"):
-            scope["headers"] = _without_padding(scope["headers"])
+            scope["headers"] = without_padding(scope["headers"])
             await self._mcp(path, scope, receive, send)
         else:
             await self.rest(scope, receive, send)

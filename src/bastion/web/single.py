@@ -13,13 +13,11 @@ from starlette.types import Receive, Scope, Send
 
 from bastion.auth.tokens import AdminTokenVerifier
 from bastion.core.errors import Forbidden, NotFound, Unauthenticated
-from bastion.pipeline.context import Principal
-from bastion.web.asgi import origin_allowed
+from bastion.web.asgi import admit, without_padding
 from bastion.web.errors import problem_from
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
 
 MCP_PATH = "/mcp"
-ANONYMOUS = Principal(id="local", kind="anonymous")
 
 
 class SingleServerApp:
@@ -41,7 +39,7 @@ class SingleServerApp:
             await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
             return
         try:
-            scope[PRINCIPAL_SCOPE_KEY] = self._authenticate(scope)
+            scope[PRINCIPAL_SCOPE_KEY] = admit(scope, self.verifier, self.allowed_origins)
         except (Unauthenticated, Forbidden) as exc:
             await problem_from(exc)(scope, receive, send)
             return
@@ -50,14 +48,5 @@ class SingleServerApp:
                 scope, receive, send
             )
             return
+        scope["headers"] = without_padding(scope["headers"])
         await self.front.handle_streamable(self.server, scope, receive, send)
-
-    def _authenticate(self, scope: Scope) -> Principal:
-        headers = {k: v for k, v in scope["headers"] if k in (b"authorization", b"origin")}
-        origin = headers.get(b"origin")
-        if origin is not None and not origin_allowed(origin.decode("latin-1"), self.allowed_origins):
-            raise Forbidden("requests from this Origin are not allowed")
-        if self.verifier is None:
-            return ANONYMOUS
-        authorization = headers.get(b"authorization")
-        return self.verifier.verify(authorization.decode("latin-1") if authorization else None)
