@@ -24,14 +24,13 @@ import functools
 import itertools
 import json
 import logging
-import socket
 import sys
+from pathlib import Path
 import warnings
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import anyio
-import uvicorn
 from mcp.server import CacheHint, MCPServer, NotificationOptions, ServerRequestContext
 from mcp.server.mcpserver import Context, Elicit, Resolve, Sample
 from mcp.server.mcpserver.prompts.base import UserMessage
@@ -70,6 +69,9 @@ from mcp.types import (
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: `tests` importable
+from tests.upstreams.serving import serve_ready  # noqa: E402
 
 # The legacy scenarios exercise logging, sampling and roots, which 2026-07-28 deprecates.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -687,30 +689,10 @@ async def serve_http(mcp: MCPServer, port: int) -> None:
         streamable_http_path="/mcp", event_store=MemoryEventStore(), retry_interval=100, host="127.0.0.1"
     )
     # Bind first, so a busy port fails here with a plain message and exit code 1.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: without it a kept-alive response waits ~40 ms (Nagle + delayed ACK).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError as exc:
-        sys.stderr.write(f"conformance upstream cannot bind 127.0.0.1:{port}: {exc}\n")
-        raise SystemExit(1) from None
     # h11, not httptools: httptools hands the app header values with their trailing whitespace
     # (OWS) intact, and the SDK compares Mcp-Name/Mcp-Method verbatim, so a client that pads a
     # header value (RFC 9110 5.5 allows it) would be refused (http-header-validation).
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http="h11")
-    server = uvicorn.Server(config)
-    server_task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if server_task.done():
-            await server_task
-            raise SystemExit(1)
-        await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    sys.stdout.write(f"READY {bound}\n")
-    sys.stdout.flush()
-    await server_task
+    await serve_ready(app, port, name="conformance upstream", http="h11")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
+from pathlib import Path
 
-import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.runner import serve_loop
@@ -24,6 +23,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: `tests` importable
+from tests.upstreams.serving import serve_ready  # noqa: E402
 
 
 class Name(BaseModel):
@@ -85,20 +87,7 @@ def legacy_sse_app() -> Starlette:
 
 async def serve(port: int) -> None:
     app = legacy_sse_app()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if task.done():
-            await task
-            raise SystemExit(1)
-        await asyncio.sleep(0.01)
-    sys.stdout.write(f"READY {server.servers[0].sockets[0].getsockname()[1]}\n")
-    sys.stdout.flush()
-    await task
+    await serve_ready(app, port, name="asking upstream")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,12 @@ import functools
 import json
 import logging
 import os
-import socket
 import sys
+from pathlib import Path
 import warnings
 from typing import Any
 
 import anyio
-import uvicorn
 from mcp.server import MCPServer, NotificationOptions, ServerRequestContext
 from mcp.server.mcpserver import Context
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -45,6 +44,9 @@ from mcp.types import (
     ToolListChangedNotification,
     UnsubscribeRequestParams,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: `tests` importable
+from tests.upstreams.serving import serve_ready  # noqa: E402
 
 # The fixture deliberately exercises the logging capability, which 2026-07-28 deprecates.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -257,28 +259,7 @@ async def serve_http(mcp: MCPServer, transport: str, port: int, stateless: bool)
         app = mcp.sse_app(sse_path="/sse", message_path="/messages/", host="127.0.0.1")
     else:
         app = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=stateless, host="127.0.0.1")
-    # Bind first, so a busy port fails here with a plain message and exit code 1.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: without it a kept-alive response waits ~40 ms (Nagle + delayed ACK).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError as exc:
-        sys.stderr.write(f"fixture upstream cannot bind 127.0.0.1:{port}: {exc}\n")
-        raise SystemExit(1) from None
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    server_task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if server_task.done():
-            await server_task
-            raise SystemExit(1)
-        await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    sys.stdout.write(f"READY {bound}\n")
-    sys.stdout.flush()
-    await server_task
+    await serve_ready(app, port, name="fixture upstream")
 
 
 def main(argv: list[str] | None = None) -> None:
