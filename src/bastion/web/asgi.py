@@ -61,6 +61,21 @@ def admit(scope: Scope, verifier: AdminTokenVerifier | None, allowed_origins: Se
     return verifier.verify(authorization.decode("latin-1") if authorization else None)
 
 
+async def admitted(
+    scope: Scope, receive: Receive, send: Send, verifier: AdminTokenVerifier | None, allowed_origins: Sequence[str]
+) -> bool:
+    """Answer `/healthz` and refused requests here; True when the request goes on, its principal set."""
+    if scope["path"] == "/healthz":
+        await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
+        return False
+    try:
+        scope[PRINCIPAL_SCOPE_KEY] = admit(scope, verifier, allowed_origins)
+    except (Unauthenticated, Forbidden) as exc:
+        await problem_from(exc)(scope, receive, send)
+        return False
+    return True
+
+
 def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
     async def bastion_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BastionError)
@@ -94,15 +109,9 @@ class BastionApp:
         if scope["type"] != "http":
             await self.rest(scope, receive, send)
             return
+        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins):
+            return
         path: str = scope["path"]
-        if path == "/healthz":
-            await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
-            return
-        try:
-            scope[PRINCIPAL_SCOPE_KEY] = admit(scope, self.verifier, self.allowed_origins)
-        except (Unauthenticated, Forbidden) as exc:
-            await problem_from(exc)(scope, receive, send)
-            return
         if path.startswith("/servers/"):
             scope["headers"] = without_padding(scope["headers"])
             await self._mcp(path, scope, receive, send)

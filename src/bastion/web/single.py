@@ -5,17 +5,15 @@ The same checks as the gateway's edge (Origin, then the token), with a single ro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from bastion.auth.tokens import AdminTokenVerifier
-from bastion.core.errors import Forbidden, NotFound, Unauthenticated
-from bastion.web.asgi import admit, without_padding
+from bastion.core.errors import NotFound
+from bastion.web.asgi import admitted, without_padding
 from bastion.web.errors import problem_from
-from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
+from bastion.web.mcp_endpoint import McpFront
 
 MCP_PATH = "/mcp"
 
@@ -34,15 +32,9 @@ class SingleServerApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins):
+            return
         path: str = scope["path"]
-        if path == "/healthz":
-            await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
-            return
-        try:
-            scope[PRINCIPAL_SCOPE_KEY] = admit(scope, self.verifier, self.allowed_origins)
-        except (Unauthenticated, Forbidden) as exc:
-            await problem_from(exc)(scope, receive, send)
-            return
         if path.rstrip("/") != MCP_PATH:
             await problem_from(NotFound(f"no such endpoint: {scope['method']} {path}; MCP is at {MCP_PATH}"))(
                 scope, receive, send
