@@ -6,6 +6,7 @@ import base64
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from bastion.control.gateway import Gateway
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.events import MemoryEventStore
-from bastion.store.sql.migrate import upgrade
+from bastion.store.sql.migrate import schema_is_current, upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
 from bastion.upstream.pool import UpstreamPool
@@ -43,6 +44,16 @@ class Bastion:
     front: McpFront
     app: BastionApp
     generated_token: str | None
+
+
+async def readiness(engine: AsyncEngine) -> list[str]:
+    """What keeps this replica from serving: the database unreachable, or its schema not current."""
+    try:
+        with anyio.fail_after(5):
+            current = await schema_is_current(engine)
+    except Exception as exc:  # noqa: BLE001 - any failure is "not ready", said without its details
+        return [f"database unreachable ({type(exc).__name__})"]
+    return [] if current else ["database schema is not at the newest migration"]
 
 
 def state_key(settings: Settings) -> bytes:
@@ -107,7 +118,9 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url),
             ]
-            app = BastionApp(rest_app(routes), front, AdminTokenVerifier(token_hash), settings.allowed_origins)
+            app = BastionApp(
+                rest_app(routes), front, AdminTokenVerifier(token_hash), settings.allowed_origins, partial(readiness, engine)
+            )
             await gateway.start()
             try:
                 yield Bastion(settings, engine, gateway, pool, front, app, generated)

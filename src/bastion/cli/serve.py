@@ -70,7 +70,16 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
             await announce_token(bastion)
 
     app = LifespanApp(settings, on_started=started)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on", log_level="warning")
+    # On SIGTERM uvicorn stops accepting, lets in-flight calls finish for up to the grace period, then
+    # closes what is left (open streams included, so their clients reconnect elsewhere) and exits.
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_level="warning",
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+    )
     try:
         sock = listening_socket(settings.host, settings.port)
     except OSError as exc:

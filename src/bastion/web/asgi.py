@@ -7,7 +7,7 @@ through Starlette's router.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -61,12 +61,27 @@ def admit(scope: Scope, verifier: AdminTokenVerifier | None, allowed_origins: Se
     return verifier.verify(authorization.decode("latin-1") if authorization else None)
 
 
+ReadinessCheck = Callable[[], Awaitable[list[str]]]
+"""What keeps this replica from serving (empty when ready): for `/readyz`."""
+
+
 async def admitted(
-    scope: Scope, receive: Receive, send: Send, verifier: AdminTokenVerifier | None, allowed_origins: Sequence[str]
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    verifier: AdminTokenVerifier | None,
+    allowed_origins: Sequence[str],
+    ready: ReadinessCheck | None = None,
 ) -> bool:
-    """Answer `/healthz` and refused requests here; True when the request goes on, its principal set."""
+    """Answer `/healthz` (alive), `/readyz` (able to serve) and refused requests here; True when the
+    request goes on, its principal set. Neither probe needs a token: load balancers call them."""
     if scope["path"] == "/healthz":
         await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
+        return False
+    if scope["path"] == "/readyz" and ready is not None:
+        problems = await ready()
+        body = json.dumps({"status": "ready" if not problems else "not ready", "problems": problems})
+        await Response(body, status_code=503 if problems else 200, media_type="application/json")(scope, receive, send)
         return False
     try:
         scope[PRINCIPAL_SCOPE_KEY] = admit(scope, verifier, allowed_origins)
@@ -99,7 +114,15 @@ def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
 
 
 class BastionApp:
-    def __init__(self, rest: ASGIApp, mcp: McpFront, verifier: AdminTokenVerifier, allowed_origins: Sequence[str]) -> None:
+    def __init__(
+        self,
+        rest: ASGIApp,
+        mcp: McpFront,
+        verifier: AdminTokenVerifier,
+        allowed_origins: Sequence[str],
+        ready: ReadinessCheck | None = None,
+    ) -> None:
+        self.ready = ready
         self.rest = rest
         self.mcp = mcp
         self.verifier = verifier
@@ -109,7 +132,7 @@ class BastionApp:
         if scope["type"] != "http":
             await self.rest(scope, receive, send)
             return
-        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins):
+        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, self.ready):
             return
         path: str = scope["path"]
         if path.startswith("/servers/"):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -15,12 +17,28 @@ _ADVISORY_LOCK_KEY = 0x62617374696F6E
 
 
 def _upgrade(connection: Connection) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _config()
     config.attributes["connection"] = connection
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY})
     command.upgrade(config, "head")
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    """Whether the database answers and its schema is at the newest revision this build knows."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current) == head
 
 
 async def upgrade(engine: AsyncEngine) -> None:
