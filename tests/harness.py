@@ -101,9 +101,11 @@ class Running:
         return response.json()
 
     @asynccontextmanager
-    async def client(self, server: str, mode: str = "legacy", transport: str = "streamable-http", **kwargs: Any) -> AsyncIterator[Client]:
-        """An SDK Client connected to a virtual server through Bastion."""
-        headers = {"Authorization": f"Bearer {TOKEN}"}
+    async def client(
+        self, server: str, mode: str = "legacy", transport: str = "streamable-http", token: str = TOKEN, **kwargs: Any
+    ) -> AsyncIterator[Client]:
+        """An SDK Client connected to a virtual server through Bastion (as the admin, unless `token`)."""
+        headers = {"Authorization": f"Bearer {token}"}
         if transport == "sse":
             streams = sse_client(f"{self.base_url}/servers/{server}/sse", headers=headers)
         else:

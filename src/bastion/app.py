@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
-from bastion.auth.tokens import AdminTokenVerifier, load_admin_token
+from bastion.auth.tokens import TokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
+from bastion.control.tokens import ApiTokens
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.events import MemoryEventStore
@@ -30,6 +31,7 @@ from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.servers import server_routes
+from bastion.web.rest.tokens import token_routes
 from bastion.web.rest.upstreams import upstream_routes
 
 
@@ -113,14 +115,15 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
+            verifier = TokenVerifier(token_hash, repo)
+            tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, verifier.forget)
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url),
+                *token_routes(tokens, settings.max_body_bytes),
             ]
-            app = BastionApp(
-                rest_app(routes), front, AdminTokenVerifier(token_hash), settings.allowed_origins, partial(readiness, engine)
-            )
+            app = BastionApp(rest_app(routes), front, verifier, settings.allowed_origins, partial(readiness, engine))
             await gateway.start()
             try:
                 yield Bastion(settings, engine, gateway, pool, front, app, generated)

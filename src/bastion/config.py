@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     )
     held_call_ttl: float = Field(default=300.0, gt=0, description="How long a call waiting for a client's input is held, s")
     page_size: int = Field(default=500, ge=1, le=10000, description="Entries per page of tools/prompts/resources lists")
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses of reverse proxies whose X-Forwarded-For Bastion believes (for ip_allow); "
+        "none by default, so no local process can claim another client address",
+    )
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     log_level: str = "INFO"
 

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from bastion import __version__
-from bastion.auth.tokens import AdminTokenVerifier, hash_token
+from bastion.auth.tokens import TokenVerifier, hash_token
 from bastion.config import Settings
 from bastion.control.standalone import StandaloneCatalog
 from bastion.core.models import Discovery, UpstreamSpec
@@ -58,7 +58,7 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
             pipeline = build_pipeline(catalog.current, pool, timeout=settings.call_timeout, server_info=server_info)
             front = McpFront(pipeline, runner, catalog.current, settings.max_body_bytes)
             catalog.on_change(front.on_change)
-            verifier = AdminTokenVerifier(hash_token(token)) if token else None
+            verifier = TokenVerifier(hash_token(token)) if token else None
             app = SingleServerApp(front, spec.name, verifier, settings.allowed_origins)
             yield Wrapped(catalog, pool, front, app, discovery)
         finally:

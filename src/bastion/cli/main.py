@@ -9,6 +9,7 @@ import click
 
 from bastion.cli.http import connection_options
 from bastion.cli.servers import servers
+from bastion.cli.tokens import tokens
 from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
 
@@ -60,6 +61,7 @@ def cli() -> None:
 cli.add_command(upstreams)
 cli.add_command(tools)
 cli.add_command(servers)
+cli.add_command(tokens)
 
 
 if __name__ == "__main__":

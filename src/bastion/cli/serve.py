@@ -79,6 +79,9 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
         lifespan="on",
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace),
+        # Client addresses feed ip_allow: believe X-Forwarded-For only from configured proxies.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
     )
     try:
         sock = listening_socket(settings.host, settings.port)

@@ -6,16 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core.compose import ServerView
+from bastion.core.grants import Grants
 from bastion.core.models import CatalogItem
 from bastion.core.ports import CallHooks
 
 
 @dataclass(slots=True)
 class Principal:
-    """Who is calling. Until users exist there is one: the admin token holder."""
+    """Who is calling: the admin ("admin"), an API token ("token:<id>", limited by its grants), or
+    anyone on a loopback-only `bastion wrap` ("local"). No grants means no limits."""
 
     id: str
     kind: str = "admin"
+    grants: Grants | None = None
 
 
 @dataclass(slots=True)

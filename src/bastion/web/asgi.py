@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -16,8 +17,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.auth.tokens import AdminTokenVerifier
-from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
+from bastion.core.errors import BastionError, Forbidden, NotFound
+from bastion.core.grants import authorize
 from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
@@ -48,7 +49,20 @@ def without_padding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return headers
 
 
-def admit(scope: Scope, verifier: AdminTokenVerifier | None, allowed_origins: Sequence[str]) -> Principal:
+class Verifier(Protocol):
+    """Checks a request's bearer token (see `bastion.auth.tokens.TokenVerifier`)."""
+
+    async def verify(self, authorization: str | None, client_ip: str | None) -> Principal: ...
+
+
+def client_ip(scope: Scope) -> str | None:
+    """The client's address as the ASGI server reports it. `bastion serve` lets uvicorn take it from
+    X-Forwarded-For only when the peer is one of BASTION_TRUSTED_PROXIES (none by default)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def admit(scope: Scope, verifier: Verifier | None, allowed_origins: Sequence[str]) -> Principal:
     """Who is calling, after the Origin check; raises Forbidden or Unauthenticated. Without a
     verifier (a loopback-only `bastion wrap`), the caller is anonymous."""
     headers = {k: v for k, v in scope["headers"] if k in (b"authorization", b"origin")}
@@ -58,7 +72,7 @@ def admit(scope: Scope, verifier: AdminTokenVerifier | None, allowed_origins: Se
     if verifier is None:
         return ANONYMOUS
     authorization = headers.get(b"authorization")
-    return verifier.verify(authorization.decode("latin-1") if authorization else None)
+    return await verifier.verify(authorization.decode("latin-1") if authorization else None, client_ip(scope))
 
 
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
@@ -69,7 +83,7 @@ async def admitted(
     scope: Scope,
     receive: Receive,
     send: Send,
-    verifier: AdminTokenVerifier | None,
+    verifier: Verifier | None,
     allowed_origins: Sequence[str],
     ready: ReadinessCheck | None = None,
 ) -> bool:
@@ -84,10 +98,16 @@ async def admitted(
         await Response(body, status_code=503 if problems else 200, media_type="application/json")(scope, receive, send)
         return False
     try:
-        scope[PRINCIPAL_SCOPE_KEY] = admit(scope, verifier, allowed_origins)
-    except (Unauthenticated, Forbidden) as exc:
+        principal = await admit(scope, verifier, allowed_origins)
+        if principal.grants is not None:
+            authorize(principal.grants, scope["method"], scope["path"])
+    except BastionError as exc:
         await problem_from(exc)(scope, receive, send)
         return False
+    except Exception as exc:  # noqa: BLE001 - e.g. the token store unreachable: a 500, said without details
+        await internal_problem(exc)(scope, receive, send)
+        return False
+    scope[PRINCIPAL_SCOPE_KEY] = principal
     return True
 
 
@@ -118,7 +138,7 @@ class BastionApp:
         self,
         rest: ASGIApp,
         mcp: McpFront,
-        verifier: AdminTokenVerifier,
+        verifier: Verifier,
         allowed_origins: Sequence[str],
         ready: ReadinessCheck | None = None,
     ) -> None:

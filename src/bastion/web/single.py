@@ -9,9 +9,8 @@ from collections.abc import Sequence
 
 from starlette.types import Receive, Scope, Send
 
-from bastion.auth.tokens import AdminTokenVerifier
 from bastion.core.errors import NotFound
-from bastion.web.asgi import admitted, without_padding
+from bastion.web.asgi import Verifier, admitted, without_padding
 from bastion.web.errors import problem_from
 from bastion.web.mcp_endpoint import McpFront
 
@@ -22,7 +21,7 @@ class SingleServerApp:
     """Serves the virtual server `server` of `front` at `/mcp`; without a verifier, anyone may call."""
 
     def __init__(
-        self, front: McpFront, server: str, verifier: AdminTokenVerifier | None, allowed_origins: Sequence[str] = ()
+        self, front: McpFront, server: str, verifier: Verifier | None, allowed_origins: Sequence[str] = ()
     ) -> None:
         self.front = front
         self.server = server

@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bastion.core.errors import Conflict, NotFound
+from bastion.core.grants import ApiToken
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
-from bastion.store.sql.tables import catalog_items, secrets, upstreams, virtual_servers
+from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
 
 
 def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
@@ -40,11 +41,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything we store is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return _utc(value) if value is not None else None
 
 
 def _upstream_from_row(row: Any) -> Upstream:
@@ -110,6 +113,21 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         prompts=tuple(row.prompts),
         resources=tuple(row.resources),
         upstreams=tuple(row.upstreams),
+    )
+
+
+def _token_from_row(row: Any) -> ApiToken:
+    return ApiToken(
+        id=row.id,
+        name=row.name,
+        servers=row.servers if row.servers == "*" else tuple(row.servers),
+        permissions=tuple(row.permissions),
+        created_at=_utc(row.created_at),
+        expires_at=_aware(row.expires_at),
+        ip_allow=tuple(row.ip_allow),
+        revoked_at=_aware(row.revoked_at),
+        last_used_at=_aware(row.last_used_at),
+        last_used_ip=row.last_used_ip,
     )
 
 
@@ -273,3 +291,48 @@ class SqlConfigRepo:
         async with self.engine.begin() as conn:
             await conn.execute(delete(secrets).where(secrets.c.key == key))
             await conn.execute(insert(secrets).values(key=key, value=value))
+
+    async def create_api_token(self, token: ApiToken, token_hash: str) -> None:
+        values = {
+            "id": token.id,
+            "name": token.name,
+            "token_hash": token_hash,
+            "servers": token.servers if token.servers == "*" else list(token.servers),
+            "permissions": list(token.permissions),
+            "ip_allow": list(token.ip_allow),
+            "created_at": token.created_at,
+            "expires_at": token.expires_at,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(api_tokens).values(**values))
+        except IntegrityError:
+            raise Conflict("an API token with this id or secret already exists") from None
+
+    async def list_api_tokens(self) -> list[ApiToken]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id))
+            return [_token_from_row(r) for r in rows]
+
+    async def get_api_token_by_hash(self, token_hash: str) -> ApiToken | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_tokens).where(api_tokens.c.token_hash == token_hash))).first()
+            return _token_from_row(row) if row is not None else None
+
+    async def revoke_api_token(self, token_id: str, at: datetime) -> None:
+        """Revoke once; revoking again keeps the first time. NotFound if there is no such token."""
+        async with self.engine.begin() as conn:
+            found = (await conn.execute(select(api_tokens.c.id).where(api_tokens.c.id == token_id))).first()
+            if found is None:
+                raise NotFound(f"API token {token_id!r} does not exist")
+            await conn.execute(
+                update(api_tokens)
+                .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+
+    async def touch_api_token(self, token_id: str, at: datetime, ip: str | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=at, last_used_ip=ip)
+            )

@@ -1,0 +1,98 @@
+"""API tokens as data, and what one may do: pure decisions over a token's grants and a request line.
+
+Deny by default: a token reaches a virtual server's MCP endpoints only with "mcp" and the
+server among its own, reads the REST catalog only with "read", and never writes or manages tokens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from bastion.core.errors import Forbidden
+from bastion.core.models import Frozen
+
+Permission = Literal["mcp", "read"]
+PERMISSIONS: tuple[Permission, ...] = ("mcp", "read")
+ALL_SERVERS = "*"
+AllServers = Literal["*"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+READABLE_COLLECTIONS = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+class ApiToken(Frozen):
+    """A scoped API token as stored: never its secret, which exists only in the creator's hands."""
+
+    id: str
+    name: str
+    servers: tuple[str, ...] | AllServers
+    permissions: tuple[Permission, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+    ip_allow: tuple[str, ...] = ()
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    last_used_ip: str | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What an API token may do. A principal without grants (the admin) may do everything."""
+
+    servers: frozenset[str] | AllServers
+    permissions: frozenset[Permission]
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def of(cls, token: ApiToken) -> Grants:
+        servers = token.servers if token.servers == ALL_SERVERS else frozenset(token.servers)
+        return cls(servers, frozenset(token.permissions), parse_networks(token.ip_allow))
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """CIDRs (or single addresses) as networks; host bits are ignored. Raises ValueError."""
+    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def ip_allowed(networks: tuple[Network, ...], client_ip: str | None) -> bool:
+    """No networks means any address; otherwise an unknown or unparsable address is refused."""
+    if not networks:
+        return True
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def authorize(grants: Grants, method: str, path: str) -> None:
+    """Raise Forbidden, saying what is missing, unless these grants allow `method path`."""
+    parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
+    if parts[1:2] == ["servers"]:
+        server = parts[2] if len(parts) > 2 else ""
+        if "mcp" not in grants.permissions:
+            raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
+        if grants.servers != ALL_SERVERS and server not in grants.servers:
+            raise Forbidden(f"this token may not use the virtual server {server!r}", missing=f"server:{server}")
+        return
+    collection = parts[3] if parts[1:3] == ["api", "v1"] and len(parts) > 3 else None
+    if collection == "tokens":
+        raise Forbidden("API tokens cannot manage API tokens; use the admin token", missing="admin")
+    if method not in _READ_METHODS:
+        raise Forbidden("API tokens cannot change configuration; use the admin token", missing="admin")
+    if collection not in READABLE_COLLECTIONS:
+        raise Forbidden(f"API tokens may not access {path}", missing="admin")
+    if "read" not in grants.permissions:
+        raise Forbidden("this token lacks the 'read' permission", missing="permission:read")
