@@ -130,24 +130,28 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app (no lifespan) on a free loopback port in this event loop; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    sock = listening_socket("127.0.0.1", 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve, [sock])
+        with anyio.fail_after(10):
+            while not server.started:
+                await anyio.sleep(0.01)  # uvicorn sets a flag, not an event
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+
+
+@asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Running]:
     """Run Bastion with `settings` on a free loopback port."""
-    async with running(settings) as bastion:
-        config = uvicorn.Config(bastion.app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-        server = uvicorn.Server(config)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [listening_socket("127.0.0.1", 0)])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            base = f"http://127.0.0.1:{port}"
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=60) as api:
-                try:
-                    yield Running(bastion, base, api)
-                finally:
-                    server.should_exit = True
+    async with running(settings) as bastion, serve_asgi(bastion.app) as base:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=60) as api:
+            yield Running(bastion, base, api)
 
 
 @asynccontextmanager

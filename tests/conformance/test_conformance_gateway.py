@@ -10,12 +10,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-import uvicorn
 
-from bastion.web.listen import listening_socket
 from tests.conformance.auth_proxy import AuthProxy
 from tests.conformance.suite import SUITES, conformance_upstream, register_totals, run_suite
-from tests.harness import TOKEN, serve, settings_for
+from tests.harness import TOKEN, serve, serve_asgi, settings_for
 
 pytestmark = [pytest.mark.node, pytest.mark.anyio]
 
@@ -43,17 +41,8 @@ async def gateway_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
         async with serve(settings_for(f"sqlite+aiosqlite:///{db}")) as gateway:
             await gateway.register({"name": "conformance", "transport": "streamable-http", "url": upstream_url})
             await gateway.create_server({"name": "conformance", "upstreams": ["conformance"], "prefix": "never"})
-            proxy = uvicorn.Server(uvicorn.Config(AuthProxy(gateway.base_url, TOKEN), lifespan="off", log_level="warning"))
-            sock = listening_socket("127.0.0.1", 0)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(proxy.serve, [sock])
-                with anyio.fail_after(10):
-                    while not proxy.started:
-                        await anyio.sleep(0.01)
-                try:
-                    yield f"http://127.0.0.1:{sock.getsockname()[1]}/servers/conformance/mcp"
-                finally:
-                    proxy.should_exit = True
+            async with serve_asgi(AuthProxy(gateway.base_url, TOKEN)) as base:
+                yield f"{base}/servers/conformance/mcp"
 
 
 @pytest.mark.timeout(300)

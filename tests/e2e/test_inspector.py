@@ -16,12 +16,10 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from bastion.web.listen import listening_socket
 from tests.conformance.auth_proxy import AuthProxy
-from tests.harness import ROOT, TOKEN, serve, settings_for, stdio_fixture
+from tests.harness import ROOT, TOKEN, serve, serve_asgi, settings_for, stdio_fixture
 
 pytestmark = [pytest.mark.anyio, pytest.mark.node]
 
@@ -113,18 +111,8 @@ async def inspected(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[I
         await gateway.register(stdio_fixture("fx"))
         await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
         recorder = Recorder(gateway.base_url)
-        server = uvicorn.Server(uvicorn.Config(recorder, lifespan="off", log_level="warning"))
-        sock = listening_socket("127.0.0.1", 0)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                while not server.started:
-                    await anyio.sleep(0.01)
-            try:
-                url = f"http://127.0.0.1:{sock.getsockname()[1]}/servers/vs/mcp"
-                yield Inspected(url, recorder, home)
-            finally:
-                server.should_exit = True
+        async with serve_asgi(recorder) as base:
+            yield Inspected(f"{base}/servers/vs/mcp", recorder, home)
 
 
 @pytest.mark.parametrize("era", ERAS)

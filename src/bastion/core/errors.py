@@ -14,7 +14,7 @@
     │   ├── UpstreamProtocolError 502 / -32012 it answered, but not as an MCP server
     │   ├── UpstreamRpcError  502 / (theirs)  a JSON-RPC error reply, passed on with its code
     │   └── UpstreamTimeout   504 / -32013   no answer within the deadline
-    └── Internal              500 / -32603
+    (anything unexpected is answered at the edge as a generic 500 / -32603, its details only logged)
 
 Upstream *tool* failures are not errors: they are results with `isError`.
 Messages must never contain secrets (header values, env values, tokens).
@@ -115,7 +115,3 @@ class UpstreamTimeout(UpstreamError):
     http_status = 504
     jsonrpc_code = -32013
     title = "Upstream timeout"
-
-
-class Internal(BastionError):
-    pass

@@ -13,7 +13,6 @@ ItemKind = Literal["tool", "prompt", "resource", "resource_template"]
 PrefixMode = Literal["always", "never"]
 HealthStatus = Literal["unknown", "healthy", "unhealthy", "disabled"]
 
-ITEM_KINDS: tuple[ItemKind, ...] = ("tool", "prompt", "resource", "resource_template")
 
 
 class Frozen(BaseModel):

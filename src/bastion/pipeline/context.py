@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bastion.core.compose import ServerView
@@ -31,4 +31,3 @@ class CallContext:
     view: ServerView | None = None
     item: CatalogItem | None = None
     upstream_params: dict[str, Any] | None = None
-    attrs: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """The SQL ConfigRepo (SQLite and PostgreSQL through SQLAlchemy's async engine).
 
-SQL errors are translated here: a unique-constraint race becomes Conflict, anything else
-propagates as Internal without the statement (which could hold secrets).
+SQL errors are translated here: a unique-constraint race becomes Conflict. Anything else
+propagates, and the edge answers it as a generic 500 that never shows the statement.
 """
 
 from __future__ import annotations
