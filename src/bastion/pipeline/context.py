@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from bastion.core.compose import ServerView
 from bastion.core.grants import Grants
@@ -11,14 +11,25 @@ from bastion.core.models import CatalogItem
 from bastion.core.ports import CallHooks
 
 
+Role = Literal["admin", "developer", "viewer"]
+ROLES: tuple[Role, ...] = ("admin", "developer", "viewer")
+
+
 @dataclass(slots=True)
 class Principal:
-    """Who is calling: the admin ("admin"), an API token ("token:<id>", limited by its grants), or
-    anyone on a loopback-only `bastion wrap` ("local"). No grants means no limits."""
+    """Who is calling: the admin ("admin"), an API token ("token:<id>", limited by its grants), a
+    signed-in user, or anyone on a loopback-only `bastion wrap` ("local"). No grants means no limits.
+
+    `user`, `teams` and `role` say whose authority a request carries (a token acts for the user who
+    made it); `token` is the API token's id when one was presented. Policy rules match on these."""
 
     id: str
     kind: str = "admin"
     grants: Grants | None = None
+    user: str | None = None
+    teams: frozenset[str] = frozenset()
+    role: Role | None = None
+    token: str | None = None
 
 
 @dataclass(slots=True)
