@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anyio
 import pytest
@@ -56,3 +57,28 @@ async def test_refusals_are_reported(gateway: Running) -> None:
     assert unknown.exit_code == 1 and "nope" in unknown.stderr
     missing = await run(gateway, "tokens", "revoke", "no-such-id")
     assert missing.exit_code == 1 and "Not found" in missing.stderr
+
+
+async def test_servers_policy_sets_replaces_and_clears(gateway: Running, tmp_path: Path) -> None:
+    await gateway.register(stdio_fixture("fx"))
+    policy_file = tmp_path / "policy.json"
+    policy_file.write_text(json.dumps({"rules": [{"effect": "allow", "tools": ["fx__echo"]}]}))
+    created = await run(gateway, "servers", "create", "vs", "--upstream", "fx", "--policy", str(policy_file), "--json")
+    assert created.exit_code == 0, created.stderr
+    assert json.loads(created.stdout)["policy"]["rules"][0]["tools"] == ["fx__echo"]
+
+    policy_file.write_text(json.dumps({"default": "allow"}))
+    replaced = await run(gateway, "servers", "policy", "vs", str(policy_file))
+    assert replaced.exit_code == 0, replaced.stderr
+    assert (await gateway.api.get("/api/v1/servers/vs")).json()["policy"] == {"default": "allow", "rules": []}
+
+    policy_file.write_text("{not json")
+    bad = await run(gateway, "servers", "policy", "vs", str(policy_file))
+    assert bad.exit_code == 2 and "not valid JSON" in bad.stderr
+    policy_file.write_text(json.dumps({"rules": [{"effect": "allow"}]}))
+    refused = await run(gateway, "servers", "policy", "vs", str(policy_file))
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+
+    cleared = await run(gateway, "servers", "policy", "vs", "--clear")
+    assert cleared.exit_code == 0, cleared.stderr
+    assert (await gateway.api.get("/api/v1/servers/vs")).json()["policy"] is None

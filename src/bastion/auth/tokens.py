@@ -28,7 +28,7 @@ TOKEN_PREFIX = "bst_"
 CACHE_TTL = 5.0
 TOUCH_INTERVAL = 60.0
 _CACHE_LIMIT = 10_000
-ADMIN = Principal(id="admin", kind="admin")
+ADMIN = Principal(id="admin", kind="admin", role="admin")
 
 
 def hash_token(token: str) -> str:
@@ -123,7 +123,7 @@ class TokenVerifier:
         if token is None:
             self._cache.pop(digest, None)
             return None
-        verified = _Verified(token, Principal(id=f"token:{token.id}", kind="token", grants=Grants.of(token)), now)
+        verified = _Verified(token, Principal(id=f"token:{token.id}", kind="token", grants=Grants.of(token), token=token.id), now)
         if generation == self._generation:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -32,6 +33,7 @@ def servers() -> None:
 @click.option("--resource", "resources", multiple=True, help="Resource URI to expose; repeatable.")
 @click.option("--upstream", "upstreams", multiple=True, help="Expose everything from this upstream; repeatable.")
 @click.option("--prefix", type=click.Choice(PREFIX_MODES), default=None, help="Prefix names with the upstream.")
+@click.option("--policy", "policy_file", type=click.File("r"), default=None, help="Per-tool policy, a JSON file ('-': stdin).")
 @api_command
 def create(
     name: str,
@@ -41,10 +43,12 @@ def create(
     resources: tuple[str, ...],
     upstreams: tuple[str, ...],
     prefix: str | None,
+    policy_file: Any,
     api: Api,
 ) -> None:
     """Create a virtual server and print its MCP URL."""
     optional: dict[str, Any] = {
+        "policy": _read_policy(policy_file) if policy_file is not None else None,
         "description": description,
         "tools": list(tools),
         "prompts": list(prompts),
@@ -57,6 +61,37 @@ def create(
     emit(created, as_json=api.as_json, title=f"Server {name}")
     if not api.as_json and isinstance(created, dict) and created.get("url"):
         message(f"MCP endpoint: {created['url']}")
+
+
+def _read_policy(source: Any) -> Any:
+    try:
+        return json.load(source)
+    except ValueError as exc:
+        raise click.BadParameter(f"the policy is not valid JSON ({exc})", param_hint="policy") from None
+
+
+@servers.command("policy")
+@click.argument("name")
+@click.argument("policy_file", type=click.File("r"), required=False)
+@click.option("--clear", is_flag=True, help="Remove the policy: every caller sees everything the server composes.")
+@api_command
+def set_policy(name: str, policy_file: Any, clear: bool, api: Api) -> None:
+    """Replace a virtual server's per-tool policy with the JSON in POLICY_FILE ('-': stdin).
+
+    \b
+    {"default": "deny", "rules": [
+      {"effect": "allow", "teams": ["data"], "tools": ["db__*"]},
+      {"effect": "deny", "roles": ["viewer"], "tools": ["*__delete*"]}]}
+    Rules apply in order; the first matching caller and item decides; subjects: users, teams,
+    roles, tokens (ids); items: tools, prompts, resources (globs).
+    """
+    if clear == (policy_file is not None):
+        raise click.UsageError("give a policy file or --clear, not both or neither")
+    updated = api.patch(f"/api/v1/servers/{seg(name)}", {"policy": None if clear else _read_policy(policy_file)})
+    if api.as_json:
+        emit(updated, as_json=True)
+    else:
+        message(f"Policy of {name} {'removed' if clear else 'replaced'}")
 
 
 @servers.command("list")

@@ -12,6 +12,7 @@ from typing import Any
 
 from bastion.core.errors import BadRequest, NameCollision
 from bastion.core.models import CatalogItem, ItemKind, PrefixMode, Upstream, VirtualServerSpec
+from bastion.core.policy import Caller, Policy
 from bastion.core.uri import UriMatcher
 
 _SPEC_FIELD: dict[ItemKind, str] = {
@@ -70,10 +71,50 @@ class ServerView:
     mirrored_tools: frozenset[str] = frozenset()
     """Tools whose input schema declares `x-mcp-header`: their calls carry Mcp-Param-* headers to check."""
     template_matcher: UriMatcher = field(default_factory=lambda: UriMatcher(()))
+    _restrictions: dict[Caller, Restriction] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def restricted(self, caller: Caller) -> Restriction | None:
+        """What the server's policy lets `caller` see and use (None: no policy, everything).
+        Built once per caller and view, so lists are not re-filtered per request."""
+        policy = self.spec.policy
+        if policy is None:
+            return None
+        found = self._restrictions.get(caller)
+        if found is None:
+            if len(self._restrictions) >= _RESTRICTION_CACHE:
+                self._restrictions.clear()
+            found = self._restrictions[caller] = _restrict(self, policy.for_caller(caller), caller)
+        return found
+
+
+_RESTRICTION_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Restriction:
+    """A view filtered by policy for one caller: its lists, and the decision for any other name."""
+
+    policy: Policy
+    caller: Caller
+    lists: Mapping[ItemKind, tuple[dict[str, Any], ...]]
+    list_keys: Mapping[ItemKind, tuple[str, ...]]
+
+    def allows(self, kind: ItemKind, name: str) -> bool:
+        return self.policy.allows(self.caller, kind, name)
+
+
+def _restrict(view: ServerView, policy: Policy, caller: Caller) -> Restriction:
+    lists: dict[ItemKind, tuple[dict[str, Any], ...]] = {}
+    keys: dict[ItemKind, tuple[str, ...]] = {}
+    for kind, names in view.list_keys.items():
+        kept = [i for i, name in enumerate(names) if policy.allows(caller, kind, name)]
+        keys[kind] = tuple(names[i] for i in kept)
+        lists[kind] = tuple(view.lists[kind][i] for i in kept)
+    return Restriction(policy, caller, lists, keys)
 
 
 def select_items(

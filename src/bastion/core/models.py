@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-Transport = Literal["streamable-http", "sse", "stdio"]
-Isolation = Literal["shared", "per_user"]
-ItemKind = Literal["tool", "prompt", "resource", "resource_template"]
-PrefixMode = Literal["always", "never"]
-HealthStatus = Literal["unknown", "healthy", "unhealthy", "disabled"]
+from bastion.core.policy import Policy
+from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
 
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+__all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
 
 
 class UpstreamSpec(Frozen):
@@ -87,6 +81,7 @@ class VirtualServerSpec(Frozen):
     resources: tuple[str, ...] = ()
     upstreams: tuple[str, ...] = ()
     prefix: PrefixMode = "always"
+    policy: Policy | None = None
 
 
 class Discovery(Frozen):

@@ -8,6 +8,7 @@ from typing import Any
 from bastion.core.ports import UpstreamCaller
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.authn import authenticate
+from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.dispatch import dispatch_stage
@@ -29,6 +30,7 @@ def build_pipeline(
         observe,  # first: sees every outcome, including auth failures
         authenticate,  # before anything reveals what exists
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
+        authorize,  # needs the server (its policy) and the principal; before route answers lists
         route_stage(page_size),  # needs the view; answers list requests itself, in pages
     ]
     if bridge is not None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from bastion.core.compose import ServerView
+from bastion.core.compose import Restriction, ServerView
 from bastion.core.grants import Grants
-from bastion.core.models import CatalogItem
+from bastion.core.models import ROLES, CatalogItem, Role
 from bastion.core.ports import CallHooks
 
-
-Role = Literal["admin", "developer", "viewer"]
-ROLES: tuple[Role, ...] = ("admin", "developer", "viewer")
+__all__ = ["ROLES", "CallContext", "Principal", "Role"]
 
 
 @dataclass(slots=True)
@@ -40,5 +38,7 @@ class CallContext:
     principal: Principal | None
     hooks: CallHooks | None = None
     view: ServerView | None = None
+    restriction: Restriction | None = None
+    """Set by authorize when the virtual server has a policy: what this caller may see and use."""
     item: CatalogItem | None = None
     upstream_params: dict[str, Any] | None = None

@@ -9,7 +9,6 @@ from bastion.core.ports import AskCallback, UpstreamCaller
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
 
-
 MAX_INPUT_ROUNDS = 10
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.core.compose import ServerView
-from bastion.core.errors import BadRequest, NotFound, UnknownItem, UnknownTool
+from bastion.core.compose import Restriction, ServerView
+from bastion.core.errors import BadRequest, Forbidden, NotFound, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.core.paging import page
 from bastion.pipeline.base import Next, Result, Stage
@@ -58,10 +58,17 @@ def _required_str(params: dict[str, Any], key: str, method: str) -> str:
     return value
 
 
-def _lookup(view: ServerView, kind: ItemKind, name: str) -> CatalogItem:
+def _check(restriction: Restriction | None, view: ServerView, kind: ItemKind, name: str) -> None:
+    if restriction is not None and not restriction.allows(kind, name):
+        label = "resource" if kind in ("resource", "resource_template") else kind
+        raise Forbidden(f"{label} {name!r} is forbidden for you by the policy of virtual server {view.name!r}")
+
+
+def _lookup(view: ServerView, kind: ItemKind, name: str, restriction: Restriction | None) -> CatalogItem:
     bucket = view.tools if kind == "tool" else view.prompts
     item = bucket.get(name)
     if item is not None:
+        _check(restriction, view, kind, name)
         return item
     label = "tool" if kind == "tool" else "prompt"
     error = UnknownTool if kind == "tool" else UnknownItem
@@ -70,25 +77,28 @@ def _lookup(view: ServerView, kind: ItemKind, name: str) -> CatalogItem:
     raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
 
 
-def resource_for(view: ServerView, uri: str) -> CatalogItem:
+def resource_for(view: ServerView, uri: str, restriction: Restriction | None = None) -> CatalogItem:
     item = view.resources.get(uri)
     if item is None:
         template = view.template_matcher.match(uri)
         item = view.templates.get(template) if template is not None else None
     if item is None:
         raise UnknownItem(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
+    _check(restriction, view, "resource", uri)
     return item
 
 
-def _route_completion(view: ServerView, params: dict[str, Any]) -> tuple[CatalogItem, dict[str, Any]]:
+def _route_completion(
+    view: ServerView, params: dict[str, Any], restriction: Restriction | None
+) -> tuple[CatalogItem, dict[str, Any]]:
     ref = params.get("ref")
     if not isinstance(ref, dict):
         raise BadRequest("completion/complete needs a 'ref' object")
     if ref.get("type") == "ref/prompt":
-        item = _lookup(view, "prompt", _required_str(ref, "name", "completion/complete ref"))
+        item = _lookup(view, "prompt", _required_str(ref, "name", "completion/complete ref"), restriction)
         new_ref = {**ref, "name": item.key}
     elif ref.get("type") == "ref/resource":
-        item = resource_for(view, _required_str(ref, "uri", "completion/complete ref"))
+        item = resource_for(view, _required_str(ref, "uri", "completion/complete ref"), restriction)
         new_ref = dict(ref)
     else:
         raise BadRequest("completion/complete ref.type must be 'ref/prompt' or 'ref/resource'")
@@ -104,8 +114,9 @@ def route_stage(page_size: int) -> Stage:
         listing = _LISTS.get(ctx.method)
         if listing is not None:
             kind, field = listing
+            shown = ctx.restriction or view
             items, next_cursor = page(
-                kind, view.list_keys.get(kind, ()), view.lists.get(kind, ()), ctx.params.get("cursor"), page_size
+                kind, shown.list_keys.get(kind, ()), shown.lists.get(kind, ()), ctx.params.get("cursor"), page_size
             )
             return {field: items, "nextCursor": next_cursor} if next_cursor else {field: items}
         return await _route_call(ctx, view, call_next)
@@ -114,9 +125,9 @@ def route_stage(page_size: int) -> Stage:
 
 
 async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Result:
-    method, params = ctx.method, ctx.params
+    method, params, restriction = ctx.method, ctx.params, ctx.restriction
     if method == "tools/call":
-        item = _lookup(view, "tool", _required_str(params, "name", method))
+        item = _lookup(view, "tool", _required_str(params, "name", method), restriction)
         upstream_params: dict[str, Any] = {"name": item.key}
         if "arguments" in params:
             upstream_params["arguments"] = params["arguments"]
@@ -124,17 +135,17 @@ async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Re
             if key in params:
                 upstream_params[key] = params[key]
     elif method == "prompts/get":
-        item = _lookup(view, "prompt", _required_str(params, "name", method))
+        item = _lookup(view, "prompt", _required_str(params, "name", method), restriction)
         upstream_params = {"name": item.key}
         for key in ("arguments", *_ROUND_TRIP):
             if key in params:
                 upstream_params[key] = params[key]
     elif method == "resources/read":
         uri = _required_str(params, "uri", method)
-        item = resource_for(view, uri)
+        item = resource_for(view, uri, restriction)
         upstream_params = {"uri": uri, **{k: params[k] for k in _ROUND_TRIP if k in params}}
     elif method == "completion/complete":
-        item, upstream_params = _route_completion(view, params)
+        item, upstream_params = _route_completion(view, params, restriction)
     else:
         raise NotFound(f"method {method!r} is not served by virtual servers")
     ctx.item = item

@@ -17,10 +17,13 @@ from mcp.server import ServerRequestContext
 from mcp.server.connection import Connection
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import EmptyResult, SubscribeRequestParams, SubscriptionsListenRequestParams, UnsubscribeRequestParams
+from starlette.requests import Request
 
-from bastion.core.compose import ServerView
+from bastion.core.compose import Restriction, ServerView
 from bastion.core.errors import BastionError
 from bastion.core.ports import ResourceSubscriber
+from bastion.pipeline.authz import caller_of
+from bastion.pipeline.context import Principal
 from bastion.pipeline.route import resource_for
 from bastion.web.errors import to_mcp_error
 from bastion.web.mcp_front import Front
@@ -28,11 +31,20 @@ from bastion.web.mcp_front import Front
 ViewOf = Callable[[], ServerView | None]
 
 
-def _upstream_of(view: ServerView | None, uri: str) -> str:
+def _restriction(ctx: ServerRequestContext[Any], view: ServerView | None) -> Restriction | None:
+    """The server's policy for this request's caller: a denied resource can't be watched either."""
+    request = ctx.request
+    principal = request.scope.get("bastion.principal") if isinstance(request, Request) else None
+    if view is None or not isinstance(principal, Principal):
+        return None
+    return view.restricted(caller_of(principal))
+
+
+def _upstream_of(view: ServerView | None, uri: str, restriction: Restriction | None) -> str:
     if view is None:
         raise MCPError(-32602, "this virtual server no longer exists")
     try:
-        return resource_for(view, uri).upstream
+        return resource_for(view, uri, restriction).upstream
     except BastionError as exc:
         raise to_mcp_error(exc) from None
 
@@ -42,9 +54,10 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
 
     async def subscribe(ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
         uri = str(params.uri)
-        upstream = _upstream_of(view_of(), uri)
+        view = view_of()
+        upstream = _upstream_of(view, uri, _restriction(ctx, view))
         watchers = front_of().resource_subs.setdefault(uri, weakref.WeakSet())
-        connection: Connection = ctx.session._connection  # noqa: SLF001
+        connection: Connection = ctx.session._connection
         if connection not in watchers:
             watchers.add(connection)
             await subscriber.subscribe(upstream, uri)
@@ -53,7 +66,7 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
     async def unsubscribe(ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
         uri = str(params.uri)
         watchers = front_of().resource_subs.get(uri)
-        connection: Connection = ctx.session._connection  # noqa: SLF001
+        connection: Connection = ctx.session._connection
         if watchers is not None and connection in watchers:
             watchers.discard(connection)
             view = view_of()
@@ -68,9 +81,10 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
         wanted = [str(u) for u in params.notifications.resource_subscriptions or ()]
         held: list[tuple[str, str]] = []
         view = view_of()
+        restriction = _restriction(ctx, view)
         for uri in wanted:
             try:
-                held.append((_upstream_of(view, uri), uri))
+                held.append((_upstream_of(view, uri, restriction), uri))
             except MCPError:
                 continue  # not served here: the listen handler acknowledges only what it can honour
         for upstream, uri in held:

@@ -34,9 +34,14 @@ def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+def head_revision() -> str | None:
+    """The newest revision this build knows (raises if the migrations branch)."""
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
 async def schema_is_current(engine: AsyncEngine) -> bool:
     """Whether the database answers and its schema is at the newest revision this build knows."""
-    head = ScriptDirectory.from_config(_config()).get_current_head()
+    head = head_revision()
     async with engine.connect() as conn:
         return await conn.run_sync(_current) == head
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.policy import Policy
 from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
 
 
@@ -113,6 +114,7 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         prompts=tuple(row.prompts),
         resources=tuple(row.resources),
         upstreams=tuple(row.upstreams),
+        policy=Policy.model_validate(row.policy) if row.policy is not None else None,
     )
 
 
@@ -262,6 +264,7 @@ class SqlConfigRepo:
             "prompts": list(spec.prompts),
             "resources": list(spec.resources),
             "upstreams": list(spec.upstreams),
+            "policy": spec.policy.model_dump(mode="json") if spec.policy is not None else None,
             "updated_at": now,
         }
         try:
