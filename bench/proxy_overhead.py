@@ -60,6 +60,7 @@ def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {
         **os.environ,
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+        "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
     }
@@ -132,6 +133,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--era", choices=("legacy", "2026-07-28"), action="append", help="Only this era (repeatable)")
+    parser.add_argument("--concurrency", type=int, action="append", help="Only this concurrency (repeatable)")
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,8 +144,8 @@ def main() -> None:
             api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": upstream_url}).raise_for_status()
             api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
             rows = []
-            for mode in ("legacy", "2026-07-28"):
-                for concurrency in (1, 16):
+            for mode in args.era or ("legacy", "2026-07-28"):
+                for concurrency in args.concurrency or (1, 16):
                     direct = anyio.run(measure, upstream_url, mode, args.calls, args.warmup, concurrency, None, upstream.pid)
                     proxied = anyio.run(
                         measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency, gateway.pid, upstream.pid

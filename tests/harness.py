@@ -124,6 +124,7 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "health_interval": 3600.0,
         "reconnect_backoff": 0.2,
         "port": 0,
+        "allow_private_upstreams": True,  # every test upstream is on loopback
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

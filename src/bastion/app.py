@@ -6,8 +6,8 @@ import base64
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -19,15 +19,18 @@ from bastion.auth.tokens import TokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.tokens import ApiTokens
+from bastion.core.netguard import parse_networks
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.events import MemoryEventStore
 from bastion.store.sql.migrate import schema_is_current, upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
+from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
 from bastion.web.asgi import BastionApp, rest_app
+from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.servers import server_routes
@@ -97,6 +100,10 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 on_resource_updated=on_resource_updated,
                 connect_timeout=settings.connect_timeout,
                 backoff_base=settings.reconnect_backoff,
+                guard=AddressGuard(
+                    allow_private=settings.allow_private_upstreams,
+                    allowed=parse_networks(settings.upstream_allowed_networks),
+                ),
             )
             gateway = Gateway(repo, pool, runner, health_interval=settings.health_interval)
             gateway_ref.append(gateway)
@@ -123,7 +130,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url),
                 *token_routes(tokens, settings.max_body_bytes),
             ]
-            app = BastionApp(rest_app(routes), front, verifier, settings.allowed_origins, partial(readiness, engine))
+            app = BastionApp(
+                rest_app(routes),
+                front,
+                verifier,
+                settings.allowed_origins,
+                partial(readiness, engine),
+                security_headers(settings.base_url),
+            )
             await gateway.start()
             try:
                 yield Bastion(settings, engine, gateway, pool, front, app, generated)

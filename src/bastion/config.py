@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bastion.core.netguard import parse_networks
 
 
 class Settings(BaseSettings):
@@ -35,8 +37,22 @@ class Settings(BaseSettings):
         description="Addresses of reverse proxies whose X-Forwarded-For Bastion believes (for ip_allow); "
         "none by default, so no local process can claim another client address",
     )
+    allow_private_upstreams: bool = Field(
+        default=False,
+        description="Let upstream URLs resolve to loopback and private addresses (on with --demo); "
+        "off by default so a registered URL cannot reach internal services (SSRF)",
+    )
+    upstream_allowed_networks: tuple[str, ...] = Field(
+        default=(), description="CIDRs upstream URLs may resolve to even though private, loopback or link-local"
+    )
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     log_level: str = "INFO"
+
+    @field_validator("upstream_allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_networks(value)
+        return value
 
     @property
     def base_url(self) -> str:

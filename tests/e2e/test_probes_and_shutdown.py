@@ -49,6 +49,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_stops_everything(tmp_
     env = {
         **os.environ,
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/b.db",
+        "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_SHUTDOWN_GRACE": "20",
     }

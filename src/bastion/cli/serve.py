@@ -59,7 +59,9 @@ async def announce_token(bastion: Bastion) -> None:
 @click.option("--demo", is_flag=True, help="Also register the demo upstream and a 'demo' virtual server.")
 def serve(host: str | None, port: int | None, demo: bool) -> None:
     """Run the Bastion gateway."""
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, object] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if demo:
+        overrides["allow_private_upstreams"] = True  # the demo is for trying local servers
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
 

@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import anyio
 import httpx2
+import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client.session import IncomingMessage
 from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
-import mcp_types as types
 from mcp_types import jsonrpc
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -32,6 +32,7 @@ from bastion.core.errors import (
 )
 from bastion.core.models import UpstreamSpec
 from bastion.core.ports import AskCallback, CallHooks, LogCallback
+from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
@@ -113,8 +114,10 @@ class UpstreamConnection:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         on_resource_updated: ResourceUpdatedHandler | None = None,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.spec = spec
+        self._guard = guard
         self._http = http_client
         self._fast_http = fast_http
         self._fast: ModernHttpClient | None = None
@@ -223,6 +226,8 @@ class UpstreamConnection:
         closed = anyio.Event()
         connected = False
         try:
+            if self._guard is not None:
+                await self._guard.check(self.spec)  # every attempt: the name may resolve elsewhere now
             with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout) as scope:
                 async with self._make_client(closed) as client:
                     scope.deadline = math.inf

@@ -21,6 +21,7 @@ from bastion.core.ports import CallHooks
 from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
+from bastion.upstream.guard import AddressGuard
 
 log = logging.getLogger("bastion.upstream")
 
@@ -39,7 +40,9 @@ class UpstreamPool:
         connect_timeout: float,
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
+        guard: AddressGuard | None = None,
     ) -> None:
+        self._guard = guard
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -83,6 +86,7 @@ class UpstreamPool:
             on_resource_updated=self._on_resource_updated,
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
+            guard=self._guard,
         )
 
     async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
@@ -104,6 +108,8 @@ class UpstreamPool:
 
     async def discover(self, spec: UpstreamSpec) -> Discovery:
         """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
+        if self._guard is not None:
+            await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
         conn = await self.open(spec)
         if conn.client is None:
             reason = conn.failure or "it did not answer in time"
