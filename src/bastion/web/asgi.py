@@ -21,6 +21,7 @@ from bastion.core.errors import BastionError, Forbidden, NotFound
 from bastion.core.grants import authorize
 from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
+from bastion.web.headers import BASE_HEADERS, Headers, with_headers
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
 
 ANONYMOUS = Principal(id="local", kind="anonymous")
@@ -141,7 +142,9 @@ class BastionApp:
         verifier: Verifier,
         allowed_origins: Sequence[str],
         ready: ReadinessCheck | None = None,
+        headers: Headers = BASE_HEADERS,
     ) -> None:
+        self.headers = headers
         self.ready = ready
         self.rest = rest
         self.mcp = mcp
@@ -152,6 +155,7 @@ class BastionApp:
         if scope["type"] != "http":
             await self.rest(scope, receive, send)
             return
+        send = with_headers(send, self.headers)
         if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, self.ready):
             return
         path: str = scope["path"]

@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from bastion.core.errors import NotFound
 from bastion.web.asgi import Verifier, admitted, without_padding
 from bastion.web.errors import problem_from
+from bastion.web.headers import BASE_HEADERS, with_headers
 from bastion.web.mcp_endpoint import McpFront
 
 MCP_PATH = "/mcp"
@@ -31,6 +32,7 @@ class SingleServerApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        send = with_headers(send, BASE_HEADERS)
         if not await admitted(scope, receive, send, self.verifier, self.allowed_origins):
             return
         path: str = scope["path"]
