@@ -11,10 +11,13 @@ from functools import partial
 from typing import Any
 
 import anyio
+import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
+from bastion.auth.bearer import BearerVerifier
+from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
 from bastion.auth.tokens import TokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
@@ -32,6 +35,7 @@ from bastion.vault.crypto import Sealer
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
+from bastion.web.resource_metadata import ResourceMetadata
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.tokens import token_routes
@@ -59,6 +63,22 @@ async def readiness(engine: AsyncEngine) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - any failure is "not ready", said without its details
         return [f"database unreachable ({type(exc).__name__})"]
     return [] if current else ["database schema is not at the newest migration"]
+
+
+def oidc_verifier(settings: Settings, http: httpx2.AsyncClient) -> OidcVerifier | None:
+    """The verifier for an external identity provider's tokens, when one is configured."""
+    if settings.oidc_issuer is None:
+        return None
+    config = OidcConfig(
+        issuer=settings.oidc_issuer,
+        jwks_url=settings.oidc_jwks_url,
+        audience=settings.oidc_audience,
+        required_scopes=tuple(s for s in settings.oidc_required_scopes if s),
+        user_claim=settings.oidc_user_claim,
+        teams_claim=settings.oidc_teams_claim,
+        role_claim=settings.oidc_role_claim,
+    )
+    return OidcVerifier(config, settings.base_url, http_fetch(http), refetch_after=settings.oidc_jwks_refetch)
 
 
 def state_key(settings: Settings) -> bytes:
@@ -123,6 +143,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             front_ref.append(front)
             gateway.on_change(front.on_change)
             verifier = TokenVerifier(token_hash, repo)
+            oidc = oidc_verifier(settings, pool.http)
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, verifier.forget)
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes),
@@ -133,10 +154,13 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             app = BastionApp(
                 rest_app(routes),
                 front,
-                verifier,
+                BearerVerifier(verifier, oidc),
                 settings.allowed_origins,
                 partial(readiness, engine),
                 security_headers(settings.base_url),
+                ResourceMetadata(
+                    settings.base_url, settings.oidc_issuer, settings.oidc_required_scopes if oidc is not None else ()
+                ),
             )
             await gateway.start()
             try:

@@ -45,6 +45,23 @@ class Settings(BaseSettings):
     upstream_allowed_networks: tuple[str, ...] = Field(
         default=(), description="CIDRs upstream URLs may resolve to even though private, loopback or link-local"
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Trust access tokens (JWTs) from this OpenID Connect / OAuth issuer for the MCP endpoints",
+    )
+    oidc_jwks_url: str | None = Field(default=None, description="Its JWKS; default: discovered from the issuer")
+    oidc_audience: str | None = Field(
+        default=None,
+        description="A gateway-wide audience its tokens may carry (reach: every virtual server); without it "
+        "a token must name one virtual server's MCP URL as its audience (RFC 8707 resource indicator)",
+    )
+    oidc_required_scopes: tuple[str, ...] = Field(default=("mcp",), description="Scopes every token must carry")
+    oidc_user_claim: str = Field(default="email", description="Claim naming the user (falls back to sub)")
+    oidc_teams_claim: str = Field(default="groups", description="Claim listing the user's teams")
+    oidc_jwks_refetch: float = Field(
+        default=30.0, ge=0, description="A token with an unknown key id refetches the JWKS at most this often, s"
+    )
+    oidc_role_claim: str = Field(default="bastion_role", description="Claim with the user's role (admin|developer|viewer)")
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     log_level: str = "INFO"
 

@@ -10,14 +10,14 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from bastion.core.errors import Forbidden
 from bastion.core.models import Frozen
 
 Permission = Literal["mcp", "read"]
 PERMISSIONS: tuple[Permission, ...] = ("mcp", "read")
-ALL_SERVERS = "*"
+ALL_SERVERS: Final = "*"
 AllServers = Literal["*"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

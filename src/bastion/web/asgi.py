@@ -17,12 +17,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.core.errors import BastionError, Forbidden, NotFound
+from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
 from bastion.core.grants import authorize
 from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.headers import BASE_HEADERS, Headers, with_headers
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
+from bastion.web.resource_metadata import PREFIX, ResourceMetadata, metadata_response, metadata_server
 
 ANONYMOUS = Principal(id="local", kind="anonymous")
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
@@ -78,6 +79,8 @@ async def admit(scope: Scope, verifier: Verifier | None, allowed_origins: Sequen
 
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
 """What keeps this replica from serving (empty when ready): for `/readyz`."""
+Challenge = Callable[[str, BastionError, bool], str | None]
+"""The WWW-Authenticate value for a refused request (path, error, whether a token was presented)."""
 
 
 async def admitted(
@@ -87,6 +90,7 @@ async def admitted(
     verifier: Verifier | None,
     allowed_origins: Sequence[str],
     ready: ReadinessCheck | None = None,
+    challenge: Challenge | None = None,
 ) -> bool:
     """Answer `/healthz` (alive), `/readyz` (able to serve) and refused requests here; True when the
     request goes on, its principal set. Neither probe needs a token: load balancers call them."""
@@ -103,7 +107,14 @@ async def admitted(
         if principal.grants is not None:
             authorize(principal.grants, scope["method"], scope["path"])
     except BastionError as exc:
-        await problem_from(exc)(scope, receive, send)
+        response = problem_from(exc)
+        presented = any(k == b"authorization" for k, _ in scope["headers"])
+        value = challenge(scope["path"], exc, presented) if challenge is not None else None
+        if value is None and isinstance(exc, Unauthenticated):
+            value = 'Bearer realm="bastion"'  # RFC 6750: a 401 names the scheme it wants
+        if value is not None:
+            response.headers["www-authenticate"] = value
+        await response(scope, receive, send)
         return False
     except Exception as exc:  # noqa: BLE001 - e.g. the token store unreachable: a 500, said without details
         await internal_problem(exc)(scope, receive, send)
@@ -143,8 +154,10 @@ class BastionApp:
         allowed_origins: Sequence[str],
         ready: ReadinessCheck | None = None,
         headers: Headers = BASE_HEADERS,
+        resource_metadata: ResourceMetadata | None = None,
     ) -> None:
         self.headers = headers
+        self.resource_metadata = resource_metadata
         self.ready = ready
         self.rest = rest
         self.mcp = mcp
@@ -156,14 +169,28 @@ class BastionApp:
             await self.rest(scope, receive, send)
             return
         send = with_headers(send, self.headers)
-        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, self.ready):
-            return
         path: str = scope["path"]
+        if path.startswith(PREFIX):
+            await self._resource_metadata(path, scope, receive, send)
+            return
+        metadata = self.resource_metadata
+        challenge = metadata.challenge if metadata is not None else None
+        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, self.ready, challenge):
+            return
         if path.startswith("/servers/"):
             scope["headers"] = without_padding(scope["headers"])
             await self._mcp(path, scope, receive, send)
         else:
             await self.rest(scope, receive, send)
+
+    async def _resource_metadata(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """RFC 9728 metadata: public (clients read it before they hold a token), only for servers that exist."""
+        server = metadata_server(path)
+        metadata = self.resource_metadata
+        if metadata is None or metadata.issuer is None or server is None or server not in self.mcp.known_servers():
+            await problem_from(NotFound(f"no protected resource metadata at {path}"))(scope, receive, send)
+            return
+        await metadata_response(metadata, server)(scope, receive, send)
 
     async def _mcp(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
         parts = path.split("/")  # ['', 'servers', name, tail, ...]
