@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,6 +39,18 @@ class Settings(BaseSettings):
     )
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     log_level: str = "INFO"
+    vault_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32 bytes: the key that wraps stored upstream credentials (same on every replica)",
+    )
+    vault_key_file: Path = Field(
+        default=Path("./bastion.vault.key"),
+        description="File holding the vault key when BASTION_VAULT_KEY is unset; generated (0600) on first start "
+        "only with the embedded SQLite database",
+    )
+    vault_previous_keys: tuple[SecretStr, ...] = Field(
+        default=(), description="Earlier vault keys (JSON list of base64) that still open secrets until a rotation"
+    )
 
     @property
     def base_url(self) -> str:

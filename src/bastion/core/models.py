@@ -19,6 +19,18 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class OAuthClientCredentials(Frozen):
+    """OAuth 2.0 client credentials grant (RFC 6749 4.4): Bastion gets a token for itself and sends
+    it as `Authorization: Bearer` to the upstream. `client_secret` is sealed at rest, write-only."""
+
+    type: Literal["oauth_client_credentials"] = "oauth_client_credentials"
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = None
+    audience: str | None = None
+
+
 class UpstreamSpec(Frozen):
     """How to reach one upstream MCP server, as the operator registered it."""
 
@@ -31,6 +43,10 @@ class UpstreamSpec(Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
     isolation: Isolation = "shared"
     enabled: bool = True
+    auth: OAuthClientCredentials | None = None
+    """How Bastion authenticates beyond `headers` (static headers / API keys need no more)."""
+    credentials_error: str | None = None
+    """Set when the stored (sealed) headers/env could not be opened; such an upstream is not connected."""
 
 
 class UpstreamState(Frozen):
@@ -87,6 +103,15 @@ class VirtualServerSpec(Frozen):
     resources: tuple[str, ...] = ()
     upstreams: tuple[str, ...] = ()
     prefix: PrefixMode = "always"
+
+
+class RewrapReport(Frozen):
+    """What a vault key rotation did: secrets re-wrapped, already current, and those that do not open."""
+
+    key_id: str
+    rewrapped: int
+    already_current: int
+    failed: tuple[str, ...] = ()
 
 
 class Discovery(Frozen):
