@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
 EVERYTHING = ROOT / "tools" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 TOKEN = "bst_test-admin-token-0123456789"
+VAULT_KEY = "dGVzdC12YXVsdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjA="  # base64 of 32 bytes, tests only
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -119,6 +120,7 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url,
         "admin_token": TOKEN,
+        "vault_key": VAULT_KEY,
         "connect_timeout": 10.0,
         "call_timeout": 20.0,
         "health_interval": 3600.0,

@@ -32,6 +32,8 @@ from bastion.tasks import TaskRunner
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
+from bastion.vault.envelope import Envelope, KeyRing
+from bastion.vault.keys import load_key_ring
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
@@ -40,6 +42,7 @@ from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.tokens import token_routes
 from bastion.web.rest.upstreams import upstream_routes
+from bastion.web.rest.vault import vault_routes
 
 
 @dataclass
@@ -94,13 +97,26 @@ def state_key(settings: Settings) -> bytes:
     return key
 
 
+def vault_key_ring(settings: Settings) -> KeyRing:
+    """The vault's keys; a key file is generated only for the embedded SQLite database (replicas on
+    a shared database must be given the same key, so Bastion refuses to invent one there)."""
+    return load_key_ring(
+        key=settings.vault_key.get_secret_value() if settings.vault_key else None,
+        key_file=settings.vault_key_file,
+        previous=[k.get_secret_value() for k in settings.vault_previous_keys],
+        may_generate=settings.database_url.startswith("sqlite"),
+    )
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
+    envelope = Envelope(vault_key_ring(settings))
     engine = make_engine(settings.database_url, settings.database_pool_size)
     try:
         await upgrade(engine)
-        repo = SqlConfigRepo(engine)
+        repo = SqlConfigRepo(engine, envelope)
+        await repo.seal_plaintext_secrets()
         configured = settings.admin_token.get_secret_value() if settings.admin_token else None
         token_hash, generated = await load_admin_token(repo, configured)
         async with anyio.create_task_group() as tg:
@@ -150,6 +166,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url),
                 *token_routes(tokens, settings.max_body_bytes),
+                *vault_routes(gateway),
             ]
             app = BastionApp(
                 rest_app(routes),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -64,6 +66,18 @@ class Settings(BaseSettings):
     oidc_role_claim: str = Field(default="bastion_role", description="Claim with the user's role (admin|developer|viewer)")
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     log_level: str = "INFO"
+    vault_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32 bytes: the key that wraps stored upstream credentials (same on every replica)",
+    )
+    vault_key_file: Path = Field(
+        default=Path("./bastion.vault.key"),
+        description="File holding the vault key when BASTION_VAULT_KEY is unset; generated (0600) on first start "
+        "only with the embedded SQLite database",
+    )
+    vault_previous_keys: tuple[SecretStr, ...] = Field(
+        default=(), description="Earlier vault keys (JSON list of base64) that still open secrets until a rotation"
+    )
 
     @field_validator("upstream_allowed_networks")
     @classmethod

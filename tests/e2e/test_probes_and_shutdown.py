@@ -51,6 +51,7 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_stops_everything(tmp_
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/b.db",
         "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
         "BASTION_ADMIN_TOKEN": TOKEN,
+        "BASTION_VAULT_KEY_FILE": f"{tmp_path}/vault.key",  # not ./bastion.vault.key in the checkout
         "BASTION_SHUTDOWN_GRACE": "20",
     }
     proc = subprocess.Popen(

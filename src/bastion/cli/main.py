@@ -12,6 +12,7 @@ from bastion.cli.servers import servers
 from bastion.cli.tokens import tokens
 from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
+from bastion.cli.vault import vault
 
 LAZY_COMMANDS = {
     "serve": ("bastion.cli.serve", "serve"),
@@ -62,6 +63,7 @@ cli.add_command(upstreams)
 cli.add_command(tools)
 cli.add_command(servers)
 cli.add_command(tokens)
+cli.add_command(vault)
 
 
 if __name__ == "__main__":

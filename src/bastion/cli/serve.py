@@ -9,10 +9,11 @@ import sys
 import click
 import uvicorn
 
-from bastion.app import Bastion, LifespanApp
+from bastion.app import Bastion, LifespanApp, vault_key_ring
 from bastion.config import Settings
 from bastion.core.errors import Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
+from bastion.vault.keys import VaultConfigError
 from bastion.web.listen import listening_socket
 
 DEMO_UPSTREAM = "demo"
@@ -64,6 +65,10 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
         overrides["allow_private_upstreams"] = True  # the demo is for trying local servers
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level)
+    try:
+        vault_key_ring(settings)  # refuse before binding, with the reason rather than a failed lifespan
+    except VaultConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
     async def started(bastion: Bastion) -> None:
         if demo:

@@ -68,6 +68,19 @@ def _build_body(
     return body
 
 
+def _oauth(
+    token_url: str | None, client_id: str | None, client_secret: str | None, scope: str | None, audience: str | None
+) -> dict[str, Any] | None:
+    """The `auth` object for OAuth client credentials, or None when no --oauth-* option is given."""
+    if not (token_url or client_id or client_secret or scope or audience):
+        return None
+    if not (token_url and client_id and client_secret):
+        raise click.UsageError("OAuth needs --oauth-token-url, --oauth-client-id and --oauth-client-secret")
+    auth: dict[str, str | None] = {"type": "oauth_client_credentials", "token_url": token_url, "client_id": client_id}
+    auth |= {"client_secret": client_secret, "scope": scope, "audience": audience}
+    return {key: value for key, value in auth.items() if value}
+
+
 @click.group("upstreams")
 @connection_options
 def upstreams() -> None:
@@ -84,6 +97,16 @@ def upstreams() -> None:
 @click.option("--env", callback=parse_pairs, multiple=True, metavar="K=V", help="Environment variable (stdio).")
 @click.option("--header", callback=parse_pairs, multiple=True, metavar="K=V", help="HTTP header (http/sse).")
 @click.option("--isolation", type=click.Choice(ISOLATION), default=None, help="Session isolation mode.")
+@click.option("--oauth-token-url", default=None, help="OAuth client credentials: the token endpoint.")
+@click.option("--oauth-client-id", default=None, help="OAuth client credentials: client id.")
+@click.option(
+    "--oauth-client-secret",
+    default=None,
+    envvar="BASTION_OAUTH_CLIENT_SECRET",
+    help="OAuth client credentials: client secret (or env BASTION_OAUTH_CLIENT_SECRET; stored sealed, never shown).",
+)
+@click.option("--oauth-scope", default=None, help="OAuth client credentials: scope to ask for.")
+@click.option("--oauth-audience", default=None, help="OAuth client credentials: audience to ask for.")
 @api_command
 def add(
     name: str,
@@ -95,10 +118,18 @@ def add(
     env: dict[str, str],
     header: dict[str, str],
     isolation: str | None,
+    oauth_token_url: str | None,
+    oauth_client_id: str | None,
+    oauth_client_secret: str | None,
+    oauth_scope: str | None,
+    oauth_audience: str | None,
     api: Api,
 ) -> None:
     """Register an upstream; for stdio, pass the command after `--`."""
     body = _build_body(name, transport, upstream_url, command, args, argv, env, header, isolation)
+    auth = _oauth(oauth_token_url, oauth_client_id, oauth_client_secret, oauth_scope, oauth_audience)
+    if auth is not None:
+        body["auth"] = auth
     created = api.post("/api/v1/upstreams", body)
     emit(created, as_json=api.as_json, title=f"Upstream {name}")
     if not api.as_json and isinstance(created, dict):

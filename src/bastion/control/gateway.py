@@ -18,6 +18,7 @@ from bastion.core.models import (
     CatalogItem,
     Discovery,
     ItemKind,
+    RewrapReport,
     Upstream,
     UpstreamSpec,
     UpstreamState,
@@ -75,7 +76,10 @@ class Gateway:
         self.runner.spawn("health", self._health_loop)
 
     async def _connect_and_refresh(self, name: str) -> None:
-        await self.pool.ensure(name)
+        try:
+            await self.pool.ensure(name)
+        except BastionError:
+            pass  # the refresh below records why as the upstream's status
         await self.refresh_upstream(name, quiet=True)
 
     async def rebuild(self) -> Snapshot:
@@ -253,6 +257,18 @@ class Gateway:
                 await self.check_health()
             except Exception:
                 log.exception("health check failed")
+
+    # -- vault -------------------------------------------------------------------------------
+
+    async def rotate_vault(self) -> RewrapReport:
+        """Re-wrap every stored secret under the current vault key; callers keep working meanwhile
+        (previous keys in the ring still open what is not re-wrapped yet)."""
+        report = await self.repo.rewrap_secrets()
+        log.info(
+            "vault rotation to key %s: %d re-wrapped, %d already current, %d do not open",
+            report.key_id, report.rewrapped, report.already_current, len(report.failed),
+        )
+        return report
 
     # -- catalog -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@
     │   ├── UpstreamUnavailable  502 / -32011  could not connect, or the process is not running
     │   ├── UpstreamProtocolError 502 / -32012 it answered, but not as an MCP server
     │   ├── UpstreamRpcError  502 / (theirs)  a JSON-RPC error reply, passed on with its code
+    │   ├── CredentialsUnavailable 502 / -32014 its stored credentials do not open (vault)
     │   └── UpstreamTimeout   504 / -32013   no answer within the deadline
     (anything unexpected is answered at the edge as a generic 500 / -32603, its details only logged)
 
@@ -109,6 +110,13 @@ class UpstreamRpcError(UpstreamError):
         super().__init__(detail)
         self.rpc_code = code
         self.data = data
+
+
+class CredentialsUnavailable(UpstreamError):
+    """The upstream's sealed credentials cannot be opened (altered, another owner's, or an unknown key)."""
+
+    jsonrpc_code = -32014
+    title = "Upstream credentials unavailable"
 
 
 class UpstreamTimeout(UpstreamError):

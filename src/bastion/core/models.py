@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,18 @@ from bastion.core.policy import Policy
 from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
 
 __all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
+
+
+class OAuthClientCredentials(Frozen):
+    """OAuth 2.0 client credentials grant (RFC 6749 4.4): Bastion gets a token for itself and sends
+    it as `Authorization: Bearer` to the upstream. `client_secret` is sealed at rest, write-only."""
+
+    type: Literal["oauth_client_credentials"] = "oauth_client_credentials"
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = None
+    audience: str | None = None
 
 
 class UpstreamSpec(Frozen):
@@ -25,6 +37,10 @@ class UpstreamSpec(Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
     isolation: Isolation = "shared"
     enabled: bool = True
+    auth: OAuthClientCredentials | None = None
+    """How Bastion authenticates beyond `headers` (static headers / API keys need no more)."""
+    credentials_error: str | None = None
+    """Set when the stored (sealed) headers/env could not be opened; such an upstream is not connected."""
 
 
 class UpstreamState(Frozen):
@@ -82,6 +98,15 @@ class VirtualServerSpec(Frozen):
     upstreams: tuple[str, ...] = ()
     prefix: PrefixMode = "always"
     policy: Policy | None = None
+
+
+class RewrapReport(Frozen):
+    """What a vault key rotation did: secrets re-wrapped, already current, and those that do not open."""
+
+    key_id: str
+    rewrapped: int
+    already_current: int
+    failed: tuple[str, ...] = ()
 
 
 class Discovery(Frozen):

@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bastion.core.grants import ApiToken
-from bastion.core.models import CatalogItem, Discovery, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.models import (
+    CatalogItem,
+    Discovery,
+    RewrapReport,
+    Upstream,
+    UpstreamSpec,
+    UpstreamState,
+    VirtualServerSpec,
+)
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 LogCallback = Callable[[dict[str, Any]], Awaitable[None]]
@@ -54,6 +62,12 @@ class ConfigRepo(Protocol):
     async def get_api_token_by_hash(self, token_hash: str) -> ApiToken | None: ...
     async def revoke_api_token(self, token_id: str, at: datetime) -> None: ...
     async def touch_api_token(self, token_id: str, at: datetime, ip: str | None) -> None: ...
+    async def seal_plaintext_secrets(self) -> int:
+        """Seal credentials stored in plain text by older versions; returns how many upstreams changed."""
+        ...
+    async def rewrap_secrets(self) -> RewrapReport:
+        """Re-wrap every stored secret's data key under the vault's current key."""
+        ...
 
 
 class StateSealer(Protocol):

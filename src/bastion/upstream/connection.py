@@ -34,6 +34,7 @@ from bastion.core.models import UpstreamSpec
 from bastion.core.ports import AskCallback, CallHooks, LogCallback
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient
+from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
 
@@ -115,8 +116,10 @@ class UpstreamConnection:
         backoff_cap: float = 30.0,
         on_resource_updated: ResourceUpdatedHandler | None = None,
         guard: AddressGuard | None = None,
+        bearer: ClientCredentialsToken | None = None,
     ) -> None:
         self.spec = spec
+        self._bearer = bearer
         self._guard = guard
         self._http = http_client
         self._fast_http = fast_http
@@ -157,7 +160,7 @@ class UpstreamConnection:
 
     def _make_client(self, closed: anyio.Event) -> Client:
         return Client(
-            open_transport(self.spec, self._http, closed),
+            open_transport(self.spec, self._http, closed, BearerAuth(self._bearer) if self._bearer else None),
             mode="auto",
             message_handler=self._handle_message,
             cache=None,
@@ -261,6 +264,7 @@ class UpstreamConnection:
             upstream=self.spec.name,
             url=self.spec.url or "",
             headers=self.spec.headers,
+            bearer=self._bearer,
             protocol_version=version,
             client_info={"name": "bastion", "version": __version__},
             client_capabilities={},

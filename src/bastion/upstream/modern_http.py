@@ -18,6 +18,7 @@ from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, m
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
 from bastion.core.ports import LOG_LEVELS, CallHooks
+from bastion.upstream.oauth import ClientCredentialsToken
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _META_PREFIX = "io.modelcontextprotocol/"
@@ -47,10 +48,12 @@ class ModernHttpClient:
         url: str,
         headers: Mapping[str, str],
         protocol_version: str,
+        bearer: ClientCredentialsToken | None = None,
         client_info: dict[str, Any],
         client_capabilities: dict[str, Any],
     ) -> None:
         self._http = http
+        self._bearer = bearer
         self._upstream = upstream
         self._url = url
         self._headers = {
@@ -107,13 +110,27 @@ class ModernHttpClient:
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": body_params})
         headers = self._request_headers(method, body_params)
         try:
-            async with self._http.post(self._url, data=body.encode(), headers=headers) as response:
-                result = await self._read_reply(response, request_id, hooks)
+            result = await self._post(body.encode(), headers, request_id, hooks)
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(f"upstream {self._upstream!r} failed during {method}: {type(exc).__name__}") from None
         if method == "tools/list":
             self._learn_tools(result)
         return result
+
+    async def _post(
+        self, body: bytes, headers: dict[str, str], request_id: int, hooks: CallHooks | None
+    ) -> dict[str, Any]:
+        """POST once; with OAuth, once more with a fresh token if the upstream refuses the first (401)."""
+        for attempt in range(2):
+            token = await self._bearer.token() if self._bearer is not None else None
+            if token is not None:
+                headers = {**headers, "authorization": f"Bearer {token}"}
+            async with self._http.post(self._url, data=body, headers=headers) as response:
+                if response.status == 401 and token is not None and attempt == 0 and self._bearer is not None:
+                    self._bearer.invalidate(token)
+                    continue
+                return await self._read_reply(response, request_id, hooks)
+        raise UpstreamUnavailable(f"upstream {self._upstream!r} refused Bastion's access token")  # pragma: no cover
 
     async def _read_reply(
         self, response: aiohttp.ClientResponse, request_id: int, hooks: CallHooks | None

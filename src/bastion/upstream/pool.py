@@ -15,17 +15,24 @@ import aiohttp
 import anyio
 import httpx2
 
-from bastion.core.errors import UpstreamUnavailable
+from bastion.core.errors import CredentialsUnavailable, UpstreamUnavailable
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.core.ports import CallHooks
 from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
 from bastion.upstream.guard import AddressGuard
+from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken
 
 log = logging.getLogger("bastion.upstream")
 
 Key = tuple[str, str | None]
+
+
+def _check_credentials(spec: UpstreamSpec) -> None:
+    """An upstream whose sealed credentials did not open is never connected (not even without them)."""
+    if spec.credentials_error is not None:
+        raise CredentialsUnavailable(f"upstream {spec.name!r} is unavailable: {spec.credentials_error}")
 
 
 class UpstreamPool:
@@ -58,6 +65,9 @@ class UpstreamPool:
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
         )
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
+        # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
+        self._bearers: dict[str, ClientCredentialsToken] = {}
+        self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
         # The hot path to 2026-07-28 HTTP upstreams; keep-alive connections shared by all of them.
         self.fast_http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
@@ -65,9 +75,28 @@ class UpstreamPool:
             auto_decompress=True,
         )
 
+    def _bearer_for(self, spec: UpstreamSpec) -> ClientCredentialsToken | None:
+        if spec.auth is None:
+            return None
+        bearer = self._bearers.get(spec.name)
+        if bearer is None:
+            # Token requests go out on the plain shared client: never with the upstream's own headers.
+            bearer = self._bearers[spec.name] = ClientCredentialsToken(
+                spec.name, spec.auth, self.http, timeout=self._connect_timeout
+            )
+        return bearer
+
     def _http_for(self, spec: UpstreamSpec) -> httpx2.AsyncClient | None:
         if spec.transport != "streamable-http":
             return None
+        bearer = self._bearer_for(spec)
+        if bearer is not None:
+            client = self._http_with_auth.get(spec.name)
+            if client is None:
+                client = self._http_with_auth[spec.name] = httpx2.AsyncClient(
+                    headers=dict(spec.headers), auth=BearerAuth(bearer), timeout=httpx2.Timeout(30.0, read=None)
+                )
+            return client
         if not spec.headers:
             return self.http
         key = tuple(sorted(spec.headers.items()))
@@ -87,6 +116,7 @@ class UpstreamPool:
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
             guard=self._guard,
+            bearer=self._bearer_for(spec),
         )
 
     async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
@@ -98,6 +128,7 @@ class UpstreamPool:
     async def open(self, spec: UpstreamSpec) -> UpstreamConnection:
         """Start the shared connection of a new or changed upstream and wait for its first attempt."""
         await self.close(spec.name)
+        _check_credentials(spec)
         async with self._lock:
             self._specs[spec.name] = spec
             conn = await self._start((spec.name, None), spec)
@@ -133,6 +164,7 @@ class UpstreamPool:
         spec = self._specs.get(name)
         if spec is None or not spec.enabled:
             raise UpstreamUnavailable(f"upstream {name!r} is not registered or is disabled")
+        _check_credentials(spec)
         key: Key = (name, user if spec.isolation == "per_user" else None)
         conn = self._conns.get(key)
         if conn is not None:
@@ -192,8 +224,12 @@ class UpstreamPool:
             keys = [k for k in self._conns if k[0] == name]
             conns = [self._conns.pop(k) for k in keys]
             self._specs.pop(name, None)
+            self._bearers.pop(name, None)
+            auth_http = self._http_with_auth.pop(name, None)
         for conn in conns:
             await conn.stop()
+        if auth_http is not None:
+            await auth_http.aclose()
 
     async def reap_idle(self) -> None:
         """Close per-user connections idle for longer than the configured time."""
@@ -212,5 +248,5 @@ class UpstreamPool:
                 await conn.stop()
             await self.http.aclose()
             await self.fast_http.close()
-            for client in self._http_by_headers.values():
+            for client in (*self._http_by_headers.values(), *self._http_with_auth.values()):
                 await client.aclose()

@@ -42,16 +42,17 @@ async def _stderr_to_log(upstream: str) -> AsyncIterator[Any]:
 
 @asynccontextmanager
 async def open_transport(
-    spec: UpstreamSpec, http_client: httpx2.AsyncClient | None, closed: anyio.Event
+    spec: UpstreamSpec, http_client: httpx2.AsyncClient | None, closed: anyio.Event, auth: httpx2.Auth | None = None
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends."""
+    """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends.
+    `auth` is for SSE (the streamable HTTP client carries its own in `http_client`)."""
     async with AsyncExitStack() as stack:
         if spec.transport == "stdio":
             errlog = await stack.enter_async_context(_stderr_to_log(spec.name))
             params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=dict(spec.env) or None)
             streams = stdio_client(params, errlog=errlog)
         elif spec.transport == "sse":
-            streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600)
+            streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600, auth=auth)
         else:
             streams = streamable_http_client(spec.url or "", http_client=http_client)
         read, write = await stack.enter_async_context(streams)

@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
-from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.core.policy import Policy
 from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
+from bastion.vault.envelope import Envelope
 
 
 def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
@@ -51,17 +53,16 @@ def _aware(value: datetime | None) -> datetime | None:
     return _utc(value) if value is not None else None
 
 
-def _upstream_from_row(row: Any) -> Upstream:
+def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
     spec = UpstreamSpec(
         name=row.name,
         transport=row.transport,
         url=row.url,
         command=row.command,
         args=tuple(row.args),
-        env=dict(row.env),
-        headers=dict(row.headers),
         isolation=row.isolation,
         enabled=row.enabled,
+        **open_row(envelope, row),
     )
     state = UpstreamState(
         status=row.status,
@@ -74,16 +75,17 @@ def _upstream_from_row(row: Any) -> Upstream:
     return Upstream(spec=spec, state=state)
 
 
-def _spec_values(spec: UpstreamSpec) -> dict[str, Any]:
+def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
+    if spec.credentials_error is not None:
+        raise ValueError("an upstream whose credentials do not open cannot be saved with them")
     return {
         "transport": spec.transport,
         "url": spec.url,
         "command": spec.command,
         "args": list(spec.args),
-        "env": dict(spec.env),
-        "headers": dict(spec.headers),
         "isolation": spec.isolation,
         "enabled": spec.enabled,
+        **sealed_values(envelope, spec),
     }
 
 
@@ -134,10 +136,12 @@ def _token_from_row(row: Any) -> ApiToken:
 
 
 class SqlConfigRepo:
-    """ConfigRepo over an AsyncEngine. Every method is one transaction."""
+    """ConfigRepo over an AsyncEngine. Every method is one transaction. Upstream credentials are
+    sealed by `envelope` before they are written and opened as they are read."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, envelope: Envelope) -> None:
         self.engine = engine
+        self.envelope = envelope
 
     async def _upstream_id(self, conn: AsyncConnection, name: str) -> int:
         found = (await conn.execute(select(upstreams.c.id).where(upstreams.c.name == name))).scalar()
@@ -148,16 +152,17 @@ class SqlConfigRepo:
     async def list_upstreams(self) -> list[Upstream]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(upstreams).order_by(upstreams.c.name))
-            return [_upstream_from_row(r) for r in rows]
+            return [_upstream_from_row(r, self.envelope) for r in rows]
 
     async def get_upstream(self, name: str) -> Upstream | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(upstreams).where(upstreams.c.name == name))).first()
-            return _upstream_from_row(row) if row is not None else None
+            return _upstream_from_row(row, self.envelope) if row is not None else None
 
     async def create_upstream(self, upstream: Upstream, items: Sequence[CatalogItem]) -> None:
         now = _now()
-        values = {"name": upstream.spec.name, **_spec_values(upstream.spec), **_state_values(upstream.state)}
+        spec_values = _spec_values(upstream.spec, self.envelope)
+        values = {"name": upstream.spec.name, **spec_values, **_state_values(upstream.state)}
         try:
             async with self.engine.begin() as conn:
                 result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now))
@@ -169,12 +174,17 @@ class SqlConfigRepo:
         except IntegrityError:
             raise Conflict(f"upstream {upstream.spec.name!r} already exists") from None
 
+    async def seal_plaintext_secrets(self) -> int:
+        return await seal_plaintext(self.engine, self.envelope)
+
+    async def rewrap_secrets(self) -> RewrapReport:
+        return await rewrap_all(self.engine, self.envelope)
+
     async def update_upstream_spec(self, spec: UpstreamSpec) -> None:
         async with self.engine.begin() as conn:
             await self._upstream_id(conn, spec.name)
-            await conn.execute(
-                update(upstreams).where(upstreams.c.name == spec.name).values(**_spec_values(spec), updated_at=_now())
-            )
+            values = _spec_values(spec, self.envelope)
+            await conn.execute(update(upstreams).where(upstreams.c.name == spec.name).values(**values, updated_at=_now()))
 
     async def save_upstream_state(self, name: str, state: UpstreamState) -> None:
         async with self.engine.begin() as conn:

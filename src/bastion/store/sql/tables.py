@@ -27,8 +27,13 @@ upstreams = Table(
     Column("url", Text),
     Column("command", Text),
     Column("args", JSON, nullable=False),
+    # Plain `env`/`headers` are always {} since migration 0003 (kept for older rows until sealed on start);
+    # the values live sealed by the vault in `*_sealed`.
     Column("env", JSON, nullable=False),
     Column("headers", JSON, nullable=False),
+    Column("env_sealed", Text),
+    Column("headers_sealed", Text),
+    Column("auth_sealed", Text),  # OAuthClientCredentials as sealed JSON (its client_secret is a secret)
     Column("isolation", String(16), nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("status", String(16), nullable=False),

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
-from bastion.core.models import CatalogItem, Upstream, VirtualServerSpec
+from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
 
 REDACTED = "********"
 KIND_FIELDS = {"tool": "tools", "prompt": "prompts", "resource": "resources", "resource_template": "resource_templates"}
@@ -41,6 +41,13 @@ def counts(items: list[CatalogItem] | tuple[CatalogItem, ...], upstream: str | N
     return {field: found.get(kind, 0) for kind, field in KIND_FIELDS.items()}  # type: ignore[call-overload]
 
 
+def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
+    """How Bastion authenticates to the upstream, without any secret."""
+    if spec.auth is not None:
+        return spec.auth.model_dump() | {"client_secret": REDACTED}
+    return {"type": "headers" if spec.headers else "none"}
+
+
 def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[str, Any]:
     spec, state = upstream.spec, upstream.state
     return {
@@ -52,6 +59,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[st
         # Write-only: names are shown so operators can see what is set, values never are.
         "env": {k: REDACTED for k in spec.env},
         "headers": {k: REDACTED for k in spec.headers},
+        "auth": auth_json(spec),
         "isolation": spec.isolation,
         "enabled": spec.enabled,
         "status": state.status if spec.enabled else "disabled",

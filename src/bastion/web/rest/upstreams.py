@@ -11,12 +11,22 @@ from starlette.routing import Route
 
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
-from bastion.core.errors import BadRequest
-from bastion.core.models import Discovery
+from bastion.core.errors import BadRequest, Conflict
+from bastion.core.models import Discovery, UpstreamSpec
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
 
-_EMPTY: dict[str, Any] = {"url": None, "headers": {}, "command": None, "args": [], "env": {}}
-_PATCHABLE = {"transport", "url", "command", "args", "env", "headers", "isolation", "enabled"}
+_EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
+_PATCHABLE = {"transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled"}
+_SECRET_FIELDS = {"headers", "env", "auth"}
+
+
+def _keep_client_secret(body: dict[str, Any], old: UpstreamSpec) -> dict[str, Any]:
+    """A PATCH of OAuth settings may leave out the (write-only) client secret to keep the stored one."""
+    auth = body.get("auth")
+    if isinstance(auth, dict) and auth.get("type") == "oauth_client_credentials" and "client_secret" not in auth:
+        if old.auth is not None:
+            return body | {"auth": auth | {"client_secret": old.auth.client_secret}}
+    return body
 
 
 def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
@@ -50,10 +60,17 @@ def upstream_routes(gateway: Gateway, max_body: int) -> list[Route]:
         if unknown:
             raise BadRequest(f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(sorted(_PATCHABLE))}")
         old = gateway._upstream(name).spec  # noqa: SLF001
-        merged = old.model_dump() | {"args": list(old.args)} | body
+        if old.credentials_error is not None and not _SECRET_FIELDS & set(body):
+            # Saving now would silently drop the credentials that no longer open.
+            raise Conflict(
+                f"the stored credentials of upstream {name!r} cannot be opened; give 'headers', 'env' or 'auth' "
+                "anew to replace them"
+            )
+        body = _keep_client_secret(body, old)
+        merged = old.model_dump(exclude={"credentials_error"}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:
             # The other transport's fields no longer apply unless given anew.
-            stale = ("url", "headers") if body["transport"] == "stdio" else ("command", "args", "env")
+            stale = ("url", "headers", "auth") if body["transport"] == "stdio" else ("command", "args", "env")
             merged |= {key: _EMPTY[key] for key in stale if key not in body}
         try:
             spec = to_spec(UpstreamInput.model_validate(merged))

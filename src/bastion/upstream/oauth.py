@@ -1,0 +1,108 @@
+"""OAuth 2.0 client credentials (RFC 6749 4.4) for upstreams: Bastion's own token, cached until shortly
+before it expires, fetched again then or once after the upstream answers 401.
+
+The token and the client secret live only in memory; errors name the upstream and the token
+endpoint's error code, never a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+import anyio
+import httpx2
+
+from bastion.core.errors import UpstreamUnavailable
+from bastion.core.models import OAuthClientCredentials
+
+# Refresh this long before expiry (at most a tenth of the lifetime), so no request carries a token
+# that expires on its way.
+_SKEW_SECONDS = 30.0
+
+
+class ClientCredentialsToken:
+    """One upstream's bearer token. Safe for concurrent callers: one fetch at a time."""
+
+    def __init__(
+        self,
+        upstream: str,
+        config: OAuthClientCredentials,
+        http: httpx2.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: float = 15.0,
+    ) -> None:
+        self._upstream = upstream
+        self._config = config
+        self._http = http
+        self._clock = clock
+        self._timeout = timeout
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self._lock = anyio.Lock()
+        self.fetches = 0
+
+    async def token(self) -> str:
+        """A token that is not about to expire, fetching one if needed."""
+        async with self._lock:
+            if self._token is None or self._clock() >= self._refresh_at:
+                self._token, self._refresh_at = await self._fetch()
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """The upstream refused `token` (401): the next `token()` fetches a new one."""
+        if self._token == token:
+            self._token = None
+
+    async def _fetch(self) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials"}
+        if self._config.scope:
+            form["scope"] = self._config.scope
+        if self._config.audience:
+            form["audience"] = self._config.audience
+        auth = httpx2.BasicAuth(self._config.client_id, self._config.client_secret)
+        where = f"the token endpoint of upstream {self._upstream!r}"
+        try:
+            response = await self._http.post(
+                self._config.token_url, data=form, auth=auth, headers={"accept": "application/json"},
+                timeout=self._timeout,
+            )
+            body: Any = response.json() if response.content else {}
+        except httpx2.HTTPError as exc:
+            raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
+        except ValueError:
+            raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
+        if response.status_code != 200 or not isinstance(body, dict):
+            code = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
+            raise UpstreamUnavailable(f"{where} refused the client credentials: HTTP {response.status_code}"
+                                      + (f" ({code[:64]})" if code else ""))
+        token, kind, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
+        if not isinstance(token, str) or not token or not isinstance(kind, str) or kind.lower() != "bearer":
+            raise UpstreamUnavailable(f"{where} answered without a bearer access_token")
+        self.fetches += 1
+        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+            return token, float("inf")  # no stated lifetime: kept until the upstream refuses it
+        return token, self._clock() + lifetime - min(_SKEW_SECONDS, lifetime / 10)
+
+
+class BearerAuth(httpx2.Auth):
+    """httpx auth for the SDK's upstream transports: the bearer token on every request, and one
+    retry with a fresh token when the upstream answers 401."""
+
+    requires_request_body = True  # so the one retry can send the body again
+
+    def __init__(self, source: ClientCredentialsToken) -> None:
+        self._source = source
+
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        if self.requires_request_body:
+            await request.aread()
+        token = await self._source.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            self._source.invalidate(token)
+            request.headers["Authorization"] = f"Bearer {await self._source.token()}"
+            yield request
