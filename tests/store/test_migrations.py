@@ -51,7 +51,7 @@ async def test_migrations_apply_to_a_fresh_database(kind: str, tmp_path: Path) -
         await upgrade(engine)
         tables, versions = await schema(engine)
         assert TABLES <= tables
-        assert versions == ["0002"]
+        assert versions == ["0003"]
         async with engine.connect() as conn:
             columns = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("catalog_items")})
         assert {"upstream_id", "kind", "key", "gateway_name", "definition", "enabled", "name_override"} <= columns
@@ -84,7 +84,7 @@ async def test_concurrent_migrations_on_postgres_serialise() -> None:
                         tg.start_soon(upgrade, engine)
             tables, versions = await schema(engines[0])
             assert TABLES <= tables
-            assert versions == ["0002"]
+            assert versions == ["0003"]
         finally:
             for engine in engines:
                 await engine.dispose()

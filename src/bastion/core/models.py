@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.core.ratelimit import RateLimits
+
 Transport = Literal["streamable-http", "sse", "stdio"]
 Isolation = Literal["shared", "per_user"]
 ItemKind = Literal["tool", "prompt", "resource", "resource_template"]
@@ -87,6 +89,7 @@ class VirtualServerSpec(Frozen):
     resources: tuple[str, ...] = ()
     upstreams: tuple[str, ...] = ()
     prefix: PrefixMode = "always"
+    rate_limits: RateLimits | None = None
 
 
 class Discovery(Frozen):

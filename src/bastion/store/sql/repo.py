@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.ratelimit import RateLimits
 from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
 
 
@@ -113,6 +114,7 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         prompts=tuple(row.prompts),
         resources=tuple(row.resources),
         upstreams=tuple(row.upstreams),
+        rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
     )
 
 
@@ -262,6 +264,7 @@ class SqlConfigRepo:
             "prompts": list(spec.prompts),
             "resources": list(spec.resources),
             "upstreams": list(spec.upstreams),
+            "rate_limits": spec.rate_limits.model_dump(exclude_none=True) if spec.rate_limits else None,
             "updated_at": now,
         }
         try:

@@ -68,6 +68,7 @@ virtual_servers = Table(
     Column("prompts", JSON, nullable=False),
     Column("resources", JSON, nullable=False),
     Column("upstreams", JSON, nullable=False),
+    Column("rate_limits", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -13,6 +13,7 @@ from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import describe_validation
 from bastion.core.errors import BadRequest, NotFound
 from bastion.core.models import PrefixMode, VirtualServerSpec
+from bastion.core.ratelimit import RateLimits
 from bastion.web.rest.common import read_json, require_object, server_json
 
 
@@ -26,6 +27,7 @@ class ServerInput(BaseModel):
     resources: list[str] = Field(default_factory=list)
     upstreams: list[str] = Field(default_factory=list)
     prefix: PrefixMode = "always"
+    rate_limits: RateLimits | None = None
 
 
 def _spec(body: dict[str, Any]) -> VirtualServerSpec:
@@ -41,6 +43,7 @@ def _spec(body: dict[str, Any]) -> VirtualServerSpec:
         resources=tuple(dict.fromkeys(data.resources)),
         upstreams=tuple(dict.fromkeys(data.upstreams)),
         prefix=data.prefix,
+        rate_limits=data.rate_limits,
     )
 
 
@@ -69,7 +72,7 @@ def server_routes(gateway: Gateway, max_body: int, base_url: str) -> list[Route]
         body = require_object(await read_json(request, max_body))
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
-        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix")
+        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "rate_limits")
         spec = _spec({"name": name, **{k: old[k] for k in keys}, **body})
         await gateway.save_server(spec, create=False)
         return JSONResponse(show(name))
