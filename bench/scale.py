@@ -62,6 +62,7 @@ def start_replica(database: str, redis: str | None, prefix: str) -> tuple[subpro
         "BASTION_LOG_LEVEL": "WARNING",
         "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
         "BASTION_STATE_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "BASTION_VAULT_KEY": "YmVuY2gtdmF1bHQta2V5LTAxMjM0NTY3ODlhYmNkZWY=",
     }
     if redis:
         env.update({"BASTION_REDIS_URL": redis, "BASTION_REDIS_PREFIX": prefix})

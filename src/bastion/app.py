@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -23,9 +24,16 @@ from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.tokens import ApiTokens
 from bastion.core.netguard import parse_networks
+from bastion.core.errors import ServiceUnavailable
+from bastion.core.ports import ChangeFeed, Leadership, RateLimiter, Readiness, Revocations
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.events import MemoryEventStore
+from bastion.store.memory import AlwaysLeader, LocalChangeFeed, MemoryRateLimiter, MemoryRevocations
+from bastion.store.shared.client import RedisReadiness, make_redis
+from bastion.store.shared.feed import RedisChangeFeed
+from bastion.store.shared.leader import RedisLeadership
+from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
 from bastion.store.sql.migrate import schema_is_current, upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
@@ -39,6 +47,7 @@ from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.resource_metadata import ResourceMetadata
 from bastion.web.rest.catalog import catalog_routes
+from bastion.web.rest.cluster import cluster_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.tokens import token_routes
 from bastion.web.rest.upstreams import upstream_routes
@@ -56,16 +65,58 @@ class Bastion:
     front: McpFront
     app: BastionApp
     generated_token: str | None
+    shared: Shared
 
 
-async def readiness(engine: AsyncEngine) -> list[str]:
-    """What keeps this replica from serving: the database unreachable, or its schema not current."""
+@dataclass
+class Shared:
+    """State every replica shares: in Redis when BASTION_REDIS_URL is set, else in this process."""
+
+    replica: str
+    feed: ChangeFeed
+    revocations: Revocations
+    limiter: RateLimiter
+    leadership: Leadership
+    checks: Sequence[Readiness]
+
+
+@asynccontextmanager
+async def shared_state(settings: Settings) -> AsyncIterator[Shared]:
+    replica = uuid.uuid4().hex[:12]
+    if settings.redis_url is None:
+        yield Shared(replica, LocalChangeFeed(), MemoryRevocations(), MemoryRateLimiter(), AlwaysLeader(), ())
+        return
+    redis = make_redis(settings.redis_url)
+    prefix = settings.redis_prefix
+    try:
+        yield Shared(
+            replica,
+            RedisChangeFeed(redis, prefix, replica),
+            RedisRevocations(redis, prefix),
+            RedisRateLimiter(redis, prefix),
+            RedisLeadership(redis, prefix, replica, lease=settings.leader_lease),
+            (RedisReadiness(redis),),
+        )
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await redis.aclose()
+
+
+async def readiness(engine: AsyncEngine, checks: Sequence[Readiness] = ()) -> list[str]:
+    """What keeps this replica from serving: the database unreachable or its schema not current,
+    or a shared dependency (Redis) unreachable."""
     try:
         with anyio.fail_after(5):
             current = await schema_is_current(engine)
     except Exception as exc:  # noqa: BLE001 - any failure is "not ready", said without its details
-        return [f"database unreachable ({type(exc).__name__})"]
-    return [] if current else ["database schema is not at the newest migration"]
+        problems = [f"database unreachable ({type(exc).__name__})"]
+    else:
+        problems = [] if current else ["database schema is not at the newest migration"]
+    for check in checks:
+        problem = await check.problem()
+        if problem is not None:
+            problems.append(problem)
+    return problems
 
 
 def oidc_verifier(settings: Settings, http: httpx2.AsyncClient) -> OidcVerifier | None:
@@ -119,7 +170,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
         await repo.seal_plaintext_secrets()
         configured = settings.admin_token.get_secret_value() if settings.admin_token else None
         token_hash, generated = await load_admin_token(repo, configured)
-        async with anyio.create_task_group() as tg:
+        async with shared_state(settings) as shared, anyio.create_task_group() as tg:
             runner = TaskRunner(tg)
             gateway_ref: list[Gateway] = []
             front_ref: list[McpFront] = []
@@ -141,7 +192,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                     allowed=parse_networks(settings.upstream_allowed_networks),
                 ),
             )
-            gateway = Gateway(repo, pool, runner, health_interval=settings.health_interval)
+            gateway = Gateway(
+                repo,
+                pool,
+                runner,
+                health_interval=settings.health_interval,
+                feed=shared.feed,
+                leadership=shared.leadership,
+            )
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
             bridge = Bridge(pool, Sealer(state_key(settings)), runner.spawn, settings.held_call_ttl)
@@ -152,36 +210,54 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 server_info=server_info,
                 page_size=settings.page_size,
                 bridge=bridge,
+                limiter=shared.limiter,
+                limits=settings.rate_limits,
             )
             front = McpFront(
                 pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore(), subscriber=pool
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
-            verifier = TokenVerifier(token_hash, repo)
+            verifier = TokenVerifier(token_hash, repo, revocations=shared.revocations)
             oidc = oidc_verifier(settings, pool.http)
-            tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, verifier.forget)
+
+            async def on_revoked(token_id: str) -> None:
+                verifier.forget(token_id)
+                try:
+                    # Kept a while past any replica's cache lifetime; after that the store answers.
+                    await shared.revocations.revoke(token_id, verifier.cache_ttl + 60)
+                except ServiceUnavailable:
+                    pass  # Redis down: replicas that cannot read the list ask the store instead
+                await shared.feed.publish_revocation(token_id)
+
+            async def revoked_elsewhere(token_id: str) -> None:
+                verifier.forget(token_id)
+
+            tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, on_revoked)
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url),
                 *token_routes(tokens, settings.max_body_bytes),
                 *vault_routes(gateway),
+                *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
             ]
             app = BastionApp(
                 rest_app(routes),
                 front,
                 BearerVerifier(verifier, oidc),
                 settings.allowed_origins,
-                partial(readiness, engine),
+                partial(readiness, engine, shared.checks),
                 security_headers(settings.base_url),
                 ResourceMetadata(
                     settings.base_url, settings.oidc_issuer, settings.oidc_required_scopes if oidc is not None else ()
                 ),
             )
             await gateway.start()
+            runner.spawn("leader-lease", shared.leadership.run)
+            runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)
             try:
-                yield Bastion(settings, engine, gateway, pool, front, app, generated)
+                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared)
             finally:
                 await front.aclose()
                 await pool.aclose()

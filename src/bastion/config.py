@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bastion.core.netguard import parse_networks
+from bastion.core.ratelimit import Defaults, parse_rate
 
 
 class Settings(BaseSettings):
@@ -78,6 +79,31 @@ class Settings(BaseSettings):
     vault_previous_keys: tuple[SecretStr, ...] = Field(
         default=(), description="Earlier vault keys (JSON list of base64) that still open secrets until a rotation"
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db shared by every replica (change feed, revocations, rate limits, "
+        "leader lease). Unset: in-process state, for one replica.",
+    )
+    redis_prefix: str = Field(default="bastion", min_length=1, description="Prefix of every Redis key and channel")
+    leader_lease: float = Field(default=15.0, gt=0, description="Leader lease, s: how soon another replica takes over")
+    rate_limit_token: str | None = Field(default=None, description='Calls per API token, e.g. "600/minute"')
+    rate_limit_user: str | None = Field(default=None, description="Calls per caller (user, else principal)")
+    rate_limit_server: str | None = Field(default=None, description="Calls per virtual server, all callers")
+
+    @field_validator("rate_limit_token", "rate_limit_user", "rate_limit_server")
+    @classmethod
+    def _valid_rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @property
+    def rate_limits(self) -> Defaults:
+        return Defaults(
+            token=parse_rate(self.rate_limit_token) if self.rate_limit_token else None,
+            user=parse_rate(self.rate_limit_user) if self.rate_limit_user else None,
+            server=parse_rate(self.rate_limit_server) if self.rate_limit_server else None,
+        )
 
     @field_validator("upstream_allowed_networks")
     @classmethod

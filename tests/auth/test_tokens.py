@@ -8,8 +8,9 @@ import anyio
 import pytest
 
 from bastion.auth.tokens import TokenVerifier, hash_token
-from bastion.core.errors import Forbidden, Unauthenticated
+from bastion.core.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from bastion.core.grants import ApiToken
+from bastion.store.memory import MemoryRevocations
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +143,38 @@ async def test_without_a_repo_only_the_admin_token_passes() -> None:
     assert (await check.verify(f"Bearer {ADMIN}", None)).kind == "admin"
     with pytest.raises(Unauthenticated):
         await check.verify(f"Bearer {SECRET}", None)
+
+
+class UnreachableRevocations:
+    """The shared revoked-ids list while Redis is down."""
+
+    async def revoke(self, token_id: str, ttl: float) -> None:
+        raise ServiceUnavailable("down")
+
+    async def is_revoked(self, token_id: str) -> bool:
+        raise ServiceUnavailable("down")
+
+
+async def test_a_token_revoked_on_another_replica_is_refused_at_once_despite_the_cache() -> None:
+    repo = FakeRepo(token())
+    shared = MemoryRevocations()
+    here = TokenVerifier(hash_token(ADMIN), repo, revocations=shared)  # type: ignore[arg-type]
+    await here.verify(f"Bearer {SECRET}", None)  # cached now
+    # Another replica revokes: the store and the shared list change, this verifier is not told.
+    repo.revoke()
+    await shared.revoke("t1", ttl=60)
+    with pytest.raises(Unauthenticated):
+        await here.verify(f"Bearer {SECRET}", None)
+
+
+async def test_without_the_shared_list_the_cache_is_not_trusted_and_the_store_decides() -> None:
+    repo = FakeRepo(token())
+    down = UnreachableRevocations()
+    here = TokenVerifier(hash_token(ADMIN), repo, revocations=down)  # type: ignore[arg-type]
+    assert (await here.verify(f"Bearer {SECRET}", None)).token == "t1"
+    lookups = repo.lookups
+    assert (await here.verify(f"Bearer {SECRET}", None)).token == "t1"
+    assert repo.lookups == lookups + 1  # asked the store rather than the cache
+    repo.revoke()
+    with pytest.raises(Unauthenticated):
+        await here.verify(f"Bearer {SECRET}", None)

@@ -1,8 +1,10 @@
 """Bearer tokens: the admin's (one, hash compared in constant time) and scoped API tokens (looked
 up by the SHA-256 of the secret, which is all the database holds).
 
-Verified API tokens are cached in memory for a few seconds so the hot path does no I/O; `forget`
-drops a revoked token at once in this process. Other replicas notice within the cache TTL.
+Verified API tokens are cached in memory for a few seconds so the hot path reads no database;
+`forget` drops a revoked token at once in this process. With several replicas, a cached token is
+also checked against the shared list of revoked ids (Redis) on every use, so a revocation anywhere
+is refused everywhere at once; if that list cannot be read, the store (which knows) is asked.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bastion.core.errors import Forbidden, Unauthenticated
+from bastion.core.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from bastion.core.grants import ApiToken, Grants, ip_allowed
-from bastion.core.ports import ConfigRepo
+from bastion.core.ports import ConfigRepo, Revocations
 from bastion.pipeline.context import Principal
 
 log = logging.getLogger("bastion.auth")
@@ -73,6 +75,7 @@ class TokenVerifier:
         monotonic: Callable[[], float] = time.monotonic,
         cache_ttl: float = CACHE_TTL,
         touch_interval: float = TOUCH_INTERVAL,
+        revocations: Revocations | None = None,
     ) -> None:
         self._admin = admin_hash.encode()
         self._repo = repo
@@ -80,10 +83,15 @@ class TokenVerifier:
         self._monotonic = monotonic
         self._ttl = cache_ttl
         self._touch_interval = touch_interval
+        self._revocations = revocations
         self._cache: dict[str, _Verified] = {}
         self._touched: dict[str, float] = {}
         # Bumped by every `forget`: a lookup that started before a revocation must not cache.
         self._generation = 0
+
+    @property
+    def cache_ttl(self) -> float:
+        return self._ttl
 
     async def verify(self, authorization: str | None, client_ip: str | None) -> Principal:
         """The caller's principal; Unauthenticated (401) for a bad, unknown, expired or revoked
@@ -116,19 +124,29 @@ class TokenVerifier:
             return None
         now = self._monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and now - cached.fetched < self._ttl:
+        if cached is not None and now - cached.fetched < self._ttl and not await self._revoked_elsewhere(cached):
             return cached
         generation = self._generation
         token = await self._repo.get_api_token_by_hash(digest)
         if token is None:
             self._cache.pop(digest, None)
             return None
-        verified = _Verified(token, Principal(id=f"token:{token.id}", kind="token", grants=Grants.of(token), token=token.id), now)
+        principal = Principal(id=f"token:{token.id}", kind="token", grants=Grants.of(token), token=token.id)
+        verified = _Verified(token, principal, now)
         if generation == self._generation:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
             self._cache[digest] = verified
         return verified
+
+    async def _revoked_elsewhere(self, cached: _Verified) -> bool:
+        """Whether another replica revoked this cached token (True too when that cannot be told)."""
+        if self._revocations is None:
+            return False
+        try:
+            return await self._revocations.is_revoked(cached.token.id)
+        except ServiceUnavailable:
+            return True  # the shared list is unreachable: read the store instead of trusting the cache
 
     async def _touch(self, token_id: str, client_ip: str | None) -> None:
         """Record use at most once per interval per token: a write per request would be the bottleneck."""

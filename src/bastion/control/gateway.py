@@ -25,7 +25,7 @@ from bastion.core.models import (
     VirtualServerSpec,
 )
 from bastion.core.naming import check_slug, is_valid_tool_name
-from bastion.core.ports import ConfigRepo
+from bastion.core.ports import ChangeFeed, ConfigRepo, Leadership
 from bastion.core.snapshot import Snapshot, build_snapshot
 from bastion.tasks import TaskRunner
 from bastion.upstream.pool import UpstreamPool
@@ -46,14 +46,28 @@ def _healthy(discovery: Discovery) -> UpstreamState:
 
 
 class Gateway:
-    def __init__(self, repo: ConfigRepo, pool: UpstreamPool, runner: TaskRunner, *, health_interval: float) -> None:
+    def __init__(
+        self,
+        repo: ConfigRepo,
+        pool: UpstreamPool,
+        runner: TaskRunner,
+        *,
+        health_interval: float,
+        feed: ChangeFeed | None = None,
+        leadership: Leadership | None = None,
+    ) -> None:
         self.repo = repo
         self.pool = pool
         self.runner = runner
         self.health_interval = health_interval
+        self.feed = feed
+        self.leadership = leadership
+        self.health_checks = 0
+        """How many periodic health checks this replica has run (only the leader runs them)."""
         self.snapshot = Snapshot()
         self._listeners: list[ChangeListener] = []
         self._write_lock = anyio.Lock()
+        self._rebuild_lock = anyio.Lock()
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
 
@@ -67,7 +81,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Load the snapshot, connect enabled upstreams in the background, start health checks."""
-        await self.rebuild()
+        await self.rebuild(announce=False)
         upstreams = list(self.snapshot.upstreams.values())
         self.pool.adopt([u.spec for u in upstreams if u.spec.enabled])
         for upstream in upstreams:
@@ -82,22 +96,41 @@ class Gateway:
             pass  # the refresh below records why as the upstream's status
         await self.refresh_upstream(name, quiet=True)
 
-    async def rebuild(self) -> Snapshot:
-        upstreams = await self.repo.list_upstreams()
-        items = await self.repo.list_items()
-        specs = await self.repo.list_servers()
-        old = self.snapshot
-        new = build_snapshot(upstreams, items, specs, version=old.version + 1)
+    async def rebuild(self, *, announce: bool = True) -> Snapshot:
+        """Load the snapshot from the store and swap it in; tell local listeners and (for a change
+        made here, `announce`) the other replicas."""
+        # One read-and-swap at a time: with changes arriving from other replicas too, a slower
+        # read that started earlier must not replace a newer snapshot.
+        async with self._rebuild_lock:
+            upstreams = await self.repo.list_upstreams()
+            items = await self.repo.list_items()
+            specs = await self.repo.list_servers()
+            old = self.snapshot
+            new = build_snapshot(upstreams, items, specs, version=old.version + 1)
+            self.snapshot = new
         for server, problems in new.problems.items():
             for problem in problems:
                 log.warning("virtual server %s: %s", server, problem)
-        self.snapshot = new
         for listener in self._listeners:
             try:
                 await listener(old, new)
             except Exception:
                 log.exception("change listener failed")
+        if announce and self.feed is not None:
+            await self.feed.publish_change()
         return new
+
+    async def reload(self) -> None:
+        """Another replica changed configuration: load it, and let the pool follow upstream changes
+        (a removed or changed upstream is closed here; a new one connects on first use)."""
+        old = self.snapshot
+        new = await self.rebuild(announce=False)
+        for name, before in old.upstreams.items():
+            after = new.upstreams.get(name)
+            # Only what this pool still holds as it was: a local change in progress is left alone.
+            if (after is None or after.spec != before.spec) and self.pool.spec_of(name) == before.spec:
+                await self.pool.close(name)
+        self.pool.adopt([u.spec for n, u in new.upstreams.items() if u.spec.enabled and self.pool.spec_of(n) is None])
 
     # -- upstreams ---------------------------------------------------------------------------
 
@@ -253,6 +286,9 @@ class Gateway:
     async def _health_loop(self) -> None:
         while True:
             await anyio.sleep(self.health_interval)
+            if self.leadership is not None and not self.leadership.is_leader():
+                continue  # another replica checks; this one learns the results through the feed
+            self.health_checks += 1
             try:
                 await self.check_health()
             except Exception:
@@ -312,7 +348,11 @@ class Gateway:
     async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
         check_slug(spec.name, "virtual server")
         async with self._write_lock:
-            compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
+            view, _ = compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
+            limited = set(spec.rate_limits.tools) if spec.rate_limits is not None else set()
+            if limited - set(view.tools):
+                unknown = ", ".join(map(repr, sorted(limited - set(view.tools))))
+                raise BadRequest(f"rate_limits.tools names tools this server does not expose: {unknown}")
             await self.repo.save_server(spec, create=create)
         await self.rebuild()
 

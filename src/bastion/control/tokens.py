@@ -1,13 +1,13 @@
 """Scoped API tokens: validate a request, mint the secret (returned once), list, revoke.
 
-Only the SHA-256 of a secret is stored. Revoking tells the verifier to forget its cached copy,
-so the token is refused on the very next request to this process.
+Only the SHA-256 of a secret is stored. Revoking tells every replica's verifier (through
+`on_revoked`) to stop trusting its cached copy, so the token is refused on the very next request.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -91,12 +91,12 @@ class ApiTokens:
         self,
         repo: ConfigRepo,
         known_servers: Callable[[], Collection[str]],
-        forget: Callable[[str], None],
+        on_revoked: Callable[[str], Awaitable[None]],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repo
         self._known_servers = known_servers
-        self._forget = forget
+        self._on_revoked = on_revoked
         self._now = now
 
     async def create(self, body: dict[str, Any]) -> tuple[ApiToken, str]:
@@ -111,4 +111,4 @@ class ApiTokens:
 
     async def revoke(self, token_id: str) -> None:
         await self._repo.revoke_api_token(token_id, self._now())
-        self._forget(token_id)
+        await self._on_revoked(token_id)

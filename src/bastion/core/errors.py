@@ -15,6 +15,8 @@
     │   ├── UpstreamRpcError  502 / (theirs)  a JSON-RPC error reply, passed on with its code
     │   ├── CredentialsUnavailable 502 / -32014 its stored credentials do not open (vault)
     │   └── UpstreamTimeout   504 / -32013   no answer within the deadline
+    ├── RateLimited           429 / -32029   a rate limit is used up (retry_after in extra / data)
+    └── ServiceUnavailable    503 / -32050   a shared dependency (Redis) is down; retry shortly
     (anything unexpected is answered at the edge as a generic 500 / -32603, its details only logged)
 
 Upstream *tool* failures are not errors: they are results with `isError`.
@@ -123,3 +125,23 @@ class UpstreamTimeout(UpstreamError):
     http_status = 504
     jsonrpc_code = -32013
     title = "Upstream timeout"
+
+
+class RateLimited(BastionError):
+    """A rate limit is used up; `retry_after` (whole seconds) says when the window reopens."""
+
+    http_status = 429
+    jsonrpc_code = -32029
+    title = "Rate limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(BastionError):
+    """Something this request needs (Redis, for shared limits) is unreachable; retry shortly."""
+
+    http_status = 503
+    jsonrpc_code = -32050
+    title = "Service unavailable"

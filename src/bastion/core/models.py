@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from bastion.core.policy import Policy
+from bastion.core.ratelimit import RateLimits
 from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
 
 __all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
@@ -98,6 +99,7 @@ class VirtualServerSpec(Frozen):
     upstreams: tuple[str, ...] = ()
     prefix: PrefixMode = "always"
     policy: Policy | None = None
+    rate_limits: RateLimits | None = None
 
 
 class RewrapReport(Frozen):

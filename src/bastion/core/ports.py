@@ -105,3 +105,56 @@ class UpstreamCaller(Protocol):
     def asks_mid_call(self, upstream: str) -> bool:
         """Whether the upstream may send sampling/elicitation/roots requests during a call (2025-11-25)."""
         ...
+
+
+ChangeHandler = Callable[[], Awaitable[None]]
+"""Reload configuration from the store: another replica changed it (or we may have missed that)."""
+RevokeHandler = Callable[[str], Awaitable[None]]
+"""Drop a revoked API token (by id) from this replica's caches."""
+
+
+class ChangeFeed(Protocol):
+    """Tells the other replicas that configuration changed or a token was revoked.
+
+    `publish_*` never raise for an unreachable bus: the store already holds the change, and the
+    feed delivers it (as a reload) once the bus is back. `run` listens until cancelled."""
+
+    async def publish_change(self) -> None: ...
+    async def publish_revocation(self, token_id: str) -> None: ...
+    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler) -> None: ...
+
+
+class Revocations(Protocol):
+    """Token ids revoked recently, shared by every replica so a cached token is refused at once.
+
+    Entries only need to outlive the verifier's cache (after it, the store says `revoked`)."""
+
+    async def revoke(self, token_id: str, ttl: float) -> None: ...
+    async def is_revoked(self, token_id: str) -> bool:
+        """Raises ServiceUnavailable when the shared list cannot be read."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Counts calls in fixed windows, all-or-nothing over several counters."""
+
+    async def hit(self, counters: Sequence[tuple[str, int, int]]) -> tuple[int, int] | None:
+        """Count one call against every (key, limit, window seconds); None if all allowed, else
+        (index of a counter that is used up, seconds until its window reopens) and nothing counted.
+        Raises ServiceUnavailable when the counters cannot be reached."""
+        ...
+
+
+class Leadership(Protocol):
+    """Whether this replica is the one that runs gateway-wide periodic work (health checks)."""
+
+    def is_leader(self) -> bool: ...
+    async def run(self) -> None:
+        """Hold or contend for the lease until cancelled."""
+        ...
+
+
+class Readiness(Protocol):
+    """A shared dependency a replica needs to serve; `problem` is None when it is fine."""
+
+    async def problem(self) -> str | None: ...

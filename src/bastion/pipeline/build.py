@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bastion.core.ports import UpstreamCaller
+from bastion.core.ports import RateLimiter, UpstreamCaller
+from bastion.core.ratelimit import Defaults
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.authn import authenticate
 from bastion.pipeline.authz import authorize
@@ -13,6 +14,7 @@ from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.dispatch import dispatch_stage
 from bastion.pipeline.observe import observe
+from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
 
@@ -25,14 +27,21 @@ def build_pipeline(
     server_info: dict[str, Any],
     page_size: int = 500,
     bridge: Bridge | None = None,
+    limiter: RateLimiter | None = None,
+    limits: Defaults = Defaults(),
 ) -> Next:
     stages: list[Stage] = [
         observe,  # first: sees every outcome, including auth failures
         authenticate,  # before anything reveals what exists
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
         authorize,  # needs the server (its policy) and the principal; before route answers lists
-        route_stage(page_size),  # needs the view; answers list requests itself, in pages
     ]
+    if limiter is not None:
+        # After authentication (the edge also authorized the token for this server) and resolve
+        # (the server's own limits): a refused caller never learns more. Before route, so a
+        # refused call costs no upstream work.
+        stages.append(ratelimit_stage(limiter, limits))
+    stages.append(route_stage(page_size))  # needs the view; answers list requests itself, in pages
     if bridge is not None:
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).

@@ -157,6 +157,10 @@ class UpstreamPool:
         for spec in specs:
             self._specs[spec.name] = spec
 
+    def spec_of(self, name: str) -> UpstreamSpec | None:
+        """The spec this pool connects `name` with, if it knows the upstream."""
+        return self._specs.get(name)
+
     async def ensure(self, name: str) -> UpstreamConnection:
         return await self._get(name, None)
 

@@ -9,20 +9,23 @@ from typing import Any
 from mcp import MCPError
 from starlette.responses import Response
 
-from bastion.core.errors import BastionError, UpstreamRpcError
+from bastion.core.errors import BastionError, RateLimited, UpstreamRpcError
 
 log = logging.getLogger("bastion.web")
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    headers = {"WWW-Authenticate": 'Bearer realm="bastion"'} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="bastion"'
     return Response(json.dumps(body), status_code=status, media_type="application/problem+json", headers=headers)
 
 
 def problem_from(exc: BastionError) -> Response:
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list)}
-    return problem(exc.http_status, exc.title, exc.detail, **extra)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return problem(exc.http_status, exc.title, exc.detail, headers, **extra)
 
 
 def internal_problem(exc: BaseException) -> Response:

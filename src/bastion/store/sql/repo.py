@@ -19,6 +19,7 @@ from bastion.core.grants import ApiToken
 from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.core.policy import Policy
+from bastion.core.ratelimit import RateLimits
 from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
 from bastion.vault.envelope import Envelope
 
@@ -117,6 +118,7 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         resources=tuple(row.resources),
         upstreams=tuple(row.upstreams),
         policy=Policy.model_validate(row.policy) if row.policy is not None else None,
+        rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
     )
 
 
@@ -275,6 +277,7 @@ class SqlConfigRepo:
             "resources": list(spec.resources),
             "upstreams": list(spec.upstreams),
             "policy": spec.policy.model_dump(mode="json") if spec.policy is not None else None,
+            "rate_limits": spec.rate_limits.model_dump(exclude_none=True) if spec.rate_limits else None,
             "updated_at": now,
         }
         try:

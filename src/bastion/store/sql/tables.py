@@ -74,6 +74,7 @@ virtual_servers = Table(
     Column("resources", JSON, nullable=False),
     Column("upstreams", JSON, nullable=False),
     Column("policy", JSON, nullable=True),
+    Column("rate_limits", JSON),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

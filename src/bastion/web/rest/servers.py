@@ -14,6 +14,7 @@ from bastion.control.upstream_input import describe_validation
 from bastion.core.errors import BadRequest, NotFound
 from bastion.core.models import PrefixMode, VirtualServerSpec
 from bastion.core.policy import Policy
+from bastion.core.ratelimit import RateLimits
 from bastion.web.rest.common import read_json, require_object, server_json
 
 
@@ -28,6 +29,7 @@ class ServerInput(BaseModel):
     upstreams: list[str] = Field(default_factory=list)
     prefix: PrefixMode = "always"
     policy: Policy | None = None
+    rate_limits: RateLimits | None = None
 
 
 def _spec(body: dict[str, Any]) -> VirtualServerSpec:
@@ -44,6 +46,7 @@ def _spec(body: dict[str, Any]) -> VirtualServerSpec:
         upstreams=tuple(dict.fromkeys(data.upstreams)),
         prefix=data.prefix,
         policy=data.policy,
+        rate_limits=data.rate_limits,
     )
 
 
@@ -72,7 +75,7 @@ def server_routes(gateway: Gateway, max_body: int, base_url: str) -> list[Route]
         body = require_object(await read_json(request, max_body))
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
-        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy")
+        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits")
         spec = _spec({"name": name, **{k: old[k] for k in keys}, **body})
         await gateway.save_server(spec, create=False)
         return JSONResponse(show(name))
