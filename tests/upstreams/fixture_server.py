@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from pathlib import Path
 import warnings
 from typing import Any
@@ -253,13 +254,28 @@ def add_counter(mcp: MCPServer) -> None:
         return COUNTER["value"]
 
 
-async def serve_http(mcp: MCPServer, transport: str, port: int, stateless: bool) -> None:
+def setting_cookies(app: Any) -> Any:
+    """Every response sets a fresh cookie, as a load balancer or a session-minded server might."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        async def send_with_cookie(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                cookie = f"fixture-session={uuid.uuid4().hex}; Path=/".encode()
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        await app(scope, receive, send_with_cookie)
+
+    return wrapped
+
+
+async def serve_http(mcp: MCPServer, transport: str, port: int, stateless: bool, set_cookie: bool = False) -> None:
     """Run uvicorn in-process and print ``READY <port>`` once it is listening."""
     if transport == "sse":
         app = mcp.sse_app(sse_path="/sse", message_path="/messages/", host="127.0.0.1")
     else:
         app = mcp.streamable_http_app(streamable_http_path="/mcp", stateless_http=stateless, host="127.0.0.1")
-    await serve_ready(app, port, name="fixture upstream")
+    await serve_ready(setting_cookies(app) if set_cookie else app, port, name="fixture upstream")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -269,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stateless", action="store_true", help="stateless streamable HTTP")
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
     parser.add_argument("--counter", action="store_true", help="serve fixture://counter and the bump tool")
+    parser.add_argument("--set-cookie", action="store_true", help="set a cookie on every HTTP response")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.transport == "stdio":
         mcp.run("stdio")
     else:
-        asyncio.run(serve_http(mcp, args.transport, args.port, args.stateless))
+        asyncio.run(serve_http(mcp, args.transport, args.port, args.stateless, args.set_cookie))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,13 @@ from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken
 log = logging.getLogger("bastion.upstream")
 
 Key = tuple[str, str | None]
+
+
+def no_cookies() -> CookieJar:
+    """A jar that keeps nothing. These clients are shared by every caller (and per-user sessions),
+    so a cookie an upstream sets in one user's call must never ride along on another's; a stateful
+    upstream carries its session in Mcp-Session-Id, not in cookies."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def _check_credentials(spec: UpstreamSpec) -> None:
@@ -63,6 +71,7 @@ class UpstreamPool:
         self.http = httpx2.AsyncClient(
             timeout=httpx2.Timeout(30.0, read=None),
             limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
+            cookies=no_cookies(),
         )
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
         # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
@@ -73,6 +82,7 @@ class UpstreamPool:
             connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
             auto_decompress=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     def _bearer_for(self, spec: UpstreamSpec) -> ClientCredentialsToken | None:
@@ -94,7 +104,10 @@ class UpstreamPool:
             client = self._http_with_auth.get(spec.name)
             if client is None:
                 client = self._http_with_auth[spec.name] = httpx2.AsyncClient(
-                    headers=dict(spec.headers), auth=BearerAuth(bearer), timeout=httpx2.Timeout(30.0, read=None)
+                    headers=dict(spec.headers),
+                    auth=BearerAuth(bearer),
+                    timeout=httpx2.Timeout(30.0, read=None),
+                    cookies=no_cookies(),
                 )
             return client
         if not spec.headers:
@@ -102,7 +115,9 @@ class UpstreamPool:
         key = tuple(sorted(spec.headers.items()))
         client = self._http_by_headers.get(key)
         if client is None:
-            client = httpx2.AsyncClient(headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=None))
+            client = httpx2.AsyncClient(
+                headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=None), cookies=no_cookies()
+            )
             self._http_by_headers[key] = client
         return client
 
