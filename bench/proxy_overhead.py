@@ -55,6 +55,15 @@ def start_upstream() -> tuple[subprocess.Popen[str], str]:
     return proc, f"http://127.0.0.1:{port}/mcp"
 
 
+GATEWAY_CPUS: set[int] | None = None
+"""With --pin: the cores the gateway may use (the client and the upstream keep the others)."""
+
+
+def _pin_gateway() -> None:
+    if GATEWAY_CPUS is not None:
+        os.sched_setaffinity(0, GATEWAY_CPUS)
+
+
 def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
@@ -67,7 +76,7 @@ def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     wrap = os.environ.get("BENCH_GATEWAY_WRAP", "").split()  # e.g. "py-spy record -f raw -o gw.txt --"
     proc = subprocess.Popen(
         [*wrap, sys.executable, "-m", "bastion", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_pin_gateway,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -135,7 +144,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--era", choices=("legacy", "2026-07-28"), action="append", help="Only this era (repeatable)")
     parser.add_argument("--concurrency", type=int, action="append", help="Only this concurrency (repeatable)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="Give the gateway the last core and the client and upstream the others, as in a deployment where "
+        "the gateway does not share CPUs with its clients and upstreams (direct runs use the same cores)",
+    )
     args = parser.parse_args()
+    if args.pin:
+        global GATEWAY_CPUS
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            parser.error("--pin needs at least two cores")
+        GATEWAY_CPUS = {cores[-1]}
+        os.sched_setaffinity(0, set(cores[:-1]))  # this process (the client) and the upstream it starts
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
         gateway, base = start_gateway(tmp)
