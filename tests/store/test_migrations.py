@@ -17,7 +17,11 @@ from tests.harness import postgres_database, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
-TABLES = {"alembic_version", "upstreams", "catalog_items", "virtual_servers", "secret_hashes", "api_tokens"}
+TABLES = {
+    "alembic_version", "upstreams", "catalog_items", "virtual_servers", "secret_hashes", "api_tokens",
+    "users", "teams", "team_members", "user_sessions",
+}
+HEAD = "0004"
 
 
 @asynccontextmanager
@@ -51,7 +55,7 @@ async def test_migrations_apply_to_a_fresh_database(kind: str, tmp_path: Path) -
         await upgrade(engine)
         tables, versions = await schema(engine)
         assert TABLES <= tables
-        assert versions == ["0002"]
+        assert versions == [HEAD]
         async with engine.connect() as conn:
             columns = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("catalog_items")})
         assert {"upstream_id", "kind", "key", "gateway_name", "definition", "enabled", "name_override"} <= columns
@@ -84,7 +88,7 @@ async def test_concurrent_migrations_on_postgres_serialise() -> None:
                         tg.start_soon(upgrade, engine)
             tables, versions = await schema(engines[0])
             assert TABLES <= tables
-            assert versions == ["0002"]
+            assert versions == [HEAD]
         finally:
             for engine in engines:
                 await engine.dispose()

@@ -12,6 +12,8 @@ Isolation = Literal["shared", "per_user"]
 ItemKind = Literal["tool", "prompt", "resource", "resource_template"]
 PrefixMode = Literal["always", "never"]
 HealthStatus = Literal["unknown", "healthy", "unhealthy", "disabled"]
+Visibility = Literal["private", "team", "public"]
+VISIBILITIES: tuple[Visibility, ...] = ("private", "team", "public")
 
 
 
@@ -31,6 +33,10 @@ class UpstreamSpec(Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
     isolation: Isolation = "shared"
     enabled: bool = True
+    # Ownership: the owning team, the user who registered it, and who may see it (core/identity.py).
+    team: str | None = None
+    owner: str | None = None
+    visibility: Visibility = "private"
 
 
 class UpstreamState(Frozen):
@@ -87,6 +93,9 @@ class VirtualServerSpec(Frozen):
     resources: tuple[str, ...] = ()
     upstreams: tuple[str, ...] = ()
     prefix: PrefixMode = "always"
+    team: str | None = None
+    owner: str | None = None
+    visibility: Visibility = "private"
 
 
 class Discovery(Frozen):

@@ -17,6 +17,8 @@ log = logging.getLogger("bastion.web")
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": 'Bearer realm="bastion"'} if status == 401 else None
+    if status == 429 and isinstance(extra.get("retry_after"), int):
+        headers = {"Retry-After": str(extra["retry_after"])}
     return Response(json.dumps(body), status_code=status, media_type="application/problem+json", headers=headers)
 
 

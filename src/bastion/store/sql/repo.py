@@ -61,6 +61,9 @@ def _upstream_from_row(row: Any) -> Upstream:
         headers=dict(row.headers),
         isolation=row.isolation,
         enabled=row.enabled,
+        team=row.team,
+        owner=row.owner,
+        visibility=row.visibility,
     )
     state = UpstreamState(
         status=row.status,
@@ -83,6 +86,9 @@ def _spec_values(spec: UpstreamSpec) -> dict[str, Any]:
         "headers": dict(spec.headers),
         "isolation": spec.isolation,
         "enabled": spec.enabled,
+        "team": spec.team,
+        "owner": spec.owner,
+        "visibility": spec.visibility,
     }
 
 
@@ -113,6 +119,9 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         prompts=tuple(row.prompts),
         resources=tuple(row.resources),
         upstreams=tuple(row.upstreams),
+        team=row.team,
+        owner=row.owner,
+        visibility=row.visibility,
     )
 
 
@@ -128,6 +137,7 @@ def _token_from_row(row: Any) -> ApiToken:
         revoked_at=_aware(row.revoked_at),
         last_used_at=_aware(row.last_used_at),
         last_used_ip=row.last_used_ip,
+        user=row.user_id,
     )
 
 
@@ -137,8 +147,11 @@ class SqlConfigRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def _upstream_id(self, conn: AsyncConnection, name: str) -> int:
-        found = (await conn.execute(select(upstreams.c.id).where(upstreams.c.name == name))).scalar()
+    async def _upstream_id(self, conn: AsyncConnection, name: str, *, lock: bool = False) -> int:
+        query = select(upstreams.c.id).where(upstreams.c.name == name)
+        # FOR UPDATE (PostgreSQL; SQLite serialises writers anyway) so two concurrent replacements of
+        # one upstream's items take turns instead of both inserting after both deleted.
+        found = (await conn.execute(query.with_for_update() if lock else query)).scalar()
         if found is None:
             raise NotFound(f"upstream {name!r} does not exist")
         return int(found)
@@ -182,7 +195,7 @@ class SqlConfigRepo:
         """Replace an upstream's discovered items, keeping operator overrides of items that remain."""
         now = _now()
         async with self.engine.begin() as conn:
-            upstream_id = await self._upstream_id(conn, upstream)
+            upstream_id = await self._upstream_id(conn, upstream, lock=True)
             old_rows = await conn.execute(select(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
             old = {(r.kind, r.key): r for r in old_rows}
             merged = []
@@ -262,6 +275,9 @@ class SqlConfigRepo:
             "prompts": list(spec.prompts),
             "resources": list(spec.resources),
             "upstreams": list(spec.upstreams),
+            "team": spec.team,
+            "owner": spec.owner,
+            "visibility": spec.visibility,
             "updated_at": now,
         }
         try:
@@ -302,6 +318,7 @@ class SqlConfigRepo:
             "ip_allow": list(token.ip_allow),
             "created_at": token.created_at,
             "expires_at": token.expires_at,
+            "user_id": token.user,
         }
         try:
             async with self.engine.begin() as conn:
