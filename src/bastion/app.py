@@ -19,21 +19,29 @@ from starlette.types import Receive, Scope, Send
 from bastion import __version__
 from bastion.auth.bearer import BearerVerifier
 from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
+from bastion.auth.passwords import Passwords
+from bastion.auth.throttle import MemoryLoginThrottle
 from bastion.auth.tokens import TokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
+from bastion.control.login import Login
+from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
-from bastion.core.netguard import parse_networks
+from bastion.control.users import Users
 from bastion.core.errors import ServiceUnavailable
+from bastion.core.identity import can_see
+from bastion.core.netguard import parse_networks
 from bastion.core.ports import ChangeFeed, Leadership, RateLimiter, Readiness, Revocations
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
+from bastion.pipeline.context import Principal
 from bastion.store.events import MemoryEventStore
 from bastion.store.memory import AlwaysLeader, LocalChangeFeed, MemoryRateLimiter, MemoryRevocations
 from bastion.store.shared.client import RedisReadiness, make_redis
 from bastion.store.shared.feed import RedisChangeFeed
 from bastion.store.shared.leader import RedisLeadership
 from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
+from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import schema_is_current, upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
@@ -46,11 +54,14 @@ from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.resource_metadata import ResourceMetadata
+from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
 from bastion.web.rest.servers import server_routes
+from bastion.web.rest.teams import team_routes
 from bastion.web.rest.tokens import token_routes
 from bastion.web.rest.upstreams import upstream_routes
+from bastion.web.rest.users import user_routes
 from bastion.web.rest.vault import vault_routes
 
 
@@ -159,6 +170,23 @@ def vault_key_ring(settings: Settings) -> KeyRing:
     )
 
 
+def owned_by(gateway: Gateway, team: str) -> list[str]:
+    """What a team owns, for refusing to delete a team that still owns something."""
+    snap = gateway.snapshot
+    upstreams = [f"upstream {n}" for n, u in snap.upstreams.items() if u.spec.team == team]
+    return upstreams + [f"virtual server {n}" for n, v in snap.servers.items() if v.spec.team == team]
+
+
+def server_access(gateway: Gateway) -> Callable[[Principal, str], bool]:
+    """Whether a caller may see (and so use) a virtual server."""
+
+    def may_use(principal: Principal, name: str) -> bool:
+        view = gateway.snapshot.servers.get(name)
+        return view is not None and can_see(principal, view.spec)
+
+    return may_use
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
@@ -170,7 +198,13 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
         await repo.seal_plaintext_secrets()
         configured = settings.admin_token.get_secret_value() if settings.admin_token else None
         token_hash, generated = await load_admin_token(repo, configured)
+        identity = SqlIdentityRepo(engine)
+        passwords = Passwords()
         async with shared_state(settings) as shared, anyio.create_task_group() as tg:
+            verifier = TokenVerifier(token_hash, repo, identity=identity, revocations=shared.revocations)
+            users = Users(identity, passwords, verifier.forget_user)
+            if settings.admin_email and settings.admin_password:
+                await users.ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
             runner = TaskRunner(tg)
             gateway_ref: list[Gateway] = []
             front_ref: list[McpFront] = []
@@ -218,7 +252,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
-            verifier = TokenVerifier(token_hash, repo, revocations=shared.revocations)
             oidc = oidc_verifier(settings, pool.http)
 
             async def on_revoked(token_id: str) -> None:
@@ -234,11 +267,22 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 verifier.forget(token_id)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, on_revoked)
+            teams = Teams(identity, users, partial(owned_by, gateway), verifier.forget_user)
+            throttle = MemoryLoginThrottle(
+                max_failures=settings.login_max_failures,
+                max_ip_failures=settings.login_max_ip_failures,
+                lockout=settings.login_lockout,
+            )
+            login = Login(identity, passwords, throttle, settings.session_ttl, verifier.forget)
+            may_use = server_access(gateway)
             routes = [
-                *upstream_routes(gateway, settings.max_body_bytes),
+                *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
-                *server_routes(gateway, settings.max_body_bytes, settings.base_url),
-                *token_routes(tokens, settings.max_body_bytes),
+                *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
+                *token_routes(tokens, settings.max_body_bytes, may_use),
+                *auth_routes(login, users),
+                *user_routes(users, settings.max_body_bytes),
+                *team_routes(teams, settings.max_body_bytes),
                 *vault_routes(gateway),
                 *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
             ]
@@ -252,6 +296,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 ResourceMetadata(
                     settings.base_url, settings.oidc_issuer, settings.oidc_required_scopes if oidc is not None else ()
                 ),
+                may_use=may_use,
             )
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)

@@ -1,6 +1,6 @@
 """The attack suite: one running Bastion (with a trusted identity provider), and every attack a real
 HTTP request that must be refused with the right status. Each row names the attack; the detailed
-behaviour behind each refusal is tested beside its feature (tests/auth, tests/e2e, tests/vault)."""
+behaviour behind each refusal is tested beside its feature (tests/auth, tests/rest, tests/e2e, tests/vault)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sqlalchemy import text
 from tests.auth.test_oidc import IdentityProvider, _hmac_forgery
 from tests.e2e.test_token_scopes import INITIALIZE, MCP_HEADERS, create_token
 from tests.harness import TOKEN, Running, serve, serve_asgi, settings_for, stdio_fixture
+from tests.identity import login, make_user, signed_in
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +62,7 @@ async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Targ
         async with serve(settings) as gateway:
             await gateway.register(stdio_fixture("fx"))
             for name in ("vs1", "vs2"):
-                await gateway.create_server({"name": name, "upstreams": ["fx"]})
+                await gateway.create_server({"name": name, "upstreams": ["fx"], "visibility": "public"})
             tokens = {
                 "vs1": (await create_token(gateway, servers=["vs1"]))["token"],
                 "read": (await create_token(gateway, servers="*", permissions=["read"]))["token"],
@@ -77,6 +78,14 @@ async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Targ
                     {"past": "2020-01-01 00:00:00", "id": expired["id"]},
                 )
             tokens["expired"] = expired["token"]
+            await make_user(gateway, "viewer@example.com", "viewer")
+            await make_user(gateway, "dev-a@example.com", "developer", "team-a")
+            await make_user(gateway, "dev-b@example.com", "developer", "team-b")
+            for email in ("viewer@example.com", "dev-a@example.com"):
+                tokens[email] = (await login(gateway, email)).json()["token"]
+            async with signed_in(gateway, "dev-b@example.com") as dev_b:
+                body = {**stdio_fixture("secretb"), "team": "team-b", "visibility": "private"}
+                assert (await dev_b.post("/api/v1/upstreams", json=body)).status_code == 201
             yield Target(gateway, idp, tokens)
 
 
@@ -125,6 +134,12 @@ MCP_ATTACKS: list[tuple[str, Attack, int]] = [
     ("request from a foreign web page", lambda t: t.mcp("vs1", TOKEN, origin="https://evil.example"), 403),
 ]
 REST_ATTACKS: list[tuple[str, Attack, int]] = [
+    ("viewer writing configuration", lambda t: t.rest("DELETE", "/api/v1/upstreams/fx", t.tokens["viewer@example.com"]), 403),
+    ("viewer minting an MCP token", lambda t: t.rest("POST", "/api/v1/tokens", t.tokens["viewer@example.com"], {"name": "x", "servers": "*"}), 403),
+    ("viewer managing users", lambda t: t.rest("GET", "/api/v1/users", t.tokens["viewer@example.com"]), 403),
+    ("team A reading team B's private upstream", lambda t: t.rest("GET", "/api/v1/upstreams/secretb", t.tokens["dev-a@example.com"]), 404),
+    ("team A deleting team B's private upstream", lambda t: t.rest("DELETE", "/api/v1/upstreams/secretb", t.tokens["dev-a@example.com"]), 404),
+    ("developer promoting itself", lambda t: t.rest("PATCH", "/api/v1/users/dev-a@example.com", t.tokens["dev-a@example.com"], {"role": "admin"}), 403),
     ("read token writing configuration", lambda t: t.rest("DELETE", "/api/v1/upstreams/fx", t.tokens["read"]), 403),
     ("read token minting tokens", lambda t: t.rest("POST", "/api/v1/tokens", t.tokens["read"], {"name": "x"}), 403),
     ("read token rotating the vault", lambda t: t.rest("POST", "/api/v1/vault/rotate", t.tokens["read"]), 403),

@@ -100,8 +100,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oidc_issuer=url, oidc_jwks_refetch=0)
         async with serve(settings) as gateway:
             await gateway.register(stdio_fixture("fx"))
-            await gateway.create_server({"name": "vs1", "upstreams": ["fx"]})
-            await gateway.create_server({"name": "vs2", "upstreams": ["fx"]})
+            await gateway.create_server({"name": "vs1", "upstreams": ["fx"], "visibility": "public"})
+            await gateway.create_server({"name": "vs2", "upstreams": ["fx"], "visibility": "public"})
             yield Setup(gateway, idp)
 
 
@@ -216,7 +216,7 @@ async def test_a_provider_that_cannot_be_reached_is_a_503_not_a_401(tmp_path: Pa
     settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oidc_issuer=idp.url)
     async with serve(settings) as gateway:
         await gateway.register(stdio_fixture("fx"))
-        await gateway.create_server({"name": "vs1", "upstreams": ["fx"]})
+        await gateway.create_server({"name": "vs1", "upstreams": ["fx"], "visibility": "public"})
         setup = Setup(gateway, idp)
         response = await setup.initialize("vs1", idp.token(setup.audience("vs1")))
         assert response.status_code == 503

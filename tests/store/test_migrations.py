@@ -17,7 +17,10 @@ from tests.harness import postgres_database, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
-TABLES = {"alembic_version", "upstreams", "catalog_items", "virtual_servers", "secret_hashes", "api_tokens"}
+TABLES = {
+    "alembic_version", "upstreams", "catalog_items", "virtual_servers", "secret_hashes", "api_tokens",
+    "users", "teams", "team_members", "user_sessions",
+}
 
 
 @asynccontextmanager

@@ -1,10 +1,12 @@
-"""Bearer tokens: the admin's (one, hash compared in constant time) and scoped API tokens (looked
-up by the SHA-256 of the secret, which is all the database holds).
+"""Bearer tokens: the admin's (one, hash compared in constant time), scoped API tokens and users'
+session tokens (both looked up by the SHA-256 of the secret, which is all the database holds).
 
-Verified API tokens are cached in memory for a few seconds so the hot path reads no database;
-`forget` drops a revoked token at once in this process. With several replicas, a cached token is
+Verified tokens are cached in memory for a few seconds so the hot path reads no database; `forget`
+and `forget_user` drop them at once in this process. With several replicas, a cached API token is
 also checked against the shared list of revoked ids (Redis) on every use, so a revocation anywhere
 is refused everywhere at once; if that list cannot be read, the store (which knows) is asked.
+An API token made by a user carries that user's identity, role and teams, so it can never do
+more than they can; if the user is deactivated or deleted, their tokens stop working.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from datetime import UTC, datetime
 
 from bastion.core.errors import Forbidden, ServiceUnavailable, Unauthenticated
 from bastion.core.grants import ApiToken, Grants, ip_allowed
-from bastion.core.ports import ConfigRepo, Revocations
+from bastion.core.identity import User
+from bastion.core.ports import ConfigRepo, IdentityRepo, Revocations
 from bastion.pipeline.context import Principal
 
 log = logging.getLogger("bastion.auth")
 
 ADMIN_TOKEN_KEY = "admin_token"
 TOKEN_PREFIX = "bst_"
+SESSION_PREFIX = "bss_"
 CACHE_TTL = 5.0
 TOUCH_INTERVAL = 60.0
 _CACHE_LIMIT = 10_000
@@ -37,8 +41,8 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_token() -> str:
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+def new_token(prefix: str = TOKEN_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -58,9 +62,27 @@ def _utcnow() -> datetime:
 
 @dataclass(slots=True)
 class _Verified:
-    token: ApiToken
     principal: Principal
     fetched: float
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    token: ApiToken | None = None
+    session: str | None = None
+
+
+def user_principal(user: User, *, token: ApiToken | None = None) -> Principal:
+    """A user's authority: by session (no grants), or through one of their API tokens (its grants)."""
+    if token is None:
+        return Principal(id=f"user:{user.id}", kind="user", user=user.id, teams=frozenset(user.teams), role=user.role)
+    return Principal(
+        id=f"token:{token.id}",
+        kind="token",
+        grants=Grants.of(token),
+        user=user.id,
+        teams=frozenset(user.teams),
+        role=user.role,
+        token=token.id,
+    )
 
 
 class TokenVerifier:
@@ -71,6 +93,7 @@ class TokenVerifier:
         admin_hash: str,
         repo: ConfigRepo | None = None,
         *,
+        identity: IdentityRepo | None = None,
         now: Callable[[], datetime] = _utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         cache_ttl: float = CACHE_TTL,
@@ -79,6 +102,7 @@ class TokenVerifier:
     ) -> None:
         self._admin = admin_hash.encode()
         self._repo = repo
+        self._identity = identity
         self._now = now
         self._monotonic = monotonic
         self._ttl = cache_ttl
@@ -96,30 +120,38 @@ class TokenVerifier:
     async def verify(self, authorization: str | None, client_ip: str | None) -> Principal:
         """The caller's principal; Unauthenticated (401) for a bad, unknown, expired or revoked
         token, Forbidden (403) for a valid token used from outside its allowed networks."""
-        digest = hash_token(bearer_token(authorization))
+        secret = bearer_token(authorization)
+        digest = hash_token(secret)
         if hmac.compare_digest(digest.encode(), self._admin):
             return ADMIN
-        verified = await self._lookup(digest)
+        verified = await self._lookup(digest, session=secret.startswith(SESSION_PREFIX))
         if verified is None:
             raise Unauthenticated("invalid token")
-        token = verified.token
-        if token.revoked_at is not None:
+        if verified.revoked_at is not None:
             raise Unauthenticated("this token has been revoked")
-        if token.expired(self._now()):
+        if verified.expires_at is not None and self._now() >= verified.expires_at:
             raise Unauthenticated("this token has expired")
         grants = verified.principal.grants
         if grants is not None and not ip_allowed(grants.networks, client_ip):
             raise Forbidden(f"this token may not be used from {client_ip or 'an unknown address'}")
-        await self._touch(token.id, client_ip)
+        if verified.token is not None:
+            await self._touch(verified.token.id, client_ip)
         return verified.principal
 
     def forget(self, token_id: str) -> None:
-        """Drop a token from the cache (after revoking it), so the very next request sees the store."""
+        """Drop a token or session from the cache (after revoking it), so the very next request sees the store."""
+        self._drop(lambda v: (v.token.id if v.token else v.session) == token_id)
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop every cached session and token of a user (deactivated, deleted, role or teams changed)."""
+        self._drop(lambda v: v.principal.user == user_id)
+
+    def _drop(self, matches: Callable[[_Verified], bool]) -> None:
         self._generation += 1
-        for digest in [d for d, v in self._cache.items() if v.token.id == token_id]:
+        for digest in [d for d, v in self._cache.items() if matches(v)]:
             del self._cache[digest]
 
-    async def _lookup(self, digest: str) -> _Verified | None:
+    async def _lookup(self, digest: str, *, session: bool) -> _Verified | None:
         if self._repo is None:
             return None
         now = self._monotonic()
@@ -127,12 +159,10 @@ class TokenVerifier:
         if cached is not None and now - cached.fetched < self._ttl and not await self._revoked_elsewhere(cached):
             return cached
         generation = self._generation
-        token = await self._repo.get_api_token_by_hash(digest)
-        if token is None:
+        verified = await (self._fetch_session(digest, now) if session else self._fetch_token(digest, now))
+        if verified is None:
             self._cache.pop(digest, None)
             return None
-        principal = Principal(id=f"token:{token.id}", kind="token", grants=Grants.of(token), token=token.id)
-        verified = _Verified(token, principal, now)
         if generation == self._generation:
             if len(self._cache) >= _CACHE_LIMIT:
                 self._cache.clear()
@@ -140,13 +170,40 @@ class TokenVerifier:
         return verified
 
     async def _revoked_elsewhere(self, cached: _Verified) -> bool:
-        """Whether another replica revoked this cached token (True too when that cannot be told)."""
-        if self._revocations is None:
+        """Whether another replica revoked this cached API token (True too when that cannot be told)."""
+        if self._revocations is None or cached.token is None:
             return False
         try:
             return await self._revocations.is_revoked(cached.token.id)
         except ServiceUnavailable:
             return True  # the shared list is unreachable: read the store instead of trusting the cache
+
+    async def _active_user(self, user_id: str) -> User | None:
+        user = await self._identity.get_user(user_id) if self._identity is not None else None
+        return user if user is not None and user.active else None
+
+    async def _fetch_token(self, digest: str, now: float) -> _Verified | None:
+        assert self._repo is not None
+        token = await self._repo.get_api_token_by_hash(digest)
+        if token is None:
+            return None
+        if token.user is None:
+            principal = Principal(id=f"token:{token.id}", kind="token", grants=Grants.of(token), token=token.id)
+        else:
+            user = await self._active_user(token.user)
+            if user is None:
+                return None  # its user is gone or deactivated: the token is as good as unknown
+            principal = user_principal(user, token=token)
+        return _Verified(principal, now, token.expires_at, token.revoked_at, token)
+
+    async def _fetch_session(self, digest: str, now: float) -> _Verified | None:
+        if self._identity is None:
+            return None
+        session = await self._identity.get_session_by_hash(digest)
+        user = await self._active_user(session.user) if session is not None else None
+        if session is None or user is None:
+            return None
+        return _Verified(user_principal(user), now, session.expires_at, session.revoked_at, session=session.id)
 
     async def _touch(self, token_id: str, client_ip: str | None) -> None:
         """Record use at most once per interval per token: a write per request would be the bottleneck."""

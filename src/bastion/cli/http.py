@@ -159,10 +159,15 @@ def connection_options(func: F) -> F:
 
 
 def current_api(as_json: bool = False) -> Api:
-    """Build an Api from the connection options collected on the enclosing groups."""
+    """Build an Api from the connection options collected on the enclosing groups; without a token,
+    the session `bastion login` stored for this URL."""
+    from bastion.cli.credentials import stored_token
+
     ctx = click.get_current_context()
     conn: dict[str, str] = ctx.meta.get(_META_KEY, {})
-    return Api(url=conn.get("url", DEFAULT_URL), token=conn.get("token"), as_json=as_json)
+    url = conn.get("url", DEFAULT_URL)
+    return Api(url=url, token=conn.get("token") or stored_token(url), as_json=as_json)
+
 
 
 def api_command(func: F) -> F:

@@ -8,11 +8,14 @@ from importlib import metadata
 import click
 
 from bastion.cli.http import connection_options
+from bastion.cli.login import login, logout
 from bastion.cli.servers import servers
+from bastion.cli.teams import teams
 from bastion.cli.tokens import tokens
 from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
 from bastion.cli.vault import vault
+from bastion.cli.users import users
 
 LAZY_COMMANDS = {
     "serve": ("bastion.cli.serve", "serve"),
@@ -64,6 +67,10 @@ cli.add_command(tools)
 cli.add_command(servers)
 cli.add_command(tokens)
 cli.add_command(vault)
+cli.add_command(users)
+cli.add_command(teams)
+cli.add_command(login)
+cli.add_command(logout)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,22 @@ async def install_demo(bastion: Bastion) -> None:
     gateway = bastion.gateway
     if DEMO_UPSTREAM not in gateway.snapshot.upstreams:
         spec = UpstreamSpec(
-            name=DEMO_UPSTREAM, transport="stdio", command=sys.executable, args=("-m", "bastion.demo.server")
+            name=DEMO_UPSTREAM,
+            transport="stdio",
+            command=sys.executable,
+            args=("-m", "bastion.demo.server"),
+            visibility="public",
         )
         await gateway.register_upstream(spec)
     if DEMO_SERVER not in gateway.snapshot.servers:
         try:
             await gateway.save_server(
-                VirtualServerSpec(name=DEMO_SERVER, description="Bastion's demo tools", upstreams=(DEMO_UPSTREAM,)),
+                VirtualServerSpec(
+                    name=DEMO_SERVER,
+                    description="Bastion's demo tools",
+                    upstreams=(DEMO_UPSTREAM,),
+                    visibility="public",
+                ),
                 create=True,
             )
         except Conflict:

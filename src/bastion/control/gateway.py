@@ -163,7 +163,11 @@ class Gateway:
         old = self._upstream(spec.name)
         if spec == old.spec:
             return old
-        if not spec.enabled:
+        ownership = {"team", "owner", "visibility"}
+        if spec.model_dump(exclude=ownership) == old.spec.model_dump(exclude=ownership):
+            # Only who owns or sees it changed: nothing to reconnect or rediscover.
+            await self.repo.update_upstream_spec(spec)
+        elif not spec.enabled:
             await self.pool.close(spec.name)
             await self.repo.update_upstream_spec(spec)
             await self.repo.save_upstream_state(spec.name, UpstreamState(status="disabled"))

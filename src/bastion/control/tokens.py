@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from bastion.auth.tokens import hash_token, new_token
 from bastion.control.upstream_input import describe_validation
-from bastion.core.errors import BadRequest
+from bastion.core.errors import BadRequest, Forbidden, NotFound
 from bastion.core.grants import ALL_SERVERS, PERMISSIONS, ApiToken, Permission, parse_networks
 from bastion.core.ports import ConfigRepo
 
@@ -99,16 +99,32 @@ class ApiTokens:
         self._on_revoked = on_revoked
         self._now = now
 
-    async def create(self, body: dict[str, Any]) -> tuple[ApiToken, str]:
-        """The new token and its secret; the secret is not kept anywhere and cannot be shown again."""
-        token = parse_token_request(body, self._known_servers(), self._now())
+    async def create(
+        self,
+        body: dict[str, Any],
+        *,
+        user: str | None = None,
+        viewer: bool = False,
+        may_use: Callable[[str], bool] = lambda _server: True,
+    ) -> tuple[ApiToken, str]:
+        """The new token and its secret; the secret is not kept anywhere and cannot be shown again.
+
+        A user's token belongs to them and names only servers they can see; a viewer's cannot have 'mcp'."""
+        token = parse_token_request(body, [s for s in self._known_servers() if may_use(s)], self._now())
+        if viewer and "mcp" in token.permissions:
+            raise Forbidden("a viewer's token cannot have the 'mcp' permission", missing="role:developer")
+        token = token.model_copy(update={"user": user})
         secret = new_token()
         await self._repo.create_api_token(token, hash_token(secret))
         return token, secret
 
-    async def list(self) -> list[ApiToken]:
-        return await self._repo.list_api_tokens()
+    async def list(self, *, user: str | None = None, every: bool = True) -> list[ApiToken]:
+        """Every token (`every`, for admins) or only `user`'s own."""
+        tokens = await self._repo.list_api_tokens()
+        return tokens if every else [t for t in tokens if t.user is not None and t.user == user]
 
-    async def revoke(self, token_id: str) -> None:
+    async def revoke(self, token_id: str, *, user: str | None = None, every: bool = True) -> None:
+        if not every and not any(t.id == token_id for t in await self.list(user=user, every=False)):
+            raise NotFound(f"API token {token_id!r} does not exist")  # someone else's is not shown to exist
         await self._repo.revoke_api_token(token_id, self._now())
         await self._on_revoked(token_id)

@@ -9,6 +9,7 @@
     │   └── UnknownItem       404 / -32602   a request naming a prompt or resource the server lacks
     │       └── UnknownTool   404 / -32602   a tools/call naming a tool the server lacks
     ├── Conflict              409 / -32600
+    ├── TooManyRequests       429 / -32029   slow down: `retry_after` seconds (e.g. a locked login)
     ├── UpstreamError         502 / -32010   the upstream failed us, not the client
     │   ├── UpstreamUnavailable  502 / -32011  could not connect, or the process is not running
     │   ├── UpstreamProtocolError 502 / -32012 it answered, but not as an MCP server
@@ -87,6 +88,14 @@ class Conflict(BastionError):
     title = "Conflict"
 
 
+class TooManyRequests(BastionError):
+    """Refused for now; `extra["retry_after"]` (whole seconds) becomes the Retry-After header."""
+
+    http_status = 429
+    jsonrpc_code = -32029
+    title = "Too many requests"
+
+
 class UpstreamError(BastionError):
     http_status = 502
     jsonrpc_code = -32010
@@ -127,11 +136,9 @@ class UpstreamTimeout(UpstreamError):
     title = "Upstream timeout"
 
 
-class RateLimited(BastionError):
+class RateLimited(TooManyRequests):
     """A rate limit is used up; `retry_after` (whole seconds) says when the window reopens."""
 
-    http_status = 429
-    jsonrpc_code = -32029
     title = "Rate limited"
 
     def __init__(self, detail: str, retry_after: int) -> None:

@@ -38,6 +38,8 @@ class ApiToken(Frozen):
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
     last_used_ip: str | None = None
+    user: str | None = None
+    """The user who made it (it acts for them, never beyond their rights); None for the admin's."""
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at

@@ -11,6 +11,9 @@ from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
 
+Visibility = Literal["private", "team", "public"]
+VISIBILITIES: tuple[Visibility, ...] = ("private", "team", "public")
+
 __all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
 
 
@@ -42,6 +45,10 @@ class UpstreamSpec(Frozen):
     """How Bastion authenticates beyond `headers` (static headers / API keys need no more)."""
     credentials_error: str | None = None
     """Set when the stored (sealed) headers/env could not be opened; such an upstream is not connected."""
+    # Ownership: the owning team, the user who registered it, and who may see it (core/identity.py).
+    team: str | None = None
+    owner: str | None = None
+    visibility: Visibility = "private"
 
 
 class UpstreamState(Frozen):
@@ -100,6 +107,9 @@ class VirtualServerSpec(Frozen):
     prefix: PrefixMode = "always"
     policy: Policy | None = None
     rate_limits: RateLimits | None = None
+    team: str | None = None
+    owner: str | None = None
+    visibility: Visibility = "private"
 
 
 class RewrapReport(Frozen):

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
 from bastion.core.grants import authorize
+from bastion.core.identity import authorize_role
 from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.headers import BASE_HEADERS, Headers, with_headers
@@ -26,6 +27,8 @@ from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
 from bastion.web.resource_metadata import PREFIX, ResourceMetadata, metadata_response, metadata_server
 
 ANONYMOUS = Principal(id="local", kind="anonymous")
+# Reached without a token: signing in is how one gets a token (Origin is still checked).
+PUBLIC_PATHS = frozenset({"/api/v1/auth/login"})
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
@@ -71,7 +74,7 @@ async def admit(scope: Scope, verifier: Verifier | None, allowed_origins: Sequen
     origin = headers.get(b"origin")
     if origin is not None and not origin_allowed(origin.decode("latin-1"), allowed_origins):
         raise Forbidden("requests from this Origin are not allowed")
-    if verifier is None:
+    if verifier is None or scope["path"] in PUBLIC_PATHS:
         return ANONYMOUS
     authorization = headers.get(b"authorization")
     return await verifier.verify(authorization.decode("latin-1") if authorization else None, client_ip(scope))
@@ -106,6 +109,9 @@ async def admitted(
         principal = await admit(scope, verifier, allowed_origins)
         if principal.grants is not None:
             authorize(principal.grants, scope["method"], scope["path"])
+        # A user's session or token is limited by their role too (the admin token's role is admin).
+        if principal.role is not None and scope["path"] not in PUBLIC_PATHS:
+            authorize_role(principal.role, scope["method"], scope["path"])
     except BastionError as exc:
         response = problem_from(exc)
         presented = any(k == b"authorization" for k, _ in scope["headers"])
@@ -155,10 +161,12 @@ class BastionApp:
         ready: ReadinessCheck | None = None,
         headers: Headers = BASE_HEADERS,
         resource_metadata: ResourceMetadata | None = None,
+        may_use: Callable[[Principal, str], bool] | None = None,
     ) -> None:
         self.headers = headers
         self.resource_metadata = resource_metadata
         self.ready = ready
+        self.may_use = may_use
         self.rest = rest
         self.mcp = mcp
         self.verifier = verifier
@@ -196,7 +204,9 @@ class BastionApp:
         parts = path.split("/")  # ['', 'servers', name, tail, ...]
         name = parts[2] if len(parts) > 3 else ""
         tail = parts[3] if len(parts) > 3 else ""
-        if name not in self.mcp.known_servers():
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        invisible = self.may_use is not None and isinstance(principal, Principal) and not self.may_use(principal, name)
+        if name not in self.mcp.known_servers() or invisible:
             await problem_from(NotFound(f"virtual server {name!r} does not exist"))(scope, receive, send)
             return
         if tail == "mcp" and len(parts) == 4:

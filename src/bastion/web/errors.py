@@ -9,7 +9,7 @@ from typing import Any
 from mcp import MCPError
 from starlette.responses import Response
 
-from bastion.core.errors import BastionError, RateLimited, UpstreamRpcError
+from bastion.core.errors import BastionError, TooManyRequests, UpstreamRpcError
 
 log = logging.getLogger("bastion.web")
 
@@ -24,7 +24,8 @@ def problem(status: int, title: str, detail: str, headers: dict[str, str] | None
 
 def problem_from(exc: BastionError) -> Response:
     extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list)}
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    retry_after = exc.extra.get("retry_after") if isinstance(exc, TooManyRequests) else None
+    headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else None
     return problem(exc.http_status, exc.title, exc.detail, headers, **extra)
 
 

@@ -64,6 +64,9 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         isolation=row.isolation,
         enabled=row.enabled,
         **open_row(envelope, row),
+        team=row.team,
+        owner=row.owner,
+        visibility=row.visibility,
     )
     state = UpstreamState(
         status=row.status,
@@ -87,6 +90,9 @@ def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
         "isolation": spec.isolation,
         "enabled": spec.enabled,
         **sealed_values(envelope, spec),
+        "team": spec.team,
+        "owner": spec.owner,
+        "visibility": spec.visibility,
     }
 
 
@@ -119,6 +125,9 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         upstreams=tuple(row.upstreams),
         policy=Policy.model_validate(row.policy) if row.policy is not None else None,
         rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
+        team=row.team,
+        owner=row.owner,
+        visibility=row.visibility,
     )
 
 
@@ -134,6 +143,7 @@ def _token_from_row(row: Any) -> ApiToken:
         revoked_at=_aware(row.revoked_at),
         last_used_at=_aware(row.last_used_at),
         last_used_ip=row.last_used_ip,
+        user=row.user_id,
     )
 
 
@@ -145,8 +155,11 @@ class SqlConfigRepo:
         self.engine = engine
         self.envelope = envelope
 
-    async def _upstream_id(self, conn: AsyncConnection, name: str) -> int:
-        found = (await conn.execute(select(upstreams.c.id).where(upstreams.c.name == name))).scalar()
+    async def _upstream_id(self, conn: AsyncConnection, name: str, *, lock: bool = False) -> int:
+        query = select(upstreams.c.id).where(upstreams.c.name == name)
+        # FOR UPDATE (PostgreSQL; SQLite serialises writers anyway) so two concurrent replacements of
+        # one upstream's items take turns instead of both inserting after both deleted.
+        found = (await conn.execute(query.with_for_update() if lock else query)).scalar()
         if found is None:
             raise NotFound(f"upstream {name!r} does not exist")
         return int(found)
@@ -196,7 +209,7 @@ class SqlConfigRepo:
         """Replace an upstream's discovered items, keeping operator overrides of items that remain."""
         now = _now()
         async with self.engine.begin() as conn:
-            upstream_id = await self._upstream_id(conn, upstream)
+            upstream_id = await self._upstream_id(conn, upstream, lock=True)
             old_rows = await conn.execute(select(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
             old = {(r.kind, r.key): r for r in old_rows}
             merged = []
@@ -278,6 +291,9 @@ class SqlConfigRepo:
             "upstreams": list(spec.upstreams),
             "policy": spec.policy.model_dump(mode="json") if spec.policy is not None else None,
             "rate_limits": spec.rate_limits.model_dump(exclude_none=True) if spec.rate_limits else None,
+            "team": spec.team,
+            "owner": spec.owner,
+            "visibility": spec.visibility,
             "updated_at": now,
         }
         try:
@@ -318,6 +334,7 @@ class SqlConfigRepo:
             "ip_allow": list(token.ip_allow),
             "created_at": token.created_at,
             "expires_at": token.expires_at,
+            "user_id": token.user,
         }
         try:
             async with self.engine.begin() as conn:

@@ -42,6 +42,9 @@ upstreams = Table(
     Column("server_name", Text),
     Column("server_version", Text),
     Column("protocol_version", String(32)),
+    Column("team", String(63)),
+    Column("owner", String(36)),
+    Column("visibility", String(8), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -75,6 +78,9 @@ virtual_servers = Table(
     Column("upstreams", JSON, nullable=False),
     Column("policy", JSON, nullable=True),
     Column("rate_limits", JSON),
+    Column("team", String(63)),
+    Column("owner", String(36)),
+    Column("visibility", String(8), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -100,4 +106,41 @@ api_tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
     Column("last_used_ip", String(64)),
+    Column("user_id", String(36), index=True),  # no FK: see migration 0004
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+team_members = Table(
+    "team_members",
+    metadata,
+    Column("team", String(63), ForeignKey("teams.name", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+)
+
+user_sessions = Table(
+    "user_sessions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )

@@ -7,8 +7,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion.control.gateway import Gateway
-from bastion.core.errors import BadRequest
+from bastion.core.errors import BadRequest, NotFound
+from bastion.core.identity import can_see
 from bastion.core.models import CatalogItem, ItemKind
+from bastion.pipeline.context import Principal
+from bastion.web.rest.access import editable, principal_of
 from bastion.web.rest.common import item_json, read_json, require_object
 
 _COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
@@ -43,24 +46,41 @@ def _apply_patch(item: CatalogItem, body: dict[str, object]) -> CatalogItem:
 
 
 def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
+    def visible(principal: Principal, item: CatalogItem) -> bool:
+        upstream = gateway.snapshot.upstreams.get(item.upstream)
+        return upstream is not None and can_see(principal, upstream.spec)
+
+    def find(request: Request, kind: ItemKind) -> CatalogItem:
+        name = request.path_params["name"]
+        item = gateway.find_item(kind, name)
+        if not visible(principal_of(request), item):
+            raise NotFound(f"{kind.replace('_', ' ')} {name!r} does not exist in the catalog")
+        return item
+
     routes = []
     for collection, kinds in _COLLECTIONS.items():
 
         async def list_items(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
+            principal = principal_of(request)
             query = request.query_params.get("q", "").strip()
             upstream = request.query_params.get("upstream")
             items = [
                 item_json(i)
                 for i in gateway.snapshot.items
-                if i.kind in kinds and (not upstream or i.upstream == upstream) and (not query or _matches(i, query))
+                if i.kind in kinds
+                and (not upstream or i.upstream == upstream)
+                and (not query or _matches(i, query))
+                and visible(principal, i)
             ]
             return JSONResponse({"items": items})
 
         async def get(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
-            return JSONResponse(item_json(gateway.find_item(kinds[0], request.path_params["name"])))
+            return JSONResponse(item_json(find(request, kinds[0])))
 
         async def patch(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
-            item = gateway.find_item(kinds[0], request.path_params["name"])
+            item = find(request, kinds[0])
+            owner = gateway.snapshot.upstreams[item.upstream].spec
+            editable(principal_of(request), owner, f"upstream {item.upstream!r}")
             body = require_object(await read_json(request, max_body))
             updated = await gateway.update_item(_apply_patch(item, body))
             return JSONResponse(item_json(updated))

@@ -68,6 +68,9 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[st
         "server_info": {"name": state.server_name, "version": state.server_version},
         "protocol_version": state.protocol_version,
         "counts": counts(items, spec.name),
+        "team": spec.team,
+        "owner": spec.owner,
+        "visibility": spec.visibility,
     }
 
 
@@ -123,4 +126,7 @@ def server_json(spec: VirtualServerSpec, view: ServerView | None, base_url: str,
         "sse_url": f"{base_url}/servers/{spec.name}/sse",
         "exposed": exposed,
         "problems": list(problems),
+        "team": spec.team,
+        "owner": spec.owner,
+        "visibility": spec.visibility,
     }

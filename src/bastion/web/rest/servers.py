@@ -11,10 +11,14 @@ from starlette.routing import Route
 
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import describe_validation
+from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest, NotFound
+from bastion.core.identity import can_see
 from bastion.core.models import PrefixMode, VirtualServerSpec
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.pipeline.context import Principal
+from bastion.web.rest.access import TeamExists, editable, ownership, principal_of
 from bastion.web.rest.common import read_json, require_object, server_json
 
 
@@ -50,7 +54,26 @@ def _spec(body: dict[str, Any]) -> VirtualServerSpec:
     )
 
 
-def server_routes(gateway: Gateway, max_body: int, base_url: str) -> list[Route]:
+def _check_sources(gateway: Gateway, principal: Principal, spec: VirtualServerSpec) -> None:
+    """A server may only draw on upstreams its author can see; others are answered as unknown."""
+    upstreams = gateway.snapshot.upstreams
+    of_item = {i.gateway_name: i.upstream for i in gateway.snapshot.items}
+    named = [*spec.upstreams, *(of_item.get(n, "") for n in (*spec.tools, *spec.prompts, *spec.resources))]
+    for name in named:
+        upstream = upstreams.get(name)
+        if upstream is not None and not can_see(principal, upstream.spec):
+            raise BadRequest("the server names an upstream or item that does not exist")
+
+
+def server_routes(
+    gateway: Gateway, max_body: int, base_url: str, team_exists: TeamExists | None = None
+) -> list[Route]:
+    def visible(request: Request, name: str) -> ServerView:
+        view = gateway.snapshot.servers.get(name)
+        if view is None or not can_see(principal_of(request), view.spec):
+            raise NotFound(f"virtual server {name!r} does not exist")
+        return view
+
     def show(name: str) -> dict[str, Any]:
         snap = gateway.snapshot
         view = snap.servers.get(name)
@@ -59,29 +82,42 @@ def server_routes(gateway: Gateway, max_body: int, base_url: str) -> list[Route]
         return server_json(view.spec, view, base_url, snap.problems.get(name, ()))
 
     async def list_servers(request: Request) -> Response:
-        return JSONResponse({"items": [show(name) for name in sorted(gateway.snapshot.servers)]})
+        principal = principal_of(request)
+        names = [n for n, v in sorted(gateway.snapshot.servers.items()) if can_see(principal, v.spec)]
+        return JSONResponse({"items": [show(name) for name in names]})
 
     async def create(request: Request) -> Response:
-        spec = _spec(require_object(await read_json(request, max_body)))
+        principal = principal_of(request)
+        body = require_object(await read_json(request, max_body))
+        owned = await ownership(principal, body, team_exists)
+        spec = _spec(body).model_copy(update=owned)
+        _check_sources(gateway, principal, spec)
         await gateway.save_server(spec, create=True)
         return JSONResponse(show(spec.name), status_code=201)
 
     async def get(request: Request) -> Response:
-        return JSONResponse(show(request.path_params["name"]))
+        return JSONResponse(show(visible(request, request.path_params["name"]).spec.name))
 
     async def patch(request: Request) -> Response:
+        principal = principal_of(request)
         name = request.path_params["name"]
+        current = visible(request, name).spec
+        editable(principal, current, f"virtual server {name!r}")
         old = show(name)
         body = require_object(await read_json(request, max_body))
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
+        owned = await ownership(principal, body, team_exists, current)
         keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits")
-        spec = _spec({"name": name, **{k: old[k] for k in keys}, **body})
+        spec = _spec({"name": name, **{k: old[k] for k in keys}, **body}).model_copy(update=owned)
+        _check_sources(gateway, principal, spec)
         await gateway.save_server(spec, create=False)
         return JSONResponse(show(name))
 
     async def delete(request: Request) -> Response:
-        await gateway.delete_server(request.path_params["name"])
+        name = request.path_params["name"]
+        editable(principal_of(request), visible(request, name).spec, f"virtual server {name!r}")
+        await gateway.delete_server(name)
         return Response(status_code=204)
 
     return [

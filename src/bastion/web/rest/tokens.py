@@ -1,7 +1,11 @@
-"""REST: /api/v1/tokens — create (secret shown once), list and revoke scoped API tokens. Admin only."""
+"""REST: /api/v1/tokens — create (secret shown once), list and revoke scoped API tokens.
+
+The admin token and admin users manage every token; a signed-in user manages their own, which act
+for them and never beyond their rights. API tokens never manage tokens."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -11,8 +15,9 @@ from starlette.routing import Route
 from bastion.control.tokens import ApiTokens
 from bastion.core.errors import Forbidden
 from bastion.core.grants import ApiToken
+from bastion.core.identity import is_admin
 from bastion.pipeline.context import Principal
-from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
+from bastion.web.rest.access import principal_of
 from bastion.web.rest.common import read_json, require_object
 
 
@@ -29,31 +34,40 @@ def token_json(token: ApiToken) -> dict[str, Any]:
         "revoked": token.revoked_at is not None,
         "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
         "last_used_ip": token.last_used_ip,
+        "user": token.user,
     }
 
 
-def _require_admin(request: Request) -> None:
+def _manager(request: Request) -> Principal:
     # The edge already keeps API tokens out of /api/v1/tokens; this holds even if that changes.
-    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
-    if not isinstance(principal, Principal) or principal.kind != "admin":
-        raise Forbidden("only the admin token can manage API tokens", missing="admin")
+    principal = principal_of(request)
+    if principal.kind not in ("admin", "user"):
+        raise Forbidden("only the admin token or a signed-in user can manage API tokens", missing="admin")
+    return principal
 
 
-def token_routes(tokens: ApiTokens, max_body: int) -> list[Route]:
+ServerAccess = Callable[[Principal, str], bool]
+
+
+def token_routes(tokens: ApiTokens, max_body: int, may_use: ServerAccess = lambda _p, _s: True) -> list[Route]:
     async def create(request: Request) -> Response:
-        _require_admin(request)
-        token, secret = await tokens.create(require_object(await read_json(request, max_body)))
+        principal = _manager(request)
+        body = require_object(await read_json(request, max_body))
+        token, secret = await tokens.create(
+            body, user=principal.user, viewer=principal.role == "viewer", may_use=lambda s: may_use(principal, s)
+        )
         # no-store: the one response that carries the secret must not linger in any cache.
         headers = {"Cache-Control": "no-store"}
         return JSONResponse({**token_json(token), "token": secret}, status_code=201, headers=headers)
 
     async def list_tokens(request: Request) -> Response:
-        _require_admin(request)
-        return JSONResponse({"items": [token_json(t) for t in await tokens.list()]})
+        principal = _manager(request)
+        found = await tokens.list(user=principal.user, every=is_admin(principal))
+        return JSONResponse({"items": [token_json(t) for t in found]})
 
     async def revoke(request: Request) -> Response:
-        _require_admin(request)
-        await tokens.revoke(request.path_params["id"])
+        principal = _manager(request)
+        await tokens.revoke(request.path_params["id"], user=principal.user, every=is_admin(principal))
         return Response(status_code=204)
 
     return [

@@ -12,12 +12,17 @@ from starlette.routing import Route
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.models import Discovery, UpstreamSpec
+from bastion.core.identity import can_see
+from bastion.core.models import Discovery, Upstream, UpstreamSpec
+from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
-_PATCHABLE = {"transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled"}
+_PATCHABLE = {
+    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled", "team", "visibility"
+}
 _SECRET_FIELDS = {"headers", "env", "auth"}
+_OWNERSHIP = ("team", "owner", "visibility")
 
 
 def _keep_client_secret(body: dict[str, Any], old: UpstreamSpec) -> dict[str, Any]:
@@ -36,30 +41,42 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
     return out
 
 
-def upstream_routes(gateway: Gateway, max_body: int) -> list[Route]:
+def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
     def show(name: str) -> dict[str, Any]:
         snap = gateway.snapshot
-        return upstream_json(gateway._upstream(name), snap.items)  # noqa: SLF001
+        return upstream_json(gateway._upstream(name), snap.items)
+
+    def editable_upstream(request: Request) -> Upstream:
+        """The named upstream, 404 if the caller cannot see it, 403 if they may not change it."""
+        principal = principal_of(request)
+        upstream = visible_upstream(principal, gateway.snapshot.upstreams, request.path_params["name"])
+        editable(principal, upstream.spec, f"upstream {upstream.spec.name!r}")
+        return upstream
 
     async def list_upstreams(request: Request) -> Response:
+        principal = principal_of(request)
         snap = gateway.snapshot
-        return JSONResponse({"items": [upstream_json(u, snap.items) for u in snap.upstreams.values()]})
+        shown = [upstream_json(u, snap.items) for u in snap.upstreams.values() if can_see(principal, u.spec)]
+        return JSONResponse({"items": shown})
 
     async def create(request: Request) -> Response:
-        spec = parse_upstream(require_object(await read_json(request, max_body)))
+        body = require_object(await read_json(request, max_body))
+        owned = await ownership(principal_of(request), body, team_exists)
+        spec = parse_upstream(body).model_copy(update=owned)
         _, discovery = await gateway.register_upstream(spec)
         return JSONResponse({**show(spec.name), "discovered": _discovered(discovery)}, status_code=201)
 
     async def get(request: Request) -> Response:
+        visible_upstream(principal_of(request), gateway.snapshot.upstreams, request.path_params["name"])
         return JSONResponse(show(request.path_params["name"]))
 
     async def patch(request: Request) -> Response:
         name = request.path_params["name"]
+        old = editable_upstream(request).spec
         body = require_object(await read_json(request, max_body))
         unknown = set(body) - _PATCHABLE
         if unknown:
             raise BadRequest(f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(sorted(_PATCHABLE))}")
-        old = gateway._upstream(name).spec  # noqa: SLF001
         if old.credentials_error is not None and not _SECRET_FIELDS & set(body):
             # Saving now would silently drop the credentials that no longer open.
             raise Conflict(
@@ -67,25 +84,27 @@ def upstream_routes(gateway: Gateway, max_body: int) -> list[Route]:
                 "anew to replace them"
             )
         body = _keep_client_secret(body, old)
-        merged = old.model_dump(exclude={"credentials_error"}) | {"args": list(old.args)} | body
+        owned = await ownership(principal_of(request), body, team_exists, old)
+        merged = old.model_dump(exclude={"credentials_error", *_OWNERSHIP}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:
             # The other transport's fields no longer apply unless given anew.
             stale = ("url", "headers", "auth") if body["transport"] == "stdio" else ("command", "args", "env")
             merged |= {key: _EMPTY[key] for key in stale if key not in body}
         try:
-            spec = to_spec(UpstreamInput.model_validate(merged))
+            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update=owned)
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
         await gateway.update_upstream(spec)
         return JSONResponse(show(name))
 
     async def delete(request: Request) -> Response:
+        editable_upstream(request)
         force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
         await gateway.delete_upstream(request.path_params["name"], force=force)
         return Response(status_code=204)
 
     async def refresh(request: Request) -> Response:
-        name = request.path_params["name"]
+        name = editable_upstream(request).spec.name
         discovery = await gateway.refresh_upstream(name)
         return JSONResponse({**show(name), "discovered": _discovered(discovery)})
 

@@ -1,14 +1,14 @@
 """Per-tool policy on virtual servers (ordered allow/deny rules), stored as JSON; NULL is no policy.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,83 @@
+"""`bastion users ...`: create and list users. With no token (before any server runs), `create`
+writes straight to the database at BASTION_DATABASE_URL, which is how the first admin is made."""
+
+from __future__ import annotations
+
+import click
+
+from bastion.cli.http import Api, api_command, connection_options, fail
+from bastion.cli.login import read_password
+from bastion.cli.output import Column, emit, items_of
+
+ROLES = ("admin", "developer", "viewer")
+LIST_COLUMNS: list[Column] = ["id", "email", "role", "active", "teams"]
+
+
+@click.group("users")
+@connection_options
+def users() -> None:
+    """Manage users (admins only)."""
+
+
+async def _create_in_database(email: str, password: str, role: str) -> dict[str, object]:
+    from bastion.auth.passwords import Passwords
+    from bastion.config import Settings
+    from bastion.control.users import Users
+    from bastion.store.sql.identity import SqlIdentityRepo
+    from bastion.store.sql.migrate import upgrade
+    from bastion.store.sql.repo import make_engine
+    from bastion.web.rest.users import user_json
+
+    engine = make_engine(Settings().database_url)
+    try:
+        await upgrade(engine)
+        user = await Users(SqlIdentityRepo(engine), Passwords()).add(email, password, role)  # type: ignore[arg-type]
+        return user_json(user)
+    finally:
+        await engine.dispose()
+
+
+def _direct(email: str, password: str, role: str) -> dict[str, object]:
+    import anyio
+
+    from bastion.cli.errors import sole_exception
+    from bastion.core.errors import BastionError
+
+    try:
+        return anyio.run(_create_in_database, email, password, role)
+    except BaseException as exc:  # noqa: BLE001 - reported as one line, never a traceback
+        inner = sole_exception(exc)
+        if isinstance(inner, BastionError):
+            fail(inner.detail)
+        if isinstance(inner, KeyboardInterrupt | SystemExit):
+            raise
+        fail(f"cannot write to the database ({type(inner).__name__})")
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--admin", is_flag=True, help="Make the user an admin (same as --role admin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin instead of prompting.")
+@click.option(
+    "--direct", is_flag=True, help="Write to BASTION_DATABASE_URL, not a server (automatic with no token or session)."
+)
+@api_command
+def create(email: str, role: str, admin: bool, password_stdin: bool, direct: bool, api: Api) -> None:
+    """Create a user."""
+    role = "admin" if admin else role
+    password = read_password(password_stdin, confirm=True)
+    if direct or api.token is None:
+        click.echo("No token given: writing to the database at BASTION_DATABASE_URL directly.", err=True)
+        created = _direct(email, password, role)
+    else:
+        created = api.post("/api/v1/users", {"email": email, "password": password, "role": role})
+    emit(created, as_json=api.as_json, title=f"User {email}")
+
+
+@users.command("list")
+@api_command
+def list_users(api: Api) -> None:
+    """List users."""
+    data = api.get("/api/v1/users")
+    emit(data if api.as_json else items_of(data), as_json=api.as_json, columns=LIST_COLUMNS, title="users")

@@ -1,0 +1,178 @@
+"""The SQL IdentityRepo: users, teams, memberships and sessions (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bastion.core.errors import Conflict, NotFound
+from bastion.core.identity import Role, Team, User
+from bastion.core.ports import Session
+from bastion.store.sql.repo import _aware, _utc
+from bastion.store.sql.tables import api_tokens, team_members, teams, user_sessions, users
+
+
+async def _memberships(conn: AsyncConnection, user_ids: list[str] | None = None) -> dict[str, list[str]]:
+    query = select(team_members).order_by(team_members.c.team)
+    if user_ids is not None:
+        query = query.where(team_members.c.user_id.in_(user_ids))
+    out: dict[str, list[str]] = defaultdict(list)
+    for row in await conn.execute(query):
+        out[row.user_id].append(row.team)
+    return out
+
+
+def _user(row: Any, teams_of: dict[str, list[str]]) -> User:
+    return User(
+        id=row.id,
+        email=row.email,
+        role=row.role,
+        active=row.active,
+        teams=tuple(teams_of.get(row.id, ())),
+        created_at=_utc(row.created_at),
+    )
+
+
+class SqlIdentityRepo:
+    """IdentityRepo over an AsyncEngine. Every method is one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_user(self, user: User, password_hash: str) -> None:
+        values = {
+            "id": user.id,
+            "email": user.email,
+            "password_hash": password_hash,
+            "role": user.role,
+            "active": user.active,
+            "created_at": user.created_at,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(users).values(**values))
+        except IntegrityError:
+            raise Conflict("a user with this email already exists") from None
+
+    async def list_users(self) -> list[User]:
+        async with self.engine.connect() as conn:
+            rows = list(await conn.execute(select(users).order_by(users.c.email)))
+            teams_of = await _memberships(conn)
+        return [_user(r, teams_of) for r in rows]
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+            return _user(row, await _memberships(conn, [user_id])) if row is not None else None
+
+    async def find_login(self, email: str) -> tuple[User, str] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.email == email))).first()
+            if row is None:
+                return None
+            return _user(row, await _memberships(conn, [row.id])), str(row.password_hash)
+
+    async def update_user(
+        self, user_id: str, *, role: Role | None = None, active: bool | None = None, password_hash: str | None = None
+    ) -> User:
+        asked = {"role": role, "active": active, "password_hash": password_hash}
+        changes = {k: v for k, v in asked.items() if v is not None}
+        async with self.engine.begin() as conn:
+            if changes:
+                result = await conn.execute(update(users).where(users.c.id == user_id).values(**changes))
+                if result.rowcount == 0:
+                    raise NotFound(f"user {user_id!r} does not exist")
+        found = await self.get_user(user_id)
+        if found is None:
+            raise NotFound(f"user {user_id!r} does not exist")
+        return found
+
+    async def delete_user(self, user_id: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
+            await conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user_id))
+            await conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
+            result = await conn.execute(delete(users).where(users.c.id == user_id))
+            if result.rowcount == 0:
+                raise NotFound(f"user {user_id!r} does not exist")
+
+    async def create_team(self, team: Team) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(teams).values(name=team.name, created_at=team.created_at))
+        except IntegrityError:
+            raise Conflict(f"team {team.name!r} already exists") from None
+
+    async def list_teams(self) -> list[Team]:
+        async with self.engine.connect() as conn:
+            rows = list(await conn.execute(select(teams).order_by(teams.c.name)))
+            members: dict[str, list[str]] = defaultdict(list)
+            for m in await conn.execute(select(team_members).order_by(team_members.c.user_id)):
+                members[m.team].append(m.user_id)
+        return [Team(name=r.name, members=tuple(members[r.name]), created_at=_utc(r.created_at)) for r in rows]
+
+    async def get_team(self, name: str) -> Team | None:
+        return next((t for t in await self.list_teams() if t.name == name), None)
+
+    async def delete_team(self, name: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(team_members).where(team_members.c.team == name))
+            result = await conn.execute(delete(teams).where(teams.c.name == name))
+            if result.rowcount == 0:
+                raise NotFound(f"team {name!r} does not exist")
+
+    async def add_member(self, team: str, user_id: str) -> None:
+        async with self.engine.begin() as conn:
+            if (await conn.execute(select(teams.c.name).where(teams.c.name == team))).first() is None:
+                raise NotFound(f"team {team!r} does not exist")
+            if (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is None:
+                raise NotFound(f"user {user_id!r} does not exist")
+            found = select(team_members).where(team_members.c.team == team, team_members.c.user_id == user_id)
+            if (await conn.execute(found)).first() is None:
+                await conn.execute(insert(team_members).values(team=team, user_id=user_id))
+
+    async def remove_member(self, team: str, user_id: str) -> None:
+        async with self.engine.begin() as conn:
+            where = (team_members.c.team == team, team_members.c.user_id == user_id)
+            if (await conn.execute(delete(team_members).where(*where))).rowcount == 0:
+                raise NotFound(f"user {user_id!r} is not a member of team {team!r}")
+
+    async def create_session(self, session: Session, token_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(user_sessions).values(
+                    id=session.id,
+                    user_id=session.user,
+                    token_hash=token_hash,
+                    created_at=session.created_at,
+                    expires_at=session.expires_at,
+                )
+            )
+
+    async def get_session_by_hash(self, token_hash: str) -> Session | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(user_sessions).where(user_sessions.c.token_hash == token_hash))).first()
+        if row is None:
+            return None
+        return Session(row.id, row.user_id, _utc(row.created_at), _utc(row.expires_at), _aware(row.revoked_at))
+
+    async def revoke_session(self, session_id: str, at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(user_sessions)
+                .where(user_sessions.c.id == session_id, user_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+
+    async def revoke_user_sessions(self, user_id: str, at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(user_sessions)
+                .where(user_sessions.c.user_id == user_id, user_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )

@@ -1,0 +1,66 @@
+"""REST: /api/v1/users — admins create, list, inspect, change (role, active, password) and delete users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bastion.control.users import Users
+from bastion.core.errors import Forbidden
+from bastion.core.identity import User, is_admin
+from bastion.web.rest.access import principal_of
+from bastion.web.rest.common import read_json, require_object
+
+
+def user_json(user: User) -> dict[str, Any]:
+    """A user as the API shows it: never a password or its hash."""
+    return {
+        "id": user.id,
+        "email": user.email,
+        "role": user.role,
+        "active": user.active,
+        "teams": list(user.teams),
+        "created_at": user.created_at.isoformat(),
+    }
+
+
+def _require_admin(request: Request) -> None:
+    # The edge's role gate already keeps non-admins out; this holds even if that changes.
+    if not is_admin(principal_of(request)):
+        raise Forbidden("only admins manage users", missing="role:admin")
+
+
+def user_routes(users: Users, max_body: int) -> list[Route]:
+    async def create(request: Request) -> Response:
+        _require_admin(request)
+        user = await users.create(require_object(await read_json(request, max_body)))
+        return JSONResponse(user_json(user), status_code=201)
+
+    async def list_users(request: Request) -> Response:
+        _require_admin(request)
+        return JSONResponse({"items": [user_json(u) for u in await users.list()]})
+
+    async def get(request: Request) -> Response:
+        _require_admin(request)
+        return JSONResponse(user_json(await users.get(request.path_params["id"])))
+
+    async def patch(request: Request) -> Response:
+        _require_admin(request)
+        body = require_object(await read_json(request, max_body))
+        return JSONResponse(user_json(await users.patch(request.path_params["id"], body)))
+
+    async def delete(request: Request) -> Response:
+        _require_admin(request)
+        await users.delete(request.path_params["id"])
+        return Response(status_code=204)
+
+    return [
+        Route("/api/v1/users", list_users, methods=["GET"]),
+        Route("/api/v1/users", create, methods=["POST"]),
+        Route("/api/v1/users/{id}", get, methods=["GET"]),
+        Route("/api/v1/users/{id}", patch, methods=["PATCH"]),
+        Route("/api/v1/users/{id}", delete, methods=["DELETE"]),
+    ]
