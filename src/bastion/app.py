@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
@@ -19,9 +20,13 @@ from bastion.auth.tokens import TokenVerifier, load_admin_token
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.tokens import ApiTokens
+from bastion.core.ports import SessionStore
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.events import MemoryEventStore
+from bastion.store.sessions.keys import SessionKeys
+from bastion.store.sessions.memory import MemorySessionStore
+from bastion.store.sessions.redis import RedisEventStore, RedisSessionStore
 from bastion.store.sql.migrate import schema_is_current, upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
@@ -33,6 +38,8 @@ from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.tokens import token_routes
 from bastion.web.rest.upstreams import upstream_routes
+from bastion.web.sdk_sessions import EventsFor
+from bastion.web.shared_sessions import SharedSessions
 
 
 @dataclass
@@ -71,10 +78,20 @@ def state_key(settings: Settings) -> bytes:
     return key
 
 
+def session_stores(settings: Settings, keys: SessionKeys, redis: Redis | None) -> tuple[SessionStore, EventsFor]:
+    """Where 2025-11-25 session records and their resumable events live: Redis when configured
+    (any replica serves any session), else this process."""
+    if redis is not None:
+        events = RedisEventStore(redis, settings.redis_prefix, keys, ttl=settings.session_idle_ttl)
+        return RedisSessionStore(redis, settings.redis_prefix, keys, settings.session_idle_ttl), events.for_session
+    return MemorySessionStore(keys, settings.session_idle_ttl), MemoryEventStore().for_session
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
     engine = make_engine(settings.database_url, settings.database_pool_size)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         await upgrade(engine)
         repo = SqlConfigRepo(engine)
@@ -101,7 +118,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             gateway = Gateway(repo, pool, runner, health_interval=settings.health_interval)
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
-            bridge = Bridge(pool, Sealer(state_key(settings)), runner.spawn, settings.held_call_ttl)
+            key = state_key(settings)
+            bridge = Bridge(pool, Sealer(key), runner.spawn, settings.held_call_ttl)
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
@@ -110,8 +128,18 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 page_size=settings.page_size,
                 bridge=bridge,
             )
+            session_keys = SessionKeys(key)
+            session_store, events_for = session_stores(settings, session_keys, redis)
+            shared = SharedSessions(
+                session_store,
+                session_keys,
+                lambda name: gateway.current().servers.get(name),
+                pool,
+                settings.session_idle_ttl,
+            )
+            runner.spawn("session-changes", session_store.watch, shared.on_change, shared.on_relayed)
             front = McpFront(
-                pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore(), subscriber=pool
+                pipeline, runner, gateway.current, settings.max_body_bytes, events_for, subscriber=pool, shared=shared
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
@@ -134,6 +162,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     finally:
         with anyio.CancelScope(shield=True):
             await engine.dispose()
+            if redis is not None:
+                await redis.aclose()
 
 
 StartedHook = Callable[[Bastion], Awaitable[None]]

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
         "none by default, so no local process can claim another client address",
     )
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
+    redis_url: str | None = Field(
+        default=None, description="Redis shared by all replicas (redis://host:6379/0); unset: in-process state only"
+    )
+    redis_prefix: str = Field(default="bastion", description="Prefix of every Redis key and channel Bastion uses")
+    session_idle_ttl: float = Field(
+        default=1800.0, gt=0, description="Seconds a 2025-11-25 session may go unused before it expires, s"
+    )
     log_level: str = "INFO"
 
     @property
