@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import httpx2
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
@@ -31,12 +32,15 @@ from bastion.control.users import Users
 from bastion.core.errors import ServiceUnavailable
 from bastion.core.identity import can_see
 from bastion.core.netguard import parse_networks
-from bastion.core.ports import ChangeFeed, Leadership, RateLimiter, Readiness, Revocations
+from bastion.core.ports import ChangeFeed, Leadership, RateLimiter, Readiness, Revocations, SessionStore
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.pipeline.context import Principal
 from bastion.store.events import MemoryEventStore
 from bastion.store.memory import AlwaysLeader, LocalChangeFeed, MemoryRateLimiter, MemoryRevocations
+from bastion.store.sessions.keys import SessionKeys
+from bastion.store.sessions.memory import MemorySessionStore
+from bastion.store.sessions.redis import RedisEventStore, RedisSessionStore
 from bastion.store.shared.client import RedisReadiness, make_redis
 from bastion.store.shared.feed import RedisChangeFeed
 from bastion.store.shared.leader import RedisLeadership
@@ -63,6 +67,8 @@ from bastion.web.rest.tokens import token_routes
 from bastion.web.rest.upstreams import upstream_routes
 from bastion.web.rest.users import user_routes
 from bastion.web.rest.vault import vault_routes
+from bastion.web.sdk_sessions import EventsFor
+from bastion.web.shared_sessions import SharedSessions
 
 
 @dataclass
@@ -187,11 +193,21 @@ def server_access(gateway: Gateway) -> Callable[[Principal, str], bool]:
     return may_use
 
 
+def session_stores(settings: Settings, keys: SessionKeys, redis: Redis | None) -> tuple[SessionStore, EventsFor]:
+    """Where 2025-11-25 session records and their resumable events live: Redis when configured
+    (any replica serves any session), else this process."""
+    if redis is not None:
+        events = RedisEventStore(redis, settings.redis_prefix, keys, ttl=settings.session_idle_ttl)
+        return RedisSessionStore(redis, settings.redis_prefix, keys, settings.session_idle_ttl), events.for_session
+    return MemorySessionStore(keys, settings.session_idle_ttl), MemoryEventStore().for_session
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
     envelope = Envelope(vault_key_ring(settings))
     engine = make_engine(settings.database_url, settings.database_pool_size)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         await upgrade(engine)
         repo = SqlConfigRepo(engine, envelope)
@@ -236,7 +252,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
-            bridge = Bridge(pool, Sealer(state_key(settings)), runner.spawn, settings.held_call_ttl)
+            key = state_key(settings)
+            bridge = Bridge(pool, Sealer(key), runner.spawn, settings.held_call_ttl)
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
@@ -247,8 +264,18 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 limiter=shared.limiter,
                 limits=settings.rate_limits,
             )
+            session_keys = SessionKeys(key)
+            session_store, events_for = session_stores(settings, session_keys, redis)
+            sessions = SharedSessions(
+                session_store,
+                session_keys,
+                lambda name: gateway.current().servers.get(name),
+                pool,
+                settings.session_idle_ttl,
+            )
+            runner.spawn("session-changes", session_store.watch, sessions.on_change, sessions.on_relayed)
             front = McpFront(
-                pipeline, runner, gateway.current, settings.max_body_bytes, MemoryEventStore(), subscriber=pool
+                pipeline, runner, gateway.current, settings.max_body_bytes, events_for, subscriber=pool, shared=sessions
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
@@ -310,6 +337,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     finally:
         with anyio.CancelScope(shield=True):
             await engine.dispose()
+            if redis is not None:
+                await redis.aclose()
 
 
 StartedHook = Callable[[Bastion], Awaitable[None]]

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     )
     oidc_role_claim: str = Field(default="bastion_role", description="Claim with the user's role (admin|developer|viewer)")
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
+    session_idle_ttl: float = Field(
+        default=1800.0, gt=0, description="Seconds a 2025-11-25 session may go unused before it expires, s"
+    )
     log_level: str = "INFO"
     vault_key: SecretStr | None = Field(
         default=None,

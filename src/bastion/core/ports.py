@@ -205,3 +205,57 @@ class LoginThrottle(Protocol):
         ...
     async def failed(self, account: str, ip: str | None) -> None: ...
     async def succeeded(self, account: str, ip: str | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """Finds a 2025-11-25 session's record: its id and a keyed hash of the caller's bearer token,
+    so the id alone neither finds nor opens it."""
+
+    session_id: str
+    token_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """What any replica needs to serve the next request of a 2025-11-25 session."""
+
+    server: str
+    """The virtual server the session was opened on; it serves no other."""
+    protocol_version: str
+    client_info: dict[str, Any]
+    capabilities: dict[str, Any]
+    owner: str | None
+    """The principal id that opened the session."""
+    created: float
+    last_seen: float
+    log_level: str | None = None
+    subscriptions: tuple[str, ...] = ()
+
+
+SessionChanged = Callable[[str], Awaitable[None]]
+"""Told the address (see `SessionStore.address`) of a record some replica changed or deleted."""
+SessionRelayed = Callable[[str, bytes], Awaitable[None]]
+"""Told a session's address and a (sealed) message another replica relayed for it."""
+
+
+class SessionStore(Protocol):
+    """Sealed 2025-11-25 session records shared by every replica, expiring when idle."""
+
+    def address(self, key: SessionKey) -> str:
+        """An opaque name of the record, the same on every replica; reveals neither id nor token."""
+        ...
+
+    async def load(self, key: SessionKey) -> SessionRecord | None: ...
+    async def save(self, key: SessionKey, record: SessionRecord) -> None: ...
+    async def touch(self, key: SessionKey) -> None: ...
+    async def delete(self, key: SessionKey) -> None: ...
+
+    async def relay(self, address: str, payload: bytes) -> None:
+        """Hand `payload` to every replica (the one holding the session at `address` takes it)."""
+        ...
+
+    async def watch(self, on_change: SessionChanged, on_relayed: SessionRelayed) -> None:
+        """Call `on_change` for records other replicas save or delete, and `on_relayed` for messages
+        they relay, until cancelled."""
+        ...

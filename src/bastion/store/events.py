@@ -1,8 +1,9 @@
 """An in-process event store for 2025-11-25 streams: priming events and Last-Event-ID replay.
 
 Bounded: each stream keeps its newest `per_stream` events and the store its newest `streams`
-streams, so a client that never comes back costs a fixed amount. Replay across replicas needs the
-Redis store (issue 5); this one serves a client that reconnects to the same process.
+streams, so a client that never comes back costs a fixed amount. Each session sees only its own
+streams (`for_session`). Replay across replicas needs the Redis store (store/sessions/redis.py);
+this one serves a client that reconnects to the same process.
 """
 
 from __future__ import annotations
@@ -43,3 +44,24 @@ class MemoryEventStore(EventStore):
             if seq > after and message is not None:
                 await send_callback(EventMessage(message, f"{stream_id}/{seq}"))
         return stream_id
+
+    def for_session(self, session_id: str) -> EventStore:
+        """The view of one session: its SSE stream ids (request ids, the GET stream) are its own."""
+        return _SessionEvents(self, session_id)
+
+
+class _SessionEvents(EventStore):
+    def __init__(self, store: MemoryEventStore, session_id: str) -> None:
+        self._store = store
+        self._prefix = f"{session_id}:"
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        return (await self._store.store_event(self._prefix + stream_id, message)).removeprefix(self._prefix)
+
+    async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
+        async def unscoped(event: EventMessage) -> None:
+            event_id = event.event_id.removeprefix(self._prefix) if event.event_id else None
+            await send_callback(EventMessage(event.message, event_id))
+
+        stream = await self._store.replay_events_after(self._prefix + last_event_id, unscoped)
+        return stream.removeprefix(self._prefix) if stream is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import anyio
@@ -17,8 +18,6 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.caching import CacheHint
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.streamable_http import EventStore
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
@@ -28,7 +27,7 @@ from mcp_types import (
     SubscriptionsListenRequestParams,
     UnsubscribeRequestParams,
 )
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -48,6 +47,8 @@ from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import fan_out, subscription_handlers
+from bastion.web.sdk_sessions import EventsFor, SessionManager
+from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions, authorization
 
 log = logging.getLogger("bastion.mcp")
 
@@ -82,6 +83,20 @@ def _error_triple(exc: BastionError) -> tuple[int, str, Any]:
     return error.code, error.message, error.data
 
 
+def _legacy_session_id(scope: Scope) -> str | None:
+    """The Mcp-Session-Id of a 2025-11-25 request (no version header, or a handshake-era one)."""
+    session_id: str | None = None
+    version: str | None = None
+    for key, value in scope["headers"]:
+        if key == b"mcp-session-id":
+            session_id = value.decode("latin-1")
+        elif key == b"mcp-protocol-version":
+            version = value.decode("latin-1")
+    if session_id is None or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS):
+        return None
+    return session_id
+
+
 class McpFront:
     def __init__(
         self,
@@ -89,8 +104,9 @@ class McpFront:
         runner: TaskRunner,
         snapshot: Callable[[], Snapshot],
         max_body_bytes: int,
-        events: EventStore | None = None,
+        events: EventsFor | None = None,
         subscriber: ResourceSubscriber | None = None,
+        shared: SharedSessions | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._snapshot = snapshot
@@ -102,6 +118,7 @@ class McpFront:
         self._lock = anyio.Lock()
         self._events = events
         self._subscriber = subscriber
+        self._shared = shared
 
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
@@ -171,12 +188,30 @@ class McpFront:
             # Every message of a session passes here, `initialize` included, so a client that has
             # only connected is told of list changes too. Stateless requests have no standalone
             # channel to notify and are not kept (their connection lives for one request).
-            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                request = ctx.request
-                principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
-                owner = principal.id if isinstance(principal, Principal) else None
-                self._front_of(name).remember(ctx.session._connection, owner)  # noqa: SLF001
-            return await call_next(ctx)
+            if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                return await call_next(ctx)
+            request = ctx.request
+            principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
+            owner = principal.id if isinstance(principal, Principal) else None
+            connection = ctx.session._connection  # noqa: SLF001
+            self._front_of(name).remember(connection, owner)
+            result = await call_next(ctx)
+            shared = self._shared if ctx.method in RECORDED_METHODS else None
+            # Only Streamable HTTP sessions are shared: an HTTP+SSE session lives on its stream.
+            if shared is not None and isinstance(request, Request) and request.url.path.endswith("/mcp"):
+                try:
+                    await shared.recorded(
+                        self._front_of(name),
+                        ctx.method,
+                        connection,
+                        params=ctx.params,
+                        result=result,
+                        credential=authorization(request.headers),
+                        owner=owner,
+                    )
+                except Exception as exc:  # noqa: BLE001 - served here all the same; other replicas won't know it
+                    log.warning("could not store a session record (%s)", type(exc).__name__)
+            return result
 
         # Bastion logs and times requests in its own pipeline; this is the only middleware.
         server.middleware = [remember_connection]
@@ -191,20 +226,25 @@ class McpFront:
             if front is None:
                 bus = InMemorySubscriptionBus()
                 server = self._make_server(name)
-                manager = StreamableHTTPSessionManager(
+                shared = self._shared
+                manager = SessionManager(
                     app=server,
                     security_settings=_NO_SECURITY,
                     max_request_body_size=self._max_body,
-                    event_store=self._events,
                     retry_interval=_RETRY_MS,
+                    events_for=self._events,
+                    forward=None if shared is None else partial(self._forward, shared, name),
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = Front(server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(bus))
+                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(bus))
                 self._fronts[name] = front
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front
+
+    async def _forward(self, shared: SharedSessions, name: str, session_id: str, message: Any, event_id: str) -> None:
+        await shared.forward(self._front_of(name), session_id, message, event_id)
 
     @staticmethod
     async def _run_manager(front: Front, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -214,11 +254,20 @@ class McpFront:
 
     async def handle_streamable(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
+        shared, session_id = self._shared, _legacy_session_id(scope)
+        if shared is None or session_id is None:
+            shared = session_id = None
+        elif not await shared.admit(front, session_id, scope, receive, send):
+            return  # answered: another caller's session
         if scope["method"] != "POST":
             await front.manager.handle_request(scope, receive, send)
+            if shared is not None and session_id is not None and scope["method"] == "DELETE":
+                await shared.ended(front, session_id)
             return
 
         async def fallback(replayed: Receive) -> None:
+            if shared is not None and session_id is not None:
+                replayed = await shared.relaying(front, session_id, replayed)
             await front.manager.handle_request(scope, replayed, send)
 
         await serve_fast(

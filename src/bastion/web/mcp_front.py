@@ -6,10 +6,7 @@ connected to it (2025-11-25 sessions, for list-change notices and the fast path;
 from __future__ import annotations
 
 import logging
-import math
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -18,8 +15,6 @@ import anyio
 from mcp.server import Server
 from mcp.server.connection import Connection
 from mcp.server.sse import SseServerTransport
-from mcp.server.streamable_http import StreamableHTTPServerTransport
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.subscriptions import (
     PromptsListChanged,
@@ -30,9 +25,11 @@ from mcp.shared.subscriptions import (
 
 from bastion.core.compose import ServerView
 from bastion.core.models import ItemKind
+from bastion.core.ports import SessionKey, SessionRecord
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
 from bastion.web.relay import session_log_level
+from bastion.web.sdk_sessions import SessionManager, hold_transport
 
 log = logging.getLogger("bastion.mcp")
 
@@ -44,11 +41,21 @@ class Owner:
 
 
 @dataclass
+class Held:
+    """A session this replica serves from the shared store, and its record as last written or read here."""
+
+    key: SessionKey
+    record: SessionRecord
+    touched: float
+
+
+@dataclass
 class Front:
     """One virtual server's SDK server, session manager and SSE transport."""
 
+    name: str
     server: Server[Any]
-    manager: StreamableHTTPSessionManager
+    manager: SessionManager
     sse: SseServerTransport
     bus: InMemorySubscriptionBus
     """Change events for 2026-07-28 clients' `subscriptions/listen` streams."""
@@ -59,6 +66,9 @@ class Front:
     resource_subs: dict[str, weakref.WeakSet[Connection]] = field(default_factory=dict)
     """2025-11-25 sessions subscribed to each resource URI."""
     sessions: dict[str, LegacySession] = field(default_factory=dict)
+    held: dict[str, Held] = field(default_factory=dict)
+    """Sessions kept in the shared store, by id (see web/shared_sessions.py)."""
+    restoring: anyio.Lock = field(default_factory=anyio.Lock)
 
     def remember(self, connection: Connection, principal: str | None) -> None:
         self.connections.add(connection)
@@ -68,8 +78,7 @@ class Front:
 
     def legacy_session(self, session_id: str) -> LegacySession | None:
         """The fast path's view of a live, initialized SDK session; None sends the request to the SDK."""
-        # SDK-private (pinned mcp==2.3.0): the session's transport, for liveness and idle accounting.
-        transport = self.manager._server_instances.get(session_id)  # noqa: SLF001
+        transport = self.manager.transport(session_id)
         owner = self.owners.get(session_id)
         connection = owner.connection() if owner is not None else None
         if transport is None or transport.is_terminated or connection is None or not connection.initialize_accepted:
@@ -83,32 +92,14 @@ class Front:
                 session_id,
                 connection.protocol_version,
                 owner.principal,
-                hold=partial(_hold_session, transport),
+                hold=partial(hold_transport, transport),
                 wants_logs=lambda: session_log_level(state) is not None,
                 capabilities=capabilities_of(connection),
                 ask=ask_on_connection(connection),
             )
-            self.sessions = {sid: v for sid, v in self.sessions.items() if sid in self.manager._server_instances}  # noqa: SLF001
+            self.sessions = {sid: v for sid, v in self.sessions.items() if self.manager.transport(sid) is not None}
             self.sessions[session_id] = session
         return session
-
-
-@contextmanager
-def _hold_session(transport: StreamableHTTPServerTransport) -> Iterator[None]:
-    """Count a fast-path call as a request in flight, exactly as the SDK's transport counts its own
-    (SDK-private fields, pinned mcp==2.3.0), so the session is not reaped as idle mid-call."""
-    scope, timeout = transport.idle_scope, transport._idle_timeout  # noqa: SLF001
-    if scope is None or timeout is None:
-        yield
-        return
-    transport._requests_in_flight += 1  # noqa: SLF001
-    scope.deadline = math.inf
-    try:
-        yield
-    finally:
-        transport._requests_in_flight -= 1  # noqa: SLF001
-        if not transport._requests_in_flight:  # noqa: SLF001
-            scope.deadline = anyio.current_time() + timeout
 
 
 _CHANGE_EVENTS: tuple[tuple[tuple[ItemKind, ...], str, ServerEvent], ...] = (
