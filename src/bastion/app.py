@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
-from bastion.auth.bearer import BearerVerifier
+from bastion.auth.bearer import BearerVerifier, JwtVerifier
+from bastion.auth.oauth.clients import Clients
+from bastion.auth.oauth.keys import SigningKeys
+from bastion.auth.oauth.provider import AuthorizationServer, ServerConfig
+from bastion.auth.oauth.revoked import RevokedTokens
+from bastion.auth.oauth.verify import OwnTokenVerifier
 from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
 from bastion.auth.passwords import Passwords
 from bastion.auth.throttle import MemoryLoginThrottle
@@ -47,6 +52,7 @@ from bastion.store.shared.leader import RedisLeadership
 from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import schema_is_current, upgrade
+from bastion.store.sql.oauth import SqlOAuthRepo
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.tasks import TaskRunner
 from bastion.upstream.guard import AddressGuard
@@ -54,9 +60,11 @@ from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
 from bastion.vault.envelope import Envelope, KeyRing
 from bastion.vault.keys import load_key_ring
-from bastion.web.asgi import BastionApp, rest_app
+from bastion.web.asgi import BastionApp, PublicEndpoints, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
+from bastion.web.oauth_consent import ConsentPage
+from bastion.web.oauth_server import authorization_server_endpoints
 from bastion.web.resource_metadata import ResourceMetadata
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
@@ -152,6 +160,15 @@ def oidc_verifier(settings: Settings, http: httpx2.AsyncClient) -> OidcVerifier 
     return OidcVerifier(config, settings.base_url, http_fetch(http), refetch_after=settings.oidc_jwks_refetch)
 
 
+def resource_metadata(settings: Settings, own: OwnAuthorizationServer | None) -> ResourceMetadata:
+    """Which authorization server 401 challenges and RFC 9728 metadata point clients at."""
+    if settings.oidc_issuer is not None:
+        return ResourceMetadata(settings.base_url, settings.oidc_issuer, settings.oidc_required_scopes)
+    if own is not None:
+        return ResourceMetadata(settings.base_url, own.issuer, ("mcp",))
+    return ResourceMetadata(settings.base_url, None, ())
+
+
 def state_key(settings: Settings) -> bytes:
     """The key that seals client-carried state: from settings, or random for this process only."""
     if settings.state_key is None:
@@ -202,6 +219,63 @@ def session_stores(settings: Settings, keys: SessionKeys, redis: Redis | None) -
     return MemorySessionStore(keys, settings.session_idle_ttl), MemoryEventStore().for_session
 
 
+@dataclass(frozen=True)
+class OwnAuthorizationServer:
+    """Bastion's own OAuth authorization server, when no external identity provider is configured."""
+
+    issuer: str
+    repo: SqlOAuthRepo
+    keys: SigningKeys
+    revoked: RevokedTokens
+    verifier: OwnTokenVerifier
+
+
+def own_authorization_server(
+    settings: Settings, engine: AsyncEngine, sealer: Sealer, identity: SqlIdentityRepo
+) -> OwnAuthorizationServer | None:
+    if settings.oidc_issuer is not None or not settings.oauth_server:
+        return None
+    issuer = settings.base_url.rstrip("/")
+    repo = SqlOAuthRepo(engine)
+    keys = SigningKeys(repo, sealer, rotate_after=settings.oauth_key_rotation, token_ttl=settings.oauth_access_token_ttl)
+    revoked = RevokedTokens()
+    return OwnAuthorizationServer(
+        issuer, repo, keys, revoked, OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked)
+    )
+
+
+def oauth_endpoints(
+    own: OwnAuthorizationServer,
+    settings: Settings,
+    identity: SqlIdentityRepo,
+    login: Login,
+    may_use: Callable[[Principal, str], bool],
+    http: httpx2.AsyncClient,
+) -> PublicEndpoints:
+    """The authorization server's endpoints and consent page."""
+    config = ServerConfig(
+        issuer=own.issuer,
+        base_url=settings.base_url,
+        code_ttl=settings.oauth_code_ttl,
+        consent_ttl=settings.oauth_consent_ttl,
+        access_ttl=settings.oauth_access_token_ttl,
+        refresh_ttl=settings.oauth_refresh_token_ttl,
+    )
+    clients = Clients(
+        own.repo,
+        http,
+        allow_private=settings.allow_private_upstreams,
+        allowed_networks=parse_networks(settings.upstream_allowed_networks),
+    )
+
+    async def active(user_id: str) -> bool:
+        user = await identity.get_user(user_id)
+        return user is not None and user.active
+
+    server = AuthorizationServer(config, own.repo, clients, own.keys, own.revoked, active, own.verifier.claims)
+    return authorization_server_endpoints(server, ConsentPage(server, login, may_use))
+
+
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
@@ -218,7 +292,16 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
         passwords = Passwords()
         async with shared_state(settings) as shared, anyio.create_task_group() as tg:
             verifier = TokenVerifier(token_hash, repo, identity=identity, revocations=shared.revocations)
-            users = Users(identity, passwords, verifier.forget_user)
+            key = state_key(settings)
+            sealer = Sealer(key)
+            own = own_authorization_server(settings, engine, sealer, identity)
+
+            def forget_user(user_id: str) -> None:
+                verifier.forget_user(user_id)
+                if own is not None:
+                    own.verifier.forget_user(user_id)
+
+            users = Users(identity, passwords, forget_user)
             if settings.admin_email and settings.admin_password:
                 await users.ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
             runner = TaskRunner(tg)
@@ -252,8 +335,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
-            key = state_key(settings)
-            bridge = Bridge(pool, Sealer(key), runner.spawn, settings.held_call_ttl)
+            bridge = Bridge(pool, sealer, runner.spawn, settings.held_call_ttl)
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
@@ -294,7 +376,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 verifier.forget(token_id)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, on_revoked)
-            teams = Teams(identity, users, partial(owned_by, gateway), verifier.forget_user)
+            teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             throttle = MemoryLoginThrottle(
                 max_failures=settings.login_max_failures,
                 max_ip_failures=settings.login_max_ip_failures,
@@ -302,6 +384,12 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             login = Login(identity, passwords, throttle, settings.session_ttl, verifier.forget)
             may_use = server_access(gateway)
+            jwt_issuers: dict[str, JwtVerifier] = {}
+            if oidc is not None and settings.oidc_issuer is not None:
+                jwt_issuers[settings.oidc_issuer] = oidc
+            if own is not None:
+                jwt_issuers[own.issuer] = own.verifier
+            public = oauth_endpoints(own, settings, identity, login, may_use, pool.http) if own is not None else None
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
@@ -316,14 +404,13 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             app = BastionApp(
                 rest_app(routes),
                 front,
-                BearerVerifier(verifier, oidc),
+                BearerVerifier(verifier, jwt_issuers),
                 settings.allowed_origins,
                 partial(readiness, engine, shared.checks),
                 security_headers(settings.base_url),
-                ResourceMetadata(
-                    settings.base_url, settings.oidc_issuer, settings.oidc_required_scopes if oidc is not None else ()
-                ),
+                resource_metadata(settings, own),
                 may_use=may_use,
+                public=public,
             )
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)

@@ -65,6 +65,18 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="A token with an unknown key id refetches the JWKS at most this often, s"
     )
     oidc_role_claim: str = Field(default="bastion_role", description="Claim with the user's role (admin|developer|viewer)")
+    oauth_server: bool = Field(
+        default=True,
+        description="Bastion's own OAuth 2.1 authorization server for MCP clients (issuer: the public URL); "
+        "off whenever BASTION_OIDC_ISSUER names an external one",
+    )
+    oauth_access_token_ttl: float = Field(default=600.0, gt=0, le=86400, description="Access token lifetime, s")
+    oauth_refresh_token_ttl: float = Field(default=30 * 86400.0, gt=0, description="Refresh token lifetime, s")
+    oauth_code_ttl: float = Field(default=60.0, gt=0, le=600, description="Authorization code lifetime, s")
+    oauth_consent_ttl: float = Field(default=600.0, gt=0, description="How long a sign-in/consent page stays valid, s")
+    oauth_key_rotation: float = Field(
+        default=30 * 86400.0, gt=0, description="Age after which the token signing key is replaced, s"
+    )
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     session_idle_ttl: float = Field(
         default=1800.0, gt=0, description="Seconds a 2025-11-25 session may go unused before it expires, s"

@@ -223,10 +223,19 @@ async def test_a_provider_that_cannot_be_reached_is_a_503_not_a_401(tmp_path: Pa
         assert response.headers["content-type"].startswith("application/problem+json")
 
 
-async def test_without_a_provider_there_is_no_resource_metadata(gateway: Running) -> None:
-    await gateway.register(stdio_fixture("fx"))
-    await gateway.create_server({"name": "vs1", "upstreams": ["fx"]})
-    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
-        assert (await http.get("/.well-known/oauth-protected-resource/servers/vs1/mcp")).status_code == 404
-        refused = await http.get("/api/v1/tools")
-        assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Bearer realm="bastion"'
+async def test_without_any_authorization_server_there_is_no_resource_metadata(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oauth_server=False)
+    async with serve(settings) as gateway:
+        await gateway.register(stdio_fixture("fx"))
+        await gateway.create_server({"name": "vs1", "upstreams": ["fx"], "visibility": "public"})
+        async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+            assert (await http.get("/.well-known/oauth-protected-resource/servers/vs1/mcp")).status_code == 404
+            assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 401
+            refused = await http.get("/api/v1/tools")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == 'Bearer realm="bastion"'
+
+
+async def test_with_a_provider_bastions_own_authorization_server_is_off(setup: Setup) -> None:
+    async with httpx2.AsyncClient(base_url=setup.gateway.base_url) as http:
+        assert (await http.get("/.well-known/oauth-authorization-server")).status_code == 401
+        assert (await http.post("/register", json={"redirect_uris": ["http://127.0.0.1:9/cb"]})).status_code == 401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -78,6 +79,15 @@ async def admit(scope: Scope, verifier: Verifier | None, allowed_origins: Sequen
         return ANONYMOUS
     authorization = headers.get(b"authorization")
     return await verifier.verify(authorization.decode("latin-1") if authorization else None, client_ip(scope))
+
+
+@dataclass(frozen=True)
+class PublicEndpoints:
+    """Paths the edge hands to `app` before authentication: the OAuth authorization server's
+    endpoints, which are how a client gets a token and which protect themselves."""
+
+    paths: frozenset[str]
+    app: ASGIApp
 
 
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
@@ -162,7 +172,9 @@ class BastionApp:
         headers: Headers = BASE_HEADERS,
         resource_metadata: ResourceMetadata | None = None,
         may_use: Callable[[Principal, str], bool] | None = None,
+        public: PublicEndpoints | None = None,
     ) -> None:
+        self.public = public
         self.headers = headers
         self.resource_metadata = resource_metadata
         self.ready = ready
@@ -180,6 +192,9 @@ class BastionApp:
         path: str = scope["path"]
         if path.startswith(PREFIX):
             await self._resource_metadata(path, scope, receive, send)
+            return
+        if self.public is not None and path in self.public.paths:
+            await self.public.app(scope, receive, send)
             return
         metadata = self.resource_metadata
         challenge = metadata.challenge if metadata is not None else None

@@ -1,0 +1,298 @@
+"""Bastion's authorization server behind the SDK's OAuth endpoints (`OAuthAuthorizationServerProvider`).
+
+Authorization code with PKCE (the SDK checks S256), bound to the client, redirect URI, resource
+(one virtual server's MCP URL, RFC 8707) and the user who consented. Access tokens are short-lived
+ES256 JWTs for that one resource; refresh tokens are opaque, stored hashed, rotated on every use,
+and a used one presented again revokes its whole family (OAuth 2.1 / RFC 6819 reuse detection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from mcp.server.auth.provider import (
+    AccessToken,
+    AuthorizationCode,
+    AuthorizationParams,
+    AuthorizeError,
+    OAuthAuthorizationServerProvider,
+    RefreshToken,
+    RegistrationError,
+    TokenError,
+    construct_redirect_uri,
+)
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+
+from bastion.auth.oauth.clients import SCOPES, Clients
+from bastion.auth.oauth.keys import SigningKeys
+from bastion.auth.oauth.revoked import RevokedTokens
+from bastion.core.oauth import AuthorizationGrant, OAuthRepo, PendingAuthorization, RefreshGrant
+
+log = logging.getLogger("bastion.auth")
+
+CONSENT_PATH = "/oauth/consent"
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class BastionRefreshToken(RefreshToken):
+    family: str
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    issuer: str
+    base_url: str
+    code_ttl: float = 60.0
+    consent_ttl: float = 600.0
+    access_ttl: float = 600.0
+    refresh_ttl: float = 30 * 86400.0
+
+
+AccessVerifier = Callable[[str], Awaitable[dict[str, object] | None]]
+"""The verified claims of one of Bastion's own access tokens, or None."""
+ActiveUser = Callable[[str], Awaitable[bool]]
+
+
+class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "BastionRefreshToken", AccessToken]):
+    """The provider the SDK's OAuth handlers drive (the jwt-bearer grant stays unsupported)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        repo: OAuthRepo,
+        clients: Clients,
+        keys: SigningKeys,
+        revoked: RevokedTokens,
+        active_user: ActiveUser,
+        access_claims: AccessVerifier,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self._repo = repo
+        self.clients = clients
+        self.keys = keys
+        self._revoked = revoked
+        self._active_user = active_user
+        self._access_claims = access_claims
+        self._now = now
+
+    def server_of(self, resource: str) -> str | None:
+        """The virtual server a resource indicator names, or None if it names none."""
+        prefix = self.config.base_url.rstrip("/") + "/servers/"
+        if not resource.startswith(prefix) or not resource.endswith("/mcp"):
+            return None
+        name = resource[len(prefix) : -len("/mcp")]
+        return name if name and "/" not in name else None
+
+    # -- clients ---------------------------------------------------------------------------------
+
+    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        return await self.clients.get(client_id)
+
+    async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        if not client_info.redirect_uris:
+            raise RegistrationError("invalid_redirect_uri", "at least one redirect_uri is required")
+        await self.clients.register(client_info)
+
+    # -- authorization ---------------------------------------------------------------------------
+
+    async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
+        """Keep the request and send the user to the login and consent page."""
+        if params.resource is None or self.server_of(params.resource) is None:
+            raise AuthorizeError("invalid_target", "resource must be a virtual server's MCP URL (RFC 8707)")
+        scopes = tuple(params.scopes or SCOPES)
+        if any(s not in SCOPES for s in scopes):
+            raise AuthorizeError("invalid_scope", f"supported scopes: {' '.join(SCOPES)}")
+        now = self._now()
+        await self._repo.purge(now)
+        pending = PendingAuthorization(
+            id=secrets.token_urlsafe(24),
+            client_id=client.client_id or "",
+            redirect_uri=str(params.redirect_uri),
+            redirect_uri_explicit=params.redirect_uri_provided_explicitly,
+            code_challenge=params.code_challenge,
+            state=params.state,
+            scopes=scopes,
+            resource=params.resource,
+            expires_at=now + timedelta(seconds=self.config.consent_ttl),
+        )
+        await self._repo.save_pending(pending)
+        return f"{self.config.issuer}{CONSENT_PATH}?{urlencode({'request': pending.id})}"
+
+    async def pending(self, pending_id: str) -> PendingAuthorization | None:
+        found = await self._repo.get_pending(pending_id)
+        return found if found is not None and found.expires_at > self._now() else None
+
+    async def new_csrf(self, pending_id: str) -> str:
+        token = secrets.token_urlsafe(24)
+        await self._repo.set_pending_csrf(pending_id, digest(token))
+        return token
+
+    async def answer(self, pending: PendingAuthorization, user_id: str | None) -> str:
+        """Where to send the browser once the user allowed (`user_id`) or denied (None) the request;
+        raises LookupError if it was answered already."""
+        if await self._repo.take_pending(pending.id) is None:
+            raise LookupError("this authorization request was answered already")
+        if user_id is None:
+            return self.redirect(pending, error="access_denied")
+        code = secrets.token_urlsafe(32)
+        grant = AuthorizationGrant(
+            code_hash=digest(code),
+            client_id=pending.client_id,
+            user_id=user_id,
+            redirect_uri=pending.redirect_uri,
+            redirect_uri_explicit=pending.redirect_uri_explicit,
+            code_challenge=pending.code_challenge,
+            resource=pending.resource,
+            scopes=pending.scopes,
+            expires_at=self._now() + timedelta(seconds=self.config.code_ttl),
+        )
+        await self._repo.save_code(grant)
+        return self.redirect(pending, code=code)
+
+    def redirect(self, pending: PendingAuthorization, **params: str) -> str:
+        # RFC 9207: the response names its issuer, so a client talking to several cannot be mixed up.
+        return construct_redirect_uri(pending.redirect_uri, **params, state=pending.state, iss=self.config.issuer)
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    async def load_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: str
+    ) -> AuthorizationCode | None:
+        grant = await self._repo.get_code(digest(authorization_code))
+        if grant is None or grant.client_id != client.client_id:
+            return None
+        return AuthorizationCode(
+            code=authorization_code,
+            scopes=list(grant.scopes),
+            expires_at=grant.expires_at.timestamp(),
+            client_id=grant.client_id,
+            code_challenge=grant.code_challenge,
+            redirect_uri=grant.redirect_uri,  # type: ignore[arg-type]  # pydantic validates it
+            redirect_uri_provided_explicitly=grant.redirect_uri_explicit,
+            resource=grant.resource,
+            subject=grant.user_id,
+        )
+
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+    ) -> OAuthToken:
+        grant = await self._repo.take_code(digest(authorization_code.code))
+        if grant is None:
+            raise TokenError("invalid_grant", "the authorization code was used already")
+        if not await self._active_user(grant.user_id):
+            raise TokenError("invalid_grant", "the user who authorized this is no longer active")
+        return await self._issue(grant.client_id, grant.user_id, grant.resource, grant.scopes, str(uuid.uuid4()))
+
+    async def load_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: str
+    ) -> BastionRefreshToken | None:
+        grant = await self._repo.get_refresh(digest(refresh_token))
+        if grant is None or grant.client_id != client.client_id or grant.family_revoked_at is not None:
+            return None
+        if grant.used_at is not None:
+            await self._reused(grant)
+            return None
+        return BastionRefreshToken(
+            token=refresh_token,
+            client_id=grant.client_id,
+            scopes=list(grant.scopes),
+            expires_at=int(grant.expires_at.timestamp()),
+            resource=grant.resource,
+            subject=grant.user_id,
+            family=grant.family,
+        )
+
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: BastionRefreshToken, scopes: list[str]
+    ) -> OAuthToken:
+        token_hash = digest(refresh_token.token)
+        if not await self._repo.use_refresh(token_hash, self._now()):
+            grant = await self._repo.get_refresh(token_hash)
+            if grant is not None:
+                await self._reused(grant)
+            raise TokenError("invalid_grant", "the refresh token was used already")
+        user, resource = refresh_token.subject or "", refresh_token.resource or ""
+        if not await self._active_user(user):
+            await self._repo.revoke_family(refresh_token.family, self._now())
+            raise TokenError("invalid_grant", "the user who authorized this is no longer active")
+        return await self._issue(refresh_token.client_id, user, resource, tuple(scopes), refresh_token.family)
+
+    async def _reused(self, grant: RefreshGrant) -> None:
+        # A rotated refresh token came back: one of the two holders is a thief. Revoke them both.
+        log.warning("refresh token reuse by client %s: revoking its token family", grant.client_id[:100])
+        await self._repo.revoke_family(grant.family, self._now())
+
+    async def _issue(
+        self, client_id: str, user: str, resource: str, scopes: tuple[str, ...], family: str
+    ) -> OAuthToken:
+        now = self._now()
+        issued = int(now.timestamp())
+        claims = {
+            "iss": self.config.issuer,
+            "sub": user,
+            "aud": resource,
+            "client_id": client_id,
+            "scope": " ".join(scopes),
+            "jti": secrets.token_urlsafe(16),
+            "sid": family,
+            "iat": issued,
+            "exp": issued + int(self.config.access_ttl),
+        }
+        access = await self.keys.sign(claims)
+        refresh = secrets.token_urlsafe(32)
+        await self._repo.save_refresh(
+            RefreshGrant(
+                token_hash=digest(refresh),
+                family=family,
+                client_id=client_id,
+                user_id=user,
+                resource=resource,
+                scopes=scopes,
+                expires_at=now + timedelta(seconds=self.config.refresh_ttl),
+            )
+        )
+        return OAuthToken(
+            access_token=access, expires_in=int(self.config.access_ttl), scope=" ".join(scopes), refresh_token=refresh
+        )
+
+    # -- revocation ------------------------------------------------------------------------------
+
+    async def load_access_token(self, token: str) -> AccessToken | None:
+        claims = await self._access_claims(token)
+        if claims is None:
+            return None
+        scope = claims.get("scope")
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id", "")),
+            scopes=scope.split() if isinstance(scope, str) else [],
+            expires_at=int(str(claims.get("exp", 0))),
+            resource=str(claims.get("aud", "")),
+            subject=str(claims.get("sub", "")),
+            claims=dict(claims),
+        )
+
+    async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
+        """Revoke the family the token belongs to; an access token also dies at once in this process."""
+        now = self._now()
+        if isinstance(token, BastionRefreshToken):
+            await self._repo.revoke_family(token.family, now)
+            return
+        if isinstance(token, AccessToken) and token.claims is not None:
+            jti, family = token.claims.get("jti"), token.claims.get("sid")
+            if isinstance(jti, str):
+                self._revoked.add(jti, float(token.expires_at or time.time()))
+            if isinstance(family, str):
+                await self._repo.revoke_family(family, now)

@@ -1,0 +1,89 @@
+"""Checking Bastion's own access tokens on the MCP endpoints: the OIDC verifier does the JWT work
+(signature from Bastion's JWKS read straight from the database, issuer, audience = one virtual
+server, expiry, the `mcp` scope); then the user must still exist and be active, and their current
+role and teams (not ones frozen into the token) are what policy sees."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+from bastion.auth.oauth.keys import SigningKeys
+from bastion.auth.oauth.revoked import RevokedTokens
+from bastion.auth.oidc import OidcConfig, OidcVerifier
+from bastion.core.errors import BastionError, Unauthenticated
+from bastion.core.identity import User
+from bastion.core.ports import IdentityRepo
+from bastion.pipeline.context import Principal
+
+_USER_CACHE_TTL = 5.0
+_USER_CACHE_LIMIT = 10_000
+
+
+class OwnTokenVerifier:
+    def __init__(
+        self, issuer: str, base_url: str, keys: SigningKeys, identity: IdentityRepo, revoked: RevokedTokens
+    ) -> None:
+        self.issuer = issuer
+        config = OidcConfig(
+            issuer=issuer,
+            jwks_url=f"{issuer}/oauth/jwks",
+            audience=None,
+            required_scopes=("mcp",),
+            user_claim="sub",
+            teams_claim="",
+            role_claim="",
+        )
+
+        async def own_jwks(_url: str) -> dict[str, Any]:
+            return await keys.jwks()
+
+        # An unknown key id reloads at once: it is one small query (as for any unknown opaque token),
+        # and another replica may just have rotated.
+        self._jwt = OidcVerifier(config, base_url, own_jwks, refetch_after=0.0)
+        self._identity = identity
+        self._revoked = revoked
+        self._users: dict[str, tuple[float, User | None]] = {}
+
+    async def verify(self, token: str) -> Principal:
+        checked = await self._jwt.verify(token)
+        # The signature, issuer and expiry were verified just above; this only reads the claims.
+        claims = jwt.decode(token, options={"verify_signature": False})
+        if claims.get("jti") in self._revoked:
+            raise Unauthenticated("invalid token: revoked")
+        user = await self._user(str(claims["sub"]))
+        if user is None:
+            raise Unauthenticated("invalid token: its user is deactivated or gone")
+        return Principal(
+            id=f"user:{user.id}",
+            kind="user",
+            grants=checked.grants,
+            user=user.id,
+            teams=frozenset(user.teams),
+            role=user.role,
+        )
+
+    async def claims(self, token: str) -> dict[str, object] | None:
+        """The claims of a valid token of ours (for revocation), else None."""
+        try:
+            await self._jwt.verify(token)
+        except BastionError:
+            return None
+        return dict(jwt.decode(token, options={"verify_signature": False}))
+
+    async def _user(self, user_id: str) -> User | None:
+        now = time.monotonic()
+        cached = self._users.get(user_id)
+        if cached is not None and now - cached[0] < _USER_CACHE_TTL:
+            return cached[1]
+        user = await self._identity.get_user(user_id)
+        found = user if user is not None and user.active else None
+        if len(self._users) >= _USER_CACHE_LIMIT:
+            self._users.clear()
+        self._users[user_id] = (now, found)
+        return found
+
+    def forget_user(self, user_id: str) -> None:
+        self._users.pop(user_id, None)

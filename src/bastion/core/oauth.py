@@ -1,0 +1,113 @@
+"""Bastion as an OAuth 2.1 authorization server: what it stores (signing keys, clients, pending
+authorization requests, codes, refresh tokens) and the port that stores it. Secrets are kept only
+as hashes (codes, refresh tokens, client secrets, CSRF tokens) or sealed (private signing keys)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from bastion.core.values import Frozen
+
+
+class SigningKey(Frozen):
+    """One of the authorization server's signing keys; the private half sealed, the public a JWK."""
+
+    kid: str
+    algorithm: str
+    public_jwk: dict[str, Any]
+    private_sealed: str
+    created_at: datetime
+    retired_at: datetime | None = None
+    """When a newer key took over signing; the key stays published until its tokens expired."""
+
+
+class StoredClient(Frozen):
+    """A dynamically registered client: its RFC 7591 metadata and the hash of its secret, if any."""
+
+    client_id: str
+    metadata: dict[str, Any]
+    secret_hash: str | None = None
+    created_at: datetime
+
+
+class PendingAuthorization(Frozen):
+    """An /authorize request waiting for the user's login and consent."""
+
+    id: str
+    client_id: str
+    redirect_uri: str
+    redirect_uri_explicit: bool
+    code_challenge: str
+    state: str | None = None
+    scopes: tuple[str, ...] = ()
+    resource: str
+    csrf_hash: str | None = None
+    """Hash of the CSRF token of the consent form last shown for it."""
+    expires_at: datetime
+
+
+class AuthorizationGrant(Frozen):
+    """An issued authorization code (stored by its hash): single use, bound to all of these."""
+
+    code_hash: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    redirect_uri_explicit: bool
+    code_challenge: str
+    resource: str
+    scopes: tuple[str, ...] = ()
+    expires_at: datetime
+
+
+class RefreshGrant(Frozen):
+    """A refresh token (stored by its hash). Each use rotates it; the family is every token that
+    descends from one authorization, revoked as a whole when a used token comes back."""
+
+    token_hash: str
+    family: str
+    client_id: str
+    user_id: str
+    resource: str
+    scopes: tuple[str, ...] = ()
+    expires_at: datetime
+    used_at: datetime | None = None
+    family_revoked_at: datetime | None = None
+
+
+class OAuthRepo(Protocol):
+    """Durable state of the authorization server, shared by every replica."""
+
+    async def list_signing_keys(self) -> list[SigningKey]: ...
+    async def add_signing_key(self, key: SigningKey) -> None: ...
+    async def retire_signing_keys(self, keep: str, at: datetime) -> None:
+        """Mark every key but `keep` retired (those not retired yet)."""
+        ...
+
+    async def delete_signing_keys(self, retired_before: datetime) -> None: ...
+    async def save_client(self, client: StoredClient) -> None: ...
+    async def get_client(self, client_id: str) -> StoredClient | None: ...
+    async def save_pending(self, pending: PendingAuthorization) -> None: ...
+    async def get_pending(self, pending_id: str) -> PendingAuthorization | None: ...
+    async def set_pending_csrf(self, pending_id: str, csrf_hash: str) -> None: ...
+    async def take_pending(self, pending_id: str) -> PendingAuthorization | None:
+        """Remove and return it: a pending request is answered once."""
+        ...
+
+    async def save_code(self, grant: AuthorizationGrant) -> None: ...
+    async def get_code(self, code_hash: str) -> AuthorizationGrant | None: ...
+    async def take_code(self, code_hash: str) -> AuthorizationGrant | None:
+        """Remove and return it; None if another request took it first (single use)."""
+        ...
+
+    async def save_refresh(self, grant: RefreshGrant) -> None: ...
+    async def get_refresh(self, token_hash: str) -> RefreshGrant | None: ...
+    async def use_refresh(self, token_hash: str, at: datetime) -> bool:
+        """Mark it used; False if it already was (a replay)."""
+        ...
+
+    async def revoke_family(self, family: str, at: datetime) -> None: ...
+    async def purge(self, now: datetime) -> None:
+        """Drop expired pending requests, codes and refresh tokens."""
+        ...

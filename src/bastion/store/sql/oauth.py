@@ -1,0 +1,216 @@
+"""The SQL OAuthRepo: the authorization server's keys, clients, pending requests, codes and refresh
+tokens (SQLite and PostgreSQL). Single use is enforced by the database: a code or pending request is
+taken by a DELETE that only one request can win, a refresh token used by a conditional UPDATE."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, String, Table, Text, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.core.oauth import AuthorizationGrant, PendingAuthorization, RefreshGrant, SigningKey, StoredClient
+from bastion.store.sql.repo import _aware, _utc
+from bastion.store.sql.tables import metadata
+
+TZ = DateTime(timezone=True)
+
+signing_keys = Table(
+    "oauth_signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("private_sealed", Text, nullable=False),
+    Column("created_at", TZ, nullable=False),
+    Column("retired_at", TZ),
+)
+clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("metadata", JSON, nullable=False),
+    Column("secret_hash", String(64)),
+    Column("created_at", TZ, nullable=False),
+)
+pending = Table(
+    "oauth_pending",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("request", JSON, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+)
+codes = Table(
+    "oauth_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("grant", JSON, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+)
+families = Table(
+    "oauth_refresh_families",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("revoked_at", TZ),
+)
+refresh_tokens = Table(
+    "oauth_refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family", String(64), nullable=False),
+    Column("grant", JSON, nullable=False),
+    Column("expires_at", TZ, nullable=False),
+    Column("used_at", TZ),
+)
+
+
+def _key(row: Any) -> SigningKey:
+    return SigningKey(
+        kid=row.kid,
+        algorithm=row.algorithm,
+        public_jwk=dict(row.public_jwk),
+        private_sealed=row.private_sealed,
+        created_at=_utc(row.created_at),
+        retired_at=_aware(row.retired_at),
+    )
+
+
+class SqlOAuthRepo:
+    """OAuthRepo over an AsyncEngine; every method is one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def list_signing_keys(self) -> list[SigningKey]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(signing_keys).order_by(signing_keys.c.created_at))
+            return [_key(r) for r in rows]
+
+    async def add_signing_key(self, key: SigningKey) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(signing_keys).values(**key.model_dump()))
+
+    async def retire_signing_keys(self, keep: str, at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(signing_keys)
+                .where(signing_keys.c.kid != keep, signing_keys.c.retired_at.is_(None))
+                .values(retired_at=at)
+            )
+
+    async def delete_signing_keys(self, retired_before: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(signing_keys).where(signing_keys.c.retired_at < retired_before))
+
+    async def save_client(self, client: StoredClient) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(clients).values(**client.model_dump()))
+
+    async def get_client(self, client_id: str) -> StoredClient | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
+        if row is None:
+            return None
+        return StoredClient(
+            client_id=row.client_id,
+            metadata=dict(row.metadata),
+            secret_hash=row.secret_hash,
+            created_at=_utc(row.created_at),
+        )
+
+    async def save_pending(self, request: PendingAuthorization) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(pending).values(
+                    id=request.id, request=request.model_dump(mode="json"), expires_at=request.expires_at
+                )
+            )
+
+    async def get_pending(self, pending_id: str) -> PendingAuthorization | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(pending.c.request).where(pending.c.id == pending_id))).first()
+        return PendingAuthorization.model_validate(row.request) if row is not None else None
+
+    async def set_pending_csrf(self, pending_id: str, csrf_hash: str) -> None:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(pending.c.request).where(pending.c.id == pending_id))).first()
+            if row is not None:
+                request = {**row.request, "csrf_hash": csrf_hash}
+                await conn.execute(update(pending).where(pending.c.id == pending_id).values(request=request))
+
+    async def take_pending(self, pending_id: str) -> PendingAuthorization | None:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(pending.c.request).where(pending.c.id == pending_id))).first()
+            if row is None or (await conn.execute(delete(pending).where(pending.c.id == pending_id))).rowcount != 1:
+                return None
+        return PendingAuthorization.model_validate(row.request)
+
+    async def save_code(self, grant: AuthorizationGrant) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert(codes).values(
+                    code_hash=grant.code_hash, grant=grant.model_dump(mode="json"), expires_at=grant.expires_at
+                )
+            )
+
+    async def get_code(self, code_hash: str) -> AuthorizationGrant | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(codes.c.grant).where(codes.c.code_hash == code_hash))).first()
+        return AuthorizationGrant.model_validate(row.grant) if row is not None else None
+
+    async def take_code(self, code_hash: str) -> AuthorizationGrant | None:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(codes.c.grant).where(codes.c.code_hash == code_hash))).first()
+            if row is None or (await conn.execute(delete(codes).where(codes.c.code_hash == code_hash))).rowcount != 1:
+                return None
+        return AuthorizationGrant.model_validate(row.grant)
+
+    async def save_refresh(self, grant: RefreshGrant) -> None:
+        stored = grant.model_dump(mode="json", exclude={"used_at", "family_revoked_at"})
+        async with self.engine.begin() as conn:
+            known = (await conn.execute(select(families.c.id).where(families.c.id == grant.family))).first()
+            if known is None:
+                await conn.execute(insert(families).values(id=grant.family))
+            await conn.execute(
+                insert(refresh_tokens).values(
+                    token_hash=grant.token_hash, family=grant.family, grant=stored, expires_at=grant.expires_at
+                )
+            )
+
+    async def get_refresh(self, token_hash: str) -> RefreshGrant | None:
+        query = (
+            select(refresh_tokens.c.grant, refresh_tokens.c.used_at, families.c.revoked_at)
+            .join(families, families.c.id == refresh_tokens.c.family)
+            .where(refresh_tokens.c.token_hash == token_hash)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        return RefreshGrant.model_validate(
+            {**row.grant, "used_at": _aware(row.used_at), "family_revoked_at": _aware(row.revoked_at)}
+        )
+
+    async def use_refresh(self, token_hash: str, at: datetime) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(refresh_tokens)
+                .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
+                .values(used_at=at)
+            )
+            return bool(result.rowcount == 1)
+
+    async def revoke_family(self, family: str, at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(families).where(families.c.id == family, families.c.revoked_at.is_(None)).values(revoked_at=at)
+            )
+
+    async def purge(self, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(pending).where(pending.c.expires_at < now))
+            await conn.execute(delete(codes).where(codes.c.expires_at < now))
+            await conn.execute(delete(refresh_tokens).where(refresh_tokens.c.expires_at < now))
+            alive = select(refresh_tokens.c.family).distinct()
+            await conn.execute(delete(families).where(families.c.id.not_in(alive)))

@@ -1,0 +1,108 @@
+"""The authorization server's HTTP endpoints: RFC 8414 metadata, JWKS, and the SDK's /authorize,
+/token, /register (RFC 7591) and /revoke handlers over Bastion's provider, plus the consent page.
+
+They are reached without a bearer token (they are how a client gets one), so the edge routes them
+here before authentication; each protects itself (client authentication, PKCE, CSRF)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.auth.handlers.authorize import AuthorizationHandler
+from mcp.server.auth.handlers.register import RegistrationHandler
+from mcp.server.auth.handlers.revoke import RevocationHandler
+from mcp.server.auth.handlers.token import TokenHandler
+from mcp.server.auth.settings import ClientRegistrationOptions
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp
+
+from bastion.auth.oauth.client_auth import HashedSecretAuthenticator
+from bastion.auth.oauth.clients import SCOPES
+from bastion.auth.oauth.provider import CONSENT_PATH, AuthorizationServer
+from bastion.web.asgi import PublicEndpoints
+from bastion.web.errors import internal_problem
+from bastion.web.oauth_consent import ConsentPage
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+JWKS_PATH = "/oauth/jwks"
+_AUTH_METHODS = ["client_secret_post", "client_secret_basic", "none"]
+
+
+def metadata_document(issuer: str) -> dict[str, Any]:
+    """RFC 8414 metadata; written out here because the SDK's model lacks `jwks_uri`."""
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "registration_endpoint": f"{issuer}/register",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "jwks_uri": f"{issuer}{JWKS_PATH}",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": _AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": _AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "client_id_metadata_document_supported": True,
+    }
+
+
+def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
+    # Browser-based MCP clients call these cross-origin; they carry no cookies, only client credentials.
+    return CORSMiddleware(app, allow_origins=["*"], allow_methods=methods, allow_headers=["mcp-protocol-version"])
+
+
+def _limited(app: ASGIApp) -> ASGIApp:
+    return RequestBodyLimitMiddleware(app, DEFAULT_MAX_REQUEST_BODY_SIZE)
+
+
+def _json(produce: Callable[[], Awaitable[dict[str, Any]]], max_age: int) -> ASGIApp:
+    async def endpoint(_request: Request) -> Response:
+        return JSONResponse(await produce(), headers={"cache-control": f"public, max-age={max_age}"})
+
+    return _cors(request_response(endpoint), ["GET", "OPTIONS"])
+
+
+def authorization_server_endpoints(server: AuthorizationServer, consent: ConsentPage) -> PublicEndpoints:
+    issuer = server.config.issuer
+    document = metadata_document(issuer)
+
+    async def metadata() -> dict[str, Any]:
+        return document
+
+    authenticator = HashedSecretAuthenticator(server, server.clients)
+    registration = ClientRegistrationOptions(enabled=True, valid_scopes=list(SCOPES), default_scopes=list(SCOPES))
+    token = TokenHandler(server, authenticator)
+    routes = [
+        Route(METADATA_PATH, _json(metadata, 300), methods=["GET", "OPTIONS"]),
+        # Short cache: a rotated key must reach verifiers elsewhere soon.
+        Route(JWKS_PATH, _json(server.keys.jwks, 60), methods=["GET", "OPTIONS"]),
+        Route("/authorize", _limited(request_response(AuthorizationHandler(server).handle)), methods=["GET", "POST"]),
+        Route(
+            "/token", _cors(_limited(request_response(token.handle)), ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
+        ),
+        Route(
+            "/register",
+            _cors(_limited(request_response(RegistrationHandler(server, registration).handle)), ["POST", "OPTIONS"]),
+            methods=["POST", "OPTIONS"],
+        ),
+        Route(
+            "/revoke",
+            _cors(_limited(request_response(RevocationHandler(server, authenticator).handle)), ["POST", "OPTIONS"]),
+            methods=["POST", "OPTIONS"],
+        ),
+        Route(CONSENT_PATH, _limited(request_response(consent.handle)), methods=["GET", "POST"]),
+    ]
+
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        return internal_problem(exc)
+
+    app = Starlette(routes=routes, exception_handlers={Exception: unexpected})
+    return PublicEndpoints(frozenset(route.path for route in routes), app)
