@@ -131,6 +131,9 @@ class UpstreamConnection:
         self.resource_uris: set[str] = set()
         """Resources Bastion is subscribed to on this upstream (re-applied after every reconnect)."""
         self._subscriptions_changed = anyio.Event()
+        self._acknowledged: frozenset[str] = frozenset()
+        """Resources the open 2026-07-28 listen stream was acknowledged for."""
+        self._acknowledged_changed = anyio.Event()
         self._connect_timeout = connect_timeout
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -315,12 +318,19 @@ class UpstreamConnection:
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(_cancel_on, self._subscriptions_changed, scope)
                         async with listening as subscription:
+                            self._acknowledge(frozenset(uris))
                             async for event in subscription:
                                 await self._deliver(event)
                 except Exception as exc:  # noqa: BLE001 - without a stream, refresh and health checks still run
                     log.info("upstream %s: no change notifications (%s)", self.spec.name, describe_failure(exc))
                     await self._subscriptions_changed.wait()
+            self._acknowledge(frozenset())
             # The stream ended (gracefully, or for a new subscription set): listen again.
+
+    def _acknowledge(self, uris: frozenset[str]) -> None:
+        self._acknowledged = uris
+        self._acknowledged_changed.set()
+        self._acknowledged_changed = anyio.Event()
 
     async def _deliver(self, event: object) -> None:
         if isinstance(event, ResourceUpdated):
@@ -347,6 +357,13 @@ class UpstreamConnection:
             return  # applied when the session is (re)established
         if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
             self._subscriptions_changed.set()
+            caps = client.server_capabilities.resources
+            if subscribed and caps is not None and caps.subscribe:
+                # Return once the new listen stream is acknowledged, so an update right after the
+                # subscribe is not missed; bounded, since the stream may fail (then nothing arrives).
+                with anyio.move_on_after(min(self._connect_timeout, 5.0)):
+                    while uri not in self._acknowledged and self._client is client:
+                        await self._acknowledged_changed.wait()
         else:
             method = "resources/subscribe" if subscribed else "resources/unsubscribe"
             await self._legacy_subscription(client, method, uri)
