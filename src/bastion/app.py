@@ -27,7 +27,7 @@ from bastion.auth.oauth.verify import OwnTokenVerifier
 from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
 from bastion.auth.passwords import Passwords
 from bastion.auth.throttle import MemoryLoginThrottle
-from bastion.auth.tokens import TokenVerifier, load_admin_token
+from bastion.auth.tokens import USER_REVOCATION, TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
@@ -37,7 +37,16 @@ from bastion.control.users import Users
 from bastion.core.errors import ServiceUnavailable
 from bastion.core.identity import can_see
 from bastion.core.netguard import parse_networks
-from bastion.core.ports import ChangeFeed, Leadership, RateLimiter, Readiness, Revocations, SessionStore
+from bastion.core.ports import (
+    ChangeFeed,
+    Leadership,
+    LoginThrottle,
+    RateLimiter,
+    Readiness,
+    Revocations,
+    RevokeHandler,
+    SessionStore,
+)
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.pipeline.context import Principal
@@ -50,6 +59,7 @@ from bastion.store.shared.client import RedisReadiness, make_redis
 from bastion.store.shared.feed import RedisChangeFeed
 from bastion.store.shared.leader import RedisLeadership
 from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
+from bastion.store.shared.throttle import RedisLoginThrottle
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import schema_is_current, upgrade
 from bastion.store.sql.oauth import SqlOAuthRepo
@@ -103,13 +113,17 @@ class Shared:
     limiter: RateLimiter
     leadership: Leadership
     checks: Sequence[Readiness]
+    throttle: LoginThrottle
+    redis: Redis | None = None
+    """The one Redis client of this replica (shared state and sessions alike), when configured."""
 
 
 @asynccontextmanager
 async def shared_state(settings: Settings) -> AsyncIterator[Shared]:
     replica = uuid.uuid4().hex[:12]
     if settings.redis_url is None:
-        yield Shared(replica, LocalChangeFeed(), MemoryRevocations(), MemoryRateLimiter(), AlwaysLeader(), ())
+        throttle = MemoryLoginThrottle(**login_limits(settings))
+        yield Shared(replica, LocalChangeFeed(), MemoryRevocations(), MemoryRateLimiter(), AlwaysLeader(), (), throttle)
         return
     redis = make_redis(settings.redis_url)
     prefix = settings.redis_prefix
@@ -121,10 +135,21 @@ async def shared_state(settings: Settings) -> AsyncIterator[Shared]:
             RedisRateLimiter(redis, prefix),
             RedisLeadership(redis, prefix, replica, lease=settings.leader_lease),
             (RedisReadiness(redis),),
+            RedisLoginThrottle(redis, prefix, **login_limits(settings)),
+            redis,
         )
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(2):
             await redis.aclose()
+
+
+def login_limits(settings: Settings) -> dict[str, Any]:
+    """The login throttle's limits, the same for the in-process and the Redis throttle."""
+    return {
+        "max_failures": settings.login_max_failures,
+        "max_ip_failures": settings.login_max_ip_failures,
+        "lockout": settings.login_lockout,
+    }
 
 
 async def readiness(engine: AsyncEngine, checks: Sequence[Readiness] = ()) -> list[str]:
@@ -231,17 +256,44 @@ class OwnAuthorizationServer:
 
 
 def own_authorization_server(
-    settings: Settings, engine: AsyncEngine, sealer: Sealer, identity: SqlIdentityRepo
+    settings: Settings, engine: AsyncEngine, sealer: Sealer, identity: SqlIdentityRepo, shared: Revocations
 ) -> OwnAuthorizationServer | None:
     if settings.oidc_issuer is not None or not settings.oauth_server:
         return None
     issuer = settings.base_url.rstrip("/")
     repo = SqlOAuthRepo(engine)
     keys = SigningKeys(repo, sealer, rotate_after=settings.oauth_key_rotation, token_ttl=settings.oauth_access_token_ttl)
-    revoked = RevokedTokens()
+    revoked = RevokedTokens(shared)
     return OwnAuthorizationServer(
-        issuer, repo, keys, revoked, OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked)
+        issuer, repo, keys, revoked, OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked, shared)
     )
+
+
+def revocation_hooks(
+    verifier: TokenVerifier, own: OwnAuthorizationServer | None, shared: Shared
+) -> tuple[RevokeHandler, RevokeHandler]:
+    """(revoke here and tell every replica, drop from this replica's caches when told): for API
+    tokens and sign-in sessions by id, and `user:<id>` when a user's access changed."""
+
+    async def revoked_elsewhere(token_id: str) -> None:
+        if token_id.startswith(USER_REVOCATION):
+            user_id = token_id.removeprefix(USER_REVOCATION)
+            verifier.forget_user(user_id)
+            if own is not None:
+                own.verifier.forget_user(user_id)
+        else:
+            verifier.forget(token_id)
+
+    async def revoke_everywhere(token_id: str) -> None:
+        await revoked_elsewhere(token_id)
+        try:
+            # Kept a while past any replica's cache lifetime; after that the store answers.
+            await shared.revocations.revoke(token_id, verifier.cache_ttl + 60)
+        except ServiceUnavailable:
+            pass  # Redis down: replicas that cannot read the list ask the store instead
+        await shared.feed.publish_revocation(token_id)
+
+    return revoke_everywhere, revoked_elsewhere
 
 
 def oauth_endpoints(
@@ -281,7 +333,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
     envelope = Envelope(vault_key_ring(settings))
     engine = make_engine(settings.database_url, settings.database_pool_size)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     try:
         await upgrade(engine)
         repo = SqlConfigRepo(engine, envelope)
@@ -294,12 +345,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             verifier = TokenVerifier(token_hash, repo, identity=identity, revocations=shared.revocations)
             key = state_key(settings)
             sealer = Sealer(key)
-            own = own_authorization_server(settings, engine, sealer, identity)
+            own = own_authorization_server(settings, engine, sealer, identity, shared.revocations)
+            revoke_everywhere, revoked_elsewhere = revocation_hooks(verifier, own, shared)
 
-            def forget_user(user_id: str) -> None:
-                verifier.forget_user(user_id)
-                if own is not None:
-                    own.verifier.forget_user(user_id)
+            async def forget_user(user_id: str) -> None:
+                await revoke_everywhere(user_revocation(user_id))
 
             users = Users(identity, passwords, forget_user)
             if settings.admin_email and settings.admin_password:
@@ -347,7 +397,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 limits=settings.rate_limits,
             )
             session_keys = SessionKeys(key)
-            session_store, events_for = session_stores(settings, session_keys, redis)
+            session_store, events_for = session_stores(settings, session_keys, shared.redis)
             sessions = SharedSessions(
                 session_store,
                 session_keys,
@@ -363,26 +413,9 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             gateway.on_change(front.on_change)
             oidc = oidc_verifier(settings, pool.http)
 
-            async def on_revoked(token_id: str) -> None:
-                verifier.forget(token_id)
-                try:
-                    # Kept a while past any replica's cache lifetime; after that the store answers.
-                    await shared.revocations.revoke(token_id, verifier.cache_ttl + 60)
-                except ServiceUnavailable:
-                    pass  # Redis down: replicas that cannot read the list ask the store instead
-                await shared.feed.publish_revocation(token_id)
-
-            async def revoked_elsewhere(token_id: str) -> None:
-                verifier.forget(token_id)
-
-            tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, on_revoked)
+            tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
-            throttle = MemoryLoginThrottle(
-                max_failures=settings.login_max_failures,
-                max_ip_failures=settings.login_max_ip_failures,
-                lockout=settings.login_lockout,
-            )
-            login = Login(identity, passwords, throttle, settings.session_ttl, verifier.forget)
+            login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
             jwt_issuers: dict[str, JwtVerifier] = {}
             if oidc is not None and settings.oidc_issuer is not None:
@@ -424,8 +457,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     finally:
         with anyio.CancelScope(shield=True):
             await engine.dispose()
-            if redis is not None:
-                await redis.aclose()
 
 
 StartedHook = Callable[[Bastion], Awaitable[None]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -109,16 +110,23 @@ async def _wait_ready(replica: Replica) -> None:
 
 @asynccontextmanager
 async def replicas(
-    count: int, workdir: Path, *, redis_url: str = REDIS_URL, **settings: str
+    count: int, workdir: Path, *, redis_url: str = REDIS_URL, one_public_url: bool = False, **settings: str
 ) -> AsyncIterator[list[Replica]]:
-    """`count` replicas on a fresh PostgreSQL database and a fresh Redis key prefix; all stopped after."""
+    """`count` replicas on a fresh PostgreSQL database and a fresh Redis key prefix; all stopped after.
+    `one_public_url`: every replica's public URL is the first one's, as behind one load balancer (so
+    OAuth tokens name one issuer and audience whichever replica checks them)."""
     prefix = f"bastion-test-{uuid.uuid4().hex[:10]}"
-    extra = {f"BASTION_{k.upper()}": v for k, v in settings.items()}
+    # One state key for the cluster, as an operator sets it: a legacy session's record (and its
+    # events) opened on one replica must open on the others.
+    state_key = base64.b64encode(os.urandom(32)).decode()
+    extra = {"BASTION_STATE_KEY": state_key, **{f"BASTION_{k.upper()}": v for k, v in settings.items()}}
+    ports = [free_port() for _ in range(count)]
+    if one_public_url:
+        extra["BASTION_PUBLIC_URL"] = f"http://127.0.0.1:{ports[0]}"
     started: list[Replica] = []
     async with postgres_database() as database_url:
         try:
-            for index in range(count):
-                port = free_port()
+            for index, port in enumerate(ports):
                 log = open(workdir / f"replica{index + 1}.log", "wb")  # noqa: SIM115 - closed with the process
                 process = subprocess.Popen(
                     [sys.executable, "-m", "bastion", "serve", "--port", str(port)],

@@ -17,6 +17,7 @@ from bastion.store.events import MemoryEventStore
 from bastion.store.sessions.keys import SessionKeys
 from bastion.store.sessions.memory import MemorySessionStore
 from bastion.store.sessions.redis import RedisEventStore, RedisSessionStore
+from bastion.store.shared.client import make_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +38,7 @@ RECORD = SessionRecord(
 @pytest.fixture
 async def redis() -> AsyncIterator[tuple[Redis, str]]:
     prefix = f"bastion-test-{uuid.uuid4().hex[:12]}"
-    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    client = make_redis("redis://127.0.0.1:6379/0")  # the client replicas use: short timeouts, no retries
     try:
         yield client, prefix
     finally:

@@ -2,7 +2,7 @@
 
 After `max_failures` in a row an account (or, after `max_ip_failures`, an address) is locked for
 `lockout` seconds, doubling with every further failure up to `max_lockout`. A success on the
-account clears its count. Behind the `LoginThrottle` port so a shared store can replace it.
+account clears its count. With Redis, `store.shared.throttle.RedisLoginThrottle` does the same for every replica.
 """
 
 from __future__ import annotations

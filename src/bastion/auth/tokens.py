@@ -2,9 +2,10 @@
 session tokens (both looked up by the SHA-256 of the secret, which is all the database holds).
 
 Verified tokens are cached in memory for a few seconds so the hot path reads no database; `forget`
-and `forget_user` drop them at once in this process. With several replicas, a cached API token is
-also checked against the shared list of revoked ids (Redis) on every use, so a revocation anywhere
-is refused everywhere at once; if that list cannot be read, the store (which knows) is asked.
+and `forget_user` drop them at once in this process. With several replicas, a cached API token or
+session is also checked against the shared list of revoked ids (Redis) on every use (its own id and
+`user:<its user>`), so a revocation, sign-out, deactivation or password change anywhere is refused
+everywhere at once; if that list cannot be read, the store (which knows) is asked.
 An API token made by a user carries that user's identity, role and teams, so it can never do
 more than they can; if the user is deactivated or deleted, their tokens stop working.
 """
@@ -54,6 +55,14 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
     return token
+
+
+USER_REVOCATION = "user:"
+
+
+def user_revocation(user_id: str) -> str:
+    """The shared revocation id that says a user's access changed (sessions and tokens re-read)."""
+    return USER_REVOCATION + user_id
 
 
 def _utcnow() -> datetime:
@@ -170,11 +179,17 @@ class TokenVerifier:
         return verified
 
     async def _revoked_elsewhere(self, cached: _Verified) -> bool:
-        """Whether another replica revoked this cached API token (True too when that cannot be told)."""
-        if self._revocations is None or cached.token is None:
+        """Whether another replica revoked this cached API token or session, or changed its user's
+        access (True too when that cannot be told)."""
+        if self._revocations is None:
+            return False
+        ids = [cached.token.id] if cached.token is not None else [cached.session] if cached.session else []
+        if cached.principal.user is not None:
+            ids.append(user_revocation(cached.principal.user))
+        if not ids:
             return False
         try:
-            return await self._revocations.is_revoked(cached.token.id)
+            return await self._revocations.is_revoked(*ids)
         except ServiceUnavailable:
             return True  # the shared list is unreachable: read the store instead of trusting the cache
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ class Login:
         passwords: Passwords,
         throttle: LoginThrottle,
         ttl: float,
-        forget: Callable[[str], None],
+        forget: Callable[[str], Awaitable[None]],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repo
@@ -77,4 +77,4 @@ class Login:
         if session is None:
             raise BadRequest("logout ends a session from /api/v1/auth/login; revoke API tokens instead")
         await self._repo.revoke_session(session.id, self._now())
-        self._forget(session.id)
+        await self._forget(session.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +13,17 @@ from bastion.core.naming import check_slug
 from bastion.core.ports import IdentityRepo
 
 
+async def _unchanged(_user: str) -> None:
+    return None
+
+
 class Teams:
     def __init__(
         self,
         repo: IdentityRepo,
         users: Users,
         owned_by: Callable[[str], list[str]],
-        changed: Callable[[str], None] = lambda _user: None,
+        changed: Callable[[str], Awaitable[None]] = _unchanged,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repo
@@ -56,16 +60,16 @@ class Teams:
         team = await self.get(name)
         await self._repo.delete_team(name)
         for member in team.members:
-            self._changed(member)
+            await self._changed(member)
 
     async def add_member(self, name: str, user_key: str) -> Team:
         user = await self._users.get(user_key)
         await self._repo.add_member(name, user.id)
-        self._changed(user.id)
+        await self._changed(user.id)
         return await self.get(name)
 
     async def remove_member(self, name: str, user_key: str) -> Team:
         user = await self._users.get(user_key)
         await self._repo.remove_member(name, user.id)
-        self._changed(user.id)
+        await self._changed(user.id)
         return await self.get(name)

@@ -4,7 +4,7 @@ the first admin from settings. Passwords are never returned, logged or put in an
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,10 @@ from bastion.control.upstream_input import describe_validation
 from bastion.core.errors import BadRequest, Conflict, NotFound
 from bastion.core.identity import MAX_EMAIL, Role, User, normalize_email
 from bastion.core.ports import IdentityRepo
+
+
+async def _unchanged(_user: str) -> None:
+    return None
 
 
 class NewUser(BaseModel):
@@ -65,7 +69,7 @@ class Users:
         self,
         repo: IdentityRepo,
         passwords: Passwords,
-        changed: Callable[[str], None] = lambda _user: None,
+        changed: Callable[[str], Awaitable[None]] = _unchanged,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repo
@@ -103,13 +107,13 @@ class Users:
         updated = await self._repo.update_user(user.id, role=data.role, active=data.active, password_hash=password_hash)
         if data.active is False or password_hash is not None:
             await self._repo.revoke_user_sessions(user.id, self._now())
-        self._changed(user.id)
+        await self._changed(user.id)
         return updated
 
     async def delete(self, key: str) -> None:
         user = await self.get(key)
         await self._repo.delete_user(user.id)
-        self._changed(user.id)
+        await self._changed(user.id)
 
     async def ensure_admin(self, email: str, password: str) -> User | None:
         """Create the first admin from settings unless a user with that email exists; the new user or None."""

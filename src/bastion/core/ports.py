@@ -111,7 +111,7 @@ class UpstreamCaller(Protocol):
 ChangeHandler = Callable[[], Awaitable[None]]
 """Reload configuration from the store: another replica changed it (or we may have missed that)."""
 RevokeHandler = Callable[[str], Awaitable[None]]
-"""Drop a revoked API token (by id) from this replica's caches."""
+"""Drop a revoked id (API token, session, `user:<id>`) from this replica's caches."""
 
 
 class ChangeFeed(Protocol):
@@ -126,13 +126,13 @@ class ChangeFeed(Protocol):
 
 
 class Revocations(Protocol):
-    """Token ids revoked recently, shared by every replica so a cached token is refused at once.
-
-    Entries only need to outlive the verifier's cache (after it, the store says `revoked`)."""
+    """Ids revoked recently, shared by every replica so a cached credential is refused at once:
+    API token and sign-in session ids, `user:<id>` (a user's access changed), `jti:<jti>` (an
+    OAuth access token). Entries outlive the caches that could still hold them."""
 
     async def revoke(self, token_id: str, ttl: float) -> None: ...
-    async def is_revoked(self, token_id: str) -> bool:
-        """Raises ServiceUnavailable when the shared list cannot be read."""
+    async def is_revoked(self, *token_ids: str) -> bool:
+        """Whether any of these ids is revoked; raises ServiceUnavailable when the list cannot be read."""
         ...
 
 
@@ -198,7 +198,8 @@ class IdentityRepo(Protocol):
 class LoginThrottle(Protocol):
     """Counts failed logins per account and per client address and says how long to wait.
 
-    In-process today; a shared store (Redis) can back it so replicas count together."""
+    In process for one replica, in Redis for several (they count together); a shared store that
+    cannot be reached raises ServiceUnavailable, so login fails closed."""
 
     async def retry_after(self, account: str, ip: str | None) -> float:
         """Seconds until this account or address may try again; 0 when it may now."""

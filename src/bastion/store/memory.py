@@ -36,9 +36,9 @@ class MemoryRevocations:
         self._until = {k: v for k, v in self._until.items() if v > now}
         self._until[token_id] = now + ttl
 
-    async def is_revoked(self, token_id: str) -> bool:
-        until = self._until.get(token_id)
-        return until is not None and until > self._clock()
+    async def is_revoked(self, *token_ids: str) -> bool:
+        now = self._clock()
+        return any(self._until.get(token_id, now) > now for token_id in token_ids)
 
 
 class MemoryRateLimiter:

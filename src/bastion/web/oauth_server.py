@@ -25,8 +25,9 @@ from starlette.types import ASGIApp
 from bastion.auth.oauth.client_auth import HashedSecretAuthenticator
 from bastion.auth.oauth.clients import SCOPES
 from bastion.auth.oauth.provider import CONSENT_PATH, AuthorizationServer
+from bastion.core.errors import BastionError
 from bastion.web.asgi import PublicEndpoints
-from bastion.web.errors import internal_problem
+from bastion.web.errors import internal_problem, problem_from
 from bastion.web.oauth_consent import ConsentPage
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -104,5 +105,9 @@ def authorization_server_endpoints(server: AuthorizationServer, consent: Consent
     async def unexpected(_request: Request, exc: Exception) -> Response:
         return internal_problem(exc)
 
-    app = Starlette(routes=routes, exception_handlers={Exception: unexpected})
+    async def refused(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BastionError)
+        return problem_from(exc)  # e.g. 503 when a revocation cannot be shared with the other replicas
+
+    app = Starlette(routes=routes, exception_handlers={BastionError: refused, Exception: unexpected})
     return PublicEndpoints(frozenset(route.path for route in routes), app)

@@ -285,14 +285,15 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         )
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
-        """Revoke the family the token belongs to; an access token also dies at once in this process."""
+        """Revoke the family the token belongs to; an access token also dies at once on every replica."""
         now = self._now()
         if isinstance(token, BastionRefreshToken):
             await self._repo.revoke_family(token.family, now)
             return
         if isinstance(token, AccessToken) and token.claims is not None:
             jti, family = token.claims.get("jti"), token.claims.get("sid")
-            if isinstance(jti, str):
-                self._revoked.add(jti, float(token.expires_at or time.time()))
+            # The family first: it is in the database, so it holds even if sharing the jti fails (503).
             if isinstance(family, str):
                 await self._repo.revoke_family(family, now)
+            if isinstance(jti, str):
+                await self._revoked.add(jti, float(token.expires_at or time.time()))

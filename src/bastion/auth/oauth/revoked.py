@@ -1,23 +1,41 @@
-"""Access tokens revoked in this process (by `jti`), remembered until they would have expired anyway."""
+"""Revoked access tokens (by `jti`), remembered until they would have expired anyway: in this
+process, and, with several replicas, in the shared revoked-ids list (Redis) so every replica refuses
+them at once. If the shared list cannot be read or written, ServiceUnavailable: closed, not open."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 
+from bastion.core.ports import Revocations
+
 _LIMIT = 100_000
 
 
+def jti_revocation(jti: str) -> str:
+    """The shared revocation id of an access token."""
+    return f"jti:{jti}"
+
+
 class RevokedTokens:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, shared: Revocations | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._shared = shared
         self._clock = clock
         self._until: dict[str, float] = {}
 
-    def add(self, jti: str, expires_at: float) -> None:
+    async def add(self, jti: str, expires_at: float) -> None:
         now = self._clock()
         if len(self._until) >= _LIMIT:
             self._until = {k: v for k, v in self._until.items() if v > now}
         self._until[jti] = expires_at
+        if self._shared is not None:
+            # Kept a little past expiry: replicas' clocks may differ by a few seconds.
+            await self._shared.revoke(jti_revocation(jti), max(0.0, expires_at - now) + 60)
 
-    def __contains__(self, jti: object) -> bool:
-        return isinstance(jti, str) and self._until.get(jti, 0.0) > self._clock()
+    async def has(self, jti: object) -> bool:
+        """Whether the token with this `jti` is revoked (False for a missing or odd jti)."""
+        if not isinstance(jti, str):
+            return False
+        if self._until.get(jti, 0.0) > self._clock():
+            return True
+        return self._shared is not None and await self._shared.is_revoked(jti_revocation(jti))

@@ -13,9 +13,10 @@ import jwt
 from bastion.auth.oauth.keys import SigningKeys
 from bastion.auth.oauth.revoked import RevokedTokens
 from bastion.auth.oidc import OidcConfig, OidcVerifier
-from bastion.core.errors import BastionError, Unauthenticated
+from bastion.auth.tokens import user_revocation
+from bastion.core.errors import BastionError, ServiceUnavailable, Unauthenticated
 from bastion.core.identity import User
-from bastion.core.ports import IdentityRepo
+from bastion.core.ports import IdentityRepo, Revocations
 from bastion.pipeline.context import Principal
 
 _USER_CACHE_TTL = 5.0
@@ -24,7 +25,13 @@ _USER_CACHE_LIMIT = 10_000
 
 class OwnTokenVerifier:
     def __init__(
-        self, issuer: str, base_url: str, keys: SigningKeys, identity: IdentityRepo, revoked: RevokedTokens
+        self,
+        issuer: str,
+        base_url: str,
+        keys: SigningKeys,
+        identity: IdentityRepo,
+        revoked: RevokedTokens,
+        shared: Revocations | None = None,
     ) -> None:
         self.issuer = issuer
         config = OidcConfig(
@@ -45,13 +52,14 @@ class OwnTokenVerifier:
         self._jwt = OidcVerifier(config, base_url, own_jwks, refetch_after=0.0)
         self._identity = identity
         self._revoked = revoked
+        self._shared = shared
         self._users: dict[str, tuple[float, User | None]] = {}
 
     async def verify(self, token: str) -> Principal:
         checked = await self._jwt.verify(token)
         # The signature, issuer and expiry were verified just above; this only reads the claims.
         claims = jwt.decode(token, options={"verify_signature": False})
-        if claims.get("jti") in self._revoked:
+        if await self._revoked.has(claims.get("jti")):
             raise Unauthenticated("invalid token: revoked")
         user = await self._user(str(claims["sub"]))
         if user is None:
@@ -76,7 +84,7 @@ class OwnTokenVerifier:
     async def _user(self, user_id: str) -> User | None:
         now = time.monotonic()
         cached = self._users.get(user_id)
-        if cached is not None and now - cached[0] < _USER_CACHE_TTL:
+        if cached is not None and now - cached[0] < _USER_CACHE_TTL and not await self._changed_elsewhere(user_id):
             return cached[1]
         user = await self._identity.get_user(user_id)
         found = user if user is not None and user.active else None
@@ -84,6 +92,15 @@ class OwnTokenVerifier:
             self._users.clear()
         self._users[user_id] = (now, found)
         return found
+
+    async def _changed_elsewhere(self, user_id: str) -> bool:
+        """Whether another replica changed this user's access (True too when that cannot be told)."""
+        if self._shared is None:
+            return False
+        try:
+            return await self._shared.is_revoked(user_revocation(user_id))
+        except ServiceUnavailable:
+            return True  # read the store instead of trusting the cache
 
     def forget_user(self, user_id: str) -> None:
         self._users.pop(user_id, None)

@@ -26,6 +26,8 @@ from bastion.store.sessions.keys import SessionKeys
 
 log = logging.getLogger("bastion.sessions")
 _NONCE = 12
+# How long one pub/sub read waits for a message before asking again (and health-checking).
+_LISTEN_WAIT = 5.0
 
 
 class RedisSessionStore:
@@ -66,32 +68,39 @@ class RedisSessionStore:
         await self._redis.publish(self._relay_channel, address.encode() + b"\n" + payload)
 
     async def watch(self, on_change: SessionChanged, on_relayed: SessionRelayed) -> None:
-        """Follow the change and relay channels, reconnecting (with backoff) while Redis is away."""
+        """Follow the change and relay channels, reconnecting (with backoff) while Redis is away.
+
+        Reads wait with an explicit timeout, not the client's short socket timeout (the client is
+        shared with calls that must fail fast): a quiet channel is not a dead connection."""
         delay = 0.5
-        relay_channel = self._relay_channel.encode()
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel, self._relay_channel)
                     delay = 0.5
-                    async for message in pubsub.listen():
-                        data = message.get("data")
-                        if message.get("type") != "message" or not isinstance(data, bytes):
-                            continue
-                        try:
-                            if message.get("channel") == relay_channel:
-                                address, _, payload = data.partition(b"\n")
-                                await on_relayed(address.decode(), payload)
-                            else:
-                                await on_change(data.decode())
-                        except (RedisError, OSError):
-                            raise
-                        except Exception:  # one bad message must not stop the feed
-                            log.exception("could not apply a session change")
+                    while True:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_LISTEN_WAIT)
+                        if message is not None:
+                            await self._apply(message, on_change, on_relayed)
             except (RedisError, OSError) as exc:
                 log.warning("session change feed interrupted (%s); retrying", type(exc).__name__)
             await anyio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    async def _apply(self, message: dict[str, Any], on_change: SessionChanged, on_relayed: SessionRelayed) -> None:
+        data = message.get("data")
+        if message.get("type") != "message" or not isinstance(data, bytes):
+            return
+        try:
+            if message.get("channel") == self._relay_channel.encode():
+                address, _, payload = data.partition(b"\n")
+                await on_relayed(address.decode(), payload)
+            else:
+                await on_change(data.decode())
+        except (RedisError, OSError):
+            raise
+        except Exception:  # one bad message must not stop the feed
+            log.exception("could not apply a session change")
 
 
 class RedisEventStore:

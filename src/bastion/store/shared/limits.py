@@ -52,7 +52,7 @@ class RedisRateLimiter:
 
 
 class RedisRevocations:
-    """One key per revoked token id, expiring once no replica can still hold it in a cache."""
+    """One key per revoked id, expiring once no replica can still hold it in a cache."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
@@ -64,8 +64,10 @@ class RedisRevocations:
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from None
 
-    async def is_revoked(self, token_id: str) -> bool:
+    async def is_revoked(self, *token_ids: str) -> bool:
+        if not token_ids:
+            return False
         try:
-            return bool(await self._redis.exists(self._prefix + token_id))
+            return bool(await self._redis.exists(*(self._prefix + token_id for token_id in token_ids)))
         except REDIS_ERRORS as exc:
             raise unavailable(exc) from None
