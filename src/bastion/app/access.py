@@ -1,0 +1,131 @@
+"""Wiring of who may call: identity providers, Bastion's own authorization server, server visibility."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx2
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.auth.oauth.clients import Clients
+from bastion.auth.oauth.keys import SigningKeys
+from bastion.auth.oauth.provider import AuthorizationServer, ServerConfig
+from bastion.auth.oauth.revoked import RevokedTokens
+from bastion.auth.oauth.verify import OwnTokenVerifier
+from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
+from bastion.config import Settings
+from bastion.control.gateway import Gateway
+from bastion.control.login import Login
+from bastion.core.identity import can_see
+from bastion.core.netguard import parse_networks
+from bastion.core.ports import (
+    Revocations,
+)
+from bastion.pipeline.context import Principal
+from bastion.store.sql.identity import SqlIdentityRepo
+from bastion.store.sql.oauth import SqlOAuthRepo
+from bastion.vault.crypto import Sealer
+from bastion.web.asgi import PublicEndpoints
+from bastion.web.oauth_consent import ConsentPage
+from bastion.web.oauth_server import authorization_server_endpoints
+from bastion.web.resource_metadata import ResourceMetadata
+
+
+def oidc_verifier(settings: Settings, http: httpx2.AsyncClient) -> OidcVerifier | None:
+    """The verifier for an external identity provider's tokens, when one is configured."""
+    if settings.oidc_issuer is None:
+        return None
+    config = OidcConfig(
+        issuer=settings.oidc_issuer,
+        jwks_url=settings.oidc_jwks_url,
+        audience=settings.oidc_audience,
+        required_scopes=tuple(s for s in settings.oidc_required_scopes if s),
+        user_claim=settings.oidc_user_claim,
+        teams_claim=settings.oidc_teams_claim,
+        role_claim=settings.oidc_role_claim,
+    )
+    return OidcVerifier(config, settings.base_url, http_fetch(http), refetch_after=settings.oidc_jwks_refetch)
+
+
+def resource_metadata(settings: Settings, own: OwnAuthorizationServer | None) -> ResourceMetadata:
+    """Which authorization server 401 challenges and RFC 9728 metadata point clients at."""
+    if settings.oidc_issuer is not None:
+        return ResourceMetadata(settings.base_url, settings.oidc_issuer, settings.oidc_required_scopes)
+    if own is not None:
+        return ResourceMetadata(settings.base_url, own.issuer, ("mcp",))
+    return ResourceMetadata(settings.base_url, None, ())
+
+
+def owned_by(gateway: Gateway, team: str) -> list[str]:
+    """What a team owns, for refusing to delete a team that still owns something."""
+    snap = gateway.snapshot
+    upstreams = [f"upstream {n}" for n, u in snap.upstreams.items() if u.spec.team == team]
+    return upstreams + [f"virtual server {n}" for n, v in snap.servers.items() if v.spec.team == team]
+
+
+def server_access(gateway: Gateway) -> Callable[[Principal, str], bool]:
+    """Whether a caller may see (and so use) a virtual server."""
+
+    def may_use(principal: Principal, name: str) -> bool:
+        view = gateway.snapshot.servers.get(name)
+        return view is not None and can_see(principal, view.spec)
+
+    return may_use
+
+
+@dataclass(frozen=True)
+class OwnAuthorizationServer:
+    """Bastion's own OAuth authorization server, when no external identity provider is configured."""
+
+    issuer: str
+    repo: SqlOAuthRepo
+    keys: SigningKeys
+    revoked: RevokedTokens
+    verifier: OwnTokenVerifier
+
+
+def own_authorization_server(
+    settings: Settings, engine: AsyncEngine, sealer: Sealer, identity: SqlIdentityRepo, shared: Revocations
+) -> OwnAuthorizationServer | None:
+    if settings.oidc_issuer is not None or not settings.oauth_server:
+        return None
+    issuer = settings.base_url.rstrip("/")
+    repo = SqlOAuthRepo(engine)
+    keys = SigningKeys(repo, sealer, rotate_after=settings.oauth_key_rotation, token_ttl=settings.oauth_access_token_ttl)
+    revoked = RevokedTokens(shared)
+    return OwnAuthorizationServer(
+        issuer, repo, keys, revoked, OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked, shared)
+    )
+
+
+def oauth_endpoints(
+    own: OwnAuthorizationServer,
+    settings: Settings,
+    identity: SqlIdentityRepo,
+    login: Login,
+    may_use: Callable[[Principal, str], bool],
+    http: httpx2.AsyncClient,
+) -> PublicEndpoints:
+    """The authorization server's endpoints and consent page."""
+    config = ServerConfig(
+        issuer=own.issuer,
+        base_url=settings.base_url,
+        code_ttl=settings.oauth_code_ttl,
+        consent_ttl=settings.oauth_consent_ttl,
+        access_ttl=settings.oauth_access_token_ttl,
+        refresh_ttl=settings.oauth_refresh_token_ttl,
+    )
+    clients = Clients(
+        own.repo,
+        http,
+        allow_private=settings.allow_private_upstreams,
+        allowed_networks=parse_networks(settings.upstream_allowed_networks),
+    )
+
+    async def active(user_id: str) -> bool:
+        user = await identity.get_user(user_id)
+        return user is not None and user.active
+
+    server = AuthorizationServer(config, own.repo, clients, own.keys, own.revoked, active, own.verifier.claims)
+    return authorization_server_endpoints(server, ConsentPage(server, login, may_use))

@@ -1,0 +1,143 @@
+"""What replicas share (Redis when configured, else this process) and how a replica says it is ready."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.app.access import OwnAuthorizationServer
+from bastion.auth.throttle import MemoryLoginThrottle
+from bastion.auth.tokens import USER_REVOCATION, TokenVerifier
+from bastion.config import Settings
+from bastion.core.errors import ServiceUnavailable
+from bastion.core.ports import (
+    ChangeFeed,
+    Leadership,
+    LoginThrottle,
+    RateLimiter,
+    Readiness,
+    Revocations,
+    RevokeHandler,
+    SessionStore,
+)
+from bastion.store.events import MemoryEventStore
+from bastion.store.memory import AlwaysLeader, LocalChangeFeed, MemoryRateLimiter, MemoryRevocations
+from bastion.store.sessions.keys import SessionKeys
+from bastion.store.sessions.memory import MemorySessionStore
+from bastion.store.sessions.redis import RedisEventStore, RedisSessionStore
+from bastion.store.shared.client import RedisReadiness, make_redis
+from bastion.store.shared.feed import RedisChangeFeed
+from bastion.store.shared.leader import RedisLeadership
+from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
+from bastion.store.shared.throttle import RedisLoginThrottle
+from bastion.store.sql.migrate import schema_is_current
+from bastion.web.sdk_sessions import EventsFor
+
+
+@dataclass
+class Shared:
+    """State every replica shares: in Redis when BASTION_REDIS_URL is set, else in this process."""
+
+    replica: str
+    feed: ChangeFeed
+    revocations: Revocations
+    limiter: RateLimiter
+    leadership: Leadership
+    checks: Sequence[Readiness]
+    throttle: LoginThrottle
+    redis: Redis | None = None
+    """The one Redis client of this replica (shared state and sessions alike), when configured."""
+
+
+@asynccontextmanager
+async def shared_state(settings: Settings) -> AsyncIterator[Shared]:
+    replica = uuid.uuid4().hex[:12]
+    if settings.redis_url is None:
+        throttle = MemoryLoginThrottle(**login_limits(settings))
+        yield Shared(replica, LocalChangeFeed(), MemoryRevocations(), MemoryRateLimiter(), AlwaysLeader(), (), throttle)
+        return
+    redis = make_redis(settings.redis_url)
+    prefix = settings.redis_prefix
+    try:
+        yield Shared(
+            replica,
+            RedisChangeFeed(redis, prefix, replica),
+            RedisRevocations(redis, prefix),
+            RedisRateLimiter(redis, prefix),
+            RedisLeadership(redis, prefix, replica, lease=settings.leader_lease),
+            (RedisReadiness(redis),),
+            RedisLoginThrottle(redis, prefix, **login_limits(settings)),
+            redis,
+        )
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            await redis.aclose()
+
+
+def login_limits(settings: Settings) -> dict[str, Any]:
+    """The login throttle's limits, the same for the in-process and the Redis throttle."""
+    return {
+        "max_failures": settings.login_max_failures,
+        "max_ip_failures": settings.login_max_ip_failures,
+        "lockout": settings.login_lockout,
+    }
+
+
+async def readiness(engine: AsyncEngine, checks: Sequence[Readiness] = ()) -> list[str]:
+    """What keeps this replica from serving: the database unreachable or its schema not current,
+    or a shared dependency (Redis) unreachable."""
+    try:
+        with anyio.fail_after(5):
+            current = await schema_is_current(engine)
+    except Exception as exc:  # noqa: BLE001 - any failure is "not ready", said without its details
+        problems = [f"database unreachable ({type(exc).__name__})"]
+    else:
+        problems = [] if current else ["database schema is not at the newest migration"]
+    for check in checks:
+        problem = await check.problem()
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def session_stores(settings: Settings, keys: SessionKeys, redis: Redis | None) -> tuple[SessionStore, EventsFor]:
+    """Where 2025-11-25 session records and their resumable events live: Redis when configured
+    (any replica serves any session), else this process."""
+    if redis is not None:
+        events = RedisEventStore(redis, settings.redis_prefix, keys, ttl=settings.session_idle_ttl)
+        return RedisSessionStore(redis, settings.redis_prefix, keys, settings.session_idle_ttl), events.for_session
+    return MemorySessionStore(keys, settings.session_idle_ttl), MemoryEventStore().for_session
+
+
+def revocation_hooks(
+    verifier: TokenVerifier, own: OwnAuthorizationServer | None, shared: Shared
+) -> tuple[RevokeHandler, RevokeHandler]:
+    """(revoke here and tell every replica, drop from this replica's caches when told): for API
+    tokens and sign-in sessions by id, and `user:<id>` when a user's access changed."""
+
+    async def revoked_elsewhere(token_id: str) -> None:
+        if token_id.startswith(USER_REVOCATION):
+            user_id = token_id.removeprefix(USER_REVOCATION)
+            verifier.forget_user(user_id)
+            if own is not None:
+                own.verifier.forget_user(user_id)
+        else:
+            verifier.forget(token_id)
+
+    async def revoke_everywhere(token_id: str) -> None:
+        await revoked_elsewhere(token_id)
+        try:
+            # Kept a while past any replica's cache lifetime; after that the store answers.
+            await shared.revocations.revoke(token_id, verifier.cache_ttl + 60)
+        except ServiceUnavailable:
+            pass  # Redis down: replicas that cannot read the list ask the store instead
+        await shared.feed.publish_revocation(token_id)
+
+    return revoke_everywhere, revoked_elsewhere
