@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Running, postgres_database, serve, settings_for
+from tests import harness
+from tests.harness import Running, drop_test_databases, postgres_database, serve, settings_for
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked `sqlite` work on the SQLite file itself and stay on it in PostgreSQL mode."""
+    harness.keep_sqlite = request.node.get_closest_marker("sqlite") is not None
+    yield
+    harness.keep_sqlite = False
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _postgres_mode_cleanup() -> Iterator[None]:
+    """In PostgreSQL mode (BASTION_TEST_DATABASE=postgres), drop each module's databases after it."""
+    yield
+    drop_test_databases()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ EVERYTHING = ROOT / "tools" / "node_modules" / "@modelcontextprotocol" / "server
 TOKEN = "bst_test-admin-token-0123456789"
 VAULT_KEY = "dGVzdC12YXVsdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjA="  # base64 of 32 bytes, tests only
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def stdio_fixture(name: str) -> dict[str, Any]:
@@ -148,9 +150,59 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
             server.should_exit = True
 
 
+TEST_DATABASE = os.environ.get("BASTION_TEST_DATABASE", "sqlite")
+"""`postgres` runs every test that serves Bastion on the real PostgreSQL instead of its SQLite file
+(.ci/run runs the suite both ways)."""
+_postgres_for: dict[str, str] = {}
+_created: list[str] = []
+keep_sqlite = False
+"""Set for tests marked `sqlite`: they exercise the SQLite file itself, so stay on it in either mode."""
+
+
+async def _database_for(url: str) -> str:
+    """In PostgreSQL mode, a test's SQLite URL becomes a fresh PostgreSQL database of its own (the
+    same one each time the test serves that URL again, as a restart would)."""
+    if TEST_DATABASE != "postgres" or keep_sqlite or not url.startswith("sqlite"):
+        return url
+    if url not in _postgres_for:
+        import asyncpg
+
+        name = f"bastion_test_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(PG_SERVER)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        _created.append(name)
+        _postgres_for[url] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    return _postgres_for[url]
+
+
+def drop_test_databases() -> None:
+    """Drop the databases PostgreSQL mode created (called between test modules)."""
+    if not _created:
+        return
+    import asyncpg
+
+    async def drop(names: list[str]) -> None:
+        admin = await asyncpg.connect(PG_SERVER)
+        try:
+            for name in names:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(drop(list(_created)))
+    _created.clear()
+    _postgres_for.clear()
+
+
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[Running]:
     """Run Bastion with `settings` on a free loopback port."""
+    database = await _database_for(settings.database_url)
+    if database != settings.database_url:
+        settings = settings.model_copy(update={"database_url": database})
     async with running(settings) as bastion, serve_asgi(bastion.app) as base:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=60) as api:
@@ -163,7 +215,7 @@ async def postgres_database() -> AsyncIterator[str]:
     import asyncpg
 
     name = f"bastion_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    admin = await asyncpg.connect(PG_SERVER)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         try:

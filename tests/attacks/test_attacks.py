@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ async def target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Targ
             async with gateway.bastion.engine.begin() as conn:  # expired in the store, as time would
                 await conn.execute(
                     text("UPDATE api_tokens SET expires_at = :past WHERE id = :id"),
-                    {"past": "2020-01-01 00:00:00", "id": expired["id"]},
+                    {"past": datetime(2020, 1, 1, tzinfo=UTC), "id": expired["id"]},
                 )
             tokens["expired"] = expired["token"]
             await make_user(gateway, "viewer@example.com", "viewer")

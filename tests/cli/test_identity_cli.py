@@ -52,6 +52,7 @@ async def test_users_teams_login_and_logout(gateway: Running, tmp_path: Path) ->
     assert wrong.exit_code == 1 and "Unauthenticated" in wrong.stderr
 
 
+@pytest.mark.sqlite
 async def test_first_admin_from_the_cli_before_any_server_runs(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/bastion.db"
     env: dict[str, str | None] = {"BASTION_DATABASE_URL": url, "XDG_CONFIG_HOME": str(tmp_path)}

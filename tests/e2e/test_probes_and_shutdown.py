@@ -25,6 +25,7 @@ async def test_probes_answer_without_a_token(gateway: Running) -> None:
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
+@pytest.mark.sqlite
 async def test_not_ready_when_the_schema_is_not_current(tmp_path: Path) -> None:
     db = tmp_path / "b.db"
     async with serve(settings_for(f"sqlite+aiosqlite:///{db}")) as gateway:

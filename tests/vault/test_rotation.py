@@ -78,6 +78,7 @@ def _migrate_to(connection: Connection, revision: str) -> None:
     command.upgrade(config, revision)
 
 
+@pytest.mark.sqlite  # each case names its own database kind
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_plain_credentials_from_an_older_version_are_sealed_on_start(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
