@@ -31,6 +31,7 @@ from bastion.control.gateway import Gateway
 from bastion.control.login import Login
 from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
+from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.netguard import parse_networks
 from bastion.pipeline.bridge import Bridge
@@ -39,6 +40,7 @@ from bastion.store.sessions.keys import SessionKeys
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
+from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
@@ -53,6 +55,7 @@ from bastion.web.rest.cluster import cluster_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.teams import team_routes
 from bastion.web.rest.tokens import token_routes
+from bastion.web.rest.upstream_connect import callback_endpoint, connection_routes, joined
 from bastion.web.rest.upstreams import upstream_routes
 from bastion.web.rest.users import user_routes
 from bastion.web.rest.vault import vault_routes
@@ -109,16 +112,19 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             async def on_resource_updated(upstream: str, uri: str) -> None:
                 await front_ref[0].resource_updated(upstream, uri)
 
+            user_tokens = SqlUpstreamTokens(engine, envelope)
+            guard = AddressGuard(
+                allow_private=settings.allow_private_upstreams,
+                allowed=parse_networks(settings.upstream_allowed_networks),
+            )
             pool = UpstreamPool(
                 runner,
                 on_notification=on_notification,
                 on_resource_updated=on_resource_updated,
                 connect_timeout=settings.connect_timeout,
                 backoff_base=settings.reconnect_backoff,
-                guard=AddressGuard(
-                    allow_private=settings.allow_private_upstreams,
-                    allowed=parse_networks(settings.upstream_allowed_networks),
-                ),
+                guard=guard,
+                user_tokens=user_tokens,
             )
             gateway = Gateway(
                 repo,
@@ -168,6 +174,10 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             if own is not None:
                 jwt_issuers[own.issuer] = own.verifier
             public = oauth_endpoints(own, settings, identity, login, may_use, pool.http) if own is not None else None
+            connect = UpstreamConnect(
+                gateway, user_tokens, pool.http, settings.base_url, guard=guard, timeout=settings.connect_timeout
+            )
+            public = joined(public, callback_endpoint(connect))
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
@@ -177,6 +187,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *user_routes(users, settings.max_body_bytes),
                 *team_routes(teams, settings.max_body_bytes),
                 *vault_routes(gateway),
+                *connection_routes(connect),
                 *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
             ]
             app = BastionApp(

@@ -176,3 +176,28 @@ def refresh(name: str, api: Api) -> None:
         return
     counts = result.get("counts", result) if isinstance(result, dict) else None
     message(f"Refreshed {name}: {counts_line(counts)}")
+
+
+@upstreams.command("connect")
+@click.argument("name")
+@api_command
+def connect(name: str, api: Api) -> None:
+    """Connect your own account to a per-user OAuth upstream: prints the URL to open in a browser."""
+    result = api.post(f"/api/v1/upstreams/{seg(name)}/connect")
+    if api.as_json:
+        emit(result, as_json=True)
+        return
+    message(f"Open this URL in your browser to connect your account to {name}:")
+    click.echo(result["authorization_url"])
+
+
+@upstreams.command("disconnect")
+@click.argument("name")
+@api_command
+def disconnect(name: str, api: Api) -> None:
+    """Forget your own account's tokens for a per-user OAuth upstream."""
+    api.delete(f"/api/v1/upstreams/{seg(name)}/connection")
+    if api.as_json:
+        emit({"disconnected": name}, as_json=True)
+    else:
+        message(f"Disconnected your account from {name}")

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 import anyio
 
 from bastion.core.compose import compose
-from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound
+from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound, UpstreamNotConnected
 from bastion.core.models import (
     CatalogItem,
     Discovery,
     ItemKind,
+    OAuthUserGrant,
     RewrapReport,
     Upstream,
     UpstreamSpec,
@@ -33,6 +34,13 @@ from bastion.upstream.pool import UpstreamPool
 log = logging.getLogger("bastion.control")
 
 ChangeListener = Callable[[Snapshot, Snapshot], Awaitable[None]]
+
+
+_AWAITING_USER = UpstreamState(status="unknown", status_reason="waiting for a user to connect their account")
+
+
+def _per_user_oauth(spec: UpstreamSpec) -> bool:
+    return isinstance(spec.auth, OAuthUserGrant)
 
 
 def _healthy(discovery: Discovery) -> UpstreamState:
@@ -145,7 +153,7 @@ class Gateway:
         if await self.repo.get_upstream(spec.name) is not None:
             raise Conflict(f"upstream {spec.name!r} already exists")
         discovery = await self.pool.discover(spec)
-        upstream = Upstream(spec=spec, state=_healthy(discovery))
+        upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
         try:
             await self.repo.create_upstream(upstream, discovery.items)
         except BaseException:
@@ -180,8 +188,9 @@ class Gateway:
                     await self.pool.open(old.spec)
                 raise
             await self.repo.update_upstream_spec(spec)
-            await self.repo.replace_items(spec.name, discovery.items)
-            await self.repo.save_upstream_state(spec.name, _healthy(discovery))
+            if not _per_user_oauth(spec):  # its catalog comes from a connected user's session (refresh)
+                await self.repo.replace_items(spec.name, discovery.items)
+                await self.repo.save_upstream_state(spec.name, _healthy(discovery))
         await self.rebuild()
         return self._upstream(spec.name)
 
@@ -212,15 +221,16 @@ class Gateway:
         await self.pool.close(name)
         await self.rebuild()
 
-    async def refresh_upstream(self, name: str, *, quiet: bool = False) -> Discovery | None:
-        """Rediscover an upstream's items and record its health; raises unless `quiet`."""
+    async def refresh_upstream(self, name: str, *, quiet: bool = False, user: str | None = None) -> Discovery | None:
+        """Rediscover an upstream's items and record its health; raises unless `quiet`. A per-user
+        OAuth upstream is discovered over `user`'s own connection (or any connected user's)."""
         upstream = self._upstream(name)
         if not upstream.spec.enabled:
             if quiet:
                 return None
             raise Conflict(f"upstream {name!r} is disabled; enable it to refresh")
         try:
-            return await self._rediscover(name)
+            return await self._rediscover(name, user)
         except BastionError:
             if quiet:
                 return None
@@ -228,13 +238,15 @@ class Gateway:
         finally:
             await self.rebuild()
 
-    async def _rediscover(self, name: str) -> Discovery:
+    async def _rediscover(self, name: str, user: str | None = None) -> Discovery:
         """Discover and save what changed (items only when they did), without a snapshot rebuild.
 
         A failure is recorded as the upstream's unhealthy status, then raised.
         """
         try:
-            discovery = await self.pool.rediscover(name)
+            discovery = await self.pool.rediscover(name, user)
+        except UpstreamNotConnected:
+            raise  # nobody to discover it as: says nothing about its health
         except BastionError as exc:
             await self._save_state(name, status="unhealthy", status_reason=exc.detail)
             raise
@@ -282,6 +294,8 @@ class Gateway:
             if upstream.spec.enabled and name not in self._refreshing:
                 try:
                     await self._rediscover(name)
+                except UpstreamNotConnected:
+                    pass  # a per-user upstream with no user connected right now: nothing to check
                 except BastionError as exc:
                     log.warning("upstream %s is unhealthy: %s", name, exc.detail)
         await self.rebuild()

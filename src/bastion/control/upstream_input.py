@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BadRequest
-from bastion.core.models import Isolation, OAuthClientCredentials, Transport, UpstreamSpec
+from bastion.core.models import Isolation, OAuthClientCredentials, OAuthUserGrant, Transport, UpstreamAuth, UpstreamSpec
 from bastion.core.naming import check_slug
 
 
@@ -43,7 +43,20 @@ class ClientCredentialsAuth(_AuthInput):
     audience: str | None = None
 
 
-AuthInput = Annotated[NoAuth | HeadersAuth | ApiKeyAuth | ClientCredentialsAuth, Field(discriminator="type")]
+class UserGrantAuth(_AuthInput):
+    """Each user connects their own account (authorization code + PKCE); needs `isolation: per_user`."""
+
+    type: Literal["oauth_user"]
+    authorization_url: str
+    token_url: str
+    client_id: str = Field(min_length=1)
+    client_secret: str | None = Field(default=None, min_length=1)
+    scope: str | None = None
+
+
+AuthInput = Annotated[
+    NoAuth | HeadersAuth | ApiKeyAuth | ClientCredentialsAuth | UserGrantAuth, Field(discriminator="type")
+]
 
 
 class UpstreamInput(BaseModel):
@@ -73,7 +86,7 @@ def check_url(url: str | None, field: str = "url") -> str:
     return url
 
 
-def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], OAuthClientCredentials | None]:
+def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], UpstreamAuth | None]:
     """The headers and OAuth settings an `auth` object amounts to."""
     headers, auth = dict(data.headers), data.auth
     if isinstance(auth, ApiKeyAuth):
@@ -87,6 +100,15 @@ def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], OAuthClientCredent
         if "authorization" in {k.lower() for k in headers}:
             raise BadRequest("auth type oauth_client_credentials sets Authorization; do not also give it in 'headers'")
         return headers, OAuthClientCredentials(**auth.model_dump(exclude={"type"}))
+    elif isinstance(auth, UserGrantAuth):
+        check_url(auth.authorization_url, "authorization_url")
+        check_url(auth.token_url, "token_url")
+        if data.isolation != "per_user":
+            # A shared connection would carry one user's token for everyone.
+            raise BadRequest("auth type oauth_user needs 'isolation': 'per_user'")
+        if "authorization" in {k.lower() for k in headers}:
+            raise BadRequest("auth type oauth_user sets Authorization; do not also give it in 'headers'")
+        return headers, OAuthUserGrant(**auth.model_dump(exclude={"type"}))
     return headers, None
 
 

@@ -5,6 +5,7 @@
     │   └── NameCollision     409 / -32602   two items would share one exposed name
     ├── Unauthenticated       401 / -32030
     ├── Forbidden             403 / -32003
+    │   └── UpstreamNotConnected 403 / -32004 the caller has not connected their account to the upstream
     ├── NotFound              404 / -32601   an upstream, server or catalog item that does not exist
     │   └── UnknownItem       404 / -32602   a request naming a prompt or resource the server lacks
     │       └── UnknownTool   404 / -32602   a tools/call naming a tool the server lacks
@@ -63,6 +64,13 @@ class Forbidden(BastionError):
     http_status = 403
     jsonrpc_code = -32003
     title = "Forbidden"
+
+
+class UpstreamNotConnected(Forbidden):
+    """A per-user OAuth upstream the calling user has not connected their own account to (yet)."""
+
+    jsonrpc_code = -32004
+    title = "Upstream not connected"
 
 
 class NotFound(BastionError):

@@ -79,6 +79,9 @@ def ip_allowed(networks: tuple[Network, ...], client_ip: str | None) -> bool:
     return any(address in network for network in networks)
 
 
+_CONNECTION_PATHS = frozenset({"connect", "connection"})
+
+
 def authorize(grants: Grants, method: str, path: str) -> None:
     """Raise Forbidden, saying what is missing, unless these grants allow `method path`."""
     parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
@@ -92,6 +95,11 @@ def authorize(grants: Grants, method: str, path: str) -> None:
     collection = parts[3] if parts[1:3] == ["api", "v1"] and len(parts) > 3 else None
     if collection == "tokens":
         raise Forbidden("API tokens cannot manage API tokens; use the admin token", missing="admin")
+    if collection == "upstreams" and len(parts) == 6 and parts[5] in _CONNECTION_PATHS:
+        # Connecting one's own account to a per-user upstream is part of using it, not configuration.
+        if "mcp" not in grants.permissions:
+            raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
+        return
     if method not in _READ_METHODS:
         raise Forbidden("API tokens cannot change configuration; use the admin token", missing="admin")
     if collection not in READABLE_COLLECTIONS:

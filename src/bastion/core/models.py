@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -29,6 +29,29 @@ class OAuthClientCredentials(Frozen):
     audience: str | None = None
 
 
+class OAuthUserGrant(Frozen):
+    """OAuth 2.0 authorization code grant per user (RFC 6749 4.1 with PKCE): each user connects their
+    own account once; Bastion keeps and refreshes that user's token. `client_secret` is sealed, write-only."""
+
+    type: Literal["oauth_user"] = "oauth_user"
+    authorization_url: str
+    token_url: str
+    client_id: str
+    client_secret: str | None = None
+    scope: str | None = None
+
+
+UpstreamAuth = Annotated[OAuthClientCredentials | OAuthUserGrant, Field(discriminator="type")]
+
+
+class UpstreamTokens(Frozen):
+    """One user's tokens for one upstream (sealed at rest). `expires_at` is a Unix time, None if unstated."""
+
+    access_token: str
+    refresh_token: str | None = None
+    expires_at: float | None = None
+
+
 class UpstreamSpec(Frozen):
     """How to reach one upstream MCP server, as the operator registered it."""
 
@@ -41,7 +64,7 @@ class UpstreamSpec(Frozen):
     headers: dict[str, str] = Field(default_factory=dict)
     isolation: Isolation = "shared"
     enabled: bool = True
-    auth: OAuthClientCredentials | None = None
+    auth: UpstreamAuth | None = None
     """How Bastion authenticates beyond `headers` (static headers / API keys need no more)."""
     credentials_error: str | None = None
     """Set when the stored (sealed) headers/env could not be opened; such an upstream is not connected."""

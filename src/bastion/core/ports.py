@@ -16,6 +16,7 @@ from bastion.core.models import (
     Upstream,
     UpstreamSpec,
     UpstreamState,
+    UpstreamTokens,
     VirtualServerSpec,
 )
 
@@ -259,4 +260,27 @@ class SessionStore(Protocol):
     async def watch(self, on_change: SessionChanged, on_relayed: SessionRelayed) -> None:
         """Call `on_change` for records other replicas save or delete, and `on_relayed` for messages
         they relay, until cancelled."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFlow:
+    """A user's connect flow to a per-user OAuth upstream, between the authorization URL and the callback."""
+
+    user: str
+    upstream: str
+    verifier: str
+    expires_at: datetime
+
+
+class UpstreamTokenStore(Protocol):
+    """Each user's own tokens for per-user OAuth upstreams, keyed by the verified user id, and the
+    connect flows in progress (single use). Tokens that do not open raise CredentialsUnavailable."""
+
+    async def get_tokens(self, upstream: str, user: str) -> UpstreamTokens | None: ...
+    async def save_tokens(self, upstream: str, user: str, tokens: UpstreamTokens) -> None: ...
+    async def delete_tokens(self, upstream: str, user: str) -> bool: ...
+    async def save_flow(self, state_hash: str, flow: ConnectFlow) -> None: ...
+    async def take_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
+        """The flow (removed: single use), or None if unknown, already taken or expired."""
         ...

@@ -18,7 +18,9 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
         params = ctx.upstream_params
         assert item is not None and params is not None, "route runs before dispatch"
         principal = ctx.principal
-        user = principal.id if principal is not None else None
+        # Per-user connections (and per-user upstream tokens) are keyed by the verified user, so one
+        # user's session and API tokens share them; callers without a user (admin, local) by their id.
+        user = (principal.user or principal.id) if principal is not None else None
         result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
         ask = ctx.hooks.ask if ctx.hooks is not None else None
         rounds = 0

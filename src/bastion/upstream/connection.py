@@ -34,7 +34,7 @@ from bastion.core.models import UpstreamSpec
 from bastion.core.ports import AskCallback, CallHooks, LogCallback
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient
-from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken
+from bastion.upstream.oauth import BearerAuth, TokenSource
 from bastion.upstream.raw import raw_request
 from bastion.upstream.transports import open_transport
 
@@ -116,7 +116,7 @@ class UpstreamConnection:
         backoff_cap: float = 30.0,
         on_resource_updated: ResourceUpdatedHandler | None = None,
         guard: AddressGuard | None = None,
-        bearer: ClientCredentialsToken | None = None,
+        bearer: TokenSource | None = None,
     ) -> None:
         self.spec = spec
         self._bearer = bearer

@@ -18,7 +18,7 @@ from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, m
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
 from bastion.core.ports import LOG_LEVELS, CallHooks
-from bastion.upstream.oauth import ClientCredentialsToken
+from bastion.upstream.oauth import TokenSource
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _META_PREFIX = "io.modelcontextprotocol/"
@@ -48,7 +48,7 @@ class ModernHttpClient:
         url: str,
         headers: Mapping[str, str],
         protocol_version: str,
-        bearer: ClientCredentialsToken | None = None,
+        bearer: TokenSource | None = None,
         client_info: dict[str, Any],
         client_capabilities: dict[str, Any],
     ) -> None:

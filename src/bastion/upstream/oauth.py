@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import httpx2
@@ -20,6 +20,14 @@ from bastion.core.models import OAuthClientCredentials
 # Refresh this long before expiry (at most a tenth of the lifetime), so no request carries a token
 # that expires on its way.
 _SKEW_SECONDS = 30.0
+
+
+class TokenSource(Protocol):
+    """Where an upstream connection gets its bearer token: Bastion's own, or one user's."""
+
+    async def token(self) -> str: ...
+
+    def invalidate(self, token: str) -> None: ...
 
 
 class ClientCredentialsToken:
@@ -93,7 +101,7 @@ class BearerAuth(httpx2.Auth):
 
     requires_request_body = True  # so the one retry can send the body again
 
-    def __init__(self, source: ClientCredentialsToken) -> None:
+    def __init__(self, source: TokenSource) -> None:
         self._source = source
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:

@@ -16,14 +16,15 @@ import aiohttp
 import anyio
 import httpx2
 
-from bastion.core.errors import CredentialsUnavailable, UpstreamUnavailable
-from bastion.core.models import Discovery, UpstreamSpec
-from bastion.core.ports import CallHooks
+from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
+from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
+from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
 from bastion.upstream.guard import AddressGuard
-from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken
+from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
+from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 
 log = logging.getLogger("bastion.upstream")
 
@@ -56,6 +57,7 @@ class UpstreamPool:
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
         guard: AddressGuard | None = None,
+        user_tokens: UpstreamTokenStore | None = None,
     ) -> None:
         self._guard = guard
         self._runner = runner
@@ -77,6 +79,8 @@ class UpstreamPool:
         # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
         self._bearers: dict[str, ClientCredentialsToken] = {}
         self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
+        # Per-user OAuth upstreams: each user's own token and client, keyed by the verified user id.
+        self._per_user = PerUserAuth(user_tokens, self.http, timeout=connect_timeout, cookies=no_cookies)
         # The hot path to 2026-07-28 HTTP upstreams; keep-alive connections shared by all of them.
         self.fast_http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
@@ -86,7 +90,7 @@ class UpstreamPool:
         )
 
     def _bearer_for(self, spec: UpstreamSpec) -> ClientCredentialsToken | None:
-        if spec.auth is None:
+        if not isinstance(spec.auth, OAuthClientCredentials):
             return None
         bearer = self._bearers.get(spec.name)
         if bearer is None:
@@ -121,21 +125,25 @@ class UpstreamPool:
             self._http_by_headers[key] = client
         return client
 
-    def _new_connection(self, spec: UpstreamSpec) -> UpstreamConnection:
+    def _new_connection(self, spec: UpstreamSpec, user: str | None) -> UpstreamConnection:
+        bearer: TokenSource | None = self._bearer_for(spec)
+        http = self._http_for(spec)
+        if user_grant(spec) is not None:
+            bearer, http = self._per_user.source(spec, user), self._per_user.http(spec, user)
         return UpstreamConnection(
             spec,
-            http_client=self._http_for(spec),
+            http_client=http,
             fast_http=self.fast_http,
             on_notification=self._on_notification,
             on_resource_updated=self._on_resource_updated,
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
             guard=self._guard,
-            bearer=self._bearer_for(spec),
+            bearer=bearer,
         )
 
     async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
-        conn = self._new_connection(spec)
+        conn = self._new_connection(spec, key[1])
         self._conns[key] = conn
         await self._runner.start(f"upstream:{key[0]}:{key[1] or '*'}", conn.run)
         return conn
@@ -144,6 +152,8 @@ class UpstreamPool:
         """Start the shared connection of a new or changed upstream and wait for its first attempt."""
         await self.close(spec.name)
         _check_credentials(spec)
+        if user_grant(spec) is not None:
+            self._per_user.source(spec, None)  # raises: a per-user OAuth upstream has no shared connection
         async with self._lock:
             self._specs[spec.name] = spec
             conn = await self._start((spec.name, None), spec)
@@ -156,6 +166,12 @@ class UpstreamPool:
         """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
         if self._guard is not None:
             await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
+        if user_grant(spec) is not None:
+            # Nothing to connect as yet: each user's connection opens on their first call, and the
+            # catalog is discovered over the first user's (see Gateway.refresh_upstream).
+            await self.close(spec.name)
+            self.adopt([spec])
+            return Discovery(items=())
         conn = await self.open(spec)
         if conn.client is None:
             reason = conn.failure or "it did not answer in time"
@@ -163,9 +179,26 @@ class UpstreamPool:
             raise UpstreamUnavailable(f"could not connect to upstream {spec.name!r}: {reason}")
         return await discover(conn, timeout=self._connect_timeout)
 
-    async def rediscover(self, name: str) -> Discovery:
-        conn = await self._get(name, None)
+    async def rediscover(self, name: str, user: str | None = None) -> Discovery:
+        """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
+        none given, any user's live one): the catalog is the same for everyone, the calls are not."""
+        spec = self._specs.get(name)
+        per_user_oauth = spec is not None and user_grant(spec) is not None
+        if per_user_oauth and user is None:
+            live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
+            if not live:
+                raise UpstreamNotConnected(f"no user is connected to upstream {name!r} right now")
+            return await discover(live[0], timeout=self._connect_timeout)
+        conn = await self._get(name, user if per_user_oauth else None)
         return await discover(conn, timeout=self._connect_timeout)
+
+    async def forget_user(self, name: str, user: str) -> None:
+        """A user disconnected from upstream `name`: stop their connection and drop their token."""
+        async with self._lock:
+            conn = self._conns.pop((name, user), None)
+        if conn is not None:
+            await conn.stop()
+        await self._per_user.forget(name, user)
 
     def adopt(self, specs: Sequence[UpstreamSpec]) -> None:
         """Know these upstreams (on start); connections open lazily or via `ensure`."""
@@ -188,6 +221,9 @@ class UpstreamPool:
         conn = self._conns.get(key)
         if conn is not None:
             return conn
+        if user_grant(spec) is not None:
+            # Before connecting: a user who has not connected (or whose token does not open) is told so.
+            await self._per_user.source(spec, key[1]).token()
         async with self._lock:
             conn = self._conns.get(key)
             if conn is None:
@@ -209,6 +245,10 @@ class UpstreamPool:
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
             conn.last_used = anyio.current_time()
+            if spec is not None and user_grant(spec) is not None:
+                # The SDK's transports swallow a failed refresh inside their auth flow; asking first
+                # turns an expired or refused connection into the user's clear error, not a timeout.
+                await self._per_user.source(spec, user).token()
         return await conn.request(method, params, timeout=timeout, hooks=hooks)
 
     def asks_mid_call(self, upstream: str) -> bool:
@@ -247,6 +287,7 @@ class UpstreamPool:
             auth_http = self._http_with_auth.pop(name, None)
         for conn in conns:
             await conn.stop()
+        await self._per_user.forget(name)
         if auth_http is not None:
             await auth_http.aclose()
 
@@ -258,6 +299,8 @@ class UpstreamPool:
             conn = self._conns.pop(key, None)
             if conn is not None:
                 await conn.stop()
+            if key[1] is not None:
+                await self._per_user.forget(key[0], key[1])
 
     async def aclose(self) -> None:
         conns = list(self._conns.values())
@@ -269,3 +312,4 @@ class UpstreamPool:
             await self.fast_http.close()
             for client in (*self._http_by_headers.values(), *self._http_with_auth.values()):
                 await client.aclose()
+            await self._per_user.aclose()

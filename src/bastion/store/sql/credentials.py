@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from bastion.core.models import OAuthClientCredentials, RewrapReport, UpstreamSpec
+from bastion.core.models import RewrapReport, UpstreamAuth, UpstreamSpec
 from bastion.store.sql.tables import upstreams
 from bastion.vault.envelope import Envelope, VaultError
 
@@ -23,6 +23,7 @@ log = logging.getLogger("bastion.vault")
 
 FIELDS = ("headers", "env")
 SEALED = (*FIELDS, "auth")
+AUTH: TypeAdapter[UpstreamAuth] = TypeAdapter(UpstreamAuth)
 
 
 def owner(upstream: str, field: str) -> str:
@@ -50,7 +51,7 @@ def open_row(envelope: Envelope, row: Any) -> dict[str, Any]:
             plain = dict(getattr(row, field) or {})  # written by an older version, not sealed yet
             opened[field] = envelope.open_mapping(token, owner(row.name, field)) if token else plain
         if row.auth_sealed:
-            opened["auth"] = OAuthClientCredentials.model_validate_json(
+            opened["auth"] = AUTH.validate_json(
                 envelope.open(row.auth_sealed, owner(row.name, "auth"))
             )
     except VaultError as exc:

@@ -44,7 +44,8 @@ def counts(items: list[CatalogItem] | tuple[CatalogItem, ...], upstream: str | N
 def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
     """How Bastion authenticates to the upstream, without any secret."""
     if spec.auth is not None:
-        return spec.auth.model_dump() | {"client_secret": REDACTED}
+        has_secret = spec.auth.client_secret is not None
+        return spec.auth.model_dump() | {"client_secret": REDACTED if has_secret else None}
     return {"type": "headers" if spec.headers else "none"}
 
 

@@ -28,8 +28,8 @@ _OWNERSHIP = ("team", "owner", "visibility")
 def _keep_client_secret(body: dict[str, Any], old: UpstreamSpec) -> dict[str, Any]:
     """A PATCH of OAuth settings may leave out the (write-only) client secret to keep the stored one."""
     auth = body.get("auth")
-    if isinstance(auth, dict) and auth.get("type") == "oauth_client_credentials" and "client_secret" not in auth:
-        if old.auth is not None:
+    if isinstance(auth, dict) and "client_secret" not in auth:
+        if old.auth is not None and auth.get("type") == old.auth.type and old.auth.client_secret is not None:
             return body | {"auth": auth | {"client_secret": old.auth.client_secret}}
     return body
 
@@ -105,7 +105,8 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
 
     async def refresh(request: Request) -> Response:
         name = editable_upstream(request).spec.name
-        discovery = await gateway.refresh_upstream(name)
+        # A per-user OAuth upstream is discovered over the caller's own connection, when they have one.
+        discovery = await gateway.refresh_upstream(name, user=principal_of(request).user)
         return JSONResponse({**show(name), "discovered": _discovered(discovery)})
 
     return [

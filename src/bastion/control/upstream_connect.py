@@ -1,0 +1,134 @@
+"""Connecting a user's own account to a per-user OAuth upstream (authorization code + PKCE S256).
+
+`start` gives the signed-in user the provider's authorization URL; its `state` is bound server-side
+to that user and upstream, single use and short-lived. `finish` (the callback) exchanges the code and
+keeps the user's tokens sealed for them alone. Everything is keyed by the verified user id."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx2
+
+from bastion.control.gateway import Gateway
+from bastion.core.errors import BadRequest, Forbidden, NotFound
+from bastion.core.identity import can_see
+from bastion.core.models import OAuthUserGrant, UpstreamSpec
+from bastion.core.ports import ConnectFlow, UpstreamTokenStore
+from bastion.pipeline.context import Principal
+from bastion.upstream.guard import AddressGuard
+from bastion.upstream.user_oauth import token_request
+
+CALLBACK_PATH = "/oauth/upstream/callback"
+FLOW_TTL = timedelta(minutes=10)
+
+
+def state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UpstreamConnect:
+    def __init__(
+        self,
+        gateway: Gateway,
+        store: UpstreamTokenStore,
+        http: httpx2.AsyncClient,
+        base_url: str,
+        *,
+        guard: AddressGuard | None = None,
+        timeout: float = 15.0,
+        now: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._gateway = gateway
+        self._store = store
+        self._http = http
+        self.redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
+        self._guard = guard
+        self._timeout = timeout
+        self._now = now
+
+    def _grant_for(self, principal: Principal, name: str) -> tuple[str, OAuthUserGrant]:
+        """(verified user id, the upstream's grant settings) for a user who may use this upstream."""
+        upstream = self._gateway.snapshot.upstreams.get(name)
+        if upstream is None or not can_see(principal, upstream.spec):
+            raise NotFound(f"upstream {name!r} does not exist")
+        if principal.user is None:
+            raise Forbidden("only a signed-in user (session or their own API token) can connect an account")
+        grant = upstream.spec.auth
+        if not isinstance(grant, OAuthUserGrant):
+            raise BadRequest(f"upstream {name!r} does not use per-user OAuth (auth type oauth_user)")
+        return principal.user, grant
+
+    async def start(self, principal: Principal, name: str) -> str:
+        """The provider's authorization URL for this user to open."""
+        user, grant = self._grant_for(principal, name)
+        state = secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+        flow = ConnectFlow(user=user, upstream=name, verifier=verifier, expires_at=self._now() + FLOW_TTL)
+        await self._store.save_flow(state_hash(state), flow)
+        params = {
+            "response_type": "code",
+            "client_id": grant.client_id,
+            "redirect_uri": self.redirect_uri,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        if grant.scope:
+            params["scope"] = grant.scope
+        return _with_query(grant.authorization_url, params)
+
+    async def finish(self, state: str, code: str | None, error: str | None = None) -> str:
+        """Take the flow `state` names (once), exchange `code` and keep the tokens; the upstream's name."""
+        flow = await self._store.take_flow(state_hash(state), self._now()) if state else None
+        if flow is None:
+            raise BadRequest("this connect link is unknown, already used or expired; start again")
+        if error is not None or not code:
+            raise BadRequest(f"the provider did not authorize the connection ({(error or 'no code')[:64]})")
+        upstream = self._gateway.snapshot.upstreams.get(flow.upstream)
+        grant = upstream.spec.auth if upstream is not None else None
+        if upstream is None or not isinstance(grant, OAuthUserGrant):
+            raise NotFound(f"upstream {flow.upstream!r} no longer uses per-user OAuth")
+        await self._check_address(upstream.spec, grant.token_url)
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.redirect_uri,
+            "code_verifier": flow.verifier,
+        }
+        tokens = await token_request(self._http, flow.upstream, grant, form, timeout=self._timeout)
+        await self._store.save_tokens(flow.upstream, flow.user, tokens)
+        await self._gateway.pool.forget_user(flow.upstream, flow.user)  # its next call uses the new token
+        await self._gateway.refresh_upstream(flow.upstream, quiet=True, user=flow.user)
+        return flow.upstream
+
+    async def _check_address(self, spec: UpstreamSpec, url: str) -> None:
+        if self._guard is not None:
+            await self._guard.check(spec.model_copy(update={"url": url}))
+
+    async def connected(self, principal: Principal, name: str) -> bool:
+        user, _ = self._grant_for(principal, name)
+        return await self._store.get_tokens(name, user) is not None
+
+    async def disconnect(self, principal: Principal, name: str) -> bool:
+        """Forget this user's tokens for the upstream; whether there were any."""
+        user, _ = self._grant_for(principal, name)
+        forgotten = await self._store.delete_tokens(name, user)
+        await self._gateway.pool.forget_user(name, user)
+        return forgotten
