@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,14 @@ from bastion.core.ports import ConnectFlow, UpstreamTokenStore
 from bastion.store.memory_user_tokens import MemoryUpstreamTokens
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from tests.harness import TOKEN, Running, http_fixture, postgres_database, serve, serve_asgi, settings_for
-from tests.identity import login, make_user
+from tests.identity import PASSWORD, login, make_user
 from tests.vault.user_oauth_provider import UserOAuthProvider
 
 pytestmark = pytest.mark.anyio
 
 CLIENT_SECRET = "ucs-very-private-0123456789"
 CALLBACK = "/oauth/upstream/callback"
+START = "/oauth/upstream/start"
 
 
 @asynccontextmanager
@@ -85,28 +88,64 @@ def as_user(gateway: Running, token: str) -> httpx2.AsyncClient:
 
 
 async def start(gateway: Running, token: str) -> str:
+    """The link the user is given (Bastion's start page), on the running gateway's port."""
     async with as_user(gateway, token) as api:
         started = await api.post("/api/v1/upstreams/up/connect")
     assert started.status_code == 200, started.text
-    return str(started.json()["authorization_url"])
+    link = urlsplit(str(started.json()["authorization_url"]))
+    assert link.path == START  # Bastion's configured base URL names port 0 in tests: the query is the link
+    return f"{gateway.base_url}{START}?{link.query}"
 
 
-async def approve(gateway: Running, authorization_url: str, account: str) -> str:
-    """What the browser does: sign in at the provider as `account`, be sent back; the callback URL."""
-    async with httpx2.AsyncClient(timeout=60) as browser:
-        answer = await browser.get(f"{authorization_url}&login_as={account}")
+def browser() -> httpx2.AsyncClient:
+    """A browser: its own cookie jar, no Bastion credentials."""
+    return httpx2.AsyncClient(timeout=60)
+
+
+def state_of(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+async def sign_in(
+    gateway: Running, browser: httpx2.AsyncClient, start_url: str, email: str, password: str = PASSWORD
+) -> httpx2.Response:
+    """What the user does on the start page: open it, sign in; Bastion's answer."""
+    page = await browser.get(start_url)
+    assert page.status_code == 200, page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    form = {"state": state_of(start_url), "csrf": csrf.group(1), "email": email, "password": password}
+    return await browser.post(f"{gateway.base_url}{START}", data=form)
+
+
+async def approve(gateway: Running, browser: httpx2.AsyncClient, start_url: str, email: str, account: str) -> str:
+    """Sign in at Bastion's start page as `email`, then at the provider as `account`; the callback URL
+    the provider sends the browser back to."""
+    signed_in = await sign_in(gateway, browser, start_url, email)
+    assert signed_in.status_code == 303, signed_in.text
+    answer = await browser.get(f"{signed_in.headers['location']}&login_as={account}")
     assert answer.status_code == 302, answer.text
-    # Bastion's configured base URL names port 0 in tests; the query is what the provider sent back.
     return f"{gateway.base_url}{CALLBACK}?{urlsplit(answer.headers['location']).query}"
 
 
-async def callback(url: str) -> httpx2.Response:
-    async with httpx2.AsyncClient(timeout=60) as browser:  # no Bastion credentials: the state is the proof
+async def callback(url: str, browser: httpx2.AsyncClient | None = None) -> httpx2.Response:
+    """The callback as `browser` (with its cookies) or as a browser with none."""
+    if browser is not None:
         return await browser.get(url)
+    async with httpx2.AsyncClient(timeout=60) as stranger:
+        return await stranger.get(url)
+
+
+async def email_of(gateway: Running, token: str) -> str:
+    async with as_user(gateway, token) as api:
+        return str((await api.get("/api/v1/auth/me")).json()["user"]["email"])
 
 
 async def connect(gateway: Running, token: str, account: str) -> None:
-    done = await callback(await approve(gateway, await start(gateway, token), account))
+    """The user behind `token` connects provider `account` in their own browser."""
+    async with browser() as own:
+        url = await approve(gateway, own, await start(gateway, token), await email_of(gateway, token), account)
+        done = await callback(url, own)
     assert done.status_code == 200, done.text
 
 
@@ -133,11 +172,22 @@ async def test_each_user_reaches_the_upstream_with_their_own_token(
         alice, bob = sessions["alice"], sessions["bob"]
         assert (await gateway.api.get("/api/v1/upstreams/up")).json()["counts"]["tools"] == 0  # nobody to ask yet
 
-        authorization_url = await start(gateway, alice)
-        query = parse_qs(urlsplit(authorization_url).query)
-        assert query["code_challenge_method"] == ["S256"] and query["client_id"] == ["bastion-up"]
-        assert query["scope"] == ["repo"] and query["redirect_uri"][0].endswith(CALLBACK)
-        page = await callback(await approve(gateway, authorization_url, "alice-gh"))
+        start_url = await start(gateway, alice)
+        async with browser() as own:
+            shown_page = await own.get(start_url)
+            assert (
+                "alice@example.com" in shown_page.text
+                and "frame-ancestors 'none'" in shown_page.headers["content-security-policy"]
+            )
+            signed_in = await sign_in(gateway, own, start_url, "alice@example.com")
+            assert signed_in.status_code == 303, signed_in.text
+            query = parse_qs(urlsplit(signed_in.headers["location"]).query)
+            assert query["code_challenge_method"] == ["S256"] and query["client_id"] == ["bastion-up"]
+            assert query["scope"] == ["repo"] and query["redirect_uri"][0].endswith(CALLBACK)
+            assert query["state"] == [state_of(start_url)]
+            cookie = signed_in.headers["set-cookie"].lower()
+            assert "httponly" in cookie and "samesite=lax" in cookie and "path=/oauth/upstream/" in cookie
+            page = await callback(await approve(gateway, own, start_url, "alice@example.com", "alice-gh"), own)
         assert page.status_code == 200 and "content-security-policy" in page.headers
         shown = (await gateway.api.get("/api/v1/upstreams/up")).json()
         assert shown["counts"]["tools"] > 0 and shown["status"] == "healthy"  # discovered over alice's connection
@@ -165,7 +215,7 @@ async def test_each_user_reaches_the_upstream_with_their_own_token(
             assert (await api.delete("/api/v1/upstreams/up/connection")).status_code == 404
         assert await call_error(gateway, bob) == UpstreamNotConnected.jsonrpc_code
         assert (await whoami(gateway, alice))["x-account"] == "alice-gh"
-    secrets = ("at-alice", "rt-alice", "at-bob", "rt-bob", "code-", CLIENT_SECRET)
+    secrets = ("at-alice", "rt-alice", "at-bob", "rt-bob", "code-", CLIENT_SECRET, PASSWORD)
     assert not [r for r in caplog.records if r.name.startswith("bastion") and any(x in r.getMessage() for x in secrets)]
 
 
@@ -246,24 +296,110 @@ async def test_a_connect_state_is_single_use_and_tied_to_the_user_who_started_it
     async with provider() as (_world, base), serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
         sessions = await setup(gateway, base)
         alice, bob = sessions["alice"], sessions["bob"]
-        url = await approve(gateway, await start(gateway, alice), "alice-gh")
-        assert (await callback(url)).status_code == 200
-        replayed = await callback(url)
-        assert replayed.status_code == 400 and "at-alice" not in replayed.text
+        async with browser() as own:
+            url = await approve(gateway, own, await start(gateway, alice), "alice@example.com", "alice-gh")
+            assert (await callback(url, own)).status_code == 200
+            replayed = await callback(url, own)
+            assert replayed.status_code == 400 and "at-alice" not in replayed.text
 
-        forged = url.replace("state=", "state=x")
-        assert (await callback(forged)).status_code == 400
-        assert (await callback(f"{gateway.base_url}{CALLBACK}?code=c")).status_code == 400
+            forged = url.replace("state=", "state=x")
+            assert (await callback(forged, own)).status_code == 400
+            assert (await callback(f"{gateway.base_url}{CALLBACK}?code=c", own)).status_code == 400
+            assert (await own.get(f"{gateway.base_url}{START}?state=unknown")).status_code == 400
 
-        # Bob's flow finished by whoever holds the link keeps the tokens for bob, never for alice.
         await connect(gateway, bob, "bob-gh")
         assert (await whoami(gateway, alice))["x-account"] == "alice-gh"
         assert (await whoami(gateway, bob))["x-account"] == "bob-gh"
 
         # A refusal at the provider spends the state too.
-        state = parse_qs(urlsplit(await start(gateway, bob)).query)["state"][0]
-        assert (await callback(f"{gateway.base_url}{CALLBACK}?error=access_denied&state={state}")).status_code == 400
-        assert (await callback(f"{gateway.base_url}{CALLBACK}?code=code-1&state={state}")).status_code == 400
+        async with browser() as own:
+            start_url = await start(gateway, bob)
+            assert (await sign_in(gateway, own, start_url, "bob@example.com")).status_code == 303
+            state = state_of(start_url)
+            refused = await callback(f"{gateway.base_url}{CALLBACK}?error=access_denied&state={state}", own)
+            assert refused.status_code == 400
+            assert (await callback(f"{gateway.base_url}{CALLBACK}?code=code-1&state={state}", own)).status_code == 400
+
+
+async def test_a_connect_link_sent_to_someone_else_cannot_link_their_account_to_the_sender(
+    any_db_gateway: Running,
+) -> None:
+    """Account-linking CSRF: alice (the attacker) starts a flow and gets bob (the victim) to finish it."""
+    gateway = any_db_gateway
+    async with provider(gateway) as (world, base):
+        sessions = await setup(gateway, base)
+        alice, bob = sessions["alice"], sessions["bob"]
+        async with browser() as attacker, browser() as victim:
+            start_url = await start(gateway, alice)
+            # Bob, signed in as himself on alice's start page, is refused and gets no way on.
+            as_bob = await sign_in(gateway, victim, start_url, "bob@example.com")
+            assert as_bob.status_code == 403 and "location" not in as_bob.headers
+            assert "set-cookie" not in as_bob.headers
+
+            # Alice passes her own start page and sends bob the provider's URL; bob approves there
+            # as his provider account, and his browser (without her cookie) comes back: refused, spent.
+            signed_in = await sign_in(gateway, attacker, start_url, "alice@example.com")
+            assert signed_in.status_code == 303
+            at_provider = await victim.get(f"{signed_in.headers['location']}&login_as=bob-gh")
+            back = f"{gateway.base_url}{CALLBACK}?{urlsplit(at_provider.headers['location']).query}"
+            assert (await callback(back, victim)).status_code == 403
+            assert (await callback(back)).status_code == 400  # a browser without cookies: the state is spent
+            assert (await callback(back, attacker)).status_code == 400  # even for alice's own browser now
+
+            # Bob's cookie of his own flow does not finish alice's second one either.
+            own_url = await start(gateway, bob)
+            assert (await sign_in(gateway, victim, own_url, "bob@example.com")).status_code == 303
+            second = await sign_in(gateway, attacker, await start(gateway, alice), "alice@example.com")
+            at_provider = await victim.get(f"{second.headers['location']}&login_as=bob-gh")
+            back = f"{gateway.base_url}{CALLBACK}?{urlsplit(at_provider.headers['location']).query}"
+            refused = await callback(back, victim)
+            assert refused.status_code == 403 and "browser" in refused.text
+        assert await _stored_tokens(gateway) == "[]"
+        assert not [r for r in world.token_requests if r.get("grant_type") == "authorization_code"]
+        for token in (alice, bob):
+            async with as_user(gateway, token) as api:
+                assert (await api.get("/api/v1/upstreams/up/connection")).json()["connected"] is False
+
+        await connect(gateway, bob, "bob-gh")  # bob's own flow in his own browser still works
+        assert (await whoami(gateway, bob))["x-account"] == "bob-gh"
+        assert await call_error(gateway, alice) == UpstreamNotConnected.jsonrpc_code
+
+
+async def test_the_start_page_refuses_a_wrong_password_and_locks_after_repeated_failures(tmp_path: Path) -> None:
+    async with provider() as (_world, base), serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
+        alice = (await setup(gateway, base))["alice"]
+        start_url = await start(gateway, alice)
+        async with browser() as own:
+            for _ in range(gateway.bastion.settings.login_max_failures):
+                wrong = await sign_in(gateway, own, start_url, "alice@example.com", "not the password")
+                assert wrong.status_code == 401 and "location" not in wrong.headers
+                assert "not the password" not in wrong.text
+            locked = await sign_in(gateway, own, start_url, "alice@example.com")  # even the right one waits now
+            assert locked.status_code == 429 and "location" not in locked.headers
+
+
+async def test_the_start_form_needs_its_csrf_token_and_cookie(tmp_path: Path) -> None:
+    async with provider() as (_world, base), serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
+        alice = (await setup(gateway, base))["alice"]
+        start_url = await start(gateway, alice)
+        post_to = f"{gateway.base_url}{START}"
+        creds = {"state": state_of(start_url), "email": "alice@example.com", "password": PASSWORD}
+        async with browser() as own, browser() as elsewhere:
+            page = await own.get(start_url)
+            csrf_cookie = page.headers["set-cookie"].lower()
+            assert "samesite=strict" in csrf_cookie and "httponly" in csrf_cookie
+            match = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert match is not None
+            csrf = match.group(1)
+            assert (await own.post(post_to, data=creds)).status_code == 403  # no token
+            assert (await own.post(post_to, data=creds | {"csrf": "x" * 43})).status_code == 403  # a wrong one
+            assert (await elsewhere.post(post_to, data=creds | {"csrf": csrf})).status_code == 403  # no cookie
+            foreign = await own.post(post_to, data=creds | {"csrf": csrf}, headers={"origin": "https://evil.example"})
+            assert foreign.status_code == 403
+            unknown = await own.post(post_to, data=creds | {"csrf": csrf, "state": "unknown"})
+            assert unknown.status_code == 400
+            answered = await own.post(post_to, data=creds | {"csrf": csrf})
+            assert answered.status_code == 303 and answered.headers["location"].startswith(f"{base}/authorize?")
 
 
 async def test_per_user_oauth_settings_are_checked_and_the_secret_is_write_only(tmp_path: Path) -> None:
@@ -300,8 +436,11 @@ async def test_a_user_connects_with_the_cli_or_their_api_token(tmp_path: Path) -
         printed = await cli(gateway, alice, "upstreams", "connect", "up")
         assert printed.exit_code == 0, printed.output
         url = printed.stdout.strip().splitlines()[-1]
-        assert url.startswith(f"{base}/authorize?") and alice not in printed.output
-        assert (await callback(await approve(gateway, url, "alice-gh"))).status_code == 200
+        assert urlsplit(url).path == START and "state=" in url and alice not in printed.output
+        async with browser() as own:
+            start_url = f"{gateway.base_url}{START}?{urlsplit(url).query}"
+            back = await approve(gateway, own, start_url, "alice@example.com", "alice-gh")
+            assert (await callback(back, own)).status_code == 200
 
         async with as_user(gateway, alice) as api:
             for permissions, status in ((["mcp"], 200), (["read"], 403)):
@@ -330,7 +469,12 @@ async def test_a_connect_flow_opens_once_and_not_after_it_expires(kind: str, any
     flow = ConnectFlow(user=user, upstream="up", verifier="v" * 64, expires_at=now + timedelta(minutes=10))
     await store.save_flow("a" * 64, flow)
     await store.save_flow("b" * 64, flow)
-    assert await store.take_flow("a" * 64, now) == flow
+    assert await store.get_flow("a" * 64, now) == flow
+    assert await store.mark_flow("a" * 64, csrf_hash="c" * 64)
+    assert await store.mark_flow("a" * 64, browser_hash="d" * 64)  # the csrf hash stays
+    assert await store.get_flow("a" * 64, now + timedelta(minutes=11)) is None  # expired, left in place
+    assert await store.take_flow("a" * 64, now) == replace(flow, csrf_hash="c" * 64, browser_hash="d" * 64)
+    assert not await store.mark_flow("a" * 64, csrf_hash="e" * 64)  # taken
     assert await store.take_flow("a" * 64, now) is None  # single use
     assert await store.take_flow("b" * 64, now + timedelta(minutes=11)) is None  # expired
     assert await store.take_flow("b" * 64, now) is None  # and spent by that attempt

@@ -60,6 +60,7 @@ from bastion.web.rest.upstreams import upstream_routes
 from bastion.web.rest.users import user_routes
 from bastion.web.rest.vault import vault_routes
 from bastion.web.shared_sessions import SharedSessions
+from bastion.web.upstream_start import StartPage
 
 
 @dataclass
@@ -177,7 +178,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             connect = UpstreamConnect(
                 gateway, user_tokens, pool.http, settings.base_url, guard=guard, timeout=settings.connect_timeout
             )
-            public = joined(public, callback_endpoint(connect))
+            start_page = StartPage(connect, login, identity, settings.base_url)
+            public = joined(public, callback_endpoint(connect, start_page))
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),

@@ -1,13 +1,16 @@
 """Connecting a user's own account to a per-user OAuth upstream (authorization code + PKCE S256).
 
-`start` gives the signed-in user the provider's authorization URL; its `state` is bound server-side
-to that user and upstream, single use and short-lived. `finish` (the callback) exchanges the code and
-keeps the user's tokens sealed for them alone. Everything is keyed by the verified user id."""
+`start` gives the signed-in user a link to Bastion's start page; its `state` is bound server-side to
+that user and upstream, single use and short-lived. On that page the user signs in again (`admit`):
+only then does this browser get a nonce (its hash kept with the flow) and the provider's URL. `finish`
+(the callback) needs that nonce, so a link sent to someone else's browser cannot connect their
+account to the starter's user (account-linking CSRF); it keeps the tokens sealed for the user alone."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -25,11 +28,20 @@ from bastion.upstream.guard import AddressGuard
 from bastion.upstream.user_oauth import token_request
 
 CALLBACK_PATH = "/oauth/upstream/callback"
+START_PATH = "/oauth/upstream/start"
 FLOW_TTL = timedelta(minutes=10)
+OTHER_BROWSER = "finish connecting in the browser where you signed in to Bastion: open the connect link there"
 
 
 def state_hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
+
+
+def same_secret(secret: str | None, stored_hash: str | None) -> bool:
+    """Whether `secret` hashes to `stored_hash` (constant time); never for a missing one."""
+    if not secret or stored_hash is None:
+        return False
+    return hmac.compare_digest(state_hash(secret).encode(), stored_hash.encode())
 
 
 def _with_query(url: str, params: dict[str, str]) -> str:
@@ -58,6 +70,7 @@ class UpstreamConnect:
         self._store = store
         self._http = http
         self.redirect_uri = base_url.rstrip("/") + CALLBACK_PATH
+        self.start_url = base_url.rstrip("/") + START_PATH
         self._guard = guard
         self._timeout = timeout
         self._now = now
@@ -75,13 +88,48 @@ class UpstreamConnect:
         return principal.user, grant
 
     async def start(self, principal: Principal, name: str) -> str:
-        """The provider's authorization URL for this user to open."""
-        user, grant = self._grant_for(principal, name)
+        """The link to Bastion's start page of a new flow for this user (it leads on to the provider)."""
+        user, _grant = self._grant_for(principal, name)
         state = secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
         flow = ConnectFlow(user=user, upstream=name, verifier=verifier, expires_at=self._now() + FLOW_TTL)
         await self._store.save_flow(state_hash(state), flow)
+        return _with_query(self.start_url, {"state": state})
+
+    async def pending(self, state: str) -> ConnectFlow | None:
+        """The live flow `state` names, left in place."""
+        return await self._store.get_flow(state_hash(state), self._now()) if state else None
+
+    async def new_csrf(self, state: str) -> str | None:
+        """A fresh form token for the flow's start page (only its hash is kept); None if the flow is gone."""
+        csrf = secrets.token_urlsafe(32)
+        return csrf if state and await self._store.mark_flow(state_hash(state), csrf_hash=state_hash(csrf)) else None
+
+    async def admit(self, state: str, user: str) -> tuple[str, str]:
+        """(this browser's nonce, the provider's authorization URL) once `user`, just signed in, is the
+        flow's own user; Forbidden for anyone else, BadRequest for a flow that is gone."""
+        flow = await self.pending(state)
+        if flow is None:
+            raise BadRequest("this connect link is unknown, already used or expired; start again")
+        if not hmac.compare_digest(flow.user.encode(), user.encode()):
+            raise Forbidden("this connect link belongs to another Bastion account; sign in as that account")
+        upstream = self._gateway.snapshot.upstreams.get(flow.upstream)
+        grant = upstream.spec.auth if upstream is not None else None
+        if not isinstance(grant, OAuthUserGrant):
+            raise NotFound(f"upstream {flow.upstream!r} no longer uses per-user OAuth")
+        nonce = secrets.token_urlsafe(32)
+        if not await self._store.mark_flow(state_hash(state), browser_hash=state_hash(nonce)):
+            raise BadRequest("this connect link is unknown, already used or expired; start again")
+        return nonce, self._provider_url(grant, state, flow.verifier)
+
+    def authorization_endpoint(self, name: str) -> str | None:
+        """The provider's authorization endpoint of upstream `name`, if it uses per-user OAuth."""
+        upstream = self._gateway.snapshot.upstreams.get(name)
+        grant = upstream.spec.auth if upstream is not None else None
+        return grant.authorization_url if isinstance(grant, OAuthUserGrant) else None
+
+    def _provider_url(self, grant: OAuthUserGrant, state: str, verifier: str) -> str:
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
         params = {
             "response_type": "code",
             "client_id": grant.client_id,
@@ -94,11 +142,14 @@ class UpstreamConnect:
             params["scope"] = grant.scope
         return _with_query(grant.authorization_url, params)
 
-    async def finish(self, state: str, code: str | None, error: str | None = None) -> str:
-        """Take the flow `state` names (once), exchange `code` and keep the tokens; the upstream's name."""
+    async def finish(self, state: str, code: str | None, error: str | None, browser: str | None) -> str:
+        """Take the flow `state` names (once), and if `browser` is the nonce of the browser its user signed
+        in with, exchange `code` and keep the tokens; the upstream's name. A refused flow is spent too."""
         flow = await self._store.take_flow(state_hash(state), self._now()) if state else None
         if flow is None:
             raise BadRequest("this connect link is unknown, already used or expired; start again")
+        if not same_secret(browser, flow.browser_hash):
+            raise Forbidden(OTHER_BROWSER)
         if error is not None or not code:
             raise BadRequest(f"the provider did not authorize the connection ({(error or 'no code')[:64]})")
         upstream = self._gateway.snapshot.upstreams.get(flow.upstream)

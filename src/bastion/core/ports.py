@@ -265,12 +265,16 @@ class SessionStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ConnectFlow:
-    """A user's connect flow to a per-user OAuth upstream, between the authorization URL and the callback."""
+    """A user's connect flow to a per-user OAuth upstream, between the authorization URL and the callback.
+    `csrf_hash` guards its start page's form; `browser_hash` is the nonce of the browser its user signed
+    in with there, which alone may finish the flow."""
 
     user: str
     upstream: str
     verifier: str
     expires_at: datetime
+    csrf_hash: str | None = None
+    browser_hash: str | None = None
 
 
 class UpstreamTokenStore(Protocol):
@@ -281,6 +285,16 @@ class UpstreamTokenStore(Protocol):
     async def save_tokens(self, upstream: str, user: str, tokens: UpstreamTokens) -> None: ...
     async def delete_tokens(self, upstream: str, user: str) -> bool: ...
     async def save_flow(self, state_hash: str, flow: ConnectFlow) -> None: ...
+    async def get_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
+        """The live flow (left in place), or None if unknown, taken or expired."""
+        ...
+
+    async def mark_flow(
+        self, state_hash: str, *, csrf_hash: str | None = None, browser_hash: str | None = None
+    ) -> bool:
+        """Set the given hashes on the live flow; whether there was one."""
+        ...
+
     async def take_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
         """The flow (removed: single use), or None if unknown, already taken or expired."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from bastion.core.models import UpstreamTokens
@@ -28,3 +29,17 @@ class MemoryUpstreamTokens:
     async def take_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
         flow = self._flows.pop(state_hash, None)
         return flow if flow is not None and flow.expires_at > now else None
+
+    async def get_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
+        flow = self._flows.get(state_hash)
+        return flow if flow is not None and flow.expires_at > now else None
+
+    async def mark_flow(
+        self, state_hash: str, *, csrf_hash: str | None = None, browser_hash: str | None = None
+    ) -> bool:
+        flow = self._flows.get(state_hash)
+        if flow is None:
+            return False
+        changes = {k: v for k, v in (("csrf_hash", csrf_hash), ("browser_hash", browser_hash)) if v is not None}
+        self._flows[state_hash] = replace(flow, **changes)  # type: ignore[arg-type]
+        return True

@@ -5,6 +5,7 @@ and the connect flows in progress, taken by a DELETE only one callback can win."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, and_, delete, insert, select, update
@@ -35,6 +36,8 @@ flows = Table(
     Column("upstream", String(63), nullable=False),
     Column("verifier_sealed", Text, nullable=False),
     Column("expires_at", TZ, nullable=False, index=True),
+    Column("csrf_hash", String(64), nullable=True),  # of the start page's form token
+    Column("browser_hash", String(64), nullable=True),  # of the nonce cookie of the browser that signed in
 )
 
 
@@ -111,6 +114,22 @@ class SqlUpstreamTokens:
             row = (await conn.execute(select(flows).where(flows.c.state_hash == state_hash))).first()
             if row is None or (await conn.execute(delete(flows).where(flows.c.state_hash == state_hash))).rowcount != 1:
                 return None
+        return self._flow(row, state_hash, now)
+
+    async def get_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(flows).where(flows.c.state_hash == state_hash))).first()
+        return self._flow(row, state_hash, now) if row is not None else None
+
+    async def mark_flow(
+        self, state_hash: str, *, csrf_hash: str | None = None, browser_hash: str | None = None
+    ) -> bool:
+        changes = {k: v for k, v in (("csrf_hash", csrf_hash), ("browser_hash", browser_hash)) if v is not None}
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(update(flows).where(flows.c.state_hash == state_hash).values(changes))
+        return bool(changed.rowcount)
+
+    def _flow(self, row: Any, state_hash: str, now: datetime) -> ConnectFlow | None:
         if _utc(row.expires_at) <= now:
             return None
         try:
@@ -118,5 +137,10 @@ class SqlUpstreamTokens:
         except VaultError:
             return None
         return ConnectFlow(
-            user=row.user_id, upstream=row.upstream, verifier=verifier.decode(), expires_at=_utc(row.expires_at)
+            user=row.user_id,
+            upstream=row.upstream,
+            verifier=verifier.decode(),
+            expires_at=_utc(row.expires_at),
+            csrf_hash=row.csrf_hash,
+            browser_hash=row.browser_hash,
         )

@@ -1,9 +1,10 @@
 """REST: a user connects their own account to a per-user OAuth upstream, and the public callback page.
 
-`POST /api/v1/upstreams/{name}/connect` answers the provider's authorization URL; the provider sends
-the browser back to `GET /oauth/upstream/callback`, which needs no Bastion credentials (the state,
-bound server-side to the user, is the proof). `GET|DELETE .../connection` show or forget the
-caller's own connection, never the token itself.
+`POST /api/v1/upstreams/{name}/connect` answers a link to Bastion's start page (web/upstream_start.py),
+where the user signs in again and their browser gets a nonce cookie before going on to the provider.
+The provider sends the browser back to `GET /oauth/upstream/callback`, which needs no bearer token but
+that cookie (the state names the flow, the cookie proves it is its user's browser). `GET|DELETE
+.../connection` show or forget the caller's own connection, never the token itself.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bastion.control.upstream_connect import CALLBACK_PATH, UpstreamConnect
+from bastion.control.upstream_connect import CALLBACK_PATH, START_PATH, UpstreamConnect
 from bastion.core.errors import BastionError, CredentialsUnavailable, NotFound
 from bastion.web.asgi import PublicEndpoints
 from bastion.web.rest.access import principal_of
+from bastion.web.upstream_start import BROWSER_COOKIE, BROWSER_COOKIE_PATH, StartPage
 
 log = logging.getLogger("bastion.web")
 
@@ -68,23 +70,36 @@ def connection_routes(connect: UpstreamConnect) -> list[Route]:
     ]
 
 
-def callback_endpoint(connect: UpstreamConnect) -> PublicEndpoints:
+def callback_endpoint(connect: UpstreamConnect, start: StartPage) -> PublicEndpoints:
+    """The start page and the callback, both public (no bearer token)."""
+
     async def callback(request: Request) -> Response:
         query = request.query_params
+        browser = request.cookies.get(BROWSER_COOKIE)
         try:
-            name = await connect.finish(query.get("state", ""), query.get("code"), query.get("error"))
+            name = await connect.finish(query.get("state", ""), query.get("code"), query.get("error"), browser)
+            done = f"Your account is connected to upstream {name!r}. You can close this window."
+            response = _page("Connected", done, 200)
         except BastionError as exc:
-            return _page("Not connected", exc.detail, exc.http_status)
-        return _page("Connected", f"Your account is connected to upstream {name!r}. You can close this window.", 200)
+            response = _page("Not connected", exc.detail, exc.http_status)
+        if browser is not None:  # one flow per nonce: whatever happened, it is spent
+            response.delete_cookie(
+                BROWSER_COOKIE, path=BROWSER_COOKIE_PATH, httponly=True, samesite="lax", secure=start.secure
+            )
+        return response
 
     async def unexpected(_request: Request, exc: Exception) -> Response:
-        log.error("upstream OAuth callback failed: %s", type(exc).__name__)
+        log.error("upstream connect page failed: %s", type(exc).__name__)
         return _page("Not connected", "Bastion could not finish connecting your account.", 500)
 
     app = Starlette(
-        routes=[Route(CALLBACK_PATH, callback, methods=["GET"])], exception_handlers={Exception: unexpected}
+        routes=[
+            Route(CALLBACK_PATH, callback, methods=["GET"]),
+            Route(START_PATH, start.handle, methods=["GET", "POST"]),
+        ],
+        exception_handlers={Exception: unexpected},
     )
-    return PublicEndpoints(frozenset({CALLBACK_PATH}), app)
+    return PublicEndpoints(frozenset({CALLBACK_PATH, START_PATH}), app)
 
 
 def joined(first: PublicEndpoints | None, second: PublicEndpoints) -> PublicEndpoints:

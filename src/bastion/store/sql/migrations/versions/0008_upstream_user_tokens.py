@@ -28,6 +28,8 @@ def upgrade() -> None:
         sa.Column("upstream", sa.String(63), nullable=False),
         sa.Column("verifier_sealed", sa.Text, nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("csrf_hash", sa.String(64), nullable=True),
+        sa.Column("browser_hash", sa.String(64), nullable=True),
     )
     op.create_index("ix_upstream_oauth_states_expires_at", "upstream_oauth_states", ["expires_at"])
 
