@@ -22,6 +22,44 @@ from bastion.core.models import OAuthClientCredentials
 _SKEW_SECONDS = 30.0
 
 
+async def call_token_endpoint(
+    http: httpx2.AsyncClient,
+    url: str,
+    form: dict[str, str],
+    *,
+    auth: httpx2.BasicAuth | None,
+    where: str,
+    timeout: float,
+) -> tuple[int, dict[str, Any] | None]:
+    """POST a token request (RFC 6749 form); the HTTP status and the JSON object answered (None when
+    the answer is JSON but not an object). Unreachable or non-JSON answers are UpstreamUnavailable."""
+    extra: dict[str, Any] = {"auth": auth} if auth is not None else {}
+    try:
+        response = await http.post(url, data=form, headers={"accept": "application/json"}, timeout=timeout, **extra)
+        body: Any = response.json() if response.content else {}
+    except httpx2.HTTPError as exc:
+        raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
+    except ValueError:
+        raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
+    return response.status_code, body if isinstance(body, dict) else None
+
+
+def refusal(where: str, status: int, body: dict[str, Any] | None, what: str = "refused") -> str:
+    """How a token endpoint's refusal is told: the status and its OAuth error code, never more."""
+    code = body.get("error") if body is not None and isinstance(body.get("error"), str) else None
+    return f"{where} {what}: HTTP {status}" + (f" ({code[:64]})" if code else "")
+
+
+def bearer_of(body: dict[str, Any], where: str) -> tuple[str, float | None]:
+    """The bearer access token of a token response and its stated lifetime in seconds (None if none)."""
+    token, kind, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
+    if not isinstance(token, str) or not token or not isinstance(kind, str) or kind.lower() != "bearer":
+        raise UpstreamUnavailable(f"{where} answered without a bearer access_token")
+    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+        return token, None
+    return token, float(lifetime)
+
+
 class TokenSource(Protocol):
     """Where an upstream connection gets its bearer token: Bastion's own, or one user's."""
 
@@ -72,25 +110,14 @@ class ClientCredentialsToken:
             form["audience"] = self._config.audience
         auth = httpx2.BasicAuth(self._config.client_id, self._config.client_secret)
         where = f"the token endpoint of upstream {self._upstream!r}"
-        try:
-            response = await self._http.post(
-                self._config.token_url, data=form, auth=auth, headers={"accept": "application/json"},
-                timeout=self._timeout,
-            )
-            body: Any = response.json() if response.content else {}
-        except httpx2.HTTPError as exc:
-            raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
-        except ValueError:
-            raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
-        if response.status_code != 200 or not isinstance(body, dict):
-            code = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
-            raise UpstreamUnavailable(f"{where} refused the client credentials: HTTP {response.status_code}"
-                                      + (f" ({code[:64]})" if code else ""))
-        token, kind, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
-        if not isinstance(token, str) or not token or not isinstance(kind, str) or kind.lower() != "bearer":
-            raise UpstreamUnavailable(f"{where} answered without a bearer access_token")
+        status, body = await call_token_endpoint(
+            self._http, self._config.token_url, form, auth=auth, where=where, timeout=self._timeout
+        )
+        if status != 200 or body is None:
+            raise UpstreamUnavailable(refusal(where, status, body, "refused the client credentials"))
+        token, lifetime = bearer_of(body, where)
         self.fetches += 1
-        if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+        if lifetime is None:
             return token, float("inf")  # no stated lifetime: kept until the upstream refuses it
         return token, self._clock() + lifetime - min(_SKEW_SECONDS, lifetime / 10)
 

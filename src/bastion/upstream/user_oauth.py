@@ -15,6 +15,7 @@ import httpx2
 from bastion.core.errors import UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import OAuthUserGrant, UpstreamTokens
 from bastion.core.ports import UpstreamTokenStore
+from bastion.upstream.oauth import bearer_of, call_token_endpoint, refusal
 
 _SKEW_SECONDS = 30.0
 
@@ -34,38 +35,25 @@ async def token_request(
 ) -> UpstreamTokens:
     """POST `form` to the upstream's token endpoint; the tokens it answers with. A refusal (4xx with an
     OAuth error) is UpstreamNotConnected: the user has to connect again."""
-    auth: dict[str, Any] = {}
+    auth = None
     if grant.client_secret is not None:
-        auth["auth"] = httpx2.BasicAuth(grant.client_id, grant.client_secret)
+        auth = httpx2.BasicAuth(grant.client_id, grant.client_secret)
     else:
         form = {**form, "client_id": grant.client_id}  # a public client names itself in the body
     where = f"the token endpoint of upstream {upstream!r}"
-    try:
-        response = await http.post(
-            grant.token_url, data=form, headers={"accept": "application/json"}, timeout=timeout, **auth
-        )
-        body: Any = response.json() if response.content else {}
-    except httpx2.HTTPError as exc:
-        raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
-    except ValueError:
-        raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
-    if response.status_code != 200 or not isinstance(body, dict):
-        code = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"), str) else None
-        detail = f"{where} refused: HTTP {response.status_code}" + (f" ({code[:64]})" if code else "")
-        if 400 <= response.status_code < 500:
+    status, body = await call_token_endpoint(http, grant.token_url, form, auth=auth, where=where, timeout=timeout)
+    if status != 200 or body is None:
+        detail = refusal(where, status, body)
+        if 400 <= status < 500:
             raise UpstreamNotConnected(f"{detail}; {reconnect_hint(upstream)}")
         raise UpstreamUnavailable(detail)
     return _tokens(body, where, form.get("refresh_token"), clock)
 
 
 def _tokens(body: dict[str, Any], where: str, old_refresh: str | None, clock: Callable[[], float]) -> UpstreamTokens:
-    token, kind, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
-    if not isinstance(token, str) or not token or not isinstance(kind, str) or kind.lower() != "bearer":
-        raise UpstreamUnavailable(f"{where} answered without a bearer access_token")
+    token, lifetime = bearer_of(body, where)
     refresh = body.get("refresh_token")
-    expires_at = None
-    if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
-        expires_at = clock() + lifetime
+    expires_at = clock() + lifetime if lifetime is not None else None
     # No new refresh token in a refresh answer means the old one stays valid (RFC 6749 6).
     return UpstreamTokens(
         access_token=token,
