@@ -3,9 +3,6 @@ together by every replica, keyed by hashes only, and closed (503) when Redis is 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
 from redis.asyncio import Redis
@@ -13,26 +10,9 @@ from redis.asyncio import Redis
 from bastion.core.errors import ServiceUnavailable
 from bastion.store.shared.client import make_redis
 from bastion.store.shared.throttle import RedisLoginThrottle
-from tests.replicas.cluster import REDIS_URL, free_port
+from tests.replicas.cluster import free_port
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = make_redis(REDIS_URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    """A key prefix of this test's own, its keys deleted afterwards (never FLUSHALL)."""
-    value = f"bastion-test-{uuid.uuid4().hex[:10]}"
-    yield value
-    keys = [k async for k in redis.scan_iter(match=f"{value}:*")]
-    if keys:
-        await redis.delete(*keys)
 
 
 async def test_an_account_locks_after_max_failures_and_the_lock_doubles_up_to_the_cap(

@@ -3,8 +3,6 @@ exact all-or-nothing rate limits, revoked ids, the change feed, the leader lease
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +20,6 @@ from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
 from tests.replicas.cluster import REDIS_URL, free_port, private_redis
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = make_redis(REDIS_URL)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    """A key prefix of this test's own, its keys deleted afterwards (never FLUSHALL)."""
-    value = f"bastion-test-{uuid.uuid4().hex[:10]}"
-    yield value
-    keys = [k async for k in redis.scan_iter(match=f"{value}:*")]
-    if keys:
-        await redis.delete(*keys)
 
 
 @pytest.fixture(params=["memory", "redis"])
