@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import sys
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -25,8 +23,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import ElicitResult, LoggingMessageNotificationParams, ResourceUpdatedNotification
 from redis.asyncio import Redis
 
+from tests.e2e.test_bridge import asking_url  # noqa: F401 - the module fixture, shared
 from tests.harness import (
-    ROOT,
     TOKEN,
     HttpUpstream,
     Running,
@@ -42,7 +40,6 @@ pytestmark = pytest.mark.anyio
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LEGACY = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
-ASKING = ROOT / "tests" / "upstreams" / "asking_server.py"
 
 
 class Router(httpx2.AsyncBaseTransport):
@@ -302,20 +299,6 @@ async def test_session_records_and_events_in_redis_reveal_neither_id_nor_content
             value = await cluster.redis.get(name)
             assert b'"t"' not in value and b"clientInfo" not in value and secret.encode() not in value
             assert 0 < await cluster.redis.pttl(name) <= 1800 * 1000
-
-
-@pytest.fixture(scope="module")
-def asking_url() -> Iterator[str]:
-    """An upstream that asks its client questions mid-call (elicitation), over SSE."""
-    proc = subprocess.Popen([sys.executable, str(ASKING), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    try:
-        yield f"http://127.0.0.1:{int(line.split()[1])}/sse"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def test_an_answer_posted_to_another_replica_reaches_the_one_that_asked(asking_url: str) -> None:
