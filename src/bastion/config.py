@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bastion.core.netguard import parse_networks
+from bastion.core.grants import parse_networks
 from bastion.core.ratelimit import Defaults, parse_rate
 
 

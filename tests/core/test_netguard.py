@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.core.netguard import parse_networks, refusal
+from bastion.core.grants import parse_networks
+from bastion.core.netguard import refusal
 
 PUBLIC = ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111"]
 PRIVATE = ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "fd00::1"]

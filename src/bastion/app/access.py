@@ -17,8 +17,8 @@ from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
+from bastion.core.grants import parse_networks
 from bastion.core.identity import can_see
-from bastion.core.netguard import parse_networks
 from bastion.core.ports import (
     Revocations,
 )

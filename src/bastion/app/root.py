@@ -33,7 +33,7 @@ from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
-from bastion.core.netguard import parse_networks
+from bastion.core.grants import parse_networks
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys

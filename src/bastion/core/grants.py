@@ -60,8 +60,14 @@ class Grants:
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """CIDRs (or single addresses) as networks; host bits are ignored. Raises ValueError."""
-    return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    """CIDRs (or single addresses) as networks; host bits are ignored. Raises ValueError naming the bad one."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ValueError(f"not a network address or CIDR: {cidr!r}") from None
+    return tuple(networks)
 
 
 def ip_allowed(networks: tuple[Network, ...], client_ip: str | None) -> bool:

@@ -12,8 +12,8 @@ import ipaddress
 from collections.abc import Sequence
 
 from bastion.core.errors import Forbidden
+from bastion.core.grants import Network
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")  # CGNAT: private in practice, not `is_private` in 3.11
@@ -21,17 +21,6 @@ _SHARED = ipaddress.ip_network("100.64.0.0/10")  # CGNAT: private in practice, n
 
 class AddressRefused(Forbidden):
     title = "Upstream address refused"
-
-
-def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
-    """CIDRs (or single addresses) from settings; raises ValueError naming the bad one."""
-    networks = []
-    for value in values:
-        try:
-            networks.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise ValueError(f"not a network address or CIDR: {value!r}") from None
-    return tuple(networks)
 
 
 def _kind(address: Address) -> str | None:

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from bastion.core.grants import Network
 from bastion.core.models import UpstreamSpec
-from bastion.core.netguard import AddressRefused, Network, refusal
+from bastion.core.netguard import AddressRefused, refusal
 
 
 class AddressGuard:

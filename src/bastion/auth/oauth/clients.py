@@ -25,7 +25,8 @@ import httpx2
 from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import ValidationError
 
-from bastion.core.netguard import Network, refusal
+from bastion.core.grants import Network
+from bastion.core.netguard import refusal
 from bastion.core.oauth import OAuthRepo, StoredClient
 
 log = logging.getLogger("bastion.auth")
