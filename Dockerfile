@@ -2,14 +2,14 @@
 # they need (node, uv, ...) in a derived image.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c requirements.lock .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/bastion --create-home bastion
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER 10001
 WORKDIR /var/lib/bastion
 ENV BASTION_HOST=0.0.0.0 \

@@ -30,7 +30,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_overhead import TOKEN, cpu_seconds, free_port, start_upstream, summary  # noqa: E402
+from proxy_overhead import TOKEN, cpu_seconds, free_port, start_upstream, summary
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

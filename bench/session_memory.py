@@ -23,7 +23,7 @@ import anyio
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_overhead import TOKEN, free_port, start_upstream  # noqa: E402
+from proxy_overhead import TOKEN, free_port, start_upstream
 
 LEGACY = "2025-11-25"
 PREFIX = f"bench-{uuid.uuid4().hex[:8]}"

@@ -1,4 +1,6 @@
-"""The rings hold: import-linter's contracts (pyproject.toml) pass on the source tree."""
+"""The rings hold: import-linter's contracts (pyproject.toml) pass on the source tree.
+
+ruff and mypy --strict run as their own CI steps (scripts/check), not inside the suite."""
 
 from __future__ import annotations
 
@@ -15,7 +17,3 @@ def test_imports_point_inward() -> None:
     done = subprocess.run([exe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
 
-
-def test_source_type_checks_strictly() -> None:
-    done = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -25,9 +25,9 @@ import itertools
 import json
 import logging
 import sys
-from pathlib import Path
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -71,7 +71,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: `tests` importable
-from tests.upstreams.serving import serve_ready  # noqa: E402
+from tests.upstreams.serving import serve_ready
 
 # The legacy scenarios exercise logging, sampling and roots, which 2026-07-28 deprecates.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -279,7 +279,7 @@ def build_server() -> MCPServer:
             for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read")
         },
     )
-    lowlevel = mcp._lowlevel_server  # noqa: SLF001 - no public hook for NotificationOptions
+    lowlevel = mcp._lowlevel_server
     # Handshake-era `initialize` advertises listChanged (MCPServer leaves them false); on
     # 2026-07-28 server/discover derives them from subscriptions/listen being served.
     lowlevel.create_initialization_options = functools.partial(  # type: ignore[method-assign]
@@ -631,7 +631,7 @@ def build_server() -> MCPServer:
 
     @mcp.prompt(description="A prompt that embeds a resource")
     def test_prompt_with_embedded_resource(
-        resourceUri: Annotated[str, Field(description="URI of the resource to embed")],  # noqa: N803 - wire name
+        resourceUri: Annotated[str, Field(description="URI of the resource to embed")],
     ) -> list[UserMessage]:
         resource = TextResourceContents(
             uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."

@@ -17,8 +17,8 @@ from mcp.client.session import MessageHandlerFnT
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.shared.subscriptions import ToolsListChanged
 
-from tests.e2e.test_list_changed import ToolListChanges, prime
 from bastion.core.errors import UpstreamUnavailable
+from tests.e2e.test_list_changed import ToolListChanges, prime
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio

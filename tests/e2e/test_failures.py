@@ -175,7 +175,7 @@ async def test_calls_in_flight_when_a_stdio_upstream_crashes_fail_instead_of_han
                 # table of requests awaiting a reply (pinned mcp 2.3.0).
                 conn = gateway.bastion.pool.connection("fx")
                 assert conn is not None and conn.client is not None
-                pending = conn.client.session._dispatcher._pending  # noqa: SLF001
+                pending = conn.client.session._dispatcher._pending
                 while len(pending) < 4:
                     await anyio.sleep(0.02)
                 with pytest.raises(MCPError) as crashed:

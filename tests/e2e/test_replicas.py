@@ -128,7 +128,7 @@ def holders(cluster: Cluster) -> list[int]:
     """Which replicas hold a live SDK session of `vs` (white box: the replica's session manager)."""
     out = []
     for index, replica in enumerate(cluster.replicas):
-        front = replica.bastion.front._fronts.get("vs")  # noqa: SLF001
+        front = replica.bastion.front._fronts.get("vs")
         if front is not None and any(front.manager.holds(sid) for sid in list(front.held)):
             out.append(index)
     return out

@@ -127,7 +127,7 @@ async def replicas(
     async with postgres_database() as database_url:
         try:
             for index, port in enumerate(ports):
-                log = open(workdir / f"replica{index + 1}.log", "wb")  # noqa: SIM115 - closed with the process
+                log = open(workdir / f"replica{index + 1}.log", "wb")
                 process = subprocess.Popen(
                     [sys.executable, "-m", "bastion", "serve", "--port", str(port)],
                     env=_env(database_url, redis_url, prefix, extra),

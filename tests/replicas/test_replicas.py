@@ -8,10 +8,9 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp.types import ToolListChangedNotification
 
 from tests.e2e.test_list_changed import ToolListChanges, tool_names
-from tests.harness import TOKEN, Running, stdio_fixture
+from tests.harness import Running, stdio_fixture
 from tests.replicas.cluster import Replica, private_redis, replicas
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]

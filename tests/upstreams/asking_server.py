@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: `tests` importable
-from tests.upstreams.serving import serve_ready  # noqa: E402
+from tests.upstreams.serving import serve_ready
 
 
 class Name(BaseModel):
@@ -73,11 +73,11 @@ def build_server() -> MCPServer:
 
 def legacy_sse_app() -> Starlette:
     """HTTP+SSE serving the handshake era only (the SDK's own apps also accept 2026-07-28)."""
-    lowlevel = build_server()._lowlevel_server  # noqa: SLF001
+    lowlevel = build_server()._lowlevel_server
     sse = SseServerTransport("/messages/")
 
     async def handle_sse(request: Request) -> Response:
-        async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):  # noqa: SLF001
+        async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):
             async with lowlevel.lifespan(lowlevel) as state:
                 await serve_loop(lowlevel, read, write, lifespan_state=state, init_options=lowlevel.create_initialization_options())
         return Response()

@@ -23,8 +23,8 @@ import logging
 import os
 import sys
 import uuid
-from pathlib import Path
 import warnings
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -47,7 +47,7 @@ from mcp.types import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: `tests` importable
-from tests.upstreams.serving import serve_ready  # noqa: E402
+from tests.upstreams.serving import serve_ready
 
 # The fixture deliberately exercises the logging capability, which 2026-07-28 deprecates.
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning)
@@ -73,7 +73,7 @@ def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
     # Advertise tools/prompts/resources listChanged on the handshake-era
     # `initialize` (MCPServer advertises them as false by default), since
     # add_tool really sends notifications/tools/list_changed.
-    lowlevel = mcp._lowlevel_server  # noqa: SLF001 - no public hook for NotificationOptions
+    lowlevel = mcp._lowlevel_server
     lowlevel.create_initialization_options = functools.partial(  # type: ignore[method-assign]
         lowlevel.create_initialization_options,
         NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True),
@@ -248,7 +248,7 @@ def add_counter(mcp: MCPServer) -> None:
         for connection in list(connections):
             try:
                 await connection.send_resource_updated(COUNTER_URI)
-            except Exception:  # noqa: BLE001 - a gone client must not stop the others
+            except Exception:
                 connections.discard(connection)
         await ctx.notify_resource_updated(COUNTER_URI)
         return COUNTER["value"]

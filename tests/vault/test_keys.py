@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
 from bastion.app import running

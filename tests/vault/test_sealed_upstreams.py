@@ -94,7 +94,7 @@ async def _copy_and_check(url: str) -> None:
             assert victim["status"] == "unhealthy" and "credentials" in victim["status_reason"]
             assert (await whoami(second, "vs", "good__whoami"))["x-api-key"] == SECRET
             async with second.client("vs") as client:
-                with pytest.raises(Exception) as caught:  # noqa: PT011 - the SDK raises its MCPError
+                with pytest.raises(Exception) as caught:
                     await client.call_tool("victim__whoami", {})
             assert getattr(caught.value, "code", None) == CredentialsUnavailable.jsonrpc_code
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.cli.test_cli import Stub, run, stub  # noqa: F401 - `stub` is a fixture
 
 
-def test_upstreams_add_with_oauth_client_credentials(stub: Stub) -> None:  # noqa: F811
+def test_upstreams_add_with_oauth_client_credentials(stub: Stub) -> None:
     args = ["upstreams", "add", "api", "--transport", "streamable-http", "--url", "https://up/mcp"]
     oauth = ["--oauth-token-url", "https://idp/token", "--oauth-client-id", "bastion", "--oauth-scope", "mcp"]
     result = run(stub, *args, *oauth, "--oauth-client-secret", "cs-1", "--json")

@@ -79,7 +79,7 @@ class ChangeRelay:
                 continue
             try:
                 await connection.notify(method, None)
-            except Exception:  # noqa: BLE001 - a gone client must not break forwarding
+            except Exception:
                 log.debug("could not pass %s on", method, exc_info=True)
                 self._connections.discard(connection)
 

@@ -14,8 +14,8 @@ from bastion.cli.teams import teams
 from bastion.cli.tokens import tokens
 from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
-from bastion.cli.vault import vault
 from bastion.cli.users import users
+from bastion.cli.vault import vault
 
 LAZY_COMMANDS = {
     "serve": ("bastion.cli.serve", "serve"),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import click
 from rich.console import Console
@@ -11,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 Getter = Callable[[Mapping[str, Any]], Any]
-Column = Union[str, tuple[str, Union[str, Getter]]]
+Column = str | tuple[str, str | Getter]
 
 
 PIPE_WIDTH = 200

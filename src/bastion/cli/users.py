@@ -45,7 +45,7 @@ def _direct(email: str, password: str, role: str) -> dict[str, object]:
 
     try:
         return anyio.run(_create_in_database, email, password, role)
-    except BaseException as exc:  # noqa: BLE001 - reported as one line, never a traceback
+    except BaseException as exc:
         inner = sole_exception(exc)
         if isinstance(inner, BastionError):
             fail(inner.detail)

@@ -142,7 +142,7 @@ class Gateway:
 
     # -- upstreams ---------------------------------------------------------------------------
 
-    def _upstream(self, name: str) -> Upstream:
+    def upstream(self, name: str) -> Upstream:
         upstream = self.snapshot.upstreams.get(name)
         if upstream is None:
             raise NotFound(f"upstream {name!r} does not exist")
@@ -168,7 +168,7 @@ class Gateway:
 
     async def update_upstream(self, spec: UpstreamSpec) -> Upstream:
         """Apply a changed spec; a changed connection is tried before it is saved."""
-        old = self._upstream(spec.name)
+        old = self.upstream(spec.name)
         if spec == old.spec:
             return old
         ownership = {"team", "owner", "visibility"}
@@ -192,7 +192,7 @@ class Gateway:
                 await self.repo.replace_items(spec.name, discovery.items)
                 await self.repo.save_upstream_state(spec.name, _healthy(discovery))
         await self.rebuild()
-        return self._upstream(spec.name)
+        return self.upstream(spec.name)
 
     def servers_using(self, upstream: str) -> list[str]:
         out = []
@@ -204,7 +204,7 @@ class Gateway:
         return sorted(out)
 
     async def delete_upstream(self, name: str, *, force: bool) -> None:
-        self._upstream(name)
+        self.upstream(name)
         async with self._write_lock:
             users = self.servers_using(name)
             if users and not force:
@@ -224,7 +224,7 @@ class Gateway:
     async def refresh_upstream(self, name: str, *, quiet: bool = False, user: str | None = None) -> Discovery | None:
         """Rediscover an upstream's items and record its health; raises unless `quiet`. A per-user
         OAuth upstream is discovered over `user`'s own connection (or any connected user's)."""
-        upstream = self._upstream(name)
+        upstream = self.upstream(name)
         if not upstream.spec.enabled:
             if quiet:
                 return None

@@ -14,6 +14,7 @@ from mcp.shared.dispatcher import CallOptions, ProgressFnT
 
 from bastion.core.ports import ProgressCallback
 
+
 async def raw_request(
     session: ClientSession,
     method: str,

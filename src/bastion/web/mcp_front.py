@@ -127,7 +127,7 @@ async def notify_changes(front: Front, before: ServerView | None, after: ServerV
         for send, _ in changed:
             try:
                 await getattr(connection, send)()
-            except Exception:  # noqa: BLE001 - a gone client must not stop the others
+            except Exception:
                 log.debug("could not notify a client of %s", after.name, exc_info=True)
                 front.connections.discard(connection)
                 break

@@ -57,7 +57,7 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
         view = view_of()
         upstream = _upstream_of(view, uri, _restriction(ctx, view))
         watchers = front_of().resource_subs.setdefault(uri, weakref.WeakSet())
-        connection: Connection = ctx.session._connection
+        connection: Connection = ctx.session._connection  # noqa: SLF001 - the SDK exposes no public handle
         if connection not in watchers:
             watchers.add(connection)
             await subscriber.subscribe(upstream, uri)
@@ -66,7 +66,7 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
     async def unsubscribe(ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
         uri = str(params.uri)
         watchers = front_of().resource_subs.get(uri)
-        connection: Connection = ctx.session._connection
+        connection: Connection = ctx.session._connection  # noqa: SLF001 - the SDK exposes no public handle
         if watchers is not None and connection in watchers:
             watchers.discard(connection)
             view = view_of()

@@ -89,7 +89,7 @@ class RedisChangeFeed:
                     await self._handle(message["data"], on_change, on_revoke)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def _version(self) -> int:
         value = await self._redis.get(self._version_key)

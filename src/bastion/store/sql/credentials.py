@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from pydantic import TypeAdapter, ValidationError
 
 from bastion.core.models import RewrapReport, UpstreamAuth, UpstreamSpec
 from bastion.store.sql.tables import upstreams

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
 from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
-from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
 from bastion.vault.envelope import Envelope
 

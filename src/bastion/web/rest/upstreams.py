@@ -44,7 +44,7 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
 def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
     def show(name: str) -> dict[str, Any]:
         snap = gateway.snapshot
-        return upstream_json(gateway._upstream(name), snap.items)
+        return upstream_json(gateway.upstream(name), snap.items)
 
     def editable_upstream(request: Request) -> Upstream:
         """The named upstream, 404 if the caller cannot see it, 403 if they may not change it."""
