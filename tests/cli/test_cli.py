@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bastion.cli.catalog import tools
 from bastion.cli.main import cli
 from bastion.cli.servers import servers
-from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
 
 TOKEN = "s3cret-token-value"

@@ -6,6 +6,7 @@ For MCP clients that only launch local processes: each request goes to
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from functools import partial
@@ -13,6 +14,7 @@ from functools import partial
 import anyio
 import click
 
+from bastion.cli.client_config import CLIENTS, client_config
 from bastion.cli.errors import sole_exception
 from bastion.cli.forward import serve_stdio
 from bastion.cli.http import connection_options, current_api, fail
@@ -23,8 +25,19 @@ from bastion.core.errors import BastionError
 @click.command()
 @connection_options
 @click.argument("server")
-def connect(server: str) -> None:
+@click.option(
+    "--print-config",
+    "client",
+    type=click.Choice(CLIENTS),
+    default=None,
+    help="Print a ready configuration block for this MCP client instead of serving.",
+)
+def connect(server: str, client: str | None) -> None:
     """Serve virtual server SERVER of a running Bastion over stdio (stdout carries only MCP)."""
+    if client is not None:
+        api = current_api()
+        click.echo(json.dumps(client_config(client, server, api.url, api.token), indent=2))
+        return
     logging.basicConfig(level=logging.WARNING, format="bastion connect: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     api = current_api()
     settings = Settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
@@ -20,19 +21,35 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ApiError(click.ClickException):
-    """A CLI failure printed as a red `Error: ...` line on stderr with exit code 1."""
+    """A CLI failure: a red `Error: ...` line on stderr with exit code 1, or with `--json` one JSON
+    object on stderr (`{"error": {"title", "detail", "status"}}`) so scripts can read it."""
 
     exit_code = 1
 
+    def __init__(self, message: str, *, title: str | None = None, detail: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.title, self.detail, self.status = title, detail, status
+        self.as_json = _json_mode()  # read now: click shows the error after the command's context is gone
+
     def show(self, file: Any = None) -> None:
-        """Print the message in red to stderr, never a traceback."""
+        """Print the message to stderr, never a traceback."""
+        if self.as_json:
+            error = {"title": self.title or "Error", "detail": self.detail or self.message, "status": self.status}
+            click.echo(json.dumps({"error": error}), err=True)
+            return
         console = Console(stderr=True, highlight=False, soft_wrap=True)
         console.print(f"Error: {self.message}", style="red", markup=False)
 
 
-def fail(message: str) -> NoReturn:
+def _json_mode() -> bool:
+    """Whether the running command was given --json (errors are then printed as JSON)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().meta.get(_JSON_KEY))
+
+
+def fail(message: str, *, title: str | None = None, detail: str | None = None, status: int | None = None) -> NoReturn:
     """Abort the command with an error message."""
-    raise ApiError(message)
+    raise ApiError(message, title=title, detail=detail, status=status)
 
 
 def seg(value: str) -> str:
@@ -40,8 +57,8 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _problem_message(response: httpx2.Response) -> str:
-    """Build `<title>: <detail>` from a problem+json body, falling back to the status line."""
+def _problem(response: httpx2.Response) -> tuple[str, str]:
+    """The title and detail of a problem+json body, falling back to the status line."""
     title = f"HTTP {response.status_code}"
     if response.reason_phrase:
         title = f"{title} {response.reason_phrase}"
@@ -55,7 +72,7 @@ def _problem_message(response: httpx2.Response) -> str:
         detail = str(body.get("detail") or "")
     elif response.text.strip():
         detail = response.text.strip()[:200]
-    return f"{title}: {detail}" if detail else title
+    return title, detail
 
 
 @dataclass
@@ -96,7 +113,8 @@ class Api:
         except httpx2.HTTPError as exc:
             fail(f"request to the gateway at {base} failed: {exc}")
         if response.status_code >= 400:
-            fail(_problem_message(response))
+            title, detail = _problem(response)
+            fail(f"{title}: {detail}" if detail else title, title=title, detail=detail, status=response.status_code)
         if response.status_code == 204 or not response.content:
             return None
         try:
@@ -122,6 +140,7 @@ class Api:
 
 
 _META_KEY = "bastion.cli.connection"
+_JSON_KEY = "bastion.cli.json"
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -177,6 +196,7 @@ def api_command(func: F) -> F:
     @click.option("--json", "as_json", is_flag=True, help="Print raw JSON instead of tables.")
     @functools.wraps(func)
     def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
+        click.get_current_context().find_root().meta[_JSON_KEY] = as_json
         return func(*args, api=current_api(as_json), **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -7,12 +7,14 @@ from importlib import metadata
 
 import click
 
+from bastion.cli.admin import admin
+from bastion.cli.catalog import prompts, resources, tools
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
 from bastion.cli.servers import servers
+from bastion.cli.status import cluster, health
 from bastion.cli.teams import teams
 from bastion.cli.tokens import tokens
-from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
 from bastion.cli.users import users
 from bastion.cli.vault import vault
@@ -64,6 +66,8 @@ def cli() -> None:
 
 cli.add_command(upstreams)
 cli.add_command(tools)
+cli.add_command(prompts)
+cli.add_command(resources)
 cli.add_command(servers)
 cli.add_command(tokens)
 cli.add_command(vault)
@@ -71,6 +75,9 @@ cli.add_command(users)
 cli.add_command(teams)
 cli.add_command(login)
 cli.add_command(logout)
+cli.add_command(health)
+cli.add_command(cluster)
+cli.add_command(admin)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -16,6 +18,24 @@ Column = str | tuple[str, str | Getter]
 
 
 PIPE_WIDTH = 200
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
+
+
+def readable_time(value: str) -> str:
+    """An ISO-8601 timestamp as `YYYY-MM-DD HH:MM` UTC (unchanged if it does not parse)."""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.tzinfo is not None else "")
+
+
+def short_id(value: Any) -> str:
+    """A long id cut to its first 8 characters for tables; `--json` and `show` print it whole."""
+    text = str(value or "")
+    return text[:8] if len(text) > 12 else text or "-"
 
 
 def console() -> Console:
@@ -30,9 +50,11 @@ def print_json(data: Any) -> None:
 
 
 def fmt(value: Any) -> str:
-    """Format one cell value for humans."""
+    """Format one cell value for humans (ISO timestamps as `YYYY-MM-DD HH:MM` in UTC)."""
     if value is None:
         return "-"
+    if isinstance(value, str) and _ISO_TIME.fullmatch(value):
+        return readable_time(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Mapping):

@@ -11,6 +11,7 @@ from bastion.cli.http import Api, api_command, connection_options, seg
 from bastion.cli.output import Column, emit, items_of, message
 
 PREFIX_MODES = ("always", "never")
+VISIBILITY = ("private", "team", "public")
 LIST_COLUMNS: list[Column] = [
     "name",
     "prefix",
@@ -34,6 +35,9 @@ def servers() -> None:
 @click.option("--upstream", "upstreams", multiple=True, help="Expose everything from this upstream; repeatable.")
 @click.option("--prefix", type=click.Choice(PREFIX_MODES), default=None, help="Prefix names with the upstream.")
 @click.option("--policy", "policy_file", type=click.File("r"), default=None, help="Per-tool policy, a JSON file ('-': stdin).")
+@click.option("--rate-limits", "limits_file", type=click.File("r"), default=None, help="Rate limits, a JSON file.")
+@click.option("--team", default=None, help="Owning team.")
+@click.option("--visibility", type=click.Choice(VISIBILITY), default=None, help="Who may see it.")
 @api_command
 def create(
     name: str,
@@ -44,11 +48,17 @@ def create(
     upstreams: tuple[str, ...],
     prefix: str | None,
     policy_file: Any,
+    limits_file: Any,
+    team: str | None,
+    visibility: str | None,
     api: Api,
 ) -> None:
     """Create a virtual server and print its MCP URL."""
     optional: dict[str, Any] = {
-        "policy": _read_policy(policy_file) if policy_file is not None else None,
+        "policy": _read_json(policy_file, "policy") if policy_file is not None else None,
+        "rate_limits": _read_json(limits_file, "rate limits") if limits_file is not None else None,
+        "team": team,
+        "visibility": visibility,
         "description": description,
         "tools": list(tools),
         "prompts": list(prompts),
@@ -63,11 +73,11 @@ def create(
         message(f"MCP endpoint: {created['url']}")
 
 
-def _read_policy(source: Any) -> Any:
+def _read_json(source: Any, what: str) -> Any:
     try:
         return json.load(source)
     except ValueError as exc:
-        raise click.BadParameter(f"the policy is not valid JSON ({exc})", param_hint="policy") from None
+        raise click.BadParameter(f"the {what} is not valid JSON ({exc})", param_hint=what) from None
 
 
 @servers.command("policy")
@@ -87,7 +97,7 @@ def set_policy(name: str, policy_file: Any, clear: bool, api: Api) -> None:
     """
     if clear == (policy_file is not None):
         raise click.UsageError("give a policy file or --clear, not both or neither")
-    updated = api.patch(f"/api/v1/servers/{seg(name)}", {"policy": None if clear else _read_policy(policy_file)})
+    updated = api.patch(f"/api/v1/servers/{seg(name)}", {"policy": None if clear else _read_json(policy_file, "policy")})
     if api.as_json:
         emit(updated, as_json=True)
     else:
@@ -120,3 +130,57 @@ def remove(name: str, api: Api) -> None:
         emit(result if result is not None else {"removed": name}, as_json=True)
     else:
         message(f"Removed {name}")
+
+
+def _edited(current: list[str], add: tuple[str, ...], remove: tuple[str, ...], what: str) -> list[str] | None:
+    """The list after adding and removing names; None when neither was asked."""
+    if not add and not remove:
+        return None
+    missing = [name for name in remove if name not in current]
+    if missing:
+        raise click.UsageError(f"{what} not on the server: {', '.join(missing)}")
+    kept = [name for name in current if name not in remove]
+    return kept + [name for name in add if name not in kept]
+
+
+@servers.command("update")
+@click.argument("name")
+@click.option("--description", default=None, help="New description ('' to clear).")
+@click.option("--add-tool", multiple=True, help="Expose this tool (gateway name); repeatable.")
+@click.option("--remove-tool", multiple=True, help="Stop exposing this tool; repeatable.")
+@click.option("--add-prompt", multiple=True, help="Expose this prompt; repeatable.")
+@click.option("--remove-prompt", multiple=True, help="Stop exposing this prompt; repeatable.")
+@click.option("--add-resource", multiple=True, help="Expose this resource; repeatable.")
+@click.option("--remove-resource", multiple=True, help="Stop exposing this resource; repeatable.")
+@click.option("--add-upstream", multiple=True, help="Expose everything from this upstream; repeatable.")
+@click.option("--remove-upstream", multiple=True, help="Stop exposing this whole upstream; repeatable.")
+@click.option("--prefix", type=click.Choice(PREFIX_MODES), default=None, help="Prefix names with the upstream.")
+@click.option("--rate-limits", "limits_file", type=click.File("r"), default=None, help="Replace rate limits (JSON file).")
+@click.option("--clear-rate-limits", is_flag=True, help="Remove the server's own rate limits.")
+@click.option("--team", default=None, help="Owning team ('' for none).")
+@click.option("--visibility", type=click.Choice(VISIBILITY), default=None, help="Who may see it.")
+@api_command
+def update(name: str, limits_file: Any, clear_rate_limits: bool, api: Api, **edits: Any) -> None:
+    """Change a virtual server: add or remove items, set its description, prefix, limits, owner."""
+    if limits_file is not None and clear_rate_limits:
+        raise click.UsageError("give --rate-limits or --clear-rate-limits, not both")
+    current = api.get(f"/api/v1/servers/{seg(name)}")
+    body: dict[str, Any] = {}
+    for field in ("tools", "prompts", "resources", "upstreams"):
+        singular = field[:-1]
+        edited = _edited(current.get(field) or [], edits[f"add_{singular}"], edits[f"remove_{singular}"], field)
+        if edited is not None:
+            body[field] = edited
+    if edits["description"] is not None:
+        body["description"] = edits["description"] or None
+    for field in ("prefix", "visibility"):
+        if edits[field] is not None:
+            body[field] = edits[field]
+    if edits["team"] is not None:
+        body["team"] = edits["team"] or None
+    if limits_file is not None or clear_rate_limits:
+        body["rate_limits"] = None if clear_rate_limits else _read_json(limits_file, "rate limits")
+    if not body:
+        raise click.UsageError("nothing to change: see `bastion servers update --help`")
+    updated = api.patch(f"/api/v1/servers/{seg(name)}", body)
+    emit(updated, as_json=api.as_json, title=f"Server {name}")

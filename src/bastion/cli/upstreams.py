@@ -201,3 +201,57 @@ def disconnect(name: str, api: Api) -> None:
         emit({"disconnected": name}, as_json=True)
     else:
         message(f"Disconnected your account from {name}")
+
+
+VISIBILITY = ("private", "team", "public")
+
+
+@upstreams.command("update")
+@click.argument("name")
+@click.option("--url", "upstream_url", default=None, help="New URL (streamable-http / sse).")
+@click.option("--command", default=None, help="New executable (stdio; replaces the arguments too).")
+@click.option("--arg", "args", multiple=True, help="Argument for the new --command (repeatable).")
+@click.option("--env", callback=parse_pairs, multiple=True, metavar="K=V", help="Replace the environment (stdio).")
+@click.option("--header", callback=parse_pairs, multiple=True, metavar="K=V", help="Replace the HTTP headers.")
+@click.option("--clear-headers", is_flag=True, help="Remove every stored header.")
+@click.option("--enable/--disable", "enabled", default=None, help="Connect it, or disconnect and hide its items.")
+@click.option("--isolation", type=click.Choice(ISOLATION), default=None, help="Session isolation mode.")
+@click.option("--team", default=None, help="Owning team ('' for none).")
+@click.option("--visibility", type=click.Choice(VISIBILITY), default=None, help="Who may see it.")
+@api_command
+def update(
+    name: str,
+    upstream_url: str | None,
+    command: str | None,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    header: dict[str, str],
+    clear_headers: bool,
+    enabled: bool | None,
+    isolation: str | None,
+    team: str | None,
+    visibility: str | None,
+    api: Api,
+) -> None:
+    """Change an upstream; only what is given changes (headers and env are replaced whole)."""
+    if args and not command:
+        raise click.UsageError("--arg goes with --command (the new command line)")
+    if header and clear_headers:
+        raise click.UsageError("give --header or --clear-headers, not both")
+    body: dict[str, Any] = {}
+    optional = {"url": upstream_url, "command": command, "isolation": isolation, "visibility": visibility}
+    body.update({key: value for key, value in optional.items() if value is not None})
+    if command is not None:
+        body["args"] = list(args)
+    if env:
+        body["env"] = env
+    if header or clear_headers:
+        body["headers"] = header
+    if enabled is not None:
+        body["enabled"] = enabled
+    if team is not None:
+        body["team"] = team or None
+    if not body:
+        raise click.UsageError("nothing to change: see `bastion upstreams update --help`")
+    updated = api.patch(f"/api/v1/upstreams/{seg(name)}", body)
+    emit(updated, as_json=api.as_json, title=f"Upstream {name}")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import click
 
-from bastion.cli.http import Api, api_command, connection_options, fail
+from bastion.cli.http import Api, api_command, connection_options, fail, seg
 from bastion.cli.login import read_password
-from bastion.cli.output import Column, emit, items_of
+from bastion.cli.output import Column, emit, items_of, message, short_id
 
 ROLES = ("admin", "developer", "viewer")
-LIST_COLUMNS: list[Column] = ["id", "email", "role", "active", "teams"]
+LIST_COLUMNS: list[Column] = [("id", lambda row: short_id(row.get("id"))), "email", "role", "active", "teams"]
 
 
 @click.group("users")
@@ -81,3 +81,44 @@ def list_users(api: Api) -> None:
     """List users."""
     data = api.get("/api/v1/users")
     emit(data if api.as_json else items_of(data), as_json=api.as_json, columns=LIST_COLUMNS, title="users")
+
+
+@users.command("show")
+@click.argument("user", metavar="USER")
+@api_command
+def show(user: str, api: Api) -> None:
+    """Show a user (id or email)."""
+    emit(api.get(f"/api/v1/users/{seg(user)}"), as_json=api.as_json, title=f"User {user}")
+
+
+@users.command("update")
+@click.argument("user", metavar="USER")
+@click.option("--role", type=click.Choice(ROLES), default=None, help="New role.")
+@click.option("--activate/--deactivate", "active", default=None, help="Let the user sign in, or not.")
+@click.option("--password-stdin", is_flag=True, help="Set a new password, read from stdin.")
+@click.option("--password", "ask_password", is_flag=True, help="Set a new password, asked for at a prompt.")
+@api_command
+def update(user: str, role: str | None, active: bool | None, password_stdin: bool, ask_password: bool, api: Api) -> None:
+    """Change a user's role, active flag or password (their sessions end)."""
+    body: dict[str, object] = {}
+    if role is not None:
+        body["role"] = role
+    if active is not None:
+        body["active"] = active
+    if password_stdin or ask_password:
+        body["password"] = read_password(password_stdin, confirm=True)
+    if not body:
+        raise click.UsageError("nothing to change: give --role, --activate/--deactivate or a password option")
+    emit(api.patch(f"/api/v1/users/{seg(user)}", body), as_json=api.as_json, title=f"User {user}")
+
+
+@users.command("remove")
+@click.argument("user", metavar="USER")
+@api_command
+def remove(user: str, api: Api) -> None:
+    """Delete a user (id or email); their sessions and API tokens stop working."""
+    api.delete(f"/api/v1/users/{seg(user)}")
+    if api.as_json:
+        emit({"removed": user}, as_json=True)
+    else:
+        message(f"Removed {user}")

@@ -147,6 +147,14 @@ def _token_from_row(row: Any) -> ApiToken:
     )
 
 
+async def set_secret_hash(engine: AsyncEngine, key: str, value: str) -> None:
+    """Store the hash of a gateway secret (the admin token's), replacing any earlier one. A function of
+    its own so the CLI can reset the admin token without the vault key."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(secrets).where(secrets.c.key == key))
+        await conn.execute(insert(secrets).values(key=key, value=value))
+
+
 class SqlConfigRepo:
     """ConfigRepo over an AsyncEngine. Every method is one transaction. Upstream credentials are
     sealed by `envelope` before they are written and opened as they are read."""
@@ -320,9 +328,7 @@ class SqlConfigRepo:
             return (await conn.execute(select(secrets.c.value).where(secrets.c.key == key))).scalar()
 
     async def set_secret_hash(self, key: str, value: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(secrets).where(secrets.c.key == key))
-            await conn.execute(insert(secrets).values(key=key, value=value))
+        await set_secret_hash(self.engine, key, value)
 
     async def create_api_token(self, token: ApiToken, token_hash: str) -> None:
         values = {
