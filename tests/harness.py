@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -135,10 +136,11 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """Serve an ASGI app (no lifespan) on a free loopback port in this event loop; yields its base URL."""
+async def serve_asgi(app: Any, port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app (no lifespan) on loopback, on `port` or a free one, in this event loop; yields
+    its base URL."""
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    sock = listening_socket("127.0.0.1", 0)
+    sock = listening_socket("127.0.0.1", port)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):
@@ -203,7 +205,7 @@ async def serve(settings: Settings) -> AsyncIterator[Running]:
     database = await _database_for(settings.database_url)
     if database != settings.database_url:
         settings = settings.model_copy(update={"database_url": database})
-    async with running(settings) as bastion, serve_asgi(bastion.app) as base:
+    async with running(settings) as bastion, serve_asgi(bastion.app, settings.port) as base:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=60) as api:
             yield Running(bastion, base, api)
@@ -224,6 +226,13 @@ async def postgres_database() -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a Bastion that must know its own URL, such as the UI's)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def node_available() -> bool:

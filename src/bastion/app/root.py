@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
 from bastion.vault.envelope import Envelope
+from bastion.web.admin.app import admin_app
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
@@ -192,6 +194,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *connection_routes(connect),
                 *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
             ]
+            app_ref: list[BastionApp] = []
+            admin = admin_app(lambda: app_ref[0], settings.base_url, hmac.digest(key, b"bastion admin ui csrf", "sha256"))
             app = BastionApp(
                 rest_app(routes),
                 front,
@@ -202,7 +206,9 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 resource_metadata(settings, own),
                 may_use=may_use,
                 public=public,
+                admin=admin,
             )
+            app_ref.append(app)
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)
             runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)

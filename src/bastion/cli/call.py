@@ -14,9 +14,9 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.cli.errors import sole_exception
-from bastion.cli.forward import mcp_url
 from bastion.cli.http import Api, api_command, fail
 from bastion.cli.output import emit, message
+from bastion.core.client_config import mcp_url
 
 
 def _arguments(raw: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from functools import partial
 
 import anyio
 import click
 
-from bastion.cli.client_config import CLIENTS, client_config
 from bastion.cli.errors import sole_exception
 from bastion.cli.forward import serve_stdio
 from bastion.cli.http import connection_options, current_api, fail
 from bastion.config import Settings
+from bastion.core.client_config import CLIENTS, client_config
 from bastion.core.errors import BastionError
 
 
@@ -36,7 +37,8 @@ def connect(server: str, client: str | None) -> None:
     """Serve virtual server SERVER of a running Bastion over stdio (stdout carries only MCP)."""
     if client is not None:
         api = current_api()
-        click.echo(json.dumps(client_config(client, server, api.url, api.token), indent=2))
+        command = shutil.which("bastion") or "bastion"
+        click.echo(json.dumps(client_config(client, server, api.url, api.token, command), indent=2))
         return
     logging.basicConfig(level=logging.WARNING, format="bastion connect: %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     api = current_api()

@@ -13,7 +13,6 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import httpx2
@@ -35,6 +34,7 @@ from mcp_types import SubscriptionsListenRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion import __version__
+from bastion.core.client_config import mcp_url
 from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated, UpstreamError, UpstreamUnavailable
 from bastion.core.models import UpstreamSpec
 from bastion.pipeline.route import SERVED_METHODS, forwardable_meta
@@ -53,9 +53,6 @@ _EVENTS: dict[str, ServerEvent] = {
 }
 _CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
 
-
-def mcp_url(base_url: str, server: str) -> str:
-    return f"{base_url.rstrip('/')}/servers/{quote(server, safe='')}/mcp"
 
 
 class ChangeRelay:

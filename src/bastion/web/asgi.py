@@ -173,8 +173,10 @@ class BastionApp:
         resource_metadata: ResourceMetadata | None = None,
         may_use: Callable[[Principal, str], bool] | None = None,
         public: PublicEndpoints | None = None,
+        admin: ASGIApp | None = None,
     ) -> None:
         self.public = public
+        self.admin = admin
         self.headers = headers
         self.resource_metadata = resource_metadata
         self.ready = ready
@@ -195,6 +197,10 @@ class BastionApp:
             return
         if self.public is not None and path in self.public.paths:
             await self.public.app(scope, receive, send)
+            return
+        if self.admin is not None and (path == "/admin" or path.startswith("/admin/")):
+            # The UI signs its users in with a cookie and calls the API as them, through this app.
+            await self.admin(scope, receive, send)
             return
         metadata = self.resource_metadata
         challenge = metadata.challenge if metadata is not None else None

@@ -45,6 +45,29 @@ def _apply_patch(item: CatalogItem, body: dict[str, object]) -> CatalogItem:
     return item.model_copy(update=update)
 
 
+def _flag(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest("'enabled' must be true or false")
+
+
+def _window(request: Request) -> tuple[int, int | None]:
+    """`offset` and `limit` query parameters (a page of the list; `total` says how many match)."""
+    try:
+        offset = int(request.query_params.get("offset") or 0)
+        raw = request.query_params.get("limit")
+        limit = int(raw) if raw else None
+    except ValueError:
+        raise BadRequest("'offset' and 'limit' must be whole numbers") from None
+    if offset < 0 or (limit is not None and not 1 <= limit <= 10000):
+        raise BadRequest("'offset' must be >= 0 and 'limit' between 1 and 10000")
+    return offset, limit
+
+
 def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
     def visible(principal: Principal, item: CatalogItem) -> bool:
         upstream = gateway.snapshot.upstreams.get(item.upstream)
@@ -64,15 +87,19 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             principal = principal_of(request)
             query = request.query_params.get("q", "").strip()
             upstream = request.query_params.get("upstream")
-            items = [
-                item_json(i)
+            enabled = _flag(request.query_params.get("enabled"))
+            found = [
+                i
                 for i in gateway.snapshot.items
                 if i.kind in kinds
                 and (not upstream or i.upstream == upstream)
+                and (enabled is None or i.enabled == enabled)
                 and (not query or _matches(i, query))
                 and visible(principal, i)
             ]
-            return JSONResponse({"items": items})
+            offset, limit = _window(request)
+            shown = found[offset : offset + limit] if limit is not None else found[offset:]
+            return JSONResponse({"items": [item_json(i) for i in shown], "total": len(found)})
 
         async def get(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
             return JSONResponse(item_json(find(request, kinds[0])))

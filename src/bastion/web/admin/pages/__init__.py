@@ -1,0 +1,1 @@
+"""One module per group of admin pages; each exposes `routes(ui)`."""

@@ -1,0 +1,51 @@
+"""Sign in (local account) and sign out. The admin token is never typed into a browser."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from bastion.web.admin.session import Viewer
+from bastion.web.admin.ui import Ui
+
+
+def _next(request: Request, raw: object) -> str:
+    target = str(raw or "/admin")
+    # Only our own pages: no scheme, no host, no protocol-relative or backslash tricks.
+    return target if target.startswith("/admin") and "//" not in target and "\\" not in target else "/admin"
+
+
+def routes(ui: Ui) -> list[Route]:
+    async def login_page(request: Request) -> Response:
+        if await ui.viewer(request) is not None:
+            return RedirectResponse(_next(request, request.query_params.get("next")), status_code=303)
+        return ui.render(request, None, "login.html", next=_next(request, request.query_params.get("next")))
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        email, password = str(form.get("email") or ""), str(form.get("password") or "")
+        target = _next(request, form.get("next"))
+        reply = await ui.api(None, "POST", "/api/v1/auth/login", request, body={"email": email, "password": password})
+        if not reply.ok or not isinstance(reply.body, dict):
+            status = 429 if reply.status == 429 else 401 if reply.status in (400, 401) else reply.status
+            return ui.render(request, None, "login.html", status, next=target, email=email, error=reply.detail)
+        token = str(reply.body["token"])
+        expires = datetime.fromisoformat(str(reply.body["expires_at"]))
+        response = RedirectResponse(target, status_code=303)
+        ui.sessions.sign_in(response, token, max(1, int((expires - datetime.now(UTC)).total_seconds())))
+        return response
+
+    async def logout(request: Request, viewer: Viewer) -> Response:
+        await ui.api(viewer, "POST", "/api/v1/auth/logout", request)
+        response = RedirectResponse("/admin/login", status_code=303)
+        ui.sessions.sign_out(response)
+        return response
+
+    return [
+        Route("/admin/login", login_page, methods=["GET"]),
+        Route("/admin/login", login, methods=["POST"]),
+        Route("/admin/logout", ui.page(logout), methods=["POST"]),
+    ]

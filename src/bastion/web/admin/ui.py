@@ -1,0 +1,108 @@
+"""What every page handler needs: who is signed in, the in-process API, rendering, redirects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from bastion.web.admin.backend import Backend, Reply
+from bastion.web.admin.session import Sessions, Viewer
+from bastion.web.asgi import client_ip
+
+# Pages load their own script and style sheet and nothing else; forms post only here.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+Handler = Callable[[Request, Viewer], Awaitable[Response]]
+
+
+def _filters(env: Environment) -> None:
+    env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["when"] = _when
+    env.globals["urlencode"] = urlencode
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return "never"
+    text = str(value)
+    return text[:16].replace("T", " ") + " UTC" if len(text) >= 16 else text
+
+
+class Ui:
+    def __init__(self, backend: Backend, sessions: Sessions, version: str) -> None:
+        self.backend = backend
+        self.sessions = sessions
+        self.version = version
+        self.env = Environment(
+            loader=PackageLoader("bastion.web.admin", "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        _filters(self.env)
+
+    async def viewer(self, request: Request) -> Viewer | None:
+        token = self.sessions.token(request)
+        if token is None:
+            return None
+        me = await self.api(None, "GET", "/api/v1/auth/me", request, token=token)
+        user = me.body.get("user") if me.ok and isinstance(me.body, dict) else None
+        if not isinstance(user, dict):
+            return None
+        return Viewer(token, str(user["email"]), str(user["role"]), list(user.get("teams") or []), self.sessions.csrf_for(token))
+
+    async def api(
+        self,
+        viewer: Viewer | None,
+        method: str,
+        path: str,
+        request: Request,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        token: str | None = None,
+    ) -> Reply:
+        secret = token if token is not None else (viewer.token if viewer is not None else None)
+        return await self.backend.call(method, path, secret, client_ip(request.scope), body=body, params=params)
+
+    def render(self, request: Request, viewer: Viewer | None, template: str, status: int = 200, **context: Any) -> Response:
+        started = time.perf_counter()
+        html = self.env.get_template(template).render(
+            viewer=viewer, version=self.version, path=request.url.path, request=request, **context
+        )
+        headers = {"content-security-policy": PAGE_CSP, "server-timing": f"render;dur={(time.perf_counter() - started) * 1e3:.1f}"}
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """A handler for signed-in users; others are sent to the sign-in page. POSTs must carry the
+        session's CSRF token (and come from our Origin)."""
+
+        async def run(request: Request) -> Response:
+            viewer = await self.viewer(request)
+            if viewer is None:
+                target = "/admin/login?" + urlencode({"next": request.url.path})
+                response: Response = RedirectResponse(target, status_code=303)
+                self.sessions.sign_out(response)
+                return response
+            if request.method == "POST":
+                form = await request.form()
+                if not self.sessions.form_ok(request, viewer.token, form):
+                    return self.render(request, viewer, "error.html", 403, message="This form has expired; reload the page.")
+            return await handler(request, viewer)
+
+        return run
+
+
+def back(url: str, note: str | None = None, error: str | None = None) -> Response:
+    """Redirect after a POST, with a one-line outcome shown on the next page."""
+    extra = {k: v for k, v in (("note", note), ("error", error)) if v}
+    sep = "&" if "?" in url else "?"
+    return RedirectResponse(url + (sep + urlencode(extra) if extra else ""), status_code=303)
