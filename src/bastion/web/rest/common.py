@@ -41,6 +41,16 @@ def counts(items: list[CatalogItem] | tuple[CatalogItem, ...], upstream: str | N
     return {field: found.get(kind, 0) for kind, field in KIND_FIELDS.items()}  # type: ignore[call-overload]
 
 
+def counts_by_upstream(items: list[CatalogItem] | tuple[CatalogItem, ...]) -> dict[str, dict[str, int]]:
+    """Every upstream's counts in one pass over the catalog (a list of 100 upstreams would otherwise
+    walk 10,000 items a hundred times)."""
+    out: dict[str, dict[str, int]] = {}
+    for item in items:
+        row = out.setdefault(item.upstream, dict.fromkeys(KIND_FIELDS.values(), 0))
+        row[KIND_FIELDS[item.kind]] += 1
+    return out
+
+
 def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
     """How Bastion authenticates to the upstream, without any secret."""
     if spec.auth is not None:
@@ -49,7 +59,8 @@ def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
     return {"type": "headers" if spec.headers else "none"}
 
 
-def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[str, Any]:
+def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...], known: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """`known`: counts_by_upstream of the same items, when showing many upstreams."""
     spec, state = upstream.spec, upstream.state
     return {
         "name": spec.name,
@@ -68,7 +79,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[st
         "last_seen": state.last_seen.isoformat() if state.last_seen else None,
         "server_info": {"name": state.server_name, "version": state.server_version},
         "protocol_version": state.protocol_version,
-        "counts": counts(items, spec.name),
+        "counts": counts(items, spec.name) if known is None else known.get(spec.name, counts(())),
         "team": spec.team,
         "owner": spec.owner,
         "visibility": spec.visibility,

@@ -15,7 +15,7 @@ from bastion.core.errors import BadRequest, Conflict
 from bastion.core.identity import can_see
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
-from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
+from bastion.web.rest.common import KIND_FIELDS, counts_by_upstream, read_json, require_object, upstream_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
@@ -56,7 +56,8 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
     async def list_upstreams(request: Request) -> Response:
         principal = principal_of(request)
         snap = gateway.snapshot
-        shown = [upstream_json(u, snap.items) for u in snap.upstreams.values() if can_see(principal, u.spec)]
+        known = counts_by_upstream(snap.items)
+        shown = [upstream_json(u, snap.items, known) for u in snap.upstreams.values() if can_see(principal, u.spec)]
         return JSONResponse({"items": shown})
 
     async def create(request: Request) -> Response:
