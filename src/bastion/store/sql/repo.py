@@ -34,7 +34,9 @@ def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=5000")
+            # Writers take turns; under load (100 upstreams saving their status at start) a writer
+            # may wait a while, which is better than failing with "database is locked".
+            cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
         return engine
