@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bastion.core.ports import RateLimiter, UpstreamCaller
+from bastion.core.ports import CallObserver, RateLimiter, UpstreamCaller
 from bastion.core.ratelimit import Defaults
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.authn import authenticate
@@ -13,7 +13,7 @@ from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.dispatch import dispatch_stage
-from bastion.pipeline.observe import observe
+from bastion.pipeline.observe import observe_stage
 from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
@@ -29,9 +29,10 @@ def build_pipeline(
     bridge: Bridge | None = None,
     limiter: RateLimiter | None = None,
     limits: Defaults = Defaults(),
+    observers: Sequence[CallObserver] = (),
 ) -> Next:
     stages: list[Stage] = [
-        observe,  # first: sees every outcome, including auth failures
+        observe_stage(observers),  # first: sees every outcome, including auth failures
         authenticate,  # before anything reveals what exists
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
         authorize,  # needs the server (its policy) and the principal; before route answers lists

@@ -42,3 +42,7 @@ class CallContext:
     """Set by authorize when the virtual server has a policy: what this caller may see and use."""
     item: CatalogItem | None = None
     upstream_params: dict[str, Any] | None = None
+    address: str | None = None
+    """The client's network address, as the edge saw it (for the audit log)."""
+    upstream_seconds: float = 0.0
+    """Time spent waiting on upstreams so far (dispatch adds each attempt); observe reports it."""

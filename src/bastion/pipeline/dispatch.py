@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from bastion.core.errors import UpstreamProtocolError
@@ -21,7 +23,7 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
         # Per-user connections (and per-user upstream tokens) are keyed by the verified user, so one
         # user's session and API tokens share them; callers without a user (admin, local) by their id.
         user = (principal.user or principal.id) if principal is not None else None
-        result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
+        result = await _timed(ctx, pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks))
         ask = ctx.hooks.ask if ctx.hooks is not None else None
         rounds = 0
         while ask is not None and result.get("resultType") == "input_required":
@@ -31,7 +33,7 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
             if rounds > MAX_INPUT_ROUNDS:
                 raise UpstreamProtocolError(f"upstream {item.upstream!r} asked for input more than {MAX_INPUT_ROUNDS} times")
             params = await _answered(params, result, ask)
-            result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
+            result = await _timed(ctx, pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks))
         meta = result.get("_meta")
         if isinstance(meta, dict) and any(k.endswith("serverInfo") for k in meta):
             # The client talks to Bastion: never leak which server answered behind it.
@@ -39,6 +41,15 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
         return result
 
     return dispatch
+
+
+async def _timed(ctx: CallContext, request: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Await an upstream request, adding its time to the context's upstream time (also on failure)."""
+    start = time.perf_counter()
+    try:
+        return await request
+    finally:
+        ctx.upstream_seconds += time.perf_counter() - start
 
 
 async def _answered(params: dict[str, Any], asked: dict[str, Any], ask: AskCallback) -> dict[str, Any]:

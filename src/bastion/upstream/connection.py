@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -143,6 +144,9 @@ class UpstreamConnection:
         self._stop = anyio.Event()
         self._done = anyio.Event()
         self.failure: str | None = None
+        self.failures = 0
+        """Sessions that failed to start or were lost (each is followed by a reconnect)."""
+        self.failed_at: float | None = None
         self.last_used = 0.0
 
     @property
@@ -213,6 +217,8 @@ class UpstreamConnection:
                     attempt = 0
                 if self._stop.is_set():
                     break
+                self.failures += 1
+                self.failed_at = time.time()
                 log.warning("upstream %s: %s", self.spec.name, self.failure)
                 self._attempted.set()
                 with anyio.move_on_after(_backoff(attempt, self._backoff_base, self._backoff_cap)):

@@ -225,7 +225,15 @@ async def serve_fast(
         return
     params = message["params"] if session is None else with_capabilities(message["params"], session.capabilities)
     hooks = None if session is None else CallHooks(ask=session.ask)
-    call = CallContext(server=server, method=message["method"], params=params, principal=principal, hooks=hooks)
+    client = scope.get("client")
+    call = CallContext(
+        server=server,
+        method=message["method"],
+        params=params,
+        principal=principal,
+        hooks=hooks,
+        address=str(client[0]) if client else None,
+    )
     if session is None:
         outcome = await _run(call, pipeline, to_error, receive, None)
         await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])

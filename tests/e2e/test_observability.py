@@ -1,0 +1,121 @@
+"""Metrics, logs, audit and usage with real traffic through a real upstream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import httpx2
+import pytest
+from mcp import MCPError
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
+
+pytestmark = pytest.mark.anyio
+
+PLANTED = "planted-secret-7f3a9c"
+SCRAPE = "scrape-token-for-tests-0123456789"
+
+
+def _samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                out[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def _requests(text: str, **labels: str) -> float:
+    total = 0.0
+    for key, value in _samples(text, "bastion_requests_total").items():
+        if all(dict(key).get(k) == v for k, v in labels.items()):
+            total += value
+    return total
+
+
+async def _metrics(gateway: Running, token: str = SCRAPE, accept: str | None = None) -> httpx2.Response:
+    headers = {"authorization": f"Bearer {token}"}
+    if accept:
+        headers["accept"] = accept
+    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+        return await http.get("/metrics", headers=headers)
+
+
+@pytest.fixture
+async def observed(tmp_path: Path) -> Running:  # type: ignore[misc]
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", metrics_token=SCRAPE, log_level="INFO")
+    async with serve(settings) as gateway:
+        await gateway.register(stdio_fixture("fx") | {"env": {"FIXTURE_SECRET": PLANTED}})
+        limits = {"tools": {"fx__add": "1/day"}}
+        await gateway.create_server({"name": "vs", "tools": ["fx__echo", "fx__add", "fx__fail"], "rate_limits": limits})
+        yield gateway
+
+
+async def test_a_call_and_a_refusal_move_the_request_counters(observed: Running) -> None:
+    before = (await _metrics(observed)).text
+    assert _requests(before, server="vs", item="fx__add") == 0
+    async with observed.client("vs", mode="legacy") as client:
+        assert not (await client.call_tool("fx__add", {"a": 1, "b": 2})).is_error
+        with pytest.raises(MCPError):
+            await client.call_tool("fx__add", {"a": 1, "b": 2})
+        assert (await client.call_tool("fx__fail", {"message": PLANTED})).is_error
+    text = (await _metrics(observed)).text
+    assert _requests(text, server="vs", method="tools/call", upstream="fx", item="fx__add", outcome="ok") == 1
+    assert _requests(text, server="vs", method="tools/call", item="fx__add", outcome="rate_limited") == 1
+    assert _requests(text, server="vs", item="fx__fail", outcome="tool_error") == 1
+    assert _samples(text, "bastion_rate_limited_total")[(("server", "vs"),)] == 1
+    assert _samples(text, "bastion_upstream_up")[(("upstream", "fx"),)] == 1
+    assert _samples(text, "bastion_catalog_items")[(("kind", "tool"),)] >= 3
+    upstream_time = _samples(text, "bastion_upstream_duration_seconds_count")
+    assert upstream_time[(("method", "tools/call"), ("upstream", "fx"))] == 2  # the refused call never went
+    assert any(k for k in _samples(text, "bastion_build_info"))
+    assert PLANTED not in text
+
+
+async def test_metrics_need_the_scrape_token_or_an_admin(observed: Running) -> None:
+    assert (await _metrics(observed, token="wrong")).status_code == 401
+    async with httpx2.AsyncClient(base_url=observed.base_url) as http:
+        assert (await http.get("/metrics")).status_code == 401
+    assert (await _metrics(observed, token=TOKEN)).status_code == 200  # the admin token
+    created = await observed.api.post("/api/v1/tokens", json={"name": "t", "servers": ["vs"]})
+    assert (await _metrics(observed, token=created.json()["token"])).status_code == 403
+    text = (await _metrics(observed)).text
+    assert _samples(text, "bastion_auth_failures_total")[(("reason", "bad_credential"),)] >= 2
+    open_metrics = await _metrics(observed, accept="application/openmetrics-text; version=1.0.0")
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.rstrip().endswith("# EOF")
+
+
+async def test_calls_and_changes_are_audited_without_their_values(
+    observed: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with observed.client("vs", mode="2026-07-28") as client:
+        await client.call_tool("fx__echo", {"text": PLANTED})
+        await client.call_tool("fx__echo", {"text": PLANTED})
+    await observed.api.patch("/api/v1/servers/vs", json={"description": "changed"})
+    await observed.api.patch("/api/v1/upstreams/fx", json={"env": {"FIXTURE_SECRET": PLANTED + "2"}})
+    async with httpx2.AsyncClient(base_url=observed.base_url) as http:
+        await http.get("/api/v1/upstreams", headers={"authorization": "Bearer nope"})
+    listed = await observed.api.get("/api/v1/audit", params={"limit": "100"})
+    assert listed.status_code == 200, listed.text
+    records = listed.json()["items"]
+    calls = [r for r in records if r["action"] == "tools/call" and r["target"] == "fx__echo"]
+    assert len(calls) == 2
+    assert calls[0]["args_hmac"] == calls[1]["args_hmac"] and calls[0]["result_hmac"]  # same args, same hash
+    assert calls[0]["outcome"] == "ok" and calls[0]["actor_client"] == "admin" and calls[0]["server"] == "vs"
+    actions = {r["action"] for r in records}
+    assert {"PATCH /api/v1/servers/{name}", "PATCH /api/v1/upstreams/{name}", "POST /api/v1/upstreams"} <= actions
+    refused = [r for r in records if r["action"] == "GET /api/v1/upstreams"]
+    assert refused and refused[0]["outcome"] == "denied"
+    # Nothing anywhere shows the planted value: audit records, metrics, log lines.
+    assert PLANTED not in json.dumps(records)
+    assert PLANTED not in (await _metrics(observed)).text
+    lines = [r for r in caplog.records if r.name == "bastion.calls"]
+    assert any(getattr(r, "item", None) == "fx__echo" and getattr(r, "outcome", None) == "ok" for r in lines)
+    assert all(PLANTED not in r.getMessage() and PLANTED not in json.dumps(vars(r), default=str) for r in caplog.records)
+    verdict = (await observed.api.post("/api/v1/audit/verify")).json()
+    assert verdict["ok"] is True and verdict["records"] >= 6 and verdict["unsigned_tail"] == 0
