@@ -10,7 +10,9 @@ import httpx2
 import pytest
 from mcp import MCPError
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import delete, func, insert, select, update
 
+from bastion.store.sql.tables import audit_records
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
@@ -119,3 +121,121 @@ async def test_calls_and_changes_are_audited_without_their_values(
     assert all(PLANTED not in r.getMessage() and PLANTED not in json.dumps(vars(r), default=str) for r in caplog.records)
     verdict = (await observed.api.post("/api/v1/audit/verify")).json()
     assert verdict["ok"] is True and verdict["records"] >= 6 and verdict["unsigned_tail"] == 0
+
+
+async def _verdict(gateway: Running) -> dict[str, object]:
+    response = await gateway.api.post("/api/v1/audit/verify")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_tampering_in_the_database_is_detected_and_the_record_named(observed: Running) -> None:
+    async with observed.client("vs", mode="2026-07-28") as client:
+        for n in range(4):
+            await client.call_tool("fx__echo", {"text": f"call {n}"})
+    assert (await _verdict(observed))["ok"] is True
+    engine = observed.bastion.engine
+    chain = observed.bastion.shared.replica
+    t = audit_records.c
+
+    async def row(seq: int) -> dict[str, object]:
+        async with engine.connect() as conn:
+            found = (await conn.execute(select(audit_records).where(t.chain == chain, t.seq == seq))).one()
+        return dict(found._mapping)
+
+    async def run(*statements: object) -> None:
+        async with engine.begin() as conn:
+            for statement in statements:
+                await conn.execute(statement)  # type: ignore[call-overload]
+
+    def first_bad(verdict: dict[str, object]) -> dict[str, object]:
+        assert verdict["ok"] is False
+        first = verdict["first_bad"]
+        assert isinstance(first, dict)
+        return first
+
+    # Edited: the record itself is named.
+    third = await row(3)
+    await run(update(audit_records).where(t.id == third["id"]).values(outcome="denied"))
+    assert first_bad(await _verdict(observed))["record_id"] == third["id"]
+    await run(update(audit_records).where(t.id == third["id"]).values(outcome=third["outcome"]))
+    assert (await _verdict(observed))["ok"] is True
+
+    # Reordered: two records swap places.
+    fourth = await row(4)
+    await run(
+        update(audit_records).where(t.id == third["id"]).values(seq=-1),
+        update(audit_records).where(t.id == fourth["id"]).values(seq=3),
+        update(audit_records).where(t.id == third["id"]).values(seq=4),
+    )
+    assert first_bad(await _verdict(observed))["seq"] == 3
+    await run(
+        update(audit_records).where(t.id == third["id"]).values(seq=-1),
+        update(audit_records).where(t.id == fourth["id"]).values(seq=4),
+        update(audit_records).where(t.id == third["id"]).values(seq=3),
+    )
+    assert (await _verdict(observed))["ok"] is True
+
+    # Deleted: the gap is named.
+    second = await row(2)
+    await run(delete(audit_records).where(t.id == second["id"]))
+    bad = first_bad(await _verdict(observed))
+    assert bad["seq"] == 3 and "expected seq 2" in str(bad["reason"])
+    await run(insert(audit_records).values(**second))
+    assert (await _verdict(observed))["ok"] is True
+
+    # Truncated: the tail after the last signed head is gone (checked without writing anything new,
+    # which would turn the cut tail into a gap, caught as above).
+    audit = observed.bastion.telemetry.audit  # type: ignore[union-attr]
+    await audit.flush(sign=True)
+    async with engine.connect() as conn:
+        last = (await conn.execute(select(func.max(t.seq)).where(t.chain == chain))).scalar_one()
+    await run(delete(audit_records).where(t.chain == chain, t.seq >= last - 1))
+    bad = first_bad((await audit.verify()).as_json())
+    assert bad["seq"] == last - 1 and "truncated" in str(bad["reason"])
+
+
+async def test_every_kind_of_admin_change_and_sign_in_is_audited(observed: Running) -> None:
+    api = observed.api
+    password = "correct horse battery staple 42"
+    done = [
+        await api.patch("/api/v1/tools/fx__echo", json={"description": "Echo"}),  # catalog
+        await api.patch("/api/v1/servers/vs", json={"policy": {"default": "allow"}}),  # policy
+        await api.patch("/api/v1/servers/vs", json={"rate_limits": {"server": "100/minute"}}),  # rate limits
+        await api.post("/api/v1/servers", json={"name": "vs2", "upstreams": ["fx"]}),
+        await api.delete("/api/v1/servers/vs2"),
+        await api.post("/api/v1/upstreams/fx/refresh"),
+        await api.post("/api/v1/users", json={"email": "ada@example.com", "password": password}),
+        await api.post("/api/v1/teams", json={"name": "ops"}),
+        await api.post("/api/v1/teams/ops/members", json={"user": "ada@example.com"}),
+        await api.post("/api/v1/vault/rotate"),
+    ]
+    assert all(r.status_code < 300 for r in done), [r.text for r in done if r.status_code >= 300]
+    token = (await api.post("/api/v1/tokens", json={"name": "ci", "servers": ["vs"]})).json()
+    assert (await api.delete(f"/api/v1/tokens/{token['id']}")).status_code == 204
+    async with httpx2.AsyncClient(base_url=observed.base_url) as http:
+        assert (await http.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": password})).status_code == 200
+        assert (await http.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": "wrong"})).status_code == 401
+    records = (await api.get("/api/v1/audit", params={"limit": "200"})).json()["items"]
+    seen = {(r["action"], r["target"], r["outcome"]) for r in records}
+    expected = {
+        ("POST /api/v1/upstreams", "", "ok"),
+        ("PATCH /api/v1/tools/{name}", "fx__echo", "ok"),
+        ("PATCH /api/v1/servers/{name}", "vs", "ok"),
+        ("POST /api/v1/servers", "", "ok"),
+        ("DELETE /api/v1/servers/{name}", "vs2", "ok"),
+        ("POST /api/v1/upstreams/{name}/refresh", "fx", "ok"),
+        ("POST /api/v1/users", "", "ok"),
+        ("POST /api/v1/teams", "", "ok"),
+        ("POST /api/v1/teams/{name}/members", "ops", "ok"),
+        ("POST /api/v1/vault/rotate", "", "ok"),
+        ("POST /api/v1/tokens", "", "ok"),
+        ("DELETE /api/v1/tokens/{id}", token["id"], "ok"),
+        ("POST /api/v1/auth/login", "ada@example.com", "ok"),
+        ("POST /api/v1/auth/login", "ada@example.com", "denied"),
+    }
+    assert expected <= seen, expected - seen
+    details = {r["detail"] for r in records if r["action"] == "PATCH /api/v1/servers/{name}"}
+    assert {"HTTP 200; fields: policy", "HTTP 200; fields: rate_limits"} <= details
+    assert password not in json.dumps(records) and token["token"] not in json.dumps(records)
+    assert all(r["actor_client"] == "admin" for r in records if r["action"].startswith(("PATCH", "DELETE")))

@@ -7,6 +7,7 @@ from importlib import metadata
 
 import click
 
+from bastion.cli.audit import audit
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
 from bastion.cli.servers import servers
@@ -14,6 +15,7 @@ from bastion.cli.teams import teams
 from bastion.cli.tokens import tokens
 from bastion.cli.tools import tools
 from bastion.cli.upstreams import upstreams
+from bastion.cli.usage import usage
 from bastion.cli.users import users
 from bastion.cli.vault import vault
 
@@ -71,6 +73,8 @@ cli.add_command(users)
 cli.add_command(teams)
 cli.add_command(login)
 cli.add_command(logout)
+cli.add_command(audit)
+cli.add_command(usage)
 
 
 if __name__ == "__main__":

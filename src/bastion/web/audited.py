@@ -26,7 +26,7 @@ log = logging.getLogger("bastion.rest")
 
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIGN_IN_PATHS = frozenset({"/api/v1/auth/login"})
-_MAX_PEEK = 8 * 1024
+_MAX_PEEK = 64 * 1024
 
 
 def _template(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, str]:
@@ -39,13 +39,23 @@ def _template(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, str]:
     return scope["path"], ""
 
 
-def _email(body: bytes) -> str:
+def _json(body: bytes) -> object:
     try:
-        value = json.loads(body)
+        return json.loads(body) if body else None
     except (ValueError, RecursionError):
-        return ""
-    email = value.get("email") if isinstance(value, dict) else None
+        return None
+
+
+def _email(body: object) -> str:
+    email = body.get("email") if isinstance(body, dict) else None
     return email.strip().lower()[:200] if isinstance(email, str) else ""
+
+
+def _fields(body: object) -> str | None:
+    """Which fields a change set (their names only: values may be secrets)."""
+    if not isinstance(body, dict) or not body:
+        return None
+    return "fields: " + ", ".join(sorted(str(k)[:64] for k in body)[:50])
 
 
 class Audited:
@@ -62,12 +72,12 @@ class Audited:
             return
         started, start = time.time(), time.perf_counter()
         status = 500
-        sign_in = scope["path"] in SIGN_IN_PATHS
+        change = scope["method"] in _CHANGES
         body = bytearray()
 
         async def peek() -> Message:
             message = await receive()
-            if sign_in and message["type"] == "http.request" and len(body) < _MAX_PEEK:
+            if message["type"] == "http.request" and len(body) < _MAX_PEEK:
                 body.extend(message.get("body", b"")[: _MAX_PEEK - len(body)])
             return message
 
@@ -78,11 +88,11 @@ class Audited:
             await send(message)
 
         try:
-            await self.app(scope, peek if sign_in else receive, watch)
+            await self.app(scope, peek if change else receive, watch)
         finally:
-            self._tell(scope, status, started, time.perf_counter() - start, bytes(body) if sign_in else None)
+            self._tell(scope, status, started, time.perf_counter() - start, bytes(body))
 
-    def _tell(self, scope: Scope, status: int, started: float, seconds: float, login_body: bytes | None) -> None:
+    def _tell(self, scope: Scope, status: int, started: float, seconds: float, raw: bytes) -> None:
         method = scope["method"]
         principal = scope.get(PRINCIPAL_SCOPE_KEY)
         principal = principal if isinstance(principal, Principal) and principal.kind != "anonymous" else None
@@ -105,11 +115,15 @@ class Audited:
         )
         if method not in _CHANGES:
             return
+        body = _json(raw)
+        sign_in = scope["path"] in SIGN_IN_PATHS
+        detail = f"HTTP {status}"
+        fields = None if sign_in else _fields(body)
         event = EdgeEvent(
-            kind="sign_in" if login_body is not None else "change",
+            kind="sign_in" if sign_in else "change",
             started=started,
             action=f"{method} {template}",
-            target=_email(login_body) if login_body is not None else target,
+            target=_email(body) if sign_in else target,
             outcome=outcome_of_status(status),
             status=status,
             seconds=seconds,
@@ -117,7 +131,7 @@ class Audited:
             user=principal.user if principal else None,
             token=principal.token if principal else None,
             address=address,
-            detail=f"HTTP {status}",
+            detail=f"{detail}; {fields}" if fields else detail,
         )
         for observer in self.observers:
             try:
