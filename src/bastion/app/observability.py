@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from threading import Thread
 from typing import Any
 
 import anyio
+from opentelemetry.trace import Tracer
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
@@ -27,6 +29,7 @@ from bastion.telemetry.audit import AuditLog
 from bastion.telemetry.audit_keys import AuditKeys
 from bastion.telemetry.logging import CallLog, set_replica
 from bastion.telemetry.metrics import Metrics, StateFigures
+from bastion.telemetry.tracing import Tracing, build_tracing
 from bastion.telemetry.usage import UsageRecorder
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.envelope import KeyRing
@@ -49,7 +52,12 @@ class Telemetry:
     usage_store: SqlUsageStore
     calls: CallLog
     endpoint: MetricsEndpoint
+    tracing: Tracing | None = None
     _metrics_server: Any = field(default=None, repr=False)
+
+    @property
+    def tracer(self) -> Tracer | None:
+        return self.tracing.tracer if self.tracing is not None else None
 
     @property
     def call_observers(self) -> list[CallObserver]:
@@ -122,6 +130,8 @@ class Telemetry:
         """Write what is still in memory (audit records of completed calls, usage counts)."""
         await self.audit.close()
         await self.usage.close()
+        if self.tracing is not None:
+            await anyio.to_thread.run_sync(self.tracing.close)
         if self._metrics_server is not None:
             server, thread = self._metrics_server
             server.shutdown()
@@ -160,4 +170,6 @@ def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring:
         on_written=lambda _n, seconds: metrics.flushes.labels("usage").observe(seconds),
     )
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-    return Telemetry(settings, metrics, audit, usage, usage_store, CallLog(replica), MetricsEndpoint(metrics.registry, token))
+    endpoint = MetricsEndpoint(metrics.registry, token)
+    tracing = build_tracing(os.environ, replica)
+    return Telemetry(settings, metrics, audit, usage, usage_store, CallLog(replica), endpoint, tracing)

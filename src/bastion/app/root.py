@@ -153,6 +153,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 limiter=shared.limiter,
                 limits=settings.rate_limits,
                 observers=telemetry.call_observers,
+                tracer=telemetry.tracer,
             )
             session_keys = SessionKeys(key)
             session_store, events_for = session_stores(settings, session_keys, shared.redis)

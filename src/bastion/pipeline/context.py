@@ -44,5 +44,7 @@ class CallContext:
     upstream_params: dict[str, Any] | None = None
     address: str | None = None
     """The client's network address, as the edge saw it (for the audit log)."""
+    trace_headers: dict[str, str] | None = None
+    """The HTTP request's `traceparent`/`tracestate` headers, when it had them (for tracing)."""
     upstream_seconds: float = 0.0
     """Time spent waiting on upstreams so far (dispatch adds each attempt); observe reports it."""

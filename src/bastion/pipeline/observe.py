@@ -8,39 +8,61 @@ import secrets
 import time
 from collections.abc import Sequence
 
+from opentelemetry.trace import Span, SpanKind, Tracer
+
 from bastion.core.errors import BastionError, UpstreamRpcError
 from bastion.core.models import CatalogItem
 from bastion.core.observation import CallRecord, outcome_of_error, outcome_of_result
 from bastion.core.ports import CallObserver
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
+from bastion.pipeline.tracing import finish, incoming_context, request_attributes
 
 log = logging.getLogger("bastion.calls")
 
 
-def observe_stage(observers: Sequence[CallObserver]) -> Stage:
+def observe_stage(observers: Sequence[CallObserver], tracer: Tracer | None = None) -> Stage:
     observers = tuple(observers)
 
     async def observe(ctx: CallContext, call_next: Next) -> Result:
-        started = time.time()
-        start = time.perf_counter()
-        result: Result | None = None
-        outcome, error = "error", None
-        try:
-            result = await call_next(ctx)
-            outcome = outcome_of_result(result)
-            return result
-        except BastionError as exc:
-            outcome, error = outcome_of_error(exc), _described(exc)
-            raise
-        except Exception as exc:
-            outcome, error = "error", type(exc).__name__
-            raise
-        finally:
-            if observers:
-                _tell(observers, _record(ctx, started, time.perf_counter() - start, outcome, error, result))
+        if tracer is None:
+            return await _observed(ctx, call_next, observers, None)
+        attributes = request_attributes(ctx)
+        name = f"{ctx.method} {attributes.get('gen_ai.tool.name') or attributes.get('gen_ai.prompt.name') or ''}".rstrip()
+        with tracer.start_as_current_span(
+            name,
+            context=incoming_context(ctx),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            return await _observed(ctx, call_next, observers, span)
 
     return observe
+
+
+async def _observed(ctx: CallContext, call_next: Next, observers: tuple[CallObserver, ...], span: Span | None) -> Result:
+    started = time.time()
+    start = time.perf_counter()
+    result: Result | None = None
+    outcome, error = "error", None
+    failure: BaseException | None = None
+    try:
+        result = await call_next(ctx)
+        outcome = outcome_of_result(result)
+        return result
+    except BastionError as exc:
+        outcome, error, failure = outcome_of_error(exc), _described(exc), exc
+        raise
+    except Exception as exc:
+        outcome, error, failure = "error", type(exc).__name__, exc
+        raise
+    finally:
+        if span is not None:
+            finish(span, ctx, outcome, failure)
+        if observers:
+            _tell(observers, _record(ctx, started, time.perf_counter() - start, outcome, error, result))
 
 
 def _record(ctx: CallContext, started: float, seconds: float, outcome: str, error: str | None, result: Result | None) -> CallRecord:

@@ -40,6 +40,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
+from bastion.pipeline.tracing import trace_headers
 from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
@@ -151,6 +152,7 @@ class McpFront:
                 principal=principal if isinstance(principal, Principal) else None,
                 hooks=call_hooks(ctx),
                 address=_address(request.scope) if isinstance(request, Request) else None,
+                trace_headers=trace_headers(request.headers) if isinstance(request, Request) else None,
             )
             try:
                 result = await pipeline(call)

@@ -38,6 +38,7 @@ from bastion.core.ports import AskCallback, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
+from bastion.pipeline.tracing import trace_headers
 from bastion.web.bridge import with_capabilities
 
 log = logging.getLogger("bastion.mcp")
@@ -233,6 +234,7 @@ async def serve_fast(
         principal=principal,
         hooks=hooks,
         address=str(client[0]) if client else None,
+        trace_headers=trace_headers(headers),
     )
     if session is None:
         outcome = await _run(call, pipeline, to_error, receive, None)
