@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from bastion.app.keys import audit_secrets
 from bastion.config import Settings
+from bastion.core.observation import EdgeEvent
 from bastion.core.ports import CallObserver, EdgeObserver
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.bridge import Bridge
@@ -27,6 +29,7 @@ from bastion.store.sql.usage import SqlUsageStore
 from bastion.tasks import TaskRunner
 from bastion.telemetry.audit import AuditLog
 from bastion.telemetry.audit_keys import AuditKeys
+from bastion.telemetry.export import AuditExport
 from bastion.telemetry.logging import CallLog, set_replica
 from bastion.telemetry.metrics import Metrics, StateFigures
 from bastion.telemetry.tracing import Tracing, build_tracing
@@ -53,6 +56,7 @@ class Telemetry:
     calls: CallLog
     endpoint: MetricsEndpoint
     tracing: Tracing | None = None
+    export: AuditExport | None = None
     _metrics_server: Any = field(default=None, repr=False)
 
     @property
@@ -99,6 +103,8 @@ class Telemetry:
     def start(self, runner: TaskRunner, is_leader: Callable[[], bool]) -> None:
         runner.spawn("audit-writer", self.audit.run)
         runner.spawn("usage-writer", self.usage.run)
+        if self.export is not None:
+            runner.spawn("audit-export", self.export.run)
         runner.spawn("telemetry-retention", self._retention_loop, is_leader)
         port = self.settings.metrics_port
         if port is not None:
@@ -130,6 +136,8 @@ class Telemetry:
         """Write what is still in memory (audit records of completed calls, usage counts)."""
         await self.audit.close()
         await self.usage.close()
+        if self.export is not None:
+            await self.export.close()
         if self.tracing is not None:
             await anyio.to_thread.run_sync(self.tracing.close)
         if self._metrics_server is not None:
@@ -172,4 +180,26 @@ def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring:
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     endpoint = MetricsEndpoint(metrics.registry, token)
     tracing = build_tracing(os.environ, replica)
-    return Telemetry(settings, metrics, audit, usage, usage_store, CallLog(replica), endpoint, tracing)
+    export = audit_export(settings, audit, metrics)
+    return Telemetry(settings, metrics, audit, usage, usage_store, CallLog(replica), endpoint, tracing, export)
+
+
+def audit_export(settings: Settings, audit: AuditLog, metrics: Metrics) -> AuditExport | None:
+    """The SIEM export, when a file or URL is configured; it receives every stored batch."""
+    if settings.audit_export_file is None and settings.audit_export_url is None:
+        return None
+
+    def overflowed(count: int) -> None:
+        detail = f"{count} audit records were not exported: the export queue was full"
+        audit.edge_event(EdgeEvent("export", time.time(), "audit.export_overflow", "siem", "error", 0, 0.0, detail=detail))
+
+    export = AuditExport(
+        file=settings.audit_export_file,
+        url=settings.audit_export_url if settings.audit_export_file is None else None,
+        token=settings.audit_export_token.get_secret_value() if settings.audit_export_token else None,
+        max_queue=settings.audit_export_queue,
+        on_dropped=lambda n: metrics.audit_dropped.labels("export").inc(n),
+        on_overflow=overflowed,
+    )
+    audit.listeners.append(export.offer)
+    return export
