@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     rate_limit_server: str | None = Field(default=None, description="Calls per virtual server, all callers")
 
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$", description="Log lines: json, text, or auto (text on a terminal)")
+    observe_calls: bool = Field(
+        default=True,
+        description="Count, log, audit and measure usage of every MCP call; off only to measure what that costs",
+    )
     metrics_token: SecretStr | None = Field(default=None, description="Bearer token that may read /metrics (besides admins)")
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Also serve /metrics, without a token, on this port")
     metrics_host: str = Field(default="127.0.0.1", description="Address of the metrics port (loopback by default)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import httpx2
@@ -239,3 +240,18 @@ async def test_every_kind_of_admin_change_and_sign_in_is_audited(observed: Runni
     assert {"HTTP 200; fields: policy", "HTTP 200; fields: rate_limits"} <= details
     assert password not in json.dumps(records) and token["token"] not in json.dumps(records)
     assert all(r["actor_client"] == "admin" for r in records if r["action"].startswith(("PATCH", "DELETE")))
+
+
+async def test_an_upstream_that_is_not_mcp_is_one_clear_line_with_its_stderr_not_a_traceback(
+    gateway: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    script = "import sys; print('hello, I am not MCP'); sys.stderr.write('error: missing API_KEY\\n'); sys.stderr.flush()"
+    body = {"name": "bad", "transport": "stdio", "command": sys.executable, "args": ["-c", script]}
+    refused = await gateway.api.post("/api/v1/upstreams", json=body)
+    assert refused.status_code == 502 and "does not speak MCP" in refused.json()["detail"]
+    assert "API_KEY" not in refused.text  # the child's stderr is for the operator's log, not the API
+    lines = [r for r in caplog.records if r.name == "bastion.upstream" and r.levelno >= logging.WARNING]
+    assert any("does not speak MCP" in r.getMessage() and "missing API_KEY" in r.getMessage() for r in lines), lines
+    assert not any(r.exc_info for r in caplog.records)
+    assert "Traceback" not in caplog.text

@@ -30,7 +30,7 @@ from bastion.tasks import TaskRunner
 from bastion.telemetry.audit import AuditLog
 from bastion.telemetry.audit_keys import AuditKeys
 from bastion.telemetry.export import AuditExport
-from bastion.telemetry.logging import CallLog, set_replica
+from bastion.telemetry.logging import CallLog, quiet_libraries, set_replica
 from bastion.telemetry.metrics import Metrics, StateFigures
 from bastion.telemetry.tracing import Tracing, build_tracing
 from bastion.telemetry.usage import UsageRecorder
@@ -65,7 +65,7 @@ class Telemetry:
 
     @property
     def call_observers(self) -> list[CallObserver]:
-        return [self.metrics, self.calls, self.audit, self.usage]
+        return [self.metrics, self.calls, self.audit, self.usage] if self.settings.observe_calls else []
 
     @property
     def edge_observers(self) -> list[EdgeObserver]:
@@ -151,6 +151,7 @@ def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring:
     metrics = Metrics(per_item=settings.metrics_per_item)
     keys = AuditKeys(*audit_secrets(settings, ring))
     set_replica(replica)
+    quiet_libraries()
 
     def dropped(count: int) -> None:
         metrics.audit_dropped.labels("audit").inc(count)

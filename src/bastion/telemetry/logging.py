@@ -14,7 +14,7 @@ from typing import Any
 from bastion.core.observation import CallRecord
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
-QUIET = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp.access", "mcp", "mcp.client", "mcp.server", "uvicorn.access")
+QUIET = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp.access", "uvicorn.access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -54,8 +54,7 @@ def configure_logging(level: str, fmt: str = "auto", replica: str | None = None)
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in QUIET:
-        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    quiet_libraries()
 
 
 def set_replica(replica: str) -> None:
@@ -100,3 +99,22 @@ class CallLog:
                 "upstream_ms": round(record.upstream_seconds * 1000, 3),
             },
         )
+
+
+class _NoStdioParseTracebacks(logging.Filter):
+    """The SDK logs a traceback for every stdout line of a stdio upstream that is not JSON-RPC; the
+    connection reports such an upstream once, with the tail of its stderr, instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to parse JSONRPC message")
+
+
+def quiet_libraries() -> None:
+    """No per-request lines from HTTP client libraries, no tracebacks for a non-MCP stdio upstream."""
+    for name in QUIET:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    stdio = logging.getLogger("mcp.client.stdio")
+    if not any(isinstance(f, _NoStdioParseTracebacks) for f in stdio.filters):
+        stdio.addFilter(_NoStdioParseTracebacks())

@@ -37,7 +37,7 @@ from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.oauth import BearerAuth, TokenSource
 from bastion.upstream.raw import raw_request
-from bastion.upstream.transports import open_transport
+from bastion.upstream.transports import open_transport, stderr_tail
 
 log = logging.getLogger("bastion.upstream")
 
@@ -219,7 +219,8 @@ class UpstreamConnection:
                     break
                 self.failures += 1
                 self.failed_at = time.time()
-                log.warning("upstream %s: %s", self.spec.name, self.failure)
+                tail = stderr_tail(self.spec.name) if self.spec.transport == "stdio" else ""
+                log.warning("upstream %s: %s%s", self.spec.name, self.failure, f"; its stderr ended with: {tail}" if tail else "")
                 self._attempted.set()
                 with anyio.move_on_after(_backoff(attempt, self._backoff_base, self._backoff_cap)):
                     await self._stop.wait()
