@@ -80,7 +80,7 @@ def start_gateway(tmp: str, extra: dict[str, str] | None = None) -> tuple[subpro
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_pin_gateway,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded machine starts slowly
     while time.monotonic() < deadline:
         try:
             if httpx2.get(f"{base}/healthz").status_code == 200:

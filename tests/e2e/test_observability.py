@@ -13,6 +13,7 @@ from mcp import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, func, insert, select, update
 
+from bastion.core.usage import UsageQuery, UsageRow
 from bastion.store.sql.tables import audit_records
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 
@@ -255,3 +256,24 @@ async def test_an_upstream_that_is_not_mcp_is_one_clear_line_with_its_stderr_not
     assert any("does not speak MCP" in r.getMessage() and "missing API_KEY" in r.getMessage() for r in lines), lines
     assert not any(r.exc_info for r in caplog.records)
     assert "Traceback" not in caplog.text
+
+
+async def test_retention_prunes_old_usage_and_audit_behind_a_signed_checkpoint(observed: Running) -> None:
+    telemetry = observed.bastion.telemetry
+    assert telemetry is not None
+    async with observed.client("vs", mode="2026-07-28") as client:
+        await client.call_tool("fx__echo", {"text": "before"})
+    old = UsageRow("minute", "2020-01-01T00:00:00+00:00", "gone", "vs", "fx", "tool", "fx__echo", calls=7)
+    await telemetry.usage_store.save([old])
+    await telemetry.apply_retention()
+    rows = await telemetry.usage_store.query(UsageQuery("2019-01-01", "2021-01-01", "minute"))
+    assert rows == []
+    await telemetry.audit.flush(sign=True)
+    removed = await telemetry.audit.prune(days=0)  # everything so far: a checkpoint per chain
+    assert removed > 0
+    async with observed.client("vs", mode="2026-07-28") as client:
+        await client.call_tool("fx__echo", {"text": "after"})
+    verdict = await _verdict(observed)
+    assert verdict["ok"] is True, verdict
+    records = (await observed.api.get("/api/v1/audit", params={"action": "tools/call"})).json()["items"]
+    assert len(records) == 1

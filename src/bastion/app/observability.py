@@ -9,12 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from threading import Thread
-from typing import Any
 
 import anyio
 from opentelemetry.trace import Tracer
-from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
@@ -32,6 +29,7 @@ from bastion.telemetry.audit_keys import AuditKeys
 from bastion.telemetry.export import AuditExport
 from bastion.telemetry.logging import CallLog, quiet_libraries, set_replica
 from bastion.telemetry.metrics import Metrics, StateFigures
+from bastion.telemetry.metrics_port import MetricsPort
 from bastion.telemetry.tracing import Tracing, build_tracing
 from bastion.telemetry.usage import UsageRecorder
 from bastion.upstream.pool import UpstreamPool
@@ -57,7 +55,7 @@ class Telemetry:
     endpoint: MetricsEndpoint
     tracing: Tracing | None = None
     export: AuditExport | None = None
-    _metrics_server: Any = field(default=None, repr=False)
+    _metrics_server: MetricsPort | None = field(default=None, repr=False)
 
     @property
     def tracer(self) -> Tracer | None:
@@ -108,13 +106,12 @@ class Telemetry:
         runner.spawn("telemetry-retention", self._retention_loop, is_leader)
         port = self.settings.metrics_port
         if port is not None:
-            server, thread = start_http_server(port, addr=self.settings.metrics_host, registry=self.metrics.registry)
-            self._metrics_server = (server, thread)
-            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, server.server_port)
+            self._metrics_server = MetricsPort(self.settings.metrics_host, port, self.metrics.expose)
+            log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self._metrics_server.port)
 
     @property
     def metrics_port(self) -> int | None:
-        return int(self._metrics_server[0].server_port) if self._metrics_server is not None else None
+        return self._metrics_server.port if self._metrics_server is not None else None
 
     async def _retention_loop(self, is_leader: Callable[[], bool]) -> None:
         while True:
@@ -141,10 +138,7 @@ class Telemetry:
         if self.tracing is not None:
             await anyio.to_thread.run_sync(self.tracing.close)
         if self._metrics_server is not None:
-            server, thread = self._metrics_server
-            server.shutdown()
-            server.server_close()
-            assert isinstance(thread, Thread)
+            self._metrics_server.close()
 
 
 def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring: KeyRing) -> Telemetry:
@@ -169,6 +163,7 @@ def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring:
         max_queue=settings.audit_queue,
         on_dropped=dropped,
         on_written=audit_written,
+        on_failed=lambda: metrics.dependency_errors.labels("database").inc(),
     )
     usage_store = SqlUsageStore(engine)
     usage = UsageRecorder(
@@ -177,9 +172,10 @@ def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring:
         keys.digest,
         flush_interval=settings.usage_flush_interval,
         on_written=lambda _n, seconds: metrics.flushes.labels("usage").observe(seconds),
+        on_failed=lambda: metrics.dependency_errors.labels("database").inc(),
     )
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-    endpoint = MetricsEndpoint(metrics.registry, token)
+    endpoint = MetricsEndpoint(metrics.expose, token)
     tracing = build_tracing(os.environ, replica)
     export = audit_export(settings, audit, metrics)
     return Telemetry(settings, metrics, audit, usage, usage_store, CallLog(replica), endpoint, tracing, export)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,12 +43,7 @@ def parse_time(text: str) -> str:
     return iso(value.timestamp())
 
 
-@dataclass(slots=True)
-class _Pending:
-    entry: AuditEntry
-    params: Any = None
-    result: Any = None
-    hashed: bool = False
+Pending = CallRecord | EdgeEvent | AuditEntry
 
 
 def _args_of(params: dict[str, Any] | None) -> Any:
@@ -71,6 +66,7 @@ class AuditLog:
         max_queue: int = 100_000,
         on_dropped: Callable[[int], None] | None = None,
         on_written: Callable[[int, float], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -81,7 +77,8 @@ class AuditLog:
         self._max_queue = max_queue
         self._on_dropped = on_dropped
         self._on_written = on_written
-        self._pending: list[_Pending] = []
+        self._on_failed = on_failed
+        self._pending: list[Pending] = []
         self._unwritten: list[AuditEntry] = []
         self._dropped = 0
         self._seq = 0
@@ -93,7 +90,7 @@ class AuditLog:
 
     # -- recording (hot path: no I/O, no hashing) ------------------------------------------------
 
-    def _enqueue(self, pending: _Pending) -> None:
+    def _enqueue(self, pending: Pending) -> None:
         if len(self._pending) >= self._max_queue:
             self._dropped += 1
             if self._on_dropped is not None:
@@ -102,9 +99,15 @@ class AuditLog:
         self._pending.append(pending)
 
     def call_finished(self, record: CallRecord) -> None:
-        if record.method not in AUDITED_METHODS and record.outcome not in ("denied", "rate_limited"):
-            return
-        entry = AuditEntry(
+        # Hot path: keep the record; the entry, its time and keyed hashes are made at flush.
+        if record.method in AUDITED_METHODS or record.outcome in ("denied", "rate_limited"):
+            self._enqueue(record)
+
+    def edge_event(self, event: EdgeEvent) -> None:
+        self._enqueue(event)
+
+    def _call_entry(self, record: CallRecord) -> AuditEntry:
+        return AuditEntry(
             chain=self.chain,
             seq=0,
             at=iso(record.started + record.seconds),
@@ -118,12 +121,13 @@ class AuditLog:
             actor_address=record.address,
             server=record.server or None,
             latency_ms=round(record.seconds * 1000, 3),
+            args_hmac=self.keys.digest(_args_of(record.params)) if record.params is not None else None,
+            result_hmac=self.keys.digest(record.result) if record.result is not None else None,
             detail=record.error,
         )
-        self._enqueue(_Pending(entry, _args_of(record.params), record.result))
 
-    def edge_event(self, event: EdgeEvent) -> None:
-        entry = AuditEntry(
+    def _edge_entry(self, event: EdgeEvent) -> AuditEntry:
+        return AuditEntry(
             chain=self.chain,
             seq=0,
             at=iso(event.started + event.seconds),
@@ -138,19 +142,15 @@ class AuditLog:
             latency_ms=round(event.seconds * 1000, 3),
             detail=event.detail,
         )
-        self._enqueue(_Pending(entry, hashed=True))
 
     # -- writing (background) ----------------------------------------------------------------------
 
-    def _sealed(self, pending: _Pending) -> AuditEntry:
-        entry = pending.entry
-        if pending.hashed:
-            return entry
-        return replace(
-            entry,
-            args_hmac=self.keys.digest(pending.params) if pending.params is not None else None,
-            result_hmac=self.keys.digest(pending.result) if pending.result is not None else None,
-        )
+    def _sealed(self, pending: Pending) -> AuditEntry:
+        if isinstance(pending, CallRecord):
+            return self._call_entry(pending)
+        if isinstance(pending, EdgeEvent):
+            return self._edge_entry(pending)
+        return pending
 
     def _mark(self, kind: str, seq: int, hash_: str) -> SignedMark:
         at = iso(time.time())
@@ -166,7 +166,7 @@ class AuditLog:
                     self.chain, 0, iso(time.time()), self.replica, "audit.overflow", "audit queue",
                     "error", detail=f"{self._dropped} audit records were dropped: the queue was full",
                 )
-                batch.append(_Pending(overflow, hashed=True))
+                batch.append(overflow)
                 self._dropped = 0
             entries = []
             for pending in batch:
@@ -185,6 +185,8 @@ class AuditLog:
                 await self.store.append(todo, marks)
             except BastionError as exc:
                 self._unwritten = todo  # kept, in order, for the next flush
+                if self._on_failed is not None:
+                    self._on_failed()
                 log.warning("audit batch not written, will retry: %s", exc.detail)
                 return 0
             self._unwritten = []

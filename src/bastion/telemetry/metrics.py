@@ -12,14 +12,15 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from bastion import __version__
 from bastion.core.observation import CallRecord, EdgeEvent
+from bastion.telemetry.request_figures import Histograms, RequestCounts
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -75,22 +76,21 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._per_item = per_item
         r = self.registry
-        self.requests = Counter(
-            "bastion_requests", "MCP requests by virtual server, method, upstream, item and outcome",
-            ["server", "method", "upstream", "item", "outcome"], registry=r,
-        )
-        self.duration = Histogram(
+        self.requests = RequestCounts()  # exposed by `expose`, which formats it directly
+        self.duration = Histograms(
             "bastion_request_duration_seconds", "Whole request time in the gateway, upstream included",
-            ["server", "method"], buckets=_BUCKETS, registry=r,
+            ["server", "method"], _BUCKETS,
         )
-        self.gateway_duration = Histogram(
+        self.gateway_duration = Histograms(
             "bastion_gateway_duration_seconds", "The gateway's own time per request (whole minus upstream)",
-            ["server", "method"], buckets=_BUCKETS, registry=r,
+            ["server", "method"], _BUCKETS,
         )
-        self.upstream_duration = Histogram(
+        self.upstream_duration = Histograms(
             "bastion_upstream_duration_seconds", "Time waiting on the upstream per request (all attempts)",
-            ["upstream", "method"], buckets=_BUCKETS, registry=r,
+            ["upstream", "method"], _BUCKETS,
         )
+        for histogram in (self.duration, self.gateway_duration, self.upstream_duration):
+            r.register(histogram)
         self.refused = Counter(
             "bastion_refused_requests", "Requests refused at the edge or in the pipeline, by reason",
             ["reason"], registry=r,
@@ -120,7 +120,16 @@ class Metrics:
         Gauge("bastion_build_info", "Bastion version", ["version", "python"], registry=r).labels(
             __version__, platform.python_version()
         ).set(1)
-        self._children: dict[tuple[str, ...], Any] = {}
+
+    def expose(self, accept: str) -> tuple[bytes, str]:
+        """The whole exposition (text format, or OpenMetrics when `accept` asks for it)."""
+        encoder, content_type = choose_encoder(accept)
+        body = encoder(self.registry)
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        requests = self.requests.text(openmetrics).encode()
+        if openmetrics and body.endswith(b"# EOF\n"):
+            return body[: -len(b"# EOF\n")] + requests + b"# EOF\n", content_type
+        return body + requests, content_type
 
     def watch_state(self, read: Callable[[], StateFigures]) -> None:
         self.registry.register(_StateCollector(read))
@@ -128,15 +137,12 @@ class Metrics:
     def call_finished(self, record: CallRecord) -> None:
         item = (record.item or "") if self._per_item else ""
         upstream = record.upstream or ""
-        key = (record.server, record.method, upstream, item, record.outcome)
-        counter = self._children.get(key)
-        if counter is None:
-            counter = self._children[key] = self.requests.labels(*key)
-        counter.inc()
-        self.duration.labels(record.server, record.method).observe(record.seconds)
-        self.gateway_duration.labels(record.server, record.method).observe(max(0.0, record.seconds - record.upstream_seconds))
+        self.requests.inc((record.server, record.method, upstream, item, record.outcome))
+        where = (record.server, record.method)
+        self.duration.observe(where, record.seconds)
+        self.gateway_duration.observe(where, max(0.0, record.seconds - record.upstream_seconds))
         if record.upstream is not None and record.upstream_seconds > 0:
-            self.upstream_duration.labels(upstream, record.method).observe(record.upstream_seconds)
+            self.upstream_duration.observe((upstream, record.method), record.upstream_seconds)
         if record.outcome == "rate_limited":
             self.rate_limited.labels(record.server).inc()
         elif record.outcome == "denied":

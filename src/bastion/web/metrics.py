@@ -7,9 +7,8 @@ metrics port (BASTION_METRICS_PORT, loopback by default) serves the same registr
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.types import Receive, Scope, Send
 
 from bastion.core.errors import Forbidden
@@ -17,11 +16,13 @@ from bastion.pipeline.context import Principal
 from bastion.web.errors import problem_from
 
 METRICS_PATH = "/metrics"
+Expose = Callable[[str], tuple[bytes, str]]
+"""The exposition for an Accept header: (body, content type)."""
 
 
 class MetricsEndpoint:
-    def __init__(self, registry: CollectorRegistry, scrape_token: str | None) -> None:
-        self.registry = registry
+    def __init__(self, expose: Expose, scrape_token: str | None) -> None:
+        self.expose = expose
         self._token = f"Bearer {scrape_token}".encode() if scrape_token else None
 
     def scraper(self, scope: Scope) -> bool:
@@ -39,8 +40,7 @@ class MetricsEndpoint:
             await problem_from(Forbidden("metrics are for the scrape token or an admin"))(scope, receive, send)
             return
         accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), "")
-        encoder, content_type = choose_encoder(accept)
-        body = encoder(self.registry)
+        body, content_type = self.expose(accept)
         headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
