@@ -144,13 +144,13 @@ async def measure(
 TELEMETRY_OFF = {"BASTION_OBSERVE_CALLS": "false"}
 
 
-def telemetry_on(receiver: str) -> dict[str, str]:
-    return {
-        "BASTION_OBSERVE_CALLS": "true",
-        "BASTION_LOG_LEVEL": "INFO",
-        "BASTION_LOG_FORMAT": "json",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver}/v1/traces",
-    }
+def telemetry_on(receiver: str | None, sampled: float = 1.0) -> dict[str, str]:
+    on = {"BASTION_OBSERVE_CALLS": "true", "BASTION_LOG_LEVEL": "INFO", "BASTION_LOG_FORMAT": "json"}
+    if receiver is not None:
+        on["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{receiver}/v1/traces"
+        on["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        on["OTEL_TRACES_SAMPLER_ARG"] = str(sampled)
+    return on
 
 
 def otlp_sink() -> tuple[object, str]:
@@ -183,7 +183,13 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         for mode in args.era or ("legacy", "2026-07-28"):
             for concurrency in args.concurrency or (1, 16):
                 figures = {}
-                for label, extra in (("off", TELEMETRY_OFF), ("on", telemetry_on(receiver))):
+                configs = (
+                    ("off", TELEMETRY_OFF),
+                    ("on", telemetry_on(None)),
+                    ("traces10", telemetry_on(receiver, 0.1)),
+                    ("traces100", telemetry_on(receiver, 1.0)),
+                )
+                for label, extra in configs:
                     with tempfile.TemporaryDirectory() as tmp:
                         gateway, base = start_gateway(tmp, extra)
                         try:
@@ -197,19 +203,21 @@ def compare_telemetry(args: argparse.Namespace) -> None:
                         finally:
                             gateway.terminate()
                             gateway.wait(timeout=15)
-                rows.append((mode, concurrency, figures["off"], figures["on"]))
+                rows.append((mode, concurrency, figures))
     finally:
         upstream.terminate()
         upstream.wait(timeout=15)
         sink.shutdown()  # type: ignore[attr-defined]
-    print(f"{'era':<11} {'conc':>4} | {'gw cpu/call off':>15} {'on':>9} {'added':>8} | {'p50 off':>8} {'on':>7}")
-    for mode, conc, off, on in rows:
-        added = on["gateway_cpu_ms_per_call"] / off["gateway_cpu_ms_per_call"] - 1
-        print(
-            f"{mode:<11} {conc:>4} | {off['gateway_cpu_ms_per_call']:>13.3f}ms {on['gateway_cpu_ms_per_call']:>7.3f}ms "
-            f"{added:>+7.1%} | {off['p50_ms']:>6.2f}ms {on['p50_ms']:>5.2f}ms"
-        )
-    print(json.dumps({"calls": args.calls, "telemetry": [{"era": m, "concurrency": c, "off": a, "on": b} for m, c, a, b in rows]}))
+    print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top")
+    print(f"{'era':<11} {'conc':>4} | {'off':>8} | {'on':>8} {'added':>7} | {'+traces10':>9} {'added':>7} | {'+traces100':>10} {'added':>7}")
+    for mode, conc, figures in rows:
+        base = figures["off"]["gateway_cpu_ms_per_call"]
+        cells = []
+        for label in ("on", "traces10", "traces100"):
+            value = figures[label]["gateway_cpu_ms_per_call"]
+            cells.append(f"{value:>7.3f}ms {value / base - 1:>+7.1%}")
+        print(f"{mode:<11} {conc:>4} | {base:>6.3f}ms | " + " | ".join(cells))
+    print(json.dumps({"calls": args.calls, "telemetry": [{"era": m, "concurrency": c, **f} for m, c, f in rows]}))
 
 
 def main() -> None:

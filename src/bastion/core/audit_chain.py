@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 GENESIS = "0" * 64
@@ -47,13 +47,19 @@ class AuditEntry:
     """The store's row id (cursor pagination); not part of the hash."""
 
 
-_UNHASHED = ("hash", "id")
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEntry))
+_HASHED = tuple(sorted(f for f in FIELDS if f not in ("hash", "id")))
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def entry_values(entry: AuditEntry) -> dict[str, Any]:
+    """Every field by name (what dataclasses.asdict gives, without its deep copies)."""
+    return {name: getattr(entry, name) for name in FIELDS}
 
 
 def entry_hash(entry: AuditEntry) -> str:
-    """SHA-256 over the canonical JSON of every field but the hash and the row id."""
-    body = {k: v for k, v in asdict(entry).items() if k not in _UNHASHED}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """SHA-256 over the canonical JSON (sorted keys) of every field but the hash and the row id."""
+    canonical = _ENCODE({name: getattr(entry, name) for name in _HASHED})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -61,16 +67,13 @@ def link(entries: Iterable[AuditEntry], prev_hash: str) -> list[AuditEntry]:
     """Set each entry's prev_hash and hash in order, continuing a chain whose head is `prev_hash`."""
     out = []
     for entry in entries:
-        linked = _replace(entry, prev_hash=prev_hash)
-        linked = _replace(linked, hash=entry_hash(linked))
-        prev_hash = linked.hash
-        out.append(linked)
+        values = entry_values(entry)
+        values["prev_hash"] = prev_hash
+        values["hash"] = ""
+        linked = AuditEntry(**values)
+        values["hash"] = prev_hash = entry_hash(linked)
+        out.append(AuditEntry(**values))
     return out
-
-
-def _replace(entry: AuditEntry, **changes: Any) -> AuditEntry:
-    values = {**asdict(entry), **changes}
-    return AuditEntry(**values)
 
 
 @dataclass(frozen=True, slots=True)

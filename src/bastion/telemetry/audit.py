@@ -106,10 +106,10 @@ class AuditLog:
     def edge_event(self, event: EdgeEvent) -> None:
         self._enqueue(event)
 
-    def _call_entry(self, record: CallRecord) -> AuditEntry:
+    def _call_entry(self, record: CallRecord, seq: int) -> AuditEntry:
         return AuditEntry(
             chain=self.chain,
-            seq=0,
+            seq=seq,
             at=iso(record.started + record.seconds),
             replica=self.replica,
             action=record.method,
@@ -126,10 +126,10 @@ class AuditLog:
             detail=record.error,
         )
 
-    def _edge_entry(self, event: EdgeEvent) -> AuditEntry:
+    def _edge_entry(self, event: EdgeEvent, seq: int) -> AuditEntry:
         return AuditEntry(
             chain=self.chain,
-            seq=0,
+            seq=seq,
             at=iso(event.started + event.seconds),
             replica=self.replica,
             action=event.action,
@@ -145,12 +145,12 @@ class AuditLog:
 
     # -- writing (background) ----------------------------------------------------------------------
 
-    def _sealed(self, pending: Pending) -> AuditEntry:
+    def _sealed(self, pending: Pending, seq: int) -> AuditEntry:
         if isinstance(pending, CallRecord):
-            return self._call_entry(pending)
+            return self._call_entry(pending, seq)
         if isinstance(pending, EdgeEvent):
-            return self._edge_entry(pending)
-        return pending
+            return self._edge_entry(pending, seq)
+        return replace(pending, seq=seq)
 
     def _mark(self, kind: str, seq: int, hash_: str) -> SignedMark:
         at = iso(time.time())
@@ -171,7 +171,7 @@ class AuditLog:
             entries = []
             for pending in batch:
                 self._seq += 1
-                entries.append(replace(self._sealed(pending), seq=self._seq))
+                entries.append(self._sealed(pending, self._seq))
             linked = link(entries, self._head)
             if linked:
                 self._head = linked[-1].hash

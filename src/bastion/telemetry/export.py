@@ -12,13 +12,12 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import anyio
 import httpx2
 
-from bastion.core.audit_chain import AuditEntry
+from bastion.core.audit_chain import AuditEntry, entry_values
 
 log = logging.getLogger("bastion.audit.export")
 
@@ -26,7 +25,7 @@ _BACKOFF_CAP = 30.0
 
 
 def lines(entries: Sequence[AuditEntry]) -> bytes:
-    return b"".join(json.dumps(asdict(e), ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for e in entries)
+    return b"".join(json.dumps(entry_values(e), ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for e in entries)
 
 
 class AuditExport:

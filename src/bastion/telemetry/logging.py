@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from bastion.core.observation import CallRecord
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
+_DUMPS = json.JSONEncoder(default=str, ensure_ascii=False).encode
 QUIET = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp.access", "uvicorn.access")
 
 
@@ -22,21 +23,30 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.replica = replica
 
+    _second = -1
+    _stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # strftime once per second, not per line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
         if self.replica is not None:
             out["replica"] = self.replica
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _DUMPS(out)
 
 
 class TextFormatter(logging.Formatter):
@@ -83,7 +93,7 @@ class CallLog:
             record.outcome,
             record.seconds * 1000,
             f" ({record.error})" if record.error else "",
-            extra={
+            extra={"fields": {
                 "event": "mcp",
                 "request_id": record.request_id,
                 "replica": self.replica,
@@ -97,7 +107,7 @@ class CallLog:
                 "outcome": record.outcome,
                 "duration_ms": round(record.seconds * 1000, 3),
                 "upstream_ms": round(record.upstream_seconds * 1000, 3),
-            },
+            }},
         )
 
 

@@ -104,14 +104,14 @@ class Audited:
             method,
             template,
             status,
-            extra={
+            extra={"fields": {
                 "event": "rest",
                 "user": principal.user if principal else None,
                 "token_id": principal.token if principal else None,
                 "principal": principal.id if principal else None,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
-            },
+            }},
         )
         if method not in _CHANGES:
             return

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.core.audit_chain import AuditEntry, SignedMark
+from bastion.core.audit_chain import AuditEntry, SignedMark, entry_values
 from bastion.core.errors import ServiceUnavailable
 from bastion.core.ports import AuditFilter
 from bastion.store.sql.tables import audit_marks, audit_records
@@ -30,7 +30,9 @@ def _mark(row: Any) -> SignedMark:
 
 
 def _row(entry: AuditEntry) -> dict[str, Any]:
-    return {k: v for k, v in asdict(entry).items() if k != "id"}
+    values = entry_values(entry)
+    del values["id"]
+    return values
 
 
 class SqlAuditStore:

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,19 +43,27 @@ class SqlUsageStore:
 
     async def save(self, rows: Sequence[UsageRow]) -> None:
         t = usage_buckets.c
+        keyed = {row_key(row): row for row in rows}
         try:
             async with self.engine.begin() as conn:
-                for row in rows:
-                    key = row_key(row)
-                    # Only this writer ever writes this row, so update-else-insert cannot race.
-                    done = await conn.execute(update(usage_buckets).where(t.row_key == key).values(**_values(row)))
-                    if not done.rowcount:
-                        await conn.execute(
-                            insert(usage_buckets).values(
-                                row_key=key, granularity=row.granularity, start=row.start, writer=row.writer,
-                                server=row.server, upstream=row.upstream, kind=row.kind, item=row.item, **_values(row),
-                            )
-                        )
+                # Only this writer ever writes these rows, so read-then-write cannot race; three
+                # statements per batch (which exist, update those, insert the rest).
+                found = (await conn.execute(select(t.row_key).where(t.row_key.in_(list(keyed))))).scalars().all()
+                existing = set(found)
+                updates = [{"k": k, **_values(r)} for k, r in keyed.items() if k in existing]
+                inserts = [
+                    {"row_key": k, "granularity": r.granularity, "start": r.start, "writer": r.writer,
+                     "server": r.server, "upstream": r.upstream, "kind": r.kind, "item": r.item, **_values(r)}
+                    for k, r in keyed.items()
+                    if k not in existing
+                ]
+                if updates:
+                    stmt = update(usage_buckets).where(t.row_key == bindparam("k")).values(
+                        {name: bindparam(name) for name in ("calls", "errors", "latency", "callers", "last_used")}
+                    )
+                    await conn.execute(stmt, updates)
+                if inserts:
+                    await conn.execute(insert(usage_buckets), inserts)
         except (SQLAlchemyError, OSError) as exc:
             raise ServiceUnavailable(f"usage could not be written ({type(exc).__name__})") from None
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bastion.core.audit_chain import AuditEntry
+from bastion.core.audit_chain import AuditEntry, entry_values
 from bastion.core.errors import BadRequest
 from bastion.core.ports import AuditFilter
 from bastion.telemetry.audit import AuditLog, parse_time
@@ -18,7 +17,7 @@ MAX_LIMIT = 1000
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
-    return asdict(entry)
+    return entry_values(entry)
 
 
 def _int(request: Request, name: str, default: int | None) -> int | None:
