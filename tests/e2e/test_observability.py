@@ -119,7 +119,8 @@ async def test_calls_and_changes_are_audited_without_their_values(
     assert PLANTED not in json.dumps(records)
     assert PLANTED not in (await _metrics(observed)).text
     lines = [r for r in caplog.records if r.name == "bastion.calls"]
-    assert any(getattr(r, "item", None) == "fx__echo" and getattr(r, "outcome", None) == "ok" for r in lines)
+    fields = [getattr(r, "fields", {}) for r in lines]
+    assert any(f.get("item") == "fx__echo" and f.get("outcome") == "ok" and f.get("request_id") for f in fields)
     assert all(PLANTED not in r.getMessage() and PLANTED not in json.dumps(vars(r), default=str) for r in caplog.records)
     verdict = (await observed.api.post("/api/v1/audit/verify")).json()
     assert verdict["ok"] is True and verdict["records"] >= 6 and verdict["unsigned_tail"] == 0
