@@ -266,6 +266,10 @@ async def test_retention_prunes_old_usage_and_audit_behind_a_signed_checkpoint(o
         await client.call_tool("fx__echo", {"text": "before"})
     old = UsageRow("minute", "2020-01-01T00:00:00+00:00", "gone", "vs", "fx", "tool", "fx__echo", calls=7)
     await telemetry.usage_store.save([old])
+    old.calls, old.callers = 9, {"c1", "c2"}
+    await telemetry.usage_store.save([old])  # the writer's own row: updated in place
+    [saved] = await telemetry.usage_store.query(UsageQuery("2019-01-01", "2021-01-01", "minute"))
+    assert saved.calls == 9 and saved.callers == {"c1", "c2"} and saved.latency == old.latency
     await telemetry.apply_retention()
     rows = await telemetry.usage_store.query(UsageQuery("2019-01-01", "2021-01-01", "minute"))
     assert rows == []
