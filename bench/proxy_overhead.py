@@ -64,14 +64,15 @@ def _pin_gateway() -> None:
         os.sched_setaffinity(0, GATEWAY_CPUS)
 
 
-def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(tmp: str, extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
         "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
+        **(extra or {}),
     }
     wrap = os.environ.get("BENCH_GATEWAY_WRAP", "").split()  # e.g. "py-spy record -f raw -o gw.txt --"
     proc = subprocess.Popen(
@@ -79,7 +80,7 @@ def start_gateway(tmp: str) -> tuple[subprocess.Popen[bytes], str]:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_pin_gateway,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded machine starts slowly
     while time.monotonic() < deadline:
         try:
             if httpx2.get(f"{base}/healthz").status_code == 200:
@@ -138,6 +139,87 @@ async def measure(
     return result
 
 
+# Telemetry off: no call is counted, logged, audited or traced. On: metrics, the INFO line per call
+# (JSON, to /dev/null), the audit log, usage buckets, and traces exported to a local OTLP receiver.
+TELEMETRY_OFF = {"BASTION_OBSERVE_CALLS": "false"}
+
+
+def telemetry_on(receiver: str | None, sampled: float = 1.0) -> dict[str, str]:
+    on = {"BASTION_OBSERVE_CALLS": "true", "BASTION_LOG_LEVEL": "INFO", "BASTION_LOG_FORMAT": "json"}
+    if receiver is not None:
+        on["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{receiver}/v1/traces"
+        on["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        on["OTEL_TRACES_SAMPLER_ARG"] = str(sampled)
+    return on
+
+
+def otlp_sink() -> tuple[object, str]:
+    """A local OTLP/HTTP receiver that accepts and discards spans (its CPU is not the gateway's)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def compare_telemetry(args: argparse.Namespace) -> None:
+    """Gateway CPU per call with telemetry off and on, for each era and concurrency."""
+    upstream, upstream_url = start_upstream()
+    sink, receiver = otlp_sink()
+    rows = []
+    try:
+        for mode in args.era or ("legacy", "2026-07-28"):
+            for concurrency in args.concurrency or (1, 16):
+                figures = {}
+                configs = (
+                    ("off", TELEMETRY_OFF),
+                    ("on", telemetry_on(None)),
+                    ("traces10", telemetry_on(receiver, 0.1)),
+                    ("traces100", telemetry_on(receiver, 1.0)),
+                )
+                for label, extra in configs:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        gateway, base = start_gateway(tmp, extra)
+                        try:
+                            api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+                            api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": upstream_url}).raise_for_status()
+                            api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
+                            figures[label] = anyio.run(
+                                measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency,
+                                gateway.pid, upstream.pid,
+                            )
+                        finally:
+                            gateway.terminate()
+                            gateway.wait(timeout=15)
+                rows.append((mode, concurrency, figures))
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=15)
+        sink.shutdown()  # type: ignore[attr-defined]
+    print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top")
+    print(f"{'era':<11} {'conc':>4} | {'off':>8} | {'on':>8} {'added':>7} | {'+traces10':>9} {'added':>7} | {'+traces100':>10} {'added':>7}")
+    for mode, conc, figures in rows:
+        base = figures["off"]["gateway_cpu_ms_per_call"]
+        cells = []
+        for label in ("on", "traces10", "traces100"):
+            value = figures[label]["gateway_cpu_ms_per_call"]
+            cells.append(f"{value:>7.3f}ms {value / base - 1:>+7.1%}")
+        print(f"{mode:<11} {conc:>4} | {base:>6.3f}ms | " + " | ".join(cells))
+    print(json.dumps({"calls": args.calls, "telemetry": [{"era": m, "concurrency": c, **f} for m, c, f in rows]}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -150,6 +232,12 @@ def main() -> None:
         help="Give the gateway the last core and the client and upstream the others, as in a deployment where "
         "the gateway does not share CPUs with its clients and upstreams (direct runs use the same cores)",
     )
+    parser.add_argument(
+        "--telemetry",
+        action="store_true",
+        help="Instead: the gateway's CPU per call with metrics, logs, audit, usage and tracing (to a local "
+        "OTLP receiver) off versus on",
+    )
     args = parser.parse_args()
     if args.pin:
         global GATEWAY_CPUS
@@ -158,6 +246,9 @@ def main() -> None:
             parser.error("--pin needs at least two cores")
         GATEWAY_CPUS = {cores[-1]}
         os.sched_setaffinity(0, set(cores[:-1]))  # this process (the client) and the upstream it starts
+    if args.telemetry:
+        compare_telemetry(args)
+        return
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
         gateway, base = start_gateway(tmp)

@@ -105,6 +105,34 @@ class Settings(BaseSettings):
     rate_limit_user: str | None = Field(default=None, description="Calls per caller (user, else principal)")
     rate_limit_server: str | None = Field(default=None, description="Calls per virtual server, all callers")
 
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$", description="Log lines: json, text, or auto (text on a terminal)")
+    observe_calls: bool = Field(
+        default=True,
+        description="Count, log, audit and measure usage of every MCP call; off only to measure what that costs",
+    )
+    metrics_token: SecretStr | None = Field(default=None, description="Bearer token that may read /metrics (besides admins)")
+    metrics_port: int | None = Field(default=None, ge=0, le=65535, description="Also serve /metrics, without a token, on this port")
+    metrics_host: str = Field(default="127.0.0.1", description="Address of the metrics port (loopback by default)")
+    metrics_per_item: bool = Field(default=True, description="Label request counts by catalog item (tool/prompt/resource)")
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 secret from which the audit HMAC and signing keys derive (same on every replica); "
+        "unset: derived from the vault key",
+    )
+    audit_previous_keys: tuple[SecretStr, ...] = Field(default=(), description="Earlier audit keys, to verify older heads")
+    audit_flush_interval: float = Field(default=1.0, gt=0, le=60, description="Seconds between audit batch writes")
+    audit_sign_interval: float = Field(default=10.0, gt=0, description="Seconds between signed audit chain heads")
+    audit_queue: int = Field(default=100_000, ge=100, description="Audit records held in memory before dropping (counted)")
+    audit_retention_days: float | None = Field(default=None, gt=0, description="Delete audit records older than this")
+    audit_export_file: Path | None = Field(default=None, description="Append every audit record to this file (JSON lines)")
+    audit_export_url: str | None = Field(default=None, description="POST audit records in batches (JSON lines) to this URL")
+    audit_export_token: SecretStr | None = Field(default=None, description="Bearer token for BASTION_AUDIT_EXPORT_URL")
+    audit_export_queue: int = Field(default=10_000, ge=10, description="Audit records waiting for export before dropping")
+    usage_flush_interval: float = Field(default=5.0, gt=0, le=300, description="Seconds between usage writes")
+    usage_retention_minute_days: float = Field(default=2.0, gt=0, description="Keep per-minute usage this many days")
+    usage_retention_hour_days: float = Field(default=31.0, gt=0, description="Keep per-hour usage this many days")
+    usage_retention_day_days: float = Field(default=400.0, gt=0, description="Keep per-day usage this many days")
+
     admin_email: str | None = Field(default=None, description="First admin user, created on start if missing")
     admin_password: SecretStr | None = Field(default=None, description="Password of BASTION_ADMIN_EMAIL's user")
     session_ttl: float = Field(default=12 * 3600.0, gt=0, description="Lifetime of a login session, s")

@@ -7,7 +7,7 @@ import os
 
 from bastion.config import Settings
 from bastion.vault.envelope import KeyRing
-from bastion.vault.keys import load_key_ring
+from bastion.vault.keys import decode_key, load_key_ring
 
 
 def state_key(settings: Settings) -> bytes:
@@ -32,3 +32,13 @@ def vault_key_ring(settings: Settings) -> KeyRing:
         previous=[k.get_secret_value() for k in settings.vault_previous_keys],
         may_generate=settings.database_url.startswith("sqlite"),
     )
+
+
+def audit_secrets(settings: Settings, ring: KeyRing) -> tuple[bytes, tuple[bytes, ...]]:
+    """The secret the audit keys derive from (and earlier ones that still verify): BASTION_AUDIT_KEY,
+    else the vault's current key (so a cluster that shares its vault key shares its audit keys)."""
+    if settings.audit_key is not None:
+        current = decode_key(settings.audit_key.get_secret_value(), "BASTION_AUDIT_KEY")
+        previous = tuple(decode_key(k.get_secret_value(), "each of BASTION_AUDIT_PREVIOUS_KEYS") for k in settings.audit_previous_keys)
+        return current, (*previous, ring.current, *ring.previous)
+    return ring.current, ring.previous

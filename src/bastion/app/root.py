@@ -23,6 +23,7 @@ from bastion.app.access import (
     server_access,
 )
 from bastion.app.keys import state_key, vault_key_ring
+from bastion.app.observability import Telemetry, build_telemetry
 from bastion.app.shared import Shared, readiness, revocation_hooks, session_stores, shared_state
 from bastion.auth.bearer import BearerVerifier, JwtVerifier
 from bastion.auth.passwords import Passwords
@@ -48,7 +49,8 @@ from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
 from bastion.vault.envelope import Envelope
 from bastion.web.admin.app import admin_app
-from bastion.web.asgi import BastionApp, rest_app
+from bastion.web.asgi import BastionApp, PublicEndpoints, rest_app
+from bastion.web.audited import Audited
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.auth import auth_routes
@@ -77,12 +79,14 @@ class Bastion:
     app: BastionApp
     generated_token: str | None
     shared: Shared
+    telemetry: Telemetry | None = None
 
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
-    envelope = Envelope(vault_key_ring(settings))
+    ring = vault_key_ring(settings)
+    envelope = Envelope(ring)
     engine = make_engine(settings.database_url, settings.database_pool_size)
     try:
         await upgrade(engine)
@@ -106,6 +110,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             if settings.admin_email and settings.admin_password:
                 await users.ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
             runner = TaskRunner(tg)
+            telemetry = build_telemetry(settings, engine, shared.replica, ring)
             gateway_ref: list[Gateway] = []
             front_ref: list[McpFront] = []
 
@@ -149,6 +154,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 bridge=bridge,
                 limiter=shared.limiter,
                 limits=settings.rate_limits,
+                observers=telemetry.call_observers,
+                tracer=telemetry.tracer,
             )
             session_keys = SessionKeys(key)
             session_store, events_for = session_stores(settings, session_keys, shared.redis)
@@ -193,11 +200,15 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *vault_routes(gateway),
                 *connection_routes(connect),
                 *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
+                *telemetry.routes(gateway.current),
             ]
             app_ref: list[BastionApp] = []
             admin = admin_app(lambda: app_ref[0], settings.base_url, hmac.digest(key, b"bastion admin ui csrf", "sha256"))
+            telemetry.watch(gateway.current, pool, front, bridge)
+            if public is not None:
+                public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))
             app = BastionApp(
-                rest_app(routes),
+                Audited(rest_app(routes), routes, telemetry.edge_observers),
                 front,
                 BearerVerifier(verifier, jwt_issuers),
                 settings.allowed_origins,
@@ -207,14 +218,18 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 may_use=may_use,
                 public=public,
                 admin=admin,
+                observers=telemetry.edge_observers,
+                metrics=telemetry.endpoint,
             )
             app_ref.append(app)
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)
             runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)
+            telemetry.start(runner, shared.leadership.is_leader)
             try:
-                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared)
+                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared, telemetry)
             finally:
+                await telemetry.close()  # after uvicorn drained in-flight calls: their records are written
                 await front.aclose()
                 await pool.aclose()
                 tg.cancel_scope.cancel()

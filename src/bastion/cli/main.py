@@ -8,6 +8,7 @@ from importlib import metadata
 import click
 
 from bastion.cli.admin import admin
+from bastion.cli.audit import audit
 from bastion.cli.catalog import prompts, resources, tools
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
@@ -16,6 +17,7 @@ from bastion.cli.status import cluster, health
 from bastion.cli.teams import teams
 from bastion.cli.tokens import tokens
 from bastion.cli.upstreams import upstreams
+from bastion.cli.usage import usage
 from bastion.cli.users import users
 from bastion.cli.vault import vault
 
@@ -78,6 +80,8 @@ cli.add_command(logout)
 cli.add_command(health)
 cli.add_command(cluster)
 cli.add_command(admin)
+cli.add_command(audit)
+cli.add_command(usage)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 
 import click
@@ -13,6 +12,7 @@ from bastion.app import Bastion, LifespanApp, vault_key_ring
 from bastion.config import Settings
 from bastion.core.errors import Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
+from bastion.telemetry.logging import configure_logging as structured_logging
 from bastion.vault.keys import VaultConfigError
 from bastion.web.listen import listening_socket
 
@@ -20,8 +20,8 @@ DEMO_UPSTREAM = "demo"
 DEMO_SERVER = "demo"
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def configure_logging(level: str, fmt: str = "text") -> None:
+    structured_logging(level, fmt)
 
 
 async def install_demo(bastion: Bastion) -> None:
@@ -73,7 +73,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     if demo:
         overrides["allow_private_upstreams"] = True  # the demo is for trying local servers
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         vault_key_ring(settings)  # refuse before binding, with the reason rather than a failed lifespan
     except VaultConfigError as exc:

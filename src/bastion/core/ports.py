@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from bastion.core.audit_chain import AuditEntry, SignedMark
 from bastion.core.grants import ApiToken
 from bastion.core.identity import Role, Team, User
 from bastion.core.models import (
@@ -19,6 +20,8 @@ from bastion.core.models import (
     UpstreamTokens,
     VirtualServerSpec,
 )
+from bastion.core.observation import CallRecord, EdgeEvent
+from bastion.core.usage import UsageQuery, UsageRow
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 LogCallback = Callable[[dict[str, Any]], Awaitable[None]]
@@ -298,3 +301,63 @@ class UpstreamTokenStore(Protocol):
     async def take_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
         """The flow (removed: single use), or None if unknown, already taken or expired."""
         ...
+
+
+class CallObserver(Protocol):
+    """Told of every finished pipeline request. Runs on the hot path: record in memory, never wait."""
+
+    def call_finished(self, record: CallRecord) -> None: ...
+
+
+class EdgeObserver(Protocol):
+    """Told of admin changes, sign-ins and refused requests at the edge; records in memory only."""
+
+    def edge_event(self, event: EdgeEvent) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """What to list from the audit log (all optional); newest first, `before` a row id (cursor)."""
+
+    since: str | None = None
+    until: str | None = None
+    action: str | None = None
+    actor: str | None = None
+    target: str | None = None
+    outcome: str | None = None
+    server: str | None = None
+    before: int | None = None
+    after: int | None = None
+    limit: int = 100
+
+
+class AuditStore(Protocol):
+    """The durable audit log: chained records and the signed heads and checkpoints of each chain."""
+
+    async def append(self, entries: Sequence[AuditEntry], marks: Sequence[SignedMark]) -> None:
+        """Store records and marks together (one transaction)."""
+        ...
+
+    async def find(self, query: AuditFilter) -> list[AuditEntry]: ...
+    async def chains(self) -> list[str]: ...
+    async def entries(self, chain: str) -> list[AuditEntry]:
+        """Every record of `chain`, by seq."""
+        ...
+
+    async def marks(self, chain: str) -> list[SignedMark]: ...
+    async def prune(self, before: str, sign: Callable[[AuditEntry], SignedMark]) -> int:
+        """Delete records older than `before` (ISO time); each chain's pruned prefix is replaced, in
+        the same transaction, by the checkpoint `sign` makes of its last pruned record."""
+        ...
+
+
+class UsageStore(Protocol):
+    """Usage buckets: each writer upserts its own rows; readers add the writers' rows up."""
+
+    async def save(self, rows: Sequence[UsageRow]) -> None: ...
+    async def query(self, query: UsageQuery) -> list[UsageRow]: ...
+    async def used_since(self, since: str) -> set[tuple[str, str]]:
+        """(upstream, item) pairs used at or after `since` (ISO time)."""
+        ...
+
+    async def prune(self, granularity: str, before: str) -> int: ...

@@ -48,6 +48,11 @@ class Bridge:
         self._ttl = ttl
         self._held: dict[str, _Held] = {}
 
+    @property
+    def held_count(self) -> int:
+        """Calls held waiting for a client's answer on this replica."""
+        return len(self._held)
+
     def stage(self) -> Stage:
         async def bridge(ctx: CallContext, call_next: Next) -> Result:
             state = ctx.params.get("requestState")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bastion.core.ports import RateLimiter, UpstreamCaller
+from opentelemetry.trace import Tracer
+
+from bastion.core.ports import CallObserver, RateLimiter, UpstreamCaller
 from bastion.core.ratelimit import Defaults
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.authn import authenticate
@@ -13,10 +15,11 @@ from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.dispatch import dispatch_stage
-from bastion.pipeline.observe import observe
+from bastion.pipeline.observe import observe_stage
 from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
+from bastion.pipeline.tracing import traced
 
 
 def build_pipeline(
@@ -29,22 +32,27 @@ def build_pipeline(
     bridge: Bridge | None = None,
     limiter: RateLimiter | None = None,
     limits: Defaults = Defaults(),
+    observers: Sequence[CallObserver] = (),
+    tracer: Tracer | None = None,
 ) -> Next:
+    def span(name: str, stage: Stage) -> Stage:
+        return traced(tracer, name, stage) if tracer is not None else stage
+
     stages: list[Stage] = [
-        observe,  # first: sees every outcome, including auth failures
+        observe_stage(observers, tracer),  # first: sees every outcome, including auth failures
         authenticate,  # before anything reveals what exists
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
-        authorize,  # needs the server (its policy) and the principal; before route answers lists
+        span("bastion.policy", authorize),  # needs the server (its policy) and the principal; before route answers lists
     ]
     if limiter is not None:
         # After authentication (the edge also authorized the token for this server) and resolve
         # (the server's own limits): a refused caller never learns more. Before route, so a
         # refused call costs no upstream work.
-        stages.append(ratelimit_stage(limiter, limits))
+        stages.append(span("bastion.rate_limit", ratelimit_stage(limiter, limits)))
     stages.append(route_stage(page_size))  # needs the view; answers list requests itself, in pages
     if bridge is not None:
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).
         stages.append(bridge.stage())
-    stages.append(dispatch_stage(pool, timeout, server_info))  # last: the only stage doing upstream I/O
+    stages.append(dispatch_stage(pool, timeout, server_info, tracer))  # last: the only stage doing upstream I/O
     return chain(stages)

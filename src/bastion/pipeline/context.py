@@ -42,3 +42,9 @@ class CallContext:
     """Set by authorize when the virtual server has a policy: what this caller may see and use."""
     item: CatalogItem | None = None
     upstream_params: dict[str, Any] | None = None
+    address: str | None = None
+    """The client's network address, as the edge saw it (for the audit log)."""
+    trace_headers: dict[str, str] | None = None
+    """The HTTP request's `traceparent`/`tracestate` headers, when it had them (for tracing)."""
+    upstream_seconds: float = 0.0
+    """Time spent waiting on upstreams so far (dispatch adds each attempt); observe reports it."""

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from opentelemetry.trace import SpanKind, Tracer
 
 from bastion.core.errors import UpstreamProtocolError
 from bastion.core.ports import AskCallback, UpstreamCaller
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
+from bastion.pipeline.tracing import outgoing_meta
 
 MAX_INPUT_ROUNDS = 10
 
 
-def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, Any]) -> Stage:
+def dispatch_stage(
+    pool: UpstreamCaller, timeout: float, server_info: dict[str, Any], tracer: Tracer | None = None
+) -> Stage:
     async def dispatch(ctx: CallContext, call_next: Next) -> Result:
         item = ctx.item
         params = ctx.upstream_params
@@ -21,7 +28,10 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
         # Per-user connections (and per-user upstream tokens) are keyed by the verified user, so one
         # user's session and API tokens share them; callers without a user (admin, local) by their id.
         user = (principal.user or principal.id) if principal is not None else None
-        result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
+        def send(p: dict[str, Any]) -> Awaitable[dict[str, Any]]:
+            return pool.request(item.upstream, ctx.method, p, user=user, timeout=timeout, hooks=ctx.hooks)
+
+        result = await _timed(ctx, tracer, params, send)
         ask = ctx.hooks.ask if ctx.hooks is not None else None
         rounds = 0
         while ask is not None and result.get("resultType") == "input_required":
@@ -31,7 +41,7 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
             if rounds > MAX_INPUT_ROUNDS:
                 raise UpstreamProtocolError(f"upstream {item.upstream!r} asked for input more than {MAX_INPUT_ROUNDS} times")
             params = await _answered(params, result, ask)
-            result = await pool.request(item.upstream, ctx.method, params, user=user, timeout=timeout, hooks=ctx.hooks)
+            result = await _timed(ctx, tracer, params, send)
         meta = result.get("_meta")
         if isinstance(meta, dict) and any(k.endswith("serverInfo") for k in meta):
             # The client talks to Bastion: never leak which server answered behind it.
@@ -39,6 +49,27 @@ def dispatch_stage(pool: UpstreamCaller, timeout: float, server_info: dict[str, 
         return result
 
     return dispatch
+
+
+async def _timed(
+    ctx: CallContext,
+    tracer: Tracer | None,
+    params: dict[str, Any],
+    request: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """One upstream attempt: its time is added to the context's upstream time (also on failure);
+    with tracing, it is a client span whose context travels upstream in `_meta`."""
+    start = time.perf_counter()
+    try:
+        if tracer is None:
+            return await request(params)
+        item = ctx.item
+        upstream = item.upstream if item is not None else ""
+        attributes = {"mcp.method.name": ctx.method, "bastion.upstream": upstream}
+        with tracer.start_as_current_span(f"upstream {ctx.method}", kind=SpanKind.CLIENT, attributes=attributes):
+            return await request(outgoing_meta(params))
+    finally:
+        ctx.upstream_seconds += time.perf_counter() - start
 
 
 async def _answered(params: dict[str, Any], asked: dict[str, Any], ask: AskCallback) -> dict[str, Any]:

@@ -1,29 +1,118 @@
-"""Observe: time every request and log failures without their arguments (which may be secret)."""
+"""Observe: the first stage. Times every request and tells the observers (metrics, logs, audit,
+usage) how it ended, including refusals by later stages. Observers record in memory only."""
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from collections.abc import Sequence
 
-from bastion.core.errors import BastionError
-from bastion.pipeline.base import Next, Result
+from opentelemetry.trace import Span, SpanKind, Tracer
+
+from bastion.core.errors import BastionError, UpstreamRpcError
+from bastion.core.models import CatalogItem
+from bastion.core.observation import CallRecord, outcome_of_error, outcome_of_result
+from bastion.core.ports import CallObserver
+from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
+from bastion.pipeline.tracing import finish, incoming_context, request_attributes
 
 log = logging.getLogger("bastion.calls")
 
 
-async def observe(ctx: CallContext, call_next: Next) -> Result:
+def observe_stage(observers: Sequence[CallObserver], tracer: Tracer | None = None) -> Stage:
+    observers = tuple(observers)
+
+    async def observe(ctx: CallContext, call_next: Next) -> Result:
+        if tracer is None:
+            return await _observed(ctx, call_next, observers, None)
+        attributes = request_attributes(ctx)
+        name = f"{ctx.method} {attributes.get('gen_ai.tool.name') or attributes.get('gen_ai.prompt.name') or ''}".rstrip()
+        with tracer.start_as_current_span(
+            name,
+            context=incoming_context(ctx),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            return await _observed(ctx, call_next, observers, span)
+
+    return observe
+
+
+async def _observed(ctx: CallContext, call_next: Next, observers: tuple[CallObserver, ...], span: Span | None) -> Result:
+    started = time.time()
     start = time.perf_counter()
+    result: Result | None = None
+    outcome, error = "error", None
+    failure: BaseException | None = None
     try:
-        return await call_next(ctx)
+        result = await call_next(ctx)
+        outcome = outcome_of_result(result)
+        return result
     except BastionError as exc:
-        log.info("%s %s on %s failed: %s", ctx.method, _target(ctx), ctx.server, exc.detail)
+        outcome, error, failure = outcome_of_error(exc), _described(exc), exc
+        raise
+    except Exception as exc:
+        outcome, error, failure = "error", type(exc).__name__, exc
         raise
     finally:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s %s on %s took %.2f ms", ctx.method, _target(ctx), ctx.server, (time.perf_counter() - start) * 1e3)
+        if span is not None:
+            finish(span, ctx, outcome, failure)
+        if observers:
+            _tell(observers, _record(ctx, started, time.perf_counter() - start, outcome, error, result))
 
 
-def _target(ctx: CallContext) -> str:
-    value = ctx.params.get("name") or ctx.params.get("uri") or ""
-    return str(value)[:200]
+def _record(ctx: CallContext, started: float, seconds: float, outcome: str, error: str | None, result: Result | None) -> CallRecord:
+    item, principal = ctx.item or _known_item(ctx), ctx.principal
+    return CallRecord(
+        request_id=secrets.token_hex(8),
+        started=started,
+        server=ctx.server if ctx.view is not None else "",
+        method=ctx.method,
+        outcome=outcome,
+        seconds=seconds,
+        upstream_seconds=ctx.upstream_seconds,
+        upstream=item.upstream if item is not None else None,
+        item=(item.name_override or item.gateway_name) if item is not None else None,
+        kind=item.kind if item is not None else None,
+        principal=principal.id if principal is not None else None,
+        user=principal.user if principal is not None else None,
+        token=principal.token if principal is not None else None,
+        address=ctx.address,
+        error=error,
+        params=ctx.params,
+        result=result,
+    )
+
+
+def _known_item(ctx: CallContext) -> CatalogItem | None:
+    """For a call refused before route (rate limit): the item it named, if the server has it. Never
+    a name only the client made up (labels and records stay bounded by the catalog)."""
+    view, name = ctx.view, ctx.params.get("name")
+    if view is None or not isinstance(name, str):
+        return None
+    if ctx.method == "tools/call":
+        return view.tools.get(name)
+    return view.prompts.get(name) if ctx.method == "prompts/get" else None
+
+
+def _described(exc: BastionError) -> str:
+    """Bastion's own words for a failure; an upstream's error message may echo arguments, so only its code."""
+    if isinstance(exc, UpstreamRpcError):
+        return f"{exc.title} (code {exc.rpc_code})"
+    return f"{exc.title}: {exc.detail}"
+
+
+def _tell(observers: tuple[CallObserver, ...], record: CallRecord) -> None:
+    for observer in observers:
+        try:
+            observer.call_finished(record)
+        except Exception:
+            log.exception("an observer failed")
+
+
+observe = observe_stage(())
+"""The stage without observers (a pipeline built without telemetry)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,7 +37,7 @@ from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.oauth import BearerAuth, TokenSource
 from bastion.upstream.raw import raw_request
-from bastion.upstream.transports import open_transport
+from bastion.upstream.transports import open_transport, stderr_tail
 
 log = logging.getLogger("bastion.upstream")
 
@@ -143,6 +144,9 @@ class UpstreamConnection:
         self._stop = anyio.Event()
         self._done = anyio.Event()
         self.failure: str | None = None
+        self.failures = 0
+        """Sessions that failed to start or were lost (each is followed by a reconnect)."""
+        self.failed_at: float | None = None
         self.last_used = 0.0
 
     @property
@@ -213,7 +217,10 @@ class UpstreamConnection:
                     attempt = 0
                 if self._stop.is_set():
                     break
-                log.warning("upstream %s: %s", self.spec.name, self.failure)
+                self.failures += 1
+                self.failed_at = time.time()
+                tail = stderr_tail(self.spec.name) if self.spec.transport == "stdio" else ""
+                log.warning("upstream %s: %s%s", self.spec.name, self.failure, f"; its stderr ended with: {tail}" if tail else "")
                 self._attempted.set()
                 with anyio.move_on_after(_backoff(attempt, self._backoff_base, self._backoff_cap)):
                     await self._stop.wait()

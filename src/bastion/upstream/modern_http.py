@@ -109,6 +109,9 @@ class ModernHttpClient:
         body_params["_meta"] = meta
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": body_params})
         headers = self._request_headers(method, body_params)
+        for key in ("traceparent", "tracestate"):  # the trace context travels as a header too
+            if isinstance(value := meta.get(key), str):
+                headers[key] = value
         try:
             result = await self._post(body.encode(), headers, request_id, hooks)
         except aiohttp.ClientError as exc:

@@ -274,6 +274,15 @@ class UpstreamPool:
             if conn is not None:
                 await conn.set_subscribed(uri, False)
 
+    def connection_figures(self) -> dict[str, tuple[bool, int, float | None]]:
+        """Per upstream: whether a connection is live, failures so far, and when it last failed."""
+        out: dict[str, tuple[bool, int, float | None]] = {}
+        for (name, _user), conn in list(self._conns.items()):
+            live, failures, failed_at = out.get(name, (False, 0, None))
+            at = max((t for t in (failed_at, conn.failed_at) if t is not None), default=None)
+            out[name] = (live or conn.client is not None, failures + conn.failures, at)
+        return out
+
     def connection(self, name: str) -> UpstreamConnection | None:
         return self._conns.get((name, None))
 

@@ -1,6 +1,7 @@
 """Open the SDK transport for an upstream spec, with a tap that tells when it closes.
 
-stdio children get a pipe for stderr whose lines go to Bastion's log, prefixed by upstream name.
+stdio children get a pipe for stderr whose lines go to Bastion's log, prefixed by upstream
+name; the last few are kept so a failure is reported as one line that ends with them.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -23,9 +25,23 @@ from bastion.core.models import UpstreamSpec
 log = logging.getLogger("bastion.upstream")
 
 
+_TAIL_LINES = 5
+_TAIL_CHARS = 400
+_tails: dict[str, deque[str]] = {}
+
+
+def stderr_tail(upstream: str) -> str:
+    """The last lines a stdio upstream wrote to stderr, joined and shortened ("" if none)."""
+    text = " | ".join(_tails.get(upstream, ()))
+    return text if len(text) <= _TAIL_CHARS else "…" + text[-_TAIL_CHARS:]
+
+
 def _stderr_pump(upstream: str, read_fd: int) -> None:
+    tail = _tails[upstream] = deque(maxlen=_TAIL_LINES)
     with open(read_fd, encoding="utf-8", errors="replace") as lines:
         for line in lines:
+            if line.strip():
+                tail.append(line.strip()[:200])
             log.info("[%s] %s", upstream, line.rstrip())
 
 

@@ -7,6 +7,7 @@ through Starlette's router.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,10 +22,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
 from bastion.core.grants import authorize
 from bastion.core.identity import authorize_role
+from bastion.core.observation import EdgeEvent, reason_of
+from bastion.core.ports import EdgeObserver
 from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.headers import BASE_HEADERS, Headers, with_headers
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
+from bastion.web.metrics import METRICS_PATH, MetricsEndpoint
 from bastion.web.resource_metadata import PREFIX, ResourceMetadata, metadata_response, metadata_server
 
 ANONYMOUS = Principal(id="local", kind="anonymous")
@@ -104,6 +108,7 @@ async def admitted(
     allowed_origins: Sequence[str],
     ready: ReadinessCheck | None = None,
     challenge: Challenge | None = None,
+    observers: Sequence[EdgeObserver] = (),
 ) -> bool:
     """Answer `/healthz` (alive), `/readyz` (able to serve) and refused requests here; True when the
     request goes on, its principal set. Neither probe needs a token: load balancers call them."""
@@ -123,6 +128,8 @@ async def admitted(
         if principal.role is not None and scope["path"] not in PUBLIC_PATHS:
             authorize_role(principal.role, scope["method"], scope["path"])
     except BastionError as exc:
+        if observers:
+            _refused(scope, exc, observers)
         response = problem_from(exc)
         presented = any(k == b"authorization" for k, _ in scope["headers"])
         value = challenge(scope["path"], exc, presented) if challenge is not None else None
@@ -137,6 +144,24 @@ async def admitted(
         return False
     scope[PRINCIPAL_SCOPE_KEY] = principal
     return True
+
+
+def _refused(scope: Scope, exc: BastionError, observers: Sequence[EdgeObserver]) -> None:
+    """Tell the observers (metrics, audit) of a request refused at the door."""
+    event = EdgeEvent(
+        kind="refused",
+        started=time.time(),
+        action=f"{scope['method']} {scope['path'][:200]}",
+        target=scope["path"][:200],
+        outcome="rate_limited" if exc.http_status == 429 else "denied" if exc.http_status in (401, 403) else "error",
+        status=exc.http_status,
+        seconds=0.0,
+        reason=reason_of(exc.title),
+        address=client_ip(scope),
+        detail=f"{exc.title}: {exc.detail}",
+    )
+    for observer in observers:
+        observer.edge_event(event)
 
 
 def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
@@ -174,7 +199,11 @@ class BastionApp:
         may_use: Callable[[Principal, str], bool] | None = None,
         public: PublicEndpoints | None = None,
         admin: ASGIApp | None = None,
+        observers: Sequence[EdgeObserver] = (),
+        metrics: MetricsEndpoint | None = None,
     ) -> None:
+        self.observers = tuple(observers)
+        self.metrics = metrics
         self.public = public
         self.admin = admin
         self.headers = headers
@@ -202,11 +231,18 @@ class BastionApp:
             # The UI signs its users in with a cookie and calls the API as them, through this app.
             await self.admin(scope, receive, send)
             return
+        metrics = self.metrics if path == METRICS_PATH else None
+        if metrics is not None and metrics.scraper(scope):
+            await metrics.serve(scope, receive, send, None)
+            return
         metadata = self.resource_metadata
         challenge = metadata.challenge if metadata is not None else None
-        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, self.ready, challenge):
+        ready, observers = self.ready, self.observers
+        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, ready, challenge, observers):
             return
-        if path.startswith("/servers/"):
+        if metrics is not None:
+            await metrics.serve(scope, receive, send, scope.get(PRINCIPAL_SCOPE_KEY))
+        elif path.startswith("/servers/"):
             scope["headers"] = without_padding(scope["headers"])
             await self._mcp(path, scope, receive, send)
         else:

@@ -40,6 +40,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
+from bastion.pipeline.tracing import trace_headers
 from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
@@ -81,6 +82,11 @@ class VirtualMcpServer(Server[Any]):
 def _error_triple(exc: BastionError) -> tuple[int, str, Any]:
     error = to_mcp_error(exc).error
     return error.code, error.message, error.data
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _legacy_session_id(scope: Scope) -> str | None:
@@ -145,6 +151,8 @@ class McpFront:
                 params=params,
                 principal=principal if isinstance(principal, Principal) else None,
                 hooks=call_hooks(ctx),
+                address=_address(request.scope) if isinstance(request, Request) else None,
+                trace_headers=trace_headers(request.headers) if isinstance(request, Request) else None,
             )
             try:
                 result = await pipeline(call)
@@ -312,6 +320,16 @@ class McpFront:
     async def resource_updated(self, upstream: str, uri: str) -> None:
         """An upstream resource changed: tell the clients subscribed to it, on every virtual server."""
         await fan_out(self._fronts, self._snapshot().servers, upstream, uri)
+
+    def session_figures(self) -> tuple[dict[str, int], int]:
+        """Open 2025-11-25 sessions per virtual server, and open GET streams, on this replica."""
+        sessions: dict[str, int] = {}
+        streams = 0
+        for name, front in self._fronts.items():
+            count, open_streams = front.manager.session_counts()
+            sessions[name] = count
+            streams += open_streams
+        return sessions, streams
 
     async def aclose(self) -> None:
         for front in self._fronts.values():

@@ -38,6 +38,7 @@ from bastion.core.ports import AskCallback, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
+from bastion.pipeline.tracing import trace_headers
 from bastion.web.bridge import with_capabilities
 
 log = logging.getLogger("bastion.mcp")
@@ -225,7 +226,16 @@ async def serve_fast(
         return
     params = message["params"] if session is None else with_capabilities(message["params"], session.capabilities)
     hooks = None if session is None else CallHooks(ask=session.ask)
-    call = CallContext(server=server, method=message["method"], params=params, principal=principal, hooks=hooks)
+    client = scope.get("client")
+    call = CallContext(
+        server=server,
+        method=message["method"],
+        params=params,
+        principal=principal,
+        hooks=hooks,
+        address=str(client[0]) if client else None,
+        trace_headers=trace_headers(headers),
+    )
     if session is None:
         outcome = await _run(call, pipeline, to_error, receive, None)
         await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])

@@ -69,6 +69,11 @@ class SessionManager(StreamableHTTPSessionManager):
             transport._event_store = self._events(transport.mcp_session_id)  # noqa: SLF001
         return transport
 
+    def session_counts(self) -> tuple[int, int]:
+        """(sessions open here, of which with their GET stream connected here), for metrics."""
+        ids = list(self._server_instances)
+        return len(ids), sum(1 for sid in ids if self.streams_here(sid))
+
     def streams_here(self, session_id: str) -> bool:
         """Whether the session's GET stream (its standalone channel) is connected to this replica."""
         transport = self._server_instances.get(session_id)

@@ -7,7 +7,9 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -143,4 +145,66 @@ user_sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+# The audit log (migration 0011): one hash chain per writer (gateway process), times as fixed-format
+# ISO strings so a record's hash recomputes exactly from what is stored.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("chain", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", String(32), nullable=False, index=True),
+    Column("replica", String(40), nullable=False),
+    Column("action", String(200), nullable=False, index=True),
+    Column("target", Text, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("actor_user", String(36)),
+    Column("actor_token", String(64)),
+    Column("actor_client", String(200)),
+    Column("actor_address", String(64)),
+    Column("server", String(63)),
+    Column("latency_ms", Float),
+    Column("args_hmac", String(64)),
+    Column("result_hmac", String(64)),
+    Column("detail", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("chain", "seq", name="uq_audit_chain_seq"),
+)
+
+# Signed chain heads and retention checkpoints.
+audit_marks = Table(
+    "audit_marks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("chain", String(40), nullable=False, index=True),
+    Column("kind", String(12), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+# Usage per item and time bucket; each writer owns its rows (`row_key` hashes the whole key).
+usage_buckets = Table(
+    "usage_buckets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("row_key", String(64), nullable=False, unique=True),
+    Column("granularity", String(8), nullable=False),
+    Column("start", String(32), nullable=False),
+    Column("writer", String(40), nullable=False),
+    Column("server", String(63), nullable=False),
+    Column("upstream", String(63), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("item", Text, nullable=False),
+    Column("calls", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("latency", JSON, nullable=False),
+    Column("callers", JSON, nullable=False),
+    Column("last_used", String(32), nullable=False),
+    Index("ix_usage_granularity_start", "granularity", "start"),
 )

@@ -1,0 +1,193 @@
+"""The audit log's tamper evidence, as pure functions over records.
+
+Each writer (one gateway process) appends to a chain of its own: record n carries the hash of
+record n-1, and its own hash covers every field and its place (chain, seq). So several replicas
+write at once without coordinating, and within a chain an edited record breaks its own hash, a
+deleted or inserted one breaks the sequence and the links, and a reordering breaks both.
+Periodically the writer signs its chain's head (seq, hash); a tail cut after a signed head is
+caught by the head. Retention deletes old records only behind a signed checkpoint that names the
+last pruned record's seq and hash, where the remaining chain must continue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit record as stored. Argument and result values never appear: only keyed hashes."""
+
+    chain: str
+    seq: int
+    at: str
+    """ISO 8601 UTC time of the event."""
+    replica: str
+    action: str
+    target: str
+    outcome: str
+    actor_user: str | None = None
+    actor_token: str | None = None
+    actor_client: str | None = None
+    actor_address: str | None = None
+    server: str | None = None
+    latency_ms: float | None = None
+    args_hmac: str | None = None
+    result_hmac: str | None = None
+    detail: str | None = None
+    prev_hash: str = GENESIS
+    hash: str = ""
+    id: int | None = field(default=None, compare=False)
+    """The store's row id (cursor pagination); not part of the hash."""
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEntry))
+_HASHED = tuple(sorted(f for f in FIELDS if f not in ("hash", "id")))
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def entry_values(entry: AuditEntry) -> dict[str, Any]:
+    """Every field by name (what dataclasses.asdict gives, without its deep copies)."""
+    return {name: getattr(entry, name) for name in FIELDS}
+
+
+def entry_hash(entry: AuditEntry) -> str:
+    """SHA-256 over the canonical JSON (sorted keys) of every field but the hash and the row id."""
+    canonical = _ENCODE({name: getattr(entry, name) for name in _HASHED})
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def link(entries: Iterable[AuditEntry], prev_hash: str) -> list[AuditEntry]:
+    """Set each entry's prev_hash and hash in order, continuing a chain whose head is `prev_hash`."""
+    out = []
+    for entry in entries:
+        values = entry_values(entry)
+        values["prev_hash"] = prev_hash
+        values["hash"] = ""
+        linked = AuditEntry(**values)
+        values["hash"] = prev_hash = entry_hash(linked)
+        out.append(AuditEntry(**values))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SignedMark:
+    """A signed statement about a chain: `head` (records 1..seq exist, the last with `hash`) or
+    `checkpoint` (records 1..seq were pruned by retention; the chain continues after `hash`)."""
+
+    chain: str
+    kind: str
+    seq: int
+    hash: str
+    at: str
+    key_id: str
+    signature: str
+
+
+def mark_message(chain: str, kind: str, seq: int, hash_: str, at: str) -> bytes:
+    """The bytes a head or checkpoint signature covers."""
+    return f"bastion-audit-v1|{chain}|{kind}|{seq}|{hash_}|{at}".encode()
+
+
+Verifier = Callable[[str, bytes, str], bool]
+"""(key id, message, signature) -> whether the signature is valid under that key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    chain: str
+    seq: int | None
+    record_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    chains: int
+    records: int
+    problems: tuple[Problem, ...] = ()
+    unsigned_tail: int = 0
+    """Records after the last signed head (written since the last signing)."""
+
+    def as_json(self) -> dict[str, Any]:
+        first = self.problems[0] if self.problems else None
+        return {
+            "ok": self.ok,
+            "chains": self.chains,
+            "records": self.records,
+            "unsigned_tail": self.unsigned_tail,
+            "first_bad": asdict(first) if first is not None else None,
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+def verify_chain(
+    chain: str, entries: Sequence[AuditEntry], marks: Sequence[SignedMark], valid: Verifier
+) -> tuple[list[Problem], int]:
+    """Problems found in one chain (first one first) and how many records no signed head covers.
+    `entries` are in the store's order (by seq); `marks` are the chain's heads and checkpoints."""
+    problems: list[Problem] = []
+    good = [m for m in marks if valid(m.key_id, mark_message(m.chain, m.kind, m.seq, m.hash, m.at), m.signature)]
+    for bad in (m for m in marks if m not in good):
+        problems.append(Problem(chain, bad.seq, None, f"{bad.kind} signature for seq {bad.seq} is not valid"))
+    checkpoints = [m for m in good if m.kind == "checkpoint"]
+    start = max(checkpoints, key=lambda m: m.seq) if checkpoints else None
+    expected_seq = (start.seq if start else 0) + 1
+    prev = start.hash if start else GENESIS
+    by_seq: dict[int, AuditEntry] = {}
+    for entry in entries:
+        if problems and problems[-1].record_id is not None:
+            break
+        where = f"record seq {entry.seq} (id {entry.id})"
+        if entry.seq != expected_seq:
+            what = "missing" if entry.seq > expected_seq else "out of order or duplicated"
+            problems.append(Problem(chain, entry.seq, entry.id, f"{where}: expected seq {expected_seq} ({what})"))
+            break
+        if entry_hash(entry) != entry.hash:
+            problems.append(Problem(chain, entry.seq, entry.id, f"{where}: its content does not match its hash (edited)"))
+            break
+        if entry.prev_hash != prev:
+            problems.append(Problem(chain, entry.seq, entry.id, f"{where}: does not link to the record before it"))
+            break
+        by_seq[entry.seq] = entry
+        prev, expected_seq = entry.hash, expected_seq + 1
+    last_seq = expected_seq - 1
+    heads = [m for m in good if m.kind == "head"]
+    for head in sorted(heads, key=lambda m: m.seq):
+        if start is not None and head.seq <= start.seq:
+            continue
+        if head.seq > last_seq:
+            if not any(p.record_id is not None for p in problems):
+                problems.append(
+                    Problem(chain, last_seq + 1, None, f"records {last_seq + 1}..{head.seq} are missing (truncated tail)")
+                )
+            break
+        covered = by_seq.get(head.seq)
+        if covered is not None and covered.hash != head.hash:
+            problems.append(Problem(chain, head.seq, covered.id, f"record seq {head.seq} differs from its signed head"))
+            break
+    signed = max((h.seq for h in heads), default=start.seq if start else 0)
+    return problems, max(0, last_seq - signed)
+
+
+def verify(
+    entries_by_chain: Mapping[str, Sequence[AuditEntry]], marks_by_chain: Mapping[str, Sequence[SignedMark]], valid: Verifier
+) -> Verdict:
+    """Verify every chain; the verdict names the first bad record of each broken one."""
+    problems: list[Problem] = []
+    unsigned = 0
+    count = 0
+    for chain in sorted(set(entries_by_chain) | set(marks_by_chain)):
+        entries = entries_by_chain.get(chain, ())
+        count += len(entries)
+        found, tail = verify_chain(chain, entries, marks_by_chain.get(chain, ()), valid)
+        problems.extend(found)
+        unsigned += tail
+    return Verdict(not problems, len(set(entries_by_chain) | set(marks_by_chain)), count, tuple(problems), unsigned)

@@ -1,0 +1,110 @@
+"""The SQL AuditStore: chained audit records and their signed marks, written in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, func, insert, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.core.audit_chain import AuditEntry, SignedMark, entry_values
+from bastion.core.errors import ServiceUnavailable
+from bastion.core.ports import AuditFilter
+from bastion.store.sql.tables import audit_marks, audit_records
+
+_FIELDS = [c.name for c in audit_records.columns]
+_MARK_FIELDS = ("chain", "kind", "seq", "hash", "at", "key_id", "signature")
+
+SignCheckpoint = Callable[[AuditEntry], SignedMark]
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(**{k: getattr(row, k) for k in _FIELDS})
+
+
+def _mark(row: Any) -> SignedMark:
+    return SignedMark(**{k: getattr(row, k) for k in _MARK_FIELDS})
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    values = entry_values(entry)
+    del values["id"]
+    return values
+
+
+class SqlAuditStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def append(self, entries: Sequence[AuditEntry], marks: Sequence[SignedMark]) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                if entries:
+                    await conn.execute(insert(audit_records), [_row(e) for e in entries])
+                if marks:
+                    await conn.execute(insert(audit_marks), [asdict(m) for m in marks])
+        except (SQLAlchemyError, OSError) as exc:
+            raise ServiceUnavailable(f"the audit log could not be written ({type(exc).__name__})") from None
+
+    async def find(self, query: AuditFilter) -> list[AuditEntry]:
+        t = audit_records.c
+        stmt = select(audit_records)
+        conditions: list[ColumnElement[bool]] = []
+        if query.since is not None:
+            conditions.append(t.at >= query.since)
+        if query.until is not None:
+            conditions.append(t.at < query.until)
+        for column, value in (
+            (t.action, query.action), (t.target, query.target), (t.outcome, query.outcome), (t.server, query.server)
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if query.actor is not None:
+            conditions.append(or_(t.actor_user == query.actor, t.actor_token == query.actor, t.actor_client == query.actor))
+        if query.before is not None:
+            conditions.append(t.id < query.before)
+        if query.after is not None:
+            conditions.append(t.id > query.after)
+        stmt = stmt.where(*conditions)
+        order = t.id.asc() if query.after is not None else t.id.desc()
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(order).limit(query.limit))).all()
+        return [_entry(r) for r in rows]
+
+    async def chains(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            records = (await conn.execute(select(audit_records.c.chain).distinct())).scalars().all()
+            marked = (await conn.execute(select(audit_marks.c.chain).distinct())).scalars().all()
+        return sorted(set(records) | set(marked))
+
+    async def entries(self, chain: str) -> list[AuditEntry]:
+        stmt = select(audit_records).where(audit_records.c.chain == chain).order_by(audit_records.c.seq, audit_records.c.id)
+        async with self.engine.connect() as conn:
+            return [_entry(r) for r in (await conn.execute(stmt)).all()]
+
+    async def marks(self, chain: str) -> list[SignedMark]:
+        stmt = select(audit_marks).where(audit_marks.c.chain == chain).order_by(audit_marks.c.id)
+        async with self.engine.connect() as conn:
+            return [_mark(r) for r in (await conn.execute(stmt)).all()]
+
+    async def prune(self, before: str, sign: SignCheckpoint) -> int:
+        """Delete records older than `before`, each chain's pruned prefix replaced by a signed checkpoint
+        (in the same transaction, so the chain always verifies); returns how many records went."""
+        t = audit_records.c
+        removed = 0
+        async with self.engine.begin() as conn:
+            last = (
+                await conn.execute(select(t.chain, func.max(t.seq)).where(t.at < before).group_by(t.chain))
+            ).all()
+            for chain, seq in last:
+                row = (await conn.execute(select(audit_records).where(t.chain == chain, t.seq == seq))).one()
+                mark = sign(_entry(row))
+                result = await conn.execute(delete(audit_records).where(t.chain == chain, t.seq <= seq))
+                removed += result.rowcount or 0
+                m = audit_marks.c
+                await conn.execute(delete(audit_marks).where(m.chain == chain, m.seq <= seq))
+                await conn.execute(insert(audit_marks), [asdict(mark)])
+        return removed

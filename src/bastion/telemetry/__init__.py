@@ -1,0 +1,1 @@
+"""Telemetry adapters: metrics, structured logs, the audit log and usage figures."""

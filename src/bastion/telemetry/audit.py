@@ -1,0 +1,229 @@
+"""The audit writer: records events in memory on the hot path and writes them in batches.
+
+This process appends to its own hash chain (named by its replica id), so replicas never contend.
+Hashing, the keyed hashes of arguments and results, and signing all happen at flush time, in the
+background. A head is signed at most every `sign_interval` seconds and on close, so a SIGKILL can
+lose at most the last `flush_interval` seconds of records (never written) and leave at most
+`sign_interval` seconds of written records unsigned (reported by verify as the unsigned tail).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from bastion.core.audit_chain import AuditEntry, SignedMark, Verdict, link, mark_message, verify
+from bastion.core.errors import BastionError
+from bastion.core.observation import AUDITED_METHODS, CallRecord, EdgeEvent
+from bastion.core.ports import AuditStore
+from bastion.telemetry.audit_keys import AuditKeys
+
+log = logging.getLogger("bastion.audit")
+
+Listener = Callable[[Sequence[AuditEntry]], None]
+"""Told of every batch once it is stored (the SIEM export)."""
+
+
+def iso(epoch: float) -> str:
+    """The one time format of audit records: fixed width, UTC, microseconds (sorts as text)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> str:
+    """An ISO 8601 time (or a date) from a user, in the audit's format; ValueError if not one."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return iso(value.timestamp())
+
+
+Pending = CallRecord | EdgeEvent | AuditEntry
+
+
+def _args_of(params: dict[str, Any] | None) -> Any:
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if k != "_meta"}
+
+
+class AuditLog:
+    """A CallObserver and EdgeObserver that writes the tamper-evident audit log."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        keys: AuditKeys,
+        replica: str,
+        *,
+        flush_interval: float = 1.0,
+        sign_interval: float = 10.0,
+        max_queue: int = 100_000,
+        on_dropped: Callable[[int], None] | None = None,
+        on_written: Callable[[int, float], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.chain = replica
+        self.replica = replica
+        self._flush_interval = flush_interval
+        self._sign_interval = sign_interval
+        self._max_queue = max_queue
+        self._on_dropped = on_dropped
+        self._on_written = on_written
+        self._on_failed = on_failed
+        self._pending: list[Pending] = []
+        self._unwritten: list[AuditEntry] = []
+        self._dropped = 0
+        self._seq = 0
+        self._head = "0" * 64
+        self._signed_seq = 0
+        self._signed_at = time.monotonic()
+        self._lock = anyio.Lock()
+        self.listeners: list[Listener] = []
+
+    # -- recording (hot path: no I/O, no hashing) ------------------------------------------------
+
+    def _enqueue(self, pending: Pending) -> None:
+        if len(self._pending) >= self._max_queue:
+            self._dropped += 1
+            if self._on_dropped is not None:
+                self._on_dropped(1)
+            return
+        self._pending.append(pending)
+
+    def call_finished(self, record: CallRecord) -> None:
+        # Hot path: keep the record; the entry, its time and keyed hashes are made at flush.
+        if record.method in AUDITED_METHODS or record.outcome in ("denied", "rate_limited"):
+            self._enqueue(record)
+
+    def edge_event(self, event: EdgeEvent) -> None:
+        self._enqueue(event)
+
+    def _call_entry(self, record: CallRecord, seq: int) -> AuditEntry:
+        return AuditEntry(
+            chain=self.chain,
+            seq=seq,
+            at=iso(record.started + record.seconds),
+            replica=self.replica,
+            action=record.method,
+            target=record.item or "",
+            outcome=record.outcome,
+            actor_user=record.user,
+            actor_token=record.token,
+            actor_client=record.principal,
+            actor_address=record.address,
+            server=record.server or None,
+            latency_ms=round(record.seconds * 1000, 3),
+            args_hmac=self.keys.digest(_args_of(record.params)) if record.params is not None else None,
+            result_hmac=self.keys.digest(record.result) if record.result is not None else None,
+            detail=record.error,
+        )
+
+    def _edge_entry(self, event: EdgeEvent, seq: int) -> AuditEntry:
+        return AuditEntry(
+            chain=self.chain,
+            seq=seq,
+            at=iso(event.started + event.seconds),
+            replica=self.replica,
+            action=event.action,
+            target=event.target,
+            outcome=event.outcome,
+            actor_user=event.user,
+            actor_token=event.token,
+            actor_client=event.principal,
+            actor_address=event.address,
+            latency_ms=round(event.seconds * 1000, 3),
+            detail=event.detail,
+        )
+
+    # -- writing (background) ----------------------------------------------------------------------
+
+    def _sealed(self, pending: Pending, seq: int) -> AuditEntry:
+        if isinstance(pending, CallRecord):
+            return self._call_entry(pending, seq)
+        if isinstance(pending, EdgeEvent):
+            return self._edge_entry(pending, seq)
+        return replace(pending, seq=seq)
+
+    def _mark(self, kind: str, seq: int, hash_: str) -> SignedMark:
+        at = iso(time.time())
+        signature = self.keys.sign(mark_message(self.chain, kind, seq, hash_, at))
+        return SignedMark(self.chain, kind, seq, hash_, at, self.keys.key_id, signature)
+
+    async def flush(self, *, sign: bool = False) -> int:
+        """Write what is pending (and sign the head when due or asked); returns records written."""
+        async with self._lock:
+            batch, self._pending = self._pending, []
+            if self._dropped:
+                overflow = AuditEntry(
+                    self.chain, 0, iso(time.time()), self.replica, "audit.overflow", "audit queue",
+                    "error", detail=f"{self._dropped} audit records were dropped: the queue was full",
+                )
+                batch.append(overflow)
+                self._dropped = 0
+            entries = []
+            for pending in batch:
+                self._seq += 1
+                entries.append(self._sealed(pending, self._seq))
+            linked = link(entries, self._head)
+            if linked:
+                self._head = linked[-1].hash
+            todo = [*self._unwritten, *linked]
+            due = sign or time.monotonic() - self._signed_at >= self._sign_interval
+            marks = [self._mark("head", self._seq, self._head)] if due and self._seq > self._signed_seq else []
+            if not todo and not marks:
+                return 0
+            started = time.perf_counter()
+            try:
+                await self.store.append(todo, marks)
+            except BastionError as exc:
+                self._unwritten = todo  # kept, in order, for the next flush
+                if self._on_failed is not None:
+                    self._on_failed()
+                log.warning("audit batch not written, will retry: %s", exc.detail)
+                return 0
+            self._unwritten = []
+            if marks:
+                self._signed_seq, self._signed_at = self._seq, time.monotonic()
+            if self._on_written is not None:
+                self._on_written(len(todo), time.perf_counter() - started)
+        for listener in self.listeners:
+            listener(todo)
+        return len(todo)
+
+    async def run(self) -> None:
+        """Flush every `flush_interval` seconds until cancelled; `close` writes the rest."""
+        while True:
+            await anyio.sleep(self._flush_interval)
+            await self.flush()
+
+    async def close(self) -> None:
+        """Write everything still pending and sign the head (clean shutdown)."""
+        with anyio.CancelScope(shield=True):
+            await self.flush(sign=True)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def verify(self) -> Verdict:
+        chains = await self.store.chains()
+        entries = {c: await self.store.entries(c) for c in chains}
+        marks = {c: await self.store.marks(c) for c in chains}
+        return verify(entries, marks, self.keys.valid)
+
+    async def prune(self, days: float) -> int:
+        """Delete records older than `days`, leaving a signed checkpoint per chain."""
+        before = iso((datetime.now(UTC) - timedelta(days=days)).timestamp())
+
+        def checkpoint(last: AuditEntry) -> SignedMark:
+            at = iso(time.time())
+            signature = self.keys.sign(mark_message(last.chain, "checkpoint", last.seq, last.hash, at))
+            return SignedMark(last.chain, "checkpoint", last.seq, last.hash, at, self.keys.key_id, signature)
+
+        return await self.store.prune(before, checkpoint)

@@ -1,0 +1,130 @@
+"""Structured logs: one line per MCP call and per REST request at INFO, JSON unless on a terminal.
+
+Fields come from `extra=` (never argument or result values; errors are Bastion's own messages).
+HTTP client libraries are kept quiet: their per-request lines say nothing an operator needs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from bastion.core.observation import CallRecord
+
+_DUMPS = json.JSONEncoder(default=str, ensure_ascii=False).encode
+QUIET = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp.access", "uvicorn.access")
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, replica: str | None = None) -> None:
+        super().__init__()
+        self.replica = replica
+
+    _second = -1
+    _stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # strftime once per second, not per line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self._time(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if self.replica is not None:
+            out["replica"] = self.replica
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return _DUMPS(out)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def configure_logging(level: str, fmt: str = "auto", replica: str | None = None) -> None:
+    """Root logging: JSON lines (`fmt` "json", or "auto" when stderr is not a terminal), else text."""
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(replica) if use_json else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    quiet_libraries()
+
+
+def set_replica(replica: str) -> None:
+    """Name this replica on every JSON line from now on (known only once Bastion starts)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.formatter.replica = replica
+
+
+class CallLog:
+    """A CallObserver writing the one INFO line per MCP request."""
+
+    def __init__(self, replica: str) -> None:
+        self.replica = replica
+        self.log = logging.getLogger("bastion.calls")
+
+    def call_finished(self, record: CallRecord) -> None:
+        if not self.log.isEnabledFor(logging.INFO):
+            return
+        target = f" {record.item}" if record.item else ""
+        self.log.info(
+            "%s%s on %s: %s in %.1f ms%s",
+            record.method,
+            target,
+            record.server or "-",
+            record.outcome,
+            record.seconds * 1000,
+            f" ({record.error})" if record.error else "",
+            extra={"fields": {
+                "event": "mcp",
+                "request_id": record.request_id,
+                "replica": self.replica,
+                "user": record.user,
+                "token_id": record.token,
+                "principal": record.principal,
+                "server": record.server,
+                "method": record.method,
+                "item": record.item,
+                "upstream": record.upstream,
+                "outcome": record.outcome,
+                "duration_ms": round(record.seconds * 1000, 3),
+                "upstream_ms": round(record.upstream_seconds * 1000, 3),
+            }},
+        )
+
+
+class _NoStdioParseTracebacks(logging.Filter):
+    """The SDK logs a traceback for every stdout line of a stdio upstream that is not JSON-RPC; the
+    connection reports such an upstream once, with the tail of its stderr, instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to parse JSONRPC message")
+
+
+def quiet_libraries() -> None:
+    """No per-request lines from HTTP client libraries, no tracebacks for a non-MCP stdio upstream."""
+    for name in QUIET:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+    stdio = logging.getLogger("mcp.client.stdio")
+    if not any(isinstance(f, _NoStdioParseTracebacks) for f in stdio.filters):
+        stdio.addFilter(_NoStdioParseTracebacks())

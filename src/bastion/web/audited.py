@@ -1,0 +1,140 @@
+"""Every change over the REST API, every sign-in, and every REST request, told to the observers.
+
+One ASGI wrapper around the REST app (and the public OAuth endpoints), so no route has to
+remember: a request that changes something (POST, PUT, PATCH, DELETE) becomes an audit event
+named by its route template (`PATCH /api/v1/upstreams/{name}`) with its path parameters as the
+target; the sign-in route becomes a sign-in event naming the account (the email, never the
+password). Every REST request also gets one log line (method, route, status, caller, duration).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.core.observation import EdgeEvent, outcome_of_status
+from bastion.core.ports import EdgeObserver
+from bastion.pipeline.context import Principal
+from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
+
+log = logging.getLogger("bastion.rest")
+
+_CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SIGN_IN_PATHS = frozenset({"/api/v1/auth/login"})
+_MAX_PEEK = 64 * 1024
+
+
+def _template(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, str]:
+    """The matching route's path template and its path parameters as a target string."""
+    for route in routes:
+        match, child = route.matches(scope)
+        if match == Match.FULL:
+            params = child.get("path_params", {})
+            return str(getattr(route, "path", scope["path"])), "/".join(str(v) for v in params.values())
+    return scope["path"], ""
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def _email(body: object) -> str:
+    email = body.get("email") if isinstance(body, dict) else None
+    return email.strip().lower()[:200] if isinstance(email, str) else ""
+
+
+def _fields(body: object) -> str | None:
+    """Which fields a change set (their names only: values may be secrets)."""
+    if not isinstance(body, dict) or not body:
+        return None
+    return "fields: " + ", ".join(sorted(str(k)[:64] for k in body)[:50])
+
+
+class Audited:
+    """Wraps an ASGI app; tells `observers` of changes and sign-ins once each request is answered."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], observers: Sequence[EdgeObserver]) -> None:
+        self.app = app
+        self.routes = routes
+        self.observers = tuple(observers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, start = time.time(), time.perf_counter()
+        status = 500
+        change = scope["method"] in _CHANGES
+        body = bytearray()
+
+        async def peek() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(body) < _MAX_PEEK:
+                body.extend(message.get("body", b"")[: _MAX_PEEK - len(body)])
+            return message
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, peek if change else receive, watch)
+        finally:
+            self._tell(scope, status, started, time.perf_counter() - start, bytes(body))
+
+    def _tell(self, scope: Scope, status: int, started: float, seconds: float, raw: bytes) -> None:
+        method = scope["method"]
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        principal = principal if isinstance(principal, Principal) and principal.kind != "anonymous" else None
+        client = scope.get("client")
+        address = str(client[0]) if client else None
+        template, target = _template(self.routes, scope)
+        log.info(
+            "%s %s -> %d",
+            method,
+            template,
+            status,
+            extra={"fields": {
+                "event": "rest",
+                "user": principal.user if principal else None,
+                "token_id": principal.token if principal else None,
+                "principal": principal.id if principal else None,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            }},
+        )
+        if method not in _CHANGES:
+            return
+        body = _json(raw)
+        sign_in = scope["path"] in SIGN_IN_PATHS
+        detail = f"HTTP {status}"
+        fields = None if sign_in else _fields(body)
+        event = EdgeEvent(
+            kind="sign_in" if sign_in else "change",
+            started=started,
+            action=f"{method} {template}",
+            target=_email(body) if sign_in else target,
+            outcome=outcome_of_status(status),
+            status=status,
+            seconds=seconds,
+            principal=principal.id if principal else None,
+            user=principal.user if principal else None,
+            token=principal.token if principal else None,
+            address=address,
+            detail=f"{detail}; {fields}" if fields else detail,
+        )
+        for observer in self.observers:
+            try:
+                observer.edge_event(event)
+            except Exception:
+                log.exception("an observer failed")

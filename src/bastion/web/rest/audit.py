@@ -1,0 +1,79 @@
+"""REST: /api/v1/audit — list the audit log (filters, cursor pagination) and verify its chains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bastion.core.audit_chain import AuditEntry, entry_values
+from bastion.core.errors import BadRequest
+from bastion.core.ports import AuditFilter
+from bastion.telemetry.audit import AuditLog, parse_time
+
+MAX_LIMIT = 1000
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    return entry_values(entry)
+
+
+def _int(request: Request, name: str, default: int | None) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+    if number < 0:
+        raise BadRequest(f"{name} must not be negative")
+    return number
+
+
+def _time(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
+
+
+def audit_filter(request: Request) -> AuditFilter:
+    q = request.query_params
+    limit = _int(request, "limit", 100) or 100
+    return AuditFilter(
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        action=q.get("action") or None,
+        actor=q.get("actor") or None,
+        target=q.get("target") or None,
+        outcome=q.get("outcome") or None,
+        server=q.get("server") or None,
+        before=_int(request, "cursor", None),
+        after=_int(request, "after", None),
+        limit=min(limit, MAX_LIMIT),
+    )
+
+
+def audit_routes(audit: AuditLog) -> list[Route]:
+    async def list_records(request: Request) -> Response:
+        query = audit_filter(request)
+        await audit.flush()  # what this replica recorded so far is included
+        found = await audit.store.find(query)
+        cursor = found[-1].id if len(found) == query.limit and query.after is None else None
+        return JSONResponse({"items": [entry_json(e) for e in found], "next_cursor": cursor})
+
+    async def verify(_request: Request) -> Response:
+        await audit.flush(sign=True)
+        verdict = await audit.verify()
+        return JSONResponse(verdict.as_json() | {"public_keys": audit.keys.public_keys()})
+
+    return [
+        Route("/api/v1/audit", list_records, methods=["GET"]),
+        Route("/api/v1/audit/verify", verify, methods=["POST"]),
+    ]

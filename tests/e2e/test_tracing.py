@@ -1,0 +1,135 @@
+"""Traces with an in-process OTLP/HTTP receiver: a real call through a real upstream is one span tree
+in the client's trace, and the trace context reaches the upstream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.harness import TOKEN, Running, http_fixture, serve, serve_asgi, settings_for
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+CLIENT_SPAN = "b7ad6b7169203331"
+PLANTED = "planted-argument-93b1"
+
+
+class Receiver:
+    """Collects the spans exporters POST to /v1/traces."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self.changed = anyio.Event()
+
+    async def traces(self, request: Request) -> Response:
+        message = ExportTraceServiceRequest.FromString(await request.body())
+        for resource in message.resource_spans:
+            for scope in resource.scope_spans:
+                self.spans.extend(scope.spans)
+        self.changed.set()
+        self.changed = anyio.Event()
+        body = ExportTraceServiceResponse().SerializeToString()
+        return Response(body, media_type="application/x-protobuf")
+
+    async def wait_for(self, name: str, trace_id: str) -> Span:
+        with anyio.fail_after(15):
+            while True:
+                for span in self.spans:
+                    if span.name == name and span.trace_id.hex() == trace_id:
+                        return span
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Running, Receiver]]:
+    receiver = Receiver()
+    app = Starlette(routes=[Route("/v1/traces", receiver.traces, methods=["POST"])])
+    async with serve_asgi(app) as url:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        with http_fixture("streamable-http") as upstream:
+            async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", rate_limit_server="1000/minute")) as gw:
+                await gw.register(upstream.body("fx"))
+                await gw.create_server({"name": "vs", "tools": ["fx__whoami", "fx__echo"]})
+                yield gw, receiver
+
+
+async def _call(gw: Running, tool: str, arguments: dict[str, Any], meta: dict[str, Any], headers: dict[str, str]) -> Any:
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {
+            "name": tool,
+            "arguments": arguments,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}, **meta},
+        },
+    }
+    headers = {
+        "authorization": f"Bearer {TOKEN}",
+        "accept": "application/json, text/event-stream",
+        "mcp-protocol-version": MODERN,
+        "mcp-method": "tools/call",
+        "mcp-name": tool,
+        **headers,
+    }
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(gw.mcp_url("vs"), json=body, headers=headers)
+    return response.json()["result"]
+
+
+def _attributes(span: Span) -> dict[str, str]:
+    return {a.key: a.value.string_value for a in span.attributes}
+
+
+async def test_a_call_is_one_span_tree_in_the_clients_trace(traced: tuple[Running, Receiver]) -> None:
+    gw, receiver = traced
+    traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
+    result = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent}, {})
+    seen_upstream = json.loads(result["content"][0]["text"])
+    assert seen_upstream["traceparent"].split("-")[1] == TRACE_ID  # propagated as an HTTP header too
+    await _call(gw, "fx__echo", {"text": PLANTED}, {"traceparent": traceparent}, {})
+    assert gw.bastion.telemetry is not None and gw.bastion.telemetry.tracing is not None
+    await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
+
+    root = await receiver.wait_for("tools/call fx__whoami", TRACE_ID)
+    assert root.parent_span_id.hex() == CLIENT_SPAN and root.kind == Span.SPAN_KIND_SERVER
+    assert _attributes(root)["mcp.method.name"] == "tools/call"
+    assert _attributes(root)["gen_ai.tool.name"] == "fx__whoami"
+    assert _attributes(root)["bastion.outcome"] == "ok"
+    children = {s.name: s for s in receiver.spans if s.parent_span_id == root.span_id}
+    assert {"bastion.policy", "bastion.rate_limit", "upstream tools/call"} <= set(children)
+    upstream = children["upstream tools/call"]
+    assert upstream.kind == Span.SPAN_KIND_CLIENT and upstream.trace_id.hex() == TRACE_ID
+    assert seen_upstream["traceparent"].split("-")[2] == upstream.span_id.hex()  # the upstream's parent is our span
+
+    await receiver.wait_for("tools/call fx__echo", TRACE_ID)
+    for span in receiver.spans:
+        assert all(PLANTED not in str(a.value) for a in span.attributes)
+
+
+async def test_the_http_traceparent_header_is_used_without_meta(traced: tuple[Running, Receiver]) -> None:
+    gw, receiver = traced
+    other = "4bf92f3577b34da6a3ce929d0e0e4736"
+    await _call(gw, "fx__whoami", {}, {}, {"traceparent": f"00-{other}-00f067aa0ba902b7-01"})
+    assert gw.bastion.telemetry is not None and gw.bastion.telemetry.tracing is not None
+    await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
+    root = await receiver.wait_for("tools/call fx__whoami", other)
+    assert root.parent_span_id.hex() == "00f067aa0ba902b7"

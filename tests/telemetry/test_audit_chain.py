@@ -1,0 +1,134 @@
+"""The audit chain, with the in-memory store: written in batches, signed, and every kind of
+tampering detected with the first bad record named."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import pytest
+
+from bastion.core.audit_chain import AuditEntry
+from bastion.core.observation import CallRecord, EdgeEvent
+from bastion.store.memory_audit import MemoryAuditStore
+from bastion.telemetry.audit import AuditLog, iso
+from bastion.telemetry.audit_keys import AuditKeys
+
+pytestmark = pytest.mark.anyio
+
+
+def _call(n: int, secret: str = "s3cr3t") -> CallRecord:
+    return CallRecord(
+        request_id=f"r{n}", started=1_800_000_000.0 + n, server="vs", method="tools/call", outcome="ok",
+        seconds=0.01, upstream_seconds=0.005, upstream="fx", item="fx__echo", kind="tool", principal="admin",
+        params={"name": "fx__echo", "arguments": {"text": secret}}, result={"content": [{"type": "text", "text": secret}]},
+    )
+
+
+async def _log(records: int = 6, chains: int = 2) -> tuple[MemoryAuditStore, AuditLog, list[AuditLog]]:
+    store = MemoryAuditStore()
+    keys = AuditKeys(os.urandom(32))
+    writers = [AuditLog(store, keys, f"replica{i}", sign_interval=3600) for i in range(chains)]
+    for n in range(records):
+        for writer in writers:  # interleaved, as replicas write at once
+            writer.call_finished(_call(n))
+            await writer.flush(sign=n == records - 1)
+    return store, writers[0], writers
+
+
+async def test_an_untouched_log_of_several_writers_verifies() -> None:
+    store, log, _ = await _log()
+    verdict = await log.verify()
+    assert verdict.ok and verdict.chains == 2 and verdict.records == 12 and verdict.unsigned_tail == 0
+    assert all("s3cr3t" not in repr(e) for e in store.records)
+    assert store.records[0].args_hmac == store.records[1].args_hmac  # same arguments, same keyed hash
+
+
+def _first_bad(verdict_json: dict[str, object]) -> dict[str, object]:
+    first = verdict_json["first_bad"]
+    assert isinstance(first, dict)
+    return first
+
+
+def _of(store: MemoryAuditStore, chain: str, seq: int) -> AuditEntry:
+    return next(e for e in store.records if e.chain == chain and e.seq == seq)
+
+
+async def test_an_edited_record_is_named() -> None:
+    store, log, _ = await _log()
+    victim = _of(store, "replica0", 3)
+    store.records[store.records.index(victim)] = replace(victim, outcome="denied")
+    first = _first_bad((await log.verify()).as_json())
+    assert (first["chain"], first["seq"], first["record_id"]) == ("replica0", 3, victim.id)
+    assert "edited" in str(first["reason"])
+
+
+async def test_a_deleted_record_is_named() -> None:
+    store, log, _ = await _log()
+    store.records.remove(_of(store, "replica1", 2))
+    first = _first_bad((await log.verify()).as_json())
+    assert (first["chain"], first["seq"]) == ("replica1", 3) and "expected seq 2" in str(first["reason"])
+
+
+async def test_an_inserted_record_is_caught() -> None:
+    store, log, writers = await _log()
+    forged = replace(_of(store, "replica0", 2), seq=3, target="fx__other", id=999)
+    store.records.append(forged)
+    first = _first_bad((await log.verify()).as_json())
+    assert first["chain"] == "replica0" and first["seq"] == 3
+
+
+async def test_reordered_records_are_caught() -> None:
+    store, log, _ = await _log()
+    a, b = _of(store, "replica0", 2), _of(store, "replica0", 3)
+    ia, ib = store.records.index(a), store.records.index(b)
+    store.records[ia], store.records[ib] = replace(b, seq=2), replace(a, seq=3)
+    first = _first_bad((await log.verify()).as_json())
+    assert (first["chain"], first["seq"]) == ("replica0", 2)
+
+
+async def test_a_truncated_tail_is_caught_by_the_signed_head() -> None:
+    store, log, _ = await _log()
+    store.records.remove(_of(store, "replica1", 6))
+    store.records.remove(_of(store, "replica1", 5))
+    first = _first_bad((await log.verify()).as_json())
+    assert (first["chain"], first["seq"]) == ("replica1", 5) and "truncated" in str(first["reason"])
+
+
+async def test_a_forged_head_signature_is_caught() -> None:
+    store, log, _ = await _log()
+    store.marks_[-1] = replace(store.marks_[-1], seq=7)
+    assert not (await log.verify()).ok
+
+
+async def test_retention_leaves_a_signed_checkpoint_and_the_rest_still_verifies() -> None:
+    store, log, writers = await _log(records=4, chains=1)
+    cutoff = _of(store, "replica0", 2).at
+    removed = await store.prune(cutoff, lambda last: _checkpoint(log, last))
+    assert removed == 1  # seq 1 was before the cutoff
+    writers[0].call_finished(_call(10))
+    await writers[0].flush(sign=True)
+    assert (await log.verify()).ok
+    store.records.remove(_of(store, "replica0", 2))  # deleting behind the checkpoint is still caught
+    assert not (await log.verify()).ok
+
+
+def _checkpoint(log: AuditLog, last: AuditEntry):  # type: ignore[no-untyped-def]
+    from bastion.core.audit_chain import SignedMark, mark_message
+
+    at = iso(1_900_000_000.0)
+    signature = log.keys.sign(mark_message(last.chain, "checkpoint", last.seq, last.hash, at))
+    return SignedMark(last.chain, "checkpoint", last.seq, last.hash, at, log.keys.key_id, signature)
+
+
+async def test_admin_changes_and_refusals_are_recorded_and_a_full_queue_is_itself_audited() -> None:
+    store = MemoryAuditStore()
+    log = AuditLog(store, AuditKeys(os.urandom(32)), "r", max_queue=100)
+    event = EdgeEvent("change", 1_800_000_000.0, "PATCH /api/v1/upstreams/{name}", "fx", "ok", 200, 0.01, principal="admin")
+    for _ in range(150):
+        log.edge_event(event)
+    await log.flush(sign=True)
+    actions = [e.action for e in store.records]
+    assert actions.count("PATCH /api/v1/upstreams/{name}") == 100
+    assert actions[-1] == "audit.overflow" and "50" in (store.records[-1].detail or "")
+    assert (await log.verify()).ok
