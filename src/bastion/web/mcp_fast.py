@@ -34,7 +34,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.core.errors import BastionError
-from bastion.core.ports import AskCallback, CallHooks
+from bastion.core.ports import AskCallback, CallHooks, LogCallback
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
@@ -69,6 +69,10 @@ class LegacySession:
     """What the client declared at `initialize`; travels upstream with each call."""
     ask: AskCallback
     """Puts an upstream's input request to the client, on the session's standalone stream."""
+    on_log: LogCallback
+    """Relays an upstream's log entry for a call to the client, on the session's standalone stream."""
+    key: str
+    """The session's opaque key (web.relay.session_key), for the caller's own upstream session."""
     inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
 
 
@@ -224,7 +228,7 @@ async def serve_fast(
         await fallback(_replay(body, receive))
         return
     params = message["params"] if session is None else with_capabilities(message["params"], session.capabilities)
-    hooks = None if session is None else CallHooks(ask=session.ask)
+    hooks = None if session is None else CallHooks(ask=session.ask, on_log=session.on_log, session=session.key, legacy=True)
     call = CallContext(server=server, method=message["method"], params=params, principal=principal, hooks=hooks)
     if session is None:
         outcome = await _run(call, pipeline, to_error, receive, None)
