@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def gateway(asking_url: str, tmp_path: Path) -> AsyncIterator[Running]:  # noqa: F811
+async def gateway(asking_url: str, tmp_path: Path) -> AsyncIterator[Running]:
     async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as running:
         await running.register({"name": "ask", "transport": "sse", "url": asking_url})
         await running.create_server({"name": "vs", "upstreams": ["ask"], "visibility": "public"})

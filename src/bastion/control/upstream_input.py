@@ -8,7 +8,15 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BadRequest
-from bastion.core.models import Era, Isolation, OAuthClientCredentials, OAuthUserGrant, Transport, UpstreamAuth, UpstreamSpec
+from bastion.core.models import (
+    Era,
+    Isolation,
+    OAuthClientCredentials,
+    OAuthUserGrant,
+    Transport,
+    UpstreamAuth,
+    UpstreamSpec,
+)
 from bastion.core.naming import check_slug
 
 
