@@ -40,15 +40,26 @@ def shared_mode(spec: UpstreamSpec) -> ClientMode:
     return "auto"
 
 
+ASKABLE = ("sampling", "elicitation", "roots")
+
+
+def askable(capabilities: dict[str, Any]) -> bool:
+    """Whether a caller declared anything an upstream could ask it (sampling, elicitation, roots)."""
+    return any(name in capabilities for name in ASKABLE)
+
+
 def choose_session(
-    spec: UpstreamSpec, *, caller_legacy: bool, shared_is_legacy: bool, legacy_refused: bool
+    spec: UpstreamSpec, *, caller_legacy: bool, caller_askable: bool, shared_is_legacy: bool, legacy_refused: bool
 ) -> SessionChoice:
     """Where one caller's call goes. `shared_is_legacy`: the shared session speaks 2025-11-25 (the
-    upstream offers nothing newer, or is pinned); `legacy_refused`: it refused the handshake era."""
+    upstream offers nothing newer, or is pinned); `legacy_refused`: it refused the handshake era.
+
+    A 2025-11-25 caller is spoken for in 2025-11-25 where the upstream offers it and could ask the
+    caller something (only that era lets an upstream ask); one that declared nothing to ask loses
+    nothing in 2026-07-28, where its capabilities and log level travel with each request."""
     if spec.isolation == "stateless" or spec.protocol == "2026-07-28":
         return SHARED
-    # The era the call is spoken in: the caller's own where the upstream offers it (era mirroring).
-    legacy_era = shared_is_legacy or (caller_legacy and not legacy_refused)
+    legacy_era = shared_is_legacy or (caller_legacy and caller_askable and not legacy_refused)
     if not legacy_era:
         return SHARED
     if spec.transport == "stdio" and spec.isolation != "per_session":

@@ -21,7 +21,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
-from bastion.core.upstream_sessions import ClientMode, caller_key, choose_session, shared_mode
+from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
 from bastion.tasks import TaskRunner
 from bastion.upstream.caller_sessions import CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
@@ -292,15 +292,16 @@ class UpstreamPool:
     ) -> tuple[str, UpstreamConnection] | None:
         """The caller's own upstream session when their call needs one (None: the shared one serves)."""
         client = shared.client or await shared.ready_client(timeout)
+        caps = _declared(params)
         choice = choose_session(
             spec,
             caller_legacy=hooks.legacy,
+            caller_askable=askable(caps),
             shared_is_legacy=client.protocol_version not in MODERN_PROTOCOL_VERSIONS,
             legacy_refused=spec.name in self._legacy_refused,
         )
         if not choice.own:
             return None
-        caps = _declared(params)
         caller = caller_key(user, hooks.session, caps)
         mode: ClientMode = choice.mode
 
