@@ -112,3 +112,23 @@ async def test_a_stdio_upstream_pinned_to_2025_11_25_keeps_its_shared_session_ho
         async with gateway.client("vs", mode="legacy", logging_callback=log) as client:
             await client.call_tool("fx__log", {"message": "mine"})
         assert [e.data for e in logs] == ["mine"]
+
+
+async def test_stdio_per_session_gives_each_caller_that_can_be_asked_its_own_process(tmp_path: Path) -> None:
+    async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
+        await gateway.register({**stdio_fixture("fx"), "isolation": "per_session"})
+        await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
+
+        async def roots(_ctx: Any) -> ListRootsResult:
+            return ListRootsResult(roots=[])
+
+        async def pid(**kwargs: Any) -> str:
+            async with gateway.client("vs", mode="legacy", **kwargs) as client:
+                first = (await client.call_tool("fx__pid", {})).content[0].text  # type: ignore[union-attr]
+                assert (await client.call_tool("fx__pid", {})).content[0].text == first  # type: ignore[union-attr]
+                return first
+
+        shared = await pid()  # nothing to ask this caller: the shared (2026-07-28) process serves it
+        assert shared == await pid()
+        own = {await pid(list_roots_callback=roots), await pid(list_roots_callback=roots)}
+        assert len(own) == 2 and shared not in own
