@@ -11,7 +11,6 @@ import warnings
 from typing import Any
 
 from mcp.server import ServerRequestContext
-from mcp.server.connection import Connection
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types import EmptyResult, SetLevelRequestParams
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -104,13 +103,3 @@ def _log_relay(ctx: ServerRequestContext[Any], level: str) -> LogCallback:
 
     return relay
 
-
-def log_on_connection(connection: Connection) -> LogCallback:
-    """Log entries go on the session's standalone stream (the fast path has no request stream)."""
-
-    async def relay(params: dict[str, Any]) -> None:
-        level, logger = params.get("level"), params.get("logger")
-        if level in LOG_LEVELS:
-            await connection.log(level, params.get("data"), logger if isinstance(logger, str) else None)
-
-    return relay
