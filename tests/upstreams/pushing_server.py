@@ -41,7 +41,7 @@ def build_server() -> MCPServer:
         """Asks the user by a live elicitation request."""
         try:
             result = await ctx.elicit(message=message, schema=UserResponse)
-        except Exception as exc:  # noqa: BLE001 - the example reports it as its text
+        except Exception as exc:
             return f"Elicitation not supported or error: {exc}"
         content = result.data.model_dump_json() if result.action == "accept" else "{}"
         return f"User response: action={result.action}, content={content}"
@@ -52,7 +52,7 @@ def build_server() -> MCPServer:
         try:
             message = SamplingMessage(role="user", content=TextContent(type="text", text=prompt))
             result = await ctx.session.create_message(messages=[message], max_tokens=100, related_request_id=ctx.request_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"Sampling not supported or error: {exc}"
         return f"LLM response: {result.content.text if isinstance(result.content, TextContent) else 'No response'}"
 
@@ -61,7 +61,7 @@ def build_server() -> MCPServer:
         """Asks the client for its roots (a live roots/list request)."""
         try:
             roots = await ctx.session.list_roots()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return f"Roots not supported or error: {exc}"
         return ", ".join(str(r.uri) for r in roots.roots) or "no roots"
 
