@@ -44,6 +44,7 @@ def start_gateway(tmp: str, redis_url: str | None) -> tuple[subprocess.Popen[byt
     env = {
         **os.environ,
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+        "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",  # the upstream is on loopback
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
         "BASTION_STATE_KEY": base64.b64encode(os.urandom(32)).decode(),

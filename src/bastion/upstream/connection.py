@@ -202,7 +202,12 @@ class UpstreamConnection:
 
     def _attributed(self) -> CallHooks | None:
         if self.dedicated:
-            return next((h for h in self._inflight.values() if h is not None), None)
+            # Calls of one 2025-11-25 client session all answer on that session: any of them will do.
+            # Otherwise (a 2026-07-28 caller's calls, each bridged on its own) only a single call.
+            calls = [h for h in self._inflight.values() if h is not None]
+            if len(calls) == 1 or (calls and calls[0].session is not None and all(h.session == calls[0].session for h in calls)):
+                return calls[0]
+            return None
         if len(self._inflight) != 1:
             return None
         return next(iter(self._inflight.values()))
