@@ -15,9 +15,13 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CreateMessageResult, ElicitResult, ListRootsResult, Root, TextContent
 
-from tests.harness import ROOT, Running, serve, settings_for
+from tests.harness import ROOT, TEST_DATABASE, Running, serve, settings_for
 
-pytestmark = pytest.mark.anyio
+# The database plays no part here: the transport variants run in the SQLite pass only (CI time).
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(TEST_DATABASE == "postgres", reason="transport variants run in the SQLite pass"),
+]
 PUSHING = ROOT / "tests" / "upstreams" / "pushing_server.py"
 TOOLS = ("test_elicitation", "test_sampling", "test_roots", "test_tool_with_logging", "test_missing_capability")
 
