@@ -45,6 +45,9 @@ def start_gateway(tmp: str, redis_url: str | None) -> tuple[subprocess.Popen[byt
         **os.environ,
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
         "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",  # the upstream is on loopback
+        # One user opens them all: no bound may close one before it is measured.
+        "BASTION_UPSTREAM_SESSIONS_PER_USER": "100000",
+        "BASTION_UPSTREAM_SESSIONS_PER_UPSTREAM": "100000",
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
         "BASTION_STATE_KEY": base64.b64encode(os.urandom(32)).decode(),
@@ -142,7 +145,7 @@ def main() -> None:
             after = rss_kib(gateway.pid)
         finally:
             gateway.terminate()
-            gateway.wait(timeout=15)
+            gateway.wait(timeout=60)
             upstream.terminate()
             upstream.wait(timeout=15)
             if args.redis:

@@ -91,18 +91,21 @@ class CallerSessions:
             stale = [
                 k for k, c in self._conns.items() if not self._busy.get(k) and now - c.last_used > self._limits.idle
             ]
-            for key in stale:
-                await self._drop(key)
+            await self._drop_all(stale)
 
     async def close(self, upstream: str) -> None:
         async with self._lock:
-            for key in [k for k in self._conns if k[0] == upstream]:
-                await self._drop(key)
+            await self._drop_all([k for k in self._conns if k[0] == upstream])
 
     async def aclose(self) -> None:
         async with self._lock:
-            for key in list(self._conns):
-                await self._drop(key)
+            await self._drop_all(list(self._conns))
+
+    async def _drop_all(self, keys: list[tuple[str, str]]) -> None:
+        # Concurrently: each stop may wait on its upstream (a DELETE, a child's exit).
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(self._drop, key)
 
 
 class _Held:

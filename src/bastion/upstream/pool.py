@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
@@ -73,7 +74,8 @@ class UpstreamPool:
         caller_limits: Limits | None = None,
     ) -> None:
         self._guard = guard
-        self._callers = CallerSessions(runner, caller_limits or Limits(idle=per_user_idle))
+        limits = caller_limits or Limits()
+        self._callers = CallerSessions(runner, replace(limits, idle=per_user_idle))
         self._legacy_refused: set[str] = set()
         """Upstreams (auto era) that refused a 2025-11-25 handshake: their callers share the modern session."""
         self._runner = runner
@@ -92,6 +94,9 @@ class UpstreamPool:
             cookies=no_cookies(),
         )
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
+        # Callers' own sessions each hold a connection open (their GET stream): a client per upstream
+        # whose connections are bounded by the session bounds, not by the shared pool's.
+        self._http_for_callers: dict[str, httpx2.AsyncClient] = {}
         # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
         self._bearers: dict[str, ClientCredentialsToken] = {}
         self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
@@ -141,6 +146,21 @@ class UpstreamPool:
             self._http_by_headers[key] = client
         return client
 
+    def _callers_http(self, spec: UpstreamSpec) -> httpx2.AsyncClient | None:
+        if spec.transport != "streamable-http":
+            return None
+        client = self._http_for_callers.get(spec.name)
+        if client is None:
+            bearer = self._bearer_for(spec)
+            client = self._http_for_callers[spec.name] = httpx2.AsyncClient(
+                headers=dict(spec.headers),
+                auth=BearerAuth(bearer) if bearer is not None else None,
+                timeout=httpx2.Timeout(30.0, read=None),
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=50),
+                cookies=no_cookies(),
+            )
+        return client
+
     def _new_connection(
         self,
         spec: UpstreamSpec,
@@ -149,7 +169,7 @@ class UpstreamPool:
         caller_capabilities: dict[str, Any] | None = None,
     ) -> UpstreamConnection:
         bearer: TokenSource | None = self._bearer_for(spec)
-        http = self._http_for(spec)
+        http = self._http_for(spec) if caller_capabilities is None else self._callers_http(spec)
         if user_grant(spec) is not None:
             bearer, http = self._per_user.source(spec, user), self._per_user.http(spec, user)
         return UpstreamConnection(
@@ -355,9 +375,12 @@ class UpstreamPool:
             self._specs.pop(name, None)
             self._bearers.pop(name, None)
             auth_http = self._http_with_auth.pop(name, None)
+            callers_http = self._http_for_callers.pop(name, None)
         for conn in conns:
             await conn.stop()
         await self._callers.close(name)
+        if callers_http is not None:
+            await callers_http.aclose()
         self._legacy_refused.discard(name)
         await self._per_user.forget(name)
         if auth_http is not None:
@@ -384,6 +407,6 @@ class UpstreamPool:
             await self._callers.aclose()
             await self.http.aclose()
             await self.fast_http.close()
-            for client in (*self._http_by_headers.values(), *self._http_with_auth.values()):
+            for client in (*self._http_by_headers.values(), *self._http_with_auth.values(), *self._http_for_callers.values()):
                 await client.aclose()
             await self._per_user.aclose()
