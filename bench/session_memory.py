@@ -3,8 +3,10 @@
 Opens `--sessions` legacy sessions (initialize + notifications/initialized, then nothing) against
 one `bastion serve` and prints the gateway's RSS growth per session, read from /proc/<pid>/status.
 With `--redis URL` the sessions' records go to Redis too (what a multi-replica deployment runs).
+With `--upstream-sessions` each session declares a capability an upstream could ask (roots) and
+makes one call, so it holds an upstream session of its own (era mirroring), then stays idle.
 
-    python bench/session_memory.py [--sessions 1000] [--redis redis://127.0.0.1:6379/0]
+    python bench/session_memory.py [--sessions 1000] [--redis redis://127.0.0.1:6379/0] [--upstream-sessions]
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def start_gateway(tmp: str, redis_url: str | None) -> tuple[subprocess.Popen[byt
     env = {
         **os.environ,
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+        "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",  # the upstream is on loopback
+        # One user opens them all: no bound may close one before it is measured.
+        "BASTION_UPSTREAM_SESSIONS_PER_USER": "100000",
+        "BASTION_UPSTREAM_SESSIONS_PER_UPSTREAM": "100000",
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
         "BASTION_STATE_KEY": base64.b64encode(os.urandom(32)).decode(),
@@ -66,15 +72,20 @@ def start_gateway(tmp: str, redis_url: str | None) -> tuple[subprocess.Popen[byt
     raise RuntimeError("gateway did not start")
 
 
-async def open_sessions(url: str, count: int, concurrency: int = 16) -> list[str]:
-    """Open `count` idle sessions; their ids."""
+async def open_sessions(url: str, count: int, concurrency: int = 16, call: bool = False) -> list[str]:
+    """Open `count` idle sessions (with `call`: each declaring roots and making one call); their ids."""
     ids: list[str] = []
     init = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
-        "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {"roots": {}} if call else {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        },
     }
+    echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "up__echo", "arguments": {"text": "x"}}}
     done = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     remaining = count
     async with httpx2.AsyncClient(headers=HEADERS, timeout=30) as http:
@@ -88,6 +99,10 @@ async def open_sessions(url: str, count: int, concurrency: int = 16) -> list[str
                 session_id = response.headers["mcp-session-id"]
                 extra = {"Mcp-Session-Id": session_id, "Mcp-Protocol-Version": LEGACY}
                 (await http.post(url, json=done, headers=extra)).raise_for_status()
+                if call:
+                    answer = await http.post(url, json=echo, headers=extra)
+                    answer.raise_for_status()
+                    assert b'"x"' in answer.content, answer.text
                 ids.append(session_id)
 
         async with anyio.create_task_group() as tg:
@@ -111,6 +126,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--redis", default=None, help="Redis URL: keep session records there too")
+    parser.add_argument("--upstream-sessions", action="store_true", help="each session holds its own upstream session")
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,19 +138,20 @@ def main() -> None:
             ).raise_for_status()
             api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
             url = f"{base}/servers/bench/mcp"
-            anyio.run(open_sessions, url, args.warmup)  # first-use allocations (imports, pools) out of the figure
+            # First-use allocations (imports, pools) out of the figure.
+            anyio.run(open_sessions, url, args.warmup, 16, args.upstream_sessions)
             before = rss_kib(gateway.pid)
-            anyio.run(open_sessions, url, args.sessions)
+            anyio.run(open_sessions, url, args.sessions, 16, args.upstream_sessions)
             after = rss_kib(gateway.pid)
         finally:
             gateway.terminate()
-            gateway.wait(timeout=15)
+            gateway.wait(timeout=60)
             upstream.terminate()
             upstream.wait(timeout=15)
             if args.redis:
                 drop_keys(args.redis)
     per_session = (after - before) / args.sessions
-    store = "redis" if args.redis else "in-process"
+    store = ("redis" if args.redis else "in-process") + (", each with its own upstream session" if args.upstream_sessions else "")
     print(
         f"{args.sessions} idle legacy sessions ({store} store): RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB, "
         f"{per_session:.1f} KiB per session"

@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     session_idle_ttl: float = Field(
         default=1800.0, gt=0, description="Seconds a 2025-11-25 session may go unused before it expires, s"
     )
+    upstream_sessions_per_upstream: int = Field(
+        default=1000, ge=1, description="Callers' own upstream sessions open at once per HTTP/SSE upstream"
+    )
+    upstream_sessions_per_user: int = Field(
+        default=100, ge=1, description="Callers' own upstream sessions open at once per user, per upstream"
+    )
+    upstream_processes_per_upstream: int = Field(
+        default=16, ge=1, description="Processes of a stdio upstream with isolation per_session"
+    )
     log_level: str = "INFO"
     vault_key: SecretStr | None = Field(
         default=None,

@@ -50,15 +50,16 @@ class Logs:
         self.entries.append(params)
 
 
-async def test_legacy_client_gets_logs_after_setting_a_level(logged: Running) -> None:
+async def test_legacy_client_gets_logs_with_or_without_a_level(logged: Running) -> None:
     logs = Logs()
     async with logged.client("vs", mode="legacy", logging_callback=logs) as client:
         await client.call_tool("fx__log", {"message": "before"})
-        assert logs.entries == []  # no level set: no logs asked for
+        # No level set: as directly, a 2025-11-25 client gets what the upstream logs.
+        assert [(e.level, e.data) for e in logs.entries] == [("info", "before")]
         await client.set_logging_level("info")
         result = await client.call_tool("fx__log", {"message": "hello"})
         assert result.content[0].text == "logged"
-        assert [(e.level, e.data) for e in logs.entries] == [("info", "hello")]
+        assert [(e.level, e.data) for e in logs.entries] == [("info", "before"), ("info", "hello")]
 
 
 async def test_legacy_client_below_the_level_gets_nothing(logged: Running) -> None:

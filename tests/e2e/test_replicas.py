@@ -272,7 +272,8 @@ async def test_a_stream_resumes_with_last_event_id_on_another_replica(cluster: C
         async with http.stream("POST", cluster.url(0), headers=headers, json=call) as response:
             with anyio.fail_after(20):
                 priming, answer = await _sse_events(response, 2)
-        assert priming["data"] == ""
+        # SEP-1699: the priming event (an id, no data) tells the client how soon to come back.
+        assert priming["data"] == "" and int(priming["retry"]) > 0
         assert json.loads(answer["data"])["result"]["content"][0]["text"] == "resumed"
         # The client lost the stream after the priming event; it reconnects to replica 2.
         resume = {k: v for k, v in headers.items() if k != "Content-Type"} | {"Last-Event-ID": priming["id"]}

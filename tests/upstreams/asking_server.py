@@ -58,6 +58,12 @@ def build_server() -> MCPServer:
         return f"{len(roots.roots)} roots: " + ", ".join(str(r.uri) for r in roots.roots)
 
     @mcp.tool()
+    async def log_line(message: str, ctx: Context) -> str:
+        """Sends `message` as an info-level log notification during the call, then returns "logged"."""
+        await ctx.info(message, logger_name="asking")
+        return "logged"
+
+    @mcp.tool()
     async def add_tool(name: str, ctx: Context) -> str:
         """Registers a tool `name` and tells the session its tool list changed (a 2025-11-25 notice)."""
 

@@ -44,6 +44,7 @@ from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
+from bastion.upstream.caller_sessions import Limits
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
@@ -133,6 +134,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 backoff_base=settings.reconnect_backoff,
                 guard=guard,
                 user_tokens=user_tokens,
+                caller_limits=Limits(
+                    per_upstream=settings.upstream_sessions_per_upstream,
+                    per_user=settings.upstream_sessions_per_user,
+                    stdio_per_upstream=settings.upstream_processes_per_upstream,
+                ),
             )
             gateway = Gateway(
                 repo,

@@ -10,7 +10,8 @@ from bastion.cli.http import Api, api_command, connection_options, seg
 from bastion.cli.output import Column, counts_line, emit, items_of, message
 
 TRANSPORTS = ("streamable-http", "sse", "stdio")
-ISOLATION = ("shared", "per_user")
+ISOLATION = ("shared", "per_user", "per_session", "stateless")
+PROTOCOLS = ("auto", "2025-11-25", "2026-07-28")
 LIST_COLUMNS: list[Column] = [
     "name",
     "transport",
@@ -41,6 +42,7 @@ def _build_body(
     env: dict[str, str],
     headers: dict[str, str],
     isolation: str | None,
+    protocol: str | None = None,
 ) -> dict[str, Any]:
     """Validate the add options and build the POST body, omitting unset keys."""
     cmd_args = list(args)
@@ -63,6 +65,7 @@ def _build_body(
         "env": env,
         "headers": headers,
         "isolation": isolation,
+        "protocol": protocol,
     }
     body.update({key: value for key, value in optional.items() if value})
     return body
@@ -97,6 +100,9 @@ def upstreams() -> None:
 @click.option("--env", callback=parse_pairs, multiple=True, metavar="K=V", help="Environment variable (stdio).")
 @click.option("--header", callback=parse_pairs, multiple=True, metavar="K=V", help="HTTP header (http/sse).")
 @click.option("--isolation", type=click.Choice(ISOLATION), default=None, help="Session isolation mode.")
+@click.option(
+    "--protocol", type=click.Choice(PROTOCOLS), default=None, help="Protocol era to speak upstream (auto mirrors the caller's)."
+)
 @click.option("--oauth-token-url", default=None, help="OAuth client credentials: the token endpoint.")
 @click.option("--oauth-client-id", default=None, help="OAuth client credentials: client id.")
 @click.option(
@@ -118,6 +124,7 @@ def add(
     env: dict[str, str],
     header: dict[str, str],
     isolation: str | None,
+    protocol: str | None,
     oauth_token_url: str | None,
     oauth_client_id: str | None,
     oauth_client_secret: str | None,
@@ -126,7 +133,7 @@ def add(
     api: Api,
 ) -> None:
     """Register an upstream; for stdio, pass the command after `--`."""
-    body = _build_body(name, transport, upstream_url, command, args, argv, env, header, isolation)
+    body = _build_body(name, transport, upstream_url, command, args, argv, env, header, isolation, protocol)
     auth = _oauth(oauth_token_url, oauth_client_id, oauth_client_secret, oauth_scope, oauth_audience)
     if auth is not None:
         body["auth"] = auth

@@ -316,7 +316,13 @@ class Gateway:
         while True:
             await anyio.sleep(self.health_interval)
             if self.leadership is not None and not self.leadership.is_leader():
-                continue  # another replica checks; this one learns the results through the feed
+                # Another replica checks health; this one learns the results through the feed. Its
+                # idle upstream sessions are its own to close, whoever leads.
+                try:
+                    await self.pool.reap_idle()
+                except Exception:
+                    log.exception("closing idle upstream sessions failed")
+                continue
             self.health_checks += 1
             try:
                 await self.check_health()

@@ -8,7 +8,15 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BadRequest
-from bastion.core.models import Isolation, OAuthClientCredentials, OAuthUserGrant, Transport, UpstreamAuth, UpstreamSpec
+from bastion.core.models import (
+    Era,
+    Isolation,
+    OAuthClientCredentials,
+    OAuthUserGrant,
+    Transport,
+    UpstreamAuth,
+    UpstreamSpec,
+)
 from bastion.core.naming import check_slug
 
 
@@ -70,6 +78,7 @@ class UpstreamInput(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     isolation: Isolation = "shared"
+    protocol: Era = "auto"
     enabled: bool = True
     auth: AuthInput | None = None
 
@@ -136,6 +145,7 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
         env=data.env,
         headers=headers,
         isolation=data.isolation,
+        protocol=data.protocol,
         enabled=data.enabled,
         auth=auth,
     )

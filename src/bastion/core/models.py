@@ -9,12 +9,12 @@ from pydantic import Field
 
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
-from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
+from bastion.core.values import ROLES, Era, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
 
 Visibility = Literal["private", "team", "public"]
 VISIBILITIES: tuple[Visibility, ...] = ("private", "team", "public")
 
-__all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
+__all__ = ["ROLES", "Era", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
 
 
 class OAuthClientCredentials(Frozen):
@@ -63,6 +63,7 @@ class UpstreamSpec(Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     isolation: Isolation = "shared"
+    protocol: Era = "auto"
     enabled: bool = True
     auth: UpstreamAuth | None = None
     """How Bastion authenticates beyond `headers` (static headers / API keys need no more)."""

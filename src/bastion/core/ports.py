@@ -42,6 +42,18 @@ class CallHooks:
     log_level: str | None = None
     on_log: LogCallback | None = None
     ask: AskCallback | None = None
+    session: str | None = None
+    """The caller's 2025-11-25 MCP session (an opaque key, stable for the session's life), if any:
+    what a caller's own upstream session is keyed by."""
+    legacy: bool = False
+    """The caller speaks 2025-11-25: a dual-era upstream is spoken to in 2025-11-25 for them."""
+
+    def log_opt_in(self) -> str | None:
+        """The level to ask a 2026-07-28 upstream for logs at: the caller's; for a 2025-11-25 caller
+        that set none, every level (directly, such a client gets all of an upstream's logs)."""
+        if self.on_log is None:
+            return None
+        return self.log_level or (LOG_LEVELS[0] if self.legacy else None)
 
 
 class ConfigRepo(Protocol):

@@ -3,6 +3,10 @@
 A connection is a background task that owns the SDK `Client` (its task groups must be entered and
 left by one task). Requests from any task go through `request()`, multiplexed by JSON-RPC id on
 the one session: a stdio upstream is one child process shared by all calls.
+
+A connection is either shared (several callers; it declares no client capabilities, and what the
+upstream sends mid-call is delivered only where it can be attributed with certainty) or a
+caller's own (it declares that caller's capabilities, and everything it receives is theirs).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from bastion.core.errors import (
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import AskCallback, CallHooks, LogCallback
+from bastion.core.ports import CallHooks
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.oauth import BearerAuth, TokenSource
@@ -118,8 +122,15 @@ class UpstreamConnection:
         on_resource_updated: ResourceUpdatedHandler | None = None,
         guard: AddressGuard | None = None,
         bearer: TokenSource | None = None,
+        mode: str = "auto",
+        caller_capabilities: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec
+        self._mode = mode
+        self._caller_caps = caller_capabilities
+        """None for a shared connection; the caller's declared capabilities for a caller's own."""
+        self._inflight: dict[object, CallHooks | None] = {}
+        self._sent_log_level: str | None = None
         self._bearer = bearer
         self._guard = guard
         self._http = http_client
@@ -127,8 +138,6 @@ class UpstreamConnection:
         self._fast: ModernHttpClient | None = None
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
-        self._askers: dict[object, AskCallback] = {}
-        self._log_relays: dict[object, LogCallback] = {}
         self.resource_uris: set[str] = set()
         """Resources Bastion is subscribed to on this upstream (re-applied after every reconnect)."""
         self._subscriptions_changed = anyio.Event()
@@ -165,27 +174,58 @@ class UpstreamConnection:
             if uri is not None:
                 await self._on_resource_updated(self.spec.name, str(uri))
 
+    @property
+    def dedicated(self) -> bool:
+        """Whether this is one caller's own upstream session (not shared by several callers)."""
+        return self._caller_caps is not None
+
     def _make_client(self, closed: anyio.Event) -> Client:
+        # The SDK declares a capability for each callback given: a caller's own session declares
+        # exactly what the caller declared, a shared one nothing (no caller's context is its own).
+        caps = self._caller_caps or {}
+        callbacks: dict[str, Any] = {}
+        if "sampling" in caps:
+            callbacks["sampling_callback"] = self._on_sampling
+        if "elicitation" in caps:
+            callbacks["elicitation_callback"] = self._on_elicitation
+        if "roots" in caps:
+            callbacks["list_roots_callback"] = self._on_list_roots
         return Client(
             open_transport(self.spec, self._http, closed, BearerAuth(self._bearer) if self._bearer else None),
-            mode="auto",
+            mode=self._mode,
             message_handler=self._handle_message,
             cache=None,
             logging_callback=self._on_log,
-            sampling_callback=self._on_sampling,
-            elicitation_callback=self._on_elicitation,
-            list_roots_callback=self._on_list_roots,
+            **callbacks,
         )
 
-    # A 2025-11-25 upstream may ask for input in the middle of a call. The question names no call,
-    # so it goes to the one call in flight that can answer; with several, it cannot be attributed.
+    # What an upstream sends mid-call (a log entry, a question) names no call over the SDK client.
+    # On a caller's own session it is that caller's. On a shared session it is delivered only when
+    # it can be attributed with certainty: exactly one call in flight (2025-11-25, where the upstream
+    # logs for every call), or exactly one call that opted in to logs (2026-07-28, per request).
+
+    def _attributed(self) -> CallHooks | None:
+        if self.dedicated:
+            # Calls of one 2025-11-25 client session all answer on that session: any of them will do.
+            # Otherwise (a 2026-07-28 caller's calls, each bridged on its own) only a single call.
+            calls = [h for h in self._inflight.values() if h is not None]
+            if len(calls) == 1 or (calls and calls[0].session is not None and all(h.session == calls[0].session for h in calls)):
+                return calls[0]
+            return None
+        if len(self._inflight) != 1:
+            return None
+        return next(iter(self._inflight.values()))
 
     async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
-        # Like a question, a log entry over the SDK client names no call: it is relayed only when
-        # exactly one call that asked for logs is in flight, never guessed (it may be someone else's).
-        if len(self._log_relays) == 1:
-            relay = next(iter(self._log_relays.values()))
-            await relay(params.model_dump(by_alias=True, mode="json", exclude_none=True))
+        client = self._client
+        modern = client is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if modern and not self.dedicated:
+            opted = [h for h in self._inflight.values() if h is not None and h.log_opt_in() is not None]
+            hooks = opted[0] if len(opted) == 1 else None
+        else:
+            hooks = self._attributed()
+        if hooks is not None and hooks.on_log is not None:
+            await hooks.on_log(params.model_dump(by_alias=True, mode="json", exclude_none=True))
 
     async def _on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
         return await self._ask("sampling/createMessage", params, types.CreateMessageResult)
@@ -197,10 +237,13 @@ class UpstreamConnection:
         return await self._ask("roots/list", None, types.ListRootsResult)
 
     async def _ask(self, method: str, params: Any, result: type[Any]) -> Any:
-        if len(self._askers) != 1:
-            why = "no call is waiting for input" if not self._askers else "several calls are in flight on this session"
+        hooks = self._attributed()
+        ask = hooks.ask if hooks is not None else None
+        if ask is None:
+            why = "no call of this caller is waiting for input" if self.dedicated or not self._inflight else (
+                "this upstream session is shared by several calls"
+            )
             return types.ErrorData(code=-32603, message=f"Bastion cannot route this {method}: {why}")
-        ask = next(iter(self._askers.values()))
         wire = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else {}
         answer = await ask(method, wire)
         if set(answer) <= {"code", "message", "data"} and "code" in answer:
@@ -410,12 +453,13 @@ class UpstreamConnection:
         fast = self._fast
         name = self.spec.name
         token = object()
-        if hooks is not None and fast is None:
-            if hooks.ask is not None:
-                self._askers[token] = hooks.ask
-            if hooks.on_log is not None and hooks.log_level is not None:
-                self._log_relays[token] = hooks.on_log
-                params = _with_log_level(params, hooks.log_level)
+        if fast is None:
+            self._inflight[token] = hooks
+            level = hooks.log_opt_in() if hooks is not None else None
+            if level is not None:
+                params = _with_log_level(params, level)
+            if self.dedicated and client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                await self._follow_log_level(client, hooks.log_level if hooks is not None else None)
         try:
             with anyio.fail_after(timeout):
                 if fast is not None:
@@ -437,8 +481,18 @@ class UpstreamConnection:
         except ValueError as exc:
             raise UpstreamProtocolError(f"upstream {name!r} sent an invalid reply to {method}: {exc}") from None
         finally:
-            self._askers.pop(token, None)
-            self._log_relays.pop(token, None)
+            self._inflight.pop(token, None)
+
+    async def _follow_log_level(self, client: Client, level: str | None) -> None:
+        """A caller's own 2025-11-25 session logs at the level the caller set (with setLevel)."""
+        logging_cap = client.server_capabilities.logging
+        if level is None or level == self._sent_log_level or logging_cap is None:
+            return
+        self._sent_log_level = level
+        try:
+            await raw_request(client.session, "logging/setLevel", {"level": level}, timeout=self._connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - the call goes on; Bastion still filters by the level
+            log.info("upstream %s: logging/setLevel failed: %s", self.spec.name, describe_failure(exc))
 
     @property
     def asks_mid_call(self) -> bool:

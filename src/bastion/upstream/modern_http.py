@@ -17,7 +17,7 @@ import aiohttp
 from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
-from bastion.core.ports import LOG_LEVELS, CallHooks
+from bastion.core.ports import CallHooks
 from bastion.upstream.oauth import TokenSource
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
@@ -104,8 +104,9 @@ class ModernHttpClient:
         meta[_VERSION_KEY], meta[_INFO_KEY] = self._envelope[_VERSION_KEY], self._envelope[_INFO_KEY]
         if hooks is not None and hooks.on_progress is not None:
             meta["progressToken"] = request_id
-        if hooks is not None and hooks.on_log is not None and hooks.log_level in LOG_LEVELS:
-            meta[f"{_META_PREFIX}logLevel"] = hooks.log_level
+        level = hooks.log_opt_in() if hooks is not None else None
+        if level is not None:
+            meta[f"{_META_PREFIX}logLevel"] = level
         body_params["_meta"] = meta
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": body_params})
         headers = self._request_headers(method, body_params)

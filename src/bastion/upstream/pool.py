@@ -1,4 +1,5 @@
-"""The pool of supervised upstream connections: one shared per upstream, or one per user.
+"""The pool of supervised upstream connections: one shared per upstream (or one per user), and
+callers' own sessions where a call's era holds caller context (core.upstream_sessions).
 
 HTTP upstreams share one pooled httpx client (keep-alive connections); no request opens a
 session or a client of its own.
@@ -9,17 +10,21 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import aiohttp
 import anyio
 import httpx2
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
+from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
 from bastion.tasks import TaskRunner
+from bastion.upstream.caller_sessions import CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
 from bastion.upstream.guard import AddressGuard
@@ -27,6 +32,7 @@ from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSour
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 
 log = logging.getLogger("bastion.upstream")
+CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
 
 Key = tuple[str, str | None]
 
@@ -36,6 +42,13 @@ def no_cookies() -> CookieJar:
     so a cookie an upstream sets in one user's call must never ride along on another's; a stateful
     upstream carries its session in Mcp-Session-Id, not in cookies."""
     return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _declared(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The capabilities the caller declared (every call carries them in `_meta`, both eras)."""
+    meta = (params or {}).get("_meta")
+    caps = meta.get(CAPABILITIES_META) if isinstance(meta, dict) else None
+    return dict(caps) if isinstance(caps, dict) else {}
 
 
 def _check_credentials(spec: UpstreamSpec) -> None:
@@ -58,8 +71,13 @@ class UpstreamPool:
         per_user_idle: float = 600.0,
         guard: AddressGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
+        caller_limits: Limits | None = None,
     ) -> None:
         self._guard = guard
+        limits = caller_limits or Limits()
+        self._callers = CallerSessions(runner, replace(limits, idle=per_user_idle))
+        self._legacy_refused: set[str] = set()
+        """Upstreams (auto era) that refused a 2025-11-25 handshake: their callers share the modern session."""
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -76,6 +94,9 @@ class UpstreamPool:
             cookies=no_cookies(),
         )
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
+        # Callers' own sessions each hold a connection open (their GET stream): a client per upstream
+        # whose connections are bounded by the session bounds, not by the shared pool's.
+        self._http_for_callers: dict[str, httpx2.AsyncClient] = {}
         # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
         self._bearers: dict[str, ClientCredentialsToken] = {}
         self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
@@ -125,9 +146,30 @@ class UpstreamPool:
             self._http_by_headers[key] = client
         return client
 
-    def _new_connection(self, spec: UpstreamSpec, user: str | None) -> UpstreamConnection:
+    def _callers_http(self, spec: UpstreamSpec) -> httpx2.AsyncClient | None:
+        if spec.transport != "streamable-http":
+            return None
+        client = self._http_for_callers.get(spec.name)
+        if client is None:
+            bearer = self._bearer_for(spec)
+            client = self._http_for_callers[spec.name] = httpx2.AsyncClient(
+                headers=dict(spec.headers),
+                auth=BearerAuth(bearer) if bearer is not None else None,
+                timeout=httpx2.Timeout(30.0, read=None),
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=50),
+                cookies=no_cookies(),
+            )
+        return client
+
+    def _new_connection(
+        self,
+        spec: UpstreamSpec,
+        user: str | None,
+        mode: ClientMode | None = None,
+        caller_capabilities: dict[str, Any] | None = None,
+    ) -> UpstreamConnection:
         bearer: TokenSource | None = self._bearer_for(spec)
-        http = self._http_for(spec)
+        http = self._http_for(spec) if caller_capabilities is None else self._callers_http(spec)
         if user_grant(spec) is not None:
             bearer, http = self._per_user.source(spec, user), self._per_user.http(spec, user)
         return UpstreamConnection(
@@ -140,6 +182,8 @@ class UpstreamPool:
             backoff_base=self._backoff_base,
             guard=self._guard,
             bearer=bearer,
+            mode=mode or shared_mode(spec),
+            caller_capabilities=caller_capabilities,
         )
 
     async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
@@ -245,11 +289,57 @@ class UpstreamPool:
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
             conn.last_used = anyio.current_time()
-            if spec is not None and user_grant(spec) is not None:
-                # The SDK's transports swallow a failed refresh inside their auth flow; asking first
-                # turns an expired or refused connection into the user's clear error, not a timeout.
-                await self._per_user.source(spec, user).token()
+        if spec is not None and user_grant(spec) is not None:
+            # The SDK's transports swallow a failed refresh inside their auth flow; asking first
+            # turns an expired or refused connection into the user's clear error, not a timeout.
+            await self._per_user.source(spec, user).token()
+        if spec is not None and hooks is not None and (hooks.legacy or hooks.ask is not None):
+            own = await self._own_session(spec, conn, user, params, hooks, timeout)
+            if own is not None:
+                caller, conn = own
+                with self._callers.hold(upstream, caller):
+                    return await conn.request(method, params, timeout=timeout, hooks=hooks)
         return await conn.request(method, params, timeout=timeout, hooks=hooks)
+
+    async def _own_session(
+        self,
+        spec: UpstreamSpec,
+        shared: UpstreamConnection,
+        user: str | None,
+        params: dict[str, Any] | None,
+        hooks: CallHooks,
+        timeout: float,
+    ) -> tuple[str, UpstreamConnection] | None:
+        """The caller's own upstream session when their call needs one (None: the shared one serves)."""
+        client = shared.client or await shared.ready_client(timeout)
+        caps = _declared(params)
+        choice = choose_session(
+            spec,
+            caller_legacy=hooks.legacy,
+            caller_askable=askable(caps),
+            shared_is_legacy=client.protocol_version not in MODERN_PROTOCOL_VERSIONS,
+            legacy_refused=spec.name in self._legacy_refused,
+        )
+        if not choice.own:
+            return None
+        caller = caller_key(user, hooks.session, caps)
+        mode: ClientMode = choice.mode
+
+        def make() -> UpstreamConnection:
+            return self._new_connection(spec, user, mode, caps)
+
+        conn = await self._callers.get(spec.name, caller, user, spec.transport == "stdio", make)
+        try:
+            await conn.ready_client(timeout)
+        except UpstreamUnavailable:
+            await self._callers.drop(spec.name, caller)
+            if spec.protocol == "auto" and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                # It speaks 2026-07-28 only: this caller's era is bridged on the shared session.
+                log.info("upstream %s refused a 2025-11-25 session; bridging its callers", spec.name)
+                self._legacy_refused.add(spec.name)
+                return None
+            raise
+        return caller, conn
 
     def asks_mid_call(self, upstream: str) -> bool:
         # Per-user sessions negotiate as the shared one did: the same upstream, the same answer.
@@ -294,14 +384,20 @@ class UpstreamPool:
             self._specs.pop(name, None)
             self._bearers.pop(name, None)
             auth_http = self._http_with_auth.pop(name, None)
+            callers_http = self._http_for_callers.pop(name, None)
         for conn in conns:
             await conn.stop()
+        await self._callers.close(name)
+        if callers_http is not None:
+            await callers_http.aclose()
+        self._legacy_refused.discard(name)
         await self._per_user.forget(name)
         if auth_http is not None:
             await auth_http.aclose()
 
     async def reap_idle(self) -> None:
-        """Close per-user connections idle for longer than the configured time."""
+        """Close per-user connections and callers' own sessions idle for longer than the configured time."""
+        await self._callers.reap_idle()
         now = anyio.current_time()
         idle = [k for k, c in self._conns.items() if k[1] is not None and now - c.last_used > self._per_user_idle]
         for key in idle:
@@ -317,8 +413,9 @@ class UpstreamPool:
         with anyio.CancelScope(shield=True):
             for conn in conns:
                 await conn.stop()
+            await self._callers.aclose()
             await self.http.aclose()
             await self.fast_http.close()
-            for client in (*self._http_by_headers.values(), *self._http_with_auth.values()):
+            for client in (*self._http_by_headers.values(), *self._http_with_auth.values(), *self._http_for_callers.values()):
                 await client.aclose()
             await self._per_user.aclose()

@@ -14,6 +14,8 @@ from mcp.shared.dispatcher import CallOptions, ProgressFnT
 
 from bastion.core.ports import ProgressCallback
 
+_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+
 
 async def raw_request(
     session: ClientSession,
@@ -25,10 +27,17 @@ async def raw_request(
 ) -> dict[str, Any]:
     """Send `method` with `params`; return the result dict. Raises the SDK's MCPError on an error reply."""
     data: dict[str, Any] = {"method": method}
+    caller_caps: object = None
     if params is not None:
-        data["params"] = params
+        meta = params.get("_meta")
+        caller_caps = meta.get(_CAPABILITIES) if isinstance(meta, dict) else None
+        # The SDK stamps `_meta` in place: the caller's dict is not ours to change.
+        data["params"] = {**params, "_meta": dict(meta)} if isinstance(meta, dict) else params
     opts: CallOptions = {}
     session._stamp(data, opts)  # noqa: SLF001 - protocol-version _meta, Mcp-Method/Mcp-Name headers
+    if isinstance(caller_caps, dict):
+        # On 2026-07-28 a shared session speaks for the caller: its capabilities, not the session's.
+        data["params"]["_meta"][_CAPABILITIES] = caller_caps
     if timeout is not None:
         opts["timeout"] = timeout
     if on_progress is not None:

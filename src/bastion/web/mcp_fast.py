@@ -70,6 +70,8 @@ class LegacySession:
     """What the client declared at `initialize`; travels upstream with each call."""
     ask: AskCallback
     """Puts an upstream's input request to the client, on the session's standalone stream."""
+    key: str
+    """The session's opaque key (web.relay.session_key), for the caller's own upstream session."""
     inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
 
 
@@ -177,6 +179,33 @@ def _legacy_request(
     return message if _plain_call(message, params_required=False) else None
 
 
+class _LazyStream:
+    """A 2025-11-25 call's answer: one JSON body, unless the upstream logs during the call. Then,
+    as directly, the answer is an SSE stream on the call's POST: the log events, then the reply."""
+
+    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        self._send, self._headers = send, headers
+        self._started = False
+
+    async def _event(self, data: bytes, *, more: bool) -> None:
+        await self._send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": more})
+
+    async def log(self, params: dict[str, Any]) -> None:
+        if not self._started:
+            self._started = True
+            headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *self._headers]
+            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+        notification = {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
+        await self._event(json.dumps(notification, separators=(",", ":")).encode(), more=True)
+
+    async def send(self, message: Message) -> None:
+        """The ASGI `send` for the reply: as is, or as the stream's last event once it streams."""
+        if not self._started:
+            await self._send(message)
+        elif message["type"] == "http.response.body":
+            await self._event(message.get("body", b""), more=False)
+
+
 async def _respond(send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
     body = json.dumps(payload, separators=(",", ":")).encode()
     await send(
@@ -224,26 +253,36 @@ async def serve_fast(
     if message is None:
         await fallback(_replay(body, receive))
         return
-    params = message["params"] if session is None else with_capabilities(message["params"], session.capabilities)
-    hooks = None if session is None else CallHooks(ask=session.ask)
     client = scope.get("client")
+    address, traced = (str(client[0]) if client else None), trace_headers(headers)
+    if session is None:
+        call = CallContext(
+            server=server,
+            method=message["method"],
+            params=message["params"],
+            principal=principal,
+            address=address,
+            trace_headers=traced,
+        )
+        outcome = await _run(call, pipeline, to_error, receive, None)
+        await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])
+        return
+    session_header = [(b"mcp-session-id", session.session_id.encode())]
+    stream = _LazyStream(send, session_header)
+    params = with_capabilities(message["params"], session.capabilities)
+    hooks = CallHooks(ask=session.ask, on_log=stream.log, session=session.key, legacy=True)
     call = CallContext(
         server=server,
         method=message["method"],
         params=params,
         principal=principal,
         hooks=hooks,
-        address=str(client[0]) if client else None,
-        trace_headers=trace_headers(headers),
+        address=address,
+        trace_headers=traced,
     )
-    if session is None:
-        outcome = await _run(call, pipeline, to_error, receive, None)
-        await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])
-        return
     with session.hold():
         outcome = await _run(call, pipeline, to_error, receive, (session, message["id"]))
-    session_header = [(b"mcp-session-id", session.session_id.encode())]
-    await _answer(send, message["id"], call.method, outcome, modern=False, extra_headers=session_header)
+    await _answer(stream.send, message["id"], call.method, outcome, modern=False, extra_headers=session_header)
 
 
 async def _run(

@@ -28,7 +28,7 @@ from bastion.core.models import ItemKind
 from bastion.core.ports import SessionKey, SessionRecord
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
-from bastion.web.relay import session_log_level
+from bastion.web.relay import session_key, session_log_level
 from bastion.web.sdk_sessions import SessionManager, hold_transport
 
 log = logging.getLogger("bastion.mcp")
@@ -96,6 +96,7 @@ class Front:
                 wants_logs=lambda: session_log_level(state) is not None,
                 capabilities=capabilities_of(connection),
                 ask=ask_on_connection(connection),
+                key=session_key(state),
             )
             self.sessions = {sid: v for sid, v in self.sessions.items() if self.manager.transport(sid) is not None}
             self.sessions[session_id] = session

@@ -6,6 +6,7 @@ session, with `logging/setLevel`, which Bastion keeps in the session's connectio
 
 from __future__ import annotations
 
+import secrets
 import warnings
 from typing import Any
 
@@ -22,6 +23,7 @@ from bastion.web.bridge import ask_on_request
 warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"bastion\.web\.relay")
 
 LOG_LEVEL_STATE = "bastion.log_level"
+_SESSION_KEY_STATE = "bastion.session_key"
 _LOG_LEVEL_META = "io.modelcontextprotocol/logLevel"
 
 
@@ -29,6 +31,15 @@ async def set_log_level(ctx: ServerRequestContext[Any], params: SetLevelRequestP
     """`logging/setLevel` on a 2025-11-25 session: remembered for the session's later calls."""
     ctx.session._connection.state[LOG_LEVEL_STATE] = params.level  # noqa: SLF001
     return EmptyResult()
+
+
+def session_key(state: dict[str, Any]) -> str:
+    """An opaque key for a 2025-11-25 session, kept in its connection state: what the caller's own
+    upstream session is found by (with the verified user; see core.upstream_sessions)."""
+    key = state.get(_SESSION_KEY_STATE)
+    if not isinstance(key, str):
+        key = state[_SESSION_KEY_STATE] = secrets.token_urlsafe(18)
+    return key
 
 
 def session_log_level(state: dict[str, Any]) -> str | None:
@@ -44,20 +55,24 @@ def _raw_meta(ctx: ServerRequestContext[Any]) -> dict[str, Any]:
 def call_hooks(ctx: ServerRequestContext[Any]) -> CallHooks | None:
     """The hooks for one call on the SDK path, or None when the client asked for nothing."""
     meta = _raw_meta(ctx)
+    progress = _progress_relay(ctx, meta.get("progressToken"))
     if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
         level = meta.get(_LOG_LEVEL_META)
         level = level if level in LOG_LEVELS else None
-    else:
-        level = session_log_level(ctx.session._connection.state)  # noqa: SLF001
-    progress = _progress_relay(ctx, meta.get("progressToken"))
-    modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
-    if progress is None and level is None and modern:
-        return None
+        if progress is None and level is None:
+            return None
+        return CallHooks(on_progress=progress, log_level=level, on_log=_log_relay(ctx, level) if level else None)
+    # 2025-11-25: as directly, the upstream's logs reach a client that set no level (an upstream
+    # session of its own logs at the level the client set, if any).
+    state = ctx.session._connection.state  # noqa: SLF001
+    level = session_log_level(state)
     return CallHooks(
         on_progress=progress,
         log_level=level,
-        on_log=_log_relay(ctx, level) if level else None,
-        ask=None if modern else ask_on_request(ctx),
+        on_log=_log_relay(ctx, level or LOG_LEVELS[0]),
+        ask=ask_on_request(ctx),
+        session=session_key(state),
+        legacy=True,
     )
 
 
@@ -87,3 +102,4 @@ def _log_relay(ctx: ServerRequestContext[Any], level: str) -> LogCallback:
         )
 
     return relay
+

@@ -37,6 +37,7 @@ upstreams = Table(
     Column("headers_sealed", Text),
     Column("auth_sealed", Text),  # OAuthClientCredentials as sealed JSON (its client_secret is a secret)
     Column("isolation", String(16), nullable=False),
+    Column("protocol", String(16), nullable=False, server_default="auto"),
     Column("enabled", Boolean, nullable=False),
     Column("status", String(16), nullable=False),
     Column("status_reason", Text),

@@ -73,6 +73,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...], known: dic
         "headers": {k: REDACTED for k in spec.headers},
         "auth": auth_json(spec),
         "isolation": spec.isolation,
+        "protocol": spec.protocol,
         "enabled": spec.enabled,
         "status": state.status if spec.enabled else "disabled",
         "status_reason": state.status_reason,

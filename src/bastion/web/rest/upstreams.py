@@ -19,7 +19,7 @@ from bastion.web.rest.common import KIND_FIELDS, counts_by_upstream, read_json, 
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
-    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled", "team", "visibility"
+    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "protocol", "enabled", "team", "visibility"
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
 _OWNERSHIP = ("team", "owner", "visibility")

@@ -1,0 +1,123 @@
+"""Callers' own upstream sessions: opened lazily, reaped when idle, bounded per upstream and user.
+
+Keyed by (upstream, caller key); the caller key always includes the verified user
+(core.upstream_sessions.caller_key), so no session is ever found by a session id alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from bastion.core.errors import UpstreamUnavailable
+from bastion.tasks import TaskRunner
+from bastion.upstream.connection import UpstreamConnection
+
+log = logging.getLogger("bastion.upstream")
+
+Factory = Callable[[], UpstreamConnection]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    per_upstream: int = 1000
+    per_user: int = 100
+    stdio_per_upstream: int = 16
+    """A caller's own session on stdio is a process: far fewer of those."""
+    idle: float = 600.0
+
+
+class CallerSessions:
+    def __init__(self, runner: TaskRunner, limits: Limits) -> None:
+        self._runner = runner
+        self._limits = limits
+        self._conns: dict[tuple[str, str], UpstreamConnection] = {}
+        self._users: dict[tuple[str, str], str] = {}
+        self._busy: dict[tuple[str, str], int] = {}
+        self._lock = anyio.Lock()
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    async def get(self, upstream: str, caller: str, user: str | None, stdio: bool, make: Factory) -> UpstreamConnection:
+        key = (upstream, caller)
+        conn = self._conns.get(key)
+        if conn is None:
+            async with self._lock:
+                conn = self._conns.get(key)
+                if conn is None:
+                    await self._make_room(upstream, user or "", stdio)
+                    conn = make()
+                    self._conns[key] = conn
+                    self._users[key] = user or ""
+                    await self._runner.start(f"upstream:{upstream}:caller", conn.run)
+        conn.last_used = anyio.current_time()
+        return conn
+
+    def hold(self, upstream: str, caller: str) -> _Held:
+        """Marks a call in flight on the caller's session, so it is not reaped or evicted under it."""
+        return _Held(self._busy, (upstream, caller))
+
+    async def _make_room(self, upstream: str, user: str, stdio: bool) -> None:
+        cap = self._limits.stdio_per_upstream if stdio else self._limits.per_upstream
+        for keys, limit, what in (
+            ([k for k in self._conns if k[0] == upstream], cap, f"upstream {upstream!r}"),
+            ([k for k in self._conns if k[0] == upstream and self._users[k] == user], self._limits.per_user, "this user"),
+        ):
+            if len(keys) < limit:
+                continue
+            idle = [k for k in keys if not self._busy.get(k)]
+            if not idle:
+                raise UpstreamUnavailable(f"too many upstream sessions for {what} ({limit}); try again later")
+            oldest = min(idle, key=lambda k: self._conns[k].last_used)
+            await self._drop(oldest)
+
+    async def _drop(self, key: tuple[str, str]) -> None:
+        conn = self._conns.pop(key, None)
+        self._users.pop(key, None)
+        if conn is not None:
+            await conn.stop()
+
+    async def drop(self, upstream: str, caller: str) -> None:
+        async with self._lock:
+            await self._drop((upstream, caller))
+
+    async def reap_idle(self) -> None:
+        now = anyio.current_time()
+        async with self._lock:
+            stale = [
+                k for k, c in self._conns.items() if not self._busy.get(k) and now - c.last_used > self._limits.idle
+            ]
+            await self._drop_all(stale)
+
+    async def close(self, upstream: str) -> None:
+        async with self._lock:
+            await self._drop_all([k for k in self._conns if k[0] == upstream])
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            await self._drop_all(list(self._conns))
+
+    async def _drop_all(self, keys: list[tuple[str, str]]) -> None:
+        # Concurrently: each stop may wait on its upstream (a DELETE, a child's exit).
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(self._drop, key)
+
+
+class _Held:
+    def __init__(self, busy: dict[tuple[str, str], int], key: tuple[str, str]) -> None:
+        self._busy, self._key = busy, key
+
+    def __enter__(self) -> None:
+        self._busy[self._key] = self._busy.get(self._key, 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        left = self._busy.get(self._key, 1) - 1
+        if left <= 0:
+            self._busy.pop(self._key, None)
+        else:
+            self._busy[self._key] = left
