@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from bastion.core.uri import normalize_uri
 from bastion.core.values import Frozen, ItemKind, Role
 
 Effect = Literal["allow", "deny"]
@@ -32,7 +33,7 @@ class Caller:
 
 class PolicyRule(Frozen):
     """One rule. Empty subject lists mean every caller; item globs name what the rule covers
-    (tools, prompts by exposed name; resources and templates by URI)."""
+    (tools, prompts by exposed name; resources and templates by URI, in normal form)."""
 
     effect: Effect
     users: tuple[str, ...] = ()
@@ -42,6 +43,12 @@ class PolicyRule(Frozen):
     tools: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()
+
+    @field_validator("resources")
+    @classmethod
+    def _normal_uris(cls, globs: tuple[str, ...]) -> tuple[str, ...]:
+        """Resource URIs are matched in normal form (core/uri.py), so globs are kept in it too."""
+        return tuple(normalize_uri(glob) for glob in globs)
 
     @model_validator(mode="after")
     def _covers_something(self) -> PolicyRule:
