@@ -42,6 +42,7 @@ from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
+from bastion.upstream.discovery import DiscoveryLimits
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
@@ -126,6 +127,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 backoff_base=settings.reconnect_backoff,
                 guard=guard,
                 user_tokens=user_tokens,
+                limits=DiscoveryLimits(settings.upstream_max_items, settings.upstream_max_pages),
             )
             gateway = Gateway(
                 repo,

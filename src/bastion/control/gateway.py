@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 
@@ -114,7 +115,9 @@ class Gateway:
             items = await self.repo.list_items()
             specs = await self.repo.list_servers()
             old = self.snapshot
-            new = build_snapshot(upstreams, items, specs, version=old.version + 1)
+            # Composing a large catalog takes a while: off the event loop, so requests go on meanwhile
+            # (the inputs are frozen values; bench/snapshot_build.py measures it).
+            new = await anyio.to_thread.run_sync(partial(build_snapshot, upstreams, items, specs, version=old.version + 1))
             self.snapshot = new
         for server, problems in new.problems.items():
             for problem in problems:
@@ -152,7 +155,11 @@ class Gateway:
         """Connect, discover, then save: an upstream that cannot be reached is not saved at all."""
         if await self.repo.get_upstream(spec.name) is not None:
             raise Conflict(f"upstream {spec.name!r} already exists")
-        discovery = await self.pool.discover(spec)
+        try:
+            discovery = await self.pool.discover(spec)
+        except BaseException:
+            await self.pool.close(spec.name)  # not registered: nothing of it stays running
+            raise
         upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
         try:
             await self.repo.create_upstream(upstream, discovery.items)

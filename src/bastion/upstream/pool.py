@@ -21,7 +21,7 @@ from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
-from bastion.upstream.discovery import discover
+from bastion.upstream.discovery import DiscoveryLimits, discover
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
@@ -58,8 +58,10 @@ class UpstreamPool:
         per_user_idle: float = 600.0,
         guard: AddressGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
+        limits: DiscoveryLimits = DiscoveryLimits(),
     ) -> None:
         self._guard = guard
+        self._limits = limits
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -177,7 +179,7 @@ class UpstreamPool:
             reason = conn.failure or "it did not answer in time"
             await self.close(spec.name)
             raise UpstreamUnavailable(f"could not connect to upstream {spec.name!r}: {reason}")
-        return await discover(conn, timeout=self._connect_timeout)
+        return await discover(conn, timeout=self._connect_timeout, limits=self._limits)
 
     async def rediscover(self, name: str, user: str | None = None) -> Discovery:
         """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
@@ -188,9 +190,9 @@ class UpstreamPool:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
             if not live:
                 raise UpstreamNotConnected(f"no user is connected to upstream {name!r} right now")
-            return await discover(live[0], timeout=self._connect_timeout)
+            return await discover(live[0], timeout=self._connect_timeout, limits=self._limits)
         conn = await self._get(name, user if per_user_oauth else None)
-        return await discover(conn, timeout=self._connect_timeout)
+        return await discover(conn, timeout=self._connect_timeout, limits=self._limits)
 
     async def forget_user(self, name: str, user: str) -> None:
         """A user disconnected from upstream `name`: stop their connection and drop their token."""
