@@ -35,12 +35,14 @@ async def _refused(settings: Any) -> str:
 
 async def test_a_shared_database_without_a_root_key_refuses_to_start(tmp_path: Path) -> None:
     async with postgres_database() as url:
-        message = await _refused(settings_for(url))
+        message = await _refused(settings_for(url, state_key=None))
     assert "BASTION_ROOT_KEY" in message
 
 
 async def test_redis_without_a_root_key_refuses_to_start(tmp_path: Path) -> None:
-    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", redis_url=REDIS_URL, redis_prefix=f"t{os.getpid()}")
+    settings = settings_for(
+        f"sqlite+aiosqlite:///{tmp_path}/b.db", redis_url=REDIS_URL, redis_prefix=f"t{os.getpid()}", state_key=None
+    )
     assert "BASTION_ROOT_KEY" in await _refused(settings)
 
 

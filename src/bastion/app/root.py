@@ -21,7 +21,7 @@ from bastion.app.access import (
     resource_metadata,
     server_access,
 )
-from bastion.app.keys import state_key, vault_key_ring
+from bastion.app.keys import load_keys
 from bastion.app.shared import Shared, readiness, revocation_hooks, session_stores, shared_state
 from bastion.auth.bearer import BearerVerifier, JwtVerifier
 from bastion.auth.passwords import Passwords
@@ -29,6 +29,7 @@ from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
+from bastion.control.policy_subjects import PolicySubjects
 from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
@@ -81,7 +82,8 @@ class Bastion:
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
-    envelope = Envelope(vault_key_ring(settings))
+    keys = load_keys(settings)  # refuses to start without keys every replica agrees on
+    envelope = Envelope(keys.vault)
     engine = make_engine(settings.database_url, settings.database_pool_size)
     try:
         await upgrade(engine)
@@ -93,8 +95,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
         passwords = Passwords()
         async with shared_state(settings) as shared, anyio.create_task_group() as tg:
             verifier = TokenVerifier(token_hash, repo, identity=identity, revocations=shared.revocations)
-            key = state_key(settings)
-            sealer = Sealer(key)
+            sealer = Sealer(keys.state)
             own = own_authorization_server(settings, engine, sealer, identity, shared.revocations)
             revoke_everywhere, revoked_elsewhere = revocation_hooks(verifier, own, shared)
 
@@ -150,7 +151,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 limiter=shared.limiter,
                 limits=settings.rate_limits,
             )
-            session_keys = SessionKeys(key)
+            session_keys = SessionKeys(keys.sessions)
             session_store, events_for = session_stores(settings, session_keys, shared.redis)
             sessions = SharedSessions(
                 session_store,
@@ -168,6 +169,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             oidc = oidc_verifier(settings, pool.http)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
+            subjects = PolicySubjects(identity, repo, external=settings.oidc_issuer is not None)
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
@@ -185,7 +187,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
-                *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
+                *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists, subjects),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),
                 *user_routes(users, settings.max_body_bytes),
