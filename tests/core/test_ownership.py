@@ -55,3 +55,13 @@ def test_an_older_concrete_resource_is_not_held_out_by_a_newer_template() -> Non
     items = [item("aa", "resource", "fixture://items/1", 0), item("zz", "resource_template", "fixture://items/{id}", 60)]
     view, problems = compose(VirtualServerSpec(name="vs", upstreams=("aa", "zz")), items, UPSTREAMS, strict=False)
     assert view.resources["fixture://items/1"].upstream == "aa" and problems == []
+
+
+def test_names_that_break_the_mcp_rules_are_never_exposed_as_they_are() -> None:
+    lookalike = CatalogItem(
+        upstream="aa", kind="prompt", key="gr\u0435et", gateway_name="aa__gr_et_1a2b3c4d", definition={"name": "gr\u0435et"}
+    )
+    spec = VirtualServerSpec(name="vs", upstreams=("aa",), prefix="never")
+    view, _ = compose(spec, [lookalike, item("aa", "tool", "echo", 0)], UPSTREAMS, strict=True)
+    assert sorted(view.prompts) == ["aa__gr_et_1a2b3c4d"]
+    assert sorted(view.tools) == ["echo"]

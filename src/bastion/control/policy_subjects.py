@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bastion.core.errors import BadRequest
-from bastion.core.ports import ConfigRepo, IdentityRepo
 from bastion.core.policy import Directory, Policy, resolve_subjects, shown_subjects
+from bastion.core.ports import ConfigRepo, IdentityRepo
 
 
 class PolicySubjects:

@@ -12,6 +12,7 @@ from typing import Any
 
 from bastion.core.errors import BadRequest, NameCollision
 from bastion.core.models import CatalogItem, ItemKind, PrefixMode, Upstream, VirtualServerSpec
+from bastion.core.naming import is_valid_tool_name
 from bastion.core.ownership import Clash, assign, claim_order, shadowed
 from bastion.core.policy import Caller, Policy
 from bastion.core.uri import UriMatcher, normalize_uri
@@ -42,7 +43,12 @@ def exposed_name(item: CatalogItem, prefix: PrefixMode) -> str:
         return normalize_uri(item.key)
     if item.name_override is not None:
         return item.name_override
-    return item.gateway_name if prefix == "always" else item.original_name
+    if prefix == "always":
+        return item.gateway_name
+    # Exposed names are ASCII by the MCP name rules (prompts included): an original name that breaks
+    # them (non-ASCII look-alikes, invisible or control characters) is shown as its cleaned gateway name.
+    original = item.original_name
+    return original if is_valid_tool_name(original) else item.gateway_name
 
 
 def exposed_definition(item: CatalogItem, prefix: PrefixMode) -> dict[str, Any]:
