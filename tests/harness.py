@@ -30,6 +30,7 @@ FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
 EVERYTHING = ROOT / "tools" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 TOKEN = "bst_test-admin-token-0123456789"
 VAULT_KEY = "dGVzdC12YXVsdC1rZXktMDEyMzQ1Njc4OWFiY2RlZjA="  # base64 of 32 bytes, tests only
+STATE_KEY = "dGVzdC1zdGF0ZS1rZXktMDEyMzQ1Njc4OWFiY2RlZjA="  # base64 of 32 bytes, tests only
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -124,6 +125,7 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "admin_token": TOKEN,
         "vault_key": VAULT_KEY,
+        "state_key": STATE_KEY,  # as an operator must set it on a shared database (BASTION_TEST_DATABASE=postgres)
         "connect_timeout": 10.0,
         "call_timeout": 20.0,
         "health_interval": 3600.0,

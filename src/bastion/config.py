@@ -28,12 +28,26 @@ class Settings(BaseSettings):
         default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"
     )
     max_body_bytes: int = 4 * 1024 * 1024
+    root_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32+ random bytes from which every key is derived (state, sessions, vault KEK, "
+        "audit signing); the same on every replica. Required with Redis or a shared database unless "
+        "BASTION_STATE_KEY and BASTION_VAULT_KEY are both given.",
+    )
+    previous_root_keys: tuple[SecretStr, ...] = Field(
+        default=(), description="Earlier root keys (JSON list of base64): their vault keys still open secrets until a rotation"
+    )
     state_key: SecretStr | None = Field(
         default=None,
-        description="Base64 of 32 bytes sealing the state clients carry between calls (requestState); "
-        "set the same value on every replica. Unset: a random key per process.",
+        description="Base64 of 32 bytes sealing the state clients carry between calls (requestState) and sessions; "
+        "wins over the key derived from BASTION_ROOT_KEY. Unset and no root key: a random key per process "
+        "(refused with Redis or a shared database).",
     )
     held_call_ttl: float = Field(default=300.0, gt=0, description="How long a call waiting for a client's input is held, s")
+    upstream_max_items: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Most tools (or prompts, resources, templates) one upstream may list"
+    )
+    upstream_max_pages: int = Field(default=100, ge=1, le=100_000, description="Most pages one upstream list may take")
     page_size: int = Field(default=500, ge=1, le=10000, description="Entries per page of tools/prompts/resources lists")
     trusted_proxies: tuple[str, ...] = Field(
         default=(),

@@ -20,6 +20,7 @@ from bastion.control.standalone import StandaloneCatalog
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.pipeline.build import build_pipeline
 from bastion.tasks import TaskRunner
+from bastion.upstream.discovery import DiscoveryLimits
 from bastion.upstream.pool import UpstreamPool
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.single import SingleServerApp
@@ -50,6 +51,7 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
             on_notification=catalog.upstream_changed,
             connect_timeout=settings.connect_timeout,
             backoff_base=settings.reconnect_backoff,
+            limits=DiscoveryLimits(settings.upstream_max_items, settings.upstream_max_pages),
         )
         front: McpFront | None = None
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bastion.core.uri import UriMatcher
+from bastion.core.uri import UriMatcher, normalize_uri, uri_readings
 
 
 @pytest.mark.parametrize(
@@ -50,3 +52,33 @@ def test_plain_variable_stops_at_query_and_fragment() -> None:
     matcher = UriMatcher(["a://{x}"])
     assert matcher.match("a://1?q=2") is None
     assert matcher.match("a://1#frag") is None
+
+
+@pytest.mark.parametrize(
+    ("uri", "normal"),
+    [
+        ("fixture://items/%73ecret1", "fixture://items/secret1"),
+        ("FIXTURE://Items.Example/A", "fixture://items.example/A"),  # the path keeps its case
+        ("fixture://items/a%2fb", "fixture://items/a%2Fb"),  # reserved: escape kept, hex upper-cased
+        ("fixture://items/x/../y/./z", "fixture://items/y/z"),
+        ("file:///a/b/..", "file:///a/"),
+        ("fixture://u@HOST:80/%7Ex?q=%7e#F", "fixture://u@host:80/~x?q=~#F"),
+        ("fixture://items/%%37%33ecret", "fixture://items/%2573ecret"),  # a stray % can't build an escape
+        ("file:///{+path}", "file:///{+path}"),
+        ("no scheme/%41", "no scheme/A"),
+    ],
+)
+def test_normal_form(uri: str, normal: str) -> None:
+    assert normalize_uri(uri) == normal
+
+
+@given(st.text(alphabet="%2aAfF7Ee3:/.?#{}sx-", max_size=40))
+def test_normal_form_is_idempotent(uri: str) -> None:
+    once = normalize_uri(uri)
+    assert normalize_uri(once) == once
+    assert all(normalize_uri(reading) == reading for reading in uri_readings(uri))
+
+
+def test_the_decoded_reading_is_checked_too() -> None:
+    assert uri_readings("fixture://items/x%252Fsecret") == ("fixture://items/x%252Fsecret", "fixture://items/x/secret")
+    assert uri_readings("fixture://items/plain") == ("fixture://items/plain",)

@@ -89,7 +89,6 @@ def _env(database_url: str, redis_url: str, prefix: str, extra: dict[str, str]) 
         "BASTION_HEALTH_INTERVAL": "3600",
         "BASTION_SHUTDOWN_GRACE": "2",
         "BASTION_LOG_LEVEL": "WARNING",
-        "BASTION_VAULT_KEY": VAULT_KEY,
         "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
         **extra,
     }
@@ -110,16 +109,27 @@ async def _wait_ready(replica: Replica) -> None:
 
 @asynccontextmanager
 async def replicas(
-    count: int, workdir: Path, *, redis_url: str = REDIS_URL, one_public_url: bool = False, **settings: str
+    count: int,
+    workdir: Path,
+    *,
+    redis_url: str = REDIS_URL,
+    one_public_url: bool = False,
+    root_key: str | None = None,
+    **settings: str,
 ) -> AsyncIterator[list[Replica]]:
     """`count` replicas on a fresh PostgreSQL database and a fresh Redis key prefix; all stopped after.
     `one_public_url`: every replica's public URL is the first one's, as behind one load balancer (so
-    OAuth tokens name one issuer and audience whichever replica checks them)."""
+    OAuth tokens name one issuer and audience whichever replica checks them). `root_key`: the
+    replicas get only BASTION_ROOT_KEY, no state or vault key."""
     prefix = f"bastion-test-{uuid.uuid4().hex[:10]}"
     # One state key for the cluster, as an operator sets it: a legacy session's record (and its
     # events) opened on one replica must open on the others.
-    state_key = base64.b64encode(os.urandom(32)).decode()
-    extra = {"BASTION_STATE_KEY": state_key, **{f"BASTION_{k.upper()}": v for k, v in settings.items()}}
+    keys = (
+        {"BASTION_ROOT_KEY": root_key}
+        if root_key is not None
+        else {"BASTION_STATE_KEY": base64.b64encode(os.urandom(32)).decode(), "BASTION_VAULT_KEY": VAULT_KEY}
+    )
+    extra = {**keys, **{f"BASTION_{k.upper()}": v for k, v in settings.items()}}
     ports = [free_port() for _ in range(count)]
     if one_public_url:
         extra["BASTION_PUBLIC_URL"] = f"http://127.0.0.1:{ports[0]}"

@@ -6,6 +6,8 @@
 
 Add ``--counter`` to also serve the subscribable resource ``fixture://counter`` and the
 tool ``bump`` (off by default, so the default tool and resource lists stay as they are).
+``--bare`` serves only ``add_tool`` and ``add_resource`` (an upstream that starts harmless and
+changes what it lists on command); ``--extra-tools N`` also lists N tools ``bulk_0``... .
 
 Over HTTP it binds 127.0.0.1 (streamable HTTP at /mcp; SSE at /sse with
 messages posted to /messages/) and prints exactly one line, ``READY <port>``,
@@ -30,6 +32,7 @@ from typing import Any
 import anyio
 from mcp.server import MCPServer, NotificationOptions, ServerRequestContext
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resources import TextResource
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.types import (
     CallToolResult,
@@ -63,10 +66,11 @@ COUNTER_URI = "fixture://counter"
 COUNTER = {"value": 0}
 
 
-def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
+def build_server(name: str = "fixture", counter: bool = False, bare: bool = False, extra_tools: int = 0) -> MCPServer:
     """Build the fixture server; every call returns a fresh, independent instance.
 
-    With `counter`, also serve `fixture://counter` (subscribable in both eras) and `bump`.
+    With `counter`, also serve `fixture://counter` (subscribable in both eras) and `bump`. With
+    `bare`, serve only `add_tool` and `add_resource`; `extra_tools` lists that many more tools.
     """
     mcp = MCPServer(name=name, version="1.0.0", instructions="Bastion test fixture upstream.")
 
@@ -86,6 +90,42 @@ def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
         return EmptyResult()
 
     lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+
+    @mcp.tool()
+    async def add_tool(name: str, ctx: Context, on_request_stream: bool = False, notify: bool = True) -> str:
+        """Register a new tool `name` at runtime and send notifications/tools/list_changed.
+
+        Handshake-era clients get the notification on the session's standalone
+        channel (the GET stream over streamable HTTP), or on this call's own
+        response stream when `on_request_stream` is true (the only way it can
+        reach a stateless-HTTP client). 2026-07-28 clients get it through
+        `subscriptions/listen`. With `notify` false nothing is sent (a server
+        that changes its tools silently).
+        """
+
+        def dynamic() -> str:
+            return f"{name} called"
+
+        mcp.add_tool(dynamic, name=name, description=f"Tool {name} added at runtime.")
+        if not notify:
+            return "added"
+        related = ctx.request_id if on_request_stream else None
+        await ctx.session.send_notification(ToolListChangedNotification(), related_request_id=related)
+        await ctx.notify_tools_changed()
+        return "added"
+
+    async def add_resource(uri: str, text: str, ctx: Context, notify: bool = True) -> str:
+        """Serve the resource `uri` (reading `text`) at runtime and send notifications/resources/list_changed."""
+        mcp.add_resource(TextResource(uri=uri, name=uri.rsplit("/", 1)[-1] or "resource", text=text, mime_type="text/plain"))
+        if notify:
+            await ctx.notify_resources_changed()
+        return "added"
+
+    for index in range(extra_tools):
+        mcp.add_tool(_bulk(index), name=f"bulk_{index}", description=f"Bulk tool {index}.")
+    if bare:
+        mcp.add_tool(add_resource)
+        return mcp
 
     @mcp.tool()
     def echo(text: str) -> str:
@@ -145,29 +185,6 @@ def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
         return str(os.getpid())
 
     @mcp.tool()
-    async def add_tool(name: str, ctx: Context, on_request_stream: bool = False, notify: bool = True) -> str:
-        """Register a new tool `name` at runtime and send notifications/tools/list_changed.
-
-        Handshake-era clients get the notification on the session's standalone
-        channel (the GET stream over streamable HTTP), or on this call's own
-        response stream when `on_request_stream` is true (the only way it can
-        reach a stateless-HTTP client). 2026-07-28 clients get it through
-        `subscriptions/listen`. With `notify` false nothing is sent (a server
-        that changes its tools silently).
-        """
-
-        def dynamic() -> str:
-            return f"{name} called"
-
-        mcp.add_tool(dynamic, name=name, description=f"Tool {name} added at runtime.")
-        if not notify:
-            return "added"
-        related = ctx.request_id if on_request_stream else None
-        await ctx.session.send_notification(ToolListChangedNotification(), related_request_id=related)
-        await ctx.notify_tools_changed()
-        return "added"
-
-    @mcp.tool()
     def whoami(ctx: Context) -> str:
         """Return the HTTP request headers this upstream received, as JSON ("{}" over stdio)."""
         headers = ctx.headers
@@ -208,6 +225,13 @@ def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
     if counter:
         add_counter(mcp)
     return mcp
+
+
+def _bulk(index: int) -> Any:
+    def bulk() -> str:
+        return str(index)
+
+    return bulk
 
 
 def add_counter(mcp: MCPServer) -> None:
@@ -286,13 +310,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
     parser.add_argument("--counter", action="store_true", help="serve fixture://counter and the bump tool")
     parser.add_argument("--set-cookie", action="store_true", help="set a cookie on every HTTP response")
+    parser.add_argument("--bare", action="store_true", help="serve only add_tool and add_resource")
+    parser.add_argument("--extra-tools", type=int, default=0, help="also list this many tools bulk_0...")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     sys.stderr.write("fixture upstream starting\n")
     sys.stderr.flush()
 
-    mcp = build_server(args.name, counter=args.counter)
+    mcp = build_server(args.name, counter=args.counter, bare=args.bare, extra_tools=args.extra_tools)
     if args.transport == "stdio":
         mcp.run("stdio")
     else:

@@ -15,7 +15,7 @@ from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
-from bastion.app.keys import audit_secrets
+from bastion.app.keys import Keys, audit_secrets
 from bastion.config import Settings
 from bastion.core.observation import EdgeEvent
 from bastion.core.ports import CallObserver, EdgeObserver
@@ -33,7 +33,6 @@ from bastion.telemetry.metrics_port import MetricsPort
 from bastion.telemetry.tracing import Tracing, build_tracing
 from bastion.telemetry.usage import UsageRecorder
 from bastion.upstream.pool import UpstreamPool
-from bastion.vault.envelope import KeyRing
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.metrics import MetricsEndpoint
 from bastion.web.rest.audit import audit_routes
@@ -141,9 +140,9 @@ class Telemetry:
             self._metrics_server.close()
 
 
-def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, ring: KeyRing) -> Telemetry:
+def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, secrets: Keys) -> Telemetry:
     metrics = Metrics(per_item=settings.metrics_per_item)
-    keys = AuditKeys(*audit_secrets(settings, ring))
+    keys = AuditKeys(*audit_secrets(settings, secrets))
     set_replica(replica)
     quiet_libraries()
 

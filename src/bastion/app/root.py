@@ -22,7 +22,7 @@ from bastion.app.access import (
     resource_metadata,
     server_access,
 )
-from bastion.app.keys import state_key, vault_key_ring
+from bastion.app.keys import load_keys
 from bastion.app.observability import Telemetry, build_telemetry
 from bastion.app.shared import Shared, readiness, revocation_hooks, session_stores, shared_state
 from bastion.auth.bearer import BearerVerifier, JwtVerifier
@@ -31,6 +31,7 @@ from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
+from bastion.control.policy_subjects import PolicySubjects
 from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
@@ -45,6 +46,7 @@ from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
 from bastion.upstream.caller_sessions import Limits
+from bastion.upstream.discovery import DiscoveryLimits
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
@@ -86,8 +88,8 @@ class Bastion:
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bastion]:
     """Start everything Bastion needs; stop it all, upstream children included, on exit."""
-    ring = vault_key_ring(settings)
-    envelope = Envelope(ring)
+    keys = load_keys(settings)  # refuses to start without keys every replica agrees on
+    envelope = Envelope(keys.vault)
     engine = make_engine(settings.database_url, settings.database_pool_size)
     try:
         await upgrade(engine)
@@ -99,8 +101,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
         passwords = Passwords()
         async with shared_state(settings) as shared, anyio.create_task_group() as tg:
             verifier = TokenVerifier(token_hash, repo, identity=identity, revocations=shared.revocations)
-            key = state_key(settings)
-            sealer = Sealer(key)
+            sealer = Sealer(keys.state)
             own = own_authorization_server(settings, engine, sealer, identity, shared.revocations)
             revoke_everywhere, revoked_elsewhere = revocation_hooks(verifier, own, shared)
 
@@ -111,7 +112,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             if settings.admin_email and settings.admin_password:
                 await users.ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
             runner = TaskRunner(tg)
-            telemetry = build_telemetry(settings, engine, shared.replica, ring)
+            telemetry = build_telemetry(settings, engine, shared.replica, keys)
             gateway_ref: list[Gateway] = []
             front_ref: list[McpFront] = []
 
@@ -139,6 +140,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                     per_user=settings.upstream_sessions_per_user,
                     stdio_per_upstream=settings.upstream_processes_per_upstream,
                 ),
+                limits=DiscoveryLimits(settings.upstream_max_items, settings.upstream_max_pages),
             )
             gateway = Gateway(
                 repo,
@@ -163,7 +165,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 observers=telemetry.call_observers,
                 tracer=telemetry.tracer,
             )
-            session_keys = SessionKeys(key)
+            session_keys = SessionKeys(keys.sessions)
             session_store, events_for = session_stores(settings, session_keys, shared.redis)
             sessions = SharedSessions(
                 session_store,
@@ -181,6 +183,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             oidc = oidc_verifier(settings, pool.http)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
+            subjects = PolicySubjects(identity, repo, external=settings.oidc_issuer is not None)
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
@@ -198,7 +201,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
-                *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
+                *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists, subjects),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),
                 *user_routes(users, settings.max_body_bytes),
@@ -209,7 +212,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *telemetry.routes(gateway.current),
             ]
             app_ref: list[BastionApp] = []
-            admin = admin_app(lambda: app_ref[0], settings.base_url, hmac.digest(key, b"bastion admin ui csrf", "sha256"))
+            admin = admin_app(lambda: app_ref[0], settings.base_url, hmac.digest(keys.state, b"bastion admin ui csrf", "sha256"))
             telemetry.watch(gateway.current, pool, front, bridge)
             if public is not None:
                 public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))

@@ -8,12 +8,11 @@ import sys
 import click
 import uvicorn
 
-from bastion.app import Bastion, LifespanApp, vault_key_ring
+from bastion.app import Bastion, LifespanApp, load_keys
 from bastion.config import Settings
 from bastion.core.errors import Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.telemetry.logging import configure_logging as structured_logging
-from bastion.vault.keys import VaultConfigError
 from bastion.web.listen import listening_socket
 
 DEMO_UPSTREAM = "demo"
@@ -75,8 +74,8 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_level, settings.log_format)
     try:
-        vault_key_ring(settings)  # refuse before binding, with the reason rather than a failed lifespan
-    except VaultConfigError as exc:
+        load_keys(settings)  # refuse before binding, with the reason rather than a failed lifespan
+    except ValueError as exc:  # KeyConfigError, VaultConfigError, RootKeyError: which setting is missing or bad
         raise click.ClickException(str(exc)) from None
 
     async def started(bastion: Bastion) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 
@@ -25,7 +26,7 @@ from bastion.core.models import (
     UpstreamState,
     VirtualServerSpec,
 )
-from bastion.core.naming import check_slug, is_valid_tool_name
+from bastion.core.naming import check_rename, check_slug, is_valid_tool_name
 from bastion.core.ports import ChangeFeed, ConfigRepo, Leadership
 from bastion.core.snapshot import Snapshot, build_snapshot
 from bastion.tasks import TaskRunner
@@ -125,7 +126,9 @@ class Gateway:
             items = await self.repo.list_items()
             specs = await self.repo.list_servers()
             old = self.snapshot
-            new = build_snapshot(upstreams, items, specs, version=old.version + 1)
+            # Composing a large catalog takes a while: off the event loop, so requests go on meanwhile
+            # (the inputs are frozen values; bench/snapshot_build.py measures it).
+            new = await anyio.to_thread.run_sync(partial(build_snapshot, upstreams, items, specs, version=old.version + 1))
             self.snapshot = new
         for server, problems in new.problems.items():
             for problem in problems:
@@ -163,7 +166,11 @@ class Gateway:
         """Connect, discover, then save: an upstream that cannot be reached is not saved at all."""
         if await self.repo.get_upstream(spec.name) is not None:
             raise Conflict(f"upstream {spec.name!r} already exists")
-        discovery = await self.pool.discover(spec)
+        try:
+            discovery = await self.pool.discover(spec)
+        except BaseException:
+            await self.pool.close(spec.name)  # not registered: nothing of it stays running
+            raise
         upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
         try:
             await self.repo.create_upstream(upstream, discovery.items)
@@ -351,14 +358,17 @@ class Gateway:
                 return item
         raise NotFound(f"{kind.replace('_', ' ')} {gateway_name!r} does not exist in the catalog")
 
-    async def update_item(self, item: CatalogItem) -> CatalogItem:
-        """Save an enable/rename/redescribe, refusing a rename that would collide anywhere."""
+    async def update_item(self, item: CatalogItem, *, may_drop_prefix: bool = False) -> CatalogItem:
+        """Save an enable/rename/redescribe, refusing a rename that would collide anywhere or leave its
+        upstream's namespace (`may_drop_prefix`: an admin may give a bare name, see check_rename)."""
         override = item.name_override
-        if override is not None:
+        current = next((i for i in self.snapshot.items if (i.upstream, i.kind, i.key) == (item.upstream, item.kind, item.key)), None)
+        if override is not None and (current is None or override != current.name_override):
             if item.kind not in ("tool", "prompt"):
                 raise BadRequest("only tools and prompts can be renamed")
             if not is_valid_tool_name(override):
                 raise BadRequest(f"name {override!r} breaks the MCP name rules (1-128 of A-Z a-z 0-9 _ - .)")
+            check_rename(item.upstream, override, may_drop_prefix=may_drop_prefix)
             for other in self.snapshot.items:
                 same = other.kind == item.kind and (other.upstream, other.key) != (item.upstream, item.key)
                 if same and override in (other.gateway_name, other.name_override):

@@ -12,8 +12,10 @@ from typing import Any
 
 from bastion.core.errors import BadRequest, NameCollision
 from bastion.core.models import CatalogItem, ItemKind, PrefixMode, Upstream, VirtualServerSpec
+from bastion.core.naming import is_valid_tool_name
+from bastion.core.ownership import Clash, assign, claim_order, shadowed
 from bastion.core.policy import Caller, Policy
-from bastion.core.uri import UriMatcher
+from bastion.core.uri import UriMatcher, normalize_uri
 
 _SPEC_FIELD: dict[ItemKind, str] = {
     "tool": "tools",
@@ -36,12 +38,17 @@ def _mentions(value: Any, key: str) -> bool:
 
 
 def exposed_name(item: CatalogItem, prefix: PrefixMode) -> str:
-    """The name (tools, prompts) or URI (resources, templates) a client sees for `item`."""
+    """The name (tools, prompts) or URI (resources, templates, in normal form) a client sees for `item`."""
     if item.kind in ("resource", "resource_template"):
-        return item.key
+        return normalize_uri(item.key)
     if item.name_override is not None:
         return item.name_override
-    return item.gateway_name if prefix == "always" else item.original_name
+    if prefix == "always":
+        return item.gateway_name
+    # Exposed names are ASCII by the MCP name rules (prompts included): an original name that breaks
+    # them (non-ASCII look-alikes, invisible or control characters) is shown as its cleaned gateway name.
+    original = item.original_name
+    return original if is_valid_tool_name(original) else item.gateway_name
 
 
 def exposed_definition(item: CatalogItem, prefix: PrefixMode) -> dict[str, Any]:
@@ -71,6 +78,9 @@ class ServerView:
     mirrored_tools: frozenset[str] = frozenset()
     """Tools whose input schema declares `x-mcp-header`: their calls carry Mcp-Param-* headers to check."""
     template_matcher: UriMatcher = field(default_factory=lambda: UriMatcher(()))
+    """Templates in claim order: a URI two templates match goes to the one listed first."""
+    clashes: tuple[Clash, ...] = ()
+    """Items held out because another upstream already served their name or URI."""
     _restrictions: dict[Caller, Restriction] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -151,50 +161,49 @@ def compose(
 
     With `strict`, a reference to a missing item or upstream raises BadRequest and tools or prompts
     that would share an exposed name raise one NameCollision naming them all. Without it (a catalog
-    refresh after the spec was accepted), the first item in (upstream, gateway name) order keeps
-    the name and the others are left out and reported. Resources sharing a URI are never refused,
-    only reported: the first upstream's serves it.
+    refresh after the spec was accepted), the item that claimed the name first (core/ownership.py)
+    keeps it and the others are held out and reported. Resources sharing a URI, or a URI under
+    another upstream's earlier template, are never refused, only held out and reported the same way.
     """
     chosen, missing = select_items(spec, items, upstreams)
     if missing and strict:
         raise BadRequest(f"virtual server {spec.name!r} refers to unknown " + ", ".join(missing))
     problems = [f"unknown {m}" for m in missing]
-    by_kind: dict[ItemKind, dict[str, CatalogItem]] = {k: {} for k in _SPEC_FIELD}
+    claims: dict[ItemKind, list[tuple[str, CatalogItem]]] = {k: [] for k in _SPEC_FIELD}
     disabled: set[tuple[ItemKind, str]] = set()
-    collisions: list[str] = []
-    for item in sorted(chosen, key=lambda i: (i.upstream, i.kind, i.gateway_name)):
+    for item in chosen:
         upstream = upstreams.get(item.upstream)
         exposed = exposed_name(item, spec.prefix)
         if not item.enabled or upstream is None or not upstream.spec.enabled:
             disabled.add((item.kind, exposed))
             continue
-        bucket = by_kind[item.kind]
-        other = bucket.get(exposed)
-        if other is not None:
-            if item.kind in ("resource", "resource_template"):
-                # URIs are the upstream's own and are never prefixed or renamed, so refusing would
-                # make two upstreams that share a URI impossible to combine: the first one serves it.
-                problems.append(
-                    f"{item.kind.replace('_', ' ')} {exposed!r} is offered by both {other.gateway_name!r} "
-                    f"and {item.gateway_name!r}; {other.gateway_name!r} serves it"
-                )
-                continue
-            message = (
-                f"{item.kind} name {exposed!r} is exposed by both {other.gateway_name!r} and "
-                f"{item.gateway_name!r}; use prefix 'always', rename one, or leave one out"
-            )
-            (collisions if strict else problems).append(message)
-            continue
-        bucket[exposed] = item
-    if collisions:
+        claims[item.kind].append((exposed, item))
+    by_kind: dict[ItemKind, dict[str, CatalogItem]] = {}
+    clashes: list[Clash] = []
+    for kind, offered in claims.items():
+        by_kind[kind], found = assign(kind, offered)
+        clashes += found
+    # Tools and prompts that would share a name are refused when a server is saved; later (the
+    # catalog changed) the first owner keeps the name. Resources sharing a URI are never refused:
+    # URIs are the upstream's own, so refusing would make such upstreams impossible to combine.
+    collisions = [c.message() for c in clashes if c.kind in ("tool", "prompt")]
+    if collisions and strict:
         raise NameCollision("; ".join(collisions), collisions=collisions)
+    templates = by_kind["resource_template"]
+    matcher = UriMatcher(sorted(templates, key=lambda t: claim_order(templates[t])))
+    for uri, item in list(by_kind["resource"].items()):
+        template = matcher.match(uri)
+        clash = shadowed(item, uri, templates[template] if template is not None else None)
+        if clash is not None:
+            del by_kind["resource"][uri]
+            clashes.append(clash)
+    problems += [c.message() for c in clashes]
     disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
     list_keys = {kind: tuple(sorted(bucket)) for kind, bucket in by_kind.items()}
     lists = {
         kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in list_keys[kind])
         for kind, bucket in by_kind.items()
     }
-    templates = by_kind["resource_template"]
     view = ServerView(
         spec=spec,
         tools=by_kind["tool"],
@@ -206,6 +215,7 @@ def compose(
         lists=lists,
         list_keys=list_keys,
         mirrored_tools=frozenset(n for n, i in by_kind["tool"].items() if _mentions(i.definition.get("inputSchema"), _X_MCP_HEADER)),
-        template_matcher=UriMatcher(sorted(templates)),
+        template_matcher=matcher,
+        clashes=tuple(clashes),
     )
     return view, problems

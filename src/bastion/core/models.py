@@ -106,6 +106,8 @@ class CatalogItem(Frozen):
     enabled: bool = True
     name_override: str | None = None
     description_override: str | None = None
+    discovered_at: datetime | None = None
+    """When Bastion first discovered it (kept across refreshes): who listed a name first owns it."""
 
     @property
     def original_name(self) -> str:

@@ -70,3 +70,18 @@ def gateway_names(upstream: str, pairs: Iterable[tuple[str, str]]) -> list[str]:
         for i in clash:
             forced[i] = True
             names[i] = gateway_name(upstream, pairs[i][0], pairs[i][1], force_hash=True)
+
+
+def check_rename(upstream: str, name: str, *, may_drop_prefix: bool) -> str:
+    """Return `name` if it may be the exposed name of an item of `upstream`, else raise BadRequest.
+
+    Exposed names keep their owner's prefix: `{upstream}__...`, so a rename can never move a tool
+    into another upstream's namespace (and past rules such as `other__*`). Only an admin may give
+    a bare name (no `__` at all), for `prefix: never` servers; a name with another prefix never."""
+    prefix = f"{upstream}{SEPARATOR}"
+    if name.startswith(prefix) and len(name) > len(prefix):
+        return name
+    if may_drop_prefix and SEPARATOR not in name:
+        return name
+    allowed = f"start with {prefix!r}" + (" or contain no '__'" if may_drop_prefix else "")
+    raise BadRequest(f"name {name!r} must {allowed}: renamed items keep their upstream's prefix")

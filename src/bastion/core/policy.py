@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from bastion.core.uri import normalize_uri
 from bastion.core.values import Frozen, ItemKind, Role
 
 Effect = Literal["allow", "deny"]
@@ -32,7 +33,7 @@ class Caller:
 
 class PolicyRule(Frozen):
     """One rule. Empty subject lists mean every caller; item globs name what the rule covers
-    (tools, prompts by exposed name; resources and templates by URI)."""
+    (tools, prompts by exposed name; resources and templates by URI, in normal form)."""
 
     effect: Effect
     users: tuple[str, ...] = ()
@@ -42,6 +43,12 @@ class PolicyRule(Frozen):
     tools: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
     resources: tuple[str, ...] = ()
+
+    @field_validator("resources")
+    @classmethod
+    def _normal_uris(cls, globs: tuple[str, ...]) -> tuple[str, ...]:
+        """Resource URIs are matched in normal form (core/uri.py), so globs are kept in it too."""
+        return tuple(normalize_uri(glob) for glob in globs)
 
     @model_validator(mode="after")
     def _covers_something(self) -> PolicyRule:
@@ -78,3 +85,49 @@ class Policy(Frozen):
     def for_caller(self, caller: Caller) -> Policy:
         """The rules that can apply to `caller`, so a list is filtered without re-matching subjects."""
         return Policy(default=self.default, rules=tuple(r for r in self.rules if r.matches(caller)))
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """Who exists, for checking a policy's subjects when it is saved: user ids by (normalised) email,
+    team names, live API token ids. `external` when an identity provider vouches for users and
+    teams Bastion has no record of (their names are then kept as written)."""
+
+    users: dict[str, str]
+    teams: frozenset[str]
+    tokens: frozenset[str]
+    external: bool = False
+
+
+def resolve_subjects(policy: Policy, directory: Directory) -> Policy:
+    """The policy with users named by email stored as their ids; raises ValueError naming every
+    user, team or token that does not exist (a rule naming one would silently never match)."""
+    ids = frozenset(directory.users.values())
+    unknown: list[str] = []
+    rules = []
+    for rule in policy.rules:
+        users: list[str] = []
+        for user in rule.users:
+            email = user.strip().lower()
+            if user in ids:
+                users.append(user)
+            elif email in directory.users:
+                users.append(directory.users[email])
+                if directory.external:
+                    users.append(email)  # the identity provider's tokens name this user by the claim
+            elif directory.external:
+                users.append(user)
+            else:
+                unknown.append(f"user {user!r}")
+        unknown += [f"team {t!r}" for t in rule.teams if t not in directory.teams and not directory.external]
+        unknown += [f"token {t!r}" for t in rule.tokens if t not in directory.tokens]
+        rules.append(rule.model_copy(update={"users": tuple(dict.fromkeys(users))}))
+    if unknown:
+        raise ValueError("the policy names what does not exist: " + ", ".join(dict.fromkeys(unknown)))
+    return policy.model_copy(update={"rules": tuple(rules)})
+
+
+def shown_subjects(policy: Policy, emails: dict[str, str]) -> Policy:
+    """The policy as people read it: user ids shown as emails (an id with no user left stays)."""
+    rules = [r.model_copy(update={"users": tuple(dict.fromkeys(emails.get(u, u) for u in r.users))}) for r in policy.rules]
+    return policy.model_copy(update={"rules": tuple(rules)})

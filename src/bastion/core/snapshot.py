@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from bastion.core.compose import ServerView, compose
 from bastion.core.models import CatalogItem, Upstream, VirtualServerSpec
+from bastion.core.ownership import Clash
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class Snapshot:
     servers: Mapping[str, ServerView] = field(default_factory=dict)
     problems: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     version: int = 0
+    clashes: Mapping[str, tuple[tuple[str, Clash], ...]] = field(default_factory=dict)
+    """Per upstream: (virtual server, clash) for each of its items held out there."""
 
 
 def build_snapshot(
@@ -32,9 +35,19 @@ def build_snapshot(
     all_items = tuple(sorted(items, key=lambda i: (i.upstream, i.kind, i.gateway_name)))
     servers: dict[str, ServerView] = {}
     problems: dict[str, tuple[str, ...]] = {}
+    clashes: dict[str, list[tuple[str, Clash]]] = {}
     for spec in specs:
         view, found = compose(spec, all_items, by_name, strict=False)
         servers[spec.name] = view
         if found:
             problems[spec.name] = tuple(found)
-    return Snapshot(upstreams=by_name, items=all_items, servers=servers, problems=problems, version=version)
+        for clash in view.clashes:
+            clashes.setdefault(clash.held.upstream, []).append((spec.name, clash))
+    return Snapshot(
+        upstreams=by_name,
+        items=all_items,
+        servers=servers,
+        problems=problems,
+        version=version,
+        clashes={name: tuple(found) for name, found in clashes.items()},
+    )

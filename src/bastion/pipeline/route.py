@@ -11,6 +11,7 @@ from bastion.core.compose import Restriction, ServerView
 from bastion.core.errors import BadRequest, Forbidden, NotFound, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.core.paging import page
+from bastion.core.uri import normalize_uri, uri_readings
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
 
@@ -78,13 +79,16 @@ def _lookup(view: ServerView, kind: ItemKind, name: str, restriction: Restrictio
 
 
 def resource_for(view: ServerView, uri: str, restriction: Restriction | None = None) -> CatalogItem:
+    """The item serving `uri` (any spelling: it is compared in normal form), checked against policy."""
+    uri = normalize_uri(uri)
     item = view.resources.get(uri)
     if item is None:
         template = view.template_matcher.match(uri)
         item = view.templates.get(template) if template is not None else None
     if item is None:
         raise UnknownItem(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
-    _check(restriction, view, "resource", uri)
+    for reading in uri_readings(uri):
+        _check(restriction, view, "resource", reading)
     return item
 
 
@@ -98,8 +102,9 @@ def _route_completion(
         item = _lookup(view, "prompt", _required_str(ref, "name", "completion/complete ref"), restriction)
         new_ref = {**ref, "name": item.key}
     elif ref.get("type") == "ref/resource":
-        item = resource_for(view, _required_str(ref, "uri", "completion/complete ref"), restriction)
-        new_ref = dict(ref)
+        uri = normalize_uri(_required_str(ref, "uri", "completion/complete ref"))
+        item = resource_for(view, uri, restriction)
+        new_ref = {**ref, "uri": item.key}
     else:
         raise BadRequest("completion/complete ref.type must be 'ref/prompt' or 'ref/resource'")
     return item, {**{k: v for k, v in params.items() if k != "_meta"}, "ref": new_ref}
@@ -141,9 +146,11 @@ async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Re
             if key in params:
                 upstream_params[key] = params[key]
     elif method == "resources/read":
-        uri = _required_str(params, "uri", method)
+        # The upstream reads the normal form the policy decided on (a listed resource: its own spelling).
+        uri = normalize_uri(_required_str(params, "uri", method))
         item = resource_for(view, uri, restriction)
-        upstream_params = {"uri": uri, **{k: params[k] for k in _ROUND_TRIP if k in params}}
+        forwarded = item.key if item.kind == "resource" else uri
+        upstream_params = {"uri": forwarded, **{k: params[k] for k in _ROUND_TRIP if k in params}}
     elif method == "completion/complete":
         item, upstream_params = _route_completion(view, params, restriction)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
@@ -11,7 +12,17 @@ from bastion.core.naming import gateway_names
 if TYPE_CHECKING:
     from bastion.upstream.connection import UpstreamConnection
 
-MAX_PAGES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryLimits:
+    """What one upstream may list: entries per list kind, and pages per list (settings
+    BASTION_UPSTREAM_MAX_ITEMS and BASTION_UPSTREAM_MAX_PAGES). Past either, discovery fails."""
+
+    max_items: int = 5000
+    max_pages: int = 100
+
+
 # (kind, list method, result field, key field, capability)
 _LISTINGS: tuple[tuple[ItemKind, str, str, str, str], ...] = (
     ("tool", "tools/list", "tools", "name", "tools"),
@@ -21,20 +32,30 @@ _LISTINGS: tuple[tuple[ItemKind, str, str, str, str], ...] = (
 )
 
 
-async def _list_all(conn: UpstreamConnection, method: str, field: str, timeout: float) -> list[dict[str, Any]]:
+async def _list_all(
+    conn: UpstreamConnection, method: str, field: str, timeout: float, limits: DiscoveryLimits
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor: str | None = None
-    for _ in range(MAX_PAGES):
+    for _ in range(limits.max_pages):
         params = {"cursor": cursor} if cursor else None
         page = await conn.request(method, params, timeout=timeout)
         entries = page.get(field)
         if not isinstance(entries, list):
             raise UpstreamProtocolError(f"upstream {conn.spec.name!r} answered {method} without a {field} list")
+        if len(out) + len(entries) > limits.max_items:
+            what = "resource templates" if field == "resourceTemplates" else field
+            raise UpstreamProtocolError(
+                f"upstream {conn.spec.name!r} lists more than {limits.max_items} {what}, the most Bastion accepts "
+                "from one upstream (BASTION_UPSTREAM_MAX_ITEMS)"
+            )
         out.extend(e for e in entries if isinstance(e, dict))
         cursor = page.get("nextCursor")
         if not cursor:
             return out
-    raise UpstreamProtocolError(f"upstream {conn.spec.name!r} paginated {method} past {MAX_PAGES} pages")
+    raise UpstreamProtocolError(
+        f"upstream {conn.spec.name!r} paginated {method} past {limits.max_pages} pages (BASTION_UPSTREAM_MAX_PAGES)"
+    )
 
 
 def name_items(upstream: str, kind: ItemKind, key_field: str, entries: list[dict[str, Any]]) -> list[CatalogItem]:
@@ -52,8 +73,8 @@ def name_items(upstream: str, kind: ItemKind, key_field: str, entries: list[dict
     ]
 
 
-async def discover(conn: UpstreamConnection, *, timeout: float) -> Discovery:
-    """Everything the upstream lists, for the kinds its capabilities advertise."""
+async def discover(conn: UpstreamConnection, *, timeout: float, limits: DiscoveryLimits = DiscoveryLimits()) -> Discovery:
+    """Everything the upstream lists, for the kinds its capabilities advertise, within `limits`."""
     client = await conn.ready_client(timeout)
     caps = client.server_capabilities
     info = client.server_info
@@ -62,7 +83,7 @@ async def discover(conn: UpstreamConnection, *, timeout: float) -> Discovery:
         if getattr(caps, capability, None) is None:
             continue
         try:
-            entries = await _list_all(conn, method, field, timeout)
+            entries = await _list_all(conn, method, field, timeout, limits)
         except UpstreamRpcError as exc:
             if kind == "resource_template" and exc.rpc_code == -32601:
                 continue  # older servers advertise resources without templates

@@ -26,7 +26,7 @@ from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choo
 from bastion.tasks import TaskRunner
 from bastion.upstream.caller_sessions import CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
-from bastion.upstream.discovery import discover
+from bastion.upstream.discovery import DiscoveryLimits, discover
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
@@ -72,10 +72,12 @@ class UpstreamPool:
         guard: AddressGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
         caller_limits: Limits | None = None,
+        limits: DiscoveryLimits = DiscoveryLimits(),
     ) -> None:
         self._guard = guard
-        limits = caller_limits or Limits()
-        self._callers = CallerSessions(runner, replace(limits, idle=per_user_idle))
+        self._limits = limits
+        callers = caller_limits or Limits()
+        self._callers = CallerSessions(runner, replace(callers, idle=per_user_idle))
         self._legacy_refused: set[str] = set()
         """Upstreams (auto era) that refused a 2025-11-25 handshake: their callers share the modern session."""
         self._runner = runner
@@ -221,7 +223,7 @@ class UpstreamPool:
             reason = conn.failure or "it did not answer in time"
             await self.close(spec.name)
             raise UpstreamUnavailable(f"could not connect to upstream {spec.name!r}: {reason}")
-        return await discover(conn, timeout=self._connect_timeout)
+        return await discover(conn, timeout=self._connect_timeout, limits=self._limits)
 
     async def rediscover(self, name: str, user: str | None = None) -> Discovery:
         """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
@@ -232,9 +234,9 @@ class UpstreamPool:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
             if not live:
                 raise UpstreamNotConnected(f"no user is connected to upstream {name!r} right now")
-            return await discover(live[0], timeout=self._connect_timeout)
+            return await discover(live[0], timeout=self._connect_timeout, limits=self._limits)
         conn = await self._get(name, user if per_user_oauth else None)
-        return await discover(conn, timeout=self._connect_timeout)
+        return await discover(conn, timeout=self._connect_timeout, limits=self._limits)
 
     async def forget_user(self, name: str, user: str) -> None:
         """A user disconnected from upstream `name`: stop their connection and drop their token."""

@@ -30,7 +30,7 @@ def decode_key(text: str, what: str) -> bytes:
     return key
 
 
-def _read_key_file(path: Path) -> bytes:
+def read_key_file(path: Path) -> bytes:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("vault key file %s is readable by other users; chmod 600 it", path)
@@ -44,7 +44,7 @@ def _generate_key_file(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return _read_key_file(path)
+        return read_key_file(path)
     with os.fdopen(fd, "w") as out:
         out.write(base64.b64encode(key).decode() + "\n")
     log.warning(
@@ -61,13 +61,19 @@ def load_key_ring(*, key: str | None, key_file: Path, previous: Sequence[str], m
     if key is not None:
         current = decode_key(key, "BASTION_VAULT_KEY")
     elif key_file.is_file():
-        current = _read_key_file(key_file)
+        current = read_key_file(key_file)
     elif may_generate:
         current = _generate_key_file(key_file)
     else:
         raise VaultConfigError(
-            "no vault key: set BASTION_VAULT_KEY (base64 of 32 bytes) or BASTION_VAULT_KEY_FILE to the same key on "
-            "every replica; a key file is generated only for the embedded SQLite database"
+            "no vault key: set BASTION_ROOT_KEY (every key is derived from it), or BASTION_VAULT_KEY (base64 of 32 "
+            "bytes) or BASTION_VAULT_KEY_FILE, to the same value on every replica; a key file is generated only for "
+            "the embedded SQLite database"
         )
     olds = tuple(decode_key(k, "each of BASTION_VAULT_PREVIOUS_KEYS") for k in previous)
-    return KeyRing(current, tuple(k for k in olds if k != current))
+    return ring(current, olds)
+
+
+def ring(current: bytes, previous: Sequence[bytes]) -> KeyRing:
+    """A ring of `current` and the distinct `previous` KEKs that still open older secrets."""
+    return KeyRing(current, tuple(dict.fromkeys(k for k in previous if k != current)))

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from bastion.core.compose import Restriction, ServerView
 from bastion.core.errors import BastionError
 from bastion.core.ports import ResourceSubscriber
+from bastion.core.uri import normalize_uri
 from bastion.pipeline.authz import caller_of
 from bastion.pipeline.context import Principal
 from bastion.pipeline.route import resource_for
@@ -52,8 +53,9 @@ def _upstream_of(view: ServerView | None, uri: str, restriction: Restriction | N
 def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscriber: ResourceSubscriber) -> dict[str, Any]:
     """The `resources/subscribe`, `resources/unsubscribe` and `subscriptions/listen` handlers."""
 
+    # URIs are kept and forwarded in normal form: the one the policy decided on (core/uri.py).
     async def subscribe(ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
-        uri = str(params.uri)
+        uri = normalize_uri(str(params.uri))
         view = view_of()
         upstream = _upstream_of(view, uri, _restriction(ctx, view))
         watchers = front_of().resource_subs.setdefault(uri, weakref.WeakSet())
@@ -64,7 +66,7 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
         return EmptyResult()
 
     async def unsubscribe(ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        uri = str(params.uri)
+        uri = normalize_uri(str(params.uri))
         watchers = front_of().resource_subs.get(uri)
         connection: Connection = ctx.session._connection  # noqa: SLF001 - the SDK exposes no public handle
         if watchers is not None and connection in watchers:
@@ -78,7 +80,7 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
         return EmptyResult()
 
     async def listen(ctx: ServerRequestContext[Any], params: SubscriptionsListenRequestParams) -> Any:
-        wanted = [str(u) for u in params.notifications.resource_subscriptions or ()]
+        wanted = [normalize_uri(str(u)) for u in params.notifications.resource_subscriptions or ()]
         held: list[tuple[str, str]] = []
         view = view_of()
         restriction = _restriction(ctx, view)
@@ -100,6 +102,7 @@ def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscr
 
 async def fan_out(fronts: Mapping[str, Front], views: Mapping[str, ServerView], upstream: str, uri: str) -> None:
     """Tell every client subscribed to `uri` on a virtual server that serves it from `upstream`."""
+    uri = normalize_uri(uri)
     for name, front in list(fronts.items()):
         view = views.get(name)
         if view is None:

@@ -114,7 +114,7 @@ def _item_values(item: CatalogItem, upstream_id: int, now: datetime) -> dict[str
         "enabled": item.enabled,
         "name_override": item.name_override,
         "description_override": item.description_override,
-        "discovered_at": now,
+        "discovered_at": item.discovered_at or now,
     }
 
 
@@ -228,11 +228,13 @@ class SqlConfigRepo:
             for item in items:
                 prev = old.get((item.kind, item.key))
                 if prev is not None:
+                    # Its first discovery stays: who listed a name first owns it (core/ownership.py).
                     item = item.model_copy(
                         update={
                             "enabled": prev.enabled,
                             "name_override": prev.name_override,
                             "description_override": prev.description_override,
+                            "discovered_at": _utc(prev.discovered_at),
                         }
                     )
                 merged.append(item)
@@ -261,6 +263,7 @@ class SqlConfigRepo:
                     enabled=r.enabled,
                     name_override=r.name_override,
                     description_override=r.description_override,
+                    discovered_at=_utc(r.discovered_at),
                 )
                 for r in rows
             ]

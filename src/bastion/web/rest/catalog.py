@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from bastion.control.gateway import Gateway
 from bastion.core.errors import BadRequest, NotFound
-from bastion.core.identity import can_see
+from bastion.core.identity import can_see, is_admin
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import editable, principal_of
@@ -107,9 +107,10 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
         async def patch(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
             item = find(request, kinds[0])
             owner = gateway.snapshot.upstreams[item.upstream].spec
-            editable(principal_of(request), owner, f"upstream {item.upstream!r}")
+            principal = principal_of(request)
+            editable(principal, owner, f"upstream {item.upstream!r}")
             body = require_object(await read_json(request, max_body))
-            updated = await gateway.update_item(_apply_patch(item, body))
+            updated = await gateway.update_item(_apply_patch(item, body), may_drop_prefix=is_admin(principal))
             return JSONResponse(item_json(updated))
 
         routes += [

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
+from bastion.core.ownership import Clash
 
 REDACTED = "********"
 KIND_FIELDS = {"tool": "tools", "prompt": "prompts", "resource": "resources", "resource_template": "resource_templates"}
@@ -59,9 +60,33 @@ def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
     return {"type": "headers" if spec.headers else "none"}
 
 
-def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...], known: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
+def clashes_json(clashes: tuple[tuple[str, Clash], ...]) -> list[dict[str, Any]]:
+    """An upstream's items held out because another upstream served their name or URI first."""
+    grouped: dict[tuple[str, str, str, str, str], list[str]] = {}
+    for server, clash in clashes:
+        key = (clash.kind, clash.name, clash.held.gateway_name, clash.owner.upstream, clash.owner.gateway_name)
+        grouped.setdefault(key, []).append(server)
+    return [
+        {"kind": k, "name": n, "item": item, "owner": owner, "owner_item": owner_item, "servers": sorted(servers)}
+        for (k, n, item, owner, owner_item), servers in sorted(grouped.items())
+    ]
+
+
+def upstream_json(
+    upstream: Upstream,
+    items: tuple[CatalogItem, ...],
+    clashes: tuple[tuple[str, Clash], ...] = (),
+    known: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """`known`: counts_by_upstream of the same items, when showing many upstreams."""
     spec, state = upstream.spec, upstream.state
+    held = clashes_json(clashes)
+    reason = state.status_reason
+    if held and reason is None:
+        reason = (
+            f"{len(held)} item(s) held out: other upstreams served their names or URIs first (see 'clashes'); "
+            "an admin can disable, rename or leave out one of each pair"
+        )
     return {
         "name": spec.name,
         "transport": spec.transport,
@@ -76,7 +101,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...], known: dic
         "protocol": spec.protocol,
         "enabled": spec.enabled,
         "status": state.status if spec.enabled else "disabled",
-        "status_reason": state.status_reason,
+        "status_reason": reason,
         "last_seen": state.last_seen.isoformat() if state.last_seen else None,
         "server_info": {"name": state.server_name, "version": state.server_version},
         "protocol_version": state.protocol_version,
@@ -84,6 +109,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...], known: dic
         "team": spec.team,
         "owner": spec.owner,
         "visibility": spec.visibility,
+        "clashes": held,
     }
 
 

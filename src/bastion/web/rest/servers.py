@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion.control.gateway import Gateway
+from bastion.control.policy_subjects import PolicySubjects
 from bastion.control.upstream_input import describe_validation
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest, NotFound
@@ -66,7 +67,11 @@ def _check_sources(gateway: Gateway, principal: Principal, spec: VirtualServerSp
 
 
 def server_routes(
-    gateway: Gateway, max_body: int, base_url: str, team_exists: TeamExists | None = None
+    gateway: Gateway,
+    max_body: int,
+    base_url: str,
+    team_exists: TeamExists | None = None,
+    subjects: PolicySubjects | None = None,
 ) -> list[Route]:
     def visible(request: Request, name: str) -> ServerView:
         view = gateway.snapshot.servers.get(name)
@@ -74,45 +79,59 @@ def server_routes(
             raise NotFound(f"virtual server {name!r} does not exist")
         return view
 
-    def show(name: str) -> dict[str, Any]:
+    def show(name: str, emails: dict[str, str]) -> dict[str, Any]:
         snap = gateway.snapshot
         view = snap.servers.get(name)
         if view is None:
             raise NotFound(f"virtual server {name!r} does not exist")
-        return server_json(view.spec, view, base_url, snap.problems.get(name, ()))
+        spec = view.spec
+        if spec.policy is not None and subjects is not None:
+            # Stored by user id (stable), shown by email (readable); a PATCH may send it back as shown.
+            spec = spec.model_copy(update={"policy": subjects.shown(spec.policy, emails)})
+        return server_json(spec, view, base_url, snap.problems.get(name, ()))
+
+    async def emails() -> dict[str, str]:
+        return await subjects.emails() if subjects is not None else {}
+
+    async def checked(spec: VirtualServerSpec) -> VirtualServerSpec:
+        """Policy subjects resolved to ids; 400 naming any that does not exist."""
+        if subjects is None:
+            return spec
+        return spec.model_copy(update={"policy": await subjects.resolve(spec.policy)})
 
     async def list_servers(request: Request) -> Response:
         principal = principal_of(request)
         names = [n for n, v in sorted(gateway.snapshot.servers.items()) if can_see(principal, v.spec)]
-        return JSONResponse({"items": [show(name) for name in names]})
+        known = await emails()
+        return JSONResponse({"items": [show(name, known) for name in names]})
 
     async def create(request: Request) -> Response:
         principal = principal_of(request)
         body = require_object(await read_json(request, max_body))
         owned = await ownership(principal, body, team_exists)
-        spec = _spec(body).model_copy(update=owned)
+        spec = await checked(_spec(body).model_copy(update=owned))
         _check_sources(gateway, principal, spec)
         await gateway.save_server(spec, create=True)
-        return JSONResponse(show(spec.name), status_code=201)
+        return JSONResponse(show(spec.name, await emails()), status_code=201)
 
     async def get(request: Request) -> Response:
-        return JSONResponse(show(visible(request, request.path_params["name"]).spec.name))
+        return JSONResponse(show(visible(request, request.path_params["name"]).spec.name, await emails()))
 
     async def patch(request: Request) -> Response:
         principal = principal_of(request)
         name = request.path_params["name"]
         current = visible(request, name).spec
         editable(principal, current, f"virtual server {name!r}")
-        old = show(name)
+        old = show(name, await emails())
         body = require_object(await read_json(request, max_body))
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
         owned = await ownership(principal, body, team_exists, current)
         keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits")
-        spec = _spec({"name": name, **{k: old[k] for k in keys}, **body}).model_copy(update=owned)
+        spec = await checked(_spec({"name": name, **{k: old[k] for k in keys}, **body}).model_copy(update=owned))
         _check_sources(gateway, principal, spec)
         await gateway.save_server(spec, create=False)
-        return JSONResponse(show(name))
+        return JSONResponse(show(name, await emails()))
 
     async def delete(request: Request) -> Response:
         name = request.path_params["name"]

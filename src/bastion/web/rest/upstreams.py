@@ -44,7 +44,7 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
 def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
     def show(name: str) -> dict[str, Any]:
         snap = gateway.snapshot
-        return upstream_json(gateway.upstream(name), snap.items)
+        return upstream_json(gateway.upstream(name), snap.items, snap.clashes.get(name, ()))
 
     def editable_upstream(request: Request) -> Upstream:
         """The named upstream, 404 if the caller cannot see it, 403 if they may not change it."""
@@ -57,7 +57,11 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
         principal = principal_of(request)
         snap = gateway.snapshot
         known = counts_by_upstream(snap.items)
-        shown = [upstream_json(u, snap.items, known) for u in snap.upstreams.values() if can_see(principal, u.spec)]
+        shown = [
+            upstream_json(u, snap.items, snap.clashes.get(n, ()), known)
+            for n, u in snap.upstreams.items()
+            if can_see(principal, u.spec)
+        ]
         return JSONResponse({"items": shown})
 
     async def create(request: Request) -> Response:

@@ -1,0 +1,79 @@
+"""How long building the snapshot takes for a large catalog, and how long the event loop stalls
+while it is built inline versus in a worker thread (what Gateway.rebuild does).
+
+    .venv/bin/python bench/snapshot_build.py --upstreams 4 --tools 5000 --servers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
+from bastion.core.snapshot import build_snapshot
+
+
+def catalog(upstreams: int, tools: int) -> tuple[list[Upstream], list[CatalogItem]]:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ups = [Upstream(spec=UpstreamSpec(name=f"u{u}", transport="stdio", command="x")) for u in range(upstreams)]
+    items = [
+        CatalogItem(
+            upstream=f"u{u}", kind="tool", key=f"tool_{t}", gateway_name=f"u{u}__tool_{t}",
+            definition={"name": f"tool_{t}", "description": "x" * 200, "inputSchema": {"type": "object", "properties": {"a": {"type": "string"}}}},
+            discovered_at=start + timedelta(seconds=u),
+        )
+        for u in range(upstreams)
+        for t in range(tools)
+    ]
+    return ups, items
+
+
+async def worst_stall(build: object, inline: bool) -> float:
+    """The longest gap between 1 ms ticks of the loop while the snapshot is built."""
+    worst = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            worst = max(worst, now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    if inline:
+        build()  # type: ignore[operator]
+    else:
+        await asyncio.to_thread(build)  # type: ignore[arg-type]
+    done.set()
+    await task
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--upstreams", type=int, default=4)
+    parser.add_argument("--tools", type=int, default=5000)
+    parser.add_argument("--servers", type=int, default=4)
+    args = parser.parse_args()
+    ups, items = catalog(args.upstreams, args.tools)
+    names = tuple(u.spec.name for u in ups)
+    specs = [VirtualServerSpec(name=f"vs{s}", upstreams=names) for s in range(args.servers)]
+    build = partial(build_snapshot, ups, items, specs)
+    started = time.perf_counter()
+    build()
+    took = time.perf_counter() - started
+    print(f"{args.upstreams} upstreams x {args.tools} tools, {args.servers} servers: build {took * 1000:.0f} ms")
+    for inline in (True, False):
+        stall = asyncio.run(worst_stall(build, inline))
+        print(f"  {'inline' if inline else 'thread'}: longest event-loop stall {stall * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
