@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bastion.core.grants import parse_networks
+from bastion.core.launch import parse_rules
 from bastion.core.ratelimit import Defaults, parse_rate
 
 
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
         default=(),
         description="Addresses of reverse proxies whose X-Forwarded-For Bastion believes (for ip_allow); "
         "none by default, so no local process can claim another client address",
+    )
+    stdio_commands: tuple[str, ...] = Field(
+        default=(),
+        description="Command lines (JSON list) non-admins may run as stdio upstreams: the command and its "
+        "leading arguments must match exactly; a trailing ' *' allows further plain arguments (core/launch.py)",
     )
     allow_private_upstreams: bool = Field(
         default=False,
@@ -126,6 +132,12 @@ class Settings(BaseSettings):
             user=parse_rate(self.rate_limit_user) if self.rate_limit_user else None,
             server=parse_rate(self.rate_limit_server) if self.rate_limit_server else None,
         )
+
+    @field_validator("stdio_commands")
+    @classmethod
+    def _stdio_commands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_rules(value)
+        return value
 
     @field_validator("upstream_allowed_networks")
     @classmethod

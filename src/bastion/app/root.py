@@ -34,6 +34,7 @@ from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.grants import parse_networks
+from bastion.core.launch import parse_rules
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
@@ -43,6 +44,7 @@ from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
 from bastion.upstream.guard import AddressGuard
+from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
 from bastion.vault.envelope import Envelope
@@ -114,6 +116,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 await front_ref[0].resource_updated(upstream, uri)
 
             user_tokens = SqlUpstreamTokens(engine, envelope)
+            stdio_rules = parse_rules(settings.stdio_commands)
             guard = AddressGuard(
                 allow_private=settings.allow_private_upstreams,
                 allowed=parse_networks(settings.upstream_allowed_networks),
@@ -125,6 +128,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 connect_timeout=settings.connect_timeout,
                 backoff_base=settings.reconnect_backoff,
                 guard=guard,
+                launch_guard=LaunchGuard(stdio_rules, identity.get_user),
                 user_tokens=user_tokens,
             )
             gateway = Gateway(
@@ -181,7 +185,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             start_page = StartPage(connect, login, identity, settings.base_url)
             public = joined(public, callback_endpoint(connect, start_page))
             routes = [
-                *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
+                *upstream_routes(gateway, settings.max_body_bytes, teams.exists, stdio_rules),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
                 *token_routes(tokens, settings.max_body_bytes, may_use),

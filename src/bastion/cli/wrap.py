@@ -47,9 +47,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-def child_environment() -> dict[str, str]:
-    """The child inherits our environment (API keys and the like), minus Bastion's own settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+def child_environment(named: tuple[str, ...]) -> dict[str, str]:
+    """What the child gets besides the SDK's minimal environment (HOME, LOGNAME, PATH, SHELL, TERM,
+    USER): only the variables named with --env, as NAME (copied from ours) or NAME=VALUE. Never
+    Bastion's own settings, and never the rest of our environment (cloud keys, tokens)."""
+    env: dict[str, str] = {}
+    for entry in named:
+        name, sep, value = entry.partition("=")
+        if not name or name.upper().startswith("BASTION_"):
+            raise click.BadParameter(f"{name or entry!r}: give a variable name (not one of Bastion's own)", param_hint="--env")
+        if not sep:
+            if name not in os.environ:
+                raise click.BadParameter(f"{name} is not set in this environment", param_hint="--env")
+            value = os.environ[name]
+        env[name] = value
+    return env
 
 
 def access_note(host: str, token: str | None) -> str:
@@ -107,8 +119,17 @@ async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: 
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port; 0 picks a free one.")
 @click.option("--name", default="wrapped", show_default=True, help="Name of the wrapped server (a slug), for logs.")
 @click.option("--token", envvar="BASTION_WRAP_TOKEN", show_envvar=True, default=None, help="Require this bearer token.")
+@click.option(
+    "--env",
+    "env_names",
+    multiple=True,
+    metavar="NAME[=VALUE]",
+    help="Pass this variable to the child (repeatable); it gets only these and a minimal environment.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
-def wrap(host: str | None, port: int, name: str, token: str | None, command: tuple[str, ...]) -> None:
+def wrap(
+    host: str | None, port: int, name: str, token: str | None, env_names: tuple[str, ...], command: tuple[str, ...]
+) -> None:
     """Serve a stdio MCP server over Streamable HTTP (2026-07-28 and 2025-11-25) at /mcp."""
     try:
         check_slug(name, "server")
@@ -117,7 +138,7 @@ def wrap(host: str | None, port: int, name: str, token: str | None, command: tup
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     spec = UpstreamSpec(
-        name=name, transport="stdio", command=command[0], args=tuple(command[1:]), env=child_environment()
+        name=name, transport="stdio", command=command[0], args=tuple(command[1:]), env=child_environment(env_names)
     )
     try:
         anyio.run(_serve, settings, spec, host or LOOPBACK, port, token or None)

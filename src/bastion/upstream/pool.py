@@ -23,6 +23,7 @@ from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
 from bastion.upstream.guard import AddressGuard
+from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 
@@ -57,9 +58,11 @@ class UpstreamPool:
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
         guard: AddressGuard | None = None,
+        launch_guard: LaunchGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
     ) -> None:
         self._guard = guard
+        self._launch_guard = launch_guard
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -139,6 +142,7 @@ class UpstreamPool:
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
             guard=self._guard,
+            launch_guard=self._launch_guard,
             bearer=bearer,
         )
 
@@ -164,6 +168,8 @@ class UpstreamPool:
 
     async def discover(self, spec: UpstreamSpec) -> Discovery:
         """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
+        if self._launch_guard is not None:
+            await self._launch_guard.check(spec)  # refused before anything runs: the caller's 403
         if self._guard is not None:
             await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
         if user_grant(spec) is not None:

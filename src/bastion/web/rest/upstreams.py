@@ -12,7 +12,8 @@ from starlette.routing import Route
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.identity import can_see
+from bastion.core.identity import can_see, is_admin
+from bastion.core.launch import CommandRule, check_launch
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
@@ -22,6 +23,8 @@ _PATCHABLE = {
     "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled", "team", "visibility"
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
+_LAUNCH_FIELDS = {"transport", "command", "args", "env"}
+"""What decides which program a stdio upstream runs: a non-admin may change them only within the allow-list."""
 _OWNERSHIP = ("team", "owner", "visibility")
 
 
@@ -41,7 +44,9 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
     return out
 
 
-def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
+def upstream_routes(
+    gateway: Gateway, max_body: int, team_exists: TeamExists | None = None, stdio_rules: tuple[CommandRule, ...] = ()
+) -> list[Route]:
     def show(name: str) -> dict[str, Any]:
         snap = gateway.snapshot
         return upstream_json(gateway.upstream(name), snap.items)
@@ -61,8 +66,11 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
 
     async def create(request: Request) -> Response:
         body = require_object(await read_json(request, max_body))
-        owned = await ownership(principal_of(request), body, team_exists)
+        principal = principal_of(request)
+        owned = await ownership(principal, body, team_exists)
         spec = parse_upstream(body).model_copy(update=owned)
+        if not is_admin(principal):
+            check_launch(spec, stdio_rules)  # before anything runs
         _, discovery = await gateway.register_upstream(spec)
         return JSONResponse({**show(spec.name), "discovered": _discovered(discovery)}, status_code=201)
 
@@ -94,6 +102,8 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
             spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update=owned)
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
+        if not is_admin(principal_of(request)) and _LAUNCH_FIELDS & set(body):
+            check_launch(spec, stdio_rules)  # before anything runs
         await gateway.update_upstream(spec)
         return JSONResponse(show(name))
 
