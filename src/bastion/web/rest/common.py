@@ -24,10 +24,40 @@ async def read_json(request: Request, max_bytes: int) -> Any:
             raise BadRequest(f"request body is larger than {max_bytes} bytes")
     if not body:
         raise BadRequest("a JSON body is required")
+    return parse_json(bytes(body))
+
+
+MAX_DEPTH = 64
+"""How deeply a request body may nest: far beyond any real configuration, far below the recursion limit."""
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON from a request body, or BadRequest saying why not (never a RecursionError or an int-size ValueError)."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        value = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid JSON: it is not UTF-8") from None
+    except RecursionError:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # Python's int size limit (4300 digits)
+        raise BadRequest("the body holds a number with too many digits") from None
+    if _depth(value) > MAX_DEPTH:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def require_object(body: Any) -> dict[str, Any]:
