@@ -82,7 +82,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     def thread() -> None:
         try:
             anyio.run(run)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test below
+        except BaseException as exc:
             failed.append(exc)
             ready.set()
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
 import ipaddress
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import idna
-
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BadRequest
@@ -104,7 +103,7 @@ def check_url(url: str | None, field: str = "url") -> str:
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
-        parts.port  # noqa: B018 - raises on a port that is not a number in range
+        parts.port
     except ValueError:
         raise BadRequest(f"{field} is not a valid URL") from None
     if hostname is not None and not _valid_host(hostname):
