@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     allowed_origins: tuple[str, ...] = Field(
         default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"
     )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host names (JSON list) this gateway answers to besides its public URL's, loopback and the "
+        "bind address; others get 421 (DNS rebinding). '*' answers any Host",
+    )
     max_body_bytes: int = 4 * 1024 * 1024
     state_key: SecretStr | None = Field(
         default=None,

@@ -50,6 +50,7 @@ from bastion.vault.crypto import Sealer
 from bastion.vault.envelope import Envelope
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
+from bastion.web.hosts import allowed_hosts
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
@@ -206,6 +207,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 resource_metadata(settings, own),
                 may_use=may_use,
                 public=public,
+                hosts=allowed_hosts(settings.public_url, settings.host, settings.allowed_hosts),
             )
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)

@@ -20,8 +20,23 @@ DEMO_UPSTREAM = "demo"
 DEMO_SERVER = "demo"
 
 
+# Libraries that log what must not reach a log: full outbound URLs with their query strings (HTTP
+# clients, access logs), MCP session ids (the SDK, at INFO), SQL parameters such as password and
+# token hashes (the database drivers, at DEBUG). They speak at WARNING and above, whatever the level.
+QUIET_LOGGERS = (
+    "httpx", "httpx2", "httpcore", "httpcore2", "hpack", "h2", "aiohttp.access", "aiohttp.client", "uvicorn.access",
+    "aiosqlite", "sqlalchemy", "asyncpg", "redis",
+    "mcp.server.streamable_http", "mcp.server.streamable_http_manager", "mcp.server.sse",
+    "mcp.client.streamable_http", "mcp.client.sse",
+)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    numeric = logging.getLevelName(level.upper())
+    floor = max(logging.WARNING, numeric if isinstance(numeric, int) else logging.WARNING)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(floor)
 
 
 async def install_demo(bastion: Bastion) -> None:

@@ -6,7 +6,6 @@ Prints `READY http://HOST:PORT/mcp` on stdout once listening; Ctrl-C or SIGTERM 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ import click
 import uvicorn
 
 from bastion.cli.errors import sole_exception
+from bastion.cli.serve import configure_logging
 from bastion.config import Settings
 from bastion.core.errors import BadRequest, UpstreamUnavailable
 from bastion.core.models import UpstreamSpec
@@ -136,7 +136,7 @@ def wrap(
     except BadRequest as exc:
         raise click.BadParameter(exc.detail, param_hint="--name") from None
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(settings.log_level)
     spec = UpstreamSpec(
         name=name, transport="stdio", command=command[0], args=tuple(command[1:]), env=child_environment(env_names)
     )

@@ -79,14 +79,16 @@ def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
     return {"type": "headers" if spec.headers else "none"}
 
 
-def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[str, Any]:
+def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...], *, editor: bool) -> dict[str, Any]:
+    """An upstream as the API shows it. What it runs and where it lives (command, args, URL) can carry
+    secrets (`--api-key=...`, `?key=...`): shown only to an `editor` (who may change the upstream)."""
     spec, state = upstream.spec, upstream.state
     return {
         "name": spec.name,
         "transport": spec.transport,
-        "url": spec.url,
-        "command": spec.command,
-        "args": list(spec.args),
+        "url": spec.url if editor else None,
+        "command": spec.command if editor else None,
+        "args": list(spec.args) if editor else None,
         # Write-only: names are shown so operators can see what is set, values never are.
         "env": {k: REDACTED for k in spec.env},
         "headers": {k: REDACTED for k in spec.headers},

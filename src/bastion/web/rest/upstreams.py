@@ -12,9 +12,10 @@ from starlette.routing import Route
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.identity import can_see, is_admin
+from bastion.core.identity import can_edit, can_see, is_admin
 from bastion.core.launch import CommandRule, check_launch
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
+from bastion.pipeline.context import Principal
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
 
@@ -47,9 +48,9 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
 def upstream_routes(
     gateway: Gateway, max_body: int, team_exists: TeamExists | None = None, stdio_rules: tuple[CommandRule, ...] = ()
 ) -> list[Route]:
-    def show(name: str) -> dict[str, Any]:
-        snap = gateway.snapshot
-        return upstream_json(gateway.upstream(name), snap.items)
+    def show(name: str, principal: Principal) -> dict[str, Any]:
+        upstream = gateway.upstream(name)
+        return upstream_json(upstream, gateway.snapshot.items, editor=can_edit(principal, upstream.spec))
 
     def editable_upstream(request: Request) -> Upstream:
         """The named upstream, 404 if the caller cannot see it, 403 if they may not change it."""
@@ -61,7 +62,11 @@ def upstream_routes(
     async def list_upstreams(request: Request) -> Response:
         principal = principal_of(request)
         snap = gateway.snapshot
-        shown = [upstream_json(u, snap.items) for u in snap.upstreams.values() if can_see(principal, u.spec)]
+        shown = [
+            upstream_json(u, snap.items, editor=can_edit(principal, u.spec))
+            for u in snap.upstreams.values()
+            if can_see(principal, u.spec)
+        ]
         return JSONResponse({"items": shown})
 
     async def create(request: Request) -> Response:
@@ -72,11 +77,12 @@ def upstream_routes(
         if not is_admin(principal):
             check_launch(spec, stdio_rules)  # before anything runs
         _, discovery = await gateway.register_upstream(spec)
-        return JSONResponse({**show(spec.name), "discovered": _discovered(discovery)}, status_code=201)
+        return JSONResponse({**show(spec.name, principal), "discovered": _discovered(discovery)}, status_code=201)
 
     async def get(request: Request) -> Response:
-        visible_upstream(principal_of(request), gateway.snapshot.upstreams, request.path_params["name"])
-        return JSONResponse(show(request.path_params["name"]))
+        principal = principal_of(request)
+        visible_upstream(principal, gateway.snapshot.upstreams, request.path_params["name"])
+        return JSONResponse(show(request.path_params["name"], principal))
 
     async def patch(request: Request) -> Response:
         name = request.path_params["name"]
@@ -105,7 +111,7 @@ def upstream_routes(
         if not is_admin(principal_of(request)) and _LAUNCH_FIELDS & set(body):
             check_launch(spec, stdio_rules)  # before anything runs
         await gateway.update_upstream(spec)
-        return JSONResponse(show(name))
+        return JSONResponse(show(name, principal_of(request)))
 
     async def delete(request: Request) -> Response:
         editable_upstream(request)
@@ -117,7 +123,7 @@ def upstream_routes(
         name = editable_upstream(request).spec.name
         # A per-user OAuth upstream is discovered over the caller's own connection, when they have one.
         discovery = await gateway.refresh_upstream(name, user=principal_of(request).user)
-        return JSONResponse({**show(name), "discovered": _discovered(discovery)})
+        return JSONResponse({**show(name, principal_of(request)), "discovered": _discovered(discovery)})
 
     return [
         Route("/api/v1/upstreams", list_upstreams, methods=["GET"]),
