@@ -119,9 +119,17 @@ class Settings(BaseSettings):
     admin_email: str | None = Field(default=None, description="First admin user, created on start if missing")
     admin_password: SecretStr | None = Field(default=None, description="Password of BASTION_ADMIN_EMAIL's user")
     session_ttl: float = Field(default=12 * 3600.0, gt=0, description="Lifetime of a login session, s")
-    login_max_failures: int = Field(default=5, ge=1, description="Failed logins in a row before an account locks")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins for one account from one address before that pair locks"
+    )
     login_max_ip_failures: int = Field(default=50, ge=1, description="Failed logins before a client address locks")
     login_lockout: float = Field(default=30.0, gt=0, description="First lockout, s; doubles per further failure")
+    login_max_account_failures: int = Field(
+        default=100, ge=1, description="Failed logins for one account from all addresses before it locks briefly"
+    )
+    login_account_lockout: float = Field(
+        default=60.0, gt=0, description="How long that account-wide lock lasts, s (short: it must not be an outage)"
+    )
 
     @field_validator("rate_limit_token", "rate_limit_user", "rate_limit_server")
     @classmethod
