@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         "bind address; others get 421 (DNS rebinding). '*' answers any Host",
     )
     max_body_bytes: int = 4 * 1024 * 1024
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="A request's line and headers must arrive within this, s (slow clients)"
+    )
+    body_timeout: float = Field(default=30.0, gt=0, description="A request's body must arrive within this, s")
     state_key: SecretStr | None = Field(
         default=None,
         description="Base64 of 32 bytes sealing the state clients carry between calls (requestState); "

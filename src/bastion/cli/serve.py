@@ -15,6 +15,7 @@ from bastion.core.errors import Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.vault.keys import VaultConfigError
 from bastion.web.listen import listening_socket
+from bastion.web.slow_clients import bounded_http
 
 DEMO_UPSTREAM = "demo"
 DEMO_SERVER = "demo"
@@ -109,6 +110,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
         port=settings.port,
         lifespan="on",
         log_level="warning",
+        http=bounded_http(settings.header_timeout, settings.body_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         # Client addresses feed ip_allow: believe X-Forwarded-For only from configured proxies.
         proxy_headers=bool(settings.trusted_proxies),

@@ -24,6 +24,7 @@ from bastion.core.models import UpstreamSpec
 from bastion.core.naming import check_slug
 from bastion.web.listen import listening_socket
 from bastion.web.single import MCP_PATH
+from bastion.web.slow_clients import bounded_http
 from bastion.wrap import Wrapped, wrapping
 
 LOOPBACK = "127.0.0.1"
@@ -100,12 +101,18 @@ async def _serve(settings: Settings, spec: UpstreamSpec, host: str, port: int, t
     url = f"http://{shown}:{sock.getsockname()[1]}{MCP_PATH}"
     with sock:
         async with wrapping(settings, spec, token=token) as wrapped:
-            await _serve_wrapped(wrapped, sock, url, access_note(host, token))
+            await _serve_wrapped(wrapped, sock, url, access_note(host, token), settings)
 
 
-async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: str) -> None:
+async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: str, settings: Settings) -> None:
     """Serve until a signal; then stop taking requests, and let `wrapping` stop the child."""
-    config = uvicorn.Config(wrapped.app, lifespan="off", log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        wrapped.app,
+        lifespan="off",
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        http=bounded_http(settings.header_timeout, settings.body_timeout),
+    )
     server = _Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signals, server, wrapped)
