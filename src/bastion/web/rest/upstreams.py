@@ -12,11 +12,19 @@ from starlette.routing import Route
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.identity import can_edit, can_see, is_admin
+from bastion.core.identity import can_edit, is_admin
 from bastion.core.launch import CommandRule, check_launch
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
 from bastion.pipeline.context import Principal
-from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
+from bastion.web.rest.access import (
+    TeamExists,
+    editable,
+    ownership,
+    principal_of,
+    reach,
+    sees_upstream,
+    visible_upstream,
+)
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
@@ -62,10 +70,11 @@ def upstream_routes(
     async def list_upstreams(request: Request) -> Response:
         principal = principal_of(request)
         snap = gateway.snapshot
+        limit = reach(principal, snap.servers)
         shown = [
             upstream_json(u, snap.items, editor=can_edit(principal, u.spec))
             for u in snap.upstreams.values()
-            if can_see(principal, u.spec)
+            if sees_upstream(principal, u, limit)
         ]
         return JSONResponse({"items": shown})
 
@@ -81,7 +90,8 @@ def upstream_routes(
 
     async def get(request: Request) -> Response:
         principal = principal_of(request)
-        visible_upstream(principal, gateway.snapshot.upstreams, request.path_params["name"])
+        snap = gateway.snapshot
+        visible_upstream(principal, snap.upstreams, request.path_params["name"], reach(principal, snap.servers))
         return JSONResponse(show(request.path_params["name"], principal))
 
     async def patch(request: Request) -> Response:
