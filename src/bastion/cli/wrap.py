@@ -22,6 +22,7 @@ from bastion.config import Settings
 from bastion.core.errors import BadRequest, UpstreamUnavailable
 from bastion.core.models import UpstreamSpec
 from bastion.core.naming import check_slug
+from bastion.web.hosts import allowed_hosts
 from bastion.web.listen import listening_socket
 from bastion.web.single import MCP_PATH
 from bastion.web.slow_clients import bounded_http
@@ -101,6 +102,9 @@ async def _serve(settings: Settings, spec: UpstreamSpec, host: str, port: int, t
     url = f"http://{shown}:{sock.getsockname()[1]}{MCP_PATH}"
     with sock:
         async with wrapping(settings, spec, token=token) as wrapped:
+            if host in _LOOPBACK_HOSTS or settings.allowed_hosts:
+                # A loopback server is what DNS rebinding reaches from a browser: serve only its own names.
+                wrapped.app.hosts = allowed_hosts(settings.public_url, host, settings.allowed_hosts)
             await _serve_wrapped(wrapped, sock, url, access_note(host, token), settings)
 
 
