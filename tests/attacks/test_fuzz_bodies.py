@@ -108,7 +108,7 @@ WRITES = [
     ("PATCH", "/api/v1/tools/fx__echo", "admin"),
     ("POST", "/api/v1/auth/login", None),
 ]
-FUZZ = settings(max_examples=100, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=75, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def _no_5xx(response: httpx2.Response) -> None:
