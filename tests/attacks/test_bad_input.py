@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.e2e.test_token_scopes import MCP_HEADERS
+from tests.e2e.test_token_scopes import INITIALIZE, MCP_HEADERS
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
@@ -95,3 +95,34 @@ async def test_a_crushing_mcp_body_is_a_json_rpc_error(gateway: Running, era: st
     assert "Traceback" not in response.text
     error = response.json()["error"]
     assert error["code"] in (-32700, -32600), error
+
+
+async def _legacy_session(http: httpx2.AsyncClient, url: str) -> dict[str, str]:
+    headers = {**MCP_HEADERS, "authorization": f"Bearer {TOKEN}"}
+    opened = await http.post(url, json=INITIALIZE, headers=headers)
+    assert opened.status_code == 200, opened.text
+    headers |= {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+    await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    return headers
+
+
+@pytest.mark.parametrize("era", ["legacy", "modern"])
+async def test_deeply_nested_tool_arguments_are_refused_before_they_reach_the_shared_upstream(gateway: Running, era: str) -> None:
+    # 500 levels parse in Python but crash the upstream's parser: one caller would take the shared
+    # upstream process down for everyone. (The SDK client will not even send it: raw requests.)
+    nested = "[" * 500 + '"x"' + "]" * 500
+    meta = '"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}},'
+    head = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{' + (meta if era == "modern" else "")
+    body = head + '"name":"fx__echo","arguments":{"text":' + nested + "}}}"
+    async with gateway.client("vs") as client:
+        before = (await client.call_tool("fx__pid", {})).content[0].text
+    async with httpx2.AsyncClient(timeout=60) as http:
+        if era == "modern":
+            headers = {**MCP_HEADERS, "authorization": f"Bearer {TOKEN}", **MODERN, "mcp-method": "tools/call", "mcp-name": "fx__echo"}
+        else:
+            headers = await _legacy_session(http, gateway.mcp_url("vs"))
+        response = await http.post(gateway.mcp_url("vs"), content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "nests deeper" in response.json()["error"]["message"]
+    async with gateway.client("vs") as client:
+        assert (await client.call_tool("fx__pid", {})).content[0].text == before  # the same process, alive

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
+from bastion.web.json_depth import MAX_DEPTH, too_deep
 
 REDACTED = "********"
 KIND_FIELDS = {"tool": "tools", "prompt": "prompts", "resource": "resources", "resource_template": "resource_templates"}
@@ -27,10 +28,6 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     return parse_json(bytes(body))
 
 
-MAX_DEPTH = 64
-"""How deeply a request body may nest: far beyond any real configuration, far below the recursion limit."""
-
-
 def parse_json(body: bytes) -> Any:
     """JSON from a request body, or BadRequest saying why not (never a RecursionError or an int-size ValueError)."""
     try:
@@ -43,21 +40,9 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:  # Python's int size limit (4300 digits)
         raise BadRequest("the body holds a number with too many digits") from None
-    if _depth(value) > MAX_DEPTH:
+    if too_deep(value):
         raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels")
     return value
-
-
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, level)
-            if deepest > MAX_DEPTH:
-                return deepest
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
 
 
 def require_object(body: Any) -> dict[str, Any]:
