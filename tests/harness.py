@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -132,6 +133,8 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "reconnect_backoff": 0.2,
         "port": 0,
         "allow_private_upstreams": True,  # every test upstream is on loopback
+        # As an admin would allow it: developers may run the fixture upstream (tests/attacks/test_host_exec.py).
+        "stdio_commands": (shlex.join([sys.executable, *stdio_fixture("x")["args"]]),),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bastion.core.grants import parse_networks
+from bastion.core.launch import parse_rules
 from bastion.core.ratelimit import Defaults, parse_rate
 
 
@@ -27,6 +28,11 @@ class Settings(BaseSettings):
     allowed_origins: tuple[str, ...] = Field(
         default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"
     )
+    allowed_hosts: tuple[str, ...] = Field(
+        default=(),
+        description="Host names (JSON list) this gateway answers to besides its public URL's, loopback and the "
+        "bind address; others get 421 (DNS rebinding). '*' answers any Host",
+    )
     max_body_bytes: int = 4 * 1024 * 1024
     root_key: SecretStr | None = Field(
         default=None,
@@ -37,6 +43,10 @@ class Settings(BaseSettings):
     previous_root_keys: tuple[SecretStr, ...] = Field(
         default=(), description="Earlier root keys (JSON list of base64): their vault keys still open secrets until a rotation"
     )
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="A request's line and headers must arrive within this, s (slow clients)"
+    )
+    body_timeout: float = Field(default=30.0, gt=0, description="A request's body must arrive within this, s")
     state_key: SecretStr | None = Field(
         default=None,
         description="Base64 of 32 bytes sealing the state clients carry between calls (requestState) and sessions; "
@@ -53,6 +63,11 @@ class Settings(BaseSettings):
         default=(),
         description="Addresses of reverse proxies whose X-Forwarded-For Bastion believes (for ip_allow); "
         "none by default, so no local process can claim another client address",
+    )
+    stdio_commands: tuple[str, ...] = Field(
+        default=(),
+        description="Command lines (JSON list) non-admins may run as stdio upstreams: the command and its "
+        "leading arguments must match exactly; a trailing ' *' allows further plain arguments (core/launch.py)",
     )
     allow_private_upstreams: bool = Field(
         default=False,
@@ -159,9 +174,17 @@ class Settings(BaseSettings):
     admin_email: str | None = Field(default=None, description="First admin user, created on start if missing")
     admin_password: SecretStr | None = Field(default=None, description="Password of BASTION_ADMIN_EMAIL's user")
     session_ttl: float = Field(default=12 * 3600.0, gt=0, description="Lifetime of a login session, s")
-    login_max_failures: int = Field(default=5, ge=1, description="Failed logins in a row before an account locks")
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins for one account from one address before that pair locks"
+    )
     login_max_ip_failures: int = Field(default=50, ge=1, description="Failed logins before a client address locks")
     login_lockout: float = Field(default=30.0, gt=0, description="First lockout, s; doubles per further failure")
+    login_max_account_failures: int = Field(
+        default=100, ge=1, description="Failed logins for one account from all addresses before it locks briefly"
+    )
+    login_account_lockout: float = Field(
+        default=60.0, gt=0, description="How long that account-wide lock lasts, s (short: it must not be an outage)"
+    )
 
     @field_validator("rate_limit_token", "rate_limit_user", "rate_limit_server")
     @classmethod
@@ -177,6 +200,12 @@ class Settings(BaseSettings):
             user=parse_rate(self.rate_limit_user) if self.rate_limit_user else None,
             server=parse_rate(self.rate_limit_server) if self.rate_limit_server else None,
         )
+
+    @field_validator("stdio_commands")
+    @classmethod
+    def _stdio_commands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_rules(value)
+        return value
 
     @field_validator("upstream_allowed_networks")
     @classmethod

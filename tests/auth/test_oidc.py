@@ -201,7 +201,10 @@ async def test_the_resource_metadata_names_the_provider(setup: Setup) -> None:
         assert document["resource"] == setup.audience("vs1")
         assert document["authorization_servers"] == [setup.idp.url]
         assert document["scopes_supported"] == ["mcp"]
-        assert (await http.get("/.well-known/oauth-protected-resource/servers/ghost/mcp")).status_code == 404
+        # The same answer for a server that does not exist: strangers cannot probe for names.
+        ghost = await http.get("/.well-known/oauth-protected-resource/servers/ghost/mcp")
+        assert ghost.status_code == 200 and ghost.json()["resource"] == setup.audience("ghost")
+        assert (await http.get("/.well-known/oauth-protected-resource/servers/Not_A_Slug/mcp")).status_code == 404
 
 
 async def test_bastions_own_tokens_still_work_beside_the_provider(setup: Setup) -> None:

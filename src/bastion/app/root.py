@@ -37,6 +37,7 @@ from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.grants import parse_networks
+from bastion.core.launch import parse_rules
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
@@ -48,6 +49,7 @@ from bastion.tasks import TaskRunner
 from bastion.upstream.caller_sessions import Limits
 from bastion.upstream.discovery import DiscoveryLimits
 from bastion.upstream.guard import AddressGuard
+from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.pool import UpstreamPool
 from bastion.vault.crypto import Sealer
 from bastion.vault.envelope import Envelope
@@ -55,6 +57,7 @@ from bastion.web.admin.app import admin_app
 from bastion.web.asgi import BastionApp, PublicEndpoints, rest_app
 from bastion.web.audited import Audited
 from bastion.web.headers import security_headers
+from bastion.web.hosts import allowed_hosts
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
@@ -123,6 +126,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 await front_ref[0].resource_updated(upstream, uri)
 
             user_tokens = SqlUpstreamTokens(engine, envelope)
+            stdio_rules = parse_rules(settings.stdio_commands)
             guard = AddressGuard(
                 allow_private=settings.allow_private_upstreams,
                 allowed=parse_networks(settings.upstream_allowed_networks),
@@ -134,6 +138,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 connect_timeout=settings.connect_timeout,
                 backoff_base=settings.reconnect_backoff,
                 guard=guard,
+                launch_guard=LaunchGuard(stdio_rules, identity.get_user),
                 user_tokens=user_tokens,
                 caller_limits=Limits(
                     per_upstream=settings.upstream_sessions_per_upstream,
@@ -199,7 +204,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             start_page = StartPage(connect, login, identity, settings.base_url)
             public = joined(public, callback_endpoint(connect, start_page))
             routes = [
-                *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
+                *upstream_routes(gateway, settings.max_body_bytes, teams.exists, stdio_rules),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists, subjects),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
@@ -229,6 +234,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 admin=admin,
                 observers=telemetry.edge_observers,
                 metrics=telemetry.endpoint,
+                hosts=allowed_hosts(settings.public_url, settings.host, settings.allowed_hosts),
             )
             app_ref.append(app)
             await gateway.start()

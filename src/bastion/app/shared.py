@@ -86,7 +86,9 @@ def login_limits(settings: Settings) -> dict[str, Any]:
     return {
         "max_failures": settings.login_max_failures,
         "max_ip_failures": settings.login_max_ip_failures,
+        "max_account_failures": settings.login_max_account_failures,
         "lockout": settings.login_lockout,
+        "account_lockout": settings.login_account_lockout,
     }
 
 

@@ -12,15 +12,14 @@ from bastion.app import Bastion, LifespanApp, load_keys
 from bastion.config import Settings
 from bastion.core.errors import Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
-from bastion.telemetry.logging import configure_logging as structured_logging
+from bastion.telemetry.logging import configure_logging
 from bastion.web.listen import listening_socket
+from bastion.web.slow_clients import bounded_http
 
 DEMO_UPSTREAM = "demo"
 DEMO_SERVER = "demo"
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
-    structured_logging(level, fmt)
 
 
 async def install_demo(bastion: Bastion) -> None:
@@ -93,6 +92,7 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
         port=settings.port,
         lifespan="on",
         log_level="warning",
+        http=bounded_http(settings.header_timeout, settings.body_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         # Client addresses feed ip_allow: believe X-Forwarded-For only from configured proxies.
         proxy_headers=bool(settings.trusted_proxies),

@@ -6,7 +6,6 @@ Prints `READY http://HOST:PORT/mcp` on stdout once listening; Ctrl-C or SIGTERM 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -22,8 +21,11 @@ from bastion.config import Settings
 from bastion.core.errors import BadRequest, UpstreamUnavailable
 from bastion.core.models import UpstreamSpec
 from bastion.core.naming import check_slug
+from bastion.telemetry.logging import configure_logging
+from bastion.web.hosts import allowed_hosts
 from bastion.web.listen import listening_socket
 from bastion.web.single import MCP_PATH
+from bastion.web.slow_clients import bounded_http
 from bastion.wrap import Wrapped, wrapping
 
 LOOPBACK = "127.0.0.1"
@@ -47,9 +49,21 @@ class _Server(uvicorn.Server):
         yield
 
 
-def child_environment() -> dict[str, str]:
-    """The child inherits our environment (API keys and the like), minus Bastion's own settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+def child_environment(named: tuple[str, ...]) -> dict[str, str]:
+    """What the child gets besides the SDK's minimal environment (HOME, LOGNAME, PATH, SHELL, TERM,
+    USER): only the variables named with --env, as NAME (copied from ours) or NAME=VALUE. Never
+    Bastion's own settings, and never the rest of our environment (cloud keys, tokens)."""
+    env: dict[str, str] = {}
+    for entry in named:
+        name, sep, value = entry.partition("=")
+        if not name or name.upper().startswith("BASTION_"):
+            raise click.BadParameter(f"{name or entry!r}: give a variable name (not one of Bastion's own)", param_hint="--env")
+        if not sep:
+            if name not in os.environ:
+                raise click.BadParameter(f"{name} is not set in this environment", param_hint="--env")
+            value = os.environ[name]
+        env[name] = value
+    return env
 
 
 def access_note(host: str, token: str | None) -> str:
@@ -88,12 +102,21 @@ async def _serve(settings: Settings, spec: UpstreamSpec, host: str, port: int, t
     url = f"http://{shown}:{sock.getsockname()[1]}{MCP_PATH}"
     with sock:
         async with wrapping(settings, spec, token=token) as wrapped:
-            await _serve_wrapped(wrapped, sock, url, access_note(host, token))
+            if host in _LOOPBACK_HOSTS or settings.allowed_hosts:
+                # A loopback server is what DNS rebinding reaches from a browser: serve only its own names.
+                wrapped.app.hosts = allowed_hosts(settings.public_url, host, settings.allowed_hosts)
+            await _serve_wrapped(wrapped, sock, url, access_note(host, token), settings)
 
 
-async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: str) -> None:
+async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: str, settings: Settings) -> None:
     """Serve until a signal; then stop taking requests, and let `wrapping` stop the child."""
-    config = uvicorn.Config(wrapped.app, lifespan="off", log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        wrapped.app,
+        lifespan="off",
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        http=bounded_http(settings.header_timeout, settings.body_timeout),
+    )
     server = _Server(config)
     async with anyio.create_task_group() as tg:
         tg.start_soon(_stop_on_signals, server, wrapped)
@@ -107,17 +130,26 @@ async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: 
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Port; 0 picks a free one.")
 @click.option("--name", default="wrapped", show_default=True, help="Name of the wrapped server (a slug), for logs.")
 @click.option("--token", envvar="BASTION_WRAP_TOKEN", show_envvar=True, default=None, help="Require this bearer token.")
+@click.option(
+    "--env",
+    "env_names",
+    multiple=True,
+    metavar="NAME[=VALUE]",
+    help="Pass this variable to the child (repeatable); it gets only these and a minimal environment.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
-def wrap(host: str | None, port: int, name: str, token: str | None, command: tuple[str, ...]) -> None:
+def wrap(
+    host: str | None, port: int, name: str, token: str | None, env_names: tuple[str, ...], command: tuple[str, ...]
+) -> None:
     """Serve a stdio MCP server over Streamable HTTP (2026-07-28 and 2025-11-25) at /mcp."""
     try:
         check_slug(name, "server")
     except BadRequest as exc:
         raise click.BadParameter(exc.detail, param_hint="--name") from None
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(settings.log_level)
     spec = UpstreamSpec(
-        name=name, transport="stdio", command=command[0], args=tuple(command[1:]), env=child_environment()
+        name=name, transport="stdio", command=command[0], args=tuple(command[1:]), env=child_environment(env_names)
     )
     try:
         anyio.run(_serve, settings, spec, host or LOOPBACK, port, token or None)

@@ -72,7 +72,10 @@ def parse_token_request(body: dict[str, Any], known_servers: Collection[str], no
         raise BadRequest("an 'mcp' token needs 'servers': a list of virtual server names, or \"*\"")
     if data.expires_in is not None and data.expires_in <= 0:
         raise BadRequest("'expires_in' must be a positive number of seconds, or null for no expiry")
-    expires_at = now + timedelta(seconds=data.expires_in) if data.expires_in is not None else None
+    try:
+        expires_at = now + timedelta(seconds=data.expires_in) if data.expires_in is not None else None
+    except OverflowError:
+        raise BadRequest("'expires_in' is too far in the future (the calendar ends in year 9999)") from None
     return ApiToken(
         id=str(uuid.uuid4()),
         name=name,

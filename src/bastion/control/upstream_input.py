@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import idna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BadRequest
@@ -83,11 +85,39 @@ class UpstreamInput(BaseModel):
     auth: AuthInput | None = None
 
 
+def _valid_host(host: str) -> bool:
+    """Whether `host` is an IP address or a name the resolver and the HTTP client can encode
+    (IDNA 2008 for non-ASCII names; ASCII names keep underscores, as container service names use)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        if not host.isascii():
+            idna.encode(host, uts46=True)
+            return True
+        host.encode("idna")  # label lengths, as the resolver checks them
+        for label in host.split("."):
+            if label.lower().startswith("xn--"):
+                idna.decode(label)
+    except (UnicodeError, idna.IDNAError):
+        return False
+    return True
+
+
 def check_url(url: str | None, field: str = "url") -> str:
     if not url:
         raise BadRequest(f"an HTTP upstream needs a {field!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port
+    except ValueError:
+        raise BadRequest(f"{field} is not a valid URL") from None
+    if hostname is not None and not _valid_host(hostname):
+        raise BadRequest(f"{field}: the host name is not a valid domain name (IDNA)")
+    if parts.scheme not in ("http", "https") or not hostname:
         # The URL itself is not echoed: it may carry credentials.
         raise BadRequest(f"{field} must be an absolute http:// or https:// URL")
     if parts.username or parts.password:

@@ -66,6 +66,14 @@ class Forbidden(BastionError):
     title = "Forbidden"
 
 
+class MisdirectedRequest(BastionError):
+    """The Host header names a site this gateway does not serve (DNS rebinding, misrouted traffic)."""
+
+    http_status = 421
+    jsonrpc_code = -32600
+    title = "Misdirected request"
+
+
 class UpstreamNotConnected(Forbidden):
     """A per-user OAuth upstream the calling user has not connected their own account to (yet)."""
 

@@ -7,11 +7,12 @@ server among its own, reads the REST catalog only with "read", and never writes 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from bastion.core.compose import ServerView
 from bastion.core.errors import Forbidden
 from bastion.core.models import Frozen
 
@@ -112,3 +113,32 @@ def authorize(grants: Grants, method: str, path: str) -> None:
         raise Forbidden(f"API tokens may not access {path}", missing="admin")
     if "read" not in grants.permissions:
         raise Forbidden("this token lacks the 'read' permission", missing="permission:read")
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """What a token limited to some virtual servers may read in the REST catalog: those servers,
+    the items they expose (upstream, kind, key) and the upstreams those come from."""
+
+    servers: frozenset[str]
+    upstreams: frozenset[str]
+    items: frozenset[tuple[str, str, str]]
+
+    def allows_item(self, upstream: str, kind: str, key: str) -> bool:
+        return (upstream, kind, key) in self.items
+
+
+def reach_of(grants: Grants | None, views: Mapping[str, ServerView]) -> Reach | None:
+    """The catalog `grants` may read; None when unlimited (no grants, or every server)."""
+    if grants is None or grants.servers == ALL_SERVERS:
+        return None
+    servers = frozenset(name for name in grants.servers if name in views)
+    items: set[tuple[str, str, str]] = set()
+    for name in servers:
+        view = views[name]
+        for exposed in (view.tools, view.prompts, view.resources, view.templates):
+            items.update((i.upstream, i.kind, i.key) for i in exposed.values())
+    upstreams = frozenset(upstream for upstream, _, _ in items) | frozenset(
+        u for name in servers for u in views[name].upstreams
+    )
+    return Reach(servers, upstreams, frozenset(items))

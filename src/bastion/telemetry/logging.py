@@ -15,7 +15,15 @@ from typing import Any
 from bastion.core.observation import CallRecord
 
 _DUMPS = json.JSONEncoder(default=str, ensure_ascii=False).encode
-QUIET = ("httpx", "httpx2", "httpcore", "httpcore2", "aiohttp.access", "uvicorn.access")
+# Libraries that log what must not reach a log: full outbound URLs with their query strings (HTTP
+# clients, access logs), MCP session ids (the SDK, at INFO), SQL parameters such as password and
+# token hashes (the database drivers, at DEBUG). They speak at WARNING and above, whatever the level.
+QUIET = (
+    "httpx", "httpx2", "httpcore", "httpcore2", "hpack", "h2", "aiohttp.access", "aiohttp.client", "uvicorn.access",
+    "aiosqlite", "sqlalchemy", "asyncpg", "redis",
+    "mcp.server.streamable_http", "mcp.server.streamable_http_manager", "mcp.server.sse",
+    "mcp.client.streamable_http", "mcp.client.sse",
+)
 
 
 class JsonFormatter(logging.Formatter):
@@ -121,10 +129,9 @@ class _NoStdioParseTracebacks(logging.Filter):
 
 def quiet_libraries() -> None:
     """No per-request lines from HTTP client libraries, no tracebacks for a non-MCP stdio upstream."""
+    floor = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
     for name in QUIET:
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(floor)
     stdio = logging.getLogger("mcp.client.stdio")
     if not any(isinstance(f, _NoStdioParseTracebacks) for f in stdio.filters):
         stdio.addFilter(_NoStdioParseTracebacks())

@@ -38,6 +38,7 @@ from bastion.core.errors import (
 from bastion.core.models import UpstreamSpec
 from bastion.core.ports import CallHooks
 from bastion.upstream.guard import AddressGuard
+from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.oauth import BearerAuth, TokenSource
 from bastion.upstream.raw import raw_request
@@ -121,6 +122,7 @@ class UpstreamConnection:
         backoff_cap: float = 30.0,
         on_resource_updated: ResourceUpdatedHandler | None = None,
         guard: AddressGuard | None = None,
+        launch_guard: LaunchGuard | None = None,
         bearer: TokenSource | None = None,
         mode: str = "auto",
         caller_capabilities: dict[str, Any] | None = None,
@@ -133,6 +135,7 @@ class UpstreamConnection:
         self._sent_log_level: str | None = None
         self._bearer = bearer
         self._guard = guard
+        self._launch_guard = launch_guard
         self._http = http_client
         self._fast_http = fast_http
         self._fast: ModernHttpClient | None = None
@@ -282,6 +285,8 @@ class UpstreamConnection:
         closed = anyio.Event()
         connected = False
         try:
+            if self._launch_guard is not None:
+                await self._launch_guard.check(self.spec)  # every start: the owner or the allow-list may have changed
             if self._guard is not None:
                 await self._guard.check(self.spec)  # every attempt: the name may resolve elsewhere now
             with anyio.CancelScope(deadline=anyio.current_time() + self._connect_timeout) as scope:

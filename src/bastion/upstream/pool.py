@@ -28,6 +28,7 @@ from bastion.upstream.caller_sessions import CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import DiscoveryLimits, discover
 from bastion.upstream.guard import AddressGuard
+from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 
@@ -70,6 +71,7 @@ class UpstreamPool:
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
         guard: AddressGuard | None = None,
+        launch_guard: LaunchGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
         caller_limits: Limits | None = None,
         limits: DiscoveryLimits = DiscoveryLimits(),
@@ -80,6 +82,7 @@ class UpstreamPool:
         self._callers = CallerSessions(runner, replace(callers, idle=per_user_idle))
         self._legacy_refused: set[str] = set()
         """Upstreams (auto era) that refused a 2025-11-25 handshake: their callers share the modern session."""
+        self._launch_guard = launch_guard
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -183,6 +186,7 @@ class UpstreamPool:
             connect_timeout=self._connect_timeout,
             backoff_base=self._backoff_base,
             guard=self._guard,
+            launch_guard=self._launch_guard,
             bearer=bearer,
             mode=mode or shared_mode(spec),
             caller_capabilities=caller_capabilities,
@@ -210,6 +214,8 @@ class UpstreamPool:
 
     async def discover(self, spec: UpstreamSpec) -> Discovery:
         """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
+        if self._launch_guard is not None:
+            await self._launch_guard.check(spec)  # refused before anything runs: the caller's 403
         if self._guard is not None:
             await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
         if user_grant(spec) is not None:

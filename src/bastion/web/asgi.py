@@ -19,14 +19,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated
+from bastion.core.errors import BastionError, Forbidden, MisdirectedRequest, NotFound, Unauthenticated
 from bastion.core.grants import authorize
 from bastion.core.identity import authorize_role
+from bastion.core.naming import SLUG_RE
 from bastion.core.observation import EdgeEvent, reason_of
 from bastion.core.ports import EdgeObserver
 from bastion.pipeline.context import Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.headers import BASE_HEADERS, Headers, with_headers
+from bastion.web.hosts import ANY_HOST, PROBES, host_allowed
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
 from bastion.web.metrics import METRICS_PATH, MetricsEndpoint
 from bastion.web.resource_metadata import PREFIX, ResourceMetadata, metadata_response, metadata_server
@@ -162,6 +164,8 @@ def _refused(scope: Scope, exc: BastionError, observers: Sequence[EdgeObserver])
     )
     for observer in observers:
         observer.edge_event(event)
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((v for k, v in scope["headers"] if k == name), None)
 
 
 def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
@@ -201,9 +205,11 @@ class BastionApp:
         admin: ASGIApp | None = None,
         observers: Sequence[EdgeObserver] = (),
         metrics: MetricsEndpoint | None = None,
+        hosts: frozenset[str] = frozenset({ANY_HOST}),
     ) -> None:
         self.observers = tuple(observers)
         self.metrics = metrics
+        self.hosts = hosts
         self.public = public
         self.admin = admin
         self.headers = headers
@@ -221,6 +227,10 @@ class BastionApp:
             return
         send = with_headers(send, self.headers)
         path: str = scope["path"]
+        if path not in PROBES and not host_allowed(_header(scope, b"host"), self.hosts):
+            refused = MisdirectedRequest("this gateway does not serve that host name (set BASTION_ALLOWED_HOSTS)")
+            await problem_from(refused)(scope, receive, send)
+            return
         if path.startswith(PREFIX):
             await self._resource_metadata(path, scope, receive, send)
             return
@@ -249,10 +259,11 @@ class BastionApp:
             await self.rest(scope, receive, send)
 
     async def _resource_metadata(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """RFC 9728 metadata: public (clients read it before they hold a token), only for servers that exist."""
+        """RFC 9728 metadata: public (clients read it before they hold a token). The same document for
+        every well-formed server name, existing or not, so it does not tell strangers which exist."""
         server = metadata_server(path)
         metadata = self.resource_metadata
-        if metadata is None or metadata.issuer is None or server is None or server not in self.mcp.known_servers():
+        if metadata is None or metadata.issuer is None or server is None or not SLUG_RE.fullmatch(server):
             await problem_from(NotFound(f"no protected resource metadata at {path}"))(scope, receive, send)
             return
         await metadata_response(metadata, server)(scope, receive, send)

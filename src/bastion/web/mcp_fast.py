@@ -40,6 +40,7 @@ from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
 from bastion.web.bridge import with_capabilities
+from bastion.web.json_depth import MAX_DEPTH, body_too_deep
 
 log = logging.getLogger("bastion.mcp")
 
@@ -238,6 +239,10 @@ async def serve_fast(
     if body is _TOO_LARGE:
         error = {"code": -32600, "message": f"request body is larger than {max_body} bytes"}
         await _respond(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+        return
+    if body_too_deep(body):
+        error = {"code": -32600, "message": f"the request nests deeper than {MAX_DEPTH} levels"}
+        await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
         return
     raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     headers = dict(raw_headers)

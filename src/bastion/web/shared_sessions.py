@@ -260,7 +260,7 @@ class SharedSessions:
             return
         try:
             message = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(message, dict) or "method" in message or not ({"result", "error"} & message.keys()):
             return

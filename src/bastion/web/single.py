@@ -9,10 +9,11 @@ from collections.abc import Sequence
 
 from starlette.types import Receive, Scope, Send
 
-from bastion.core.errors import NotFound
+from bastion.core.errors import MisdirectedRequest, NotFound
 from bastion.web.asgi import Verifier, admitted, without_padding
 from bastion.web.errors import problem_from
 from bastion.web.headers import BASE_HEADERS, with_headers
+from bastion.web.hosts import ANY_HOST, host_allowed
 from bastion.web.mcp_endpoint import McpFront
 
 MCP_PATH = "/mcp"
@@ -28,11 +29,17 @@ class SingleServerApp:
         self.server = server
         self.verifier = verifier
         self.allowed_origins = tuple(allowed_origins)
+        self.hosts: frozenset[str] = frozenset({ANY_HOST})
+        """Host names served (web/hosts.py); set by `bastion wrap` for a loopback bind."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         send = with_headers(send, BASE_HEADERS)
+        host = next((v for k, v in scope["headers"] if k == b"host"), None)
+        if not host_allowed(host, self.hosts):
+            await problem_from(MisdirectedRequest("this server does not serve that host name"))(scope, receive, send)
+            return
         if not await admitted(scope, receive, send, self.verifier, self.allowed_origins):
             return
         path: str = scope["path"]

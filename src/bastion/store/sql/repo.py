@@ -20,6 +20,7 @@ from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpe
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
+from bastion.store.sql.sqlite_file import private_sqlite_file
 from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
 from bastion.vault.envelope import Envelope
 
@@ -27,7 +28,8 @@ from bastion.vault.envelope import Envelope
 def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     """An async engine; SQLite gets foreign keys and WAL so readers never block the writer."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        private_sqlite_file(url)
+        engine = create_async_engine(url, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -40,7 +42,8 @@ def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
             cur.close()
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True, hide_parameters=True)
+
 
 
 def _now() -> datetime:

@@ -7,7 +7,9 @@ from typing import Any
 
 from starlette.requests import Request
 
+from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from bastion.core.grants import Reach, reach_of
 from bastion.core.identity import Owned, can_see, is_admin, require_edit
 from bastion.core.models import VISIBILITIES, Upstream
 from bastion.pipeline.context import Principal
@@ -24,10 +26,21 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def visible_upstream(principal: Principal, upstreams: Mapping[str, Upstream], name: str) -> Upstream:
+def reach(principal: Principal, views: Mapping[str, ServerView]) -> Reach | None:
+    """What an API token limited to some virtual servers may read (None: no such limit)."""
+    return reach_of(principal.grants, views)
+
+
+def sees_upstream(principal: Principal, upstream: Upstream, limit: Reach | None) -> bool:
+    return can_see(principal, upstream.spec) and (limit is None or upstream.spec.name in limit.upstreams)
+
+
+def visible_upstream(
+    principal: Principal, upstreams: Mapping[str, Upstream], name: str, limit: Reach | None = None
+) -> Upstream:
     """The upstream if the caller may see it; NotFound otherwise, exactly as if it did not exist."""
     upstream = upstreams.get(name)
-    if upstream is None or not can_see(principal, upstream.spec):
+    if upstream is None or not sees_upstream(principal, upstream, limit):
         raise NotFound(f"upstream {name!r} does not exist")
     return upstream
 

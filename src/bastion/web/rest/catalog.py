@@ -11,7 +11,7 @@ from bastion.core.errors import BadRequest, NotFound
 from bastion.core.identity import can_see, is_admin
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.pipeline.context import Principal
-from bastion.web.rest.access import editable, principal_of
+from bastion.web.rest.access import editable, principal_of, reach
 from bastion.web.rest.common import item_json, read_json, require_object
 
 _COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
@@ -71,7 +71,10 @@ def _window(request: Request) -> tuple[int, int | None]:
 def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
     def visible(principal: Principal, item: CatalogItem) -> bool:
         upstream = gateway.snapshot.upstreams.get(item.upstream)
-        return upstream is not None and can_see(principal, upstream.spec)
+        if upstream is None or not can_see(principal, upstream.spec):
+            return False
+        limit = reach(principal, gateway.snapshot.servers)
+        return limit is None or limit.allows_item(item.upstream, item.kind, item.key)
 
     def find(request: Request, kind: ItemKind) -> CatalogItem:
         name = request.path_params["name"]

@@ -12,6 +12,7 @@ from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ownership import Clash
+from bastion.web.json_depth import MAX_DEPTH, too_deep
 
 REDACTED = "********"
 KIND_FIELDS = {"tool": "tools", "prompt": "prompts", "resource": "resources", "resource_template": "resource_templates"}
@@ -25,10 +26,24 @@ async def read_json(request: Request, max_bytes: int) -> Any:
             raise BadRequest(f"request body is larger than {max_bytes} bytes")
     if not body:
         raise BadRequest("a JSON body is required")
+    return parse_json(bytes(body))
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON from a request body, or BadRequest saying why not (never a RecursionError or an int-size ValueError)."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+        value = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid JSON: it is not UTF-8") from None
+    except RecursionError:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError:  # Python's int size limit (4300 digits)
+        raise BadRequest("the body holds a number with too many digits") from None
+    if too_deep(value):
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def require_object(body: Any) -> dict[str, Any]:
@@ -77,8 +92,12 @@ def upstream_json(
     items: tuple[CatalogItem, ...],
     clashes: tuple[tuple[str, Clash], ...] = (),
     known: dict[str, dict[str, int]] | None = None,
+    *,
+    editor: bool,
 ) -> dict[str, Any]:
-    """`known`: counts_by_upstream of the same items, when showing many upstreams."""
+    """An upstream as the API shows it. What it runs and where it lives (command, args, URL) can carry
+    secrets (`--api-key=...`, `?key=...`): shown only to an `editor` (who may change the upstream).
+    `known`: counts_by_upstream of the same items, when showing many upstreams."""
     spec, state = upstream.spec, upstream.state
     held = clashes_json(clashes)
     reason = state.status_reason
@@ -90,9 +109,9 @@ def upstream_json(
     return {
         "name": spec.name,
         "transport": spec.transport,
-        "url": spec.url,
-        "command": spec.command,
-        "args": list(spec.args),
+        "url": spec.url if editor else None,
+        "command": spec.command if editor else None,
+        "args": list(spec.args) if editor else None,
         # Write-only: names are shown so operators can see what is set, values never are.
         "env": {k: REDACTED for k in spec.env},
         "headers": {k: REDACTED for k in spec.headers},

@@ -19,7 +19,7 @@ from bastion.core.models import PrefixMode, VirtualServerSpec
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.pipeline.context import Principal
-from bastion.web.rest.access import TeamExists, editable, ownership, principal_of
+from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, reach
 from bastion.web.rest.common import read_json, require_object, server_json
 
 
@@ -74,8 +74,10 @@ def server_routes(
     subjects: PolicySubjects | None = None,
 ) -> list[Route]:
     def visible(request: Request, name: str) -> ServerView:
-        view = gateway.snapshot.servers.get(name)
-        if view is None or not can_see(principal_of(request), view.spec):
+        principal, views = principal_of(request), gateway.snapshot.servers
+        view = views.get(name)
+        limit = reach(principal, views)
+        if view is None or not can_see(principal, view.spec) or (limit is not None and name not in limit.servers):
             raise NotFound(f"virtual server {name!r} does not exist")
         return view
 
@@ -101,7 +103,12 @@ def server_routes(
 
     async def list_servers(request: Request) -> Response:
         principal = principal_of(request)
-        names = [n for n, v in sorted(gateway.snapshot.servers.items()) if can_see(principal, v.spec)]
+        limit = reach(principal, gateway.snapshot.servers)
+        names = [
+            n
+            for n, v in sorted(gateway.snapshot.servers.items())
+            if can_see(principal, v.spec) and (limit is None or n in limit.servers)
+        ]
         known = await emails()
         return JSONResponse({"items": [show(name, known) for name in names]})
 

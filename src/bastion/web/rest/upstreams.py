@@ -12,9 +12,19 @@ from starlette.routing import Route
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.identity import can_see
+from bastion.core.identity import can_edit, is_admin
+from bastion.core.launch import CommandRule, check_launch
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
-from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
+from bastion.pipeline.context import Principal
+from bastion.web.rest.access import (
+    TeamExists,
+    editable,
+    ownership,
+    principal_of,
+    reach,
+    sees_upstream,
+    visible_upstream,
+)
 from bastion.web.rest.common import KIND_FIELDS, counts_by_upstream, read_json, require_object, upstream_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
@@ -22,6 +32,8 @@ _PATCHABLE = {
     "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "protocol", "enabled", "team", "visibility"
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
+_LAUNCH_FIELDS = {"transport", "command", "args", "env"}
+"""What decides which program a stdio upstream runs: a non-admin may change them only within the allow-list."""
 _OWNERSHIP = ("team", "owner", "visibility")
 
 
@@ -41,10 +53,13 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
     return out
 
 
-def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
-    def show(name: str) -> dict[str, Any]:
+def upstream_routes(
+    gateway: Gateway, max_body: int, team_exists: TeamExists | None = None, stdio_rules: tuple[CommandRule, ...] = ()
+) -> list[Route]:
+    def show(name: str, principal: Principal) -> dict[str, Any]:
+        upstream = gateway.upstream(name)
         snap = gateway.snapshot
-        return upstream_json(gateway.upstream(name), snap.items, snap.clashes.get(name, ()))
+        return upstream_json(upstream, snap.items, snap.clashes.get(name, ()), editor=can_edit(principal, upstream.spec))
 
     def editable_upstream(request: Request) -> Upstream:
         """The named upstream, 404 if the caller cannot see it, 403 if they may not change it."""
@@ -56,24 +71,30 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
     async def list_upstreams(request: Request) -> Response:
         principal = principal_of(request)
         snap = gateway.snapshot
+        limit = reach(principal, snap.servers)
         known = counts_by_upstream(snap.items)
         shown = [
-            upstream_json(u, snap.items, snap.clashes.get(n, ()), known)
+            upstream_json(u, snap.items, snap.clashes.get(n, ()), known, editor=can_edit(principal, u.spec))
             for n, u in snap.upstreams.items()
-            if can_see(principal, u.spec)
+            if sees_upstream(principal, u, limit)
         ]
         return JSONResponse({"items": shown})
 
     async def create(request: Request) -> Response:
         body = require_object(await read_json(request, max_body))
-        owned = await ownership(principal_of(request), body, team_exists)
+        principal = principal_of(request)
+        owned = await ownership(principal, body, team_exists)
         spec = parse_upstream(body).model_copy(update=owned)
+        if not is_admin(principal):
+            check_launch(spec, stdio_rules)  # before anything runs
         _, discovery = await gateway.register_upstream(spec)
-        return JSONResponse({**show(spec.name), "discovered": _discovered(discovery)}, status_code=201)
+        return JSONResponse({**show(spec.name, principal), "discovered": _discovered(discovery)}, status_code=201)
 
     async def get(request: Request) -> Response:
-        visible_upstream(principal_of(request), gateway.snapshot.upstreams, request.path_params["name"])
-        return JSONResponse(show(request.path_params["name"]))
+        principal = principal_of(request)
+        snap = gateway.snapshot
+        visible_upstream(principal, snap.upstreams, request.path_params["name"], reach(principal, snap.servers))
+        return JSONResponse(show(request.path_params["name"], principal))
 
     async def patch(request: Request) -> Response:
         name = request.path_params["name"]
@@ -99,8 +120,10 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
             spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update=owned)
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
+        if not is_admin(principal_of(request)) and _LAUNCH_FIELDS & set(body):
+            check_launch(spec, stdio_rules)  # before anything runs
         await gateway.update_upstream(spec)
-        return JSONResponse(show(name))
+        return JSONResponse(show(name, principal_of(request)))
 
     async def delete(request: Request) -> Response:
         editable_upstream(request)
@@ -112,7 +135,7 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
         name = editable_upstream(request).spec.name
         # A per-user OAuth upstream is discovered over the caller's own connection, when they have one.
         discovery = await gateway.refresh_upstream(name, user=principal_of(request).user)
-        return JSONResponse({**show(name), "discovered": _discovered(discovery)})
+        return JSONResponse({**show(name, principal_of(request)), "discovered": _discovered(discovery)})
 
     return [
         Route("/api/v1/upstreams", list_upstreams, methods=["GET"]),

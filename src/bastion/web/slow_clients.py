@@ -1,0 +1,64 @@
+"""Deadlines for slow clients (slowloris): uvicorn bounds only the idle time between requests, so a
+client could hold a connection forever by sending its headers or its body a byte at a time.
+
+`bounded_http` is uvicorn's httptools protocol with two more timers: the request line and headers
+must arrive within `header_timeout` (from the connection's start, then from each next request's
+first byte), and the body within `body_timeout` after the headers. Past either, the connection is
+closed (the application sees a disconnect). This subclasses uvicorn's protocol class, its documented
+`http=` extension point; the hooks used are the parser callbacks it already defines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class _BoundedHttpTools(HttpToolsProtocol):
+    header_timeout = 10.0
+    body_timeout = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm(self.header_timeout)
+
+    def on_headers_complete(self) -> None:
+        self._arm(self.body_timeout)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def bounded_http(header_timeout: float, body_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's `http=` protocol class with these read deadlines, in seconds."""
+    return type("BoundedHttpTools", (_BoundedHttpTools,), {"header_timeout": header_timeout, "body_timeout": body_timeout})
