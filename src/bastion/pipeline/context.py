@@ -42,3 +42,5 @@ class CallContext:
     """Set by authorize when the virtual server has a policy: what this caller may see and use."""
     item: CatalogItem | None = None
     upstream_params: dict[str, Any] | None = None
+    check_arguments: bool = False
+    """Set by entry points that promise schema errors before the call (the REST facade)."""
