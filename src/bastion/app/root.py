@@ -127,6 +127,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 backoff_base=settings.reconnect_backoff,
                 guard=guard,
                 user_tokens=user_tokens,
+                max_response_bytes=settings.upstream_max_response_bytes,
             )
             gateway = Gateway(
                 repo,

@@ -24,6 +24,7 @@ from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHand
 from bastion.upstream.discovery import discover
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
+from bastion.upstream.openapi import OpenApiUpstream
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 
 log = logging.getLogger("bastion.upstream")
@@ -58,8 +59,12 @@ class UpstreamPool:
         per_user_idle: float = 600.0,
         guard: AddressGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
+        max_response_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self._guard = guard
+        self._max_response = max_response_bytes
+        # Upstreams that are not MCP servers (REST APIs described by OpenAPI): called per request.
+        self._rest: dict[str, OpenApiUpstream] = {}
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -148,10 +153,14 @@ class UpstreamPool:
         await self._runner.start(f"upstream:{key[0]}:{key[1] or '*'}", conn.run)
         return conn
 
-    async def open(self, spec: UpstreamSpec) -> UpstreamConnection:
-        """Start the shared connection of a new or changed upstream and wait for its first attempt."""
+    async def open(self, spec: UpstreamSpec) -> UpstreamConnection | None:
+        """Start the shared connection of a new or changed upstream and wait for its first attempt
+        (a REST upstream has none: it is only known)."""
         await self.close(spec.name)
         _check_credentials(spec)
+        if spec.transport == "openapi":
+            self.adopt([spec])
+            return None
         if user_grant(spec) is not None:
             self._per_user.source(spec, None)  # raises: a per-user OAuth upstream has no shared connection
         async with self._lock:
@@ -166,6 +175,11 @@ class UpstreamPool:
         """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
         if self._guard is not None:
             await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
+        if spec.transport == "openapi":
+            await self.close(spec.name)
+            _check_credentials(spec)
+            self.adopt([spec])
+            return await self._rest_for(spec).discover()
         if user_grant(spec) is not None:
             # Nothing to connect as yet: each user's connection opens on their first call, and the
             # catalog is discovered over the first user's (see Gateway.refresh_upstream).
@@ -173,6 +187,7 @@ class UpstreamPool:
             self.adopt([spec])
             return Discovery(items=())
         conn = await self.open(spec)
+        assert conn is not None, "only REST upstreams have no connection"
         if conn.client is None:
             reason = conn.failure or "it did not answer in time"
             await self.close(spec.name)
@@ -183,6 +198,9 @@ class UpstreamPool:
         """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
         none given, any user's live one): the catalog is the same for everyone, the calls are not."""
         spec = self._specs.get(name)
+        if spec is not None and spec.transport == "openapi":
+            _check_credentials(spec)
+            return await self._rest_for(spec).discover()
         per_user_oauth = spec is not None and user_grant(spec) is not None
         if per_user_oauth and user is None:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
@@ -209,8 +227,28 @@ class UpstreamPool:
         """The spec this pool connects `name` with, if it knows the upstream."""
         return self._specs.get(name)
 
-    async def ensure(self, name: str) -> UpstreamConnection:
+    async def ensure(self, name: str) -> UpstreamConnection | None:
+        """The shared connection of `name`, connecting it; None for a REST upstream (no connection)."""
+        spec = self._specs.get(name)
+        if spec is not None and spec.transport == "openapi":
+            return None
         return await self._get(name, None)
+
+    def _rest_for(self, spec: UpstreamSpec) -> OpenApiUpstream:
+        rest = self._rest.get(spec.name)
+        if rest is None or rest.spec != spec:
+            bearer = self._bearer_for(spec)
+
+            async def bearer_for(user: str | None) -> str | None:
+                if user_grant(spec) is not None:
+                    return await self._per_user.source(spec, user).token()
+                return await bearer.token() if bearer is not None else None
+
+            rest = self._rest[spec.name] = OpenApiUpstream(
+                spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
+                max_response_bytes=self._max_response,
+            )
+        return rest
 
     async def _get(self, name: str, user: str | None) -> UpstreamConnection:
         spec = self._specs.get(name)
@@ -241,6 +279,11 @@ class UpstreamPool:
         hooks: CallHooks | None = None,
     ) -> dict[str, Any]:
         spec = self._specs.get(upstream)
+        if spec is not None and spec.transport == "openapi":
+            if not spec.enabled:
+                raise UpstreamUnavailable(f"upstream {upstream!r} is disabled")
+            _check_credentials(spec)
+            return await self._rest_for(spec).request(method, params, user=user, timeout=timeout)
         per_user = spec is not None and spec.isolation == "per_user"
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
@@ -283,6 +326,7 @@ class UpstreamPool:
             keys = [k for k in self._conns if k[0] == name]
             conns = [self._conns.pop(k) for k in keys]
             self._specs.pop(name, None)
+            self._rest.pop(name, None)
             self._bearers.pop(name, None)
             auth_http = self._http_with_auth.pop(name, None)
         for conn in conns:
