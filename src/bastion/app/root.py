@@ -49,6 +49,7 @@ from bastion.vault.envelope import Envelope
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
+from bastion.web.rest.admin_doc import admin_doc_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
@@ -195,6 +196,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *connection_routes(connect),
                 *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
             ]
+            routes += admin_doc_routes(list(routes), settings.base_url)
             app = BastionApp(
                 rest_app(routes),
                 front,

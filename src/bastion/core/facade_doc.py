@@ -45,7 +45,7 @@ def _rebased(schema: Any, base: str) -> Any:
     return schema
 
 
-def _schema_component(schemas: dict[str, Any], name: str, schema: Any) -> dict[str, str]:
+def schema_component(schemas: dict[str, Any], name: str, schema: Any) -> dict[str, str]:
     """Store `schema` as component `name` and return a reference to it."""
     if not isinstance(schema, dict):
         schema = {"type": "object"}
@@ -55,7 +55,7 @@ def _schema_component(schemas: dict[str, Any], name: str, schema: Any) -> dict[s
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _problems(*extra: str) -> dict[str, Any]:
+def problems(*extra: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         code: {"description": text, "content": {"application/problem+json": {"schema": {"$ref": _PROBLEM}}}}
         for code, text in _PROBLEM_STATUSES.items()
@@ -90,11 +90,11 @@ def _describe(entry: dict[str, Any], fallback: str) -> dict[str, str]:
 
 
 def _tool_operation(tool: dict[str, Any], op: str, schemas: dict[str, Any]) -> dict[str, Any]:
-    body = _schema_component(schemas, f"{op}.input", tool.get("inputSchema"))
+    body = schema_component(schemas, f"{op}.input", tool.get("inputSchema"))
     output = tool.get("outputSchema")
     structured: dict[str, Any] = {"type": ["object", "null"]}
     if isinstance(output, dict):
-        structured = {"anyOf": [_schema_component(schemas, f"{op}.output", output), {"type": "null"}]}
+        structured = {"anyOf": [schema_component(schemas, f"{op}.output", output), {"type": "null"}]}
     result = {
         "type": "object",
         "required": ["content", "structured", "is_error"],
@@ -114,7 +114,7 @@ def _tool_operation(tool: dict[str, Any], op: str, schemas: dict[str, Any]) -> d
                 "description": "The tool's result; an upstream tool failure is `is_error: true`",
                 "content": {"application/json": {"schema": result}},
             },
-            **_problems("422"),
+            **problems("422"),
         },
     }
 
@@ -144,7 +144,7 @@ def _prompt_operation(prompt: dict[str, Any], op: str) -> dict[str, Any]:
                 "description": "The prompt's messages",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PromptResult"}}},
             },
-            **_problems(),
+            **problems(),
         },
     }
 
@@ -163,12 +163,12 @@ def _read_operation(resources: list[dict[str, Any]], templates: list[dict[str, A
                 "description": "The resource's contents",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ResourceResult"}}},
             },
-            **_problems(),
+            **problems(),
         },
     }
 
 
-_COMMON_SCHEMAS: dict[str, Any] = {
+COMMON_SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
@@ -219,7 +219,7 @@ def server_document(
     description: str | None = None,
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document for `server`'s facade, as seen by the caller whose lists these are."""
-    schemas: dict[str, Any] = dict(_COMMON_SCHEMAS)
+    schemas: dict[str, Any] = dict(COMMON_SCHEMAS)
     paths: dict[str, Any] = {}
     ids = _Ids()
     root = f"{FACADE_PREFIX}/{quote(server, safe='')}"
