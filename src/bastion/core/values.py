@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Transport = Literal["streamable-http", "sse", "stdio", "openapi"]
+Transport = Literal["streamable-http", "sse", "stdio", "openapi", "a2a"]
 Isolation = Literal["shared", "per_user"]
 ItemKind = Literal["tool", "prompt", "resource", "resource_template"]
 PrefixMode = Literal["always", "never"]

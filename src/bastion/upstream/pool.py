@@ -20,6 +20,7 @@ from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, Up
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.tasks import TaskRunner
+from bastion.upstream.a2a import A2aUpstream
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
 from bastion.upstream.guard import AddressGuard
@@ -30,6 +31,8 @@ from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 log = logging.getLogger("bastion.upstream")
 
 Key = tuple[str, str | None]
+REQUEST_RESPONSE = frozenset({"openapi", "a2a"})
+"""Transports that are not MCP sessions: each call is one HTTP exchange (REST APIs, A2A agents)."""
 
 
 def no_cookies() -> CookieJar:
@@ -64,7 +67,7 @@ class UpstreamPool:
         self._guard = guard
         self._max_response = max_response_bytes
         # Upstreams that are not MCP servers (REST APIs described by OpenAPI): called per request.
-        self._rest: dict[str, OpenApiUpstream] = {}
+        self._rest: dict[str, OpenApiUpstream | A2aUpstream] = {}
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -158,7 +161,7 @@ class UpstreamPool:
         (a REST upstream has none: it is only known)."""
         await self.close(spec.name)
         _check_credentials(spec)
-        if spec.transport == "openapi":
+        if spec.transport in REQUEST_RESPONSE:
             self.adopt([spec])
             return None
         if user_grant(spec) is not None:
@@ -175,7 +178,7 @@ class UpstreamPool:
         """Open (or reopen) `spec` and list everything it offers; raises if it cannot be reached."""
         if self._guard is not None:
             await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
-        if spec.transport == "openapi":
+        if spec.transport in REQUEST_RESPONSE:
             await self.close(spec.name)
             _check_credentials(spec)
             self.adopt([spec])
@@ -198,7 +201,7 @@ class UpstreamPool:
         """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
         none given, any user's live one): the catalog is the same for everyone, the calls are not."""
         spec = self._specs.get(name)
-        if spec is not None and spec.transport == "openapi":
+        if spec is not None and spec.transport in REQUEST_RESPONSE:
             _check_credentials(spec)
             return await self._rest_for(spec).discover()
         per_user_oauth = spec is not None and user_grant(spec) is not None
@@ -230,11 +233,11 @@ class UpstreamPool:
     async def ensure(self, name: str) -> UpstreamConnection | None:
         """The shared connection of `name`, connecting it; None for a REST upstream (no connection)."""
         spec = self._specs.get(name)
-        if spec is not None and spec.transport == "openapi":
+        if spec is not None and spec.transport in REQUEST_RESPONSE:
             return None
         return await self._get(name, None)
 
-    def _rest_for(self, spec: UpstreamSpec) -> OpenApiUpstream:
+    def _rest_for(self, spec: UpstreamSpec) -> OpenApiUpstream | A2aUpstream:
         rest = self._rest.get(spec.name)
         if rest is None or rest.spec != spec:
             bearer = self._bearer_for(spec)
@@ -244,10 +247,12 @@ class UpstreamPool:
                     return await self._per_user.source(spec, user).token()
                 return await bearer.token() if bearer is not None else None
 
-            rest = self._rest[spec.name] = OpenApiUpstream(
+            kind: type[OpenApiUpstream | A2aUpstream] = A2aUpstream if spec.transport == "a2a" else OpenApiUpstream
+            rest = kind(
                 spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
                 max_response_bytes=self._max_response,
             )
+            self._rest[spec.name] = rest
         return rest
 
     async def _get(self, name: str, user: str | None) -> UpstreamConnection:
@@ -279,7 +284,7 @@ class UpstreamPool:
         hooks: CallHooks | None = None,
     ) -> dict[str, Any]:
         spec = self._specs.get(upstream)
-        if spec is not None and spec.transport == "openapi":
+        if spec is not None and spec.transport in REQUEST_RESPONSE:
             if not spec.enabled:
                 raise UpstreamUnavailable(f"upstream {upstream!r} is disabled")
             _check_credentials(spec)

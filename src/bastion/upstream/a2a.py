@@ -1,0 +1,181 @@
+"""An A2A agent (protocol 1.0, JSON-RPC binding) as an upstream whose skills are tools.
+
+Discovery reads the agent card at the upstream's `url`; each skill becomes a tool taking a
+`message` (and, to continue a task that asked for input, its `task_id`). A call sends one
+`SendMessage` through `outbound.fetch` with Bastion's own credentials for the agent (the caller's
+token never goes there) and turns the task into a tool result: artifacts as content, a failed
+task as an error result, a task that needs input as a result naming the question and the task.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx2
+
+from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError
+from bastion.core.models import Discovery, UpstreamSpec
+from bastion.upstream.discovery import name_items
+from bastion.upstream.guard import AddressGuard
+from bastion.upstream.outbound import fetch
+
+BearerFor = Callable[[str | None], Awaitable[str | None]]
+MAX_CARD_BYTES = 1024 * 1024
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_FAILED = frozenset({"TASK_STATE_FAILED", "TASK_STATE_REJECTED", "TASK_STATE_CANCELED"})
+_WAITING = frozenset({"TASK_STATE_INPUT_REQUIRED", "TASK_STATE_AUTH_REQUIRED"})
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["message"],
+    "properties": {
+        "message": {"type": "string", "description": "What to ask the agent"},
+        "task_id": {"type": "string", "description": "Continue this task (one that asked for input)"},
+        "context_id": {"type": "string", "description": "Continue this conversation"},
+    },
+}
+
+
+def _texts(parts: Any) -> list[str]:
+    out: list[str] = []
+    for part in parts if isinstance(parts, list) else ():
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            out.append(part["text"])
+        elif "data" in part:
+            out.append(json.dumps(part["data"]))
+        elif isinstance(part.get("url"), str):
+            out.append(part["url"])
+    return out
+
+
+def skill_tools(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """One tool definition per skill of an agent card."""
+    tools = []
+    for skill in card.get("skills") or ():
+        if not isinstance(skill, dict) or not isinstance(skill.get("id"), str):
+            continue
+        name = _UNSAFE.sub("_", skill["id"]).strip("_")[:64] or "skill"
+        text = [str(skill.get(k)) for k in ("name", "description") if skill.get(k)]
+        tools.append(
+            {
+                "name": name,
+                "title": str(skill.get("name") or name)[:200],
+                "description": "\n\n".join(text) or f"Skill {skill['id']} of agent {card.get('name')}",
+                "inputSchema": INPUT_SCHEMA,
+                "_meta": {"io.a2a/skill": skill["id"]},
+                "annotations": {"openWorldHint": True},
+            }
+        )
+    return tools
+
+
+def task_result(result: Any) -> dict[str, Any]:
+    """A SendMessage result (a task or a message) as a tool result."""
+    if not isinstance(result, dict):
+        raise UpstreamProtocolError("the agent's answer carried no result object")
+    if isinstance(result.get("message"), dict):
+        return {"content": [{"type": "text", "text": t} for t in _texts(result["message"].get("parts"))]}
+    task = result.get("task")
+    if not isinstance(task, dict):
+        raise UpstreamProtocolError("the agent answered neither a task nor a message")
+    raw_status = task.get("status")
+    status: dict[str, Any] = raw_status if isinstance(raw_status, dict) else {}
+    state = str(status.get("state", ""))
+    said = _texts((status.get("message") or {}).get("parts"))
+    ids = {"task_id": task.get("id"), "context_id": task.get("contextId"), "state": state}
+    if state in _FAILED:
+        return {"content": [{"type": "text", "text": "\n".join(said) or f"the task ended {state}"}], "isError": True}
+    if state in _WAITING:
+        question = "\n".join(said) or "the agent needs more input"
+        hint = f"\n\n(Answer by calling this tool again with task_id {ids['task_id']!r}.)"
+        return {"content": [{"type": "text", "text": question + hint}], "structuredContent": ids}
+    texts = [t for artifact in task.get("artifacts") or () if isinstance(artifact, dict) for t in _texts(artifact.get("parts"))]
+    return {"content": [{"type": "text", "text": t} for t in texts or said], "structuredContent": ids}
+
+
+class A2aUpstream:
+    """One A2A agent: its card (from the last discovery) and how to send it a message."""
+
+    def __init__(
+        self, spec: UpstreamSpec, http: httpx2.AsyncClient, guard: AddressGuard | None, bearer_for: BearerFor,
+        *, timeout: float, max_response_bytes: int,
+    ) -> None:
+        self.spec = spec
+        self._http = http
+        self._guard = guard
+        self._bearer_for = bearer_for
+        self._timeout = timeout
+        self._max_response = max_response_bytes
+        self._endpoint: str | None = None
+        self._skills: dict[str, str] = {}
+
+    async def discover(self) -> Discovery:
+        what = f"upstream {self.spec.name!r}'s agent card"
+        request = self._http.build_request("GET", self.spec.url or "", headers={"Accept": "application/json"})
+        fetched = await fetch(self._http, self._guard, request, what=what, deadline=self._timeout, max_bytes=MAX_CARD_BYTES)
+        try:
+            card = json.loads(fetched.body) if fetched.status == 200 else None
+        except ValueError:
+            card = None
+        if not isinstance(card, dict):
+            raise UpstreamProtocolError(f"{what} is not an agent card (HTTP {fetched.status})")
+        interfaces = [i for i in card.get("supportedInterfaces") or () if isinstance(i, dict)]
+        jsonrpc = [i for i in interfaces if str(i.get("protocolBinding", "")).upper() == "JSONRPC" and i.get("url")]
+        if not jsonrpc:
+            raise UpstreamProtocolError(f"{what} offers no JSON-RPC interface")
+        self._endpoint = str(jsonrpc[0]["url"])
+        tools = skill_tools(card)
+        self._skills = {t["name"]: t["_meta"]["io.a2a/skill"] for t in tools}
+        return Discovery(
+            items=tuple(name_items(self.spec.name, "tool", "name", tools)),
+            server_name=str(card.get("name") or "") or None,
+            server_version=str(card.get("version") or "") or None,
+            protocol_version=f"a2a-{jsonrpc[0].get('protocolVersion') or '1.0'}",
+        )
+
+    async def request(self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float) -> dict[str, Any]:
+        if method != "tools/call":
+            raise UpstreamRpcError(f"an A2A agent serves tools only, not {method}", -32601)
+        if self._endpoint is None:
+            await self.discover()
+        assert self._endpoint is not None
+        name = str((params or {}).get("name"))
+        skill = self._skills.get(name)
+        if skill is None:
+            raise UpstreamRpcError(f"agent {self.spec.name!r} has no skill {name!r} (any more)", -32602)
+        arguments = (params or {}).get("arguments") or {}
+        message: dict[str, Any] = {
+            "messageId": str(uuid.uuid4()),
+            "role": "ROLE_USER",
+            "parts": [{"text": str(arguments.get("message", ""))}],
+            "metadata": {"skillId": skill},
+        }
+        for argument, field in (("task_id", "taskId"), ("context_id", "contextId")):
+            if isinstance(arguments.get(argument), str):
+                message[field] = arguments[argument]
+        body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
+        headers = {**self.spec.headers, "Content-Type": "application/json", "A2A-Version": "1.0"}
+        bearer = await self._bearer_for(user)
+        if bearer is not None:
+            headers["Authorization"] = f"Bearer {bearer}"
+        request = self._http.build_request("POST", self._endpoint, headers=headers, content=json.dumps(body).encode())
+        what = f"agent {self.spec.name!r}"
+        fetched = await fetch(
+            self._http, self._guard, request, what=what, deadline=timeout, max_bytes=self._max_response, redirects="same-origin"
+        )
+        if fetched.status != 200:
+            excerpt = fetched.body[:500].decode(errors="replace")
+            raise UpstreamProtocolError(f"{what} answered HTTP {fetched.status}: {excerpt}")
+        try:
+            reply = json.loads(fetched.body)
+        except ValueError:
+            raise UpstreamProtocolError(f"{what} answered something that is not JSON") from None
+        error = reply.get("error") if isinstance(reply, dict) else None
+        if isinstance(error, dict):
+            raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)), error.get("data"))
+        return task_result(reply.get("result") if isinstance(reply, dict) else None)

@@ -1,0 +1,80 @@
+"""A2A agents as upstreams: a real agent built with the official a2a-sdk, its skills as tools, over
+MCP and the REST facade, with Bastion's own credential for the agent (never the caller's)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.harness import TOKEN, Running, serve_asgi
+
+a2a_sdk = pytest.importorskip("a2a", reason="the a2a-sdk test dependency is not installed")
+from tests.upstreams.a2a_agent import AGENT_TOKEN, build_app  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def agent() -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    seen: dict[str, Any] = {}
+    async with serve_asgi(build_app(seen)) as base:
+        seen["base_url"] = base
+        yield base, seen
+
+
+async def register(gateway: Running, base: str, token: str = AGENT_TOKEN) -> dict[str, Any]:
+    body = {
+        "name": "agent",
+        "transport": "a2a",
+        "url": f"{base}/.well-known/agent-card.json",
+        "auth": {"type": "bearer", "token": token},
+    }
+    registered = await gateway.register(body)
+    await gateway.create_server({"name": "vs", "upstreams": ["agent"]})
+    return registered
+
+
+async def call(gateway: Running, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    response = await gateway.api.post(f"/api/v1/servers/vs/tools/{tool}", json=arguments)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_skills_are_listed_and_called_as_tools(gateway: Running, agent: Any) -> None:
+    base, seen = agent
+    registered = await register(gateway, base)
+    assert registered["server_info"] == {"name": "Test agent", "version": "0.1.0"}
+    assert sorted(registered["discovered"]["tools"]) == ["agent__ask", "agent__fail", "agent__shout"]
+    catalog = (await gateway.api.get("/api/v1/tools", params={"q": "agent__"})).json()["items"]
+    assert {t["name"] for t in catalog} >= {"agent__shout", "agent__ask"}
+    async with gateway.client("vs", mode="2026-07-28") as client:
+        shouted = await client.call_tool("agent__shout", {"message": "hello"})
+        assert [c.text for c in shouted.content] == ["HELLO"] and not shouted.is_error
+        assert shouted.structured_content["state"] == "TASK_STATE_COMPLETED"
+    failed = await call(gateway, "agent__fail", {"message": "fail please"})
+    assert failed["is_error"] and failed["content"][0]["text"] == "the agent could not do it"
+    # Bastion's credential for the agent went along; the caller's token never did.
+    assert set(seen["authorization"]) == {f"Bearer {AGENT_TOKEN}"}
+    assert not any(TOKEN in value for value in seen["authorization"])
+
+
+async def test_a_task_that_needs_input_is_answered_by_calling_again(gateway: Running, agent: Any) -> None:
+    base, _ = agent
+    await register(gateway, base)
+    asked = await call(gateway, "agent__ask", {"message": "ask me"})
+    assert asked["content"][0]["text"].startswith("what is your name?")
+    waiting = asked["structured"]
+    assert waiting["state"] == "TASK_STATE_INPUT_REQUIRED"
+    answered = await call(gateway, "agent__ask", {"message": "ada", "task_id": waiting["task_id"], "context_id": waiting["context_id"]})
+    assert answered["content"][0]["text"] == "ADA" and answered["structured"]["state"] == "TASK_STATE_COMPLETED"
+
+
+async def test_a_wrong_agent_credential_is_an_upstream_error_not_a_leak(gateway: Running, agent: Any) -> None:
+    base, _ = agent
+    await register(gateway, base, token="wrong-token-0123")
+    refused = await gateway.api.post("/api/v1/servers/vs/tools/agent__shout", json={"message": "x"})
+    assert refused.status_code == 502 and "wrong-token" not in refused.text
+    shown = (await gateway.api.get("/api/v1/upstreams/agent")).text
+    assert "wrong-token" not in shown and AGENT_TOKEN not in shown
