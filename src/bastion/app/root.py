@@ -54,6 +54,7 @@ from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
 from bastion.web.rest.facade import Facade
+from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.teams import team_routes
 from bastion.web.rest.tokens import token_routes
@@ -187,7 +188,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
-                *Facade(pipeline, gateway.current, may_use, settings.max_body_bytes, settings.base_url).routes(),
+                *Facade(
+                    pipeline,
+                    gateway.current,
+                    may_use,
+                    settings.max_body_bytes,
+                    settings.base_url,
+                    AsyncCalls(pipeline, runner.spawn, settings.held_call_ttl),
+                ).routes(),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),
                 *user_routes(users, settings.max_body_bytes),

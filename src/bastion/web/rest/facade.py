@@ -24,6 +24,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
+from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.facade_page import docs_page
 
 MayUse = Callable[[Principal, str], bool]
@@ -108,8 +109,15 @@ class Facade:
     """The facade's routes for every virtual server, over one pipeline."""
 
     def __init__(
-        self, pipeline: Next, snapshot: Callable[[], Snapshot], may_use: MayUse, max_body: int, base_url: str
+        self,
+        pipeline: Next,
+        snapshot: Callable[[], Snapshot],
+        may_use: MayUse,
+        max_body: int,
+        base_url: str,
+        calls: AsyncCalls | None = None,
     ) -> None:
+        self.calls = calls
         self.pipeline = pipeline
         self.snapshot = snapshot
         self.may_use = may_use
@@ -132,7 +140,10 @@ class Facade:
             problem = [{"pointer": "", "message": "the arguments must be a JSON object"}]
             raise InvalidArguments("the body must be a JSON object of the tool's arguments", errors=problem)
         params = {"name": request.path_params["tool"], "arguments": arguments}
-        result = await run_sync(self.pipeline, facade_context(request, server, "tools/call", params))
+        ctx = facade_context(request, server, "tools/call", params)
+        if self.calls is not None and "respond-async" in request.headers.get("prefer", "").lower():
+            return self.calls.start(request, ctx, tool_json)
+        result = await run_sync(self.pipeline, ctx)
         return JSONResponse(tool_json(result))
 
     async def get_prompt(self, request: Request) -> Response:
@@ -201,4 +212,14 @@ class Facade:
             Route(f"{base}/resources/read", self.read_resource, methods=["GET"]),
             Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
             Route(f"{base}/docs", self.docs, methods=["GET"]),
+            *self._call_routes(base),
+        ]
+
+    def _call_routes(self, base: str) -> list[Route]:
+        if self.calls is None:
+            return []
+        return [
+            Route(f"{base}/calls/{{call}}", self.calls.status, methods=["GET"]),
+            Route(f"{base}/calls/{{call}}/events", self.calls.events, methods=["GET"]),
+            Route(f"{base}/calls/{{call}}/answer", self.calls.answer, methods=["POST"]),
         ]
