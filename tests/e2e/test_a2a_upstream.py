@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
+from mcp.types import ElicitResult
 
+from tests.e2e.test_facade_async import ASYNC, events
 from tests.harness import TOKEN, Running, serve_asgi
 
 a2a_sdk = pytest.importorskip("a2a", reason="the a2a-sdk test dependency is not installed")
@@ -60,15 +63,39 @@ async def test_skills_are_listed_and_called_as_tools(gateway: Running, agent: An
     assert not any(TOKEN in value for value in seen["authorization"])
 
 
-async def test_a_task_that_needs_input_is_answered_by_calling_again(gateway: Running, agent: Any) -> None:
+async def answer(_ctx: Any, params: Any) -> ElicitResult:
+    assert params.message == "what is your name?"
+    return ElicitResult(action="accept", content={"answer": "ada"})
+
+
+async def test_a_task_that_needs_input_asks_the_caller_in_each_way_it_can_be_asked(gateway: Running, agent: Any) -> None:
     base, _ = agent
     await register(gateway, base)
-    asked = await call(gateway, "agent__ask", {"message": "ask me"})
-    assert asked["content"][0]["text"].startswith("what is your name?")
-    waiting = asked["structured"]
-    assert waiting["state"] == "TASK_STATE_INPUT_REQUIRED"
-    answered = await call(gateway, "agent__ask", {"message": "ada", "task_id": waiting["task_id"], "context_id": waiting["context_id"]})
-    assert answered["content"][0]["text"] == "ADA" and answered["structured"]["state"] == "TASK_STATE_COMPLETED"
+    # A 2025-11-25 client is asked with an elicitation on its session, and the task goes on.
+    async with gateway.client("vs", mode="legacy", elicitation_callback=answer) as client:
+        done = await client.call_tool("agent__ask", {"message": "ask me"})
+        assert [c.text for c in done.content] == ["ADA"]
+    # A caller that cannot be asked gets the question and the task, and answers by calling again.
+    async with gateway.client("vs", mode="2026-07-28") as client:
+        asked = await client.call_tool("agent__ask", {"message": "ask me"})
+        assert asked.content[0].text.startswith("what is your name?")
+        waiting = asked.structured_content
+        assert waiting["state"] == "TASK_STATE_INPUT_REQUIRED"
+        arguments = {"message": "bob", "task_id": waiting["task_id"], "context_id": waiting["context_id"]}
+        answered = await client.call_tool("agent__ask", arguments)
+        assert answered.content[0].text == "BOB" and answered.structured_content["state"] == "TASK_STATE_COMPLETED"
+    # Over REST: a plain call says to call asynchronously; an async call surfaces the question.
+    plain = await gateway.api.post("/api/v1/servers/vs/tools/agent__ask", json={"message": "ask me"})
+    assert plain.status_code == 409
+    started = (await gateway.api.post("/api/v1/servers/vs/tools/agent__ask", json={"message": "ask"}, headers=ASYNC)).json()
+    with anyio.fail_after(30):
+        async for _name, question in events(gateway.api, started["events_url"], until="input_required"):
+            assert question["params"]["message"] == "what is your name?"
+        reply = {"action": "accept", "content": {"answer": "cy"}}
+        assert (await gateway.api.post(f"{started['status_url']}/answer", json=reply)).status_code == 202
+        async for _name, outcome in events(gateway.api, started["events_url"], until="result"):
+            pass
+    assert outcome["result"]["content"][0]["text"] == "CY"
 
 
 async def test_a_wrong_agent_credential_is_an_upstream_error_not_a_leak(gateway: Running, agent: Any) -> None:

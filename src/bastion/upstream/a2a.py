@@ -19,12 +19,19 @@ import httpx2
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, UpstreamSpec
+from bastion.core.ports import CallHooks
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import fetch
 
 BearerFor = Callable[[str | None], Awaitable[str | None]]
 MAX_CARD_BYTES = 1024 * 1024
+MAX_ROUNDS = 5
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "description": "Your answer to the agent"}},
+    "required": ["answer"],
+}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _FAILED = frozenset({"TASK_STATE_FAILED", "TASK_STATE_REJECTED", "TASK_STATE_CANCELED"})
 _WAITING = frozenset({"TASK_STATE_INPUT_REQUIRED", "TASK_STATE_AUTH_REQUIRED"})
@@ -138,26 +145,50 @@ class A2aUpstream:
             protocol_version=f"a2a-{jsonrpc[0].get('protocolVersion') or '1.0'}",
         )
 
-    async def request(self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float) -> dict[str, Any]:
+    async def request(
+        self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None
+    ) -> dict[str, Any]:
+        """Send the message; a task that needs input is put to the caller as an elicitation when
+        the caller can be asked (a 2025-11-25 session, or an async facade call), else returned."""
         if method != "tools/call":
             raise UpstreamRpcError(f"an A2A agent serves tools only, not {method}", -32601)
         if self._endpoint is None:
             await self.discover()
-        assert self._endpoint is not None
         name = str((params or {}).get("name"))
         skill = self._skills.get(name)
         if skill is None:
             raise UpstreamRpcError(f"agent {self.spec.name!r} has no skill {name!r} (any more)", -32602)
         arguments = (params or {}).get("arguments") or {}
+        text = str(arguments.get("message", ""))
+        ids = {k: arguments[k] for k in ("task_id", "context_id") if isinstance(arguments.get(k), str)}
+        ask = hooks.ask if hooks is not None else None
+        for _ in range(MAX_ROUNDS):
+            reply = await self._send(skill, text, ids, user, timeout)
+            result = task_result(reply)
+            state = (result.get("structuredContent") or {}).get("state")
+            if ask is None or state not in _WAITING:
+                return result
+            question = result["content"][0]["text"].split("\n\n(Answer", 1)[0]
+            answer = await ask("elicitation/create", {"message": question, "requestedSchema": ANSWER_SCHEMA})
+            content = answer.get("content") if answer.get("action") == "accept" else None
+            if not isinstance(content, dict) or not isinstance(content.get("answer"), str):
+                return result  # declined or unanswerable: the caller may still continue it by task_id
+            text = content["answer"]
+            ids = {"task_id": result["structuredContent"]["task_id"], "context_id": result["structuredContent"]["context_id"]}
+        raise UpstreamProtocolError(f"agent {self.spec.name!r} asked for input more than {MAX_ROUNDS} times")
+
+    async def _send(self, skill: str, text: str, ids: dict[str, str], user: str | None, timeout: float) -> Any:
+        assert self._endpoint is not None
         message: dict[str, Any] = {
             "messageId": str(uuid.uuid4()),
             "role": "ROLE_USER",
-            "parts": [{"text": str(arguments.get("message", ""))}],
+            "parts": [{"text": text}],
             "metadata": {"skillId": skill},
         }
-        for argument, field in (("task_id", "taskId"), ("context_id", "contextId")):
-            if isinstance(arguments.get(argument), str):
-                message[field] = arguments[argument]
+        if "task_id" in ids:
+            message["taskId"] = ids["task_id"]
+        if "context_id" in ids:
+            message["contextId"] = ids["context_id"]
         body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
         headers = {**self.spec.headers, "Content-Type": "application/json", "A2A-Version": "1.0"}
         bearer = await self._bearer_for(user)
@@ -178,4 +209,4 @@ class A2aUpstream:
         error = reply.get("error") if isinstance(reply, dict) else None
         if isinstance(error, dict):
             raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)), error.get("data"))
-        return task_result(reply.get("result") if isinstance(reply, dict) else None)
+        return reply.get("result") if isinstance(reply, dict) else None

@@ -19,6 +19,7 @@ import yaml
 from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import Operation, SpecError, http_call, operations
+from bastion.core.ports import CallHooks
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import ResponseTooLarge, fetch
@@ -142,7 +143,9 @@ class OpenApiUpstream:
             protocol_version=f"openapi-{doc.get('openapi')}",
         )
 
-    async def request(self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float) -> dict[str, Any]:
+    async def request(
+        self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None
+    ) -> dict[str, Any]:
         if method != "tools/call":
             raise UpstreamRpcError(f"a REST upstream serves tools only, not {method}", -32601)
         if self._ops is None:

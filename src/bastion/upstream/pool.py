@@ -288,7 +288,7 @@ class UpstreamPool:
             if not spec.enabled:
                 raise UpstreamUnavailable(f"upstream {upstream!r} is disabled")
             _check_credentials(spec)
-            return await self._rest_for(spec).request(method, params, user=user, timeout=timeout)
+            return await self._rest_for(spec).request(method, params, user=user, timeout=timeout, hooks=hooks)
         per_user = spec is not None and spec.isolation == "per_user"
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
