@@ -90,7 +90,8 @@ async def test_a_task_that_needs_input_asks_the_caller_in_each_way_it_can_be_ask
     started = (await gateway.api.post("/api/v1/servers/vs/tools/agent__ask", json={"message": "ask"}, headers=ASYNC)).json()
     with anyio.fail_after(30):
         async for _name, question in events(gateway.api, started["events_url"], until="input_required"):
-            assert question["params"]["message"] == "what is your name?"
+            pass
+        assert question["params"]["message"] == "what is your name?"
         reply = {"action": "accept", "content": {"answer": "cy"}}
         assert (await gateway.api.post(f"{started['status_url']}/answer", json=reply)).status_code == 202
         async for _name, outcome in events(gateway.api, started["events_url"], until="result"):
@@ -105,3 +106,23 @@ async def test_a_wrong_agent_credential_is_an_upstream_error_not_a_leak(gateway:
     assert refused.status_code == 502 and "wrong-token" not in refused.text
     shown = (await gateway.api.get("/api/v1/upstreams/agent")).text
     assert "wrong-token" not in shown and AGENT_TOKEN not in shown
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_streaming_task_updates_arrive_as_progress(gateway: Running, agent: Any, mode: str) -> None:
+    base, _ = agent
+    await register(gateway, base)
+    updates: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, _total: float | None, message: str | None) -> None:
+        updates.append((progress, message))
+
+    async with gateway.client("vs", mode=mode) as client:
+        shouted = await client.call_tool("agent__shout", {"message": "quiet"}, progress_callback=on_progress)
+    assert [c.text for c in shouted.content] == ["QUIET"]
+    assert (1, "working on it") in updates and updates[-1][1] == "TASK_STATE_COMPLETED"
+    started = (await gateway.api.post("/api/v1/servers/vs/tools/agent__shout", json={"message": "x"}, headers=ASYNC)).json()
+    with anyio.fail_after(30):
+        async for _name, outcome in events(gateway.api, started["events_url"], until="result"):
+            pass
+    assert outcome["progress"][0]["message"] == "working on it" and outcome["result"]["content"][0]["text"] == "X"

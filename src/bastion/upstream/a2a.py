@@ -15,14 +15,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import httpx2
 
-from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError
+from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTimeout
 from bastion.core.models import Discovery, UpstreamSpec
-from bastion.core.ports import CallHooks
+from bastion.core.ports import CallHooks, ProgressCallback
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
-from bastion.upstream.outbound import fetch
+from bastion.upstream.outbound import ResponseTooLarge, fetch, open_stream
 
 BearerFor = Callable[[str | None], Awaitable[str | None]]
 MAX_CARD_BYTES = 1024 * 1024
@@ -119,6 +120,7 @@ class A2aUpstream:
         self._timeout = timeout
         self._max_response = max_response_bytes
         self._endpoint: str | None = None
+        self._streaming = False
         self._skills: dict[str, str] = {}
 
     async def discover(self) -> Discovery:
@@ -136,6 +138,8 @@ class A2aUpstream:
         if not jsonrpc:
             raise UpstreamProtocolError(f"{what} offers no JSON-RPC interface")
         self._endpoint = str(jsonrpc[0]["url"])
+        capabilities = card.get("capabilities")
+        self._streaming = isinstance(capabilities, dict) and capabilities.get("streaming") is True
         tools = skill_tools(card)
         self._skills = {t["name"]: t["_meta"]["io.a2a/skill"] for t in tools}
         return Discovery(
@@ -162,8 +166,9 @@ class A2aUpstream:
         text = str(arguments.get("message", ""))
         ids = {k: arguments[k] for k in ("task_id", "context_id") if isinstance(arguments.get(k), str)}
         ask = hooks.ask if hooks is not None else None
+        progress = hooks.on_progress if hooks is not None and self._streaming else None
         for _ in range(MAX_ROUNDS):
-            reply = await self._send(skill, text, ids, user, timeout)
+            reply = await self._send(skill, text, ids, user, timeout, progress)
             result = task_result(reply)
             state = (result.get("structuredContent") or {}).get("state")
             if ask is None or state not in _WAITING:
@@ -177,7 +182,9 @@ class A2aUpstream:
             ids = {"task_id": result["structuredContent"]["task_id"], "context_id": result["structuredContent"]["context_id"]}
         raise UpstreamProtocolError(f"agent {self.spec.name!r} asked for input more than {MAX_ROUNDS} times")
 
-    async def _send(self, skill: str, text: str, ids: dict[str, str], user: str | None, timeout: float) -> Any:
+    async def _send(
+        self, skill: str, text: str, ids: dict[str, str], user: str | None, timeout: float, progress: ProgressCallback | None
+    ) -> Any:
         assert self._endpoint is not None
         message: dict[str, Any] = {
             "messageId": str(uuid.uuid4()),
@@ -189,13 +196,20 @@ class A2aUpstream:
             message["taskId"] = ids["task_id"]
         if "context_id" in ids:
             message["contextId"] = ids["context_id"]
-        body = {"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": message}}
+        method = "SendStreamingMessage" if progress is not None else "SendMessage"
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {"message": message}}
         headers = {**self.spec.headers, "Content-Type": "application/json", "A2A-Version": "1.0"}
         bearer = await self._bearer_for(user)
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
         request = self._http.build_request("POST", self._endpoint, headers=headers, content=json.dumps(body).encode())
         what = f"agent {self.spec.name!r}"
+        if progress is not None:
+            try:
+                with anyio.fail_after(timeout):
+                    return await self._streamed(request, what, progress)
+            except TimeoutError:
+                raise UpstreamTimeout(f"{what} did not finish within {timeout:g} s") from None
         fetched = await fetch(
             self._http, self._guard, request, what=what, deadline=timeout, max_bytes=self._max_response, redirects="same-origin"
         )
@@ -210,3 +224,45 @@ class A2aUpstream:
         if isinstance(error, dict):
             raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)), error.get("data"))
         return reply.get("result") if isinstance(reply, dict) else None
+
+    async def _streamed(self, request: httpx2.Request, what: str, progress: ProgressCallback) -> Any:
+        """Follow a SendStreamingMessage stream: status updates become progress, and the task is
+        rebuilt from its events (status and artifacts) into the result a SendMessage would give."""
+        async with open_stream(self._http, self._guard, request, what=what) as response:
+            if response.status_code != 200:
+                raise UpstreamProtocolError(f"{what} answered HTTP {response.status_code}")
+            task: dict[str, Any] = {}
+            size, step = 0, 0
+            async for line in response.aiter_lines():
+                size += len(line)
+                if size > self._max_response:
+                    raise ResponseTooLarge(f"{what} streamed more than {self._max_response} bytes")
+                if not line.startswith("data:"):
+                    continue
+                try:
+                    event = json.loads(line[5:])
+                except ValueError:
+                    raise UpstreamProtocolError(f"{what} streamed an event that is not JSON") from None
+                if isinstance(event.get("error"), dict):
+                    error = event["error"]
+                    raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)))
+                result = event.get("result") if isinstance(event, dict) else None
+                if not isinstance(result, dict):
+                    continue
+                if isinstance(result.get("message"), dict):
+                    return result
+                if isinstance(result.get("task"), dict):
+                    task = dict(result["task"])
+                elif isinstance(result.get("statusUpdate"), dict):
+                    status = result["statusUpdate"].get("status") or {}
+                    task["status"] = status
+                    said = _texts((status.get("message") or {}).get("parts")) if isinstance(status, dict) else []
+                    step += 1
+                    await progress(step, None, "\n".join(said) or str(status.get("state", "")))
+                elif isinstance(result.get("artifactUpdate"), dict):
+                    artifact = result["artifactUpdate"].get("artifact")
+                    if isinstance(artifact, dict):
+                        task.setdefault("artifacts", []).append(artifact)
+            if not task:
+                raise UpstreamProtocolError(f"{what} ended its stream without a task")
+            return {"task": task}

@@ -8,6 +8,8 @@ switch to a common SSRF-safe client (one that also connects to the address it ch
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
@@ -110,3 +112,26 @@ async def _read(response: httpx2.Response, max_bytes: int, what: str) -> bytes:
             raise ResponseTooLarge(f"{what} answered with more than the limit of {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@asynccontextmanager
+async def open_stream(
+    http: httpx2.AsyncClient, guard: AddressGuard | None, request: httpx2.Request, *, what: str
+) -> AsyncIterator[httpx2.Response]:
+    """A streamed answer (Server-Sent Events) to `request`, its address checked and no redirect
+    followed; the caller bounds the time (one deadline around the whole stream) and the size."""
+    url = str(request.url)
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise BadRequest(f"{what}: only http and https URLs are fetched")
+    if guard is not None:
+        await guard.check_url(url, what)
+    try:
+        response = await http.send(request, stream=True, follow_redirects=False)
+    except httpx2.HTTPError as exc:
+        raise UpstreamUnavailable(f"{what} failed: {type(exc).__name__}") from None
+    try:
+        yield response
+    except httpx2.HTTPError as exc:
+        raise UpstreamUnavailable(f"{what} failed mid-stream: {type(exc).__name__}") from None
+    finally:
+        await response.aclose()
