@@ -4,6 +4,7 @@ MCP and the REST facade, with Bastion's own credential for the agent (never the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -11,7 +12,7 @@ import pytest
 from mcp.types import ElicitResult
 
 from tests.e2e.test_facade_async import ASYNC, events
-from tests.harness import TOKEN, Running, serve_asgi
+from tests.harness import TOKEN, Running, serve, serve_asgi, settings_for
 
 a2a_sdk = pytest.importorskip("a2a", reason="the a2a-sdk test dependency is not installed")
 from tests.upstreams.a2a_agent import AGENT_TOKEN, build_app  # noqa: E402
@@ -126,3 +127,17 @@ async def test_streaming_task_updates_arrive_as_progress(gateway: Running, agent
         async for _name, outcome in events(gateway.api, started["events_url"], until="result"):
             pass
     assert outcome["progress"][0]["message"] == "working on it" and outcome["result"]["content"][0]["text"] == "X"
+
+
+async def test_an_agent_endpoint_at_a_forbidden_address_is_refused(tmp_path: Path, agent: Any) -> None:
+    """The card names where to send messages: that address obeys the SSRF rules too."""
+    base, seen = agent
+    settings = settings_for(
+        f"sqlite+aiosqlite:///{tmp_path}/b.db", allow_private_upstreams=False, upstream_allowed_networks=("127.0.0.1/32",)
+    )
+    async with serve(settings) as gateway:
+        seen["base_url"] = base.replace("127.0.0.1", "127.0.0.2")  # the card now points elsewhere on loopback
+        await register(gateway, base)
+        refused = await gateway.api.post("/api/v1/servers/vs/tools/agent__shout", json={"message": "x"})
+        assert refused.status_code == 403 and refused.json()["title"] == "Upstream address refused"
+    assert "authorization" not in seen  # nothing was sent to the agent
