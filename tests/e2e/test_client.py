@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.client import BastionClient, ToolResult
+from bastion.client import BastionClient, BastionMcpClient, ToolResult
 from bastion.client.facade import _server_url
 from bastion.core.errors import Forbidden, InvalidArguments, NotFound, RateLimited, Unauthenticated, UnknownTool
 from tests.e2e.test_policy import setup as policy_setup
@@ -57,6 +57,22 @@ async def test_refusals_arrive_as_forbidden_and_rate_limited(gateway: Running) -
     await gateway.api.patch("/api/v1/servers/vs", json={"rate_limits": {"tools": {"fx__echo": "1/day"}}})
     async with BastionClient(gateway.mcp_url("vs"), blocked) as client:
         await client.call_tool("fx__echo", {"text": "hi"})
+        with pytest.raises(RateLimited) as limited:
+            await client.call_tool("fx__echo", {"text": "hi"})
+        assert limited.value.retry_after >= 1
+
+
+async def test_the_mcp_client_gives_the_same_results_and_errors(gateway: Running) -> None:
+    _, blocked = await policy_setup(gateway)
+    await gateway.api.patch("/api/v1/servers/vs", json={"rate_limits": {"tools": {"fx__echo": "1/day"}}})
+    async with BastionMcpClient(gateway.mcp_url("vs"), blocked) as client:
+        assert [t["name"] for t in await client.list_tools()] == ["fx__echo"]
+        echoed = await client.call_tool("fx__echo", {"text": "hi"})
+        assert echoed.text == "hi" and not echoed.is_error
+        with pytest.raises(Forbidden):
+            await client.call_tool("fx__add", {"a": 1, "b": 2})
+        with pytest.raises(UnknownTool):
+            await client.call_tool("fx__missing")
         with pytest.raises(RateLimited) as limited:
             await client.call_tool("fx__echo", {"text": "hi"})
         assert limited.value.retry_after >= 1

@@ -3,10 +3,11 @@
     async with BastionClient("https://bastion.example/servers/dev", token) as c:
         result = await c.call_tool("github__search", {"query": "bastion"})
 
-Failures raise the same classes as Bastion itself (`bastion.core.errors`): `Forbidden`,
+`BastionMcpClient` offers the same calls over the server's MCP endpoint. Failures raise the same classes as Bastion itself (`bastion.core.errors`): `Forbidden`,
 `RateLimited` (with `retry_after`), `InvalidArguments` (with `errors`), `UpstreamError`, ...
 """
 
 from bastion.client.facade import BastionClient, ToolResult, error_from
+from bastion.client.mcp import BastionMcpClient
 
-__all__ = ["BastionClient", "ToolResult", "error_from"]
+__all__ = ["BastionClient", "BastionMcpClient", "ToolResult", "error_from"]

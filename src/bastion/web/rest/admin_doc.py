@@ -101,8 +101,7 @@ def _operation(route: Route, method: str, path: str, schemas: dict[str, Any], bo
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
     media = "text/html" if path.endswith("/docs") else "application/json"
     ok = {"description": "Success", "content": {media: {"schema": {}}}}
-    responses: dict[str, Any] = {"200": ok, **problems("422" if body is not None else "")}
-    responses.pop("", None)
+    responses: dict[str, Any] = {"200": ok, **problems(*(["422"] if body is not None else []))}
     if method == "POST":
         responses["201"] = ok
     if method in ("DELETE", "POST"):
