@@ -108,11 +108,27 @@ def _tool_operation(tool: dict[str, Any], op: str, schemas: dict[str, Any]) -> d
         "operationId": op,
         **_describe(tool, op),
         "tags": ["tools"],
+        "parameters": [
+            {
+                "name": "Prefer",
+                "in": "header",
+                "description": "`respond-async`: answer 202 at once and follow the call at its status URL",
+                "schema": {"type": "string", "enum": ["respond-async"]},
+            }
+        ],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {
             "200": {
                 "description": "The tool's result; an upstream tool failure is `is_error: true`",
                 "content": {"application/json": {"schema": result}},
+            },
+            "202": {
+                "description": "Started (Prefer: respond-async); follow it at `status_url` or `events_url` (SSE)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AsyncCall"}}},
+            },
+            "409": {
+                "description": "The tool asks its caller for input mid-call: call it with Prefer: respond-async",
+                "content": {"application/problem+json": {"schema": {"$ref": _PROBLEM}}},
             },
             **problems("422"),
         },
@@ -195,6 +211,16 @@ COMMON_SCHEMAS: dict[str, Any] = {
         },
     },
     "Content": {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}},
+    "AsyncCall": {
+        "type": "object",
+        "required": ["id", "state", "status_url", "events_url"],
+        "properties": {
+            "id": {"type": "string"},
+            "state": {"enum": ["running", "input_required", "completed", "failed"]},
+            "status_url": {"type": "string"},
+            "events_url": {"type": "string"},
+        },
+    },
     "PromptResult": {
         "type": "object",
         "required": ["messages"],
