@@ -32,7 +32,7 @@ async def fuzz(gateway: Running, document: dict[str, object], tmp_path: Path, na
         "--checks", "not_a_server_error,response_schema_conformance", "--request-timeout", "30", *excluded,
     ]
     with anyio.fail_after(240):
-        result = await anyio.run_process(command, check=False)
+        result = await anyio.run_process(command, check=False, cwd=tmp_path)  # its report dir goes there
     output = result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")
     assert result.returncode == 0, output[-6000:]
 
