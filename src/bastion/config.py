@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     upstream_allowed_networks: tuple[str, ...] = Field(
         default=(), description="CIDRs upstream URLs may resolve to even though private, loopback or link-local"
     )
+    upstream_max_response_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest answer a REST (OpenAPI) upstream may give one call"
+    )
     oidc_issuer: str | None = Field(
         default=None,
         description="Trust access tokens (JWTs) from this OpenID Connect / OAuth issuer for the MCP endpoints",

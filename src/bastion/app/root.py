@@ -59,9 +59,12 @@ from bastion.web.audited import Audited
 from bastion.web.headers import security_headers
 from bastion.web.hosts import allowed_hosts
 from bastion.web.mcp_endpoint import McpFront
+from bastion.web.rest.admin_doc import admin_doc_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
+from bastion.web.rest.facade import Facade
+from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.teams import team_routes
 from bastion.web.rest.tokens import token_routes
@@ -146,6 +149,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                     stdio_per_upstream=settings.upstream_processes_per_upstream,
                 ),
                 limits=DiscoveryLimits(settings.upstream_max_items, settings.upstream_max_pages),
+                max_response_bytes=settings.upstream_max_response_bytes,
             )
             gateway = Gateway(
                 repo,
@@ -207,6 +211,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists, stdio_rules),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists, subjects),
+                *Facade(
+                    pipeline,
+                    gateway.current,
+                    may_use,
+                    settings.max_body_bytes,
+                    settings.base_url,
+                    AsyncCalls(pipeline, runner.spawn, settings.held_call_ttl),
+                ).routes(),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),
                 *user_routes(users, settings.max_body_bytes),
@@ -221,6 +233,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             telemetry.watch(gateway.current, pool, front, bridge)
             if public is not None:
                 public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))
+            routes += admin_doc_routes(list(routes), settings.base_url)
             app = BastionApp(
                 Audited(rest_app(routes), routes, telemetry.edge_observers),
                 front,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -9,17 +10,21 @@ from urllib.parse import urlsplit
 import idna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion.core.errors import BadRequest
+from bastion.core.errors import BadRequest, BastionError
 from bastion.core.models import (
     Era,
     Isolation,
     OAuthClientCredentials,
     OAuthUserGrant,
+    OpenApiSource,
+    QueryApiKey,
+    Selection,
     Transport,
     UpstreamAuth,
     UpstreamSpec,
 )
 from bastion.core.naming import check_slug
+from bastion.upstream.openapi import parse_document
 
 
 class _AuthInput(BaseModel):
@@ -44,6 +49,29 @@ class ApiKeyAuth(_AuthInput):
     value: str = Field(min_length=1)
 
 
+class QueryKeyAuth(_AuthInput):
+    """An API key sent as a query parameter `name` (REST upstreams)."""
+
+    type: Literal["api_key_query"]
+    name: str = Field(min_length=1, max_length=100)
+    value: str = Field(min_length=1)
+
+
+class BearerInput(_AuthInput):
+    """Shorthand for a static `Authorization: Bearer` header."""
+
+    type: Literal["bearer"]
+    token: str = Field(min_length=1)
+
+
+class BasicInput(_AuthInput):
+    """Shorthand for a static `Authorization: Basic` header."""
+
+    type: Literal["basic"]
+    username: str
+    password: str
+
+
 class ClientCredentialsAuth(_AuthInput):
     type: Literal["oauth_client_credentials"]
     token_url: str
@@ -65,7 +93,8 @@ class UserGrantAuth(_AuthInput):
 
 
 AuthInput = Annotated[
-    NoAuth | HeadersAuth | ApiKeyAuth | ClientCredentialsAuth | UserGrantAuth, Field(discriminator="type")
+    NoAuth | HeadersAuth | ApiKeyAuth | QueryKeyAuth | BearerInput | BasicInput | ClientCredentialsAuth | UserGrantAuth,
+    Field(discriminator="type"),
 ]
 
 
@@ -83,6 +112,13 @@ class UpstreamInput(BaseModel):
     protocol: Era = "auto"
     enabled: bool = True
     auth: AuthInput | None = None
+    # transport "openapi": the document at `spec_url` (or `url`) or inline `spec`, and what of it to expose
+    spec_url: str | None = None
+    spec: dict[str, Any] | str | None = None
+    base_url: str | None = None
+    include: Selection | None = None
+    exclude: Selection | None = None
+    openapi: OpenApiSource | None = None
 
 
 def _valid_host(host: str) -> bool:
@@ -128,7 +164,19 @@ def check_url(url: str | None, field: str = "url") -> str:
 def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], UpstreamAuth | None]:
     """The headers and OAuth settings an `auth` object amounts to."""
     headers, auth = dict(data.headers), data.auth
-    if isinstance(auth, ApiKeyAuth):
+    if isinstance(auth, BearerInput | BasicInput):
+        if "authorization" in {k.lower() for k in headers}:
+            raise BadRequest(f"auth type {auth.type} sets Authorization; do not also give it in 'headers'")
+        if isinstance(auth, BearerInput):
+            headers["Authorization"] = f"Bearer {auth.token}"
+        else:
+            pair = base64.b64encode(f"{auth.username}:{auth.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+    elif isinstance(auth, QueryKeyAuth):
+        if data.transport != "openapi":
+            raise BadRequest("auth type api_key_query is for REST (openapi) upstreams")
+        return headers, QueryApiKey(name=auth.name, value=auth.value)
+    elif isinstance(auth, ApiKeyAuth):
         if auth.header.lower() in {k.lower() for k in headers}:
             raise BadRequest(f"header {auth.header!r} is given both in 'headers' and by auth type api_key")
         headers[auth.header] = auth.value
@@ -151,9 +199,46 @@ def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], UpstreamAuth | Non
     return headers, None
 
 
+def _openapi(data: UpstreamInput) -> tuple[str | None, OpenApiSource | None]:
+    """The document's URL and the source settings of a transport-openapi upstream."""
+    given = ("spec_url", "spec", "base_url", "include", "exclude")
+    if data.transport != "openapi":
+        if any(getattr(data, f) is not None for f in given):
+            raise BadRequest(f"{', '.join(given)} are for transport 'openapi'")
+        return data.url, None
+    if data.spec is not None and data.spec_url is not None:
+        raise BadRequest("give either 'spec_url' or 'spec', not both")
+    old = data.openapi or OpenApiSource()
+    url = data.spec_url or data.url
+    spec = old.spec
+    if data.spec is not None:
+        try:
+            spec = data.spec if isinstance(data.spec, dict) else parse_document(data.spec, "'spec'")
+        except BastionError as exc:
+            raise BadRequest(exc.detail) from None
+        url = data.spec_url
+    if data.spec_url is not None:
+        spec = None
+    if (url is None) == (spec is None):
+        raise BadRequest("an openapi upstream needs exactly one of 'spec_url' (the document's URL) or 'spec' (inline)")
+    if url is not None:
+        check_url(url, "spec_url")
+    base_url = data.base_url if data.base_url is not None else old.base_url
+    if base_url:
+        check_url(base_url, "base_url")
+    source = OpenApiSource(
+        spec=spec,
+        base_url=base_url or None,
+        include=data.include if data.include is not None else old.include,
+        exclude=data.exclude if data.exclude is not None else old.exclude,
+    )
+    return url, source
+
+
 def to_spec(data: UpstreamInput) -> UpstreamSpec:
     """Check the transport-specific fields and return the spec."""
     check_slug(data.name, "upstream")
+    url, openapi = _openapi(data)
     if data.transport == "stdio" and data.auth is not None and not isinstance(data.auth, NoAuth):
         raise BadRequest("a stdio upstream takes its credentials in 'env', not 'auth'")
     headers, auth = _apply_auth(data)
@@ -163,13 +248,14 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
         if data.url or data.headers:
             raise BadRequest("a stdio upstream takes 'command', 'args' and 'env', not 'url' or 'headers'")
     else:
-        check_url(data.url)
+        if openapi is None:
+            check_url(data.url)
         if data.command or data.args or data.env:
             raise BadRequest("an HTTP upstream takes 'url' and 'headers', not 'command', 'args' or 'env'")
     return UpstreamSpec(
         name=data.name,
         transport=data.transport,
-        url=data.url,
+        url=url,
         command=data.command,
         args=tuple(data.args),
         env=data.env,
@@ -178,6 +264,7 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
         protocol=data.protocol,
         enabled=data.enabled,
         auth=auth,
+        openapi=openapi,
     )
 
 

@@ -2,7 +2,8 @@
 
     BastionError
     ├── BadRequest            400 / -32602   input that can never succeed as sent
-    │   └── NameCollision     409 / -32602   two items would share one exposed name
+    │   ├── NameCollision     409 / -32602   two items would share one exposed name
+    │   └── InvalidArguments  422 / -32602   arguments that break the tool's input schema (`errors`)
     ├── Unauthenticated       401 / -32030
     ├── Forbidden             403 / -32003
     │   └── UpstreamNotConnected 403 / -32004 the caller has not connected their account to the upstream
@@ -52,6 +53,14 @@ class BadRequest(BastionError):
 class NameCollision(BadRequest):
     http_status = 409
     title = "Name collision"
+
+
+class InvalidArguments(BadRequest):
+    """A call's arguments do not match the tool's input schema; `errors` lists each problem with a
+    JSON pointer to the field (`{"pointer": "/a/0", "message": "..."}`)."""
+
+    http_status = 422
+    title = "Invalid arguments"
 
 
 class Unauthenticated(BastionError):

@@ -22,7 +22,7 @@ ALL_SERVERS: Final = "*"
 AllServers = Literal["*"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-READABLE_COLLECTIONS = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
+READABLE_COLLECTIONS = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "openapi.json", "docs"})
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -87,13 +87,26 @@ def ip_allowed(networks: tuple[Network, ...], client_ip: str | None) -> bool:
 
 
 _CONNECTION_PATHS = frozenset({"connect", "connection"})
+# What follows /api/v1/servers/{name}/ on a virtual server's REST facade (using it, like its MCP endpoint).
+FACADE_PARTS = frozenset({"tools", "resources", "prompts", "openapi.json", "docs", "calls"})
+
+
+def used_server(path: str) -> str | None:
+    """The virtual server a path uses: its MCP endpoints (/servers/{name}/...) or its REST facade
+    (/api/v1/servers/{name}/tools/...); None for any other path (configuration, catalog)."""
+    parts = path.split("/")
+    if parts[1:2] == ["servers"]:
+        return parts[2] if len(parts) > 2 else ""
+    if parts[1:4] == ["api", "v1", "servers"] and len(parts) > 5 and parts[5] in FACADE_PARTS:
+        return parts[4]
+    return None
 
 
 def authorize(grants: Grants, method: str, path: str) -> None:
     """Raise Forbidden, saying what is missing, unless these grants allow `method path`."""
     parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
-    if parts[1:2] == ["servers"]:
-        server = parts[2] if len(parts) > 2 else ""
+    server = used_server(path)
+    if server is not None:
         if "mcp" not in grants.permissions:
             raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
         if grants.servers != ALL_SERVERS and server not in grants.servers:

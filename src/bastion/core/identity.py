@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from bastion.core.errors import Forbidden
+from bastion.core.grants import used_server
 from bastion.core.models import Frozen, Visibility
 
 Role = Literal["admin", "developer", "viewer"]
@@ -20,7 +21,7 @@ MAX_EMAIL = 254
 _READ_METHODS = frozenset({"GET", "HEAD"})
 # What any signed-in user may do on their own session, whatever their role.
 _SELF_SERVICE = frozenset({"/api/v1/auth/me", "/api/v1/auth/logout"})
-_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
+_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "openapi.json", "docs"})
 _DEVELOPER_WRITES = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
 
 
@@ -105,7 +106,7 @@ def authorize_role(role: Role, method: str, path: str) -> None:
     if role == "admin":
         return
     parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
-    if parts[1:2] == ["servers"]:
+    if used_server(path) is not None:
         if role != "developer":
             raise Forbidden("viewers may not use virtual servers' MCP endpoints", missing="role:developer")
         return

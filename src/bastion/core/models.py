@@ -41,7 +41,36 @@ class OAuthUserGrant(Frozen):
     scope: str | None = None
 
 
-UpstreamAuth = Annotated[OAuthClientCredentials | OAuthUserGrant, Field(discriminator="type")]
+class QueryApiKey(Frozen):
+    """An API key sent as a query parameter (REST upstreams whose APIs take it so). `value` is sealed."""
+
+    type: Literal["api_key_query"] = "api_key_query"
+    name: str
+    value: str
+
+
+UpstreamAuth = Annotated[OAuthClientCredentials | OAuthUserGrant | QueryApiKey, Field(discriminator="type")]
+
+
+class Selection(Frozen):
+    """Operations of an OpenAPI document, by operationId, tag or path glob (`/pets/*`)."""
+
+    operations: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+
+    def empty(self) -> bool:
+        return not (self.operations or self.tags or self.paths)
+
+
+class OpenApiSource(Frozen):
+    """Where a REST upstream's OpenAPI document comes from (`url` of the spec, or inline `spec`),
+    where its API is (`base_url`, else the document's first server), and which operations become tools."""
+
+    spec: dict[str, Any] | None = None
+    base_url: str | None = None
+    include: Selection = Selection()
+    exclude: Selection = Selection()
 
 
 class UpstreamTokens(Frozen):
@@ -67,6 +96,8 @@ class UpstreamSpec(Frozen):
     enabled: bool = True
     auth: UpstreamAuth | None = None
     """How Bastion authenticates beyond `headers` (static headers / API keys need no more)."""
+    openapi: OpenApiSource | None = None
+    """For transport `openapi`: the document (at `url`, or inline) and what of it to expose."""
     credentials_error: str | None = None
     """Set when the stored (sealed) headers/env could not be opened; such an upstream is not connected."""
     # Ownership: the owning team, the user who registered it, and who may see it (core/identity.py).

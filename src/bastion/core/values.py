@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Transport = Literal["streamable-http", "sse", "stdio"]
+Transport = Literal["streamable-http", "sse", "stdio", "openapi", "a2a"]
 Isolation = Literal["shared", "per_user", "per_session", "stateless"]
 """How callers share upstream sessions (README "Upstream sessions"): `shared` (stdio: one process,
 caller context refused; HTTP/SSE: per-caller sessions for 2025-11-25 calls), `per_user`,

@@ -1,4 +1,4 @@
-"""The one ordered request pipeline, shared by every MCP endpoint (and later the REST facade)."""
+"""The one ordered request pipeline, shared by every MCP endpoint and the REST facade."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
 from bastion.pipeline.tracing import traced
+from bastion.pipeline.validate import validate
 
 
 def build_pipeline(
@@ -50,6 +51,8 @@ def build_pipeline(
         # refused call costs no upstream work.
         stages.append(span("bastion.rate_limit", ratelimit_stage(limiter, limits)))
     stages.append(route_stage(page_size))  # needs the view; answers list requests itself, in pages
+    # After route (the tool and its schema, once the policy allowed it), before any upstream work.
+    stages.append(validate)
     if bridge is not None:
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).

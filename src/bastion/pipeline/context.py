@@ -48,3 +48,5 @@ class CallContext:
     """The HTTP request's `traceparent`/`tracestate` headers, when it had them (for tracing)."""
     upstream_seconds: float = 0.0
     """Time spent waiting on upstreams so far (dispatch adds each attempt); observe reports it."""
+    check_arguments: bool = False
+    """Set by entry points that promise schema errors before the call (the REST facade)."""

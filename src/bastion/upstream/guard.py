@@ -26,7 +26,11 @@ class AddressGuard:
         """Raise AddressRefused if `spec` is an HTTP upstream whose host resolves to a forbidden address."""
         if spec.transport == "stdio" or not spec.url:
             return
-        host = urlsplit(spec.url).hostname
+        await self.check_url(spec.url, f"upstream {spec.name!r}")
+
+    async def check_url(self, url: str, what: str) -> None:
+        """Raise AddressRefused if `url`'s host resolves to a forbidden address (`what` names it)."""
+        host = urlsplit(url).hostname
         if not host:
             return
         try:
@@ -37,7 +41,7 @@ class AddressGuard:
             kind = refusal(str(sockaddr[0]), allow_private=self._allow_private, allowed=self._allowed)
             if kind is not None:
                 raise AddressRefused(
-                    f"upstream {spec.name!r}: its host resolves to {kind}; Bastion connects to loopback and "
+                    f"{what}: its host resolves to {kind}; Bastion connects to loopback and "
                     "private networks only when the admin allows them (BASTION_ALLOW_PRIVATE_UPSTREAMS, "
                     "or BASTION_UPSTREAM_ALLOWED_NETWORKS for chosen ranges)"
                 )

@@ -24,18 +24,22 @@ from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
 from bastion.tasks import TaskRunner
+from bastion.upstream.a2a import A2aUpstream
 from bastion.upstream.caller_sessions import CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import DiscoveryLimits, discover
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
+from bastion.upstream.openapi import OpenApiUpstream
 from bastion.upstream.per_user_auth import PerUserAuth, user_grant
 
 log = logging.getLogger("bastion.upstream")
 CAPABILITIES_META = "io.modelcontextprotocol/clientCapabilities"
 
 Key = tuple[str, str | None]
+REQUEST_RESPONSE = frozenset({"openapi", "a2a"})
+"""Transports that are not MCP sessions: each call is one HTTP exchange (REST APIs, A2A agents)."""
 
 
 def no_cookies() -> CookieJar:
@@ -75,6 +79,7 @@ class UpstreamPool:
         user_tokens: UpstreamTokenStore | None = None,
         caller_limits: Limits | None = None,
         limits: DiscoveryLimits = DiscoveryLimits(),
+        max_response_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self._guard = guard
         self._limits = limits
@@ -83,6 +88,9 @@ class UpstreamPool:
         self._legacy_refused: set[str] = set()
         """Upstreams (auto era) that refused a 2025-11-25 handshake: their callers share the modern session."""
         self._launch_guard = launch_guard
+        self._max_response = max_response_bytes
+        # Upstreams that are not MCP servers (REST APIs described by OpenAPI): called per request.
+        self._rest: dict[str, OpenApiUpstream | A2aUpstream] = {}
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -198,10 +206,14 @@ class UpstreamPool:
         await self._runner.start(f"upstream:{key[0]}:{key[1] or '*'}", conn.run)
         return conn
 
-    async def open(self, spec: UpstreamSpec) -> UpstreamConnection:
-        """Start the shared connection of a new or changed upstream and wait for its first attempt."""
+    async def open(self, spec: UpstreamSpec) -> UpstreamConnection | None:
+        """Start the shared connection of a new or changed upstream and wait for its first attempt
+        (a REST upstream has none: it is only known)."""
         await self.close(spec.name)
         _check_credentials(spec)
+        if spec.transport in REQUEST_RESPONSE:
+            self.adopt([spec])
+            return None
         if user_grant(spec) is not None:
             self._per_user.source(spec, None)  # raises: a per-user OAuth upstream has no shared connection
         async with self._lock:
@@ -218,6 +230,11 @@ class UpstreamPool:
             await self._launch_guard.check(spec)  # refused before anything runs: the caller's 403
         if self._guard is not None:
             await self._guard.check(spec)  # a refused address is the caller's 403, not a 502
+        if spec.transport in REQUEST_RESPONSE:
+            await self.close(spec.name)
+            _check_credentials(spec)
+            self.adopt([spec])
+            return await self._rest_for(spec).discover()
         if user_grant(spec) is not None:
             # Nothing to connect as yet: each user's connection opens on their first call, and the
             # catalog is discovered over the first user's (see Gateway.refresh_upstream).
@@ -225,6 +242,7 @@ class UpstreamPool:
             self.adopt([spec])
             return Discovery(items=())
         conn = await self.open(spec)
+        assert conn is not None, "only REST upstreams have no connection"
         if conn.client is None:
             reason = conn.failure or "it did not answer in time"
             await self.close(spec.name)
@@ -235,6 +253,9 @@ class UpstreamPool:
         """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
         none given, any user's live one): the catalog is the same for everyone, the calls are not."""
         spec = self._specs.get(name)
+        if spec is not None and spec.transport in REQUEST_RESPONSE:
+            _check_credentials(spec)
+            return await self._rest_for(spec).discover()
         per_user_oauth = spec is not None and user_grant(spec) is not None
         if per_user_oauth and user is None:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
@@ -261,8 +282,30 @@ class UpstreamPool:
         """The spec this pool connects `name` with, if it knows the upstream."""
         return self._specs.get(name)
 
-    async def ensure(self, name: str) -> UpstreamConnection:
+    async def ensure(self, name: str) -> UpstreamConnection | None:
+        """The shared connection of `name`, connecting it; None for a REST upstream (no connection)."""
+        spec = self._specs.get(name)
+        if spec is not None and spec.transport in REQUEST_RESPONSE:
+            return None
         return await self._get(name, None)
+
+    def _rest_for(self, spec: UpstreamSpec) -> OpenApiUpstream | A2aUpstream:
+        rest = self._rest.get(spec.name)
+        if rest is None or rest.spec != spec:
+            bearer = self._bearer_for(spec)
+
+            async def bearer_for(user: str | None) -> str | None:
+                if user_grant(spec) is not None:
+                    return await self._per_user.source(spec, user).token()
+                return await bearer.token() if bearer is not None else None
+
+            kind: type[OpenApiUpstream | A2aUpstream] = A2aUpstream if spec.transport == "a2a" else OpenApiUpstream
+            rest = kind(
+                spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
+                max_response_bytes=self._max_response,
+            )
+            self._rest[spec.name] = rest
+        return rest
 
     async def _get(self, name: str, user: str | None) -> UpstreamConnection:
         spec = self._specs.get(name)
@@ -293,6 +336,11 @@ class UpstreamPool:
         hooks: CallHooks | None = None,
     ) -> dict[str, Any]:
         spec = self._specs.get(upstream)
+        if spec is not None and spec.transport in REQUEST_RESPONSE:
+            if not spec.enabled:
+                raise UpstreamUnavailable(f"upstream {upstream!r} is disabled")
+            _check_credentials(spec)
+            return await self._rest_for(spec).request(method, params, user=user, timeout=timeout, hooks=hooks)
         per_user = spec is not None and spec.isolation == "per_user"
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
@@ -390,6 +438,7 @@ class UpstreamPool:
             keys = [k for k in self._conns if k[0] == name]
             conns = [self._conns.pop(k) for k in keys]
             self._specs.pop(name, None)
+            self._rest.pop(name, None)
             self._bearers.pop(name, None)
             auth_http = self._http_with_auth.pop(name, None)
             callers_http = self._http_for_callers.pop(name, None)

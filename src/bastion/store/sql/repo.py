@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
-from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.models import (
+    CatalogItem,
+    OpenApiSource,
+    RewrapReport,
+    Upstream,
+    UpstreamSpec,
+    UpstreamState,
+    VirtualServerSpec,
+)
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
@@ -69,6 +77,7 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         isolation=row.isolation,
         protocol=row.protocol,
         enabled=row.enabled,
+        openapi=OpenApiSource.model_validate(row.openapi) if row.openapi else None,
         **open_row(envelope, row),
         team=row.team,
         owner=row.owner,
@@ -96,6 +105,7 @@ def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
         "isolation": spec.isolation,
         "protocol": spec.protocol,
         "enabled": spec.enabled,
+        "openapi": spec.openapi.model_dump(mode="json") if spec.openapi is not None else None,
         **sealed_values(envelope, spec),
         "team": spec.team,
         "owner": spec.owner,

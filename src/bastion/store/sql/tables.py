@@ -36,6 +36,7 @@ upstreams = Table(
     Column("env_sealed", Text),
     Column("headers_sealed", Text),
     Column("auth_sealed", Text),  # OAuthClientCredentials as sealed JSON (its client_secret is a secret)
+    Column("openapi", JSON),  # OpenApiSource of a transport-openapi upstream (no secrets: those are in auth/headers)
     Column("isolation", String(16), nullable=False),
     Column("protocol", String(16), nullable=False, server_default="auto"),
     Column("enabled", Boolean, nullable=False),

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
-from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
+from bastion.core.models import CatalogItem, QueryApiKey, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ownership import Clash
 from bastion.web.json_depth import MAX_DEPTH, too_deep
 
@@ -69,6 +69,8 @@ def counts_by_upstream(items: list[CatalogItem] | tuple[CatalogItem, ...]) -> di
 
 def auth_json(spec: UpstreamSpec) -> dict[str, Any]:
     """How Bastion authenticates to the upstream, without any secret."""
+    if isinstance(spec.auth, QueryApiKey):
+        return {"type": spec.auth.type, "name": spec.auth.name, "value": REDACTED}
     if spec.auth is not None:
         has_secret = spec.auth.client_secret is not None
         return spec.auth.model_dump() | {"client_secret": REDACTED if has_secret else None}
@@ -129,6 +131,23 @@ def upstream_json(
         "owner": spec.owner,
         "visibility": spec.visibility,
         "clashes": held,
+        "openapi": openapi_json(spec),
+    }
+
+
+def openapi_json(spec: UpstreamSpec) -> dict[str, Any] | None:
+    """Where a REST upstream's document is and what of it is exposed (an inline document by size only)."""
+    source = spec.openapi
+    if source is None:
+        return None
+    return {
+        "spec_url": spec.url if source.spec is None else None,
+        "inline_spec_operations": None if source.spec is None else sum(
+            1 for item in (source.spec.get("paths") or {}).values() if isinstance(item, dict) for _ in item
+        ),
+        "base_url": source.base_url,
+        "include": source.include.model_dump(mode="json"),
+        "exclude": source.exclude.model_dump(mode="json"),
     }
 
 

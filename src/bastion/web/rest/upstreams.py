@@ -29,7 +29,8 @@ from bastion.web.rest.common import KIND_FIELDS, counts_by_upstream, read_json, 
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
-    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "protocol", "enabled", "team", "visibility"
+    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "protocol", "enabled", "team", "visibility",
+    "spec_url", "spec", "base_url", "include", "exclude",
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
 _LAUNCH_FIELDS = {"transport", "command", "args", "env"}
@@ -41,8 +42,9 @@ def _keep_client_secret(body: dict[str, Any], old: UpstreamSpec) -> dict[str, An
     """A PATCH of OAuth settings may leave out the (write-only) client secret to keep the stored one."""
     auth = body.get("auth")
     if isinstance(auth, dict) and "client_secret" not in auth:
-        if old.auth is not None and auth.get("type") == old.auth.type and old.auth.client_secret is not None:
-            return body | {"auth": auth | {"client_secret": old.auth.client_secret}}
+        secret = getattr(old.auth, "client_secret", None)
+        if old.auth is not None and auth.get("type") == old.auth.type and secret is not None:
+            return body | {"auth": auth | {"client_secret": secret}}
     return body
 
 

@@ -1,0 +1,313 @@
+"""The operations of an OpenAPI document (3.0 or 3.1) as tools: a stable name, a description, an
+input schema merged from the parameters and the JSON body (local $refs resolved), an output schema
+from the 2xx response, and how a call's arguments map back onto the HTTP request. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+from urllib.parse import quote
+
+from bastion.core.models import Selection
+
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+LOCATIONS = ("path", "query", "header", "cookie")
+MAX_DEPTH = 24
+MAX_NAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+Body = Literal["none", "merged", "wrapped", "raw"]
+
+
+class SpecError(ValueError):
+    """The document is not an OpenAPI document this can read (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    location: str
+    argument: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    tool: str
+    method: str
+    path: str
+    params: tuple[Param, ...]
+    body: Body
+    body_fields: frozenset[str]
+    media_type: str | None
+    definition: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    """What a tool call amounts to, relative to the API's base URL."""
+
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    headers: dict[str, str]
+    json_body: Any = None
+    raw_body: str | None = None
+    media_type: str | None = None
+
+
+class _Resolver:
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.cache: dict[str, Any] = {}
+
+    def lookup(self, ref: str) -> Any:
+        if not ref.startswith("#/"):
+            raise SpecError(f"only local references are supported, not {ref[:100]!r}")
+        node: Any = self.doc
+        for part in ref[2:].split("/"):
+            key = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                raise SpecError(f"reference {ref[:100]!r} points at nothing")
+        return node
+
+    def deref(self, node: Any) -> Any:
+        """A parameter, body or response object, following its $ref chain."""
+        for _ in range(MAX_DEPTH):
+            if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)):
+                return node
+            node = self.lookup(node["$ref"])
+        raise SpecError("a reference chain is too long")
+
+    def schema(self, node: Any, seen: tuple[str, ...] = ()) -> Any:
+        """`node` with every local $ref inlined; a cycle (or excessive depth) becomes `{}` (any)."""
+        if isinstance(node, list):
+            return [self.schema(v, seen) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if ref in seen or len(seen) >= MAX_DEPTH:
+                return {"description": f"(recursive: {ref.rsplit('/', 1)[-1]})"}
+            if ref in self.cache:
+                return self.cache[ref]
+            resolved = self.schema(self.lookup(ref), (*seen, ref))
+            siblings = {k: self.schema(v, seen) for k, v in node.items() if k != "$ref"}
+            if siblings and isinstance(resolved, dict):
+                resolved = {**resolved, **siblings}
+            if not seen:
+                self.cache[ref] = resolved
+            return resolved
+        out = {k: self.schema(v, seen) for k, v in node.items()}
+        return _modernized(out)
+
+
+def _modernized(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 schema idioms in JSON Schema 2020-12 terms (nullable, boolean exclusive bounds)."""
+    if schema.pop("nullable", False) is True:
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            schema["type"] = [kind, "null"]
+        elif isinstance(kind, list) and "null" not in kind:
+            schema["type"] = [*kind, "null"]
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(schema.get(exclusive), bool):
+            if schema.pop(exclusive) and bound in schema:
+                schema[exclusive] = schema.pop(bound)
+    return schema
+
+
+def tool_name(operation: dict[str, Any], method: str, path: str) -> str:
+    """operationId, else method and path, reduced to the characters MCP tool names allow."""
+    raw = operation.get("operationId")
+    if not isinstance(raw, str) or not raw.strip():
+        raw = re.sub(r"[^A-Za-z0-9]+", "_", f"{method}_{path}")
+    name = _UNSAFE.sub("_", raw).strip("_")[:MAX_NAME]
+    return name or method
+
+
+def selected(selection: Selection, op_id: str | None, tags: list[str], path: str) -> bool:
+    return (
+        (op_id is not None and op_id in selection.operations)
+        or any(t in selection.tags for t in tags)
+        or any(fnmatchcase(path, glob) for glob in selection.paths)
+    )
+
+
+def _json_media(content: Any) -> tuple[str, Any] | None:
+    if not isinstance(content, dict):
+        return None
+    for media, entry in content.items():
+        if media == "application/json" or (media.endswith("+json") or media.endswith("/json")):
+            return media, entry.get("schema", {}) if isinstance(entry, dict) else {}
+    return None
+
+
+def _parameters(resolver: _Resolver, path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for source in (path_item.get("parameters") or [], operation.get("parameters") or []):
+        for raw in source:
+            param = resolver.deref(raw)
+            if isinstance(param, dict) and isinstance(param.get("name"), str) and param.get("in") in LOCATIONS:
+                merged[(param["name"], param["in"])] = param
+    return list(merged.values())
+
+
+def _output_schema(resolver: _Resolver, operation: dict[str, Any]) -> dict[str, Any] | None:
+    responses = operation.get("responses") or {}
+    for code in sorted(str(c) for c in responses):
+        if code.startswith("2") or code == "2XX":
+            found = _json_media(resolver.deref(responses[code if code in responses else int(code)]).get("content"))
+            if found is not None:
+                schema = resolver.schema(found[1])
+                if isinstance(schema, dict) and schema.get("type") == "object":
+                    return schema
+            return None
+    return None
+
+
+def _operation(resolver: _Resolver, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any]) -> Operation:
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    params: list[Param] = []
+    for param in _parameters(resolver, path_item, op):
+        name, location = param["name"], param["in"]
+        argument = name if name not in properties else f"{location}_{name}"
+        schema = param.get("schema")
+        if schema is None:
+            found = _json_media(param.get("content"))
+            schema = found[1] if found else {"type": "string"}
+        schema = resolver.schema(schema)
+        schema = dict(schema) if isinstance(schema, dict) else {}
+        if isinstance(param.get("description"), str) and "description" not in schema:
+            schema["description"] = param["description"]
+        properties[argument] = schema
+        if param.get("required") or location == "path":
+            required.append(argument)
+        params.append(Param(name, location, argument))
+    body: Body = "none"
+    body_fields: frozenset[str] = frozenset()
+    media: str | None = None
+    request_body = resolver.deref(op.get("requestBody"))
+    if isinstance(request_body, dict) and isinstance(request_body.get("content"), dict):
+        found = _json_media(request_body["content"])
+        body_required = bool(request_body.get("required"))
+        if found is not None:
+            media = found[0]
+            schema = resolver.schema(found[1])
+            fields = schema.get("properties") if isinstance(schema, dict) else None
+            if isinstance(fields, dict) and fields and not (set(fields) & set(properties)) and "allOf" not in schema:
+                body, body_fields = "merged", frozenset(fields)
+                properties.update(fields)
+                if body_required:
+                    required.extend(str(r) for r in schema.get("required", ()) if r in fields)
+            else:
+                body = "wrapped"
+                properties["body"] = schema if isinstance(schema, dict) else {}
+                if body_required:
+                    required.append("body")
+        elif request_body["content"]:
+            media = str(next(iter(request_body["content"])))
+            body = "raw"
+            properties["body"] = {"type": "string", "description": f"The request body ({media})"}
+            if body_required:
+                required.append("body")
+    input_schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        input_schema["required"] = list(dict.fromkeys(required))
+    text = [str(op[k]).strip() for k in ("summary", "description") if isinstance(op.get(k), str) and op[k].strip()]
+    definition: dict[str, Any] = {
+        "name": tool,
+        "description": "\n\n".join([*text, f"{method.upper()} {path}"]),
+        "inputSchema": input_schema,
+        "annotations": {
+            "readOnlyHint": method in ("get", "head", "options"),
+            "destructiveHint": method == "delete",
+            "idempotentHint": method in ("get", "head", "options", "put", "delete"),
+            "openWorldHint": True,
+        },
+    }
+    if isinstance(op.get("summary"), str):
+        definition["title"] = op["summary"][:200]
+    output = _output_schema(resolver, op)
+    if output is not None:
+        definition["outputSchema"] = output
+    return Operation(tool, method, path, tuple(params), body, body_fields, media, definition)
+
+
+def operations(doc: Any, include: Selection = Selection(), exclude: Selection = Selection()) -> list[Operation]:
+    """Every selected operation of `doc` as a tool, in document order, with unique tool names."""
+    if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3."):
+        raise SpecError("not an OpenAPI 3.0 or 3.1 document (no 'openapi: 3.x' field)")
+    paths = doc.get("paths", {})
+    if paths is None:
+        paths = {}
+    if not isinstance(paths, dict):
+        raise SpecError("'paths' is not an object")
+    resolver = _Resolver(doc)
+    out: list[Operation] = []
+    used: set[str] = set()
+    for path, raw_item in paths.items():
+        path_item = resolver.deref(raw_item)
+        if not isinstance(path_item, dict):
+            continue
+        for method in METHODS:
+            op = path_item.get(method)
+            if not isinstance(op, dict):
+                continue
+            op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
+            tags = [t for t in op.get("tags") or [] if isinstance(t, str)]
+            if not include.empty() and not selected(include, op_id, tags, path):
+                continue
+            if selected(exclude, op_id, tags, path):
+                continue
+            name, n = tool_name(op, method, path), 1
+            base = name
+            while name in used:
+                n += 1
+                name = f"{base[: MAX_NAME - 4]}_{n}"
+            used.add(name)
+            out.append(_operation(resolver, name, method, str(path), path_item, op))
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
+    """The request a call with `arguments` makes (arguments already checked against the schema)."""
+    path = op.path
+    query: list[tuple[str, str]] = []
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for param in op.params:
+        if param.argument not in arguments:
+            continue
+        value = arguments[param.argument]
+        if param.location == "path":
+            path = path.replace("{" + param.name + "}", quote(_text(value), safe=""))
+        elif param.location == "query":
+            values = value if isinstance(value, list) else [value]
+            query.extend((param.name, _text(v)) for v in values if v is not None)
+        elif param.location == "header":
+            headers[param.name] = _text(value)
+        else:
+            cookies.append(f"{param.name}={quote(_text(value), safe='')}")
+    if cookies:
+        headers["Cookie"] = "; ".join(cookies)
+    if op.body == "merged":
+        fields = {k: v for k, v in arguments.items() if k in op.body_fields}
+        return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=fields, media_type=op.media_type)
+    if op.body == "wrapped" and "body" in arguments:
+        return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=arguments["body"], media_type=op.media_type)
+    if op.body == "raw" and "body" in arguments:
+        return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=_text(arguments["body"]), media_type=op.media_type)
+    return HttpCall(op.method.upper(), path, tuple(query), headers)

@@ -1,0 +1,183 @@
+"""A REST API described by an OpenAPI document, as an upstream whose operations are tools.
+
+Discovery reads the document (at the upstream's `url`, or inline; JSON or YAML) and turns each
+selected operation into a tool (core/openapi_ops.py). A call becomes one HTTP request through
+`outbound.fetch` with the upstream's credentials (sealed headers, a query API key, or a bearer
+token from OAuth); a non-2xx answer is a tool result with `isError`, the status and an excerpt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx2
+import yaml
+
+from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcError
+from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
+from bastion.core.openapi_ops import Operation, SpecError, http_call, operations
+from bastion.core.ports import CallHooks
+from bastion.upstream.discovery import name_items
+from bastion.upstream.guard import AddressGuard
+from bastion.upstream.outbound import ResponseTooLarge, fetch
+
+BearerFor = Callable[[str | None], Awaitable[str | None]]
+"""The bearer token to send for a call made for `user` (None when the upstream uses none)."""
+EXCERPT = 2000
+MAX_SPEC_BYTES = 32 * 1024 * 1024
+
+
+def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
+    """An OpenAPI document from JSON or YAML text."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        try:
+            doc = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UpstreamProtocolError(f"{what} is neither JSON nor YAML") from None
+    if not isinstance(doc, dict):
+        raise UpstreamProtocolError(f"{what} is not an OpenAPI document (not an object)")
+    return doc
+
+
+def base_url_of(doc: dict[str, Any], source: OpenApiSource, spec_url: str | None) -> str:
+    """The API's base: `base_url`, else the document's first server (relative to the spec's URL)."""
+    if source.base_url:
+        return source.base_url.rstrip("/")
+    servers = doc.get("servers")
+    if isinstance(servers, list) and servers and isinstance(servers[0], dict) and isinstance(servers[0].get("url"), str):
+        server = servers[0]
+        url = str(server["url"])
+        for name, variable in (server.get("variables") or {}).items():
+            if isinstance(variable, dict) and "default" in variable:
+                url = url.replace("{" + str(name) + "}", str(variable["default"]))
+        if spec_url:
+            url = urljoin(spec_url, url)
+        if urlsplit(url).scheme in ("http", "https"):
+            return url.rstrip("/")
+    if spec_url:
+        parts = urlsplit(spec_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    raise BadRequest("the OpenAPI document names no server: give the upstream a 'base_url'")
+
+
+def result_of(status: int, reason: str, content_type: str, body: bytes, op: Operation) -> dict[str, Any]:
+    """The tool result for an HTTP answer: 2xx as text (and structured, for a JSON object when the
+    tool has an output schema), anything else as an error result with the status and an excerpt."""
+    text = body.decode("utf-8", errors="replace")
+    if not 200 <= status < 300:
+        excerpt = text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
+        message = f"HTTP {status} {reason}".strip() + (f": {excerpt}" if excerpt else "")
+        return {"content": [{"type": "text", "text": message}], "isError": True}
+    result: dict[str, Any] = {"content": [{"type": "text", "text": text}] if text else []}
+    if "json" in content_type and "outputSchema" in op.definition:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            result["structuredContent"] = parsed
+    return result
+
+
+class OpenApiUpstream:
+    """One REST upstream: its operations (from the last discovery) and how to call them."""
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        http: httpx2.AsyncClient,
+        guard: AddressGuard | None,
+        bearer_for: BearerFor,
+        *,
+        timeout: float,
+        max_response_bytes: int,
+    ) -> None:
+        self.spec = spec
+        self._source = spec.openapi or OpenApiSource()
+        self._http = http
+        self._guard = guard
+        self._bearer_for = bearer_for
+        self._timeout = timeout
+        self._max_response = max_response_bytes
+        self._ops: dict[str, Operation] | None = None
+        self._base = ""
+
+    @property
+    def _what(self) -> str:
+        return f"upstream {self.spec.name!r}"
+
+    async def _document(self) -> dict[str, Any]:
+        if self._source.spec is not None:
+            return dict(self._source.spec)
+        if not self.spec.url:
+            raise BadRequest(f"{self._what} needs the URL of its OpenAPI document, or the document inline")
+        request = self._http.build_request("GET", self.spec.url, headers={"Accept": "application/json, application/yaml"})
+        fetched = await fetch(
+            self._http, self._guard, request, what=f"{self._what}'s OpenAPI document",
+            deadline=self._timeout, max_bytes=MAX_SPEC_BYTES,
+        )
+        if fetched.status != 200:
+            raise UpstreamProtocolError(f"{self._what}'s OpenAPI document answered HTTP {fetched.status}")
+        return parse_document(fetched.body, f"{self._what}'s OpenAPI document")
+
+    async def discover(self) -> Discovery:
+        """(Re-)read the document; every selected operation becomes a tool."""
+        doc = await self._document()
+        try:
+            ops = operations(doc, self._source.include, self._source.exclude)
+        except SpecError as exc:
+            raise UpstreamProtocolError(f"{self._what}: {exc}") from None
+        self._base = base_url_of(doc, self._source, self.spec.url if self._source.spec is None else None)
+        self._ops = {op.tool: op for op in ops}
+        raw_info = doc.get("info")
+        info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
+        return Discovery(
+            items=tuple(name_items(self.spec.name, "tool", "name", [op.definition for op in ops])),
+            server_name=str(info.get("title")) if info.get("title") else None,
+            server_version=str(info.get("version")) if info.get("version") else None,
+            protocol_version=f"openapi-{doc.get('openapi')}",
+        )
+
+    async def request(
+        self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None
+    ) -> dict[str, Any]:
+        if method != "tools/call":
+            raise UpstreamRpcError(f"a REST upstream serves tools only, not {method}", -32601)
+        if self._ops is None:
+            await self.discover()
+        assert self._ops is not None
+        name = str((params or {}).get("name"))
+        op = self._ops.get(name)
+        if op is None:
+            raise UpstreamRpcError(f"{self._what} has no operation {name!r} (any more)", -32602)
+        arguments = (params or {}).get("arguments") or {}
+        call = http_call(op, arguments if isinstance(arguments, dict) else {})
+        headers = {**self.spec.headers, **call.headers, "Accept": "application/json, */*;q=0.5"}
+        query: list[tuple[str, str | int | float | bool | None]] = list(call.query)
+        auth = self.spec.auth
+        if isinstance(auth, QueryApiKey):
+            query.append((auth.name, auth.value))
+        bearer = await self._bearer_for(user)
+        if bearer is not None:
+            headers["Authorization"] = f"Bearer {bearer}"
+        content: bytes | None = None
+        if call.json_body is not None:
+            content = json.dumps(call.json_body).encode()
+        elif call.raw_body is not None:
+            content = call.raw_body.encode()
+        if content is not None:
+            headers["Content-Type"] = call.media_type or "application/json"
+        request = self._http.build_request(call.method, self._base + call.path, params=query, headers=headers, content=content)
+        try:
+            fetched = await fetch(
+                self._http, self._guard, request, what=self._what, deadline=timeout, max_bytes=self._max_response,
+                redirects="none" if isinstance(auth, QueryApiKey) else "same-origin",
+            )
+        except ResponseTooLarge as exc:
+            return {"content": [{"type": "text", "text": exc.detail}], "isError": True}
+        return result_of(fetched.status, fetched.reason, fetched.headers.get("content-type", ""), fetched.body, op)

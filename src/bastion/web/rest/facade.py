@@ -1,0 +1,225 @@
+"""REST facade: a virtual server's tools, prompts and resources over plain HTTP + JSON.
+
+Not a side door: every call becomes the same `CallContext` the MCP endpoints build and runs the
+same pipeline (authentication, policy, rate limits, bridge, dispatch). The edge already checked
+the credential and the token's grants for this server (the facade's paths count as using it, see
+`core.grants.used_server`); failures leave as problem+json through the edge's one function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from bastion import __version__
+from bastion.core.errors import BadRequest, BastionError, Conflict, InvalidArguments, NotFound
+from bastion.core.facade_doc import server_document
+from bastion.core.ports import CallHooks
+from bastion.core.snapshot import Snapshot
+from bastion.pipeline.base import Next
+from bastion.pipeline.context import CallContext, Principal
+from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
+from bastion.web.rest.facade_calls import AsyncCalls
+from bastion.web.rest.facade_page import docs_page
+
+MayUse = Callable[[Principal, str], bool]
+_LISTS = (
+    ("tools/list", "tools"),
+    ("prompts/list", "prompts"),
+    ("resources/list", "resources"),
+    ("resources/templates/list", "resourceTemplates"),
+)
+_MAX_LIST_PAGES = 100
+_TRANSPORT_FIELDS = ("resultType", "ttlMs", "cacheScope", "_meta")
+ASYNC_HINT = "this tool asks its caller for input mid-call; call it with 'Prefer: respond-async' to answer"
+
+
+def facade_context(request: Request, server: str, method: str, params: dict[str, Any]) -> CallContext:
+    """The one place the facade makes a call's context: the principal exactly as the MCP edge
+    passes it (set on the scope by the edge after verifying the credential)."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    return CallContext(
+        server=server,
+        method=method,
+        params=params,
+        principal=principal if isinstance(principal, Principal) else None,
+        check_arguments=method == "tools/call",
+    )
+
+
+def tool_json(result: dict[str, Any]) -> dict[str, Any]:
+    """An MCP tools/call result in the facade's shape."""
+    content = result.get("content")
+    structured = result.get("structuredContent")
+    return {
+        "content": content if isinstance(content, list) else [],
+        "structured": structured if isinstance(structured, dict) else None,
+        "is_error": bool(result.get("isError")),
+    }
+
+
+def plain_json(result: dict[str, Any]) -> dict[str, Any]:
+    """A prompts/get or resources/read result without the protocol's per-hop fields."""
+    return {k: v for k, v in result.items() if k not in _TRANSPORT_FIELDS}
+
+
+async def json_body(request: Request, max_bytes: int, *, required: bool) -> Any:
+    """The request's JSON body; an empty body is `{}` unless required."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise BadRequest(f"request body is larger than {max_bytes} bytes")
+    if not body.strip():
+        if required:
+            raise BadRequest("a JSON body is required")
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+
+
+async def run_sync(pipeline: Next, ctx: CallContext) -> dict[str, Any]:
+    """Run a call for a caller who waits for the answer and cannot be asked anything meanwhile."""
+    asked: list[str] = []
+
+    async def cannot_ask(method: str, _params: dict[str, Any]) -> dict[str, Any]:
+        asked.append(method)
+        return {"code": -32603, "message": "the REST caller cannot answer questions during a synchronous call"}
+
+    ctx.hooks = CallHooks(ask=cannot_ask)
+    try:
+        result = await pipeline(ctx)
+    except BastionError:
+        if asked:
+            raise Conflict(ASYNC_HINT) from None
+        raise
+    if asked or result.get("resultType") == "input_required":
+        raise Conflict(ASYNC_HINT)
+    return result
+
+
+class Facade:
+    """The facade's routes for every virtual server, over one pipeline."""
+
+    def __init__(
+        self,
+        pipeline: Next,
+        snapshot: Callable[[], Snapshot],
+        may_use: MayUse,
+        max_body: int,
+        base_url: str,
+        calls: AsyncCalls | None = None,
+    ) -> None:
+        self.calls = calls
+        self.pipeline = pipeline
+        self.snapshot = snapshot
+        self.may_use = may_use
+        self.max_body = max_body
+        self.base_url = base_url
+
+    def server_of(self, request: Request) -> str:
+        """The server named in the path, if this caller may see it; 404 otherwise, as on MCP."""
+        name = str(request.path_params["name"])
+        principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+        invisible = isinstance(principal, Principal) and not self.may_use(principal, name)
+        if name not in self.snapshot().servers or invisible:
+            raise NotFound(f"virtual server {name!r} does not exist")
+        return name
+
+    async def call_tool(self, request: Request) -> Response:
+        server = self.server_of(request)
+        arguments = await json_body(request, self.max_body, required=False)
+        if not isinstance(arguments, dict):
+            problem = [{"pointer": "", "message": "the arguments must be a JSON object"}]
+            raise InvalidArguments("the body must be a JSON object of the tool's arguments", errors=problem)
+        params = {"name": request.path_params["tool"], "arguments": arguments}
+        ctx = facade_context(request, server, "tools/call", params)
+        if self.calls is not None and "respond-async" in request.headers.get("prefer", "").lower():
+            return self.calls.start(request, ctx, tool_json)
+        result = await run_sync(self.pipeline, ctx)
+        return JSONResponse(tool_json(result))
+
+    async def get_prompt(self, request: Request) -> Response:
+        server = self.server_of(request)
+        arguments = await json_body(request, self.max_body, required=False)
+        if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
+            raise BadRequest("the body must be a JSON object of the prompt's arguments, each a string")
+        params = {"name": request.path_params["prompt"], "arguments": arguments}
+        result = await run_sync(self.pipeline, facade_context(request, server, "prompts/get", params))
+        return JSONResponse(plain_json(result))
+
+    async def read_resource(self, request: Request) -> Response:
+        server = self.server_of(request)
+        uri = request.query_params.get("uri")
+        if not uri:
+            raise BadRequest("say which resource to read: ?uri=")
+        result = await run_sync(self.pipeline, facade_context(request, server, "resources/read", {"uri": uri}))
+        return JSONResponse(plain_json(result))
+
+    async def listed(self, request: Request, server: str, method: str, field: str) -> list[dict[str, Any]]:
+        """Every entry of a list the pipeline gives this caller, all pages."""
+        entries: list[dict[str, Any]] = []
+        params: dict[str, Any] = {}
+        for _ in range(_MAX_LIST_PAGES):
+            page = await self.pipeline(facade_context(request, server, method, params))
+            entries.extend(e for e in page.get(field, ()) if isinstance(e, dict))
+            cursor = page.get("nextCursor")
+            if not isinstance(cursor, str) or not cursor:
+                break
+            params = {"cursor": cursor}
+        return entries
+
+    async def document(self, request: Request, server: str) -> dict[str, Any]:
+        """This caller's OpenAPI document for `server`, from the lists the pipeline gives them."""
+        lists = {field: await self.listed(request, server, method, field) for method, field in _LISTS}
+        view = self.snapshot().servers.get(server)
+        return server_document(
+            server,
+            self.base_url,
+            __version__,
+            lists["tools"],
+            lists["prompts"],
+            lists["resources"],
+            lists["resourceTemplates"],
+            view.spec.description if view is not None else None,
+        )
+
+    async def list_tools(self, request: Request) -> Response:
+        server = self.server_of(request)
+        return JSONResponse({"tools": await self.listed(request, server, "tools/list", "tools")})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(await self.document(request, self.server_of(request)))
+
+    async def docs(self, request: Request) -> Response:
+        server = self.server_of(request)
+        page, policy = docs_page(await self.document(request, server))
+        return HTMLResponse(page, headers={"content-security-policy": policy})
+
+    def routes(self) -> list[Route]:
+        base = "/api/v1/servers/{name}"
+        return [
+            Route(f"{base}/tools", self.list_tools, methods=["GET"]),
+            Route(f"{base}/tools/{{tool}}", self.call_tool, methods=["POST"]),
+            Route(f"{base}/prompts/{{prompt}}", self.get_prompt, methods=["POST"]),
+            Route(f"{base}/resources/read", self.read_resource, methods=["GET"]),
+            Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
+            Route(f"{base}/docs", self.docs, methods=["GET"]),
+            *self._call_routes(base),
+        ]
+
+    def _call_routes(self, base: str) -> list[Route]:
+        if self.calls is None:
+            return []
+        return [
+            Route(f"{base}/calls/{{call}}", self.calls.status, methods=["GET"]),
+            Route(f"{base}/calls/{{call}}/events", self.calls.events, methods=["GET"]),
+            Route(f"{base}/calls/{{call}}/answer", self.calls.answer, methods=["POST"]),
+        ]

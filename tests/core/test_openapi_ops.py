@@ -1,0 +1,86 @@
+"""OpenAPI documents as tools, on real-world shaped documents: the Petstore (3.0, YAML) and a large
+generated 3.1 document with hundreds of operations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from bastion.core.models import Selection
+from bastion.core.naming import gateway_names
+from bastion.core.openapi_ops import SpecError, http_call, operations
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openapi"
+
+
+def load(name: str) -> dict[str, Any]:
+    text = (FIXTURES / name).read_text()
+    return dict(yaml.safe_load(text) if name.endswith(".yaml") else json.loads(text))
+
+
+def test_the_petstore_becomes_nineteen_tools_with_resolved_schemas() -> None:
+    ops = {op.tool: op for op in operations(load("petstore-3.0.yaml"))}
+    assert len(ops) == 19
+    add = ops["addPet"].definition
+    assert add["inputSchema"]["required"] == ["name", "photoUrls"]
+    assert add["inputSchema"]["properties"]["category"]["properties"]["name"] == {"type": "string", "example": "Dogs"}
+    assert add["outputSchema"]["properties"]["status"]["enum"] == ["available", "pending", "sold"]
+    assert ops["findPetsByStatus"].definition["inputSchema"]["properties"]["status"]["default"] == "available"
+    assert "outputSchema" not in ops["findPetsByStatus"].definition  # an array
+    assert ops["uploadFile"].body == "raw" and ops["uploadFile"].media_type == "application/octet-stream"
+    assert ops["createUsersWithListInput"].body == "wrapped"
+    assert ops["deletePet"].definition["inputSchema"]["required"] == ["petId"]
+    for op in ops.values():
+        Draft202012Validator.check_schema(op.definition["inputSchema"])
+        assert "$ref" not in json.dumps(op.definition)
+
+
+def test_hundreds_of_operations_from_a_large_3_1_document() -> None:
+    ops = operations(load("large-3.1.json"))
+    assert len(ops) == 280
+    names = [op.tool for op in ops]
+    assert len(set(names)) == len(names)
+    assert "issues_create" in names and "get_repos_owner_repo_issues_id_events" in names
+    # Each becomes a valid, collision-free gateway name.
+    exposed = gateway_names("code", [(n, n) for n in names])
+    assert len(set(exposed)) == len(exposed)
+    issue = next(op for op in ops if op.tool == "issues_get").definition
+    assert issue["inputSchema"]["required"] == ["owner", "repo", "id"]
+    thread = issue["outputSchema"]["properties"]["thread"]
+    assert thread["properties"]["replies"]["items"]["description"].startswith("(recursive")
+    for op in ops:
+        Draft202012Validator.check_schema(op.definition["inputSchema"])
+
+
+def test_selections_by_operation_tag_and_path_glob() -> None:
+    doc = load("petstore-3.0.yaml")
+    picked = operations(doc, include=Selection(tags=("store",), operations=("loginUser",)))
+    assert sorted(op.tool for op in picked) == ["deleteOrder", "getInventory", "getOrderById", "loginUser", "placeOrder"]
+    rest = operations(doc, exclude=Selection(paths=("/pet*", "/user*")))
+    assert {op.path for op in rest} == {"/store/inventory", "/store/order", "/store/order/{orderId}"}
+
+
+def test_arguments_map_onto_path_query_header_and_body() -> None:
+    ops = {op.tool: op for op in operations(load("petstore-3.0.yaml"))}
+    call = http_call(ops["deletePet"], {"petId": 7, "api_key": "k"})
+    assert (call.method, call.path, call.headers) == ("DELETE", "/pet/7", {"api_key": "k"})
+    call = http_call(ops["findPetsByTags"], {"tags": ["a", "b c"]})
+    assert call.query == (("tags", "a"), ("tags", "b c"))
+    call = http_call(ops["addPet"], {"name": "rex", "photoUrls": []})
+    assert call.json_body == {"name": "rex", "photoUrls": []} and call.media_type == "application/json"
+    call = http_call(ops["getUserByName"], {"username": "a/b"})
+    assert call.path == "/user/a%2Fb"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [{"swagger": "2.0"}, {"openapi": "3.0.0", "paths": []}, {"openapi": "3.1.0", "paths": {"/x": {"get": {"parameters": [{"$ref": "other.yaml#/p"}]}}}}],
+)
+def test_documents_it_cannot_read_say_why(doc: dict[str, Any]) -> None:
+    with pytest.raises(SpecError):
+        operations(doc)
