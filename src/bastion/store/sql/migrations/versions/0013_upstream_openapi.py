@@ -1,14 +1,14 @@
 """REST upstreams described by an OpenAPI document: where the document is and what of it to expose.
 
 Revision ID: 0013
-Revises: 0008
+Revises: 0011
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
