@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.web.admin.pages import playground
+from bastion.web.admin.pages.insight import usage_summary
 from bastion.web.admin.session import Viewer
 from bastion.web.admin.ui import Ui, back
 from bastion.web.asgi import client_ip
@@ -58,7 +59,8 @@ def routes(ui: Ui) -> list[Route]:
         item = reply.body
         servers = exposing((await ui.api(viewer, "GET", "/api/v1/servers", request)).items(), item) if kind == "tools" else []
         schema = item.get("input_schema")
-        return ui.render(request, viewer, "item.html", status, kind=kind, item=item, servers=servers,
+        usage = await usage_summary(ui, viewer, request, "day", item=item["name"]) if viewer.is_admin else None
+        return ui.render(request, viewer, "item.html", status, kind=kind, item=item, servers=servers, usage=usage,
                          fields=playground.fields(schema), schema_json=json.dumps(schema, indent=2),
                          definition=json.dumps(item, indent=2), result=result)
 

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.web.admin.pages.insight import usage_summary
 from bastion.web.admin.session import Viewer
 from bastion.web.admin.ui import Ui
 
@@ -24,6 +25,11 @@ def routes(ui: Ui) -> list[Route]:
             status = upstream.get("status")
             health[status if status in ("healthy", "unhealthy") else "other"] += 1
         failing = [u for u in upstreams if u.get("status") == "unhealthy"]
+        usage, unused = None, 0
+        if viewer.is_admin:
+            hour, day = await usage_summary(ui, viewer, request, "hour"), await usage_summary(ui, viewer, request, "day")
+            usage = {"hour": hour, "day": day} if hour is not None and day is not None else None
+            unused = len((await ui.api(viewer, "GET", "/api/v1/usage/unused", request, params={"days": "30"})).items())
         return ui.render(
             request,
             viewer,
@@ -33,6 +39,8 @@ def routes(ui: Ui) -> list[Route]:
             counts=counts,
             health=health,
             failing=failing,
+            usage=usage,
+            unused=unused,
             disabled_tools=disabled.body.get("total", 0) if disabled.ok and isinstance(disabled.body, dict) else 0,
         )
 
