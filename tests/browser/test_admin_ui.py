@@ -1,5 +1,6 @@
 """The admin UI in a real browser: sign in, add an upstream, compose a server by picking tools, run a
-tool in the playground, create and revoke a token; a screenshot of every main page."""
+tool in the playground, see the call in usage and audit, create and revoke a token; a screenshot of
+every main page."""
 
 from __future__ import annotations
 
@@ -94,6 +95,16 @@ async def test_an_admin_runs_the_gateway_from_the_browser(ui_gateway: Running, b
     await expect(page.locator("[data-result]")).to_contain_text("hello from the browser")
     await expect(page.locator("[data-result]")).to_contain_text("through picked")
     await shot(page, "06-playground")
+
+    # The call shows in usage and in the audit log, whose chains verify.
+    await page.goto(f"{base}/admin/usage")
+    await expect(page.locator("main table").first).to_contain_text("fx__echo")
+    await shot(page, "16-usage")
+    await page.goto(f"{base}/admin/audit?action=tools/call")
+    await expect(page.locator("main table")).to_contain_text("fx__echo")
+    await page.get_by_role("button", name="Verify the chains").click()
+    await expect(page.get_by_role("status")).to_contain_text("intact")
+    await shot(page, "17-audit")
 
     # A token: created with its secret shown once, then revoked.
     await page.goto(f"{base}/admin/tokens")
