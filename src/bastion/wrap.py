@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from bastion import __version__
+from bastion.app.network import outbound
 from bastion.auth.tokens import TokenVerifier, hash_token
 from bastion.config import Settings
 from bastion.control.standalone import StandaloneCatalog
@@ -45,10 +46,12 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
     async with anyio.create_task_group() as tg:
         runner = TaskRunner(tg)
         catalog = StandaloneCatalog(spec, runner, server=spec.name)
+        network = outbound(settings)
         pool = UpstreamPool(
             runner,
             on_notification=catalog.upstream_changed,
             connect_timeout=settings.connect_timeout,
+            outbound=network,
             backoff_base=settings.reconnect_backoff,
         )
         front: McpFront | None = None
@@ -65,4 +68,5 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
             if front is not None:
                 await front.aclose()
             await pool.aclose()
+            await network.aclose()
             tg.cancel_scope.cancel()

@@ -25,8 +25,8 @@ from starlette.routing import Route
 from bastion.core.errors import TooManyRequests
 from tests.auth.oauth_client import REDIRECT_URI, Pkce, authorize_url, register, serve_public
 from tests.e2e.test_bridge import ASKING
-from tests.harness import Running, http_fixture, serve, serve_asgi, settings_for
 from tests.e2e.test_token_scopes import create_token
+from tests.harness import Running, http_fixture, serve, serve_asgi, settings_for
 
 pytestmark = pytest.mark.anyio
 

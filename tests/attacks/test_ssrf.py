@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from bastion.core.grants import parse_networks
-from bastion.outbound import Outbound, OutboundRefused, Rules
+from bastion.outbound import AddressRefused, FetchFailed, Outbound, Rules
 from tests.attacks.network import INTERNAL, PUBLIC, SECRET, answering, header, internal, public_upstream, strict_gateway
 
 pytestmark = pytest.mark.anyio
@@ -98,7 +98,7 @@ async def test_a_name_that_rebinds_to_an_internal_address_is_not_connected() -> 
         async with outbound.client() as http:
             with pytest.raises(httpx2.ConnectError):
                 await http.get(f"http://rebind.test:{port}/")
-        with pytest.raises(OutboundRefused):
+        with pytest.raises(AddressRefused):
             await outbound.check(f"http://rebind.test:{port}/")
     assert inside.hits == []
 
@@ -108,7 +108,7 @@ async def test_a_refused_untrusted_fetch_says_the_same_whatever_the_reason() -> 
     outbound = Outbound(Rules(allow_private=False, allowed=parse_networks([f"{PUBLIC}/32"])))
     messages = set()
     for url in (f"http://{PUBLIC}:1/doc", f"http://{INTERNAL}:1/doc", "http://no-such-host.invalid/doc"):
-        with pytest.raises(OutboundRefused) as caught:
+        with pytest.raises(FetchFailed) as caught:
             await outbound.fetch(url, untrusted=True)
         messages.add(str(caught.value))
     assert len(messages) == 1, messages

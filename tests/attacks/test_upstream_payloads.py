@@ -45,16 +45,13 @@ async def test_a_json_answer_over_the_message_limit_is_refused(tmp_path: Path) -
 
 
 async def test_an_sse_event_that_never_ends_is_cut_off(tmp_path: Path) -> None:
-    sent = {"bytes": 0}
-
     async def flood(scope: Scope) -> Response | None:
         if scope["method"] != "POST" or header(scope, "mcp-method") != "tools/call":
             return None
 
         async def body() -> AsyncIterator[bytes]:
             line = b"data: " + b"x" * 16 * 1024 + b"\n"  # data lines, and never the blank line ending the event
-            while sent["bytes"] < 64 * LIMIT:
-                sent["bytes"] += len(line)
+            for _ in range(4 * LIMIT // len(line)):
                 yield line
             await anyio.Event().wait()  # then hold the stream open
 
@@ -65,8 +62,7 @@ async def test_an_sse_event_that_never_ends_is_cut_off(tmp_path: Path) -> None:
         await gateway.create_server({"name": "vs", "upstreams": ["pub"], "visibility": "public"})
         async with gateway.client("vs", mode="2026-07-28") as client:
             refused = await call_echo(client, 10)
-    assert "larger than" in refused, refused
-    assert sent["bytes"] < 64 * LIMIT  # stopped reading well before the upstream was done
+    assert "larger than" in refused, refused  # while the upstream still held the event open
 
 
 @pytest.mark.parametrize("json_response", [True, False], ids=["json", "sse"])

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
-import aiohttp
 import anyio
 import httpx2
 
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
+from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import discover
@@ -54,12 +54,15 @@ class UpstreamPool:
         on_notification: NotificationHandler,
         on_resource_updated: ResourceUpdatedHandler | None = None,
         connect_timeout: float,
+        outbound: Outbound,
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
-        guard: AddressGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
     ) -> None:
-        self._guard = guard
+        # Every client below comes from `outbound`: SSRF rules on the address connected to, no
+        # redirects beyond the SDK's same-origin ones, and upstream answers read within the size caps.
+        self._outbound = outbound
+        self._guard = AddressGuard(outbound)
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -70,24 +73,15 @@ class UpstreamPool:
         self._specs: dict[str, UpstreamSpec] = {}
         self._conns: dict[Key, UpstreamConnection] = {}
         self._lock = anyio.Lock()
-        self.http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(30.0, read=None),
-            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
-            cookies=no_cookies(),
-        )
+        self.http = outbound.client(cookies=no_cookies())
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
         # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
         self._bearers: dict[str, ClientCredentialsToken] = {}
         self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
         # Per-user OAuth upstreams: each user's own token and client, keyed by the verified user id.
-        self._per_user = PerUserAuth(user_tokens, self.http, timeout=connect_timeout, cookies=no_cookies)
+        self._per_user = PerUserAuth(user_tokens, self.http, outbound, timeout=connect_timeout, cookies=no_cookies)
         # The hot path to 2026-07-28 HTTP upstreams; keep-alive connections shared by all of them.
-        self.fast_http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
-            auto_decompress=True,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self.fast_http = outbound.aiohttp_session(connect_timeout=connect_timeout)
 
     def _bearer_for(self, spec: UpstreamSpec) -> ClientCredentialsToken | None:
         if not isinstance(spec.auth, OAuthClientCredentials):
@@ -107,11 +101,8 @@ class UpstreamPool:
         if bearer is not None:
             client = self._http_with_auth.get(spec.name)
             if client is None:
-                client = self._http_with_auth[spec.name] = httpx2.AsyncClient(
-                    headers=dict(spec.headers),
-                    auth=BearerAuth(bearer),
-                    timeout=httpx2.Timeout(30.0, read=None),
-                    cookies=no_cookies(),
+                client = self._http_with_auth[spec.name] = self._outbound.client(
+                    headers=dict(spec.headers), auth=BearerAuth(bearer), cookies=no_cookies()
                 )
             return client
         if not spec.headers:
@@ -119,9 +110,7 @@ class UpstreamPool:
         key = tuple(sorted(spec.headers.items()))
         client = self._http_by_headers.get(key)
         if client is None:
-            client = httpx2.AsyncClient(
-                headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=None), cookies=no_cookies()
-            )
+            client = self._outbound.client(headers=dict(spec.headers), cookies=no_cookies())
             self._http_by_headers[key] = client
         return client
 
@@ -134,6 +123,8 @@ class UpstreamPool:
             spec,
             http_client=http,
             fast_http=self.fast_http,
+            sse_client_factory=self._outbound.client_factory(cookies=no_cookies()),
+            size_limits=(self._outbound.max_message_bytes, self._outbound.max_result_bytes),
             on_notification=self._on_notification,
             on_resource_updated=self._on_resource_updated,
             connect_timeout=self._connect_timeout,
