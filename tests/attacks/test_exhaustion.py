@@ -7,6 +7,7 @@ bounded per caller."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
@@ -23,18 +24,25 @@ from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from bastion.core.errors import TooManyRequests
+from tests.attacks.network import public_upstream
 from tests.auth.oauth_client import REDIRECT_URI, Pkce, authorize_url, register, serve_public
 from tests.e2e.test_bridge import ASKING
 from tests.e2e.test_token_scopes import create_token
-from tests.harness import Running, http_fixture, serve, serve_asgi, settings_for
+from tests.harness import Running, serve, serve_asgi, settings_for
 
 pytestmark = pytest.mark.anyio
 
 
+@dataclass
+class Dribbler:
+    url: str
+    stop: anyio.Event
+
+
 @pytest.fixture
-async def dribbling() -> AsyncIterator[str]:
-    """A metadata document server that sends one byte at a time, slowly, forever: every single read
-    is quick, the whole fetch never ends."""
+async def dribbling() -> AsyncIterator[Dribbler]:
+    """A metadata document server that sends one byte at a time, slowly, until stopped: every single
+    read is quick, the whole fetch never ends."""
     stop = anyio.Event()
 
     async def document(_: Request) -> StreamingResponse:
@@ -47,7 +55,7 @@ async def dribbling() -> AsyncIterator[str]:
         return StreamingResponse(body(), media_type="application/json")
 
     async with serve_asgi(Starlette(routes=[Route("/client.json", document)])) as url:
-        yield f"{url}/client.json"
+        yield Dribbler(f"{url}/client.json", stop)
         stop.set()
 
 
@@ -63,25 +71,27 @@ def cimd_authorize(gateway: Running, client_id: str) -> str:
     return f"{gateway.base_url}/authorize?{urlencode(params)}"
 
 
-async def test_a_slow_metadata_document_is_cut_off_at_a_total_deadline(tmp_path: Path, dribbling: str) -> None:
+async def test_a_slow_metadata_document_is_cut_off_at_a_total_deadline(tmp_path: Path, dribbling: Dribbler) -> None:
     async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", outbound_untrusted_timeout=1.0) as gateway:
         async with httpx2.AsyncClient(timeout=60) as http:
             with anyio.fail_after(15):
-                answer = await http.get(cimd_authorize(gateway, dribbling))
+                answer = await http.get(cimd_authorize(gateway, dribbling.url))
+        dribbling.stop.set()
     assert answer.status_code == 400, answer.text
 
 
-async def test_slow_metadata_documents_do_not_starve_upstream_traffic(tmp_path: Path, dribbling: str) -> None:
-    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", outbound_untrusted_timeout=60.0) as gateway:
+async def test_slow_metadata_documents_do_not_starve_upstream_traffic(tmp_path: Path, dribbling: Dribbler) -> None:
+    settings = {"outbound_untrusted_timeout": 60.0}
+    async with public_upstream() as url, serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", **settings) as gateway:
         async with anyio.create_task_group() as tg, httpx2.AsyncClient(
             timeout=120, limits=httpx2.Limits(max_connections=None)
         ) as http:
             for _ in range(210):
-                tg.start_soon(http.get, cimd_authorize(gateway, dribbling))
-            with http_fixture() as upstream, anyio.fail_after(20):
-                await anyio.sleep(0)
-                await gateway.register(upstream.body("fx"))  # needs the outbound pool the documents hold
+                tg.start_soon(http.get, cimd_authorize(gateway, dribbling.url))
+            with anyio.fail_after(20):  # needs the outbound connections the documents would hold
+                await gateway.register({"name": "fx", "transport": "streamable-http", "url": url})
             tg.cancel_scope.cancel()
+        dribbling.stop.set()
 
 
 async def test_dynamic_registration_is_rate_limited_per_address(tmp_path: Path) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import anyio
 import httpx2
 import pytest
 from mcp import MCPError
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.core.grants import parse_networks
 from bastion.outbound import AddressRefused, FetchFailed, Outbound, Rules
@@ -100,7 +101,34 @@ async def test_a_name_that_rebinds_to_an_internal_address_is_not_connected() -> 
                 await http.get(f"http://rebind.test:{port}/")
         with pytest.raises(AddressRefused):
             await outbound.check(f"http://rebind.test:{port}/")
+        async with outbound.aiohttp_session(connect_timeout=5) as fast:  # the lean 2026-07-28 path
+            for url in (f"http://rebind.test:{port}/", f"{inside.url}/"):  # a name, and an address literal
+                with pytest.raises(aiohttp.ClientConnectorError):
+                    await fast.post(url, data=b"{}")
+        await outbound.aclose()
     assert inside.hits == []
+
+
+async def test_a_redirect_within_the_upstreams_own_origin_is_still_followed(tmp_path: Path) -> None:
+    """What the SDK's transports follow (307/308 on the same origin), the lean path follows too."""
+
+    def moved(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] == "/mcp" and header(scope, "mcp-method") == "tools/call":
+                await Response(status_code=308, headers={"location": "/v2/mcp"})(scope, receive, send)
+                return
+            if scope["type"] == "http" and scope["path"] == "/v2/mcp":
+                scope = {**scope, "path": "/mcp", "raw_path": b"/mcp"}
+            await app(scope, receive, send)
+
+        return wrapped
+
+    async with public_upstream(moved) as url, strict_gateway(tmp_path) as gateway:
+        await gateway.register({"name": "pub", "transport": "streamable-http", "url": url})
+        await gateway.create_server({"name": "vs", "upstreams": ["pub"], "visibility": "public"})
+        async with gateway.client("vs", mode="2026-07-28") as client:
+            result = await client.call_tool("pub__echo", {"text": "moved"})
+    assert result.content[0].text == "moved"  # type: ignore[union-attr]
 
 
 async def test_a_refused_untrusted_fetch_says_the_same_whatever_the_reason() -> None:
