@@ -158,10 +158,14 @@ class ModernHttpClient:
         it may lead anywhere, the internal network included, with the upstream's credentials."""
         if not 300 <= response.status < 400:
             return None
-        location = response.headers.get("location")
-        target = url.join(URL(location)) if location else None
-        if response.status in (307, 308) and target is not None and target.origin() == url.origin() and not target.user:
-            return target
+        try:
+            location = response.headers.get("location")
+            target = url.join(URL(location)) if location else None
+            if response.status in (307, 308) and target is not None and target.origin() == url.origin():
+                if not target.user:
+                    return target
+        except ValueError:
+            pass  # a Location that is no URL is refused like any other
         raise UpstreamProtocolError(
             f"upstream {self._upstream!r} answered with a redirect (HTTP {response.status}) away from its URL; "
             "Bastion does not follow it (register the URL it redirects to instead)"

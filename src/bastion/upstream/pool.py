@@ -123,7 +123,8 @@ class UpstreamPool:
             spec,
             http_client=http,
             fast_http=self.fast_http,
-            sse_client_factory=self._outbound.client_factory(cookies=no_cookies()),
+            # A client per SSE session: a cookie lives in that one upstream session (sticky balancers).
+            sse_client_factory=self._outbound.client_factory(),
             size_limits=(self._outbound.max_message_bytes, self._outbound.max_result_bytes),
             on_notification=self._on_notification,
             on_resource_updated=self._on_resource_updated,
