@@ -25,7 +25,7 @@ from tests.auth.oauth_client import (
     serve_public,
     token_request,
 )
-from tests.auth.test_oauth_server import initialize
+from tests.auth.test_oauth_server import any_db, initialize  # noqa: F401 - any_db is a fixture
 from tests.harness import Running, serve_asgi, stdio_fixture
 from tests.identity import make_user
 
@@ -43,7 +43,9 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
 
 
-async def test_a_replayed_authorization_code_revokes_what_it_issued(gateway: Running) -> None:
+async def test_a_replayed_authorization_code_revokes_what_it_issued(any_db: Running) -> None:
+    """On SQLite and PostgreSQL: the code's single use and its memory of what it issued are the database's."""
+    gateway = any_db
     client = await register(gateway)
     pkce = Pkce()
     code = await code_for(gateway, client, "vs1", DEV, pkce)
