@@ -25,8 +25,8 @@ from tests.auth.oauth_client import (
     serve_public,
     token_request,
 )
-from tests.auth.test_oauth_server import any_db, initialize  # noqa: F401 - any_db is a fixture
-from tests.harness import Running, serve_asgi, stdio_fixture
+from tests.auth.test_oauth_server import initialize, populate
+from tests.harness import Running, postgres_database, serve_asgi, stdio_fixture
 from tests.identity import make_user
 
 pytestmark = pytest.mark.anyio
@@ -34,8 +34,14 @@ pytestmark = pytest.mark.anyio
 DEV = "dev@example.com"
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    tmp_path: Path = tmp_path_factory.mktemp("oauth-abuse")
     async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db") as running:
         await running.register(stdio_fixture("fx"))
         await running.create_server({"name": "vs1", "upstreams": ["fx"], "visibility": "public"})
@@ -43,9 +49,19 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
 
 
-async def test_a_replayed_authorization_code_revokes_what_it_issued(any_db: Running) -> None:
-    """On SQLite and PostgreSQL: the code's single use and its memory of what it issued are the database's."""
-    gateway = any_db
+async def test_a_replayed_authorization_code_revokes_what_it_issued(gateway: Running) -> None:
+    await replay_code(gateway)
+
+
+@pytest.mark.postgres
+async def test_a_replayed_authorization_code_revokes_what_it_issued_on_postgres() -> None:
+    """The code's single use and its memory of what it issued are the database's doing."""
+    async with postgres_database() as url, serve_public(url) as gateway:
+        await populate(gateway)
+        await replay_code(gateway)
+
+
+async def replay_code(gateway: Running) -> None:
     client = await register(gateway)
     pkce = Pkce()
     code = await code_for(gateway, client, "vs1", DEV, pkce)
