@@ -141,18 +141,18 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any, port: int = 0) -> AsyncIterator[str]:
-    """Serve an ASGI app (no lifespan) on loopback, on `port` or a free one, in this event loop; yields
-    its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    sock = listening_socket("127.0.0.1", port)
+async def serve_asgi(app: Any, port: int = 0, host: str = "127.0.0.1", lifespan: str = "off") -> AsyncIterator[str]:
+    """Serve an ASGI app (no lifespan unless asked) on a loopback address (any of 127.0.0.0/8), on `port`
+    or a free one, in this event loop; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning"))  # type: ignore[arg-type]
+    sock = listening_socket(host, port)
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve, [sock])
         with anyio.fail_after(10):
             while not server.started:
                 await anyio.sleep(0.01)  # uvicorn sets a flag, not an event
         try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+            yield f"http://{host}:{sock.getsockname()[1]}"
         finally:
             server.should_exit = True
 

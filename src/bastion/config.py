@@ -80,6 +80,27 @@ class Settings(BaseSettings):
     upstream_max_response_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1024, description="Largest answer a REST (OpenAPI) upstream may give one call"
     )
+    upstream_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest single message (a JSON body or one SSE event) Bastion reads from an upstream, bytes",
+    )
+    upstream_max_result_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes one upstream answer may carry in total (its result and the progress and log "
+        "messages streamed with it)",
+    )
+    outbound_untrusted_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Total deadline of a fetch a client chose (a client metadata document), s"
+    )
+    outbound_untrusted_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Such fetches at once; more are refused, not queued"
+    )
+    held_calls_per_caller: int = Field(
+        default=8, ge=1, description="Calls one caller may have held waiting for its input (era bridge)"
+    )
+    held_calls_total: int = Field(default=1000, ge=1, description="Calls held waiting for input, all callers")
     oidc_issuer: str | None = Field(
         default=None,
         description="Trust access tokens (JWTs) from this OpenID Connect / OAuth issuer for the MCP endpoints",
@@ -106,6 +127,15 @@ class Settings(BaseSettings):
     oauth_refresh_token_ttl: float = Field(default=30 * 86400.0, gt=0, description="Refresh token lifetime, s")
     oauth_code_ttl: float = Field(default=60.0, gt=0, le=600, description="Authorization code lifetime, s")
     oauth_consent_ttl: float = Field(default=600.0, gt=0, description="How long a sign-in/consent page stays valid, s")
+    oauth_registration_rate: str = Field(
+        default="20/hour", description="Dynamic client registrations per client address (RFC 7591)"
+    )
+    oauth_client_unused_ttl: float = Field(
+        default=86400.0, gt=0, description="A registered client that never obtained a token is forgotten after, s"
+    )
+    oauth_client_idle_ttl: float = Field(
+        default=90 * 86400.0, gt=0, description="A registered client not used for this long is forgotten, s"
+    )
     oauth_key_rotation: float = Field(
         default=30 * 86400.0, gt=0, description="Age after which the token signing key is replaced, s"
     )
@@ -189,7 +219,7 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How long that account-wide lock lasts, s (short: it must not be an outage)"
     )
 
-    @field_validator("rate_limit_token", "rate_limit_user", "rate_limit_server")
+    @field_validator("rate_limit_token", "rate_limit_user", "rate_limit_server", "oauth_registration_rate")
     @classmethod
     def _valid_rate(cls, value: str | None) -> str | None:
         if value is not None:

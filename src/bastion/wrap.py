@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 
 from bastion import __version__
+from bastion.app.network import outbound
 from bastion.auth.tokens import TokenVerifier, hash_token
 from bastion.config import Settings
 from bastion.control.standalone import StandaloneCatalog
@@ -46,10 +47,12 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
     async with anyio.create_task_group() as tg:
         runner = TaskRunner(tg)
         catalog = StandaloneCatalog(spec, runner, server=spec.name)
+        network = outbound(settings)
         pool = UpstreamPool(
             runner,
             on_notification=catalog.upstream_changed,
             connect_timeout=settings.connect_timeout,
+            outbound=network,
             backoff_base=settings.reconnect_backoff,
             limits=DiscoveryLimits(settings.upstream_max_items, settings.upstream_max_pages),
         )
@@ -67,4 +70,5 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
             if front is not None:
                 await front.aclose()
             await pool.aclose()
+            await network.aclose()
             tg.cancel_scope.cancel()

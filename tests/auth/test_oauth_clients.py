@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import httpx2
 import pytest
 from mcp.shared.auth import OAuthClientInformationFull
 from starlette.applications import Starlette
@@ -14,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bastion.auth.oauth.clients import Clients
+from bastion.outbound import Outbound, Rules
 from bastion.store.memory_oauth import MemoryOAuthRepo
 from tests.harness import serve_asgi
 
@@ -34,12 +34,11 @@ async def site() -> AsyncIterator[tuple[str, list[str]]]:
 
 async def test_a_loopback_document_is_read_only_when_private_addresses_are_allowed(site: tuple[str, list[str]]) -> None:
     url, fetched = site
-    async with httpx2.AsyncClient() as http:
-        strict = Clients(MemoryOAuthRepo(), http, allow_private=False)
-        assert await strict.get(f"{url}/client.json") is None
-        assert fetched == []  # refused before any request was made
-        relaxed = Clients(MemoryOAuthRepo(), http, allow_private=True)
-        client = await relaxed.get(f"{url}/client.json")
+    strict = Clients(MemoryOAuthRepo(), Outbound(Rules(allow_private=False)))
+    assert await strict.get(f"{url}/client.json") is None
+    assert fetched == []  # refused before any request was made
+    relaxed = Clients(MemoryOAuthRepo(), Outbound(Rules(allow_private=True)))
+    client = await relaxed.get(f"{url}/client.json")
     assert client is not None and client.client_id == f"{url}/client.json"
     assert client.token_endpoint_auth_method == "none" and client.scope == "mcp"
 
@@ -54,22 +53,20 @@ async def test_a_loopback_document_is_read_only_when_private_addresses_are_allow
     ],
 )
 async def test_unsafe_metadata_urls_are_refused_without_a_request(client_id: str) -> None:
-    async with httpx2.AsyncClient() as http:
-        assert await Clients(MemoryOAuthRepo(), http, allow_private=False).get(client_id) is None
+    assert await Clients(MemoryOAuthRepo(), Outbound(Rules(allow_private=False))).get(client_id) is None
 
 
 async def test_a_registered_client_keeps_only_the_hash_of_its_secret() -> None:
     repo = MemoryOAuthRepo()
-    async with httpx2.AsyncClient() as http:
-        clients = Clients(repo, http, allow_private=False)
-        info = OAuthClientInformationFull(
-            client_id="c1",
-            client_secret="s3cret-value",
-            redirect_uris=["http://127.0.0.1:9/cb"],  # type: ignore[list-item]
-            token_endpoint_auth_method="client_secret_post",
-        )
-        await clients.register(info)
-        stored = await repo.get_client("c1")
-        loaded = await clients.get("c1")
+    clients = Clients(repo, Outbound(Rules(allow_private=False)))
+    info = OAuthClientInformationFull(
+        client_id="c1",
+        client_secret="s3cret-value",
+        redirect_uris=["http://127.0.0.1:9/cb"],  # type: ignore[list-item]
+        token_endpoint_auth_method="client_secret_post",
+    )
+    await clients.register(info)
+    stored = await repo.get_client("c1")
+    loaded = await clients.get("c1")
     assert stored is not None and stored.secret_hash and "s3cret-value" not in str(stored.model_dump())
     assert loaded is not None and loaded.client_secret is None and loaded.redirect_uris == info.redirect_uris

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.auth.oauth.clients import Clients
@@ -13,27 +13,28 @@ from bastion.auth.oauth.keys import SigningKeys
 from bastion.auth.oauth.provider import AuthorizationServer, ServerConfig
 from bastion.auth.oauth.revoked import RevokedTokens
 from bastion.auth.oauth.verify import OwnTokenVerifier
-from bastion.auth.oidc import OidcConfig, OidcVerifier, http_fetch
+from bastion.auth.oidc import OidcConfig, OidcVerifier, outbound_fetch
 from bastion.config import Settings
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
-from bastion.core.grants import parse_networks
 from bastion.core.identity import can_see
-from bastion.core.ports import (
-    Revocations,
-)
+from bastion.core.ports import RateLimiter, Revocations
+from bastion.core.ratelimit import parse_rate
+from bastion.outbound import Outbound
 from bastion.pipeline.context import Principal
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.oauth import SqlOAuthRepo
 from bastion.vault.crypto import Sealer
 from bastion.web.asgi import PublicEndpoints
 from bastion.web.oauth_consent import ConsentPage
-from bastion.web.oauth_server import authorization_server_endpoints
+from bastion.web.oauth_server import RegistrationLimit, authorization_server_endpoints
 from bastion.web.resource_metadata import ResourceMetadata
 
 
-def oidc_verifier(settings: Settings, http: httpx2.AsyncClient) -> OidcVerifier | None:
-    """The verifier for an external identity provider's tokens, when one is configured."""
+def oidc_verifier(settings: Settings, outbound: Outbound) -> OidcVerifier | None:
+    """The verifier for an external identity provider's tokens, when one is configured. The hosts the
+    operator named (issuer, JWKS URL) may be on a private network; anything else they lead to, a
+    discovered jwks_uri elsewhere included, is held to the SSRF rules."""
     if settings.oidc_issuer is None:
         return None
     config = OidcConfig(
@@ -45,7 +46,9 @@ def oidc_verifier(settings: Settings, http: httpx2.AsyncClient) -> OidcVerifier 
         teams_claim=settings.oidc_teams_claim,
         role_claim=settings.oidc_role_claim,
     )
-    return OidcVerifier(config, settings.base_url, http_fetch(http), refetch_after=settings.oidc_jwks_refetch)
+    trusted = outbound.trusting(urlsplit(settings.oidc_issuer).hostname, urlsplit(settings.oidc_jwks_url or "").hostname)
+    fetch = outbound_fetch(trusted)
+    return OidcVerifier(config, settings.base_url, fetch, refetch_after=settings.oidc_jwks_refetch)
 
 
 def resource_metadata(settings: Settings, own: OwnAuthorizationServer | None) -> ResourceMetadata:
@@ -105,7 +108,8 @@ def oauth_endpoints(
     identity: SqlIdentityRepo,
     login: Login,
     may_use: Callable[[Principal, str], bool],
-    http: httpx2.AsyncClient,
+    outbound: Outbound,
+    limiter: RateLimiter,
 ) -> PublicEndpoints:
     """The authorization server's endpoints and consent page."""
     config = ServerConfig(
@@ -115,17 +119,15 @@ def oauth_endpoints(
         consent_ttl=settings.oauth_consent_ttl,
         access_ttl=settings.oauth_access_token_ttl,
         refresh_ttl=settings.oauth_refresh_token_ttl,
+        client_unused_ttl=settings.oauth_client_unused_ttl,
+        client_idle_ttl=settings.oauth_client_idle_ttl,
     )
-    clients = Clients(
-        own.repo,
-        http,
-        allow_private=settings.allow_private_upstreams,
-        allowed_networks=parse_networks(settings.upstream_allowed_networks),
-    )
+    clients = Clients(own.repo, outbound)
 
     async def active(user_id: str) -> bool:
         user = await identity.get_user(user_id)
         return user is not None and user.active
 
     server = AuthorizationServer(config, own.repo, clients, own.keys, own.revoked, active, own.verifier.claims)
-    return authorization_server_endpoints(server, ConsentPage(server, login, may_use))
+    registrations = RegistrationLimit(limiter, parse_rate(settings.oauth_registration_rate))
+    return authorization_server_endpoints(server, ConsentPage(server, login, may_use), registrations)

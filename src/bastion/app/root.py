@@ -23,6 +23,7 @@ from bastion.app.access import (
     server_access,
 )
 from bastion.app.keys import load_keys
+from bastion.app.network import outbound
 from bastion.app.observability import Telemetry, build_telemetry
 from bastion.app.shared import Shared, readiness, revocation_hooks, session_stores, shared_state
 from bastion.auth.bearer import BearerVerifier, JwtVerifier
@@ -36,7 +37,6 @@ from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
-from bastion.core.grants import parse_networks
 from bastion.core.launch import parse_rules
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
@@ -130,17 +130,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
 
             user_tokens = SqlUpstreamTokens(engine, envelope)
             stdio_rules = parse_rules(settings.stdio_commands)
-            guard = AddressGuard(
-                allow_private=settings.allow_private_upstreams,
-                allowed=parse_networks(settings.upstream_allowed_networks),
-            )
+            network = outbound(settings)
             pool = UpstreamPool(
                 runner,
                 on_notification=on_notification,
                 on_resource_updated=on_resource_updated,
                 connect_timeout=settings.connect_timeout,
+                outbound=network,
                 backoff_base=settings.reconnect_backoff,
-                guard=guard,
                 launch_guard=LaunchGuard(stdio_rules, identity.get_user),
                 user_tokens=user_tokens,
                 caller_limits=Limits(
@@ -161,7 +158,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
-            bridge = Bridge(pool, sealer, runner.spawn, settings.held_call_ttl)
+            bridge = Bridge(
+                pool,
+                sealer,
+                runner.spawn,
+                settings.held_call_ttl,
+                per_caller=settings.held_calls_per_caller,
+                total=settings.held_calls_total,
+            )
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
@@ -189,7 +193,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
-            oidc = oidc_verifier(settings, pool.http)
+            oidc = oidc_verifier(settings, network)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
             subjects = PolicySubjects(identity, repo, external=settings.oidc_issuer is not None)
@@ -201,9 +205,16 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 jwt_issuers[settings.oidc_issuer] = oidc
             if own is not None:
                 jwt_issuers[own.issuer] = own.verifier
-            public = oauth_endpoints(own, settings, identity, login, may_use, pool.http) if own is not None else None
+            public = None
+            if own is not None:
+                public = oauth_endpoints(own, settings, identity, login, may_use, network, shared.limiter)
             connect = UpstreamConnect(
-                gateway, user_tokens, pool.http, settings.base_url, guard=guard, timeout=settings.connect_timeout
+                gateway,
+                user_tokens,
+                pool.http,
+                settings.base_url,
+                guard=AddressGuard(network),
+                timeout=settings.connect_timeout,
             )
             start_page = StartPage(connect, login, identity, settings.base_url)
             public = joined(public, callback_endpoint(connect, start_page))
@@ -260,6 +271,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 await telemetry.close()  # after uvicorn drained in-flight calls: their records are written
                 await front.aclose()
                 await pool.aclose()
+                await network.aclose()
                 tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):

@@ -10,6 +10,7 @@ are accepted, so `alg: none` and HMAC-with-the-public-key forgeries fail.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,18 +18,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx2
 import jwt
 
-from bastion.core.errors import BastionError, Forbidden, Unauthenticated
+from bastion.core.errors import BastionError, FetchFailed, Forbidden, Unauthenticated
 from bastion.core.grants import ALL_SERVERS, AllServers, Grants
+from bastion.core.netguard import AddressRefused
 from bastion.core.values import ROLES, Role
+from bastion.outbound import Outbound
 from bastion.pipeline.context import Principal
 
 log = logging.getLogger("bastion.auth")
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _KEYS_MAX_AGE = 3600.0
+_MAX_DOCUMENT = 1024 * 1024
 _LEEWAY = 30
 
 
@@ -166,7 +169,7 @@ class OidcVerifier:
             url = self._config.jwks_url or await self._discover_jwks_url()
             document = await self._fetch(url)
             keys = _parse_keys(document)
-        except (OSError, httpx2.HTTPError, ValueError, jwt.PyJWTError) as exc:
+        except (OSError, FetchFailed, AddressRefused, ValueError, jwt.PyJWTError) as exc:
             log.warning("could not fetch the identity provider's keys: %s", type(exc).__name__)
             if not self._keys:
                 raise IdentityProviderUnavailable("the identity provider's signing keys could not be fetched") from None
@@ -179,7 +182,7 @@ class OidcVerifier:
         for path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
             try:
                 document = await self._fetch(base + path)
-            except (OSError, httpx2.HTTPError, ValueError):
+            except (OSError, FetchFailed, AddressRefused, ValueError):
                 continue
             if isinstance(document.get("jwks_uri"), str):
                 return str(document["jwks_uri"])
@@ -221,16 +224,18 @@ def _reason(exc: jwt.PyJWTError) -> str:
     return "it could not be verified"
 
 
-def http_fetch(client: httpx2.AsyncClient) -> Fetch:
-    """GET a JSON document (bounded time), for discovery and JWKS."""
+def outbound_fetch(outbound: Outbound) -> Fetch:
+    """GET a JSON document for discovery and JWKS: through the outbound rules (the operator's own
+    issuer and JWKS hosts are trusted even on a private network), 10 s in total, 1 MiB at most,
+    and no redirects (a redirect is a failed fetch)."""
 
     async def fetch(url: str) -> dict[str, Any]:
-        response = await client.get(url, timeout=10.0, follow_redirects=False)
-        response.raise_for_status()
-        document = response.json()
+        fetched = await outbound.fetch(url, untrusted=False, max_bytes=_MAX_DOCUMENT, timeout=10.0)
+        if fetched.status != 200:
+            raise ValueError(f"fetching {url[:200]} answered HTTP {fetched.status}")
+        document = json.loads(fetched.body)
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
         return document
 
     return fetch
-

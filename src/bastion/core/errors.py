@@ -15,8 +15,10 @@
     ├── UpstreamError         502 / -32010   the upstream failed us, not the client
     │   ├── UpstreamUnavailable  502 / -32011  could not connect, or the process is not running
     │   ├── UpstreamProtocolError 502 / -32012 it answered, but not as an MCP server
+    │   │   └── UpstreamTooLarge 502 / -32015 one message or answer over Bastion's size limits
     │   ├── UpstreamRpcError  502 / (theirs)  a JSON-RPC error reply, passed on with its code
     │   ├── CredentialsUnavailable 502 / -32014 its stored credentials do not open (vault)
+    │   ├── FetchFailed       502 / -32016   a document Bastion fetched (client metadata, keys) did not come
     │   └── UpstreamTimeout   504 / -32013   no answer within the deadline
     ├── RateLimited           429 / -32029   a rate limit is used up (retry_after in extra / data)
     └── ServiceUnavailable    503 / -32050   a shared dependency (Redis) is down; retry shortly
@@ -135,6 +137,22 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     jsonrpc_code = -32012
     title = "Upstream is not an MCP server"
+
+
+class UpstreamTooLarge(UpstreamProtocolError):
+    """An upstream sent more than BASTION_UPSTREAM_MAX_MESSAGE_BYTES in one message (or more than
+    BASTION_UPSTREAM_MAX_RESULT_BYTES in one answer); reading stopped there."""
+
+    jsonrpc_code = -32015
+    title = "Upstream message too large"
+
+
+class FetchFailed(UpstreamError):
+    """A document Bastion fetched over HTTP could not be had. On behalf of untrusted input the detail
+    is the same whatever the cause (closed port, refused address, timeout), so it is no port scanner."""
+
+    jsonrpc_code = -32016
+    title = "Fetch failed"
 
 
 class UpstreamRpcError(UpstreamError):

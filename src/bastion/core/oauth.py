@@ -4,8 +4,10 @@ as hashes (codes, refresh tokens, client secrets, CSRF tokens) or sealed (privat
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from bastion.core.values import Frozen
 
@@ -29,6 +31,8 @@ class StoredClient(Frozen):
     metadata: dict[str, Any]
     secret_hash: str | None = None
     created_at: datetime
+    last_used_at: datetime | None = None
+    """When it last obtained tokens; a client never used, or not for long, is forgotten."""
 
 
 class PendingAuthorization(Frozen):
@@ -59,6 +63,8 @@ class AuthorizationGrant(Frozen):
     resource: str
     scopes: tuple[str, ...] = ()
     expires_at: datetime
+    family: str | None = None
+    """Once used: the token family it issued, revoked if the code is presented again."""
 
 
 class RefreshGrant(Frozen):
@@ -88,6 +94,15 @@ class OAuthRepo(Protocol):
     async def delete_signing_keys(self, retired_before: datetime) -> None: ...
     async def save_client(self, client: StoredClient) -> None: ...
     async def get_client(self, client_id: str) -> StoredClient | None: ...
+    async def touch_client(self, client_id: str, at: datetime) -> None:
+        """Record that the client obtained tokens now."""
+        ...
+
+    async def purge_clients(self, unused_before: datetime, idle_before: datetime) -> int:
+        """Forget clients created before `unused_before` and never used, and clients last used before
+        `idle_before`; how many were forgotten."""
+        ...
+
     async def save_pending(self, pending: PendingAuthorization) -> None: ...
     async def get_pending(self, pending_id: str) -> PendingAuthorization | None: ...
     async def set_pending_csrf(self, pending_id: str, csrf_hash: str) -> None: ...
@@ -97,8 +112,9 @@ class OAuthRepo(Protocol):
 
     async def save_code(self, grant: AuthorizationGrant) -> None: ...
     async def get_code(self, code_hash: str) -> AuthorizationGrant | None: ...
-    async def take_code(self, code_hash: str) -> AuthorizationGrant | None:
-        """Remove and return it; None if another request took it first (single use)."""
+    async def take_code(self, code_hash: str, family: str, keep_until: datetime) -> AuthorizationGrant | None:
+        """Mark it used, issuing token family `family`, and keep it until `keep_until` so that a replay
+        is recognised; None if it was used already (single use)."""
         ...
 
     async def save_refresh(self, grant: RefreshGrant) -> None: ...
@@ -111,3 +127,37 @@ class OAuthRepo(Protocol):
     async def purge(self, now: datetime) -> None:
         """Drop expired pending requests, codes and refresh tokens."""
         ...
+
+
+_SCRIPT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about", "filesystem"})
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why `uri` cannot be a client's redirect URI (None if it can): no fragment (RFC 6749 3.1.2),
+    no scheme a browser runs or reads locally, https or an app's own scheme (RFC 8252), and plain
+    http only to the loopback interface, where the code never crosses a network."""
+    if "#" in uri:
+        return "a redirect URI must not contain a fragment"
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not scheme:
+        return "a redirect URI must be absolute"
+    if scheme in _SCRIPT_SCHEMES:
+        return f"a redirect URI may not use the {scheme}: scheme"
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            return "a redirect URI needs a host"
+        if parts.username or parts.password:
+            return "a redirect URI must not carry credentials"
+        if scheme == "http" and not _loopback(parts.hostname):
+            return "a redirect URI uses https, or plain http only to localhost / a loopback address"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

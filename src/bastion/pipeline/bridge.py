@@ -5,12 +5,15 @@ cannot receive one. So the call runs in the background, and its first question c
 client as an `input_required` result with a sealed `requestState` (bound to the caller and the
 virtual server, expiring). The client's retry with the answer resumes the held call, which then
 finishes or asks again. Held calls live in this process: a retry must reach the same replica.
+Each caller may hold a few such calls at once, and the process a bounded number in total: a client
+that starts calls and never answers cannot pile up background work.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from bastion.core.errors import BadRequest, BastionError
+from bastion.core.errors import BadRequest, BastionError, TooManyRequests
 from bastion.core.ports import CallHooks, StateSealer, UpstreamCaller
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
@@ -41,12 +44,36 @@ class _Held:
 
 
 class Bridge:
-    def __init__(self, pool: UpstreamCaller, sealer: StateSealer, spawn: Spawn, ttl: float) -> None:
+    def __init__(
+        self,
+        pool: UpstreamCaller,
+        sealer: StateSealer,
+        spawn: Spawn,
+        ttl: float,
+        *,
+        per_caller: int = 8,
+        total: int = 1000,
+    ) -> None:
         self._pool = pool
         self._sealer = sealer
         self._spawn = spawn
         self._ttl = ttl
         self._held: dict[str, _Held] = {}
+        self._per_caller = per_caller
+        self._total = total
+        self._live: Counter[str] = Counter()
+        """Bridged calls running in the background, by caller (until the upstream's call ends)."""
+
+    def _admit(self, caller: str) -> None:
+        retry_after = max(1, int(min(self._ttl, 60)))
+        if self._live[caller] >= self._per_caller:
+            raise TooManyRequests(
+                f"you have {self._live[caller]} calls waiting for input already (at most {self._per_caller}); "
+                f"answer them, or wait until they expire ({self._ttl:g} s)",
+                retry_after=retry_after,
+            )
+        if self._live.total() >= self._total:
+            raise TooManyRequests("Bastion holds too many calls waiting for input right now", retry_after=retry_after)
 
     @property
     def held_count(self) -> int:
@@ -73,6 +100,8 @@ class Bridge:
 
     async def _start(self, ctx: CallContext, call_next: Next) -> Result:
         self._expire()
+        caller = ctx.principal.id if ctx.principal is not None else ""
+        self._admit(caller)
         held = _Held(owner=self._context(ctx), server=ctx.server, expires=time.monotonic() + self._ttl)
         events_in, events_out = anyio.create_memory_object_stream[tuple[str, Any]](1)
         answers_in, answers_out = anyio.create_memory_object_stream[dict[str, Any]](1)
@@ -94,11 +123,15 @@ class Bridge:
                 outcome = ("error", exc)
             finally:
                 held.done.set()
+                self._live[caller] -= 1
+                if self._live[caller] <= 0:
+                    del self._live[caller]
             try:
                 await events_in.send(outcome)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass  # the client never came back for it
 
+        self._live[caller] += 1
         self._spawn(f"bridge:{ctx.server}", run)
         return await self._next_outcome(ctx, held)
 

@@ -54,11 +54,30 @@ class MemoryOAuthRepo:
     async def save_code(self, grant: AuthorizationGrant) -> None:
         self.codes[grant.code_hash] = grant
 
+    async def touch_client(self, client_id: str, at: datetime) -> None:
+        if client_id in self.clients:
+            self.clients[client_id] = self.clients[client_id].model_copy(update={"last_used_at": at})
+
+    async def purge_clients(self, unused_before: datetime, idle_before: datetime) -> int:
+        gone = [
+            c.client_id
+            for c in self.clients.values()
+            if (c.last_used_at is None and c.created_at < unused_before)
+            or (c.last_used_at is not None and c.last_used_at < idle_before)
+        ]
+        for client_id in gone:
+            del self.clients[client_id]
+        return len(gone)
+
     async def get_code(self, code_hash: str) -> AuthorizationGrant | None:
         return self.codes.get(code_hash)
 
-    async def take_code(self, code_hash: str) -> AuthorizationGrant | None:
-        return self.codes.pop(code_hash, None)
+    async def take_code(self, code_hash: str, family: str, keep_until: datetime) -> AuthorizationGrant | None:
+        grant = self.codes.get(code_hash)
+        if grant is None or grant.family is not None:
+            return None
+        self.codes[code_hash] = grant.model_copy(update={"family": family, "expires_at": keep_until})
+        return self.codes[code_hash]
 
     async def save_refresh(self, grant: RefreshGrant) -> None:
         self.refresh[grant.token_hash] = grant.model_copy(update={"used_at": None, "family_revoked_at": None})

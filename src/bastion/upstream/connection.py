@@ -33,10 +33,12 @@ from bastion.core.errors import (
     UpstreamProtocolError,
     UpstreamRpcError,
     UpstreamTimeout,
+    UpstreamTooLarge,
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
 from bastion.core.ports import CallHooks
+from bastion.outbound import TOO_LARGE
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.modern_http import ModernHttpClient
@@ -116,6 +118,8 @@ class UpstreamConnection:
         *,
         http_client: httpx2.AsyncClient | None,
         fast_http: aiohttp.ClientSession | None = None,
+        sse_client_factory: Any = None,
+        size_limits: tuple[int, int] | None = None,
         on_notification: NotificationHandler,
         connect_timeout: float,
         backoff_base: float = 0.5,
@@ -138,6 +142,8 @@ class UpstreamConnection:
         self._launch_guard = launch_guard
         self._http = http_client
         self._fast_http = fast_http
+        self._sse_client_factory = sse_client_factory
+        self._size_limits = size_limits
         self._fast: ModernHttpClient | None = None
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -194,7 +200,13 @@ class UpstreamConnection:
         if "roots" in caps:
             callbacks["list_roots_callback"] = self._on_list_roots
         return Client(
-            open_transport(self.spec, self._http, closed, BearerAuth(self._bearer) if self._bearer else None),
+            open_transport(
+                self.spec,
+                self._http,
+                closed,
+                BearerAuth(self._bearer) if self._bearer else None,
+                self._sse_client_factory,
+            ),
             mode=self._mode,
             message_handler=self._handle_message,
             cache=None,
@@ -326,6 +338,11 @@ class UpstreamConnection:
             protocol_version=version,
             client_info={"name": "bastion", "version": __version__},
             client_capabilities={},
+            **(
+                {"max_message_bytes": self._size_limits[0], "max_result_bytes": self._size_limits[1]}
+                if self._size_limits is not None
+                else {}
+            ),
         )
 
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
@@ -474,6 +491,8 @@ class UpstreamConnection:
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {name!r} did not answer {method} within {timeout:g} s") from None
         except MCPError as exc:
+            if TOO_LARGE in exc.message:  # a size cap of Bastion's client, reported through the SDK
+                raise UpstreamTooLarge(f"upstream {name!r} sent a {exc.message[exc.message.find(TOO_LARGE):]}") from None
             if exc.code == jsonrpc.CONNECTION_CLOSED:
                 raise UpstreamUnavailable(f"upstream {name!r} closed the connection during {method}") from None
             if exc.code == jsonrpc.REQUEST_TIMEOUT:

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
+import anyio
 from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
+from yarl import URL
 
-from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
+from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
 from bastion.core.ports import CallHooks
 from bastion.upstream.oauth import TokenSource
+
+_MiB = 1024 * 1024
+_PARSE_IN_THREAD = 1 * _MiB
+"""Messages at least this large are parsed in a worker thread, so one upstream's payload never
+holds the event loop (and every other caller) for the tens of milliseconds parsing takes."""
+_MAX_REDIRECTS = 5
 
 _NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 _META_PREFIX = "io.modelcontextprotocol/"
@@ -51,8 +59,12 @@ class ModernHttpClient:
         bearer: TokenSource | None = None,
         client_info: dict[str, Any],
         client_capabilities: dict[str, Any],
+        max_message_bytes: int = 16 * _MiB,
+        max_result_bytes: int = 64 * _MiB,
     ) -> None:
         self._http = http
+        self._max_message = max_message_bytes
+        self._max_result = max(max_result_bytes, max_message_bytes)
         self._bearer = bearer
         self._upstream = upstream
         self._url = url
@@ -129,12 +141,39 @@ class ModernHttpClient:
             token = await self._bearer.token() if self._bearer is not None else None
             if token is not None:
                 headers = {**headers, "authorization": f"Bearer {token}"}
-            async with self._http.post(self._url, data=body, headers=headers) as response:
-                if response.status == 401 and token is not None and attempt == 0 and self._bearer is not None:
-                    self._bearer.invalidate(token)
-                    continue
-                return await self._read_reply(response, request_id, hooks)
+            url = URL(self._url)
+            for _ in range(_MAX_REDIRECTS + 1):
+                async with self._http.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                    following = self._same_origin_redirect(url, response)
+                    if following is not None:
+                        url = following
+                        continue
+                    if response.status == 401 and token is not None and attempt == 0 and self._bearer is not None:
+                        self._bearer.invalidate(token)
+                        break
+                    return await self._read_reply(response, request_id, hooks)
+            else:
+                raise UpstreamProtocolError(f"upstream {self._upstream!r} redirected more than {_MAX_REDIRECTS} times")
         raise UpstreamUnavailable(f"upstream {self._upstream!r} refused Bastion's access token")  # pragma: no cover
+
+    def _same_origin_redirect(self, url: URL, response: aiohttp.ClientResponse) -> URL | None:
+        """Where a redirect leads, if it is one Bastion follows: 307/308 (the POST is sent again as it
+        was) within the upstream's origin, as the SDK's transports do. Any other redirect is refused:
+        it may lead anywhere, the internal network included, with the upstream's credentials."""
+        if not 300 <= response.status < 400:
+            return None
+        try:
+            location = response.headers.get("location")
+            target = url.join(URL(location)) if location else None
+            if response.status in (307, 308) and target is not None and target.origin() == url.origin():
+                if not target.user:
+                    return target
+        except ValueError:
+            pass  # a Location that is no URL is refused like any other
+        raise UpstreamProtocolError(
+            f"upstream {self._upstream!r} answered with a redirect (HTTP {response.status}) away from its URL; "
+            "Bastion does not follow it (register the URL it redirects to instead)"
+        )
 
     async def _read_reply(
         self, response: aiohttp.ClientResponse, request_id: int, hooks: CallHooks | None
@@ -142,7 +181,7 @@ class ModernHttpClient:
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("application/json"):
             try:
-                message = json.loads(await response.read())
+                message = await _parse(await self._read_capped(response))
             except ValueError:
                 raise UpstreamProtocolError(f"upstream {self._upstream!r} sent invalid JSON") from None
             return _jsonrpc_outcome(message, self._upstream)
@@ -150,12 +189,35 @@ class ModernHttpClient:
             raise UpstreamUnavailable(f"upstream {self._upstream!r} answered HTTP {response.status}")
         if not content_type.startswith("text/event-stream"):
             raise UpstreamProtocolError(f"upstream {self._upstream!r} answered with {content_type or 'no content type'}")
-        async for message in _sse_messages(response):
+        async for message in _sse_messages(response, self._too_large, self._max_message, self._max_result):
             if message.get("id") == request_id and ("result" in message or "error" in message):
                 return _jsonrpc_outcome(message, self._upstream)
             if hooks is not None:
                 await _relay(message, request_id, hooks)
         raise UpstreamUnavailable(f"upstream {self._upstream!r} closed the stream before replying")
+
+    def _too_large(self, limit: int) -> UpstreamTooLarge:
+        setting = "BASTION_UPSTREAM_MAX_MESSAGE_BYTES" if limit == self._max_message else "BASTION_UPSTREAM_MAX_RESULT_BYTES"
+        return UpstreamTooLarge(
+            f"upstream {self._upstream!r} sent a message larger than Bastion's limit of {limit} bytes ({setting})"
+        )
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body, read in chunks and refused as soon as it passes the message limit."""
+        if response.content_length is not None and response.content_length > self._max_message:
+            raise self._too_large(self._max_message)
+        body = bytearray()
+        async for chunk in response.content.iter_any():
+            body += chunk
+            if len(body) > self._max_message:
+                raise self._too_large(self._max_message)
+        return bytes(body)
+
+
+async def _parse(data: bytes | str) -> Any:
+    if len(data) >= _PARSE_IN_THREAD:
+        return await anyio.to_thread.run_sync(json.loads, data)
+    return json.loads(data)
 
 
 async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> None:
@@ -170,19 +232,42 @@ async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> 
         await hooks.on_log(params)
 
 
-async def _sse_messages(response: aiohttp.ClientResponse) -> Any:
-    """JSON messages from an SSE body (`data:` lines joined per event; comments and pings skipped)."""
-    data: list[str] = []
-    async for raw in response.content:
-        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
-        elif not line and data:
-            try:
-                message = json.loads("\n".join(data))
-            except ValueError:
-                message = None
-            data = []
-            if isinstance(message, dict):
-                yield message
+async def _sse_messages(
+    response: aiohttp.ClientResponse, too_large: Any, max_message: int, max_result: int
+) -> AsyncIterator[dict[str, Any]]:
+    """JSON messages from an SSE body (`data:` lines joined per event; comments and pings skipped).
+
+    Read in chunks, never by unbounded lines: one event (its data so far, and a line not yet ended)
+    over `max_message` bytes, or a stream over `max_result`, is refused as soon as it is seen."""
+    pending = b""
+    data: list[bytes] = []
+    size = total = 0
+    async for chunk in response.content.iter_any():
+        total += len(chunk)
+        if total > max_result:
+            raise too_large(max_result)
+        if b"\n" not in chunk:
+            pending += chunk
+            lines: list[bytes] = []
+        else:
+            *lines, pending = (pending + chunk).split(b"\n")
+        for raw in lines:
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if line.startswith(b"data:"):
+                value = line[5:]
+                data.append(value[1:] if value.startswith(b" ") else value)
+                size += len(value)
+            elif not line and data:
+                message = await _event_message(b"\n".join(data))
+                data, size = [], 0
+                if isinstance(message, dict):
+                    yield message
+        if size + len(pending) > max_message:
+            raise too_large(max_message)
+
+
+async def _event_message(data: bytes) -> Any:
+    try:
+        return await _parse(data)
+    except ValueError:
+        return None

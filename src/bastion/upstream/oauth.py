@@ -7,6 +7,7 @@ endpoint's error code, never a secret.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
@@ -22,6 +23,9 @@ from bastion.core.models import OAuthClientCredentials
 _SKEW_SECONDS = 30.0
 
 
+_MAX_TOKEN_RESPONSE = 64 * 1024
+
+
 async def call_token_endpoint(
     http: httpx2.AsyncClient,
     url: str,
@@ -32,16 +36,27 @@ async def call_token_endpoint(
     timeout: float,
 ) -> tuple[int, dict[str, Any] | None]:
     """POST a token request (RFC 6749 form); the HTTP status and the JSON object answered (None when
-    the answer is JSON but not an object). Unreachable or non-JSON answers are UpstreamUnavailable."""
+    the answer is JSON but not an object). Unreachable or non-JSON answers are UpstreamUnavailable.
+    `timeout` bounds the whole exchange, and the answer is read up to a small size only."""
     extra: dict[str, Any] = {"auth": auth} if auth is not None else {}
+    body = bytearray()
     try:
-        response = await http.post(url, data=form, headers={"accept": "application/json"}, timeout=timeout, **extra)
-        body: Any = response.json() if response.content else {}
+        with anyio.fail_after(timeout):
+            async with http.stream(
+                "POST", url, data=form, headers={"accept": "application/json"}, timeout=timeout, **extra
+            ) as response:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > _MAX_TOKEN_RESPONSE:
+                        raise UpstreamUnavailable(f"{where} answered with more than {_MAX_TOKEN_RESPONSE} bytes")
+        parsed: Any = json.loads(body) if body else {}
+    except TimeoutError:
+        raise UpstreamUnavailable(f"{where} did not answer within {timeout:g} s") from None
     except httpx2.HTTPError as exc:
         raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
     except ValueError:
         raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
-    return response.status_code, body if isinstance(body, dict) else None
+    return response.status_code, parsed if isinstance(parsed, dict) else None
 
 
 def refusal(where: str, status: int, body: dict[str, Any] | None, what: str = "refused") -> str:

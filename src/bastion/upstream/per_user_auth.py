@@ -11,6 +11,7 @@ import httpx2
 from bastion.core.errors import UpstreamNotConnected
 from bastion.core.models import OAuthUserGrant, UpstreamSpec
 from bastion.core.ports import UpstreamTokenStore
+from bastion.outbound import Outbound
 from bastion.upstream.oauth import BearerAuth
 from bastion.upstream.user_oauth import UserToken
 
@@ -28,12 +29,14 @@ class PerUserAuth:
         self,
         store: UpstreamTokenStore | None,
         token_http: httpx2.AsyncClient,
+        outbound: Outbound,
         *,
         timeout: float,
         cookies: Callable[[], CookieJar],
     ) -> None:
         self._store = store
         self._token_http = token_http  # token requests go out on the plain client, never with upstream headers
+        self._outbound = outbound
         self._timeout = timeout
         self._cookies = cookies
         self._sources: dict[Key, UserToken] = {}
@@ -62,11 +65,8 @@ class PerUserAuth:
         key = (spec.name, user or "")
         client = self._http.get(key)
         if client is None:
-            client = self._http[key] = httpx2.AsyncClient(
-                headers=dict(spec.headers),
-                auth=BearerAuth(source),
-                timeout=httpx2.Timeout(30.0, read=None),
-                cookies=self._cookies(),
+            client = self._http[key] = self._outbound.client(
+                headers=dict(spec.headers), auth=BearerAuth(source), cookies=self._cookies()
             )
         return client
 

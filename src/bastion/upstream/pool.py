@@ -14,7 +14,6 @@ from dataclasses import replace
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
-import aiohttp
 import anyio
 import httpx2
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -23,6 +22,7 @@ from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, Up
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
+from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
 from bastion.upstream.a2a import A2aUpstream
 from bastion.upstream.caller_sessions import CallerSessions, Limits
@@ -72,16 +72,19 @@ class UpstreamPool:
         on_notification: NotificationHandler,
         on_resource_updated: ResourceUpdatedHandler | None = None,
         connect_timeout: float,
+        outbound: Outbound,
         backoff_base: float = 0.5,
         per_user_idle: float = 600.0,
-        guard: AddressGuard | None = None,
         launch_guard: LaunchGuard | None = None,
         user_tokens: UpstreamTokenStore | None = None,
         caller_limits: Limits | None = None,
         limits: DiscoveryLimits = DiscoveryLimits(),
         max_response_bytes: int = 8 * 1024 * 1024,
     ) -> None:
-        self._guard = guard
+        # Every client below comes from `outbound`: SSRF rules on the address connected to, no
+        # redirects beyond the SDK's same-origin ones, and upstream answers read within the size caps.
+        self._outbound = outbound
+        self._guard = AddressGuard(outbound)
         self._limits = limits
         callers = caller_limits or Limits()
         self._callers = CallerSessions(runner, replace(callers, idle=per_user_idle))
@@ -101,11 +104,7 @@ class UpstreamPool:
         self._specs: dict[str, UpstreamSpec] = {}
         self._conns: dict[Key, UpstreamConnection] = {}
         self._lock = anyio.Lock()
-        self.http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(30.0, read=None),
-            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=50),
-            cookies=no_cookies(),
-        )
+        self.http = outbound.client(cookies=no_cookies())
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
         # Callers' own sessions each hold a connection open (their GET stream): a client per upstream
         # whose connections are bounded by the session bounds, not by the shared pool's.
@@ -114,14 +113,9 @@ class UpstreamPool:
         self._bearers: dict[str, ClientCredentialsToken] = {}
         self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
         # Per-user OAuth upstreams: each user's own token and client, keyed by the verified user id.
-        self._per_user = PerUserAuth(user_tokens, self.http, timeout=connect_timeout, cookies=no_cookies)
+        self._per_user = PerUserAuth(user_tokens, self.http, outbound, timeout=connect_timeout, cookies=no_cookies)
         # The hot path to 2026-07-28 HTTP upstreams; keep-alive connections shared by all of them.
-        self.fast_http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=200, limit_per_host=100, keepalive_timeout=60),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
-            auto_decompress=True,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self.fast_http = outbound.aiohttp_session(connect_timeout=connect_timeout)
 
     def _bearer_for(self, spec: UpstreamSpec) -> ClientCredentialsToken | None:
         if not isinstance(spec.auth, OAuthClientCredentials):
@@ -141,11 +135,8 @@ class UpstreamPool:
         if bearer is not None:
             client = self._http_with_auth.get(spec.name)
             if client is None:
-                client = self._http_with_auth[spec.name] = httpx2.AsyncClient(
-                    headers=dict(spec.headers),
-                    auth=BearerAuth(bearer),
-                    timeout=httpx2.Timeout(30.0, read=None),
-                    cookies=no_cookies(),
+                client = self._http_with_auth[spec.name] = self._outbound.client(
+                    headers=dict(spec.headers), auth=BearerAuth(bearer), cookies=no_cookies()
                 )
             return client
         if not spec.headers:
@@ -153,9 +144,7 @@ class UpstreamPool:
         key = tuple(sorted(spec.headers.items()))
         client = self._http_by_headers.get(key)
         if client is None:
-            client = httpx2.AsyncClient(
-                headers=dict(spec.headers), timeout=httpx2.Timeout(30.0, read=None), cookies=no_cookies()
-            )
+            client = self._outbound.client(headers=dict(spec.headers), cookies=no_cookies())
             self._http_by_headers[key] = client
         return client
 
@@ -165,10 +154,11 @@ class UpstreamPool:
         client = self._http_for_callers.get(spec.name)
         if client is None:
             bearer = self._bearer_for(spec)
-            client = self._http_for_callers[spec.name] = httpx2.AsyncClient(
+            # Guarded like every other upstream client (SSRF rules, size caps); unbounded connections
+            # because each caller's session holds its GET stream open (the session bounds limit them).
+            client = self._http_for_callers[spec.name] = self._outbound.client(
                 headers=dict(spec.headers),
                 auth=BearerAuth(bearer) if bearer is not None else None,
-                timeout=httpx2.Timeout(30.0, read=None),
                 limits=httpx2.Limits(max_connections=None, max_keepalive_connections=50),
                 cookies=no_cookies(),
             )
@@ -189,6 +179,9 @@ class UpstreamPool:
             spec,
             http_client=http,
             fast_http=self.fast_http,
+            # A client per SSE session: a cookie lives in that one upstream session (sticky balancers).
+            sse_client_factory=self._outbound.client_factory(),
+            size_limits=(self._outbound.max_message_bytes, self._outbound.max_result_bytes),
             on_notification=self._on_notification,
             on_resource_updated=self._on_resource_updated,
             connect_timeout=self._connect_timeout,

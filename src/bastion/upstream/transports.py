@@ -58,19 +58,26 @@ async def _stderr_to_log(upstream: str) -> AsyncIterator[Any]:
 
 @asynccontextmanager
 async def open_transport(
-    spec: UpstreamSpec, http_client: httpx2.AsyncClient | None, closed: anyio.Event, auth: httpx2.Auth | None = None
+    spec: UpstreamSpec,
+    http_client: httpx2.AsyncClient | None,
+    closed: anyio.Event,
+    auth: httpx2.Auth | None = None,
+    sse_client_factory: Any = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends.
-    `auth` is for SSE (the streamable HTTP client carries its own in `http_client`)."""
+    `auth` and `sse_client_factory` (Bastion's guarded clients) are for SSE; the streamable HTTP
+    client carries its own auth, SSRF rules and size caps in `http_client`."""
     async with AsyncExitStack() as stack:
         if spec.transport == "stdio":
             errlog = await stack.enter_async_context(_stderr_to_log(spec.name))
             params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=dict(spec.env) or None)
             streams = stdio_client(params, errlog=errlog)
         elif spec.transport == "sse":
-            streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600, auth=auth)
+            extra = {"httpx_client_factory": sse_client_factory} if sse_client_factory is not None else {}
+            streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600, auth=auth, **extra)
         else:
-            streams = streamable_http_client(spec.url or "", http_client=http_client)
+            # Bastion's client caps each event itself (BASTION_UPSTREAM_MAX_MESSAGE_BYTES), with a clear error.
+            streams = streamable_http_client(spec.url or "", http_client=http_client, max_sse_event_size=None)
         read, write = await stack.enter_async_context(streams)
         tapped_send, tapped_read = anyio.create_memory_object_stream[Any](16)
 

@@ -1,7 +1,9 @@
 """The login and consent page of Bastion's authorization server (`/oauth/consent`).
 
-GET shows who asks (the client), for what (the virtual server, the scopes), with email and password
-fields and Allow/Deny. The form carries a CSRF token that is also set as a SameSite=Strict cookie
+GET shows who asks (the client), for what (the virtual server, the scopes), and where the answer
+goes (the redirect URI's host), with email and password fields and Allow/Deny. A client names
+itself: its name is shown as unverified, never as the headline; what is known for sure is the host
+its metadata document was fetched from (for a metadata-document client) and the redirect host. The form carries a CSRF token that is also set as a SameSite=Strict cookie
 and whose hash is kept with the pending request: a POST needs all three to agree. Signing in goes
 through the same login as the REST API (same brute-force throttle); the user must be allowed to
 use the virtual server. The page is self-contained: no scripts, no external assets, its own CSP.
@@ -60,16 +62,18 @@ class ConsentPage:
     async def _form(self, pending: PendingAuthorization, error: str | None = None, status: int = 200) -> Response:
         client = await self._server.clients.get(pending.client_id)
         csrf = await self._server.new_csrf(pending.id)
-        name = (client.client_name if client is not None else None) or pending.client_id
-        uri = str(client.client_uri) if client is not None and client.client_uri else pending.client_id
+        name = client.client_name if client is not None and client.client_name else "(no name given)"
         server = self._server.server_of(pending.resource) or "?"
         problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
         body = (
-            f"<h1>Sign in to let {escape(name)} use Bastion</h1>{problem}"
-            f"<dl><dt>Application</dt><dd>{escape(name)}<br><small>{escape(uri)}</small></dd>"
+            f"<h1>An application asks to use Bastion on your behalf</h1>{problem}"
+            f"<dl><dt>Application</dt><dd>{escape(name)} <small>(unverified: the name it gave itself)</small>"
+            f"<br><small>{escape(_identified_by(pending.client_id))}</small></dd>"
             f"<dt>Virtual server</dt><dd>{escape(server)}</dd>"
             f"<dt>Access</dt><dd>{escape(' '.join(pending.scopes))}</dd>"
-            f"<dt>Returns to</dt><dd>{escape(pending.redirect_uri)}</dd></dl>"
+            f"<dt>Your authorization goes to</dt><dd><strong>{escape(_target(pending.redirect_uri))}</strong>"
+            f"<br><small>{escape(pending.redirect_uri)}</small></dd></dl>"
+            "<p><small>Allow only if you started this sign-in and know the application.</small></p>"
             f'<form method="post" action="/oauth/consent">'
             f'<input type="hidden" name="request" value="{escape(pending.id)}">'
             f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
@@ -133,6 +137,18 @@ class ConsentPage:
         except Forbidden:
             raise Forbidden("This account's role may not use virtual servers.") from None
         return user.id
+
+
+def _identified_by(client_id: str) -> str:
+    if client_id.startswith(("https://", "http://")):
+        return f"identified by a metadata document on {urlsplit(client_id).hostname}"
+    return "registered itself with Bastion moments ago; Bastion does not know who runs it"
+
+
+def _target(redirect_uri: str) -> str:
+    """The host the authorization code is sent to (an app's own scheme for a native app)."""
+    parts = urlsplit(redirect_uri)
+    return parts.hostname or f"the application registered for {parts.scheme}:"
 
 
 def _csrf_ok(posted: str | None, cookie: str | None, stored_hash: str | None) -> bool:

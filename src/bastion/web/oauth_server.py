@@ -7,6 +7,7 @@ here before authentication; each protects itself (client authentication, PKCE, C
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
@@ -20,19 +21,52 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.auth.oauth.client_auth import HashedSecretAuthenticator
 from bastion.auth.oauth.clients import SCOPES
 from bastion.auth.oauth.provider import CONSENT_PATH, AuthorizationServer
-from bastion.core.errors import BastionError
-from bastion.web.asgi import PublicEndpoints
+from bastion.core.errors import BastionError, RateLimited
+from bastion.core.ports import RateLimiter
+from bastion.core.ratelimit import Rate
+from bastion.web.asgi import PublicEndpoints, client_ip
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.oauth_consent import ConsentPage
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/oauth/jwks"
 _AUTH_METHODS = ["client_secret_post", "client_secret_basic", "none"]
+MAX_REGISTRATION_BYTES = 16 * 1024
+"""A registration is a few hundred bytes of metadata; anything much larger is abuse (413)."""
+
+
+@dataclass(frozen=True)
+class RegistrationLimit:
+    """Dynamic client registrations per client address, counted where every replica sees them (the
+    rate limiter: Redis when configured, else this process)."""
+
+    limiter: RateLimiter
+    rate: Rate
+
+    def guard(self, app: ASGIApp) -> ASGIApp:
+        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["method"] == "POST":
+                key = f"oauth-register:{client_ip(scope) or '?'}"
+                try:
+                    refused = await self.limiter.hit([(key, self.rate.count, self.rate.seconds)])
+                except BastionError as exc:
+                    await problem_from(exc)(scope, receive, send)
+                    return
+                if refused is not None:
+                    limited_now = RateLimited(
+                        f"too many client registrations from this address (at most {self.rate}); try again later",
+                        retry_after=refused[1],
+                    )
+                    await problem_from(limited_now)(scope, receive, send)
+                    return
+            await app(scope, receive, send)
+
+        return limited
 
 
 def metadata_document(issuer: str) -> dict[str, Any]:
@@ -60,8 +94,8 @@ def _cors(app: ASGIApp, methods: list[str]) -> ASGIApp:
     return CORSMiddleware(app, allow_origins=["*"], allow_methods=methods, allow_headers=["mcp-protocol-version"])
 
 
-def _limited(app: ASGIApp) -> ASGIApp:
-    return RequestBodyLimitMiddleware(app, DEFAULT_MAX_REQUEST_BODY_SIZE)
+def _limited(app: ASGIApp, max_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE) -> ASGIApp:
+    return RequestBodyLimitMiddleware(app, max_bytes)
 
 
 def _json(produce: Callable[[], Awaitable[dict[str, Any]]], max_age: int) -> ASGIApp:
@@ -71,7 +105,9 @@ def _json(produce: Callable[[], Awaitable[dict[str, Any]]], max_age: int) -> ASG
     return _cors(request_response(endpoint), ["GET", "OPTIONS"])
 
 
-def authorization_server_endpoints(server: AuthorizationServer, consent: ConsentPage) -> PublicEndpoints:
+def authorization_server_endpoints(
+    server: AuthorizationServer, consent: ConsentPage, registrations: RegistrationLimit
+) -> PublicEndpoints:
     issuer = server.config.issuer
     document = metadata_document(issuer)
 
@@ -91,7 +127,12 @@ def authorization_server_endpoints(server: AuthorizationServer, consent: Consent
         ),
         Route(
             "/register",
-            _cors(_limited(request_response(RegistrationHandler(server, registration).handle)), ["POST", "OPTIONS"]),
+            _cors(
+                registrations.guard(
+                    _limited(request_response(RegistrationHandler(server, registration).handle), MAX_REGISTRATION_BYTES)
+                ),
+                ["POST", "OPTIONS"],
+            ),
             methods=["POST", "OPTIONS"],
         ),
         Route(

@@ -1,9 +1,11 @@
 """Who the OAuth clients are: registered ones (RFC 7591, stored with the hash of their secret) and
 Client ID Metadata Documents (the client_id is an https URL serving the client's metadata).
 
-A metadata document is fetched with a size limit, a timeout and no redirects, from an address the
-SSRF rules allow; it must name itself as `client_id`. Plain http is accepted only on loopback when
-the admin allows private addresses (tests, demos). Documents are cached for a few minutes.
+A metadata document is fetched as untrusted input (bastion.outbound): a size limit, one total
+deadline, no redirects, from an address the SSRF rules allow, in a small pool of its own; it must
+name itself as `client_id`, and its redirect URIs follow the registration rules. Plain http is
+accepted only on loopback when the admin allows private addresses (tests, demos). Documents are
+cached for a few minutes; why one was refused is logged at DEBUG only (no port scanner).
 """
 
 from __future__ import annotations
@@ -13,27 +15,23 @@ import hmac
 import ipaddress
 import json
 import logging
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
-import httpx2
 from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import ValidationError
 
-from bastion.core.grants import Network
-from bastion.core.netguard import refusal
-from bastion.core.oauth import OAuthRepo, StoredClient
+from bastion.core.errors import FetchFailed
+from bastion.core.oauth import OAuthRepo, StoredClient, redirect_uri_problem
+from bastion.outbound import Outbound
 
 log = logging.getLogger("bastion.auth")
 
 SCOPES = ("mcp",)
 MAX_DOCUMENT = 64 * 1024
-_FETCH_TIMEOUT = 5.0
 _CACHE_TTL = 300.0
 _REFUSED_TTL = 30.0
 """A refused document is asked for again sooner, so a client's fix shows quickly."""
@@ -58,16 +56,13 @@ class Clients:
     def __init__(
         self,
         repo: OAuthRepo,
-        http: httpx2.AsyncClient,
+        outbound: Outbound,
         *,
-        allow_private: bool,
-        allowed_networks: Sequence[Network] = (),
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._repo = repo
-        self._http = http
-        self._allow_private = allow_private
-        self._allowed = tuple(allowed_networks)
+        self._outbound = outbound
+        self._allow_private = outbound.rules.allow_private
         self._now = now
         self._documents: dict[str, tuple[float, OAuthClientInformationFull | None]] = {}
 
@@ -98,8 +93,8 @@ class Clients:
             return cached[1]
         try:
             client = await self._fetch(url)
-        except (ValueError, TypeError, OSError, httpx2.HTTPError, ValidationError) as exc:
-            log.info("client metadata document %s refused: %s", url[:200], str(exc)[:200])
+        except (ValueError, TypeError, FetchFailed, ValidationError) as exc:
+            log.debug("client metadata document %s refused: %s", url[:200], str(exc)[:200])
             client = None
         if len(self._documents) >= _CACHE_LIMIT:
             self._documents.clear()
@@ -107,30 +102,19 @@ class Clients:
         return client
 
     async def _fetch(self, url: str) -> OAuthClientInformationFull:
-        await self._check_address(url)
-        body = bytearray()
-        async with self._http.stream("GET", url, timeout=_FETCH_TIMEOUT, follow_redirects=False) as response:
-            if response.status_code != 200:
-                raise ValueError(f"fetching it answered {response.status_code}")
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT:
-                    raise ValueError("the document is too large")
-        document = json.loads(body)
-        return _client_from_document(url, document)
+        self._check_url(url)
+        fetched = await self._outbound.fetch(url, untrusted=True, max_bytes=MAX_DOCUMENT)
+        if fetched.status != 200:
+            raise ValueError(f"fetching it answered {fetched.status}")
+        return _client_from_document(url, json.loads(fetched.body))
 
-    async def _check_address(self, url: str) -> None:
+    def _check_url(self, url: str) -> None:
         parts = urlsplit(url)
         host = parts.hostname
         if not host or not parts.path or parts.path == "/" or parts.fragment or parts.username:
             raise ValueError("a client id URL needs a host and a path, and no fragment or credentials")
         if parts.scheme == "http" and not (self._allow_private and _is_loopback_name(host)):
             raise ValueError("a client id URL must use https")
-        infos = await anyio.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-        for *_, sockaddr in infos:
-            kind = refusal(str(sockaddr[0]), allow_private=self._allow_private, allowed=self._allowed)
-            if kind is not None:
-                raise ValueError(f"its host resolves to {kind}")
 
 
 def _is_loopback_name(host: str) -> bool:
@@ -150,6 +134,10 @@ def _client_from_document(url: str, document: Any) -> OAuthClientInformationFull
     uris = document.get("redirect_uris")
     if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
         raise ValueError("the document needs a list of redirect_uris")
+    for uri in uris:
+        problem = redirect_uri_problem(uri)
+        if problem is not None:
+            raise ValueError(problem)
     method = document.get("token_endpoint_auth_method", "none")
     if method != "none":
         raise ValueError("a client identified by a metadata document authenticates with 'none' (public client)")

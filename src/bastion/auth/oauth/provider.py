@@ -3,7 +3,9 @@
 Authorization code with PKCE (the SDK checks S256), bound to the client, redirect URI, resource
 (one virtual server's MCP URL, RFC 8707) and the user who consented. Access tokens are short-lived
 ES256 JWTs for that one resource; refresh tokens are opaque, stored hashed, rotated on every use,
-and a used one presented again revokes its whole family (OAuth 2.1 / RFC 6819 reuse detection).
+and a used one presented again revokes its whole family (OAuth 2.1 / RFC 6819 reuse detection). A
+used authorization code presented again likewise revokes everything it issued (RFC 6749 4.1.2):
+the refresh family and, on every replica, the access tokens carrying that family (`sid`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from bastion.auth.oauth.clients import SCOPES, Clients
 from bastion.auth.oauth.keys import SigningKeys
-from bastion.auth.oauth.revoked import RevokedTokens
-from bastion.core.oauth import AuthorizationGrant, OAuthRepo, PendingAuthorization, RefreshGrant
+from bastion.auth.oauth.revoked import RevokedTokens, family_revocation
+from bastion.core.oauth import AuthorizationGrant, OAuthRepo, PendingAuthorization, RefreshGrant, redirect_uri_problem
 
 log = logging.getLogger("bastion.auth")
 
 CONSENT_PATH = "/oauth/consent"
+_USED_CODE_KEPT = timedelta(days=1)
+"""How long a used authorization code is remembered, so that its replay revokes what it issued."""
 
 
 def digest(secret: str) -> str:
@@ -57,6 +61,8 @@ class ServerConfig:
     consent_ttl: float = 600.0
     access_ttl: float = 600.0
     refresh_ttl: float = 30 * 86400.0
+    client_unused_ttl: float = 86400.0
+    client_idle_ttl: float = 90 * 86400.0
 
 
 AccessVerifier = Callable[[str], Awaitable[dict[str, object] | None]]
@@ -103,6 +109,10 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         if not client_info.redirect_uris:
             raise RegistrationError("invalid_redirect_uri", "at least one redirect_uri is required")
+        for uri in client_info.redirect_uris:
+            problem = redirect_uri_problem(str(uri))
+            if problem is not None:
+                raise RegistrationError("invalid_redirect_uri", problem)
         await self.clients.register(client_info)
 
     # -- authorization ---------------------------------------------------------------------------
@@ -116,6 +126,9 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
             raise AuthorizeError("invalid_scope", f"supported scopes: {' '.join(SCOPES)}")
         now = self._now()
         await self._repo.purge(now)
+        await self._repo.purge_clients(
+            now - timedelta(seconds=self.config.client_unused_ttl), now - timedelta(seconds=self.config.client_idle_ttl)
+        )
         pending = PendingAuthorization(
             id=secrets.token_urlsafe(24),
             client_id=client.client_id or "",
@@ -173,6 +186,11 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         grant = await self._repo.get_code(digest(authorization_code))
         if grant is None or grant.client_id != client.client_id:
             return None
+        if grant.family is not None:
+            # Used already: whoever redeemed it first may be the thief. Revoke what it issued.
+            log.warning("authorization code replayed by client %s: revoking what it issued", grant.client_id[:100])
+            await self._revoke_family(grant.family)
+            return None
         return AuthorizationCode(
             code=authorization_code,
             scopes=list(grant.scopes),
@@ -188,12 +206,13 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
-        grant = await self._repo.take_code(digest(authorization_code.code))
+        family = str(uuid.uuid4())
+        grant = await self._repo.take_code(digest(authorization_code.code), family, self._now() + _USED_CODE_KEPT)
         if grant is None:
             raise TokenError("invalid_grant", "the authorization code was used already")
         if not await self._active_user(grant.user_id):
             raise TokenError("invalid_grant", "the user who authorized this is no longer active")
-        return await self._issue(grant.client_id, grant.user_id, grant.resource, grant.scopes, str(uuid.uuid4()))
+        return await self._issue(grant.client_id, grant.user_id, grant.resource, grant.scopes, family)
 
     async def load_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: str
@@ -232,7 +251,13 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def _reused(self, grant: RefreshGrant) -> None:
         # A rotated refresh token came back: one of the two holders is a thief. Revoke them both.
         log.warning("refresh token reuse by client %s: revoking its token family", grant.client_id[:100])
-        await self._repo.revoke_family(grant.family, self._now())
+        await self._revoke_family(grant.family)
+
+    async def _revoke_family(self, family: str) -> None:
+        """Revoke a token family: its refresh tokens (in the database) and its live access tokens."""
+        now = self._now()
+        await self._repo.revoke_family(family, now)
+        await self._revoked.add(family_revocation(family), now.timestamp() + self.config.access_ttl)
 
     async def _issue(
         self, client_id: str, user: str, resource: str, scopes: tuple[str, ...], family: str
@@ -251,6 +276,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
             "exp": issued + int(self.config.access_ttl),
         }
         access = await self.keys.sign(claims)
+        await self._repo.touch_client(client_id, now)
         refresh = secrets.token_urlsafe(32)
         await self._repo.save_refresh(
             RefreshGrant(

@@ -17,6 +17,11 @@ def jti_revocation(jti: str) -> str:
     return f"jti:{jti}"
 
 
+def family_revocation(family: str) -> str:
+    """The revocation id that kills every access token of one token family (their `sid` claim)."""
+    return f"sid:{family}"
+
+
 class RevokedTokens:
     def __init__(self, shared: Revocations | None = None, clock: Callable[[], float] = time.time) -> None:
         self._shared = shared
@@ -32,10 +37,13 @@ class RevokedTokens:
             # Kept a little past expiry: replicas' clocks may differ by a few seconds.
             await self._shared.revoke(jti_revocation(jti), max(0.0, expires_at - now) + 60)
 
-    async def has(self, jti: object) -> bool:
-        """Whether the token with this `jti` is revoked (False for a missing or odd jti)."""
-        if not isinstance(jti, str):
+    async def has(self, *ids: object) -> bool:
+        """Whether any of these ids (a token's `jti`, its family's revocation id) is revoked; ids
+        that are missing or not strings are ignored. One round trip to the shared list."""
+        names = [i for i in ids if isinstance(i, str)]
+        if not names:
             return False
-        if self._until.get(jti, 0.0) > self._clock():
+        now = self._clock()
+        if any(self._until.get(name, 0.0) > now for name in names):
             return True
-        return self._shared is not None and await self._shared.is_revoked(jti_revocation(jti))
+        return self._shared is not None and await self._shared.is_revoked(*(jti_revocation(n) for n in names))

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 
 from bastion.auth.oauth.keys import SigningKeys
-from bastion.auth.oauth.revoked import RevokedTokens
+from bastion.auth.oauth.revoked import RevokedTokens, family_revocation
 from bastion.auth.oidc import OidcConfig, OidcVerifier
 from bastion.auth.tokens import user_revocation
 from bastion.core.errors import BastionError, ServiceUnavailable, Unauthenticated
@@ -59,7 +59,8 @@ class OwnTokenVerifier:
         checked = await self._jwt.verify(token)
         # The signature, issuer and expiry were verified just above; this only reads the claims.
         claims = jwt.decode(token, options={"verify_signature": False})
-        if await self._revoked.has(claims.get("jti")):
+        sid = claims.get("sid")
+        if await self._revoked.has(claims.get("jti"), family_revocation(sid) if isinstance(sid, str) else None):
             raise Unauthenticated("invalid token: revoked")
         user = await self._user(str(claims["sub"]))
         if user is None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, String, Table, Text, delete, insert, select, update
+from sqlalchemy import JSON, Column, DateTime, String, Table, Text, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.oauth import AuthorizationGrant, PendingAuthorization, RefreshGrant, SigningKey, StoredClient
@@ -33,6 +33,7 @@ clients = Table(
     Column("metadata", JSON, nullable=False),
     Column("secret_hash", String(64)),
     Column("created_at", TZ, nullable=False),
+    Column("last_used_at", TZ),
 )
 pending = Table(
     "oauth_pending",
@@ -47,6 +48,7 @@ codes = Table(
     Column("code_hash", String(64), primary_key=True),
     Column("grant", JSON, nullable=False),
     Column("expires_at", TZ, nullable=False),
+    Column("family", String(64)),
 )
 families = Table(
     "oauth_refresh_families",
@@ -117,7 +119,18 @@ class SqlOAuthRepo:
             metadata=dict(row.metadata),
             secret_hash=row.secret_hash,
             created_at=_utc(row.created_at),
+            last_used_at=_aware(row.last_used_at),
         )
+
+    async def touch_client(self, client_id: str, at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(clients).where(clients.c.client_id == client_id).values(last_used_at=at))
+
+    async def purge_clients(self, unused_before: datetime, idle_before: datetime) -> int:
+        never_used = and_(clients.c.last_used_at.is_(None), clients.c.created_at < unused_before)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(delete(clients).where(or_(never_used, clients.c.last_used_at < idle_before)))
+            return int(result.rowcount or 0)
 
     async def save_pending(self, request: PendingAuthorization) -> None:
         async with self.engine.begin() as conn:
@@ -155,16 +168,22 @@ class SqlOAuthRepo:
             )
 
     async def get_code(self, code_hash: str) -> AuthorizationGrant | None:
+        query = select(codes.c.grant, codes.c.family).where(codes.c.code_hash == code_hash)
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(codes.c.grant).where(codes.c.code_hash == code_hash))).first()
-        return AuthorizationGrant.model_validate(row.grant) if row is not None else None
+            row = (await conn.execute(query)).first()
+        return AuthorizationGrant.model_validate({**row.grant, "family": row.family}) if row is not None else None
 
-    async def take_code(self, code_hash: str) -> AuthorizationGrant | None:
+    async def take_code(self, code_hash: str, family: str, keep_until: datetime) -> AuthorizationGrant | None:
         async with self.engine.begin() as conn:
-            row = (await conn.execute(select(codes.c.grant).where(codes.c.code_hash == code_hash))).first()
-            if row is None or (await conn.execute(delete(codes).where(codes.c.code_hash == code_hash))).rowcount != 1:
+            taken = await conn.execute(
+                update(codes)
+                .where(codes.c.code_hash == code_hash, codes.c.family.is_(None))
+                .values(family=family, expires_at=keep_until)
+            )
+            if taken.rowcount != 1:
                 return None
-        return AuthorizationGrant.model_validate(row.grant)
+            row = (await conn.execute(select(codes.c.grant).where(codes.c.code_hash == code_hash))).first()
+        return AuthorizationGrant.model_validate({**row.grant, "family": family}) if row is not None else None
 
     async def save_refresh(self, grant: RefreshGrant) -> None:
         stored = grant.model_dump(mode="json", exclude={"used_at", "family_revoked_at"})

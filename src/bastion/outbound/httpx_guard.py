@@ -1,0 +1,153 @@
+"""httpx2 clients that connect only where the SSRF rules allow, and read bounded answers.
+
+A network backend resolves each connection's host once, checks every address (rules.py) and
+connects to a checked address; TLS still verifies the URL's host name (httpcore passes it as SNI and
+for the certificate check), and the Host header is the URL's. Response bodies can be capped: one
+JSON body, or one server-sent event, at most `max_message` bytes, and everything one POST's event
+stream carries at most `max_result` bytes. A cap is raised as the httpx2 error the MCP SDK's
+transports already turn into a JSON-RPC error for the request, with a text Bastion recognises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpcore2
+import httpx2
+
+from bastion.core.netguard import AddressRefused
+from bastion.outbound.rules import Resolve, Rules
+
+TOO_LARGE = "message larger than Bastion's limit"
+"""Marks the text of a size refusal, which reaches the upstream connection inside an SDK error."""
+
+
+def too_large(limit: int, setting: str) -> str:
+    return f"{TOO_LARGE} of {limit} bytes ({setting})"
+
+
+class _Backend(httpcore2.AsyncNetworkBackend):
+    def __init__(self, rules: Rules, resolve: Resolve) -> None:
+        self._rules = rules
+        self._resolve = resolve
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        try:
+            addresses = await self._rules.addresses(host, port, self._resolve)
+        except AddressRefused as exc:
+            raise httpcore2.ConnectError(exc.detail) from None
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("Bastion makes no outbound requests over unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+
+class JsonTooLarge(httpx2.StreamError):
+    """A body over the message cap (the SDK reports a StreamError on a JSON reply as a parse error)."""
+
+
+class EventTooLarge(httpx2.SSEError):
+    """An event or event stream over its cap (the SDK reports an SSEError as a failed stream)."""
+
+
+@dataclass(frozen=True)
+class Caps:
+    max_message: int
+    max_result: int
+
+
+class _CappedStream(httpx2.AsyncByteStream):
+    def __init__(
+        self, inner: httpx2.AsyncByteStream, caps: Caps, *, events: bool, answer: bool, declared: int | None
+    ) -> None:
+        self._inner = inner
+        self._caps = caps
+        self._events = events
+        self._answer = answer  # a POST's event stream is one request's answer; a GET stream is not
+        self._declared = declared
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if not self._events and self._declared is not None and self._declared > self._caps.max_message:
+            # Refused on the first read, not when the response arrives: the SDK reports errors of
+            # reading a body to the request, while one raised by `send` would end its session.
+            raise JsonTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
+        total = since_event = 0
+        tail = b""
+        async for chunk in self._inner:
+            total += len(chunk)
+            if not self._events:
+                if total > self._caps.max_message:
+                    raise JsonTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
+            else:
+                seen = tail + chunk
+                end = max(seen.rfind(b"\n\n"), seen.rfind(b"\n\r\n"), seen.rfind(b"\r\r"))
+                since_event = len(seen) - end if end >= 0 else since_event + len(chunk)
+                tail = seen[-3:]
+                if since_event > self._caps.max_message:
+                    raise EventTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
+                if self._answer and total > self._caps.max_result:
+                    raise EventTooLarge(too_large(self._caps.max_result, "BASTION_UPSTREAM_MAX_RESULT_BYTES"))
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class GuardedTransport(httpx2.AsyncHTTPTransport):
+    """httpx2's own transport over a connection pool that connects through the guarded backend."""
+
+    def __init__(self, rules: Rules, resolve: Resolve, limits: httpx2.Limits, caps: Caps | None = None) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        # httpx2 takes no network backend, so the pool it just built is replaced by one that has
+        # ours: the one place Bastion sets a private attribute of httpx2.
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_Backend(rules, resolve),
+        )
+        self._caps = caps
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await super().handle_async_request(request)
+        if self._caps is None:
+            return response
+        events = response.headers.get("content-type", "").lower().startswith("text/event-stream")
+        length = response.headers.get("content-length", "")
+        assert isinstance(response.stream, httpx2.AsyncByteStream)
+        stream = _CappedStream(
+            response.stream,
+            self._caps,
+            events=events,
+            answer=request.method == "POST",
+            declared=int(length) if length.isdigit() else None,
+        )
+        return httpx2.Response(
+            response.status_code, headers=response.headers, stream=stream, extensions=response.extensions
+        )
