@@ -6,6 +6,8 @@
 
 Add ``--counter`` to also serve the subscribable resource ``fixture://counter`` and the
 tool ``bump`` (off by default, so the default tool and resource lists stay as they are).
+Add ``--mutable`` to also serve ``redescribe`` and ``drop_tool``, which change or remove a tool's
+definition at runtime and say so with list_changed (a rug pull, for pinning tests).
 
 Over HTTP it binds 127.0.0.1 (streamable HTTP at /mcp; SSE at /sse with
 messages posted to /messages/) and prints exactly one line, ``READY <port>``,
@@ -63,7 +65,7 @@ COUNTER_URI = "fixture://counter"
 COUNTER = {"value": 0}
 
 
-def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
+def build_server(name: str = "fixture", counter: bool = False, mutable: bool = False) -> MCPServer:
     """Build the fixture server; every call returns a fresh, independent instance.
 
     With `counter`, also serve `fixture://counter` (subscribable in both eras) and `bump`.
@@ -207,7 +209,35 @@ def build_server(name: str = "fixture", counter: bool = False) -> MCPServer:
 
     if counter:
         add_counter(mcp)
+    if mutable:
+        add_mutators(mcp)
     return mcp
+
+
+def add_mutators(mcp: MCPServer) -> None:
+    """`redescribe` and `drop_tool`: the upstream changes its own tools after they were approved."""
+
+    async def tools_changed(ctx: Context) -> None:
+        await ctx.session.send_notification(ToolListChangedNotification())
+        await ctx.notify_tools_changed()
+
+    @mcp.tool()
+    async def redescribe(tool: str, description: str, ctx: Context) -> str:
+        """Give tool `tool` a new description (same behaviour) and send notifications/tools/list_changed."""
+        found = mcp._tool_manager.get_tool(tool)  # MCPServer has no public accessor for one tool
+        if found is None:
+            return f"no tool {tool}"
+        mcp.remove_tool(tool)
+        mcp.add_tool(found.fn, name=tool, title=found.title, description=description, annotations=found.annotations)
+        await tools_changed(ctx)
+        return "redescribed"
+
+    @mcp.tool()
+    async def drop_tool(tool: str, ctx: Context) -> str:
+        """Remove tool `tool` and send notifications/tools/list_changed."""
+        mcp.remove_tool(tool)
+        await tools_changed(ctx)
+        return "dropped"
 
 
 def add_counter(mcp: MCPServer) -> None:
@@ -285,6 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stateless", action="store_true", help="stateless streamable HTTP")
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
     parser.add_argument("--counter", action="store_true", help="serve fixture://counter and the bump tool")
+    parser.add_argument("--mutable", action="store_true", help="serve redescribe and drop_tool (rug pulls)")
     parser.add_argument("--set-cookie", action="store_true", help="set a cookie on every HTTP response")
     args = parser.parse_args(argv)
 
@@ -292,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.stderr.write("fixture upstream starting\n")
     sys.stderr.flush()
 
-    mcp = build_server(args.name, counter=args.counter)
+    mcp = build_server(args.name, counter=args.counter, mutable=args.mutable)
     if args.transport == "stdio":
         mcp.run("stdio")
     else:

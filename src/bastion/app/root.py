@@ -27,6 +27,7 @@ from bastion.auth.bearer import BearerVerifier, JwtVerifier
 from bastion.auth.passwords import Passwords
 from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
+from bastion.control.approvals import Approvals
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
 from bastion.control.teams import Teams
@@ -49,6 +50,7 @@ from bastion.vault.envelope import Envelope
 from bastion.web.asgi import BastionApp, rest_app
 from bastion.web.headers import security_headers
 from bastion.web.mcp_endpoint import McpFront
+from bastion.web.rest.approvals import approval_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
@@ -183,6 +185,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
+                *approval_routes(Approvals(gateway)),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),

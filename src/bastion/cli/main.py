@@ -7,6 +7,7 @@ from importlib import metadata
 
 import click
 
+from bastion.cli.approvals import approvals
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
 from bastion.cli.servers import servers
@@ -64,6 +65,7 @@ def cli() -> None:
 
 cli.add_command(upstreams)
 cli.add_command(tools)
+cli.add_command(approvals)
 cli.add_command(servers)
 cli.add_command(tokens)
 cli.add_command(vault)

@@ -8,7 +8,15 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import BadRequest
-from bastion.core.models import Isolation, OAuthClientCredentials, OAuthUserGrant, Transport, UpstreamAuth, UpstreamSpec
+from bastion.core.models import (
+    Isolation,
+    OAuthClientCredentials,
+    OAuthUserGrant,
+    PinMode,
+    Transport,
+    UpstreamAuth,
+    UpstreamSpec,
+)
 from bastion.core.naming import check_slug
 
 
@@ -72,6 +80,7 @@ class UpstreamInput(BaseModel):
     isolation: Isolation = "shared"
     enabled: bool = True
     auth: AuthInput | None = None
+    pin: PinMode = "block"
 
 
 def check_url(url: str | None, field: str = "url") -> str:
@@ -138,6 +147,7 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
         isolation=data.isolation,
         enabled=data.enabled,
         auth=auth,
+        pin=data.pin,
     )
 
 

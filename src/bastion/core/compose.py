@@ -71,6 +71,8 @@ class ServerView:
     mirrored_tools: frozenset[str] = frozenset()
     """Tools whose input schema declares `x-mcp-header`: their calls carry Mcp-Param-* headers to check."""
     template_matcher: UriMatcher = field(default_factory=lambda: UriMatcher(()))
+    quarantined: Mapping[tuple[ItemKind, str], CatalogItem] = field(default_factory=dict)
+    """Items held back by their upstream's pin (core/pinning.py), by (kind, exposed name or URI)."""
     _restrictions: dict[Caller, Restriction] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -161,12 +163,16 @@ def compose(
     problems = [f"unknown {m}" for m in missing]
     by_kind: dict[ItemKind, dict[str, CatalogItem]] = {k: {} for k in _SPEC_FIELD}
     disabled: set[tuple[ItemKind, str]] = set()
+    held: dict[tuple[ItemKind, str], CatalogItem] = {}
     collisions: list[str] = []
     for item in sorted(chosen, key=lambda i: (i.upstream, i.kind, i.gateway_name)):
         upstream = upstreams.get(item.upstream)
         exposed = exposed_name(item, spec.prefix)
         if not item.enabled or upstream is None or not upstream.spec.enabled:
             disabled.add((item.kind, exposed))
+            continue
+        if item.quarantined:
+            held.setdefault((item.kind, exposed), item)
             continue
         bucket = by_kind[item.kind]
         other = bucket.get(exposed)
@@ -188,7 +194,8 @@ def compose(
         bucket[exposed] = item
     if collisions:
         raise NameCollision("; ".join(collisions), collisions=collisions)
-    disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
+    served = {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
+    disabled -= served
     list_keys = {kind: tuple(sorted(bucket)) for kind, bucket in by_kind.items()}
     lists = {
         kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in list_keys[kind])
@@ -207,5 +214,6 @@ def compose(
         list_keys=list_keys,
         mirrored_tools=frozenset(n for n, i in by_kind["tool"].items() if _mentions(i.definition.get("inputSchema"), _X_MCP_HEADER)),
         template_matcher=UriMatcher(sorted(templates)),
+        quarantined={k: v for k, v in held.items() if k not in served},
     )
     return view, problems

@@ -20,7 +20,7 @@ MAX_EMAIL = 254
 _READ_METHODS = frozenset({"GET", "HEAD"})
 # What any signed-in user may do on their own session, whatever their role.
 _SELF_SERVICE = frozenset({"/api/v1/auth/me", "/api/v1/auth/logout"})
-_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
+_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "approvals"})
 _DEVELOPER_WRITES = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
 
 

@@ -9,12 +9,12 @@ from pydantic import Field
 
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
-from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
+from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PinMode, PrefixMode, Role, Transport
 
 Visibility = Literal["private", "team", "public"]
 VISIBILITIES: tuple[Visibility, ...] = ("private", "team", "public")
 
-__all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
+__all__ = ["ROLES", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PinMode", "PrefixMode", "Role", "Transport"]
 
 
 class OAuthClientCredentials(Frozen):
@@ -72,6 +72,8 @@ class UpstreamSpec(Frozen):
     team: str | None = None
     owner: str | None = None
     visibility: Visibility = "private"
+    pin: PinMode = "block"
+    """Rug-pull protection (core/pinning.py): hold back (`block`) or flag (`warn`) unapproved definitions."""
 
 
 class UpstreamState(Frozen):
@@ -105,6 +107,10 @@ class CatalogItem(Frozen):
     enabled: bool = True
     name_override: str | None = None
     description_override: str | None = None
+    pin_status: Literal["new", "changed", "rejected"] | None = None
+    """Set on the snapshot's copy when the definition is not the approved one (core/pinning.py)."""
+    quarantined: bool = False
+    """Held back by the upstream's pin mode: neither listed nor callable until approved."""
 
     @property
     def original_name(self) -> str:

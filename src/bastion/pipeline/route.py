@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.compose import Restriction, ServerView
-from bastion.core.errors import BadRequest, Forbidden, NotFound, UnknownItem, UnknownTool
+from bastion.core.errors import BadRequest, Forbidden, NotFound, Quarantined, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.core.paging import page
 from bastion.pipeline.base import Next, Result, Stage
@@ -74,7 +74,22 @@ def _lookup(view: ServerView, kind: ItemKind, name: str, restriction: Restrictio
     error = UnknownTool if kind == "tool" else UnknownItem
     if (kind, name) in view.disabled:
         raise error(f"{label} {name!r} is disabled on virtual server {view.name!r}", name=name)
+    _refuse_quarantined(view, kind, name, restriction)
     raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
+
+
+def _refuse_quarantined(view: ServerView, kind: ItemKind, name: str, restriction: Restriction | None) -> None:
+    """Quarantined items are named as such, but only to a caller the policy would let use them."""
+    held = view.quarantined.get((kind, name))
+    if held is None or (restriction is not None and not restriction.allows(kind, name)):
+        return
+    label = "resource" if kind in ("resource", "resource_template") else kind
+    why = "is new" if held.pin_status == "new" else "was rejected" if held.pin_status == "rejected" else "changed"
+    raise Quarantined(
+        f"{label} {name!r} is quarantined on virtual server {view.name!r}: its definition {why} since an admin "
+        "approved it, and it is held until an admin approves it (GET /api/v1/approvals)",
+        name=name,
+    )
 
 
 def resource_for(view: ServerView, uri: str, restriction: Restriction | None = None) -> CatalogItem:
@@ -83,6 +98,7 @@ def resource_for(view: ServerView, uri: str, restriction: Restriction | None = N
         template = view.template_matcher.match(uri)
         item = view.templates.get(template) if template is not None else None
     if item is None:
+        _refuse_quarantined(view, "resource", uri, restriction)
         raise UnknownItem(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
     _check(restriction, view, "resource", uri)
     return item

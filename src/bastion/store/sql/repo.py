@@ -17,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
 from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.pinning import PinBook, PinRecord
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.store.sql import pins
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
-from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
+from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, virtual_servers
 from bastion.vault.envelope import Envelope
 
 
@@ -67,6 +69,7 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         team=row.team,
         owner=row.owner,
         visibility=row.visibility,
+        pin=row.pin,
     )
     state = UpstreamState(
         status=row.status,
@@ -93,6 +96,7 @@ def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
         "team": spec.team,
         "owner": spec.owner,
         "visibility": spec.visibility,
+        "pin": spec.pin,
     }
 
 
@@ -233,7 +237,17 @@ class SqlConfigRepo:
         async with self.engine.begin() as conn:
             upstream_id = await self._upstream_id(conn, name)
             await conn.execute(delete(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
+            await conn.execute(delete(pin_records).where(pin_records.c.upstream_id == upstream_id))
             await conn.execute(delete(upstreams).where(upstreams.c.id == upstream_id))
+
+    async def list_pins(self) -> PinBook:
+        return await pins.list_pins(self.engine)
+
+    async def save_pins(self, records: Sequence[PinRecord], *, drop: Sequence[PinRecord] = ()) -> None:
+        await pins.save_pins(self.engine, records, drop=drop)
+
+    async def set_pin_trust(self, upstream: str, trust: bool) -> None:
+        await pins.set_pin_trust(self.engine, upstream, trust)
 
     async def list_items(self) -> list[CatalogItem]:
         query = select(catalog_items, upstreams.c.name.label("upstream_name")).join(upstreams)

@@ -47,6 +47,8 @@ upstreams = Table(
     Column("visibility", String(8), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("pin", String(8), nullable=False),  # off | warn | block (core/pinning.py)
+    Column("pin_trust_next", Boolean, nullable=False, default=False),  # approve the next discovery as it comes
 )
 
 catalog_items = Table(
@@ -63,6 +65,21 @@ catalog_items = Table(
     Column("description_override", Text),
     Column("discovered_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("upstream_id", "kind", "key", name="uq_catalog_item"),
+)
+
+pin_records = Table(
+    "pin_records",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("upstream_id", Integer, ForeignKey("upstreams.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("approved", JSON),  # the pinned fields of the approved definition
+    Column("approved_hash", String(64)),
+    Column("rejected_hash", String(64)),
+    Column("decided_by", String(100)),
+    Column("decided_at", DateTime(timezone=True)),
+    UniqueConstraint("upstream_id", "kind", "key", name="uq_pin_record"),
 )
 
 virtual_servers = Table(

@@ -72,6 +72,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[st
         "team": spec.team,
         "owner": spec.owner,
         "visibility": spec.visibility,
+        "pin": spec.pin,
     }
 
 
@@ -88,6 +89,8 @@ def item_json(item: CatalogItem) -> dict[str, Any]:
         "enabled": item.enabled,
         "name_override": item.name_override,
         "description_override": item.description_override,
+        "pin_status": item.pin_status,
+        "quarantined": item.quarantined,
     }
     if item.kind == "tool":
         out |= {

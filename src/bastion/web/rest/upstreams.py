@@ -12,14 +12,14 @@ from starlette.routing import Route
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.identity import can_see
+from bastion.core.identity import can_see, is_admin
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
-    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled", "team", "visibility"
+    "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "enabled", "team", "visibility", "pin"
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
 _OWNERSHIP = ("team", "owner", "visibility")
@@ -61,9 +61,12 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
 
     async def create(request: Request) -> Response:
         body = require_object(await read_json(request, max_body))
-        owned = await ownership(principal_of(request), body, team_exists)
+        principal = principal_of(request)
+        owned = await ownership(principal, body, team_exists)
         spec = parse_upstream(body).model_copy(update=owned)
-        _, discovery = await gateway.register_upstream(spec)
+        # An admin registering an upstream approves what it offers now; anyone else's waits for one.
+        approver = (principal.user or principal.id) if is_admin(principal) else None
+        _, discovery = await gateway.register_upstream(spec, approve_as=approver)
         return JSONResponse({**show(spec.name), "discovered": _discovered(discovery)}, status_code=201)
 
     async def get(request: Request) -> Response:
