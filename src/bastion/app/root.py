@@ -30,16 +30,19 @@ from bastion.config import Settings
 from bastion.control.approvals import Approvals
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
+from bastion.control.registry import Registries
 from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.grants import parse_networks
+from bastion.core.ports import Leadership
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import upgrade
+from bastion.store.sql.registry import SqlRegistryRepo
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
@@ -54,6 +57,8 @@ from bastion.web.rest.approvals import approval_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
+from bastion.web.rest.registries import registry_routes
+from bastion.web.rest.registry_serve import registry_serve_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.teams import team_routes
 from bastion.web.rest.tokens import token_routes
@@ -77,6 +82,7 @@ class Bastion:
     app: BastionApp
     generated_token: str | None
     shared: Shared
+    registries: Registries | None = None
 
 
 @asynccontextmanager
@@ -171,6 +177,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
+            registries = Registries(SqlRegistryRepo(engine), gateway, pool.http, deadline=settings.registry_timeout)
             jwt_issuers: dict[str, JwtVerifier] = {}
             if oidc is not None and settings.oidc_issuer is not None:
                 jwt_issuers[settings.oidc_issuer] = oidc
@@ -186,6 +193,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *approval_routes(Approvals(gateway)),
+                *registry_routes(registries, settings.max_body_bytes, teams.exists),
+                *registry_serve_routes(gateway, settings.base_url, may_use),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),
@@ -209,8 +218,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)
             runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)
+            runner.spawn(
+                "registry-refresh", refresh_registries, registries, settings.registry_refresh_interval, shared.leadership
+            )
             try:
-                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared)
+                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared, registries)
             finally:
                 await front.aclose()
                 await pool.aclose()
@@ -218,6 +230,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     finally:
         with anyio.CancelScope(shield=True):
             await engine.dispose()
+
+
+async def refresh_registries(registries: Registries, interval: float, leadership: Leadership) -> None:
+    """Refresh every registry source's cached listing now and then (the leader only)."""
+    while True:
+        await anyio.sleep(interval)
+        if leadership.is_leader():
+            await registries.refresh_all()
 
 
 StartedHook = Callable[[Bastion], Awaitable[None]]

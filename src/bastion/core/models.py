@@ -52,6 +52,14 @@ class UpstreamTokens(Frozen):
     expires_at: float | None = None
 
 
+class RegistryOrigin(Frozen):
+    """The MCP Registry entry an upstream was installed from (so an update can be offered)."""
+
+    source: str
+    server: str
+    version: str
+
+
 class UpstreamSpec(Frozen):
     """How to reach one upstream MCP server, as the operator registered it."""
 
@@ -74,6 +82,7 @@ class UpstreamSpec(Frozen):
     visibility: Visibility = "private"
     pin: PinMode = "block"
     """Rug-pull protection (core/pinning.py): hold back (`block`) or flag (`warn`) unapproved definitions."""
+    origin: RegistryOrigin | None = None
 
 
 class UpstreamState(Frozen):

@@ -20,6 +20,7 @@ from bastion.core.models import (
     VirtualServerSpec,
 )
 from bastion.core.pinning import PinBook, PinRecord
+from bastion.core.registry_listing import RegistryEntry, RegistrySource
 
 ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None]]
 LogCallback = Callable[[dict[str, Any]], Awaitable[None]]
@@ -78,6 +79,19 @@ class ConfigRepo(Protocol):
     async def rewrap_secrets(self) -> RewrapReport:
         """Re-wrap every stored secret's data key under the vault's current key."""
         ...
+
+
+class RegistryRepo(Protocol):
+    """MCP Registry sources and the entries last fetched from each."""
+
+    async def list_sources(self) -> list[RegistrySource]: ...
+    async def get_source(self, name: str) -> RegistrySource | None: ...
+    async def create_source(self, source: RegistrySource, entries: Sequence[RegistryEntry]) -> None: ...
+    async def save_listing(
+        self, name: str, entries: Sequence[RegistryEntry] | None, at: datetime, error: str | None = None
+    ) -> None: ...
+    async def delete_source(self, name: str) -> None: ...
+    async def list_entries(self, source: str | None = None) -> list[RegistryEntry]: ...
 
 
 class StateSealer(Protocol):

@@ -16,7 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.grants import ApiToken
-from bastion.core.models import CatalogItem, RewrapReport, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.models import (
+    CatalogItem,
+    RegistryOrigin,
+    RewrapReport,
+    Upstream,
+    UpstreamSpec,
+    UpstreamState,
+    VirtualServerSpec,
+)
 from bastion.core.pinning import PinBook, PinRecord
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
@@ -70,6 +78,7 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         owner=row.owner,
         visibility=row.visibility,
         pin=row.pin,
+        origin=RegistryOrigin.model_validate(row.origin) if row.origin else None,
     )
     state = UpstreamState(
         status=row.status,
@@ -97,6 +106,7 @@ def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
         "owner": spec.owner,
         "visibility": spec.visibility,
         "pin": spec.pin,
+        "origin": spec.origin.model_dump() if spec.origin is not None else None,
     }
 
 

@@ -49,6 +49,7 @@ upstreams = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("pin", String(8), nullable=False),  # off | warn | block (core/pinning.py)
     Column("pin_trust_next", Boolean, nullable=False, default=False),  # approve the next discovery as it comes
+    Column("origin", JSON),  # the MCP Registry entry it was installed from: {source, server, version}
 )
 
 catalog_items = Table(
@@ -80,6 +81,31 @@ pin_records = Table(
     Column("decided_by", String(100)),
     Column("decided_at", DateTime(timezone=True)),
     UniqueConstraint("upstream_id", "kind", "key", name="uq_pin_record"),
+)
+
+registry_sources = Table(
+    "registry_sources",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("url", Text),
+    Column("path", Text),
+    Column("refreshed_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+registry_entries = Table(
+    "registry_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(63), ForeignKey("registry_sources.name", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", String(255), nullable=False),
+    Column("latest", Boolean, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", String(64)),
+    Column("status", String(32)),
+    UniqueConstraint("source", "name", "version", name="uq_registry_entry"),
 )
 
 virtual_servers = Table(

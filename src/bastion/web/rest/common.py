@@ -73,6 +73,7 @@ def upstream_json(upstream: Upstream, items: tuple[CatalogItem, ...]) -> dict[st
         "owner": spec.owner,
         "visibility": spec.visibility,
         "pin": spec.pin,
+        "origin": spec.origin.model_dump() if spec.origin is not None else None,
     }
 
 

@@ -88,13 +88,13 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
             )
         body = _keep_client_secret(body, old)
         owned = await ownership(principal_of(request), body, team_exists, old)
-        merged = old.model_dump(exclude={"credentials_error", *_OWNERSHIP}) | {"args": list(old.args)} | body
+        merged = old.model_dump(exclude={"credentials_error", "origin", *_OWNERSHIP}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:
             # The other transport's fields no longer apply unless given anew.
             stale = ("url", "headers", "auth") if body["transport"] == "stdio" else ("command", "args", "env")
             merged |= {key: _EMPTY[key] for key in stale if key not in body}
         try:
-            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update=owned)
+            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update={**owned, "origin": old.origin})
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
         await gateway.update_upstream(spec)

@@ -1,4 +1,5 @@
 """Tool pinning: each upstream's pin mode, and the approved (or rejected) definition of each item.
+MCP Registry: registry sources, their cached entries, and the entry an upstream was installed from.
 
 Existing upstreams get `warn` (they keep working, changes are flagged) and their current catalog
 is approved as it stands, so upgrading does not flag every item at once. New upstreams default to
@@ -26,6 +27,30 @@ def upgrade() -> None:
     # catalog items (see 0004).
     op.add_column("upstreams", sa.Column("pin", sa.String(8), nullable=False, server_default="warn"))
     op.add_column("upstreams", sa.Column("pin_trust_next", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column("upstreams", sa.Column("origin", sa.JSON, nullable=True))
+    op.create_table(
+        "registry_sources",
+        sa.Column("name", sa.String(63), primary_key=True),
+        sa.Column("url", sa.Text),
+        sa.Column("path", sa.Text),
+        sa.Column("refreshed_at", sa.DateTime(timezone=True)),
+        sa.Column("error", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "registry_entries",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "source", sa.String(63), sa.ForeignKey("registry_sources.name", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("version", sa.String(255), nullable=False),
+        sa.Column("latest", sa.Boolean, nullable=False),
+        sa.Column("document", sa.JSON, nullable=False),
+        sa.Column("updated_at", sa.String(64)),
+        sa.Column("status", sa.String(32)),
+        sa.UniqueConstraint("source", "name", "version", name="uq_registry_entry"),
+    )
     pins = op.create_table(
         "pin_records",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -65,6 +90,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("registry_entries")
+    op.drop_table("registry_sources")
+    op.drop_column("upstreams", "origin")
     op.drop_table("pin_records")
     op.drop_column("upstreams", "pin_trust_next")
     op.drop_column("upstreams", "pin")
