@@ -135,3 +135,28 @@ async def test_bastion_serves_its_virtual_servers_as_a_registry(gateway: Running
     assert [s["server"]["name"] for s in mine["servers"]] == ["127.0.0.1/beta"]
     hidden = await gateway.api.get("/v0.1/servers/127.0.0.1/alpha/versions/latest", headers=headers)
     assert hidden.status_code == 404
+
+
+async def test_the_registry_cli_adds_searches_and_installs_asking_for_the_secret(gateway: Running, registry: str) -> None:
+    from click.testing import CliRunner
+
+    from bastion.cli.main import cli
+    from tests.harness import TOKEN
+
+    async def run(*args: str, stdin: str | None = None) -> Any:
+        env = {"BASTION_URL": gateway.base_url, "BASTION_TOKEN": TOKEN, "NO_PROXY": "127.0.0.1,localhost"}
+        return await anyio.to_thread.run_sync(lambda: CliRunner().invoke(cli, list(args), env=env, input=stdin))
+
+    added = await run("registry", "add", "acme", registry)
+    assert added.exit_code == 0, added.output
+    found = await run("registry", "search", "fixture")
+    assert REMOTE in found.output and "streamable-http" in found.output
+    secret = "typed-not-echoed"
+    installed = await run("registry", "install", "acme", REMOTE, "--name", "cli-remote", stdin=f"{secret}\n")
+    assert installed.exit_code == 0, installed.output
+    assert "X-Api-Key (header)" in installed.output and secret not in installed.output
+    assert "Installed io.github.bastion-tests/fixture-remote 1.1.0 as upstream cli-remote" in installed.output
+    upstream = (await gateway.api.get("/api/v1/upstreams/cli-remote")).json()
+    assert upstream["origin"]["version"] == "1.1.0"
+    missing = await run("registry", "install", "acme", "io.github.nobody/nothing")
+    assert missing.exit_code == 1 and "lists no server" in missing.output

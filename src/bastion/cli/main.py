@@ -10,6 +10,7 @@ import click
 from bastion.cli.approvals import approvals
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
+from bastion.cli.registry import registry
 from bastion.cli.servers import servers
 from bastion.cli.teams import teams
 from bastion.cli.tokens import tokens
@@ -66,6 +67,7 @@ def cli() -> None:
 cli.add_command(upstreams)
 cli.add_command(tools)
 cli.add_command(approvals)
+cli.add_command(registry)
 cli.add_command(servers)
 cli.add_command(tokens)
 cli.add_command(vault)
