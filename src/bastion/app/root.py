@@ -28,6 +28,7 @@ from bastion.auth.passwords import Passwords
 from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
 from bastion.control.approvals import Approvals
+from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
 from bastion.control.registry import Registries
@@ -57,6 +58,7 @@ from bastion.web.rest.approvals import approval_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
+from bastion.web.rest.duplicates import duplicate_routes
 from bastion.web.rest.registries import registry_routes
 from bastion.web.rest.registry_serve import registry_serve_routes
 from bastion.web.rest.servers import server_routes
@@ -177,6 +179,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
+            duplicates = Duplicates(gateway)
             registries = Registries(SqlRegistryRepo(engine), gateway, pool.http, deadline=settings.registry_timeout)
             jwt_issuers: dict[str, JwtVerifier] = {}
             if oidc is not None and settings.oidc_issuer is not None:
@@ -190,9 +193,10 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             start_page = StartPage(connect, login, identity, settings.base_url)
             public = joined(public, callback_endpoint(connect, start_page))
             routes = [
-                *upstream_routes(gateway, settings.max_body_bytes, teams.exists),
+                *upstream_routes(gateway, settings.max_body_bytes, teams.exists, duplicates),
                 *catalog_routes(gateway, settings.max_body_bytes),
                 *approval_routes(Approvals(gateway)),
+                *duplicate_routes(duplicates),
                 *registry_routes(registries, settings.max_body_bytes, teams.exists),
                 *registry_serve_routes(gateway, settings.base_url, may_use),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists),

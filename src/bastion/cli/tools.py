@@ -55,3 +55,19 @@ def enable(name: str, api: Api) -> None:
 def disable(name: str, api: Api) -> None:
     """Disable a tool by its gateway name."""
     _set_enabled(api, name, False)
+
+
+DUPLICATE_COLUMNS: list[Column] = [
+    ("tools", lambda row: ", ".join(row.get("tools", []))),
+    "score",
+    ("reason", lambda row: truncate(row.get("reason"), 90)),
+]
+
+
+@tools.command("duplicates")
+@click.option("--upstream", default=None, help="Only groups that include this upstream.")
+@api_command
+def duplicates(upstream: str | None, api: Api) -> None:
+    """Groups of tools on different upstreams that look like the same job (name, description, schema)."""
+    data = api.get("/api/v1/catalog/duplicates", params={"upstream": upstream} if upstream else None)
+    emit(data if api.as_json else data.get("groups", []), as_json=api.as_json, columns=DUPLICATE_COLUMNS, title="duplicate tools")

@@ -21,7 +21,7 @@ ALL_SERVERS: Final = "*"
 AllServers = Literal["*"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-READABLE_COLLECTIONS = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
+READABLE_COLLECTIONS = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "catalog"})
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 

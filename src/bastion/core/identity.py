@@ -20,7 +20,7 @@ MAX_EMAIL = 254
 _READ_METHODS = frozenset({"GET", "HEAD"})
 # What any signed-in user may do on their own session, whatever their role.
 _SELF_SERVICE = frozenset({"/api/v1/auth/me", "/api/v1/auth/logout"})
-_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "approvals", "registries"})
+_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "approvals", "registries", "catalog"})
 _DEVELOPER_WRITES = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "registries"})
 # Bastion's own MCP Registry API (v0.1): lists only the virtual servers the caller may use.
 _REGISTRY_API = "/v0.1/servers"

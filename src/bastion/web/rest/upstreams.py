@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
@@ -16,6 +17,7 @@ from bastion.core.identity import can_see, is_admin
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, visible_upstream
 from bastion.web.rest.common import KIND_FIELDS, read_json, require_object, upstream_json
+from bastion.web.rest.duplicates import pair_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
@@ -41,7 +43,9 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
     return out
 
 
-def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
+def upstream_routes(
+    gateway: Gateway, max_body: int, team_exists: TeamExists | None = None, duplicates: Duplicates | None = None
+) -> list[Route]:
     def show(name: str) -> dict[str, Any]:
         snap = gateway.snapshot
         return upstream_json(gateway.upstream(name), snap.items)
@@ -67,7 +71,16 @@ def upstream_routes(gateway: Gateway, max_body: int, team_exists: TeamExists | N
         # An admin registering an upstream approves what it offers now; anyone else's waits for one.
         approver = (principal.user or principal.id) if is_admin(principal) else None
         _, discovery = await gateway.register_upstream(spec, approve_as=approver)
-        return JSONResponse({**show(spec.name), "discovered": _discovered(discovery)}, status_code=201)
+        reply = {**show(spec.name), "discovered": _discovered(discovery)}
+        if duplicates is not None:
+            # Which of its tools already exist elsewhere (only where the caller can see them).
+            seen = {n for n, u in gateway.snapshot.upstreams.items() if can_see(principal, u.spec)}
+            upstream_of = {i.gateway_name: i.upstream for i in gateway.snapshot.items if i.kind == "tool"}
+            reply["duplicates"] = [
+                pair_json(p) for p in duplicates.of_upstream(spec.name)
+                if upstream_of.get(p.a) in seen and upstream_of.get(p.b) in seen
+            ]
+        return JSONResponse(reply, status_code=201)
 
     async def get(request: Request) -> Response:
         visible_upstream(principal_of(request), gateway.snapshot.upstreams, request.path_params["name"])
