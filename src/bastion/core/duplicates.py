@@ -39,7 +39,7 @@ _SYNONYMS = {
     "dir": "directory", "folder": "directory", "dirs": "directory", "directories": "directory",
     "files": "file", "doc": "document", "docs": "document", "repo": "repository", "repos": "repository",
 }
-_STOP = frozenset(
+STOP_WORDS = frozenset(
     "a an the of to in on for and or with by from as at is are be this that it its into your you can "
     "will all any if not use using used given which when than then only also returns return".split()
 )
@@ -52,7 +52,8 @@ def words(text: str) -> list[str]:
     return [w.lower() for part in _SPLIT.split(text) for w in _CAMEL.split(part) if w]
 
 
-def _fold(word: str) -> str:
+def fold(word: str) -> str:
+    """One form per word: common verb synonyms folded, a plural s dropped."""
     word = _SYNONYMS.get(word, word)
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
@@ -74,11 +75,11 @@ def features(item: CatalogItem) -> ToolFeatures:
     if isinstance(props, dict):
         for arg, spec in props.items():
             kind = spec.get("type") if isinstance(spec, dict) else None
-            args.add(("".join(_fold(w) for w in words(str(arg))), str(kind) if isinstance(kind, str) else "any"))
-    desc = [_fold(w) for w in words(item.description or "") if w not in _STOP and len(w) > 1]
+            args.add(("".join(fold(w) for w in words(str(arg))), str(kind) if isinstance(kind, str) else "any"))
+    desc = [fold(w) for w in words(item.description or "") if w not in STOP_WORDS and len(w) > 1]
     return ToolFeatures(
         ref=(item.upstream, item.gateway_name), name=name,
-        name_words=frozenset(_fold(w) for w in words(name) if w not in _STOP),
+        name_words=frozenset(fold(w) for w in words(name) if w not in STOP_WORDS),
         description=Counter(desc), arguments=frozenset(args),
     )
 

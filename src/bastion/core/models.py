@@ -9,6 +9,7 @@ from pydantic import Field
 
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.core.transforms import ToolTransform
 from bastion.core.values import ROLES, Frozen, HealthStatus, Isolation, ItemKind, PinMode, PrefixMode, Role, Transport
 
 Visibility = Literal["private", "team", "public"]
@@ -148,6 +149,10 @@ class VirtualServerSpec(Frozen):
     team: str | None = None
     owner: str | None = None
     visibility: Visibility = "private"
+    transforms: dict[str, ToolTransform] = Field(default_factory=dict)
+    """Per exposed tool, keyed by its gateway name (core/transforms.py)."""
+    discovery: Literal["list", "search"] = "list"
+    """`search`: clients see three meta-tools (search, describe, call) instead of the whole catalog."""
 
 
 class RewrapReport(Frozen):

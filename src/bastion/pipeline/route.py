@@ -11,6 +11,7 @@ from bastion.core.compose import Restriction, ServerView
 from bastion.core.errors import BadRequest, Forbidden, NotFound, Quarantined, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.core.paging import page
+from bastion.core.transforms import map_call
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
 
@@ -74,6 +75,8 @@ def _lookup(view: ServerView, kind: ItemKind, name: str, restriction: Restrictio
     error = UnknownTool if kind == "tool" else UnknownItem
     if (kind, name) in view.disabled:
         raise error(f"{label} {name!r} is disabled on virtual server {view.name!r}", name=name)
+    if kind == "tool" and name in view.held:
+        raise Forbidden(f"tool {name!r} is held on virtual server {view.name!r}: {view.held[name]}", name=name)
     _refuse_quarantined(view, kind, name, restriction)
     raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
 
@@ -143,9 +146,13 @@ def route_stage(page_size: int) -> Stage:
 async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Result:
     method, params, restriction = ctx.method, ctx.params, ctx.restriction
     if method == "tools/call":
-        item = _lookup(view, "tool", _required_str(params, "name", method), restriction)
+        name = _required_str(params, "name", method)
+        item = _lookup(view, "tool", name, restriction)
         upstream_params: dict[str, Any] = {"name": item.key}
-        if "arguments" in params:
+        transform = view.transforms.get(name)
+        if transform is not None:
+            upstream_params["arguments"] = map_call(transform, params.get("arguments"))
+        elif "arguments" in params:
             upstream_params["arguments"] = params["arguments"]
         for key in (*_ROUND_TRIP, "task"):
             if key in params:

@@ -28,6 +28,7 @@ from bastion.core.models import (
 from bastion.core.pinning import PinBook, PinRecord
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.core.transforms import ToolTransform
 from bastion.store.sql import pins
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, virtual_servers
@@ -139,6 +140,8 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         upstreams=tuple(row.upstreams),
         policy=Policy.model_validate(row.policy) if row.policy is not None else None,
         rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
+        transforms={k: ToolTransform.model_validate(v) for k, v in (row.transforms or {}).items()},
+        discovery=row.discovery,
         team=row.team,
         owner=row.owner,
         visibility=row.visibility,
@@ -315,6 +318,8 @@ class SqlConfigRepo:
             "upstreams": list(spec.upstreams),
             "policy": spec.policy.model_dump(mode="json") if spec.policy is not None else None,
             "rate_limits": spec.rate_limits.model_dump(exclude_none=True) if spec.rate_limits else None,
+            "transforms": {k: t.model_dump(mode="json", exclude_unset=True) for k, t in spec.transforms.items()} or None,
+            "discovery": spec.discovery,
             "team": spec.team,
             "owner": spec.owner,
             "visibility": spec.visibility,

@@ -121,6 +121,8 @@ virtual_servers = Table(
     Column("upstreams", JSON, nullable=False),
     Column("policy", JSON, nullable=True),
     Column("rate_limits", JSON),
+    Column("transforms", JSON),  # per exposed tool (core/transforms.py), null for none
+    Column("discovery", String(8), nullable=False, default="list"),  # list | search
     Column("team", String(63)),
     Column("owner", String(36)),
     Column("visibility", String(8), nullable=False),

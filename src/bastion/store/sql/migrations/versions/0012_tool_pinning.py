@@ -1,5 +1,6 @@
 """Tool pinning: each upstream's pin mode, and the approved (or rejected) definition of each item.
 MCP Registry: registry sources, their cached entries, and the entry an upstream was installed from.
+Tool transforms and discovery mode (list | search) of virtual servers.
 
 Existing upstreams get `warn` (they keep working, changes are flagged) and their current catalog
 is approved as it stands, so upgrading does not flag every item at once. New upstreams default to
@@ -28,6 +29,8 @@ def upgrade() -> None:
     op.add_column("upstreams", sa.Column("pin", sa.String(8), nullable=False, server_default="warn"))
     op.add_column("upstreams", sa.Column("pin_trust_next", sa.Boolean, nullable=False, server_default=sa.false()))
     op.add_column("upstreams", sa.Column("origin", sa.JSON, nullable=True))
+    op.add_column("virtual_servers", sa.Column("transforms", sa.JSON, nullable=True))
+    op.add_column("virtual_servers", sa.Column("discovery", sa.String(8), nullable=False, server_default="list"))
     op.create_table(
         "registry_sources",
         sa.Column("name", sa.String(63), primary_key=True),
@@ -93,6 +96,8 @@ def downgrade() -> None:
     op.drop_table("registry_entries")
     op.drop_table("registry_sources")
     op.drop_column("upstreams", "origin")
+    op.drop_column("virtual_servers", "transforms")
+    op.drop_column("virtual_servers", "discovery")
     op.drop_table("pin_records")
     op.drop_column("upstreams", "pin_trust_next")
     op.drop_column("upstreams", "pin")
