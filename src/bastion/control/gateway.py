@@ -29,6 +29,7 @@ from bastion.core.naming import check_slug, is_valid_tool_name
 from bastion.core.pinning import approve
 from bastion.core.ports import ChangeFeed, ConfigRepo, Leadership
 from bastion.core.snapshot import Snapshot, build_snapshot
+from bastion.core.transforms import TransformError
 from bastion.tasks import TaskRunner
 from bastion.upstream.pool import UpstreamPool
 
@@ -375,6 +376,10 @@ class Gateway:
                 new = [c for c in exc.extra.get("collisions", [exc.detail]) if c not in known]
                 if new:
                     raise NameCollision("; ".join(new), collisions=new) from None
+            except TransformError as exc:
+                # Likewise a transform a refresh left unfitting (its tool is held already).
+                if f"{exc.detail}; the tool is held" not in self.snapshot.problems.get(name, ()):
+                    raise
         await self.repo.update_item(item)
         await self.rebuild()
         return self.find_item(item.kind, item.gateway_name)

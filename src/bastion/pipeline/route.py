@@ -75,7 +75,7 @@ def _lookup(view: ServerView, kind: ItemKind, name: str, restriction: Restrictio
     error = UnknownTool if kind == "tool" else UnknownItem
     if (kind, name) in view.disabled:
         raise error(f"{label} {name!r} is disabled on virtual server {view.name!r}", name=name)
-    if kind == "tool" and name in view.held:
+    if kind == "tool" and name in view.held and (restriction is None or restriction.allows(kind, name)):
         raise Forbidden(f"tool {name!r} is held on virtual server {view.name!r}: {view.held[name]}", name=name)
     _refuse_quarantined(view, kind, name, restriction)
     raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
