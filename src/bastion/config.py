@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     call_timeout: float = Field(default=60.0, gt=0, description="Deadline for one upstream request, seconds")
     connect_timeout: float = Field(default=15.0, gt=0, description="Deadline to connect to an upstream")
     health_interval: float = Field(default=30.0, gt=0, description="Seconds between upstream health checks")
+    registry_refresh_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between refreshes of MCP Registry sources' cached listings"
+    )
+    registry_timeout: float = Field(default=30.0, gt=0, description="Total deadline for one MCP Registry request, s")
     reconnect_backoff: float = Field(default=0.5, gt=0, description="First reconnect delay; doubles to 30 s")
     allowed_origins: tuple[str, ...] = Field(
         default=(), description="Browser origins allowed on the MCP endpoints besides localhost ones"

@@ -39,7 +39,9 @@ async def gateway_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
     db = tmp_path_factory.mktemp("conformance") / "bastion.db"
     with conformance_upstream() as upstream_url:
         async with serve(settings_for(f"sqlite+aiosqlite:///{db}")) as gateway:
-            await gateway.register({"name": "conformance", "transport": "streamable-http", "url": upstream_url})
+            # Unpinned: the suite's dynamic tools and list_changed scenarios expect new tools to show at once.
+            body = {"name": "conformance", "transport": "streamable-http", "url": upstream_url, "pin": "off"}
+            await gateway.register(body)
             await gateway.create_server({"name": "conformance", "upstreams": ["conformance"], "prefix": "never"})
             async with serve_asgi(AuthProxy(gateway.base_url, TOKEN)) as base:
                 yield f"{base}/servers/conformance/mcp"

@@ -27,7 +27,7 @@ MODES = ["legacy", "2026-07-28"]
 
 
 async def with_fixture_server(gateway: Running) -> None:
-    await gateway.register(stdio_fixture("fx"))
+    await gateway.register({**stdio_fixture("fx"), "pin": "off"})  # a tool it adds must reach the client
     await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
 
 

@@ -12,11 +12,20 @@ import pytest
 from mcp import Client, MCPError
 from mcp.types import ToolListChangedNotification
 
-from tests.harness import ROOT, Running, http_fixture, stdio_fixture
+from tests.harness import ROOT, Running, http_fixture
+from tests.harness import stdio_fixture as pinned_stdio_fixture
 
 ASKING = ROOT / "tests" / "upstreams" / "asking_server.py"
 
 pytestmark = pytest.mark.anyio
+
+# These tests are about changes reaching clients, so the upstreams are not pinned (tests/e2e/test_pinning.py
+# covers what pinning holds back).
+UNPINNED = {"pin": "off"}
+
+
+def stdio_fixture(name: str) -> dict[str, object]:
+    return {**pinned_stdio_fixture(name), **UNPINNED}
 
 
 class ToolListChanges:
@@ -76,7 +85,7 @@ async def test_upstream_adding_a_tool_reaches_the_client(gateway: Running, trans
         if transport == "stdio":
             body = stdio_fixture("fx")
         else:
-            body = stack.enter_context(http_fixture(transport)).body("fx")
+            body = {**stack.enter_context(http_fixture(transport)).body("fx"), **UNPINNED}
         await gateway.register(body)
         await _adding_a_tool_reaches_the_client(gateway)
 
@@ -209,7 +218,7 @@ async def test_a_handshake_only_upstream_adding_a_tool_reaches_the_catalog(gatew
     assert proc.stdout is not None
     try:
         port = int(proc.stdout.readline().split()[1])
-        await gateway.register({"name": "old", "transport": "sse", "url": f"http://127.0.0.1:{port}/sse"})
+        await gateway.register({"name": "old", "transport": "sse", "url": f"http://127.0.0.1:{port}/sse", **UNPINNED})
         assert gateway.bastion.pool.connection("old").client.protocol_version == "2025-11-25"  # type: ignore[union-attr]
         await gateway.create_server({"name": "vs", "upstreams": ["old"]})
         async with gateway.client("vs", mode="legacy") as client:

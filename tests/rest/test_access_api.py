@@ -72,6 +72,13 @@ async def test_developer_manages_own_teams_upstreams_and_servers(any_db_gateway:
         server = await a.post("/api/v1/servers", json={"name": "vs", "upstreams": ["fx"]})
         assert server.status_code == 201 and server.json()["team"] == "alpha"
         assert server.json()["visibility"] == "team"
+        # A developer's upstream is pinned but not approved: its tools wait for an admin.
+        waiting = (await a.get("/api/v1/approvals")).json()["items"]
+        assert waiting and {w["change"] for w in waiting} == {"new"}
+        refused = await a.post(f"/api/v1/approvals/{waiting[0]['id']}/approve")
+        assert refused.status_code == 403
+    for approval in waiting:
+        assert (await gw.api.post(f"/api/v1/approvals/{approval['id']}/approve")).status_code == 200
     async with signed_in(gw, "a2@example.com") as a2:
         assert (await a2.patch("/api/v1/upstreams/fx", json={"visibility": "public"})).status_code == 200
         assert (await a2.patch("/api/v1/tools/fx__echo", json={"description": "Echo."})).status_code == 200

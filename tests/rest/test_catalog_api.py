@@ -192,7 +192,7 @@ async def test_resources_listed(any_db_gateway: Running) -> None:
 
 async def test_existing_collision_does_not_block_unrelated_edits(any_db_gateway: Running) -> None:
     api = any_db_gateway.api
-    await any_db_gateway.register(stdio_fixture("a"))
+    await any_db_gateway.register({**stdio_fixture("a"), "pin": "off"})  # its new tool must show, not wait
     await any_db_gateway.register(stdio_fixture("b"))
     assert (await api.patch("/api/v1/tools/b__add", json={"name": "plus"})).status_code == 200
     await any_db_gateway.create_server({"name": "vs", "upstreams": ["a"], "tools": ["b__add"], "prefix": "never"})

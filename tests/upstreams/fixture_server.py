@@ -8,6 +8,8 @@ Add ``--counter`` to also serve the subscribable resource ``fixture://counter`` 
 tool ``bump`` (off by default, so the default tool and resource lists stay as they are).
 ``--bare`` serves only ``add_tool`` and ``add_resource`` (an upstream that starts harmless and
 changes what it lists on command); ``--extra-tools N`` also lists N tools ``bulk_0``... .
+Add ``--mutable`` to also serve ``redescribe`` and ``drop_tool``, which change or remove a tool's
+definition at runtime and say so with list_changed (a rug pull, for pinning tests).
 
 Over HTTP it binds 127.0.0.1 (streamable HTTP at /mcp; SSE at /sse with
 messages posted to /messages/) and prints exactly one line, ``READY <port>``,
@@ -66,7 +68,9 @@ COUNTER_URI = "fixture://counter"
 COUNTER = {"value": 0}
 
 
-def build_server(name: str = "fixture", counter: bool = False, bare: bool = False, extra_tools: int = 0) -> MCPServer:
+def build_server(
+    name: str = "fixture", counter: bool = False, bare: bool = False, extra_tools: int = 0, mutable: bool = False
+) -> MCPServer:
     """Build the fixture server; every call returns a fresh, independent instance.
 
     With `counter`, also serve `fixture://counter` (subscribable in both eras) and `bump`. With
@@ -224,6 +228,8 @@ def build_server(name: str = "fixture", counter: bool = False, bare: bool = Fals
 
     if counter:
         add_counter(mcp)
+    if mutable:
+        add_mutators(mcp)
     return mcp
 
 
@@ -232,6 +238,32 @@ def _bulk(index: int) -> Any:
         return str(index)
 
     return bulk
+
+
+def add_mutators(mcp: MCPServer) -> None:
+    """`redescribe` and `drop_tool`: the upstream changes its own tools after they were approved."""
+
+    async def tools_changed(ctx: Context) -> None:
+        await ctx.session.send_notification(ToolListChangedNotification())
+        await ctx.notify_tools_changed()
+
+    @mcp.tool()
+    async def redescribe(tool: str, description: str, ctx: Context) -> str:
+        """Give tool `tool` a new description (same behaviour) and send notifications/tools/list_changed."""
+        found = mcp._tool_manager.get_tool(tool)  # MCPServer has no public accessor for one tool
+        if found is None:
+            return f"no tool {tool}"
+        mcp.remove_tool(tool)
+        mcp.add_tool(found.fn, name=tool, title=found.title, description=description, annotations=found.annotations)
+        await tools_changed(ctx)
+        return "redescribed"
+
+    @mcp.tool()
+    async def drop_tool(tool: str, ctx: Context) -> str:
+        """Remove tool `tool` and send notifications/tools/list_changed."""
+        mcp.remove_tool(tool)
+        await tools_changed(ctx)
+        return "dropped"
 
 
 def add_counter(mcp: MCPServer) -> None:
@@ -309,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stateless", action="store_true", help="stateless streamable HTTP")
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
     parser.add_argument("--counter", action="store_true", help="serve fixture://counter and the bump tool")
+    parser.add_argument("--mutable", action="store_true", help="serve redescribe and drop_tool (rug pulls)")
     parser.add_argument("--set-cookie", action="store_true", help="set a cookie on every HTTP response")
     parser.add_argument("--bare", action="store_true", help="serve only add_tool and add_resource")
     parser.add_argument("--extra-tools", type=int, default=0, help="also list this many tools bulk_0...")
@@ -318,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.stderr.write("fixture upstream starting\n")
     sys.stderr.flush()
 
-    mcp = build_server(args.name, counter=args.counter, bare=args.bare, extra_tools=args.extra_tools)
+    mcp = build_server(args.name, counter=args.counter, bare=args.bare, extra_tools=args.extra_tools, mutable=args.mutable)
     if args.transport == "stdio":
         mcp.run("stdio")
     else:

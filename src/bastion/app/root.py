@@ -30,19 +30,24 @@ from bastion.auth.bearer import BearerVerifier, JwtVerifier
 from bastion.auth.passwords import Passwords
 from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
+from bastion.control.approvals import Approvals
+from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
 from bastion.control.policy_subjects import PolicySubjects
+from bastion.control.registry import Registries
 from bastion.control.teams import Teams
 from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.launch import parse_rules
+from bastion.core.ports import Leadership
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import upgrade
+from bastion.store.sql.registry import SqlRegistryRepo
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from bastion.tasks import TaskRunner
@@ -60,11 +65,15 @@ from bastion.web.headers import security_headers
 from bastion.web.hosts import allowed_hosts
 from bastion.web.mcp_endpoint import McpFront
 from bastion.web.rest.admin_doc import admin_doc_routes
+from bastion.web.rest.approvals import approval_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
+from bastion.web.rest.duplicates import duplicate_routes
 from bastion.web.rest.facade import Facade
 from bastion.web.rest.facade_calls import AsyncCalls
+from bastion.web.rest.registries import registry_routes
+from bastion.web.rest.registry_serve import registry_serve_routes
 from bastion.web.rest.servers import server_routes
 from bastion.web.rest.teams import team_routes
 from bastion.web.rest.tokens import token_routes
@@ -89,6 +98,7 @@ class Bastion:
     generated_token: str | None
     shared: Shared
     telemetry: Telemetry | None = None
+    registries: Registries | None = None
 
 
 @asynccontextmanager
@@ -200,6 +210,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
+            duplicates = Duplicates(gateway)
+            registries = Registries(SqlRegistryRepo(engine), gateway, pool.http, deadline=settings.registry_timeout)
             jwt_issuers: dict[str, JwtVerifier] = {}
             if oidc is not None and settings.oidc_issuer is not None:
                 jwt_issuers[settings.oidc_issuer] = oidc
@@ -219,8 +231,12 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             start_page = StartPage(connect, login, identity, settings.base_url)
             public = joined(public, callback_endpoint(connect, start_page))
             routes = [
-                *upstream_routes(gateway, settings.max_body_bytes, teams.exists, stdio_rules),
+                *upstream_routes(gateway, settings.max_body_bytes, teams.exists, stdio_rules, duplicates),
                 *catalog_routes(gateway, settings.max_body_bytes),
+                *approval_routes(Approvals(gateway)),
+                *duplicate_routes(duplicates),
+                *registry_routes(registries, settings.max_body_bytes, teams.exists),
+                *registry_serve_routes(gateway, settings.base_url, may_use),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists, subjects),
                 *Facade(
                     pipeline,
@@ -265,8 +281,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             runner.spawn("leader-lease", shared.leadership.run)
             runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)
             telemetry.start(runner, shared.leadership.is_leader)
+            runner.spawn(
+                "registry-refresh", refresh_registries, registries, settings.registry_refresh_interval, shared.leadership
+            )
             try:
-                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared, telemetry)
+                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared, telemetry, registries)
             finally:
                 await telemetry.close()  # after uvicorn drained in-flight calls: their records are written
                 await front.aclose()
@@ -276,6 +295,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     finally:
         with anyio.CancelScope(shield=True):
             await engine.dispose()
+
+
+async def refresh_registries(registries: Registries, interval: float, leadership: Leadership) -> None:
+    """Refresh every registry source's cached listing now and then (the leader only)."""
+    while True:
+        await anyio.sleep(interval)
+        if leadership.is_leader():
+            await registries.refresh_all()
 
 
 StartedHook = Callable[[Bastion], Awaitable[None]]

@@ -100,3 +100,19 @@ tools = catalog_group("tools", "tool", "NAME")
 tools.add_command(call)
 prompts = catalog_group("prompts", "prompt", "NAME")
 resources = catalog_group("resources", "resource", "NAME")
+
+
+DUPLICATE_COLUMNS: list[Column] = [
+    ("tools", lambda row: ", ".join(row.get("tools", []))),
+    "score",
+    ("reason", lambda row: truncate(row.get("reason"), 90)),
+]
+
+
+@tools.command("duplicates")
+@click.option("--upstream", default=None, help="Only groups that include this upstream.")
+@api_command
+def duplicates(upstream: str | None, api: Api) -> None:
+    """Groups of tools on different upstreams that look like the same job (name, description, schema)."""
+    data = api.get("/api/v1/catalog/duplicates", params={"upstream": upstream} if upstream else None)
+    emit(data if api.as_json else data.get("groups", []), as_json=api.as_json, columns=DUPLICATE_COLUMNS, title="duplicate tools")

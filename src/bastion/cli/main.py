@@ -8,10 +8,12 @@ from importlib import metadata
 import click
 
 from bastion.cli.admin import admin
+from bastion.cli.approvals import approvals
 from bastion.cli.audit import audit
 from bastion.cli.catalog import prompts, resources, tools
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
+from bastion.cli.registry import registry
 from bastion.cli.servers import servers
 from bastion.cli.status import cluster, health
 from bastion.cli.teams import teams
@@ -70,6 +72,8 @@ cli.add_command(upstreams)
 cli.add_command(tools)
 cli.add_command(prompts)
 cli.add_command(resources)
+cli.add_command(approvals)
+cli.add_command(registry)
 cli.add_command(servers)
 cli.add_command(tokens)
 cli.add_command(vault)

@@ -33,7 +33,7 @@ async def install_demo(bastion: Bastion) -> None:
             args=("-m", "bastion.demo.server"),
             visibility="public",
         )
-        await gateway.register_upstream(spec)
+        await gateway.register_upstream(spec, approve_as="bastion demo")
     if DEMO_SERVER not in gateway.snapshot.servers:
         try:
             await gateway.save_server(

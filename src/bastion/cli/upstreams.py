@@ -113,6 +113,12 @@ def upstreams() -> None:
 )
 @click.option("--oauth-scope", default=None, help="OAuth client credentials: scope to ask for.")
 @click.option("--oauth-audience", default=None, help="OAuth client credentials: audience to ask for.")
+@click.option(
+    "--pin",
+    type=click.Choice(["block", "warn", "off"]),
+    default=None,
+    help="Changed/new definitions: hold until approved (block, the default), flag (warn), or pass (off).",
+)
 @api_command
 def add(
     name: str,
@@ -130,10 +136,13 @@ def add(
     oauth_client_secret: str | None,
     oauth_scope: str | None,
     oauth_audience: str | None,
+    pin: str | None,
     api: Api,
 ) -> None:
     """Register an upstream; for stdio, pass the command after `--`."""
     body = _build_body(name, transport, upstream_url, command, args, argv, env, header, isolation, protocol)
+    if pin is not None:
+        body["pin"] = pin
     auth = _oauth(oauth_token_url, oauth_client_id, oauth_client_secret, oauth_scope, oauth_audience)
     if auth is not None:
         body["auth"] = auth

@@ -27,8 +27,10 @@ from bastion.core.models import (
     VirtualServerSpec,
 )
 from bastion.core.naming import check_rename, check_slug, is_valid_tool_name
+from bastion.core.pinning import approve
 from bastion.core.ports import ChangeFeed, ConfigRepo, Leadership
 from bastion.core.snapshot import Snapshot, build_snapshot
+from bastion.core.transforms import TransformError
 from bastion.tasks import TaskRunner
 from bastion.upstream.pool import UpstreamPool
 
@@ -125,10 +127,11 @@ class Gateway:
             upstreams = await self.repo.list_upstreams()
             items = await self.repo.list_items()
             specs = await self.repo.list_servers()
+            pins = await self.repo.list_pins()
             old = self.snapshot
             # Composing a large catalog takes a while: off the event loop, so requests go on meanwhile
             # (the inputs are frozen values; bench/snapshot_build.py measures it).
-            new = await anyio.to_thread.run_sync(partial(build_snapshot, upstreams, items, specs, version=old.version + 1))
+            new = await anyio.to_thread.run_sync(partial(build_snapshot, upstreams, items, specs, version=old.version + 1, pins=pins))
             self.snapshot = new
         for server, problems in new.problems.items():
             for problem in problems:
@@ -162,8 +165,13 @@ class Gateway:
             raise NotFound(f"upstream {name!r} does not exist")
         return upstream
 
-    async def register_upstream(self, spec: UpstreamSpec) -> tuple[Upstream, Discovery]:
-        """Connect, discover, then save: an upstream that cannot be reached is not saved at all."""
+    async def register_upstream(
+        self, spec: UpstreamSpec, *, approve_as: str | None = None
+    ) -> tuple[Upstream, Discovery]:
+        """Connect, discover, then save: an upstream that cannot be reached is not saved at all.
+
+        With `approve_as` (an admin registering it), what this first discovery finds is approved in
+        their name; if it finds nothing yet (per-user OAuth), the first discovery that does is."""
         if await self.repo.get_upstream(spec.name) is not None:
             raise Conflict(f"upstream {spec.name!r} already exists")
         try:
@@ -177,6 +185,8 @@ class Gateway:
         except BaseException:
             await self.pool.close(spec.name)
             raise
+        if approve_as is not None:
+            await self._approve_all(spec.name, discovery.items, approve_as)
         if not spec.enabled:
             await self.pool.close(spec.name)
             upstream = Upstream(spec=spec, state=UpstreamState(status="disabled"))
@@ -189,9 +199,9 @@ class Gateway:
         old = self.upstream(spec.name)
         if spec == old.spec:
             return old
-        ownership = {"team", "owner", "visibility"}
+        ownership = {"team", "owner", "visibility", "pin"}
         if spec.model_dump(exclude=ownership) == old.spec.model_dump(exclude=ownership):
-            # Only who owns or sees it changed: nothing to reconnect or rediscover.
+            # Only who owns or sees it (or its pin mode) changed: nothing to reconnect or rediscover.
             await self.repo.update_upstream_spec(spec)
         elif not spec.enabled:
             await self.pool.close(spec.name)
@@ -271,8 +281,17 @@ class Gateway:
         current = {(i.kind, i.key): i.definition for i in self.snapshot.items if i.upstream == name}
         if current != {(i.kind, i.key): i.definition for i in discovery.items}:
             await self.repo.replace_items(name, discovery.items)
+        if name in self.snapshot.pins.trusting and discovery.items:
+            await self._approve_all(name, discovery.items, "first discovery")
         await self.repo.save_upstream_state(name, _healthy(discovery))
         return discovery
+
+    async def _approve_all(self, name: str, items: tuple[CatalogItem, ...], actor: str) -> None:
+        """Pin every item of a first discovery; with nothing to pin yet, trust the next discovery."""
+        if items:
+            now = datetime.now(UTC)
+            await self.repo.save_pins([approve(i, actor, now) for i in items])
+        await self.repo.set_pin_trust(name, not items)
 
     async def _save_state(self, name: str, **changes: object) -> None:
         current = self.snapshot.upstreams.get(name)
@@ -384,6 +403,10 @@ class Gateway:
                 new = [c for c in exc.extra.get("collisions", [exc.detail]) if c not in known]
                 if new:
                     raise NameCollision("; ".join(new), collisions=new) from None
+            except TransformError as exc:
+                # Likewise a transform a refresh left unfitting (its tool is held already).
+                if f"{exc.detail}; the tool is held" not in self.snapshot.problems.get(name, ()):
+                    raise
         await self.repo.update_item(item)
         await self.rebuild()
         return self.find_item(item.kind, item.gateway_name)

@@ -31,7 +31,9 @@ def standalone_snapshot(spec: UpstreamSpec, discovery: Discovery, server: str, v
         protocol_version=discovery.protocol_version,
     )
     view = VirtualServerSpec(name=server, upstreams=(spec.name,), prefix="never")
-    return build_snapshot([Upstream(spec=spec, state=state)], discovery.items, [view], version=version)
+    # One local upstream with nobody to approve anything: no pinning.
+    unpinned = spec.model_copy(update={"pin": "off"})
+    return build_snapshot([Upstream(spec=unpinned, state=state)], discovery.items, [view], version=version)
 
 
 class StandaloneCatalog:

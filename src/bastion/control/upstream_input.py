@@ -17,6 +17,7 @@ from bastion.core.models import (
     OAuthClientCredentials,
     OAuthUserGrant,
     OpenApiSource,
+    PinMode,
     QueryApiKey,
     Selection,
     Transport,
@@ -119,6 +120,7 @@ class UpstreamInput(BaseModel):
     include: Selection | None = None
     exclude: Selection | None = None
     openapi: OpenApiSource | None = None
+    pin: PinMode = "block"
 
 
 def _valid_host(host: str) -> bool:
@@ -265,6 +267,7 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
         enabled=data.enabled,
         auth=auth,
         openapi=openapi,
+        pin=data.pin,
     )
 
 

@@ -15,6 +15,8 @@ from bastion.core.models import CatalogItem, ItemKind, PrefixMode, Upstream, Vir
 from bastion.core.naming import is_valid_tool_name
 from bastion.core.ownership import Clash, assign, claim_order, shadowed
 from bastion.core.policy import Caller, Policy
+from bastion.core.search import ToolIndex
+from bastion.core.transforms import ToolTransform, TransformError, apply_definition, check
 from bastion.core.uri import UriMatcher, normalize_uri
 
 _SPEC_FIELD: dict[ItemKind, str] = {
@@ -37,10 +39,12 @@ def _mentions(value: Any, key: str) -> bool:
     return False
 
 
-def exposed_name(item: CatalogItem, prefix: PrefixMode) -> str:
+def exposed_name(item: CatalogItem, prefix: PrefixMode, transform: ToolTransform | None = None) -> str:
     """The name (tools, prompts) or URI (resources, templates, in normal form) a client sees for `item`."""
     if item.kind in ("resource", "resource_template"):
         return normalize_uri(item.key)
+    if transform is not None and transform.name is not None:
+        return transform.name
     if item.name_override is not None:
         return item.name_override
     if prefix == "always":
@@ -51,13 +55,15 @@ def exposed_name(item: CatalogItem, prefix: PrefixMode) -> str:
     return original if is_valid_tool_name(original) else item.gateway_name
 
 
-def exposed_definition(item: CatalogItem, prefix: PrefixMode) -> dict[str, Any]:
-    """The upstream's definition with Bastion's name and description applied."""
+def exposed_definition(item: CatalogItem, prefix: PrefixMode, transform: ToolTransform | None = None) -> dict[str, Any]:
+    """The upstream's definition with Bastion's name and description (and the server's transform) applied."""
     definition = dict(item.definition)
-    if item.kind in ("tool", "prompt"):
-        definition["name"] = exposed_name(item, prefix)
     if item.description_override is not None:
         definition["description"] = item.description_override
+    if transform is not None:
+        definition = apply_definition(transform, definition)
+    if item.kind in ("tool", "prompt"):
+        definition["name"] = exposed_name(item, prefix, transform)
     return definition
 
 
@@ -81,7 +87,20 @@ class ServerView:
     """Templates in claim order: a URI two templates match goes to the one listed first."""
     clashes: tuple[Clash, ...] = ()
     """Items held out because another upstream already served their name or URI."""
+    quarantined: Mapping[tuple[ItemKind, str], CatalogItem] = field(default_factory=dict)
+    """Items held back by their upstream's pin (core/pinning.py), by (kind, exposed name or URI)."""
+    transforms: Mapping[str, ToolTransform] = field(default_factory=dict)
+    """The server's tool transforms by exposed tool name: calls are mapped back through them."""
+    held: Mapping[str, str] = field(default_factory=dict)
+    """Tools held because their transform no longer fits the upstream's definition: name -> why."""
     _restrictions: dict[Caller, Restriction] = field(default_factory=dict, compare=False, repr=False)
+    _search: list[ToolIndex] = field(default_factory=list, compare=False, repr=False)
+
+    def tool_index(self) -> ToolIndex:
+        """The search index of the server's tools (built on first use, once per view)."""
+        if not self._search:
+            self._search.append(ToolIndex(self.list_keys.get("tool", ()), self.lists.get("tool", ())))
+        return self._search[0]
 
     @property
     def name(self) -> str:
@@ -171,11 +190,33 @@ def compose(
     problems = [f"unknown {m}" for m in missing]
     claims: dict[ItemKind, list[tuple[str, CatalogItem]]] = {k: [] for k in _SPEC_FIELD}
     disabled: set[tuple[ItemKind, str]] = set()
+    held: dict[tuple[ItemKind, str], CatalogItem] = {}
+    misfits: dict[str, str] = {}
+    known_tools = {i.gateway_name for i in chosen if i.kind == "tool"}
+    stray = sorted(set(spec.transforms) - known_tools)
+    if stray:
+        message = f"transforms name tools this server does not expose: {', '.join(map(repr, stray))}"
+        if strict:
+            raise BadRequest(message)
+        problems.append(message)
     for item in chosen:
         upstream = upstreams.get(item.upstream)
-        exposed = exposed_name(item, spec.prefix)
+        transform = spec.transforms.get(item.gateway_name) if item.kind == "tool" else None
+        exposed = exposed_name(item, spec.prefix, transform)
+        if transform is not None:
+            try:
+                check(transform, item.definition, item.gateway_name)
+            except TransformError as exc:
+                if strict:
+                    raise
+                problems.append(f"{exc.detail}; the tool is held")
+                misfits[exposed] = exc.detail
+                continue
         if not item.enabled or upstream is None or not upstream.spec.enabled:
             disabled.add((item.kind, exposed))
+            continue
+        if item.quarantined:
+            held.setdefault((item.kind, exposed), item)
             continue
         claims[item.kind].append((exposed, item))
     by_kind: dict[ItemKind, dict[str, CatalogItem]] = {}
@@ -198,10 +239,14 @@ def compose(
             del by_kind["resource"][uri]
             clashes.append(clash)
     problems += [c.message() for c in clashes]
-    disabled -= {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
+    served = {(kind, name) for kind, bucket in by_kind.items() for name in bucket}
+    disabled -= served
     list_keys = {kind: tuple(sorted(bucket)) for kind, bucket in by_kind.items()}
     lists = {
-        kind: tuple(exposed_definition(bucket[n], spec.prefix) for n in list_keys[kind])
+        kind: tuple(
+            exposed_definition(bucket[n], spec.prefix, spec.transforms.get(bucket[n].gateway_name) if kind == "tool" else None)
+            for n in list_keys[kind]
+        )
         for kind, bucket in by_kind.items()
     }
     view = ServerView(
@@ -217,5 +262,10 @@ def compose(
         mirrored_tools=frozenset(n for n, i in by_kind["tool"].items() if _mentions(i.definition.get("inputSchema"), _X_MCP_HEADER)),
         template_matcher=matcher,
         clashes=tuple(clashes),
+        quarantined={k: v for k, v in held.items() if k not in served},
+        transforms={
+            n: spec.transforms[i.gateway_name] for n, i in by_kind["tool"].items() if i.gateway_name in spec.transforms
+        },
+        held={n: why for n, why in misfits.items() if n not in by_kind["tool"]},
     )
     return view, problems

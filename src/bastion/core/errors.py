@@ -6,7 +6,8 @@
     │   └── InvalidArguments  422 / -32602   arguments that break the tool's input schema (`errors`)
     ├── Unauthenticated       401 / -32030
     ├── Forbidden             403 / -32003
-    │   └── UpstreamNotConnected 403 / -32004 the caller has not connected their account to the upstream
+    │   ├── UpstreamNotConnected 403 / -32004 the caller has not connected their account to the upstream
+    │   └── Quarantined       403 / -32003   a tool/prompt/resource whose definition awaits an admin's approval
     ├── NotFound              404 / -32601   an upstream, server or catalog item that does not exist
     │   └── UnknownItem       404 / -32602   a request naming a prompt or resource the server lacks
     │       └── UnknownTool   404 / -32602   a tools/call naming a tool the server lacks
@@ -90,6 +91,12 @@ class UpstreamNotConnected(Forbidden):
 
     jsonrpc_code = -32004
     title = "Upstream not connected"
+
+
+class Quarantined(Forbidden):
+    """An item whose definition changed (or is new) since an admin approved it, held by its upstream's pin."""
+
+    title = "Quarantined"
 
 
 class NotFound(BastionError):

@@ -22,7 +22,9 @@ ALL_SERVERS: Final = "*"
 AllServers = Literal["*"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-READABLE_COLLECTIONS = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "openapi.json", "docs"})
+READABLE_COLLECTIONS = frozenset(
+    {"tools", "prompts", "resources", "servers", "upstreams", "openapi.json", "docs", "catalog"}
+)
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -122,6 +124,11 @@ def authorize(grants: Grants, method: str, path: str) -> None:
         return
     if method not in _READ_METHODS:
         raise Forbidden("API tokens cannot change configuration; use the admin token", missing="admin")
+    if path == "/v0.1/servers" or path.startswith("/v0.1/servers/"):
+        # Bastion's registry API lists the servers this token may use (filtered where it is served).
+        if not {"mcp", "read"} & set(grants.permissions):
+            raise Forbidden("this token lacks the 'mcp' or 'read' permission", missing="permission:read")
+        return
     if collection not in READABLE_COLLECTIONS:
         raise Forbidden(f"API tokens may not access {path}", missing="admin")
     if "read" not in grants.permissions:

@@ -21,8 +21,12 @@ MAX_EMAIL = 254
 _READ_METHODS = frozenset({"GET", "HEAD"})
 # What any signed-in user may do on their own session, whatever their role.
 _SELF_SERVICE = frozenset({"/api/v1/auth/me", "/api/v1/auth/logout"})
-_CATALOG = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "openapi.json", "docs"})
-_DEVELOPER_WRITES = frozenset({"tools", "prompts", "resources", "servers", "upstreams"})
+_CATALOG = frozenset(
+    {"tools", "prompts", "resources", "servers", "upstreams", "openapi.json", "docs", "approvals", "registries", "catalog"}
+)
+_DEVELOPER_WRITES = frozenset({"tools", "prompts", "resources", "servers", "upstreams", "registries"})
+# Bastion's own MCP Registry API (v0.1): lists only the virtual servers the caller may use.
+_REGISTRY_API = "/v0.1/servers"
 
 
 class User(Frozen):
@@ -113,6 +117,8 @@ def authorize_role(role: Role, method: str, path: str) -> None:
     collection = parts[3] if parts[1:3] == ["api", "v1"] and len(parts) > 3 else None
     # Everyone manages their own session and API tokens (a token never exceeds its user's rights).
     if path in _SELF_SERVICE or collection == "tokens":
+        return
+    if method in _READ_METHODS and (path == _REGISTRY_API or path.startswith(_REGISTRY_API + "/")):
         return
     if method in _READ_METHODS:
         if collection in _CATALOG or collection == "teams":

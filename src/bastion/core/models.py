@@ -9,12 +9,24 @@ from pydantic import Field
 
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
-from bastion.core.values import ROLES, Era, Frozen, HealthStatus, Isolation, ItemKind, PrefixMode, Role, Transport
+from bastion.core.transforms import ToolTransform
+from bastion.core.values import (
+    ROLES,
+    Era,
+    Frozen,
+    HealthStatus,
+    Isolation,
+    ItemKind,
+    PinMode,
+    PrefixMode,
+    Role,
+    Transport,
+)
 
 Visibility = Literal["private", "team", "public"]
 VISIBILITIES: tuple[Visibility, ...] = ("private", "team", "public")
 
-__all__ = ["ROLES", "Era", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PrefixMode", "Role", "Transport"]
+__all__ = ["ROLES", "Era", "Frozen", "HealthStatus", "Isolation", "ItemKind", "PinMode", "PrefixMode", "Role", "Transport"]
 
 
 class OAuthClientCredentials(Frozen):
@@ -81,6 +93,14 @@ class UpstreamTokens(Frozen):
     expires_at: float | None = None
 
 
+class RegistryOrigin(Frozen):
+    """The MCP Registry entry an upstream was installed from (so an update can be offered)."""
+
+    source: str
+    server: str
+    version: str
+
+
 class UpstreamSpec(Frozen):
     """How to reach one upstream MCP server, as the operator registered it."""
 
@@ -104,6 +124,9 @@ class UpstreamSpec(Frozen):
     team: str | None = None
     owner: str | None = None
     visibility: Visibility = "private"
+    pin: PinMode = "block"
+    """Rug-pull protection (core/pinning.py): hold back (`block`) or flag (`warn`) unapproved definitions."""
+    origin: RegistryOrigin | None = None
 
 
 class UpstreamState(Frozen):
@@ -139,6 +162,10 @@ class CatalogItem(Frozen):
     description_override: str | None = None
     discovered_at: datetime | None = None
     """When Bastion first discovered it (kept across refreshes): who listed a name first owns it."""
+    pin_status: Literal["new", "changed", "rejected"] | None = None
+    """Set on the snapshot's copy when the definition is not the approved one (core/pinning.py)."""
+    quarantined: bool = False
+    """Held back by the upstream's pin mode: neither listed nor callable until approved."""
 
     @property
     def original_name(self) -> str:
@@ -167,6 +194,10 @@ class VirtualServerSpec(Frozen):
     team: str | None = None
     owner: str | None = None
     visibility: Visibility = "private"
+    transforms: dict[str, ToolTransform] = Field(default_factory=dict)
+    """Per exposed tool, keyed by its gateway name (core/transforms.py)."""
+    discovery: Literal["list", "search"] = "list"
+    """`search`: clients see three meta-tools (search, describe, call) instead of the whole catalog."""
 
 
 class RewrapReport(Frozen):

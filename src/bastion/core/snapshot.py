@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from bastion.core.compose import ServerView, compose
 from bastion.core.models import CatalogItem, Upstream, VirtualServerSpec
 from bastion.core.ownership import Clash
+from bastion.core.pinning import Approval, PinBook, apply_pins
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Snapshot:
     version: int = 0
     clashes: Mapping[str, tuple[tuple[str, Clash], ...]] = field(default_factory=dict)
     """Per upstream: (virtual server, clash) for each of its items held out there."""
+    approvals: tuple[Approval, ...] = ()
+    """Pin changes waiting for an admin (core/pinning.py)."""
+    pins: PinBook = field(default_factory=PinBook)
 
 
 def build_snapshot(
@@ -29,10 +33,14 @@ def build_snapshot(
     items: Iterable[CatalogItem],
     specs: Iterable[VirtualServerSpec],
     version: int = 0,
+    pins: PinBook | None = None,
 ) -> Snapshot:
-    """Compose every virtual server leniently: a refresh must not take a whole server down."""
+    """Compose every virtual server leniently: a refresh must not take a whole server down.
+    Items whose definitions are not approved are marked (and quarantined) per their upstream's pin."""
     by_name = {u.spec.name: u for u in upstreams}
-    all_items = tuple(sorted(items, key=lambda i: (i.upstream, i.kind, i.gateway_name)))
+    pins = pins or PinBook()
+    marked, approvals = apply_pins(items, {n: u.spec.pin for n, u in by_name.items()}, pins.records)
+    all_items = tuple(sorted(marked, key=lambda i: (i.upstream, i.kind, i.gateway_name)))
     servers: dict[str, ServerView] = {}
     problems: dict[str, tuple[str, ...]] = {}
     clashes: dict[str, list[tuple[str, Clash]]] = {}
@@ -50,4 +58,6 @@ def build_snapshot(
         problems=problems,
         version=version,
         clashes={name: tuple(found) for name, found in clashes.items()},
+        approvals=tuple(approvals),
+        pins=pins,
     )

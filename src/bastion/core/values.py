@@ -19,6 +19,7 @@ ItemKind = Literal["tool", "prompt", "resource", "resource_template"]
 PrefixMode = Literal["always", "never"]
 HealthStatus = Literal["unknown", "healthy", "unhealthy", "disabled"]
 Role = Literal["admin", "developer", "viewer"]
+PinMode = Literal["off", "warn", "block"]
 ROLES: tuple[Role, ...] = ("admin", "developer", "viewer")
 
 

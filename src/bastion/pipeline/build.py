@@ -14,6 +14,7 @@ from bastion.pipeline.authn import authenticate
 from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
+from bastion.pipeline.discover import discover
 from bastion.pipeline.dispatch import dispatch_stage
 from bastion.pipeline.observe import observe_stage
 from bastion.pipeline.ratelimit import ratelimit_stage
@@ -44,6 +45,9 @@ def build_pipeline(
         authenticate,  # before anything reveals what exists
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
         span("bastion.policy", authorize),  # needs the server (its policy) and the principal; before route answers lists
+        # After authorize (search results respect the policy), before rate limits and route: a
+        # call_tool becomes a call of the real tool, limited, checked and routed as one.
+        discover,
     ]
     if limiter is not None:
         # After authentication (the edge also authorized the token for this server) and resolve

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.compose import Restriction, ServerView
-from bastion.core.errors import BadRequest, Forbidden, NotFound, UnknownItem, UnknownTool
+from bastion.core.errors import BadRequest, Forbidden, NotFound, Quarantined, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
 from bastion.core.paging import page
+from bastion.core.transforms import map_call
 from bastion.core.uri import normalize_uri, uri_readings
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
@@ -75,7 +76,24 @@ def _lookup(view: ServerView, kind: ItemKind, name: str, restriction: Restrictio
     error = UnknownTool if kind == "tool" else UnknownItem
     if (kind, name) in view.disabled:
         raise error(f"{label} {name!r} is disabled on virtual server {view.name!r}", name=name)
+    if kind == "tool" and name in view.held and (restriction is None or restriction.allows(kind, name)):
+        raise Forbidden(f"tool {name!r} is held on virtual server {view.name!r}: {view.held[name]}", name=name)
+    _refuse_quarantined(view, kind, name, restriction)
     raise error(f"unknown {label} {name!r} on virtual server {view.name!r}", name=name)
+
+
+def _refuse_quarantined(view: ServerView, kind: ItemKind, name: str, restriction: Restriction | None) -> None:
+    """Quarantined items are named as such, but only to a caller the policy would let use them."""
+    held = view.quarantined.get((kind, name))
+    if held is None or (restriction is not None and not restriction.allows(kind, name)):
+        return
+    label = "resource" if kind in ("resource", "resource_template") else kind
+    why = "is new" if held.pin_status == "new" else "was rejected" if held.pin_status == "rejected" else "changed"
+    raise Quarantined(
+        f"{label} {name!r} is quarantined on virtual server {view.name!r}: its definition {why} since an admin "
+        "approved it, and it is held until an admin approves it (GET /api/v1/approvals)",
+        name=name,
+    )
 
 
 def resource_for(view: ServerView, uri: str, restriction: Restriction | None = None) -> CatalogItem:
@@ -86,6 +104,7 @@ def resource_for(view: ServerView, uri: str, restriction: Restriction | None = N
         template = view.template_matcher.match(uri)
         item = view.templates.get(template) if template is not None else None
     if item is None:
+        _refuse_quarantined(view, "resource", uri, restriction)
         raise UnknownItem(f"unknown resource {uri!r} on virtual server {view.name!r}", uri=uri)
     for reading in uri_readings(uri):
         _check(restriction, view, "resource", reading)
@@ -132,9 +151,13 @@ def route_stage(page_size: int) -> Stage:
 async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Result:
     method, params, restriction = ctx.method, ctx.params, ctx.restriction
     if method == "tools/call":
-        item = _lookup(view, "tool", _required_str(params, "name", method), restriction)
+        name = _required_str(params, "name", method)
+        item = _lookup(view, "tool", name, restriction)
         upstream_params: dict[str, Any] = {"name": item.key}
-        if "arguments" in params:
+        transform = view.transforms.get(name)
+        if transform is not None:
+            upstream_params["arguments"] = map_call(transform, params.get("arguments"))
+        elif "arguments" in params:
             upstream_params["arguments"] = params["arguments"]
         for key in (*_ROUND_TRIP, "task"):
             if key in params:

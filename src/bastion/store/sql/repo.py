@@ -19,17 +19,21 @@ from bastion.core.grants import ApiToken
 from bastion.core.models import (
     CatalogItem,
     OpenApiSource,
+    RegistryOrigin,
     RewrapReport,
     Upstream,
     UpstreamSpec,
     UpstreamState,
     VirtualServerSpec,
 )
+from bastion.core.pinning import PinBook, PinRecord
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.core.transforms import ToolTransform
+from bastion.store.sql import pins
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.store.sql.sqlite_file import private_sqlite_file
-from bastion.store.sql.tables import api_tokens, catalog_items, secrets, upstreams, virtual_servers
+from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, virtual_servers
 from bastion.vault.envelope import Envelope
 
 
@@ -82,6 +86,8 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         team=row.team,
         owner=row.owner,
         visibility=row.visibility,
+        pin=row.pin,
+        origin=RegistryOrigin.model_validate(row.origin) if row.origin else None,
     )
     state = UpstreamState(
         status=row.status,
@@ -110,6 +116,8 @@ def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
         "team": spec.team,
         "owner": spec.owner,
         "visibility": spec.visibility,
+        "pin": spec.pin,
+        "origin": spec.origin.model_dump() if spec.origin is not None else None,
     }
 
 
@@ -142,6 +150,8 @@ def _server_from_row(row: Any) -> VirtualServerSpec:
         upstreams=tuple(row.upstreams),
         policy=Policy.model_validate(row.policy) if row.policy is not None else None,
         rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
+        transforms={k: ToolTransform.model_validate(v) for k, v in (row.transforms or {}).items()},
+        discovery=row.discovery,
         team=row.team,
         owner=row.owner,
         visibility=row.visibility,
@@ -260,7 +270,17 @@ class SqlConfigRepo:
         async with self.engine.begin() as conn:
             upstream_id = await self._upstream_id(conn, name)
             await conn.execute(delete(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
+            await conn.execute(delete(pin_records).where(pin_records.c.upstream_id == upstream_id))
             await conn.execute(delete(upstreams).where(upstreams.c.id == upstream_id))
+
+    async def list_pins(self) -> PinBook:
+        return await pins.list_pins(self.engine)
+
+    async def save_pins(self, records: Sequence[PinRecord], *, drop: Sequence[PinRecord] = ()) -> None:
+        await pins.save_pins(self.engine, records, drop=drop)
+
+    async def set_pin_trust(self, upstream: str, trust: bool) -> None:
+        await pins.set_pin_trust(self.engine, upstream, trust)
 
     async def list_items(self) -> list[CatalogItem]:
         query = select(catalog_items, upstreams.c.name.label("upstream_name")).join(upstreams)
@@ -319,6 +339,8 @@ class SqlConfigRepo:
             "upstreams": list(spec.upstreams),
             "policy": spec.policy.model_dump(mode="json") if spec.policy is not None else None,
             "rate_limits": spec.rate_limits.model_dump(exclude_none=True) if spec.rate_limits else None,
+            "transforms": {k: t.model_dump(mode="json", exclude_unset=True) for k, t in spec.transforms.items()} or None,
+            "discovery": spec.discovery,
             "team": spec.team,
             "owner": spec.owner,
             "visibility": spec.visibility,

@@ -51,6 +51,9 @@ upstreams = Table(
     Column("visibility", String(8), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("pin", String(8), nullable=False),  # off | warn | block (core/pinning.py)
+    Column("pin_trust_next", Boolean, nullable=False, default=False),  # approve the next discovery as it comes
+    Column("origin", JSON),  # the MCP Registry entry it was installed from: {source, server, version}
 )
 
 catalog_items = Table(
@@ -69,6 +72,46 @@ catalog_items = Table(
     UniqueConstraint("upstream_id", "kind", "key", name="uq_catalog_item"),
 )
 
+pin_records = Table(
+    "pin_records",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("upstream_id", Integer, ForeignKey("upstreams.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("approved", JSON),  # the pinned fields of the approved definition
+    Column("approved_hash", String(64)),
+    Column("rejected_hash", String(64)),
+    Column("decided_by", String(100)),
+    Column("decided_at", DateTime(timezone=True)),
+    UniqueConstraint("upstream_id", "kind", "key", name="uq_pin_record"),
+)
+
+registry_sources = Table(
+    "registry_sources",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("url", Text),
+    Column("path", Text),
+    Column("refreshed_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+registry_entries = Table(
+    "registry_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source", String(63), ForeignKey("registry_sources.name", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("version", String(255), nullable=False),
+    Column("latest", Boolean, nullable=False),
+    Column("document", JSON, nullable=False),
+    Column("updated_at", String(64)),
+    Column("status", String(32)),
+    UniqueConstraint("source", "name", "version", name="uq_registry_entry"),
+)
+
 virtual_servers = Table(
     "virtual_servers",
     metadata,
@@ -82,6 +125,8 @@ virtual_servers = Table(
     Column("upstreams", JSON, nullable=False),
     Column("policy", JSON, nullable=True),
     Column("rate_limits", JSON),
+    Column("transforms", JSON),  # per exposed tool (core/transforms.py), null for none
+    Column("discovery", String(8), nullable=False, default="list"),  # list | search
     Column("team", String(63)),
     Column("owner", String(36)),
     Column("visibility", String(8), nullable=False),

@@ -132,6 +132,8 @@ def upstream_json(
         "visibility": spec.visibility,
         "clashes": held,
         "openapi": openapi_json(spec),
+        "pin": spec.pin,
+        "origin": spec.origin.model_dump() if spec.origin is not None else None,
     }
 
 
@@ -164,6 +166,8 @@ def item_json(item: CatalogItem) -> dict[str, Any]:
         "enabled": item.enabled,
         "name_override": item.name_override,
         "description_override": item.description_override,
+        "pin_status": item.pin_status,
+        "quarantined": item.quarantined,
     }
     if item.kind == "tool":
         out |= {
@@ -199,6 +203,8 @@ def server_json(spec: VirtualServerSpec, view: ServerView | None, base_url: str,
         "upstreams": list(spec.upstreams),
         "policy": spec.policy.model_dump(mode="json") if spec.policy is not None else None,
         "rate_limits": spec.rate_limits.model_dump(exclude_none=True) if spec.rate_limits else None,
+        "transforms": {k: t.model_dump(mode="json", exclude_unset=True) for k, t in spec.transforms.items()},
+        "discovery": spec.discovery,
         "url": f"{base_url}/servers/{spec.name}/mcp",
         "sse_url": f"{base_url}/servers/{spec.name}/sse",
         "exposed": exposed,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -18,6 +18,7 @@ from bastion.core.identity import can_see
 from bastion.core.models import PrefixMode, VirtualServerSpec
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
+from bastion.core.transforms import ToolTransform
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, reach
 from bastion.web.rest.common import read_json, require_object, server_json
@@ -35,6 +36,8 @@ class ServerInput(BaseModel):
     prefix: PrefixMode = "always"
     policy: Policy | None = None
     rate_limits: RateLimits | None = None
+    transforms: dict[str, ToolTransform] = Field(default_factory=dict)
+    discovery: Literal["list", "search"] = "list"
 
 
 def _spec(body: dict[str, Any]) -> VirtualServerSpec:
@@ -52,6 +55,8 @@ def _spec(body: dict[str, Any]) -> VirtualServerSpec:
         prefix=data.prefix,
         policy=data.policy,
         rate_limits=data.rate_limits,
+        transforms=data.transforms,
+        discovery=data.discovery,
     )
 
 
@@ -134,7 +139,7 @@ def server_routes(
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
         owned = await ownership(principal, body, team_exists, current)
-        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits")
+        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits", "transforms", "discovery")
         spec = await checked(_spec({"name": name, **{k: old[k] for k in keys}, **body}).model_copy(update=owned))
         _check_sources(gateway, principal, spec)
         await gateway.save_server(spec, create=False)

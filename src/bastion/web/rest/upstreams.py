@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.errors import BadRequest, Conflict
-from bastion.core.identity import can_edit, is_admin
+from bastion.core.identity import can_edit, can_see, is_admin
 from bastion.core.launch import CommandRule, check_launch
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
 from bastion.pipeline.context import Principal
@@ -26,11 +27,12 @@ from bastion.web.rest.access import (
     visible_upstream,
 )
 from bastion.web.rest.common import KIND_FIELDS, counts_by_upstream, read_json, require_object, upstream_json
+from bastion.web.rest.duplicates import pair_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
     "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "protocol", "enabled", "team", "visibility",
-    "spec_url", "spec", "base_url", "include", "exclude",
+    "spec_url", "spec", "base_url", "include", "exclude", "pin",
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
 _LAUNCH_FIELDS = {"transport", "command", "args", "env"}
@@ -56,7 +58,8 @@ def _discovered(discovery: Discovery | None) -> dict[str, list[str]]:
 
 
 def upstream_routes(
-    gateway: Gateway, max_body: int, team_exists: TeamExists | None = None, stdio_rules: tuple[CommandRule, ...] = ()
+    gateway: Gateway, max_body: int, team_exists: TeamExists | None = None, stdio_rules: tuple[CommandRule, ...] = (),
+    duplicates: Duplicates | None = None,
 ) -> list[Route]:
     def show(name: str, principal: Principal) -> dict[str, Any]:
         upstream = gateway.upstream(name)
@@ -89,8 +92,19 @@ def upstream_routes(
         spec = parse_upstream(body).model_copy(update=owned)
         if not is_admin(principal):
             check_launch(spec, stdio_rules)  # before anything runs
-        _, discovery = await gateway.register_upstream(spec)
-        return JSONResponse({**show(spec.name, principal), "discovered": _discovered(discovery)}, status_code=201)
+        # An admin registering an upstream approves what it offers now; anyone else's waits for one.
+        approver = (principal.user or principal.id) if is_admin(principal) else None
+        _, discovery = await gateway.register_upstream(spec, approve_as=approver)
+        reply = {**show(spec.name, principal), "discovered": _discovered(discovery)}
+        if duplicates is not None:
+            # Which of its tools already exist elsewhere (only where the caller can see them).
+            seen = {n for n, u in gateway.snapshot.upstreams.items() if can_see(principal, u.spec)}
+            upstream_of = {i.gateway_name: i.upstream for i in gateway.snapshot.items if i.kind == "tool"}
+            reply["duplicates"] = [
+                pair_json(p) for p in duplicates.of_upstream(spec.name)
+                if upstream_of.get(p.a) in seen and upstream_of.get(p.b) in seen
+            ]
+        return JSONResponse(reply, status_code=201)
 
     async def get(request: Request) -> Response:
         principal = principal_of(request)
@@ -113,13 +127,13 @@ def upstream_routes(
             )
         body = _keep_client_secret(body, old)
         owned = await ownership(principal_of(request), body, team_exists, old)
-        merged = old.model_dump(exclude={"credentials_error", *_OWNERSHIP}) | {"args": list(old.args)} | body
+        merged = old.model_dump(exclude={"credentials_error", "origin", *_OWNERSHIP}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:
             # The other transport's fields no longer apply unless given anew.
             stale = ("url", "headers", "auth") if body["transport"] == "stdio" else ("command", "args", "env")
             merged |= {key: _EMPTY[key] for key in stale if key not in body}
         try:
-            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update=owned)
+            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update={**owned, "origin": old.origin})
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
         if not is_admin(principal_of(request)) and _LAUNCH_FIELDS & set(body):

@@ -1,0 +1,73 @@
+"""Pin decisions in SQL: approved/rejected definitions per catalog item, and trust-next flags."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.core.errors import NotFound
+from bastion.core.pinning import PinBook, PinRecord
+from bastion.store.sql.tables import pin_records, upstreams
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+async def list_pins(engine: AsyncEngine) -> PinBook:
+    query = select(pin_records, upstreams.c.name.label("upstream_name")).join(upstreams)
+    async with engine.connect() as conn:
+        rows = await conn.execute(query.order_by(upstreams.c.name, pin_records.c.kind, pin_records.c.key))
+        records = tuple(
+            PinRecord(
+                upstream=r.upstream_name, kind=r.kind, key=r.key, approved=r.approved,
+                approved_hash=r.approved_hash, rejected_hash=r.rejected_hash,
+                decided_by=r.decided_by, decided_at=_aware(r.decided_at),
+            )
+            for r in rows
+        )
+        trusting = await conn.execute(select(upstreams.c.name).where(upstreams.c.pin_trust_next.is_(True)))
+        return PinBook(records=records, trusting=frozenset(trusting.scalars()))
+
+
+def _values(record: PinRecord) -> dict[str, Any]:
+    return {
+        "approved": record.approved,
+        "approved_hash": record.approved_hash,
+        "rejected_hash": record.rejected_hash,
+        "decided_by": record.decided_by,
+        "decided_at": record.decided_at,
+    }
+
+
+async def save_pins(engine: AsyncEngine, records: Sequence[PinRecord], *, drop: Sequence[PinRecord] = ()) -> None:
+    """Upsert `records` and delete `drop` (matched by upstream, kind and key), in one transaction."""
+    async with engine.begin() as conn:
+        names = {r.upstream for r in (*records, *drop)}
+        found = await conn.execute(select(upstreams.c.name, upstreams.c.id).where(upstreams.c.name.in_(names)))
+        ids: dict[str, int] = {name: int(i) for name, i in found.tuples()}
+        for record in (*records, *drop):
+            if record.upstream not in ids:
+                raise NotFound(f"upstream {record.upstream!r} does not exist")
+        for record in (*records, *drop):
+            where = and_(
+                pin_records.c.upstream_id == ids[record.upstream],
+                pin_records.c.kind == record.kind,
+                pin_records.c.key == record.key,
+            )
+            await conn.execute(delete(pin_records).where(where))
+        for record in records:
+            await conn.execute(
+                insert(pin_records).values(
+                    upstream_id=ids[record.upstream], kind=record.kind, key=record.key, **_values(record)
+                )
+            )
+
+
+async def set_pin_trust(engine: AsyncEngine, upstream: str, trust: bool) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(update(upstreams).where(upstreams.c.name == upstream).values(pin_trust_next=trust))

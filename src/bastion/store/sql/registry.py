@@ -1,0 +1,97 @@
+"""MCP Registry sources and their cached listings in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.core.errors import Conflict, NotFound
+from bastion.core.registry_listing import RegistryEntry, RegistrySource
+from bastion.store.sql.tables import registry_entries, registry_sources
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _entry(row: Any) -> RegistryEntry:
+    return RegistryEntry(
+        source=row.source, name=row.name, version=row.version, latest=row.latest, document=row.document,
+        updated_at=row.updated_at, status=row.status,
+    )
+
+
+class SqlRegistryRepo:
+    """Registry sources and the entries last fetched from each (replaced whole on every refresh)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def list_sources(self) -> list[RegistrySource]:
+        counts = (
+            select(registry_entries.c.source, func.count().label("n")).group_by(registry_entries.c.source).subquery()
+        )
+        query = select(registry_sources, counts.c.n).outerjoin(counts, counts.c.source == registry_sources.c.name)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(registry_sources.c.name))
+            return [
+                RegistrySource(
+                    name=r.name, url=r.url, path=r.path, refreshed_at=_aware(r.refreshed_at), error=r.error,
+                    entries=r.n or 0,
+                )
+                for r in rows
+            ]
+
+    async def get_source(self, name: str) -> RegistrySource | None:
+        return next((s for s in await self.list_sources() if s.name == name), None)
+
+    async def create_source(self, source: RegistrySource, entries: Sequence[RegistryEntry]) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(registry_sources).values(
+                        name=source.name, url=source.url, path=source.path, refreshed_at=source.refreshed_at,
+                        error=None, created_at=datetime.now(UTC),
+                    )
+                )
+                await self._insert(conn, entries)
+        except IntegrityError:
+            raise Conflict(f"registry source {source.name!r} already exists") from None
+
+    async def save_listing(
+        self, name: str, entries: Sequence[RegistryEntry] | None, at: datetime, error: str | None = None
+    ) -> None:
+        """Replace the source's entries (None keeps them: the refresh failed and says why in `error`)."""
+        async with self.engine.begin() as conn:
+            values: dict[str, Any] = {"error": error}
+            if entries is not None:
+                values["refreshed_at"] = at
+                await conn.execute(delete(registry_entries).where(registry_entries.c.source == name))
+                await self._insert(conn, entries)
+            result = await conn.execute(update(registry_sources).where(registry_sources.c.name == name).values(**values))
+            if result.rowcount == 0:
+                raise NotFound(f"registry source {name!r} does not exist")
+
+    async def _insert(self, conn: Any, entries: Sequence[RegistryEntry]) -> None:
+        if entries:
+            await conn.execute(insert(registry_entries), [e.model_dump() for e in entries])
+
+    async def delete_source(self, name: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(registry_entries).where(registry_entries.c.source == name))
+            result = await conn.execute(delete(registry_sources).where(registry_sources.c.name == name))
+            if result.rowcount == 0:
+                raise NotFound(f"registry source {name!r} does not exist")
+
+    async def list_entries(self, source: str | None = None) -> list[RegistryEntry]:
+        query = select(registry_entries)
+        if source is not None:
+            query = query.where(registry_entries.c.source == source)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query.order_by(registry_entries.c.source, registry_entries.c.name))
+            return [_entry(r) for r in rows]

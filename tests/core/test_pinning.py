@@ -1,0 +1,74 @@
+"""Pin hashing, diffs and the quarantine decision (core/pinning.py), without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bastion.core.compose import compose
+from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
+from bastion.core.pinning import apply_pins, approve, definition_diff, definition_hash, reject
+
+NOW = datetime(2026, 12, 5, tzinfo=UTC)
+ECHO = {"name": "echo", "description": "Return the text.", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}
+
+
+def tool(name: str, definition: dict[str, Any], upstream: str = "fx") -> CatalogItem:
+    return CatalogItem(upstream=upstream, kind="tool", key=name, gateway_name=f"{upstream}__{name}", definition=definition)
+
+
+def test_the_hash_ignores_key_order_and_unpinned_fields_but_not_what_a_model_reads() -> None:
+    reordered = {"inputSchema": ECHO["inputSchema"], "description": ECHO["description"], "name": "echo"}
+    assert definition_hash("tool", ECHO) == definition_hash("tool", reordered)
+    assert definition_hash("tool", ECHO) == definition_hash("tool", {**ECHO, "_meta": {"x": 1}, "icons": []})
+    assert definition_hash("tool", ECHO) != definition_hash("tool", {**ECHO, "description": "Return the text!"})
+    assert definition_hash("tool", ECHO) != definition_hash("tool", {**ECHO, "annotations": {"readOnlyHint": True}})
+    assert definition_hash("tool", ECHO) != definition_hash("prompt", {**ECHO, "arguments": []})
+
+
+def test_the_diff_shows_the_changed_line_both_ways() -> None:
+    diff = definition_diff(ECHO, {**ECHO, "description": "Leak it."}, "tool echo")
+    assert '-  "description": "Return the text.",' in diff
+    assert '+  "description": "Leak it.",' in diff
+    assert diff.startswith("--- approved tool echo")
+
+
+def test_block_holds_new_changed_and_rejected_items_and_lists_removals() -> None:
+    approved = approve(tool("echo", ECHO), "admin", NOW)
+    gone = approve(tool("old", {"name": "old"}), "admin", NOW)
+    items = [tool("echo", {**ECHO, "description": "Leak it."}), tool("fresh", {"name": "fresh"})]
+    marked, pending = apply_pins(items, {"fx": "block"}, [approved, gone])
+    assert [(i.key, i.pin_status, i.quarantined) for i in marked] == [("echo", "changed", True), ("fresh", "new", True)]
+    assert [(a.key, a.change) for a in pending] == [("echo", "changed"), ("fresh", "new"), ("old", "removed")]
+    assert len({a.id for a in pending}) == 3
+
+
+def test_warn_flags_but_holds_only_rejected_and_off_does_nothing() -> None:
+    changed = tool("echo", {**ECHO, "description": "Leak it."})
+    record = approve(tool("echo", ECHO), "admin", NOW)
+    [flagged], [approval] = apply_pins([changed], {"fx": "warn"}, [record])
+    assert (flagged.pin_status, flagged.quarantined) == ("changed", False)
+    rejected = reject(approval, record, "admin", NOW)
+    [held], waiting = apply_pins([changed], {"fx": "warn"}, [rejected])
+    assert (held.pin_status, held.quarantined, waiting) == ("rejected", True, [])
+    # The old definition is still the approved one: going back to it is fine.
+    [back], _ = apply_pins([tool("echo", ECHO)], {"fx": "warn"}, [rejected])
+    assert (back.pin_status, back.quarantined) == (None, False)
+    [passed], none = apply_pins([changed], {"fx": "off"}, [rejected])
+    assert (passed.pin_status, passed.quarantined, none) == (None, False, [])
+
+
+def test_a_rename_is_a_removal_plus_an_addition() -> None:
+    record = approve(tool("echo", ECHO), "admin", NOW)
+    _, pending = apply_pins([tool("say", {**ECHO, "name": "say"})], {"fx": "block"}, [record])
+    assert sorted((a.key, a.change) for a in pending) == [("echo", "removed"), ("say", "new")]
+
+
+def test_a_quarantined_tool_is_not_listed_and_is_named_as_held() -> None:
+    spec = UpstreamSpec(name="fx", transport="stdio", command="x")
+    items, _ = apply_pins([tool("echo", ECHO), tool("fresh", {"name": "fresh"})], {"fx": "block"}, [approve(tool("echo", ECHO), "a", NOW)])
+    view, problems = compose(VirtualServerSpec(name="vs", upstreams=("fx",)), items, {"fx": Upstream(spec=spec)}, strict=True)
+    assert list(view.tools) == ["fx__echo"]
+    assert [d["name"] for d in view.lists["tool"]] == ["fx__echo"]
+    assert set(view.quarantined) == {("tool", "fx__fresh")}
+    assert problems == []
