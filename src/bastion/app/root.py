@@ -34,6 +34,7 @@ from bastion.control.tokens import ApiTokens
 from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.grants import parse_networks
+from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
@@ -138,15 +139,25 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
             bridge = Bridge(pool, sealer, runner.spawn, settings.held_call_ttl)
+            oidc = oidc_verifier(settings, pool.http)
+            jwt_issuers: dict[str, JwtVerifier] = {}
+            if oidc is not None and settings.oidc_issuer is not None:
+                jwt_issuers[settings.oidc_issuer] = oidc
+            if own is not None:
+                jwt_issuers[own.issuer] = own.verifier
+            # One authenticator for the edge (early 401s) and the pipeline (the decision).
+            authenticator = Authenticator(BearerVerifier(verifier, jwt_issuers))
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
+                authenticator,
                 timeout=settings.call_timeout,
                 server_info=server_info,
                 page_size=settings.page_size,
                 bridge=bridge,
                 limiter=shared.limiter,
                 limits=settings.rate_limits,
+                subscriber=pool,
             )
             session_keys = SessionKeys(key)
             session_store, events_for = session_stores(settings, session_keys, shared.redis)
@@ -163,17 +174,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
-            oidc = oidc_verifier(settings, pool.http)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
             teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
-            jwt_issuers: dict[str, JwtVerifier] = {}
-            if oidc is not None and settings.oidc_issuer is not None:
-                jwt_issuers[settings.oidc_issuer] = oidc
-            if own is not None:
-                jwt_issuers[own.issuer] = own.verifier
             public = oauth_endpoints(own, settings, identity, login, may_use, pool.http) if own is not None else None
             connect = UpstreamConnect(
                 gateway, user_tokens, pool.http, settings.base_url, guard=guard, timeout=settings.connect_timeout
@@ -195,7 +200,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             app = BastionApp(
                 rest_app(routes),
                 front,
-                BearerVerifier(verifier, jwt_issuers),
+                authenticator,
                 settings.allowed_origins,
                 partial(readiness, engine, shared.checks),
                 security_headers(settings.base_url),

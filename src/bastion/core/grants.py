@@ -88,15 +88,19 @@ def ip_allowed(networks: tuple[Network, ...], client_ip: str | None) -> bool:
 _CONNECTION_PATHS = frozenset({"connect", "connection"})
 
 
+def authorize_server(grants: Grants, server: str) -> None:
+    """Raise Forbidden unless these grants reach the MCP endpoints of virtual server `server`."""
+    if "mcp" not in grants.permissions:
+        raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
+    if grants.servers != ALL_SERVERS and server not in grants.servers:
+        raise Forbidden(f"this token may not use the virtual server {server!r}", missing=f"server:{server}")
+
+
 def authorize(grants: Grants, method: str, path: str) -> None:
     """Raise Forbidden, saying what is missing, unless these grants allow `method path`."""
     parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
     if parts[1:2] == ["servers"]:
-        server = parts[2] if len(parts) > 2 else ""
-        if "mcp" not in grants.permissions:
-            raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
-        if grants.servers != ALL_SERVERS and server not in grants.servers:
-            raise Forbidden(f"this token may not use the virtual server {server!r}", missing=f"server:{server}")
+        authorize_server(grants, parts[2] if len(parts) > 2 else "")
         return
     collection = parts[3] if parts[1:3] == ["api", "v1"] and len(parts) > 3 else None
     if collection == "tokens":

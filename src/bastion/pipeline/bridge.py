@@ -142,6 +142,7 @@ def replace_hooks(ctx: CallContext, hooks: CallHooks) -> CallContext:
         server=ctx.server,
         method=ctx.method,
         params=ctx.params,
+        credential=ctx.credential,
         principal=ctx.principal,
         hooks=hooks,
         view=ctx.view,

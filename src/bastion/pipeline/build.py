@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bastion.core.ports import RateLimiter, UpstreamCaller
+from bastion.core.ports import RateLimiter, ResourceSubscriber, UpstreamCaller
 from bastion.core.ratelimit import Defaults
 from bastion.core.snapshot import Snapshot
-from bastion.pipeline.authn import authenticate
+from bastion.pipeline.authn import Authenticator, authenticate_stage
 from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
@@ -17,11 +17,13 @@ from bastion.pipeline.observe import observe
 from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
+from bastion.pipeline.subscribe import subscribe_stage
 
 
 def build_pipeline(
     snapshot: Callable[[], Snapshot],
     pool: UpstreamCaller,
+    authenticator: Authenticator,
     *,
     timeout: float,
     server_info: dict[str, Any],
@@ -29,19 +31,26 @@ def build_pipeline(
     bridge: Bridge | None = None,
     limiter: RateLimiter | None = None,
     limits: Defaults = Defaults(),
+    subscriber: ResourceSubscriber | None = None,
 ) -> Next:
     stages: list[Stage] = [
         observe,  # first: sees every outcome, including auth failures
-        authenticate,  # before anything reveals what exists
+        # Before anything reveals what exists. The one decision on who calls: the edge only parsed
+        # the credential (and may have asked the same authenticator early, for HTTP's 401).
+        authenticate_stage(authenticator),
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
         authorize,  # needs the server (its policy) and the principal; before route answers lists
     ]
     if limiter is not None:
-        # After authentication (the edge also authorized the token for this server) and resolve
+        # After authentication (which held the token to its grants for this server) and resolve
         # (the server's own limits): a refused caller never learns more. Before route, so a
         # refused call costs no upstream work.
         stages.append(ratelimit_stage(limiter, limits))
     stages.append(route_stage(page_size))  # needs the view; answers list requests itself, in pages
+    if subscriber is not None:
+        # After route (the resource, checked against the policy); subscriptions end here and never
+        # reach the bridge or dispatch.
+        stages.append(subscribe_stage(subscriber))
     if bridge is not None:
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).

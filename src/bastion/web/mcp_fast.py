@@ -39,6 +39,7 @@ from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.web.bridge import with_capabilities
+from bastion.web.scope import credential_of, principal_of
 
 log = logging.getLogger("bastion.mcp")
 
@@ -211,8 +212,7 @@ async def serve_fast(
         return
     raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     headers = dict(raw_headers)
-    principal = scope.get("bastion.principal")
-    principal = principal if isinstance(principal, Principal) else None
+    principal = principal_of(scope)
     session: LegacySession | None = None
     if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
         message = _modern_request(raw_headers, headers, body, mirrored)
@@ -225,7 +225,7 @@ async def serve_fast(
         return
     params = message["params"] if session is None else with_capabilities(message["params"], session.capabilities)
     hooks = None if session is None else CallHooks(ask=session.ask)
-    call = CallContext(server=server, method=message["method"], params=params, principal=principal, hooks=hooks)
+    call = CallContext(server=server, method=message["method"], params=params, credential=credential_of(scope), hooks=hooks)
     if session is None:
         outcome = await _run(call, pipeline, to_error, receive, None)
         await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])

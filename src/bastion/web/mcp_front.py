@@ -25,6 +25,7 @@ from mcp.shared.subscriptions import (
 
 from bastion.core.compose import ServerView
 from bastion.core.models import ItemKind
+from bastion.core.policy import Caller
 from bastion.core.ports import SessionKey, SessionRecord
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
@@ -38,6 +39,16 @@ log = logging.getLogger("bastion.mcp")
 class Owner:
     connection: weakref.ref[Connection]
     principal: str | None
+    caller: Caller | None = None
+    """What the policy knows of the principal, for deliveries made outside a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """One session's subscription to a resource: from which upstream, and for whom."""
+
+    upstream: str
+    caller: Caller
 
 
 @dataclass
@@ -63,18 +74,31 @@ class Front:
     stop: anyio.Event = field(default_factory=anyio.Event)
     connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
     owners: dict[str, Owner] = field(default_factory=dict)
-    resource_subs: dict[str, weakref.WeakSet[Connection]] = field(default_factory=dict)
+    resource_subs: dict[str, weakref.WeakKeyDictionary[Connection, Watch]] = field(default_factory=dict)
     """2025-11-25 sessions subscribed to each resource URI."""
+    listeners: weakref.WeakSet[ListenHandler] = field(default_factory=weakref.WeakSet)
+    """The handlers of open 2026-07-28 listen streams (one each: each filters for its caller)."""
     sessions: dict[str, LegacySession] = field(default_factory=dict)
     held: dict[str, Held] = field(default_factory=dict)
     """Sessions kept in the shared store, by id (see web/shared_sessions.py)."""
     restoring: anyio.Lock = field(default_factory=anyio.Lock)
 
-    def remember(self, connection: Connection, principal: str | None) -> None:
+    def remember(self, connection: Connection, principal: str | None, caller: Caller | None = None) -> None:
         self.connections.add(connection)
         if connection.session_id and connection.session_id not in self.owners:
             self.owners = {sid: o for sid, o in self.owners.items() if o.connection() is not None}
-            self.owners[connection.session_id] = Owner(weakref.ref(connection), principal)
+            self.owners[connection.session_id] = Owner(weakref.ref(connection), principal, caller)
+
+    def caller_of(self, connection: Connection) -> Caller:
+        """The policy's view of the principal that owns `connection` (nobody in particular if unknown)."""
+        owner = self.owners.get(connection.session_id) if connection.session_id else None
+        return owner.caller if owner is not None and owner.caller is not None else Caller()
+
+    def close_listeners(self) -> None:
+        """End every open listen stream gracefully (the server is gone, or Bastion stops)."""
+        self.listen.close()
+        for handler in list(self.listeners):
+            handler.close()
 
     def legacy_session(self, session_id: str) -> LegacySession | None:
         """The fast path's view of a live, initialized SDK session; None sends the request to the SDK."""
