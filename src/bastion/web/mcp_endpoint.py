@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.caching import CacheHint
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
@@ -50,6 +52,7 @@ from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
 from bastion.web.sdk_sessions import EventsFor, SessionManager
+from bastion.web.session_logs import redact_session_ids
 from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions, authorization
 
 log = logging.getLogger("bastion.mcp")
@@ -99,6 +102,16 @@ def _legacy_session_id(scope: Scope) -> str | None:
     return session_id
 
 
+def _owned(scope: Scope) -> Scope:
+    """The scope with its principal as the SDK's authenticated user: the SDK's HTTP+SSE transport
+    binds a session to the user that opened its stream, and answers a POST from anyone else
+    exactly as for a session that does not exist (404)."""
+    principal = principal_of(scope)
+    owner = principal.id if principal is not None else ""
+    scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[]))
+    return scope
+
+
 class McpFront:
     def __init__(
         self,
@@ -121,6 +134,7 @@ class McpFront:
         self._events = events
         self._subscriber = subscriber
         self._shared = shared
+        redact_session_ids()
 
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
@@ -300,13 +314,13 @@ class McpFront:
 
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
-        async with front.sse.connect_sse(scope, receive, send) as (read, write):
+        async with front.sse.connect_sse(_owned(scope), receive, send) as (read, write):
             options = front.server.create_initialization_options()
             await front.server.run(read, write, options)
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
-        await front.sse.handle_post_message(scope, receive, send)
+        await front.sse.handle_post_message(_owned(scope), receive, send)
 
     async def on_change(self, old: Snapshot, new: Snapshot) -> None:
         """Tell connected legacy clients which lists changed; close fronts of deleted servers."""
