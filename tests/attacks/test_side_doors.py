@@ -191,3 +191,38 @@ async def test_a_listener_denied_a_resource_while_listening_hears_no_more_of_it(
             with anyio.fail_after(15):
                 following = await anext(events)
             assert following == ToolsListChanged(), f"B heard {following} after being denied the resource"
+
+
+async def test_a_change_to_what_a_caller_may_not_see_is_not_announced_to_it(tmp_path: Path) -> None:
+    """A tool hidden from B by the policy changes: B, in either era, is not told its tool list
+    changed (it did not), so it learns nothing of what it may not see. The resource update that
+    follows is the first thing B hears."""
+    heard = Heard()
+    async with counter_gateway(tmp_path) as (gateway, b_token, b_id):
+        hidden = {"effect": "deny", "tokens": [b_id], "tools": ["fx__add"]}
+        rules = [*policy(None)["rules"]]
+        rules.insert(1, hidden)
+        assert (await gateway.api.patch("/api/v1/servers/vs", json={"policy": {"rules": rules}})).status_code == 200
+        async with (
+            gateway.client("vs", token=b_token, message_handler=heard.handler) as legacy,
+            gateway.client("vs", mode="2026-07-28", token=b_token) as modern,
+            modern.listen(resource_subscriptions=[COUNTER], tools_list_changed=True) as stream,
+        ):
+            assert "fx__add" not in {t.name for t in (await legacy.list_tools()).tools}
+            await primed(gateway, heard)
+            await subscribe(legacy, COUNTER)
+            events = aiter(stream)
+            await bump(legacy)  # everything the priming announced is heard before this update
+            with anyio.fail_after(15):
+                await heard.wait_for(f"updated {COUNTER}")
+                while await anext(events) != ResourceUpdated(uri=COUNTER):
+                    pass
+            marks = heard.count("tools changed")
+            response = await gateway.api.patch("/api/v1/tools/fx__add", json={"description": "changed in secret"})
+            assert response.status_code == 200, response.text
+            await bump(legacy)
+            with anyio.fail_after(15):
+                await heard.wait_for(f"updated {COUNTER}", 2)
+                first = await anext(events)
+            assert heard.count("tools changed") == marks, heard.events
+            assert first == ResourceUpdated(uri=COUNTER), f"B heard {first} of a tool it may not see"

@@ -47,7 +47,7 @@ from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
-from bastion.web.mcp_front import Front, notify_changes
+from bastion.web.mcp_front import CallerBus, Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
@@ -263,7 +263,7 @@ class McpFront:
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(bus))
+                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(CallerBus(bus)))
                 self._fronts[name] = front
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front

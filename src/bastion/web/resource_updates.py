@@ -16,15 +16,15 @@ from typing import Any
 
 from mcp.server import ServerRequestContext
 from mcp.server.connection import Connection
-from mcp.server.subscriptions import ListenHandler, SubscriptionBus
-from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
+from mcp.server.subscriptions import ListenHandler
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import SubscriptionsListenRequestParams
 
 from bastion.core.compose import ServerView
 from bastion.core.errors import BastionError
 from bastion.core.policy import Caller
 from bastion.pipeline.route import resource_for
-from bastion.web.mcp_front import Front, Watch
+from bastion.web.mcp_front import CallerBus, Front, Watch
 
 ViewOf = Callable[[], ServerView | None]
 
@@ -57,32 +57,12 @@ class SessionWatcher:
         return watch.upstream if watch is not None else None
 
 
-class _CallerBus:
-    """One listen stream's view of the server's event bus: resource updates only while the caller's
-    policy lets it read the resource."""
-
-    def __init__(self, bus: SubscriptionBus, view_of: ViewOf, caller: Caller) -> None:
-        self._bus = bus
-        self._view_of = view_of
-        self._caller = caller
-
-    async def publish(self, event: ServerEvent) -> None:
-        await self._bus.publish(event)
-
-    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
-        def deliver(event: ServerEvent) -> None:
-            if not isinstance(event, ResourceUpdated) or may_watch(self._view_of(), self._caller, event.uri):
-                listener(event)
-
-        return self._bus.subscribe(deliver)
-
-
 def stream_listener(front: Front, view_of: ViewOf, ctx: ServerRequestContext[Any]) -> Any:
     """The pipeline's `listen` hook for one `subscriptions/listen` request: serves its stream with
     the params the pipeline allowed, filtered for its caller until it ends."""
 
     async def listen(params: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        handler = ListenHandler(_CallerBus(front.bus, view_of, caller))
+        handler = ListenHandler(CallerBus(front.bus, caller, lambda uri: may_watch(view_of(), caller, uri)))
         front.listeners.add(handler)
         result = await handler(ctx, SubscriptionsListenRequestParams.model_validate(params, by_name=False))
         return result.model_dump(by_alias=True, exclude_none=True, mode="json")
