@@ -47,10 +47,9 @@ def build_pipeline(
         # refused call costs no upstream work.
         stages.append(ratelimit_stage(limiter, limits))
     stages.append(route_stage(page_size))  # needs the view; answers list requests itself, in pages
-    if subscriber is not None:
-        # After route (the resource, checked against the policy); subscriptions end here and never
-        # reach the bridge or dispatch.
-        stages.append(subscribe_stage(subscriber))
+    # After route (the resource, checked against the policy); subscriptions and listen streams end
+    # here and never reach the bridge or dispatch.
+    stages.append(subscribe_stage(subscriber))
     if bridge is not None:
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import anyio
 
-from bastion.core.errors import BadRequest
+from bastion.core.errors import BadRequest, NotFound
 from bastion.core.ports import ResourceSubscriber
 from bastion.pipeline.authz import caller_of
 from bastion.pipeline.base import Next, Result, Stage
@@ -18,7 +18,9 @@ from bastion.pipeline.context import CallContext
 from bastion.pipeline.route import SUBSCRIPTION_METHODS, resource_for
 
 
-def subscribe_stage(subscriber: ResourceSubscriber) -> Stage:
+def subscribe_stage(subscriber: ResourceSubscriber | None) -> Stage:
+    """Without a subscriber (`bastion wrap`) listen streams carry list changes only."""
+
     async def subscribe(ctx: CallContext, call_next: Next) -> Result:
         if ctx.method not in SUBSCRIPTION_METHODS:
             return await call_next(ctx)
@@ -26,6 +28,8 @@ def subscribe_stage(subscriber: ResourceSubscriber) -> Stage:
         if ctx.method == "subscriptions/listen":
             return await _listen(ctx, subscriber)
         watcher = ctx.hooks.watcher if ctx.hooks is not None else None
+        if subscriber is None:
+            raise NotFound("resource subscriptions are not served here")
         if watcher is None:
             raise BadRequest(f"{ctx.method} needs a session to deliver updates on")
         uri = str(ctx.upstream_params["uri"])
@@ -47,13 +51,16 @@ def subscribe_stage(subscriber: ResourceSubscriber) -> Stage:
     return subscribe
 
 
-async def _listen(ctx: CallContext, subscriber: ResourceSubscriber) -> Result:
+async def _listen(ctx: CallContext, subscriber: ResourceSubscriber | None) -> Result:
     """Hold an upstream subscription for each resource the stream may watch while it is open."""
     listen = ctx.hooks.listen if ctx.hooks is not None else None
     if listen is None:
         raise BadRequest("subscriptions/listen needs a stream to answer on")
     assert ctx.view is not None and ctx.principal is not None and ctx.upstream_params is not None
     params = ctx.upstream_params
+    if subscriber is None:
+        notifications = {k: v for k, v in params["notifications"].items() if k != "resourceSubscriptions"}
+        return await listen({**params, "notifications": notifications}, caller_of(ctx.principal))
     uris = params["notifications"].get("resourceSubscriptions") or []
     held: list[tuple[str, str]] = []
     try:

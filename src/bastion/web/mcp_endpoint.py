@@ -20,7 +20,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.caching import CacheHint
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     RequestParams,
@@ -47,7 +47,7 @@ from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
-from bastion.web.mcp_front import CallerBus, Front, notify_changes
+from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
@@ -187,27 +187,21 @@ class McpFront:
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
         server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_log_level)
+        # Subscriptions and listen streams pass the pipeline like calls; only the caller's side is
+        # kept here. Without upstream subscriptions (`bastion wrap`) only listen is served.
+
+        async def watch(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
+            watcher = SessionWatcher(self._front_of(name), ctx.session._connection)  # noqa: SLF001
+            return await run(ctx, dict(ctx.params or {}), CallHooks(watcher=watcher))
+
+        async def listen(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
+            view_of = lambda: self._snapshot().servers.get(name)  # noqa: E731
+            return await run(ctx, dict(ctx.params or {}), CallHooks(listen=stream_listener(self._front_of(name), view_of, ctx)))
+
         if self._subscriber is not None:
-            # Subscriptions pass the pipeline like calls; only the caller's side is kept here.
-
-            async def watch(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
-                watcher = SessionWatcher(self._front_of(name), ctx.session._connection)  # noqa: SLF001
-                return await run(ctx, dict(ctx.params or {}), CallHooks(watcher=watcher))
-
-            async def listen(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
-                view_of = lambda: self._snapshot().servers.get(name)  # noqa: E731
-                return await run(ctx, dict(ctx.params or {}), CallHooks(listen=stream_listener(self._front_of(name), view_of, ctx)))
-
             server.add_request_handler("resources/subscribe", SubscribeRequestParams, watch)
             server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, watch)
-            server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
-        else:
-            # Without upstream subscriptions (`bastion wrap`) a listen stream carries list changes only.
-            server.add_request_handler(
-                "subscriptions/listen",
-                SubscriptionsListenRequestParams,
-                lambda ctx, params: self._front_of(name).listen(ctx, params),
-            )
+        server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
 
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
             # Every message of a session passes here, `initialize` included, so a client that has
@@ -263,7 +257,7 @@ class McpFront:
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(CallerBus(bus)))
+                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus)
                 self._fronts[name] = front
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front

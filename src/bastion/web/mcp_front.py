@@ -70,7 +70,6 @@ class Front:
     sse: SseServerTransport
     bus: InMemorySubscriptionBus
     """Change events for 2026-07-28 clients' `subscriptions/listen` streams."""
-    listen: ListenHandler
     stop: anyio.Event = field(default_factory=anyio.Event)
     connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
     owners: dict[str, Owner] = field(default_factory=dict)
@@ -99,7 +98,6 @@ class Front:
 
     def close_listeners(self) -> None:
         """End every open listen stream gracefully (the server is gone, or Bastion stops)."""
-        self.listen.close()
         for handler in list(self.listeners):
             handler.close()
 

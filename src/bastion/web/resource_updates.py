@@ -21,12 +21,14 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import SubscriptionsListenRequestParams
 
 from bastion.core.compose import ServerView
-from bastion.core.errors import BastionError
+from bastion.core.errors import BastionError, ServiceUnavailable
 from bastion.core.policy import Caller
 from bastion.pipeline.route import resource_for
 from bastion.web.mcp_front import CallerBus, Front, Watch
 
 ViewOf = Callable[[], ServerView | None]
+MAX_LISTEN_STREAMS = 1024
+"""Open `subscriptions/listen` streams per virtual server on one replica (the SDK's default cap)."""
 
 
 def may_watch(view: ServerView | None, caller: Caller, uri: str) -> bool:
@@ -62,6 +64,8 @@ def stream_listener(front: Front, view_of: ViewOf, ctx: ServerRequestContext[Any
     the params the pipeline allowed, filtered for its caller until it ends."""
 
     async def listen(params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        if len(front.listeners) >= MAX_LISTEN_STREAMS:
+            raise ServiceUnavailable(f"virtual server {front.name!r} has too many open listen streams")
         handler = ListenHandler(CallerBus(front.bus, caller, lambda uri: may_watch(view_of(), caller, uri)))
         front.listeners.add(handler)
         result = await handler(ctx, SubscriptionsListenRequestParams.model_validate(params, by_name=False))
