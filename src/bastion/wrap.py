@@ -19,6 +19,7 @@ from bastion.auth.tokens import TokenVerifier, hash_token
 from bastion.config import Settings
 from bastion.control.standalone import StandaloneCatalog
 from bastion.core.models import Discovery, UpstreamSpec
+from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.build import build_pipeline
 from bastion.tasks import TaskRunner
 from bastion.upstream.discovery import DiscoveryLimits
@@ -60,11 +61,13 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
         try:
             discovery = await catalog.start(pool)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
-            pipeline = build_pipeline(catalog.current, pool, timeout=settings.call_timeout, server_info=server_info)
+            authenticator = Authenticator(TokenVerifier(hash_token(token)) if token else None)
+            pipeline = build_pipeline(
+                catalog.current, pool, authenticator, timeout=settings.call_timeout, server_info=server_info
+            )
             front = McpFront(pipeline, runner, catalog.current, settings.max_body_bytes)
             catalog.on_change(front.on_change)
-            verifier = TokenVerifier(hash_token(token)) if token else None
-            app = SingleServerApp(front, spec.name, verifier, settings.allowed_origins)
+            app = SingleServerApp(front, spec.name, authenticator, settings.allowed_origins)
             yield Wrapped(catalog, pool, front, app, discovery)
         finally:
             if front is not None:

@@ -42,6 +42,7 @@ from bastion.control.upstream_connect import UpstreamConnect
 from bastion.control.users import Users
 from bastion.core.launch import parse_rules
 from bastion.core.ports import Leadership
+from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
@@ -176,9 +177,18 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 per_caller=settings.held_calls_per_caller,
                 total=settings.held_calls_total,
             )
+            oidc = oidc_verifier(settings, network)
+            jwt_issuers: dict[str, JwtVerifier] = {}
+            if oidc is not None and settings.oidc_issuer is not None:
+                jwt_issuers[settings.oidc_issuer] = oidc
+            if own is not None:
+                jwt_issuers[own.issuer] = own.verifier
+            # One authenticator for the edge (early 401s) and the pipeline (the decision).
+            authenticator = Authenticator(BearerVerifier(verifier, jwt_issuers))
             pipeline = build_pipeline(
                 gateway.current,
                 pool,
+                authenticator,
                 timeout=settings.call_timeout,
                 server_info=server_info,
                 page_size=settings.page_size,
@@ -187,6 +197,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 limits=settings.rate_limits,
                 observers=telemetry.call_observers,
                 tracer=telemetry.tracer,
+                subscriber=pool,
             )
             session_keys = SessionKeys(keys.sessions)
             session_store, events_for = session_stores(settings, session_keys, shared.redis)
@@ -203,7 +214,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
-            oidc = oidc_verifier(settings, network)
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
             subjects = PolicySubjects(identity, repo, external=settings.oidc_issuer is not None)
@@ -212,11 +222,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             may_use = server_access(gateway)
             duplicates = Duplicates(gateway)
             registries = Registries(SqlRegistryRepo(engine), gateway, pool.http, deadline=settings.registry_timeout)
-            jwt_issuers: dict[str, JwtVerifier] = {}
-            if oidc is not None and settings.oidc_issuer is not None:
-                jwt_issuers[settings.oidc_issuer] = oidc
-            if own is not None:
-                jwt_issuers[own.issuer] = own.verifier
             public = None
             if own is not None:
                 public = oauth_endpoints(own, settings, identity, login, may_use, network, shared.limiter)
@@ -264,7 +269,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             app = BastionApp(
                 Audited(rest_app(routes), routes, telemetry.edge_observers),
                 front,
-                BearerVerifier(verifier, jwt_issuers),
+                authenticator,
                 settings.allowed_origins,
                 partial(readiness, engine, shared.checks),
                 security_headers(settings.base_url),

@@ -104,15 +104,20 @@ def used_server(path: str) -> str | None:
     return None
 
 
+def authorize_server(grants: Grants, server: str) -> None:
+    """Raise Forbidden unless these grants reach the MCP endpoints of virtual server `server`."""
+    if "mcp" not in grants.permissions:
+        raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
+    if grants.servers != ALL_SERVERS and server not in grants.servers:
+        raise Forbidden(f"this token may not use the virtual server {server!r}", missing=f"server:{server}")
+
+
 def authorize(grants: Grants, method: str, path: str) -> None:
     """Raise Forbidden, saying what is missing, unless these grants allow `method path`."""
     parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
     server = used_server(path)
     if server is not None:
-        if "mcp" not in grants.permissions:
-            raise Forbidden("this token lacks the 'mcp' permission", missing="permission:mcp")
-        if grants.servers != ALL_SERVERS and server not in grants.servers:
-            raise Forbidden(f"this token may not use the virtual server {server!r}", missing=f"server:{server}")
+        authorize_server(grants, server)
         return
     collection = parts[3] if parts[1:3] == ["api", "v1"] and len(parts) > 3 else None
     if collection == "tokens":

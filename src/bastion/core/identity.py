@@ -103,6 +103,12 @@ def require_edit(actor: Actor, thing: Owned, what: str) -> None:
         raise Forbidden(f"you may not change {what}: it belongs to another team", missing="team")
 
 
+def authorize_mcp(role: Role) -> None:
+    """Raise Forbidden unless a user with `role` may use virtual servers' MCP endpoints."""
+    if role not in ("admin", "developer"):
+        raise Forbidden("viewers may not use virtual servers' MCP endpoints", missing="role:developer")
+
+
 def authorize_role(role: Role, method: str, path: str) -> None:
     """Raise Forbidden unless a user with `role` may call `method path` at all (deny by default).
 
@@ -111,8 +117,7 @@ def authorize_role(role: Role, method: str, path: str) -> None:
         return
     parts = path.split("/")  # ['', 'servers', name, ...] or ['', 'api', 'v1', collection, ...]
     if used_server(path) is not None:
-        if role != "developer":
-            raise Forbidden("viewers may not use virtual servers' MCP endpoints", missing="role:developer")
+        authorize_mcp(role)
         return
     collection = parts[3] if parts[1:3] == ["api", "v1"] and len(parts) > 3 else None
     # Everyone manages their own session and API tokens (a token never exceeds its user's rights).

@@ -22,6 +22,7 @@ from bastion.core.models import (
 )
 from bastion.core.observation import CallRecord, EdgeEvent
 from bastion.core.pinning import PinBook, PinRecord
+from bastion.core.policy import Caller
 from bastion.core.registry_listing import RegistryEntry, RegistrySource
 from bastion.core.usage import UsageQuery, UsageRow
 
@@ -31,6 +32,24 @@ LogCallback = Callable[[dict[str, Any]], Awaitable[None]]
 AskCallback = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 """Puts one input request (`sampling/createMessage`, `elicitation/create`, `roots/list`) to the
 client as a live request and returns its result, or a JSON-RPC error object."""
+
+ListenCallback = Callable[[dict[str, Any], Caller], Awaitable[dict[str, Any]]]
+"""Serves a 2026-07-28 `subscriptions/listen` stream for `caller` with the params the pipeline
+allowed (its filter cut to what the caller may watch); returns the stream's final result."""
+
+
+class Watcher(Protocol):
+    """A 2025-11-25 session's resource subscriptions: who watches which URI from which upstream. The
+    pipeline decides and subscribes Bastion upstream; the watcher remembers for the fan-out."""
+
+    def watch(self, upstream: str, uri: str, caller: Caller) -> bool:
+        """Remember that `caller` watches `uri` from `upstream`; False if the session already did."""
+        ...
+
+    def unwatch(self, uri: str) -> str | None:
+        """Forget the session's watch of `uri`; the upstream it watched it from, None if it did not."""
+        ...
+
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
@@ -56,6 +75,10 @@ class CallHooks:
         if self.on_log is None:
             return None
         return self.log_level or (LOG_LEVELS[0] if self.legacy else None)
+    watcher: Watcher | None = None
+    """For `resources/subscribe` and `resources/unsubscribe`: the session's subscriptions."""
+    listen: ListenCallback | None = None
+    """For `subscriptions/listen`: serves the stream once the pipeline has let it through."""
 
 
 class ConfigRepo(Protocol):

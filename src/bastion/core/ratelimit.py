@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(\d{0,6})\s*(second|minute|hour|day)s?\s*$")
-LIMITED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
-"""What counts as a call: lists are answered from the snapshot and cost nothing to serve."""
+LIMITED_METHODS = frozenset(
+    {"tools/call", "prompts/get", "resources/read", "completion/complete", "resources/subscribe", "subscriptions/listen"}
+)
+"""What counts as a call: everything that reaches an upstream or subscribes Bastion to one. Lists
+are answered from the snapshot and cost nothing to serve; unsubscribing only releases."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,14 +175,6 @@ class Bridge:
 
 
 def replace_hooks(ctx: CallContext, hooks: CallHooks) -> CallContext:
-    """A copy of the context for the background run (the request's own may be reused)."""
-    return CallContext(
-        server=ctx.server,
-        method=ctx.method,
-        params=ctx.params,
-        principal=ctx.principal,
-        hooks=hooks,
-        view=ctx.view,
-        item=ctx.item,
-        upstream_params=ctx.upstream_params,
-    )
+    """A copy of the context for the background run (the request's own may be reused), every field
+    kept (principal, address, trace context) but the hooks."""
+    return replace(ctx, hooks=hooks)

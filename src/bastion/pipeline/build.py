@@ -7,10 +7,10 @@ from typing import Any
 
 from opentelemetry.trace import Tracer
 
-from bastion.core.ports import CallObserver, RateLimiter, UpstreamCaller
+from bastion.core.ports import CallObserver, RateLimiter, ResourceSubscriber, UpstreamCaller
 from bastion.core.ratelimit import Defaults
 from bastion.core.snapshot import Snapshot
-from bastion.pipeline.authn import authenticate
+from bastion.pipeline.authn import Authenticator, authenticate_stage
 from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
@@ -20,6 +20,7 @@ from bastion.pipeline.observe import observe_stage
 from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
+from bastion.pipeline.subscribe import subscribe_stage
 from bastion.pipeline.tracing import traced
 from bastion.pipeline.validate import validate
 
@@ -27,6 +28,7 @@ from bastion.pipeline.validate import validate
 def build_pipeline(
     snapshot: Callable[[], Snapshot],
     pool: UpstreamCaller,
+    authenticator: Authenticator,
     *,
     timeout: float,
     server_info: dict[str, Any],
@@ -36,13 +38,16 @@ def build_pipeline(
     limits: Defaults = Defaults(),
     observers: Sequence[CallObserver] = (),
     tracer: Tracer | None = None,
+    subscriber: ResourceSubscriber | None = None,
 ) -> Next:
     def span(name: str, stage: Stage) -> Stage:
         return traced(tracer, name, stage) if tracer is not None else stage
 
     stages: list[Stage] = [
         observe_stage(observers, tracer),  # first: sees every outcome, including auth failures
-        authenticate,  # before anything reveals what exists
+        # Before anything reveals what exists. The one decision on who calls: the edge only parsed
+        # the credential (and may have asked the same authenticator early, for HTTP's 401).
+        authenticate_stage(authenticator),
         resolve_stage(snapshot),  # the virtual server, from the in-memory snapshot (no DB)
         span("bastion.policy", authorize),  # needs the server (its policy) and the principal; before route answers lists
         # After authorize (search results respect the policy), before rate limits and route: a
@@ -50,13 +55,16 @@ def build_pipeline(
         discover,
     ]
     if limiter is not None:
-        # After authentication (the edge also authorized the token for this server) and resolve
+        # After authentication (which held the token to its grants for this server) and resolve
         # (the server's own limits): a refused caller never learns more. Before route, so a
         # refused call costs no upstream work.
         stages.append(span("bastion.rate_limit", ratelimit_stage(limiter, limits)))
     stages.append(route_stage(page_size))  # needs the view; answers list requests itself, in pages
     # After route (the tool and its schema, once the policy allowed it), before any upstream work.
     stages.append(validate)
+    # After route (the resource, checked against the policy); subscriptions and listen streams end
+    # here and never reach the bridge or dispatch.
+    stages.append(subscribe_stage(subscriber))
     if bridge is not None:
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).

@@ -10,7 +10,7 @@ from bastion.core.grants import Grants
 from bastion.core.models import ROLES, CatalogItem, Role
 from bastion.core.ports import CallHooks
 
-__all__ = ["ROLES", "CallContext", "Principal", "Role"]
+__all__ = ["ROLES", "CallContext", "Credential", "Principal", "Role"]
 
 
 @dataclass(slots=True)
@@ -31,11 +31,24 @@ class Principal:
 
 
 @dataclass(slots=True)
+class Credential:
+    """What a caller presented, as the edge parsed it: the Authorization header and the client's
+    address. Only the authenticate stage turns it into a principal (see `pipeline.authn`)."""
+
+    authorization: str | None
+    client_ip: str | None
+    verified: tuple[object, Principal] | None = None
+    """Who verified it and whom it proved: a request is verified once, then read from here."""
+
+
+@dataclass(slots=True)
 class CallContext:
     server: str
     method: str
     params: dict[str, Any]
-    principal: Principal | None
+    credential: Credential | None
+    principal: Principal | None = None
+    """Set by the authenticate stage from `credential`, never by an entry point."""
     hooks: CallHooks | None = None
     view: ServerView | None = None
     restriction: Restriction | None = None

@@ -23,7 +23,9 @@ _LISTS: dict[str, tuple[ItemKind, str]] = {
     "resources/templates/list": ("resource_template", "resourceTemplates"),
 }
 SERVED_METHODS = frozenset({*_LISTS, "tools/call", "prompts/get", "resources/read", "completion/complete"})
-"""Every request method a virtual server answers through the pipeline."""
+"""The request methods a virtual server answers with one result (the fast path serves these)."""
+SUBSCRIPTION_METHODS = frozenset({"resources/subscribe", "resources/unsubscribe", "subscriptions/listen"})
+"""Requests that subscribe Bastion to upstream resources (or stop); they pass the same pipeline."""
 _RESERVED_META = "io.modelcontextprotocol/"
 
 
@@ -176,8 +178,43 @@ async def _route_call(ctx: CallContext, view: ServerView, call_next: Next) -> Re
         upstream_params = {"uri": forwarded, **{k: params[k] for k in _ROUND_TRIP if k in params}}
     elif method == "completion/complete":
         item, upstream_params = _route_completion(view, params, restriction)
+    elif method == "resources/subscribe":
+        uri = _required_str(params, "uri", method)
+        item = resource_for(view, uri, restriction)
+        upstream_params = {"uri": uri}
+    elif method == "resources/unsubscribe":
+        # Stopping is always allowed, even once the resource is gone or denied: it releases what
+        # the session holds (the subscribe stage knows from where).
+        ctx.upstream_params = {"uri": _required_str(params, "uri", method)}
+        return await call_next(ctx)
+    elif method == "subscriptions/listen":
+        ctx.upstream_params = listen_params(view, params, restriction)
+        return await call_next(ctx)
     else:
         raise NotFound(f"method {method!r} is not served by virtual servers")
     ctx.item = item
     ctx.upstream_params = _with_meta(upstream_params, params)
     return await call_next(ctx)
+
+
+def listen_params(view: ServerView, params: dict[str, Any], restriction: Restriction | None) -> dict[str, Any]:
+    """A `subscriptions/listen` request's params with its resource filter cut to the resources this
+    server serves and the caller may read: the stream then honours (and acknowledges) only those."""
+    notifications = params.get("notifications")
+    if not isinstance(notifications, dict):
+        raise BadRequest("subscriptions/listen needs a 'notifications' object")
+    wanted = notifications.get("resourceSubscriptions") or []
+    if not isinstance(wanted, list) or not all(isinstance(uri, str) for uri in wanted):
+        raise BadRequest("subscriptions/listen resourceSubscriptions must be a list of URIs")
+    kept: list[str] = []
+    for uri in wanted:
+        try:
+            resource_for(view, uri, restriction)
+        except (UnknownItem, Forbidden):
+            continue  # not honoured: the acknowledgement tells the client which ones are
+        if uri not in kept:
+            kept.append(uri)
+    filtered = {k: v for k, v in notifications.items() if k != "resourceSubscriptions"}
+    if kept:
+        filtered["resourceSubscriptions"] = kept
+    return {**params, "notifications": filtered}

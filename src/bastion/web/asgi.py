@@ -10,7 +10,6 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -25,15 +24,17 @@ from bastion.core.identity import authorize_role
 from bastion.core.naming import SLUG_RE
 from bastion.core.observation import EdgeEvent, reason_of
 from bastion.core.ports import EdgeObserver
-from bastion.pipeline.context import Principal
+from bastion.pipeline.authn import ANONYMOUS, Authenticator, Verifier
+from bastion.pipeline.context import Credential, Principal
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.headers import BASE_HEADERS, Headers, with_headers
 from bastion.web.hosts import ANY_HOST, PROBES, host_allowed
-from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY, McpFront
+from bastion.web.mcp_endpoint import McpFront
 from bastion.web.metrics import METRICS_PATH, MetricsEndpoint
 from bastion.web.resource_metadata import PREFIX, ResourceMetadata, metadata_response, metadata_server
+from bastion.web.scope import CREDENTIAL_SCOPE_KEY, PRINCIPAL_SCOPE_KEY
 
-ANONYMOUS = Principal(id="local", kind="anonymous")
+__all__ = ["ANONYMOUS", "Authenticator", "BastionApp", "Verifier", "admitted"]
 # Reached without a token: signing in is how one gets a token (Origin is still checked).
 PUBLIC_PATHS = frozenset({"/api/v1/auth/login"})
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
@@ -61,12 +62,6 @@ def without_padding(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
     return headers
 
 
-class Verifier(Protocol):
-    """Checks a request's bearer token (see `bastion.auth.tokens.TokenVerifier`)."""
-
-    async def verify(self, authorization: str | None, client_ip: str | None) -> Principal: ...
-
-
 def client_ip(scope: Scope) -> str | None:
     """The client's address as the ASGI server reports it. `bastion serve` lets uvicorn take it from
     X-Forwarded-For only when the peer is one of BASTION_TRUSTED_PROXIES (none by default)."""
@@ -74,17 +69,19 @@ def client_ip(scope: Scope) -> str | None:
     return str(client[0]) if client else None
 
 
-async def admit(scope: Scope, verifier: Verifier | None, allowed_origins: Sequence[str]) -> Principal:
-    """Who is calling, after the Origin check; raises Forbidden or Unauthenticated. Without a
-    verifier (a loopback-only `bastion wrap`), the caller is anonymous."""
+async def admit(scope: Scope, authenticator: Authenticator, allowed_origins: Sequence[str]) -> Principal:
+    """Who is calling, after the Origin check; raises Forbidden or Unauthenticated. The credential is
+    left in the scope for the pipeline, which decides again from it (without verifying twice)."""
     headers = {k: v for k, v in scope["headers"] if k in (b"authorization", b"origin")}
     origin = headers.get(b"origin")
     if origin is not None and not origin_allowed(origin.decode("latin-1"), allowed_origins):
         raise Forbidden("requests from this Origin are not allowed")
-    if verifier is None or scope["path"] in PUBLIC_PATHS:
+    if scope["path"] in PUBLIC_PATHS:
         return ANONYMOUS
     authorization = headers.get(b"authorization")
-    return await verifier.verify(authorization.decode("latin-1") if authorization else None, client_ip(scope))
+    credential = Credential(authorization.decode("latin-1") if authorization else None, client_ip(scope))
+    scope[CREDENTIAL_SCOPE_KEY] = credential
+    return await authenticator.principal(credential)
 
 
 @dataclass(frozen=True)
@@ -106,7 +103,7 @@ async def admitted(
     scope: Scope,
     receive: Receive,
     send: Send,
-    verifier: Verifier | None,
+    authenticator: Authenticator,
     allowed_origins: Sequence[str],
     ready: ReadinessCheck | None = None,
     challenge: Challenge | None = None,
@@ -123,7 +120,7 @@ async def admitted(
         await Response(body, status_code=503 if problems else 200, media_type="application/json")(scope, receive, send)
         return False
     try:
-        principal = await admit(scope, verifier, allowed_origins)
+        principal = await admit(scope, authenticator, allowed_origins)
         if principal.grants is not None:
             authorize(principal.grants, scope["method"], scope["path"])
         # A user's session or token is limited by their role too (the admin token's role is admin).
@@ -195,7 +192,7 @@ class BastionApp:
         self,
         rest: ASGIApp,
         mcp: McpFront,
-        verifier: Verifier,
+        authenticator: Authenticator,
         allowed_origins: Sequence[str],
         ready: ReadinessCheck | None = None,
         headers: Headers = BASE_HEADERS,
@@ -218,7 +215,7 @@ class BastionApp:
         self.may_use = may_use
         self.rest = rest
         self.mcp = mcp
-        self.verifier = verifier
+        self.authenticator = authenticator
         self.allowed_origins = tuple(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -248,7 +245,7 @@ class BastionApp:
         metadata = self.resource_metadata
         challenge = metadata.challenge if metadata is not None else None
         ready, observers = self.ready, self.observers
-        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins, ready, challenge, observers):
+        if not await admitted(scope, receive, send, self.authenticator, self.allowed_origins, ready, challenge, observers):
             return
         if metrics is not None:
             await metrics.serve(scope, receive, send, scope.get(PRINCIPAL_SCOPE_KEY))

@@ -15,10 +15,12 @@ from typing import Any
 
 import anyio
 from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.caching import CacheHint
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     RequestParams,
@@ -35,10 +37,11 @@ from starlette.types import Receive, Scope, Send
 from bastion import __version__
 from bastion.core.compose import ServerView
 from bastion.core.errors import BastionError
-from bastion.core.ports import ResourceSubscriber
+from bastion.core.ports import CallHooks, ResourceSubscriber
 from bastion.core.snapshot import Snapshot
+from bastion.pipeline.authz import caller_of
 from bastion.pipeline.base import Next
-from bastion.pipeline.context import CallContext, Principal
+from bastion.pipeline.context import CallContext
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
 from bastion.tasks import TaskRunner
@@ -47,13 +50,15 @@ from bastion.web.errors import to_mcp_error
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
-from bastion.web.resource_updates import fan_out, subscription_handlers
+from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
+from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
 from bastion.web.sdk_sessions import EventsFor, SessionManager
+from bastion.web.session_logs import redact_session_ids
 from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions, authorization
 
 log = logging.getLogger("bastion.mcp")
 
-PRINCIPAL_SCOPE_KEY = "bastion.principal"
+__all__ = ["PRINCIPAL_SCOPE_KEY", "McpFront"]
 _CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
 # How soon a 2025-11-25 client whose stream closed should reconnect (the SSE `retry` field), ms.
 _RETRY_MS = 1000
@@ -103,6 +108,16 @@ def _legacy_session_id(scope: Scope) -> str | None:
     return session_id
 
 
+def _owned(scope: Scope) -> Scope:
+    """The scope with its principal as the SDK's authenticated user: the SDK's HTTP+SSE transport
+    binds a session to the user that opened its stream, and answers a POST from anyone else
+    exactly as for a session that does not exist (404)."""
+    principal = principal_of(scope)
+    owner = principal.id if principal is not None else ""
+    scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[]))
+    return scope
+
+
 class McpFront:
     def __init__(
         self,
@@ -125,6 +140,7 @@ class McpFront:
         self._events = events
         self._subscriber = subscriber
         self._shared = shared
+        redact_session_ids()
 
     def known_servers(self) -> Mapping[str, ServerView]:
         return self._snapshot().servers
@@ -139,25 +155,29 @@ class McpFront:
     def _make_server(self, name: str) -> VirtualMcpServer:
         pipeline = self._pipeline
 
-        async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
+        async def run(ctx: ServerRequestContext[Any], params: dict[str, Any], hooks: CallHooks | None) -> dict[str, Any]:
+            # A message with no HTTP request behind it carries no credential: the pipeline refuses it.
             request = ctx.request
-            principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
-            params = dict(ctx.params or {})
-            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                params = with_capabilities(params, capabilities_of(ctx.session._connection))  # noqa: SLF001
+            credential = credential_of(request.scope) if isinstance(request, Request) else None
             call = CallContext(
                 server=name,
                 method=ctx.method,
                 params=params,
-                principal=principal if isinstance(principal, Principal) else None,
-                hooks=call_hooks(ctx),
+                credential=credential,
+                hooks=hooks,
                 address=_address(request.scope) if isinstance(request, Request) else None,
                 trace_headers=trace_headers(request.headers) if isinstance(request, Request) else None,
             )
             try:
-                result = await pipeline(call)
+                return await pipeline(call)
             except BastionError as exc:
                 raise to_mcp_error(exc) from None
+
+        async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
+            params = dict(ctx.params or {})
+            if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                params = with_capabilities(params, capabilities_of(ctx.session._connection))  # noqa: SLF001
+            result = await run(ctx, params, call_hooks(ctx))
             if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
                 # A legacy upstream's result, or a list served locally: 2026-07-28 requires the tag.
                 result = {**result, "resultType": "complete"}
@@ -181,15 +201,20 @@ class McpFront:
         for method in sorted(SERVED_METHODS):
             server.add_request_handler(method, AnyParams, handle)
         server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_log_level)
+        # Subscriptions and listen streams pass the pipeline like calls; only the caller's side is
+        # kept here. Without upstream subscriptions (`bastion wrap`) only listen is served.
+
+        async def watch(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
+            watcher = SessionWatcher(self._front_of(name), ctx.session._connection)  # noqa: SLF001
+            return await run(ctx, dict(ctx.params or {}), CallHooks(watcher=watcher))
+
+        async def listen(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
+            view_of = lambda: self._snapshot().servers.get(name)  # noqa: E731
+            return await run(ctx, dict(ctx.params or {}), CallHooks(listen=stream_listener(self._front_of(name), view_of, ctx)))
+
         if self._subscriber is not None:
-            handlers = subscription_handlers(
-                lambda: self._front_of(name), lambda: self._snapshot().servers.get(name), self._subscriber
-            )
-            server.add_request_handler("resources/subscribe", SubscribeRequestParams, handlers["resources/subscribe"])
-            server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, handlers["resources/unsubscribe"])
-            listen = handlers["subscriptions/listen"]
-        else:
-            listen = lambda ctx, params: self._front_of(name).listen(ctx, params)  # noqa: E731
+            server.add_request_handler("resources/subscribe", SubscribeRequestParams, watch)
+            server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, watch)
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
 
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
@@ -199,10 +224,10 @@ class McpFront:
             if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
                 return await call_next(ctx)
             request = ctx.request
-            principal = request.scope.get(PRINCIPAL_SCOPE_KEY) if isinstance(request, Request) else None
-            owner = principal.id if isinstance(principal, Principal) else None
+            principal = principal_of(request.scope) if isinstance(request, Request) else None
+            owner = principal.id if principal is not None else None
             connection = ctx.session._connection  # noqa: SLF001
-            self._front_of(name).remember(connection, owner)
+            self._front_of(name).remember(connection, owner, caller_of(principal) if principal is not None else None)
             result = await call_next(ctx)
             shared = self._shared if ctx.method in RECORDED_METHODS else None
             # Only Streamable HTTP sessions are shared: an HTTP+SSE session lives on its stream.
@@ -246,7 +271,7 @@ class McpFront:
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus, listen=ListenHandler(bus))
+                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus)
                 self._fronts[name] = front
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front
@@ -297,13 +322,13 @@ class McpFront:
 
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
-        async with front.sse.connect_sse(scope, receive, send) as (read, write):
+        async with front.sse.connect_sse(_owned(scope), receive, send) as (read, write):
             options = front.server.create_initialization_options()
             await front.server.run(read, write, options)
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
-        await front.sse.handle_post_message(scope, receive, send)
+        await front.sse.handle_post_message(_owned(scope), receive, send)
 
     async def on_change(self, old: Snapshot, new: Snapshot) -> None:
         """Tell connected legacy clients which lists changed; close fronts of deleted servers."""
@@ -311,7 +336,7 @@ class McpFront:
             view = new.servers.get(name)
             if view is None:
                 self._retired[name] = self._fronts.pop(name)
-                front.listen.close()
+                front.close_listeners()
                 front.stop.set()
                 continue
             before = old.servers.get(name)
@@ -333,6 +358,6 @@ class McpFront:
 
     async def aclose(self) -> None:
         for front in self._fronts.values():
-            front.listen.close()
+            front.close_listeners()
             front.stop.set()
         self._fronts.clear()

@@ -41,6 +41,7 @@ from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
 from bastion.web.bridge import with_capabilities
 from bastion.web.json_depth import MAX_DEPTH, body_too_deep
+from bastion.web.scope import credential_of, principal_of
 
 log = logging.getLogger("bastion.mcp")
 
@@ -246,8 +247,7 @@ async def serve_fast(
         return
     raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     headers = dict(raw_headers)
-    principal = scope.get("bastion.principal")
-    principal = principal if isinstance(principal, Principal) else None
+    principal = principal_of(scope)
     session: LegacySession | None = None
     if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
         message = _modern_request(raw_headers, headers, body, mirrored)
@@ -265,7 +265,7 @@ async def serve_fast(
             server=server,
             method=message["method"],
             params=message["params"],
-            principal=principal,
+            credential=credential_of(scope),
             address=address,
             trace_headers=traced,
         )
@@ -280,7 +280,7 @@ async def serve_fast(
         server=server,
         method=message["method"],
         params=params,
-        principal=principal,
+        credential=credential_of(scope),
         hooks=hooks,
         address=address,
         trace_headers=traced,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -15,16 +16,18 @@ import anyio
 from mcp.server import Server
 from mcp.server.connection import Connection
 from mcp.server.sse import SseServerTransport
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, SubscriptionBus
 from mcp.shared.subscriptions import (
     PromptsListChanged,
     ResourcesListChanged,
+    ResourceUpdated,
     ServerEvent,
     ToolsListChanged,
 )
 
 from bastion.core.compose import ServerView
 from bastion.core.models import ItemKind
+from bastion.core.policy import Caller
 from bastion.core.ports import SessionKey, SessionRecord
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
@@ -38,6 +41,14 @@ log = logging.getLogger("bastion.mcp")
 class Owner:
     connection: weakref.ref[Connection]
     principal: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """One session's subscription to a resource: from which upstream, and for whom."""
+
+    upstream: str
+    caller: Caller
 
 
 @dataclass
@@ -59,22 +70,36 @@ class Front:
     sse: SseServerTransport
     bus: InMemorySubscriptionBus
     """Change events for 2026-07-28 clients' `subscriptions/listen` streams."""
-    listen: ListenHandler
     stop: anyio.Event = field(default_factory=anyio.Event)
     connections: weakref.WeakSet[Connection] = field(default_factory=weakref.WeakSet)
     owners: dict[str, Owner] = field(default_factory=dict)
-    resource_subs: dict[str, weakref.WeakSet[Connection]] = field(default_factory=dict)
+    resource_subs: dict[str, weakref.WeakKeyDictionary[Connection, Watch]] = field(default_factory=dict)
     """2025-11-25 sessions subscribed to each resource URI."""
+    callers: weakref.WeakKeyDictionary[Connection, Caller] = field(default_factory=weakref.WeakKeyDictionary)
+    """Whose each 2025-11-25 session is, as the policy sees them (for deliveries outside a request)."""
+    listeners: weakref.WeakSet[ListenHandler] = field(default_factory=weakref.WeakSet)
+    """The handlers of open 2026-07-28 listen streams (one each: each filters for its caller)."""
     sessions: dict[str, LegacySession] = field(default_factory=dict)
     held: dict[str, Held] = field(default_factory=dict)
     """Sessions kept in the shared store, by id (see web/shared_sessions.py)."""
     restoring: anyio.Lock = field(default_factory=anyio.Lock)
 
-    def remember(self, connection: Connection, principal: str | None) -> None:
+    def remember(self, connection: Connection, principal: str | None, caller: Caller | None = None) -> None:
         self.connections.add(connection)
+        if caller is not None and connection not in self.callers:
+            self.callers[connection] = caller
         if connection.session_id and connection.session_id not in self.owners:
             self.owners = {sid: o for sid, o in self.owners.items() if o.connection() is not None}
             self.owners[connection.session_id] = Owner(weakref.ref(connection), principal)
+
+    def caller_of(self, connection: Connection) -> Caller:
+        """The policy's view of the principal that owns `connection` (nobody in particular if unknown)."""
+        return self.callers.get(connection) or Caller()
+
+    def close_listeners(self) -> None:
+        """End every open listen stream gracefully (the server is gone, or Bastion stops)."""
+        for handler in list(self.listeners):
+            handler.close()
 
     def legacy_session(self, session_id: str) -> LegacySession | None:
         """The fast path's view of a live, initialized SDK session; None sends the request to the SDK."""
@@ -110,22 +135,78 @@ _CHANGE_EVENTS: tuple[tuple[tuple[ItemKind, ...], str, ServerEvent], ...] = (
 )
 
 
+def _lists_of(view: ServerView, caller: Caller | None) -> Any:
+    """What `caller` is shown of `view` (None: everything)."""
+    restricted = view.restricted(caller) if caller is not None else None
+    return restricted if restricted is not None else view
+
+
+def seen_changed(kinds: tuple[ItemKind, ...], before: ServerView, after: ServerView, caller: Caller | None) -> bool:
+    """Whether the lists of `kinds` that `caller` is shown differ between the two views."""
+    old, new = _lists_of(before, caller), _lists_of(after, caller)
+    return any(old.lists.get(k) != new.lists.get(k) for k in kinds)
+
+
+@dataclass(frozen=True)
+class ListChange:
+    """A list change as published on a front's bus; each stream's `CallerBus` passes `event` on only
+    if its caller's own lists changed (a change to what the policy hides is not announced)."""
+
+    event: ServerEvent
+    kinds: tuple[ItemKind, ...]
+    before: ServerView
+    after: ServerView
+
+
+class CallerBus:
+    """One listen stream's view of its front's bus (the SDK's `SubscriptionBus`): list changes only
+    when the caller's lists changed, resource updates only when `may_hear` their URI."""
+
+    def __init__(
+        self, bus: SubscriptionBus, caller: Caller | None = None, may_hear: Callable[[str], bool] | None = None
+    ) -> None:
+        self._bus = bus
+        self._caller = caller
+        self._may_hear = may_hear
+
+    async def publish(self, event: ServerEvent) -> None:
+        await self._bus.publish(event)
+
+    def subscribe(self, listener: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        def deliver(event: Any) -> None:
+            if isinstance(event, ListChange):
+                if seen_changed(event.kinds, event.before, event.after, self._caller):
+                    listener(event.event)
+            elif not isinstance(event, ResourceUpdated) or self._may_hear is None or self._may_hear(event.uri):
+                listener(event)
+
+        return self._bus.subscribe(deliver)
+
+
 async def notify_changes(front: Front, before: ServerView | None, after: ServerView) -> None:
-    """Tell the virtual server's clients which of its lists changed: 2025-11-25 sessions on their
-    standalone stream, 2026-07-28 clients on their `subscriptions/listen` streams."""
+    """Tell the virtual server's clients which of their lists changed: 2025-11-25 sessions on their
+    standalone stream, 2026-07-28 clients on their `subscriptions/listen` streams. Under a policy each
+    caller is told only of changes to what it is shown (a new policy may change that alone)."""
     if before is None:
         return
+    policy_changed = before.spec.policy != after.spec.policy
     changed = [
-        (send, event)
+        (kinds, send, event)
         for kinds, send, event in _CHANGE_EVENTS
-        if any(before.lists.get(k) != after.lists.get(k) for k in kinds)
+        if policy_changed or any(before.lists.get(k) != after.lists.get(k) for k in kinds)
     ]
-    for _, event in changed:
-        await front.bus.publish(event)
+    for kinds, _, event in changed:
+        # Every subscriber of a front's bus is a CallerBus, which unwraps this before the SDK sees it.
+        await front.bus.publish(ListChange(event, kinds, before, after))  # type: ignore[arg-type]
     for connection in list(front.connections) if changed else ():
         if not connection.has_standalone_channel:
             continue
-        for send, _ in changed:
+        caller = front.callers.get(connection)
+        for kinds, send, _ in changed:
+            if (before.spec.policy is not None or after.spec.policy is not None) and not seen_changed(
+                kinds, before, after, caller or Caller()
+            ):
+                continue
             try:
                 await getattr(connection, send)()
             except Exception:

@@ -1,9 +1,11 @@
 """Resource subscriptions through a virtual server, and the fan-out of `resources/updated`.
 
 A 2025-11-25 session subscribes with `resources/subscribe`; a 2026-07-28 client names resources in
-its `subscriptions/listen` filter. Either way Bastion subscribes once per (upstream, URI) however
-many clients want it (the pool counts), and each update from the upstream reaches every client of
-every virtual server that serves that resource from that upstream.
+its `subscriptions/listen` filter. Both requests pass the pipeline (authentication, policy, rate
+limits; its subscribe stage subscribes Bastion upstream, once per (upstream, URI) however many
+clients want it). Each update from the upstream reaches the clients of every virtual server that
+serves that resource from that upstream, and of those only the ones whose principal the server's
+policy still lets read it, checked at each delivery.
 """
 
 from __future__ import annotations
@@ -12,96 +14,70 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mcp import MCPError
 from mcp.server import ServerRequestContext
 from mcp.server.connection import Connection
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.subscriptions import ResourceUpdated
-from mcp_types import EmptyResult, SubscribeRequestParams, SubscriptionsListenRequestParams, UnsubscribeRequestParams
-from starlette.requests import Request
+from mcp_types import SubscriptionsListenRequestParams
 
-from bastion.core.compose import Restriction, ServerView
-from bastion.core.errors import BastionError
-from bastion.core.ports import ResourceSubscriber
+from bastion.core.compose import ServerView
+from bastion.core.errors import BastionError, ServiceUnavailable
+from bastion.core.policy import Caller
 from bastion.core.uri import normalize_uri
-from bastion.pipeline.authz import caller_of
-from bastion.pipeline.context import Principal
 from bastion.pipeline.route import resource_for
-from bastion.web.errors import to_mcp_error
-from bastion.web.mcp_front import Front
+from bastion.web.mcp_front import CallerBus, Front, Watch
 
 ViewOf = Callable[[], ServerView | None]
+MAX_LISTEN_STREAMS = 1024
+"""Open `subscriptions/listen` streams per virtual server on one replica (the SDK's default cap)."""
 
 
-def _restriction(ctx: ServerRequestContext[Any], view: ServerView | None) -> Restriction | None:
-    """The server's policy for this request's caller: a denied resource can't be watched either."""
-    request = ctx.request
-    principal = request.scope.get("bastion.principal") if isinstance(request, Request) else None
-    if view is None or not isinstance(principal, Principal):
-        return None
-    return view.restricted(caller_of(principal))
-
-
-def _upstream_of(view: ServerView | None, uri: str, restriction: Restriction | None) -> str:
+def may_watch(view: ServerView | None, caller: Caller, uri: str) -> bool:
+    """Whether `caller` may hear of `uri` on `view` now (the policy may have changed since it asked)."""
     if view is None:
-        raise MCPError(-32602, "this virtual server no longer exists")
-    try:
-        return resource_for(view, uri, restriction).upstream
-    except BastionError as exc:
-        raise to_mcp_error(exc) from None
+        return False
+    restriction = view.restricted(caller)
+    return restriction is None or restriction.allows("resource", uri)
 
 
-def subscription_handlers(front_of: Callable[[], Front], view_of: ViewOf, subscriber: ResourceSubscriber) -> dict[str, Any]:
-    """The `resources/subscribe`, `resources/unsubscribe` and `subscriptions/listen` handlers."""
+class SessionWatcher:
+    """A 2025-11-25 session's side of its subscriptions (the pipeline's `Watcher` port)."""
 
-    # URIs are kept and forwarded in normal form: the one the policy decided on (core/uri.py).
-    async def subscribe(ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
-        uri = normalize_uri(str(params.uri))
-        view = view_of()
-        upstream = _upstream_of(view, uri, _restriction(ctx, view))
-        watchers = front_of().resource_subs.setdefault(uri, weakref.WeakSet())
-        connection: Connection = ctx.session._connection  # noqa: SLF001 - the SDK exposes no public handle
-        if connection not in watchers:
-            watchers.add(connection)
-            await subscriber.subscribe(upstream, uri)
-        return EmptyResult()
+    def __init__(self, front: Front, connection: Connection) -> None:
+        self._front = front
+        self._connection = connection
 
-    async def unsubscribe(ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        uri = normalize_uri(str(params.uri))
-        watchers = front_of().resource_subs.get(uri)
-        connection: Connection = ctx.session._connection  # noqa: SLF001 - the SDK exposes no public handle
-        if watchers is not None and connection in watchers:
-            watchers.discard(connection)
-            view = view_of()
-            if view is not None:
-                try:
-                    await subscriber.unsubscribe(resource_for(view, uri).upstream, uri)
-                except BastionError:
-                    pass  # the resource left the server since: nothing upstream to keep
-        return EmptyResult()
+    def watch(self, upstream: str, uri: str, caller: Caller) -> bool:
+        watchers = self._front.resource_subs.setdefault(uri, weakref.WeakKeyDictionary())
+        if self._connection in watchers:
+            return False
+        watchers[self._connection] = Watch(upstream, caller)
+        return True
 
-    async def listen(ctx: ServerRequestContext[Any], params: SubscriptionsListenRequestParams) -> Any:
-        wanted = [normalize_uri(str(u)) for u in params.notifications.resource_subscriptions or ()]
-        held: list[tuple[str, str]] = []
-        view = view_of()
-        restriction = _restriction(ctx, view)
-        for uri in wanted:
-            try:
-                held.append((_upstream_of(view, uri, restriction), uri))
-            except MCPError:
-                continue  # not served here: the listen handler acknowledges only what it can honour
-        for upstream, uri in held:
-            await subscriber.subscribe(upstream, uri)
-        try:
-            return await front_of().listen(ctx, params)
-        finally:
-            for upstream, uri in held:
-                await subscriber.unsubscribe(upstream, uri)
+    def unwatch(self, uri: str) -> str | None:
+        watchers = self._front.resource_subs.get(uri)
+        watch = watchers.pop(self._connection, None) if watchers is not None else None
+        return watch.upstream if watch is not None else None
 
-    return {"resources/subscribe": subscribe, "resources/unsubscribe": unsubscribe, "subscriptions/listen": listen}
+
+def stream_listener(front: Front, view_of: ViewOf, ctx: ServerRequestContext[Any]) -> Any:
+    """The pipeline's `listen` hook for one `subscriptions/listen` request: serves its stream with
+    the params the pipeline allowed, filtered for its caller until it ends."""
+
+    async def listen(params: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        if len(front.listeners) >= MAX_LISTEN_STREAMS:
+            raise ServiceUnavailable(f"virtual server {front.name!r} has too many open listen streams")
+        handler = ListenHandler(CallerBus(front.bus, caller, lambda uri: may_watch(view_of(), caller, uri)))
+        front.listeners.add(handler)
+        result = await handler(ctx, SubscriptionsListenRequestParams.model_validate(params, by_name=False))
+        return result.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    return listen
 
 
 async def fan_out(fronts: Mapping[str, Front], views: Mapping[str, ServerView], upstream: str, uri: str) -> None:
-    """Tell every client subscribed to `uri` on a virtual server that serves it from `upstream`."""
+    """Tell every client subscribed to `uri` on a virtual server that serves it from `upstream`, if
+    the server's policy lets it read `uri`."""
     uri = normalize_uri(uri)
     for name, front in list(fronts.items()):
         view = views.get(name)
@@ -112,9 +88,14 @@ async def fan_out(fronts: Mapping[str, Front], views: Mapping[str, ServerView], 
                 continue
         except BastionError:
             continue
-        await front.bus.publish(ResourceUpdated(uri=uri))
-        for connection in list(front.resource_subs.get(uri, ())):
+        await front.bus.publish(ResourceUpdated(uri=uri))  # each listen stream filters for its caller
+        watchers = front.resource_subs.get(uri)
+        if watchers is None:
+            continue
+        for connection, watch in list(watchers.items()):
+            if not may_watch(view, watch.caller, uri):
+                continue
             try:
                 await connection.send_resource_updated(uri)
             except Exception:  # noqa: BLE001 - a gone client must not stop the others
-                front.resource_subs[uri].discard(connection)
+                watchers.pop(connection, None)

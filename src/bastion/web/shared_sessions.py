@@ -36,10 +36,13 @@ from starlette.types import Message, Receive, Scope, Send
 from bastion.core.compose import ServerView
 from bastion.core.errors import BastionError
 from bastion.core.ports import ResourceSubscriber, SessionKey, SessionRecord, SessionStore
+from bastion.pipeline.authz import caller_of
+from bastion.pipeline.context import Principal
 from bastion.pipeline.route import resource_for
 from bastion.store.sessions.keys import SessionKeys
-from bastion.web.mcp_front import Front, Held
+from bastion.web.mcp_front import Front, Held, Watch
 from bastion.web.relay import LOG_LEVEL_STATE, session_log_level
+from bastion.web.scope import principal_of
 from bastion.web.sdk_sessions import awaits_response, session_not_found, spread_request_ids, store_unavailable
 
 log = logging.getLogger("bastion.sessions")
@@ -91,7 +94,7 @@ class SharedSessions:
         try:
             async with front.restoring:
                 if not front.manager.holds(session_id):
-                    await self._restore(front, key)
+                    await self._restore(front, key, principal_of(scope))
         except Exception as exc:  # noqa: BLE001 - the store unreachable: said without details
             log.warning("could not load a session record (%s)", type(exc).__name__)
             await store_unavailable(scope, receive, send)
@@ -108,7 +111,7 @@ class SharedSessions:
         except Exception as exc:  # noqa: BLE001 - the session is served here; the refresh can wait
             log.warning("could not refresh a session record (%s)", type(exc).__name__)
 
-    async def _restore(self, front: Front, key: SessionKey) -> None:
+    async def _restore(self, front: Front, key: SessionKey, principal: Principal | None) -> None:
         record = await self._store.load(key)
         if record is None or record.server != front.name:
             return  # the SDK answers 404: the client initializes a new session
@@ -135,7 +138,8 @@ class SharedSessions:
         connection = await front.manager.restore(key.session_id, prepare)
         if connection is None:
             return
-        front.remember(connection, record.owner)
+        # The restoring request presented the session's own credential (the key is made from it).
+        front.remember(connection, record.owner, caller_of(principal) if principal is not None else None)
         self._hold(front, key, record)
         await self._subscribe(front, connection, record.subscriptions, ())
         log.debug("restored a session from the shared store")
@@ -315,22 +319,24 @@ class SharedSessions:
         """Bring the session's resource subscriptions here from `had` to `wanted`."""
         view = self._view_of(front.name)
         for uri in set(wanted) ^ set(had):
-            watchers = front.resource_subs.setdefault(uri, weakref.WeakSet())
+            watchers = front.resource_subs.setdefault(uri, weakref.WeakKeyDictionary())
             adding = uri in wanted
-            if adding:
-                watchers.add(connection)
-            else:
-                watchers.discard(connection)
-            if self._subscriber is None or view is None:
+            watch = watchers.pop(connection, None)
+            if view is None:
                 continue
             try:
-                upstream = resource_for(view, uri).upstream
+                upstream = resource_for(view, uri).upstream if adding else None
             except BastionError:
                 continue  # the resource left the server since
-            if adding:
+            if upstream is not None:
+                # Delivered only while the policy lets the session's owner read it (see fan_out).
+                watchers[connection] = Watch(upstream, front.caller_of(connection))
+            if self._subscriber is None:
+                continue
+            if upstream is not None:
                 await self._subscriber.subscribe(upstream, uri)
-            else:
-                await self._subscriber.unsubscribe(upstream, uri)
+            elif watch is not None:
+                await self._subscriber.unsubscribe(watch.upstream, uri)
 
 
 def _subscriptions_of(front: Front, connection: Connection) -> tuple[str, ...]:

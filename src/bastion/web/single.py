@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from starlette.types import Receive, Scope, Send
 
 from bastion.core.errors import MisdirectedRequest, NotFound
-from bastion.web.asgi import Verifier, admitted, without_padding
+from bastion.web.asgi import Authenticator, admitted, without_padding
 from bastion.web.errors import problem_from
 from bastion.web.headers import BASE_HEADERS, with_headers
 from bastion.web.hosts import ANY_HOST, host_allowed
@@ -20,14 +20,15 @@ MCP_PATH = "/mcp"
 
 
 class SingleServerApp:
-    """Serves the virtual server `server` of `front` at `/mcp`; without a verifier, anyone may call."""
+    """Serves the virtual server `server` of `front` at `/mcp`; with an authenticator that has no
+    verifier, anyone may call."""
 
     def __init__(
-        self, front: McpFront, server: str, verifier: Verifier | None, allowed_origins: Sequence[str] = ()
+        self, front: McpFront, server: str, authenticator: Authenticator, allowed_origins: Sequence[str] = ()
     ) -> None:
         self.front = front
         self.server = server
-        self.verifier = verifier
+        self.authenticator = authenticator
         self.allowed_origins = tuple(allowed_origins)
         self.hosts: frozenset[str] = frozenset({ANY_HOST})
         """Host names served (web/hosts.py); set by `bastion wrap` for a loopback bind."""
@@ -40,7 +41,7 @@ class SingleServerApp:
         if not host_allowed(host, self.hosts):
             await problem_from(MisdirectedRequest("this server does not serve that host name"))(scope, receive, send)
             return
-        if not await admitted(scope, receive, send, self.verifier, self.allowed_origins):
+        if not await admitted(scope, receive, send, self.authenticator, self.allowed_origins):
             return
         path: str = scope["path"]
         if path.rstrip("/") != MCP_PATH:

@@ -23,9 +23,10 @@ from bastion.core.ports import CallHooks
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
-from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
+from bastion.pipeline.tracing import trace_headers
 from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.facade_page import docs_page
+from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of
 
 MayUse = Callable[[Principal, str], bool]
 _LISTS = (
@@ -40,15 +41,17 @@ ASYNC_HINT = "this tool asks its caller for input mid-call; call it with 'Prefer
 
 
 def facade_context(request: Request, server: str, method: str, params: dict[str, Any]) -> CallContext:
-    """The one place the facade makes a call's context: the principal exactly as the MCP edge
-    passes it (set on the scope by the edge after verifying the credential)."""
-    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    """The one place the facade makes a call's context: the credential exactly as the MCP edge
+    passes it; the pipeline's authenticate stage decides who calls (one way in)."""
+    client = request.scope.get("client")
     return CallContext(
         server=server,
         method=method,
         params=params,
-        principal=principal if isinstance(principal, Principal) else None,
+        credential=credential_of(request.scope),
         check_arguments=method == "tools/call",
+        address=str(client[0]) if client else None,
+        trace_headers=trace_headers(request.headers),
     )
 
 
