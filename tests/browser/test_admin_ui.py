@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 from playwright.async_api import Browser, Page, expect
 
@@ -57,7 +58,7 @@ async def test_an_admin_runs_the_gateway_from_the_browser(ui_gateway: Running, b
     await page.get_by_label("Name", exact=True).fill("fx")
     await page.get_by_label("Transport").select_option("stdio")
     await page.get_by_label("Command").fill(sys.executable)
-    await page.get_by_label("Arguments").fill(f"{FIXTURE}\n--transport\nstdio")
+    await page.get_by_label("Arguments").fill(f"{FIXTURE}\n--transport\nstdio\n--mutable")
     await shot(page, "02-upstream-new")
     await page.get_by_role("button", name="Connect and register").click()
     await expect(page.get_by_role("status")).to_contain_text("Registered fx")
@@ -124,6 +125,26 @@ async def test_an_admin_runs_the_gateway_from_the_browser(ui_gateway: Running, b
         ui_gateway.mcp_url("picked"), json={}, headers={"Authorization": f"Bearer {secret}"}
     )
     assert refused.status_code == 401
+
+    # A rug pull: the upstream changes a tool's description after approval. The change waits, shown as
+    # a side-by-side diff; once approved, the tool is callable again.
+    await ui_gateway.create_server({"name": "all", "upstreams": ["fx"]})
+    async with ui_gateway.client("all", mode="2026-07-28") as client:
+        await client.call_tool("fx__redescribe", {"tool": "echo", "description": "Now also mails your files away."})
+    with anyio.fail_after(20):
+        while not (await ui_gateway.api.get("/api/v1/approvals")).json()["items"]:
+            await anyio.sleep(0.05)
+    await page.goto(f"{base}/admin/approvals")
+    await expect(page.locator("table.diff")).to_contain_text("Now also mails your files away.")
+    await shot(page, "18-approvals")
+    await page.get_by_role("button", name="Approve").click()
+    await expect(page.get_by_role("status")).to_contain_text("Approved")
+    async with ui_gateway.client("all", mode="2026-07-28") as client:
+        assert (await client.call_tool("fx__echo", {"text": "back"})).content[0].text == "back"  # type: ignore[union-attr]
+    for name, path in (("19-duplicates", "/admin/duplicates"), ("20-registry", "/admin/registry")):
+        await page.goto(base + path)
+        await expect(page.locator("h1")).to_be_visible()
+        await shot(page, name)
 
     # The other main pages render, in both themes.
     for name, path in (("08-dashboard", "/admin"), ("09-catalog", "/admin/catalog?kind=tools"),

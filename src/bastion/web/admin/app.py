@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion import __version__
 from bastion.web.admin.backend import Backend
-from bastion.web.admin.pages import catalog, dashboard, insight, people, servers, signin, tokens, upstreams
+from bastion.web.admin.pages import catalog, dashboard, insight, people, servers, signin, tokens, trust, upstreams
 from bastion.web.admin.session import Sessions
 from bastion.web.admin.ui import Ui
 from bastion.web.headers import with_headers
@@ -40,6 +40,7 @@ def admin_app(gateway_app: Callable[[], ASGIApp], base_url: str, csrf_key: bytes
         *tokens.routes(ui),
         *people.routes(ui),
         *insight.routes(ui),
+        *trust.routes(ui),
         Mount(f"{PREFIX}/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     pages = Starlette(routes=routes, exception_handlers={404: not_found})

@@ -25,6 +25,8 @@ def routes(ui: Ui) -> list[Route]:
             status = upstream.get("status")
             health[status if status in ("healthy", "unhealthy") else "other"] += 1
         failing = [u for u in upstreams if u.get("status") == "unhealthy"]
+        waiting = await ui.api(viewer, "GET", "/api/v1/approvals", request)
+        approvals = len(waiting.items()) if waiting.ok else 0
         usage, unused = None, 0
         if viewer.is_admin:
             hour, day = await usage_summary(ui, viewer, request, "hour"), await usage_summary(ui, viewer, request, "day")
@@ -39,6 +41,7 @@ def routes(ui: Ui) -> list[Route]:
             counts=counts,
             health=health,
             failing=failing,
+            approvals=approvals,
             usage=usage,
             unused=unused,
             disabled_tools=disabled.body.get("total", 0) if disabled.ok and isinstance(disabled.body, dict) else 0,
