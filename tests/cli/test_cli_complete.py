@@ -142,3 +142,18 @@ async def test_a_lost_admin_token_is_reset_on_the_database(tmp_path: Path) -> No
         assert old.exit_code == 1 and "Unauthenticated" in old.stderr
     refused = await run({"BASTION_DATABASE_URL": url, "BASTION_ADMIN_TOKEN": "bst_x"}, "admin", "reset-token", "--yes")
     assert refused.exit_code == 1 and "BASTION_ADMIN_TOKEN is set" in refused.output
+
+
+async def test_a_rest_api_is_registered_from_the_cli_with_a_selection(gateway: Running, tmp_path: Path) -> None:
+    import copy
+
+    from tests.harness import serve_asgi
+    from tests.upstreams.rest_service import DOCUMENT, build_app
+
+    async with serve_asgi(build_app(copy.deepcopy(DOCUMENT), seen={})) as base:
+        env = as_admin(gateway, tmp_path)
+        added = await ok(env, "upstreams", "add", "pets", "--transport", "openapi", "--url", f"{base}/openapi.json",
+                         "--include", "listPets", "--include", "getPet")
+        assert added["counts"]["tools"] == 2
+        wrong = await run(env, "upstreams", "add", "x", "--transport", "sse", "--url", f"{base}/sse", "--include", "a")
+        assert wrong.exit_code == 2 and "for --transport openapi" in wrong.output

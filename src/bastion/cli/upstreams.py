@@ -9,7 +9,7 @@ import click
 from bastion.cli.http import Api, api_command, connection_options, seg
 from bastion.cli.output import Column, counts_line, emit, items_of, message
 
-TRANSPORTS = ("streamable-http", "sse", "stdio")
+TRANSPORTS = ("streamable-http", "sse", "stdio", "openapi", "a2a")
 ISOLATION = ("shared", "per_user", "per_session", "stateless")
 PROTOCOLS = ("auto", "2025-11-25", "2026-07-28")
 LIST_COLUMNS: list[Column] = [
@@ -71,6 +71,21 @@ def _build_body(
     return body
 
 
+def selection(values: tuple[str, ...]) -> dict[str, list[str]] | None:
+    """OpenAPI operations picked on the command line: `tag:NAME`, a path glob (`/pets/*`), else an operationId."""
+    if not values:
+        return None
+    picked: dict[str, list[str]] = {"operations": [], "tags": [], "paths": []}
+    for value in values:
+        if value.startswith("tag:"):
+            picked["tags"].append(value[4:])
+        elif value.startswith("/"):
+            picked["paths"].append(value)
+        else:
+            picked["operations"].append(value)
+    return {key: found for key, found in picked.items() if found}
+
+
 def _oauth(
     token_url: str | None, client_id: str | None, client_secret: str | None, scope: str | None, audience: str | None
 ) -> dict[str, Any] | None:
@@ -94,7 +109,13 @@ def upstreams() -> None:
 @click.argument("name")
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="[-- CMD [ARGS]...]")
 @click.option("--transport", required=True, type=click.Choice(TRANSPORTS), help="How to reach the upstream.")
-@click.option("--url", "upstream_url", default=None, help="Upstream URL (streamable-http / sse).")
+@click.option(
+    "--url", "upstream_url", default=None,
+    help="Upstream URL (streamable-http / sse), its OpenAPI document (openapi) or its agent card (a2a).",
+)
+@click.option("--base-url", default=None, help="openapi: where the API is served, if not where the document says.")
+@click.option("--include", "include", multiple=True, metavar="OP", help="openapi: expose only these (operationId, tag:NAME, /path/glob).")
+@click.option("--exclude", "exclude", multiple=True, metavar="OP", help="openapi: leave these out (same forms).")
 @click.option("--command", default=None, help="Executable to launch (stdio).")
 @click.option("--arg", "args", multiple=True, help="Argument for --command (repeatable).")
 @click.option("--env", callback=parse_pairs, multiple=True, metavar="K=V", help="Environment variable (stdio).")
@@ -125,6 +146,9 @@ def add(
     argv: tuple[str, ...],
     transport: str,
     upstream_url: str | None,
+    base_url: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
     command: str | None,
     args: tuple[str, ...],
     env: dict[str, str],
@@ -143,6 +167,10 @@ def add(
     body = _build_body(name, transport, upstream_url, command, args, argv, env, header, isolation, protocol)
     if pin is not None:
         body["pin"] = pin
+    if (base_url or include or exclude) and transport != "openapi":
+        raise click.UsageError("--base-url, --include and --exclude are for --transport openapi")
+    rest = {"base_url": base_url, "include": selection(include), "exclude": selection(exclude)}
+    body.update({key: value for key, value in rest.items() if value})
     auth = _oauth(oauth_token_url, oauth_client_id, oauth_client_secret, oauth_scope, oauth_audience)
     if auth is not None:
         body["auth"] = auth
