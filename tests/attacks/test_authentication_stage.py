@@ -66,7 +66,7 @@ def snapshot() -> Any:
     echo = CatalogItem(
         upstream="fx", kind="tool", key="echo", gateway_name="fx__echo", definition={"name": "echo", "inputSchema": {}}
     )
-    upstream = Upstream(spec=UpstreamSpec(name="fx", transport="stdio", command="x"))
+    upstream = Upstream(spec=UpstreamSpec(name="fx", transport="stdio", command="x", pin="off"))
     specs = [VirtualServerSpec(name=name, upstreams=("fx",)) for name in ("vs1", "vs2")]
     built = build_snapshot([upstream], [echo], specs)
     return lambda: built

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from bastion.core.errors import TooManyRequests
 from tests.attacks.network import public_upstream
 from tests.auth.oauth_client import REDIRECT_URI, Pkce, authorize_url, register, serve_public
-from tests.e2e.test_bridge import ASKING
+from tests.e2e.test_bridge import ASKING, CALLBACKS
 from tests.e2e.test_token_scopes import create_token
 from tests.harness import Running, serve, serve_asgi, settings_for
 
@@ -152,12 +152,13 @@ async def test_calls_held_for_input_are_bounded_per_caller(asking_url: str, tmp_
         await gateway.register({"name": "ask", "transport": "sse", "url": asking_url})
         await gateway.create_server({"name": "a", "upstreams": ["ask"], "visibility": "public"})
         other = (await create_token(gateway, servers="*"))["token"]
-        async with gateway.client("a", mode="2026-07-28") as client:
+        # The callers declare elicitation: the upstream asks only callers that can answer.
+        async with gateway.client("a", mode="2026-07-28", **CALLBACKS) as client:
             held = await client.session.call_tool("ask__ask_name", {}, allow_input_required=True)
             assert isinstance(held, InputRequiredResult)
             with pytest.raises(MCPError) as refused:
                 await client.session.call_tool("ask__ask_name", {}, allow_input_required=True)
-            async with gateway.client("a", mode="2026-07-28", token=other) as someone_else:
+            async with gateway.client("a", mode="2026-07-28", token=other, **CALLBACKS) as someone_else:
                 # Another caller is not refused for this one's held calls (the shared upstream session
                 # cannot route a second question, so its call ends without one).
                 try:

@@ -28,7 +28,9 @@ async def _newcomer_lists(gateway: Running, tool: str, args: dict[str, object]) 
 
 async def test_a_newcomer_cannot_take_over_names_or_uris(gateway: Running, caplog: pytest.LogCaptureFixture) -> None:
     await gateway.register(stdio_fixture("fx"))  # the first owner
-    await gateway.register(bare_fixture("aa"))  # sorts first, starts with nothing that clashes
+    # Sorts first, starts with nothing that clashes. With pin "warn" its new items stay usable, so the
+    # ownership rule, not the quarantine of unapproved items ("block"), is what must hold them out.
+    await gateway.register({**bare_fixture("aa"), "pin": "warn"})
     await gateway.create_server({"name": "ctl", "upstreams": ["aa"]})
     await gateway.create_server(
         {"name": "vs", "prefix": "never", "tools": ["fx__echo"], "resources": ["fx__static", "fx__item"], "upstreams": ["aa"]}
