@@ -58,7 +58,10 @@ async def test_a_question_asked_mid_call_is_surfaced_and_answered(asking_url: st
         await gateway.register({"name": "ask", "transport": "sse", "url": asking_url})
         await gateway.create_server({"name": "vs", "upstreams": ["ask"]})
         plain = await gateway.api.post("/api/v1/servers/vs/tools/ask__ask_name", json={})
-        assert_problem(plain, 409)  # a plain call cannot be asked: it says to use respond-async
+        # A plain call declares nothing it could answer, so the upstream does not ask it: its own
+        # refusal comes back (an async call declares elicitation and is asked, below).
+        assert_problem(plain, 502)
+        assert "Elicitation not supported" in plain.json()["detail"]
         started = (await gateway.api.post("/api/v1/servers/vs/tools/ask__ask_name", json={}, headers=ASYNC)).json()
         with anyio.fail_after(30):
             async for name, data in events(gateway.api, started["events_url"], until="input_required"):

@@ -23,12 +23,16 @@ from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound
 from bastion.core.ports import CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
-from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
+from bastion.web.bridge import with_capabilities
+from bastion.web.scope import PRINCIPAL_SCOPE_KEY
 
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], None]
 Shape = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_CALLS = 10_000
 MAX_PROGRESS = 1000
+
+ANSWERABLE: dict[str, Any] = {"elicitation": {}, "sampling": {}}
+"""What an async call can answer at its status URL: elicitation and sampling questions."""
 
 
 @dataclass
@@ -99,6 +103,9 @@ class AsyncCalls:
             return answer
 
         ctx.hooks = CallHooks(on_progress=on_progress, ask=ask)
+        # Questions are answered at the status URL: the call says so, as a client declares what it can
+        # answer (an upstream asks only callers that declared it).
+        ctx.params = with_capabilities(ctx.params, ANSWERABLE)
 
         async def run() -> None:
             try:
