@@ -18,7 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,8 @@ class Verdict:
     passed: bool
     failures: tuple[str, ...]  # "check id: message" of each FAILURE check
     problems: tuple[str, ...]  # content_problems: what the statuses do not show
+    successes: int = field(default=0, compare=False)
+    warnings: int = field(default=0, compare=False)
 
     def describe(self) -> str:
         if self.passed and not self.problems:
@@ -197,7 +199,8 @@ def verdicts(suite: str, url: str, out: Path) -> tuple[dict[str, Verdict], str]:
         quiet = any(k[:2] == (suite, scenario) for k in KNOWN_WARNINGS)
         passed = "FAILURE" not in statuses and ("SUCCESS" in statuses or quiet)
         failures = tuple(f"{c['id']}: {c.get('errorMessage')}" for c in checks if c["status"] == "FAILURE")
-        judged[scenario] = Verdict(passed, failures, tuple(content_problems(scenario, checks)))
+        problems = tuple(content_problems(scenario, checks))
+        judged[scenario] = Verdict(passed, failures, problems, statuses.count("SUCCESS"), statuses.count("WARNING"))
     return judged, log
 
 

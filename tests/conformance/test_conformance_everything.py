@@ -27,9 +27,11 @@ from tests.conformance.suite import (
     NODE22,
     RUNNER,
     SUITES,
+    TOTALS,
     Verdict,
     listed_scenarios,
     load_baseline,
+    register_totals,
     verdicts,
 )
 from tests.harness import ROOT, TEST_DATABASE, TOKEN, serve, serve_asgi, settings_for
@@ -41,6 +43,19 @@ pytestmark = [
 ]
 PUSHING = ROOT / "tests" / "upstreams" / "pushing_server.py"
 ROUTES = ("http", "stdio", "sse")
+# Scenarios where Bastion is known to differ from direct (Bastion's fault, not the suite's), by
+# (suite, scenario): the run through Bastion must still show the difference, so fixing it makes this
+# test say so. Every upstream transport is affected alike.
+BASTION_GAPS = {
+    # test_reconnection logs, closes its SSE stream mid-call and logs again. Directly the call's POST
+    # stream opens with a priming event (an id, no data) and a retry field, and the client resumes it
+    # with Last-Event-ID. Through Bastion the call takes the fast path (web/mcp_fast.py), whose lazy SSE
+    # stream carries the log events and the reply without ids, priming event or retry field (Bastion's
+    # own upstream client absorbs the upstream's close), so the suite records WARNINGs and no SUCCESS.
+    # Calls on the SDK path (a progress token, a set log level) do get SEP-1699 priming and replay:
+    # tests/e2e/test_replicas.py::test_a_stream_resumes_with_last_event_id_on_another_replica.
+    ("next-2025", "server-sse-polling"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +98,11 @@ def upstream_ports() -> Iterator[dict[str, int]]:
 
 
 @pytest.fixture(scope="module")
-async def urls(upstream_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, str]]:
+async def urls(
+    request: pytest.FixtureRequest, upstream_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, str]]:
     """The direct URL and, per upstream transport, the suite's URL through Bastion (via the auth proxy)."""
+    register_totals(request)
     db = tmp_path_factory.mktemp("everything") / "bastion.db"
     bodies = {
         "http": {"transport": "streamable-http", "url": f"http://127.0.0.1:{upstream_ports['http']}/mcp"},
@@ -131,6 +149,16 @@ async def test_through_bastion_equals_direct(urls: dict[str, str], suite: str, t
         for route in ("direct", *ROUTES):
             tg.start_soon(run, route)
 
+    for route, (judged, _) in results.items():
+        label = "everything-style, direct" if route == "direct" else f"everything-style, through Bastion over {route}"
+        failed = sum(not v.passed for v in judged.values())
+        TOTALS.setdefault(label, {})[suite] = {
+            "scenarios": len(judged),
+            "passed": len(judged) - failed,
+            "failed": failed,
+            "checks": sum(v.successes for v in judged.values()),
+            "warnings": sum(v.warnings for v in judged.values()),
+        }
     direct, log = results["direct"]
     expected = listed_scenarios(suite)
     assert set(direct) == expected, f"direct: scenarios without results: {sorted(expected - set(direct))}\n{log[-3000:]}"
@@ -140,7 +168,10 @@ async def test_through_bastion_equals_direct(urls: dict[str, str], suite: str, t
         f"{suite}: scenarios not clean directly {sorted(not_clean)} != expected-failures.yml {sorted(listed)}: "
         + "; ".join(f"{s}: {direct[s].describe()}" for s in sorted(not_clean ^ listed) if s in direct)
     )
+    gaps = {scenario for s, scenario in BASTION_GAPS if s == suite}
     for route in ROUTES:
         through, log = results[route]
-        diff = differences(direct, through)
+        for scenario in gaps:
+            assert through.get(scenario) != direct[scenario], f"{scenario} now equals direct: remove it from BASTION_GAPS"
+        diff = differences({s: v for s, v in direct.items() if s not in gaps}, {s: v for s, v in through.items() if s not in gaps})
         assert not diff, f"{suite} through Bastion over {route} differs from direct:\n" + "\n".join(diff) + log[-2000:]

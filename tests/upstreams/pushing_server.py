@@ -40,6 +40,7 @@ PUSH_TOOLS = (
     "test_elicitation_sep1034_defaults",
     "test_elicitation_sep1330_enums",
     "test_missing_capability",
+    "test_reconnection",
 )
 
 
@@ -117,6 +118,15 @@ def build_server() -> MCPServer:
                 data={"requiredCapabilities": {"sampling": {}}},
             )
         return "Client declared sampling capability; proceeding."
+
+    @mcp.tool()
+    async def test_reconnection(ctx: Context) -> str:
+        """Logs, closes its SSE stream mid-call (SEP-1699), logs again on the resumed stream, answers."""
+        await ctx.info("Before disconnect")
+        await ctx.close_sse_stream()
+        await asyncio.sleep(0.2)  # the client reconnects with Last-Event-ID meanwhile
+        await ctx.info("After reconnect")
+        return "Reconnection test completed"
 
     @mcp.tool()
     async def test_roots(ctx: Context) -> str:
