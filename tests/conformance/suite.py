@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,20 +62,23 @@ TOTALS: dict[str, dict[str, dict[str, int]]] = {}
 """label (direct, through Bastion) -> suite -> counts, for the terminal summary."""
 
 
-def load_baseline(path: Path = BASELINE) -> set[str]:
-    """The `server:` scenario names of the expected-failures file (a tiny YAML subset: no PyYAML here)."""
+def load_baseline(path: Path = BASELINE, section: str = "server") -> set[str]:
+    """The scenario names one section of the expected-failures file lists (a tiny YAML subset: no PyYAML
+    here): `server:` for Bastion's own fixture, `everything-style:` for the everything-style upstream."""
     names: set[str] = set()
-    section = None
+    key_section = None
     for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].rstrip()
         if not line.strip():
             continue
         if not line.startswith((" ", "-")):
             key, _, rest = line.partition(":")
-            section = key.strip()
-            assert rest.strip() in ("", "[]"), f"{path}: unsupported value {rest.strip()!r} for {section!r}"
-        elif line.strip().startswith("- ") and section == "server":
+            key_section = key.strip()
+            assert rest.strip() in ("", "[]"), f"{path}: unsupported value {rest.strip()!r} for {key_section!r}"
+        elif line.strip().startswith("- ") and key_section == section:
             names.add(line.strip()[2:].strip())
+    if section != "server":
+        return names
     non_tasks = sorted(n for n in names if not n.startswith("tasks-"))
     assert not non_tasks, f"{path} may only list Tasks-extension scenarios (Bastion has no Tasks): {non_tasks}"
     return names
@@ -157,6 +161,49 @@ def register_totals(request: pytest.FixtureRequest) -> None:
         plugins.register(TotalsReport())
 
 
+def run_cli(suite: str, url: str, out: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run scripts/conformance SUITE against `url` into `out`; the process and the suite's console log."""
+    run = subprocess.run(
+        [str(RUNNER), suite, url, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "CONFORMANCE_TIMEOUT": "270"},
+    )
+    log = (out / "conformance.log").read_text() if (out / "conformance.log").exists() else run.stderr
+    return run, log
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One scenario's outcome, as compared between a direct run and a run through Bastion."""
+
+    passed: bool
+    failures: tuple[str, ...]  # "check id: message" of each FAILURE check
+    problems: tuple[str, ...]  # content_problems: what the statuses do not show
+    successes: int = field(default=0, compare=False)
+    warnings: int = field(default=0, compare=False)
+
+    def describe(self) -> str:
+        if self.passed and not self.problems:
+            return "pass"
+        return "FAIL " + "; ".join(self.failures + self.problems or ("no SUCCESS check",))
+
+
+def verdicts(suite: str, url: str, out: Path) -> tuple[dict[str, Verdict], str]:
+    """Run `suite` against `url` and judge every scenario (no baseline applied); the suite's log too."""
+    _, log = run_cli(suite, url, out)
+    judged = {}
+    for scenario, checks in read_results(out).items():
+        statuses = [c["status"] for c in checks]
+        quiet = any(k[:2] == (suite, scenario) for k in KNOWN_WARNINGS)
+        passed = "FAILURE" not in statuses and ("SUCCESS" in statuses or quiet)
+        failures = tuple(f"{c['id']}: {c.get('errorMessage')}" for c in checks if c["status"] == "FAILURE")
+        problems = tuple(content_problems(scenario, checks))
+        judged[scenario] = Verdict(passed, failures, problems, statuses.count("SUCCESS"), statuses.count("WARNING"))
+    return judged, log
+
+
 def run_suite(
     suite: str,
     url: str,
@@ -175,14 +222,7 @@ def run_suite(
     expected = listed_scenarios(suite)
     known = KNOWN_WARNINGS | known_warnings
     out = tmp_path / suite
-    run = subprocess.run(
-        [str(RUNNER), suite, url, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=280,
-        env={**os.environ, "CONFORMANCE_TIMEOUT": "270"},
-    )
-    log = (out / "conformance.log").read_text() if (out / "conformance.log").exists() else run.stderr
+    run, log = run_cli(suite, url, out)
     results = read_results(out)
 
     failed, excused, warnings, problems = [], [], [], []
