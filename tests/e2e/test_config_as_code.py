@@ -256,3 +256,28 @@ async def test_serve_with_config_applies_it_on_start_and_on_sighup(tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_pins_follow_the_document(gateway: Running, upstream: HttpUpstream) -> None:
+    await gateway.register(upstream.body("remote"))  # pin: block; the admin's registration approved its catalog
+    document = await export(gateway)
+    approved = document["upstreams"][0]["approved"]
+    assert "tool:echo" in approved and "prompt:greet" in approved
+
+    # A site whose file approved another definition of echo: echo waits for an admin, and is held.
+    echo_hash = approved["tool:echo"]
+    approved["tool:echo"] = "0" * 64
+    changed = await import_(gateway, document)
+    assert [a["line"] for a in changed["actions"]] == ["~ upstream remote (approved)"]
+    pending = await ok(await gateway.api.get("/api/v1/approvals"))
+    assert [(a["key"], a["held"]) for a in pending["items"]] == [("echo", True)] and pending["quarantined"] == 1
+
+    original = (await export(gateway))["upstreams"][0]["approved"]
+    assert "tool:echo" not in original  # the old approval was dropped: a second import plans nothing
+    del approved["tool:echo"]
+    assert (await import_(gateway, document))["actions"] == []
+
+    approved["tool:echo"] = echo_hash  # approving it in the file is approving it
+    again = await import_(gateway, document)
+    assert [a["line"] for a in again["actions"]] == ["~ upstream remote (approved)"]
+    assert (await ok(await gateway.api.get("/api/v1/approvals")))["items"] == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -35,15 +36,24 @@ from bastion.core.config_doc import (
     export_server,
     export_upstream,
     keep_stored_secrets,
+    pin_key,
     plan,
     upstream_doc,
 )
 from bastion.core.errors import BadRequest, BastionError, NotFound
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.core.naming import check_slug
+from bastion.core.pinning import approve, definition_hash
 from bastion.core.transforms import TransformError
 
 log = logging.getLogger("bastion.config")
+
+
+def _or_current(approved: dict[str, str] | None, current: BaseModel | None) -> dict[str, str] | None:
+    """Pins a document leaves out are compared as they are (it does not manage them)."""
+    if approved is not None:
+        return approved
+    return current.approved if isinstance(current, UpstreamDoc) else None
 
 
 class _Desired:
@@ -53,6 +63,8 @@ class _Desired:
         self.teams: dict[str, TeamDoc] = {}
         self.registries: dict[str, RegistryDoc] = {}
         self.upstreams: dict[str, UpstreamSpec] = {}
+        self.approved: dict[str, dict[str, str] | None] = {}
+        """Per upstream, the pins the document sets (None: it leaves them be)."""
         self.servers: dict[str, VirtualServerSpec] = {}
 
 
@@ -86,11 +98,42 @@ class ConfigSync:
                 RegistryDoc(name=s.name, url=s.url, path=s.path)
                 for s in sorted(await self.registries.repo.list_sources(), key=lambda s: s.name)
             ),
-            upstreams=tuple(export_upstream(snap.upstreams[n].spec) for n in sorted(snap.upstreams)),
+            upstreams=tuple(
+                export_upstream(snap.upstreams[n].spec, self._approved(n) or None) for n in sorted(snap.upstreams)
+            ),
             servers=tuple(servers),
         )
 
     # -- import ------------------------------------------------------------------------------
+
+    def _approved(self, upstream: str) -> dict[str, str]:
+        records = self.gateway.snapshot.pins.records
+        return {
+            pin_key(r.kind, r.key): r.approved_hash
+            for r in sorted(records, key=lambda r: (r.kind, r.key))
+            if r.upstream == upstream and r.approved is not None and r.approved_hash is not None
+        }
+
+    async def _sync_pins(self, upstream: str, approved: Mapping[str, str], actor: str) -> None:
+        """Pin what the document approves where the definition is that one; unpin the rest (it waits
+        for an admin). An approved hash the upstream no longer serves keeps its record (a change waits)."""
+        snap = self.gateway.snapshot
+        records = {(r.kind, r.key): r for r in snap.pins.records if r.upstream == upstream}
+        now = datetime.now(UTC)
+        save, drop = [], []
+        for item in snap.items:
+            if item.upstream != upstream:
+                continue
+            want = approved.get(pin_key(item.kind, item.key))
+            have = records.get((item.kind, item.key))
+            if want is not None and want == definition_hash(item.kind, item.definition):
+                if have is None or have.approved_hash != want:
+                    save.append(approve(item, actor, now))
+            elif have is not None and have.approved is not None and have.approved_hash != want:
+                drop.append(have)
+        if save or drop:
+            await self.gateway.repo.save_pins(save, drop=drop)
+            await self.gateway.rebuild()
 
     async def _current(self) -> dict[Kind, dict[str, BaseModel]]:
         snap = self.gateway.snapshot
@@ -99,7 +142,9 @@ class ConfigSync:
             "registry": {
                 s.name: RegistryDoc(name=s.name, url=s.url, path=s.path) for s in await self.registries.repo.list_sources()
             },
-            "upstream": {n: upstream_doc(u.spec) for n, u in snap.upstreams.items()},
+            "upstream": {
+                n: upstream_doc(u.spec).model_copy(update={"approved": self._approved(n)}) for n, u in snap.upstreams.items()
+            },
             "server": {n: export_server(v.spec) for n, v in snap.servers.items()},
         }
 
@@ -132,6 +177,10 @@ class ConfigSync:
         for entry in doc.upstreams:
             current = snap.upstreams.get(entry.name)
             owner_team(f"upstream {entry.name!r}", entry.team)
+            out.approved[entry.name] = entry.approved
+            for key in entry.approved or {}:
+                if key.split(":", 1)[0] not in ("tool", "prompt", "resource", "resource_template") or ":" not in key:
+                    raise BadRequest(f"upstream {entry.name!r}: approved key {key!r} is not '<kind>:<name or URI>'")
             out.upstreams[entry.name] = self._upstream_spec(
                 keep_stored_secrets(entry, current.spec if current else None), current.spec if current else None, actor
             )
@@ -143,7 +192,7 @@ class ConfigSync:
     @staticmethod
     def _upstream_spec(entry: UpstreamDoc, current: UpstreamSpec | None, actor: str | None) -> UpstreamSpec:
         """The spec as the REST API would build it (slug, transport fields, SSRF-checked URLs)."""
-        body: dict[str, Any] = entry.model_dump(exclude={"team", "visibility", "openapi", "auth", "url"}, mode="json")
+        body: dict[str, Any] = entry.model_dump(exclude={"team", "visibility", "openapi", "auth", "url", "approved"}, mode="json")
         body["auth"] = entry.auth.model_dump() if entry.auth is not None else None
         if entry.openapi is not None:
             api = entry.openapi
@@ -209,7 +258,10 @@ class ConfigSync:
         wanted: dict[Kind, Mapping[str, BaseModel]] = {
             "team": desired.teams,
             "registry": desired.registries,
-            "upstream": {n: upstream_doc(s) for n, s in desired.upstreams.items()},
+            "upstream": {
+                n: upstream_doc(s).model_copy(update={"approved": _or_current(desired.approved[n], current["upstream"].get(n))})
+                for n, s in desired.upstreams.items()
+            },
             "server": {n: export_server(s) for n, s in desired.servers.items()},
         }
         actions = plan(current, wanted, prune=prune)
@@ -237,6 +289,7 @@ class ConfigSync:
         out.registries = {n: r for n, r in current["registry"].items() if isinstance(r, RegistryDoc)}
         out.upstreams = {n: u.spec for n, u in snap.upstreams.items()}
         out.servers = {n: v.spec for n, v in snap.servers.items()}
+        out.approved = {n: self._approved(n) for n in snap.upstreams}
         return out
 
     async def _undo(
@@ -286,6 +339,10 @@ class ConfigSync:
                 await self.gateway.update_upstream(desired.upstreams[name])
             else:
                 await self.gateway.delete_upstream(name, force=False)
+                return
+            approved = desired.approved.get(name)
+            if approved is not None:
+                await self._sync_pins(name, approved, actor)
         elif verb == "delete":
             await self.gateway.delete_server(name)
         else:

@@ -71,6 +71,10 @@ class UpstreamDoc(_Doc):
     team: str | None = None
     visibility: Visibility = "private"
     pin: PinMode = "block"
+    approved: dict[str, str] | None = None
+    """Pinned definitions, `"{kind}:{key}"` -> the approved definition's hash (core/pinning.py): an
+    item whose definition has another hash waits for approval. Left out: the importer approves what a
+    new upstream offers (as an admin registering it does) and existing pins stay."""
 
 
 class ServerDoc(_Doc):
@@ -155,6 +159,10 @@ def read_document(text: str | bytes) -> ConfigDoc:
 # -- secrets ---------------------------------------------------------------------------------
 
 
+def pin_key(kind: str, key: str) -> str:
+    return f"{kind}:{key}"
+
+
 def reference_of(value: str) -> str | None:
     """The variable a `${NAME}` value refers to, or None for a plain value."""
     match = _REFERENCE.match(value)
@@ -195,9 +203,9 @@ def upstream_doc(spec: UpstreamSpec) -> UpstreamDoc:
     )
 
 
-def export_upstream(spec: UpstreamSpec) -> UpstreamDoc:
+def export_upstream(spec: UpstreamSpec, approved: dict[str, str] | None = None) -> UpstreamDoc:
     """The document of a stored upstream, every secret replaced by a reference to a variable."""
-    doc = upstream_doc(spec)
+    doc = upstream_doc(spec).model_copy(update={"approved": approved})
     refs = {(w, k): "${" + variable_name(spec.name, w, k) + "}" for w, k, _ in _secret_fields(doc)}
     return _with_secrets(doc, refs)
 
