@@ -211,7 +211,7 @@ def _serve_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-async def test_serve_with_config_applies_it_on_start_and_on_sighup(tmp_path: Path) -> None:
+async def test_serve_with_config_applies_it_on_start_on_sighup_and_when_it_changes(tmp_path: Path) -> None:
     config = tmp_path / "bastion.yaml"
     document = {
         "upstreams": [{
@@ -222,7 +222,7 @@ async def test_serve_with_config_applies_it_on_start_and_on_sighup(tmp_path: Pat
     }
     config.write_text("teams: [{name: ops}]\nunknown: 1\n")
     port = free_port()
-    command = [sys.executable, "-m", "bastion", "serve", "--port", str(port), "--config", str(config), "--config-poll", "3600"]
+    command = [sys.executable, "-m", "bastion", "serve", "--port", str(port), "--config", str(config), "--config-poll", "0.2"]
     refused = subprocess.run(command, env=_serve_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "unknown: Extra inputs are not permitted" in refused.stderr
 
@@ -242,17 +242,30 @@ async def test_serve_with_config_applies_it_on_start_and_on_sighup(tmp_path: Pat
             state = (await api.get("/api/v1/config")).json()
             assert [u["name"] for u in state["upstreams"]] == ["local"] and [s["name"] for s in state["servers"]] == ["vs"]
 
+            async def teams_become(names: list[str]) -> None:
+                with anyio.fail_after(20):
+                    while [t["name"] for t in (await api.get("/api/v1/config")).json()["teams"]] != names:
+                        await anyio.sleep(0.1)  # the reload runs in the child; nothing to wait on here
+
+            # SIGHUP: the file changed with its modification time kept, so only the signal can tell.
+            stamp = config.stat()
             document["teams"] = [{"name": "ops"}]
-            config.write_text(yaml.safe_dump(document))
+            staged = tmp_path / "staged.yaml"  # replaced in one step: the poll never sees another time
+            staged.write_text(yaml.safe_dump(document))
+            os.utime(staged, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+            os.replace(staged, config)
             proc.send_signal(signal.SIGHUP)
-            with anyio.fail_after(20):
-                while (await api.get("/api/v1/config")).json()["teams"] != [{"name": "ops"}]:
-                    await anyio.sleep(0.1)  # the reload runs in the child; nothing to wait on here
+            await teams_become(["ops"])
+
+            document["teams"] = [{"name": "ops"}, {"name": "sre"}]  # a plain edit: the poll sees it
+            config.write_text(yaml.safe_dump(document))
+            os.utime(config, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
+            await teams_become(["ops", "sre"])
 
             config.write_text("servers: [{name: vs, colour: red}]\n")  # wrong: logged, nothing changes
             proc.send_signal(signal.SIGHUP)
             assert (await api.get("/healthz")).status_code == 200
-            assert (await api.get("/api/v1/config")).json()["teams"] == [{"name": "ops"}]
+            assert [t["name"] for t in (await api.get("/api/v1/config")).json()["teams"]] == ["ops", "sre"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
