@@ -39,6 +39,7 @@ def config_routes(sync: ConfigSync, max_body: int) -> list[Route]:
             raise Forbidden("only admins export or import the configuration", missing="role:admin")
 
     async def export(request: Request) -> Response:
+        """The configuration as a document (JSON, or YAML with ?format=yaml); secrets as ${VARIABLE}."""
         admin_only(request)
         data = dump(await sync.export())
         wants_yaml = request.query_params.get("format") == "yaml" or "yaml" in request.headers.get("accept", "")
@@ -48,6 +49,7 @@ def config_routes(sync: ConfigSync, max_body: int) -> list[Route]:
         return JSONResponse(data)
 
     async def apply(request: Request) -> Response:
+        """Bring the configuration to a document (YAML or JSON body); ?dry_run=true only plans, ?prune=true deletes the rest."""
         admin_only(request)
         dry_run, prune = _flag(request, "dry_run"), _flag(request, "prune")
         body = bytearray()
