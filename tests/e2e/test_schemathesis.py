@@ -18,8 +18,12 @@ from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 pytestmark = pytest.mark.anyio
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # Operations that would reach out to URLs or start processes named by fuzzed input (no traffic off
-# this machine, no arbitrary commands), or lock the admin out of signing in.
-EXCLUDED = ("post_upstreams", "patch_upstreams_name", "post_upstreams_name_connect", "post_upstreams_name_refresh", "post_auth_login")
+# this machine, no arbitrary commands), or lock the admin out of signing in (a configuration import
+# registers upstreams too, and may prune everything).
+EXCLUDED = (
+    "post_upstreams", "patch_upstreams_name", "post_upstreams_name_connect", "post_upstreams_name_refresh", "post_auth_login",
+    "post_config",
+)
 
 
 async def fuzz(gateway: Running, document: dict[str, object], tmp_path: Path, name: str) -> None:

@@ -31,6 +31,7 @@ from bastion.auth.passwords import Passwords
 from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
 from bastion.config import Settings
 from bastion.control.approvals import Approvals
+from bastion.control.config_sync import ConfigSync
 from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
@@ -70,6 +71,7 @@ from bastion.web.rest.approvals import approval_routes
 from bastion.web.rest.auth import auth_routes
 from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
+from bastion.web.rest.config import config_routes
 from bastion.web.rest.duplicates import duplicate_routes
 from bastion.web.rest.facade import Facade
 from bastion.web.rest.facade_calls import AsyncCalls
@@ -100,6 +102,7 @@ class Bastion:
     shared: Shared
     telemetry: Telemetry | None = None
     registries: Registries | None = None
+    config: ConfigSync | None = None
 
 
 @asynccontextmanager
@@ -222,6 +225,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             may_use = server_access(gateway)
             duplicates = Duplicates(gateway)
             registries = Registries(SqlRegistryRepo(engine), gateway, pool.http, deadline=settings.registry_timeout)
+            config = ConfigSync(gateway, teams, users, registries, subjects)
             public = None
             if own is not None:
                 public = oauth_endpoints(own, settings, identity, login, may_use, network, shared.limiter)
@@ -255,6 +259,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *auth_routes(login, users),
                 *user_routes(users, settings.max_body_bytes),
                 *team_routes(teams, settings.max_body_bytes),
+                *config_routes(config, settings.max_body_bytes),
                 *vault_routes(gateway),
                 *connection_routes(connect),
                 *cluster_routes(gateway, shared.replica, shared.leadership.is_leader),
@@ -290,7 +295,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 "registry-refresh", refresh_registries, registries, settings.registry_refresh_interval, shared.leadership
             )
             try:
-                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared, telemetry, registries)
+                yield Bastion(settings, engine, gateway, pool, front, app, generated, shared, telemetry, registries, config)
             finally:
                 await telemetry.close()  # after uvicorn drained in-flight calls: their records are written
                 await front.aclose()

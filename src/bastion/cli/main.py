@@ -11,6 +11,7 @@ from bastion.cli.admin import admin
 from bastion.cli.approvals import approvals
 from bastion.cli.audit import audit
 from bastion.cli.catalog import prompts, resources, tools
+from bastion.cli.config import export, import_
 from bastion.cli.http import connection_options
 from bastion.cli.login import login, logout
 from bastion.cli.registry import registry
@@ -86,6 +87,8 @@ cli.add_command(cluster)
 cli.add_command(admin)
 cli.add_command(audit)
 cli.add_command(usage)
+cli.add_command(export)
+cli.add_command(import_)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from functools import partial
 
 import click
 import uvicorn
 
 from bastion.app import Bastion, LifespanApp, load_keys
+from bastion.app.config_file import apply_config_file, read_config_file, watch_config_file
 from bastion.config import Settings
-from bastion.core.errors import Conflict
+from bastion.core.errors import BastionError, Conflict
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.telemetry.logging import configure_logging
 from bastion.web.listen import listening_socket
@@ -18,6 +21,7 @@ from bastion.web.slow_clients import bounded_http
 
 DEMO_UPSTREAM = "demo"
 DEMO_SERVER = "demo"
+log = logging.getLogger("bastion.config")
 
 
 
@@ -65,7 +69,15 @@ async def announce_token(bastion: Bastion) -> None:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env BASTION_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 4444, env BASTION_PORT).")
 @click.option("--demo", is_flag=True, help="Also register the demo upstream and a 'demo' virtual server.")
-def serve(host: str | None, port: int | None, demo: bool) -> None:
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), default=None,
+    help="A configuration document (bastion export) to apply on start, on SIGHUP and when it changes.",
+)
+@click.option("--prune", is_flag=True, help="With --config: also delete what the file does not list.")
+@click.option(
+    "--config-poll", type=float, default=5.0, show_default=True, help="With --config: seconds between checks of the file."
+)
+def serve(host: str | None, port: int | None, demo: bool, config_file: str | None, prune: bool, config_poll: float) -> None:
     """Run the Bastion gateway."""
     overrides: dict[str, object] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if demo:
@@ -76,8 +88,20 @@ def serve(host: str | None, port: int | None, demo: bool) -> None:
         load_keys(settings)  # refuse before binding, with the reason rather than a failed lifespan
     except ValueError as exc:  # KeyConfigError, VaultConfigError, RootKeyError: which setting is missing or bad
         raise click.ClickException(str(exc)) from None
+    if config_file is not None:
+        try:
+            read_config_file(config_file)  # a file that is wrong stops here, before anything starts
+        except BastionError as exc:
+            raise click.ClickException(exc.detail) from None
 
     async def started(bastion: Bastion) -> None:
+        if config_file is not None:
+            try:
+                await apply_config_file(bastion, config_file, prune=prune)
+            except BastionError as exc:
+                log.error("configuration file %s not applied, not starting: %s", config_file, exc.detail)
+                raise
+            bastion.gateway.runner.spawn("config-file", partial(watch_config_file, prune=prune, interval=config_poll), bastion, config_file)
         if demo:
             await install_demo(bastion)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from bastion.core.errors import BadRequest
@@ -17,14 +18,15 @@ class PolicySubjects:
         self._repo = repo
         self._external = external
 
-    async def resolve(self, policy: Policy | None) -> Policy | None:
-        """Emails to ids; BadRequest (400) naming every user, team or token that does not exist."""
+    async def resolve(self, policy: Policy | None, also_teams: Iterable[str] = ()) -> Policy | None:
+        """Emails to ids; BadRequest (400) naming every user, team or token that does not exist
+        (`also_teams`: teams about to be created with it, by a configuration import)."""
         if policy is None or not any(r.users or r.teams or r.tokens for r in policy.rules):
             return policy
         now = datetime.now(UTC)
         directory = Directory(
             users={u.email: u.id for u in await self._identity.list_users()},
-            teams=frozenset(t.name for t in await self._identity.list_teams()),
+            teams=frozenset(t.name for t in await self._identity.list_teams()) | frozenset(also_teams),
             tokens=frozenset(t.id for t in await self._repo.list_api_tokens() if t.revoked_at is None and not t.expired(now)),
             external=self._external,
         )

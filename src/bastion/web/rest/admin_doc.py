@@ -20,6 +20,7 @@ from bastion import __version__
 from bastion.control.tokens import TokenInput
 from bastion.control.upstream_input import UpstreamInput
 from bastion.control.users import NewUser, UserPatch
+from bastion.core.config_doc import ConfigDoc
 from bastion.core.facade_doc import COMMON_SCHEMAS, problems, schema_component
 from bastion.web.rest.facade_page import docs_page
 from bastion.web.rest.servers import ServerInput
@@ -49,6 +50,7 @@ def _bodies() -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
     catalog = {("PATCH", f"/api/v1/{c}/{{name}}"): ("CatalogItemPatch", _ITEM_PATCH) for c in ("tools", "prompts", "resources")}
     return {
         ("POST", "/api/v1/upstreams"): ("UpstreamInput", _model(UpstreamInput, owned=True)),
+        ("POST", "/api/v1/config"): ("ConfigDoc", _model(ConfigDoc)),
         ("PATCH", "/api/v1/upstreams/{name}"): ("UpstreamPatch", _ANY_OBJECT),
         ("POST", "/api/v1/servers"): ("ServerInput", _model(ServerInput, owned=True)),
         ("PATCH", "/api/v1/servers/{name}"): ("ServerPatch", _ANY_OBJECT),
