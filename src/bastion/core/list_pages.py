@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bastion.core.models import ItemKind
 from bastion.core.paging import decode_cursor, encode_cursor
 
 _MAX_STARTS = 256
@@ -48,11 +49,11 @@ def canonical_json(value: Any) -> bytes:
 class ListPages:
     """The pages of every list of one view, built on first request."""
 
-    def __init__(self, list_keys: Mapping[str, Sequence[str]], lists: Mapping[str, Sequence[dict[str, Any]]]) -> None:
+    def __init__(self, list_keys: Mapping[ItemKind, Sequence[str]], lists: Mapping[ItemKind, Sequence[dict[str, Any]]]) -> None:
         self._keys, self._lists = list_keys, lists
-        self._pages: dict[tuple[str, int, int], tuple[EncodedPage, str | None]] = {}
+        self._pages: dict[tuple[ItemKind, int, int], tuple[EncodedPage, str | None]] = {}
 
-    def page(self, kind: str, cursor: object | None, size: int) -> tuple[EncodedPage, str | None]:
+    def page(self, kind: ItemKind, cursor: object | None, size: int) -> tuple[EncodedPage, str | None]:
         """The page after `cursor` (as core/paging.page slices it) and the cursor for the next one."""
         keys = self._keys.get(kind, ())
         start = 0 if cursor is None else bisect_right(keys, decode_cursor(cursor, kind))
