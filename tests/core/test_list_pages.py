@@ -16,6 +16,7 @@ from bastion.core.list_pages import EncodedPage, canonical_json
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.paging import encode_cursor, page
 from bastion.core.policy import Caller, Policy, PolicyRule
+from bastion.core.snapshot import build_snapshot
 from bastion.telemetry.audit_keys import AuditKeys
 from bastion.web.mcp_fast import encode_reply
 
@@ -107,3 +108,21 @@ def test_the_search_text_matches_exactly_what_matching_each_item_does(query: str
     items = _items(23)
     text = CatalogText(items)
     assert text.hits(query) == [matches(i, query) for i in items]
+
+
+def test_a_rebuild_keeps_the_views_whose_inputs_did_not_change_and_recomposes_the_others() -> None:
+    up = Upstream(spec=UpstreamSpec(name="u", transport="stdio", command="x", pin="off"))
+    other = Upstream(spec=UpstreamSpec(name="o", transport="stdio", command="x", pin="off"))
+    mine = CatalogItem(upstream="o", kind="tool", key="k", gateway_name="o__k", definition={"name": "k", "description": "old"})
+    specs = [VirtualServerSpec(name="vs", upstreams=("u",)), VirtualServerSpec(name="ov", upstreams=("o",))]
+    first = build_snapshot([up, other], [*_items(5), mine], specs, version=1)
+    first.servers["vs"].pages().page("tool", None, 2)
+    healthier = other.model_copy(update={"state": other.state.model_copy(update={"status": "healthy"})})
+    edited = mine.model_copy(update={"definition": {"name": "k", "description": "new"}})
+    second = build_snapshot([up, healthier], [*_items(5), edited], specs, version=2, previous=first)
+    assert second.servers["vs"] is first.servers["vs"]  # kept, with its cached pages
+    assert second.servers["ov"].lists["tool"][0]["description"] == "new"
+    disabled = up.model_copy(update={"spec": up.spec.model_copy(update={"enabled": False})})
+    third = build_snapshot([disabled, healthier], [*_items(5), edited], specs, version=3, previous=second)
+    assert third.servers["vs"] is not second.servers["vs"] and third.servers["vs"].lists["tool"] == ()
+    assert third.servers["ov"] is second.servers["ov"]
