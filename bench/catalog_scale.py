@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import statistics
 import subprocess
@@ -104,8 +105,6 @@ def _legacy_result(reply: httpx2.Response) -> dict[str, Any]:
     if reply.headers.get("content-type", "").startswith("text/event-stream"):
         for line in reply.text.splitlines():
             if line.startswith("data: "):
-                import json
-
                 return json.loads(line[6:])["result"]  # type: ignore[no-any-return]
     return reply.json()["result"]  # type: ignore[no-any-return]
 
@@ -144,6 +143,22 @@ async def measure(base: str, rounds: int, pid: int) -> None:
             await timed(f"tools/list all pages {MODERN} {server}", rounds, lambda s=server: list_modern(http, s), pid)
             session = await open_legacy(http, server)
             await timed(f"tools/list all pages {LEGACY} {server}", rounds, lambda s=server, h=session: list_legacy(http, s, h), pid)
+        # The client's share: decoding the same pages' JSON, with no request at all.
+        bodies: list[bytes] = []
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": MODERN, "mcp-method": "tools/list"}
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"_meta": _meta(), **({"cursor": cursor} if cursor else {})}
+            reply = await http.post("/servers/everything/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": params}, headers=headers)
+            bodies.append(reply.content)
+            cursor = reply.json()["result"].get("nextCursor")
+            if not cursor:
+                break
+
+        async def decode_only() -> str:
+            return f"{sum(len(json.loads(b)['result']['tools']) for b in bodies)} ({sum(map(len, bodies)) / 1e6:.1f} MB)"
+
+        await timed("client JSON decode of those pages only", rounds, decode_only, pid)
         for query in SEARCHES:
 
             async def search(q: str = query) -> int:
