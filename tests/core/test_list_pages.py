@@ -54,6 +54,9 @@ def test_cached_pages_are_the_freshly_sliced_ones_with_their_json(size: int) -> 
     # A cursor that starts mid-page (the list changed since it was minted) pages from where it says.
     stale = encode_cursor("tool", "u__t010x")
     assert view.pages().page("tool", stale, 5) == page("tool", keys, items, stale, 5)
+    # Such pages are not kept (a client could craft cursors without end); the pages we mint are.
+    assert view.pages().page("tool", stale, 5)[0] is not view.pages().page("tool", stale, 5)[0]
+    assert view.pages().page("tool", None, 5)[0] is view.pages().page("tool", None, 5)[0]
     with pytest.raises(BadRequest):
         view.pages().page("tool", "bm90LW91cnM", 5)
 

@@ -134,13 +134,16 @@ class ServerView:
         shared = self._filtered.get(policy)
         if shared is None:
             if len(self._filtered) >= _FILTERED_CACHE:
+                # Restrictions hold their filtered view's pages: drop them too, or memory is not bounded.
                 self._filtered.clear()
+                self._restrictions.clear()
             shared = self._filtered[policy] = _filter(self, policy, caller)
         return Restriction(policy, caller, shared.lists, shared.list_keys, shared.pages)
 
 
 _RESTRICTION_CACHE = 4096
-_FILTERED_CACHE = 256
+_FILTERED_CACHE = 32
+"""Filtered views kept per view: each may hold a full list encoded (about 3 MB for 10,000 tools)."""
 
 
 @dataclass(frozen=True, slots=True)

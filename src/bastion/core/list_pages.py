@@ -15,9 +15,6 @@ from typing import Any
 from bastion.core.models import ItemKind
 from bastion.core.paging import decode_cursor, encode_cursor
 
-_MAX_STARTS = 256
-"""Pages kept per list: cursors we mint start on page boundaries; a stale cursor may start anywhere."""
-
 
 class EncodedPage(list[dict[str, Any]]):
     """A page's items (a plain list to every reader) with their compact JSON encoding."""
@@ -59,9 +56,10 @@ class ListPages:
         start = 0 if cursor is None else bisect_right(keys, decode_cursor(cursor, kind))
         found = self._pages.get((kind, start, size))
         if found is None:
-            if len(self._pages) >= _MAX_STARTS:
-                self._pages.clear()
             end = start + size
-            chunk = EncodedPage(self._lists.get(kind, ())[start:end])
-            found = self._pages[(kind, start, size)] = (chunk, encode_cursor(kind, keys[end - 1]) if end < len(keys) else None)
+            found = (EncodedPage(self._lists.get(kind, ())[start:end]), encode_cursor(kind, keys[end - 1]) if end < len(keys) else None)
+            # Only pages our own cursors start (on page boundaries) are kept: a crafted or stale cursor
+            # may start anywhere, and caching those would let a client grow the cache without bound.
+            if start % size == 0:
+                self._pages[(kind, start, size)] = found
         return found
