@@ -70,6 +70,15 @@ def main() -> None:
     build()
     took = time.perf_counter() - started
     print(f"{args.upstreams} upstreams x {args.tools} tools, {args.servers} servers: build {took * 1000:.0f} ms")
+    # A rebuild after a change that touches none of the servers' inputs (an upstream's health, a
+    # server added): the views of the previous snapshot are kept, with what they cached.
+    previous = build()
+    extra = [*specs, VirtualServerSpec(name="added", upstreams=names[:1])]
+    started = time.perf_counter()
+    again = build_snapshot(ups, items, extra, previous=previous)
+    took = time.perf_counter() - started
+    kept = sum(again.servers[s.name] is previous.servers[s.name] for s in specs)
+    print(f"  rebuild with one server added: {took * 1000:.0f} ms ({kept} of {len(specs)} views kept)")
     for inline in (True, False):
         stall = asyncio.run(worst_stall(build, inline))
         print(f"  {'inline' if inline else 'thread'}: longest event-loop stall {stall * 1000:.0f} ms")

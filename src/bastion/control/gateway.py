@@ -131,7 +131,7 @@ class Gateway:
             old = self.snapshot
             # Composing a large catalog takes a while: off the event loop, so requests go on meanwhile
             # (the inputs are frozen values; bench/snapshot_build.py measures it).
-            new = await anyio.to_thread.run_sync(partial(build_snapshot, upstreams, items, specs, version=old.version + 1, pins=pins))
+            new = await anyio.to_thread.run_sync(partial(build_snapshot, upstreams, items, specs, version=old.version + 1, pins=pins, previous=old))
             self.snapshot = new
         for server, problems in new.problems.items():
             for problem in problems:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core.errors import BadRequest, NameCollision
+from bastion.core.list_pages import ListPages
 from bastion.core.models import CatalogItem, ItemKind, PrefixMode, Upstream, VirtualServerSpec
 from bastion.core.naming import is_valid_tool_name
 from bastion.core.ownership import Clash, assign, claim_order, shadowed
@@ -95,6 +96,14 @@ class ServerView:
     """Tools held because their transform no longer fits the upstream's definition: name -> why."""
     _restrictions: dict[Caller, Restriction] = field(default_factory=dict, compare=False, repr=False)
     _search: list[ToolIndex] = field(default_factory=list, compare=False, repr=False)
+    _pages: list[ListPages] = field(default_factory=list, compare=False, repr=False)
+    _filtered: dict[Policy, _Filtered] = field(default_factory=dict, compare=False, repr=False)
+
+    def pages(self) -> ListPages:
+        """The view's list pages, each encoded once (built on first use, once per view)."""
+        if not self._pages:
+            self._pages.append(ListPages(self.list_keys, self.lists))
+        return self._pages[0]
 
     def tool_index(self) -> ToolIndex:
         """The search index of the server's tools (built on first use, once per view)."""
@@ -116,11 +125,32 @@ class ServerView:
         if found is None:
             if len(self._restrictions) >= _RESTRICTION_CACHE:
                 self._restrictions.clear()
-            found = self._restrictions[caller] = _restrict(self, policy.for_caller(caller), caller)
+            found = self._restrictions[caller] = self._restrict(policy.for_caller(caller), caller)
         return found
+
+    def _restrict(self, policy: Policy, caller: Caller) -> Restriction:
+        # Callers whose matching rules are the same see the same lists: those (and their encoded
+        # pages) are shared, so a thousand callers of one team cost one filtered view.
+        shared = self._filtered.get(policy)
+        if shared is None:
+            if len(self._filtered) >= _FILTERED_CACHE:
+                # Restrictions hold their filtered view's pages: drop them too, or memory is not bounded.
+                self._filtered.clear()
+                self._restrictions.clear()
+            shared = self._filtered[policy] = _filter(self, policy, caller)
+        return Restriction(policy, caller, shared.lists, shared.list_keys, shared.pages)
 
 
 _RESTRICTION_CACHE = 4096
+_FILTERED_CACHE = 32
+"""Filtered views kept per view: each may hold a full list encoded (about 3 MB for 10,000 tools)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Filtered:
+    lists: Mapping[ItemKind, tuple[dict[str, Any], ...]]
+    list_keys: Mapping[ItemKind, tuple[str, ...]]
+    pages: ListPages
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,19 +161,21 @@ class Restriction:
     caller: Caller
     lists: Mapping[ItemKind, tuple[dict[str, Any], ...]]
     list_keys: Mapping[ItemKind, tuple[str, ...]]
+    pages: ListPages
 
     def allows(self, kind: ItemKind, name: str) -> bool:
         return self.policy.allows(self.caller, kind, name)
 
 
-def _restrict(view: ServerView, policy: Policy, caller: Caller) -> Restriction:
+def _filter(view: ServerView, policy: Policy, caller: Caller) -> _Filtered:
+    """The view's lists as `policy` (already cut to the rules matching `caller`) lets it see them."""
     lists: dict[ItemKind, tuple[dict[str, Any], ...]] = {}
     keys: dict[ItemKind, tuple[str, ...]] = {}
     for kind, names in view.list_keys.items():
         kept = [i for i, name in enumerate(names) if policy.allows(caller, kind, name)]
         keys[kind] = tuple(names[i] for i in kept)
         lists[kind] = tuple(view.lists[kind][i] for i in kept)
-    return Restriction(policy, caller, lists, keys)
+    return _Filtered(lists, keys, ListPages(keys, lists))
 
 
 def select_items(

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from bastion.core.compose import ServerView, compose
+from bastion.core.compose import ServerView, compose, select_items
 from bastion.core.models import CatalogItem, Upstream, VirtualServerSpec
 from bastion.core.ownership import Clash
 from bastion.core.pinning import Approval, PinBook, apply_pins
@@ -26,6 +27,16 @@ class Snapshot:
     approvals: tuple[Approval, ...] = ()
     """Pin changes waiting for an admin (core/pinning.py)."""
     pins: PinBook = field(default_factory=PinBook)
+    inputs: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
+    """Per virtual server, what its view was composed from (to reuse the view when none of it changed)."""
+
+
+def _inputs(spec: VirtualServerSpec, items: tuple[CatalogItem, ...], upstreams: Mapping[str, Upstream]) -> tuple[Any, ...]:
+    """Everything `compose` reads for `spec`: the spec, its items (as pinned), and which of the upstreams
+    they name exist and are enabled (health and other state do not change a view)."""
+    chosen, _ = select_items(spec, items, upstreams)
+    named = sorted({i.upstream for i in chosen} | set(spec.upstreams))
+    return (spec, tuple(chosen), tuple((n, upstreams[n].spec.enabled if n in upstreams else None) for n in named))
 
 
 def build_snapshot(
@@ -34,9 +45,11 @@ def build_snapshot(
     specs: Iterable[VirtualServerSpec],
     version: int = 0,
     pins: PinBook | None = None,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
     """Compose every virtual server leniently: a refresh must not take a whole server down.
-    Items whose definitions are not approved are marked (and quarantined) per their upstream's pin."""
+    Items whose definitions are not approved are marked (and quarantined) per their upstream's pin.
+    A server whose inputs are those of its view in `previous` keeps that view (and what it cached)."""
     by_name = {u.spec.name: u for u in upstreams}
     pins = pins or PinBook()
     marked, approvals = apply_pins(items, {n: u.spec.pin for n, u in by_name.items()}, pins.records)
@@ -44,8 +57,13 @@ def build_snapshot(
     servers: dict[str, ServerView] = {}
     problems: dict[str, tuple[str, ...]] = {}
     clashes: dict[str, list[tuple[str, Clash]]] = {}
+    inputs: dict[str, tuple[Any, ...]] = {}
     for spec in specs:
-        view, found = compose(spec, all_items, by_name, strict=False)
+        inputs[spec.name] = _inputs(spec, all_items, by_name)
+        if previous is not None and spec.name in previous.servers and previous.inputs.get(spec.name) == inputs[spec.name]:
+            view, found = previous.servers[spec.name], list(previous.problems.get(spec.name, ()))
+        else:
+            view, found = compose(spec, all_items, by_name, strict=False)
         servers[spec.name] = view
         if found:
             problems[spec.name] = tuple(found)
@@ -60,4 +78,5 @@ def build_snapshot(
         clashes={name: tuple(found) for name, found in clashes.items()},
         approvals=tuple(approvals),
         pins=pins,
+        inputs=inputs,
     )

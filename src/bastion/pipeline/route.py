@@ -10,7 +10,6 @@ from typing import Any
 from bastion.core.compose import Restriction, ServerView
 from bastion.core.errors import BadRequest, Forbidden, NotFound, Quarantined, UnknownItem, UnknownTool
 from bastion.core.models import CatalogItem, ItemKind
-from bastion.core.paging import page
 from bastion.core.transforms import map_call
 from bastion.core.uri import normalize_uri, uri_readings
 from bastion.pipeline.base import Next, Result, Stage
@@ -140,10 +139,8 @@ def route_stage(page_size: int) -> Stage:
         listing = _LISTS.get(ctx.method)
         if listing is not None:
             kind, field = listing
-            shown = ctx.restriction or view
-            items, next_cursor = page(
-                kind, shown.list_keys.get(kind, ()), shown.lists.get(kind, ()), ctx.params.get("cursor"), page_size
-            )
+            pages = ctx.restriction.pages if ctx.restriction is not None else view.pages()
+            items, next_cursor = pages.page(kind, ctx.params.get("cursor"), page_size)
             return {field: items, "nextCursor": next_cursor} if next_cursor else {field: items}
         return await _route_call(ctx, view, call_next)
 

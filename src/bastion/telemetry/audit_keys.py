@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bastion.core.list_pages import canonical_json
 
 
 def _derive(secret: bytes, info: bytes) -> bytes:
@@ -37,8 +38,7 @@ class AuditKeys:
 
     def digest(self, value: Any) -> str:
         """HMAC-SHA256 of a value's canonical JSON: equal values hash equal, content never shows."""
-        canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-        return hmac.new(self._hmac, canonical.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._hmac, canonical_json(value), hashlib.sha256).hexdigest()
 
     def sign(self, message: bytes) -> str:
         return base64.b64encode(self._signer.sign(message)).decode()

@@ -34,6 +34,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.core.errors import BastionError
+from bastion.core.list_pages import EncodedPage
 from bastion.core.ports import AskCallback, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
@@ -208,8 +209,22 @@ class _LazyStream:
             await self._event(message.get("body", b""), more=False)
 
 
+def _compact(value: Any) -> bytes:
+    return value.encoded if isinstance(value, EncodedPage) else json.dumps(value, separators=(",", ":")).encode()
+
+
+def encode_reply(payload: dict[str, Any]) -> bytes:
+    """The JSON body of a reply; a list page already encoded (core/list_pages.py) is spliced in as is."""
+    result = payload.get("result")
+    if not isinstance(result, dict) or not any(isinstance(v, EncodedPage) for v in result.values()):
+        return _compact(payload)
+    head = _compact({k: v for k, v in payload.items() if k != "result"})
+    fields = b",".join(_compact(k) + b":" + _compact(v) for k, v in result.items())
+    return head[:-1] + b',"result":{' + fields + b"}}"
+
+
 async def _respond(send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = encode_reply(payload)
     await send(
         {
             "type": "http.response.start",

@@ -7,9 +7,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion.control.gateway import Gateway
+from bastion.core.catalog_text import CatalogText
 from bastion.core.errors import BadRequest, NotFound
 from bastion.core.identity import can_see, is_admin
 from bastion.core.models import CatalogItem, ItemKind
+from bastion.core.snapshot import Snapshot
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import editable, principal_of, reach
 from bastion.web.rest.common import item_json, read_json, require_object
@@ -19,12 +21,6 @@ _COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
     "prompts": ("prompt",),
     "resources": ("resource", "resource_template"),
 }
-
-
-def _matches(item: CatalogItem, query: str) -> bool:
-    q = query.lower()
-    names = (item.gateway_name, item.original_name, item.name_override or "", item.key)
-    return any(q in n.lower() for n in names) or q in (item.description or "").lower()
 
 
 def _apply_patch(item: CatalogItem, body: dict[str, object]) -> CatalogItem:
@@ -83,6 +79,31 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             raise NotFound(f"{kind.replace('_', ' ')} {name!r} does not exist in the catalog")
         return item
 
+    texts: list[tuple[Snapshot, CatalogText]] = []
+
+    def text_of(snapshot: Snapshot) -> CatalogText:
+        """The search text of this snapshot's catalog (one kept: the snapshot is replaced on change)."""
+        if not texts or texts[0][0] is not snapshot:
+            texts[:] = [(snapshot, CatalogText(snapshot.items))]
+        return texts[0][1]
+
+    def matching(principal: Principal, query: str, kinds: tuple[ItemKind, ...], upstream: str | None, enabled: bool | None) -> list[CatalogItem]:
+        snapshot = gateway.snapshot
+        # What the caller may see is decided once per request, per upstream; not once per item.
+        seen = {n for n, u in snapshot.upstreams.items() if can_see(principal, u.spec)}
+        limit = reach(principal, snapshot.servers)
+        hits = text_of(snapshot).hits(query) if query else None
+        return [
+            i
+            for n, i in enumerate(snapshot.items)
+            if i.kind in kinds
+            and (not upstream or i.upstream == upstream)
+            and (enabled is None or i.enabled == enabled)
+            and (hits is None or hits[n])
+            and i.upstream in seen
+            and (limit is None or limit.allows_item(i.upstream, i.kind, i.key))
+        ]
+
     routes = []
     for collection, kinds in _COLLECTIONS.items():
 
@@ -91,15 +112,7 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             query = request.query_params.get("q", "").strip()
             upstream = request.query_params.get("upstream")
             enabled = _flag(request.query_params.get("enabled"))
-            found = [
-                i
-                for i in gateway.snapshot.items
-                if i.kind in kinds
-                and (not upstream or i.upstream == upstream)
-                and (enabled is None or i.enabled == enabled)
-                and (not query or _matches(i, query))
-                and visible(principal, i)
-            ]
+            found = matching(principal, query, kinds, upstream, enabled)
             offset, limit = _window(request)
             shown = found[offset : offset + limit] if limit is not None else found[offset:]
             return JSONResponse({"items": [item_json(i) for i in shown], "total": len(found)})
