@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -95,6 +97,30 @@ async def measure(base: str, rounds: int) -> None:
             print(f"{label:<18} {statistics.median(times):8.1f} {pct(times, 0.95):8.1f} {size / 1024:7.1f}  {status}")
 
 
+@contextmanager
+def gateway_process(
+    env: dict[str, str], command: list[str], port: int, *, start_timeout: float
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`bastion serve` in a process of its own, until /healthz answers; stopped (SIGTERM) afterwards."""
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("bastion did not start")
+            time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def settle(base: str) -> None:
     """Wait until the start-up connection attempts (one per upstream) are over: the gateway's CPU goes quiet."""
     started = time.monotonic()
@@ -122,25 +148,10 @@ def main() -> None:
                "BASTION_PORT": str(port), "BASTION_LOG_LEVEL": "WARNING", "BASTION_ADMIN_EMAIL": EMAIL,
                "BASTION_ADMIN_PASSWORD": PASSWORD, "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true",
                "BASTION_RECONNECT_BACKOFF": "30", "BASTION_HEALTH_INTERVAL": "3600"}
-        server = subprocess.Popen([sys.executable, "-m", "bastion", "serve"], env=env, stdout=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx2.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("bastion did not start")
-                time.sleep(0.2)
+        with gateway_process(env, [sys.executable, "-m", "bastion", "serve"], port, start_timeout=60) as (base, _):
             settle(base)
             print(f"{args.upstreams} upstreams x {args.tools_each} tools, {args.rounds} rounds per page")
             anyio.run(measure, base, args.rounds)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

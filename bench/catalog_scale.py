@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import anyio
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from admin_pages import pct, settle
+from admin_pages import gateway_process, pct, settle
 from catalog_gen import catalog
 from proxy_overhead import cpu_seconds, free_port
 
@@ -193,25 +192,11 @@ def main() -> None:
                "BASTION_PORT": str(port), "BASTION_LOG_LEVEL": "WARNING", "BASTION_ADMIN_TOKEN": TOKEN,
                "BASTION_ALLOW_PRIVATE_UPSTREAMS": "true", "BASTION_RECONNECT_BACKOFF": "30", "BASTION_HEALTH_INTERVAL": "3600"}
         wrap = os.environ.get("BENCH_GATEWAY_WRAP", "").split()
-        server = subprocess.Popen([*wrap, sys.executable, "-m", "bastion", "serve"], env=env, stdout=subprocess.DEVNULL)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx2.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("bastion did not start")
-                time.sleep(0.2)
+        command = [*wrap, sys.executable, "-m", "bastion", "serve"]
+        with gateway_process(env, command, port, start_timeout=120) as (base, server):
             settle(base)
             print(f"{args.upstreams} upstreams x {args.tools_each} tools, {args.rounds} rounds each")
             anyio.run(measure, base, args.rounds, server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

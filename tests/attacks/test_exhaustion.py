@@ -6,7 +6,7 @@ bounded per caller."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,7 @@ from starlette.routing import Route
 from bastion.core.errors import TooManyRequests
 from tests.attacks.network import public_upstream
 from tests.auth.oauth_client import REDIRECT_URI, Pkce, authorize_url, register, serve_public
-from tests.e2e.test_bridge import ASKING, CALLBACKS
+from tests.e2e.test_bridge import CALLBACKS, asking_url  # noqa: F401 - the module-scoped asking upstream
 from tests.e2e.test_token_scopes import create_token
 from tests.harness import Running, serve, serve_asgi, settings_for
 
@@ -128,22 +128,6 @@ async def test_registered_clients_that_nobody_uses_expire(tmp_path: Path) -> Non
             gone = await http.get(authorize_url(gateway, stale, "vs", Pkce()))
     assert kept.status_code == 302, kept.text
     assert gone.status_code == 400, gone.text
-
-
-@pytest.fixture(scope="module")
-def asking_url() -> Iterator[str]:
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, str(ASKING), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    try:
-        yield f"http://127.0.0.1:{int(line.split()[1])}/sse"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def test_calls_held_for_input_are_bounded_per_caller(asking_url: str, tmp_path: Path) -> None:
