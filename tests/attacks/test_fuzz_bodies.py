@@ -74,6 +74,9 @@ class Target:
     dev: str
 
 
+pytestmark = pytest.mark.database_free
+
+
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """One Bastion on loopback in a thread of its own, so hypothesis drives it with a plain client."""

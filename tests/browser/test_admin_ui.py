@@ -16,7 +16,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser.conftest import SHOTS
 from tests.harness import FIXTURE, Running, free_port, serve, settings_for
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.database_free]
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
 
 

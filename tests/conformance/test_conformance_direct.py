@@ -10,7 +10,7 @@ import pytest
 
 from tests.conformance.suite import SUITES, conformance_upstream, register_totals, run_suite
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.database_free]
 
 
 @pytest.fixture(scope="module")

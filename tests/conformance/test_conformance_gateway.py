@@ -15,7 +15,7 @@ from tests.conformance.auth_proxy import AuthProxy
 from tests.conformance.suite import SUITES, conformance_upstream, register_totals, run_suite
 from tests.harness import TOKEN, serve, serve_asgi, settings_for
 
-pytestmark = [pytest.mark.node, pytest.mark.anyio]
+pytestmark = [pytest.mark.node, pytest.mark.anyio, pytest.mark.database_free]
 
 NOTHING_TO_CHECK = frozenset(
     {

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.database_free]
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # Operations that would reach out to URLs or start processes named by fuzzed input (no traffic off
 # this machine, no arbitrary commands), or lock the admin out of signing in (a configuration import
