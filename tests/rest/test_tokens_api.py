@@ -69,7 +69,8 @@ async def test_the_database_holds_the_hash_not_the_secret(any_db_gateway: Runnin
 async def test_a_read_token_can_read_but_not_write(any_db_gateway: Running) -> None:
     gateway = any_db_gateway
     await gateway.register(stdio_fixture("fx"))
-    secret = (await create_token(gateway, permissions=["read"]))["token"]
+    # Every server: a read token's catalog is what its servers reach (a token for no server reads nothing).
+    secret = (await create_token(gateway, permissions=["read"], servers="*"))["token"]
     async with httpx2.AsyncClient(base_url=gateway.base_url, headers=as_token(secret)) as reader:
         for path in ("/api/v1/tools", "/api/v1/prompts", "/api/v1/resources", "/api/v1/servers", "/api/v1/upstreams"):
             assert (await reader.get(path)).status_code == 200, path
