@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_overhead import free_port
 
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, UpstreamState, VirtualServerSpec
+from bastion.core.pinning import approve
 from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.repo import SqlConfigRepo, make_engine
 from bastion.vault.envelope import Envelope
@@ -69,6 +71,8 @@ async def seed(db: str, vault_key: str, upstreams: int, each: int) -> None:
                 for t in range(each)
             ]
             await repo.create_upstream(Upstream(spec=spec, state=UpstreamState(status="healthy")), items)
+            # Approved, as an admin registering them would (unapproved tools wait in the approvals page).
+            await repo.save_pins([approve(i, "bench", datetime.now(UTC)) for i in items])
         everything = VirtualServerSpec(name="everything", upstreams=tuple(f"up-{u:04d}" for u in range(upstreams)))
         await repo.save_server(everything, create=True)
     finally:
