@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bastion.web.json_depth import loads
 from tests.harness import TOKEN, serve, settings_for, stdio_fixture
 from tests.identity import login, make_user
 
@@ -155,7 +156,7 @@ def test_mcp_endpoint_never_answers_5xx(target: Target, era: str, message: str) 
     }
     if era == "modern":
         try:
-            parsed = json.loads(message)
+            parsed = loads(message)
             method, sent = parsed.get("method"), parsed.get("params")
         except (ValueError, RecursionError, AttributeError):
             method, sent = None, None

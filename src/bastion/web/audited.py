@@ -9,7 +9,6 @@ password). Every REST request also gets one log line (method, route, status, cal
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver
 from bastion.pipeline.context import Principal
+from bastion.web.json_depth import loads
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
 
 log = logging.getLogger("bastion.rest")
@@ -41,8 +41,8 @@ def _template(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, str]:
 
 def _json(body: bytes) -> object:
     try:
-        return json.loads(body) if body else None
-    except (ValueError, RecursionError):
+        return loads(body) if body else None
+    except ValueError:
         return None
 
 

@@ -41,7 +41,7 @@ from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
 from bastion.web.bridge import with_capabilities
-from bastion.web.json_depth import MAX_DEPTH, body_too_deep
+from bastion.web.json_depth import MAX_DEPTH, body_too_deep, loads
 from bastion.web.scope import credential_of, principal_of
 
 log = logging.getLogger("bastion.mcp")
@@ -117,8 +117,8 @@ _TOO_LARGE = b"\0too-large"
 
 def _decode(body: bytes) -> dict[str, Any] | None:
     try:
-        message = json.loads(body)
-    except (ValueError, RecursionError):
+        message = loads(body)
+    except ValueError:
         return None
     return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
 

@@ -40,6 +40,7 @@ from bastion.pipeline.authz import caller_of
 from bastion.pipeline.context import Principal
 from bastion.pipeline.route import resource_for
 from bastion.store.sessions.keys import SessionKeys
+from bastion.web.json_depth import loads
 from bastion.web.mcp_front import Front, Held, Watch
 from bastion.web.relay import LOG_LEVEL_STATE, session_log_level
 from bastion.web.scope import principal_of
@@ -263,8 +264,8 @@ class SharedSessions:
         if held is None or not body.lstrip().startswith(b"{"):
             return
         try:
-            message = json.loads(body)
-        except (ValueError, RecursionError):
+            message = loads(body)
+        except ValueError:
             return
         if not isinstance(message, dict) or "method" in message or not ({"result", "error"} & message.keys()):
             return

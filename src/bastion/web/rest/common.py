@@ -12,7 +12,7 @@ from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, QueryApiKey, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ownership import Clash
-from bastion.web.json_depth import MAX_DEPTH, too_deep
+from bastion.web.json_depth import MAX_DEPTH, TooDeep, loads
 
 REDACTED = "********"
 KIND_FIELDS = {"tool": "tools", "prompt": "prompts", "resource": "resources", "resource_template": "resource_templates"}
@@ -32,18 +32,15 @@ async def read_json(request: Request, max_bytes: int) -> Any:
 def parse_json(body: bytes) -> Any:
     """JSON from a request body, or BadRequest saying why not (never a RecursionError or an int-size ValueError)."""
     try:
-        value = json.loads(body)
+        return loads(body)
+    except TooDeep:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc.msg}") from None
     except UnicodeDecodeError:
         raise BadRequest("the body is not valid JSON: it is not UTF-8") from None
-    except RecursionError:
-        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels") from None
     except ValueError:  # Python's int size limit (4300 digits)
         raise BadRequest("the body holds a number with too many digits") from None
-    if too_deep(value):
-        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels")
-    return value
 
 
 def require_object(body: Any) -> dict[str, Any]:

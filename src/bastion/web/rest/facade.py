@@ -8,7 +8,6 @@ the credential and the token's grants for this server (the facade's paths count 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +23,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.tracing import trace_headers
+from bastion.web.json_depth import TooDeep, loads
 from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.facade_page import docs_page
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of
@@ -83,8 +83,10 @@ async def json_body(request: Request, max_bytes: int, *, required: bool) -> Any:
             raise BadRequest("a JSON body is required")
         return {}
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        return loads(body)
+    except TooDeep as exc:
+        raise BadRequest(str(exc)) from None
+    except ValueError:
         raise BadRequest("the body is not valid JSON") from None
 
 

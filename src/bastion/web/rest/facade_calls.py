@@ -24,6 +24,7 @@ from bastion.core.ports import CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.web.bridge import with_capabilities
+from bastion.web.json_depth import loads
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY
 
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], None]
@@ -148,7 +149,7 @@ class AsyncCalls:
         if call.state != "input_required" or call.answers is None:
             raise Conflict("the call is not waiting for an answer")
         try:
-            body = json.loads(await request.body())
+            body = loads(await request.body())
         except ValueError:
             raise BadRequest("the answer must be a JSON object") from None
         if not isinstance(body, dict):

@@ -12,6 +12,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.web.admin.backend import Backend
+from bastion.web.json_depth import loads
 
 _SCALARS = {"string", "integer", "number", "boolean"}
 
@@ -44,7 +45,7 @@ def arguments(schema: Any, form: Any) -> dict[str, Any]:
     """The call's arguments from the submitted form; raises ValueError saying which field is wrong."""
     raw = str(form.get("raw_json") or "").strip()
     if raw:
-        parsed = json.loads(raw)
+        parsed = loads(raw)
         if not isinstance(parsed, dict):
             raise ValueError("the JSON arguments must be an object")
         return parsed
@@ -64,7 +65,7 @@ def arguments(schema: Any, form: Any) -> dict[str, Any]:
             elif widget == "number":
                 args[name] = float(text)
             elif widget in ("json", "select"):
-                args[name] = json.loads(text)
+                args[name] = loads(text)
             else:
                 args[name] = text
         except ValueError:

@@ -15,6 +15,7 @@ from bastion.core.client_config import client_config, mcp_url, sdk_snippet
 from bastion.web.admin.pages.forms import errors_for, lines
 from bastion.web.admin.session import Viewer
 from bastion.web.admin.ui import Ui, back
+from bastion.web.json_depth import loads
 
 _FIELDS = ("name", "description", "tools", "prompts", "resources", "upstreams", "prefix", "team", "visibility",
            "policy", "rate_limits")
@@ -38,7 +39,7 @@ def _body(form: Any, *, create: bool) -> dict[str, Any]:
             body[key] = value
     for key in ("policy", "rate_limits"):
         text = str(form.get(key) or "").strip()
-        body[key] = json.loads(text) if text else None  # ValueError: the caller says which
+        body[key] = loads(text) if text else None  # ValueError: the caller says which
     return body
 
 
