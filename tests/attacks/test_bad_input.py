@@ -9,6 +9,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from bastion.config import Settings
+from tests.attacks.test_sse_sessions import sse_session
 from tests.e2e.test_token_scopes import INITIALIZE, MCP_HEADERS
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
 
@@ -126,3 +128,23 @@ async def test_deeply_nested_tool_arguments_are_refused_before_they_reach_the_sh
     assert "nests deeper" in response.json()["error"]["message"]
     async with gateway.client("vs") as client:
         assert (await client.call_tool("fx__pid", {})).content[0].text == before  # the same process, alive
+
+
+async def test_deeply_nested_arguments_on_an_http_sse_session_are_refused_too(gateway: Running) -> None:
+    # The old HTTP+SSE transport's POST (`/servers/{name}/messages/`) reads bodies of its own: the
+    # same depth rule holds there, before the SDK parses the message or the upstream sees it.
+
+    nested = "[" * 100 + '"x"' + "]" * 100
+    body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"fx__echo","arguments":{"text":' + nested + "}}}"
+    async with sse_session(gateway, "vs", TOKEN) as session, httpx2.AsyncClient(timeout=30) as http:
+        headers = {**MCP_HEADERS, "authorization": f"Bearer {TOKEN}"}
+        initialize = await http.post(session.messages_url, json=INITIALIZE, headers=headers)
+        assert initialize.status_code == 202, initialize.text
+        await session.next_message()
+        await http.post(session.messages_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        response = await http.post(session.messages_url, content=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert "nests deeper" in response.json()["error"]["message"]
+        limit = Settings.model_fields["max_body_bytes"].default
+        too_large = await http.post(session.messages_url, content=b" " * (limit + 1), headers=headers)
+        assert too_large.status_code == 413, too_large.text

@@ -47,7 +47,7 @@ from bastion.pipeline.tracing import trace_headers
 from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
-from bastion.web.mcp_fast import CACHE_HINTED_METHODS, serve_fast
+from bastion.web.mcp_fast import CACHE_HINTED_METHODS, guarded_body, replayed, serve_fast
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
@@ -327,8 +327,11 @@ class McpFront:
             await front.server.run(read, write, options)
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await guarded_body(receive, send, self._max_body)  # the size and depth rules, as on /mcp
+        if body is None:
+            return
         front = await self._front(name)
-        await front.sse.handle_post_message(_owned(scope), receive, send)
+        await front.sse.handle_post_message(_owned(scope), replayed(body, receive), send)
 
     async def on_change(self, old: Snapshot, new: Snapshot) -> None:
         """Tell connected legacy clients which lists changed; close fronts of deleted servers."""

@@ -81,7 +81,7 @@ class LegacySession:
 SessionLookup = Callable[[str], LegacySession | None]
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replayed(body: bytes, receive: Receive) -> Receive:
     """A `receive` that yields the already-read body once, then defers to the real one."""
     sent = False
 
@@ -235,6 +235,24 @@ async def _respond(send: Send, status: int, payload: dict[str, Any], headers: li
     await send({"type": "http.response.body", "body": body})
 
 
+async def guarded_body(receive: Receive, send: Send, max_body: int) -> bytes | None:
+    """A POSTed MCP message's body, or None when there is nothing to serve: the client went away, or
+    the body is larger than `max_body` (413) or nests deeper than MAX_DEPTH (400), answered here with
+    a JSON-RPC error before anything parses it."""
+    body = await _read_body(receive, max_body)
+    if body is None:
+        return None  # the client went away mid-request
+    if body is _TOO_LARGE:
+        error = {"code": -32600, "message": f"request body is larger than {max_body} bytes"}
+        await _respond(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+        return None
+    if body_too_deep(body):
+        error = {"code": -32600, "message": f"the request nests deeper than {MAX_DEPTH} levels"}
+        await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+        return None
+    return body
+
+
 async def serve_fast(
     server: str,
     pipeline: Next,
@@ -249,16 +267,8 @@ async def serve_fast(
     mirrored: Callable[[str], bool],
 ) -> None:
     """Serve one POST: on the fast path when plain, else through `fallback` with the body replayed."""
-    body = await _read_body(receive, max_body)
+    body = await guarded_body(receive, send, max_body)
     if body is None:
-        return  # the client went away mid-request
-    if body is _TOO_LARGE:
-        error = {"code": -32600, "message": f"request body is larger than {max_body} bytes"}
-        await _respond(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [])
-        return
-    if body_too_deep(body):
-        error = {"code": -32600, "message": f"the request nests deeper than {MAX_DEPTH} levels"}
-        await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
         return
     raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     headers = dict(raw_headers)
@@ -271,7 +281,7 @@ async def serve_fast(
     else:
         message = None
     if message is None:
-        await fallback(_replay(body, receive))
+        await fallback(replayed(body, receive))
         return
     client = scope.get("client")
     address, traced = (str(client[0]) if client else None), trace_headers(headers)
