@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from tests.harness import FIXTURE, HttpUpstream, Running, http_fixture, serve_asgi
+from tests.identity import make_user, signed_in
 from tests.upstreams.registry_server import load_documents, registry_app
 
 pytestmark = pytest.mark.anyio
@@ -160,3 +161,29 @@ async def test_the_registry_cli_adds_searches_and_installs_asking_for_the_secret
     assert upstream["origin"]["version"] == "1.1.0"
     missing = await run("registry", "install", "acme", "io.github.nobody/nothing")
     assert missing.exit_code == 1 and "lists no server" in missing.output
+
+
+async def test_a_developer_installing_a_package_entry_is_refused_before_anything_runs(
+    gateway: Running, registry: str, tmp_path: Path
+) -> None:
+    # A registry package is a command the host would run: a developer may install one only where
+    # BASTION_STDIO_COMMANDS allows it, refused upfront (403) like `POST /api/v1/upstreams`.
+    ran = tmp_path / "ran"
+
+    def marking_package(package: Mapping[str, Any]) -> tuple[str, list[str]]:
+        return sys.executable, ["-c", f"open({str(ran)!r}, 'w').close()", "--transport"]
+
+    assert gateway.bastion.registries is not None
+    gateway.bastion.registries.package_command = marking_package
+    await add_source(gateway, registry)
+    await make_user(gateway, "dev@example.com", "developer", "team-a")
+    async with signed_in(gateway, "dev@example.com") as dev:
+        body = {"server": EVERYTHING_ENTRY, "values": {"EVERYTHING_TOKEN": "tok-123"}, "team": "team-a"}
+        response = await dev.post("/api/v1/registries/acme/install", json=body)
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "only an admin may run this command" in response.json()["detail"]
+        remote = await dev.post("/api/v1/registries/acme/install", json={"server": REMOTE, "values": {"X-Api-Key": "k"}, "team": "team-a"})
+        assert remote.status_code == 201, remote.text  # remotes run nothing on the host: allowed
+    assert (await gateway.api.get("/api/v1/upstreams/everything")).status_code == 404
+    assert not ran.exists()
