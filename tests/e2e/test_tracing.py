@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.harness import TOKEN, Running, http_fixture, serve, serve_asgi, settings_for
+from tests.vault.test_upstream_oauth import oauth_body, oauth_world
 
 pytestmark = pytest.mark.anyio
 
@@ -57,13 +59,20 @@ class Receiver:
                 await self.changed.wait()
 
 
-@pytest.fixture
-async def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Running, Receiver]]:
+@asynccontextmanager
+async def receiving(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Receiver]:
+    """An OTLP/HTTP receiver that Bastions started from now on export their spans to."""
     receiver = Receiver()
     app = Starlette(routes=[Route("/v1/traces", receiver.traces, methods=["POST"])])
     async with serve_asgi(app) as url:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+        yield receiver
+
+
+@pytest.fixture
+async def traced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Running, Receiver]]:
+    async with receiving(monkeypatch) as receiver:
         with http_fixture("streamable-http") as upstream:
             async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", rate_limit_server="1000/minute")) as gw:
                 await gw.register(upstream.body("fx"))
@@ -133,3 +142,31 @@ async def test_the_http_traceparent_header_is_used_without_meta(traced: tuple[Ru
     await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
     root = await receiver.wait_for("tools/call fx__whoami", other)
     assert root.parent_span_id.hex() == "00f067aa0ba902b7"
+
+
+async def test_a_credential_renewed_during_a_call_is_a_vault_span_under_the_upstream_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with (
+        receiving(monkeypatch) as receiver,
+        oauth_world() as (world, upstream_url, token_url),
+        serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw,
+    ):
+        await gw.register(oauth_body("fx", "streamable-http", upstream_url, token_url))
+        await gw.create_server({"name": "vs", "tools": ["fx__whoami"]})
+        held = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
+        await _call(gw, "fx__whoami", {}, {"traceparent": held}, {})  # the token from registration, held in memory
+        world.revoke_all()  # the next call's first attempt is refused (401): Bastion renews its token mid-call
+        renewed = "5bf92f3577b34da6a3ce929d0e0e4736"
+        seen = json.loads((await _call(gw, "fx__whoami", {}, {"traceparent": f"00-{renewed}-{CLIENT_SPAN}-01"}, {}))["content"][0]["text"])
+        assert seen["authorization"] == "Bearer tok-2"
+        assert gw.bastion.telemetry is not None and gw.bastion.telemetry.tracing is not None
+        await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
+
+        vault = await receiver.wait_for("bastion.vault", renewed)
+        assert _attributes(vault) == {"bastion.vault.operation": "client_credentials", "bastion.upstream": "fx"}
+        parents = {s.span_id: s for s in receiver.spans if s.trace_id.hex() == renewed}
+        assert parents[vault.parent_span_id].name == "upstream tools/call"
+        await receiver.wait_for("tools/call fx__whoami", TRACE_ID)
+        assert not [s for s in receiver.spans if s.trace_id.hex() == TRACE_ID and s.name == "bastion.vault"]
+        assert not [s for s in receiver.spans if "cs-very-private" in str(list(s.attributes))]

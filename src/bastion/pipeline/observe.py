@@ -16,7 +16,7 @@ from bastion.core.observation import CallRecord, outcome_of_error, outcome_of_re
 from bastion.core.ports import CallObserver
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
-from bastion.pipeline.tracing import finish, incoming_context, request_attributes
+from bastion.pipeline.tracing import finish, incoming_context, request_attributes, request_tracer
 
 log = logging.getLogger("bastion.calls")
 
@@ -29,15 +29,19 @@ def observe_stage(observers: Sequence[CallObserver], tracer: Tracer | None = Non
             return await _observed(ctx, call_next, observers, None)
         attributes = request_attributes(ctx)
         name = f"{ctx.method} {attributes.get('gen_ai.tool.name') or attributes.get('gen_ai.prompt.name') or ''}".rstrip()
-        with tracer.start_as_current_span(
-            name,
-            context=incoming_context(ctx),
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            return await _observed(ctx, call_next, observers, span)
+        token = request_tracer.set(tracer)
+        try:
+            with tracer.start_as_current_span(
+                name,
+                context=incoming_context(ctx),
+                kind=SpanKind.SERVER,
+                attributes=attributes,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                return await _observed(ctx, call_next, observers, span)
+        finally:
+            request_tracer.reset(token)
 
     return observe
 

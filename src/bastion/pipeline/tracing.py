@@ -1,5 +1,6 @@
 """Spans for the pipeline (when tracing is on): one per MCP request, children per stage that
-decides something (policy, rate limit) and per upstream attempt. Names and attributes follow the
+decides something (policy, rate limit), per upstream attempt, and for the vault when a call has to
+read or renew an upstream credential (`vault_span`; a token held in memory costs no span). Names and attributes follow the
 MCP and GenAI semantic conventions where they exist; argument values are never attributes.
 
 Trace context comes in from the client (`_meta.traceparent` as the 2026-07-28 revision defines
@@ -9,7 +10,9 @@ and, on HTTP, as a header (see upstream/modern_http.py; the SDK's own transports
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry.context import Context, attach, detach
@@ -21,6 +24,23 @@ from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
 
 TRACE_KEYS = ("traceparent", "tracestate")
+
+# The tracer of the request being served, for code below the pipeline (credential sources) that
+# has no tracer of its own: set by the observe stage, None when tracing is off.
+request_tracer: ContextVar[Tracer | None] = ContextVar("bastion_request_tracer", default=None)
+
+
+@contextmanager
+def vault_span(operation: str, upstream: str) -> Iterator[None]:
+    """A `bastion.vault` span around reading or renewing an upstream credential within a traced
+    request (nothing otherwise): the store's sealed record, or the token endpoint's answer."""
+    tracer = request_tracer.get()
+    if tracer is None:
+        yield
+        return
+    attributes = {"bastion.vault.operation": operation, "bastion.upstream": upstream}
+    with tracer.start_as_current_span("bastion.vault", kind=SpanKind.INTERNAL, attributes=attributes):
+        yield
 
 
 def incoming_context(ctx: CallContext) -> Context | None:

@@ -17,6 +17,7 @@ import httpx2
 
 from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import OAuthClientCredentials
+from bastion.pipeline.tracing import vault_span
 
 # Refresh this long before expiry (at most a tenth of the lifetime), so no request carries a token
 # that expires on its way.
@@ -109,7 +110,8 @@ class ClientCredentialsToken:
         """A token that is not about to expire, fetching one if needed."""
         async with self._lock:
             if self._token is None or self._clock() >= self._refresh_at:
-                self._token, self._refresh_at = await self._fetch()
+                with vault_span("client_credentials", self._upstream):
+                    self._token, self._refresh_at = await self._fetch()
             return self._token
 
     def invalidate(self, token: str) -> None:

@@ -15,6 +15,7 @@ import httpx2
 from bastion.core.errors import UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import OAuthUserGrant, UpstreamTokens
 from bastion.core.ports import UpstreamTokenStore
+from bastion.pipeline.tracing import vault_span
 from bastion.upstream.oauth import bearer_of, call_token_endpoint, refusal
 
 _SKEW_SECONDS = 30.0
@@ -92,9 +93,11 @@ class UserToken:
         """This user's access token, refreshed first if it is about to expire or was refused."""
         async with self._lock:
             if self._tokens is None:
-                self._tokens = await self._load()
+                with vault_span("user_token", self._upstream):
+                    self._tokens = await self._load()
             if self._stale or self._expiring(self._tokens):
-                self._tokens = await self._refresh()
+                with vault_span("user_token_refresh", self._upstream):
+                    self._tokens = await self._refresh()
                 self._stale = False
             return self._tokens.access_token
 
