@@ -11,6 +11,7 @@ import pytest
 from mcp import MCPError
 
 from bastion.core.snapshot import Snapshot
+from tests.e2e.test_observability import _samples
 from tests.harness import FIXTURE, Running
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +60,9 @@ async def test_a_rug_pull_is_quarantined_shown_as_a_diff_and_callable_once_appro
 
         listed = (await gateway.api.get("/api/v1/approvals")).json()
         assert listed["quarantined"] == 1
+        held = (await gateway.api.get("/metrics")).text
+        assert _samples(held, "bastion_catalog_quarantined")[(("kind", "tool"),)] == 1
+        assert _samples(held, "bastion_approvals_pending")[()] == 1
         [approval] = listed["items"]
         assert (approval["upstream"], approval["kind"], approval["key"], approval["change"]) == ("fx", "tool", "echo", "changed")
         assert approval["old"]["description"] == "Return the text unchanged."
@@ -75,6 +79,9 @@ async def test_a_rug_pull_is_quarantined_shown_as_a_diff_and_callable_once_appro
         assert tools["fx__echo"].description == evil
         assert (await client.call_tool("fx__echo", {"text": "again"})).content[0].text == "again"
     assert (await gateway.api.get("/api/v1/approvals")).json()["items"] == []
+    released = (await gateway.api.get("/metrics")).text
+    assert _samples(released, "bastion_catalog_quarantined")[(("kind", "tool"),)] == 0
+    assert _samples(released, "bastion_approvals_pending")[()] == 0
     again = await gateway.api.post(f"/api/v1/approvals/{approval['id']}/approve")
     assert again.status_code == 404
 

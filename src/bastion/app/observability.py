@@ -92,6 +92,8 @@ class Telemetry:
                 if failed_at is not None:
                     figures.upstream_last_failure[name] = failed_at
             figures.catalog_items = dict(Counter(i.kind for i in snap.items))
+            figures.quarantined = dict(Counter(i.kind for i in snap.items if i.quarantined))
+            figures.approvals_pending = len(snap.approvals)
             figures.sessions, figures.open_streams = front.session_figures()
             return figures
 

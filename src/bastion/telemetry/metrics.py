@@ -33,6 +33,8 @@ class StateFigures:
     upstream_reconnects: dict[str, int] = field(default_factory=dict)
     upstream_last_failure: dict[str, float] = field(default_factory=dict)
     catalog_items: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    approvals_pending: int = 0
     virtual_servers: int = 0
     sessions: dict[str, int] = field(default_factory=dict)
     open_streams: int = 0
@@ -58,12 +60,21 @@ class _StateCollector(Collector):
             if name in state.upstream_last_failure:
                 failed.add_metric([name], state.upstream_last_failure[name])
         catalog = GaugeMetricFamily("bastion_catalog_items", "Items in the catalog, by kind", labels=["kind"])
+        quarantined = GaugeMetricFamily(
+            "bastion_catalog_quarantined", "Catalog items held back until an admin approves their definition, by kind",
+            labels=["kind"],
+        )
         for kind, count in sorted(state.catalog_items.items()):
             catalog.add_metric([kind], float(count))
+            quarantined.add_metric([kind], float(state.quarantined.get(kind, 0)))
         sessions = GaugeMetricFamily("bastion_sessions", "Open 2025-11-25 MCP sessions on this replica", labels=["server"])
         for server, count in sorted(state.sessions.items()):
             sessions.add_metric([server], float(count))
-        yield from (up, reconnects, failed, catalog, sessions)
+        yield from (up, reconnects, failed, catalog, quarantined, sessions)
+        yield GaugeMetricFamily(
+            "bastion_approvals_pending", "Changed, new or removed definitions waiting for an admin's decision",
+            value=float(state.approvals_pending),
+        )
         yield GaugeMetricFamily("bastion_virtual_servers", "Virtual servers configured", value=float(state.virtual_servers))
         yield GaugeMetricFamily("bastion_open_streams", "Open server-to-client streams on this replica", value=float(state.open_streams))
         yield GaugeMetricFamily("bastion_held_calls", "Bridged calls held waiting for a client's answer", value=float(state.held_calls))
