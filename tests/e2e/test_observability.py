@@ -13,6 +13,7 @@ from mcp import MCPError
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, func, insert, select, update
 
+import bastion.telemetry.audit
 from bastion.core.usage import UsageQuery, UsageRow
 from bastion.store.sql.tables import audit_records
 from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
@@ -132,7 +133,12 @@ async def _verdict(gateway: Running) -> dict[str, object]:
     return dict(response.json())
 
 
-async def test_tampering_in_the_database_is_detected_and_the_record_named(observed: Running) -> None:
+@pytest.mark.parametrize("page", [5000, 2], ids=["one-page", "pages-of-2"])
+async def test_tampering_in_the_database_is_detected_and_the_record_named(
+    observed: Running, page: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Verification reads each chain a page at a time: the same tampering is caught across pages.
+    monkeypatch.setattr(bastion.telemetry.audit, "VERIFY_PAGE", page)
     async with observed.client("vs", mode="2026-07-28") as client:
         for n in range(4):
             await client.call_tool("fx__echo", {"text": f"call {n}"})

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+import bastion.telemetry.audit
 from bastion.core.audit_chain import AuditEntry
 from bastion.core.observation import CallRecord, EdgeEvent
 from bastion.store.memory_audit import MemoryAuditStore
@@ -15,6 +16,13 @@ from bastion.telemetry.audit import AuditLog, iso
 from bastion.telemetry.audit_keys import AuditKeys
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, params=[5000, 2], ids=["one-page", "pages-of-2"])
+def page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every case verifies with the whole chain in one page and across pages of two records."""
+    monkeypatch.setattr(bastion.telemetry.audit, "VERIFY_PAGE", request.param)
+    return int(request.param)
 
 
 def _call(n: int, secret: str = "s3cr3t") -> CallRecord:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -128,66 +128,65 @@ class Verdict:
         }
 
 
-def verify_chain(
-    chain: str, entries: Sequence[AuditEntry], marks: Sequence[SignedMark], valid: Verifier
-) -> tuple[list[Problem], int]:
-    """Problems found in one chain (first one first) and how many records no signed head covers.
-    `entries` are in the store's order (by seq); `marks` are the chain's heads and checkpoints."""
-    problems: list[Problem] = []
-    good = [m for m in marks if valid(m.key_id, mark_message(m.chain, m.kind, m.seq, m.hash, m.at), m.signature)]
-    for bad in (m for m in marks if m not in good):
-        problems.append(Problem(chain, bad.seq, None, f"{bad.kind} signature for seq {bad.seq} is not valid"))
-    checkpoints = [m for m in good if m.kind == "checkpoint"]
-    start = max(checkpoints, key=lambda m: m.seq) if checkpoints else None
-    expected_seq = (start.seq if start else 0) + 1
-    prev = start.hash if start else GENESIS
-    by_seq: dict[int, AuditEntry] = {}
-    for entry in entries:
-        if problems and problems[-1].record_id is not None:
-            break
-        where = f"record seq {entry.seq} (id {entry.id})"
-        if entry.seq != expected_seq:
-            what = "missing" if entry.seq > expected_seq else "out of order or duplicated"
-            problems.append(Problem(chain, entry.seq, entry.id, f"{where}: expected seq {expected_seq} ({what})"))
-            break
-        if entry_hash(entry) != entry.hash:
-            problems.append(Problem(chain, entry.seq, entry.id, f"{where}: its content does not match its hash (edited)"))
-            break
-        if entry.prev_hash != prev:
-            problems.append(Problem(chain, entry.seq, entry.id, f"{where}: does not link to the record before it"))
-            break
-        by_seq[entry.seq] = entry
-        prev, expected_seq = entry.hash, expected_seq + 1
-    last_seq = expected_seq - 1
-    heads = [m for m in good if m.kind == "head"]
-    for head in sorted(heads, key=lambda m: m.seq):
-        if start is not None and head.seq <= start.seq:
-            continue
-        if head.seq > last_seq:
-            if not any(p.record_id is not None for p in problems):
-                problems.append(
-                    Problem(chain, last_seq + 1, None, f"records {last_seq + 1}..{head.seq} are missing (truncated tail)")
-                )
-            break
-        covered = by_seq.get(head.seq)
-        if covered is not None and covered.hash != head.hash:
-            problems.append(Problem(chain, head.seq, covered.id, f"record seq {head.seq} differs from its signed head"))
-            break
-    signed = max((h.seq for h in heads), default=start.seq if start else 0)
-    return problems, max(0, last_seq - signed)
+class ChainCheck:
+    """Verifies one chain from its records fed in the store's order (by seq), page by page: it keeps
+    only the records its signed heads cover, so a chain of any length verifies in bounded memory."""
 
+    def __init__(self, chain: str, marks: Sequence[SignedMark], valid: Verifier) -> None:
+        self.chain = chain
+        self.problems: list[Problem] = []
+        self.records = 0
+        good = [m for m in marks if valid(m.key_id, mark_message(m.chain, m.kind, m.seq, m.hash, m.at), m.signature)]
+        for bad in (m for m in marks if m not in good):
+            self.problems.append(Problem(chain, bad.seq, None, f"{bad.kind} signature for seq {bad.seq} is not valid"))
+        checkpoints = [m for m in good if m.kind == "checkpoint"]
+        self._start = max(checkpoints, key=lambda m: m.seq) if checkpoints else None
+        self._heads = sorted((m for m in good if m.kind == "head"), key=lambda m: m.seq)
+        self._head_seqs = {m.seq for m in self._heads}
+        self._expected_seq = (self._start.seq if self._start else 0) + 1
+        self._prev = self._start.hash if self._start else GENESIS
+        self._covered: dict[int, AuditEntry] = {}
+        self._broken = False
 
-def verify(
-    entries_by_chain: Mapping[str, Sequence[AuditEntry]], marks_by_chain: Mapping[str, Sequence[SignedMark]], valid: Verifier
-) -> Verdict:
-    """Verify every chain; the verdict names the first bad record of each broken one."""
-    problems: list[Problem] = []
-    unsigned = 0
-    count = 0
-    for chain in sorted(set(entries_by_chain) | set(marks_by_chain)):
-        entries = entries_by_chain.get(chain, ())
-        count += len(entries)
-        found, tail = verify_chain(chain, entries, marks_by_chain.get(chain, ()), valid)
-        problems.extend(found)
-        unsigned += tail
-    return Verdict(not problems, len(set(entries_by_chain) | set(marks_by_chain)), count, tuple(problems), unsigned)
+    def feed(self, entries: Iterable[AuditEntry]) -> None:
+        """The next records of the chain; after the first bad record they are only counted."""
+        for entry in entries:
+            self.records += 1
+            if self._broken:
+                continue
+            where = f"record seq {entry.seq} (id {entry.id})"
+            problem = None
+            if entry.seq != self._expected_seq:
+                what = "missing" if entry.seq > self._expected_seq else "out of order or duplicated"
+                problem = f"{where}: expected seq {self._expected_seq} ({what})"
+            elif entry_hash(entry) != entry.hash:
+                problem = f"{where}: its content does not match its hash (edited)"
+            elif entry.prev_hash != self._prev:
+                problem = f"{where}: does not link to the record before it"
+            if problem is not None:
+                self.problems.append(Problem(self.chain, entry.seq, entry.id, problem))
+                self._broken = True
+                continue
+            if entry.seq in self._head_seqs:
+                self._covered[entry.seq] = entry
+            self._prev, self._expected_seq = entry.hash, self._expected_seq + 1
+
+    def finish(self) -> tuple[list[Problem], int]:
+        """Problems found (first one first) and how many records no signed head covers."""
+        problems = self.problems
+        start, last_seq = self._start, self._expected_seq - 1
+        for head in self._heads:
+            if start is not None and head.seq <= start.seq:
+                continue
+            if head.seq > last_seq:
+                if not any(p.record_id is not None for p in problems):
+                    problems.append(
+                        Problem(self.chain, last_seq + 1, None, f"records {last_seq + 1}..{head.seq} are missing (truncated tail)")
+                    )
+                break
+            covered = self._covered.get(head.seq)
+            if covered is not None and covered.hash != head.hash:
+                problems.append(Problem(self.chain, head.seq, covered.id, f"record seq {head.seq} differs from its signed head"))
+                break
+        signed = max((h.seq for h in self._heads), default=start.seq if start else 0)
+        return problems, max(0, last_seq - signed)

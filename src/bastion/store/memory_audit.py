@@ -43,8 +43,11 @@ class MemoryAuditStore:
     async def chains(self) -> list[str]:
         return sorted({e.chain for e in self.records} | {m.chain for m in self.marks_})
 
-    async def entries(self, chain: str) -> list[AuditEntry]:
-        return sorted((e for e in self.records if e.chain == chain), key=lambda e: (e.seq, e.id or 0))
+    async def entries(self, chain: str, after: tuple[int, int] | None = None, limit: int | None = None) -> list[AuditEntry]:
+        found = sorted((e for e in self.records if e.chain == chain), key=lambda e: (e.seq, e.id or 0))
+        if after is not None:
+            found = [e for e in found if (e.seq, e.id or 0) > after]
+        return found if limit is None else found[:limit]
 
     async def marks(self, chain: str) -> list[SignedMark]:
         return [m for m in self.marks_ if m.chain == chain]

@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from bastion.core.audit_chain import AuditEntry, SignedMark, Verdict, link, mark_message, verify
+from bastion.core.audit_chain import AuditEntry, ChainCheck, Problem, SignedMark, Verdict, link, mark_message
 from bastion.core.errors import BastionError
 from bastion.core.observation import AUDITED_METHODS, CallRecord, EdgeEvent
 from bastion.core.ports import AuditStore
@@ -28,6 +28,9 @@ log = logging.getLogger("bastion.audit")
 
 Listener = Callable[[Sequence[AuditEntry]], None]
 """Told of every batch once it is stored (the SIEM export)."""
+
+VERIFY_PAGE = 5000
+"""Records read at a time when verifying a chain."""
 
 
 def iso(epoch: float) -> str:
@@ -212,10 +215,24 @@ class AuditLog:
     # -- reading ---------------------------------------------------------------------------------
 
     async def verify(self) -> Verdict:
+        """Every chain, read a page at a time: memory stays bounded however long the log is."""
+        problems: list[Problem] = []
+        records = unsigned = 0
         chains = await self.store.chains()
-        entries = {c: await self.store.entries(c) for c in chains}
-        marks = {c: await self.store.marks(c) for c in chains}
-        return verify(entries, marks, self.keys.valid)
+        for chain in chains:
+            check = ChainCheck(chain, await self.store.marks(chain), self.keys.valid)
+            after: tuple[int, int] | None = None
+            while True:
+                page = await self.store.entries(chain, after=after, limit=VERIFY_PAGE)
+                check.feed(page)
+                if len(page) < VERIFY_PAGE:
+                    break
+                after = (page[-1].seq, page[-1].id or 0)
+            found, tail = check.finish()
+            problems += found
+            records += check.records
+            unsigned += tail
+        return Verdict(not problems, len(chains), records, tuple(problems), unsigned)
 
     async def prune(self, days: float) -> int:
         """Delete records older than `days`, leaving a signed checkpoint per chain."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -80,8 +80,14 @@ class SqlAuditStore:
             marked = (await conn.execute(select(audit_marks.c.chain).distinct())).scalars().all()
         return sorted(set(records) | set(marked))
 
-    async def entries(self, chain: str) -> list[AuditEntry]:
-        stmt = select(audit_records).where(audit_records.c.chain == chain).order_by(audit_records.c.seq, audit_records.c.id)
+    async def entries(self, chain: str, after: tuple[int, int] | None = None, limit: int | None = None) -> list[AuditEntry]:
+        t = audit_records.c
+        stmt = select(audit_records).where(t.chain == chain)
+        if after is not None:
+            stmt = stmt.where(or_(t.seq > after[0], and_(t.seq == after[0], t.id > after[1])))
+        stmt = stmt.order_by(t.seq, t.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
         async with self.engine.connect() as conn:
             return [_entry(r) for r in (await conn.execute(stmt)).all()]
 
