@@ -1,6 +1,6 @@
 """A small but real OpenID Connect provider for tests: discovery, JWKS (ES256 and RS256 keys from
-`cryptography`), an /authorize endpoint that approves the configured person at once (redirecting
-back with code and state), and a token endpoint that checks the client's secret, the redirect URI
+`cryptography`), an /authorize endpoint that approves the configured person (at once, redirecting
+back with code and state, or on a page where the person clicks "Approve"), and a token endpoint that checks the client's secret, the redirect URI
 and the PKCE verifier, uses each code once, and issues an ID token with the flow's nonce."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 CLIENT_ID = "bastion-ui"
@@ -46,6 +47,9 @@ class FakeProvider:
     deny: str | None = None
     """An OAuth error /authorize answers with instead of a code."""
     client_secret: str | None = CLIENT_SECRET
+    interactive: bool = False
+    """Approve on a page of the provider's own (the person clicks), as real providers do, rather than
+    by redirecting at once: the way back then begins at the provider's site."""
     keys: dict[str, Any] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -95,7 +99,11 @@ class FakeProvider:
                 code = secrets.token_urlsafe(16)
                 self.grants[code] = Grant(q["client_id"], q["redirect_uri"], q["code_challenge"], q["nonce"])
                 back["code"] = code
-            return RedirectResponse(f"{q['redirect_uri']}?{urlencode(back)}", status_code=302)
+            back_url = f"{q['redirect_uri']}?{urlencode(back)}"
+            if self.interactive:
+                page = f'<!doctype html><title>Example ID</title><h1>Example ID</h1><a href="{html.escape(back_url)}">Approve</a>'
+                return HTMLResponse(page)
+            return RedirectResponse(back_url, status_code=302)
 
         async def token(request: Request) -> Response:
             form = {k: str(v) for k, v in (await request.form()).items()}

@@ -93,7 +93,7 @@ def routes(ui: Ui, provider: ProviderSignIn) -> list[Route]:
             response = _page(ui, request, exc.http_status, exc.detail, target)
         else:
             _audit(provider, request, started, clock, user.email, 200)
-            response = ui.render(request, None, "signed_in.html", next=target)
+            response = ui.render(request, None, "signed_in.html", next=target, flash=False)
             ui.sessions.sign_in(response, secret, expires)
         response.headers["cache-control"] = "no-store"
         response.delete_cookie(FLOW_COOKIE, path=CALLBACK, secure=ui.sessions.secure, httponly=True, samesite="lax")
@@ -147,7 +147,9 @@ def _used(flow_id: str) -> str:
 
 
 def _page(ui: Ui, request: Request, status: int, message: str, target: str) -> Response:
-    return ui.render(request, None, "login.html", status if 400 <= status < 600 else 400, next=target, error=message)
+    # flash=False: the callback's own query (the provider's `error`, or a crafted one) is never shown as is.
+    status = status if 400 <= status < 600 else 400
+    return ui.render(request, None, "login.html", status, next=target, error=message, flash=False)
 
 
 def _audit(provider: ProviderSignIn, request: Request, started: float, clock: float, email: str, status: int) -> None:
