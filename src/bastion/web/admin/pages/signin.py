@@ -15,8 +15,10 @@ from bastion.web.admin.ui import Ui
 def landing(raw: object) -> str:
     """Where to go after signing in: one of our own pages, else the dashboard."""
     target = str(raw or "/admin")
-    # Only our own pages: no scheme, no host, no protocol-relative or backslash tricks.
-    return target if target.startswith("/admin") and "//" not in target and "\\" not in target else "/admin"
+    # Only our own pages: no scheme, no host, no protocol-relative or backslash tricks; and short,
+    # since it rides in a cookie during a provider sign-in.
+    ours = target.startswith("/admin") and "//" not in target and "\\" not in target
+    return target if ours and len(target) <= 1000 else "/admin"
 
 
 def routes(ui: Ui) -> list[Route]:
