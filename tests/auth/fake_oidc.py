@@ -72,6 +72,8 @@ class FakeProvider:
         claims |= self.claims | self.id_token_overrides
         claims = {k: v for k, v in claims.items() if v is not None}
         key = self.sign_with or self.keys[self.kid]
+        if isinstance(key, bytes):  # an HMAC forgery (e.g. keyed with a published public key)
+            return jwt.encode(claims, key, algorithm="HS256", headers={"kid": self.kid})
         algorithm = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
         return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": self.kid})
 

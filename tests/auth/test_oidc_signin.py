@@ -4,6 +4,8 @@ every forgery and failure is the sign-in page with a 4xx, and nothing shows a se
 
 from __future__ import annotations
 
+import html
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -92,7 +94,7 @@ def _error(response: httpx2.Response) -> str:
     """The one message on the page (the callback's query is never shown as is)."""
     found = re.findall(r'role="alert">([^<]*)<', response.text)
     assert len(found) <= 1, found
-    return found[0] if found else ""
+    return html.unescape(found[0]) if found else ""
 
 
 async def _no_secrets(setup: Setup, response: httpx2.Response) -> None:
@@ -206,12 +208,15 @@ async def test_a_crafted_error_text_is_not_shown(setup: Setup) -> None:
     assert _error(crafted) == "the identity provider did not sign you in (unknown_error)"
 
 
-async def test_a_refused_code_exchange_says_so_without_the_secret(setup: Setup) -> None:
+async def test_a_refused_code_exchange_says_so_without_the_secret(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     setup.idp.client_secret = "the provider expects another secret"
     async with setup.browser() as http:
         refused = await setup.sign_in(http)
     assert refused.status_code == 400 and "invalid_client" in _error(refused)
     await _no_secrets(setup, refused)
+    assert any("token endpoint refused" in r.getMessage() for r in caplog.records)
+    assert all(CLIENT_SECRET not in r.getMessage() and CLIENT_SECRET not in str(vars(r)) for r in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -224,6 +229,7 @@ async def test_a_refused_code_exchange_says_so_without_the_secret(setup: Setup) 
         ({"azp": "another-client"}, "another client"),
         ({"iss": "https://idp.example"}, "another issuer"),
         ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"iat": int(time.time()) + 3600}, "could not be verified"),
     ],
 )
 async def test_a_forged_id_token_is_refused(setup: Setup, forgery: dict[str, Any], said: str) -> None:
@@ -239,6 +245,13 @@ async def test_an_id_token_signed_by_an_unpublished_key_is_refused(setup: Setup)
     async with setup.browser() as http:
         refused = await setup.sign_in(http)
     assert refused.status_code == 401 and _signed_in(refused) is None
+
+
+async def test_an_hmac_id_token_is_refused(setup: Setup) -> None:
+    setup.idp.sign_with = b"any shared secret, or the provider's public key"
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and "'HS256' is not accepted" in _error(refused)
 
 
 async def test_an_rs256_id_token_is_accepted(setup: Setup) -> None:
