@@ -47,6 +47,8 @@ class FakeProvider:
     deny: str | None = None
     """An OAuth error /authorize answers with instead of a code."""
     client_secret: str | None = CLIENT_SECRET
+    declare_algorithms: bool = True
+    """Whether the JWKS says each key's "alg" (providers may leave it out)."""
     interactive: bool = False
     """Approve on a page of the provider's own (the person clicks), as real providers do, rather than
     by redirecting at once: the way back then begins at the provider's site."""
@@ -63,7 +65,7 @@ class FakeProvider:
             is_ec = isinstance(key, ec.EllipticCurvePrivateKey)
             algorithm = jwt.algorithms.ECAlgorithm if is_ec else jwt.algorithms.RSAAlgorithm
             entry = algorithm.to_jwk(key.public_key(), as_dict=True)
-            entries.append({**entry, "kid": kid, "use": "sig", "alg": "ES256" if is_ec else "RS256"})
+            entries.append({**entry, "kid": kid, "use": "sig"} | ({"alg": "ES256" if is_ec else "RS256"} if self.declare_algorithms else {}))
         return {"keys": entries}
 
     def id_token(self, grant: Grant) -> str:

@@ -254,6 +254,14 @@ async def test_an_hmac_id_token_is_refused(setup: Setup) -> None:
     assert refused.status_code == 401 and "'HS256' is not accepted" in _error(refused)
 
 
+async def test_an_id_token_whose_algorithm_does_not_fit_its_key_is_refused(setup: Setup) -> None:
+    setup.idp.declare_algorithms = False
+    setup.idp.sign_with = setup.idp.keys["rsa1"]  # RS256, under the EC key's id
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and "could not be verified" in _error(refused)
+
+
 async def test_an_rs256_id_token_is_accepted(setup: Setup) -> None:
     setup.idp.kid = "rsa1"
     async with setup.browser() as http:

@@ -102,6 +102,8 @@ class OidcVerifier:
             raise Unauthenticated("invalid token: issued by another issuer") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {_reason(exc)}") from None
+        except (TypeError, ValueError):  # the header's algorithm does not fit the key (a JWK without "alg")
+            raise Unauthenticated("invalid token: its algorithm does not match the signing key") from None
         servers = self._servers(claims.get("aud"))
         self._check_scopes(claims)
         return self._principal(claims, servers)

@@ -178,7 +178,7 @@ class OidcSignIn:
             raise Unauthenticated("the ID token was issued by another issuer") from None
         except jwt.InvalidAudienceError:
             raise Unauthenticated("the ID token was issued for another client") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:  # TypeError: the algorithm does not fit the key
             raise Unauthenticated(f"the ID token could not be verified ({type(exc).__name__})") from None
         audience = claims["aud"]
         azp = claims.get("azp")
