@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bastion.core.grants import parse_networks
@@ -284,6 +284,12 @@ class Settings(BaseSettings):
         if "openid" not in value.split():
             raise ValueError("the admin UI's sign-in needs the 'openid' scope")
         return value
+
+    @model_validator(mode="after")
+    def _client_needs_issuer(self) -> Settings:
+        if self.oidc_client_id is not None and self.oidc_issuer is None:
+            raise ValueError("BASTION_OIDC_CLIENT_ID needs BASTION_OIDC_ISSUER (the provider people sign in with)")
+        return self
 
     @property
     def base_url(self) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
 
 from bastion.app.keys import load_keys
 from bastion.vault.crypto import Sealer
@@ -328,3 +329,10 @@ async def test_an_unreachable_provider_is_a_clear_page(tmp_path: Path) -> None:
         async with httpx2.AsyncClient(timeout=30) as http:
             page = await http.get(f"{gateway.base_url}/admin/oidc/start")
     assert page.status_code == 503 and "could not be reached" in page.text and "Traceback" not in page.text
+
+
+async def test_settings_that_cannot_work_are_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="needs BASTION_OIDC_ISSUER"):
+        settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oidc_client_id=CLIENT_ID)
+    with pytest.raises(ValidationError, match="'openid' scope"):
+        _gateway_settings(tmp_path, "https://idp.example", oidc_ui_scopes="email profile")
