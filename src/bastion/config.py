@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bastion.core.grants import parse_networks
@@ -122,6 +122,34 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="A token with an unknown key id refetches the JWKS at most this often, s"
     )
     oidc_role_claim: str = Field(default="bastion_role", description="Claim with the user's role (admin|developer|viewer)")
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="Client id registered at BASTION_OIDC_ISSUER for the admin UI; set, the sign-in page offers "
+        "'Sign in with <provider>' (authorization code + PKCE; redirect URI <public URL>/admin/oidc/callback)",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="That client's secret; unset: a public client (PKCE only)"
+    )
+    oidc_client_auth: str = Field(
+        default="client_secret_basic",
+        pattern="^(client_secret_basic|client_secret_post)$",
+        description="How the secret goes to the token endpoint: client_secret_basic or client_secret_post",
+    )
+    oidc_ui_scopes: str = Field(default="openid email profile", description="Scopes the admin UI's sign-in asks for")
+    oidc_provider_name: str = Field(
+        default="single sign-on", max_length=60, description="The provider's name on the sign-in button"
+    )
+    oidc_ui_create_users: bool = Field(
+        default=True,
+        description="Create a Bastion account at first sign-in for a verified email without one (role from "
+        "BASTION_OIDC_ROLE_CLAIM when developer or viewer, else viewer); off: only existing accounts sign in",
+    )
+    oidc_ui_allow_admin: bool = Field(
+        default=False, description="Let a created account be admin when the role claim says admin (else viewer)"
+    )
+    oidc_ui_require_verified_email: bool = Field(
+        default=True, description="Refuse a sign-in whose ID token does not say email_verified: true"
+    )
     oauth_server: bool = Field(
         default=True,
         description="Bastion's own OAuth 2.1 authorization server for MCP clients (issuer: the public URL); "
@@ -249,6 +277,19 @@ class Settings(BaseSettings):
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         parse_networks(value)
         return value
+
+    @field_validator("oidc_ui_scopes")
+    @classmethod
+    def _openid_scope(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("the admin UI's sign-in needs the 'openid' scope")
+        return value
+
+    @model_validator(mode="after")
+    def _client_needs_issuer(self) -> Settings:
+        if self.oidc_client_id is not None and self.oidc_issuer is None:
+            raise ValueError("BASTION_OIDC_CLIENT_ID needs BASTION_OIDC_ISSUER (the provider people sign in with)")
+        return self
 
     @property
     def base_url(self) -> str:

@@ -168,6 +168,16 @@ async def test_every_forged_or_foreign_token_is_refused_with_invalid_token(setup
         assert token not in response.text, name  # the token is never echoed
 
 
+async def test_a_token_whose_algorithm_does_not_fit_its_key_is_refused(setup: Setup) -> None:
+    # A provider may publish keys without "alg": an RS256 header naming an EC key must be a 401, not a 500.
+    published = setup.idp.jwks()
+    setup.idp.jwks = lambda: {"keys": [{k: v for k, v in key.items() if k != "alg"} for key in published["keys"]]}  # type: ignore[method-assign]
+    claims = {"iss": setup.idp.url, "sub": "u", "aud": setup.audience("vs1"), "exp": int(time.time()) + 300, "scope": "mcp"}
+    token = jwt.encode(claims, setup.idp.keys["rsa1"], algorithm="RS256", headers={"kid": "ec1"})
+    response = await setup.initialize("vs1", token)
+    assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
 async def test_a_token_without_the_scope_gets_insufficient_scope(setup: Setup) -> None:
     response = await setup.initialize("vs1", setup.idp.token(setup.audience("vs1"), scope="openid profile"))
     assert response.status_code == 403

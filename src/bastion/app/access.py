@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -14,17 +14,20 @@ from bastion.auth.oauth.provider import AuthorizationServer, ServerConfig
 from bastion.auth.oauth.revoked import RevokedTokens
 from bastion.auth.oauth.verify import OwnTokenVerifier
 from bastion.auth.oidc import OidcConfig, OidcVerifier, outbound_fetch
+from bastion.auth.oidc_signin import OidcSignIn, SignInConfig
 from bastion.config import Settings
+from bastion.control.external_login import ExternalLogin, Provisioning
 from bastion.control.gateway import Gateway
 from bastion.control.login import Login
 from bastion.core.identity import can_see
-from bastion.core.ports import RateLimiter, Revocations
+from bastion.core.ports import EdgeObserver, RateLimiter, Revocations
 from bastion.core.ratelimit import parse_rate
 from bastion.outbound import Outbound
 from bastion.pipeline.context import Principal
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.oauth import SqlOAuthRepo
 from bastion.vault.crypto import Sealer
+from bastion.web.admin.pages.oidc import CALLBACK, ProviderSignIn
 from bastion.web.asgi import PublicEndpoints
 from bastion.web.oauth_consent import ConsentPage
 from bastion.web.oauth_server import RegistrationLimit, authorization_server_endpoints
@@ -49,6 +52,41 @@ def oidc_verifier(settings: Settings, outbound: Outbound) -> OidcVerifier | None
     trusted = outbound.trusting(urlsplit(settings.oidc_issuer).hostname, urlsplit(settings.oidc_jwks_url or "").hostname)
     fetch = outbound_fetch(trusted)
     return OidcVerifier(config, settings.base_url, fetch, refetch_after=settings.oidc_jwks_refetch)
+
+
+def provider_sign_in(
+    settings: Settings,
+    outbound: Outbound,
+    identity: SqlIdentityRepo,
+    login: Login,
+    sealer: Sealer,
+    used: Revocations,
+    observers: Sequence[EdgeObserver],
+    changed: Callable[[str], Awaitable[None]],
+) -> ProviderSignIn | None:
+    """The admin UI's "Sign in with <provider>", when an issuer and a client id are configured."""
+    if settings.oidc_issuer is None or settings.oidc_client_id is None:
+        return None
+    secret = settings.oidc_client_secret.get_secret_value() if settings.oidc_client_secret else None
+    config = SignInConfig(
+        issuer=settings.oidc_issuer,
+        client_id=settings.oidc_client_id,
+        client_secret=secret,
+        client_auth=settings.oidc_client_auth,
+        scopes=settings.oidc_ui_scopes,
+        redirect_uri=settings.base_url.rstrip("/") + CALLBACK,
+    )
+    trusted = outbound.trusting(urlsplit(settings.oidc_issuer).hostname)
+    rules = Provisioning(
+        create_users=settings.oidc_ui_create_users,
+        allow_admin=settings.oidc_ui_allow_admin,
+        require_verified_email=settings.oidc_ui_require_verified_email,
+        teams_claim=settings.oidc_teams_claim,
+        role_claim=settings.oidc_role_claim,
+    )
+    client = OidcSignIn(config, outbound_fetch(trusted), trusted)
+    people = ExternalLogin(identity, login, rules, changed)
+    return ProviderSignIn(settings.oidc_provider_name, client, people, sealer, used, tuple(observers))
 
 
 def resource_metadata(settings: Settings, own: OwnAuthorizationServer | None) -> ResourceMetadata:

@@ -19,6 +19,7 @@ from bastion.app.access import (
     oidc_verifier,
     own_authorization_server,
     owned_by,
+    provider_sign_in,
     resource_metadata,
     server_access,
 )
@@ -266,7 +267,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *telemetry.routes(gateway.current),
             ]
             app_ref: list[BastionApp] = []
-            admin = admin_app(lambda: app_ref[0], settings.base_url, hmac.digest(keys.state, b"bastion admin ui csrf", "sha256"))
+            provider = provider_sign_in(
+                settings, network, identity, login, sealer, shared.revocations, telemetry.edge_observers, forget_user
+            )
+            csrf_key = hmac.digest(keys.state, b"bastion admin ui csrf", "sha256")
+            admin = admin_app(lambda: app_ref[0], settings.base_url, csrf_key, provider)
             telemetry.watch(gateway.current, pool, front, bridge)
             if public is not None:
                 public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))

@@ -31,8 +31,8 @@ log = logging.getLogger("bastion.auth")
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _KEYS_MAX_AGE = 3600.0
-_MAX_DOCUMENT = 1024 * 1024
-_LEEWAY = 30
+MAX_DOCUMENT = 1024 * 1024
+LEEWAY = 30
 
 
 class IdentityProviderUnavailable(BastionError):
@@ -94,7 +94,7 @@ class OidcVerifier:
                 algorithms=[algorithm],
                 issuer=self._config.issuer,
                 options={"require": ["exp", "iss", "aud", "sub"], "verify_aud": False},
-                leeway=_LEEWAY,
+                leeway=LEEWAY,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("invalid token: expired") from None
@@ -102,6 +102,8 @@ class OidcVerifier:
             raise Unauthenticated("invalid token: issued by another issuer") from None
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {_reason(exc)}") from None
+        except (TypeError, ValueError):  # the header's algorithm does not fit the key (a JWK without "alg")
+            raise Unauthenticated("invalid token: its algorithm does not match the signing key") from None
         servers = self._servers(claims.get("aud"))
         self._check_scopes(claims)
         return self._principal(claims, servers)
@@ -168,7 +170,7 @@ class OidcVerifier:
         try:
             url = self._config.jwks_url or await self._discover_jwks_url()
             document = await self._fetch(url)
-            keys = _parse_keys(document)
+            keys = parse_keys(document)
         except (OSError, FetchFailed, AddressRefused, ValueError, jwt.PyJWTError) as exc:
             log.warning("could not fetch the identity provider's keys: %s", type(exc).__name__)
             if not self._keys:
@@ -189,7 +191,7 @@ class OidcVerifier:
         raise ValueError("the issuer publishes no jwks_uri")
 
 
-def _parse_keys(document: dict[str, Any]) -> dict[str, tuple[jwt.PyJWK, str | None]]:
+def parse_keys(document: dict[str, Any]) -> dict[str, tuple[jwt.PyJWK, str | None]]:
     """The signing keys of a JWKS document; keys Bastion cannot use (other types, encryption) are skipped."""
     entries = document.get("keys")
     if not isinstance(entries, list):
@@ -230,7 +232,7 @@ def outbound_fetch(outbound: Outbound) -> Fetch:
     and no redirects (a redirect is a failed fetch)."""
 
     async def fetch(url: str) -> dict[str, Any]:
-        fetched = await outbound.fetch(url, untrusted=False, max_bytes=_MAX_DOCUMENT, timeout=10.0)
+        fetched = await outbound.fetch(url, untrusted=False, max_bytes=MAX_DOCUMENT, timeout=10.0)
         if fetched.status != 200:
             raise ValueError(f"fetching {url[:200]} answered HTTP {fetched.status}")
         document = json.loads(fetched.body)

@@ -63,12 +63,18 @@ class Login:
         user = found[0]
         if not user.active:
             raise Forbidden("this account is deactivated")
+        session, secret = await self.open_session(user)
+        return session, secret, user
+
+    async def open_session(self, user: User) -> tuple[Session, str]:
+        """A new session for a user whose identity was proven (a password, or an identity
+        provider's ID token) and its secret, returned once; only its hash is stored."""
         now = self._now()
         expires = now + timedelta(seconds=self._ttl)
         session = Session(id=str(uuid.uuid4()), user=user.id, created_at=now, expires_at=expires)
         secret = new_token(SESSION_PREFIX)
         await self._repo.create_session(session, hash_token(secret))
-        return session, secret, user
+        return session, secret
 
     async def logout(self, secret: str) -> None:
         """Revoke the session this secret opened; anything else is a BadRequest."""

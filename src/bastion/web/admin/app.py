@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion import __version__
 from bastion.web.admin.backend import Backend
-from bastion.web.admin.pages import catalog, dashboard, insight, people, servers, signin, tokens, trust, upstreams
+from bastion.web.admin.pages import catalog, dashboard, insight, oidc, people, servers, signin, tokens, trust, upstreams
+from bastion.web.admin.pages.oidc import ProviderSignIn
 from bastion.web.admin.session import Sessions
 from bastion.web.admin.ui import Ui
 from bastion.web.headers import with_headers
@@ -23,9 +24,13 @@ PREFIX = "/admin"
 STATIC = Path(__file__).parent / "static"
 
 
-def admin_app(gateway_app: Callable[[], ASGIApp], base_url: str, csrf_key: bytes) -> ASGIApp:
-    """The UI; `gateway_app` is the running gateway's whole ASGI app, which the pages call in process."""
-    ui = Ui(Backend(gateway_app, base_url), Sessions(csrf_key, base_url), __version__)
+def admin_app(
+    gateway_app: Callable[[], ASGIApp], base_url: str, csrf_key: bytes, provider: ProviderSignIn | None = None
+) -> ASGIApp:
+    """The UI; `gateway_app` is the running gateway's whole ASGI app, which the pages call in process;
+    with `provider`, people may also sign in with the external identity provider."""
+    name = provider.name if provider is not None else None
+    ui = Ui(Backend(gateway_app, base_url), Sessions(csrf_key, base_url), __version__, name)
 
     async def not_found(request: Request, _exc: Exception) -> Response:
         viewer = await ui.viewer(request)
@@ -33,6 +38,7 @@ def admin_app(gateway_app: Callable[[], ASGIApp], base_url: str, csrf_key: bytes
 
     routes: list[Route | Mount] = [
         *signin.routes(ui),
+        *(oidc.routes(ui, provider) if provider is not None else []),
         *dashboard.routes(ui),
         *upstreams.routes(ui),
         *catalog.routes(ui),

@@ -41,6 +41,11 @@ class Sessions:
         self._secure = base_url.startswith("https://")
         self._origin = _origin(base_url)
 
+    @property
+    def secure(self) -> bool:
+        """Whether cookies must say Secure (the public URL is https)."""
+        return self._secure
+
     def token(self, request: Request) -> str | None:
         value = request.cookies.get(COOKIE)
         return value if value and value.startswith("bss_") and len(value) < 200 else None

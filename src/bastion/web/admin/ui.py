@@ -37,8 +37,10 @@ def _when(value: Any) -> str:
 
 
 class Ui:
-    def __init__(self, backend: Backend, sessions: Sessions, version: str) -> None:
+    def __init__(self, backend: Backend, sessions: Sessions, version: str, provider_name: str | None = None) -> None:
         self.backend = backend
+        self.provider_name = provider_name
+        """The external identity provider's name, when people may sign in with it."""
         self.sessions = sessions
         self.version = version
         self.env = Environment(
@@ -76,7 +78,12 @@ class Ui:
     def render(self, request: Request, viewer: Viewer | None, template: str, status: int = 200, **context: Any) -> Response:
         started = time.perf_counter()
         html = self.env.get_template(template).render(
-            viewer=viewer, version=self.version, path=request.url.path, request=request, **context
+            viewer=viewer,
+            version=self.version,
+            path=request.url.path,
+            request=request,
+            provider_name=self.provider_name,
+            **context,
         )
         headers = {"content-security-policy": PAGE_CSP, "server-timing": f"render;dur={(time.perf_counter() - started) * 1e3:.1f}"}
         return HTMLResponse(html, status_code=status, headers=headers)

@@ -12,22 +12,25 @@ from bastion.web.admin.session import Viewer
 from bastion.web.admin.ui import Ui
 
 
-def _next(request: Request, raw: object) -> str:
+def landing(raw: object) -> str:
+    """Where to go after signing in: one of our own pages, else the dashboard."""
     target = str(raw or "/admin")
-    # Only our own pages: no scheme, no host, no protocol-relative or backslash tricks.
-    return target if target.startswith("/admin") and "//" not in target and "\\" not in target else "/admin"
+    # Only our own pages: no scheme, no host, no protocol-relative or backslash tricks; and short,
+    # since it rides in a cookie during a provider sign-in.
+    ours = target.startswith("/admin") and "//" not in target and "\\" not in target
+    return target if ours and len(target) <= 1000 else "/admin"
 
 
 def routes(ui: Ui) -> list[Route]:
     async def login_page(request: Request) -> Response:
         if await ui.viewer(request) is not None:
-            return RedirectResponse(_next(request, request.query_params.get("next")), status_code=303)
-        return ui.render(request, None, "login.html", next=_next(request, request.query_params.get("next")))
+            return RedirectResponse(landing(request.query_params.get("next")), status_code=303)
+        return ui.render(request, None, "login.html", next=landing(request.query_params.get("next")))
 
     async def login(request: Request) -> Response:
         form = await request.form()
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
-        target = _next(request, form.get("next"))
+        target = landing(form.get("next"))
         reply = await ui.api(None, "POST", "/api/v1/auth/login", request, body={"email": email, "password": password})
         if not reply.ok or not isinstance(reply.body, dict):
             status = 429 if reply.status == 429 else 401 if reply.status in (400, 401) else reply.status

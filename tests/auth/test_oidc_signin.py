@@ -1,0 +1,338 @@
+"""The admin UI's "Sign in with <provider>": the authorization-code flow with PKCE, state and nonce
+against a real OpenID Connect provider on loopback, followed by hand with httpx2 as a browser would;
+every forgery and failure is the sign-in page with a 4xx, and nothing shows a secret or a token."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
+
+from bastion.app.keys import load_keys
+from bastion.vault.crypto import Sealer
+from tests.auth.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeProvider
+from tests.harness import Running, free_port, serve, serve_asgi, settings_for
+from tests.identity import make_user
+
+pytestmark = pytest.mark.anyio
+ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
+
+
+@dataclass
+class Setup:
+    gateway: Running
+    idp: FakeProvider
+
+    @property
+    def base(self) -> str:
+        return self.gateway.base_url
+
+    def browser(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(timeout=30, follow_redirects=False)
+
+    async def start(self, http: httpx2.AsyncClient, next_page: str = "/admin/tokens") -> str:
+        """Start a sign-in; the URL the provider redirects back to."""
+        started = await http.get(f"{self.base}/admin/oidc/start", params={"next": next_page})
+        assert started.status_code == 303, started.text
+        assert started.headers["location"].startswith(f"{self.idp.url}/authorize?")
+        flow_cookie = started.headers["set-cookie"]
+        assert "path=/admin/oidc/callback" in flow_cookie.lower() and "samesite=lax" in flow_cookie.lower()
+        assert "httponly" in flow_cookie.lower()
+        approved = await http.get(started.headers["location"])
+        assert approved.status_code == 302
+        return approved.headers["location"]
+
+    async def sign_in(self, http: httpx2.AsyncClient, next_page: str = "/admin/tokens") -> httpx2.Response:
+        return await http.get(await self.start(http, next_page))
+
+
+def _gateway_settings(tmp_path: Path, idp_url: str, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "admin_email": ADMIN,
+        "admin_password": PASSWORD,
+        "port": free_port(),
+        "oidc_issuer": idp_url,
+        "oidc_client_id": CLIENT_ID,
+        "oidc_client_secret": CLIENT_SECRET,
+        "oidc_provider_name": "Example ID",
+    }
+    return settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", **(values | overrides))
+
+
+@asynccontextmanager
+async def provider_and_gateway(tmp_path: Path, **overrides: Any) -> AsyncIterator[Setup]:
+    idp = FakeProvider()
+    async with serve_asgi(idp.app()) as url:
+        idp.url = url
+        async with serve(_gateway_settings(tmp_path, url, **overrides)) as gateway:
+            yield Setup(gateway, idp)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with provider_and_gateway(tmp_path) as ready:
+        yield ready
+
+
+def _signed_in(response: httpx2.Response) -> str | None:
+    cookie = response.cookies.get("bastion_ui")
+    return cookie if cookie and cookie.startswith("bss_") else None
+
+
+def _error(response: httpx2.Response) -> str:
+    """The one message on the page (the callback's query is never shown as is)."""
+    found = re.findall(r'role="alert">([^<]*)<', response.text)
+    assert len(found) <= 1, found
+    return html.unescape(found[0]) if found else ""
+
+
+async def _no_secrets(setup: Setup, response: httpx2.Response) -> None:
+    assert CLIENT_SECRET not in response.text and "eyJ" not in response.text and "Traceback" not in response.text
+
+
+async def test_the_sign_in_page_offers_the_provider(setup: Setup) -> None:
+    async with setup.browser() as http:
+        page = await http.get(f"{setup.base}/admin/login", params={"next": "/admin/tokens"})
+    assert page.status_code == 200
+    assert 'href="/admin/oidc/start?next=%2Fadmin%2Ftokens"' in page.text and "Sign in with Example ID" in page.text
+
+
+@pytest.mark.parametrize("auth", ["client_secret_basic", "client_secret_post", "public"])
+async def test_a_person_signs_in_with_the_provider_and_lands_signed_in(tmp_path: Path, auth: str) -> None:
+    overrides: dict[str, Any] = {"oidc_client_auth": auth} if auth != "public" else {"oidc_client_secret": None}
+    async with provider_and_gateway(tmp_path, **overrides) as setup:
+        if auth == "public":
+            setup.idp.client_secret = None
+        async with setup.browser() as http:
+            landed = await setup.sign_in(http)
+            assert landed.status_code == 200, landed.text
+            assert landed.headers["cache-control"] == "no-store"
+            # A same-origin page lands the browser (a redirect would lose the SameSite=Strict cookie).
+            assert '<meta http-equiv="refresh" content="0; url=/admin/tokens">' in landed.text
+            session = _signed_in(landed)
+            assert session is not None and "samesite=strict" in landed.headers["set-cookie"].lower()
+            await _no_secrets(setup, landed)
+            page = await http.get(f"{setup.base}/admin/tokens")
+            assert page.status_code == 200 and "ada@example.com" in page.text
+        sent = setup.idp.token_requests[-1]
+        assert sent["code_verifier"] and sent["redirect_uri"] == f"{setup.base}/admin/oidc/callback"
+        if auth == "client_secret_basic":
+            assert sent["authorization"].startswith("Basic ") and "client_secret" not in sent
+        elif auth == "client_secret_post":
+            assert sent["client_secret"] == CLIENT_SECRET and not sent["authorization"]
+        else:
+            assert sent["client_id"] == CLIENT_ID and "client_secret" not in sent and not sent["authorization"]
+        user = (await setup.gateway.api.get("/api/v1/users/ada@example.com")).json()
+        assert user["role"] == "viewer" and user["active"] is True
+        audit = (await setup.gateway.api.get("/api/v1/audit", params={"limit": "100"})).json()["items"]
+        assert any(r["action"] == "GET /admin/oidc/callback" and r["target"] == "ada@example.com" and r["outcome"] == "ok" for r in audit)
+
+
+async def test_signing_out_ends_the_providers_session_too(setup: Setup) -> None:
+    async with setup.browser() as http:
+        landed = await setup.sign_in(http)
+        page = await http.get(f"{setup.base}/admin/tokens")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        out = await http.post(f"{setup.base}/admin/logout", data={"csrf": csrf.group(1)})
+        assert out.status_code == 303
+        session = _signed_in(landed)
+    me = await setup.gateway.api.get("/api/v1/auth/me", headers={"authorization": f"Bearer {session}"})
+    assert me.status_code == 401
+
+
+async def test_a_replayed_callback_is_refused(setup: Setup) -> None:
+    async with setup.browser() as http:
+        callback = await setup.start(http)
+        flow = http.cookies.get("bastion_oidc")
+        assert (await http.get(callback)).status_code == 200
+        http.cookies.set("bastion_oidc", flow or "", path="/admin/oidc/callback")
+        replayed = await http.get(callback)
+    assert replayed.status_code == 400 and _signed_in(replayed) is None
+    assert "already used" in _error(replayed)
+
+
+async def test_a_callback_for_another_browsers_state_is_refused(setup: Setup) -> None:
+    async with setup.browser() as http:
+        callback = await setup.start(http)
+        forged = re.sub(r"state=[^&]+", "state=someone-elses-state", callback)
+        refused = await http.get(forged)
+    assert refused.status_code == 400 and _signed_in(refused) is None
+    assert "does not match" in _error(refused)
+
+
+async def test_a_callback_without_the_flow_cookie_is_refused(setup: Setup) -> None:
+    async with setup.browser() as http:
+        callback = await setup.start(http)
+    async with setup.browser() as other:  # the attacker's code in the victim's browser (login CSRF)
+        refused = await other.get(callback)
+    assert refused.status_code == 400 and "expired or was started in another browser" in _error(refused)
+
+
+async def test_an_expired_flow_is_refused(setup: Setup) -> None:
+    async with setup.browser() as http:
+        callback = await setup.start(http)
+        state = parse_qs(urlsplit(callback).query)["state"][0]
+        sealer = Sealer(load_keys(setup.gateway.bastion.settings).state)
+        stale = {"id": "x", "state": state, "nonce": "n", "verifier": "v", "next": "/admin", "exp": time.time() - 1}
+        http.cookies.clear()
+        http.cookies.set("bastion_oidc", sealer.seal(stale, "bastion admin oidc flow"), path="/admin/oidc/callback")
+        refused = await http.get(callback)
+    assert refused.status_code == 400 and "expired" in _error(refused)
+
+
+async def test_the_providers_refusal_is_shown(setup: Setup) -> None:
+    setup.idp.deny = "access_denied"
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and _signed_in(refused) is None
+    assert _error(refused) == "the identity provider did not sign you in (access_denied)"
+
+
+async def test_a_crafted_error_text_is_not_shown(setup: Setup) -> None:
+    async with setup.browser() as http:
+        await setup.start(http)
+        crafted = await http.get(f"{setup.base}/admin/oidc/callback", params={"error": "Call 555-0100 to unlock <b>now</b>"})
+    assert crafted.status_code == 401 and "555" not in crafted.text
+    assert _error(crafted) == "the identity provider did not sign you in (unknown_error)"
+
+
+async def test_a_refused_code_exchange_says_so_without_the_secret(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    setup.idp.client_secret = "the provider expects another secret"
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 400 and "invalid_client" in _error(refused)
+    await _no_secrets(setup, refused)
+    assert any("token endpoint refused" in r.getMessage() for r in caplog.records)
+    assert all(CLIENT_SECRET not in r.getMessage() and CLIENT_SECRET not in str(vars(r)) for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("forgery", "said"),
+    [
+        ({"nonce": "not-this-flows-nonce"}, "nonce"),
+        ({"nonce": None}, "nonce"),
+        ({"aud": "another-client"}, "another client"),
+        ({"aud": [CLIENT_ID, "another-client"]}, "another client"),
+        ({"azp": "another-client"}, "another client"),
+        ({"iss": "https://idp.example"}, "another issuer"),
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"iat": int(time.time()) + 3600}, "could not be verified"),
+    ],
+)
+async def test_a_forged_id_token_is_refused(setup: Setup, forgery: dict[str, Any], said: str) -> None:
+    setup.idp.id_token_overrides = forgery
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and said in _error(refused) and _signed_in(refused) is None
+    await _no_secrets(setup, refused)
+
+
+async def test_an_id_token_signed_by_an_unpublished_key_is_refused(setup: Setup) -> None:
+    setup.idp.sign_with = ec.generate_private_key(ec.SECP256R1())
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and _signed_in(refused) is None
+
+
+async def test_an_hmac_id_token_is_refused(setup: Setup) -> None:
+    setup.idp.sign_with = b"any shared secret, or the provider's public key"
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and "'HS256' is not accepted" in _error(refused)
+
+
+async def test_an_id_token_whose_algorithm_does_not_fit_its_key_is_refused(setup: Setup) -> None:
+    setup.idp.declare_algorithms = False
+    setup.idp.sign_with = setup.idp.keys["rsa1"]  # RS256, under the EC key's id
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and "could not be verified" in _error(refused)
+
+
+async def test_an_rs256_id_token_is_accepted(setup: Setup) -> None:
+    setup.idp.kid = "rsa1"
+    async with setup.browser() as http:
+        assert _signed_in(await setup.sign_in(http)) is not None
+
+
+async def test_next_elsewhere_lands_on_the_dashboard(setup: Setup) -> None:
+    async with setup.browser() as http:
+        for target in ("//evil.example/admin", "https://evil.example/", "/admin/..//evil.example", "/\\evil.example"):
+            landed = await setup.sign_in(http, target)
+            assert landed.status_code == 200
+            assert '<meta http-equiv="refresh" content="0; url=/admin">' in landed.text, target
+
+
+async def test_an_unverified_email_is_refused(setup: Setup) -> None:
+    setup.idp.claims = {"email": ADMIN, "email_verified": False}
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 403 and "not verified" in _error(refused) and _signed_in(refused) is None
+
+
+async def test_a_deactivated_account_is_refused(setup: Setup) -> None:
+    user = await make_user(setup.gateway, "ada@example.com", "developer")
+    await setup.gateway.api.patch(f"/api/v1/users/{user['id']}", json={"active": False})
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 403 and "deactivated" in _error(refused)
+
+
+async def test_an_existing_account_keeps_its_role_and_the_claim_sets_its_teams(setup: Setup) -> None:
+    await make_user(setup.gateway, "ada@example.com", "developer", "payments", "search")
+    assert (await setup.gateway.api.post("/api/v1/teams", json={"name": "billing"})).status_code == 201
+    setup.idp.claims |= {"bastion_role": "admin", "groups": ["billing", "payments", "not-a-bastion-team"]}
+    async with setup.browser() as http:
+        assert _signed_in(await setup.sign_in(http)) is not None
+    user = (await setup.gateway.api.get("/api/v1/users/ada@example.com")).json()
+    assert user["role"] == "developer" and sorted(user["teams"]) == ["billing", "payments"]
+
+
+@pytest.mark.parametrize(("claim", "allow_admin", "role"), [("admin", False, "viewer"), ("admin", True, "admin"), ("developer", False, "developer"), ("root", False, "viewer")])
+async def test_a_created_accounts_role_is_never_admin_unless_allowed(tmp_path: Path, claim: str, allow_admin: bool, role: str) -> None:
+    async with provider_and_gateway(tmp_path, oidc_ui_allow_admin=allow_admin) as setup:
+        setup.idp.claims |= {"bastion_role": claim}
+        async with setup.browser() as http:
+            assert _signed_in(await setup.sign_in(http)) is not None
+        user = (await setup.gateway.api.get("/api/v1/users/ada@example.com")).json()
+        assert user["role"] == role
+
+
+async def test_without_provisioning_only_existing_accounts_sign_in(tmp_path: Path) -> None:
+    async with provider_and_gateway(tmp_path, oidc_ui_create_users=False) as setup:
+        async with setup.browser() as http:
+            refused = await setup.sign_in(http)
+            assert refused.status_code == 403 and "no Bastion account" in _error(refused)
+            await make_user(setup.gateway, "ada@example.com")
+            assert _signed_in(await setup.sign_in(http)) is not None
+        # The created account has no password: it cannot sign in locally.
+        login = await setup.gateway.api.post("/api/v1/auth/login", json={"email": "ada@example.com", "password": "!external-identity"})
+        assert login.status_code == 401
+
+
+async def test_an_unreachable_provider_is_a_clear_page(tmp_path: Path) -> None:
+    async with serve(_gateway_settings(tmp_path, f"http://127.0.0.1:{free_port()}")) as gateway:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            page = await http.get(f"{gateway.base_url}/admin/oidc/start")
+    assert page.status_code == 503 and "could not be reached" in page.text and "Traceback" not in page.text
+
+
+async def test_settings_that_cannot_work_are_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="needs BASTION_OIDC_ISSUER"):
+        settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oidc_client_id=CLIENT_ID)
+    with pytest.raises(ValidationError, match="'openid' scope"):
+        _gateway_settings(tmp_path, "https://idp.example", oidc_ui_scopes="email profile")
