@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,6 +24,11 @@ PAGE_CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
+
+# The one-line outcome of a form, carried to the next page in a cookie only Bastion sets (never in the
+# URL, where anyone could write a link that makes Bastion appear to say something).
+FLASH = "bastion_flash"
+_FLASH_MAX = 1000
 
 
 def _filters(env: Environment) -> None:
@@ -77,16 +85,21 @@ class Ui:
 
     def render(self, request: Request, viewer: Viewer | None, template: str, status: int = 200, **context: Any) -> Response:
         started = time.perf_counter()
+        carried = FLASH in request.cookies
         html = self.env.get_template(template).render(
             viewer=viewer,
             version=self.version,
             path=request.url.path,
             request=request,
             provider_name=self.provider_name,
+            outcome=_flash_of(request) if context.get("flash", True) else {},
             **context,
         )
         headers = {"content-security-policy": PAGE_CSP, "server-timing": f"render;dur={(time.perf_counter() - started) * 1e3:.1f}"}
-        return HTMLResponse(html, status_code=status, headers=headers)
+        response = HTMLResponse(html, status_code=status, headers=headers)
+        if carried:
+            response.delete_cookie(FLASH, path="/admin", httponly=True, samesite="strict")  # shown once
+        return response
 
     def page(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """A handler for signed-in users; others are sent to the sign-in page. POSTs must carry the
@@ -109,7 +122,23 @@ class Ui:
 
 
 def back(url: str, note: str | None = None, error: str | None = None) -> Response:
-    """Redirect after a POST, with a one-line outcome shown on the next page."""
-    extra = {k: v for k, v in (("note", note), ("error", error)) if v}
-    sep = "&" if "?" in url else "?"
-    return RedirectResponse(url + (sep + urlencode(extra) if extra else ""), status_code=303)
+    """Redirect after a POST, with a one-line outcome shown once on the next page."""
+    response = RedirectResponse(url, status_code=303)
+    outcome = {k: v[:_FLASH_MAX] for k, v in (("note", note), ("error", error)) if v}
+    if outcome:
+        value = base64.urlsafe_b64encode(json.dumps(outcome).encode()).decode()
+        response.set_cookie(FLASH, value, max_age=60, path="/admin", httponly=True, samesite="strict")
+    return response
+
+
+def _flash_of(request: Request) -> dict[str, str]:
+    raw = request.cookies.get(FLASH)
+    if not raw or len(raw) > 4 * _FLASH_MAX:
+        return {}
+    try:
+        found = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except (ValueError, binascii.Error):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {k: str(v)[:_FLASH_MAX] for k, v in found.items() if k in ("note", "error") and isinstance(v, str)}
