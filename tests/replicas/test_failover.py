@@ -11,6 +11,7 @@ import pytest
 
 from tests.harness import HttpUpstream, http_fixture
 from tests.replicas.cluster import replicas
+from tests.replicas.test_replicas import known_everywhere
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -26,6 +27,7 @@ async def test_calls_go_on_through_the_other_replicas_after_one_is_killed(tmp_pa
     async with replicas(3, tmp_path) as (r1, r2, r3):
         assert (await r1.api.post("/api/v1/upstreams", json=stateful.body("fx"))).status_code == 201
         assert (await r1.api.post("/api/v1/servers", json={"name": "vs", "upstreams": ["fx"]})).status_code == 201
+        await known_everywhere((r2, r3), "vs")  # replicas hear of changes asynchronously (Redis, or polling)
         for replica in (r1, r2, r3):  # each opens (or already holds) its own upstream session
             reply = await replica.call_tool("vs", "fx__add", {"a": 1, "b": replica.port})
             assert reply["result"]["structuredContent"] == {"result": 1 + replica.port}, reply

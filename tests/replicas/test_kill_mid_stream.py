@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.harness import TOKEN, stdio_fixture
 from tests.replicas.cluster import Replica, replicas
-from tests.replicas.test_replicas import eventually
+from tests.replicas.test_replicas import known_everywhere
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -92,12 +92,7 @@ async def test_a_legacy_session_survives_a_replica_killed_mid_stream(tmp_path: P
         r1 = cluster[0]
         assert (await r1.api.post("/api/v1/upstreams", json=stdio_fixture("fx"))).status_code == 201
         assert (await r1.api.post("/api/v1/servers", json={"name": "vs", "upstreams": ["fx"]})).status_code == 201
-        for replica in cluster:
-
-            async def visible(replica: Replica = replica) -> bool:
-                return (await replica.api.get("/api/v1/servers/vs")).status_code == 200
-
-            await eventually(visible)
+        await known_everywhere(cluster, "vs")
 
         balancer = Balancer(cluster)
         http = httpx2.AsyncClient(

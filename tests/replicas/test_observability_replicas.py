@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.harness import stdio_fixture
-from tests.replicas.cluster import Replica, replicas
-from tests.replicas.test_replicas import eventually
+from tests.replicas.cluster import replicas
+from tests.replicas.test_replicas import known_everywhere
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -24,12 +24,7 @@ async def test_usage_adds_up_across_replicas_and_every_chain_verifies(tmp_path: 
         for n in range(3):
             made = await first.api.post("/api/v1/tokens", json={"name": f"t{n}", "servers": ["vs"]})
             tokens.append(made.json()["token"])
-        for other in cluster[1:]:
-
-            async def visible(other: Replica = other) -> bool:
-                return (await other.api.get("/api/v1/servers/vs")).status_code == 200
-
-            await eventually(visible)
+        await known_everywhere(cluster[1:], "vs")
         calls = {0: 2, 1: 3, 2: 4}
         for index, replica in enumerate(cluster):
             for n in range(calls[index]):

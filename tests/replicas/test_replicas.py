@@ -3,6 +3,7 @@ leader lease hold across them, and a Redis restart is survived."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +29,23 @@ async def eventually(check: Any, timeout: float = 15) -> None:
             await anyio.sleep(0.05)
 
 
+async def known_everywhere(cluster: Sequence[Replica], server: str, timeout: float = 30) -> None:
+    """Wait until every replica has heard of virtual server `server` (made on one of them)."""
+    for replica in cluster:
+
+        async def visible(replica: Replica = replica) -> bool:
+            return (await replica.api.get(f"/api/v1/servers/{server}")).status_code == 200
+
+        await eventually(visible, timeout)
+
+
 async def test_a_change_on_one_replica_reaches_the_others_and_their_clients(tmp_path: Path) -> None:
     async with replicas(3, tmp_path) as (r1, r2, r3):
         assert (await r1.api.post("/api/v1/upstreams", json=stdio_fixture("fx"))).status_code == 201
         created = await r1.api.post("/api/v1/servers", json={"name": "vs", "tools": ["fx__echo"]})
         assert created.status_code == 201, created.text
+        await known_everywhere((r2, r3), "vs")
         for other in (r2, r3):
-
-            async def visible(other: Replica = other) -> bool:
-                return (await other.api.get("/api/v1/servers/vs")).status_code == 200
-
-            await eventually(visible)
             assert (await other.api.get("/api/v1/upstreams/fx")).json()["counts"]["tools"] > 0
 
         changes = {r2.port: ToolListChanges(), r3.port: ToolListChanges()}
@@ -97,12 +104,7 @@ async def test_a_rate_limit_holds_across_replicas(tmp_path: Path) -> None:
         assert (await r1.api.post("/api/v1/servers", json=body)).status_code == 201
         created = await r1.api.post("/api/v1/tokens", json={"name": "agent", "servers": ["vs"]})
         secret = created.json()["token"]
-        for replica in cluster:
-
-            async def visible(replica: Replica = replica) -> bool:
-                return (await replica.api.get("/api/v1/servers/vs")).status_code == 200
-
-            await eventually(visible)
+        await known_everywhere(cluster, "vs")
 
         replies = [
             await cluster[i % 3].call_tool("vs", "fx__echo", {"text": str(i)}, token=secret) for i in range(9)
