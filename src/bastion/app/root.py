@@ -73,7 +73,7 @@ from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
 from bastion.web.rest.config import config_routes
 from bastion.web.rest.duplicates import duplicate_routes
-from bastion.web.rest.facade import Facade
+from bastion.web.rest.facade import CALL_ROUTES, Facade
 from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.registries import registry_routes
 from bastion.web.rest.registry_serve import registry_serve_routes
@@ -272,7 +272,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))
             routes += admin_doc_routes(list(routes), settings.base_url)
             app = BastionApp(
-                Audited(rest_app(routes), routes, telemetry.edge_observers),
+                # Facade calls are audited by the pipeline, as the same calls over MCP are.
+                Audited(rest_app(routes), routes, telemetry.edge_observers, uses=CALL_ROUTES),
                 front,
                 authenticator,
                 settings.allowed_origins,

@@ -37,6 +37,11 @@ _LISTS = (
 )
 _MAX_LIST_PAGES = 100
 _TRANSPORT_FIELDS = ("resultType", "ttlMs", "cacheScope", "_meta")
+BASE = "/api/v1/servers/{name}"
+TOOL_CALL = f"{BASE}/tools/{{tool}}"
+PROMPT_CALL = f"{BASE}/prompts/{{prompt}}"
+CALL_ROUTES = frozenset({TOOL_CALL, PROMPT_CALL})
+"""The routes that use an item: the pipeline audits them as calls, as over MCP (not as changes)."""
 ASYNC_HINT = "this tool asks its caller for input mid-call; call it with 'Prefer: respond-async' to answer"
 
 
@@ -209,11 +214,11 @@ class Facade:
         return HTMLResponse(page, headers={"content-security-policy": policy})
 
     def routes(self) -> list[Route]:
-        base = "/api/v1/servers/{name}"
+        base = BASE
         return [
             Route(f"{base}/tools", self.list_tools, methods=["GET"]),
-            Route(f"{base}/tools/{{tool}}", self.call_tool, methods=["POST"]),
-            Route(f"{base}/prompts/{{prompt}}", self.get_prompt, methods=["POST"]),
+            Route(TOOL_CALL, self.call_tool, methods=["POST"]),
+            Route(PROMPT_CALL, self.get_prompt, methods=["POST"]),
             Route(f"{base}/resources/read", self.read_resource, methods=["GET"]),
             Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
             Route(f"{base}/docs", self.docs, methods=["GET"]),
