@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_overhead import TOKEN, cpu_seconds, run_load, start_gateway, start_upstream, summary
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+KINDS = ("rest", "2026-07-28", "legacy")
 
 
 async def rest_load(base: str, calls: int, concurrency: int) -> list[float]:
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, action="append", help="Only this concurrency (repeatable)")
+    parser.add_argument("--entry", choices=KINDS, action="append", help="Only this entry point (repeatable)")
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
     rows = []
@@ -76,7 +78,7 @@ def main() -> None:
             api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": upstream_url}).raise_for_status()
             api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
             for concurrency in args.concurrency or (1, 16):
-                for kind in ("rest", "2026-07-28", "legacy"):
+                for kind in args.entry or KINDS:
                     row = anyio.run(measure, kind, base, args.calls, args.warmup, concurrency, gateway.pid)
                     rows.append((kind, concurrency, row))
         finally:
