@@ -4,13 +4,16 @@ Both go through one Bastion (`bastion serve`, its own process) to the same fixtu
 Streamable HTTP; prints calls per second, p50/p99 and the gateway's CPU time per call for the
 facade (plain httpx POSTs) and for MCP in both client eras (the SDK's `Client`).
 
-    python bench/facade_overhead.py [--calls 2000] [--warmup 200]
+    python bench/facade_overhead.py [--calls 2000] [--warmup 200] [--entry rest] [--concurrency 1]
+    python bench/facade_overhead.py --entry rest --concurrency 1 --profile rest.prof  # then: python -m pstats rest.prof
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from proxy_overhead import TOKEN, cpu_seconds, run_load, start_gateway, start_upstream, summary
 
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+KINDS = ("rest", "2026-07-28", "legacy")
 
 
 async def rest_load(base: str, calls: int, concurrency: int) -> list[float]:
@@ -46,17 +50,25 @@ async def rest_load(base: str, calls: int, concurrency: int) -> list[float]:
     return latencies
 
 
-async def measure(kind: str, base: str, calls: int, warmup: int, concurrency: int, gw_pid: int) -> dict[str, float]:
+async def measure(
+    kind: str, base: str, calls: int, warmup: int, concurrency: int, gw_pid: int, profile: str | None = None
+) -> dict[str, float]:
     async def load(n: int) -> list[float]:
         if kind == "rest":
             return await rest_load(base, n, concurrency)
         return await run_load(f"{base}/servers/bench/mcp", kind, n, concurrency, HEADERS)
 
     await load(warmup)
+    if profile is not None:
+        os.kill(gw_pid, signal.SIGUSR1)  # profile_gateway.py: start profiling
     gw0 = cpu_seconds(gw_pid)
     start = time.perf_counter()
     latencies = await load(calls)
     result = summary(latencies, time.perf_counter() - start)
+    if profile is not None:
+        await anyio.sleep(1.5)  # the audit and usage writers flush within the profile
+        os.kill(gw_pid, signal.SIGUSR2)  # write it
+        await anyio.sleep(1)
     result["gateway_cpu_ms_per_call"] = (cpu_seconds(gw_pid) - gw0) * 1e3 / calls
     return result
 
@@ -66,7 +78,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, action="append", help="Only this concurrency (repeatable)")
+    parser.add_argument("--entry", choices=KINDS, action="append", help="Only this entry point (repeatable)")
+    parser.add_argument("--profile", metavar="OUT", help="cProfile the gateway's measured calls into OUT (one entry and concurrency)")
     args = parser.parse_args()
+    if args.profile:
+        if len(args.entry or KINDS) != 1 or len(args.concurrency or (1, 16)) != 1:
+            parser.error("--profile needs one --entry and one --concurrency")
+        os.environ["BENCH_PROFILE_OUT"] = str(Path(args.profile).resolve())
+        os.environ["BENCH_GATEWAY_WRAP"] = f"{sys.executable} {Path(__file__).with_name('profile_gateway.py')}"
     upstream, upstream_url = start_upstream()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,8 +95,8 @@ def main() -> None:
             api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": upstream_url}).raise_for_status()
             api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
             for concurrency in args.concurrency or (1, 16):
-                for kind in ("rest", "2026-07-28", "legacy"):
-                    row = anyio.run(measure, kind, base, args.calls, args.warmup, concurrency, gateway.pid)
+                for kind in args.entry or KINDS:
+                    row = anyio.run(measure, kind, base, args.calls, args.warmup, concurrency, gateway.pid, args.profile)
                     rows.append((kind, concurrency, row))
         finally:
             gateway.terminate()

@@ -15,6 +15,7 @@ import pytest
 
 READERS = {
     "rest": "from bastion.web.rest.common import parse_json as read",
+    "facade": "from bastion.web.rest.facade import tool_arguments as read",
     "mcp-fast": "from bastion.web.mcp_fast import _decode as read",
     "audit": "from bastion.web.audited import _json as read",
     "guard": "from bastion.web.json_depth import loads as read",

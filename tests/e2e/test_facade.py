@@ -91,6 +91,28 @@ async def test_arguments_are_checked_against_the_schema_with_a_pointer_to_each_b
     assert_problem(await gateway.api.get(facade("nope", "tools")), 404)
 
 
+async def test_a_tool_call_answers_as_the_routed_api_does_at_its_edges(tmp_path: Path) -> None:
+    """Tool calls have their own fast path; what it does not serve reaches the routed API unchanged."""
+    async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", max_body_bytes=64 * 1024)) as gateway:
+        await gateway.register(stdio_fixture("fx"))
+        await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
+        api = gateway.api
+        plain = await api.post(facade("vs", "tools/fx__echo"), content=b'{"text": "h\u00e9"}')
+        assert plain.status_code == 200 and plain.headers["content-type"] == "application/json"
+        assert plain.json() == {"content": [{"type": "text", "text": "h\u00e9"}], "structured": {"result": "h\u00e9"}, "is_error": False}
+        assert "h\u00e9".encode() in plain.content  # UTF-8, as JSONResponse writes it
+        assert plain.headers["x-content-type-options"] == "nosniff" and plain.headers["cache-control"] == "no-store"
+        empty = assert_problem(await api.post(facade("vs", "tools/fx__echo"), content=b" "), 422)  # as {}
+        assert empty["errors"] == [{"pointer": "/text", "message": "'text' is a required property"}]
+        too_large = assert_problem(await api.post(facade("vs", "tools/fx__echo"), content=b" " * (64 * 1024 + 1)), 400)
+        assert "larger than" in too_large["detail"]
+        deep = assert_problem(await api.post(facade("vs", "tools/fx__echo"), content=b"[" * 100 + b"]" * 100), 400)
+        assert "nests deeper" in deep["detail"]
+        assert (await api.get(facade("vs", "tools/fx__echo"))).status_code == 405
+        assert_problem(await api.post(facade("vs", "tools/fx__echo/more"), json={}), 404)
+        assert_problem(await api.post(facade("vs", "tools/fx__echo%2Fx"), json={}), 404)
+
+
 async def test_a_token_for_one_server_cannot_use_another_through_the_facade(gateway: Running) -> None:
     await gateway.register(stdio_fixture("fx"))
     await gateway.create_server({"name": "a", "tools": ["fx__echo"]})

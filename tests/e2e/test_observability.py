@@ -127,6 +127,30 @@ async def test_calls_and_changes_are_audited_without_their_values(
     assert verdict["ok"] is True and verdict["records"] >= 6 and verdict["unsigned_tail"] == 0
 
 
+async def test_a_facade_call_is_audited_once_as_the_call_it_is_not_as_a_change(
+    observed: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await observed.create_server({"name": "all", "upstreams": ["fx"]})
+    changes_before = sum(_samples((await _metrics(observed)).text, "bastion_admin_changes_total").values())
+    called = await observed.api.post("/api/v1/servers/all/tools/fx__echo", json={"text": PLANTED})
+    assert called.status_code == 200 and called.json()["content"][0]["text"] == PLANTED
+    prompted = await observed.api.post("/api/v1/servers/all/prompts/fx__greet", json={"name": "ada"})
+    assert prompted.status_code == 200, prompted.text
+    records = (await observed.api.get("/api/v1/audit", params={"limit": "100"})).json()["items"]
+    used = sorted((r["action"], r["target"], r["outcome"]) for r in records if r["server"] == "all")
+    assert used == [("prompts/get", "fx__greet", "ok"), ("tools/call", "fx__echo", "ok")]
+    # Not a second time as a configuration change (as before: the edge took every POST for one).
+    assert not [r for r in records if r["action"].startswith("POST /api/v1/servers/{name}/")]
+    text = (await _metrics(observed)).text
+    assert sum(_samples(text, "bastion_admin_changes_total").values()) == changes_before
+    assert _requests(text, server="all", method="tools/call", item="fx__echo", outcome="ok") == 1
+    # Each still has its REST log line (the tool call's from the facade's fast path).
+    lines = {r.getMessage() for r in caplog.records if r.name == "bastion.rest"}
+    assert {"POST /api/v1/servers/{name}/tools/{tool} -> 200", "POST /api/v1/servers/{name}/prompts/{prompt} -> 200"} <= lines
+    assert PLANTED not in json.dumps(records)
+
+
 async def _verdict(gateway: Running) -> dict[str, object]:
     response = await gateway.api.post("/api/v1/audit/verify")
     assert response.status_code == 200, response.text

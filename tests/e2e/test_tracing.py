@@ -170,3 +170,17 @@ async def test_a_credential_renewed_during_a_call_is_a_vault_span_under_the_upst
         await receiver.wait_for("tools/call fx__whoami", TRACE_ID)
         assert not [s for s in receiver.spans if s.trace_id.hex() == TRACE_ID and s.name == "bastion.vault"]
         assert not [s for s in receiver.spans if "cs-very-private" in str(list(s.attributes))]
+
+
+async def test_a_facade_call_continues_the_callers_trace(traced: tuple[Running, Receiver]) -> None:
+    gw, receiver = traced
+    other = "5cf92f3577b34da6a3ce929d0e0e4737"
+    headers = {"traceparent": f"00-{other}-00f067aa0ba902b8-01"}
+    response = await gw.api.post("/api/v1/servers/vs/tools/fx__whoami", json={}, headers=headers)
+    assert response.status_code == 200, response.text
+    seen_upstream = json.loads(response.json()["content"][0]["text"])
+    assert seen_upstream["traceparent"].split("-")[1] == other
+    assert gw.bastion.telemetry is not None and gw.bastion.telemetry.tracing is not None
+    await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
+    root = await receiver.wait_for("tools/call fx__whoami", other)
+    assert root.parent_span_id.hex() == "00f067aa0ba902b8"

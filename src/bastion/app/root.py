@@ -74,8 +74,9 @@ from bastion.web.rest.catalog import catalog_routes
 from bastion.web.rest.cluster import cluster_routes
 from bastion.web.rest.config import config_routes
 from bastion.web.rest.duplicates import duplicate_routes
-from bastion.web.rest.facade import Facade
+from bastion.web.rest.facade import CALL_ROUTES, Facade
 from bastion.web.rest.facade_calls import AsyncCalls
+from bastion.web.rest.facade_fast import FacadeFast
 from bastion.web.rest.registries import registry_routes
 from bastion.web.rest.registry_serve import registry_serve_routes
 from bastion.web.rest.servers import server_routes
@@ -239,6 +240,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 timeout=settings.connect_timeout,
             )
             start_page = StartPage(connect, login, identity, settings.base_url)
+            facade = Facade(
+                pipeline,
+                gateway.current,
+                may_use,
+                settings.max_body_bytes,
+                settings.base_url,
+                AsyncCalls(pipeline, runner.spawn, settings.held_call_ttl),
+            )
             public = joined(public, callback_endpoint(connect, start_page))
             routes = [
                 *upstream_routes(gateway, settings.max_body_bytes, teams.exists, stdio_rules, duplicates),
@@ -248,14 +257,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 *registry_routes(registries, settings.max_body_bytes, teams.exists),
                 *registry_serve_routes(gateway, settings.base_url, may_use),
                 *server_routes(gateway, settings.max_body_bytes, settings.base_url, teams.exists, subjects),
-                *Facade(
-                    pipeline,
-                    gateway.current,
-                    may_use,
-                    settings.max_body_bytes,
-                    settings.base_url,
-                    AsyncCalls(pipeline, runner.spawn, settings.held_call_ttl),
-                ).routes(),
+                *facade.routes(),
                 *token_routes(tokens, settings.max_body_bytes, may_use),
                 *auth_routes(login, users),
                 *user_routes(users, settings.max_body_bytes),
@@ -276,8 +278,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             if public is not None:
                 public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))
             routes += admin_doc_routes(list(routes), settings.base_url)
+            # Plain tool calls of the facade take its fast path; the rest is routed, and audited as
+            # changes where it changes something (facade calls are audited by the pipeline).
+            rest = Audited(rest_app(routes), routes, telemetry.edge_observers, uses=CALL_ROUTES)
             app = BastionApp(
-                Audited(rest_app(routes), routes, telemetry.edge_observers),
+                FacadeFast(facade, rest),
                 front,
                 authenticator,
                 settings.allowed_origins,

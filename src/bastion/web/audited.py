@@ -58,13 +58,45 @@ def _fields(body: object) -> str | None:
     return "fields: " + ", ".join(sorted(str(k)[:64] for k in body)[:50])
 
 
-class Audited:
-    """Wraps an ASGI app; tells `observers` of changes and sign-ins once each request is answered."""
+def log_request(scope: Scope, template: str, status: int, seconds: float) -> Principal | None:
+    """The one log line of a REST request; the caller it names (None for anonymous)."""
+    principal = scope.get(PRINCIPAL_SCOPE_KEY)
+    principal = principal if isinstance(principal, Principal) and principal.kind != "anonymous" else None
+    log.info(
+        "%s %s -> %d",
+        scope["method"],
+        template,
+        status,
+        extra={"fields": {
+            "event": "rest",
+            "user": principal.user if principal else None,
+            "token_id": principal.token if principal else None,
+            "principal": principal.id if principal else None,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }},
+    )
+    return principal
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], observers: Sequence[EdgeObserver]) -> None:
+
+class Audited:
+    """Wraps an ASGI app; tells `observers` of changes and sign-ins once each request is answered.
+
+    `uses` are route templates whose POSTs use a server's items rather than change anything (the
+    facade's tool and prompt calls): the pipeline audits those as the calls they are, once, as it
+    does the same call over MCP, so they are logged here but not recorded as changes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[BaseRoute],
+        observers: Sequence[EdgeObserver],
+        uses: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.routes = routes
         self.observers = tuple(observers)
+        self.uses = uses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,27 +126,12 @@ class Audited:
 
     def _tell(self, scope: Scope, status: int, started: float, seconds: float, raw: bytes) -> None:
         method = scope["method"]
-        principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        principal = principal if isinstance(principal, Principal) and principal.kind != "anonymous" else None
+        template, target = _template(self.routes, scope)
+        principal = log_request(scope, template, status, seconds)
+        if method not in _CHANGES or template in self.uses:
+            return
         client = scope.get("client")
         address = str(client[0]) if client else None
-        template, target = _template(self.routes, scope)
-        log.info(
-            "%s %s -> %d",
-            method,
-            template,
-            status,
-            extra={"fields": {
-                "event": "rest",
-                "user": principal.user if principal else None,
-                "token_id": principal.token if principal else None,
-                "principal": principal.id if principal else None,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 3),
-            }},
-        )
-        if method not in _CHANGES:
-            return
         body = _json(raw)
         sign_in = scope["path"] in SIGN_IN_PATHS
         detail = f"HTTP {status}"

@@ -40,6 +40,7 @@ from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
+from bastion.web.body import TOO_LARGE, read_body, send_json
 from bastion.web.bridge import with_capabilities
 from bastion.web.json_depth import MAX_DEPTH, body_too_deep, loads
 from bastion.web.scope import credential_of, principal_of
@@ -93,26 +94,6 @@ def replayed(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body; None if the client went away; `_TOO_LARGE` past `limit` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return _TOO_LARGE
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-_TOO_LARGE = b"\0too-large"
 
 
 def _decode(body: bytes) -> dict[str, Any] | None:
@@ -224,25 +205,17 @@ def encode_reply(payload: dict[str, Any]) -> bytes:
 
 
 async def _respond(send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
-    body = encode_reply(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, encode_reply(payload), headers)
 
 
 async def guarded_body(receive: Receive, send: Send, max_body: int) -> bytes | None:
     """A POSTed MCP message's body, or None when there is nothing to serve: the client went away, or
     the body is larger than `max_body` (413) or nests deeper than MAX_DEPTH (400), answered here with
     a JSON-RPC error before anything parses it."""
-    body = await _read_body(receive, max_body)
+    body = await read_body(receive, max_body)
     if body is None:
         return None  # the client went away mid-request
-    if body is _TOO_LARGE:
+    if body is TOO_LARGE:
         error = {"code": -32600, "message": f"request body is larger than {max_body} bytes"}
         await _respond(send, 413, {"jsonrpc": "2.0", "id": None, "error": error}, [])
         return None

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from bastion import __version__
 from bastion.core.errors import BadRequest, BastionError, Conflict, InvalidArguments, NotFound
@@ -22,8 +23,8 @@ from bastion.core.ports import CallHooks
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
-from bastion.pipeline.tracing import trace_headers
-from bastion.web.json_depth import TooDeep, loads
+from bastion.pipeline.tracing import TRACE_KEYS, trace_headers
+from bastion.web.rest.common import parse_json
 from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.facade_page import docs_page
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of
@@ -37,21 +38,29 @@ _LISTS = (
 )
 _MAX_LIST_PAGES = 100
 _TRANSPORT_FIELDS = ("resultType", "ttlMs", "cacheScope", "_meta")
+BASE = "/api/v1/servers/{name}"
+TOOL_CALL = f"{BASE}/tools/{{tool}}"
+PROMPT_CALL = f"{BASE}/prompts/{{prompt}}"
+CALL_ROUTES = frozenset({TOOL_CALL, PROMPT_CALL})
+"""The routes that use an item: the pipeline audits them as calls, as over MCP (not as changes)."""
+_TRACE_KEYS = frozenset(k.encode() for k in TRACE_KEYS)
 ASYNC_HINT = "this tool asks its caller for input mid-call; call it with 'Prefer: respond-async' to answer"
 
 
-def facade_context(request: Request, server: str, method: str, params: dict[str, Any]) -> CallContext:
+def facade_context(scope: Scope, server: str, method: str, params: dict[str, Any]) -> CallContext:
     """The one place the facade makes a call's context: the credential exactly as the MCP edge
     passes it; the pipeline's authenticate stage decides who calls (one way in)."""
-    client = request.scope.get("client")
+    client = scope.get("client")
+    # The first of each trace header, as Starlette's Headers reads them.
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"]) if k in _TRACE_KEYS}
     return CallContext(
         server=server,
         method=method,
         params=params,
-        credential=credential_of(request.scope),
+        credential=credential_of(scope),
         check_arguments=method == "tools/call",
         address=str(client[0]) if client else None,
-        trace_headers=trace_headers(request.headers),
+        trace_headers=trace_headers(headers),
     )
 
 
@@ -71,23 +80,31 @@ def plain_json(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k not in _TRANSPORT_FIELDS}
 
 
-async def json_body(request: Request, max_bytes: int, *, required: bool) -> Any:
-    """The request's JSON body; an empty body is `{}` unless required."""
+def too_large(max_bytes: int) -> BadRequest:
+    return BadRequest(f"request body is larger than {max_bytes} bytes")
+
+
+async def body_of(request: Request, max_bytes: int) -> bytes:
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > max_bytes:
-            raise BadRequest(f"request body is larger than {max_bytes} bytes")
-    if not body.strip():
-        if required:
-            raise BadRequest("a JSON body is required")
-        return {}
-    try:
-        return loads(body)
-    except TooDeep as exc:
-        raise BadRequest(str(exc)) from None
-    except ValueError:
-        raise BadRequest("the body is not valid JSON") from None
+            raise too_large(max_bytes)
+    return bytes(body)
+
+
+def optional_json(body: bytes) -> Any:
+    """JSON from a body that may be empty (`{}`); BadRequest saying why it is not JSON."""
+    return parse_json(body) if body.strip() else {}
+
+
+def tool_arguments(body: bytes) -> dict[str, Any]:
+    """A tool call's arguments from its body: a JSON object, or 422 as for a schema error."""
+    arguments = optional_json(body)
+    if not isinstance(arguments, dict):
+        problem = [{"pointer": "", "message": "the arguments must be a JSON object"}]
+        raise InvalidArguments("the body must be a JSON object of the tool's arguments", errors=problem)
+    return arguments
 
 
 async def run_sync(pipeline: Next, ctx: CallContext) -> dict[str, Any]:
@@ -129,23 +146,28 @@ class Facade:
         self.max_body = max_body
         self.base_url = base_url
 
-    def server_of(self, request: Request) -> str:
-        """The server named in the path, if this caller may see it; 404 otherwise, as on MCP."""
-        name = str(request.path_params["name"])
-        principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    def visible(self, scope: Scope, name: str) -> str:
+        """Server `name`, if this caller may see it; 404 otherwise, as on MCP."""
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
         invisible = isinstance(principal, Principal) and not self.may_use(principal, name)
         if name not in self.snapshot().servers or invisible:
             raise NotFound(f"virtual server {name!r} does not exist")
         return name
 
+    def server_of(self, request: Request) -> str:
+        """The server named in the path, if this caller may see it."""
+        return self.visible(request.scope, str(request.path_params["name"]))
+
+    def tool_call(self, scope: Scope, server: str, tool: str, body: bytes) -> CallContext:
+        """The context of a call of `tool` on a visible `server` with `body` as its arguments."""
+        params = {"name": tool, "arguments": tool_arguments(body)}
+        return facade_context(scope, server, "tools/call", params)
+
     async def call_tool(self, request: Request) -> Response:
+        """The routed tool call: `Prefer: respond-async` calls (the hot path is `facade_fast`)."""
         server = self.server_of(request)
-        arguments = await json_body(request, self.max_body, required=False)
-        if not isinstance(arguments, dict):
-            problem = [{"pointer": "", "message": "the arguments must be a JSON object"}]
-            raise InvalidArguments("the body must be a JSON object of the tool's arguments", errors=problem)
-        params = {"name": request.path_params["tool"], "arguments": arguments}
-        ctx = facade_context(request, server, "tools/call", params)
+        body = await body_of(request, self.max_body)
+        ctx = self.tool_call(request.scope, server, str(request.path_params["tool"]), body)
         if self.calls is not None and "respond-async" in request.headers.get("prefer", "").lower():
             return self.calls.start(request, ctx, tool_json)
         result = await run_sync(self.pipeline, ctx)
@@ -153,11 +175,11 @@ class Facade:
 
     async def get_prompt(self, request: Request) -> Response:
         server = self.server_of(request)
-        arguments = await json_body(request, self.max_body, required=False)
+        arguments = optional_json(await body_of(request, self.max_body))
         if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
             raise BadRequest("the body must be a JSON object of the prompt's arguments, each a string")
         params = {"name": request.path_params["prompt"], "arguments": arguments}
-        result = await run_sync(self.pipeline, facade_context(request, server, "prompts/get", params))
+        result = await run_sync(self.pipeline, facade_context(request.scope, server, "prompts/get", params))
         return JSONResponse(plain_json(result))
 
     async def read_resource(self, request: Request) -> Response:
@@ -165,7 +187,7 @@ class Facade:
         uri = request.query_params.get("uri")
         if not uri:
             raise BadRequest("say which resource to read: ?uri=")
-        result = await run_sync(self.pipeline, facade_context(request, server, "resources/read", {"uri": uri}))
+        result = await run_sync(self.pipeline, facade_context(request.scope, server, "resources/read", {"uri": uri}))
         return JSONResponse(plain_json(result))
 
     async def listed(self, request: Request, server: str, method: str, field: str) -> list[dict[str, Any]]:
@@ -173,7 +195,7 @@ class Facade:
         entries: list[dict[str, Any]] = []
         params: dict[str, Any] = {}
         for _ in range(_MAX_LIST_PAGES):
-            page = await self.pipeline(facade_context(request, server, method, params))
+            page = await self.pipeline(facade_context(request.scope, server, method, params))
             entries.extend(e for e in page.get(field, ()) if isinstance(e, dict))
             cursor = page.get("nextCursor")
             if not isinstance(cursor, str) or not cursor:
@@ -209,11 +231,11 @@ class Facade:
         return HTMLResponse(page, headers={"content-security-policy": policy})
 
     def routes(self) -> list[Route]:
-        base = "/api/v1/servers/{name}"
+        base = BASE
         return [
             Route(f"{base}/tools", self.list_tools, methods=["GET"]),
-            Route(f"{base}/tools/{{tool}}", self.call_tool, methods=["POST"]),
-            Route(f"{base}/prompts/{{prompt}}", self.get_prompt, methods=["POST"]),
+            Route(TOOL_CALL, self.call_tool, methods=["POST"]),
+            Route(PROMPT_CALL, self.get_prompt, methods=["POST"]),
             Route(f"{base}/resources/read", self.read_resource, methods=["GET"]),
             Route(f"{base}/openapi.json", self.openapi, methods=["GET"]),
             Route(f"{base}/docs", self.docs, methods=["GET"]),
