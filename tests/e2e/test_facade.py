@@ -108,7 +108,9 @@ async def test_a_tool_call_answers_as_the_routed_api_does_at_its_edges(tmp_path:
         assert "larger than" in too_large["detail"]
         deep = assert_problem(await api.post(facade("vs", "tools/fx__echo"), content=b"[" * 100 + b"]" * 100), 400)
         assert "nests deeper" in deep["detail"]
-        assert (await api.get(facade("vs", "tools/fx__echo"))).status_code == 405
+        wrong_method = await api.get(facade("vs", "tools/fx__echo"))
+        assert wrong_method.status_code == 405 and wrong_method.json()["status"] == 405
+        assert wrong_method.headers["content-type"] == "application/problem+json" and "POST" in wrong_method.headers["allow"]
         assert_problem(await api.post(facade("vs", "tools/fx__echo/more"), json={}), 404)
         assert_problem(await api.post(facade("vs", "tools/fx__echo%2Fx"), json={}), 404)
 

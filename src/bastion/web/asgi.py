@@ -26,7 +26,7 @@ from bastion.core.observation import EdgeEvent, reason_of
 from bastion.core.ports import EdgeObserver
 from bastion.pipeline.authn import ANONYMOUS, Authenticator, Verifier
 from bastion.pipeline.context import Credential, Principal
-from bastion.web.errors import internal_problem, problem_from
+from bastion.web.errors import internal_problem, problem, problem_from
 from bastion.web.headers import BASE_HEADERS, Headers, with_headers
 from bastion.web.hosts import ANY_HOST, PROBES, host_allowed
 from bastion.web.mcp_endpoint import McpFront
@@ -176,10 +176,12 @@ def rest_app(routes: Sequence[BaseRoute]) -> Starlette:
     async def not_found(request: Request, _exc: Exception) -> Response:
         return problem_from(NotFound(f"no such endpoint: {request.method} {request.url.path}"))
 
-    async def method_not_allowed(request: Request, _exc: Exception) -> Response:
-        response = problem_from(NotFound(f"{request.method} is not supported on {request.url.path}"))
-        response.status_code = 405
-        return response
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        allow = (getattr(exc, "headers", None) or {}).get("Allow")
+        return problem(
+            405, "Method not allowed", f"{request.method} is not supported on {request.url.path}",
+            {"Allow": allow} if allow else None,
+        )
 
     return Starlette(
         routes=list(routes),
