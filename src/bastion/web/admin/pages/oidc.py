@@ -147,7 +147,7 @@ def _used(flow_id: str) -> str:
 
 
 def _page(ui: Ui, request: Request, status: int, message: str, target: str) -> Response:
-    # flash=False: the callback's own query (the provider's `error`, or a crafted one) is never shown as is.
+    # flash=False: this page says only what the flow itself found (never a form outcome left from before).
     status = status if 400 <= status < 600 else 400
     return ui.render(request, None, "login.html", status, next=target, error=message, flash=False)
 
