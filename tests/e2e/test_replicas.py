@@ -399,3 +399,41 @@ async def test_a_question_reaches_the_client_on_the_get_stream_another_replica_h
     assert asked == 3
     assert [replica for replica, method, _ in router.served if method == "GET"] == [0]
     assert {replica for replica, method, _ in router.served if method == "POST"} == {0, 1}
+
+
+async def test_an_async_facade_call_is_followed_and_answered_on_another_replica(asking_url: str) -> None:
+    # Behind a load balancer the status URL of a `Prefer: respond-async` call may reach any replica:
+    # the one running the call keeps its record in Redis (sealed, under a hashed key), the others
+    # answer from it and queue the caller's answer for it.
+    from tests.e2e.test_facade_async import ASYNC, events
+
+    async with running_cluster({"name": "ask", "transport": "sse", "url": asking_url}, count=2) as cluster:
+        runner, other = cluster.replicas
+        started = await runner.api.post("/api/v1/servers/vs/tools/ask__ask_name", json={}, headers=ASYNC)
+        assert started.status_code == 202, started.text
+        call = started.json()
+        with anyio.fail_after(30):
+            async for name, question in events(other.api, call["events_url"], until="input_required"):
+                assert name == "input_required"
+            assert question["params"]["message"] == "What is your name?"
+            assert (await other.api.get(call["status_url"])).json()["state"] == "input_required"
+            answered = await other.api.post(f"{call['status_url']}/answer", json={"action": "accept", "content": {"name": "Ada"}})
+            assert answered.status_code == 202, answered.text
+            async for name, final in events(other.api, call["events_url"], until="result"):
+                pass
+        assert final["state"] == "completed" and final["result"]["content"][0]["text"] == "Hello, Ada!"
+        assert (await other.api.get(call["status_url"])).json()["result"] == final["result"]
+        assert (await other.api.post(f"{call['status_url']}/answer", json={"action": "accept"})).status_code == 409
+
+        # Another caller presenting the URL finds nothing there either.
+        made = await other.api.post("/api/v1/tokens", json={"name": "other", "servers": "*"})
+        stranger = {"Authorization": f"Bearer {made.json()['token']}"}
+        assert (await other.api.get(call["status_url"], headers=stranger)).status_code == 404
+        assert (await other.api.get(call["events_url"], headers=stranger)).status_code == 404
+
+        # What Redis holds reveals neither the call's id nor what it carried.
+        names = [k async for k in cluster.redis.scan_iter(match=f"{cluster.prefix}:call:*")]
+        assert names and all(call["id"].encode() not in n for n in names)
+        for name in names:
+            value = await cluster.redis.get(name)
+            assert b"Ada" not in value and b"What is your name" not in value

@@ -48,6 +48,7 @@ from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
+from bastion.store.shared.calls import RedisCallBoard
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.registry import SqlRegistryRepo
@@ -246,7 +247,10 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 may_use,
                 settings.max_body_bytes,
                 settings.base_url,
-                AsyncCalls(pipeline, runner.spawn, settings.held_call_ttl),
+                AsyncCalls(
+                    pipeline, runner.spawn, settings.held_call_ttl,
+                    None if shared.redis is None else RedisCallBoard(shared.redis, settings.redis_prefix, sealer),
+                ),
             )
             public = joined(public, callback_endpoint(connect, start_page))
             routes = [

@@ -197,6 +197,16 @@ class Revocations(Protocol):
         ...
 
 
+class CallBoard(Protocol):
+    """Long facade calls as every replica sees them (the replica running a call keeps its record
+    current; any replica reads it and queues the caller's answers for the one running it)."""
+
+    async def put(self, call_id: str, record: dict[str, Any], ttl: float) -> None: ...
+    async def get(self, call_id: str) -> dict[str, Any] | None: ...
+    async def answer(self, call_id: str, answer: dict[str, Any], ttl: float) -> None: ...
+    async def take_answer(self, call_id: str) -> dict[str, Any] | None: ...
+
+
 class RateLimiter(Protocol):
     """Counts calls in fixed windows, all-or-nothing over several counters."""
 

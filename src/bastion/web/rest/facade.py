@@ -169,7 +169,7 @@ class Facade:
         body = await body_of(request, self.max_body)
         ctx = self.tool_call(request.scope, server, str(request.path_params["tool"]), body)
         if self.calls is not None and "respond-async" in request.headers.get("prefer", "").lower():
-            return self.calls.start(request, ctx, tool_json)
+            return await self.calls.start(request, ctx, tool_json)
         result = await run_sync(self.pipeline, ctx)
         return JSONResponse(tool_json(result))
 

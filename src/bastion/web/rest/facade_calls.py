@@ -2,8 +2,11 @@
 as Server-Sent Events, and a question the tool asks mid-call surfaced there with a way to answer.
 
 A call runs through the same pipeline in the background and belongs to the caller who started
-it: anyone else gets 404 for its URLs. Calls live in this process (a status URL must reach the
-same replica) and are forgotten `ttl` seconds after they end, or after a question goes unanswered.
+it: anyone else gets 404 for its URLs. It runs on the replica that accepted it. With Redis
+(`board`), that replica keeps the call's record current there, so every replica answers its status
+URL and events and passes the caller's answers on; a call whose replica stopped shows as failed
+once its lease runs out. Calls are forgotten `ttl` seconds after they end, or after a question goes
+unanswered.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound
-from bastion.core.ports import CallHooks
+from bastion.core.ports import CallBoard, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.web.bridge import with_capabilities
@@ -29,8 +32,16 @@ from bastion.web.scope import PRINCIPAL_SCOPE_KEY
 
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], None]
 Shape = Callable[[dict[str, Any]], dict[str, Any]]
+View = dict[str, Any]
 MAX_CALLS = 10_000
 MAX_PROGRESS = 1000
+LEASE = 15.0
+"""Seconds a running call's record says its replica is alive; renewed every LEASE / 3."""
+MIRROR_EVERY = 0.25
+"""At most this often a run of progress updates is written to the board (state changes at once)."""
+POLL = 0.25
+"""How often a replica not running a call looks for its changes (events) or answers (the runner)."""
+_ENDED = ("completed", "failed")
 
 ANSWERABLE: dict[str, Any] = {"elicitation": {}, "sampling": {}}
 """What an async call can answer at its status URL: elicitation and sampling questions."""
@@ -43,14 +54,17 @@ class AsyncCall:
     state: str = "running"
     progress: list[dict[str, Any]] = field(default_factory=list)
     question: dict[str, Any] | None = None
+    asks: int = 0
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     expires: float = 0.0
     changed: anyio.Event = field(default_factory=anyio.Event)
     answers: tuple[Any, Any] | None = None
+    dirty: bool = False
+    mirrored_at: float = 0.0
 
-    def view(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state, "progress": self.progress}
+    def view(self) -> View:
+        out: View = {"state": self.state, "progress": self.progress}
         if self.question is not None:
             out["question"] = self.question
         if self.result is not None:
@@ -62,6 +76,12 @@ class AsyncCall:
     def touch(self) -> None:
         event, self.changed = self.changed, anyio.Event()
         event.set()
+        self.dirty = True
+
+    def record(self) -> dict[str, Any]:
+        """What the board holds: who may see the call, its view, and until when its replica is alive."""
+        alive = time.time() + LEASE
+        return {"owner": self.owner, "server": self.server, "view": self.view(), "asks": self.asks, "alive_until": alive}
 
 
 def _owner(request: Request) -> str:
@@ -69,15 +89,47 @@ def _owner(request: Request) -> str:
     return principal.id if isinstance(principal, Principal) else ""
 
 
+def remote_view(record: dict[str, Any]) -> View:
+    """A call's view from its board record; a running call whose replica stopped renewing it failed."""
+    view: View = dict(record.get("view") or {})
+    if view.get("state") not in _ENDED and float(record.get("alive_until") or 0) < time.time():
+        view.pop("question", None)
+        view["state"] = "failed"
+        view["error"] = {"title": "Service unavailable", "status": 503, "detail": "the replica running this call stopped"}
+    return view
+
+
+async def _sse(next_view: Callable[[], Awaitable[tuple[View, int] | None]]) -> AsyncIterator[str]:
+    """The call's events, from successive views: new progress, each question once, then the end."""
+    sent, asked = 0, 0
+    while True:
+        seen = await next_view()
+        if seen is None:
+            yield f"event: error\ndata: {json.dumps({'state': 'failed', 'error': {'title': 'Not found', 'status': 404}})}\n\n"
+            return
+        view, asks = seen
+        progress = view.get("progress") or []
+        for item in progress[sent:]:
+            yield f"event: progress\ndata: {json.dumps(item)}\n\n"
+        sent = len(progress)
+        if view.get("state") == "input_required" and view.get("question") is not None and asks != asked:
+            asked = asks
+            yield f"event: input_required\ndata: {json.dumps(view['question'])}\n\n"
+        if view.get("state") in _ENDED:
+            yield f"event: {'result' if view.get('result') is not None else 'error'}\ndata: {json.dumps(view)}\n\n"
+            return
+
+
 class AsyncCalls:
-    def __init__(self, pipeline: Next, spawn: Spawn, ttl: float) -> None:
+    def __init__(self, pipeline: Next, spawn: Spawn, ttl: float, board: CallBoard | None = None) -> None:
         self._pipeline = pipeline
         self._spawn = spawn
         self._ttl = ttl
+        self._board = board
         self._calls: dict[str, AsyncCall] = {}
 
-    def start(self, request: Request, ctx: CallContext, shape: Shape) -> Response:
-        """Run `ctx` in the background; 202 with where to follow it."""
+    async def start(self, request: Request, ctx: CallContext, shape: Shape) -> Response:
+        """Run `ctx` in the background; 202 with where to follow it (on every replica, with a board)."""
         self._expire()
         if len(self._calls) >= MAX_CALLS:
             raise Conflict("too many calls are running; try again shortly")
@@ -90,17 +142,31 @@ class AsyncCalls:
             if len(call.progress) < MAX_PROGRESS:
                 call.progress.append({"progress": progress, "total": total, "message": message})
             call.touch()
+            await self._mirror(call_id, call, force=False)
+
+        async def next_answer() -> dict[str, Any]:
+            if self._board is None:
+                return await receive.receive()
+            while True:  # answered here, or at another replica (queued on the board)
+                with anyio.move_on_after(POLL):
+                    return await receive.receive()
+                taken = await self._board.take_answer(call_id)
+                if taken is not None:
+                    return taken
 
         async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
             call.state, call.question = "input_required", {"method": method, "params": params}
+            call.asks += 1
             call.touch()
+            await self._mirror(call_id, call)
             try:
                 with anyio.fail_after(self._ttl):
-                    answer = await receive.receive()
+                    answer = await next_answer()
             except (TimeoutError, anyio.EndOfStream, anyio.ClosedResourceError):
                 answer = {"code": -32603, "message": "the caller did not answer in time"}
             call.state, call.question = "running", None
             call.touch()
+            await self._mirror(call_id, call)
             return answer
 
         ctx.hooks = CallHooks(on_progress=on_progress, ask=ask)
@@ -109,44 +175,83 @@ class AsyncCalls:
         ctx.params = with_capabilities(ctx.params, ANSWERABLE)
 
         async def run() -> None:
-            try:
-                call.result, call.state = shape(await self._pipeline(ctx)), "completed"
-            except BastionError as exc:
-                extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list)}
-                call.error = {"title": exc.title, "status": exc.http_status, "detail": exc.detail, **extra}
-                call.state = "failed"
-            finally:
-                if call.state == "running":
-                    call.state, call.error = "failed", {"title": "Internal error", "status": 500, "detail": "the call failed"}
-                call.expires = time.monotonic() + self._ttl
-                send.close()
-                call.touch()
+            async with anyio.create_task_group() as tg:
+                if self._board is not None:
+                    tg.start_soon(self._keep, call_id, call)
+                try:
+                    call.result, call.state = shape(await self._pipeline(ctx)), "completed"
+                except BastionError as exc:
+                    extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list)}
+                    call.error = {"title": exc.title, "status": exc.http_status, "detail": exc.detail, **extra}
+                    call.state = "failed"
+                finally:
+                    if call.state == "running":
+                        call.state, call.error = "failed", {"title": "Internal error", "status": 500, "detail": "the call failed"}
+                    call.expires = time.monotonic() + self._ttl
+                    send.close()
+                    call.touch()
+                    tg.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await self._mirror(call_id, call, quiet=True)
 
+        try:
+            await self._mirror(call_id, call)  # before the 202: its URL may reach another replica next
+        except BastionError:
+            del self._calls[call_id]  # never started: 503, nothing left behind
+            raise
         self._spawn(f"facade-call:{ctx.server}", run)
         url = f"/api/v1/servers/{ctx.server}/calls/{call_id}"
         body = {"id": call_id, "state": "running", "status_url": url, "events_url": f"{url}/events"}
         headers = {"Location": url, "Preference-Applied": "respond-async"}
         return JSONResponse(body, status_code=202, headers=headers)
 
+    async def _mirror(self, call_id: str, call: AsyncCall, *, force: bool = True, quiet: bool = False) -> None:
+        """Write the call's record to the board (a run of progress at most every MIRROR_EVERY)."""
+        if self._board is None or (not force and time.monotonic() - call.mirrored_at < MIRROR_EVERY):
+            return
+        call.dirty, call.mirrored_at = False, time.monotonic()
+        try:
+            await self._board.put(call_id, call.record(), self._ttl + LEASE)
+        except BastionError:
+            if not quiet:
+                raise
+
+    async def _keep(self, call_id: str, call: AsyncCall) -> None:
+        """While the call runs: write what a throttled mirror left out, and renew the lease."""
+        while True:
+            await anyio.sleep(MIRROR_EVERY)
+            if call.dirty or time.monotonic() - call.mirrored_at > LEASE / 3:
+                await self._mirror(call_id, call, quiet=True)
+
     def _expire(self) -> None:
         now = time.monotonic()
         for key in [k for k, c in self._calls.items() if c.expires and c.expires < now]:
             del self._calls[key]
 
-    def _owned(self, request: Request) -> AsyncCall:
+    def _local(self, request: Request) -> AsyncCall | None:
         self._expire()
         call = self._calls.get(str(request.path_params["call"]))
         if call is None or call.owner != _owner(request) or call.server != request.path_params["name"]:
-            raise NotFound("no such call (it may have ended and been forgotten)")
+            return None
         return call
 
+    async def _remote(self, request: Request) -> dict[str, Any]:
+        """The call's board record when another replica runs it; NotFound as for a local call."""
+        record = await self._board.get(str(request.path_params["call"])) if self._board is not None else None
+        if record is None or record.get("owner") != _owner(request) or record.get("server") != request.path_params["name"]:
+            raise NotFound("no such call (it may have ended and been forgotten)")
+        return record
+
     async def status(self, request: Request) -> Response:
-        return JSONResponse(self._owned(request).view())
+        call = self._local(request)
+        return JSONResponse(call.view() if call is not None else remote_view(await self._remote(request)))
 
     async def answer(self, request: Request) -> Response:
         """The caller's answer to the question the call is waiting on (an MCP result object)."""
-        call = self._owned(request)
-        if call.state != "input_required" or call.answers is None:
+        call = self._local(request)
+        record = await self._remote(request) if call is None else None
+        view = call.view() if call is not None else remote_view(record or {})
+        if view.get("state") != "input_required" or (call is not None and call.answers is None):
             raise Conflict("the call is not waiting for an answer")
         try:
             body = loads(await request.body())
@@ -154,26 +259,35 @@ class AsyncCalls:
             raise BadRequest("the answer must be a JSON object") from None
         if not isinstance(body, dict):
             raise BadRequest("the answer must be a JSON object (e.g. {\"action\": \"accept\", \"content\": {...}})")
-        await call.answers[0].send(body)
-        return JSONResponse(call.view(), status_code=202)
+        if call is not None and call.answers is not None:
+            await call.answers[0].send(body)
+        elif self._board is not None:
+            await self._board.answer(str(request.path_params["call"]), body, self._ttl)
+        return JSONResponse(view, status_code=202)
 
     async def events(self, request: Request) -> Response:
-        call = self._owned(request)
+        call = self._local(request)
+        if call is not None:
+            changed: anyio.Event | None = None
 
-        async def stream() -> AsyncIterator[str]:
-            sent = 0
-            asked: dict[str, Any] | None = None
-            while True:
+            async def local_view() -> tuple[View, int] | None:
+                nonlocal changed
+                if changed is not None:
+                    await changed.wait()
                 changed = call.changed
-                for item in call.progress[sent:]:
-                    yield f"event: progress\ndata: {json.dumps(item)}\n\n"
-                sent = len(call.progress)
-                if call.state == "input_required" and call.question is not None and call.question is not asked:
-                    asked = call.question
-                    yield f"event: input_required\ndata: {json.dumps(call.question)}\n\n"
-                if call.state in ("completed", "failed"):
-                    yield f"event: {'result' if call.result is not None else 'error'}\ndata: {json.dumps(call.view())}\n\n"
-                    return
-                await changed.wait()
+                return call.view(), call.asks
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+            return StreamingResponse(_sse(local_view), media_type="text/event-stream")
+        await self._remote(request)  # 404 before the stream starts
+        call_id = str(request.path_params["call"])
+        first = True
+
+        async def board_view() -> tuple[View, int] | None:
+            nonlocal first
+            if not first:
+                await anyio.sleep(POLL)
+            first = False
+            record = await self._board.get(call_id) if self._board is not None else None
+            return None if record is None else (remote_view(record), int(record.get("asks") or 0))
+
+        return StreamingResponse(_sse(board_view), media_type="text/event-stream")
