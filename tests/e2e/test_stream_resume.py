@@ -160,3 +160,20 @@ async def test_another_caller_cannot_resume_a_stream(gateway: Running, gate: Gat
         stolen = await http.get(url, headers=_resume_headers(session_id, first["id"], token=other))
         gate.open.set()
     assert stolen.status_code == 404
+
+
+async def test_a_call_cancelled_mid_stream_ends_its_stream_cleanly(gateway: Running, gate: Gate) -> None:
+    url = gateway.mcp_url("vs")
+    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        session_id = await _open_session(http, url)
+        with anyio.fail_after(20):
+            async with http.stream("POST", url, headers=_headers(session_id), json=CALL) as response:
+                events = _events(response)
+                async for event in events:
+                    if event.get("data"):
+                        break
+                assert (await http.post(url, headers=_headers(session_id), json=cancel)).status_code == 202
+                # The stream ends, complete, with no reply (as directly: a cancelled request gets none).
+                rest = [event async for event in events if event.get("data")]
+    assert rest == []

@@ -63,7 +63,7 @@ class CallStream:
         self._events: EventStore | None = None
         self._lock: anyio.Lock | None = None
         """Created when the answer starts to stream: its events then go out one at a time, in order."""
-        self._started = self._answered = False
+        self._started = self._answered = self._post_done = False
         self._to_post = True
         """Whether events go to the POST: not once its client went away or a GET resumed the stream."""
         self._tail: MemoryObjectSendStream[_Event] | None = None
@@ -111,7 +111,18 @@ class CallStream:
         elif message["type"] == "http.response.body":
             async with self._lock:
                 self._answered = True
+                if not self._started:
+                    await self._start()
                 await self._emit(message.get("body", b""), last=True)
+
+    async def close(self) -> None:
+        """After the reply: ends a stream that got none (the call was cancelled mid-stream)."""
+        if self._lock is None or self._answered:
+            return
+        async with self._lock:
+            self._answered = True
+            if self._started:
+                await self._end()
 
     async def _emit(self, data: bytes, *, last: bool) -> None:
         event_id = None
@@ -125,6 +136,7 @@ class CallStream:
                 self._tail = None  # that resumed stream is gone too: the store keeps the event
         elif self._to_post:
             await self._post(_body(event[1], more=not last))
+            self._post_done = last
         if last:
             await self._end()
 
@@ -133,7 +145,7 @@ class CallStream:
             del self._live[self._stream_id]
         if self._tail is not None:
             self._tail.close()
-        if not self._to_post:
+        if not self._post_done:
             # The POST's response must still be finished (a no-op if its client is gone).
             await self._post(_body(b"", more=False))
 

@@ -294,6 +294,7 @@ async def serve_fast(
     with session.hold():
         outcome = await _run(call, pipeline, to_error, receive, (session, message["id"]), stream)
     await _answer(stream.send, message["id"], call.method, outcome, modern=False, extra_headers=session_header)
+    await stream.close()
 
 
 async def serve_resume(scope: Scope, receive: Receive, send: Send, sessions: SessionLookup) -> bool:
