@@ -46,16 +46,12 @@ ROUTES = ("http", "stdio", "sse")
 # Scenarios where Bastion is known to differ from direct (Bastion's fault, not the suite's), by
 # (suite, scenario): the run through Bastion must still show the difference, so fixing it makes this
 # test say so. Every upstream transport is affected alike.
-BASTION_GAPS = {
-    # test_reconnection logs, closes its SSE stream mid-call and logs again. Directly the call's POST
-    # stream opens with a priming event (an id, no data) and a retry field, and the client resumes it
-    # with Last-Event-ID. Through Bastion the call takes the fast path (web/mcp_fast.py), whose lazy SSE
-    # stream carries the log events and the reply without ids, priming event or retry field (Bastion's
-    # own upstream client absorbs the upstream's close), so the suite records WARNINGs and no SUCCESS.
-    # Calls on the SDK path (a progress token, a set log level) do get SEP-1699 priming and replay:
-    # tests/e2e/test_replicas.py::test_a_stream_resumes_with_last_event_id_on_another_replica.
-    ("next-2025", "server-sse-polling"),
-}
+# None today. server-sse-polling was one until the fast path's streamed answers became resumable
+# (web/fast_stream.py): its checks for the priming event and the retry field now pass through Bastion as
+# directly; its resume check stays INFO through Bastion because Bastion's own upstream client resumes
+# the upstream's closed stream and the client's stream stays open to the reply (a drop-and-resume
+# through Bastion is tests/e2e/test_stream_resume.py).
+BASTION_GAPS: set[tuple[str, str]] = set()
 
 
 @pytest.fixture(scope="module")

@@ -172,16 +172,19 @@ async def test_a_log_level_set_through_one_replica_applies_on_another(cluster: C
     assert {replica for replica, method, _ in router.served if method == "POST"} == {0, 1}
 
 
-async def _post(url: str, token: str, session_id: str, body: dict[str, Any]) -> httpx2.Response:
-    headers = {
+def _session_headers(token: str, session_id: str) -> dict[str, str]:
+    return {
         "Authorization": f"Bearer {token}",
         "Mcp-Session-Id": session_id,
         "Mcp-Protocol-Version": LEGACY,
         "Accept": ACCEPT,
         "Content-Type": "application/json",
     }
+
+
+async def _post(url: str, token: str, session_id: str, body: dict[str, Any]) -> httpx2.Response:
     async with httpx2.AsyncClient(timeout=30) as http:
-        return await http.post(url, headers=headers, json=body)
+        return await http.post(url, headers=_session_headers(token, session_id), json=body)
 
 
 async def _open_session(url: str) -> str:
@@ -254,13 +257,7 @@ async def _sse_events(response: httpx2.Response, count: int) -> list[dict[str, s
 
 async def test_a_stream_resumes_with_last_event_id_on_another_replica(cluster: Cluster) -> None:
     session_id = await _open_session(cluster.url(0))
-    headers = {
-        "Authorization": f"Bearer {TOKEN}",
-        "Mcp-Session-Id": session_id,
-        "Mcp-Protocol-Version": LEGACY,
-        "Accept": ACCEPT,
-        "Content-Type": "application/json",
-    }
+    headers = _session_headers(TOKEN, session_id)
     # A progress token sends the call down the SDK path: an SSE stream with a priming event.
     call = {
         "jsonrpc": "2.0",
@@ -283,6 +280,28 @@ async def test_a_stream_resumes_with_last_event_id_on_another_replica(cluster: C
                 (event,) = await _sse_events(replayed, 1)
     assert event["id"] == answer["id"]
     assert json.loads(event["data"]) == json.loads(answer["data"])
+
+
+async def test_a_plain_call_that_logs_resumes_on_another_replica(cluster: Cluster) -> None:
+    """The fast path's streamed answers (a plain call whose upstream logs) are kept in the same store."""
+    session_id = await _open_session(cluster.url(0))
+    headers = _session_headers(TOKEN, session_id)
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "fx__log", "arguments": {"message": "kept"}}}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", cluster.url(0), headers=headers, json=call) as response:
+            with anyio.fail_after(20):
+                priming, logged, answer = await _sse_events(response, 3)
+        assert priming["data"] == "" and int(priming["retry"]) > 0
+        assert json.loads(logged["data"])["params"]["data"] == "kept"
+        resume = {k: v for k, v in headers.items() if k != "Content-Type"} | {"Last-Event-ID": priming["id"]}
+        async with http.stream("GET", cluster.url(2), headers=resume) as replayed:
+            assert replayed.status_code == 200
+            with anyio.fail_after(20):
+                events = await _sse_events(replayed, 2)
+    assert [(e["id"], json.loads(e["data"])) for e in events] == [
+        (logged["id"], json.loads(logged["data"])),
+        (answer["id"], json.loads(answer["data"])),
+    ]
 
 
 async def test_session_records_and_events_in_redis_reveal_neither_id_nor_content(cluster: Cluster) -> None:

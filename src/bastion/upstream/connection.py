@@ -157,6 +157,8 @@ class UpstreamConnection:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._client: Client | None = None
+        self._closed: tuple[anyio.Event, anyio.CancelScope] | None = None
+        """While a session is served: its `closed` event and the scope serving it (see `stop()`)."""
         self._ready = anyio.Event()
         self._attempted = anyio.Event()
         self._stop = anyio.Event()
@@ -317,6 +319,7 @@ class UpstreamConnection:
         finally:
             self._client = None
             self._fast = None
+            self._closed = None
             if connected:
                 self._ready = anyio.Event()
                 self._attempted = anyio.Event()
@@ -346,24 +349,29 @@ class UpstreamConnection:
         )
 
     async def _serve(self, client: Client, closed: anyio.Event) -> None:
+        """Serve until the upstream's side ends or `stop()` (both set `closed`). No task of its own on
+        2025-11-25: a caller's own session is mostly idle, and each task costs memory while it waits."""
         self._fast = self._fast_client(client)
         self._client = client
         self.failure = None
         self._ready.set()
         self._attempted.set()
-        async with anyio.create_task_group() as tg:
-
-            async def watch(event: anyio.Event) -> None:
-                await event.wait()
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch, closed)
-            tg.start_soon(watch, self._stop)
-            if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                tg.start_soon(self._listen, client)
-            else:
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            with anyio.CancelScope() as scope:
+                self._closed = (closed, scope)
+                if self._stop.is_set():
+                    closed.set()  # stopped while connecting
                 for uri in sorted(self.resource_uris):
                     await self._legacy_subscription(client, "resources/subscribe", uri)
+                await closed.wait()
+            return
+        async with anyio.create_task_group() as tg:
+            self._closed = (closed, tg.cancel_scope)
+            if self._stop.is_set():
+                closed.set()
+            tg.start_soon(self._listen, client)
+            await closed.wait()
+            tg.cancel_scope.cancel()
 
     async def _listen(self, client: Client) -> None:
         """On 2026-07-28, change notices come only on a `subscriptions/listen` stream: hold one open,
@@ -445,6 +453,10 @@ class UpstreamConnection:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._closed is not None:
+            closed, scope = self._closed
+            closed.set()
+            scope.cancel()  # a subscription in progress, too
         await self._done.wait()
 
     async def ready_client(self, timeout: float) -> Client:

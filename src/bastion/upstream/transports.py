@@ -79,21 +79,42 @@ async def open_transport(
             # Bastion's client caps each event itself (BASTION_UPSTREAM_MAX_MESSAGE_BYTES), with a clear error.
             streams = streamable_http_client(spec.url or "", http_client=http_client, max_sse_event_size=None)
         read, write = await stack.enter_async_context(streams)
-        tapped_send, tapped_read = anyio.create_memory_object_stream[Any](16)
+        tapped = _Tapped(read, closed)
+        try:
+            yield tapped, write
+        finally:
+            closed.set()
 
-        async def pump() -> None:
-            try:
-                async with tapped_send:
-                    async for message in read:
-                        await tapped_send.send(message)
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
-                pass
-            finally:
-                closed.set()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pump)
-            try:
-                yield tapped_read, write
-            finally:
-                tg.cancel_scope.cancel()
+class _Tapped:
+    """The transport's read stream, setting `closed` when it ends (no task, no buffer of its own:
+    a caller's idle upstream session should cost little)."""
+
+    def __init__(self, inner: Any, closed: anyio.Event) -> None:
+        self._inner, self._closed = inner, closed
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
+            self._closed.set()
+            raise
+
+    async def aclose(self) -> None:
+        self._closed.set()
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _Tapped:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _Tapped:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

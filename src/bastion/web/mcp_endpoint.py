@@ -47,7 +47,8 @@ from bastion.pipeline.tracing import trace_headers
 from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
-from bastion.web.mcp_fast import CACHE_HINTED_METHODS, guarded_body, replayed, serve_fast
+from bastion.web.fast_stream import RETRY_MS
+from bastion.web.mcp_fast import CACHE_HINTED_METHODS, guarded_body, replayed, serve_fast, serve_resume
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
@@ -60,8 +61,6 @@ log = logging.getLogger("bastion.mcp")
 
 __all__ = ["PRINCIPAL_SCOPE_KEY", "McpFront"]
 _CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
-# How soon a 2025-11-25 client whose stream closed should reconnect (the SSE `retry` field), ms.
-_RETRY_MS = 1000
 _NO_SECURITY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
@@ -264,7 +263,7 @@ class McpFront:
                     app=server,
                     security_settings=_NO_SECURITY,
                     max_request_body_size=self._max_body,
-                    retry_interval=_RETRY_MS,
+                    retry_interval=RETRY_MS,
                     events_for=self._events,
                     forward=None if shared is None else partial(self._forward, shared, name),
                 )
@@ -293,6 +292,8 @@ class McpFront:
         elif not await shared.admit(front, session_id, scope, receive, send):
             return  # answered: another caller's session
         if scope["method"] != "POST":
+            if scope["method"] == "GET" and await serve_resume(scope, receive, send, front.legacy_session):
+                return
             await front.manager.handle_request(scope, receive, send)
             if shared is not None and session_id is not None and scope["method"] == "DELETE":
                 await shared.ended(front, session_id)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from mcp.server.streamable_http import EventStore
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     classify_inbound_request,
@@ -42,6 +43,7 @@ from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
 from bastion.web.body import TOO_LARGE, read_body, send_json
 from bastion.web.bridge import with_capabilities
+from bastion.web.fast_stream import CallStream
 from bastion.web.json_depth import MAX_DEPTH, body_too_deep, loads
 from bastion.web.scope import credential_of, principal_of
 
@@ -76,7 +78,11 @@ class LegacySession:
     """Puts an upstream's input request to the client, on the session's standalone stream."""
     key: str
     """The session's opaque key (web.relay.session_key), for the caller's own upstream session."""
+    events: Callable[[], EventStore | None] = lambda: None
+    """The session's event store, where a streamed answer keeps its events for a resume."""
     inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
+    streams: dict[str, CallStream] = field(default_factory=dict)
+    """The answers streaming now (web/fast_stream.py), by SSE stream id: what a GET may resume here."""
 
 
 SessionLookup = Callable[[str], LegacySession | None]
@@ -140,15 +146,20 @@ def _modern_request(
     return message
 
 
+def _owned(headers: dict[str, str], session: LegacySession, principal: Principal | None) -> bool:
+    """A request of the session's owner, in its protocol version (else the SDK path decides what to say)."""
+    return headers.get("mcp-protocol-version") == session.protocol_version and (
+        principal.id if principal else None
+    ) == session.principal
+
+
 def _legacy_request(
     headers: dict[str, str], body: bytes, session: LegacySession, principal: Principal | None
 ) -> dict[str, Any] | None:
-    if headers.get("mcp-protocol-version") != session.protocol_version or not _accepts_both(headers):
-        return None
+    if not _owned(headers, session, principal) or not _accepts_both(headers) or session.wants_logs():
+        return None  # someone else's, or logs to stream from the start: the SDK path
     if not headers.get("content-type", "").startswith("application/json"):
         return None
-    if (principal.id if principal else None) != session.principal or session.wants_logs():
-        return None  # not the session's owner (the SDK path decides what to say), or logs to stream
     message = _decode(body)
     if message is None:
         return None
@@ -161,33 +172,6 @@ def _legacy_request(
             scope.cancel()
         return None
     return message if _plain_call(message, params_required=False) else None
-
-
-class _LazyStream:
-    """A 2025-11-25 call's answer: one JSON body, unless the upstream logs during the call. Then,
-    as directly, the answer is an SSE stream on the call's POST: the log events, then the reply."""
-
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        self._send, self._headers = send, headers
-        self._started = False
-
-    async def _event(self, data: bytes, *, more: bool) -> None:
-        await self._send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": more})
-
-    async def log(self, params: dict[str, Any]) -> None:
-        if not self._started:
-            self._started = True
-            headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), *self._headers]
-            await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-        notification = {"jsonrpc": "2.0", "method": "notifications/message", "params": params}
-        await self._event(json.dumps(notification, separators=(",", ":")).encode(), more=True)
-
-    async def send(self, message: Message) -> None:
-        """The ASGI `send` for the reply: as is, or as the stream's last event once it streams."""
-        if not self._started:
-            await self._send(message)
-        elif message["type"] == "http.response.body":
-            await self._event(message.get("body", b""), more=False)
 
 
 def _compact(value: Any) -> bytes:
@@ -267,11 +251,18 @@ async def serve_fast(
             address=address,
             trace_headers=traced,
         )
-        outcome = await _run(call, pipeline, to_error, receive, None)
+        outcome = await _run(call, pipeline, to_error, receive, None, None)
         await _answer(send, message["id"], call.method, outcome, modern=True, extra_headers=[])
         return
     session_header = [(b"mcp-session-id", session.session_id.encode())]
-    stream = _LazyStream(send, session_header)
+    stream = CallStream(
+        send,
+        session_header,
+        stream_id=str(message["id"]),
+        protocol_version=session.protocol_version,
+        events=session.events,
+        live=session.streams,
+    )
     params = with_capabilities(message["params"], session.capabilities)
     hooks = CallHooks(ask=session.ask, on_log=stream.log, session=session.key, legacy=True)
     call = CallContext(
@@ -284,8 +275,26 @@ async def serve_fast(
         trace_headers=traced,
     )
     with session.hold():
-        outcome = await _run(call, pipeline, to_error, receive, (session, message["id"]))
+        outcome = await _run(call, pipeline, to_error, receive, (session, message["id"]), stream)
     await _answer(stream.send, message["id"], call.method, outcome, modern=False, extra_headers=session_header)
+    await stream.close()
+
+
+async def serve_resume(scope: Scope, receive: Receive, send: Send, sessions: SessionLookup) -> bool:
+    """Serve a GET with Last-Event-ID that resumes an answer streaming here; False leaves it to the SDK."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    last_event_id, session_id = headers.get("last-event-id"), headers.get("mcp-session-id")
+    if not last_event_id or not session_id or "text/event-stream" not in headers.get("accept", ""):
+        return False
+    session = sessions(session_id)
+    if session is None or not _owned(headers, session, principal_of(scope)):
+        return False
+    stream = session.streams.get(last_event_id.rpartition("/")[0])
+    if stream is None:
+        return False
+    with session.hold():
+        await stream.resume(last_event_id, receive, send)
+    return True
 
 
 async def _run(
@@ -294,14 +303,19 @@ async def _run(
     to_error: ErrorMapper,
     receive: Receive,
     tracked: tuple[LegacySession, RequestId] | None,
+    stream: CallStream | None,
 ) -> dict[str, Any]:
-    """Run the call; a client that disconnects (or, on a session, cancels) cancels it upstream too."""
+    """Run the call; a client that disconnects (or, on a session, cancels) cancels it upstream too,
+    unless its answer is a stream it can resume."""
     outcome: dict[str, Any] = {}
 
     async def watch_disconnect(cancel: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        cancel.cancel()
+        if stream is not None and stream.resumable:
+            stream.detach()
+        else:
+            cancel.cancel()
 
     async with anyio.create_task_group() as tg:
         # The call runs in this task; only the watcher needs one of its own.

@@ -122,6 +122,7 @@ class Front:
                 capabilities=capabilities_of(connection),
                 ask=ask_on_connection(connection),
                 key=session_key(state),
+                events=partial(self.manager.events_of, session_id),
             )
             self.sessions = {sid: v for sid, v in self.sessions.items() if self.manager.transport(sid) is not None}
             self.sessions[session_id] = session

@@ -63,6 +63,10 @@ class SessionManager(StreamableHTTPSessionManager):
         events = self._events_for(session_id)
         return _ForwardingEvents(events, self, session_id) if self._forward is not None else events
 
+    def events_of(self, session_id: str) -> EventStore | None:
+        """The session's event store, for answers streamed outside the SDK (web/fast_stream.py)."""
+        return self._events(session_id)
+
     def _admit_session(self, requestor: AuthorizationContext | None) -> StreamableHTTPServerTransport | None:
         transport = super()._admit_session(requestor)
         if transport is not None and transport.mcp_session_id is not None:
