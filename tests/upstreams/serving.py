@@ -20,7 +20,9 @@ async def serve_ready(app: Any, port: int, *, name: str, http: str = "auto") -> 
     except OSError as exc:
         sys.stderr.write(f"{name} cannot bind 127.0.0.1:{port}: {exc}\n")
         raise SystemExit(1) from None
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", http=http)  # type: ignore[arg-type]
+    # Stopped (SIGTERM) with a client's stream still open, uvicorn would wait for it for ever (the
+    # harness then kills it after 10 s): a test upstream goes after one second.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", http=http, timeout_graceful_shutdown=1)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
