@@ -27,19 +27,7 @@ class TooDeep(ValueError):
         super().__init__(f"the JSON nests deeper than {MAX_DEPTH} levels")
 
 
-def too_deep(value: Any) -> bool:
-    """Whether parsed JSON nests deeper than MAX_DEPTH (iterative: no recursion of its own)."""
-    stack = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            if level > MAX_DEPTH:
-                return True
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
-
-
-def body_too_deep(body: bytes | str) -> bool:
+def body_too_deep(body: bytes | bytearray | str) -> bool:
     """Whether JSON text nests deeper than MAX_DEPTH, read from the text itself without parsing it
     (brackets inside strings do not count). Cheap for the common case: fewer brackets than the
     limit cannot nest past it."""
@@ -53,6 +41,6 @@ def body_too_deep(body: bytes | str) -> bool:
 def loads(body: bytes | bytearray | str) -> Any:
     """`json.loads` for text from outside: TooDeep (a ValueError) before parsing anything nested
     past MAX_DEPTH, so no caller depends on a RecursionError to stop it."""
-    if body_too_deep(body if isinstance(body, str) else bytes(body)):
+    if body_too_deep(body):
         raise TooDeep()
     return json.loads(body)
