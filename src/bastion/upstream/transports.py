@@ -10,9 +10,9 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import httpx2
@@ -36,10 +36,28 @@ def stderr_tail(upstream: str) -> str:
     return text if len(text) <= _TAIL_CHARS else "…" + text[-_TAIL_CHARS:]
 
 
+_LINE_CHARS = 4096
+"""A stderr line longer than this is logged cut short: a child that writes megabytes without a
+newline must not grow Bastion's memory (or its log) by as much."""
+
+
+def _stderr_lines(stream: TextIO) -> Iterator[str]:
+    """The child's stderr lines, each at most _LINE_CHARS, the rest of a longer one skipped."""
+    while line := stream.readline(_LINE_CHARS):
+        if line.endswith("\n"):
+            yield line
+            continue
+        skipped = 0
+        while (more := stream.readline(_LINE_CHARS)) and not more.endswith("\n"):
+            skipped += len(more)
+        skipped += len(more.rstrip("\n"))
+        yield f"{line}… ({skipped} more characters)" if skipped else line
+
+
 def _stderr_pump(upstream: str, read_fd: int) -> None:
     tail = _tails[upstream] = deque(maxlen=_TAIL_LINES)
-    with open(read_fd, encoding="utf-8", errors="replace") as lines:
-        for line in lines:
+    with open(read_fd, encoding="utf-8", errors="replace") as stream:
+        for line in _stderr_lines(stream):
             if line.strip():
                 tail.append(line.strip()[:200])
             log.info("[%s] %s", upstream, line.rstrip())
