@@ -208,6 +208,7 @@ class UpstreamConnection:
                 closed,
                 BearerAuth(self._bearer) if self._bearer else None,
                 self._sse_client_factory,
+                **({"max_message_bytes": self._size_limits[0]} if self._size_limits is not None else {}),
             ),
             mode=self._mode,
             message_handler=self._handle_message,

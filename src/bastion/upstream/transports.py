@@ -11,16 +11,17 @@ import os
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO
 
 import anyio
 import httpx2
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.core.models import UpstreamSpec
+from bastion.upstream.stdio import stdio_transport
 
 log = logging.getLogger("bastion.upstream")
 
@@ -81,15 +82,18 @@ async def open_transport(
     closed: anyio.Event,
     auth: httpx2.Auth | None = None,
     sse_client_factory: Any = None,
+    max_message_bytes: int = 16 * 1024 * 1024,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends.
     `auth` and `sse_client_factory` (Bastion's guarded clients) are for SSE; the streamable HTTP
-    client carries its own auth, SSRF rules and size caps in `http_client`."""
+    client carries its own auth, SSRF rules and size caps in `http_client`; a stdio child's lines
+    are capped at `max_message_bytes` (upstream/stdio.py)."""
     async with AsyncExitStack() as stack:
+        streams: AbstractAsyncContextManager[tuple[Any, Any]]
         if spec.transport == "stdio":
             errlog = await stack.enter_async_context(_stderr_to_log(spec.name))
             params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=dict(spec.env) or None)
-            streams = stdio_client(params, errlog=errlog)
+            streams = stdio_transport(params, errlog, upstream=spec.name, max_message_bytes=max_message_bytes)
         elif spec.transport == "sse":
             extra = {"httpx_client_factory": sse_client_factory} if sse_client_factory is not None else {}
             streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600, auth=auth, **extra)
