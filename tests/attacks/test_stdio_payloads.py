@@ -62,6 +62,7 @@ async def test_an_over_long_stdio_answer_is_refused_and_the_upstream_stays_usabl
                     with pytest.raises(MCPError) as refused:
                         await client.call_tool("pub__flood", {"size": LIMIT * 3, "id_last": id_last})
                     assert "larger than" in refused.value.message and str(LIMIT) in refused.value.message
+                    assert refused.value.code == -32015
                     fine = await client.call_tool("pub__flood", {"size": 1000, "id_last": id_last})
                     assert fine.content[0].text == "y" * 1000  # type: ignore[union-attr]
                 # An over-long line that answers nothing is skipped; the answer after it arrives.

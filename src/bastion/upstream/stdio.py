@@ -28,6 +28,8 @@ from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
+from bastion.core.errors import UpstreamTooLarge
+
 log = logging.getLogger("bastion.upstream")
 
 _CHUNK = 64 * 1024
@@ -134,7 +136,7 @@ async def stdio_transport(
         log.warning("upstream %r wrote a message larger than %s; skipped", upstream, limit)
         if request_id is None:
             return  # no way to tell whose answer it was: a call it answered runs into its deadline
-        error = types.ErrorData(code=types.INTERNAL_ERROR, message=f"upstream {upstream!r} sent a message larger than {limit}")
+        error = types.ErrorData(code=UpstreamTooLarge.jsonrpc_code, message=f"upstream {upstream!r} sent a message larger than {limit}")
         await read_writer.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
 
     async def reader() -> None:
