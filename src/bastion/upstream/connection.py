@@ -474,6 +474,10 @@ class UpstreamConnection:
             raise UpstreamUnavailable(f"upstream {self.spec.name!r} is unavailable: {reason}")
         return client
 
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait for a connect in progress; UpstreamUnavailable if there is no live session."""
+        await self.ready_client(timeout)
+
     async def request(
         self,
         method: str,
