@@ -96,7 +96,9 @@ class CallerHttpSession(ModernHttpClient):
         self._runner = runner
         self._calls: dict[int, CallHooks | None] = {}
         self._listening: anyio.CancelScope | None = None
-        """While the GET stream is open (or opening): the scope of the task reading it."""
+        """While the GET stream is open: the scope of the task reading it."""
+        self._no_get = False
+        """The upstream offers no GET stream (HTTP 405): nothing arrives outside calls' streams."""
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Nothing runs while the session is idle: it opens on its first call (`wait_ready`)."""
@@ -211,16 +213,15 @@ class CallerHttpSession(ModernHttpClient):
     async def _listen_during_calls(self) -> None:
         """Open the GET stream (unless it is open) before a call is sent, so nothing the upstream
         sends on it during the call is lost."""
-        if self._listening is not None:
+        if self._listening is not None or self._no_get:
             return
         async with self._opening:
-            if self._listening is None and self._open:
+            if self._listening is None and self._open and not self._no_get:
                 await self._runner.start(f"upstream:{self._upstream}:caller-get", self._listen)
 
     async def _listen(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
         with anyio.CancelScope() as scope:
-            self._listening = scope
             try:
                 headers = {**self._headers, "accept": "text/event-stream", **await self._authorization()}
                 headers.pop("content-type", None)
@@ -232,14 +233,16 @@ class CallerHttpSession(ModernHttpClient):
                         if response.status != 200 or not response.headers.get("content-type", "").startswith(
                             "text/event-stream"
                         ):
-                            break  # the upstream offers no GET stream (405): nothing arrives outside calls
+                            self._no_get = response.status == 405
+                            break
+                        self._listening = scope
                         task_status.started()
                         started = True
                         async with anyio.create_task_group() as tg:
                             async for message in _sse_messages(response, self._too_large, self._max_message, self._max_result):
                                 await self._unsolicited(message, tg)
                         break
-            except (aiohttp.ClientError, OSError, BastionError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a lost GET stream must not end the gateway's task group
                 log.info("upstream %s: a caller's GET stream ended: %s", self._upstream, type(exc).__name__)
             finally:
                 if self._listening is scope:
@@ -331,6 +334,8 @@ class CallerHttpSession(ModernHttpClient):
                 answer = await hooks.ask(method, params if isinstance(params, dict) else {})
             except BastionError as exc:
                 answer = {"code": -32603, "message": exc.detail}
+            except Exception as exc:  # noqa: BLE001 - the upstream waits for an answer: it gets an error
+                answer = {"code": -32603, "message": f"the caller could not be asked ({type(exc).__name__})"}
             is_error = "code" in answer and set(answer) <= {"code", "message", "data"}
             reply = {"error": answer} if is_error else {"result": answer}
         await self._send({"jsonrpc": "2.0", "id": message["id"], **reply})
