@@ -152,3 +152,21 @@ async def test_a_callers_upstream_session_outlives_an_upstream_restart(tmp_path:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_a_callers_own_session_resumes_a_stream_the_upstream_closed_mid_call(gateway: Running) -> None:
+    """SEP-1699 on a caller's own upstream session: the upstream closes the call's stream after one
+    log line; Bastion resumes it with Last-Event-ID and the caller gets both lines and the answer."""
+    logs: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        logs.append(params.data)
+
+    http = httpx2.AsyncClient(headers={"Authorization": "Bearer bst_test-admin-token-0123456789"}, timeout=30)
+    transport = streamable_http_client(gateway.mcp_url("http"), http_client=http)
+    async with Client(transport, mode="legacy", logging_callback=on_log, list_roots_callback=_roots) as client:
+        result = await client.call_tool("test_reconnection", {})
+        roots = await client.call_tool("test_roots", {})  # and the session it ran on is the caller's own
+    assert isinstance(result.content[0], TextContent) and result.content[0].text == "Reconnection test completed"
+    assert isinstance(roots.content[0], TextContent) and roots.content[0].text == "file:///work/a"
+    assert logs == ["Before disconnect", "After reconnect"]
