@@ -126,6 +126,19 @@ async def test_progress_notifications_reach_the_client(matrix: Running, downstre
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
+async def test_progress_reaches_a_client_whose_calls_run_on_its_own_upstream_session(matrix: Running) -> None:
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
+
+    async with matrix.client("all", mode="legacy", list_roots_callback=_no_roots) as client:
+        with anyio.fail_after(15):
+            result = await client.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
+    assert text_of(result) == "ok"
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
 @per_client
 async def test_prompt_get_returns_the_greeting(matrix: Running, downstream: tuple[str, str]) -> None:
     async with connect(matrix, downstream) as client:
