@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -201,6 +202,20 @@ def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], UpstreamAuth | Non
     return headers, None
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Refuse header names that are not HTTP tokens and values with control or non-ASCII characters
+    (a CR/LF would split the request; the HTTP client cannot send either). Values are never echoed."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise BadRequest(f"header name {name[:100]!r} is not a valid HTTP header name")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise BadRequest(f"the value of header {name!r} must be printable ASCII (no control characters)")
+
+
 def _openapi(data: UpstreamInput) -> tuple[str | None, OpenApiSource | None]:
     """The document's URL and the source settings of a transport-openapi upstream."""
     given = ("spec_url", "spec", "base_url", "include", "exclude")
@@ -244,6 +259,7 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
     if data.transport == "stdio" and data.auth is not None and not isinstance(data.auth, NoAuth):
         raise BadRequest("a stdio upstream takes its credentials in 'env', not 'auth'")
     headers, auth = _apply_auth(data)
+    check_headers(headers)
     if data.transport == "stdio":
         if not data.command or not data.command.strip():
             raise BadRequest("a stdio upstream needs a 'command'")
