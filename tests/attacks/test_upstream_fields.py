@@ -1,5 +1,6 @@
-"""Attack class: upstream fields that the outbound HTTP client cannot use (header names and values
-with control or non-ASCII characters). Registration and update refuse them with a 400 naming the
+"""Attack class: upstream fields that the outbound HTTP client or the process spawner cannot use
+(header names and values with control or non-ASCII characters, URLs with spaces or CR/LF, NUL bytes
+in a child's command line or environment). Registration and update refuse them with a 400 naming the
 field, instead of a 500 from the HTTP client or a 502 that blames the upstream."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.harness import Running, http_fixture, serve, settings_for
+from tests.harness import Running, http_fixture, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +69,26 @@ async def test_a_header_the_http_client_cannot_send_is_refused_on_update(gateway
 async def test_printable_header_values_are_still_accepted(gateway: Running) -> None:
     response = await gateway.api.patch("/api/v1/upstreams/web", json={"headers": {"X-Key": "a b\t~!\"#"}})
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/m\x00cp", "http://127.0.0.1:9/m cp", "http://127.0.0.1:9/mcp\r\nX: 1", "http://127.0.0.1:9/mcp\t"])
+async def test_a_url_with_spaces_or_control_characters_is_refused(gateway: Running, url: str) -> None:
+    response = await gateway.api.post("/api/v1/upstreams", json={"name": "bad", "transport": "streamable-http", "url": url})
+    _refused(response, "url")
+
+
+STDIO_BODIES: dict[str, dict[str, Any]] = {
+    "nul-in-arg": {"args": ["a\x00b"]},
+    "nul-in-env-value": {"env": {"TOKEN": "a\x00b"}},
+    "equals-in-env-name": {"env": {"A=B": "c"}},
+    "empty-env-name": {"env": {"": "c"}},
+}
+
+
+@pytest.mark.parametrize("extra", STDIO_BODIES.values(), ids=STDIO_BODIES.keys())
+async def test_a_process_that_cannot_be_started_is_refused(gateway: Running, extra: dict[str, Any]) -> None:
+    body = {**stdio_fixture("bad"), **extra}
+    body["args"] = body["args"] if "args" not in extra else [*stdio_fixture("bad")["args"], *extra["args"]]
+    response = await gateway.api.post("/api/v1/upstreams", json=body)
+    _refused(response)
+    assert (await gateway.api.get("/api/v1/upstreams/bad")).status_code == 404
