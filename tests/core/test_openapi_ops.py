@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from bastion.core.models import Selection
 from bastion.core.naming import gateway_names
-from bastion.core.openapi_ops import SpecError, http_call, operations
+from bastion.core.openapi_ops import ArgumentError, SpecError, http_call, operations
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openapi"
 
@@ -75,6 +75,12 @@ def test_arguments_map_onto_path_query_header_and_body() -> None:
     assert call.json_body == {"name": "rex", "photoUrls": []} and call.media_type == "application/json"
     call = http_call(ops["getUserByName"], {"username": "a/b"})
     assert call.path == "/user/a%2Fb"
+
+
+def test_a_missing_path_parameter_is_an_argument_error_not_a_literal_template() -> None:
+    ops = {op.tool: op for op in operations(load("petstore-3.0.yaml"))}
+    with pytest.raises(ArgumentError, match="'username'"):
+        http_call(ops["getUserByName"], {})
 
 
 @pytest.mark.parametrize(

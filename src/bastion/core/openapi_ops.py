@@ -25,6 +25,13 @@ class SpecError(ValueError):
     """The document is not an OpenAPI document this can read (the message says why)."""
 
 
+class ArgumentError(ValueError):
+    """A call's arguments cannot make the operation's request (the message says why, not the value)."""
+
+
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
 @dataclass(frozen=True)
 class Param:
     name: str
@@ -290,14 +297,21 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     cookies: list[str] = []
     for param in op.params:
         if param.argument not in arguments:
+            if param.location == "path":
+                raise ArgumentError(f"missing the path parameter {param.argument!r}")
             continue
         value = arguments[param.argument]
         if param.location == "path":
+            # A dot segment would be removed by URL normalisation and reach another path of the API.
+            if _text(value) in ("", ".", ".."):
+                raise ArgumentError(f"the path parameter {param.argument!r} must not be empty, '.' or '..'")
             path = path.replace("{" + param.name + "}", quote(_text(value), safe=""))
         elif param.location == "query":
             values = value if isinstance(value, list) else [value]
             query.extend((param.name, _text(v)) for v in values if v is not None)
         elif param.location == "header":
+            if not _HEADER_VALUE.fullmatch(_text(value)):
+                raise ArgumentError(f"the header parameter {param.argument!r} must be printable ASCII")
             headers[param.name] = _text(value)
         else:
             cookies.append(f"{param.name}={quote(_text(value), safe='')}")

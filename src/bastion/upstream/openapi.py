@@ -18,7 +18,7 @@ import yaml
 
 from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
-from bastion.core.openapi_ops import Operation, SpecError, http_call, operations
+from bastion.core.openapi_ops import ArgumentError, Operation, SpecError, http_call, operations
 from bastion.core.ports import CallHooks
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -156,7 +156,10 @@ class OpenApiUpstream:
         if op is None:
             raise UpstreamRpcError(f"{self._what} has no operation {name!r} (any more)", -32602)
         arguments = (params or {}).get("arguments") or {}
-        call = http_call(op, arguments if isinstance(arguments, dict) else {})
+        try:
+            call = http_call(op, arguments if isinstance(arguments, dict) else {})
+        except ArgumentError as exc:
+            return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
         headers = {**self.spec.headers, **call.headers, "Accept": "application/json, */*;q=0.5"}
         query: list[tuple[str, str | int | float | bool | None]] = list(call.query)
         auth = self.spec.auth
