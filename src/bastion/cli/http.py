@@ -186,7 +186,11 @@ def current_api(as_json: bool = False) -> Api:
     ctx = click.get_current_context()
     conn: dict[str, str] = ctx.meta.get(_META_KEY, {})
     url = conn.get("url", DEFAULT_URL)
-    return Api(url=url, token=conn.get("token") or stored_token(url), as_json=as_json)
+    token = conn.get("token") or stored_token(url)
+    if token is not None and not all(" " <= ch <= "~" for ch in token):
+        # It cannot go in a header: say so, rather than a traceback or "cannot reach the gateway".
+        fail("the token (--token or BASTION_TOKEN) holds control or non-ASCII characters: check how it was copied")
+    return Api(url=url, token=token, as_json=as_json)
 
 
 
