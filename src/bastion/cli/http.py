@@ -57,7 +57,7 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _problem(response: httpx2.Response) -> tuple[str, str]:
+def problem_of(response: httpx2.Response) -> tuple[str, str]:
     """The title and detail of a problem+json body, falling back to the status line."""
     title = f"HTTP {response.status_code}"
     if response.reason_phrase:
@@ -113,7 +113,7 @@ class Api:
         except httpx2.HTTPError as exc:
             fail(f"request to the gateway at {base} failed: {exc}")
         if response.status_code >= 400:
-            title, detail = _problem(response)
+            title, detail = problem_of(response)
             fail(f"{title}: {detail}" if detail else title, title=title, detail=detail, status=response.status_code)
         if response.status_code == 204 or not response.content:
             return None
