@@ -16,6 +16,9 @@ from bastion.core.models import Selection
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 LOCATIONS = ("path", "query", "header", "cookie")
 MAX_DEPTH = 24
+MAX_SCHEMA_NODES = 200_000
+"""Most nodes the schemas of one document may expand to once references are inlined: a few kilobytes
+of references, each doubling the one before, would otherwise expand to gigabytes."""
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
@@ -68,6 +71,7 @@ class _Resolver:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.cache: dict[str, Any] = {}
+        self.nodes = 0
 
     def lookup(self, ref: str) -> Any:
         if not ref.startswith("#/"):
@@ -93,6 +97,9 @@ class _Resolver:
 
     def schema(self, node: Any, seen: tuple[str, ...] = ()) -> Any:
         """`node` with every local $ref inlined; a cycle (or excessive depth) becomes `{}` (any)."""
+        self.nodes += 1
+        if self.nodes > MAX_SCHEMA_NODES:
+            raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes once references are inlined")
         if isinstance(node, list):
             return [self.schema(v, seen) for v in node]
         if not isinstance(node, dict):
