@@ -20,6 +20,7 @@ from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcEr
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import ArgumentError, Operation, SpecError, http_call, operations
 from bastion.core.ports import CallHooks
+from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import ResponseTooLarge, fetch
@@ -36,9 +37,11 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         doc = json.loads(raw)
     except ValueError:
         try:
-            doc = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            doc = load_yaml(raw)
+        except (yaml.YAMLError, RecursionError):
             raise UpstreamProtocolError(f"{what} is neither JSON nor YAML") from None
+        except AliasBomb as exc:
+            raise UpstreamProtocolError(f"{what}: {exc}") from None
     if not isinstance(doc, dict):
         raise UpstreamProtocolError(f"{what} is not an OpenAPI document (not an object)")
     return doc
