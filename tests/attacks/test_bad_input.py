@@ -148,3 +148,31 @@ async def test_deeply_nested_arguments_on_an_http_sse_session_are_refused_too(ga
         limit = Settings.model_fields["max_body_bytes"].default
         too_large = await http.post(session.messages_url, content=b" " * (limit + 1), headers=headers)
         assert too_large.status_code == 413, too_large.text
+
+
+BAD_IDS = {"float": 1.5, "null": None, "true": True, "object": {}, "list": [1]}
+
+
+@pytest.mark.parametrize("request_id", BAD_IDS.values(), ids=BAD_IDS.keys())
+@pytest.mark.parametrize("session", ["on-a-session", "without-one"])
+async def test_a_request_with_an_id_that_is_not_a_string_or_integer_is_answered(gateway: Running, request_id: object, session: str) -> None:
+    # The SDK takes such a message for a notification: a 202 and no answer ever, so the client hangs.
+    async with httpx2.AsyncClient(timeout=30) as http:
+        if session == "on-a-session":
+            headers = await _legacy_session(http, gateway.mcp_url("vs"))
+        else:
+            headers = {**MCP_HEADERS, "authorization": f"Bearer {TOKEN}"}
+        message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"}
+        response = await http.post(gateway.mcp_url("vs"), json=message, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == -32600
+
+
+@pytest.mark.parametrize("request_id", BAD_IDS.values(), ids=BAD_IDS.keys())
+async def test_a_bad_request_id_on_an_http_sse_session_is_answered(gateway: Running, request_id: object) -> None:
+    async with sse_session(gateway, "vs", TOKEN) as session, httpx2.AsyncClient(timeout=30) as http:
+        headers = {**MCP_HEADERS, "authorization": f"Bearer {TOKEN}"}
+        message = {"jsonrpc": "2.0", "id": request_id, "method": "ping"}
+        response = await http.post(session.messages_url, json=message, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == -32600

@@ -97,3 +97,21 @@ async def test_a_body_that_never_arrives_is_closed(served: int) -> None:
 async def test_ordinary_requests_still_work(served: int) -> None:
     async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{served}", timeout=30) as http:
         assert (await http.post("/api/v1/teams", json={"name": "t1"}, headers={"authorization": f"Bearer {TOKEN}"})).status_code == 201
+
+
+async def test_headers_past_the_size_limit_are_refused_with_431(served: int) -> None:
+    # httptools buffers a request's headers whole, so one client could make Bastion hold hundreds of
+    # megabytes before authentication. One huge header, never finished, and many small ones:
+    one_huge = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (2 << 20)
+    assert b" 431 " in await _closed_by_server(served, one_huge)
+    many = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 100) for i in range(2000))
+    assert b" 431 " in await _closed_by_server(served, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many + b"\r\n")
+
+
+async def test_a_large_body_after_small_headers_is_not_counted_as_headers(served: int) -> None:
+    body = b'{"name": "t-large"' + b" " * (1 << 20) + b"}"
+    async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{served}", timeout=30) as http:
+        headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+        assert (await http.post("/api/v1/teams", content=body, headers=headers)).status_code == 201
+        # and the same connection goes on serving requests with ordinary headers
+        assert (await http.get("/api/v1/teams", headers=headers)).status_code == 200

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import httpx2
 import jwt
@@ -325,3 +326,20 @@ async def test_a_deactivated_users_tokens_stop_working(gateway: Running) -> None
     assert (await initialize(gateway, "vs1", tokens["access_token"])).status_code == 401
     refreshed = await token_request(gateway, client, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [({"code_challenge_method": "plain"}, "invalid_request"), ({"scope": "admin"}, "invalid_scope"), ({"resource": "https://evil.example/mcp"}, "invalid_target")],
+    ids=["plain-pkce", "unknown-scope", "foreign-resource"],
+)
+async def test_error_redirects_name_the_issuer_too(gateway: Running, change: dict[str, str], error: str) -> None:
+    # RFC 9207: all authorization responses, error responses included, carry `iss`.
+    url = authorize_url(gateway, await register(gateway), "vs1", Pkce(), state="s-2")
+    base, _, params = url.partition("?")
+    url = f"{base}?{urlencode({**dict(parse_qsl(params)), **change})}"
+    async with httpx2.AsyncClient(timeout=30) as http:
+        answer = await http.get(url)
+    assert answer.status_code in (302, 303), answer.text
+    found = query(answer.headers["location"])
+    assert found["error"] == error and found["state"] == "s-2" and found["iss"] == gateway.base_url

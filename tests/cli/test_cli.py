@@ -168,6 +168,16 @@ def test_token_sent_as_bearer_and_never_printed(stub: Stub) -> None:
     assert_clean(result)
 
 
+@pytest.mark.parametrize("token", ["jeton-é", "two\nlines", "tab\there"], ids=["non-ascii", "newline", "tab"])
+@pytest.mark.parametrize("command", [("upstreams", "list"), ("tools", "call", "dev", "files__read")], ids=["rest", "mcp"])
+def test_a_token_that_cannot_go_in_a_header_is_a_clear_error(stub: Stub, token: str, command: tuple[str, ...]) -> None:
+    result = run(stub, *command, token=token)
+    assert result.exit_code == 1, result.output
+    assert "token" in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert token not in result.stderr
+    assert not stub.requests
+
+
 def test_options_on_group_override_env(stub: Stub) -> None:
     result = CliRunner().invoke(
         upstreams, ["--url", stub.url, "--token", "other", "list"], env={"BASTION_URL": "http://127.0.0.1:9"}

@@ -82,3 +82,21 @@ async def test_servers_policy_sets_replaces_and_clears(gateway: Running, tmp_pat
     cleared = await run(gateway, "servers", "policy", "vs", "--clear")
     assert cleared.exit_code == 0, cleared.stderr
     assert (await gateway.api.get("/api/v1/servers/vs")).json()["policy"] is None
+
+
+async def test_tools_call_reports_the_gateways_refusal_in_its_own_words(gateway: Running) -> None:
+    # The SDK client turns an HTTP 403/404 into a bare "MCP error -32603/-32601": the CLI says why.
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "one", "upstreams": ["fx"]})
+    await gateway.create_server({"name": "two", "upstreams": ["fx"]})
+    created = await gateway.api.post("/api/v1/tokens", json={"name": "one-only", "servers": ["one"], "permissions": ["mcp"]})
+    env = {"BASTION_URL": gateway.base_url, "BASTION_TOKEN": created.json()["token"], "NO_PROXY": "127.0.0.1,localhost"}
+    args = ["tools", "call", "two", "fx__echo", "--arg", "text=hi"]
+    refused = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(cli, args, env=env))
+    assert refused.exit_code == 1
+    assert "may not use the virtual server 'two'" in refused.stderr
+    missing = await run(gateway, "tools", "call", "nosuch", "fx__echo", "--json")
+    assert missing.exit_code == 1
+    assert json.loads(missing.stderr)["error"] == {"title": "Not found", "detail": "virtual server 'nosuch' does not exist", "status": 404}
+    called = await run(gateway, "tools", "call", "one", "fx__echo", "--arg", "text=hi")
+    assert called.exit_code == 0, called.stderr

@@ -160,6 +160,23 @@ async def test_env_values_never_returned(any_db_gateway: Running) -> None:
     assert (await api.get("/api/v1/upstreams/fx")).json()["env"] == {"FX_TOKEN": "********"}
 
 
+async def test_a_masked_value_sent_back_keeps_the_stored_secret(gateway: Running) -> None:
+    # A client that GETs an upstream, edits it and PATCHes it back sends the mask: it must not become
+    # the credential the upstream is sent.
+    api = gateway.api
+    body = {**stdio_fixture("fx"), "env": {"FX_TOKEN": "env-s3cret", "FX_OTHER": "o"}}
+    assert (await api.post("/api/v1/upstreams", json=body)).status_code == 201
+    shown = (await api.get("/api/v1/upstreams/fx")).json()
+    edited = {"env": {**shown["env"], "FX_OTHER": "new", "FX_ADDED": "a"}, "isolation": "shared"}
+    patched = await api.patch("/api/v1/upstreams/fx", json=edited)
+    assert patched.status_code == 200, patched.text
+    stored = gateway.bastion.gateway.snapshot.upstreams["fx"].spec.env
+    assert stored == {"FX_TOKEN": "env-s3cret", "FX_OTHER": "new", "FX_ADDED": "a"}
+    unknown = await api.patch("/api/v1/upstreams/fx", json={"env": {"FX_NEW": "********"}})
+    assert_problem(unknown, 400)
+    assert "FX_NEW" in unknown.json()["detail"]
+
+
 async def test_header_values_never_returned(any_db_gateway: Running) -> None:
     api = any_db_gateway.api
     secret = "hdr-s3cret-value-1234"

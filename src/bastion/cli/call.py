@@ -14,7 +14,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.cli.errors import sole_exception
-from bastion.cli.http import Api, api_command, fail
+from bastion.cli.http import Api, api_command, fail, problem_of
 from bastion.cli.output import emit, message
 from bastion.core.client_config import mcp_url
 
@@ -43,9 +43,19 @@ def _arguments(raw: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
     return arguments
 
 
-async def _call(api: Api, server: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+async def _call(
+    api: Api, server: str, tool: str, arguments: dict[str, Any], refusals: list[httpx2.Response]
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None)) as http:
+
+    async def keep_refusal(response: httpx2.Response) -> None:
+        # The SDK turns an HTTP refusal into a bare JSON-RPC error: keep the gateway's own words.
+        if response.status_code >= 400 and response.headers.get("content-type", "").startswith("application/problem+json"):
+            await response.aread()
+            refusals.append(response)
+
+    timeout = httpx2.Timeout(30.0, read=None)
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout, event_hooks={"response": [keep_refusal]}) as http:
         streams = streamable_http_client(mcp_url(api.url, server), http_client=http)
         async with Client(streams, mode="auto") as client:
             result = await client.call_tool(tool, arguments)
@@ -74,10 +84,14 @@ def _print_result(result: dict[str, Any]) -> None:
 def call(server: str, tool: str, raw_args: str | None, pairs: tuple[str, ...], api: Api) -> None:
     """Call TOOL (its name on virtual server SERVER) with JSON arguments; exit 1 if the tool failed."""
     arguments = _arguments(raw_args, pairs)
+    refusals: list[httpx2.Response] = []
     try:
-        result = anyio.run(_call, api, server, tool, arguments)
+        result = anyio.run(_call, api, server, tool, arguments, refusals)
     except BaseException as exc:
         inner = sole_exception(exc)
+        if refusals and isinstance(inner, MCPError | httpx2.HTTPStatusError):
+            title, detail = problem_of(refusals[-1])
+            fail(f"{title}: {detail}" if detail else title, title=title, detail=detail, status=refusals[-1].status_code)
         if isinstance(inner, MCPError):
             fail(f"{inner.message} (MCP error {inner.code})", title="MCP error", detail=inner.message)
         if isinstance(inner, httpx2.HTTPStatusError):

@@ -57,7 +57,7 @@ def seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _problem(response: httpx2.Response) -> tuple[str, str]:
+def problem_of(response: httpx2.Response) -> tuple[str, str]:
     """The title and detail of a problem+json body, falling back to the status line."""
     title = f"HTTP {response.status_code}"
     if response.reason_phrase:
@@ -113,7 +113,7 @@ class Api:
         except httpx2.HTTPError as exc:
             fail(f"request to the gateway at {base} failed: {exc}")
         if response.status_code >= 400:
-            title, detail = _problem(response)
+            title, detail = problem_of(response)
             fail(f"{title}: {detail}" if detail else title, title=title, detail=detail, status=response.status_code)
         if response.status_code == 204 or not response.content:
             return None
@@ -186,7 +186,11 @@ def current_api(as_json: bool = False) -> Api:
     ctx = click.get_current_context()
     conn: dict[str, str] = ctx.meta.get(_META_KEY, {})
     url = conn.get("url", DEFAULT_URL)
-    return Api(url=url, token=conn.get("token") or stored_token(url), as_json=as_json)
+    token = conn.get("token") or stored_token(url)
+    if token is not None and not all(" " <= ch <= "~" for ch in token):
+        # It cannot go in a header: say so, rather than a traceback or "cannot reach the gateway".
+        fail("the token (--token or BASTION_TOKEN) holds control or non-ASCII characters: check how it was copied")
+    return Api(url=url, token=token, as_json=as_json)
 
 
 

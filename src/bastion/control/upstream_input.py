@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -147,6 +148,8 @@ def _valid_host(host: str) -> bool:
 def check_url(url: str | None, field: str = "url") -> str:
     if not url:
         raise BadRequest(f"an HTTP upstream needs a {field!r}")
+    if any(ch <= " " or ch == "\x7f" for ch in url):
+        raise BadRequest(f"{field} must not contain spaces or control characters (percent-encode them)")
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
@@ -201,6 +204,32 @@ def _apply_auth(data: UpstreamInput) -> tuple[dict[str, str], UpstreamAuth | Non
     return headers, None
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Refuse header names that are not HTTP tokens and values with control or non-ASCII characters
+    (a CR/LF would split the request; the HTTP client cannot send either). Values are never echoed."""
+    for name, value in headers.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise BadRequest(f"header name {name[:100]!r} is not a valid HTTP header name")
+        if not _HEADER_VALUE.fullmatch(value):
+            raise BadRequest(f"the value of header {name!r} must be printable ASCII (no control characters)")
+
+
+def check_process(command: str, args: list[str], env: dict[str, str]) -> None:
+    """Refuse what no process can be started with: NUL bytes, and environment names that are
+    empty or hold `=` (the OS would read them as another variable)."""
+    if "\x00" in command or any("\x00" in arg for arg in args):
+        raise BadRequest("'command' and 'args' must not contain NUL characters")
+    for name, value in env.items():
+        if not name or "=" in name or "\x00" in name:
+            raise BadRequest(f"environment variable name {name[:100]!r} must be non-empty without '=' or NUL")
+        if "\x00" in value:
+            raise BadRequest(f"the value of environment variable {name!r} must not contain NUL characters")
+
+
 def _openapi(data: UpstreamInput) -> tuple[str | None, OpenApiSource | None]:
     """The document's URL and the source settings of a transport-openapi upstream."""
     given = ("spec_url", "spec", "base_url", "include", "exclude")
@@ -244,11 +273,13 @@ def to_spec(data: UpstreamInput) -> UpstreamSpec:
     if data.transport == "stdio" and data.auth is not None and not isinstance(data.auth, NoAuth):
         raise BadRequest("a stdio upstream takes its credentials in 'env', not 'auth'")
     headers, auth = _apply_auth(data)
+    check_headers(headers)
     if data.transport == "stdio":
         if not data.command or not data.command.strip():
             raise BadRequest("a stdio upstream needs a 'command'")
         if data.url or data.headers:
             raise BadRequest("a stdio upstream takes 'command', 'args' and 'env', not 'url' or 'headers'")
+        check_process(data.command, data.args, data.env)
     else:
         if openapi is None:
             check_url(data.url)

@@ -32,6 +32,7 @@ from bastion.core.models import (
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.core.transforms import ToolTransform
+from bastion.core.yaml_text import AliasBomb, load_yaml
 
 DOC_VERSION: Literal[1] = 1
 _REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -145,7 +146,9 @@ def dump(doc: ConfigDoc) -> dict[str, Any]:
 def read_document(text: str | bytes) -> ConfigDoc:
     """A YAML (or JSON) document, checked; BadRequest saying where it is wrong."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except AliasBomb as exc:
+        raise BadRequest(f"the configuration is refused: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -18,6 +18,9 @@ from bastion.core.models import Selection
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 LOCATIONS = ("path", "query", "header", "cookie")
 MAX_DEPTH = 24
+MAX_SCHEMA_NODES = 200_000
+"""Most nodes the schemas of one document may expand to once references are inlined: a few kilobytes
+of references, each doubling the one before, would otherwise expand to gigabytes."""
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
@@ -33,6 +36,13 @@ _SCHEMA_KEYS = (
 
 class SpecError(ValueError):
     """The document is not an OpenAPI document this can read (the message says why)."""
+
+
+class ArgumentError(ValueError):
+    """A call's arguments cannot make the operation's request (the message says why, not the value)."""
+
+
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,7 @@ class _Resolver:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.cache: dict[str, Any] = {}
+        self.nodes = 0
 
     def lookup(self, ref: str) -> Any:
         if not ref.startswith("#/"):
@@ -115,6 +126,9 @@ class _Resolver:
 
     def schema(self, node: Any, seen: tuple[str, ...] = ()) -> Any:
         """`node` with every local $ref inlined; a cycle (or excessive depth) becomes `{}` (any)."""
+        self.nodes += 1
+        if self.nodes > MAX_SCHEMA_NODES:
+            raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes once references are inlined")
         if isinstance(node, list):
             return [self.schema(v, seen) for v in node]
         if not isinstance(node, dict):
@@ -338,16 +352,23 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     cookies: list[str] = []
     for param in op.params:
         if param.argument not in arguments:
+            if param.location == "path":
+                raise ArgumentError(f"missing the path parameter {param.argument!r}")
             continue
         value = arguments[param.argument]
         if isinstance(value, list) and param.delimiter is not None:
             value = param.delimiter.join(_text(v) for v in value if v is not None)
         if param.location == "path":
+            # A dot segment would be removed by URL normalisation and reach another path of the API.
+            if _text(value) in ("", ".", ".."):
+                raise ArgumentError(f"the path parameter {param.argument!r} must not be empty, '.' or '..'")
             path = path.replace("{" + param.name + "}", quote(_text(value), safe=""))
         elif param.location == "query":
             values = value if isinstance(value, list) else [value]
             query.extend((param.name, _text(v)) for v in values if v is not None)
         elif param.location == "header":
+            if not _HEADER_VALUE.fullmatch(_text(value)):
+                raise ArgumentError(f"the header parameter {param.argument!r} must be printable ASCII")
             headers[param.name] = _text(value)
         else:
             cookies.append(f"{param.name}={quote(_text(value), safe='')}")

@@ -20,6 +20,7 @@ from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcEr
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import (
     MULTIPART,
+    ArgumentError,
     Operation,
     SpecError,
     as_openapi3,
@@ -29,6 +30,7 @@ from bastion.core.openapi_ops import (
     operations,
 )
 from bastion.core.ports import CallHooks
+from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import ResponseTooLarge, fetch
@@ -45,9 +47,11 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         doc = json.loads(raw)
     except ValueError:
         try:
-            doc = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            doc = load_yaml(raw)
+        except (yaml.YAMLError, RecursionError):
             raise UpstreamProtocolError(f"{what} is neither JSON nor YAML") from None
+        except AliasBomb as exc:
+            raise UpstreamProtocolError(f"{what}: {exc}") from None
     if not isinstance(doc, dict):
         raise UpstreamProtocolError(f"{what} is not an OpenAPI document (not an object)")
     return doc
@@ -166,7 +170,10 @@ class OpenApiUpstream:
         if op is None:
             raise UpstreamRpcError(f"{self._what} has no operation {name!r} (any more)", -32602)
         arguments = (params or {}).get("arguments") or {}
-        call = http_call(op, arguments if isinstance(arguments, dict) else {})
+        try:
+            call = http_call(op, arguments if isinstance(arguments, dict) else {})
+        except ArgumentError as exc:
+            return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
         headers = {**self.spec.headers, **call.headers, "Accept": "application/json, */*;q=0.5"}
         query: list[tuple[str, str | int | float | bool | None]] = list(call.query)
         auth = self.spec.auth

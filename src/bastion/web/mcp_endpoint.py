@@ -48,7 +48,14 @@ from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
 from bastion.web.errors import to_mcp_error
 from bastion.web.fast_stream import RETRY_MS
-from bastion.web.mcp_fast import CACHE_HINTED_METHODS, guarded_body, replayed, serve_fast, serve_resume
+from bastion.web.mcp_fast import (
+    CACHE_HINTED_METHODS,
+    guarded_body,
+    refused_request_id,
+    replayed,
+    serve_fast,
+    serve_resume,
+)
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
@@ -329,7 +336,7 @@ class McpFront:
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = await guarded_body(receive, send, self._max_body)  # the size and depth rules, as on /mcp
-        if body is None:
+        if body is None or await refused_request_id(body, send):
             return
         front = await self._front(name)
         await front.sse.handle_post_message(_owned(scope), replayed(body, receive), send)

@@ -210,6 +210,24 @@ async def guarded_body(receive: Receive, send: Send, max_body: int) -> bytes | N
     return body
 
 
+async def refused_request_id(body: bytes, send: Send) -> bool:
+    """Answer 400 -32600 to a request (it names a method) whose `id` is there but is not a string or
+    an integer, and say whether it did. The SDK reads such a message as a notification and never
+    answers it, so the client would wait forever. Only for bodies bound for the SDK: it parses."""
+    try:
+        message = loads(body)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or "method" not in message or "id" not in message:
+        return False
+    request_id = message["id"]
+    if not isinstance(request_id, bool) and isinstance(request_id, str | int):
+        return False
+    error = {"code": -32600, "message": "a request's id must be a string or an integer"}
+    await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+    return True
+
+
 async def serve_fast(
     server: str,
     pipeline: Next,
@@ -238,7 +256,8 @@ async def serve_fast(
     else:
         message = None
     if message is None:
-        await fallback(replayed(body, receive))
+        if not await refused_request_id(body, send):
+            await fallback(replayed(body, receive))
         return
     client = scope.get("client")
     address, traced = (str(client[0]) if client else None), trace_headers(headers)

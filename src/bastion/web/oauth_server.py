@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
@@ -105,6 +106,21 @@ def _json(produce: Callable[[], Awaitable[dict[str, Any]]], max_age: int) -> ASG
     return _cors(request_response(endpoint), ["GET", "OPTIONS"])
 
 
+def _naming_issuer(handle: Callable[[Request], Awaitable[Response]], issuer: str) -> Callable[[Request], Awaitable[Response]]:
+    """RFC 9207: every authorization response names the issuer, errors included. The SDK's handler
+    sends its own error redirects (bad PKCE method, unknown scope or resource) without `iss`."""
+
+    async def handled(request: Request) -> Response:
+        response = await handle(request)
+        location = response.headers.get("location")
+        if response.status_code in (302, 303) and location and "iss" not in dict(parse_qsl(urlsplit(location).query)):
+            joiner = "&" if urlsplit(location).query else "?"
+            response.headers["location"] = f"{location}{joiner}{urlencode({'iss': issuer})}"
+        return response
+
+    return handled
+
+
 def authorization_server_endpoints(
     server: AuthorizationServer, consent: ConsentPage, registrations: RegistrationLimit
 ) -> PublicEndpoints:
@@ -121,7 +137,11 @@ def authorization_server_endpoints(
         Route(METADATA_PATH, _json(metadata, 300), methods=["GET", "OPTIONS"]),
         # Short cache: a rotated key must reach verifiers elsewhere soon.
         Route(JWKS_PATH, _json(server.keys.jwks, 60), methods=["GET", "OPTIONS"]),
-        Route("/authorize", _limited(request_response(AuthorizationHandler(server).handle)), methods=["GET", "POST"]),
+        Route(
+            "/authorize",
+            _limited(request_response(_naming_issuer(AuthorizationHandler(server).handle, issuer))),
+            methods=["GET", "POST"],
+        ),
         Route(
             "/token", _cors(_limited(request_response(token.handle)), ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
         ),

@@ -26,7 +26,14 @@ from bastion.web.rest.access import (
     sees_upstream,
     visible_upstream,
 )
-from bastion.web.rest.common import KIND_FIELDS, counts_by_upstream, read_json, require_object, upstream_json
+from bastion.web.rest.common import (
+    KIND_FIELDS,
+    REDACTED,
+    counts_by_upstream,
+    read_json,
+    require_object,
+    upstream_json,
+)
 from bastion.web.rest.duplicates import pair_json
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
@@ -47,6 +54,24 @@ def _keep_client_secret(body: dict[str, Any], old: UpstreamSpec) -> dict[str, An
         secret = getattr(old.auth, "client_secret", None)
         if old.auth is not None and auth.get("type") == old.auth.type and secret is not None:
             return body | {"auth": auth | {"client_secret": secret}}
+    return body
+
+
+def _keep_masked(body: dict[str, Any], old: UpstreamSpec) -> dict[str, Any]:
+    """A header or variable given back as shown (`********`) keeps its stored value: a GET edited and
+    sent back as a PATCH must not replace the secrets with the mask."""
+    for field, stored in (("headers", old.headers), ("env", old.env)):
+        given = body.get(field)
+        if not isinstance(given, dict) or REDACTED not in given.values():
+            continue
+        kept = {}
+        for key, value in given.items():
+            if value == REDACTED:
+                if key not in stored:
+                    raise BadRequest(f"{field} {key!r}: {REDACTED} is how Bastion shows a stored value; give the value")
+                value = stored[key]
+            kept[key] = value
+        body = body | {field: kept}
     return body
 
 
@@ -125,7 +150,7 @@ def upstream_routes(
                 f"the stored credentials of upstream {name!r} cannot be opened; give 'headers', 'env' or 'auth' "
                 "anew to replace them"
             )
-        body = _keep_client_secret(body, old)
+        body = _keep_masked(_keep_client_secret(body, old), old)
         owned = await ownership(principal_of(request), body, team_exists, old)
         merged = old.model_dump(exclude={"credentials_error", "origin", *_OWNERSHIP}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:

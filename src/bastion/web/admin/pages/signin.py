@@ -36,6 +36,9 @@ def routes(ui: Ui, logout_hook: LogoutHook | None = None) -> list[Route]:
         form = await request.form()
         email, password = str(form.get("email") or ""), str(form.get("password") or "")
         target = landing(form.get("next"))
+        if not ui.sessions.same_origin(request):
+            # Login CSRF: another site's form would sign this browser in as the attacker's account.
+            return ui.render(request, None, "login.html", 403, next=target, error="Sign in from Bastion's own page.")
         reply = await ui.api(None, "POST", "/api/v1/auth/login", request, body={"email": email, "password": password})
         if not reply.ok or not isinstance(reply.body, dict):
             status = 429 if reply.status == 429 else 401 if reply.status in (400, 401) else reply.status
