@@ -170,3 +170,22 @@ async def test_a_rest_upstream_survives_a_restart(tmp_path: Path, service: Any) 
         shown = (await gateway.api.get("/api/v1/upstreams/pets")).json()
         assert shown["openapi"]["include"]["tags"] == ["auth"] and shown["auth"]["value"] == "********"
         assert json.loads((await call(gateway, "pets__whoami", {}))["content"][0]["text"]) == {"via": "query"}
+
+
+async def test_a_query_key_sent_back_as_shown_keeps_the_stored_key(gateway: Running, service: Any) -> None:
+    # GET shows the key as ********; a client that PATCHes what it read must not make the mask the key.
+    base, _, _ = service
+    await pets(gateway, base, auth={"type": "api_key_query", "name": "api_key", "value": API_KEY}, include={"tags": ["auth"]})
+    shown = (await gateway.api.get("/api/v1/upstreams/pets")).json()
+    patched = await gateway.api.patch("/api/v1/upstreams/pets", json={"auth": shown["auth"]})
+    assert patched.status_code == 200, patched.text
+    assert json.loads((await call(gateway, "pets__whoami", {}))["content"][0]["text"]) == {"via": "query"}
+    renamed = await gateway.api.patch("/api/v1/upstreams/pets", json={"auth": {**shown["auth"], "name": "key"}})
+    assert renamed.status_code == 200, renamed.text
+    spec = gateway.bastion.gateway.snapshot.upstreams["pets"].spec
+    assert spec.auth is not None and spec.auth.value == API_KEY  # type: ignore[union-attr]
+    masked = await gateway.api.patch("/api/v1/upstreams/pets", json={"auth": None})
+    assert masked.status_code == 200, masked.text
+    refused = await gateway.api.patch("/api/v1/upstreams/pets", json={"auth": shown["auth"]})
+    body = assert_problem(refused, 400)
+    assert "********" in body["detail"]

@@ -48,12 +48,20 @@ _OWNERSHIP = ("team", "owner", "visibility")
 
 
 def _keep_client_secret(body: dict[str, Any], old: UpstreamSpec) -> dict[str, Any]:
-    """A PATCH of OAuth settings may leave out the (write-only) client secret to keep the stored one."""
+    """A PATCH of `auth` may leave out its write-only secret (an OAuth client secret, a query API key's
+    value), or give it back as shown (`********`), to keep the stored one; a mask where nothing is
+    stored is refused rather than stored as the secret."""
     auth = body.get("auth")
-    if isinstance(auth, dict) and "client_secret" not in auth:
-        secret = getattr(old.auth, "client_secret", None)
-        if old.auth is not None and auth.get("type") == old.auth.type and secret is not None:
-            return body | {"auth": auth | {"client_secret": secret}}
+    if not isinstance(auth, dict):
+        return body
+    field = "value" if auth.get("type") == "api_key_query" else "client_secret"
+    if field in auth and auth[field] != REDACTED:
+        return body
+    stored = getattr(old.auth, field, None) if old.auth is not None and auth.get("type") == old.auth.type else None
+    if stored is not None:
+        return body | {"auth": auth | {field: stored}}
+    if auth.get(field) == REDACTED:
+        raise BadRequest(f"auth {field!r}: {REDACTED} is how Bastion shows a stored value; give the value")
     return body
 
 
