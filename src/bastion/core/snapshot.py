@@ -12,7 +12,7 @@ from typing import Any
 from bastion.core.compose import ServerView, compose, select_items
 from bastion.core.models import CatalogItem, Upstream, VirtualServerSpec
 from bastion.core.ownership import Clash
-from bastion.core.pinning import Approval, PinBook, apply_pins
+from bastion.core.pinning import Approval, PinBook, PinMemo, apply_pins
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Snapshot:
     pins: PinBook = field(default_factory=PinBook)
     inputs: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
     """Per virtual server, what its view was composed from (to reuse the view when none of it changed)."""
+    pin_memo: PinMemo = field(default_factory=PinMemo, compare=False, repr=False)
+    """The definition hashes and waiting approvals this build made, for the next build to reuse."""
 
 
 def _inputs(spec: VirtualServerSpec, items: tuple[CatalogItem, ...], upstreams: Mapping[str, Upstream]) -> tuple[Any, ...]:
@@ -52,7 +54,8 @@ def build_snapshot(
     A server whose inputs are those of its view in `previous` keeps that view (and what it cached)."""
     by_name = {u.spec.name: u for u in upstreams}
     pins = pins or PinBook()
-    marked, approvals = apply_pins(items, {n: u.spec.pin for n, u in by_name.items()}, pins.records)
+    memo = PinMemo(previous.pin_memo if previous is not None else None)
+    marked, approvals = apply_pins(items, {n: u.spec.pin for n, u in by_name.items()}, pins.records, memo)
     all_items = tuple(sorted(marked, key=lambda i: (i.upstream, i.kind, i.gateway_name)))
     servers: dict[str, ServerView] = {}
     problems: dict[str, tuple[str, ...]] = {}
@@ -79,4 +82,5 @@ def build_snapshot(
         approvals=tuple(approvals),
         pins=pins,
         inputs=inputs,
+        pin_memo=memo,
     )
