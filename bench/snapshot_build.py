@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+
+from loop_stall import stalled
 
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.pinning import PinBook, approve
@@ -34,29 +37,9 @@ def catalog(upstreams: int, tools: int, pin: str = "new") -> tuple[list[Upstream
     return ups, items, pins
 
 
-async def worst_stall(build: object, inline: bool) -> float:
+async def worst_stall(build: Callable[[], object], inline: bool) -> float:
     """The longest gap between 1 ms ticks of the loop while the snapshot is built."""
-    worst = 0.0
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        nonlocal worst
-        last = time.perf_counter()
-        while not done.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            worst = max(worst, now - last)
-            last = now
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    if inline:
-        build()  # type: ignore[operator]
-    else:
-        await asyncio.to_thread(build)  # type: ignore[arg-type]
-    done.set()
-    await task
-    return worst
+    return (await stalled(build if inline else lambda: asyncio.to_thread(build)))[1]
 
 
 def main() -> None:

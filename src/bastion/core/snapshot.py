@@ -51,7 +51,8 @@ def build_snapshot(
 ) -> Snapshot:
     """Compose every virtual server leniently: a refresh must not take a whole server down.
     Items whose definitions are not approved are marked (and quarantined) per their upstream's pin.
-    A server whose inputs are those of its view in `previous` keeps that view (and what it cached)."""
+    A server whose inputs are those of its view in `previous` keeps that view (and what it cached);
+    a `discovery: "search"` server's view comes with its search index built."""
     by_name = {u.spec.name: u for u in upstreams}
     pins = pins or PinBook()
     memo = PinMemo(previous.pin_memo if previous is not None else None)
@@ -67,6 +68,10 @@ def build_snapshot(
             view, found = previous.servers[spec.name], list(previous.problems.get(spec.name, ()))
         else:
             view, found = compose(spec, all_items, by_name, strict=False)
+            if spec.discovery == "search":
+                # Built with the snapshot (Gateway.rebuild runs this in a worker thread), not by the
+                # first search on the event loop: 10,000 tools take about a second.
+                view.tool_index()
         servers[spec.name] = view
         if found:
             problems[spec.name] = tuple(found)
