@@ -7,15 +7,34 @@ against the rest (incremental). Prints timings and what was found; never fails o
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from catalog_gen import catalog
+from loop_stall import stalled
 
+from bastion.control.duplicates import Duplicates
 from bastion.core.duplicates import DuplicateIndex, duplicates_of, find_duplicates
+from bastion.core.snapshot import Snapshot
+
+
+async def first_requests(items: list[Any]) -> None:
+    """The gateway's first duplicates request and a registration's incremental check on a new
+    snapshot (control/duplicates.py), and the event loop's longest stall meanwhile (before issue
+    12's follow-up they ran on the loop: the stall was the whole computation)."""
+    gateway = SimpleNamespace(snapshot=Snapshot(items=tuple(items), version=1))
+    duplicates = Duplicates(gateway)  # type: ignore[arg-type]
+    took, worst = await stalled(duplicates.groups)
+    print(f"first GET /api/v1/catalog/duplicates (index + groups): {took * 1000:.0f} ms, longest event-loop stall {worst * 1000:.1f} ms")
+    gateway.snapshot = Snapshot(items=tuple(items), version=2)
+    took, worst = await stalled(lambda: duplicates.of_upstream("up3"))
+    print(f"registration's duplicates on a new snapshot (index + one upstream): {took * 1000:.0f} ms, longest stall {worst * 1000:.1f} ms")
 
 
 def main() -> None:
@@ -45,6 +64,7 @@ def main() -> None:
     incremental = time.process_time() - start
     print(f"index build {built * 1000:.0f} ms; one upstream's {len(index.indices_of('up3'))} tools against the rest: "
           f"{incremental * 1000:.0f} ms CPU, {len(pairs)} pairs")
+    asyncio.run(first_requests(items))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from bastion.core.compose import compose
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
-from bastion.core.pinning import apply_pins, approve, definition_diff, definition_hash, reject
+from bastion.core.pinning import PinMemo, apply_pins, approve, definition_diff, definition_hash, reject
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 ECHO = {"name": "echo", "description": "Return the text.", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}
@@ -72,3 +73,21 @@ def test_a_quarantined_tool_is_not_listed_and_is_named_as_held() -> None:
     assert [d["name"] for d in view.lists["tool"]] == ["fx__echo"]
     assert set(view.quarantined) == {("tool", "fx__fresh")}
     assert problems == []
+
+
+def test_a_rebuild_reuses_the_hashes_and_approvals_of_unchanged_definitions_and_only_those() -> None:
+    record = approve(tool("echo", ECHO), "admin", NOW)
+    items = [tool("echo", {**ECHO, "description": "Leak it."}), tool("fresh", {"name": "fresh", "annotations": {"readOnlyHint": 1}})]
+    first = PinMemo()
+    _, before = apply_pins(items, {"fx": "block"}, [record], first)
+    # The same definitions, parsed anew (as a rebuild reads them from the store).
+    again = [i.model_copy(update={"definition": json.loads(json.dumps(i.definition))}) for i in items]
+    _, reused = apply_pins(again, {"fx": "block"}, [record], PinMemo(first))
+    assert all(a is b for a, b in zip(reused, before, strict=True))
+    assert reused == apply_pins(again, {"fx": "block"}, [record])[1]
+    # A value equal in Python but not in JSON (1 == True) is a change: new hash, new approval.
+    retyped = [again[0], tool("fresh", {"name": "fresh", "annotations": {"readOnlyHint": True}})]
+    _, after = apply_pins(retyped, {"fx": "block"}, [record], PinMemo(first))
+    assert after[0] is before[0]
+    assert after[1].new_hash == definition_hash("tool", retyped[1].definition) != before[1].new_hash
+    assert after[1].id != before[1].id

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import marshal
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -105,13 +106,60 @@ def definition_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
     )
 
 
-def item_status(item: CatalogItem, record: PinRecord | None) -> PinStatus | None:
+class PinMemo:
+    """The hashes and waiting approvals one build worked out, for the next to reuse: a rebuild of
+    a catalog whose unapproved definitions did not change hashes none of them again. Pure; the
+    caller carries it from build to build (the snapshot does)."""
+
+    def __init__(self, previous: PinMemo | None = None) -> None:
+        self.hashes: dict[bytes, str] = {}
+        """Definition hashes by their pinned view's marshal form, as this build used them."""
+        self.approvals: dict[tuple[str | None, ...], Approval] = {}
+        """Waiting approvals, as this build listed them."""
+        self._old_hashes = previous.hashes if previous is not None else {}
+        self._old_approvals = previous.approvals if previous is not None else {}
+
+    def hash(self, view: dict[str, Any]) -> str:
+        """`definition_hash` of a pinned view. Keyed by the view's marshal form (C-speed, a quarter
+        of the canonical JSON's cost): equal bytes are equal values of equal types (1, 1.0 and
+        true apart), so equal canonical JSON; equal values that encode apart only cost a hash."""
+        try:
+            key = marshal.dumps(view, 2)  # version 2 writes no back-references: the bytes do not depend on object sharing
+        except ValueError:  # a type marshal refuses (a subclass of str or dict): not memoised
+            return hashlib.sha256(canonical(view).encode()).hexdigest()
+        found = self.hashes.get(key) or self._old_hashes.get(key)
+        if found is None:
+            found = hashlib.sha256(canonical(view).encode()).hexdigest()
+        self.hashes[key] = found
+        return found
+
+    def approval(self, item: CatalogItem, change: Change, mode: PinMode, record: PinRecord | None, view: dict[str, Any], new_hash: str) -> Approval:
+        """The waiting approval of `item`, the one the previous build made if nothing it holds changed
+        (its old side is fixed by the approved hash, its new side by `new_hash`)."""
+        old_hash = record.approved_hash if record is not None else None
+        key = (item.upstream, item.kind, item.key, change, mode, old_hash, new_hash)
+        found = self.approvals.get(key) or self._old_approvals.get(key)
+        if found is None:
+            found = Approval(
+                id=approval_id(item.upstream, item.kind, item.key, new_hash),
+                upstream=item.upstream, kind=item.kind, key=item.key, change=change, mode=mode,
+                old=record.approved if record is not None else None, new=view, old_hash=old_hash, new_hash=new_hash,
+            )
+        self.approvals[key] = found
+        return found
+
+    def settle(self) -> None:
+        """Forget what the previous build knew and this one did not use."""
+        self._old_hashes, self._old_approvals = {}, {}
+
+
+def item_status(item: CatalogItem, record: PinRecord | None, memo: PinMemo | None = None) -> PinStatus | None:
     """None when the item's definition is the approved one, else why it is not."""
     current = pinned_view(item.kind, item.definition)
     if record is not None and record.approved is not None and record.approved == current:
         return None
     if record is not None and record.rejected_hash is not None:
-        if record.rejected_hash == definition_hash(item.kind, item.definition):
+        if record.rejected_hash == (memo or PinMemo()).hash(current):
             return "rejected"
     return "changed" if record is not None and record.approved is not None else "new"
 
@@ -124,13 +172,18 @@ def is_held(status: PinStatus | None, mode: PinMode) -> bool:
 
 
 def apply_pins(
-    items: Iterable[CatalogItem], modes: Mapping[str, PinMode], records: Iterable[PinRecord]
+    items: Iterable[CatalogItem],
+    modes: Mapping[str, PinMode],
+    records: Iterable[PinRecord],
+    memo: PinMemo | None = None,
 ) -> tuple[list[CatalogItem], list[Approval]]:
     """Mark each item's pin status (and quarantine) and list the approvals waiting.
 
     Items of upstreams with pin `off` (or unknown) pass unmarked. Rejected definitions are not
-    listed as waiting: they stay held until the upstream changes them again.
+    listed as waiting: they stay held until the upstream changes them again. `memo` (made from the
+    previous build's) spares hashing definitions that did not change and keeps what this build used.
     """
+    memo = memo or PinMemo()
     by_key = {(r.upstream, r.kind, r.key): r for r in records}
     out: list[CatalogItem] = []
     pending: list[Approval] = []
@@ -143,23 +196,14 @@ def apply_pins(
             out.append(item)
             continue
         record = by_key.get(ident)
-        status = item_status(item, record)
+        status = item_status(item, record, memo)
         if status is None:
             out.append(item)
             continue
         out.append(item.model_copy(update={"pin_status": status, "quarantined": is_held(status, mode)}))
         if status != "rejected":
-            new_hash = definition_hash(item.kind, item.definition)
-            pending.append(
-                Approval(
-                    id=approval_id(item.upstream, item.kind, item.key, new_hash),
-                    upstream=item.upstream, kind=item.kind, key=item.key, change=status, mode=mode,
-                    old=record.approved if record is not None else None,
-                    new=pinned_view(item.kind, item.definition),
-                    old_hash=record.approved_hash if record is not None else None,
-                    new_hash=new_hash,
-                )
-            )
+            view = pinned_view(item.kind, item.definition)
+            pending.append(memo.approval(item, status, mode, record, view, memo.hash(view)))
     for ident, record in by_key.items():
         mode = modes.get(record.upstream, "off")
         if ident in seen or mode == "off" or record.approved is None:
@@ -172,6 +216,7 @@ def apply_pins(
             )
         )
     pending.sort(key=lambda a: (a.upstream, a.kind, a.key))
+    memo.settle()
     return out, pending
 
 

@@ -82,29 +82,33 @@ class ToolIndex:
     def __init__(self, names: Iterable[str], definitions: Iterable[Mapping[str, Any]]) -> None:
         self.names = list(names)
         self.definitions = list(definitions)
-        self.postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
         lengths: list[int] = []
         for i, definition in enumerate(self.definitions):
             terms = _terms(definition)
             lengths.append(sum(terms.values()))
             for term, tf in terms.items():
-                self.postings[term].append((i, tf))
+                postings[term].append((i, tf))
         n = max(len(self.names), 1)
         average = (sum(lengths) / n) or 1.0
-        self._norm = [_K1 * (1 - _B + _B * length / average) for length in lengths]
-        self._idf = {t: math.log(1 + (n - len(p) + 0.5) / (len(p) + 0.5)) for t, p in self.postings.items()}
+        norm = [_K1 * (1 - _B + _B * length / average) for length in lengths]
+        # Each term's BM25 contribution to each tool's score does not depend on the query: computed
+        # here, once, a search only adds them up.
+        self.scored: dict[str, list[tuple[int, float]]] = {}
+        for term, found in postings.items():
+            idf = math.log(1 + (n - len(found) + 0.5) / (len(found) + 0.5))
+            self.scored[term] = [(i, idf * tf * (_K1 + 1) / (tf + norm[i])) for i, tf in found]
         self._common = max(n // 2, 50)
 
     def search(self, query: str, limit: int = 10, allowed: Callable[[str], bool] | None = None) -> list[tuple[str, float]]:
         """The best `limit` tools for `query` that `allowed` lets the caller see, with their scores."""
         scores: dict[int, float] = defaultdict(float)
         for term in set(_words(query)):
-            idf = self._idf.get(term)
-            if idf is None or len(self.postings[term]) > self._common:
+            found = self.scored.get(term)
+            if found is None or len(found) > self._common:
                 continue  # unknown, or on most tools: it would cost much and rank little
-            norm = self._norm
-            for i, tf in self.postings[term]:
-                scores[i] += idf * tf * (_K1 + 1) / (tf + norm[i])
+            for i, weight in found:
+                scores[i] += weight
         best: list[tuple[str, float]] = []
         ranked = heapq.nlargest(limit * 4 if allowed else limit, scores.items(), key=lambda s: (s[1], -s[0]))
         for i, score in ranked:

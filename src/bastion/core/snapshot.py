@@ -12,7 +12,7 @@ from typing import Any
 from bastion.core.compose import ServerView, compose, select_items
 from bastion.core.models import CatalogItem, Upstream, VirtualServerSpec
 from bastion.core.ownership import Clash
-from bastion.core.pinning import Approval, PinBook, apply_pins
+from bastion.core.pinning import Approval, PinBook, PinMemo, apply_pins
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class Snapshot:
     pins: PinBook = field(default_factory=PinBook)
     inputs: Mapping[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
     """Per virtual server, what its view was composed from (to reuse the view when none of it changed)."""
+    pin_memo: PinMemo = field(default_factory=PinMemo, compare=False, repr=False)
+    """The definition hashes and waiting approvals this build made, for the next build to reuse."""
 
 
 def _inputs(spec: VirtualServerSpec, items: tuple[CatalogItem, ...], upstreams: Mapping[str, Upstream]) -> tuple[Any, ...]:
@@ -49,10 +51,12 @@ def build_snapshot(
 ) -> Snapshot:
     """Compose every virtual server leniently: a refresh must not take a whole server down.
     Items whose definitions are not approved are marked (and quarantined) per their upstream's pin.
-    A server whose inputs are those of its view in `previous` keeps that view (and what it cached)."""
+    A server whose inputs are those of its view in `previous` keeps that view (and what it cached);
+    a `discovery: "search"` server's view comes with its search index built."""
     by_name = {u.spec.name: u for u in upstreams}
     pins = pins or PinBook()
-    marked, approvals = apply_pins(items, {n: u.spec.pin for n, u in by_name.items()}, pins.records)
+    memo = PinMemo(previous.pin_memo if previous is not None else None)
+    marked, approvals = apply_pins(items, {n: u.spec.pin for n, u in by_name.items()}, pins.records, memo)
     all_items = tuple(sorted(marked, key=lambda i: (i.upstream, i.kind, i.gateway_name)))
     servers: dict[str, ServerView] = {}
     problems: dict[str, tuple[str, ...]] = {}
@@ -64,6 +68,10 @@ def build_snapshot(
             view, found = previous.servers[spec.name], list(previous.problems.get(spec.name, ()))
         else:
             view, found = compose(spec, all_items, by_name, strict=False)
+            if spec.discovery == "search":
+                # Built with the snapshot (Gateway.rebuild runs this in a worker thread), not by the
+                # first search on the event loop: 10,000 tools take about a second.
+                view.tool_index()
         servers[spec.name] = view
         if found:
             problems[spec.name] = tuple(found)
@@ -79,4 +87,5 @@ def build_snapshot(
         approvals=tuple(approvals),
         pins=pins,
         inputs=inputs,
+        pin_memo=memo,
     )

@@ -21,6 +21,8 @@ _LISTS: dict[str, tuple[ItemKind, str]] = {
     "resources/list": ("resource", "resources"),
     "resources/templates/list": ("resource_template", "resourceTemplates"),
 }
+LIST_METHODS = frozenset(_LISTS)
+"""Requests answered from the composed view: no upstream work, nothing to cancel."""
 SERVED_METHODS = frozenset({*_LISTS, "tools/call", "prompts/get", "resources/read", "completion/complete"})
 """The request methods a virtual server answers with one result (the fast path serves these)."""
 SUBSCRIPTION_METHODS = frozenset({"resources/subscribe", "resources/unsubscribe", "subscriptions/listen"})

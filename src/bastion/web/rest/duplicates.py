@@ -25,7 +25,7 @@ def duplicate_routes(duplicates: Duplicates) -> list[Route]:
         seen = {n for n, u in snap.upstreams.items() if can_see(principal, u.spec)}
         only = request.query_params.get("upstream")
         groups = []
-        for found in duplicates.groups():
+        for found in await duplicates.groups():
             # A group is shown only whole: a tool the caller cannot see would be named in its reason.
             if not set(found.upstreams) <= seen or (only and only not in found.upstreams):
                 continue

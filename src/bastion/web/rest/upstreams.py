@@ -134,7 +134,7 @@ def upstream_routes(
             seen = {n for n, u in gateway.snapshot.upstreams.items() if can_see(principal, u.spec)}
             upstream_of = {i.gateway_name: i.upstream for i in gateway.snapshot.items if i.kind == "tool"}
             reply["duplicates"] = [
-                pair_json(p) for p in duplicates.of_upstream(spec.name)
+                pair_json(p) for p in await duplicates.of_upstream(spec.name)
                 if upstream_of.get(p.a) in seen and upstream_of.get(p.b) in seen
             ]
         return JSONResponse(reply, status_code=201)
