@@ -237,6 +237,10 @@ async def test_every_api_path_needs_the_token(any_db_gateway: Running) -> None:
         health = await anon.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "ok"}
+        for probe in ("/healthz", "/readyz"):  # probes are read-only: any other method is a 405 that says so
+            posted = assert_problem(await anon.post(probe, json={}), 405)
+            assert probe in posted["detail"]
+            assert (await anon.delete(probe)).headers["allow"] == "GET, HEAD"
     # Nothing above changed anything.
     assert (await any_db_gateway.api.get("/api/v1/upstreams/fx")).json()["enabled"] is True
     assert (await any_db_gateway.api.get("/api/v1/servers/vs")).status_code == 200

@@ -111,6 +111,10 @@ async def admitted(
 ) -> bool:
     """Answer `/healthz` (alive), `/readyz` (able to serve) and refused requests here; True when the
     request goes on, its principal set. Neither probe needs a token: load balancers call them."""
+    if scope["path"] in PROBES and scope["method"] not in ("GET", "HEAD"):
+        not_allowed = problem(405, "Method not allowed", f"{scope['method']} is not supported on {scope['path']}", {"Allow": "GET, HEAD"})
+        await not_allowed(scope, receive, send)
+        return False
     if scope["path"] == "/healthz":
         await Response(json.dumps({"status": "ok"}), media_type="application/json")(scope, receive, send)
         return False
