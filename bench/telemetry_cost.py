@@ -148,6 +148,7 @@ def otlp_receiver(sampler: str) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
     os.environ["OTEL_TRACES_SAMPLER"] = sampler
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = "1000000"  # every span exported and counted, none dropped
     try:
         yield
     finally:
