@@ -44,10 +44,11 @@ def parse_traceparent(traceparent: str, tracestate: str | None = None) -> Parent
     if found is None:
         return None
     version, trace, span, flags, rest = found.groups()
-    if version == "ff" or (version == "00" and rest) or set(trace) == {"0"} or set(span) == {"0"}:
+    trace_id, span_id = int(trace, 16), int(span, 16)
+    if version == "ff" or (version == "00" and rest) or not trace_id or not span_id:
         return None
-    state = tracestate.strip() if isinstance(tracestate, str) else None
-    return Parent(int(trace, 16), int(span, 16), bool(int(flags, 16) & 1), state if state and len(state) <= _MAX_TRACESTATE else None)
+    state = tracestate.strip() if tracestate else None
+    return Parent(trace_id, span_id, bool(int(flags, 16) & 1), state if state and len(state) <= _MAX_TRACESTATE else None)
 
 
 class Sampler:
@@ -129,9 +130,11 @@ class Tracer:
         self.sampler = sampler
         self.emit = emit
 
-    def request(self, name: str, kind: int, attributes: dict[str, Any], parent: Parent | None) -> Span:
+    def request(self, kind: int, parent: Parent | None) -> Span:
+        """A request's root span, nameless: the caller names a recording one (and only then
+        builds its attributes, so an unsampled request costs one small object)."""
         trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
         emit = self.emit if self.sampler.sampled(trace_id, parent) else None
         if parent is None:
-            return Span(emit, trace_id, 0, name, kind, attributes)
-        return Span(emit, trace_id, parent.span_id, name, kind, attributes, parent.tracestate, remote=True)
+            return Span(emit, trace_id, 0, "", kind, {})
+        return Span(emit, trace_id, parent.span_id, "", kind, {}, parent.tracestate, remote=True)

@@ -26,9 +26,11 @@ def observe_stage(observers: Sequence[CallObserver], tracer: Tracer | None = Non
     async def observe(ctx: CallContext, call_next: Next) -> Result:
         if tracer is None:
             return await _observed(ctx, call_next, observers, None)
-        attributes = request_attributes(ctx)
-        name = f"{ctx.method} {attributes.get('gen_ai.tool.name') or attributes.get('gen_ai.prompt.name') or ''}".rstrip()
-        span = tracer.request(name, SERVER, attributes, incoming_parent(ctx))
+        span = tracer.request(SERVER, incoming_parent(ctx))
+        if span.recording:
+            attributes = span.attributes = request_attributes(ctx)
+            item = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
+            span.name = f"{ctx.method} {item}" if item else ctx.method
         token = current_span.set(span)
         try:
             return await _observed(ctx, call_next, observers, span)

@@ -2,13 +2,13 @@
 
 On when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT is set (and neither
 OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says otherwise). OTEL_TRACES_SAMPLER(_ARG) pick
-the sampler, the SDK's Resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, the SDK's
-OTLP/HTTP exporter reads the endpoint, headers, timeout, compression and certificates, and
-OTEL_BSP_* size and pace the batches, as with the SDK's BatchSpanProcessor.
+the sampler; the SDK's Resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (they win over
+Bastion's defaults); the SDK's OTLP/HTTP exporter reads the endpoint, headers, timeout, compression
+and certificates; OTEL_BSP_* size and pace the batches, as for the SDK's BatchSpanProcessor.
 
 The request path records `core.tracing` spans (a few microseconds each) and appends finished ones
-to a bounded queue; a thread of this module's own takes them in batches, encodes them with the
-`opentelemetry-proto` messages and posts them. Nothing global is set, so embedding Bastion changes nothing.
+to a bounded queue; a thread of this module's own takes them in batches, encodes them
+(span_encoding.py) and posts them. Nothing global is set, so embedding Bastion changes nothing.
 """
 
 from __future__ import annotations
@@ -21,19 +21,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource as ResourceProto
-from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import Resource
 
 from bastion import __version__
 from bastion.core.tracing import SAMPLERS, Sampler, Span, Tracer
+from bastion.telemetry.span_encoding import SpanEncoder
 
 log = logging.getLogger("bastion.tracing")
 
-_ERROR = trace_pb2.Status(code=trace_pb2.Status.STATUS_CODE_ERROR)
-_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # Span.flags bits (SpanFlags in the OTLP protos)
 
 
 def tracing_wanted(environ: Mapping[str, str]) -> bool:
@@ -67,41 +62,6 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-def _value(value: Any) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
-
-
-def _attributes(attributes: Mapping[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_value(v)) for k, v in attributes.items()]
-
-
-def _encoded(span: Span) -> trace_pb2.Span:
-    out = trace_pb2.Span(
-        trace_id=span.trace_id.to_bytes(16, "big"),
-        span_id=span.span_id.to_bytes(8, "big"),
-        name=span.name,
-        kind=span.kind,  # type: ignore[arg-type]  # the OTLP enum's numbers
-        start_time_unix_nano=span.start_ns,
-        end_time_unix_nano=span.end_ns,
-        attributes=_attributes(span.attributes),
-        flags=0x01 | _HAS_IS_REMOTE | (_IS_REMOTE if span.remote else 0),
-    )
-    if span.parent_id:
-        out.parent_span_id = span.parent_id.to_bytes(8, "big")
-    if span.tracestate:
-        out.trace_state = span.tracestate
-    if span.error is not None:
-        out.status.CopyFrom(_ERROR)
-        out.status.message = span.error
-    return out
-
-
 class SpanExport:
     """A bounded queue of finished spans and the thread that exports them in batches.
 
@@ -109,7 +69,7 @@ class SpanExport:
     A full queue drops the span and counts it, as the SDK's processor does.
     """
 
-    def __init__(self, exporter: OTLPSpanExporter, resource: Resource, environ: Mapping[str, str]) -> None:
+    def __init__(self, exporter: OTLPSpanExporter, resource: Mapping[str, Any], environ: Mapping[str, str]) -> None:
         self._exporter = exporter
         self._delay = _int(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self._max_queue = _int(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
@@ -119,8 +79,7 @@ class SpanExport:
         self._export_lock = threading.Lock()
         self._closed = False
         self.dropped = 0
-        self._resource = ResourceProto(attributes=_attributes(resource.attributes))
-        self._scope = InstrumentationScope(name="bastion", version=__version__)
+        self._encoder = SpanEncoder(resource, "bastion", __version__)
         self._thread = threading.Thread(target=self._run, name="bastion-span-export", daemon=True)
         self._thread.start()
 
@@ -152,14 +111,11 @@ class SpanExport:
         return ok
 
     def _send(self, batch: Sequence[Span]) -> bool:
-        request = ExportTraceServiceRequest()
-        resource_spans = request.resource_spans.add(resource=self._resource)
-        resource_spans.scope_spans.add(scope=self._scope, spans=[_encoded(s) for s in batch])
         try:
             # The SDK exporter's HTTP client (private): it applies the OTEL_EXPORTER_OTLP_* settings
             # (endpoint, headers, timeout, compression, TLS) and retries. Its public `export` only
             # takes the SDK's span objects, whose cost is what this module avoids.
-            result = self._exporter._client.export(request.SerializeToString())  # noqa: SLF001
+            result = self._exporter._client.export(self._encoder.request(batch))  # noqa: SLF001
         except Exception as exc:  # noqa: BLE001 - an exporter must never take the gateway down
             log.warning("spans not exported: %s", type(exc).__name__)
             return False
@@ -173,13 +129,23 @@ class SpanExport:
         self._exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
+def resource_attributes(replica: str) -> dict[str, Any]:
+    """The SDK's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME win), with Bastion's defaults:
+    service name "bastion", its version, and the replica as the service instance."""
+    attributes = dict(Resource.create().attributes)
+    if str(attributes.get("service.name", "")).startswith("unknown_service"):
+        attributes["service.name"] = "bastion"
+    attributes.setdefault("service.version", __version__)
+    attributes.setdefault("service.instance.id", replica)
+    return attributes
+
+
 class Tracing:
     """The tracer of this gateway and its exporter, configured from OTEL_* variables."""
 
     def __init__(self, replica: str, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        resource = Resource.create({"service.name": "bastion", "service.version": __version__, "service.instance.id": replica})
-        self.export = SpanExport(OTLPSpanExporter(), resource, environ)
+        self.export = SpanExport(OTLPSpanExporter(), resource_attributes(replica), environ)
         self.tracer = Tracer(sampler_from(environ), self.export.add)
 
     def flush(self, timeout_ms: int = 5000) -> bool:
