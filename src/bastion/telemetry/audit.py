@@ -153,24 +153,12 @@ class AuditLog:
         }
 
     def _edge_values(self, event: EdgeEvent, seq: int) -> dict[str, Any]:
-        return {
-            "chain": self.chain,
-            "seq": seq,
-            "at": iso(event.started + event.seconds),
-            "replica": self.replica,
-            "action": event.action,
-            "target": event.target,
-            "outcome": event.outcome,
-            "actor_user": event.user,
-            "actor_token": event.token,
-            "actor_client": event.principal,
-            "actor_address": event.address,
-            "server": None,
-            "latency_ms": round(event.seconds * 1000, 3),
-            "args_hmac": None,
-            "result_hmac": None,
-            "detail": event.detail,
-        }
+        # Rare (changes, sign-ins, refusals): built as an entry, read back as values.
+        return entry_values(AuditEntry(
+            self.chain, seq, iso(event.started + event.seconds), self.replica, event.action, event.target, event.outcome,
+            actor_user=event.user, actor_token=event.token, actor_client=event.principal, actor_address=event.address,
+            latency_ms=round(event.seconds * 1000, 3), detail=event.detail,
+        ))
 
     # -- writing (background) ----------------------------------------------------------------------
 
