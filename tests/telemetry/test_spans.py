@@ -98,3 +98,14 @@ def test_spans_encode_as_the_otlp_messages_read_them() -> None:
     assert request.status.code == Status.STATUS_CODE_UNSET and request.flags & 0x300 == 0x300
     assert upstream.status.code == Status.STATUS_CODE_ERROR and upstream.status.message == "upstream unavailable"
     assert {a.key: a.value.string_value for a in upstream.attributes} == {"bastion.upstream": "up", "error.type": "-32001"}
+
+
+def test_equal_attribute_values_of_different_types_keep_their_types() -> None:
+    encoder = SpanEncoder({}, "bastion", "9.9")
+    spans = []
+    for value in (1, True, 1.0):
+        span = Tracer(Sampler(), spans.append).request(SERVER, None)
+        span.name, span.attributes = "x", {"value": value}
+        span.end()
+    decoded = ExportTraceServiceRequest.FromString(encoder.request(spans)).resource_spans[0].scope_spans[0].spans
+    assert [s.attributes[0].value.WhichOneof("value") for s in decoded] == ["int_value", "bool_value", "double_value"]
