@@ -20,11 +20,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ListRootsResult
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
@@ -90,10 +92,19 @@ def start_gateway(tmp: str, extra: dict[str, str] | None = None) -> tuple[subpro
     raise RuntimeError("gateway did not start")
 
 
+ASKABLE = False
+"""--askable: the client declares roots, so a 2025-11-25 client's calls run on its own upstream session."""
+
+
+async def _roots(context: Any) -> ListRootsResult:
+    return ListRootsResult(roots=[])
+
+
 async def run_load(url: str, mode: str, calls: int, concurrency: int, headers: dict[str, str]) -> list[float]:
     latencies: list[float] = []
     http = httpx2.AsyncClient(headers=headers, timeout=30, limits=httpx2.Limits(max_connections=64))
-    async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+    roots = _roots if ASKABLE else None
+    async with Client(streamable_http_client(url, http_client=http), mode=mode, list_roots_callback=roots) as client:
         tools = await client.list_tools()
         name = next(t.name for t in tools.tools if t.name.endswith("echo"))
         remaining = calls
@@ -254,7 +265,15 @@ def main() -> None:
         "OTLP receiver) off versus on",
     )
     parser.add_argument("--rounds", type=int, default=1, help="With --telemetry: run each setting this many times, in turn")
+    parser.add_argument(
+        "--askable",
+        action="store_true",
+        help="The client declares roots: a 2025-11-25 client's calls run on an upstream session of its own",
+    )
     args = parser.parse_args()
+    if args.askable:
+        global ASKABLE
+        ASKABLE = True
     if args.pin:
         global GATEWAY_CPUS
         cores = sorted(os.sched_getaffinity(0))

@@ -7,6 +7,7 @@ With `--upstream-sessions` each session declares a capability an upstream could 
 makes one call, so it holds an upstream session of its own (era mirroring), then stays idle.
 
     python bench/session_memory.py [--sessions 1000] [--redis redis://127.0.0.1:6379/0] [--upstream-sessions]
+        [--settle SECONDS]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -127,6 +129,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--redis", default=None, help="Redis URL: keep session records there too")
     parser.add_argument("--upstream-sessions", action="store_true", help="each session holds its own upstream session")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds to wait after the calls before reading RSS (a caller's upstream GET stream closes 15 s after its last call)",
+    )
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,8 +148,11 @@ def main() -> None:
             url = f"{base}/servers/bench/mcp"
             # First-use allocations (imports, pools) out of the figure.
             anyio.run(open_sessions, url, args.warmup, 16, args.upstream_sessions)
+            time.sleep(args.settle)
             before = rss_kib(gateway.pid)
             anyio.run(open_sessions, url, args.sessions, 16, args.upstream_sessions)
+            right_after = rss_kib(gateway.pid)
+            time.sleep(args.settle)
             after = rss_kib(gateway.pid)
         finally:
             gateway.terminate()
@@ -155,6 +166,7 @@ def main() -> None:
     print(
         f"{args.sessions} idle legacy sessions ({store} store): RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB, "
         f"{per_session:.1f} KiB per session"
+        + (f" ({(right_after - before) / args.sessions:.1f} KiB right after the calls)" if args.settle else "")
     )
     print(
         json.dumps(
@@ -163,6 +175,8 @@ def main() -> None:
                 "store": store,
                 "rss_before_kib": before,
                 "rss_after_kib": after,
+                "rss_right_after_calls_kib": right_after,
+                "settle_s": args.settle,
                 "kib_per_session": round(per_session, 2),
             }
         )

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     upstream_max_message_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=1024,
-        description="Largest single message (a JSON body or one SSE event) Bastion reads from an upstream, bytes",
+        description="Largest single message (a JSON body, one SSE event or one stdio line) Bastion reads from an upstream, bytes",
     )
     upstream_max_result_bytes: int = Field(
         default=64 * 1024 * 1024,

@@ -10,7 +10,7 @@ before its fix. The classes it covers, and where each is tried:
   outbound fetch, error texts that would scan ports (test_ssrf.py).
 - Resource exhaustion: slow metadata documents, registration floods, held calls, slow clients,
   upstreams that send too much (test_exhaustion.py, test_slow_clients.py, test_upstream_limits.py,
-  test_upstream_payloads.py).
+  test_upstream_payloads.py, test_stdio_payloads.py, test_stdio_stderr_flood.py).
 - One caller's data reaching another, and someone else's session (test_cross_caller.py,
   test_sse_sessions.py).
 - Side doors around the one request pipeline, authentication skipped (test_side_doors.py,

@@ -1,7 +1,8 @@
 """A small but real OpenID Connect provider for tests: discovery, JWKS (ES256 and RS256 keys from
 `cryptography`), an /authorize endpoint that approves the configured person (at once, redirecting
-back with code and state, or on a page where the person clicks "Approve"), and a token endpoint that checks the client's secret, the redirect URI
-and the PKCE verifier, uses each code once, and issues an ID token with the flow's nonce."""
+back with code and state, or on a page where the person clicks "Approve"), a token endpoint that checks the client's secret, the redirect URI
+and the PKCE verifier, uses each code once, and issues an ID token with the flow's nonce, and an
+end_session_endpoint that records who was sent to sign out."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ class FakeProvider:
     interactive: bool = False
     """Approve on a page of the provider's own (the person clicks), as real providers do, rather than
     by redirecting at once: the way back then begins at the provider's site."""
+    end_session: bool = True
+    """Whether discovery offers an end_session_endpoint (RP-initiated logout)."""
+    logouts: list[dict[str, str]] = field(default_factory=list)
     keys: dict[str, Any] = field(default_factory=dict)
     grants: dict[str, Grant] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -87,7 +91,13 @@ class FakeProvider:
                 "token_endpoint": f"{self.url}/token",
                 "jwks_uri": f"{self.url}/jwks",
                 "code_challenge_methods_supported": ["S256"],
-            })
+            } | ({"end_session_endpoint": f"{self.url}/logout"} if self.end_session else {}))
+
+        async def logout(request: Request) -> Response:
+            query = dict(request.query_params)
+            self.logouts.append(query)
+            back = query.get("post_logout_redirect_uri")
+            return RedirectResponse(back, status_code=302) if back else HTMLResponse("<p>Signed out</p>")
 
         async def keys(_: Request) -> JSONResponse:
             return JSONResponse(self.jwks())
@@ -133,4 +143,5 @@ class FakeProvider:
             Route("/jwks", keys),
             Route("/authorize", authorize),
             Route("/token", token, methods=["POST"]),
+            Route("/logout", logout),
         ])

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
@@ -140,17 +141,66 @@ async def test_a_person_signs_in_with_the_provider_and_lands_signed_in(tmp_path:
         assert any(r["action"] == "GET /admin/oidc/callback" and r["target"] == "ada@example.com" and r["outcome"] == "ok" for r in audit)
 
 
-async def test_signing_out_ends_the_providers_session_too(setup: Setup) -> None:
+async def _sign_out(setup: Setup, http: httpx2.AsyncClient) -> httpx2.Response:
+    """Sign out as a browser does: the form's answer, and where its page moves on to (the pages' CSP
+    lets a form redirect only to this origin, so a provider sign-out goes on from a page of ours)."""
+    page = await http.get(f"{setup.base}/admin/tokens")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    out = await http.post(f"{setup.base}/admin/logout", data={"csrf": csrf.group(1)})
+    if out.status_code == 200:
+        refresh = re.search(r'http-equiv="refresh" content="0; url=([^"]+)"', out.text)
+        assert refresh is not None and refresh.group(1) == "/admin/oidc/logout", out.text
+        assert "eyJ" not in out.text
+        out = await http.get(f"{setup.base}{refresh.group(1)}")
+    assert out.status_code == 303
+    return out
+
+
+async def test_signing_out_ends_the_bastion_session_and_the_one_at_the_provider(setup: Setup) -> None:
     async with setup.browser() as http:
         landed = await setup.sign_in(http)
-        page = await http.get(f"{setup.base}/admin/tokens")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-        assert csrf is not None
-        out = await http.post(f"{setup.base}/admin/logout", data={"csrf": csrf.group(1)})
-        assert out.status_code == 303
         session = _signed_in(landed)
+        cookie = landed.headers.get_list("set-cookie")
+        remembered = next(c for c in cookie if c.startswith("bastion_oidc_session="))
+        assert "httponly" in remembered.lower() and "samesite=strict" in remembered.lower() and "eyJ" not in remembered
+        out = await _sign_out(setup, http)
+        # RP-initiated logout: to the provider's end_session_endpoint with the ID token as the hint.
+        target = urlsplit(out.headers["location"])
+        assert f"{target.scheme}://{target.netloc}{target.path}" == f"{setup.idp.url}/logout"
+        query = {k: v[0] for k, v in parse_qs(target.query).items()}
+        assert query["client_id"] == CLIENT_ID and query["post_logout_redirect_uri"] == f"{setup.base}/admin/login"
+        claims = jwt.decode(query["id_token_hint"], options={"verify_signature": False})
+        assert claims["iss"] == setup.idp.url and claims["email"] == "ada@example.com"
+        assert any(c.startswith('bastion_oidc_session=""') for c in out.headers.get_list("set-cookie"))
+        back = await http.get(out.headers["location"])
+        assert back.headers["location"] == f"{setup.base}/admin/login"
+        assert setup.idp.logouts == [query]
     me = await setup.gateway.api.get("/api/v1/auth/me", headers={"authorization": f"Bearer {session}"})
     assert me.status_code == 401
+
+
+async def test_a_password_sign_in_signs_out_of_bastion_only(setup: Setup) -> None:
+    async with setup.browser() as http:
+        signed = await http.post(f"{setup.base}/admin/login", data={"email": ADMIN, "password": PASSWORD})
+        assert signed.status_code == 303
+        out = await _sign_out(setup, http)
+    assert out.headers["location"] == "/admin/login" and setup.idp.logouts == []
+
+
+async def test_the_provider_sign_out_step_without_this_browsers_cookie_goes_nowhere(setup: Setup) -> None:
+    async with setup.browser() as http:  # e.g. a link from another site: SameSite=Strict sends no cookie
+        out = await http.get(f"{setup.base}/admin/oidc/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/admin/login" and setup.idp.logouts == []
+
+
+async def test_a_provider_without_an_end_session_endpoint_signs_out_of_bastion_only(tmp_path: Path) -> None:
+    async with provider_and_gateway(tmp_path) as setup:
+        setup.idp.end_session = False
+        async with setup.browser() as http:
+            await setup.sign_in(http)
+            out = await _sign_out(setup, http)
+        assert out.headers["location"] == "/admin/login" and setup.idp.logouts == []
 
 
 async def test_a_replayed_callback_is_refused(setup: Setup) -> None:

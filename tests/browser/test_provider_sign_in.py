@@ -62,9 +62,12 @@ async def test_a_person_clicks_the_provider_button_and_lands_signed_in(setup: Se
     assert "bastion_oidc" not in cookies  # the flow is over
     await shot(page, "21-signed-in-with-provider")
 
-    # Sign out, and the provider's refusal is a clear message on the sign-in page.
+    # Sign out: of Bastion and, through the provider's end_session_endpoint, of the provider too
+    # (RP-initiated logout), back on the sign-in page.
     await page.get_by_role("button", name="Sign out").click()
     await expect(page).to_have_url(re.compile(r"/admin/login"))
+    assert len(setup.idp.logouts) == 1 and setup.idp.logouts[0]["client_id"] == CLIENT_ID
+    # Then the provider's refusal is a clear message on the sign-in page.
     setup.idp.deny = "access_denied"
     await page.get_by_role("link", name="Sign in with Example ID").click()
     await page.get_by_role("link", name="Approve").click()

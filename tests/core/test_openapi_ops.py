@@ -1,5 +1,5 @@
-"""OpenAPI documents as tools, on real-world shaped documents: the Petstore (3.0, YAML) and a large
-generated 3.1 document with hundreds of operations."""
+"""OpenAPI documents as tools, on real-world shaped documents: the Petstore (3.0, YAML, and the
+classic Swagger 2.0 one) and a large generated 3.1 document with hundreds of operations."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 
 from bastion.core.models import Selection
 from bastion.core.naming import gateway_names
-from bastion.core.openapi_ops import SpecError, http_call, operations
+from bastion.core.openapi_ops import SpecError, as_openapi3, form_fields, http_call, operations
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openapi"
 
@@ -79,8 +79,54 @@ def test_arguments_map_onto_path_query_header_and_body() -> None:
 
 @pytest.mark.parametrize(
     "doc",
-    [{"swagger": "2.0"}, {"openapi": "3.0.0", "paths": []}, {"openapi": "3.1.0", "paths": {"/x": {"get": {"parameters": [{"$ref": "other.yaml#/p"}]}}}}],
+    [{"swagger": "1.2"}, {"info": {}}, {"swagger": "2.0", "paths": []}, {"openapi": "3.0.0", "paths": []}, {"openapi": "3.1.0", "paths": {"/x": {"get": {"parameters": [{"$ref": "other.yaml#/p"}]}}}}],
 )
 def test_documents_it_cannot_read_say_why(doc: dict[str, Any]) -> None:
     with pytest.raises(SpecError):
         operations(doc)
+
+
+def test_a_swagger_2_petstore_becomes_the_same_kind_of_tools() -> None:
+    doc = load("petstore-swagger-2.0.json")
+    ops = {op.tool: op for op in operations(doc)}
+    assert len(ops) == 20
+    assert as_openapi3(doc)["servers"] == [{"url": "https://petstore.swagger.io/v2"}]
+    add = ops["addPet"]
+    assert (add.body, add.media_type) == ("merged", "application/json")  # JSON chosen over XML
+    assert add.definition["inputSchema"]["required"] == ["name", "photoUrls"]
+    assert add.definition["inputSchema"]["properties"]["tags"]["items"]["properties"]["name"] == {"type": "string"}
+    get = ops["getPetById"].definition
+    assert get["outputSchema"]["properties"]["status"]["enum"] == ["available", "pending", "sold"]
+    order = ops["getOrderById"].definition["inputSchema"]["properties"]["orderId"]
+    assert (order["type"], order["minimum"], order["maximum"]) == ("integer", 1, 10)
+    form = ops["updatePetWithForm"]
+    assert (form.body, form.media_type, form.body_fields) == ("merged", "application/x-www-form-urlencoded", {"name", "status"})
+    upload = ops["uploadFile"]
+    assert upload.media_type == "multipart/form-data"
+    assert upload.definition["inputSchema"]["properties"]["file"]["format"] == "binary"
+    assert ops["createUsersWithListInput"].body == "wrapped"
+    for op in ops.values():
+        Draft202012Validator.check_schema(op.definition["inputSchema"])
+        assert "$ref" not in json.dumps(op.definition)
+
+
+def test_swagger_collection_formats_and_form_fields_map_onto_the_request() -> None:
+    ops = {op.tool: op for op in operations(load("petstore-swagger-2.0.json"))}
+    assert http_call(ops["findPetsByTags"], {"tags": ["a", "b c"]}).query == (("tags", "a,b c"),)  # csv, 2.0's default
+    assert http_call(ops["findPetsByStatus"], {"status": ["sold", "pending"]}).query == (("status", "sold"), ("status", "pending"))
+    call = http_call(ops["updatePetWithForm"], {"petId": 4, "name": "rex", "status": "sold"})
+    assert (call.path, call.media_type) == ("/pet/4", "application/x-www-form-urlencoded")
+    assert form_fields(call.json_body) == [("name", "rex"), ("status", "sold")]
+    assert form_fields({"a": [1, 2], "b": True, "c": {"x": 1}, "d": None}) == [("a", "1"), ("a", "2"), ("b", "true"), ("c", '{"x": 1}')]
+
+
+def test_openapi_3_array_styles() -> None:
+    doc = {"openapi": "3.0.3", "paths": {"/items/{ids}": {"get": {"operationId": "items", "parameters": [
+        {"name": "ids", "in": "path", "required": True, "schema": {"type": "array", "items": {"type": "integer"}}},
+        {"name": "a", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}},
+        {"name": "b", "in": "query", "explode": False, "schema": {"type": "array", "items": {"type": "string"}}},
+        {"name": "c", "in": "query", "style": "pipeDelimited", "explode": False, "schema": {"type": "array"}},
+    ]}}}}
+    call = http_call(operations(doc)[0], {"ids": [1, 2], "a": ["x", "y"], "b": ["x", "y"], "c": ["x", "y"]})
+    assert call.path == "/items/1%2C2"
+    assert call.query == (("a", "x"), ("a", "y"), ("b", "x,y"), ("c", "x|y"))

@@ -121,3 +121,52 @@ async def test_a_client_gets_through_bastion_what_it_gets_directly(
         assert direct["test_elicitation"].startswith("User response: action=accept")
         assert direct["test_sampling"].startswith("LLM response: This is a test response")
         assert direct["test_roots"] == "file:///work/a"
+
+
+async def test_a_callers_upstream_session_outlives_an_upstream_restart(tmp_path: Any) -> None:
+    """The upstream forgets the caller's session (it restarted: 404 to its session id); the caller's
+    next call opens a new upstream session and is answered, asks included, as the spec asks."""
+    proc, port = _start("streamable-http")
+    try:
+        async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
+            url = f"http://127.0.0.1:{port}/mcp"
+            await gateway.register({"name": "up", "transport": "streamable-http", "url": url})
+            await gateway.create_server({"name": "up", "upstreams": ["up"], "prefix": "never"})
+            headers = {"Authorization": "Bearer bst_test-admin-token-0123456789"}
+            http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None))
+            transport = streamable_http_client(gateway.mcp_url("up"), http_client=http)
+            async with Client(transport, mode="legacy", list_roots_callback=_roots) as client:
+                first = await client.call_tool("test_roots", {})
+                proc.terminate()
+                proc.wait(timeout=10)
+                proc = subprocess.Popen(
+                    [sys.executable, str(PUSHING), "--transport", "streamable-http", "--port", str(port)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert proc.stdout is not None and proc.stdout.readline().startswith("READY ")
+                second = await client.call_tool("test_roots", {})
+        texts = [r.content[0].text if isinstance(r.content[0], TextContent) else None for r in (first, second)]
+        assert texts == ["file:///work/a", "file:///work/a"]
+        assert not second.is_error
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_a_callers_own_session_resumes_a_stream_the_upstream_closed_mid_call(gateway: Running) -> None:
+    """SEP-1699 on a caller's own upstream session: the upstream closes the call's stream after one
+    log line; Bastion resumes it with Last-Event-ID and the caller gets both lines and the answer."""
+    logs: list[Any] = []
+
+    async def on_log(params: Any) -> None:
+        logs.append(params.data)
+
+    http = httpx2.AsyncClient(headers={"Authorization": "Bearer bst_test-admin-token-0123456789"}, timeout=30)
+    transport = streamable_http_client(gateway.mcp_url("http"), http_client=http)
+    async with Client(transport, mode="legacy", logging_callback=on_log, list_roots_callback=_roots) as client:
+        result = await client.call_tool("test_reconnection", {})
+        roots = await client.call_tool("test_roots", {})  # and the session it ran on is the caller's own
+    assert isinstance(result.content[0], TextContent) and result.content[0].text == "Reconnection test completed"
+    assert isinstance(roots.content[0], TextContent) and roots.content[0].text == "file:///work/a"
+    assert logs == ["Before disconnect", "After reconnect"]

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp.types import PromptReference
+from mcp.types import ListRootsResult, PromptReference
 
 from tests.harness import TOKEN, HttpUpstream, Running, http_fixture, serve, settings_for, stdio_fixture
 
@@ -120,6 +120,19 @@ async def test_progress_notifications_reach_the_client(matrix: Running, downstre
         seen.append((progress, total))
 
     async with connect(matrix, downstream) as client:
+        with anyio.fail_after(15):
+            result = await client.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
+    assert text_of(result) == "ok"
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+async def test_progress_reaches_a_client_whose_calls_run_on_its_own_upstream_session(matrix: Running) -> None:
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
+
+    async with matrix.client("all", mode="legacy", list_roots_callback=_no_roots) as client:
         with anyio.fail_after(15):
             result = await client.call_tool("fx__progress", {"steps": 3}, progress_callback=on_progress)
     assert text_of(result) == "ok"
@@ -232,8 +245,14 @@ async def _slow_running(client: Client) -> int:
     return int(result.structured_content["result"])
 
 
-async def test_cancelling_a_call_cancels_it_upstream(matrix: Running) -> None:
-    async with matrix.client("all", mode="legacy") as client:
+async def _no_roots(context: Any) -> ListRootsResult:
+    return ListRootsResult(roots=[])
+
+
+# A client that can be asked (roots) makes its calls on an upstream session of its own (era mirroring).
+@pytest.mark.parametrize("askable", [False, True], ids=["shared-session", "own-session"])
+async def test_cancelling_a_call_cancels_it_upstream(matrix: Running, askable: bool) -> None:
+    async with matrix.client("all", mode="legacy", list_roots_callback=_no_roots if askable else None) as client:
         finished: list[object] = []
         before = await _cancelled_count(client)
 

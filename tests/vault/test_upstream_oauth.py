@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from mcp.types import ListRootsResult
 
 from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import OAuthClientCredentials
@@ -170,3 +171,23 @@ async def test_the_token_is_refetched_shortly_before_it_expires() -> None:
             with pytest.raises(UpstreamUnavailable) as caught:
                 await broken.token()
             assert CLIENT_SECRET not in caught.value.detail
+
+
+async def _no_roots(context: Any) -> ListRootsResult:
+    return ListRootsResult(roots=[])
+
+
+async def test_a_callers_own_upstream_session_carries_bastions_token_and_renews_it_on_401(tmp_path: Path) -> None:
+    """A client that can be asked (roots) calls on an upstream session of its own: Bastion's token goes
+    there too (never the client's), and a refused token is replaced once, as on the shared session."""
+    async with oauth_world() as (world, upstream_url, token_url):
+        async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
+            await gateway.register(oauth_body("api", "streamable-http", upstream_url, token_url))
+            await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+            async with gateway.client("vs", mode="legacy", list_roots_callback=_no_roots) as client:
+                first = json.loads((await client.call_tool("api__whoami", {})).content[0].text)  # type: ignore[union-attr]
+                world.revoke_all()
+                second = json.loads((await client.call_tool("api__whoami", {})).content[0].text)  # type: ignore[union-attr]
+    assert first["authorization"] == "Bearer tok-1"
+    assert second["authorization"] == "Bearer tok-2"
+    assert TOKEN not in json.dumps(world.seen_authorization)

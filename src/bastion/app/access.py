@@ -75,6 +75,7 @@ def provider_sign_in(
         client_auth=settings.oidc_client_auth,
         scopes=settings.oidc_ui_scopes,
         redirect_uri=settings.base_url.rstrip("/") + CALLBACK,
+        post_logout_redirect_uri=settings.base_url.rstrip("/") + "/admin/login",
     )
     trusted = outbound.trusting(urlsplit(settings.oidc_issuer).hostname)
     rules = Provisioning(

@@ -44,6 +44,8 @@ class SignInConfig:
     client_auth: str
     scopes: str
     redirect_uri: str
+    post_logout_redirect_uri: str | None = None
+    """Where the provider sends the browser back after signing out there (RP-initiated logout)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Endpoints:
     authorization: str
     token: str
     jwks: str
+    end_session: str | None = None
+    """The provider's `end_session_endpoint`, when it offers RP-initiated logout."""
 
 
 @dataclass(frozen=True)
@@ -114,11 +118,30 @@ class OidcSignIn:
         sep = "&" if "?" in endpoints.authorization else "?"
         return endpoints.authorization + sep + urlencode(query)
 
-    async def redeem(self, code: str, flow: Flow) -> dict[str, Any]:
-        """Exchange the code for tokens and return the verified ID token's claims."""
+    async def redeem(self, code: str, flow: Flow) -> tuple[dict[str, Any], str]:
+        """Exchange the code for tokens; the verified ID token's claims, and the token itself (the
+        hint for signing out at the provider later)."""
         endpoints = await self.endpoints()
         id_token = await self._exchange(endpoints.token, code, flow.verifier)
-        return await self._verify(endpoints.jwks, id_token, flow.nonce)
+        return await self._verify(endpoints.jwks, id_token, flow.nonce), id_token
+
+    async def logout_url(self, id_token_hint: str | None) -> str | None:
+        """Where to send a browser that signs out of Bastion so it signs out at the provider too
+        (OpenID Connect RP-Initiated Logout 1.0), or None when the provider offers no such endpoint
+        or cannot be reached (signing out of Bastion never waits on the provider)."""
+        try:
+            endpoints = await self.endpoints()
+        except IdentityProviderUnavailable:
+            return None
+        if endpoints.end_session is None:
+            return None
+        query = {"client_id": self.config.client_id}
+        if id_token_hint:
+            query["id_token_hint"] = id_token_hint
+        if self.config.post_logout_redirect_uri:
+            query["post_logout_redirect_uri"] = self.config.post_logout_redirect_uri
+        sep = "&" if "?" in endpoints.end_session else "?"
+        return endpoints.end_session + sep + urlencode(query)
 
     async def _exchange(self, url: str, code: str, verifier: str) -> str:
         config = self.config
@@ -209,7 +232,11 @@ def _endpoints_of(document: dict[str, Any], issuer: str) -> Endpoints:
     values = [document.get(k) for k in ("authorization_endpoint", "token_endpoint", "jwks_uri")]
     if not all(isinstance(v, str) and v.startswith(("https://", "http://")) for v in values):
         raise IdentityProviderUnavailable("the identity provider's discovery document lacks its endpoints")
-    return Endpoints(*(str(v) for v in values))
+    end_session = document.get("end_session_endpoint")
+    if not (isinstance(end_session, str) and end_session.startswith(("https://", "http://"))):
+        end_session = None
+    authorization, token, jwks = (str(v) for v in values)
+    return Endpoints(authorization, token, jwks, end_session)
 
 
 def _basic(client_id: str, secret: str) -> str:

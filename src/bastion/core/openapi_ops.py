@@ -1,10 +1,12 @@
-"""The operations of an OpenAPI document (3.0 or 3.1) as tools: a stable name, a description, an
-input schema merged from the parameters and the JSON body (local $refs resolved), an output schema
-from the 2xx response, and how a call's arguments map back onto the HTTP request. Pure.
+"""The operations of an OpenAPI document (3.0 or 3.1, or Swagger 2.0 converted to 3.0 terms) as
+tools: a stable name, a description, an input schema merged from the parameters and the JSON or form
+body (local $refs resolved), an output schema from the 2xx response, and how a call's arguments map
+back onto the HTTP request. Pure.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -19,6 +21,14 @@ MAX_DEPTH = 24
 MAX_NAME = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+_DELIMITERS = {"form": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
+_SWAGGER_ARRAYS = {"csv": "form", "ssv": "spaceDelimited", "pipes": "pipeDelimited"}
+_SCHEMA_KEYS = (
+    "type", "format", "items", "enum", "default", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum",
+    "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "multipleOf",
+)
 
 
 class SpecError(ValueError):
@@ -30,6 +40,8 @@ class Param:
     name: str
     location: str
     argument: str
+    delimiter: str | None = None
+    """For an array in the query: None repeats the parameter (`explode`), else its items are joined."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +65,25 @@ class HttpCall:
     query: tuple[tuple[str, str], ...]
     headers: dict[str, str]
     json_body: Any = None
+    """The body as data: JSON, or form fields when `media_type` is a form type (see form_fields)."""
     raw_body: str | None = None
     media_type: str | None = None
+
+
+def is_form(media_type: str | None) -> bool:
+    return media_type in (FORM, MULTIPART)
+
+
+def form_fields(body: Any) -> list[tuple[str, str]]:
+    """A form body's fields in order: lists repeat their field, objects travel as JSON text."""
+    if not isinstance(body, dict):
+        return []
+    fields: list[tuple[str, str]] = []
+    for key, value in body.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                fields.append((str(key), json.dumps(item) if isinstance(item, (dict, list)) else _text(item)))
+    return fields
 
 
 class _Resolver:
@@ -148,6 +177,26 @@ def _json_media(content: Any) -> tuple[str, Any] | None:
     return None
 
 
+def _form_media(content: Any) -> tuple[str, Any] | None:
+    if not isinstance(content, dict):
+        return None
+    for media in (FORM, MULTIPART):
+        entry = content.get(media)
+        if entry is not None:
+            return media, entry.get("schema", {}) if isinstance(entry, dict) else {}
+    return None
+
+
+def _delimiter(param: dict[str, Any]) -> str | None:
+    """How an array parameter travels: path and header arrays are comma-joined; a query array
+    repeats unless its style says `explode: false` (OpenAPI 3's default is to repeat)."""
+    if param.get("in") in ("path", "header"):
+        return ","
+    style = param.get("style", "form")
+    explode = param.get("explode", style == "form")
+    return None if explode is not False else _DELIMITERS.get(str(style), ",")
+
+
 def _parameters(resolver: _Resolver, path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for source in (path_item.get("parameters") or [], operation.get("parameters") or []):
@@ -189,13 +238,13 @@ def _operation(resolver: _Resolver, tool: str, method: str, path: str, path_item
         properties[argument] = schema
         if param.get("required") or location == "path":
             required.append(argument)
-        params.append(Param(name, location, argument))
+        params.append(Param(name, location, argument, _delimiter(param)))
     body: Body = "none"
     body_fields: frozenset[str] = frozenset()
     media: str | None = None
     request_body = resolver.deref(op.get("requestBody"))
     if isinstance(request_body, dict) and isinstance(request_body.get("content"), dict):
-        found = _json_media(request_body["content"])
+        found = _json_media(request_body["content"]) or _form_media(request_body["content"])
         body_required = bool(request_body.get("required"))
         if found is not None:
             media = found[0]
@@ -242,8 +291,7 @@ def _operation(resolver: _Resolver, tool: str, method: str, path: str, path_item
 
 def operations(doc: Any, include: Selection = Selection(), exclude: Selection = Selection()) -> list[Operation]:
     """Every selected operation of `doc` as a tool, in document order, with unique tool names."""
-    if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3."):
-        raise SpecError("not an OpenAPI 3.0 or 3.1 document (no 'openapi: 3.x' field)")
+    doc = as_openapi3(doc)
     paths = doc.get("paths", {})
     if paths is None:
         paths = {}
@@ -292,6 +340,8 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
         if param.argument not in arguments:
             continue
         value = arguments[param.argument]
+        if isinstance(value, list) and param.delimiter is not None:
+            value = param.delimiter.join(_text(v) for v in value if v is not None)
         if param.location == "path":
             path = path.replace("{" + param.name + "}", quote(_text(value), safe=""))
         elif param.location == "query":
@@ -311,3 +361,121 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     if op.body == "raw" and "body" in arguments:
         return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=_text(arguments["body"]), media_type=op.media_type)
     return HttpCall(op.method.upper(), path, tuple(query), headers)
+
+
+def as_openapi3(doc: Any) -> dict[str, Any]:
+    """`doc` as an OpenAPI 3 document. A 3.x document is returned as it is; a Swagger 2.0 one is
+    converted: `servers` from host, basePath and schemes; body and formData parameters as a request
+    body under the media type `consumes` names; parameter and response schemas in 3.0 places;
+    collectionFormat as style/explode. Its `definitions`, which references point into, stay."""
+    if not isinstance(doc, dict):
+        raise SpecError("not an OpenAPI document (not an object)")
+    if str(doc.get("openapi", "")).startswith("3."):
+        return doc
+    if str(doc.get("swagger", "")) != "2.0":
+        raise SpecError("not an OpenAPI 3.0/3.1 or Swagger 2.0 document (no 'openapi: 3.x' or 'swagger: \"2.0\"' field)")
+    paths = doc.get("paths")
+    if not isinstance(paths, dict | None):
+        raise SpecError("'paths' is not an object")
+    resolver = _Resolver(doc)
+    converted: dict[str, Any] = {k: v for k, v in doc.items() if k not in ("swagger", "paths", "host", "basePath", "schemes")}
+    converted["openapi"] = "3.0.3"
+    base_path = str(doc.get("basePath") or "").rstrip("/")
+    if isinstance(doc.get("host"), str) and doc["host"]:
+        schemes = [s for s in doc.get("schemes") or [] if s in ("https", "http")] or ["https"]
+        converted["servers"] = [{"url": f"{schemes[0]}://{doc['host']}{base_path}"}]
+    elif base_path:
+        converted["servers"] = [{"url": base_path}]
+    consumes, produces = _media_list(doc.get("consumes")), _media_list(doc.get("produces"))
+    out: dict[str, Any] = {}
+    for path, raw_item in (paths or {}).items():
+        item = resolver.deref(raw_item)
+        if not isinstance(item, dict):
+            continue
+        new_item: dict[str, Any] = {}
+        for method in METHODS:
+            op = item.get(method)
+            if isinstance(op, dict):
+                new_item[method] = _swagger_operation(resolver, item, op, consumes, produces)
+        out[str(path)] = new_item
+    converted["paths"] = out
+    return converted
+
+
+def _media_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _swagger_schema(param: dict[str, Any]) -> dict[str, Any]:
+    """A 2.0 non-body parameter's type fields as a schema (`file` as binary string)."""
+    schema = {k: param[k] for k in _SCHEMA_KEYS if k in param}
+    if schema.get("type") == "file":
+        schema = {"type": "string", "format": "binary"}
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = {k: v for k, v in schema["items"].items() if k != "collectionFormat"}
+    if isinstance(param.get("description"), str):
+        schema["description"] = param["description"]
+    return schema
+
+
+def _swagger_operation(
+    resolver: _Resolver, item: dict[str, Any], op: dict[str, Any], consumes: list[str], produces: list[str]
+) -> dict[str, Any]:
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for source in (item.get("parameters") or [], op.get("parameters") or []):
+        for raw in source if isinstance(source, list) else []:
+            param = resolver.deref(raw)
+            if isinstance(param, dict) and isinstance(param.get("name"), str):
+                merged[(param["name"], str(param.get("in")))] = param
+    new_op = {k: v for k, v in op.items() if k not in ("parameters", "consumes", "produces", "responses")}
+    params: list[dict[str, Any]] = []
+    form: dict[str, Any] = {}
+    form_required: list[str] = []
+    for (name, location), param in merged.items():
+        if location == "body":
+            media = _pick_media(_media_list(op.get("consumes")) or consumes)
+            new_op["requestBody"] = {"required": bool(param.get("required")), "content": {media: {"schema": param.get("schema", {})}}}
+        elif location == "formData":
+            form[name] = _swagger_schema(param)
+            if param.get("required"):
+                form_required.append(name)
+        elif location in LOCATIONS:
+            entry: dict[str, Any] = {"name": name, "in": location, "schema": _swagger_schema(param)}
+            entry["schema"].pop("description", None)
+            for key in ("required", "description"):
+                if key in param:
+                    entry[key] = param[key]
+            if param.get("type") == "array" and location == "query":
+                style = _SWAGGER_ARRAYS.get(str(param.get("collectionFormat", "csv")))
+                entry.update({"style": "form", "explode": True} if style is None else {"style": style, "explode": False})
+            params.append(entry)
+    if form and "requestBody" not in new_op:
+        op_consumes = _media_list(op.get("consumes")) or consumes
+        files = any(s.get("format") == "binary" for s in form.values())
+        media = MULTIPART if files or (MULTIPART in op_consumes and FORM not in op_consumes) else FORM
+        schema: dict[str, Any] = {"type": "object", "properties": form}
+        if form_required:
+            schema["required"] = form_required
+        new_op["requestBody"] = {"required": bool(form_required), "content": {media: {"schema": schema}}}
+    if params:
+        new_op["parameters"] = params
+    responses: dict[str, Any] = {}
+    media = _pick_media(_media_list(op.get("produces")) or produces)
+    raw_responses = op.get("responses")
+    for code, raw in (raw_responses.items() if isinstance(raw_responses, dict) else ()):
+        response = resolver.deref(raw)
+        if not isinstance(response, dict):
+            continue
+        responses[str(code)] = {"description": str(response.get("description", ""))}
+        if "schema" in response:
+            responses[str(code)]["content"] = {media: {"schema": response["schema"]}}
+    new_op["responses"] = responses
+    return new_op
+
+
+def _pick_media(listed: list[str]) -> str:
+    """The JSON media type among those an operation lists, else the first, else JSON."""
+    for media in listed:
+        if media == "application/json" or media.endswith("+json") or media.endswith("/json"):
+            return media
+    return listed[0] if listed else "application/json"

@@ -9,16 +9,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import anyio
+import anyio.abc
 
 from bastion.core.errors import UpstreamUnavailable
+from bastion.core.ports import CallHooks
 from bastion.tasks import TaskRunner
-from bastion.upstream.connection import UpstreamConnection
 
 log = logging.getLogger("bastion.upstream")
 
-Factory = Callable[[], UpstreamConnection]
+
+class CallerSession(Protocol):
+    """A caller's own upstream session: an SDK-backed `UpstreamConnection` (stdio, SSE) or, on
+    Streamable HTTP, Bastion's own `CallerHttpSession`."""
+
+    last_used: float
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = ...) -> None: ...
+    async def wait_ready(self, timeout: float) -> None: ...
+    async def request(
+        self, method: str, params: dict[str, Any] | None, *, timeout: float, hooks: CallHooks | None = None
+    ) -> dict[str, Any]: ...
+    async def stop(self) -> None: ...
+
+
+Factory = Callable[[], CallerSession]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +51,7 @@ class CallerSessions:
     def __init__(self, runner: TaskRunner, limits: Limits) -> None:
         self._runner = runner
         self._limits = limits
-        self._conns: dict[tuple[str, str], UpstreamConnection] = {}
+        self._conns: dict[tuple[str, str], CallerSession] = {}
         self._users: dict[tuple[str, str], str] = {}
         self._busy: dict[tuple[str, str], int] = {}
         self._lock = anyio.Lock()
@@ -42,7 +59,7 @@ class CallerSessions:
     def __len__(self) -> int:
         return len(self._conns)
 
-    async def get(self, upstream: str, caller: str, user: str | None, stdio: bool, make: Factory) -> UpstreamConnection:
+    async def get(self, upstream: str, caller: str, user: str | None, stdio: bool, make: Factory) -> CallerSession:
         key = (upstream, caller)
         conn = self._conns.get(key)
         if conn is None:

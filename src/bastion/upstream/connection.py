@@ -6,7 +6,8 @@ the one session: a stdio upstream is one child process shared by all calls.
 
 A connection is either shared (several callers; it declares no client capabilities, and what the
 upstream sends mid-call is delivered only where it can be attributed with certainty) or a
-caller's own (it declares that caller's capabilities, and everything it receives is theirs).
+caller's own (it declares that caller's capabilities, and everything it receives is theirs). A
+caller's own session on Streamable HTTP is not one of these but Bastion's own (caller_http.py).
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ class UpstreamConnection:
                 closed,
                 BearerAuth(self._bearer) if self._bearer else None,
                 self._sse_client_factory,
+                **({"max_message_bytes": self._size_limits[0]} if self._size_limits is not None else {}),
             ),
             mode=self._mode,
             message_handler=self._handle_message,
@@ -473,6 +475,10 @@ class UpstreamConnection:
             reason = self.failure or "still connecting"
             raise UpstreamUnavailable(f"upstream {self.spec.name!r} is unavailable: {reason}")
         return client
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait for a connect in progress; UpstreamUnavailable if there is no live session."""
+        await self.ready_client(timeout)
 
     async def request(
         self,

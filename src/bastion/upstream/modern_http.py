@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -232,13 +233,26 @@ async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> 
         await hooks.on_log(params)
 
 
+@dataclass(slots=True)
+class SseCursor:
+    """Where a stream got to: its last event id and the reconnect delay it asked for (SEP-1699)."""
+
+    last_id: str | None = None
+    retry_ms: int | None = None
+
+
 async def _sse_messages(
-    response: aiohttp.ClientResponse, too_large: Any, max_message: int, max_result: int
+    response: aiohttp.ClientResponse,
+    too_large: Any,
+    max_message: int,
+    max_result: int,
+    cursor: SseCursor | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """JSON messages from an SSE body (`data:` lines joined per event; comments and pings skipped).
 
     Read in chunks, never by unbounded lines: one event (its data so far, and a line not yet ended)
-    over `max_message` bytes, or a stream over `max_result`, is refused as soon as it is seen."""
+    over `max_message` bytes, or a stream over `max_result`, is refused as soon as it is seen.
+    With a `cursor`, the stream's `id:` and `retry:` fields are kept in it for a resumption."""
     pending = b""
     data: list[bytes] = []
     size = total = 0
@@ -257,6 +271,8 @@ async def _sse_messages(
                 value = line[5:]
                 data.append(value[1:] if value.startswith(b" ") else value)
                 size += len(value)
+            elif cursor is not None and line.startswith((b"id:", b"retry:")):
+                _advance(cursor, line)
             elif not line and data:
                 message = await _event_message(b"\n".join(data))
                 data, size = [], 0
@@ -264,6 +280,15 @@ async def _sse_messages(
                     yield message
         if size + len(pending) > max_message:
             raise too_large(max_message)
+
+
+def _advance(cursor: SseCursor, line: bytes) -> None:
+    field, _, value = line.partition(b":")
+    text = value[1:] if value.startswith(b" ") else value
+    if field == b"id" and b"\0" not in text:
+        cursor.last_id = text.decode("utf-8", "replace")
+    elif field == b"retry" and text.isdigit():
+        cursor.retry_ms = int(text)
 
 
 async def _event_message(data: bytes) -> Any:

@@ -11,14 +11,23 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx2
 import yaml
 
 from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
-from bastion.core.openapi_ops import Operation, SpecError, http_call, operations
+from bastion.core.openapi_ops import (
+    MULTIPART,
+    Operation,
+    SpecError,
+    as_openapi3,
+    form_fields,
+    http_call,
+    is_form,
+    operations,
+)
 from bastion.core.ports import CallHooks
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -127,8 +136,9 @@ class OpenApiUpstream:
 
     async def discover(self) -> Discovery:
         """(Re-)read the document; every selected operation becomes a tool."""
-        doc = await self._document()
+        original = await self._document()
         try:
+            doc = as_openapi3(original)
             ops = operations(doc, self._source.include, self._source.exclude)
         except SpecError as exc:
             raise UpstreamProtocolError(f"{self._what}: {exc}") from None
@@ -140,7 +150,7 @@ class OpenApiUpstream:
             items=tuple(name_items(self.spec.name, "tool", "name", [op.definition for op in ops])),
             server_name=str(info.get("title")) if info.get("title") else None,
             server_version=str(info.get("version")) if info.get("version") else None,
-            protocol_version=f"openapi-{doc.get('openapi')}",
+            protocol_version=f"swagger-{original['swagger']}" if "swagger" in original else f"openapi-{doc.get('openapi')}",
         )
 
     async def request(
@@ -166,13 +176,22 @@ class OpenApiUpstream:
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer}"
         content: bytes | None = None
-        if call.json_body is not None:
+        files: list[tuple[str, tuple[str | None, bytes]]] | None = None
+        if call.json_body is not None and call.media_type == MULTIPART:
+            # A file part gets a filename (its field's name); plain fields none. httpx sets the boundary.
+            binary = {k for k, v in op.definition["inputSchema"]["properties"].items() if isinstance(v, dict) and v.get("format") == "binary"}
+            files = [(k, (k if k in binary else None, v.encode())) for k, v in form_fields(call.json_body)]
+        elif call.json_body is not None and is_form(call.media_type):
+            content = urlencode(form_fields(call.json_body)).encode()
+        elif call.json_body is not None:
             content = json.dumps(call.json_body).encode()
         elif call.raw_body is not None:
             content = call.raw_body.encode()
         if content is not None:
             headers["Content-Type"] = call.media_type or "application/json"
-        request = self._http.build_request(call.method, self._base + call.path, params=query, headers=headers, content=content)
+        request = self._http.build_request(
+            call.method, self._base + call.path, params=query, headers=headers, content=content, files=files or None
+        )
         try:
             fetched = await fetch(
                 self._http, self._guard, request, what=self._what, deadline=timeout, max_bytes=self._max_response,

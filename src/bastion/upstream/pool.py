@@ -25,7 +25,8 @@ from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choo
 from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
 from bastion.upstream.a2a import A2aUpstream
-from bastion.upstream.caller_sessions import CallerSessions, Limits
+from bastion.upstream.caller_http import CallerHttpSession
+from bastion.upstream.caller_sessions import CallerSession, CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
 from bastion.upstream.discovery import DiscoveryLimits, discover
 from bastion.upstream.guard import AddressGuard
@@ -106,9 +107,6 @@ class UpstreamPool:
         self._lock = anyio.Lock()
         self.http = outbound.client(cookies=no_cookies())
         self._http_by_headers: dict[tuple[tuple[str, str], ...], httpx2.AsyncClient] = {}
-        # Callers' own sessions each hold a connection open (their GET stream): a client per upstream
-        # whose connections are bounded by the session bounds, not by the shared pool's.
-        self._http_for_callers: dict[str, httpx2.AsyncClient] = {}
         # Upstreams with OAuth: their token (shared by all their connections) and their own httpx client.
         self._bearers: dict[str, ClientCredentialsToken] = {}
         self._http_with_auth: dict[str, httpx2.AsyncClient] = {}
@@ -116,6 +114,9 @@ class UpstreamPool:
         self._per_user = PerUserAuth(user_tokens, self.http, outbound, timeout=connect_timeout, cookies=no_cookies)
         # The hot path to 2026-07-28 HTTP upstreams; keep-alive connections shared by all of them.
         self.fast_http = outbound.aiohttp_session(connect_timeout=connect_timeout)
+        # Callers' own Streamable HTTP sessions: unbounded here (the session bounds limit them), since
+        # a call waiting for its caller's answer holds a connection while the answer needs another.
+        self._callers_http = outbound.aiohttp_session(connect_timeout=connect_timeout, limit=0, limit_per_host=0)
 
     def _bearer_for(self, spec: UpstreamSpec) -> ClientCredentialsToken | None:
         if not isinstance(spec.auth, OAuthClientCredentials):
@@ -148,22 +149,6 @@ class UpstreamPool:
             self._http_by_headers[key] = client
         return client
 
-    def _callers_http(self, spec: UpstreamSpec) -> httpx2.AsyncClient | None:
-        if spec.transport != "streamable-http":
-            return None
-        client = self._http_for_callers.get(spec.name)
-        if client is None:
-            bearer = self._bearer_for(spec)
-            # Guarded like every other upstream client (SSRF rules, size caps); unbounded connections
-            # because each caller's session holds its GET stream open (the session bounds limit them).
-            client = self._http_for_callers[spec.name] = self._outbound.client(
-                headers=dict(spec.headers),
-                auth=BearerAuth(bearer) if bearer is not None else None,
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=50),
-                cookies=no_cookies(),
-            )
-        return client
-
     def _new_connection(
         self,
         spec: UpstreamSpec,
@@ -172,7 +157,7 @@ class UpstreamPool:
         caller_capabilities: dict[str, Any] | None = None,
     ) -> UpstreamConnection:
         bearer: TokenSource | None = self._bearer_for(spec)
-        http = self._http_for(spec) if caller_capabilities is None else self._callers_http(spec)
+        http = self._http_for(spec) if caller_capabilities is None else None
         if user_grant(spec) is not None:
             bearer, http = self._per_user.source(spec, user), self._per_user.http(spec, user)
         return UpstreamConnection(
@@ -191,6 +176,21 @@ class UpstreamPool:
             bearer=bearer,
             mode=mode or shared_mode(spec),
             caller_capabilities=caller_capabilities,
+        )
+
+    def _caller_session(self, spec: UpstreamSpec, user: str | None, mode: ClientMode, caps: dict[str, Any]) -> CallerSession:
+        """A caller's own session: Bastion's lean one on Streamable HTTP, the SDK's on stdio and SSE."""
+        if spec.transport != "streamable-http" or mode != "legacy":
+            return self._new_connection(spec, user, mode, caps)
+        return CallerHttpSession(
+            self._callers_http,
+            spec,
+            runner=self._runner,
+            caller_capabilities=caps,
+            connect_timeout=self._connect_timeout,
+            bearer=self._per_user.source(spec, user) if user_grant(spec) is not None else self._bearer_for(spec),
+            guard=self._guard,
+            size_limits=(self._outbound.max_message_bytes, self._outbound.max_result_bytes),
         )
 
     async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
@@ -345,9 +345,9 @@ class UpstreamPool:
         if spec is not None and hooks is not None and (hooks.legacy or hooks.ask is not None):
             own = await self._own_session(spec, conn, user, params, hooks, timeout)
             if own is not None:
-                caller, conn = own
+                caller, session = own
                 with self._callers.hold(upstream, caller):
-                    return await conn.request(method, params, timeout=timeout, hooks=hooks)
+                    return await session.request(method, params, timeout=timeout, hooks=hooks)
         return await conn.request(method, params, timeout=timeout, hooks=hooks)
 
     async def _own_session(
@@ -358,7 +358,7 @@ class UpstreamPool:
         params: dict[str, Any] | None,
         hooks: CallHooks,
         timeout: float,
-    ) -> tuple[str, UpstreamConnection] | None:
+    ) -> tuple[str, CallerSession] | None:
         """The caller's own upstream session when their call needs one (None: the shared one serves)."""
         client = shared.client or await shared.ready_client(timeout)
         caps = _declared(params)
@@ -374,12 +374,12 @@ class UpstreamPool:
         caller = caller_key(user, hooks.session, caps)
         mode: ClientMode = choice.mode
 
-        def make() -> UpstreamConnection:
-            return self._new_connection(spec, user, mode, caps)
+        def make() -> CallerSession:
+            return self._caller_session(spec, user, mode, caps)
 
         conn = await self._callers.get(spec.name, caller, user, spec.transport == "stdio", make)
         try:
-            await conn.ready_client(timeout)
+            await conn.wait_ready(timeout)
         except UpstreamUnavailable:
             await self._callers.drop(spec.name, caller)
             if spec.protocol == "auto" and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
@@ -434,12 +434,9 @@ class UpstreamPool:
             self._rest.pop(name, None)
             self._bearers.pop(name, None)
             auth_http = self._http_with_auth.pop(name, None)
-            callers_http = self._http_for_callers.pop(name, None)
         for conn in conns:
             await conn.stop()
         await self._callers.close(name)
-        if callers_http is not None:
-            await callers_http.aclose()
         self._legacy_refused.discard(name)
         await self._per_user.forget(name)
         if auth_http is not None:
@@ -466,6 +463,7 @@ class UpstreamPool:
             await self._callers.aclose()
             await self.http.aclose()
             await self.fast_http.close()
-            for client in (*self._http_by_headers.values(), *self._http_with_auth.values(), *self._http_for_callers.values()):
+            await self._callers_http.close()
+            for client in (*self._http_by_headers.values(), *self._http_with_auth.values()):
                 await client.aclose()
             await self._per_user.aclose()

@@ -10,17 +10,18 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, TextIO
 
 import anyio
 import httpx2
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.core.models import UpstreamSpec
+from bastion.upstream.stdio import stdio_transport
 
 log = logging.getLogger("bastion.upstream")
 
@@ -36,10 +37,28 @@ def stderr_tail(upstream: str) -> str:
     return text if len(text) <= _TAIL_CHARS else "…" + text[-_TAIL_CHARS:]
 
 
+_LINE_CHARS = 4096
+"""A stderr line longer than this is logged cut short: a child that writes megabytes without a
+newline must not grow Bastion's memory (or its log) by as much."""
+
+
+def _stderr_lines(stream: TextIO) -> Iterator[str]:
+    """The child's stderr lines, each at most _LINE_CHARS, the rest of a longer one skipped."""
+    while line := stream.readline(_LINE_CHARS):
+        if line.endswith("\n"):
+            yield line
+            continue
+        skipped = 0
+        while (more := stream.readline(_LINE_CHARS)) and not more.endswith("\n"):
+            skipped += len(more)
+        skipped += len(more.rstrip("\n"))
+        yield f"{line}… ({skipped} more characters)" if skipped else line
+
+
 def _stderr_pump(upstream: str, read_fd: int) -> None:
     tail = _tails[upstream] = deque(maxlen=_TAIL_LINES)
-    with open(read_fd, encoding="utf-8", errors="replace") as lines:
-        for line in lines:
+    with open(read_fd, encoding="utf-8", errors="replace") as stream:
+        for line in _stderr_lines(stream):
             if line.strip():
                 tail.append(line.strip()[:200])
             log.info("[%s] %s", upstream, line.rstrip())
@@ -63,15 +82,18 @@ async def open_transport(
     closed: anyio.Event,
     auth: httpx2.Auth | None = None,
     sse_client_factory: Any = None,
+    max_message_bytes: int = 16 * 1024 * 1024,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends.
     `auth` and `sse_client_factory` (Bastion's guarded clients) are for SSE; the streamable HTTP
-    client carries its own auth, SSRF rules and size caps in `http_client`."""
+    client carries its own auth, SSRF rules and size caps in `http_client`; a stdio child's lines
+    are capped at `max_message_bytes` (upstream/stdio.py)."""
     async with AsyncExitStack() as stack:
+        streams: AbstractAsyncContextManager[tuple[Any, Any]]
         if spec.transport == "stdio":
             errlog = await stack.enter_async_context(_stderr_to_log(spec.name))
             params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=dict(spec.env) or None)
-            streams = stdio_client(params, errlog=errlog)
+            streams = stdio_transport(params, errlog, upstream=spec.name, max_message_bytes=max_message_bytes)
         elif spec.transport == "sse":
             extra = {"httpx_client_factory": sse_client_factory} if sse_client_factory is not None else {}
             streams = sse_client(spec.url or "", headers=dict(spec.headers), sse_read_timeout=24 * 3600, auth=auth, **extra)

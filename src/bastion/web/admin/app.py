@@ -37,7 +37,7 @@ def admin_app(
         return ui.render(request, viewer, "error.html", 404, message=f"There is no page at {request.url.path}.")
 
     routes: list[Route | Mount] = [
-        *signin.routes(ui),
+        *signin.routes(ui, oidc.provider_logout(ui, provider) if provider is not None else None),
         *(oidc.routes(ui, provider) if provider is not None else []),
         *dashboard.routes(ui),
         *upstreams.routes(ui),

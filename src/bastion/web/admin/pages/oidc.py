@@ -30,15 +30,20 @@ from bastion.core.errors import BadRequest, BastionError
 from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver, Revocations
 from bastion.vault.crypto import Sealer, SealError
-from bastion.web.admin.pages.signin import landing
+from bastion.web.admin.pages.signin import LogoutHook, landing
+from bastion.web.admin.session import PATH
 from bastion.web.admin.ui import Ui
 from bastion.web.asgi import client_ip
 
 log = logging.getLogger("bastion.admin")
 
 FLOW_COOKIE = "bastion_oidc"
+SIGNED_IN_COOKIE = "bastion_oidc_session"
 CALLBACK = "/admin/oidc/callback"
+PROVIDER_LOGOUT = "/admin/oidc/logout"
 _CONTEXT = "bastion admin oidc flow"
+_SIGNED_IN_CONTEXT = "bastion admin oidc signed in"
+_MAX_COOKIE = 3800
 _FLOW_TTL = 600
 _ACTION = f"GET {CALLBACK}"
 
@@ -84,7 +89,7 @@ def routes(ui: Ui, provider: ProviderSignIn) -> list[Route]:
         email, target = "", "/admin"
         try:
             flow, target = await _flow(request, provider)
-            claims = await provider.client.redeem(_code(request), flow)
+            claims, id_token = await provider.client.redeem(_code(request), flow)
             email = provider.login.email_of(claims)
             session, secret, user = await provider.login.sign_in(claims)
             expires = max(1, int(session.expires_at.timestamp() - time.time()))
@@ -95,11 +100,65 @@ def routes(ui: Ui, provider: ProviderSignIn) -> list[Route]:
             _audit(provider, request, started, clock, user.email, 200)
             response = ui.render(request, None, "signed_in.html", next=target, flash=False)
             ui.sessions.sign_in(response, secret, expires)
+            _remember_provider_session(ui, provider, response, id_token, expires)
         response.headers["cache-control"] = "no-store"
         response.delete_cookie(FLOW_COOKIE, path=CALLBACK, secure=ui.sessions.secure, httponly=True, samesite="lax")
         return response
 
-    return [Route("/admin/oidc/start", start, methods=["GET"]), Route(CALLBACK, callback, methods=["GET"])]
+    return [
+        Route("/admin/oidc/start", start, methods=["GET"]),
+        Route(CALLBACK, callback, methods=["GET"]),
+        provider_logout_route(ui, provider),
+    ]
+
+
+def _remember_provider_session(ui: Ui, provider: ProviderSignIn, response: Response, id_token: str, expires: int) -> None:
+    """This browser signed in at the provider: a sealed cookie keeps the ID token (the hint the
+    provider wants when we send the browser to sign out there), or only that it did when the token is
+    too large for a cookie."""
+    sealed = provider.sealer.seal({"t": id_token}, _SIGNED_IN_CONTEXT)
+    if len(sealed) > _MAX_COOKIE:
+        sealed = provider.sealer.seal({"t": ""}, _SIGNED_IN_CONTEXT)
+    response.set_cookie(
+        SIGNED_IN_COOKIE, sealed, max_age=expires, path=PATH, secure=ui.sessions.secure, httponly=True, samesite="strict"
+    )
+
+
+def provider_logout(ui: Ui, provider: ProviderSignIn) -> LogoutHook:
+    """Signing out of Bastion after a provider sign-in also signs out at the provider (OpenID Connect
+    RP-Initiated Logout): the browser goes on to its end_session_endpoint with the ID token as hint,
+    our client id and the sign-in page as the way back. None (a local sign-out only) for a browser
+    that signed in with a password."""
+
+    async def hook(request: Request) -> Response | None:
+        if not request.cookies.get(SIGNED_IN_COOKIE):
+            return None
+        # Not a redirect: the pages' CSP (form-action 'self') stops a form's redirect to another site,
+        # so the sign-out form lands here and this page moves on, same-origin, to PROVIDER_LOGOUT.
+        return ui.render(request, None, "signed_out.html", next=PROVIDER_LOGOUT, provider=provider.name, flash=False)
+
+    return hook
+
+
+def provider_logout_route(ui: Ui, provider: ProviderSignIn) -> Route:
+    """GET PROVIDER_LOGOUT: on to the provider's end_session_endpoint with the ID token kept at sign-in
+    as the hint (this browser's cookie only, SameSite=Strict: a link from another site finds none and
+    lands on the sign-in page)."""
+
+    async def leave(request: Request) -> Response:
+        sealed = request.cookies.get(SIGNED_IN_COOKIE)
+        url: str | None = None
+        if sealed:
+            try:
+                hint: str | None = str(provider.sealer.unseal(sealed, _SIGNED_IN_CONTEXT)["t"]) or None
+            except (SealError, KeyError, TypeError, ValueError):
+                hint = None
+            url = await provider.client.logout_url(hint)
+        response = RedirectResponse(url or "/admin/login", status_code=303, headers={"cache-control": "no-store"})
+        response.delete_cookie(SIGNED_IN_COOKIE, path=PATH, secure=ui.sessions.secure, httponly=True, samesite="strict")
+        return response
+
+    return Route(PROVIDER_LOGOUT, leave, methods=["GET"])
 
 
 async def _flow(request: Request, provider: ProviderSignIn) -> tuple[Flow, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -21,7 +22,11 @@ def landing(raw: object) -> str:
     return target if ours and len(target) <= 1000 else "/admin"
 
 
-def routes(ui: Ui) -> list[Route]:
+LogoutHook = Callable[[Request], Awaitable[Response | None]]
+"""What else signing out does (the provider's sign-out): the response to send instead, or None."""
+
+
+def routes(ui: Ui, logout_hook: LogoutHook | None = None) -> list[Route]:
     async def login_page(request: Request) -> Response:
         if await ui.viewer(request) is not None:
             return RedirectResponse(landing(request.query_params.get("next")), status_code=303)
@@ -43,7 +48,7 @@ def routes(ui: Ui) -> list[Route]:
 
     async def logout(request: Request, viewer: Viewer) -> Response:
         await ui.api(viewer, "POST", "/api/v1/auth/logout", request)
-        response = RedirectResponse("/admin/login", status_code=303)
+        response = (await logout_hook(request) if logout_hook is not None else None) or RedirectResponse("/admin/login", status_code=303)
         ui.sessions.sign_out(response)
         return response
 
