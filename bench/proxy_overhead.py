@@ -185,40 +185,55 @@ def otlp_sink() -> tuple[object, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def _telemetry_run(extra: dict[str, str], url: str, mode: str, concurrency: int, args: argparse.Namespace, upstream_pid: int) -> dict[str, float]:
+    """One fresh gateway with these settings, measured once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        gateway, base = start_gateway(tmp, extra)
+        try:
+            api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+            api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": url}).raise_for_status()
+            api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
+            return anyio.run(
+                measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency, gateway.pid, upstream_pid
+            )
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=15)
+
+
 def compare_telemetry(args: argparse.Namespace) -> None:
-    """Gateway CPU per call with telemetry off and on, for each era and concurrency."""
+    """Gateway CPU per call with telemetry off and on, for each era and concurrency; with --rounds N
+    the four settings are run N times in turn and the median of each is reported."""
     upstream, upstream_url = start_upstream()
     sink, receiver = otlp_sink()
     rows = []
+    configs = (
+        ("off", TELEMETRY_OFF),
+        ("on", telemetry_on(None)),
+        ("traces10", telemetry_on(receiver, 0.1)),
+        ("traces100", telemetry_on(receiver, 1.0)),
+    )
     try:
         for mode in args.era or ("legacy", "2026-07-28"):
             for concurrency in args.concurrency or (1, 16):
-                figures = {}
-                configs = (
-                    ("off", TELEMETRY_OFF),
-                    ("on", telemetry_on(None)),
-                    ("traces10", telemetry_on(receiver, 0.1)),
-                    ("traces100", telemetry_on(receiver, 1.0)),
-                )
-                for label, extra in configs:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        gateway, base = start_gateway(tmp, extra)
-                        try:
-                            api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-                            api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": upstream_url}).raise_for_status()
-                            api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
-                            figures[label] = anyio.run(
-                                measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency,
-                                gateway.pid, upstream.pid,
-                            )
-                        finally:
-                            gateway.terminate()
-                            gateway.wait(timeout=15)
+                runs: dict[str, list[dict[str, float]]] = {label: [] for label, _ in configs}
+                for _ in range(args.rounds):
+                    for label, extra in configs:
+                        runs[label].append(_telemetry_run(extra, upstream_url, mode, concurrency, args, upstream.pid))
+                figures = {
+                    label: {
+                        "gateway_cpu_ms_per_call": statistics.median(f["gateway_cpu_ms_per_call"] for f in r),
+                        "gateway_cpu_ms_runs": [round(f["gateway_cpu_ms_per_call"], 3) for f in r],
+                        "rps": statistics.median(f["rps"] for f in r),
+                    }
+                    for label, r in runs.items()
+                }
                 rows.append((mode, concurrency, figures))
     finally:
         upstream.terminate()
         upstream.wait(timeout=15)
         sink.shutdown()  # type: ignore[attr-defined]
+    print(f"load average {os.getloadavg()[0]:.2f}; {args.calls} calls per run, median of {args.rounds} run(s) each")
     print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top")
     print(f"{'era':<11} {'conc':>4} | {'off':>8} | {'on':>8} {'added':>7} | {'+traces10':>9} {'added':>7} | {'+traces100':>10} {'added':>7}")
     for mode, conc, figures in rows:
@@ -249,6 +264,7 @@ def main() -> None:
         help="Instead: the gateway's CPU per call with metrics, logs, audit, usage and tracing (to a local "
         "OTLP receiver) off versus on",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="With --telemetry: run each setting this many times, in turn")
     parser.add_argument(
         "--askable",
         action="store_true",

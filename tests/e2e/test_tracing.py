@@ -38,11 +38,15 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[Span] = []
+        self.resources: list[dict[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         self.changed = anyio.Event()
 
     async def traces(self, request: Request) -> Response:
         message = ExportTraceServiceRequest.FromString(await request.body())
+        self.headers.append(dict(request.headers))
         for resource in message.resource_spans:
+            self.resources.append({a.key: a.value.string_value for a in resource.resource.attributes})
             for scope in resource.scope_spans:
                 self.spans.extend(scope.spans)
         self.changed.set()
@@ -184,3 +188,45 @@ async def test_a_facade_call_continues_the_callers_trace(traced: tuple[Running, 
     await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
     root = await receiver.wait_for("tools/call fx__whoami", other)
     assert root.parent_span_id.hex() == "00f067aa0ba902b8"
+
+
+async def _flush(gw: Running) -> None:
+    assert gw.bastion.telemetry is not None and gw.bastion.telemetry.tracing is not None
+    await anyio.to_thread.run_sync(gw.bastion.telemetry.tracing.flush)
+
+
+async def test_a_client_trace_that_is_not_sampled_records_nothing_and_still_reaches_the_upstream(
+    traced: tuple[Running, Receiver],
+) -> None:
+    gw, receiver = traced  # the default sampler: parentbased_always_on
+    result = await _call(gw, "fx__whoami", {}, {"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-00"}, {})
+    version, trace_id, parent, flags = json.loads(result["content"][0]["text"])["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", TRACE_ID, "00") and parent != CLIENT_SPAN
+    await _flush(gw)
+    assert receiver.spans == []
+
+
+async def test_the_otel_settings_choose_sampling_resource_and_export_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-gateway")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=acme")
+    async with receiving(monkeypatch) as receiver:
+        with http_fixture("streamable-http") as upstream:
+            async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
+                await gw.register(upstream.body("fx"))
+                await gw.create_server({"name": "vs", "tools": ["fx__whoami"]})
+                await _call(gw, "fx__whoami", {}, {}, {})  # a root of our own: ratio 0, not sampled
+                await _flush(gw)
+                assert receiver.spans == []
+                await _call(gw, "fx__whoami", {}, {"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"}, {})  # parent sampled
+                await _flush(gw)
+                await receiver.wait_for("tools/call fx__whoami", TRACE_ID)
+                assert {s.trace_id.hex() for s in receiver.spans} == {TRACE_ID}
+                resource = receiver.resources[0]
+                assert resource["service.name"] == "billing-gateway"
+                assert resource["deployment.environment"] == "test"
+                assert resource["service.instance.id"]
+                assert receiver.headers[0]["x-tenant"] == "acme"
+                assert receiver.headers[0]["content-type"] == "application/x-protobuf"

@@ -140,3 +140,30 @@ async def test_admin_changes_and_refusals_are_recorded_and_a_full_queue_is_itsel
     assert actions.count("PATCH /api/v1/upstreams/{name}") == 100
     assert actions[-1] == "audit.overflow" and "50" in (store.records[-1].detail or "")
     assert (await log.verify()).ok
+
+
+async def test_records_keep_the_stored_format_of_earlier_versions() -> None:
+    """A record written now hashes and reads exactly as those written before the flush was made
+    cheaper: the hash over the canonical JSON of its fields, keyed hashes of canonical JSON, and
+    times as datetime formats them."""
+    import hashlib
+    import hmac
+    import json
+    from datetime import UTC, datetime
+
+    from bastion.core.audit_chain import entry_hash
+
+    store = MemoryAuditStore()
+    keys = AuditKeys(b"k" * 32)
+    log = AuditLog(store, keys, "replica0")
+    call = replace(_call(1), started=1_800_000_000.9999996, seconds=0.0)
+    log.call_finished(call)
+    await log.flush()
+    [entry] = await store.entries("replica0")
+    hashed = {name: getattr(entry, name) for name in sorted(AuditEntry.__dataclass_fields__) if name not in ("hash", "id")}
+    assert entry.hash == hashlib.sha256(json.dumps(hashed, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    assert entry.hash == entry_hash(entry) and entry.prev_hash == "0" * 64
+    assert entry.at == datetime.fromtimestamp(call.started, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") == "2027-01-15T08:00:01.000000Z"
+    hmac_key = keys._hmac  # the derived key, to recompute the keyed hash the old way
+    arguments = json.dumps({"arguments": {"text": "s3cr3t"}, "name": "fx__echo"}, sort_keys=True, separators=(",", ":")).encode()
+    assert entry.args_hmac == hmac.new(hmac_key, arguments, hashlib.sha256).hexdigest()

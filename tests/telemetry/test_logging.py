@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 from bastion.core.observation import CallRecord
-from bastion.telemetry.logging import CallLog, JsonFormatter
+from bastion.telemetry.logging import CallLog, JsonFormatter, TextFormatter
 
 
 class _Keep(logging.Handler):
@@ -44,3 +45,44 @@ def test_a_call_is_one_json_line_with_its_facts_and_no_values() -> None:
         "method": "tools/call", "item": "fx__echo", "upstream": "fx", "outcome": "tool_error", "duration_ms": 12.3,
     }
     assert expected.items() <= data.items()
+
+
+def _call(outcome: str = "ok", error: str | None = None) -> CallRecord:
+    return CallRecord(
+        request_id="r1", started=1_800_000_000.0, server="vs", method="tools/call", outcome=outcome, seconds=0.0123,
+        upstream_seconds=0.01, upstream="fx", item="fx__echo", kind="tool", principal="token:t1", error=error,
+    )
+
+
+def test_on_a_terminal_the_line_is_readable_text_from_any_thread() -> None:
+    keep = _Keep()
+    keep.setFormatter(TextFormatter())
+    logger = logging.getLogger("bastion.calls")
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    calls = CallLog("replica-1")
+    try:
+        calls.call_finished(_call())
+        other = threading.Thread(target=calls.call_finished, args=(_call("denied", "Forbidden: no"),))
+        other.start()
+        other.join()
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(logging.NOTSET)
+    first, second = keep.lines
+    assert first.endswith(" INFO bastion.calls: tools/call fx__echo on vs: ok in 12.3 ms")
+    assert second.endswith(" INFO bastion.calls: tools/call fx__echo on vs: denied in 12.3 ms (Forbidden: no)")
+    assert first[:4].isdigit()  # the time comes first
+
+
+def test_no_line_is_made_when_info_is_off() -> None:
+    keep = _Keep()
+    logger = logging.getLogger("bastion.calls")
+    logger.addHandler(keep)
+    logger.setLevel(logging.WARNING)
+    try:
+        CallLog("replica-1").call_finished(_call())
+    finally:
+        logger.removeHandler(keep)
+        logger.setLevel(logging.NOTSET)
+    assert keep.lines == []

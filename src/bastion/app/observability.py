@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
-from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.routing import BaseRoute
 
@@ -20,6 +19,7 @@ from bastion.config import Settings
 from bastion.core.observation import EdgeEvent
 from bastion.core.ports import CallObserver, EdgeObserver
 from bastion.core.snapshot import Snapshot
+from bastion.core.tracing import Tracer
 from bastion.pipeline.bridge import Bridge
 from bastion.store.sql.audit import SqlAuditStore
 from bastion.store.sql.usage import SqlUsageStore

@@ -63,16 +63,22 @@ def entry_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def sealed(values: dict[str, Any], prev_hash: str) -> AuditEntry:
+    """The entry with these field values (every field but prev_hash, hash and id), linked after
+    `prev_hash`: its hash is `entry_hash` of it, computed from the values without a second entry."""
+    values["prev_hash"] = prev_hash
+    values["hash"] = ""
+    values["hash"] = hashlib.sha256(_ENCODE({name: values[name] for name in _HASHED}).encode()).hexdigest()
+    return AuditEntry(**values)
+
+
 def link(entries: Iterable[AuditEntry], prev_hash: str) -> list[AuditEntry]:
     """Set each entry's prev_hash and hash in order, continuing a chain whose head is `prev_hash`."""
     out = []
     for entry in entries:
-        values = entry_values(entry)
-        values["prev_hash"] = prev_hash
-        values["hash"] = ""
-        linked = AuditEntry(**values)
-        values["hash"] = prev_hash = entry_hash(linked)
-        out.append(AuditEntry(**values))
+        linked = sealed(entry_values(entry), prev_hash)
+        prev_hash = linked.hash
+        out.append(linked)
     return out
 
 

@@ -33,14 +33,19 @@ class EncodedPage(list[dict[str, Any]]):
         return self._canonical
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def canonical_json(value: Any) -> bytes:
     """Sorted keys, compact, UTF-8: equal values encode equal. A page inside is encoded once."""
     if isinstance(value, EncodedPage):
         return value.canonical()
-    if isinstance(value, dict) and any(isinstance(v, EncodedPage) for v in value.values()):
-        fields = (canonical_json(k) + b":" + canonical_json(value[k]) for k in sorted(value))
-        return b"{" + b",".join(fields) + b"}"
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    if isinstance(value, dict):
+        for inner in value.values():
+            if isinstance(inner, EncodedPage):
+                fields = (canonical_json(k) + b":" + canonical_json(value[k]) for k in sorted(value))
+                return b"{" + b",".join(fields) + b"}"
+    return _CANONICAL(value).encode()
 
 
 class ListPages:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from opentelemetry.trace import Tracer
-
 from bastion.core.ports import CallObserver, RateLimiter, ResourceSubscriber, UpstreamCaller
 from bastion.core.ratelimit import Defaults
 from bastion.core.snapshot import Snapshot
+from bastion.core.tracing import Tracer
 from bastion.pipeline.authn import Authenticator, authenticate_stage
 from bastion.pipeline.authz import authorize
 from bastion.pipeline.base import Next, Stage, chain
@@ -41,7 +40,7 @@ def build_pipeline(
     subscriber: ResourceSubscriber | None = None,
 ) -> Next:
     def span(name: str, stage: Stage) -> Stage:
-        return traced(tracer, name, stage) if tracer is not None else stage
+        return traced(name, stage) if tracer is not None else stage
 
     stages: list[Stage] = [
         observe_stage(observers, tracer),  # first: sees every outcome, including auth failures
@@ -69,5 +68,5 @@ def build_pipeline(
         # After route (it needs the upstream), before dispatch (it may run dispatch in the
         # background, or resume a held call instead of dispatching at all).
         stages.append(bridge.stage())
-    stages.append(dispatch_stage(pool, timeout, server_info, tracer))  # last: the only stage doing upstream I/O
+    stages.append(dispatch_stage(pool, timeout, server_info))  # last: the only stage doing upstream I/O
     return chain(stages)

@@ -6,19 +6,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from opentelemetry.trace import SpanKind, Tracer
-
-from bastion.core.errors import UpstreamProtocolError
+from bastion.core.errors import BastionError, UpstreamProtocolError
 from bastion.core.ports import AskCallback, UpstreamCaller
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
-from bastion.pipeline.tracing import outgoing_meta
+from bastion.pipeline.tracing import current_span, outgoing_meta, upstream_span
 
 MAX_INPUT_ROUNDS = 10
 
 
 def dispatch_stage(
-    pool: UpstreamCaller, timeout: float, server_info: dict[str, Any], tracer: Tracer | None = None
+    pool: UpstreamCaller, timeout: float, server_info: dict[str, Any]
 ) -> Stage:
     async def dispatch(ctx: CallContext, call_next: Next) -> Result:
         item = ctx.item
@@ -31,7 +29,7 @@ def dispatch_stage(
         def send(p: dict[str, Any]) -> Awaitable[dict[str, Any]]:
             return pool.request(item.upstream, ctx.method, p, user=user, timeout=timeout, hooks=ctx.hooks)
 
-        result = await _timed(ctx, tracer, params, send)
+        result = await _timed(ctx, params, send)
         ask = ctx.hooks.ask if ctx.hooks is not None else None
         rounds = 0
         while ask is not None and result.get("resultType") == "input_required":
@@ -41,7 +39,7 @@ def dispatch_stage(
             if rounds > MAX_INPUT_ROUNDS:
                 raise UpstreamProtocolError(f"upstream {item.upstream!r} asked for input more than {MAX_INPUT_ROUNDS} times")
             params = await _answered(params, result, ask)
-            result = await _timed(ctx, tracer, params, send)
+            result = await _timed(ctx, params, send)
         meta = result.get("_meta")
         if isinstance(meta, dict) and any(k.endswith("serverInfo") for k in meta):
             # The client talks to Bastion: never leak which server answered behind it.
@@ -53,22 +51,27 @@ def dispatch_stage(
 
 async def _timed(
     ctx: CallContext,
-    tracer: Tracer | None,
     params: dict[str, Any],
     request: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
     """One upstream attempt: its time is added to the context's upstream time (also on failure);
     with tracing, it is a client span whose context travels upstream in `_meta`."""
     start = time.perf_counter()
-    try:
-        if tracer is None:
+    span = upstream_span(ctx)
+    if span is None:
+        try:
             return await request(params)
-        item = ctx.item
-        upstream = item.upstream if item is not None else ""
-        attributes = {"mcp.method.name": ctx.method, "bastion.upstream": upstream}
-        with tracer.start_as_current_span(f"upstream {ctx.method}", kind=SpanKind.CLIENT, attributes=attributes):
-            return await request(outgoing_meta(params))
+        finally:
+            ctx.upstream_seconds += time.perf_counter() - start
+    token = current_span.set(span)
+    try:
+        return await request(outgoing_meta(params, span))
+    except Exception as exc:
+        span.fail(str(exc.jsonrpc_code) if isinstance(exc, BastionError) else type(exc).__name__, type(exc).__name__)
+        raise
     finally:
+        current_span.reset(token)
+        span.end()
         ctx.upstream_seconds += time.perf_counter() - start
 
 

@@ -8,15 +8,14 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from opentelemetry.trace import Span, SpanKind, Tracer
-
 from bastion.core.errors import BastionError, UpstreamRpcError
 from bastion.core.models import CatalogItem
 from bastion.core.observation import CallRecord, outcome_of_error, outcome_of_result
 from bastion.core.ports import CallObserver
+from bastion.core.tracing import SERVER, Span, Tracer
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
-from bastion.pipeline.tracing import finish, incoming_context, request_attributes, request_tracer
+from bastion.pipeline.tracing import current_span, finish, incoming_parent, request_attributes
 
 log = logging.getLogger("bastion.calls")
 
@@ -27,21 +26,17 @@ def observe_stage(observers: Sequence[CallObserver], tracer: Tracer | None = Non
     async def observe(ctx: CallContext, call_next: Next) -> Result:
         if tracer is None:
             return await _observed(ctx, call_next, observers, None)
-        attributes = request_attributes(ctx)
-        name = f"{ctx.method} {attributes.get('gen_ai.tool.name') or attributes.get('gen_ai.prompt.name') or ''}".rstrip()
-        token = request_tracer.set(tracer)
+        span = tracer.request(SERVER, incoming_parent(ctx))
+        if span.recording:
+            attributes = span.attributes = request_attributes(ctx)
+            item = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
+            span.name = f"{ctx.method} {item}" if item else ctx.method
+        token = current_span.set(span)
         try:
-            with tracer.start_as_current_span(
-                name,
-                context=incoming_context(ctx),
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                return await _observed(ctx, call_next, observers, span)
+            return await _observed(ctx, call_next, observers, span)
         finally:
-            request_tracer.reset(token)
+            current_span.reset(token)
+            span.end()
 
     return observe
 
@@ -63,7 +58,7 @@ async def _observed(ctx: CallContext, call_next: Next, observers: tuple[CallObse
         outcome, error, failure = "error", type(exc).__name__, exc
         raise
     finally:
-        if span is not None:
+        if span is not None and span.recording:
             finish(span, ctx, outcome, failure)
         if observers:
             _tell(observers, _record(ctx, started, time.perf_counter() - start, outcome, error, result))

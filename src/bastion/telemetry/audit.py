@@ -10,15 +10,24 @@ lose at most the last `flush_interval` seconds of records (never written) and le
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
 
-from bastion.core.audit_chain import AuditEntry, ChainCheck, Problem, SignedMark, Verdict, link, mark_message
+from bastion.core.audit_chain import (
+    AuditEntry,
+    ChainCheck,
+    Problem,
+    SignedMark,
+    Verdict,
+    entry_values,
+    mark_message,
+    sealed,
+)
 from bastion.core.errors import BastionError
 from bastion.core.observation import AUDITED_METHODS, CallRecord, EdgeEvent
 from bastion.core.ports import AuditStore
@@ -33,9 +42,22 @@ VERIFY_PAGE = 5000
 """Records read at a time when verifying a chain."""
 
 
+_stamped = (-1, "")
+"""The last second formatted and its text (strftime once per second of records, not per record)."""
+
+
 def iso(epoch: float) -> str:
     """The one time format of audit records: fixed width, UTC, microseconds (sorts as text)."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _stamped
+    fraction, whole = math.modf(epoch)  # rounded as datetime.fromtimestamp rounds
+    second, micro = int(whole), round(fraction * 1_000_000)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    elif micro < 0:
+        second, micro = second - 1, micro + 1_000_000
+    if _stamped[0] != second:
+        _stamped = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_stamped[1]}.{micro:06d}Z"
 
 
 def parse_time(text: str) -> str:
@@ -109,51 +131,45 @@ class AuditLog:
     def edge_event(self, event: EdgeEvent) -> None:
         self._enqueue(event)
 
-    def _call_entry(self, record: CallRecord, seq: int) -> AuditEntry:
-        return AuditEntry(
-            chain=self.chain,
-            seq=seq,
-            at=iso(record.started + record.seconds),
-            replica=self.replica,
-            action=record.method,
-            target=record.item or "",
-            outcome=record.outcome,
-            actor_user=record.user,
-            actor_token=record.token,
-            actor_client=record.principal,
-            actor_address=record.address,
-            server=record.server or None,
-            latency_ms=round(record.seconds * 1000, 3),
-            args_hmac=self.keys.digest(_args_of(record.params)) if record.params is not None else None,
-            result_hmac=self.keys.digest(record.result) if record.result is not None else None,
-            detail=record.error,
-        )
+    def _call_values(self, record: CallRecord, seq: int) -> dict[str, Any]:
+        digest = self.keys.digest
+        return {
+            "chain": self.chain,
+            "seq": seq,
+            "at": iso(record.started + record.seconds),
+            "replica": self.replica,
+            "action": record.method,
+            "target": record.item or "",
+            "outcome": record.outcome,
+            "actor_user": record.user,
+            "actor_token": record.token,
+            "actor_client": record.principal,
+            "actor_address": record.address,
+            "server": record.server or None,
+            "latency_ms": round(record.seconds * 1000, 3),
+            "args_hmac": digest(_args_of(record.params)) if record.params is not None else None,
+            "result_hmac": digest(record.result) if record.result is not None else None,
+            "detail": record.error,
+        }
 
-    def _edge_entry(self, event: EdgeEvent, seq: int) -> AuditEntry:
-        return AuditEntry(
-            chain=self.chain,
-            seq=seq,
-            at=iso(event.started + event.seconds),
-            replica=self.replica,
-            action=event.action,
-            target=event.target,
-            outcome=event.outcome,
-            actor_user=event.user,
-            actor_token=event.token,
-            actor_client=event.principal,
-            actor_address=event.address,
-            latency_ms=round(event.seconds * 1000, 3),
-            detail=event.detail,
-        )
+    def _edge_values(self, event: EdgeEvent, seq: int) -> dict[str, Any]:
+        # Rare (changes, sign-ins, refusals): built as an entry, read back as values.
+        return entry_values(AuditEntry(
+            self.chain, seq, iso(event.started + event.seconds), self.replica, event.action, event.target, event.outcome,
+            actor_user=event.user, actor_token=event.token, actor_client=event.principal, actor_address=event.address,
+            latency_ms=round(event.seconds * 1000, 3), detail=event.detail,
+        ))
 
     # -- writing (background) ----------------------------------------------------------------------
 
-    def _sealed(self, pending: Pending, seq: int) -> AuditEntry:
+    def _values(self, pending: Pending, seq: int) -> dict[str, Any]:
         if isinstance(pending, CallRecord):
-            return self._call_entry(pending, seq)
+            return self._call_values(pending, seq)
         if isinstance(pending, EdgeEvent):
-            return self._edge_entry(pending, seq)
-        return replace(pending, seq=seq)
+            return self._edge_values(pending, seq)
+        values = entry_values(pending)
+        values["seq"] = seq
+        return values
 
     def _mark(self, kind: str, seq: int, hash_: str) -> SignedMark:
         at = iso(time.time())
@@ -171,13 +187,12 @@ class AuditLog:
                 )
                 batch.append(overflow)
                 self._dropped = 0
-            entries = []
+            linked = []
             for pending in batch:
                 self._seq += 1
-                entries.append(self._sealed(pending, self._seq))
-            linked = link(entries, self._head)
-            if linked:
-                self._head = linked[-1].hash
+                entry = sealed(self._values(pending, self._seq), self._head)
+                self._head = entry.hash
+                linked.append(entry)
             todo = [*self._unwritten, *linked]
             due = sign or time.monotonic() - self._signed_at >= self._sign_interval
             marks = [self._mark("head", self._seq, self._head)] if due and self._seq > self._signed_seq else []

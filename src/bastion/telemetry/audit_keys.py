@@ -38,7 +38,7 @@ class AuditKeys:
 
     def digest(self, value: Any) -> str:
         """HMAC-SHA256 of a value's canonical JSON: equal values hash equal, content never shows."""
-        return hmac.new(self._hmac, canonical_json(value), hashlib.sha256).hexdigest()
+        return hmac.digest(self._hmac, canonical_json(value), "sha256").hex()  # one-shot: no HMAC object
 
     def sign(self, message: bytes) -> str:
         return base64.b64encode(self._signer.sign(message)).decode()

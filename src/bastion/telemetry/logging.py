@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
@@ -83,25 +84,47 @@ def set_replica(replica: str) -> None:
 
 
 class CallLog:
-    """A CallObserver writing the one INFO line per MCP request."""
+    """A CallObserver writing the one INFO line per MCP request.
+
+    The line is a LogRecord like any other (handlers, filters and formatters apply), made by copying
+    a template record's attributes instead of through `Logger.info`: no caller lookup (the source
+    line is this module's anyway) and no per-record process and thread look-ups, a third of the cost.
+    """
 
     def __init__(self, replica: str) -> None:
         self.replica = replica
         self.log = logging.getLogger("bastion.calls")
+        self._template = logging.LogRecord(self.log.name, logging.INFO, __file__, 0, "", (), None, "call_finished")
+        self._fields = vars(self._template)
+
+    def _record(self, message: str, args: tuple[object, ...], fields: dict[str, object]) -> logging.LogRecord:
+        template = self._template
+        if threading.get_ident() != template.thread:
+            record = logging.LogRecord(self.log.name, logging.INFO, __file__, 0, message, args, None, "call_finished")
+            record.fields = fields
+            return record
+        now = time.time()
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        record.__dict__.update(self._fields)
+        record.msg, record.args, record.fields = message, args, fields
+        record.created, record.msecs = now, int((now - int(now)) * 1000) + 0.0
+        record.relativeCreated = template.relativeCreated + (now - template.created) * 1000
+        return record
 
     def call_finished(self, record: CallRecord) -> None:
         if not self.log.isEnabledFor(logging.INFO):
             return
-        target = f" {record.item}" if record.item else ""
-        self.log.info(
+        line = self._record(
             "%s%s on %s: %s in %.1f ms%s",
-            record.method,
-            target,
-            record.server or "-",
-            record.outcome,
-            record.seconds * 1000,
-            f" ({record.error})" if record.error else "",
-            extra={"fields": {
+            (
+                record.method,
+                f" {record.item}" if record.item else "",
+                record.server or "-",
+                record.outcome,
+                record.seconds * 1000,
+                f" ({record.error})" if record.error else "",
+            ),
+            {
                 "event": "mcp",
                 "request_id": record.request_id,
                 "replica": self.replica,
@@ -115,8 +138,9 @@ class CallLog:
                 "outcome": record.outcome,
                 "duration_ms": round(record.seconds * 1000, 3),
                 "upstream_ms": round(record.upstream_seconds * 1000, 3),
-            }},
+            },
         )
+        self.log.handle(line)
 
 
 class _NoStdioParseTracebacks(logging.Filter):

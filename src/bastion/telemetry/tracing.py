@@ -1,22 +1,34 @@
 """OpenTelemetry traces: off unless the standard OTEL_* variables ask for them (OTLP over HTTP/protobuf).
 
 On when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT is set (and neither
-OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says otherwise). The exporter, sampler and
-resource read the rest of OTEL_* themselves (headers, timeout, OTEL_SERVICE_NAME, sampling).
-Each Bastion has its own provider: nothing global is set, so embedding Bastion changes nothing.
+OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says otherwise). OTEL_TRACES_SAMPLER(_ARG) pick
+the sampler; the SDK's Resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (they win over
+Bastion's defaults); the SDK's OTLP/HTTP exporter reads the endpoint, headers, timeout, compression
+and certificates; OTEL_BSP_* size and pace the batches, as for the SDK's BatchSpanProcessor.
+
+The request path records `core.tracing` spans (a few microseconds each) and appends finished ones
+to a bounded queue; a thread of this module's own takes them in batches, encodes them
+(span_encoding.py) and posts them. Nothing global is set, so embedding Bastion changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Tracer
 
 from bastion import __version__
+from bastion.core.tracing import SAMPLERS, Sampler, Span, Tracer
+from bastion.telemetry.span_encoding import SpanEncoder
+
+log = logging.getLogger("bastion.tracing")
+
 
 
 def tracing_wanted(environ: Mapping[str, str]) -> bool:
@@ -27,21 +39,121 @@ def tracing_wanted(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
-class Tracing:
-    """A tracer provider exporting to the configured OTLP endpoint, and its tracer."""
+def sampler_from(environ: Mapping[str, str]) -> Sampler:
+    """OTEL_TRACES_SAMPLER and its argument, read as the SDK reads them (unknown -> the default)."""
+    name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip().lower()
+    if name not in SAMPLERS:
+        log.warning("unknown OTEL_TRACES_SAMPLER %r: sampling parentbased_always_on", name)
+        name = "parentbased_always_on"
+    ratio = 1.0
+    if name.endswith("traceidratio"):
+        try:
+            ratio = float(environ.get("OTEL_TRACES_SAMPLER_ARG", ""))
+        except ValueError:
+            log.warning("OTEL_TRACES_SAMPLER_ARG is not a number: sampling everything")
+    return Sampler(name, ratio)
 
-    def __init__(self, replica: str) -> None:
-        resource = Resource.create({"service.name": "bastion", "service.version": __version__, "service.instance.id": replica})
-        self.provider = TracerProvider(resource=resource)
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        self.tracer: Tracer = self.provider.get_tracer("bastion", __version__)
 
-    def flush(self, timeout_ms: int = 5000) -> bool:
-        return self.provider.force_flush(timeout_ms)
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        value = int(environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+class SpanExport:
+    """A bounded queue of finished spans and the thread that exports them in batches.
+
+    `add` is the hot path: one length check and a deque append (no lock; deque appends are atomic).
+    A full queue drops the span and counts it, as the SDK's processor does.
+    """
+
+    def __init__(self, exporter: OTLPSpanExporter, resource: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        self._exporter = exporter
+        self._delay = _int(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self._max_queue = _int(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        self._batch = min(_int(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self._max_queue)
+        self._queue: deque[Span] = deque()
+        self._wake = threading.Event()
+        self._export_lock = threading.Lock()
+        self._closed = False
+        self.dropped = 0
+        self._encoder = SpanEncoder(resource, "bastion", __version__)
+        self._thread = threading.Thread(target=self._run, name="bastion-span-export", daemon=True)
+        self._thread.start()
+
+    def add(self, span: Span) -> None:
+        queue = self._queue
+        if len(queue) >= self._max_queue:
+            self.dropped += 1
+            return
+        queue.append(span)
+        if len(queue) == self._batch:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._delay)
+            self._wake.clear()
+            self.export_all()
+
+    def export_all(self) -> bool:
+        """Export everything queued now, a batch at a time; False if a batch was refused."""
+        ok = True
+        with self._export_lock:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+                ok = self._send(batch) and ok
+            if self.dropped:
+                log.warning("%d spans dropped: the export queue (OTEL_BSP_MAX_QUEUE_SIZE) was full", self.dropped)
+                self.dropped = 0
+        return ok
+
+    def _send(self, batch: Sequence[Span]) -> bool:
+        try:
+            # The SDK exporter's HTTP client (private): it applies the OTEL_EXPORTER_OTLP_* settings
+            # (endpoint, headers, timeout, compression, TLS) and retries. Its public `export` only
+            # takes the SDK's span objects, whose cost is what this module avoids.
+            result = self._exporter._client.export(self._encoder.request(batch))  # noqa: SLF001
+        except Exception as exc:  # noqa: BLE001 - an exporter must never take the gateway down
+            log.warning("spans not exported: %s", type(exc).__name__)
+            return False
+        return bool(result.success)
 
     def close(self) -> None:
-        self.provider.shutdown()
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.export_all()
+        self._exporter.shutdown()  # type: ignore[no-untyped-call]
+
+
+def resource_attributes(replica: str) -> dict[str, Any]:
+    """The SDK's resource (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME win), with Bastion's defaults:
+    service name "bastion", its version, and the replica as the service instance."""
+    attributes = dict(Resource.create().attributes)
+    if str(attributes.get("service.name", "")).startswith("unknown_service"):
+        attributes["service.name"] = "bastion"
+    attributes.setdefault("service.version", __version__)
+    attributes.setdefault("service.instance.id", replica)
+    return attributes
+
+
+class Tracing:
+    """The tracer of this gateway and its exporter, configured from OTEL_* variables."""
+
+    def __init__(self, replica: str, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        self.export = SpanExport(OTLPSpanExporter(), resource_attributes(replica), environ)
+        self.tracer = Tracer(sampler_from(environ), self.export.add)
+
+    def flush(self, timeout_ms: int = 5000) -> bool:
+        return self.export.export_all()
+
+    def close(self) -> None:
+        self.export.close()
 
 
 def build_tracing(environ: Mapping[str, str], replica: str) -> Tracing | None:
-    return Tracing(replica) if tracing_wanted(environ) else None
+    return Tracing(replica, environ) if tracing_wanted(environ) else None

@@ -7,15 +7,17 @@ from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.core.audit_chain import AuditEntry, SignedMark, entry_values
+from bastion.core.audit_chain import AuditEntry, SignedMark
 from bastion.core.errors import ServiceUnavailable
 from bastion.core.ports import AuditFilter
 from bastion.store.sql.tables import audit_marks, audit_records
 
 _FIELDS = [c.name for c in audit_records.columns]
+_INSERTED = tuple(name for name in _FIELDS if name != "id")
 _MARK_FIELDS = ("chain", "kind", "seq", "hash", "at", "key_id", "signature")
 
 SignCheckpoint = Callable[[AuditEntry], SignedMark]
@@ -29,21 +31,32 @@ def _mark(row: Any) -> SignedMark:
     return SignedMark(**{k: getattr(row, k) for k in _MARK_FIELDS})
 
 
-def _row(entry: AuditEntry) -> dict[str, Any]:
-    values = entry_values(entry)
-    del values["id"]
-    return values
+class _RecordInsert:
+    """The INSERT of audit records, compiled once for the engine's dialect and run by the driver
+    with one tuple (or dict) per record: SQLAlchemy's per-row parameter processing cost more than
+    the rest of writing a record (every column is a plain string, integer or float)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        compiled = insert(audit_records).values({name: None for name in _INSERTED}).inline().compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positions = compiled.positiontup
+
+    def parameters(self, entries: Sequence[AuditEntry]) -> list[Any]:
+        if self.positions is not None:
+            return [tuple(getattr(e, name) for name in self.positions) for e in entries]
+        return [{name: getattr(e, name) for name in _INSERTED} for e in entries]
 
 
 class SqlAuditStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._insert = _RecordInsert(engine.dialect)
 
     async def append(self, entries: Sequence[AuditEntry], marks: Sequence[SignedMark]) -> None:
         try:
             async with self.engine.begin() as conn:
                 if entries:
-                    await conn.execute(insert(audit_records), [_row(e) for e in entries])
+                    await conn.exec_driver_sql(self._insert.sql, self._insert.parameters(entries))
                 if marks:
                     await conn.execute(insert(audit_marks), [asdict(m) for m in marks])
         except (SQLAlchemyError, OSError) as exc:
