@@ -217,7 +217,11 @@ class CallerHttpSession(ModernHttpClient):
             return
         async with self._opening:
             if self._listening is None and self._open and not self._no_get:
-                await self._runner.start(f"upstream:{self._upstream}:caller-get", self._listen)
+                # Bounded: an upstream that holds the GET's headers back must not hold this session's calls.
+                with anyio.move_on_after(self._connect_timeout) as waited:
+                    await self._runner.start(f"upstream:{self._upstream}:caller-get", self._listen)
+                if waited.cancelled_caught:
+                    self._no_get = True
 
     async def _listen(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
@@ -298,7 +302,10 @@ class CallerHttpSession(ModernHttpClient):
         try:
             async with self._http.get(self._url, headers=headers, allow_redirects=False) as response:
                 if response.status == 404:
-                    raise _Expired
+                    # Not _Expired: the upstream accepted this call and may have run it, so it must
+                    # not run again on a new session. The next call opens one.
+                    self._open = False
+                    raise UpstreamUnavailable(f"upstream {self._upstream!r} lost this caller's session during a call it had begun")
                 if response.status >= 400 or not response.headers.get("content-type", "").startswith("text/event-stream"):
                     return None
                 return await self._events(response, request_id, hooks, cursor)

@@ -256,6 +256,7 @@ async def _sse_messages(
     pending = b""
     data: list[bytes] = []
     size = total = 0
+    event_id: str | None = None  # the id: of the event being read, the cursor's once the event is whole
     async for chunk in response.content.iter_any():
         total += len(chunk)
         if total > max_result:
@@ -272,23 +273,30 @@ async def _sse_messages(
                 data.append(value[1:] if value.startswith(b" ") else value)
                 size += len(value)
             elif cursor is not None and line.startswith((b"id:", b"retry:")):
-                _advance(cursor, line)
-            elif not line and data:
-                message = await _event_message(b"\n".join(data))
-                data, size = [], 0
-                if isinstance(message, dict):
-                    yield message
+                event_id = _advance(cursor, line, event_id)
+            elif not line:
+                # An event is whole at its blank line: only then is its id where a resumption starts
+                # (a stream cut inside the event must get it again). A priming event has no data.
+                if cursor is not None and event_id is not None:
+                    cursor.last_id, event_id = event_id, None
+                if data:
+                    message = await _event_message(b"\n".join(data))
+                    data, size = [], 0
+                    if isinstance(message, dict):
+                        yield message
         if size + len(pending) > max_message:
             raise too_large(max_message)
 
 
-def _advance(cursor: SseCursor, line: bytes) -> None:
+def _advance(cursor: SseCursor, line: bytes, event_id: str | None) -> str | None:
+    """Take an `id:` or `retry:` line; returns the id of the event being read."""
     field, _, value = line.partition(b":")
     text = value[1:] if value.startswith(b" ") else value
     if field == b"id" and b"\0" not in text:
-        cursor.last_id = text.decode("utf-8", "replace")
-    elif field == b"retry" and text.isdigit():
+        return text.decode("utf-8", "replace")
+    if field == b"retry" and text.isdigit():
         cursor.retry_ms = int(text)
+    return event_id
 
 
 async def _event_message(data: bytes) -> Any:
