@@ -39,3 +39,17 @@ def test_a_configuration_with_an_alias_bomb_is_refused() -> None:
 def test_ordinary_reuse_of_an_anchor_is_read() -> None:
     text = "ok: &ok {description: fine}\nresponses: {'200': *ok, '201': *ok, '404': *ok}\n"
     assert load_yaml(text)["responses"]["404"] == {"description": "fine"}
+
+
+def test_one_long_string_aliased_many_times_is_refused() -> None:
+    # ~1 MB once, a description in 1,000 operations: a gigabyte of tool definitions once expanded.
+    ops = "\n".join(f"  /p{i}: {{get: {{description: *d, responses: {{}}}}}}" for i in range(1000))
+    text = f'{OPENAPI_HEAD.replace("paths: {{}}", "")}\nx-d: &d "{"z" * 1_000_000}"\npaths:\n{ops}\n'
+    with pytest.raises(AliasBomb):
+        load_yaml(text)
+    assert load_yaml(text.replace("*d", '"short"'))["paths"]["/p999"]["get"]["description"] == "short"
+
+
+def test_a_long_string_used_a_few_times_is_read() -> None:
+    text = f'x-d: &d "{"z" * 100_000}"\na: *d\nb: *d\nc: *d\n'
+    assert len(load_yaml(text)["c"]) == 100_000

@@ -10,6 +10,8 @@ import yaml
 
 _BASE_NODES = 100_000
 _NODES_PER_CHAR = 10
+_CHARS_PER_NODE = 4
+"""A string weighs a value per 4 characters: expansion of up to ~40 bytes per byte of document passes."""
 
 
 class AliasBomb(ValueError):
@@ -27,7 +29,10 @@ def load_yaml(text: str | bytes) -> Any:
 
 
 def _expanded(value: Any, sizes: dict[int, int], limit: int) -> int:
-    """How many values `value` holds once every shared (aliased) part is counted each time it is used."""
+    """How many values `value` holds once every shared (aliased) part is counted each time it is used
+    (a string by its length)."""
+    if isinstance(value, str | bytes):
+        return 1 + len(value) // _CHARS_PER_NODE  # one long string aliased a thousand times is a bomb too
     if not isinstance(value, dict | list):
         return 1
     known = sizes.get(id(value))
