@@ -182,6 +182,8 @@ async def test_signing_out_ends_the_bastion_session_and_the_one_at_the_provider(
 
 async def test_a_password_sign_in_signs_out_of_bastion_only(setup: Setup) -> None:
     async with setup.browser() as http:
+        await setup.sign_in(http)  # someone signed in with the provider in this browser before, and left
+        assert http.cookies.get("bastion_oidc_session")
         signed = await http.post(f"{setup.base}/admin/login", data={"email": ADMIN, "password": PASSWORD})
         assert signed.status_code == 303
         out = await _sign_out(setup, http)

@@ -14,6 +14,8 @@ from starlette.responses import Response
 
 COOKIE = "bastion_ui"
 PATH = "/admin"
+PROVIDER_COOKIE = "bastion_oidc_session"
+"""Set by a sign-in with the identity provider (its ID token, sealed): sign-out goes on to the provider."""
 
 
 @dataclass
@@ -70,6 +72,10 @@ class Sessions:
         response.set_cookie(
             COOKIE, token, max_age=max_age, path=PATH, secure=self._secure, httponly=True, samesite="strict"
         )
+
+    def forget_provider(self, response: Response) -> None:
+        """This browser's next sign-out is Bastion's only (a password sign-in after a provider's)."""
+        response.delete_cookie(PROVIDER_COOKIE, path=PATH, secure=self._secure, httponly=True, samesite="strict")
 
     def sign_out(self, response: Response) -> None:
         response.delete_cookie(COOKIE, path=PATH, secure=self._secure, httponly=True, samesite="strict")

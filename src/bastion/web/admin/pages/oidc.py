@@ -31,14 +31,13 @@ from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver, Revocations
 from bastion.vault.crypto import Sealer, SealError
 from bastion.web.admin.pages.signin import LogoutHook, landing
-from bastion.web.admin.session import PATH
+from bastion.web.admin.session import PATH, PROVIDER_COOKIE
 from bastion.web.admin.ui import Ui
 from bastion.web.asgi import client_ip
 
 log = logging.getLogger("bastion.admin")
 
 FLOW_COOKIE = "bastion_oidc"
-SIGNED_IN_COOKIE = "bastion_oidc_session"
 CALLBACK = "/admin/oidc/callback"
 PROVIDER_LOGOUT = "/admin/oidc/logout"
 _CONTEXT = "bastion admin oidc flow"
@@ -120,7 +119,7 @@ def _remember_provider_session(ui: Ui, provider: ProviderSignIn, response: Respo
     if len(sealed) > _MAX_COOKIE:
         sealed = provider.sealer.seal({"t": ""}, _SIGNED_IN_CONTEXT)
     response.set_cookie(
-        SIGNED_IN_COOKIE, sealed, max_age=expires, path=PATH, secure=ui.sessions.secure, httponly=True, samesite="strict"
+        PROVIDER_COOKIE, sealed, max_age=expires, path=PATH, secure=ui.sessions.secure, httponly=True, samesite="strict"
     )
 
 
@@ -131,7 +130,7 @@ def provider_logout(ui: Ui, provider: ProviderSignIn) -> LogoutHook:
     that signed in with a password."""
 
     async def hook(request: Request) -> Response | None:
-        if not request.cookies.get(SIGNED_IN_COOKIE):
+        if not request.cookies.get(PROVIDER_COOKIE):
             return None
         # Not a redirect: the pages' CSP (form-action 'self') stops a form's redirect to another site,
         # so the sign-out form lands here and this page moves on, same-origin, to PROVIDER_LOGOUT.
@@ -146,7 +145,7 @@ def provider_logout_route(ui: Ui, provider: ProviderSignIn) -> Route:
     lands on the sign-in page)."""
 
     async def leave(request: Request) -> Response:
-        sealed = request.cookies.get(SIGNED_IN_COOKIE)
+        sealed = request.cookies.get(PROVIDER_COOKIE)
         url: str | None = None
         if sealed:
             try:
@@ -155,7 +154,7 @@ def provider_logout_route(ui: Ui, provider: ProviderSignIn) -> Route:
                 hint = None
             url = await provider.client.logout_url(hint)
         response = RedirectResponse(url or "/admin/login", status_code=303, headers={"cache-control": "no-store"})
-        response.delete_cookie(SIGNED_IN_COOKIE, path=PATH, secure=ui.sessions.secure, httponly=True, samesite="strict")
+        ui.sessions.forget_provider(response)
         return response
 
     return Route(PROVIDER_LOGOUT, leave, methods=["GET"])

@@ -47,6 +47,7 @@ def routes(ui: Ui, logout_hook: LogoutHook | None = None) -> list[Route]:
         expires = datetime.fromisoformat(str(reply.body["expires_at"]))
         response = RedirectResponse(target, status_code=303)
         ui.sessions.sign_in(response, token, max(1, int((expires - datetime.now(UTC)).total_seconds())))
+        ui.sessions.forget_provider(response)  # someone else's provider sign-in in this browser is not theirs to end
         return response
 
     async def logout(request: Request, viewer: Viewer) -> Response:
