@@ -196,6 +196,10 @@ async def _shut_down(
             log.warning("stdio upstream process %d is still alive after SIGKILL; abandoning it", process.pid)
     with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
         await process.stdout.aclose()
+    if process.returncode is not None:
+        # Releases the subprocess transport now rather than at garbage collection.
+        with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError), anyio.move_on_after(_EXIT_GRACE):
+            await process.aclose()
 
 
 async def _exited(process: Process, within: float) -> bool:
