@@ -36,15 +36,17 @@ async def board() -> AsyncIterator[tuple[RedisCallBoard, Redis, str]]:
 
 async def test_records_are_sealed_bound_to_their_call_and_answers_queue(board: tuple[RedisCallBoard, Redis, str]) -> None:
     calls, redis, prefix = board
-    record = {"owner": "u1", "server": "vs", "view": {"state": "running", "progress": []}, "asks": 0, "alive_until": 1.0}
+    # Markers long enough that a random ciphertext cannot contain them by chance ("u1" did, 1 run in ~30).
+    owner = "owner-of-call-a-4f1c9e"
+    record = {"owner": owner, "server": "vs", "view": {"state": "running", "progress": []}, "asks": 0, "alive_until": 1.0}
     await calls.put("call-a", record, 60)
-    await calls.put("call-b", {**record, "owner": "u2"}, 60)
+    await calls.put("call-b", {**record, "owner": "owner-of-call-b-7d2e0a"}, 60)
     assert await calls.get("call-a") == record
     assert await calls.get("nothing") is None
     key_a = f"{prefix}:call:" + hashlib.sha256(b"call-a").hexdigest()
     key_b = f"{prefix}:call:" + hashlib.sha256(b"call-b").hexdigest()
     raw = await redis.get(key_a)
-    assert raw is not None and b"u1" not in raw and b"call-a" not in raw
+    assert raw is not None and owner.encode() not in raw and b"call-a" not in raw
     assert 0 < await redis.pttl(key_a) <= 60_000
     await redis.set(key_b, raw)  # another call's record under this key: it does not open
     assert await calls.get("call-b") is None
