@@ -426,6 +426,8 @@ async def test_an_async_facade_call_is_followed_and_answered_on_another_replica(
     # answer from it and queue the caller's answer for it.
     from tests.e2e.test_facade_async import ASYNC, events
 
+    NAME = "Ada Lovelace 1815"  # long enough that a random sealed record cannot hold it by chance
+
     async with running_cluster({"name": "ask", "transport": "sse", "url": asking_url}, count=2) as cluster:
         runner, other = cluster.replicas
         started = await runner.api.post("/api/v1/servers/vs/tools/ask__ask_name", json={}, headers=ASYNC)
@@ -436,11 +438,11 @@ async def test_an_async_facade_call_is_followed_and_answered_on_another_replica(
                 assert name == "input_required"
             assert question["params"]["message"] == "What is your name?"
             assert (await other.api.get(call["status_url"])).json()["state"] == "input_required"
-            answered = await other.api.post(f"{call['status_url']}/answer", json={"action": "accept", "content": {"name": "Ada"}})
+            answered = await other.api.post(f"{call['status_url']}/answer", json={"action": "accept", "content": {"name": NAME}})
             assert answered.status_code == 202, answered.text
             async for name, final in events(other.api, call["events_url"], until="result"):
                 pass
-        assert final["state"] == "completed" and final["result"]["content"][0]["text"] == "Hello, Ada!"
+        assert final["state"] == "completed" and final["result"]["content"][0]["text"] == f"Hello, {NAME}!"
         assert (await other.api.get(call["status_url"])).json()["result"] == final["result"]
         assert (await other.api.post(f"{call['status_url']}/answer", json={"action": "accept"})).status_code == 409
 
@@ -455,4 +457,4 @@ async def test_an_async_facade_call_is_followed_and_answered_on_another_replica(
         assert names and all(call["id"].encode() not in n for n in names)
         for name in names:
             value = await cluster.redis.get(name)
-            assert b"Ada" not in value and b"What is your name" not in value
+            assert NAME.encode() not in value and b"What is your name" not in value
