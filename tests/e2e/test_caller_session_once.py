@@ -28,6 +28,24 @@ from tests.harness import TOKEN, Running, serve_asgi
 pytestmark = pytest.mark.anyio
 
 
+def _handshake(message: dict[str, Any], session: str) -> Response | None:
+    """What both upstreams answer alike: notifications, discovery (none: a 2025-11-25 server),
+    initialize with a session id, a tools/list of one `charge` tool."""
+    method, rid = message.get("method"), message.get("id")
+    if rid is None:
+        return Response(status_code=202)
+    if method == "server/discover":
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no"}}, 404)
+    if method == "initialize":
+        result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "up", "version": "1"}}
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result}, headers={"mcp-session-id": session})
+    if method == "tools/list":
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": {"tools": [{"name": "charge", "inputSchema": {"type": "object"}}]}})
+    if method != "tools/call":
+        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": {}})
+    return None
+
+
 def forgetful_upstream(runs: list[str]) -> Starlette:
     """A minimal stateful 2025-11-25 server whose `charge` tool drops its stream after one event and
     which then forgets every session (any GET resuming it is a 404)."""
@@ -37,27 +55,16 @@ def forgetful_upstream(runs: list[str]) -> Starlette:
             return Response(status_code=404 if request.headers.get("last-event-id") else 405)
         if request.method == "DELETE":
             return Response(status_code=200)
-        message = json.loads(await request.body())
-        method, rid = message.get("method"), message.get("id")
-        if rid is None:
-            return Response(status_code=202)
-        if method == "server/discover":
-            return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no"}}, 404)
-        if method == "initialize":
-            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "f", "version": "1"}}
-            return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result}, headers={"mcp-session-id": f"s{len(runs)}"})
-        if method == "tools/list":
-            tool = {"name": "charge", "inputSchema": {"type": "object"}}
-            return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool]}})
-        if method == "tools/call":
-            runs.append(request.headers.get("mcp-session-id", ""))
+        answered = _handshake(json.loads(await request.body()), f"s{len(runs)}")
+        if answered is not None:
+            return answered
+        runs.append(request.headers.get("mcp-session-id", ""))
 
-            async def events() -> Any:
-                log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "charging"}}
-                yield f"id: e1\ndata: {json.dumps(log)}\n\n".encode()  # then the stream ends, no reply
+        async def events() -> Any:
+            log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "charging"}}
+            yield f"id: e1\ndata: {json.dumps(log)}\n\n".encode()  # then the stream ends, no reply
 
-            return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": {}})
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     return Starlette(routes=[Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])])
 
@@ -99,26 +106,17 @@ def cut_mid_event_upstream(resumed_from: list[str]) -> Starlette:
         if request.method == "DELETE":
             return Response(status_code=200)
         message = json.loads(await request.body())
-        method, rid = message.get("method"), message.get("id")
-        if rid is None:
-            return Response(status_code=202)
-        if method == "server/discover":
-            return JSONResponse({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no"}}, 404)
-        if method == "initialize":
-            result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "c", "version": "1"}}
-            return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": result}, headers={"mcp-session-id": "s1"})
-        if method == "tools/list":
-            return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": {"tools": [{"name": "charge", "inputSchema": {"type": "object"}}]}})
-        if method == "tools/call":
-            calls["reply"] = {**reply, "id": rid}
-            whole = json.dumps(calls["reply"])
+        answered = _handshake(message, "s1")
+        if answered is not None:
+            return answered
+        calls["reply"] = {**reply, "id": message["id"]}
+        whole = json.dumps(calls["reply"])
 
-            async def events() -> Any:
-                yield f"id: e0\ndata: {json.dumps(log)}\n\n".encode()
-                yield f"id: e1\ndata: {whole[: len(whole) // 2]}".encode()  # cut inside the event
+        async def events() -> Any:
+            yield f"id: e0\ndata: {json.dumps(log)}\n\n".encode()
+            yield f"id: e1\ndata: {whole[: len(whole) // 2]}".encode()  # cut inside the event
 
-            return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse({"jsonrpc": "2.0", "id": rid, "result": {}})
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     return Starlette(routes=[Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])])
 
