@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -73,18 +75,25 @@ async def _roots(_ctx: Any) -> ListRootsResult:
     return ListRootsResult(roots=[Root(uri="file:///work/a")])  # type: ignore[arg-type]
 
 
-async def test_a_call_the_upstream_began_is_not_run_again_on_a_new_session(gateway: Running) -> None:
-    runs: list[str] = []
-    async with serve_asgi(forgetful_upstream(runs)) as base:
+@asynccontextmanager
+async def _own_session_client(gateway: Running, upstream: Starlette) -> AsyncIterator[Client]:
+    """`upstream` behind the gateway, and a 2025-11-25 client whose calls run on an upstream session of
+    its own (it declares roots)."""
+    async with serve_asgi(upstream) as base:
         await gateway.register({"name": "pay", "transport": "streamable-http", "url": f"{base}/mcp", "pin": "off"})
         await gateway.create_server({"name": "pay", "upstreams": ["pay"], "prefix": "never"})
         http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         transport = streamable_http_client(gateway.mcp_url("pay"), http_client=http)
         with anyio.fail_after(60):
-            # Declaring roots makes the caller's calls run on an upstream session of its own.
             async with Client(transport, mode="legacy", list_roots_callback=_roots) as client:
-                with pytest.raises(MCPError, match="lost this caller's session"):
-                    await client.call_tool("charge", {})
+                yield client
+
+
+async def test_a_call_the_upstream_began_is_not_run_again_on_a_new_session(gateway: Running) -> None:
+    runs: list[str] = []
+    async with _own_session_client(gateway, forgetful_upstream(runs)) as client:
+        with pytest.raises(MCPError, match="lost this caller's session"):
+            await client.call_tool("charge", {})
     assert len(runs) == 1, runs
 
 
@@ -123,13 +132,7 @@ def cut_mid_event_upstream(resumed_from: list[str]) -> Starlette:
 
 async def test_a_stream_cut_inside_an_event_resumes_from_the_last_whole_one(gateway: Running) -> None:
     resumed_from: list[str] = []
-    async with serve_asgi(cut_mid_event_upstream(resumed_from)) as base:
-        await gateway.register({"name": "pay", "transport": "streamable-http", "url": f"{base}/mcp", "pin": "off"})
-        await gateway.create_server({"name": "pay", "upstreams": ["pay"], "prefix": "never"})
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-        transport = streamable_http_client(gateway.mcp_url("pay"), http_client=http)
-        with anyio.fail_after(60):
-            async with Client(transport, mode="legacy", list_roots_callback=_roots) as client:
-                result = await client.call_tool("charge", {})
+    async with _own_session_client(gateway, cut_mid_event_upstream(resumed_from)) as client:
+        result = await client.call_tool("charge", {})
     assert result.content[0].text == "charged once"  # type: ignore[union-attr]
     assert resumed_from == ["e0"]
