@@ -167,3 +167,15 @@ async def test_records_keep_the_stored_format_of_earlier_versions() -> None:
     hmac_key = keys._hmac  # the derived key, to recompute the keyed hash the old way
     arguments = json.dumps({"arguments": {"text": "s3cr3t"}, "name": "fx__echo"}, sort_keys=True, separators=(",", ":")).encode()
     assert entry.args_hmac == hmac.new(hmac_key, arguments, hashlib.sha256).hexdigest()
+
+
+async def test_relinking_stored_entries_keeps_their_row_ids_and_hashes_every_field() -> None:
+    from bastion.core.audit_chain import entry_hash, link
+
+    store = (await _log(3, 1))[0]
+    stored = [replace(e, id=100 + n) for n, e in enumerate(await store.entries("replica0"))]
+    relinked = link(stored, "f" * 64)
+    assert [e.id for e in relinked] == [100, 101, 102]
+    assert relinked[0].prev_hash == "f" * 64 and relinked[1].prev_hash == relinked[0].hash
+    assert all(e.hash == entry_hash(e) for e in relinked)
+    assert relinked[0].hash != stored[0].hash  # the new link is part of the hash

@@ -12,10 +12,11 @@ last pruned record's seq and hash, where the remaining chain must continue.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from bastion.core.json_encoders import json_encoder
 
 GENESIS = "0" * 64
 
@@ -49,7 +50,8 @@ class AuditEntry:
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEntry))
 _HASHED = tuple(sorted(f for f in FIELDS if f not in ("hash", "id")))
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ENCODE = json_encoder(separators=(",", ":"), ensure_ascii=False)
+_SORTED = json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def entry_values(entry: AuditEntry) -> dict[str, Any]:
@@ -67,9 +69,13 @@ def sealed(values: dict[str, Any], prev_hash: str) -> AuditEntry:
     """The entry with these field values (every field but prev_hash, hash and id), linked after
     `prev_hash`: its hash is `entry_hash` of it, computed from the values without a second entry."""
     values["prev_hash"] = prev_hash
-    values["hash"] = ""
-    values["hash"] = hashlib.sha256(_ENCODE({name: values[name] for name in _HASHED}).encode()).hexdigest()
-    return AuditEntry(**values)
+    values.pop("hash", None)
+    row_id = values.pop("id", None)
+    if len(values) == len(_HASHED):  # exactly the hashed fields: encoded as they are, keys sorted
+        canonical = _SORTED(values)
+    else:
+        canonical = _ENCODE({name: values[name] for name in _HASHED})  # KeyError if one is missing
+    return AuditEntry(**values, hash=hashlib.sha256(canonical.encode()).hexdigest(), id=row_id)
 
 
 def link(entries: Iterable[AuditEntry], prev_hash: str) -> list[AuditEntry]:

@@ -12,6 +12,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bastion.core.json_encoders import json_encoder
 from bastion.core.models import ItemKind
 from bastion.core.paging import decode_cursor, encode_cursor
 
@@ -33,7 +34,7 @@ class EncodedPage(list[dict[str, Any]]):
         return self._canonical
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+_CANONICAL = json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def canonical_json(value: Any) -> bytes:

@@ -6,16 +6,16 @@ HTTP client libraries are kept quiet: their per-request lines say nothing an ope
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import threading
 import time
 from typing import Any
 
+from bastion.core.json_encoders import json_encoder
 from bastion.core.observation import CallRecord
 
-_DUMPS = json.JSONEncoder(default=str, ensure_ascii=False).encode
+_DUMPS = json_encoder(default=str, ensure_ascii=False)
 # Libraries that log what must not reach a log: full outbound URLs with their query strings (HTTP
 # clients, access logs), MCP session ids (the SDK, at INFO), SQL parameters such as password and
 # token hashes (the database drivers, at DEBUG). They speak at WARNING and above, whatever the level.

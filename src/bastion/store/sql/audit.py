@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select
@@ -40,10 +41,11 @@ class _RecordInsert:
         compiled = insert(audit_records).values({name: None for name in _INSERTED}).inline().compile(dialect=dialect)
         self.sql = str(compiled)
         self.positions = compiled.positiontup
+        self._row = attrgetter(*self.positions) if self.positions is not None else None
 
     def parameters(self, entries: Sequence[AuditEntry]) -> list[Any]:
-        if self.positions is not None:
-            return [tuple(getattr(e, name) for name in self.positions) for e in entries]
+        if self._row is not None:
+            return list(map(self._row, entries))  # one tuple per entry, made in C
         return [{name: getattr(e, name) for name in _INSERTED} for e in entries]
 
 
