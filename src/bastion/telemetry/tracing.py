@@ -94,15 +94,22 @@ class SpanExport:
 
     def _run(self) -> None:
         while not self._closed:
-            self._wake.wait(self._delay)
+            full = self._wake.wait(self._delay)
             self._wake.clear()
-            self.export_all()
+            self._export(whole_batches_only=full)
 
     def export_all(self) -> bool:
         """Export everything queued now, a batch at a time; False if a batch was refused."""
+        return self._export(whole_batches_only=False)
+
+    def _export(self, *, whole_batches_only: bool) -> bool:
+        """Woken by a full batch, send full batches only and leave the rest for a later batch or
+        the schedule delay, as the SDK's batch processor does: a queue drained to the last span
+        while spans keep coming posts a small batch per round trip, at the cost of a large one."""
         ok = True
+        least = self._batch if whole_batches_only else 1
         with self._export_lock:
-            while self._queue:
+            while len(self._queue) >= least:
                 batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
                 ok = self._send(batch) and ok
             if self.dropped:
