@@ -14,8 +14,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 INTERNAL, SERVER, CLIENT = 1, 2, 3
 """Span kinds, numbered as in OTLP."""
@@ -28,9 +27,9 @@ SAMPLERS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Parent:
-    """A remote parent, from a client's `traceparent` (and `tracestate`)."""
+class Parent(NamedTuple):
+    """A remote parent, from a client's `traceparent` (and `tracestate`); a tuple, made per traced
+    request (a frozen dataclass sets each field through object.__setattr__)."""
 
     trace_id: int
     span_id: int
@@ -75,8 +74,8 @@ class Span:
     """One span. A non-recording one (unsampled) only carries the context passed upstream."""
 
     __slots__ = (
-        "_emit", "attributes", "end_ns", "error", "kind", "name", "parent_id", "remote", "span_id", "start_ns",
-        "trace_id", "tracestate",
+        "_emit", "attributes", "end_ns", "error", "kind", "name", "parent_id", "recording", "remote", "span_id",
+        "start_ns", "trace_id", "tracestate",
     )
 
     def __init__(
@@ -91,6 +90,7 @@ class Span:
         remote: bool = False,
     ) -> None:
         self._emit = emit
+        self.recording = emit is not None
         self.trace_id, self.parent_id, self.span_id = trace_id, parent_id, random.getrandbits(64) or 1
         self.name, self.kind, self.attributes = name, kind, attributes
         self.tracestate, self.remote = tracestate, remote
@@ -98,10 +98,6 @@ class Span:
         """The status message when the span ended in error (status unset otherwise)."""
         self.start_ns = time.time_ns()
         self.end_ns = 0
-
-    @property
-    def recording(self) -> bool:
-        return self._emit is not None
 
     def child(self, name: str, kind: int, attributes: dict[str, Any] | None = None) -> Span:
         """A span under this one; an unsampled span's children are the span itself (nothing recorded)."""

@@ -90,6 +90,8 @@ class SpanEncoder:
 
     def _attributes(self, attributes: Mapping[str, Any]) -> bytes:
         """A span's attributes (field 9, repeated), encoded once per distinct set."""
+        if not attributes:
+            return b""  # a stage's span that did not fail
         # The value's type is part of the key: True, 1 and 1.0 are equal but encode differently.
         key = (tuple(attributes.items()), tuple(map(type, attributes.values())))
         found = self._sets.get(key)
