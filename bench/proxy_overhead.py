@@ -35,7 +35,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_of(Path(f"/proc/{pid}/stat"))
+
+
+def loop_cpu_seconds(pid: int) -> float:
+    """The CPU time of the process's main thread (the event loop's); the rest is its other threads
+    (span export, the SQLite driver's, worker threads)."""
+    return cpu_seconds_of(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def cpu_seconds_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
@@ -138,6 +148,7 @@ async def measure(
     headers = {"Authorization": f"Bearer {TOKEN}"}
     await run_load(url, mode, warmup, concurrency, headers)
     gw0 = cpu_seconds(gw_pid) if gw_pid else 0.0
+    loop0 = loop_cpu_seconds(gw_pid) if gw_pid else 0.0
     up0, client0 = cpu_seconds(upstream_pid), time.process_time()
     start = time.perf_counter()
     latencies = await run_load(url, mode, calls, concurrency, headers)
@@ -147,6 +158,7 @@ async def measure(
     result["client_cpu_ms_per_call"] = (time.process_time() - client0) * 1e3 / calls
     if gw_pid:
         result["gateway_cpu_ms_per_call"] = (cpu_seconds(gw_pid) - gw0) * 1e3 / calls
+        result["gateway_loop_cpu_ms_per_call"] = (loop_cpu_seconds(gw_pid) - loop0) * 1e3 / calls
     return result
 
 
@@ -224,6 +236,7 @@ def compare_telemetry(args: argparse.Namespace) -> None:
                     label: {
                         "gateway_cpu_ms_per_call": statistics.median(f["gateway_cpu_ms_per_call"] for f in r),
                         "gateway_cpu_ms_runs": [round(f["gateway_cpu_ms_per_call"], 3) for f in r],
+                        "loop_cpu_ms_per_call": statistics.median(f["gateway_loop_cpu_ms_per_call"] for f in r),
                         "rps": statistics.median(f["rps"] for f in r),
                     }
                     for label, r in runs.items()
@@ -234,7 +247,8 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         upstream.wait(timeout=15)
         sink.shutdown()  # type: ignore[attr-defined]
     print(f"load average {os.getloadavg()[0]:.2f}; {args.calls} calls per run, median of {args.rounds} run(s) each")
-    print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top")
+    print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top;")
+    print("\"of which loop\": the main (event loop) thread alone, the rest being the span export and SQLite threads")
     print(f"{'era':<11} {'conc':>4} | {'off':>8} | {'on':>8} {'added':>7} | {'+traces10':>9} {'added':>7} | {'+traces100':>10} {'added':>7}")
     for mode, conc, figures in rows:
         base = figures["off"]["gateway_cpu_ms_per_call"]
@@ -243,6 +257,8 @@ def compare_telemetry(args: argparse.Namespace) -> None:
             value = figures[label]["gateway_cpu_ms_per_call"]
             cells.append(f"{value:>7.3f}ms {value / base - 1:>+7.1%}")
         print(f"{mode:<11} {conc:>4} | {base:>6.3f}ms | " + " | ".join(cells))
+        loop = [figures[label]["loop_cpu_ms_per_call"] for label in ("off", "on", "traces10", "traces100")]
+        print(f"{'  of which':<11} {'loop':>4} | {loop[0]:>6.3f}ms | " + " | ".join(f"{v:>7.3f}ms {v / loop[0] - 1:>+7.1%}" for v in loop[1:]))
     print(json.dumps({"calls": args.calls, "telemetry": [{"era": m, "concurrency": c, **f} for m, c, f in rows]}))
 
 
