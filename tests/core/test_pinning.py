@@ -91,3 +91,21 @@ def test_a_rebuild_reuses_the_hashes_and_approvals_of_unchanged_definitions_and_
     assert after[0] is before[0]
     assert after[1].new_hash == definition_hash("tool", retyped[1].definition) != before[1].new_hash
     assert after[1].id != before[1].id
+
+
+def test_a_value_that_only_changes_type_is_a_change() -> None:
+    """1, 1.0 and true are equal in Python but not to a client or a model: each is a new definition."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "default": 1}}}
+    record = approve(tool("count", {"name": "count", "inputSchema": schema}), "admin", NOW)
+    for retyped in (True, 1.0):
+        changed = {"name": "count", "inputSchema": {**schema, "properties": {"n": {"type": "integer", "default": retyped}}}}
+        [marked], [approval] = apply_pins([tool("count", changed)], {"fx": "block"}, [record])
+        assert (marked.pin_status, marked.quarantined, approval.change) == ("changed", True, "changed")
+        assert approval.new_hash != record.approved_hash
+        # A record without its hash is compared by its definition's, as strictly.
+        [bare], _ = apply_pins([tool("count", changed)], {"fx": "block"}, [record.model_copy(update={"approved_hash": None})])
+        assert bare.pin_status == "changed"
+    # The same definition, its keys in another order, is still the approved one.
+    reordered = {"inputSchema": {"properties": schema["properties"], "type": "object"}, "name": "count"}
+    [same], none = apply_pins([tool("count", reordered)], {"fx": "block"}, [record])
+    assert (same.pin_status, same.quarantined, none) == (None, False, [])

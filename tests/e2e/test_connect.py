@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -33,6 +35,8 @@ async def with_fixture_server(gateway: Running) -> None:
 
 def connect_params(gateway: Running, server: str = "vs", token: str = TOKEN) -> StdioServerParameters:
     env = {"BASTION_URL": gateway.base_url, "BASTION_TOKEN": token}
+    if "PYTHONPATH" in os.environ:  # the SDK passes only a few variables on: run the code under test
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return StdioServerParameters(command=sys.executable, args=["-m", "bastion", "connect", server], env=env)
 
 
@@ -166,3 +170,30 @@ async def test_connect_to_an_unknown_server_exits_with_a_message(gateway: Runnin
     assert code == 1
     assert "no virtual server 'nope'" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.xfail(strict=True, reason="cli/forward.serve_stdio must open cli/stdio_front.answering_stdio_server")
+async def test_connect_answers_a_line_that_is_not_jsonrpc_with_an_error(gateway: Running) -> None:
+    await with_fixture_server(gateway)
+    params = connect_params(gateway)
+    env = {**get_default_environment(), **(params.env or {})}
+    lines = [
+        "not json",
+        '{"jsonrpc": "2.0", "id": 5, "method": 3}',
+        "",  # a blank line is skipped, not answered
+        '{"jsonrpc": "2.0", "id": 1, "method": "ping"}',
+    ]
+    async with await anyio.open_process([params.command, *params.args], env=env) as process:
+        assert process.stdin is not None and process.stdout is not None
+        await process.stdin.send("".join(f"{line}\n" for line in lines).encode())
+        answers: list[dict[str, Any]] = []
+        buffer = b""
+        with anyio.fail_after(10):
+            while len(answers) < 3:
+                buffer += await process.stdout.receive()
+                *complete, buffer = buffer.split(b"\n")
+                answers += [json.loads(line) for line in complete if line]
+        await process.stdin.aclose()
+        await process.wait()
+    assert [(a.get("id"), a.get("error", {}).get("code")) for a in answers] == [(None, -32700), (None, -32600), (1, None)]
+    assert answers[2]["result"] == {}

@@ -171,12 +171,11 @@ async def test_calls_in_flight_when_a_stdio_upstream_crashes_fail_instead_of_han
             async with anyio.create_task_group() as tg:
                 for _ in range(4):
                     tg.start_soon(slow)
-                # No event tells us the four requests reached the upstream: poll the SDK session's
-                # table of requests awaiting a reply (pinned mcp 2.3.0).
+                # No event tells us the four requests reached the upstream: poll the connection's
+                # count of requests awaiting a reply.
                 conn = gateway.bastion.pool.connection("fx")
                 assert conn is not None and conn.client is not None
-                pending = conn.client.session._dispatcher._pending
-                while len(pending) < 4:
+                while conn.answers_awaited < 4:
                     await anyio.sleep(0.02)
                 with pytest.raises(MCPError) as crashed:
                     await client.call_tool("fx__crash", {})

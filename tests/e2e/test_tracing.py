@@ -3,6 +3,7 @@ in the client's trace, and the trace context reaches the upstream."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -43,7 +44,10 @@ class Receiver:
         self.changed = anyio.Event()
 
     async def traces(self, request: Request) -> Response:
-        message = ExportTraceServiceRequest.FromString(await request.body())
+        body = await request.body()
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        message = ExportTraceServiceRequest.FromString(body)
         self.headers.append(dict(request.headers))
         for resource in message.resource_spans:
             self.resources.append({a.key: a.value.string_value for a in resource.resource.attributes})
@@ -212,6 +216,7 @@ async def test_the_otel_settings_choose_sampling_resource_and_export_headers(tmp
     monkeypatch.setenv("OTEL_SERVICE_NAME", "billing-gateway")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-tenant=acme")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
     async with receiving(monkeypatch) as receiver:
         with http_fixture("streamable-http") as upstream:
             async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
@@ -230,3 +235,4 @@ async def test_the_otel_settings_choose_sampling_resource_and_export_headers(tmp
                 assert resource["service.instance.id"]
                 assert receiver.headers[0]["x-tenant"] == "acme"
                 assert receiver.headers[0]["content-type"] == "application/x-protobuf"
+                assert receiver.headers[0]["content-encoding"] == "gzip"

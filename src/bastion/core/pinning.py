@@ -156,10 +156,15 @@ class PinMemo:
 def item_status(item: CatalogItem, record: PinRecord | None, memo: PinMemo | None = None) -> PinStatus | None:
     """None when the item's definition is the approved one, else why it is not."""
     current = pinned_view(item.kind, item.definition)
-    if record is not None and record.approved is not None and record.approved == current:
-        return None
+    memo = memo or PinMemo()
+    # Compared by the hash of its canonical JSON, not with `==`: Python holds 1, 1.0 and True
+    # equal, a client and a model do not, so a changed type is a changed definition.
+    if record is not None and record.approved is not None:
+        approved_hash = record.approved_hash or memo.hash(record.approved)
+        if approved_hash == memo.hash(current):
+            return None
     if record is not None and record.rejected_hash is not None:
-        if record.rejected_hash == (memo or PinMemo()).hash(current):
+        if record.rejected_hash == memo.hash(current):
             return "rejected"
     return "changed" if record is not None and record.approved is not None else "new"
 

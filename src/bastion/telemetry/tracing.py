@@ -3,8 +3,9 @@
 On when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT is set (and neither
 OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none says otherwise). OTEL_TRACES_SAMPLER(_ARG) pick
 the sampler; the SDK's Resource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (they win over
-Bastion's defaults); the SDK's OTLP/HTTP exporter reads the endpoint, headers, timeout, compression
-and certificates; OTEL_BSP_* size and pace the batches, as for the SDK's BatchSpanProcessor.
+Bastion's defaults); the endpoint, headers, timeout, compression and certificates are read as the
+SDK's OTLP/HTTP exporter reads them (otlp_http.py); OTEL_BSP_* size and pace the batches, as for the
+SDK's BatchSpanProcessor.
 
 The request path records `core.tracing` spans (a few microseconds each) and appends finished ones
 to a bounded queue; a thread of this module's own takes them in batches, encodes them
@@ -20,11 +21,11 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 
 from bastion import __version__
 from bastion.core.tracing import SAMPLERS, Sampler, Span, Tracer
+from bastion.telemetry.otlp_http import OtlpPoster, otlp_settings
 from bastion.telemetry.span_encoding import SpanEncoder
 
 log = logging.getLogger("bastion.tracing")
@@ -69,8 +70,8 @@ class SpanExport:
     A full queue drops the span and counts it, as the SDK's processor does.
     """
 
-    def __init__(self, exporter: OTLPSpanExporter, resource: Mapping[str, Any], environ: Mapping[str, str]) -> None:
-        self._exporter = exporter
+    def __init__(self, poster: OtlpPoster, resource: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+        self._poster = poster
         self._delay = _int(environ, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self._max_queue = _int(environ, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
         self._batch = min(_int(environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), self._max_queue)
@@ -119,21 +120,17 @@ class SpanExport:
 
     def _send(self, batch: Sequence[Span]) -> bool:
         try:
-            # The SDK exporter's HTTP client (private): it applies the OTEL_EXPORTER_OTLP_* settings
-            # (endpoint, headers, timeout, compression, TLS) and retries. Its public `export` only
-            # takes the SDK's span objects, whose cost is what this module avoids.
-            result = self._exporter._client.export(self._encoder.request(batch))  # noqa: SLF001
+            return self._poster.post(self._encoder.request(batch))
         except Exception as exc:  # noqa: BLE001 - an exporter must never take the gateway down
             log.warning("spans not exported: %s", type(exc).__name__)
             return False
-        return bool(result.success)
 
     def close(self) -> None:
         self._closed = True
         self._wake.set()
         self._thread.join(timeout=5)
         self.export_all()
-        self._exporter.shutdown()  # type: ignore[no-untyped-call]
+        self._poster.close()
 
 
 def resource_attributes(replica: str) -> dict[str, Any]:
@@ -152,7 +149,7 @@ class Tracing:
 
     def __init__(self, replica: str, environ: Mapping[str, str] | None = None) -> None:
         environ = os.environ if environ is None else environ
-        self.export = SpanExport(OTLPSpanExporter(), resource_attributes(replica), environ)
+        self.export = SpanExport(OtlpPoster(otlp_settings(environ)), resource_attributes(replica), environ)
         self.tracer = Tracer(sampler_from(environ), self.export.add)
 
     def flush(self, timeout_ms: int = 5000) -> bool:

@@ -38,16 +38,18 @@ from bastion.core.errors import (
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import CallHooks
+from bastion.core.ports import CallHooks, ProgressCallback
 from bastion.outbound import TOO_LARGE
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.oauth import BearerAuth, TokenSource
-from bastion.upstream.raw import raw_request
+from bastion.upstream.raw import RawRequests
 from bastion.upstream.transports import open_transport, stderr_tail
 
 log = logging.getLogger("bastion.upstream")
+
+_CLIENT_INFO = {"name": "bastion", "version": __version__}
 
 NotificationHandler = Callable[[str, str], Awaitable[None]]
 """`(upstream name, notification method)` for the notifications the gateway acts on."""
@@ -158,6 +160,8 @@ class UpstreamConnection:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._client: Client | None = None
+        self._raw: RawRequests | None = None
+        """Bastion's requests on the current transport (each connect attempt opens its own)."""
         self._closed: tuple[anyio.Event, anyio.CancelScope] | None = None
         """While a session is served: its `closed` event and the scope serving it (see `stop()`)."""
         self._ready = anyio.Event()
@@ -202,6 +206,7 @@ class UpstreamConnection:
             callbacks["elicitation_callback"] = self._on_elicitation
         if "roots" in caps:
             callbacks["list_roots_callback"] = self._on_list_roots
+        self._raw = RawRequests(client_info=_CLIENT_INFO, capabilities=caps)
         return Client(
             open_transport(
                 self.spec,
@@ -210,8 +215,10 @@ class UpstreamConnection:
                 BearerAuth(self._bearer) if self._bearer else None,
                 self._sse_client_factory,
                 **({"max_message_bytes": self._size_limits[0]} if self._size_limits is not None else {}),
+                raw=self._raw,
             ),
             mode=self._mode,
+            client_info=types.Implementation(name=_CLIENT_INFO["name"], version=_CLIENT_INFO["version"]),
             message_handler=self._handle_message,
             cache=None,
             logging_callback=self._on_log,
@@ -341,7 +348,7 @@ class UpstreamConnection:
             headers=self.spec.headers,
             bearer=self._bearer,
             protocol_version=version,
-            client_info={"name": "bastion", "version": __version__},
+            client_info=_CLIENT_INFO,
             client_capabilities={},
             **(
                 {"max_message_bytes": self._size_limits[0], "max_result_bytes": self._size_limits[1]}
@@ -425,7 +432,8 @@ class UpstreamConnection:
 
     async def _legacy_subscription(self, client: Client, method: str, uri: str) -> None:
         try:
-            await raw_request(client.session, method, {"uri": uri}, timeout=self._connect_timeout)
+            with anyio.fail_after(self._connect_timeout):
+                await self._raw_request(client, method, {"uri": uri})
         except Exception as exc:  # noqa: BLE001 - one refused subscription must not end the session
             log.warning("upstream %s: %s %s failed: %s", self.spec.name, method, uri, describe_failure(exc))
 
@@ -505,7 +513,7 @@ class UpstreamConnection:
                 if fast is not None:
                     return await fast.request(method, params, hooks=hooks)
                 on_progress = hooks.on_progress if hooks is not None else None
-                return await raw_request(client.session, method, params, timeout=None, on_progress=on_progress)
+                return await self._raw_request(client, method, params, on_progress)
         except TimeoutError:
             raise UpstreamTimeout(f"upstream {name!r} did not answer {method} within {timeout:g} s") from None
         except MCPError as exc:
@@ -525,6 +533,14 @@ class UpstreamConnection:
         finally:
             self._inflight.pop(token, None)
 
+    async def _raw_request(
+        self, client: Client, method: str, params: dict[str, Any] | None, on_progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
+        raw = self._raw
+        if raw is None:
+            raise MCPError(jsonrpc.CONNECTION_CLOSED, "Connection closed")
+        return await raw.request(method, params, version=client.protocol_version, on_progress=on_progress)
+
     async def _follow_log_level(self, client: Client, level: str | None) -> None:
         """A caller's own 2025-11-25 session logs at the level the caller set (with setLevel)."""
         logging_cap = client.server_capabilities.logging
@@ -532,9 +548,15 @@ class UpstreamConnection:
             return
         self._sent_log_level = level
         try:
-            await raw_request(client.session, "logging/setLevel", {"level": level}, timeout=self._connect_timeout)
+            with anyio.fail_after(self._connect_timeout):
+                await self._raw_request(client, "logging/setLevel", {"level": level})
         except Exception as exc:  # noqa: BLE001 - the call goes on; Bastion still filters by the level
             log.info("upstream %s: logging/setLevel failed: %s", self.spec.name, describe_failure(exc))
+
+    @property
+    def answers_awaited(self) -> int:
+        """Requests sent on the current SDK transport that the upstream has not answered yet."""
+        return self._raw.awaiting if self._raw is not None else 0
 
     @property
     def asks_mid_call(self) -> bool:

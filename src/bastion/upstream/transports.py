@@ -21,6 +21,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.core.models import UpstreamSpec
+from bastion.upstream.raw import RawRequests
 from bastion.upstream.stdio import stdio_transport
 
 log = logging.getLogger("bastion.upstream")
@@ -83,11 +84,13 @@ async def open_transport(
     auth: httpx2.Auth | None = None,
     sse_client_factory: Any = None,
     max_message_bytes: int = 16 * 1024 * 1024,
+    raw: RawRequests | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Yield (read, write) streams for `spec`; `closed` is set when the upstream's side ends.
     `auth` and `sse_client_factory` (Bastion's guarded clients) are for SSE; the streamable HTTP
     client carries its own auth, SSRF rules and size caps in `http_client`; a stdio child's lines
-    are capped at `max_message_bytes` (upstream/stdio.py)."""
+    are capped at `max_message_bytes` (upstream/stdio.py). `raw` sends Bastion's own requests on the
+    streams and takes their answers off the read stream (upstream/raw.py)."""
     async with AsyncExitStack() as stack:
         streams: AbstractAsyncContextManager[tuple[Any, Any]]
         if spec.transport == "stdio":
@@ -101,29 +104,40 @@ async def open_transport(
             # Bastion's client caps each event itself (BASTION_UPSTREAM_MAX_MESSAGE_BYTES), with a clear error.
             streams = streamable_http_client(spec.url or "", http_client=http_client, max_sse_event_size=None)
         read, write = await stack.enter_async_context(streams)
-        tapped = _Tapped(read, closed)
+        tapped = _Tapped(read, closed, raw)
+        if raw is not None:
+            raw.attach(write)
         try:
             yield tapped, write
         finally:
             closed.set()
+            if raw is not None:
+                raw.close()
 
 
 class _Tapped:
     """The transport's read stream, setting `closed` when it ends (no task, no buffer of its own:
     a caller's idle upstream session should cost little)."""
 
-    def __init__(self, inner: Any, closed: anyio.Event) -> None:
-        self._inner, self._closed = inner, closed
+    def __init__(self, inner: Any, closed: anyio.Event, raw: RawRequests | None = None) -> None:
+        self._inner, self._closed, self._raw = inner, closed, raw
 
     async def receive(self) -> Any:
         try:
-            return await self._inner.receive()
+            while True:
+                item = await self._inner.receive()
+                if self._raw is None or not self._raw.route(item):
+                    return item
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
             self._closed.set()
+            if self._raw is not None:
+                self._raw.close()
             raise
 
     async def aclose(self) -> None:
         self._closed.set()
+        if self._raw is not None:
+            self._raw.close()
         await self._inner.aclose()
 
     def __aiter__(self) -> _Tapped:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -80,19 +82,24 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
         return item
 
     texts: list[tuple[Snapshot, CatalogText]] = []
+    building = anyio.Lock()
 
-    def text_of(snapshot: Snapshot) -> CatalogText:
-        """The search text of this snapshot's catalog (one kept: the snapshot is replaced on change)."""
-        if not texts or texts[0][0] is not snapshot:
-            texts[:] = [(snapshot, CatalogText(snapshot.items))]
-        return texts[0][1]
+    async def text_of(snapshot: Snapshot) -> CatalogText:
+        """The search text of this snapshot's catalog (one kept: the snapshot is replaced on change).
+        Built in a worker thread, once for concurrent searches: 10,000 items take ~17 ms of CPU that
+        would otherwise stall every other request on the event loop."""
+        async with building:
+            if not texts or texts[0][0] is not snapshot:
+                text = await anyio.to_thread.run_sync(CatalogText, snapshot.items)
+                texts[:] = [(snapshot, text)]
+            return texts[0][1]
 
-    def matching(principal: Principal, query: str, kinds: tuple[ItemKind, ...], upstream: str | None, enabled: bool | None) -> list[CatalogItem]:
+    async def matching(principal: Principal, query: str, kinds: tuple[ItemKind, ...], upstream: str | None, enabled: bool | None) -> list[CatalogItem]:
         snapshot = gateway.snapshot
         # What the caller may see is decided once per request, per upstream; not once per item.
         seen = {n for n, u in snapshot.upstreams.items() if can_see(principal, u.spec)}
         limit = reach(principal, snapshot.servers)
-        hits = text_of(snapshot).hits(query) if query else None
+        hits = (await text_of(snapshot)).hits(query) if query else None
         return [
             i
             for n, i in enumerate(snapshot.items)
@@ -112,7 +119,7 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             query = request.query_params.get("q", "").strip()
             upstream = request.query_params.get("upstream")
             enabled = _flag(request.query_params.get("enabled"))
-            found = matching(principal, query, kinds, upstream, enabled)
+            found = await matching(principal, query, kinds, upstream, enabled)
             offset, limit = _window(request)
             shown = found[offset : offset + limit] if limit is not None else found[offset:]
             return JSONResponse({"items": [item_json(i) for i in shown], "total": len(found)})
