@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
-from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -13,22 +11,21 @@ from bastion.telemetry.tracing import SpanExport
 
 
 class _Receiver:
-    """Stands in for the SDK exporter's HTTP client: records who posted how many spans."""
+    """Stands in for the OTLP poster: records who posted how many spans."""
 
     def __init__(self, wait_for: int) -> None:
         self.posts: list[tuple[str, int]] = []
         self.enough = threading.Event()
         self._wait_for = wait_for
-        self._client = self
 
-    def export(self, body: bytes) -> Any:
+    def post(self, body: bytes) -> bool:
         request = ExportTraceServiceRequest.FromString(body)
         self.posts.append((threading.current_thread().name, len(request.resource_spans[0].scope_spans[0].spans)))
         if len(self.posts) >= self._wait_for:
             self.enough.set()
-        return SimpleNamespace(success=True)
+        return True
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         pass
 
 
