@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,11 +29,9 @@ def _key_id(public: Ed25519PublicKey) -> str:
 class AuditKeys:
     def __init__(self, secret: bytes, previous: Sequence[bytes] = ()) -> None:
         self._hmac = _derive(secret, b"bastion audit hmac v1")
-        # HMAC-SHA256's inner and outer hashes with the key already absorbed (RFC 2104): each
-        # digest copies them instead of hashing the padded key twice (half the cost of hmac.digest).
-        padded = self._hmac.ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
+        # An HMAC with the key already absorbed: each digest copies it instead of keying a new
+        # one (~1.0 us against hmac.digest's ~1.6 us).
+        self._keyed = hmac.new(self._hmac, digestmod=hashlib.sha256)
         self._signer = Ed25519PrivateKey.from_private_bytes(_derive(secret, b"bastion audit ed25519 v1"))
         self.key_id = _key_id(self._signer.public_key())
         self._public: dict[str, Ed25519PublicKey] = {}
@@ -42,11 +41,9 @@ class AuditKeys:
 
     def digest(self, value: Any) -> str:
         """HMAC-SHA256 of a value's canonical JSON: equal values hash equal, content never shows."""
-        inner = self._inner.copy()
-        inner.update(canonical_json(value))
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        mac = self._keyed.copy()
+        mac.update(canonical_json(value))
+        return mac.hexdigest()
 
     def sign(self, message: bytes) -> str:
         return base64.b64encode(self._signer.sign(message)).decode()
