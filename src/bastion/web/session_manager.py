@@ -265,11 +265,14 @@ class SessionManager:
         session = self._sessions.get(session_id)
         if session is None or not session.streams or session.link is None:
             return False
-        if session.events is not None and event_id is not None:
-            session.events.stored[id(message)] = event_id
+        stored = session.events.stored if session.events is not None and event_id is not None else None
+        if stored is not None and event_id is not None:
+            stored[id(message)] = (message, event_id)
         try:
             await session.link.to_client(message)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            if stored is not None:
+                stored.pop(id(message), None)
             return False
         return True
 
@@ -353,13 +356,14 @@ class _SessionEvents(EventStore):
         self._forward = forward
         self._streams_here = streams_here
         self._session_id = session_id
-        self.stored: dict[int, EventId] = {}
-        """Messages relayed here for the GET stream (by identity), stored already by the replica that sent them."""
+        self.stored: dict[int, tuple[JSONRPCMessage, EventId]] = {}
+        """Messages relayed here for the GET stream, stored already by the replica that sent them: by
+        identity, each kept (so its id is not reused) until the transport stores it."""
 
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
-        event_id = self.stored.pop(id(message), None)
-        if event_id is not None:
-            return event_id
+        relayed = self.stored.pop(id(message), None)
+        if relayed is not None and relayed[0] is message:
+            return relayed[1]
         event_id = await self._inner.store_event(stream_id, message)
         forward = self._forward
         if (
