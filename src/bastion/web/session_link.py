@@ -81,6 +81,8 @@ class SessionLink:
     """One session's streams between its transport (`read`, `write`) and its dispatcher
     (`inbound`, `outbound`)."""
 
+    __slots__ = ("_asked", "_next_id", "_write", "inbound", "outbound", "serving")
+
     def __init__(self, read: ReadStream, write: WriteStream) -> None:
         self._write = write
         self.inbound = _Inbound(self, read)
@@ -145,6 +147,8 @@ class _Inbound:
     """The dispatcher's read stream: the transport's, each message handled in its sender's context
     (the `last_context` contract of the SDK's read streams) with the session set in it."""
 
+    __slots__ = ("_link", "_stream", "last_context")
+
     def __init__(self, link: SessionLink, stream: ReadStream) -> None:
         self._link = link
         self._stream = stream
@@ -182,6 +186,8 @@ class _Inbound:
 
 class _Outbound:
     """The dispatcher's write stream: the transport's, with request ids rewritten for the wire."""
+
+    __slots__ = ("_link", "_stream")
 
     def __init__(self, link: SessionLink, stream: WriteStream) -> None:
         self._link = link

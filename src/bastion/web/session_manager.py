@@ -64,7 +64,7 @@ Forward = Callable[[str, JSONRPCMessage, EventId], Awaitable[None]]
 """Hands a session's server-to-client request, meant for its GET stream, to the replica holding it."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Session:
     transport: StreamableHTTPServerTransport
     events: _SessionEvents | None
