@@ -38,7 +38,7 @@ from bastion.store.shared.leader import RedisLeadership
 from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
 from bastion.store.shared.throttle import RedisLoginThrottle
 from bastion.store.sql.migrate import schema_is_current
-from bastion.web.sdk_sessions import EventsFor
+from bastion.web.session_manager import EventsFor
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,8 +18,8 @@ import httpx2
 from mcp import Client
 from mcp.server import ServerRequestContext
 from mcp.server.caching import CacheHint
-from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult
+from mcp.server.session import ServerSession
 from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
@@ -30,7 +29,13 @@ from mcp.server.subscriptions import (
     ServerEvent,
     ToolsListChanged,
 )
-from mcp_types import SubscriptionsListenRequestParams
+from mcp_types import (
+    PromptListChangedNotification,
+    ResourceListChangedNotification,
+    ServerNotification,
+    SubscriptionsListenRequestParams,
+    ToolListChangedNotification,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion import __version__
@@ -43,13 +48,14 @@ from bastion.web.errors import to_mcp_error
 from bastion.web.mcp_endpoint import AnyParams, VirtualMcpServer
 from bastion.web.mcp_fast import CACHE_HINTED_METHODS
 from bastion.web.relay import call_hooks
+from bastion.web.session_link import SessionLink
 
 log = logging.getLogger("bastion.connect")
 
-_EVENTS: dict[str, ServerEvent] = {
-    "notifications/tools/list_changed": ToolsListChanged(),
-    "notifications/prompts/list_changed": PromptsListChanged(),
-    "notifications/resources/list_changed": ResourcesListChanged(),
+_EVENTS: dict[str, tuple[ServerEvent, ServerNotification]] = {
+    "notifications/tools/list_changed": (ToolsListChanged(), ToolListChangedNotification()),
+    "notifications/prompts/list_changed": (PromptsListChanged(), PromptListChangedNotification()),
+    "notifications/resources/list_changed": (ResourcesListChanged(), ResourceListChangedNotification()),
 }
 _CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
 
@@ -60,25 +66,26 @@ class ChangeRelay:
 
     def __init__(self) -> None:
         self.bus = InMemorySubscriptionBus()
-        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._session: ServerSession | None = None
 
-    def remember(self, connection: Connection) -> None:
-        self._connections.add(connection)
+    def remember(self, session: ServerSession) -> None:
+        """The stdio client speaks 2025-11-25: `session` (any of its requests') reaches it."""
+        self._session = session
 
     async def on_notification(self, _upstream: str, method: str) -> None:
         """The link's notification callback: one of Bastion's lists changed."""
-        event = _EVENTS.get(method)
-        if event is None:
+        event, notification = _EVENTS.get(method, (None, None))
+        if event is None or notification is None:
             return
         await self.bus.publish(event)  # 2026-07-28: the client's subscriptions/listen streams
-        for connection in list(self._connections):  # 2025-11-25: the session itself
-            if not (connection.initialize_accepted and connection.has_standalone_channel):
-                continue
-            try:
-                await connection.notify(method, None)
-            except Exception:
-                log.debug("could not pass %s on", method, exc_info=True)
-                self._connections.discard(connection)
+        session = self._session  # 2025-11-25: the session itself, once initialized
+        if session is None or session.client_params is None:
+            return
+        try:
+            await session.send_notification(notification)
+        except Exception:
+            log.debug("could not pass %s on", method, exc_info=True)
+            self._session = None
 
 
 class _FailedResponses:
@@ -167,7 +174,7 @@ def forwarding_server(link: GatewayLink, relay: ChangeRelay, *, title: str) -> V
 
     async def remember_connection(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
         if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-            relay.remember(ctx.session._connection)  # noqa: SLF001 - no public handle on the session's connection
+            relay.remember(ctx.session)
         return await call_next(ctx)
 
     server = VirtualMcpServer("bastion", version=__version__, title=title, cache_hints=_CACHE_HINTS)
@@ -184,4 +191,7 @@ async def serve_stdio(url: str, server: str, token: str | None, *, connect_timeo
     async with gateway_link(url, server, token, relay, connect_timeout=connect_timeout) as link:
         mcp = forwarding_server(link, relay, title=f"Bastion virtual server {server}")
         async with stdio_server() as (read, write):
-            await mcp.run(read, write, mcp.create_initialization_options())
+            # Bastion's link between the streams gives a 2025-11-25 client's handlers its session's state
+            # (the log level it set); the SDK still decides the era from the client's first request.
+            streams = SessionLink(read, write)
+            await mcp.run(streams.inbound, streams.outbound, mcp.create_initialization_options())

@@ -60,8 +60,9 @@ from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
-from bastion.web.sdk_sessions import EventsFor, SessionManager
+from bastion.web.session_link import serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
+from bastion.web.session_manager import EventsFor, SessionManager
 from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions, authorization
 
 log = logging.getLogger("bastion.mcp")
@@ -182,7 +183,7 @@ class McpFront:
         async def handle(ctx: ServerRequestContext[Any], _params: AnyParams) -> dict[str, Any]:
             params = dict(ctx.params or {})
             if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-                params = with_capabilities(params, capabilities_of(ctx.session._connection))  # noqa: SLF001
+                params = with_capabilities(params, capabilities_of(session_connection()))
             result = await run(ctx, params, call_hooks(ctx))
             if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
                 # A legacy upstream's result, or a list served locally: 2026-07-28 requires the tag.
@@ -211,7 +212,7 @@ class McpFront:
         # kept here. Without upstream subscriptions (`bastion wrap`) only listen is served.
 
         async def watch(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
-            watcher = SessionWatcher(self._front_of(name), ctx.session._connection)  # noqa: SLF001
+            watcher = SessionWatcher(self._front_of(name), session_connection())
             return await run(ctx, dict(ctx.params or {}), CallHooks(watcher=watcher))
 
         async def listen(ctx: ServerRequestContext[Any], _params: Any) -> dict[str, Any]:
@@ -232,7 +233,7 @@ class McpFront:
             request = ctx.request
             principal = principal_of(request.scope) if isinstance(request, Request) else None
             owner = principal.id if principal is not None else None
-            connection = ctx.session._connection  # noqa: SLF001
+            connection = session_connection()
             self._front_of(name).remember(connection, owner, caller_of(principal) if principal is not None else None)
             result = await call_next(ctx)
             shared = self._shared if ctx.method in RECORDED_METHODS else None
@@ -330,9 +331,11 @@ class McpFront:
 
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
-        async with front.sse.connect_sse(_owned(scope), receive, send) as (read, write):
-            options = front.server.create_initialization_options()
-            await front.server.run(read, write, options)
+        server = front.server
+        async with front.sse.connect_sse(_owned(scope), receive, send) as (read, write), server.lifespan(server) as state:
+            # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
+            options = server.create_initialization_options()
+            await serve_session(server, read, write, lifespan_state=state, init_options=options)
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = await guarded_body(receive, send, self._max_body)  # the size and depth rules, as on /mcp

@@ -32,7 +32,7 @@ from bastion.core.ports import SessionKey, SessionRecord
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
 from bastion.web.relay import session_key, session_log_level
-from bastion.web.sdk_sessions import SessionManager, hold_transport
+from bastion.web.session_manager import SessionManager
 
 log = logging.getLogger("bastion.mcp")
 
@@ -117,7 +117,7 @@ class Front:
                 session_id,
                 connection.protocol_version,
                 owner.principal,
-                hold=partial(hold_transport, transport),
+                hold=partial(self.manager.hold, session_id),
                 wants_logs=lambda: session_log_level(state) is not None,
                 capabilities=capabilities_of(connection),
                 ask=ask_on_connection(connection),

@@ -17,6 +17,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion.core.ports import LOG_LEVELS, CallHooks, LogCallback, ProgressCallback
 from bastion.web.bridge import ask_on_request
+from bastion.web.session_link import session_state
 
 # Bastion relays logs on purpose for the clients that still use them: the SDK's deprecation notice
 # for the logging capability (2026-07-28) would otherwise fire on every relayed entry.
@@ -29,7 +30,7 @@ _LOG_LEVEL_META = "io.modelcontextprotocol/logLevel"
 
 async def set_log_level(ctx: ServerRequestContext[Any], params: SetLevelRequestParams) -> EmptyResult:
     """`logging/setLevel` on a 2025-11-25 session: remembered for the session's later calls."""
-    ctx.session._connection.state[LOG_LEVEL_STATE] = params.level  # noqa: SLF001
+    session_state()[LOG_LEVEL_STATE] = params.level
     return EmptyResult()
 
 
@@ -64,7 +65,7 @@ def call_hooks(ctx: ServerRequestContext[Any]) -> CallHooks | None:
         return CallHooks(on_progress=progress, log_level=level, on_log=_log_relay(ctx, level) if level else None)
     # 2025-11-25: as directly, the upstream's logs reach a client that set no level (an upstream
     # session of its own logs at the level the client set, if any).
-    state = ctx.session._connection.state  # noqa: SLF001
+    state = session_state()
     level = session_log_level(state)
     return CallHooks(
         on_progress=progress,

@@ -44,7 +44,7 @@ from bastion.web.json_depth import loads
 from bastion.web.mcp_front import Front, Held, Watch
 from bastion.web.relay import LOG_LEVEL_STATE, session_log_level
 from bastion.web.scope import principal_of
-from bastion.web.sdk_sessions import awaits_response, session_not_found, spread_request_ids, store_unavailable
+from bastion.web.session_manager import session_not_found, store_unavailable
 
 log = logging.getLogger("bastion.sessions")
 
@@ -132,7 +132,7 @@ class SharedSessions:
             connection.client_params = params
             connection.protocol_version = record.protocol_version
             connection.initialized.set()
-            spread_request_ids(connection)
+            front.manager.spread_ids(key.session_id)
             if record.log_level is not None:
                 connection.state[LOG_LEVEL_STATE] = record.log_level
 
@@ -177,7 +177,7 @@ class SharedSessions:
             if not isinstance(params, Mapping) or not isinstance(result, Mapping) or "protocolVersion" not in result:
                 return  # refused: nothing was established
             key = self._keys.key_for(session_id, credential)
-            spread_request_ids(connection)
+            front.manager.spread_ids(session_id)
             record = SessionRecord(
                 server=front.name,
                 protocol_version=str(result["protocolVersion"]),
@@ -271,7 +271,7 @@ class SharedSessions:
             return
         owner = front.owners.get(session_id)
         connection = owner.connection() if owner is not None else None
-        if connection is None or awaits_response(connection, message.get("id")):
+        if connection is None or front.manager.awaits_response(session_id, message.get("id")):
             return  # answered here, by the SDK as usual
         await self._relay(held, {"message": message})
 
@@ -311,7 +311,7 @@ class SharedSessions:
         if isinstance(message, JSONRPCRequest):
             event_id = envelope.get("event_id")
             await front.manager.to_stream(session_id, message, event_id if isinstance(event_id, str) else None)
-        elif isinstance(message, JSONRPCResponse | JSONRPCError) and awaits_response(connection, message.id):
+        elif isinstance(message, JSONRPCResponse | JSONRPCError) and front.manager.awaits_response(session_id, message.id):
             await front.manager.deliver(session_id, message)
 
     async def _subscribe(

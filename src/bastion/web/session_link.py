@@ -1,0 +1,231 @@
+"""Bastion's streams between a transport and the SDK dispatcher of one session, built on public API.
+
+The SDK's transports hand out a read/write stream pair (`connect()`, `connect_sse()`,
+`stdio_server()`); its `JSONRPCDispatcher` reads and writes them. Bastion puts a `SessionLink` in
+between, which owns what Bastion needs of a session and the SDK keeps private:
+- the session each handler serves (`current_connection()`, `session_state()`): set in the context
+  each inbound message is handled in (the dispatcher runs a handler in its message's sender context,
+  the `last_context` contract of the SDK's `ReadStream`);
+- the ids of server-to-client requests on the wire: spread over a 40-bit range once the session is
+  shared between replicas (a client's answer is routed by id alone), mapped back on the way in, and
+  known while unanswered (`awaits_response`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import secrets
+from collections.abc import Callable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+import anyio
+from mcp.server import Server
+from mcp.server.connection import Connection
+from mcp.server.models import InitializationOptions
+from mcp.server.runner import serve_connection
+from mcp.shared.dispatcher import coerce_request_id
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+from mcp.shared.message import SessionMessage
+from mcp.shared.transport_context import TransportContext
+from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
+
+Serving = tuple[Connection | None, dict[str, Any]]
+"""The session a message belongs to: its connection (None where the SDK keeps it, stdio), and its state."""
+
+_SERVING: ContextVar[Serving | None] = ContextVar("bastion_session", default=None)
+_INLINE = frozenset({"initialize"})
+"""Handled before the next message is read, as the SDK's loop does: a client may pipeline its next request."""
+
+
+class ReadStream(Protocol):
+    """A transport's inbound side, as its `connect()` hands it out."""
+
+    async def receive(self) -> SessionMessage | Exception: ...
+
+    async def aclose(self) -> None: ...
+
+
+class WriteStream(Protocol):
+    """A transport's outbound side, as its `connect()` hands it out."""
+
+    async def send(self, item: SessionMessage, /) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def current_connection() -> Connection | None:
+    """The connection of the 2025-11-25 session whose message is being handled (None outside one)."""
+    serving = _SERVING.get()
+    return serving[0] if serving is not None else None
+
+
+def session_connection() -> Connection:
+    """The connection of the 2025-11-25 session whose message is being handled, where Bastion serves it."""
+    connection = current_connection()
+    if connection is None:
+        raise RuntimeError("no 2025-11-25 session of Bastion's is being served here")
+    return connection
+
+
+def session_state() -> dict[str, Any]:
+    """The state of the 2025-11-25 session whose message is being handled."""
+    serving = _SERVING.get()
+    if serving is None:
+        raise RuntimeError("no 2025-11-25 session is being served here")
+    return serving[1]
+
+
+class SessionLink:
+    """One session's streams between its transport (`read`, `write`) and its dispatcher
+    (`inbound`, `outbound`)."""
+
+    __slots__ = ("_asked", "_next_id", "_write", "inbound", "outbound", "serving")
+
+    def __init__(self, read: ReadStream, write: WriteStream) -> None:
+        self._write = write
+        self.inbound = _Inbound(self, read)
+        self.outbound = _Outbound(self, write)
+        self.serving: Serving = (None, {})
+        self._asked: dict[RequestId, RequestId] = {}
+        """Unanswered server-to-client requests: wire id (coerced) -> the dispatcher's own id."""
+        self._next_id: int | None = None
+
+    def bind(self, connection: Connection | None, state: dict[str, Any] | None = None) -> None:
+        """Handle every inbound message as part of this session."""
+        self.serving = (connection, state if state is not None else connection.state if connection else {})
+
+    def spread(self) -> None:
+        """From now on, give server-to-client requests wire ids from a random point of a 40-bit range."""
+        if self._next_id is None:
+            self._next_id = secrets.randbelow(2**40)
+
+    def awaits_response(self, request_id: Any) -> bool:
+        """Whether this session waits for the client's answer to the request with wire id `request_id`."""
+        return isinstance(request_id, str | int) and coerce_request_id(request_id) in self._asked
+
+    async def to_client(self, message: JSONRPCMessage) -> None:
+        """Send `message` to the client outside any request (the transport routes it to the GET stream)."""
+        await self._write.send(SessionMessage(message))
+
+    def answered(self, item: SessionMessage | Exception) -> SessionMessage | Exception:
+        """The client's inbound `item` with the id of an answer as the dispatcher asked it."""
+        if not isinstance(item, SessionMessage):
+            return item
+        message = item.message
+        if not isinstance(message, JSONRPCResponse | JSONRPCError) or message.id is None:
+            return item
+        own = self._asked.pop(coerce_request_id(message.id), None)
+        if own is None or own == message.id:
+            return item
+        return SessionMessage(message.model_copy(update={"id": own}), metadata=item.metadata)
+
+    def asking(self, item: SessionMessage) -> SessionMessage:
+        """The dispatcher's outbound `item` with its request id as the client is to see it."""
+        message = item.message
+        if isinstance(message, JSONRPCRequest):
+            wire: RequestId = message.id
+            if self._next_id is not None:
+                wire, self._next_id = self._next_id, self._next_id + 1
+            self._asked[coerce_request_id(wire)] = message.id
+            if wire != message.id:
+                return SessionMessage(message.model_copy(update={"id": wire}), metadata=item.metadata)
+        elif isinstance(message, JSONRPCNotification) and message.method == "notifications/cancelled":
+            params = message.params or {}
+            own = params.get("requestId")
+            wire_of = next((w for w, o in self._asked.items() if o == own), None)
+            if wire_of is not None:
+                del self._asked[wire_of]
+                if wire_of != own:
+                    params = {**params, "requestId": wire_of}
+                    return SessionMessage(message.model_copy(update={"params": params}), metadata=item.metadata)
+        return item
+
+
+class _Inbound:
+    """The dispatcher's read stream: the transport's, each message handled in its sender's context
+    (the `last_context` contract of the SDK's read streams) with the session set in it."""
+
+    __slots__ = ("_link", "_stream", "last_context")
+
+    def __init__(self, link: SessionLink, stream: ReadStream) -> None:
+        self._link = link
+        self._stream = stream
+        self.last_context: contextvars.Context | None = None
+
+    async def receive(self) -> SessionMessage | Exception:
+        item = await self._stream.receive()
+        # Each message's sender context is a copy of its own, made when it was sent: set here, the
+        # session reaches that message's handler and nothing else.
+        context = getattr(self._stream, "last_context", None) or contextvars.copy_context()
+        context.run(_SERVING.set, self._link.serving)
+        self.last_context = context
+        return self._link.answered(item)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class _Outbound:
+    """The dispatcher's write stream: the transport's, with request ids rewritten for the wire."""
+
+    __slots__ = ("_link", "_stream")
+
+    def __init__(self, link: SessionLink, stream: WriteStream) -> None:
+        self._link = link
+        self._stream = stream
+
+    async def send(self, item: SessionMessage, /) -> None:
+        await self._stream.send(self._link.asking(item))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+async def serve_session(
+    server: Server[Any],
+    read: ReadStream,
+    write: WriteStream,
+    *,
+    lifespan_state: Any,
+    session_id: str | None = None,
+    init_options: InitializationOptions | None = None,
+    ready: Callable[[Connection, SessionLink], None] | None = None,
+) -> None:
+    """Serve one 2025-11-25 session over a transport's stream pair until it closes, as the SDK's
+    `serve_loop` does, with a `SessionLink` between; `ready` sees the session before anything is served."""
+    link = SessionLink(read, write)
+    dispatcher: JSONRPCDispatcher[TransportContext] = JSONRPCDispatcher(
+        link.inbound, link.outbound, inline_methods=_INLINE
+    )
+    connection = Connection.for_loop(dispatcher, session_id=session_id)
+    link.bind(connection)
+    if ready is not None:
+        ready(connection, link)
+    await serve_connection(server, dispatcher, connection=connection, lifespan_state=lifespan_state, init_options=init_options)
