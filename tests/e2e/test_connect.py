@@ -172,7 +172,6 @@ async def test_connect_to_an_unknown_server_exits_with_a_message(gateway: Runnin
     assert "Traceback" not in stderr
 
 
-@pytest.mark.xfail(strict=True, reason="cli/forward.serve_stdio must open cli/stdio_front.answering_stdio_server")
 async def test_connect_answers_a_line_that_is_not_jsonrpc_with_an_error(gateway: Running) -> None:
     await with_fixture_server(gateway)
     params = connect_params(gateway)

@@ -20,7 +20,6 @@ from mcp.server import ServerRequestContext
 from mcp.server.caching import CacheHint
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.session import ServerSession
-from mcp.server.stdio import stdio_server
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -39,6 +38,7 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion import __version__
+from bastion.cli.stdio_front import answering_stdio_server
 from bastion.core.client_config import mcp_url
 from bastion.core.errors import BastionError, Forbidden, NotFound, Unauthenticated, UpstreamError, UpstreamUnavailable
 from bastion.core.models import UpstreamSpec
@@ -190,7 +190,7 @@ async def serve_stdio(url: str, server: str, token: str | None, *, connect_timeo
     relay = ChangeRelay()
     async with gateway_link(url, server, token, relay, connect_timeout=connect_timeout) as link:
         mcp = forwarding_server(link, relay, title=f"Bastion virtual server {server}")
-        async with stdio_server() as (read, write):
+        async with answering_stdio_server() as (read, write):
             # Bastion's link between the streams gives a 2025-11-25 client's handlers its session's state
             # (the log level it set); the SDK still decides the era from the client's first request.
             streams = SessionLink(read, write)
