@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp_types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
 from pydantic import ValidationError
+
+from bastion.web.session_link import WrappedReadStream
 
 
 def unreadable_line_error(exc: ValidationError) -> JSONRPCError | None:
@@ -34,7 +35,7 @@ def unreadable_line_error(exc: ValidationError) -> JSONRPCError | None:
     )
 
 
-class AnsweringReadStream:
+class AnsweringReadStream(WrappedReadStream):
     """A read stream that answers unreadable lines on `write` instead of handing them on."""
 
     def __init__(self, inner: Any, write: Any) -> None:
@@ -55,25 +56,8 @@ class AnsweringReadStream:
             if answer is not None:
                 await self._write.send(SessionMessage(answer))
 
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 @asynccontextmanager

@@ -55,6 +55,41 @@ class WriteStream(Protocol):
     async def aclose(self) -> None: ...
 
 
+class ClosingStream:
+    """A stream wrapper that is its own async context manager, closed with `aclose()`."""
+
+    __slots__ = ()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class WrappedReadStream(ClosingStream):
+    """A read stream in front of a transport's, iterable as the SDK's streams are."""
+
+    __slots__ = ()
+
+    async def receive(self) -> SessionMessage | Exception:
+        raise NotImplementedError
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+
 def current_connection() -> Connection | None:
     """The connection of the 2025-11-25 session whose message is being handled (None outside one)."""
     serving = _SERVING.get()
@@ -143,7 +178,7 @@ class SessionLink:
         return item
 
 
-class _Inbound:
+class _Inbound(WrappedReadStream):
     """The dispatcher's read stream: the transport's, each message handled in its sender's context
     (the `last_context` contract of the SDK's read streams) with the session set in it."""
 
@@ -166,25 +201,8 @@ class _Inbound:
     async def aclose(self) -> None:
         await self._stream.aclose()
 
-    def __aiter__(self) -> Self:
-        return self
 
-    async def __anext__(self) -> SessionMessage | Exception:
-        try:
-            return await self.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-
-class _Outbound:
+class _Outbound(ClosingStream):
     """The dispatcher's write stream: the transport's, with request ids rewritten for the wire."""
 
     __slots__ = ("_link", "_stream")
@@ -198,14 +216,6 @@ class _Outbound:
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
 
 async def serve_session(
