@@ -21,9 +21,12 @@ from bastion.core.json_encoders import json_encoder
 GENESIS = "0" * 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditEntry:
-    """One audit record as stored. Argument and result values never appear: only keyed hashes."""
+    """One audit record as stored. Argument and result values never appear: only keyed hashes.
+
+    Treated as immutable (nothing assigns to a field), but not declared frozen: a frozen dataclass
+    sets each of its 19 fields through object.__setattr__, 3 us of every record the writer seals."""
 
     chain: str
     seq: int

@@ -4,7 +4,7 @@ usage) how it ended, including refusals by later stages. Observers record in mem
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 import time
 from collections.abc import Sequence
 
@@ -67,7 +67,7 @@ async def _observed(ctx: CallContext, call_next: Next, observers: tuple[CallObse
 def _record(ctx: CallContext, started: float, seconds: float, outcome: str, error: str | None, result: Result | None) -> CallRecord:
     item, principal = ctx.item or _known_item(ctx), ctx.principal
     return CallRecord(
-        request_id=secrets.token_hex(8),
+        request_id=f"{random.getrandbits(64):016x}",  # a log correlation id, not a secret: no getrandom call
         started=started,
         server=ctx.server if ctx.view is not None else "",
         method=ctx.method,
