@@ -182,6 +182,8 @@ def otlp_sink() -> tuple[object, str]:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Sink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as an OTel collector (HTTP/1.0 closed every post)
+
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("content-length") or 0))
             self.send_response(200)

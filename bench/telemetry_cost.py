@@ -6,7 +6,8 @@ process CPU time per call with nothing on, then with each piece on by itself: me
 INFO line (to /dev/null), audit + usage recording, the audit and usage flushes (SQLite in a temp
 dir, CPU of the flush per record), tracing (the OTLP/HTTP exporter to a receiver in another
 process; export and encoding are counted, they run in this process's threads) sampled at 100% and
-at 0%, and everything together.
+at 0%, and everything together (the audit log and usage written to SQLite every 500 calls inside
+the measured time, as the gateway's periodic flush does).
 
     python bench/telemetry_cost.py [--calls 5000] [--rounds 3] [--only tracing]
 """
@@ -22,8 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from bastion.core.grants import Grants
@@ -54,6 +55,7 @@ SINK = """
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as an OTel collector
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length") or 0))
         self.send_response(200)
@@ -113,14 +115,29 @@ def context(traced: bool) -> CallContext:
     )
 
 
-async def drive(run: Next, calls: int, traced: bool = False) -> float:
-    """CPU seconds per call over `calls` calls (after a warm-up of a tenth)."""
-    for _ in range(max(50, calls // 10)):
+Flush = Callable[[], Awaitable[object]]
+FLUSH_EVERY = 500
+"""Calls between the periodic flushes of the "all" rows (the gateway flushes every second: ~300-3,000 calls)."""
+
+
+async def _calls(run: Next, calls: int, traced: bool, flush: Flush | None) -> None:
+    for n in range(1, calls + 1):
         await run(context(traced))
+        if flush is not None and n % FLUSH_EVERY == 0:
+            await flush()
+
+
+async def drive(run: Next, calls: int, traced: bool = False, flush: Flush | None = None) -> float:
+    """CPU seconds per call over `calls` calls (after a warm-up of a tenth); with `flush`, awaited
+    every FLUSH_EVERY calls and at the end, inside the measured time."""
+    await _calls(run, max(50, calls // 10), traced, flush)
+    if flush is not None:
+        await flush()
     gc.collect()
     start = time.process_time()
-    for _ in range(calls):
-        await run(context(traced))
+    await _calls(run, calls, traced, flush)
+    if flush is not None:
+        await flush()
     return (time.process_time() - start) / calls
 
 
@@ -158,38 +175,49 @@ def otlp_receiver(sampler: str) -> Iterator[None]:
         sink.wait()
 
 
-async def traced_cost(calls: int, sampler: str, observers: Sequence[CallObserver] = ()) -> float:
-    """Per call, including the exporter's work: the provider is flushed inside the measured time."""
+async def traced_cost(calls: int, sampler: str, observers: Sequence[CallObserver] = (), flush: Flush | None = None) -> float:
+    """Per call, including the exporter's work: the spans are exported inside the measured time."""
     with otlp_receiver(sampler):
         tracing = Tracing("bench")
+
+        async def flushed() -> None:
+            if flush is not None:
+                await flush()
+            tracing.flush()
+
         try:
-            run = pipeline(observers, tracing)
-            for _ in range(max(50, calls // 10)):
-                await run(context(True))
-            tracing.flush()
-            gc.collect()
-            start = time.process_time()
-            for _ in range(calls):
-                await run(context(True))
-            tracing.flush()
-            return (time.process_time() - start) / calls
+            return await drive(pipeline(observers, tracing), calls, traced=True, flush=flushed)
         finally:
             tracing.close()
 
 
-async def flush_costs(calls: int) -> tuple[float, float]:
-    """CPU per record of the audit flush and per call of the usage flush, into SQLite."""
+@asynccontextmanager
+async def sqlite_recorders() -> AsyncIterator[tuple[AuditLog, UsageRecorder, Flush]]:
+    """The audit log and usage recorder on a fresh SQLite database, and their flush."""
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
         await upgrade(engine)
         keys = AuditKeys(os.urandom(32))
         audit = AuditLog(SqlAuditStore(engine), keys, "bench", max_queue=10**7)
         usage = UsageRecorder(SqlUsageStore(engine), "bench", keys.digest)
+
+        async def flush() -> None:
+            await audit.flush()
+            await usage.flush()
+
+        try:
+            yield audit, usage, flush
+        finally:
+            await engine.dispose()
+
+
+async def flush_costs(calls: int) -> tuple[float, float]:
+    """CPU per record of the audit flush and per call of the usage flush, into SQLite."""
+    async with sqlite_recorders() as (audit, usage, flush):
         run = pipeline([audit, usage])
         for _ in range(100):
             await run(context(False))
-        await audit.flush()
-        await usage.flush()
+        await flush()
         costs = []
         for recorder in (audit, usage):
             for _ in range(calls):
@@ -198,9 +226,7 @@ async def flush_costs(calls: int) -> tuple[float, float]:
             start = time.process_time()
             await recorder.flush()
             costs.append((time.process_time() - start) / calls)
-        await audit.flush()
-        await usage.flush()
-        await engine.dispose()
+        await flush()
         return costs[0], costs[1]
 
 
@@ -234,14 +260,13 @@ async def one_round(calls: int, only: str | None) -> dict[str, float]:
         figures["tracing 100%"] = await traced_cost(calls, "parentbased_always_on")
         figures["tracing 0%"] = await traced_cost(calls, "always_off")
     if only is None:
-        audit, usage = recorders()
+        # Everything as the gateway runs it: audit and usage written to SQLite every FLUSH_EVERY calls.
         with json_log_to_devnull():
-            figures["all but tracing"] = await drive(pipeline([Metrics(), CallLog("bench"), audit, usage]), calls)
-            audit_flush, usage_flush = await flush_costs(calls)
-            figures["all but tracing"] += audit_flush + usage_flush
-            audit, usage = recorders()
-            everything = [Metrics(), CallLog("bench"), audit, usage]
-            figures["all, tracing 100%"] = await traced_cost(calls, "parentbased_always_on", everything) + audit_flush + usage_flush
+            async with sqlite_recorders() as (audit, usage, flush):
+                figures["all but tracing"] = await drive(pipeline([Metrics(), CallLog("bench"), audit, usage]), calls, flush=flush)
+            async with sqlite_recorders() as (audit, usage, flush):
+                everything = [Metrics(), CallLog("bench"), audit, usage]
+                figures["all, tracing 100%"] = await traced_cost(calls, "parentbased_always_on", everything, flush)
     return figures
 
 

@@ -242,3 +242,27 @@ def free_port() -> int:
 
 def node_available() -> bool:
     return EVERYTHING.exists() and os.access(sys.executable, os.X_OK)
+
+
+def session_headers(session_id: str | None = None, token: str | None = TOKEN) -> dict[str, str]:
+    """The headers of a raw 2025-11-25 streamable HTTP request (and of the session `session_id`)."""
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if session_id is not None:
+        headers |= {"Mcp-Session-Id": session_id, "Mcp-Protocol-Version": "2025-11-25"}
+    return headers
+
+
+async def open_raw_session(
+    http: httpx2.AsyncClient, url: str, *, token: str | None = TOKEN, capabilities: dict[str, Any] | None = None
+) -> str:
+    """A 2025-11-25 session opened by hand (initialize, then notifications/initialized); its id."""
+    params = {"protocolVersion": "2025-11-25", "capabilities": capabilities or {}, "clientInfo": {"name": "t", "version": "1"}}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params}
+    opened = await http.post(url, headers=session_headers(token=token), json=initialize)
+    assert opened.status_code == 200, opened.text
+    session_id = opened.headers["mcp-session-id"]
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert (await http.post(url, headers=session_headers(session_id, token), json=initialized)).status_code == 202
+    return session_id

@@ -29,6 +29,7 @@ from tests.harness import (
     HttpUpstream,
     Running,
     http_fixture,
+    open_raw_session,
     postgres_database,
     serve,
     settings_for,
@@ -189,20 +190,8 @@ async def _post(url: str, token: str, session_id: str, body: dict[str, Any]) -> 
 
 async def _open_session(url: str) -> str:
     """Initialize a session at `url` by hand; its id."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-    headers = {"Authorization": f"Bearer {TOKEN}", "Accept": ACCEPT, "Content-Type": "application/json"}
     async with httpx2.AsyncClient(timeout=30) as http:
-        response = await http.post(url, headers=headers, json=body)
-    assert response.status_code == 200, response.text
-    session_id = response.headers["mcp-session-id"]
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert (await _post(url, TOKEN, session_id, initialized)).status_code == 202
-    return session_id
+        return await open_raw_session(http, url)
 
 
 LIST = {"jsonrpc": "2.0", "id": 7, "method": "tools/list", "params": {}}

@@ -24,11 +24,10 @@ from starlette.types import Receive, Scope, Send
 
 from bastion.web.session_link import current_connection
 from bastion.web.session_manager import SessionManager
-from tests.harness import serve_asgi
+from tests.harness import open_raw_session, serve_asgi, session_headers
 
 pytestmark = pytest.mark.anyio
 
-LEGACY = "2025-11-25"
 
 
 def _server() -> Server[Any]:
@@ -65,23 +64,6 @@ async def _served(idle_timeout: float | None = None) -> AsyncIterator[tuple[Sess
         yield manager, f"{base}/mcp"
 
 
-def _headers(session_id: str | None = None) -> dict[str, str]:
-    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    if session_id is not None:
-        headers |= {"Mcp-Session-Id": session_id, "Mcp-Protocol-Version": LEGACY}
-    return headers
-
-
-async def _open(http: httpx2.AsyncClient, url: str) -> str:
-    params = {"protocolVersion": LEGACY, "capabilities": {"roots": {}}, "clientInfo": {"name": "t", "version": "1"}}
-    opened = await http.post(url, headers=_headers(), json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
-    assert opened.status_code == 200, opened.text
-    session_id = opened.headers["mcp-session-id"]
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert (await http.post(url, headers=_headers(session_id), json=initialized)).status_code == 202
-    return session_id
-
-
 async def _messages(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON-RPC messages of an SSE response (priming events, which carry no data, skipped)."""
     async for line in response.aiter_lines():
@@ -90,12 +72,12 @@ async def _messages(response: httpx2.Response) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _ping(http: httpx2.AsyncClient, url: str, session_id: str) -> httpx2.Response:
-    return await http.post(url, headers=_headers(session_id), json={"jsonrpc": "2.0", "id": 9, "method": "ping"})
+    return await http.post(url, headers=session_headers(session_id, token=None), json={"jsonrpc": "2.0", "id": 9, "method": "ping"})
 
 
 async def test_a_held_call_keeps_its_session_past_the_idle_timeout_and_the_session_ends_after() -> None:
     async with _served(idle_timeout=0.3) as (manager, url), httpx2.AsyncClient(timeout=10) as http:
-        session_id = await _open(http, url)
+        session_id = await open_raw_session(http, url, token=None, capabilities={"roots": {}})
         with manager.hold(session_id):
             # The idle timeout is what is tested: the call is held for twice as long.
             await anyio.sleep(0.6)
@@ -111,12 +93,12 @@ async def test_a_held_call_keeps_its_session_past_the_idle_timeout_and_the_sessi
 
 async def test_server_to_client_request_ids_are_spread_per_session_and_answers_mapped_back() -> None:
     async with _served() as (manager, url), httpx2.AsyncClient(timeout=10) as http:
-        sessions = [await _open(http, url) for _ in range(2)]
+        sessions = [await open_raw_session(http, url, token=None, capabilities={"roots": {}}) for _ in range(2)]
         wire_ids: list[int] = []
         for session_id in sessions:
             manager.spread_ids(session_id)
             call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask", "arguments": {}}}
-            async with http.stream("POST", url, headers=_headers(session_id), json=call) as response:
+            async with http.stream("POST", url, headers=session_headers(session_id, token=None), json=call) as response:
                 messages = _messages(response)
                 with anyio.fail_after(5):
                     ask = await anext(messages)
@@ -125,7 +107,7 @@ async def test_server_to_client_request_ids_are_spread_per_session_and_answers_m
                 assert manager.awaits_response(session_id, ask["id"])
                 assert not any(manager.awaits_response(other, ask["id"]) for other in sessions if other != session_id)
                 answer = {"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": [{"uri": f"file:///{session_id}"}]}}
-                assert (await http.post(url, headers=_headers(session_id), json=answer)).status_code == 202
+                assert (await http.post(url, headers=session_headers(session_id, token=None), json=answer)).status_code == 202
                 with anyio.fail_after(5):
                     result = await anext(messages)
             assert result["id"] == 2
@@ -138,15 +120,15 @@ async def test_server_to_client_request_ids_are_spread_per_session_and_answers_m
 
 async def test_an_unspread_session_keeps_the_dispatchers_own_ids() -> None:
     async with _served() as (manager, url), httpx2.AsyncClient(timeout=10) as http:
-        session_id = await _open(http, url)
+        session_id = await open_raw_session(http, url, token=None, capabilities={"roots": {}})
         call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "ask", "arguments": {}}}
-        async with http.stream("POST", url, headers=_headers(session_id), json=call) as response:
+        async with http.stream("POST", url, headers=session_headers(session_id, token=None), json=call) as response:
             messages = _messages(response)
             with anyio.fail_after(5):
                 ask = await anext(messages)
             assert manager.awaits_response(session_id, ask["id"]) and manager.awaits_response(session_id, str(ask["id"]))
             answer = {"jsonrpc": "2.0", "id": ask["id"], "result": {"roots": [{"uri": "file:///x"}]}}
-            assert (await http.post(url, headers=_headers(session_id), json=answer)).status_code == 202
+            assert (await http.post(url, headers=session_headers(session_id, token=None), json=answer)).status_code == 202
             with anyio.fail_after(5):
                 result = await anext(messages)
         assert result["result"]["content"][0]["text"] == f"{session_id} file:///x"

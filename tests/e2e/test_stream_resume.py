@@ -15,12 +15,10 @@ import pytest
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 
-from tests.harness import TOKEN, Running, serve, serve_asgi, settings_for
+from tests.harness import TOKEN, Running, open_raw_session, serve, serve_asgi, session_headers, settings_for
 
 pytestmark = pytest.mark.anyio
 
-LEGACY = "2025-11-25"
-ACCEPT = "application/json, text/event-stream"
 
 
 class Gate:
@@ -53,23 +51,6 @@ async def gateway(gate: Gate, tmp_path: Path) -> AsyncIterator[Running]:
             yield running
 
 
-def _headers(session_id: str | None = None, token: str = TOKEN) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json"}
-    if session_id is not None:
-        headers |= {"Mcp-Session-Id": session_id, "Mcp-Protocol-Version": LEGACY}
-    return headers
-
-
-async def _open_session(http: httpx2.AsyncClient, url: str) -> str:
-    params = {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
-    response = await http.post(url, headers=_headers(), json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
-    assert response.status_code == 200, response.text
-    session_id = response.headers["mcp-session-id"]
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    assert (await http.post(url, headers=_headers(session_id), json=initialized)).status_code == 202
-    return session_id
-
-
 async def _events(response: httpx2.Response) -> AsyncIterator[dict[str, str]]:
     """The SSE events of a response, as {field: value}."""
     current: dict[str, str] = {}
@@ -94,7 +75,7 @@ async def _call_until_first_log(http: httpx2.AsyncClient, url: str, session_id: 
     """POST the call and read its stream up to the first log event, then drop the connection."""
     seen: list[dict[str, str]] = []
     with anyio.fail_after(20):
-        async with http.stream("POST", url, headers=_headers(session_id), json=CALL) as response:
+        async with http.stream("POST", url, headers=session_headers(session_id), json=CALL) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             async for event in _events(response):
                 seen.append(event)
@@ -104,14 +85,14 @@ async def _call_until_first_log(http: httpx2.AsyncClient, url: str, session_id: 
 
 
 def _resume_headers(session_id: str, last_event_id: str, token: str = TOKEN) -> dict[str, str]:
-    headers = {k: v for k, v in _headers(session_id, token).items() if k != "Content-Type"}
+    headers = {k: v for k, v in session_headers(session_id, token).items() if k != "Content-Type"}
     return headers | {"Last-Event-ID": last_event_id}
 
 
 async def test_a_dropped_stream_resumes_with_the_rest_and_the_reply_exactly_once(gateway: Running, gate: Gate) -> None:
     url = gateway.mcp_url("vs")
     async with httpx2.AsyncClient(timeout=30) as http:
-        session_id = await _open_session(http, url)
+        session_id = await open_raw_session(http, url)
         priming, first = await _call_until_first_log(http, url, session_id)
         # SEP-1699: the stream opens with a cursor (an id, no data) and says how soon to come back.
         assert priming["id"] and priming["data"] == "" and int(priming["retry"]) > 0
@@ -133,7 +114,7 @@ async def test_losing_a_streamed_answer_does_not_cancel_the_call(gateway: Runnin
     """The stream is lost and the call ends while nobody listens: the SDK replays it from the store."""
     url = gateway.mcp_url("vs")
     async with httpx2.AsyncClient(timeout=30) as http:
-        session_id = await _open_session(http, url)
+        session_id = await open_raw_session(http, url)
         _, first = await _call_until_first_log(http, url, session_id)
         gate.open.set()
         replies: list[dict[str, Any]] = []
@@ -155,7 +136,7 @@ async def test_another_caller_cannot_resume_a_stream(gateway: Running, gate: Gat
     assert created.status_code == 201, created.text
     other = created.json()["token"]
     async with httpx2.AsyncClient(timeout=30) as http:
-        session_id = await _open_session(http, url)
+        session_id = await open_raw_session(http, url)
         _, first = await _call_until_first_log(http, url, session_id)
         stolen = await http.get(url, headers=_resume_headers(session_id, first["id"], token=other))
         gate.open.set()
@@ -166,14 +147,14 @@ async def test_a_call_cancelled_mid_stream_ends_its_stream_cleanly(gateway: Runn
     url = gateway.mcp_url("vs")
     cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}}
     async with httpx2.AsyncClient(timeout=30) as http:
-        session_id = await _open_session(http, url)
+        session_id = await open_raw_session(http, url)
         with anyio.fail_after(20):
-            async with http.stream("POST", url, headers=_headers(session_id), json=CALL) as response:
+            async with http.stream("POST", url, headers=session_headers(session_id), json=CALL) as response:
                 events = _events(response)
                 async for event in events:
                     if event.get("data"):
                         break
-                assert (await http.post(url, headers=_headers(session_id), json=cancel)).status_code == 202
+                assert (await http.post(url, headers=session_headers(session_id), json=cancel)).status_code == 202
                 # The stream ends, complete, with no reply (as directly: a cancelled request gets none).
                 rest = [event async for event in events if event.get("data")]
     assert rest == []
