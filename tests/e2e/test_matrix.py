@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
@@ -274,3 +275,30 @@ async def test_cancelling_a_call_cancels_it_upstream(matrix: Running, askable: b
         assert await _cancelled_count(client) == before + 1
         # The session is still usable after the cancellation.
         assert text_of(await client.call_tool("fx__echo", {"text": "after"})) == "after"
+
+
+async def test_a_modern_client_that_drops_its_request_cancels_the_call_upstream(matrix: Running) -> None:
+    # A 2026-07-28 client cancels by closing its HTTP request: nothing else tells the gateway. The
+    # call is raw HTTP so the request can be dropped while the upstream is still working on it.
+    headers = {
+        "Authorization": f"Bearer {TOKEN}", "Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+        "Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "fx__slow",
+    }
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fx__slow", "arguments": {"seconds": 30}, "_meta": meta}}
+    async with matrix.client("all", mode="legacy") as client:
+        before = await _cancelled_count(client)
+        with anyio.fail_after(15):
+            async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as tg:
+
+                async def post() -> None:
+                    await http.post(matrix.mcp_url("all"), headers=headers, json=call)
+
+                tg.start_soon(post)
+                while await _slow_running(client) == 0:
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()  # the client goes: its connection closes mid-call
+            while await _cancelled_count(client) == before:
+                await anyio.sleep(0.05)
+        assert await _cancelled_count(client) == before + 1
+        assert await _slow_running(client) == 0
