@@ -27,6 +27,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ListRootsResult
+from otlp_sink import start_sink
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "upstreams" / "fixture_server.py"
@@ -176,29 +177,6 @@ def telemetry_on(receiver: str | None, sampled: float = 1.0) -> dict[str, str]:
     return on
 
 
-def otlp_sink() -> tuple[object, str]:
-    """A local OTLP/HTTP receiver that accepts and discards spans (its CPU is not the gateway's)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Sink(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as an OTel collector (HTTP/1.0 closed every post)
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length") or 0))
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
-
-
 def _telemetry_run(extra: dict[str, str], url: str, mode: str, concurrency: int, args: argparse.Namespace, upstream_pid: int) -> dict[str, float]:
     """One fresh gateway with these settings, measured once."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -219,7 +197,7 @@ def compare_telemetry(args: argparse.Namespace) -> None:
     """Gateway CPU per call with telemetry off and on, for each era and concurrency; with --rounds N
     the four settings are run N times in turn and the median of each is reported."""
     upstream, upstream_url = start_upstream()
-    sink, receiver = otlp_sink()
+    sink, receiver = start_sink()
     rows = []
     configs = (
         ("off", TELEMETRY_OFF),
@@ -240,6 +218,14 @@ def compare_telemetry(args: argparse.Namespace) -> None:
                         "gateway_cpu_ms_runs": [round(f["gateway_cpu_ms_per_call"], 3) for f in r],
                         "loop_cpu_ms_per_call": statistics.median(f["gateway_loop_cpu_ms_per_call"] for f in r),
                         "rps": statistics.median(f["rps"] for f in r),
+                        # The bench client's CPU per call is the same work in every setting: the
+                        # gateway's CPU over it takes out how fast the shared machine ran that run.
+                        "per_client_cpu": statistics.median(
+                            f["gateway_cpu_ms_per_call"] / f["client_cpu_ms_per_call"] for f in r
+                        ),
+                        "per_client_cpu_runs": [
+                            round(f["gateway_cpu_ms_per_call"] / f["client_cpu_ms_per_call"], 3) for f in r
+                        ],
                     }
                     for label, r in runs.items()
                 }
@@ -247,10 +233,13 @@ def compare_telemetry(args: argparse.Namespace) -> None:
     finally:
         upstream.terminate()
         upstream.wait(timeout=15)
-        sink.shutdown()  # type: ignore[attr-defined]
+        sink.terminate()
+        sink.wait(timeout=15)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.calls} calls per run, median of {args.rounds} run(s) each")
     print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top;")
     print("\"of which loop\": the main (event loop) thread alone, the rest being the span export and SQLite threads")
+    print("\"per client cpu\": the gateway's CPU per call over the bench client's in the same run (the client's work is")
+    print("  the same in every setting, so this takes out the machine's speed changing between runs)")
     print(f"{'era':<11} {'conc':>4} | {'off':>8} | {'on':>8} {'added':>7} | {'+traces10':>9} {'added':>7} | {'+traces100':>10} {'added':>7}")
     for mode, conc, figures in rows:
         base = figures["off"]["gateway_cpu_ms_per_call"]
@@ -261,6 +250,8 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         print(f"{mode:<11} {conc:>4} | {base:>6.3f}ms | " + " | ".join(cells))
         loop = [figures[label]["loop_cpu_ms_per_call"] for label in ("off", "on", "traces10", "traces100")]
         print(f"{'  of which':<11} {'loop':>4} | {loop[0]:>6.3f}ms | " + " | ".join(f"{v:>7.3f}ms {v / loop[0] - 1:>+7.1%}" for v in loop[1:]))
+        ratio = [figures[label]["per_client_cpu"] for label in ("off", "on", "traces10", "traces100")]
+        print(f"{'  per client':<11} {'cpu':>4} | {ratio[0]:>6.3f}x  | " + " | ".join(f"{v:>7.3f}x  {v / ratio[0] - 1:>+7.1%}" for v in ratio[1:]))
     print(json.dumps({"calls": args.calls, "telemetry": [{"era": m, "concurrency": c, **f} for m, c, f in rows]}))
 
 

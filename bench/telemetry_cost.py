@@ -19,13 +19,13 @@ import asyncio
 import gc
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+
+from otlp_sink import start_sink
 
 from bastion.core.grants import Grants
 from bastion.core.models import CatalogItem, Discovery, Upstream, UpstreamSpec, VirtualServerSpec
@@ -51,23 +51,6 @@ TOKEN = Principal(id="token:t1", kind="token", grants=Grants(frozenset({"vs"}), 
 RESULT = {"content": [{"type": "text", "text": "hello"}], "isError": False}
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
-SINK = """
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as an OTel collector
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length") or 0))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-print(server.server_address[1], flush=True)
-server.serve_forever()
-"""
 
 
 class Upstreams:
@@ -159,11 +142,9 @@ def json_log_to_devnull() -> Iterator[None]:
 
 @contextmanager
 def otlp_receiver(sampler: str) -> Iterator[None]:
-    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
-    assert sink.stdout is not None
-    port = int(sink.stdout.readline())
+    sink, url = start_sink()
     saved = dict(os.environ)
-    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{url}/v1/traces"
     os.environ["OTEL_TRACES_SAMPLER"] = sampler
     os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = "1000000"  # every span exported and counted, none dropped
     try:
