@@ -1,6 +1,6 @@
 """`bastion serve` takes what starting made out of the cyclic GC's sight once it has started:
 full collections then walk only what serving makes, not the ~200,000 objects of the SDK,
-SQLAlchemy and the catalog (a full collection stopped every thread for 80-95 ms before)."""
+SQLAlchemy and the catalog (a full collection stopped every thread for 78-94 ms before)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.harness import TOKEN
+from tests.harness import TOKEN, free_port
 
 # The real `bastion serve`, in a process of its own; gc.freeze is watched (the only seam), and the
 # process ends once it has reported (or after 60 s without).
@@ -34,14 +34,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_freezes_the_startup_heap_once_started(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -50,7 +42,7 @@ def test_serve_freezes_the_startup_heap_once_started(tmp_path: Path) -> None:
         "BASTION_VAULT_KEY_FILE": f"{tmp_path}/vault.key",
     }
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(_free_port())], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", CHILD, str(free_port())], env=env, capture_output=True, text=True, timeout=120
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("frozen ")]
     assert lines, f"serve never froze its heap: {done.stdout[-2000:]} {done.stderr[-2000:]}"
