@@ -52,7 +52,6 @@ RESULT = {"content": [{"type": "text", "text": "hello"}], "isError": False}
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-
 class Upstreams:
     async def request(
         self, upstream: str, method: str, params: dict[str, Any], *, user: str | None, timeout: float, hooks: CallHooks | None = None

@@ -32,6 +32,7 @@ from tests.harness import (
     open_raw_session,
     postgres_database,
     serve,
+    session_headers,
     settings_for,
     stdio_fixture,
 )
@@ -40,7 +41,6 @@ pytestmark = pytest.mark.anyio
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LEGACY = "2025-11-25"
-ACCEPT = "application/json, text/event-stream"
 
 
 class Router(httpx2.AsyncBaseTransport):
@@ -173,19 +173,9 @@ async def test_a_log_level_set_through_one_replica_applies_on_another(cluster: C
     assert {replica for replica, method, _ in router.served if method == "POST"} == {0, 1}
 
 
-def _session_headers(token: str, session_id: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {token}",
-        "Mcp-Session-Id": session_id,
-        "Mcp-Protocol-Version": LEGACY,
-        "Accept": ACCEPT,
-        "Content-Type": "application/json",
-    }
-
-
 async def _post(url: str, token: str, session_id: str, body: dict[str, Any]) -> httpx2.Response:
     async with httpx2.AsyncClient(timeout=30) as http:
-        return await http.post(url, headers=_session_headers(token, session_id), json=body)
+        return await http.post(url, headers=session_headers(session_id, token), json=body)
 
 
 async def _open_session(url: str) -> str:
@@ -246,7 +236,7 @@ async def _sse_events(response: httpx2.Response, count: int) -> list[dict[str, s
 
 async def test_a_stream_resumes_with_last_event_id_on_another_replica(cluster: Cluster) -> None:
     session_id = await _open_session(cluster.url(0))
-    headers = _session_headers(TOKEN, session_id)
+    headers = session_headers(session_id)
     # A progress token sends the call down the SDK path: an SSE stream with a priming event.
     call = {
         "jsonrpc": "2.0",
@@ -274,7 +264,7 @@ async def test_a_stream_resumes_with_last_event_id_on_another_replica(cluster: C
 async def test_a_plain_call_that_logs_resumes_on_another_replica(cluster: Cluster) -> None:
     """The fast path's streamed answers (a plain call whose upstream logs) are kept in the same store."""
     session_id = await _open_session(cluster.url(0))
-    headers = _session_headers(TOKEN, session_id)
+    headers = session_headers(session_id)
     call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "fx__log", "arguments": {"message": "kept"}}}
     async with httpx2.AsyncClient(timeout=30) as http:
         async with http.stream("POST", cluster.url(0), headers=headers, json=call) as response:
