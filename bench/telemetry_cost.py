@@ -6,8 +6,9 @@ process CPU time per call with nothing on, then with each piece on by itself: me
 INFO line (to /dev/null), audit + usage recording, the audit and usage flushes (SQLite in a temp
 dir, CPU of the flush per record), tracing (the OTLP/HTTP exporter to a receiver in another
 process; export and encoding are counted, they run in this process's threads) sampled at 100% and
-at 0%, and everything together (the audit log and usage written to SQLite every 500 calls inside
-the measured time, as the gateway's periodic flush does).
+at 0%, and everything together as the gateway runs it (observers told of calls in batches, the
+audit log and usage written to SQLite every 500 calls inside the measured time, as the gateway's
+periodic flush does).
 
     python bench/telemetry_cost.py [--calls 5000] [--rounds 3] [--only tracing]
 """
@@ -27,6 +28,7 @@ from typing import Any
 
 from otlp_sink import start_sink
 
+from bastion.app.observability import CALL_BATCH, CALL_BATCH_DELAY
 from bastion.core.grants import Grants
 from bastion.core.models import CatalogItem, Discovery, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ports import CallHooks, CallObserver
@@ -35,6 +37,7 @@ from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.base import Next
 from bastion.pipeline.build import build_pipeline
 from bastion.pipeline.context import CallContext, Credential, Principal
+from bastion.pipeline.observe import CallBatch
 from bastion.store.memory import MemoryRateLimiter
 from bastion.store.sql.audit import SqlAuditStore
 from bastion.store.sql.migrate import upgrade
@@ -80,7 +83,7 @@ def snapshot() -> Any:
     return lambda: built
 
 
-def pipeline(observers: Sequence[CallObserver] = (), tracing: Tracing | None = None) -> Next:
+def pipeline(observers: Sequence[CallObserver] | CallBatch = (), tracing: Tracing | None = None) -> Next:
     return build_pipeline(
         snapshot(), Upstreams(), Authenticator(Tokens()), timeout=30, server_info={"name": "bastion"},
         limiter=MemoryRateLimiter(), observers=observers, tracer=tracing.tracer if tracing is not None else None,
@@ -155,7 +158,9 @@ def otlp_receiver(sampler: str) -> Iterator[None]:
         sink.wait()
 
 
-async def traced_cost(calls: int, sampler: str, observers: Sequence[CallObserver] = (), flush: Flush | None = None) -> float:
+async def traced_cost(
+    calls: int, sampler: str, observers: Sequence[CallObserver] | CallBatch = (), flush: Flush | None = None
+) -> float:
     """Per call, including the exporter's work: the spans are exported inside the measured time."""
     with otlp_receiver(sampler):
         tracing = Tracing("bench")
@@ -217,6 +222,13 @@ def recorders() -> tuple[AuditLog, UsageRecorder]:
     return AuditLog(MemoryAuditStore(), keys, "bench", max_queue=10**8), UsageRecorder(MemoryUsageStore(), "bench", keys.digest)
 
 
+def gateway_batch(audit: AuditLog, usage: UsageRecorder) -> CallBatch:
+    """Every observer, told in batches as the gateway tells them (the flushes drain the batch)."""
+    batch = CallBatch([Metrics(), CallLog("bench"), audit, usage], size=CALL_BATCH, delay=CALL_BATCH_DELAY)
+    audit.catch_up = usage.catch_up = batch.drain
+    return batch
+
+
 async def one_round(calls: int, only: str | None) -> dict[str, float]:
     figures: dict[str, float] = {}
 
@@ -240,13 +252,14 @@ async def one_round(calls: int, only: str | None) -> dict[str, float]:
         figures["tracing 100%"] = await traced_cost(calls, "parentbased_always_on")
         figures["tracing 0%"] = await traced_cost(calls, "always_off")
     if only is None:
-        # Everything as the gateway runs it: audit and usage written to SQLite every FLUSH_EVERY calls.
+        # Everything as the gateway runs it: observers told in batches, audit and usage written to
+        # SQLite every FLUSH_EVERY calls.
         with json_log_to_devnull():
             async with sqlite_recorders() as (audit, usage, flush):
-                figures["all but tracing"] = await drive(pipeline([Metrics(), CallLog("bench"), audit, usage]), calls, flush=flush)
+                batch = gateway_batch(audit, usage)
+                figures["all but tracing"] = await drive(pipeline(batch), calls, flush=flush)
             async with sqlite_recorders() as (audit, usage, flush):
-                everything = [Metrics(), CallLog("bench"), audit, usage]
-                figures["all, tracing 100%"] = await traced_cost(calls, "parentbased_always_on", everything, flush)
+                figures["all, tracing 100%"] = await traced_cost(calls, "parentbased_always_on", gateway_batch(audit, usage), flush)
     return figures
 
 

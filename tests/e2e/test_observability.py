@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import MCPError
@@ -78,6 +80,29 @@ async def test_a_call_and_a_refusal_move_the_request_counters(observed: Running)
     assert upstream_time[(("method", "tools/call"), ("upstream", "fx"))] == 2  # the refused call never went
     assert any(k for k in _samples(text, "bastion_build_info"))
     assert PLANTED not in text
+
+
+async def test_calls_reach_the_observers_in_batches_a_scrape_sees_them_at_once_a_log_line_soon(
+    observed: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway tells its observers of finished calls a batch at a time: a scrape right after a
+    call still counts it (the scrape drains the batch), and with no reader at all the call's log
+    line comes within the batch delay, stamped with the time the call finished."""
+    caplog.set_level(logging.INFO)
+    async with observed.client("vs", mode="2026-07-28") as client:
+        await client.call_tool("fx__echo", {"text": "one"})
+        assert _requests((await _metrics(observed)).text, item="fx__echo", outcome="ok") == 1
+        caplog.clear()
+        await client.call_tool("fx__echo", {"text": "two"})
+        returned = time.time()
+        lines: list[logging.LogRecord] = []
+        for _ in range(200):
+            lines = [r for r in caplog.records if r.name == "bastion.calls"]
+            if lines:
+                break
+            await anyio.sleep(0.01)
+        assert len(lines) == 1 and getattr(lines[0], "fields", {}).get("item") == "fx__echo"
+        assert lines[0].created <= returned  # when the call finished, not when the batch was told
 
 
 async def test_metrics_need_the_scrape_token_or_an_admin(observed: Running) -> None:

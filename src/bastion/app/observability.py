@@ -17,10 +17,11 @@ from starlette.routing import BaseRoute
 from bastion.app.keys import Keys, audit_secrets
 from bastion.config import Settings
 from bastion.core.observation import EdgeEvent
-from bastion.core.ports import CallObserver, EdgeObserver
+from bastion.core.ports import EdgeObserver
 from bastion.core.snapshot import Snapshot
 from bastion.core.tracing import Tracer
 from bastion.pipeline.bridge import Bridge
+from bastion.pipeline.observe import CallBatch
 from bastion.store.sql.audit import SqlAuditStore
 from bastion.store.sql.usage import SqlUsageStore
 from bastion.tasks import TaskRunner
@@ -41,6 +42,11 @@ from bastion.web.rest.usage import usage_routes
 log = logging.getLogger("bastion.telemetry")
 
 _RETENTION_EVERY = 3600.0
+CALL_BATCH = 256
+CALL_BATCH_DELAY = 0.1
+"""Finished calls are told to the observers (metrics, log line, audit, usage) in batches of up to
+CALL_BATCH, at most CALL_BATCH_DELAY seconds after the first: a log line appears up to 0.1 s after
+its call; a scrape and the audit and usage flushes drain the batch first."""
 
 
 @dataclass
@@ -51,18 +57,28 @@ class Telemetry:
     usage: UsageRecorder
     usage_store: SqlUsageStore
     calls: CallLog
-    endpoint: MetricsEndpoint
+    batch: CallBatch
     tracing: Tracing | None = None
     export: AuditExport | None = None
     _metrics_server: MetricsPort | None = field(default=None, repr=False)
+    endpoint: MetricsEndpoint = field(init=False)
+
+    def __post_init__(self) -> None:
+        token = self.settings.metrics_token
+        self.endpoint = MetricsEndpoint(self.expose, token.get_secret_value() if token is not None else None)
 
     @property
     def tracer(self) -> Tracer | None:
         return self.tracing.tracer if self.tracing is not None else None
 
     @property
-    def call_observers(self) -> list[CallObserver]:
-        return [self.metrics, self.calls, self.audit, self.usage] if self.settings.observe_calls else []
+    def call_observers(self) -> CallBatch:
+        return self.batch
+
+    def expose(self, accept: str) -> tuple[bytes, str]:
+        """The metrics exposition, counting every call finished so far."""
+        self.batch.drain()
+        return self.metrics.expose(accept)
 
     @property
     def edge_observers(self) -> list[EdgeObserver]:
@@ -107,7 +123,7 @@ class Telemetry:
         runner.spawn("telemetry-retention", self._retention_loop, is_leader)
         port = self.settings.metrics_port
         if port is not None:
-            self._metrics_server = MetricsPort(self.settings.metrics_host, port, self.metrics.expose)
+            self._metrics_server = MetricsPort(self.settings.metrics_host, port, self.expose)
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self._metrics_server.port)
 
     @property
@@ -132,6 +148,7 @@ class Telemetry:
 
     async def close(self) -> None:
         """Write what is still in memory (audit records of completed calls, usage counts)."""
+        self.batch.drain()
         await self.audit.close()
         await self.usage.close()
         if self.export is not None:
@@ -175,11 +192,13 @@ def build_telemetry(settings: Settings, engine: AsyncEngine, replica: str, secre
         on_written=lambda _n, seconds: metrics.flushes.labels("usage").observe(seconds),
         on_failed=lambda: metrics.dependency_errors.labels("database").inc(),
     )
-    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-    endpoint = MetricsEndpoint(metrics.expose, token)
+    calls = CallLog(replica)
+    observers = (metrics, calls, audit, usage) if settings.observe_calls else ()
+    batch = CallBatch(observers, size=CALL_BATCH, delay=CALL_BATCH_DELAY)
+    audit.catch_up = usage.catch_up = batch.drain
     tracing = build_tracing(os.environ, replica)
     export = audit_export(settings, audit, metrics)
-    return Telemetry(settings, metrics, audit, usage, usage_store, CallLog(replica), endpoint, tracing, export)
+    return Telemetry(settings, metrics, audit, usage, usage_store, calls, batch, tracing, export)
 
 
 def audit_export(settings: Settings, audit: AuditLog, metrics: Metrics) -> AuditExport | None:

@@ -15,7 +15,7 @@ from bastion.pipeline.base import Next, Stage, chain
 from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.discover import discover
 from bastion.pipeline.dispatch import dispatch_stage
-from bastion.pipeline.observe import observe_stage
+from bastion.pipeline.observe import CallBatch, observe_stage
 from bastion.pipeline.ratelimit import ratelimit_stage
 from bastion.pipeline.resolve import resolve_stage
 from bastion.pipeline.route import route_stage
@@ -35,7 +35,7 @@ def build_pipeline(
     bridge: Bridge | None = None,
     limiter: RateLimiter | None = None,
     limits: Defaults = Defaults(),
-    observers: Sequence[CallObserver] = (),
+    observers: Sequence[CallObserver] | CallBatch = (),
     tracer: Tracer | None = None,
     subscriber: ResourceSubscriber | None = None,
 ) -> Next:

@@ -112,6 +112,8 @@ class AuditLog:
         self._signed_at = time.monotonic()
         self._lock = anyio.Lock()
         self.listeners: list[Listener] = []
+        self.catch_up: Callable[[], None] = lambda: None
+        """Called before each flush: tells this log of calls finished but not yet told (a batch)."""
 
     # -- recording (hot path: no I/O, no hashing) ------------------------------------------------
 
@@ -178,6 +180,7 @@ class AuditLog:
 
     async def flush(self, *, sign: bool = False) -> int:
         """Write what is pending (and sign the head when due or asked); returns records written."""
+        self.catch_up()
         async with self._lock:
             batch, self._pending = self._pending, []
             if self._dropped:

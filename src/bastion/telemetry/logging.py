@@ -89,6 +89,7 @@ class CallLog:
     The line is a LogRecord like any other (handlers, filters and formatters apply), made by copying
     a template record's attributes instead of through `Logger.info`: no caller lookup (the source
     line is this module's anyway) and no per-record process and thread look-ups, a third of the cost.
+    Its time is when the call finished (the gateway tells observers in batches, a moment later).
     """
 
     def __init__(self, replica: str) -> None:
@@ -97,24 +98,24 @@ class CallLog:
         self._template = logging.LogRecord(self.log.name, logging.INFO, __file__, 0, "", (), None, "call_finished")
         self._fields = vars(self._template)
 
-    def _record(self, message: str, args: tuple[object, ...], fields: dict[str, object]) -> logging.LogRecord:
+    def _record(self, at: float, message: str, args: tuple[object, ...], fields: dict[str, object]) -> logging.LogRecord:
         template = self._template
         if threading.get_ident() != template.thread:
             record = logging.LogRecord(self.log.name, logging.INFO, __file__, 0, message, args, None, "call_finished")
             record.fields = fields
-            return record
-        now = time.time()
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        record.__dict__.update(self._fields)
-        record.msg, record.args, record.fields = message, args, fields
-        record.created, record.msecs = now, int((now - int(now)) * 1000) + 0.0
-        record.relativeCreated = template.relativeCreated + (now - template.created) * 1000
+        else:
+            record = logging.LogRecord.__new__(logging.LogRecord)
+            record.__dict__.update(self._fields)
+            record.msg, record.args, record.fields = message, args, fields
+        record.created, record.msecs = at, int((at - int(at)) * 1000) + 0.0
+        record.relativeCreated = template.relativeCreated + (at - template.created) * 1000
         return record
 
     def call_finished(self, record: CallRecord) -> None:
         if not self.log.isEnabledFor(logging.INFO):
             return
         line = self._record(
+            record.started + record.seconds,
             "%s%s on %s: %s in %.1f ms%s",
             (
                 record.method,

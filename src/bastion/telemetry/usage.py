@@ -61,6 +61,8 @@ class UsageRecorder:
         self._dirty: set[Key] = set()
         self._callers: dict[str, str] = {}
         self._lock = anyio.Lock()
+        self.catch_up: Callable[[], None] = lambda: None
+        """Called before each flush: tells this recorder of calls finished but not yet told (a batch)."""
 
     def call_finished(self, record: CallRecord) -> None:
         # Hot path: one dict lookup and a few increments; buckets, hashing and rollups wait for flush.
@@ -107,6 +109,7 @@ class UsageRecorder:
         return hashed
 
     async def flush(self) -> int:
+        self.catch_up()
         async with self._lock:
             self._fold()
             keys, self._dirty = self._dirty, set()
