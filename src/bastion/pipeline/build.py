@@ -39,11 +39,14 @@ def build_pipeline(
     tracer: Tracer | None = None,
     subscriber: ResourceSubscriber | None = None,
 ) -> Next:
+    spans: dict[Stage, str] = {}
+    """Stages that get a span of their own in a sampled request, and its name."""
+
     def span(name: str, stage: Stage) -> Stage:
-        return traced(name, stage) if tracer is not None else stage
+        spans[stage] = name
+        return stage
 
     stages: list[Stage] = [
-        observe_stage(observers, tracer),  # first: sees every outcome, including auth failures
         # Before anything reveals what exists. The one decision on who calls: the edge only parsed
         # the credential (and may have asked the same authenticator early, for HTTP's 401).
         authenticate_stage(authenticator),
@@ -69,4 +72,10 @@ def build_pipeline(
         # background, or resume a held call instead of dispatching at all).
         stages.append(bridge.stage())
     stages.append(dispatch_stage(pool, timeout, server_info))  # last: the only stage doing upstream I/O
-    return chain(stages)
+    # First: sees every outcome, including auth failures. With tracing, a sampled request runs the
+    # stages with their spans and an unsampled one (most, when sampling) runs them bare: a wrapper
+    # that only finds there is nothing to record still costs its call on every request.
+    if tracer is None:
+        return chain([observe_stage(observers), *stages])
+    spanned = [traced(spans[s], s) if s in spans else s for s in stages]
+    return chain([observe_stage(observers, tracer, unsampled=chain(stages)), *spanned])

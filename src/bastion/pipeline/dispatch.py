@@ -58,9 +58,9 @@ async def _timed(
     with tracing, it is a client span whose context travels upstream in `_meta`."""
     start = time.perf_counter()
     span = upstream_span(ctx)
-    if span is None:
+    if span is None or not span.recording:  # unsampled: only the request's trace context goes upstream
         try:
-            return await request(params)
+            return await request(params if span is None else outgoing_meta(params, span))
         finally:
             ctx.upstream_seconds += time.perf_counter() - start
     token = current_span.set(span)

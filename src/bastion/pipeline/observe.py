@@ -77,7 +77,11 @@ class CallBatch:
             _tell(observers, _record(*finished))
 
 
-def observe_stage(observers: Sequence[CallObserver] | CallBatch, tracer: Tracer | None = None) -> Stage:
+def observe_stage(
+    observers: Sequence[CallObserver] | CallBatch, tracer: Tracer | None = None, unsampled: Next | None = None
+) -> Stage:
+    """The first stage; with `tracer`, a request the sampler leaves out runs `unsampled` (the same
+    stages without their span wrappers) instead of the next stage."""
     batch = observers if isinstance(observers, CallBatch) else CallBatch(observers)
 
     async def observe(ctx: CallContext, call_next: Next) -> Result:
@@ -88,7 +92,9 @@ def observe_stage(observers: Sequence[CallObserver] | CallBatch, tracer: Tracer 
             attributes = span.attributes = request_attributes(ctx)
             item = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
             span.name = f"{ctx.method} {item}" if item else ctx.method
-        token = current_span.set(span)
+        elif unsampled is not None:
+            call_next = unsampled
+        token = current_span.set(span)  # unsampled too: its trace context still goes upstream
         try:
             return await _observed(ctx, call_next, batch, span)
         finally:
