@@ -90,5 +90,5 @@ async def test_a_reader_drains_what_finished_and_a_failed_call_is_told_too() -> 
 def test_without_a_running_loop_each_call_is_told_at_once() -> None:
     seen = Seen()
     batch = CallBatch([seen], size=100, delay=60)
-    batch.add((_ctx(1), 0.0, 0.001, "ok", None, None))
+    batch.add((_ctx(1), 0.0, 0.001, 0.0, "ok", None, None))
     assert len(seen.records) == 1

@@ -30,8 +30,9 @@ from bastion.pipeline.tracing import current_span, finish, incoming_parent, requ
 log = logging.getLogger("bastion.calls")
 
 
-Finished = tuple[CallContext, float, float, str, str | None, Result | None]
-"""A finished call before its record is made: context, start (epoch), seconds, outcome, error, result."""
+Finished = tuple[CallContext, float, float, float, str, str | None, Result | None]
+"""A finished call before its record is made: context, start (epoch), seconds, upstream seconds,
+outcome, error, result (the times as they were when it finished: a bridged call may go on upstream)."""
 
 
 class CallBatch:
@@ -124,10 +125,12 @@ async def _observed(ctx: CallContext, call_next: Next, batch: CallBatch, span: S
         if span is not None and span.recording:
             finish(span, ctx, outcome, failure)
         if batch.observers:
-            batch.add((ctx, started, time.perf_counter() - start, outcome, error, result))
+            batch.add((ctx, started, time.perf_counter() - start, ctx.upstream_seconds, outcome, error, result))
 
 
-def _record(ctx: CallContext, started: float, seconds: float, outcome: str, error: str | None, result: Result | None) -> CallRecord:
+def _record(
+    ctx: CallContext, started: float, seconds: float, upstream_seconds: float, outcome: str, error: str | None, result: Result | None
+) -> CallRecord:
     item, principal = ctx.item or _known_item(ctx), ctx.principal
     return CallRecord(
         request_id=f"{random.getrandbits(64):016x}",  # a log correlation id, not a secret: no getrandom call
@@ -136,7 +139,7 @@ def _record(ctx: CallContext, started: float, seconds: float, outcome: str, erro
         method=ctx.method,
         outcome=outcome,
         seconds=seconds,
-        upstream_seconds=ctx.upstream_seconds,
+        upstream_seconds=upstream_seconds,
         upstream=item.upstream if item is not None else None,
         item=(item.name_override or item.gateway_name) if item is not None else None,
         kind=item.kind if item is not None else None,
