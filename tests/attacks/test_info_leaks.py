@@ -88,6 +88,7 @@ async def test_logs_carry_no_hashes_session_ids_or_outbound_urls(target: Target,
             await client.call_tool("web__echo", {"text": "hi"})
         async with gateway.client("vs", mode="2026-07-28") as client:
             await client.call_tool("web__echo", {"text": "hi"})
+        assert (await gateway.api.get("/metrics")).status_code == 200  # every call's log line is out
     from bastion.auth.tokens import hash_token
 
     text = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)

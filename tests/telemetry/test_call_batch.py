@@ -4,12 +4,16 @@ when a reader drains the batch; never a call lost, never one told twice, each wi
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
-from bastion.core.observation import CallRecord
+from bastion.core.observation import CallRecord, EdgeEvent
 from bastion.pipeline.context import CallContext
 from bastion.pipeline.observe import CallBatch, observe_stage
+from bastion.store.memory_audit import MemoryAuditStore
+from bastion.telemetry.audit import AuditLog
+from bastion.telemetry.audit_keys import AuditKeys
 
 pytestmark = pytest.mark.anyio
 
@@ -92,3 +96,25 @@ def test_without_a_running_loop_each_call_is_told_at_once() -> None:
     batch = CallBatch([seen], size=100, delay=60)
     batch.add((_ctx(1), 0.0, 0.001, 0.0, "ok", None, None))
     assert len(seen.records) == 1
+
+
+async def test_a_record_that_cannot_be_made_is_logged_and_the_rest_are_still_told(caplog: pytest.LogCaptureFixture) -> None:
+    seen = Seen()
+    batch = CallBatch([seen], size=100, delay=60)
+    batch.add((_ctx(1), 0.0, 0.001, 0.0, "ok", None, None))
+    batch.add((object(), 0.0, 0.001, 0.0, "ok", None, None))  # type: ignore[arg-type]  # not a context
+    batch.add((_ctx(3), 0.0, 0.001, 0.0, "ok", None, None))
+    batch.drain()
+    assert [r.params["n"] for r in seen.records if r.params] == [1, 3]
+    assert "could not be recorded" in caplog.text
+
+
+async def test_an_admin_change_after_a_call_comes_after_it_in_the_audit_chain() -> None:
+    audit = AuditLog(MemoryAuditStore(), AuditKeys(b"k" * 32), "r1")
+    batch = CallBatch([audit], size=100, delay=60)
+    audit.catch_up = batch.drain
+    call = CallContext(server="vs", method="tools/call", params={"name": "x"}, credential=None)
+    await observe_stage(batch)(call, _answer)
+    audit.edge_event(EdgeEvent("change", time.time(), "PATCH /api/v1/servers/{name}", "vs", "ok", 200, 0.001))
+    await audit.flush()
+    assert [e.action for e in await audit.store.entries("r1")] == ["tools/call", "PATCH /api/v1/servers/{name}"]

@@ -123,7 +123,9 @@ class Telemetry:
         runner.spawn("telemetry-retention", self._retention_loop, is_leader)
         port = self.settings.metrics_port
         if port is not None:
-            self._metrics_server = MetricsPort(self.settings.metrics_host, port, self.expose)
+            # The port answers from its own threads, which must not run the observers (they belong
+            # to the event loop): its figures leave out at most the last batch (0.1 s of calls).
+            self._metrics_server = MetricsPort(self.settings.metrics_host, port, self.metrics.expose)
             log.info("metrics on http://%s:%d/metrics", self.settings.metrics_host, self._metrics_server.port)
 
     @property

@@ -75,7 +75,12 @@ class CallBatch:
         told, self._pending = self._pending, []
         observers = self.observers
         for finished in told:
-            _tell(observers, _record(*finished))
+            try:
+                record = _record(*finished)
+            except Exception:  # one bad record must not cost the others, nor the flush that drained
+                log.exception("a finished call could not be recorded")
+                continue
+            _tell(observers, record)
 
 
 def observe_stage(

@@ -131,6 +131,7 @@ class AuditLog:
             self._enqueue(record)
 
     def edge_event(self, event: EdgeEvent) -> None:
+        self.catch_up()  # calls that finished before it come first in the chain
         self._enqueue(event)
 
     def _call_values(self, record: CallRecord, seq: int) -> dict[str, Any]:
