@@ -71,10 +71,6 @@ class Telemetry:
     def tracer(self) -> Tracer | None:
         return self.tracing.tracer if self.tracing is not None else None
 
-    @property
-    def call_observers(self) -> CallBatch:
-        return self.batch
-
     def expose(self, accept: str) -> tuple[bytes, str]:
         """The metrics exposition, counting every call finished so far."""
         self.batch.drain()

@@ -201,7 +201,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 bridge=bridge,
                 limiter=shared.limiter,
                 limits=settings.rate_limits,
-                observers=telemetry.call_observers,
+                observers=telemetry.batch,
                 tracer=telemetry.tracer,
                 subscriber=pool,
             )

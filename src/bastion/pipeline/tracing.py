@@ -117,8 +117,8 @@ def traced(name: str, stage: Stage) -> Stage:
 def upstream_span(ctx: CallContext) -> Span | None:
     """The client span of one upstream attempt (None when tracing is off)."""
     parent = current_span.get()
-    if parent is None:
-        return None
+    if parent is None or not parent.recording:
+        return parent  # unsampled: no span of its own, only the request's context goes upstream
     upstream = ctx.item.upstream if ctx.item is not None else ""
     return parent.child(f"upstream {ctx.method}", CLIENT, {"mcp.method.name": ctx.method, "bastion.upstream": upstream})
 
