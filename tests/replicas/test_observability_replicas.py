@@ -36,8 +36,9 @@ async def test_usage_adds_up_across_replicas_and_every_chain_verifies(tmp_path: 
         last = cluster[2]
         last.process.terminate()
         last.process.wait(timeout=30)  # uvicorn re-raises SIGTERM once it has shut down
-        for replica in cluster[:2]:  # each read flushes the replica's own latest counts first
+        for replica in cluster[:2]:  # each read flushes the replica's own latest counts and records first
             await replica.api.get("/api/v1/usage")
+            await replica.api.get("/api/v1/audit", params={"limit": "1"})
         usage = (await first.api.get("/api/v1/usage", params={"tool": "fx__echo"})).json()
         [echo] = usage["items"]
         assert echo["calls"] == sum(calls.values()) and echo["errors"] == 0 and echo["distinct_callers"] == 3
