@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import pytest
 
@@ -118,3 +119,33 @@ async def test_an_admin_change_after_a_call_comes_after_it_in_the_audit_chain() 
     audit.edge_event(EdgeEvent("change", time.time(), "PATCH /api/v1/servers/{name}", "vs", "ok", 200, 0.001))
     await audit.flush()
     assert [e.action for e in await audit.store.entries("r1")] == ["tools/call", "PATCH /api/v1/servers/{name}"]
+
+
+class SeenAtOnce(Seen):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def calls_finished(self, records: Sequence[CallRecord]) -> None:
+        self.batches += 1
+        self.records.extend(records)
+
+
+class FailsOnSecond(Seen):
+    def call_finished(self, record: CallRecord) -> None:
+        if record.params and record.params["n"] == 2:
+            raise RuntimeError("observer bug")
+        super().call_finished(record)
+
+
+async def test_an_observer_that_takes_batches_gets_each_batch_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    at_once, one_by_one, failing = SeenAtOnce(), Seen(), FailsOnSecond()
+    batch = CallBatch([failing, at_once, one_by_one], size=3, delay=60)
+    observe = observe_stage(batch)
+    for n in (1, 2, 3):
+        await observe(_ctx(n), _answer)
+    assert at_once.batches == 1
+    assert [r.request_id for r in at_once.records] == [r.request_id for r in one_by_one.records]
+    assert [r.params["n"] for r in at_once.records if r.params] == [1, 2, 3]
+    assert [r.params["n"] for r in failing.records if r.params] == [1, 3]  # its failure costs only that record
+    assert "an observer failed" in caplog.text

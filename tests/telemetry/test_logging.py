@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from bastion.core.observation import CallRecord
 from bastion.telemetry.logging import CallLog, JsonFormatter, TextFormatter
@@ -19,13 +22,26 @@ class _Keep(logging.Handler):
         self.lines.append(self.format(record))
 
 
+@contextmanager
+def _calls_logger(handler: logging.Handler, level: int = logging.INFO, *, alone: bool = False) -> Iterator[None]:
+    """`handler` on the `bastion.calls` logger at `level`; `alone`: the logger's only handler
+    (pytest's own handlers sit on the root)."""
+    logger = logging.getLogger("bastion.calls")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = not alone
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
 def test_a_call_is_one_json_line_with_its_facts_and_no_values() -> None:
     keep = _Keep()
     keep.setFormatter(JsonFormatter("replica-1"))
-    logger = logging.getLogger("bastion.calls")
-    logger.addHandler(keep)
-    logger.setLevel(logging.INFO)
-    try:
+    with _calls_logger(keep):
         CallLog("replica-1").call_finished(
             CallRecord(
                 request_id="abc123", started=1_800_000_000.0, server="vs", method="tools/call", outcome="tool_error",
@@ -34,8 +50,6 @@ def test_a_call_is_one_json_line_with_its_facts_and_no_values() -> None:
                 result={"content": [{"type": "text", "text": "planted-secret"}], "isError": True},
             )
         )
-    finally:
-        logger.removeHandler(keep)
     [line] = keep.lines
     assert "planted-secret" not in line
     data = json.loads(line)
@@ -57,18 +71,12 @@ def _call(outcome: str = "ok", error: str | None = None) -> CallRecord:
 def test_on_a_terminal_the_line_is_readable_text_from_any_thread() -> None:
     keep = _Keep()
     keep.setFormatter(TextFormatter())
-    logger = logging.getLogger("bastion.calls")
-    logger.addHandler(keep)
-    logger.setLevel(logging.INFO)
     calls = CallLog("replica-1")
-    try:
+    with _calls_logger(keep):
         calls.call_finished(_call())
         other = threading.Thread(target=calls.call_finished, args=(_call("denied", "Forbidden: no"),))
         other.start()
         other.join()
-    finally:
-        logger.removeHandler(keep)
-        logger.setLevel(logging.NOTSET)
     first, second = keep.lines
     assert first.endswith(" INFO bastion.calls: tools/call fx__echo on vs: ok in 12.3 ms")
     assert second.endswith(" INFO bastion.calls: tools/call fx__echo on vs: denied in 12.3 ms (Forbidden: no)")
@@ -77,12 +85,56 @@ def test_on_a_terminal_the_line_is_readable_text_from_any_thread() -> None:
 
 def test_no_line_is_made_when_info_is_off() -> None:
     keep = _Keep()
-    logger = logging.getLogger("bastion.calls")
-    logger.addHandler(keep)
-    logger.setLevel(logging.WARNING)
-    try:
+    with _calls_logger(keep, logging.WARNING):
         CallLog("replica-1").call_finished(_call())
-    finally:
-        logger.removeHandler(keep)
-        logger.setLevel(logging.NOTSET)
+        CallLog("replica-1").calls_finished([_call()])
     assert keep.lines == []
+
+
+def _calls() -> list[CallRecord]:
+    return [
+        _call(),
+        _call("denied", 'Forbidden: "quoted" \u00e9\n'),
+        CallRecord(
+            request_id="r3", started=1_800_000_001.25, server="", method="initialize", outcome="ok", seconds=0.0004,
+            upstream_seconds=0.0,
+        ),
+    ]
+
+
+def _written(batch: bool, *, with_filter: bool = False) -> str:
+    """What the `bastion.calls` logger's one stream handler (JSON, as configure_logging sets up) got."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter("replica-1"))
+    if with_filter:
+        handler.addFilter(lambda record: "denied" not in record.getMessage())
+    calls = CallLog("replica-1")
+    with _calls_logger(handler, alone=True):
+        if batch:
+            calls.calls_finished(_calls())
+        else:
+            for call in _calls():
+                calls.call_finished(call)
+    return out.getvalue()
+
+
+def test_a_batch_written_at_once_is_the_lines_the_logging_module_would_write() -> None:
+    lines = _written(batch=True)
+    assert lines == _written(batch=False)
+    assert [json.loads(line)["request_id"] for line in lines.splitlines()] == ["r1", "r1", "r3"]
+    assert lines.endswith("\n") and len(lines.splitlines()) == 3
+
+
+def test_a_batch_goes_through_the_logging_module_when_a_filter_is_on_the_way() -> None:
+    lines = _written(batch=True, with_filter=True)
+    assert lines == _written(batch=False, with_filter=True)
+    assert [json.loads(line)["outcome"] for line in lines.splitlines()] == ["ok", "ok"]
+
+
+def test_a_batch_reaches_every_handler_when_there_are_several() -> None:
+    keep = _Keep()
+    keep.setFormatter(JsonFormatter("replica-1"))
+    with _calls_logger(keep):
+        CallLog("replica-1").calls_finished(_calls())
+    assert [json.loads(line)["request_id"] for line in keep.lines] == ["r1", "r1", "r3"]

@@ -65,12 +65,22 @@ def test_otel_sampler_settings_are_read_as_the_sdk_reads_them() -> None:
 
 def test_an_unsampled_request_records_nothing_and_passes_its_context_on() -> None:
     ended: list[Span] = []
-    root = Tracer(Sampler("always_off"), ended.append).request(SERVER, Parent(7, 9, True, "v=1"))
+    tracer = Tracer(Sampler("always_off"), ended.append)
+    context = tracer.request(SERVER, Parent(7, 9, True, "v=1"))
+    assert isinstance(context, dict) and ended == []
+    version, trace_id, span_id, flags = context["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", f"{7:032x}", "00") and span_id not in ("0" * 16, f"{9:016x}")
+    assert context["tracestate"] == "v=1"
+    fresh = tracer.request(SERVER, None)
+    assert isinstance(fresh, dict) and set(fresh) == {"traceparent"}
+    assert parse_traceparent(fresh["traceparent"]) is not None and fresh["traceparent"].endswith("-00")
+
+
+def test_a_sampled_span_passes_its_own_context_on() -> None:
+    root = Tracer(Sampler("always_on"), [].append).request(SERVER, Parent(7, 9, False, "v=1"))
+    assert isinstance(root, Span)
     child = root.child("upstream tools/call", CLIENT)
-    child.end()
-    root.end()
-    assert ended == [] and child is root and not root.recording
-    assert root.traceparent() == f"00-{7:032x}-{root.span_id:016x}-00" and root.tracestate == "v=1"
+    assert child.context() == {"traceparent": f"00-{7:032x}-{child.span_id:016x}-01", "tracestate": "v=1"}
 
 
 def test_spans_encode_as_the_otlp_messages_read_them() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bastion.core.audit_chain import AuditEntry, SignedMark
 from bastion.core.grants import ApiToken
@@ -374,6 +374,13 @@ class CallObserver(Protocol):
     """Told of every finished pipeline request. Runs on the hot path: record in memory, never wait."""
 
     def call_finished(self, record: CallRecord) -> None: ...
+
+
+@runtime_checkable
+class BatchCallObserver(CallObserver, Protocol):
+    """A CallObserver that takes a batch of finished calls at once when the gateway has one (in order)."""
+
+    def calls_finished(self, records: Sequence[CallRecord]) -> None: ...
 
 
 class EdgeObserver(Protocol):

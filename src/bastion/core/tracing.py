@@ -5,7 +5,7 @@ attribute cleaning, a sampler call and a locked processor per span); these cost 
 plain data; a finished one is handed to `emit` (the exporter's queue, which batches and encodes
 in its own thread). Sampling is decided once per request, at its root, as OTEL_TRACES_SAMPLER says;
 children follow their root, as the parent-based samplers would have them. An unsampled request
-gets one non-recording span (for the context it passes upstream) and no children.
+gets no span at all: only the trace context it passes upstream, made once as the `_meta` entries.
 """
 
 from __future__ import annotations
@@ -71,16 +71,16 @@ class Sampler:
 
 
 class Span:
-    """One span. A non-recording one (unsampled) only carries the context passed upstream."""
+    """One recorded span: plain data until it ends and goes to `emit`."""
 
     __slots__ = (
-        "_emit", "attributes", "end_ns", "error", "kind", "name", "parent_id", "recording", "remote", "span_id",
+        "_emit", "attributes", "end_ns", "error", "kind", "name", "parent_id", "remote", "span_id",
         "start_ns", "trace_id", "tracestate",
     )
 
     def __init__(
         self,
-        emit: Callable[[Span], None] | None,
+        emit: Callable[[Span], None],
         trace_id: int,
         parent_id: int,
         name: str,
@@ -90,7 +90,6 @@ class Span:
         remote: bool = False,
     ) -> None:
         self._emit = emit
-        self.recording = emit is not None
         self.trace_id, self.parent_id, self.span_id = trace_id, parent_id, random.getrandbits(64) or 1
         self.name, self.kind, self.attributes = name, kind, attributes
         self.tracestate, self.remote = tracestate, remote
@@ -100,9 +99,7 @@ class Span:
         self.end_ns = 0
 
     def child(self, name: str, kind: int, attributes: dict[str, Any] | None = None) -> Span:
-        """A span under this one; an unsampled span's children are the span itself (nothing recorded)."""
-        if self._emit is None:
-            return self
+        """A span under this one."""
         return Span(self._emit, self.trace_id, self.span_id, name, kind, attributes or {}, self.tracestate)
 
     def fail(self, error_type: str, message: str) -> None:
@@ -110,13 +107,19 @@ class Span:
         self.error = message
 
     def end(self) -> None:
-        emit = self._emit
-        if emit is not None and not self.end_ns:
+        if not self.end_ns:
             self.end_ns = time.time_ns()
-            emit(self)
+            self._emit(self)
 
-    def traceparent(self) -> str:
-        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{'01' if self._emit is not None else '00'}"
+    def context(self) -> dict[str, str]:
+        """The `_meta` entries that pass this span's trace context on (sampled)."""
+        return trace_context(self.trace_id, self.span_id, True, self.tracestate)
+
+
+def trace_context(trace_id: int, span_id: int, sampled: bool, tracestate: str | None) -> dict[str, str]:
+    """W3C trace context as `_meta` entries: `traceparent`, and `tracestate` when there is one."""
+    traceparent = f"00-{trace_id:032x}-{span_id:016x}-{'01' if sampled else '00'}"
+    return {"traceparent": traceparent, "tracestate": tracestate} if tracestate else {"traceparent": traceparent}
 
 
 class Tracer:
@@ -126,11 +129,13 @@ class Tracer:
         self.sampler = sampler
         self.emit = emit
 
-    def request(self, kind: int, parent: Parent | None) -> Span:
-        """A request's root span, nameless: the caller names a recording one (and only then
-        builds its attributes, so an unsampled request costs one small object)."""
+    def request(self, kind: int, parent: Parent | None) -> Span | dict[str, str]:
+        """A sampled request's root span, nameless (the caller names it and only then builds its
+        attributes); for an unsampled one only the trace context it passes upstream (`_meta`
+        entries under a span id of its own, flagged unsampled): no span, nothing to end."""
         trace_id = parent.trace_id if parent is not None else random.getrandbits(128) or 1
-        emit = self.emit if self.sampler.sampled(trace_id, parent) else None
+        if not self.sampler.sampled(trace_id, parent):
+            return trace_context(trace_id, random.getrandbits(64) or 1, False, parent.tracestate if parent is not None else None)
         if parent is None:
-            return Span(emit, trace_id, 0, "", kind, {})
-        return Span(emit, trace_id, parent.span_id, "", kind, {}, parent.tracestate, remote=True)
+            return Span(self.emit, trace_id, 0, "", kind, {})
+        return Span(self.emit, trace_id, parent.span_id, "", kind, {}, parent.tracestate, remote=True)

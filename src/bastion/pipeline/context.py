@@ -59,6 +59,8 @@ class CallContext:
     """The client's network address, as the edge saw it (for the audit log)."""
     trace_headers: dict[str, str] | None = None
     """The HTTP request's `traceparent`/`tracestate` headers, when it had them (for tracing)."""
+    trace: dict[str, str] | None = None
+    """With tracing on, an unsampled request's trace context: the `_meta` entries it passes upstream."""
     upstream_seconds: float = 0.0
     """Time spent waiting on upstreams so far (dispatch adds each attempt); observe reports it."""
     check_arguments: bool = False

@@ -54,18 +54,21 @@ async def _timed(
     params: dict[str, Any],
     request: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """One upstream attempt: its time is added to the context's upstream time (also on failure);
-    with tracing, it is a client span whose context travels upstream in `_meta`."""
+    """One upstream attempt: its time is added to the context's upstream time (also on failure).
+    With tracing, the request's trace context travels upstream in `_meta`; a sampled request's
+    attempt is a client span of its own, whose context that is."""
     start = time.perf_counter()
-    span = upstream_span(ctx)
-    if span is None or not span.recording:  # unsampled: only the request's trace context goes upstream
+    trace = ctx.trace
+    parent = current_span.get() if trace is None else None
+    if parent is None:  # tracing off, or an unsampled request
         try:
-            return await request(params if span is None else outgoing_meta(params, span))
+            return await request(params if trace is None else outgoing_meta(params, trace))
         finally:
             ctx.upstream_seconds += time.perf_counter() - start
+    span = upstream_span(ctx, parent)
     token = current_span.set(span)
     try:
-        return await request(outgoing_meta(params, span))
+        return await request(outgoing_meta(params, span.context()))
     except Exception as exc:
         span.fail(str(exc.jsonrpc_code) if isinstance(exc, BastionError) else type(exc).__name__, type(exc).__name__)
         raise

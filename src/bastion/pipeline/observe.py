@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from bastion.core.errors import BastionError, UpstreamRpcError
 from bastion.core.models import CatalogItem
 from bastion.core.observation import CallRecord, outcome_of_error, outcome_of_result
-from bastion.core.ports import CallObserver
+from bastion.core.ports import BatchCallObserver, CallObserver
 from bastion.core.tracing import SERVER, Span, Tracer
 from bastion.pipeline.base import Next, Result, Stage
 from bastion.pipeline.context import CallContext
@@ -45,6 +45,9 @@ class CallBatch:
 
     def __init__(self, observers: Sequence[CallObserver], *, size: int = 1, delay: float = 0.1) -> None:
         self.observers = tuple(observers)
+        self._tellers = tuple(
+            (o, o.calls_finished if isinstance(o, BatchCallObserver) else None) for o in self.observers
+        )
         self._size = max(1, size)
         self._delay = delay
         self._pending: list[Finished] = []
@@ -69,18 +72,29 @@ class CallBatch:
         self.drain()
 
     def drain(self) -> None:
-        """Tell the observers of every call finished so far."""
+        """Tell the observers of every call finished so far: each observer the whole batch in turn
+        (its code stays warm over the batch), in the order the calls finished."""
         if not self._pending:
             return
         told, self._pending = self._pending, []
-        observers = self.observers
+        records = []
         for finished in told:
             try:
-                record = _record(*finished)
+                records.append(_record(*finished))
             except Exception:  # one bad record must not cost the others, nor the flush that drained
                 log.exception("a finished call could not be recorded")
+        for observer, many in self._tellers:
+            if many is not None:
+                try:
+                    many(records)
+                except Exception:
+                    log.exception("an observer failed")
                 continue
-            _tell(observers, record)
+            for record in records:
+                try:
+                    observer.call_finished(record)
+                except Exception:  # this record only: the observer still hears of the rest
+                    log.exception("an observer failed")
 
 
 def observe_stage(
@@ -94,13 +108,13 @@ def observe_stage(
         if tracer is None:
             return await _observed(ctx, call_next, batch, None)
         span = tracer.request(SERVER, incoming_parent(ctx))
-        if span.recording:
-            attributes = span.attributes = request_attributes(ctx)
-            item = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
-            span.name = f"{ctx.method} {item}" if item else ctx.method
-        elif unsampled is not None:
-            call_next = unsampled
-        token = current_span.set(span)  # unsampled too: its trace context still goes upstream
+        if isinstance(span, dict):  # unsampled: no span, only the context it passes upstream
+            ctx.trace = span
+            return await _observed(ctx, call_next if unsampled is None else unsampled, batch, None)
+        attributes = span.attributes = request_attributes(ctx)
+        item = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
+        span.name = f"{ctx.method} {item}" if item else ctx.method
+        token = current_span.set(span)
         try:
             return await _observed(ctx, call_next, batch, span)
         finally:
@@ -127,7 +141,7 @@ async def _observed(ctx: CallContext, call_next: Next, batch: CallBatch, span: S
         outcome, error, failure = "error", type(exc).__name__, exc
         raise
     finally:
-        if span is not None and span.recording:
+        if span is not None:
             finish(span, ctx, outcome, failure)
         if batch.observers:
             batch.add((ctx, started, time.perf_counter() - start, ctx.upstream_seconds, outcome, error, result))
@@ -174,14 +188,6 @@ def _described(exc: BastionError) -> str:
     if isinstance(exc, UpstreamRpcError):
         return f"{exc.title} (code {exc.rpc_code})"
     return f"{exc.title}: {exc.detail}"
-
-
-def _tell(observers: tuple[CallObserver, ...], record: CallRecord) -> None:
-    for observer in observers:
-        try:
-            observer.call_finished(record)
-        except Exception:
-            log.exception("an observer failed")
 
 
 observe = observe_stage(())

@@ -7,7 +7,8 @@ Trace context comes in from the client (`_meta.traceparent` as the 2026-07-28 re
 it, else the HTTP `traceparent` header) and goes out to the upstream in `_meta` (every transport)
 and, on HTTP, as a header (see upstream/modern_http.py). Spans are `core.tracing` spans started
 with explicit parents: the one context variable below names the span that code further down (the
-upstream attempt, the vault) starts its children under.
+upstream attempt, the vault) starts its children under. An unsampled request has no span: its
+context carries the `_meta` entries it passes upstream (`CallContext.trace`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bastion.pipeline.context import CallContext
 TRACE_KEYS = ("traceparent", "tracestate")
 
 current_span: ContextVar[Span | None] = ContextVar("bastion_current_span", default=None)
-"""The span of the request (or upstream attempt) being served; None when tracing is off."""
+"""The span of the sampled request (or upstream attempt) being served; None otherwise."""
 
 
 @contextmanager
@@ -33,7 +34,7 @@ def vault_span(operation: str, upstream: str) -> Iterator[None]:
     """A `bastion.vault` span around reading or renewing an upstream credential within a traced
     request (nothing otherwise): the store's sealed record, or the token endpoint's answer."""
     parent = current_span.get()
-    if parent is None or not parent.recording:
+    if parent is None:
         yield
         return
     span = parent.child("bastion.vault", INTERNAL, {"bastion.vault.operation": operation, "bastion.upstream": upstream})
@@ -90,11 +91,11 @@ def finish(span: Span, ctx: CallContext, outcome: str, error: BaseException | No
 
 def traced(name: str, stage: Stage) -> Stage:
     """`stage` inside a span of its own, under the request's, that ends when it hands on (so stages
-    are siblings). Nothing is recorded for an unsampled request."""
+    are siblings). Only in the chain a sampled request runs."""
 
     async def run(ctx: CallContext, call_next: Next) -> Result:
         parent = current_span.get()
-        if parent is None or not parent.recording:
+        if parent is None:
             return await stage(ctx, call_next)
         span = parent.child(name, INTERNAL)
 
@@ -114,22 +115,18 @@ def traced(name: str, stage: Stage) -> Stage:
     return run
 
 
-def upstream_span(ctx: CallContext) -> Span | None:
-    """The client span of one upstream attempt (None when tracing is off)."""
-    parent = current_span.get()
-    if parent is None or not parent.recording:
-        return parent  # unsampled: no span of its own, only the request's context goes upstream
+def upstream_span(ctx: CallContext, parent: Span) -> Span:
+    """The client span of one upstream attempt of a sampled request."""
     upstream = ctx.item.upstream if ctx.item is not None else ""
     return parent.child(f"upstream {ctx.method}", CLIENT, {"mcp.method.name": ctx.method, "bastion.upstream": upstream})
 
 
-def outgoing_meta(params: dict[str, Any], span: Span) -> dict[str, Any]:
-    """`params` with `span`'s trace context in `_meta` (replacing the client's)."""
-    meta = {k: v for k, v in (params.get("_meta") or {}).items() if k not in TRACE_KEYS}
-    meta["traceparent"] = span.traceparent()
-    if span.tracestate:
-        meta["tracestate"] = span.tracestate
-    return {**params, "_meta": meta}
+def outgoing_meta(params: dict[str, Any], context: dict[str, str]) -> dict[str, Any]:
+    """`params` with this trace context (`_meta` entries) in `_meta`, replacing the client's."""
+    meta = params.get("_meta")
+    if not meta or not isinstance(meta, dict):
+        return {**params, "_meta": {**context}}
+    return {**params, "_meta": {**{k: v for k, v in meta.items() if k not in TRACE_KEYS}, **context}}
 
 
 def trace_headers(headers: Mapping[str, str]) -> dict[str, str] | None:

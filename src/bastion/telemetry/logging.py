@@ -6,10 +6,12 @@ HTTP client libraries are kept quiet: their per-request lines say nothing an ope
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bastion.core.json_encoders import json_encoder
@@ -42,19 +44,24 @@ class JsonFormatter(logging.Formatter):
         return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": self._time(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+        fields = getattr(record, "fields", None)
+        error = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(
+            record.created, record.levelname.lower(), record.name, record.getMessage(),
+            fields if isinstance(fields, dict) else None, error,
+        )
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None, error: str | None = None
+    ) -> str:
+        """One JSON line (without its newline) from the parts of a record."""
+        out: dict[str, Any] = {"time": self._time(created), "level": level, "logger": logger, "message": message}
         if self.replica is not None:
             out["replica"] = self.replica
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        if fields is not None:
             out.update(fields)
-        if record.exc_info:
-            out["error"] = self.formatException(record.exc_info)
+        if error is not None:
+            out["error"] = error
         return _DUMPS(out)
 
 
@@ -86,10 +93,11 @@ def set_replica(replica: str) -> None:
 class CallLog:
     """A CallObserver writing the one INFO line per MCP request.
 
-    The line is a LogRecord like any other (handlers, filters and formatters apply), made by copying
-    a template record's attributes instead of through `Logger.info`: no caller lookup (the source
-    line is this module's anyway) and no per-record process and thread look-ups, a third of the cost.
-    Its time is when the call finished (the gateway tells observers in batches, a moment later).
+    The gateway tells it a batch of calls at a time (`calls_finished`). When its lines would reach
+    only the one plain stream handler with the JSON formatter that `configure_logging` sets up, it
+    makes each line as that formatter would and writes the batch at once, under the handler's lock;
+    any other set-up (more handlers, filters, another formatter) gets log records through the
+    logging module. Either way a line's time is when its call finished, not when it was written.
     """
 
     def __init__(self, replica: str) -> None:
@@ -99,6 +107,8 @@ class CallLog:
         self._fields = vars(self._template)
 
     def _record(self, at: float, message: str, args: tuple[object, ...], fields: dict[str, object]) -> logging.LogRecord:
+        """A log record copied from the template (no caller lookup, no per-record process and
+        thread look-ups): a third of what `Logger.info` costs."""
         template = self._template
         if threading.get_ident() != template.thread:
             record = logging.LogRecord(self.log.name, logging.INFO, __file__, 0, message, args, None, "call_finished")
@@ -111,12 +121,10 @@ class CallLog:
         record.relativeCreated = template.relativeCreated + (at - template.created) * 1000
         return record
 
-    def call_finished(self, record: CallRecord) -> None:
-        if not self.log.isEnabledFor(logging.INFO):
-            return
-        line = self._record(
+    def _parts(self, record: CallRecord) -> tuple[float, tuple[object, ...], dict[str, object]]:
+        """When the call finished, the message's arguments and the line's fields."""
+        return (
             record.started + record.seconds,
-            "%s%s on %s: %s in %.1f ms%s",
             (
                 record.method,
                 f" {record.item}" if record.item else "",
@@ -141,7 +149,55 @@ class CallLog:
                 "upstream_ms": round(record.upstream_seconds * 1000, 3),
             },
         )
-        self.log.handle(line)
+
+    def call_finished(self, record: CallRecord) -> None:
+        if self.log.isEnabledFor(logging.INFO):
+            at, args, fields = self._parts(record)
+            self.log.handle(self._record(at, _MESSAGE, args, fields))
+
+    def calls_finished(self, records: Sequence[CallRecord]) -> None:
+        if not records or not self.log.isEnabledFor(logging.INFO):
+            return
+        handler = self._sole_json_handler()
+        if handler is None:
+            for record in records:
+                self.call_finished(record)
+            return
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonFormatter)
+        name, lines = self.log.name, []
+        for record in records:
+            at, args, fields = self._parts(record)
+            lines.append(formatter.line(at, "info", name, _MESSAGE % args, fields))
+        lines.append("")
+        text = handler.terminator.join(lines)
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(text)
+                handler.flush()
+            except (OSError, ValueError):  # as StreamHandler.emit: the logging set-up's own error handling
+                at, args, fields = self._parts(records[-1])
+                handler.handleError(self._record(at, _MESSAGE, args, fields))
+
+    def _sole_json_handler(self) -> logging.StreamHandler[Any] | None:
+        """The one handler this logger's INFO lines reach, when it is a plain stream handler with
+        the JSON formatter and nothing on the way filters; else None."""
+        found: logging.StreamHandler[Any] | None = None
+        logger: logging.Logger | None = self.log
+        while logger is not None:
+            if logger.filters:
+                return None
+            for handler in logger.handlers:
+                if found is not None or type(handler) is not logging.StreamHandler:
+                    return None
+                if handler.filters or handler.level > logging.INFO or type(handler.formatter) is not JsonFormatter:
+                    return None
+                found = handler
+            logger = logger.parent if logger.propagate else None
+        return found
+
+
+_MESSAGE = "%s%s on %s: %s in %.1f ms%s"
 
 
 class _NoStdioParseTracebacks(logging.Filter):
