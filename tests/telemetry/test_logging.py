@@ -99,14 +99,19 @@ def _calls() -> list[CallRecord]:
             request_id="r3", started=1_800_000_001.25, server="", method="initialize", outcome="ok", seconds=0.0004,
             upstream_seconds=0.0,
         ),
+        CallRecord(
+            request_id="r4", started=1_800_000_002.9996, server="vs", method="tools/call", outcome="error", seconds=12.5,
+            upstream_seconds=12.4999, upstream="fx", item='fx__a\\b"\u2028', kind="tool", principal="user:\u00e9", user='u"1',
+            token=None, error="Upstream unavailable: upstream 'fx' \x01",
+        ),
     ]
 
 
-def _written(batch: bool, *, with_filter: bool = False) -> str:
+def _written(batch: bool, *, with_filter: bool = False, replica: str | None = "replica-1") -> str:
     """What the `bastion.calls` logger's one stream handler (JSON, as configure_logging sets up) got."""
     out = io.StringIO()
     handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter("replica-1"))
+    handler.setFormatter(JsonFormatter(replica))
     if with_filter:
         handler.addFilter(lambda record: "denied" not in record.getMessage())
     calls = CallLog("replica-1")
@@ -122,14 +127,15 @@ def _written(batch: bool, *, with_filter: bool = False) -> str:
 def test_a_batch_written_at_once_is_the_lines_the_logging_module_would_write() -> None:
     lines = _written(batch=True)
     assert lines == _written(batch=False)
-    assert [json.loads(line)["request_id"] for line in lines.splitlines()] == ["r1", "r1", "r3"]
-    assert lines.endswith("\n") and len(lines.splitlines()) == 3
+    assert [json.loads(line)["request_id"] for line in lines.split("\n")[:-1]] == ["r1", "r1", "r3", "r4"]
+    assert lines.endswith("\n") and lines.count("\n") == 4
+    assert _written(batch=True, replica=None) == _written(batch=False, replica=None)  # the formatter names no replica
 
 
 def test_a_batch_goes_through_the_logging_module_when_a_filter_is_on_the_way() -> None:
     lines = _written(batch=True, with_filter=True)
     assert lines == _written(batch=False, with_filter=True)
-    assert [json.loads(line)["outcome"] for line in lines.splitlines()] == ["ok", "ok"]
+    assert [json.loads(line)["outcome"] for line in lines.split("\n")[:-1]] == ["ok", "ok", "error"]
 
 
 def test_a_batch_reaches_every_handler_when_there_are_several() -> None:
@@ -137,4 +143,4 @@ def test_a_batch_reaches_every_handler_when_there_are_several() -> None:
     keep.setFormatter(JsonFormatter("replica-1"))
     with _calls_logger(keep):
         CallLog("replica-1").calls_finished(_calls())
-    assert [json.loads(line)["request_id"] for line in keep.lines] == ["r1", "r1", "r3"]
+    assert [json.loads(line)["request_id"] for line in keep.lines] == ["r1", "r1", "r3", "r4"]

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from json.encoder import encode_basestring
 from typing import Any
 
 from bastion.core.json_encoders import json_encoder
@@ -37,7 +38,7 @@ class JsonFormatter(logging.Formatter):
     _second = -1
     _stamp = ""
 
-    def _time(self, created: float) -> str:
+    def time_text(self, created: float) -> str:
         second = int(created)
         if second != self._second:  # strftime once per second, not per line
             self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
@@ -55,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         self, created: float, level: str, logger: str, message: str, fields: dict[str, Any] | None, error: str | None = None
     ) -> str:
         """One JSON line (without its newline) from the parts of a record."""
-        out: dict[str, Any] = {"time": self._time(created), "level": level, "logger": logger, "message": message}
+        out: dict[str, Any] = {"time": self.time_text(created), "level": level, "logger": logger, "message": message}
         if self.replica is not None:
             out["replica"] = self.replica
         if fields is not None:
@@ -121,39 +122,40 @@ class CallLog:
         record.relativeCreated = template.relativeCreated + (at - template.created) * 1000
         return record
 
-    def _parts(self, record: CallRecord) -> tuple[float, tuple[object, ...], dict[str, object]]:
-        """When the call finished, the message's arguments and the line's fields."""
+    @staticmethod
+    def _message_args(record: CallRecord) -> tuple[object, ...]:
         return (
-            record.started + record.seconds,
-            (
-                record.method,
-                f" {record.item}" if record.item else "",
-                record.server or "-",
-                record.outcome,
-                record.seconds * 1000,
-                f" ({record.error})" if record.error else "",
-            ),
-            {
-                "event": "mcp",
-                "request_id": record.request_id,
-                "replica": self.replica,
-                "user": record.user,
-                "token_id": record.token,
-                "principal": record.principal,
-                "server": record.server,
-                "method": record.method,
-                "item": record.item,
-                "upstream": record.upstream,
-                "outcome": record.outcome,
-                "duration_ms": round(record.seconds * 1000, 3),
-                "upstream_ms": round(record.upstream_seconds * 1000, 3),
-            },
+            record.method,
+            f" {record.item}" if record.item else "",
+            record.server or "-",
+            record.outcome,
+            record.seconds * 1000,
+            f" ({record.error})" if record.error else "",
         )
+
+    def _line_fields(self, record: CallRecord) -> dict[str, object]:
+        return {
+            "event": "mcp",
+            "request_id": record.request_id,
+            "replica": self.replica,
+            "user": record.user,
+            "token_id": record.token,
+            "principal": record.principal,
+            "server": record.server,
+            "method": record.method,
+            "item": record.item,
+            "upstream": record.upstream,
+            "outcome": record.outcome,
+            "duration_ms": round(record.seconds * 1000, 3),
+            "upstream_ms": round(record.upstream_seconds * 1000, 3),
+        }
+
+    def _log_record(self, record: CallRecord) -> logging.LogRecord:
+        return self._record(record.started + record.seconds, _MESSAGE, self._message_args(record), self._line_fields(record))
 
     def call_finished(self, record: CallRecord) -> None:
         if self.log.isEnabledFor(logging.INFO):
-            at, args, fields = self._parts(record)
-            self.log.handle(self._record(at, _MESSAGE, args, fields))
+            self.log.handle(self._log_record(record))
 
     def calls_finished(self, records: Sequence[CallRecord]) -> None:
         if not records or not self.log.isEnabledFor(logging.INFO):
@@ -165,10 +167,7 @@ class CallLog:
             return
         formatter = handler.formatter
         assert isinstance(formatter, JsonFormatter)
-        name, lines = self.log.name, []
-        for record in records:
-            at, args, fields = self._parts(record)
-            lines.append(formatter.line(at, "info", name, _MESSAGE % args, fields))
+        lines = [self._json_line(formatter, record) for record in records]
         lines.append("")
         text = handler.terminator.join(lines)
         with handler.lock or contextlib.nullcontext():
@@ -176,8 +175,24 @@ class CallLog:
                 handler.stream.write(text)
                 handler.flush()
             except (OSError, ValueError):  # as StreamHandler.emit: the logging set-up's own error handling
-                at, args, fields = self._parts(records[-1])
-                handler.handleError(self._record(at, _MESSAGE, args, fields))
+                handler.handleError(self._log_record(records[-1]))
+
+    def _json_line(self, formatter: JsonFormatter, record: CallRecord) -> str:
+        """The text `formatter` makes of this call's record, made directly: the same keys in the
+        same order, values encoded as the JSON encoder encodes them (strings, null, floats)."""
+        replica = _string(self.replica)
+        first = f', "replica": {replica}' if formatter.replica is not None else ""
+        then = "" if first else f', "replica": {replica}'
+        return (
+            f'{{"time": "{formatter.time_text(record.started + record.seconds)}", "level": "info", '
+            f'"logger": {_string(self.log.name)}, "message": {_string(_MESSAGE % self._message_args(record))}{first}, "event": "mcp", "request_id": {_string(record.request_id)}{then}, '
+            f'"user": {_nullable(record.user)}, "token_id": {_nullable(record.token)}, '
+            f'"principal": {_nullable(record.principal)}, "server": {_string(record.server)}, '
+            f'"method": {_string(record.method)}, "item": {_nullable(record.item)}, '
+            f'"upstream": {_nullable(record.upstream)}, "outcome": {_string(record.outcome)}, '
+            f'"duration_ms": {float.__repr__(round(record.seconds * 1000, 3))}, '
+            f'"upstream_ms": {float.__repr__(round(record.upstream_seconds * 1000, 3))}}}'
+        )
 
     def _sole_json_handler(self) -> logging.StreamHandler[Any] | None:
         """The one handler this logger's INFO lines reach, when it is a plain stream handler with
@@ -198,6 +213,11 @@ class CallLog:
 
 
 _MESSAGE = "%s%s on %s: %s in %.1f ms%s"
+_string = encode_basestring  # as the JSON formatter's encoder (ensure_ascii off) encodes a string
+
+
+def _nullable(value: str | None) -> str:
+    return "null" if value is None else _string(value)
 
 
 class _NoStdioParseTracebacks(logging.Filter):
