@@ -179,3 +179,18 @@ async def test_relinking_stored_entries_keeps_their_row_ids_and_hashes_every_fie
     assert relinked[0].prev_hash == "f" * 64 and relinked[1].prev_hash == relinked[0].hash
     assert all(e.hash == entry_hash(e) for e in relinked)
     assert relinked[0].hash != stored[0].hash  # the new link is part of the hash
+
+
+async def test_calls_told_in_a_batch_make_the_same_records_as_calls_told_one_by_one() -> None:
+    keys = AuditKeys(os.urandom(32))
+    one_by_one, batched = AuditLog(MemoryAuditStore(), keys, "r"), AuditLog(MemoryAuditStore(), keys, "r")
+    calls = [_call(1), replace(_call(2), outcome="denied", method="tools/list", params=None, result=None), _call(3, "other")]
+    for call in calls:
+        one_by_one.call_finished(call)
+    batched.calls_finished(calls)
+    await one_by_one.flush()
+    await batched.flush()
+    written = [await log.store.entries("r") for log in (one_by_one, batched)]
+    assert written[0] == written[1] and len(written[0]) == 3
+    assert written[1][0].args_hmac != written[1][2].args_hmac and written[1][1].args_hmac is None
+    assert (await batched.verify()).ok
