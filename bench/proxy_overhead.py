@@ -168,13 +168,24 @@ async def measure(
 TELEMETRY_OFF = {"BASTION_OBSERVE_CALLS": "false"}
 
 
-def telemetry_on(receiver: str | None, sampled: float = 1.0) -> dict[str, str]:
-    on = {"BASTION_OBSERVE_CALLS": "true", "BASTION_LOG_LEVEL": "INFO", "BASTION_LOG_FORMAT": "json"}
+def telemetry_on(receiver: str | None, sampled: float = 1.0, log_line: bool = True) -> dict[str, str]:
+    on = {"BASTION_OBSERVE_CALLS": "true", "BASTION_LOG_LEVEL": "INFO" if log_line else "WARNING", "BASTION_LOG_FORMAT": "json"}
     if receiver is not None:
         on["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"{receiver}/v1/traces"
         on["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
         on["OTEL_TRACES_SAMPLER_ARG"] = str(sampled)
     return on
+
+
+def telemetry_settings(receiver: str) -> dict[str, dict[str, str]]:
+    """The settings --telemetry compares with "off", by label."""
+    return {
+        "on": telemetry_on(None),
+        "traces10": telemetry_on(receiver, 0.1),
+        "traces100": telemetry_on(receiver, 1.0),
+        # What the budget names (metrics, audit, traces) with usage, without the INFO line per call.
+        "nolog10": telemetry_on(receiver, 0.1, log_line=False),
+    }
 
 
 def _telemetry_run(extra: dict[str, str], url: str, mode: str, concurrency: int, args: argparse.Namespace, upstream_pid: int) -> dict[str, float]:
@@ -199,12 +210,9 @@ def compare_telemetry(args: argparse.Namespace) -> None:
     upstream, upstream_url = start_upstream()
     sink, receiver = start_sink()
     rows = []
-    configs = (
-        ("off", TELEMETRY_OFF),
-        ("on", telemetry_on(None)),
-        ("traces10", telemetry_on(receiver, 0.1)),
-        ("traces100", telemetry_on(receiver, 1.0)),
-    )
+    settings = telemetry_settings(receiver)
+    labels = args.settings or ["on", "traces10", "traces100"]
+    configs = (("off", TELEMETRY_OFF), *((label, settings[label]) for label in labels))
     try:
         for mode in args.era or ("legacy", "2026-07-28"):
             for concurrency in args.concurrency or (1, 16):
@@ -237,20 +245,21 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         sink.wait(timeout=15)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.calls} calls per run, median of {args.rounds} run(s) each")
     print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top;")
+    print("nolog10 = on + traces at 10%, without the INFO line per call (BASTION_LOG_LEVEL=WARNING);")
     print("\"of which loop\": the main (event loop) thread alone, the rest being the span export and SQLite threads")
     print("\"per client cpu\": the gateway's CPU per call over the bench client's in the same run (the client's work is")
     print("  the same in every setting, so this takes out the machine's speed changing between runs)")
-    print(f"{'era':<11} {'conc':>4} | {'off':>8} | {'on':>8} {'added':>7} | {'+traces10':>9} {'added':>7} | {'+traces100':>10} {'added':>7}")
+    print(f"{'era':<11} {'conc':>4} | {'off':>8} | " + " | ".join(f"{label:>9} {'added':>7}" for label in labels))
     for mode, conc, figures in rows:
         base = figures["off"]["gateway_cpu_ms_per_call"]
         cells = []
-        for label in ("on", "traces10", "traces100"):
+        for label in labels:
             value = figures[label]["gateway_cpu_ms_per_call"]
             cells.append(f"{value:>7.3f}ms {value / base - 1:>+7.1%}")
         print(f"{mode:<11} {conc:>4} | {base:>6.3f}ms | " + " | ".join(cells))
-        loop = [figures[label]["loop_cpu_ms_per_call"] for label in ("off", "on", "traces10", "traces100")]
+        loop = [figures[label]["loop_cpu_ms_per_call"] for label in ("off", *labels)]
         print(f"{'  of which':<11} {'loop':>4} | {loop[0]:>6.3f}ms | " + " | ".join(f"{v:>7.3f}ms {v / loop[0] - 1:>+7.1%}" for v in loop[1:]))
-        ratio = [figures[label]["per_client_cpu"] for label in ("off", "on", "traces10", "traces100")]
+        ratio = [figures[label]["per_client_cpu"] for label in ("off", *labels)]
         print(f"{'  per client':<11} {'cpu':>4} | {ratio[0]:>6.3f}x  | " + " | ".join(f"{v:>7.3f}x  {v / ratio[0] - 1:>+7.1%}" for v in ratio[1:]))
     print(json.dumps({"calls": args.calls, "telemetry": [{"era": m, "concurrency": c, **f} for m, c, f in rows]}))
 
@@ -274,6 +283,12 @@ def main() -> None:
         "OTLP receiver) off versus on",
     )
     parser.add_argument("--rounds", type=int, default=1, help="With --telemetry: run each setting this many times, in turn")
+    parser.add_argument(
+        "--settings",
+        choices=("on", "traces10", "traces100", "nolog10"),
+        action="append",
+        help="With --telemetry: compare only these settings with off (repeatable; default on, traces10, traces100)",
+    )
     parser.add_argument(
         "--askable",
         action="store_true",
