@@ -194,3 +194,40 @@ async def test_calls_told_in_a_batch_make_the_same_records_as_calls_told_one_by_
     assert written[0] == written[1] and len(written[0]) == 3
     assert written[1][0].args_hmac != written[1][2].args_hmac and written[1][1].args_hmac is None
     assert (await batched.verify()).ok
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise ValueError("cannot be shown")
+
+
+async def test_a_call_whose_arguments_cannot_be_hashed_is_recorded_without_them_and_the_batch_goes_on() -> None:
+    log = AuditLog(MemoryAuditStore(), AuditKeys(os.urandom(32)), "r")
+    bad = replace(_call(2), params={"name": "fx__echo", "arguments": {"x": _Unprintable()}})
+    log.calls_finished([_call(1), bad, _call(3)])
+    await log.flush()
+    entries = await log.store.entries("r")
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[1].args_hmac is None and entries[1].detail == bastion.telemetry.audit.UNHASHED
+    assert entries[0].args_hmac is not None and entries[2].args_hmac is not None
+    assert (await log.verify()).ok
+
+
+async def test_lone_surrogates_from_json_are_hashed_and_stored() -> None:
+    """JSON may carry "\\ud800"; Python keeps it as a lone surrogate that UTF-8 refuses. Arguments
+    and results with one are hashed (distinctly), and an error text with one is stored."""
+    log = AuditLog(MemoryAuditStore(), AuditKeys(os.urandom(32)), "r")
+    calls = [
+        replace(_call(n), params={"name": "fx__echo", "arguments": {"x": text}}, result={"content": [{"text": text}]})
+        for n, text in ((1, "\ud800"), (2, "\ud801"))
+    ]
+    calls.append(replace(_call(3), outcome="error", error="Bad request: \ud800"))
+    log.calls_finished(calls)
+    await log.flush(sign=True)
+    entries = await log.store.entries("r")
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[0].args_hmac and entries[1].args_hmac and entries[0].args_hmac != entries[1].args_hmac
+    assert entries[0].result_hmac != entries[1].result_hmac
+    assert entries[2].detail is not None and entries[2].detail.startswith("Bad request: ")
+    entries[2].detail.encode()  # storable as UTF-8
+    assert (await log.verify()).ok

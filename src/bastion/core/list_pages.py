@@ -38,7 +38,8 @@ _CANONICAL = json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=Fa
 
 
 def canonical_json(value: Any) -> bytes:
-    """Sorted keys, compact, UTF-8: equal values encode equal. A page inside is encoded once."""
+    """Sorted keys, compact, UTF-8: equal values encode equal. A page inside is encoded once. A lone
+    surrogate (JSON allows `"\\ud800"`, Python keeps it) is encoded as its code unit, not refused."""
     if isinstance(value, EncodedPage):
         return value.canonical()
     if isinstance(value, dict):
@@ -46,7 +47,7 @@ def canonical_json(value: Any) -> bytes:
             if isinstance(inner, EncodedPage):
                 fields = (canonical_json(k) + b":" + canonical_json(value[k]) for k in sorted(value))
                 return b"{" + b",".join(fields) + b"}"
-    return _CANONICAL(value).encode()
+    return _CANONICAL(value).encode("utf-8", "surrogatepass")
 
 
 class ListPages:

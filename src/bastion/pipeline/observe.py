@@ -40,7 +40,8 @@ class CallBatch:
     seconds after the first of them, or when something drains the batch (a reader, shutdown).
 
     With `size` 1 every call is told as it finishes (no timer). Without a running asyncio loop
-    (a call made outside one), calls are told at once as well.
+    (a call made outside one), calls are told at once as well. A batch that fills is told by the
+    call that filled it, before that call's result goes back (once per `size` calls).
     """
 
     def __init__(self, observers: Sequence[CallObserver], *, size: int = 1, delay: float = 0.1) -> None:

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,8 +69,19 @@ def parse_time(text: str) -> str:
     return iso(value.timestamp())
 
 
+UNHASHED = "arguments or result could not be hashed"
+"""The detail of a call recorded without its keyed hashes."""
+
 Pending = CallRecord | EdgeEvent | AuditEntry | dict[str, Any]
 """Waiting to be chained: a call (or its values, made when told of a batch), an edge event, an entry."""
+
+
+def _text(text: str | None) -> str | None:
+    """Free text as the database can store it: a lone surrogate (which a JSON string may carry into
+    an error message) becomes U+FFFD instead of failing the flush."""
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _args_of(params: dict[str, Any] | None) -> Any:
@@ -132,13 +144,20 @@ class AuditLog:
             self._enqueue(record)
 
     def calls_finished(self, records: Sequence[CallRecord]) -> None:
-        """A batch, told a moment after the calls (off the request path): each audited call's values
-        and keyed hashes are made now, while its arguments and result were read a moment ago,
-        rather than at the flush a second later (a third less CPU in the gateway), and the
-        arguments and result are let go. Only the chain (seq, hashes) waits for the flush."""
+        """A batch, told a moment after its calls: each audited call's values and keyed hashes are
+        made now, while its arguments and result were read a moment ago, rather than at the flush a
+        second later, and the arguments and result are let go. Only the chain (seq, hashes) waits
+        for the flush. A call whose arguments or result cannot be hashed is still recorded, without
+        those hashes, and the rest of the batch after it."""
         for record in records:
             if record.method in AUDITED_METHODS or record.outcome in ("denied", "rate_limited"):
-                self._enqueue(self._call_values(record, 0))
+                try:
+                    values = self._call_values(record, 0)
+                except Exception:  # never lose the call itself, nor the calls after it
+                    log.exception("the arguments or result of an audited call could not be hashed")
+                    unhashed = replace(record, params=None, result=None, error=record.error or UNHASHED)
+                    values = self._call_values(unhashed, 0)
+                self._enqueue(values)
 
     def edge_event(self, event: EdgeEvent) -> None:
         self.catch_up()  # calls that finished before it come first in the chain
@@ -162,7 +181,7 @@ class AuditLog:
             "latency_ms": round(record.seconds * 1000, 3),
             "args_hmac": digest(_args_of(record.params)) if record.params is not None else None,
             "result_hmac": digest(record.result) if record.result is not None else None,
-            "detail": record.error,
+            "detail": _text(record.error),
         }
 
     def _edge_values(self, event: EdgeEvent, seq: int) -> dict[str, Any]:
@@ -170,7 +189,7 @@ class AuditLog:
         return entry_values(AuditEntry(
             self.chain, seq, iso(event.started + event.seconds), self.replica, event.action, event.target, event.outcome,
             actor_user=event.user, actor_token=event.token, actor_client=event.principal, actor_address=event.address,
-            latency_ms=round(event.seconds * 1000, 3), detail=event.detail,
+            latency_ms=round(event.seconds * 1000, 3), detail=_text(event.detail),
         ))
 
     # -- writing (background) ----------------------------------------------------------------------
