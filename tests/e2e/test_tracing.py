@@ -23,7 +23,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.harness import TOKEN, Running, http_fixture, serve, serve_asgi, settings_for
+from tests.harness import (
+    TOKEN,
+    Running,
+    http_fixture,
+    open_raw_session,
+    serve,
+    serve_asgi,
+    session_headers,
+    settings_for,
+)
 from tests.vault.test_upstream_oauth import oauth_body, oauth_world
 
 pytestmark = pytest.mark.anyio
@@ -105,10 +114,11 @@ async def _call(gw: Running, tool: str, arguments: dict[str, Any], meta: dict[st
         "mcp-protocol-version": MODERN,
         "mcp-method": "tools/call",
         "mcp-name": tool,
+        "content-type": "application/json",
         **headers,
     }
-    async with httpx2.AsyncClient() as http:
-        response = await http.post(gw.mcp_url("vs"), json=body, headers=headers)
+    async with httpx2.AsyncClient() as http:  # json.dumps escapes what UTF-8 cannot carry (a lone surrogate)
+        response = await http.post(gw.mcp_url("vs"), content=json.dumps(body).encode(), headers=headers)
     return response.json()["result"]
 
 
@@ -236,3 +246,40 @@ async def test_the_otel_settings_choose_sampling_resource_and_export_headers(tmp
                 assert receiver.headers[0]["x-tenant"] == "acme"
                 assert receiver.headers[0]["content-type"] == "application/x-protobuf"
                 assert receiver.headers[0]["content-encoding"] == "gzip"
+
+
+async def test_text_a_client_chose_that_cannot_be_utf8_neither_fails_the_call_nor_loses_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON lets a client send a lone surrogate (`"\\ud800"`); UTF-8, and so protobuf and HTTP headers,
+    cannot carry one. A tracestate with one (or anything but printable ASCII, as W3C requires) is
+    dropped rather than sent upstream as a header; a tool name with one (a 2025-11-25 client: no
+    header has to match it) still makes a span, named with U+FFFD; and the other calls' spans in the
+    same export batch are not lost."""
+    async with receiving(monkeypatch) as receiver:
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # every span below goes in one batch, at the flush
+        with http_fixture("streamable-http") as upstream:
+            async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
+                await gw.register(upstream.body("fx"))
+                await gw.create_server({"name": "vs", "tools": ["fx__whoami"]})
+                traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
+                unsendable = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": "v=\ud800"}, {})
+                seen = json.loads(unsendable["content"][0]["text"])
+                assert seen["traceparent"].split("-")[1] == TRACE_ID and "tracestate" not in seen
+                kept = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": "v=ok"}, {})
+                assert json.loads(kept["content"][0]["text"])["tracestate"] == "v=ok"
+                async with httpx2.AsyncClient() as http:
+                    session = await open_raw_session(http, gw.mcp_url("vs"))
+                    body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                            "params": {"name": "fx__who\ud800", "arguments": {}, "_meta": {"traceparent": traceparent}}}
+                    refused = await http.post(gw.mcp_url("vs"), content=json.dumps(body).encode(), headers=session_headers(session))
+                assert refused.status_code == 200 and "error" in refused.json()  # no such tool: a JSON-RPC error
+                await _flush(gw)
+                with anyio.fail_after(15):
+                    while len([s for s in receiver.spans if s.parent_span_id.hex() == CLIENT_SPAN]) < 3:
+                        await receiver.changed.wait()
+                roots = [s for s in receiver.spans if s.parent_span_id.hex() == CLIENT_SPAN]
+                assert sorted(s.trace_state for s in roots) == ["", "", "v=ok"]
+                assert sorted(s.name for s in roots) == ["tools/call fx__whoami", "tools/call fx__whoami", "tools/call fx__who\ufffd"]
+                named = next(s for s in roots if s.name.endswith("\ufffd"))
+                assert _attributes(named)["gen_ai.tool.name"] == "fx__who\ufffd"

@@ -37,6 +37,8 @@ def test_a_traceparent_gives_the_parent_and_its_state() -> None:
     later = parse_traceparent(f"01-{TRACE}-b7ad6b7169203331-00-more")
     assert later is not None and not later.sampled
     assert parse_traceparent(f"00-{TRACE}-b7ad6b7169203331-01", "x" * 600) == Parent(int(TRACE, 16), 0xB7AD6B7169203331, True)
+    for unsendable in ("v=\ud800", "v=caf\u00e9", "v=1\r\nx-injected: 1", "v=\x00"):  # W3C: printable ASCII only
+        assert parse_traceparent(f"00-{TRACE}-b7ad6b7169203331-01", unsendable) == Parent(int(TRACE, 16), 0xB7AD6B7169203331, True)
 
 
 def test_the_ratio_sampler_decides_as_the_sdks() -> None:
@@ -119,3 +121,21 @@ def test_equal_attribute_values_of_different_types_keep_their_types() -> None:
         span.end()
     decoded = ExportTraceServiceRequest.FromString(encoder.request(spans)).resource_spans[0].scope_spans[0].spans
     assert [s.attributes[0].value.WhichOneof("value") for s in decoded] == ["int_value", "bool_value", "double_value"]
+
+
+def test_text_protobuf_cannot_carry_is_replaced_and_large_integers_kept_as_text() -> None:
+    """A lone surrogate (JSON allows one in a client's tool name or error text) in a span's name,
+    attributes, status or tracestate would fail the encoding of the whole batch it is in."""
+    spans: list[Span] = []
+    span = Tracer(Sampler(), spans.append).request(SERVER, Parent(7, 9, True, "v=1"))
+    assert isinstance(span, Span)
+    span.name, span.tracestate = "tools/call x\ud800", "v=\udfff"
+    span.attributes = {"gen_ai.tool.name": "x\ud800", "k\ud800": 1, "big": 1 << 64}
+    span.fail("tool_error", "bad \ud800")
+    span.end()
+    decoded = ExportTraceServiceRequest.FromString(SpanEncoder({}, "bastion", "9.9").request(spans)).resource_spans[0].scope_spans[0].spans[0]
+    assert decoded.name == "tools/call x\ufffd" and decoded.trace_state == "v=\ufffd"
+    values = {a.key: a.value for a in decoded.attributes}
+    assert values["gen_ai.tool.name"].string_value == "x\ufffd" and values["k\ufffd"].int_value == 1
+    assert values["big"].string_value == str(1 << 64)
+    assert decoded.status.message == "bad \ufffd"

@@ -47,7 +47,9 @@ def parse_traceparent(traceparent: str, tracestate: str | None = None) -> Parent
     if version == "ff" or (version == "00" and rest) or not trace_id or not span_id:
         return None
     state = tracestate.strip() if tracestate else None
-    return Parent(trace_id, span_id, bool(int(flags, 16) & 1), state if state and len(state) <= _MAX_TRACESTATE else None)
+    if state and (len(state) > _MAX_TRACESTATE or not (state.isascii() and state.isprintable())):
+        state = None  # W3C: printable ASCII only; anything else is dropped, not passed upstream in a header
+    return Parent(trace_id, span_id, bool(int(flags, 16) & 1), state or None)
 
 
 class Sampler:

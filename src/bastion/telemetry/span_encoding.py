@@ -9,6 +9,7 @@ request around the spans (resource, scope) is built with the messages themselves
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,18 +49,27 @@ def _field(field: int, payload: bytes) -> bytes:
     return _tag(field, _LEN) + _varint(len(payload)) + payload
 
 
+def utf8(text: str) -> str:
+    """Text protobuf can carry: a lone surrogate (a JSON string from a client may hold one, e.g. a tool
+    name) becomes U+FFFD instead of failing the encoding of the whole batch."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def any_value(value: Any) -> AnyValue:
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
-    if isinstance(value, int):
+    if isinstance(value, int) and -(1 << 63) <= value < 1 << 63:
         return AnyValue(int_value=value)
     if isinstance(value, float):
         return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
+    return AnyValue(string_value=utf8(str(value)))
 
 
 def key_values(attributes: Mapping[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()]
+    return [KeyValue(key=utf8(k), value=any_value(v)) for k, v in attributes.items()]
 
 
 _TRACE_ID, _SPAN_ID, _PARENT = _tag(1, _LEN) + b"\x10", _tag(2, _LEN) + b"\x08", _tag(4, _LEN) + b"\x08"
@@ -85,7 +95,7 @@ class SpanEncoder:
         if found is None:
             if len(self._names) >= _CACHE_LIMIT:
                 self._names.clear()
-            found = self._names[name] = _field(5, name.encode())
+            found = self._names[name] = _field(5, utf8(name).encode())
         return found
 
     def _attributes(self, attributes: Mapping[str, Any]) -> bytes:
@@ -99,7 +109,7 @@ class SpanEncoder:
             if len(self._sets) >= _CACHE_LIMIT:
                 self._sets.clear()
             found = self._sets[key] = b"".join(
-                _field(9, KeyValue(key=k, value=any_value(v)).SerializeToString()) for k, v in attributes.items()
+                _field(9, KeyValue(key=utf8(k), value=any_value(v)).SerializeToString()) for k, v in attributes.items()
             )
         return found
 
@@ -116,9 +126,9 @@ class SpanEncoder:
         if span.parent_id:
             out += (_PARENT, span.parent_id.to_bytes(8, "big"))
         if span.tracestate:
-            out.append(_field(3, span.tracestate.encode()))
+            out.append(_field(3, utf8(span.tracestate).encode()))
         if span.error is not None:
-            out.append(_field(15, _field(2, span.error.encode()) + _STATUS_ERROR))
+            out.append(_field(15, _field(2, utf8(span.error).encode()) + _STATUS_ERROR))
         return _field(2, b"".join(out))
 
     def request(self, spans: Sequence[Span]) -> bytes:
