@@ -12,6 +12,7 @@ Everything runs on loopback: the fixture upstream (streamable HTTP, its own proc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -134,6 +135,40 @@ async def run_load(url: str, mode: str, calls: int, concurrency: int, headers: d
     return latencies
 
 
+async def run_side_by_side(targets: list[tuple[str, int]], mode: str, seconds: float, concurrency: int) -> list[dict[str, float]]:
+    """Load every (url, gateway pid) at once for `seconds`, `concurrency` calls in flight each, and
+    return each gateway's calls and CPU per call. The gateways share the same moments of the
+    machine, so a change in its speed during the run moves them all alike."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    roots = _roots if ASKABLE else None
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = []
+        for url, _ in targets:
+            http = httpx2.AsyncClient(headers=headers, timeout=30, limits=httpx2.Limits(max_connections=64))
+            client = await stack.enter_async_context(Client(streamable_http_client(url, http_client=http), mode=mode, list_roots_callback=roots))
+            tools = await client.list_tools()
+            sessions.append((client, next(t.name for t in tools.tools if t.name.endswith("echo"))))
+        counts = [0] * len(targets)
+        before = [cpu_seconds(pid) for _, pid in targets]
+        deadline = time.perf_counter() + seconds
+
+        async def worker(index: int) -> None:
+            client, name = sessions[index]
+            while time.perf_counter() < deadline:
+                await client.call_tool(name, {"text": "hello"})
+                counts[index] += 1
+
+        async with anyio.create_task_group() as tg:
+            for index in range(len(targets)):
+                for _ in range(concurrency):
+                    tg.start_soon(worker, index)
+        after = [cpu_seconds(pid) for _, pid in targets]
+    return [
+        {"calls": count, "gateway_cpu_ms_per_call": (a - b) * 1e3 / max(count, 1)}
+        for count, a, b in zip(counts, after, before, strict=True)
+    ]
+
+
 def summary(latencies: list[float], elapsed: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
@@ -188,20 +223,75 @@ def telemetry_settings(receiver: str) -> dict[str, dict[str, str]]:
     }
 
 
+def _start_registered(tmp: str, extra: dict[str, str], url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A fresh gateway with these settings, the upstream added and the bench's virtual server on it."""
+    gateway, base = start_gateway(tmp, extra)
+    api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": url}).raise_for_status()
+    api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
+    return gateway, f"{base}/servers/bench/mcp"
+
+
 def _telemetry_run(extra: dict[str, str], url: str, mode: str, concurrency: int, args: argparse.Namespace, upstream_pid: int) -> dict[str, float]:
     """One fresh gateway with these settings, measured once."""
     with tempfile.TemporaryDirectory() as tmp:
-        gateway, base = start_gateway(tmp, extra)
+        gateway, server_url = _start_registered(tmp, extra, url)
         try:
-            api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-            api.post("/api/v1/upstreams", json={"name": "up", "transport": "streamable-http", "url": url}).raise_for_status()
-            api.post("/api/v1/servers", json={"name": "bench", "upstreams": ["up"]}).raise_for_status()
-            return anyio.run(
-                measure, f"{base}/servers/bench/mcp", mode, args.calls, args.warmup, concurrency, gateway.pid, upstream_pid
-            )
+            return anyio.run(measure, server_url, mode, args.calls, args.warmup, concurrency, gateway.pid, upstream_pid)
         finally:
             gateway.terminate()
             gateway.wait(timeout=15)
+
+
+def compare_side_by_side(args: argparse.Namespace) -> None:
+    """Each setting against off with both gateways running and loaded at the same time (with --pin,
+    on the same core): the ratio of their CPU per call within a round does not move with the shared
+    machine's speed the way two runs a minute apart do. The median of the rounds' ratios is reported."""
+    upstream, upstream_url = start_upstream()
+    sink, receiver = start_sink()
+    settings = telemetry_settings(receiver)
+    labels = args.settings or ["on", "traces10", "traces100"]
+    rows = []
+    try:
+        for mode in args.era or ("legacy", "2026-07-28"):
+            for concurrency in args.concurrency or (1, 16):
+                ratios: dict[str, list[float]] = {label: [] for label in labels}
+                off_ms: list[float] = []
+                for _ in range(args.rounds):
+                    for label in labels:
+                        with tempfile.TemporaryDirectory() as tmp_off, tempfile.TemporaryDirectory() as tmp_on:
+                            started = [
+                                _start_registered(tmp_off, TELEMETRY_OFF, upstream_url),
+                                _start_registered(tmp_on, settings[label], upstream_url),
+                            ]
+                            try:
+                                targets = [(url, gateway.pid) for gateway, url in started]
+                                anyio.run(run_side_by_side, targets, mode, args.warmup_seconds, concurrency)
+                                off, on = anyio.run(run_side_by_side, targets, mode, args.seconds, concurrency)
+                            finally:
+                                for gateway, _ in started:
+                                    gateway.terminate()
+                                    gateway.wait(timeout=15)
+                        off_ms.append(off["gateway_cpu_ms_per_call"])
+                        ratios[label].append(on["gateway_cpu_ms_per_call"] / off["gateway_cpu_ms_per_call"])
+                rows.append((mode, concurrency, statistics.median(off_ms), ratios))
+    finally:
+        upstream.terminate()
+        upstream.wait(timeout=15)
+        sink.terminate()
+        sink.wait(timeout=15)
+    print(f"load average {os.getloadavg()[0]:.2f}; side by side: off and each setting loaded together for {args.seconds:g} s,")
+    print(f"{args.rounds} round(s); CPU per call added over off, median of the rounds' ratios (lowest..highest)")
+    print(f"{'era':<11} {'conc':>4} | {'off':>8} | " + " | ".join(f"{label:>22}" for label in labels))
+    for mode, conc, off_median, ratios in rows:
+        cells = [
+            f"{statistics.median(r) - 1:>+6.1%} ({min(r) - 1:+.1%}..{max(r) - 1:+.1%})" for r in (ratios[label] for label in labels)
+        ]
+        print(f"{mode:<11} {conc:>4} | {off_median:>6.3f}ms | " + " | ".join(f"{c:>22}" for c in cells))
+    print(json.dumps({"side_by_side": [
+        {"era": m, "concurrency": c, "off_ms": o, "ratios": {k: [round(x, 4) for x in v] for k, v in r.items()}}
+        for m, c, o, r in rows
+    ]}))
 
 
 def compare_telemetry(args: argparse.Namespace) -> None:
@@ -290,6 +380,14 @@ def main() -> None:
         help="With --telemetry: compare only these settings with off (repeatable; default on, traces10, traces100)",
     )
     parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="With --telemetry: run off and each setting at the same time, loaded together for --seconds, and "
+        "report the ratio of their CPU per call (steadier on a shared machine than runs one after another)",
+    )
+    parser.add_argument("--seconds", type=float, default=6.0, help="With --side-by-side: how long each round loads the gateways")
+    parser.add_argument("--warmup-seconds", type=float, default=1.5, help="With --side-by-side: load before measuring")
+    parser.add_argument(
         "--askable",
         action="store_true",
         help="The client declares roots: a 2025-11-25 client's calls run on an upstream session of its own",
@@ -306,7 +404,7 @@ def main() -> None:
         GATEWAY_CPUS = {cores[-1]}
         os.sched_setaffinity(0, set(cores[:-1]))  # this process (the client) and the upstream it starts
     if args.telemetry:
-        compare_telemetry(args)
+        (compare_side_by_side if args.side_by_side else compare_telemetry)(args)
         return
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
