@@ -251,11 +251,11 @@ async def test_the_otel_settings_choose_sampling_resource_and_export_headers(tmp
 async def test_text_a_client_chose_that_cannot_be_utf8_neither_fails_the_call_nor_loses_the_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """JSON lets a client send a lone surrogate (`"\\ud800"`); UTF-8, and so protobuf and HTTP headers,
-    cannot carry one. A tracestate with one (or anything but printable ASCII, as W3C requires) is
-    dropped rather than sent upstream as a header; a tool name with one (a 2025-11-25 client: no
-    header has to match it) still makes a span, named with U+FFFD; and the other calls' spans in the
-    same export batch are not lost."""
+    """JSON lets a client write a lone surrogate (`"\\ud800"`); UTF-8, and so protobuf and HTTP headers,
+    cannot carry one. The gateway refuses such a body as invalid JSON (-32700) before any span, so it
+    costs no span and the other calls' spans in the same export batch are not lost. A tracestate
+    with anything but printable ASCII (as W3C requires) is dropped rather than sent upstream as a
+    header. (A span named with a surrogate is tests/telemetry/test_spans.py's.)"""
     async with receiving(monkeypatch) as receiver:
         monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "600000")  # every span below goes in one batch, at the flush
         with http_fixture("streamable-http") as upstream:
@@ -263,7 +263,7 @@ async def test_text_a_client_chose_that_cannot_be_utf8_neither_fails_the_call_no
                 await gw.register(upstream.body("fx"))
                 await gw.create_server({"name": "vs", "tools": ["fx__whoami"]})
                 traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
-                unsendable = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": "v=\ud800"}, {})
+                unsendable = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": "v=caf\u00e9"}, {})
                 seen = json.loads(unsendable["content"][0]["text"])
                 assert seen["traceparent"].split("-")[1] == TRACE_ID and "tracestate" not in seen
                 kept = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": "v=ok"}, {})
@@ -273,13 +273,16 @@ async def test_text_a_client_chose_that_cannot_be_utf8_neither_fails_the_call_no
                     body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                             "params": {"name": "fx__who\ud800", "arguments": {}, "_meta": {"traceparent": traceparent}}}
                     refused = await http.post(gw.mcp_url("vs"), content=json.dumps(body).encode(), headers=session_headers(session))
-                assert refused.status_code == 200 and "error" in refused.json()  # no such tool: a JSON-RPC error
+                    assert refused.status_code == 400 and refused.json()["error"]["code"] == -32700  # not JSON text
+                    body["params"]["name"] = "fx__who\u00e9"
+                    unknown = await http.post(gw.mcp_url("vs"), content=json.dumps(body).encode(), headers=session_headers(session))
+                assert unknown.status_code == 200 and "error" in unknown.json()  # no such tool: a JSON-RPC error
                 await _flush(gw)
                 with anyio.fail_after(15):
                     while len([s for s in receiver.spans if s.parent_span_id.hex() == CLIENT_SPAN]) < 3:
                         await receiver.changed.wait()
                 roots = [s for s in receiver.spans if s.parent_span_id.hex() == CLIENT_SPAN]
                 assert sorted(s.trace_state for s in roots) == ["", "", "v=ok"]
-                assert sorted(s.name for s in roots) == ["tools/call fx__whoami", "tools/call fx__whoami", "tools/call fx__who\ufffd"]
-                named = next(s for s in roots if s.name.endswith("\ufffd"))
-                assert _attributes(named)["gen_ai.tool.name"] == "fx__who\ufffd"
+                assert sorted(s.name for s in roots) == ["tools/call fx__whoami", "tools/call fx__whoami", "tools/call fx__who\u00e9"]
+                named = next(s for s in roots if s.name.endswith("\u00e9"))
+                assert _attributes(named)["gen_ai.tool.name"] == "fx__who\u00e9"

@@ -1,10 +1,17 @@
-"""How deeply a request's JSON may nest. Far beyond any real configuration or tool arguments, far
-below Python's recursion limit, and below what upstream servers' parsers survive (a deeply nested
-argument otherwise crashes a shared upstream process for everyone).
+"""JSON from outside, read safely: how deeply it may nest, and no lone surrogates.
 
-The depth is measured on the bytes, before anything parses them: `json.loads` recurses in C once per
-level and relies on the interpreter's recursion limit to stop, and that limit is process-wide (a
-library or a test runner that raises it would let a deep body overflow a thread's C stack)."""
+The depth limit is far beyond any real configuration or tool arguments, far below Python's recursion
+limit, and below what upstream servers' parsers survive (a deeply nested argument otherwise crashes
+a shared upstream process for everyone). It is measured on the bytes, before anything parses them:
+`json.loads` recurses in C once per level and relies on the interpreter's recursion limit to stop,
+and that limit is process-wide (a library or a test runner that raises it would let a deep body
+overflow a thread's C stack).
+
+JSON's syntax allows the escape of a lone UTF-16 surrogate (`"\\ud800"`) and `json.loads` keeps it in
+a str that UTF-8 cannot encode, so it crashed whatever stored or sent it on (a 500 from the
+database driver, a shared upstream connection dropped). Such a document is refused as invalid JSON,
+as the MCP SDK's parser refuses it. `json.loads` also decodes bytes with "surrogatepass" (UTF-8
+bytes ED A0 80 became U+D800); here bytes are decoded strictly."""
 
 from __future__ import annotations
 
@@ -13,11 +20,15 @@ import re
 from itertools import accumulate
 from typing import Any
 
+from bastion.core.surrogates import SURROGATE, shown, surrogate_in
+
 MAX_DEPTH = 64
 
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [1 if b in b"[{" else -1 for b in range(256)]
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
 
 
 class TooDeep(ValueError):
@@ -38,9 +49,55 @@ def body_too_deep(body: bytes | bytearray | str) -> bool:
     return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
 
 
+class LoneSurrogate(json.JSONDecodeError):
+    """JSON whose text holds a surrogate, escaped or encoded: invalid JSON to every caller."""
+
+
 def loads(body: bytes | bytearray | str) -> Any:
     """`json.loads` for text from outside: TooDeep (a ValueError) before parsing anything nested
-    past MAX_DEPTH, so no caller depends on a RecursionError to stop it."""
+    past MAX_DEPTH, so no caller depends on a RecursionError to stop it; LoneSurrogate (a
+    JSONDecodeError) for a surrogate in it. Cheap unless the text holds a surrogate's escape."""
     if body_too_deep(body):
         raise TooDeep()
-    return json.loads(body)
+    text = _text(body)
+    value = json.loads(text)
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        found = surrogate_in(value)  # decisive: a valid pair was joined, an escaped backslash is no escape
+        if found is not None:
+            raise LoneSurrogate(f"a lone surrogate ({shown(found)}) is not text", text, _lone_escape_at(text))
+    return value
+
+
+def _text(body: bytes | bytearray | str) -> str:
+    """The JSON text of `body`: bytes decoded as `json.loads` decodes them, but strictly."""
+    if isinstance(body, str):
+        found = None if body.isascii() else SURROGATE.search(body)
+        if found is not None:
+            raise LoneSurrogate(f"a surrogate ({shown(found.group())}) is not text", body, found.start())
+        return body
+    encoding = json.detect_encoding(body)
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError:
+        text = body.decode(encoding, "surrogatepass")  # not text at all: the UnicodeDecodeError json.loads raised
+        found = SURROGATE.search(text)
+        where = found.start() if found else 0
+        raise LoneSurrogate(f"an encoded surrogate ({shown(text[where])}) is not text", text, where) from None
+
+
+def _lone_escape_at(text: str) -> int:
+    """Where the first lone surrogate's escape is in valid JSON `text` (every backslash in it starts an
+    escape); a high surrogate's escape directly followed by a low one's is a pair, as json reads it."""
+    high: tuple[int, int] | None = None  # (start, end) of a high surrogate's escape awaiting its low half
+    for escape in _ESCAPE.finditer(text):
+        code = int(escape.group(1), 16) if escape.group(1) else 0
+        if high is not None:
+            if 0xDC00 <= code <= 0xDFFF and escape.start() == high[1]:
+                high = None
+                continue
+            return high[0]
+        if 0xDC00 <= code <= 0xDFFF:
+            return escape.start()
+        if 0xD800 <= code <= 0xDBFF:
+            high = (escape.start(), escape.end())
+    return high[0] if high is not None else 0

@@ -45,7 +45,7 @@ from bastion.pipeline.tracing import trace_headers
 from bastion.web.body import TOO_LARGE, read_body, send_json
 from bastion.web.bridge import with_capabilities
 from bastion.web.fast_stream import CallStream
-from bastion.web.json_depth import MAX_DEPTH, body_too_deep, loads
+from bastion.web.json_depth import MAX_DEPTH, LoneSurrogate, body_too_deep, loads
 from bastion.web.scope import credential_of, principal_of
 
 log = logging.getLogger("bastion.mcp")
@@ -237,9 +237,15 @@ async def guarded_body(receive: Receive, send: Send, max_body: int) -> bytes | N
 async def refused_request_id(body: bytes, send: Send) -> bool:
     """Answer 400 -32600 to a request (it names a method) whose `id` is there but is not a string or
     an integer, and say whether it did. The SDK reads such a message as a notification and never
-    answers it, so the client would wait forever. Only for bodies bound for the SDK: it parses."""
+    answers it, so the client would wait forever. A lone surrogate is answered 400 -32700 here too:
+    the SDK's 2026-07-28 path parses with `json.loads`, which keeps it. Only for bodies bound for
+    the SDK: it parses."""
     try:
         message = loads(body)
+    except LoneSurrogate as exc:
+        error = {"code": -32700, "message": f"Parse error: invalid JSON: {exc.msg}"}
+        await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
+        return True
     except ValueError:
         return False
     if not isinstance(message, dict) or "method" not in message or "id" not in message:

@@ -1,0 +1,49 @@
+"""Lone UTF-16 surrogates: JSON and YAML escapes (`"\\ud800"`) may name one, Python keeps it in a
+str, and UTF-8 (so the database, an upstream's pipe, protobuf) cannot encode it. Text from outside
+that holds one is refused where it is parsed, as the MCP SDK's own JSON parser refuses it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown(char: str) -> str:
+    """A surrogate as its JSON escape (`\\ud800`): an error message must not carry the surrogate itself."""
+    return f"\\u{ord(char):04x}"
+
+
+def surrogate_in(value: Any) -> str | None:
+    """The first surrogate in any string or dict key inside `value` (parsed JSON or YAML), or None."""
+    if isinstance(value, str):
+        found = None if value.isascii() else SURROGATE.search(value)
+        return found.group() if found else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found_in = surrogate_in(key) or surrogate_in(item)
+            if found_in:
+                return found_in
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found_in = surrogate_in(item)
+            if found_in:
+                return found_in
+    return None
+
+
+def pairs_joined(value: Any) -> Any:
+    """`value` (parsed YAML) with each surrogate pair in its strings and keys joined into the one
+    character it encodes: PyYAML reads `"\\ud83d\\ude00"` as two surrogates where JSON reads 😀."""
+    if isinstance(value, str):
+        return _joined(value) if not value.isascii() and SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {pairs_joined(key): pairs_joined(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [pairs_joined(item) for item in value]
+    return value
+
+
+def _joined(text: str) -> str:
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
