@@ -171,3 +171,29 @@ async def test_oauth_registration_with_a_lone_surrogate_is_refused(tmp_path: Pat
     async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/o.db") as gateway, httpx2.AsyncClient(base_url=gateway.base_url) as http:
         response = await http.post("/register", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
+
+
+def _form(charset: str | None) -> tuple[bytes, dict[str, str]]:
+    """A sign-in form as multipart, its fields written as a client may write them for `charset`."""
+    fields = {"email": "a\\ud800@example.com", "password": "not-the-password"}
+    body = b"".join(
+        f'--XX\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode() for name, value in fields.items()
+    ) + b"--XX--\r\n"
+    content_type = "multipart/form-data; boundary=XX" + (f"; charset={charset}" if charset else "")
+    return body, {"content-type": content_type}
+
+
+@pytest.mark.parametrize("path", ["/admin/login", "/token", "/api/v1/auth/login"])
+async def test_a_multipart_form_in_a_charset_that_makes_surrogates_is_refused(gateway: Running, path: str) -> None:
+    """Starlette decodes multipart fields with the charset the request names; unicode_escape turns
+    the text a\\ud800 into a lone surrogate, and the sign-in page answered a plain 500 with it."""
+    body, headers = _form("unicode_escape")
+    async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=60) as http:
+        refused = await http.post(path, content=body, headers={**headers, "origin": gateway.base_url})
+        assert refused.status_code == 415, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert "charset='unicode_escape' is not supported" in refused.json()["detail"]
+        for charset in (None, "utf-8", '"UTF-8"'):  # what browsers send, and UTF-8 named: read as before
+            body, headers = _form(charset)
+            answered = await http.post(path, content=body, headers={**headers, "origin": gateway.base_url})
+            assert answered.status_code not in (415, 500), answered.text
