@@ -286,3 +286,25 @@ async def test_text_a_client_chose_that_cannot_be_utf8_neither_fails_the_call_no
                 assert sorted(s.name for s in roots) == ["tools/call fx__whoami", "tools/call fx__whoami", "tools/call fx__who\u00e9"]
                 named = next(s for s in roots if s.name.endswith("\u00e9"))
                 assert _attributes(named)["gen_ai.tool.name"] == "fx__who\u00e9"
+
+
+async def test_with_tracing_off_a_clients_trace_context_reaches_the_upstream_only_when_a_header_can_carry_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without tracing Bastion passes the client's `_meta` trace context on as it came, as headers too
+    on HTTP; a tracestate with a CR/LF (or anything but printable ASCII) stays in `_meta` only. It
+    reached aiohttp's header check, whose ValueError ended the call as an internal error."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    with http_fixture("streamable-http") as upstream:
+        async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
+            assert gw.bastion.telemetry is None or gw.bastion.telemetry.tracing is None
+            await gw.register(upstream.body("fx"))
+            await gw.create_server({"name": "vs", "tools": ["fx__whoami"]})
+            traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
+            for tracestate in ("v=1\r\nx-injected: 1", "v=caf\u00e9"):
+                result = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": tracestate}, {})
+                seen = json.loads(result["content"][0]["text"])
+                assert seen["traceparent"] == traceparent and "tracestate" not in seen and "x-injected" not in seen
+            kept = await _call(gw, "fx__whoami", {}, {"traceparent": traceparent, "tracestate": "v=ok"}, {})
+            assert json.loads(kept["content"][0]["text"])["tracestate"] == "v=ok"

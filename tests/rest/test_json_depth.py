@@ -97,3 +97,8 @@ def test_a_configuration_document_refuses_a_lone_surrogate_and_joins_a_pair() ->
     # A JSON document (read as YAML) with an escaped pair: PyYAML reads its halves apart.
     doc = read_document(json.dumps({"servers": [{"name": "a", "description": "\U0001f600"}]}).encode())
     assert doc.servers[0].description == "\U0001f600"
+    # YAML's !!set is a Python set (and !!omap a list of tuples): a surrogate inside is found too.
+    with pytest.raises(BadRequest, match=r"lone surrogate \(\\ud800\)"):
+        read_document(b'servers:\n  - name: a\n    tools: !!set {"x\\ud800": null}\n')
+    doc = read_document(b'servers:\n  - name: a\n    tools: !!set {"x\\ud83d\\ude00": null}\n')
+    assert doc.servers[0].tools == ("x\U0001f600",)

@@ -39,6 +39,8 @@ def test_a_traceparent_gives_the_parent_and_its_state() -> None:
     assert parse_traceparent(f"00-{TRACE}-b7ad6b7169203331-01", "x" * 600) == Parent(int(TRACE, 16), 0xB7AD6B7169203331, True)
     for unsendable in ("v=\ud800", "v=caf\u00e9", "v=1\r\nx-injected: 1", "v=\x00"):  # W3C: printable ASCII only
         assert parse_traceparent(f"00-{TRACE}-b7ad6b7169203331-01", unsendable) == Parent(int(TRACE, 16), 0xB7AD6B7169203331, True)
+    for kept in ("a=1, b=2", "dd=s:1;o:rum,ot=th:8", "a=1,\tb=2", "congo=t61rcWkgMzE"):  # what SDKs and W3C write
+        assert parse_traceparent(f"00-{TRACE}-b7ad6b7169203331-01", kept) == Parent(int(TRACE, 16), 0xB7AD6B7169203331, True, kept)
 
 
 def test_the_ratio_sampler_decides_as_the_sdks() -> None:
@@ -130,12 +132,13 @@ def test_text_protobuf_cannot_carry_is_replaced_and_large_integers_kept_as_text(
     span = Tracer(Sampler(), spans.append).request(SERVER, Parent(7, 9, True, "v=1"))
     assert isinstance(span, Span)
     span.name, span.tracestate = "tools/call x\ud800", "v=\udfff"
-    span.attributes = {"gen_ai.tool.name": "x\ud800", "k\ud800": 1, "big": 1 << 64}
+    span.attributes = {"gen_ai.tool.name": "x\ud800", "k\ud800": 1, "big": 1 << 63, "top": (1 << 63) - 1, "bottom": -(1 << 63)}
     span.fail("tool_error", "bad \ud800")
     span.end()
     decoded = ExportTraceServiceRequest.FromString(SpanEncoder({}, "bastion", "9.9").request(spans)).resource_spans[0].scope_spans[0].spans[0]
     assert decoded.name == "tools/call x\ufffd" and decoded.trace_state == "v=\ufffd"
     values = {a.key: a.value for a in decoded.attributes}
     assert values["gen_ai.tool.name"].string_value == "x\ufffd" and values["k\ufffd"].int_value == 1
-    assert values["big"].string_value == str(1 << 64)
+    assert values["big"].string_value == str(1 << 63)
+    assert (values["top"].int_value, values["bottom"].int_value) == ((1 << 63) - 1, -(1 << 63))
     assert decoded.status.message == "bad \ufffd"

@@ -25,7 +25,7 @@ def surrogate_in(value: Any) -> str | None:
             found_in = surrogate_in(key) or surrogate_in(item)
             if found_in:
                 return found_in
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple | set | frozenset):  # YAML's !!set is a set, !!omap/!!pairs tuples
         for item in value:
             found_in = surrogate_in(item)
             if found_in:
@@ -42,6 +42,8 @@ def pairs_joined(value: Any) -> Any:
         return {pairs_joined(key): pairs_joined(item) for key, item in value.items()}
     if isinstance(value, list):
         return [pairs_joined(item) for item in value]
+    if isinstance(value, tuple | set | frozenset):
+        return type(value)(pairs_joined(item) for item in value)
     return value
 
 

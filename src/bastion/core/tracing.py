@@ -47,9 +47,15 @@ def parse_traceparent(traceparent: str, tracestate: str | None = None) -> Parent
     if version == "ff" or (version == "00" and rest) or not trace_id or not span_id:
         return None
     state = tracestate.strip() if tracestate else None
-    if state and (len(state) > _MAX_TRACESTATE or not (state.isascii() and state.isprintable())):
-        state = None  # W3C: printable ASCII only; anything else is dropped, not passed upstream in a header
+    if state and (len(state) > _MAX_TRACESTATE or not header_text(state)):
+        state = None  # not W3C trace context: dropped, not passed upstream in a header
     return Parent(trace_id, span_id, bool(int(flags, 16) & 1), state or None)
+
+
+def header_text(value: str) -> bool:
+    """Printable ASCII and tabs: all W3C trace context may hold, and what an HTTP header can carry (no
+    CR/LF, no text UTF-8 cannot encode)."""
+    return value.isascii() and value.replace("\t", " ").isprintable()
 
 
 class Sampler:

@@ -21,6 +21,7 @@ from yarl import URL
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
 from bastion.core.ports import CallHooks
+from bastion.core.tracing import header_text
 from bastion.upstream.oauth import TokenSource
 
 _MiB = 1024 * 1024
@@ -124,7 +125,7 @@ class ModernHttpClient:
         body = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": body_params})
         headers = self._request_headers(method, body_params)
         for key in ("traceparent", "tracestate"):  # the trace context travels as a header too
-            if isinstance(value := meta.get(key), str):
+            if isinstance(value := meta.get(key), str) and header_text(value):  # a client's, with tracing off
                 headers[key] = value
         try:
             result = await self._post(body.encode(), headers, request_id, hooks)

@@ -28,7 +28,6 @@ _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [1 if b in b"[{" else -1 for b in range(256)]
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
 
 
 class TooDeep(ValueError):
@@ -61,10 +60,10 @@ def loads(body: bytes | bytearray | str) -> Any:
         raise TooDeep()
     text = _text(body)
     value = json.loads(text)
-    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+    if "\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed; "\\u" is not
         found = surrogate_in(value)  # decisive: a valid pair was joined, an escaped backslash is no escape
         if found is not None:
-            raise LoneSurrogate(f"a lone surrogate ({shown(found)}) is not text", text, _lone_escape_at(text))
+            raise LoneSurrogate(f"a lone surrogate ({shown(found)}) is not text", text, _escape_at(text, found))
     return value
 
 
@@ -85,19 +84,7 @@ def _text(body: bytes | bytearray | str) -> str:
         raise LoneSurrogate(f"an encoded surrogate ({shown(text[where])}) is not text", text, where) from None
 
 
-def _lone_escape_at(text: str) -> int:
-    """Where the first lone surrogate's escape is in valid JSON `text` (every backslash in it starts an
-    escape); a high surrogate's escape directly followed by a low one's is a pair, as json reads it."""
-    high: tuple[int, int] | None = None  # (start, end) of a high surrogate's escape awaiting its low half
-    for escape in _ESCAPE.finditer(text):
-        code = int(escape.group(1), 16) if escape.group(1) else 0
-        if high is not None:
-            if 0xDC00 <= code <= 0xDFFF and escape.start() == high[1]:
-                high = None
-                continue
-            return high[0]
-        if 0xDC00 <= code <= 0xDFFF:
-            return escape.start()
-        if 0xD800 <= code <= 0xDBFF:
-            high = (escape.start(), escape.end())
-    return high[0] if high is not None else 0
+def _escape_at(text: str, found: str) -> int:
+    """Where an escape of the surrogate `found` is in `text` (for the error's position; one search)."""
+    at = re.search(re.escape(shown(found)), text, re.IGNORECASE)
+    return at.start() if at else 0
