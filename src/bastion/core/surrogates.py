@@ -7,7 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bastion.core.errors import UpstreamProtocolError
+
 SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_BYTES_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_ENCODED = re.compile(rb"\xed[\xa0-\xbf]")
 
 
 def shown(char: str) -> str:
@@ -31,6 +36,23 @@ def surrogate_in(value: Any) -> str | None:
             if found_in:
                 return found_in
     return None
+
+
+def lone_surrogate(raw: bytes | str, value: Any) -> str | None:
+    """The first surrogate in `value`, parsed by json.loads from `raw`, or None; looked for only when
+    `raw` can hold one, so a plain answer costs a byte search or two: an escape of a surrogate needs
+    a backslash, and bytes (which json.loads decodes with surrogatepass) may hold one UTF-8-encoded."""
+    if isinstance(raw, bytes | bytearray):
+        maybe = bool(b"\\" in raw and _BYTES_ESCAPE.search(raw)) or bool(b"\xed" in raw and _ENCODED.search(raw))
+    else:
+        maybe = bool("\\" in raw and _ESCAPE.search(raw)) or bool(not raw.isascii() and SURROGATE.search(raw))
+    return surrogate_in(value) if maybe else None  # decisive: a pair is one character, "\\\\ud800" no escape
+
+
+def not_unicode(what: str, char: str, verb: str = "answered with") -> UpstreamProtocolError:
+    """The error for an upstream answer holding a lone surrogate: a protocol error (502, a JSON-RPC
+    error to the caller), as the MCP SDK's parser makes of one, never text Bastion passes on."""
+    return UpstreamProtocolError(f"{what} {verb} text that is not valid Unicode (a lone surrogate {shown(char)})")
 
 
 def pairs_joined(value: Any) -> Any:

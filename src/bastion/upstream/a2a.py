@@ -21,6 +21,7 @@ import httpx2
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTimeout
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.core.ports import CallHooks, ProgressCallback
+from bastion.core.surrogates import lone_surrogate, not_unicode
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import ResponseTooLarge, fetch, open_stream
@@ -133,6 +134,8 @@ class A2aUpstream:
             card = None
         if not isinstance(card, dict):
             raise UpstreamProtocolError(f"{what} is not an agent card (HTTP {fetched.status})")
+        if (found := lone_surrogate(fetched.body, card)) is not None:  # its skills become stored tools
+            raise not_unicode(what, found, "holds")
         interfaces = [i for i in card.get("supportedInterfaces") or () if isinstance(i, dict)]
         jsonrpc = [i for i in interfaces if str(i.get("protocolBinding", "")).upper() == "JSONRPC" and i.get("url")]
         if not jsonrpc:
@@ -220,6 +223,8 @@ class A2aUpstream:
             reply = json.loads(fetched.body)
         except ValueError:
             raise UpstreamProtocolError(f"{what} answered something that is not JSON") from None
+        if (found := lone_surrogate(fetched.body, reply)) is not None:
+            raise not_unicode(what, found)
         error = reply.get("error") if isinstance(reply, dict) else None
         if isinstance(error, dict):
             raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)), error.get("data"))
@@ -243,6 +248,8 @@ class A2aUpstream:
                     event = json.loads(line[5:])
                 except ValueError:
                     raise UpstreamProtocolError(f"{what} streamed an event that is not JSON") from None
+                if (found := lone_surrogate(line, event)) is not None:
+                    raise not_unicode(what, found)
                 if isinstance(event.get("error"), dict):
                     error = event["error"]
                     raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)))

@@ -243,7 +243,10 @@ class CallerHttpSession(ModernHttpClient):
                         task_status.started()
                         started = True
                         async with anyio.create_task_group() as tg:
-                            async for message in _sse_messages(response, self._too_large, self._max_message, self._max_result):
+                            messages = _sse_messages(
+                                response, self._too_large, self._max_message, self._max_result, upstream=self._upstream
+                            )
+                            async for message in messages:
                                 await self._unsolicited(message, tg)
                         break
             except Exception as exc:  # noqa: BLE001 - a lost GET stream must not end the gateway's task group
@@ -316,7 +319,9 @@ class CallerHttpSession(ModernHttpClient):
         self, response: aiohttp.ClientResponse, request_id: int, hooks: CallHooks | None, cursor: SseCursor
     ) -> dict[str, Any] | None:
         """The call's reply from its stream, relaying what comes before it; None if the stream ends first."""
-        async for message in _sse_messages(response, self._too_large, self._max_message, self._max_result, cursor):
+        async for message in _sse_messages(
+            response, self._too_large, self._max_message, self._max_result, cursor, upstream=self._upstream
+        ):
             if message.get("id") == request_id and ("result" in message or "error" in message):
                 return _jsonrpc_outcome(message, self._upstream)
             if isinstance(message.get("method"), str) and "id" in message:

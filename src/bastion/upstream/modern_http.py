@@ -21,6 +21,7 @@ from yarl import URL
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
 from bastion.core.ports import CallHooks
+from bastion.core.surrogates import lone_surrogate, not_unicode
 from bastion.core.tracing import header_text
 from bastion.upstream.oauth import TokenSource
 
@@ -183,7 +184,7 @@ class ModernHttpClient:
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("application/json"):
             try:
-                message = await _parse(await self._read_capped(response))
+                message = await _parse(await self._read_capped(response), self._upstream)
             except ValueError:
                 raise UpstreamProtocolError(f"upstream {self._upstream!r} sent invalid JSON") from None
             return _jsonrpc_outcome(message, self._upstream)
@@ -191,7 +192,8 @@ class ModernHttpClient:
             raise UpstreamUnavailable(f"upstream {self._upstream!r} answered HTTP {response.status}")
         if not content_type.startswith("text/event-stream"):
             raise UpstreamProtocolError(f"upstream {self._upstream!r} answered with {content_type or 'no content type'}")
-        async for message in _sse_messages(response, self._too_large, self._max_message, self._max_result):
+        messages = _sse_messages(response, self._too_large, self._max_message, self._max_result, upstream=self._upstream)
+        async for message in messages:
             if message.get("id") == request_id and ("result" in message or "error" in message):
                 return _jsonrpc_outcome(message, self._upstream)
             if hooks is not None:
@@ -216,10 +218,20 @@ class ModernHttpClient:
         return bytes(body)
 
 
-async def _parse(data: bytes | str) -> Any:
+async def _parse(data: bytes, upstream: str) -> Any:
     if len(data) >= _PARSE_IN_THREAD:
-        return await anyio.to_thread.run_sync(json.loads, data)
-    return json.loads(data)
+        return await anyio.to_thread.run_sync(_loads, data, upstream)
+    return _loads(data, upstream)
+
+
+def _loads(data: bytes, upstream: str) -> Any:
+    """The message; one holding a lone surrogate (valid JSON, no text: it would break whatever
+    stores, signs or re-encodes it) is refused, as the SDK's parser refuses it on the other path."""
+    message = json.loads(data)
+    found = lone_surrogate(data, message)
+    if found is not None:
+        raise not_unicode(f"upstream {upstream!r}", found)
+    return message
 
 
 async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> None:
@@ -248,6 +260,8 @@ async def _sse_messages(
     max_message: int,
     max_result: int,
     cursor: SseCursor | None = None,
+    *,
+    upstream: str,
 ) -> AsyncIterator[dict[str, Any]]:
     """JSON messages from an SSE body (`data:` lines joined per event; comments and pings skipped).
 
@@ -281,7 +295,7 @@ async def _sse_messages(
                 if cursor is not None and event_id is not None:
                     cursor.last_id, event_id = event_id, None
                 if data:
-                    message = await _event_message(b"\n".join(data))
+                    message = await _event_message(b"\n".join(data), upstream)
                     data, size = [], 0
                     if isinstance(message, dict):
                         yield message
@@ -300,8 +314,8 @@ def _advance(cursor: SseCursor, line: bytes, event_id: str | None) -> str | None
     return event_id
 
 
-async def _event_message(data: bytes) -> Any:
+async def _event_message(data: bytes, upstream: str) -> Any:
     try:
-        return await _parse(data)
+        return await _parse(data, upstream)
     except ValueError:
         return None

@@ -30,6 +30,7 @@ from bastion.core.openapi_ops import (
     operations,
 )
 from bastion.core.ports import CallHooks
+from bastion.core.surrogates import lone_surrogate, not_unicode, pairs_joined, surrogate_in
 from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -45,13 +46,17 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
     """An OpenAPI document from JSON or YAML text."""
     try:
         doc = json.loads(raw)
+        found = lone_surrogate(raw, doc)
     except ValueError:
         try:
-            doc = load_yaml(raw)
+            doc = pairs_joined(load_yaml(raw))  # YAML reads an escaped pair as two surrogates
         except (yaml.YAMLError, RecursionError):
             raise UpstreamProtocolError(f"{what} is neither JSON nor YAML") from None
         except AliasBomb as exc:
             raise UpstreamProtocolError(f"{what}: {exc}") from None
+        found = surrogate_in(doc)
+    if found is not None:  # its text would become tool names and descriptions, stored and sent on
+        raise not_unicode(what, found, "holds")
     if not isinstance(doc, dict):
         raise UpstreamProtocolError(f"{what} is not an OpenAPI document (not an object)")
     return doc
@@ -78,9 +83,12 @@ def base_url_of(doc: dict[str, Any], source: OpenApiSource, spec_url: str | None
     raise BadRequest("the OpenAPI document names no server: give the upstream a 'base_url'")
 
 
-def result_of(status: int, reason: str, content_type: str, body: bytes, op: Operation) -> dict[str, Any]:
+def result_of(
+    status: int, reason: str, content_type: str, body: bytes, op: Operation, what: str = "the API"
+) -> dict[str, Any]:
     """The tool result for an HTTP answer: 2xx as text (and structured, for a JSON object when the
-    tool has an output schema), anything else as an error result with the status and an excerpt."""
+    tool has an output schema), anything else as an error result with the status and an excerpt.
+    Structured content with a lone surrogate (an escape in the JSON) is the upstream's protocol error."""
     text = body.decode("utf-8", errors="replace")
     if not 200 <= status < 300:
         excerpt = text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
@@ -92,6 +100,9 @@ def result_of(status: int, reason: str, content_type: str, body: bytes, op: Oper
             parsed = json.loads(text)
         except ValueError:
             parsed = None
+        found = lone_surrogate(text, parsed)
+        if found is not None:
+            raise not_unicode(what, found)
         if isinstance(parsed, dict):
             result["structuredContent"] = parsed
     return result
@@ -206,4 +217,4 @@ class OpenApiUpstream:
             )
         except ResponseTooLarge as exc:
             return {"content": [{"type": "text", "text": exc.detail}], "isError": True}
-        return result_of(fetched.status, fetched.reason, fetched.headers.get("content-type", ""), fetched.body, op)
+        return result_of(fetched.status, fetched.reason, fetched.headers.get("content-type", ""), fetched.body, op, self._what)
