@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.web.mcp_fast import replayed
 from tests.harness import TOKEN, Running, serve, serve_asgi, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -131,16 +132,7 @@ def modern_upstream(kind: str) -> Any:
         params = message.get("params") or {}
         if message.get("method") == "tools/call" and (params.get("arguments") or {}).get("text") == BAD:
             return await _raw_reply(kind, message.get("id"))(scope, receive, send)
-        sent = False
-
-        async def replay() -> Any:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await app(scope, replay, send)
+        await app(scope, replayed(body, receive), send)
 
     return wrapped
 

@@ -10,7 +10,8 @@ from typing import Any
 from bastion.core.errors import UpstreamProtocolError
 
 SURROGATE = re.compile("[\ud800-\udfff]")
-_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""Where a surrogate's escape may start in JSON text: one of a pair, a lone one, or text after an escaped backslash."""
 _BYTES_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _ENCODED = re.compile(rb"\xed[\xa0-\xbf]")
 
@@ -18,6 +19,12 @@ _ENCODED = re.compile(rb"\xed[\xa0-\xbf]")
 def shown(char: str) -> str:
     """A surrogate as its JSON escape (`\\ud800`): an error message must not carry the surrogate itself."""
     return f"\\u{ord(char):04x}"
+
+
+def replaced(text: str) -> str:
+    """`text` with each surrogate as U+FFFD: text UTF-8 (a database, protobuf) can carry, for what is
+    kept or passed on rather than refused (an error message, a span's name)."""
+    return text if text.isascii() else SURROGATE.sub("\ufffd", text)
 
 
 def surrogate_in(value: Any) -> str | None:
@@ -45,7 +52,7 @@ def lone_surrogate(raw: bytes | str, value: Any) -> str | None:
     if isinstance(raw, bytes | bytearray):
         maybe = bool(b"\\" in raw and _BYTES_ESCAPE.search(raw)) or bool(b"\xed" in raw and _ENCODED.search(raw))
     else:
-        maybe = bool("\\" in raw and _ESCAPE.search(raw)) or bool(not raw.isascii() and SURROGATE.search(raw))
+        maybe = bool("\\" in raw and ESCAPE.search(raw)) or bool(not raw.isascii() and SURROGATE.search(raw))
     return surrogate_in(value) if maybe else None  # decisive: a pair is one character, "\\\\ud800" no escape
 
 

@@ -32,6 +32,7 @@ from bastion.core.audit_chain import (
 from bastion.core.errors import BastionError
 from bastion.core.observation import AUDITED_METHODS, CallRecord, EdgeEvent
 from bastion.core.ports import AuditStore
+from bastion.core.surrogates import replaced
 from bastion.telemetry.audit_keys import AuditKeys
 
 log = logging.getLogger("bastion.audit")
@@ -79,9 +80,7 @@ Pending = CallRecord | EdgeEvent | AuditEntry | dict[str, Any]
 def _text(text: str | None) -> str | None:
     """Free text as the database can store it: a lone surrogate (which a JSON string may carry into
     an error message) becomes U+FFFD instead of failing the flush."""
-    if text is None or text.isascii():
-        return text
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return None if text is None else replaced(text)
 
 
 def _args_of(params: dict[str, Any] | None) -> Any:

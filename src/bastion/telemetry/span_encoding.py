@@ -9,7 +9,6 @@ request around the spans (resource, scope) is built with the messages themselves
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from bastion.core.surrogates import replaced as utf8  # a lone surrogate would fail the whole batch
 from bastion.core.tracing import Span
 
 _LEN, _FIXED64, _FIXED32, _VARINT = 2, 1, 5, 0
@@ -47,15 +47,6 @@ def _tag(field: int, wire: int) -> bytes:
 
 def _field(field: int, payload: bytes) -> bytes:
     return _tag(field, _LEN) + _varint(len(payload)) + payload
-
-
-def utf8(text: str) -> str:
-    """Text protobuf can carry: a lone surrogate (a JSON string from a client may hold one, e.g. a tool
-    name) becomes U+FFFD instead of failing the encoding of the whole batch."""
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def any_value(value: Any) -> AnyValue:

@@ -20,14 +20,13 @@ import re
 from itertools import accumulate
 from typing import Any
 
-from bastion.core.surrogates import SURROGATE, shown, surrogate_in
+from bastion.core.surrogates import ESCAPE, SURROGATE, shown, surrogate_in
 
 MAX_DEPTH = 64
 
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [1 if b in b"[{" else -1 for b in range(256)]
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class TooDeep(ValueError):
@@ -60,7 +59,7 @@ def loads(body: bytes | bytearray | str) -> Any:
         raise TooDeep()
     text = _text(body)
     value = json.loads(text)
-    if "\\" in text and _SURROGATE_ESCAPE.search(text):  # a backslash is found at memchr speed; "\\u" is not
+    if "\\" in text and ESCAPE.search(text):  # a backslash is found at memchr speed; "\\u" is not
         found = surrogate_in(value)  # decisive: a valid pair was joined, an escaped backslash is no escape
         if found is not None:
             raise LoneSurrogate(f"a lone surrogate ({shown(found)}) is not text", text, _escape_at(text, found))
