@@ -45,7 +45,7 @@ def surrogate_in(value: Any) -> str | None:
     return None
 
 
-def lone_surrogate(raw: bytes | str, value: Any) -> str | None:
+def lone_surrogate(raw: bytes | bytearray | str, value: Any) -> str | None:
     """The first surrogate in `value`, parsed by json.loads from `raw`, or None; looked for only when
     `raw` can hold one, so a plain answer costs a byte search or two: an escape of a surrogate needs
     a backslash, and bytes (which json.loads decodes with surrogatepass) may hold one UTF-8-encoded."""
@@ -59,7 +59,13 @@ def lone_surrogate(raw: bytes | str, value: Any) -> str | None:
 def not_unicode(what: str, char: str, verb: str = "answered with") -> UpstreamProtocolError:
     """The error for an upstream answer holding a lone surrogate: a protocol error (502, a JSON-RPC
     error to the caller), as the MCP SDK's parser makes of one, never text Bastion passes on."""
-    return UpstreamProtocolError(f"{what} {verb} text that is not valid Unicode (a lone surrogate {shown(char)})")
+    return UpstreamProtocolError(not_unicode_detail(what, char, verb))
+
+
+def not_unicode_detail(what: str, char: str, verb: str = "answered with") -> str:
+    """Why text from `what` holding a lone surrogate is refused, for the error a party's malformed
+    answer already raises where that is not an upstream protocol error (a token endpoint, a file)."""
+    return f"{what} {verb} text that is not valid Unicode (a lone surrogate {shown(char)})"
 
 
 def pairs_joined(value: Any) -> Any:

@@ -17,6 +17,7 @@ import httpx2
 
 from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import OAuthClientCredentials
+from bastion.core.surrogates import lone_surrogate, not_unicode_detail
 from bastion.pipeline.tracing import vault_span
 
 # Refresh this long before expiry (at most a tenth of the lifetime), so no request carries a token
@@ -37,8 +38,9 @@ async def call_token_endpoint(
     timeout: float,
 ) -> tuple[int, dict[str, Any] | None]:
     """POST a token request (RFC 6749 form); the HTTP status and the JSON object answered (None when
-    the answer is JSON but not an object). Unreachable or non-JSON answers are UpstreamUnavailable.
-    `timeout` bounds the whole exchange, and the answer is read up to a small size only."""
+    the answer is JSON but not an object). Unreachable or non-JSON answers, and JSON holding a lone
+    surrogate, are UpstreamUnavailable. `timeout` bounds the whole exchange, and the answer is read
+    up to a small size only."""
     extra: dict[str, Any] = {"auth": auth} if auth is not None else {}
     body = bytearray()
     try:
@@ -57,6 +59,8 @@ async def call_token_endpoint(
         raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
     except ValueError:
         raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
+    if (found := lone_surrogate(body, parsed)) is not None:  # a token no header can carry, sealed as is
+        raise UpstreamUnavailable(not_unicode_detail(where, found))
     return response.status_code, parsed if isinstance(parsed, dict) else None
 
 

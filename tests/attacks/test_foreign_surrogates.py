@@ -1,0 +1,106 @@
+"""Attack class: a lone UTF-16 surrogate (`"\\ud800"`, or its UTF-8 bytes ED A0 80, which json.loads
+decodes with surrogatepass) in JSON that other parties than upstream MCP servers answer Bastion with:
+an upstream's OAuth token endpoint, an OpenID Connect provider (discovery, token endpoint, keys), an
+MCP Registry (its API or a file of server.json documents). UTF-8 cannot encode what json.loads makes
+of it, so a token with one breaks the vault or a header, and a registry entry with one breaks the
+database. Each is refused where it is parsed, as the malformed answer of that party it is: a clear
+error that names the party, never a 500, never the surrogate itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2
+import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.core.errors import UpstreamUnavailable
+from bastion.core.models import OAuthUserGrant
+from bastion.core.surrogates import surrogate_in
+from bastion.upstream.user_oauth import token_request
+from tests.harness import serve, serve_asgi, settings_for
+from tests.vault.test_upstream_oauth import CLIENT_SECRET, oauth_body, oauth_world
+
+pytestmark = pytest.mark.anyio
+
+LONE = "evil \ud800 text"
+FORMS = ["escaped", "encoded"]
+"""How the surrogate is sent: as JSON's escape `\\ud800`, or as the bytes ED A0 80 (UTF-8's form of it)."""
+
+
+def tampered(app: ASGIApp, path: str, change: Callable[[Any], Any], form: str) -> ASGIApp:
+    """`app`, except that its JSON answer at `path` is parsed, changed by `change` (which may add a lone
+    surrogate) and sent in `form`: a real party's answer, as one that means harm would send it."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != path:
+            return await app(scope, receive, send)
+        sent: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            sent.append(message)
+
+        await app(scope, receive, keep)
+        start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+        value = change(json.loads(body))
+        raw = json.dumps(value, ensure_ascii=form == "escaped").encode("utf-8", "surrogatepass")
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(raw)).encode())]})
+        await send({"type": "http.response.body", "body": raw})
+
+    return wrapped
+
+
+def _no_surrogate(response: httpx2.Response) -> None:
+    """The answer is text a strict parser reads (no surrogate, encoded or escaped), and no crash."""
+    text = response.content.decode()  # strict UTF-8: no encoded surrogate
+    if "json" in response.headers.get("content-type", ""):
+        assert surrogate_in(json.loads(text)) is None, text
+    assert "&#55296;" not in text and "&#xd800;" not in text.lower(), text
+    assert "Traceback" not in text and "internal error" not in text.lower(), text
+
+
+# ---- an upstream's OAuth token endpoint (client credentials; per-user code exchange and refresh)
+
+
+@pytest.mark.parametrize("form", FORMS)
+async def test_a_token_endpoint_answering_a_lone_surrogate_fails_registration_clearly(form: str, tmp_path: Path) -> None:
+    async with oauth_world() as (world, upstream_url, token_url):
+        world_app = tampered(world, "/token", lambda body: body | {"access_token": LONE}, form)
+        async with serve_asgi(world_app) as base:
+            token_url, upstream_url = f"{base}/token", base + urlsplit(upstream_url).path
+            async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gateway:
+                response = await gateway.api.post(
+                    "/api/v1/upstreams", json=oauth_body("api", "streamable-http", upstream_url, token_url)
+                )
+                assert response.status_code == 502, response.text
+                assert response.headers["content-type"] == "application/problem+json"
+                detail = response.json()["detail"]
+                assert "the token endpoint of upstream 'api'" in detail and "not valid Unicode" in detail, detail
+                _no_surrogate(response)
+                assert CLIENT_SECRET not in response.text
+                assert (await gateway.api.get("/api/v1/upstreams/api")).status_code == 404
+                assert (await gateway.api.get("/readyz")).status_code == 200
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("field", ["access_token", "refresh_token"])
+async def test_a_per_user_token_answer_with_a_lone_surrogate_is_refused_before_it_is_sealed(form: str, field: str) -> None:
+    """Code exchange and refresh share this call; what it returns is sealed for the user and sent as a header."""
+
+    async def token(scope: Scope, receive: Receive, send: Send) -> None:
+        body = json.dumps({"access_token": "at-1", "refresh_token": "rt-1", "token_type": "Bearer", "expires_in": 60})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body.encode()})
+
+    async with serve_asgi(tampered(token, "/token", lambda body: body | {field: LONE}, form)) as base:
+        grant = OAuthUserGrant(authorization_url=f"{base}/authorize", token_url=f"{base}/token", client_id="bastion-up")
+        async with httpx2.AsyncClient() as http:
+            with pytest.raises(UpstreamUnavailable) as caught:
+                await token_request(http, "up", grant, {"grant_type": "refresh_token", "refresh_token": "rt-0"}, timeout=10)
+    assert "the token endpoint of upstream 'up'" in caught.value.detail and "not valid Unicode" in caught.value.detail
+    assert "\ud800" not in caught.value.detail
