@@ -9,7 +9,8 @@ error that names the party, never a 500, never the surrogate itself."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,11 @@ from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import OAuthUserGrant
 from bastion.core.surrogates import surrogate_in
 from bastion.upstream.user_oauth import token_request
+from tests.auth.fake_oidc import FakeProvider
+from tests.auth.test_oidc import IdentityProvider
+from tests.auth.test_oidc import Setup as VerifierSetup
+from tests.auth.test_oidc_signin import Setup as SignInSetup
+from tests.auth.test_oidc_signin import _error, _gateway_settings, _signed_in
 from tests.harness import serve, serve_asgi, settings_for
 from tests.vault.test_upstream_oauth import CLIENT_SECRET, oauth_body, oauth_world
 
@@ -104,3 +110,79 @@ async def test_a_per_user_token_answer_with_a_lone_surrogate_is_refused_before_i
                 await token_request(http, "up", grant, {"grant_type": "refresh_token", "refresh_token": "rt-0"}, timeout=10)
     assert "the token endpoint of upstream 'up'" in caught.value.detail and "not valid Unicode" in caught.value.detail
     assert "\ud800" not in caught.value.detail
+
+
+# ---- an OpenID Connect provider: signing in to the admin UI (discovery, token endpoint) and the keys
+# that verify its access tokens
+
+
+@asynccontextmanager
+async def signin_provider(tmp_path: Path, path: str, change: Callable[[Any], Any], form: str) -> AsyncIterator[SignInSetup]:
+    idp = FakeProvider()
+    async with serve_asgi(tampered(idp.app(), path, change, form)) as url:
+        idp.url = url
+        async with serve(_gateway_settings(tmp_path, url)) as gateway:
+            yield SignInSetup(gateway, idp)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("field", ["authorization_endpoint", "service_documentation"])
+async def test_a_discovery_document_with_a_lone_surrogate_is_a_clear_page(form: str, field: str, tmp_path: Path) -> None:
+    def change(doc: dict[str, Any]) -> dict[str, Any]:
+        return doc | {field: doc.get(field, "") + LONE}
+
+    async with signin_provider(tmp_path, "/.well-known/openid-configuration", change, form) as setup:
+        async with setup.browser() as http:
+            page = await http.get(f"{setup.base}/admin/oidc/start")
+    assert page.status_code == 503, page.text
+    assert "identity provider" in page.text
+    _no_surrogate(page)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("field", ["id_token", "access_token"])
+async def test_a_token_endpoint_reply_with_a_lone_surrogate_fails_the_sign_in_clearly(form: str, field: str, tmp_path: Path) -> None:
+    async with signin_provider(tmp_path, "/token", lambda reply: reply | {field: reply[field] + LONE}, form) as setup:
+        async with setup.browser() as http:
+            refused = await setup.sign_in(http)
+    assert refused.status_code == 400, refused.text
+    assert _signed_in(refused) is None
+    assert "identity provider" in _error(refused) and "not valid Unicode" in _error(refused), _error(refused)
+    _no_surrogate(refused)
+
+
+@asynccontextmanager
+async def verifier_provider(tmp_path: Path, path: str, change: Callable[[Any], Any], form: str) -> AsyncIterator[VerifierSetup]:
+    idp = IdentityProvider()
+    idp.add_key("ec1")
+    async with serve_asgi(tampered(idp.app(), path, change, form)) as url:
+        idp.url = url
+        settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oidc_issuer=url, oidc_jwks_refetch=0)
+        async with serve(settings) as gateway:
+            await gateway.create_server({"name": "vs", "upstreams": []})
+            yield VerifierSetup(gateway, idp)
+
+
+def _kid(keys: dict[str, Any]) -> dict[str, Any]:
+    return {"keys": [{**keys["keys"][0], "kid": LONE}]}
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("path", "change"),
+    [
+        ("/.well-known/openid-configuration", lambda doc: doc | {"jwks_uri": doc["jwks_uri"] + LONE}),
+        ("/jwks", _kid),
+        ("/jwks", lambda keys: {"keys": [{**keys["keys"][0], "x": LONE}]}),
+    ],
+)
+async def test_provider_keys_with_a_lone_surrogate_are_a_503_not_a_crash(
+    form: str, path: str, change: Callable[[Any], Any], tmp_path: Path
+) -> None:
+    """Safe before the check too (a key whose kid or point is no text was skipped: a 401; a jwks_uri that
+    is no URL was a failed fetch: a 503); kept because the verifier shares the checked fetch with sign-in."""
+    async with verifier_provider(tmp_path, path, change, form) as setup:
+        response = await setup.initialize("vs", setup.idp.token(setup.audience("vs")))
+        assert response.status_code == 503, response.text
+        _no_surrogate(response)
+        assert (await setup.gateway.api.get("/readyz")).status_code == 200

@@ -23,6 +23,7 @@ import jwt
 from bastion.core.errors import BastionError, FetchFailed, Forbidden, Unauthenticated
 from bastion.core.grants import ALL_SERVERS, AllServers, Grants
 from bastion.core.netguard import AddressRefused
+from bastion.core.surrogates import lone_surrogate, not_unicode_detail
 from bastion.core.values import ROLES, Role
 from bastion.outbound import Outbound
 from bastion.pipeline.context import Principal
@@ -229,7 +230,8 @@ def _reason(exc: jwt.PyJWTError) -> str:
 def outbound_fetch(outbound: Outbound) -> Fetch:
     """GET a JSON document for discovery and JWKS: through the outbound rules (the operator's own
     issuer and JWKS hosts are trusted even on a private network), 10 s in total, 1 MiB at most,
-    and no redirects (a redirect is a failed fetch)."""
+    and no redirects (a redirect is a failed fetch). A document that is not a JSON object, or holds
+    a lone surrogate, is a ValueError."""
 
     async def fetch(url: str) -> dict[str, Any]:
         fetched = await outbound.fetch(url, untrusted=False, max_bytes=MAX_DOCUMENT, timeout=10.0)
@@ -238,6 +240,8 @@ def outbound_fetch(outbound: Outbound) -> Fetch:
         document = json.loads(fetched.body)
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
+        if (found := lone_surrogate(fetched.body, document)) is not None:  # an endpoint no URL or page can carry
+            raise ValueError(not_unicode_detail("the identity provider's document", found, "holds"))
         return document
 
     return fetch

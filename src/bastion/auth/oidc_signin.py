@@ -28,6 +28,7 @@ import jwt
 from bastion.auth.oidc import ALGORITHMS, LEEWAY, MAX_DOCUMENT, Fetch, IdentityProviderUnavailable, parse_keys
 from bastion.core.errors import BadRequest, FetchFailed, Unauthenticated
 from bastion.core.netguard import AddressRefused
+from bastion.core.surrogates import lone_surrogate, not_unicode_detail
 from bastion.outbound import Outbound
 
 log = logging.getLogger("bastion.auth")
@@ -168,6 +169,8 @@ class OidcSignIn:
             code_said = safe_error_code(reply.get("error") if isinstance(reply, dict) else None)
             log.info("the identity provider's token endpoint refused the code: HTTP %d %s", fetched.status, code_said)
             raise BadRequest(f"the identity provider refused to complete the sign-in ({code_said})")
+        if (found := lone_surrogate(fetched.body, reply)) is not None:  # an ID token no JWT library can read
+            raise BadRequest(not_unicode_detail("the identity provider's token endpoint", found))
         id_token = reply.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise BadRequest("the identity provider answered without an ID token (is the 'openid' scope requested?)")
