@@ -28,7 +28,8 @@ from tests.auth.test_oidc import IdentityProvider
 from tests.auth.test_oidc import Setup as VerifierSetup
 from tests.auth.test_oidc_signin import Setup as SignInSetup
 from tests.auth.test_oidc_signin import _error, _gateway_settings, _signed_in
-from tests.harness import serve, serve_asgi, settings_for
+from tests.harness import Running, http_fixture, serve, serve_asgi, settings_for
+from tests.upstreams.registry_server import load_documents, registry_app
 from tests.vault.test_upstream_oauth import CLIENT_SECRET, oauth_body, oauth_world
 
 pytestmark = pytest.mark.anyio
@@ -186,3 +187,61 @@ async def test_provider_keys_with_a_lone_surrogate_are_a_503_not_a_crash(
         assert response.status_code == 503, response.text
         _no_surrogate(response)
         assert (await setup.gateway.api.get("/readyz")).status_code == 200
+
+
+# ---- an MCP Registry: its v0.1 API, and a file or directory of server.json documents
+
+
+def _with_description(page: dict[str, Any]) -> dict[str, Any]:
+    first = page["servers"][0]
+    return page | {"servers": [{**first, "server": first["server"] | {"description": LONE}}, *page["servers"][1:]]}
+
+
+@pytest.mark.parametrize("form", FORMS)
+async def test_a_registry_answer_with_a_lone_surrogate_is_refused_and_nothing_is_saved(form: str, gateway: Running) -> None:
+    with http_fixture() as upstream:
+        app = registry_app(load_documents(upstream.url))
+        async with serve_asgi(tampered(app, "/v0.1/servers", _with_description, form)) as url:
+            refused = await gateway.api.post("/api/v1/registries", json={"name": "evil", "url": url})
+    assert refused.status_code == 502, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "registry source 'evil'" in refused.json()["detail"] and "not valid Unicode" in refused.json()["detail"]
+    _no_surrogate(refused)
+    assert (await gateway.api.get("/api/v1/registries")).json()["items"] == []
+    assert (await gateway.api.get("/readyz")).status_code == 200
+
+
+async def test_a_registry_refresh_with_a_lone_surrogate_keeps_the_cached_listing(gateway: Running) -> None:
+    evil = {"on": False}
+
+    def change(page: dict[str, Any]) -> dict[str, Any]:
+        return _with_description(page) if evil["on"] else page
+
+    with http_fixture() as upstream:
+        app = registry_app(load_documents(upstream.url))
+        async with serve_asgi(tampered(app, "/v0.1/servers", change, "escaped")) as url:
+            added = await gateway.api.post("/api/v1/registries", json={"name": "acme", "url": url})
+            assert added.status_code == 201, added.text
+            evil["on"] = True
+            refused = await gateway.api.post("/api/v1/registries/acme/refresh", params={"full": "true"})
+    assert refused.status_code == 502, refused.text
+    _no_surrogate(refused)
+    listed = await gateway.api.get("/api/v1/registries")
+    assert listed.status_code == 200, listed.text
+    [source] = listed.json()["items"]
+    assert source["entries"] == added.json()["entries"] and "not valid Unicode" in source["error"]
+    found = await gateway.api.get("/api/v1/registries/search", params={"q": ""})
+    assert found.status_code == 200 and "\\ud800" not in found.text
+
+
+@pytest.mark.parametrize("form", FORMS)
+async def test_a_registry_file_with_a_lone_surrogate_is_refused_naming_the_file(form: str, gateway: Running, tmp_path: Path) -> None:
+    document = json.loads((Path(__file__).parents[1] / "upstreams/registry/pypi-weather.json").read_text())
+    raw = json.dumps(document | {"description": LONE}, ensure_ascii=form == "escaped").encode("utf-8", "surrogatepass")
+    (tmp_path / "evil.json").write_bytes(raw)
+    refused = await gateway.api.post("/api/v1/registries", json={"name": "local", "path": str(tmp_path / "evil.json")})
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["detail"]
+    assert "registry source 'local'" in detail and "evil.json" in detail and "not valid Unicode" in detail, detail
+    _no_surrogate(refused)
+    assert (await gateway.api.get("/api/v1/registries")).json()["items"] == []

@@ -33,6 +33,7 @@ from bastion.core.registry_listing import (
     merge,
     search,
 )
+from bastion.core.surrogates import lone_surrogate, not_unicode_detail
 from bastion.upstream.registry_fetch import fetch_json
 
 log = logging.getLogger("bastion.registry")
@@ -189,7 +190,8 @@ class Registries:
 
 
 def _read_path(source: str, path: str) -> list[RegistryEntry]:
-    """Every server.json under a file or directory (*.json, sorted); BadRequest naming a bad file."""
+    """Every server.json under a file or directory (*.json, sorted); BadRequest naming a bad file (not
+    JSON, holding a lone surrogate, or no server.json)."""
     root = Path(path)
     if root.is_dir():
         files = sorted(root.glob("*.json"))
@@ -201,9 +203,12 @@ def _read_path(source: str, path: str) -> list[RegistryEntry]:
     for file in files:
         if file.stat().st_size > MAX_FILE_BYTES:
             raise BadRequest(f"registry source {source!r}: {file.name} is larger than {MAX_FILE_BYTES} bytes")
+        raw = file.read_bytes()
         try:
-            data = json.loads(file.read_bytes())
+            data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest(f"registry source {source!r}: {file.name} is not valid JSON") from None
+        if (found := lone_surrogate(raw, data)) is not None:
+            raise BadRequest(not_unicode_detail(f"registry source {source!r}: {file.name}", found, "holds"))
         entries += entries_from_file(source, data, f"{file.name}")
     return entries

@@ -14,6 +14,7 @@ import anyio
 import httpx2
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from bastion.core.surrogates import lone_surrogate, not_unicode
 
 MAX_BYTES = 8 * 1024 * 1024
 DEADLINE = 30.0
@@ -28,7 +29,8 @@ async def fetch_json(
     deadline: float = DEADLINE,
     max_bytes: int = MAX_BYTES,
 ) -> Any:
-    """GET `url` and parse its JSON body, within `deadline` seconds in total and `max_bytes`."""
+    """GET `url` and parse its JSON body, within `deadline` seconds in total and `max_bytes`; JSON
+    holding a lone surrogate is an UpstreamProtocolError, as an answer that is not JSON is."""
     body = bytearray()
     try:
         with anyio.fail_after(deadline):
@@ -44,6 +46,9 @@ async def fetch_json(
     except httpx2.HTTPError as exc:
         raise UpstreamUnavailable(f"{what} could not be reached ({type(exc).__name__})") from None
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UpstreamProtocolError(f"{what} answered with something that is not JSON") from None
+    if (found := lone_surrogate(body, value)) is not None:  # stored as an entry, it breaks whoever reads it
+        raise not_unicode(what, found)
+    return value
