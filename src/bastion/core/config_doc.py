@@ -31,7 +31,7 @@ from bastion.core.models import (
 )
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
-from bastion.core.surrogates import pairs_joined, shown, surrogate_in
+from bastion.core.surrogates import shown, yaml_surrogate
 from bastion.core.transforms import ToolTransform
 from bastion.core.yaml_text import AliasBomb, load_yaml
 
@@ -157,11 +157,9 @@ def read_document(text: str | bytes) -> ConfigDoc:
         raise BadRequest(f"the configuration is not valid YAML{where}: {problem}") from None
     except RecursionError:
         raise BadRequest("the configuration nests too deeply") from None
-    if ("\\" in text) if isinstance(text, str) else (b"\\" in text):  # only an escape can name a surrogate
-        data = pairs_joined(data)
-        found = surrogate_in(data)
-        if found is not None:  # text that no database or upstream can take
-            raise BadRequest(f"the configuration is refused: a lone surrogate ({shown(found)}) is not text")
+    data, found = yaml_surrogate(text, data)
+    if found is not None:  # text that no database or upstream can take
+        raise BadRequest(f"the configuration is refused: a lone surrogate ({shown(found)}) is not text")
     return parse_doc(data)
 
 

@@ -82,5 +82,15 @@ def pairs_joined(value: Any) -> Any:
     return value
 
 
+def yaml_surrogate(raw: bytes | str, value: Any) -> tuple[Any, str | None]:
+    """`value` (parsed YAML from `raw`) with its surrogate pairs joined, and the first lone surrogate
+    left in it (None). Only an escape can name one (PyYAML refuses a surrogate character and bytes
+    that are not UTF-8), so text without a backslash is neither walked nor copied."""
+    if ("\\" not in raw) if isinstance(raw, str) else (b"\\" not in raw):
+        return value, None
+    joined = pairs_joined(value)
+    return joined, surrogate_in(joined)
+
+
 def _joined(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")

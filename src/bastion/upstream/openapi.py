@@ -30,7 +30,7 @@ from bastion.core.openapi_ops import (
     operations,
 )
 from bastion.core.ports import CallHooks
-from bastion.core.surrogates import lone_surrogate, not_unicode, pairs_joined, surrogate_in
+from bastion.core.surrogates import lone_surrogate, not_unicode, yaml_surrogate
 from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -49,12 +49,12 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         found = lone_surrogate(raw, doc)
     except ValueError:
         try:
-            doc = pairs_joined(load_yaml(raw))  # YAML reads an escaped pair as two surrogates
+            doc = load_yaml(raw)
         except (yaml.YAMLError, RecursionError):
             raise UpstreamProtocolError(f"{what} is neither JSON nor YAML") from None
         except AliasBomb as exc:
             raise UpstreamProtocolError(f"{what}: {exc}") from None
-        found = surrogate_in(doc)
+        doc, found = yaml_surrogate(raw, doc)  # YAML reads an escaped pair as two surrogates
     if found is not None:  # its text would become tool names and descriptions, stored and sent on
         raise not_unicode(what, found, "holds")
     if not isinstance(doc, dict):
