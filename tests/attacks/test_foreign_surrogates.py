@@ -1,19 +1,20 @@
 """Attack class: a lone UTF-16 surrogate (`"\\ud800"`, or its UTF-8 bytes ED A0 80, which json.loads
 decodes with surrogatepass) in JSON that other parties than upstream MCP servers answer Bastion with:
 an upstream's OAuth token endpoint, an OpenID Connect provider (discovery, token endpoint, keys), an
-MCP Registry (its API or a file of server.json documents). UTF-8 cannot encode what json.loads makes
-of it, so a token with one breaks the vault or a header, and a registry entry with one breaks the
-database. Each is refused where it is parsed, as the malformed answer of that party it is: a clear
+MCP Registry (its API or a file of server.json documents), an OAuth client's metadata document. UTF-8
+cannot encode what json.loads makes of it, so a token with one breaks the vault or a header, a
+registry entry with one breaks the database, and a client's name with one breaks the consent page. Each is refused where it is parsed, as the malformed answer of that party it is: a clear
 error that names the party, never a 500, never the surrogate itself."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx2
 import pytest
@@ -23,12 +24,16 @@ from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import OAuthUserGrant
 from bastion.core.surrogates import surrogate_in
 from bastion.upstream.user_oauth import token_request
+from tests.auth import oauth_client
 from tests.auth.fake_oidc import FakeProvider
+from tests.auth.oauth_client import REDIRECT_URI, Pkce, authorize_url, hidden_fields, serve_public
+from tests.auth.test_oauth_server import DEV, populate
 from tests.auth.test_oidc import IdentityProvider
 from tests.auth.test_oidc import Setup as VerifierSetup
 from tests.auth.test_oidc_signin import Setup as SignInSetup
 from tests.auth.test_oidc_signin import _error, _gateway_settings, _signed_in
 from tests.harness import Running, http_fixture, serve, serve_asgi, settings_for
+from tests.identity import PASSWORD
 from tests.upstreams.registry_server import load_documents, registry_app
 from tests.vault.test_upstream_oauth import CLIENT_SECRET, oauth_body, oauth_world
 
@@ -245,3 +250,78 @@ async def test_a_registry_file_with_a_lone_surrogate_is_refused_naming_the_file(
     assert "registry source 'local'" in detail and "evil.json" in detail and "not valid Unicode" in detail, detail
     _no_surrogate(refused)
     assert (await gateway.api.get("/api/v1/registries")).json()["items"] == []
+
+
+# ---- an OAuth client's metadata document: its client_id is the URL Bastion fetches it from, so
+# whoever starts a sign-in chooses the document
+
+
+@pytest.fixture
+async def authorization_server(tmp_path: Path) -> AsyncIterator[Running]:
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/o.db") as running:
+        await populate(running)
+        yield running
+
+
+async def client_document(scope: Scope, receive: Receive, send: Send) -> None:
+    """A good metadata document, naming itself as client_id."""
+    url = f"http://{dict(scope['headers'])[b'host'].decode()}{scope['path']}"
+    document = {"client_id": url, "client_name": "Document Client", "redirect_uris": [REDIRECT_URI],
+                "client_uri": "https://app.example/", "logo_uri": "https://app.example/logo.png",
+                "software_id": "app", "software_version": "1", "token_endpoint_auth_method": "none"}
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(document).encode()})
+
+
+async def signed_in_as_the_client(gateway: Running, client_id: str) -> list[httpx2.Response]:
+    """A user signing in for the client as far as it gets: /authorize, the consent page, Allow, /token."""
+    pkce = Pkce()
+    async with httpx2.AsyncClient(timeout=30) as http:
+        answers = [await http.get(authorize_url(gateway, {"client_id": client_id}, "vs1", pkce))]
+        if answers[-1].status_code != 302:
+            return answers
+        consent = answers[-1].headers["location"]
+        answers.append(await http.get(consent))
+        if answers[-1].status_code != 200:
+            return answers
+        form = {**hidden_fields(answers[-1].text), "email": DEV, "password": PASSWORD, "action": "allow"}
+        answers.append(await http.post(consent.split("?")[0], data=form))
+        if answers[-1].status_code != 303:
+            return answers
+    code = dict(parse_qsl(urlsplit(answers[-1].headers["location"]).query)).get("code", "")
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": pkce.verifier}
+    answers.append(await oauth_client.token_request(gateway, {"client_id": client_id}, **exchange))
+    return answers
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda doc: doc | {"client_name": LONE},
+        lambda doc: doc | {"redirect_uris": [*doc["redirect_uris"], "http://127.0.0.1:9/" + LONE]},
+        lambda doc: doc | {"logo_uri": doc["logo_uri"] + LONE},
+        lambda doc: doc | {"client_uri": doc["client_uri"] + LONE},
+        lambda doc: doc | {"software_version": LONE},
+    ],
+    ids=["client_name", "redirect_uris", "logo_uri", "client_uri", "software_version"],
+)
+async def test_a_client_metadata_document_with_a_lone_surrogate_is_refused_like_an_invalid_one(
+    form: str, change: Callable[[Any], Any], authorization_server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/authorize refuses the client (400 invalid_request, as for a document that names another
+    client) and the debug log says why, naming the document: no consent page, no code, no token."""
+    caplog.set_level(logging.DEBUG, logger="bastion.auth")
+    async with serve_asgi(tampered(client_document, "/client.json", change, form)) as site:
+        client_id = f"{site}/client.json"
+        answers = await signed_in_as_the_client(authorization_server, client_id)
+    for answer in answers:
+        assert answer.status_code < 500, f"{answer.request.method} {answer.request.url.path}: {answer.status_code} {answer.text}"
+        _no_surrogate(answer)
+    assert len(answers) == 1, f"the document was used: {[(a.request.url.path, a.status_code) for a in answers]}"
+    [refused] = answers
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_request", refused.text
+    why = [r.getMessage() for r in caplog.records if "client metadata document" in r.getMessage()]
+    assert why and "not valid Unicode (a lone surrogate \\ud800)" in why[-1] and client_id in why[-1], why
+    assert "\ud800" not in why[-1]
+    assert (await authorization_server.api.get("/readyz")).status_code == 200

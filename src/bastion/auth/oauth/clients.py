@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from bastion.core.errors import FetchFailed
 from bastion.core.oauth import OAuthRepo, StoredClient, redirect_uri_problem
+from bastion.core.surrogates import lone_surrogate, not_unicode_detail
 from bastion.outbound import Outbound
 
 log = logging.getLogger("bastion.auth")
@@ -106,7 +107,10 @@ class Clients:
         fetched = await self._outbound.fetch(url, untrusted=True, max_bytes=MAX_DOCUMENT)
         if fetched.status != 200:
             raise ValueError(f"fetching it answered {fetched.status}")
-        return _client_from_document(url, json.loads(fetched.body))
+        document = json.loads(fetched.body)
+        if (found := lone_surrogate(fetched.body, document)) is not None:  # its name would break the consent page
+            raise ValueError(not_unicode_detail("the document", found, "holds"))
+        return _client_from_document(url, document)
 
     def _check_url(self, url: str) -> None:
         parts = urlsplit(url)
