@@ -218,8 +218,10 @@ def telemetry_settings(receiver: str) -> dict[str, dict[str, str]]:
         "on": telemetry_on(None),
         "traces10": telemetry_on(receiver, 0.1),
         "traces100": telemetry_on(receiver, 1.0),
-        # What the budget names (metrics, audit, traces) with usage, without the INFO line per call.
+        # What the budget names (metrics, audit, traces) with usage, without the INFO line per call,
+        # with traces sampled at 10% and at 100%.
         "nolog10": telemetry_on(receiver, 0.1, log_line=False),
+        "nolog100": telemetry_on(receiver, 1.0, log_line=False),
     }
 
 
@@ -335,7 +337,7 @@ def compare_telemetry(args: argparse.Namespace) -> None:
         sink.wait(timeout=15)
     print(f"load average {os.getloadavg()[0]:.2f}; {args.calls} calls per run, median of {args.rounds} run(s) each")
     print("gateway CPU per call; on = metrics + JSON log line + audit + usage; traces at 10% / 100% sampling on top;")
-    print("nolog10 = on + traces at 10%, without the INFO line per call (BASTION_LOG_LEVEL=WARNING);")
+    print("nolog10 / nolog100 = on + traces at 10% / 100%, without the INFO line per call (BASTION_LOG_LEVEL=WARNING);")
     print("\"of which loop\": the main (event loop) thread alone, the rest being the span export and SQLite threads")
     print("\"per client cpu\": the gateway's CPU per call over the bench client's in the same run (the client's work is")
     print("  the same in every setting, so this takes out the machine's speed changing between runs)")
@@ -375,7 +377,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="With --telemetry: run each setting this many times, in turn")
     parser.add_argument(
         "--settings",
-        choices=("on", "traces10", "traces100", "nolog10"),
+        choices=("on", "traces10", "traces100", "nolog10", "nolog100"),
         action="append",
         help="With --telemetry: compare only these settings with off (repeatable; default on, traces10, traces100)",
     )
