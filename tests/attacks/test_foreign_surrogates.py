@@ -3,8 +3,9 @@ decodes with surrogatepass) in JSON that other parties than upstream MCP servers
 an upstream's OAuth token endpoint, an OpenID Connect provider (discovery, token endpoint, keys), an
 MCP Registry (its API or a file of server.json documents), an OAuth client's metadata document. UTF-8
 cannot encode what json.loads makes of it, so a token with one breaks the vault or a header, a
-registry entry with one breaks the database, and a client's name with one breaks the consent page. Each is refused where it is parsed, as the malformed answer of that party it is: a clear
-error that names the party, never a 500, never the surrogate itself."""
+registry entry with one breaks the database, and a client's name with one breaks the consent page.
+Each is refused where it is parsed, as the malformed answer of that party it is: a clear error that
+names the party, never a 500, never the surrogate itself."""
 
 from __future__ import annotations
 
