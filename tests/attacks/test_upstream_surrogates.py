@@ -148,9 +148,12 @@ def _clean(response: httpx2.Response) -> Any:
     return parsed
 
 
-async def _mcp_call(gw: Running, name: str, arguments: dict[str, Any]) -> Any:
-    """A 2026-07-28 tools/call through the gateway, as a raw client (the answer, parsed; JSON or SSE)."""
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+async def _mcp_call(gw: Running, name: str, arguments: dict[str, Any], progress: bool = False) -> Any:
+    """A 2026-07-28 tools/call through the gateway, as a raw client (the answer, parsed; JSON or SSE),
+    asking for progress if `progress`; whatever comes before the answer holds no surrogate either."""
+    meta: dict[str, Any] = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    if progress:
+        meta["progressToken"] = "p1"
     headers = {"authorization": f"Bearer {TOKEN}", "accept": "application/json, text/event-stream",
                "content-type": "application/json", "mcp-protocol-version": "2026-07-28",
                "mcp-method": "tools/call", "mcp-name": name}
@@ -159,25 +162,31 @@ async def _mcp_call(gw: Running, name: str, arguments: dict[str, Any]) -> Any:
         answered = await http.post(gw.mcp_url("vs"), headers=headers, content=json.dumps(call).encode())
     assert answered.status_code < 500, answered.text
     text = answered.content.decode()
-    if answered.headers.get("content-type", "").startswith("text/event-stream"):
-        text = [line[5:] for line in text.splitlines() if line.startswith("data:")][-1]
     from bastion.core.surrogates import surrogate_in
 
+    if answered.headers.get("content-type", "").startswith("text/event-stream"):
+        *before, text = [line[5:] for line in text.splitlines() if line.startswith("data:")]
+        assert all(surrogate_in(json.loads(data)) is None for data in before), before
     parsed = json.loads(text)
     assert surrogate_in(parsed) is None, text
     assert "internal error" not in text.lower(), text
     return parsed
 
 
-async def _legacy_call(gw: Running, name: str, arguments: dict[str, Any]) -> str:
-    """A 2025-11-25 session's tools/call through the gateway with the SDK client: what it got, as text."""
+async def _legacy_call(gw: Running, name: str, arguments: dict[str, Any], progress: list[str] | None = None) -> str:
+    """A 2025-11-25 session's tools/call through the gateway with the SDK client: what it got, as text;
+    with `progress`, it asks for progress and keeps each message there."""
     import anyio
     from mcp import MCPError
+
+    async def on_progress(_progress: float, _total: float | None, message: str | None) -> None:
+        assert progress is not None
+        progress.append(message or "")
 
     with anyio.fail_after(30):
         async with gw.client("vs") as client:
             try:
-                result = await client.call_tool(name, arguments)
+                result = await client.call_tool(name, arguments, progress_callback=on_progress if progress is not None else None)
             except MCPError as exc:
                 return f"error: {exc.message}"
     return json.dumps(result.model_dump(mode="json"))
@@ -266,6 +275,89 @@ async def test_an_a2a_agent_replying_with_a_lone_surrogate_breaks_nothing(tmp_pa
         await gw.register({"name": "agent", "transport": "a2a", "url": f"{base}/.well-known/agent-card.json"})
         await gw.create_server({"name": "vs", "upstreams": ["agent"]})
         await _still_fine(gw, "agent__bad", "agent__good", {"message": "hi"}, {"message": "hi"})
+
+
+def streaming_a2a_agent(where: str, methods: list[str]) -> Starlette:
+    """An A2A agent that streams (SendStreamingMessage): a task, a status update (which Bastion relays
+    as progress), the artifact (the result), completed. For the `bad` skill the status update's text
+    (`where` "status") or the artifact's holds a lone surrogate, escaped; `methods` records what came."""
+
+    async def card(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/")
+        return _json({
+            "name": "odd", "version": "1", "capabilities": {"streaming": True},
+            "supportedInterfaces": [{"protocolBinding": "JSONRPC", "url": f"{base}/rpc", "protocolVersion": "1.0"}],
+            "skills": [{"id": "bad", "name": "bad"}, {"id": "good", "name": "good"}],
+        })
+
+    async def rpc(request: Request) -> Response:
+        message = json.loads(await request.body())
+        methods.append(message["method"])
+        bad = message["params"]["message"]["metadata"]["skillId"] == "bad"
+        ids = {"taskId": "t1", "contextId": "c1"}
+        said = {"role": "ROLE_AGENT", "parts": [{"text": LONE if bad and where == "status" else "working on it"}]}
+        results = [
+            {"task": {"id": "t1", "contextId": "c1", "status": {"state": "TASK_STATE_SUBMITTED"}}},
+            {"statusUpdate": {**ids, "status": {"state": "TASK_STATE_WORKING", "message": said}}},
+            {"artifactUpdate": {**ids, "artifact": {"artifactId": "a1", "parts": [{"text": LONE if bad and where == "artifact" else "fine"}]}}},
+            {"statusUpdate": {**ids, "status": {"state": "TASK_STATE_COMPLETED"}}},
+        ]
+        events = "".join(f"data: {json.dumps({'jsonrpc': '2.0', 'id': message['id'], 'result': r})}\n\n" for r in results)
+        return Response(events.encode(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/.well-known/agent-card.json", card), Route("/rpc", rpc, methods=["POST"])])
+
+
+async def _async_facade_call(gw: Running, name: str, arguments: dict[str, Any]) -> tuple[str, Any]:
+    """A `Prefer: respond-async` facade call (which relays progress, so Bastion follows the agent's
+    stream), followed on its events URL to its end: the last event's name and data."""
+    from bastion.core.surrogates import surrogate_in
+    from tests.e2e.test_facade_async import ASYNC, events
+
+    started = await gw.api.post(f"/api/v1/servers/vs/tools/{name}", json=arguments, headers=ASYNC)
+    assert started.status_code == 202, started.text
+    async for last in events(gw.api, started.json()["events_url"], until="error"):
+        assert surrogate_in(last[1]) is None and "internal error" not in json.dumps(last).lower(), last
+    return last
+
+
+@pytest.mark.parametrize("where", ["status", "artifact"])
+async def test_an_a2a_agent_streaming_a_lone_surrogate_breaks_nothing(tmp_path: Path, where: str) -> None:
+    """A caller that asks for progress (a progress token over MCP, an async facade call) has Bastion
+    follow the agent's stream: an event with a lone surrogate ends the call with the upstream protocol
+    error, whether it would have been relayed as progress or become the result."""
+    import anyio
+
+    methods: list[str] = []
+    async with serve_asgi(streaming_a2a_agent(where, methods)) as base, serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
+        await gw.register({"name": "agent", "transport": "a2a", "url": f"{base}/.well-known/agent-card.json"})
+        await gw.create_server({"name": "vs", "upstreams": ["agent"]})
+        said: list[str] = []
+        with anyio.fail_after(60):  # a refused stream ends the call, it does not hang it
+            modern = await _mcp_call(gw, "agent__bad", {"message": "hi"}, progress=True)
+            legacy = await _legacy_call(gw, "agent__bad", {"message": "hi"}, said)
+            ended, outcome = await _async_facade_call(gw, "agent__bad", {"message": "hi"})
+        assert methods == ["SendStreamingMessage"] * 3, methods
+        assert modern["error"]["data"]["type"] == "UpstreamProtocolError", modern
+        assert ended == "error" and outcome["state"] == "failed" and outcome["error"]["status"] == 502, outcome
+        assert said == ([] if where == "status" else ["working on it"]), said  # what came before it is relayed
+        for answer in (modern["error"]["message"], legacy, outcome["error"]["detail"]):
+            assert "agent 'agent' answered with text that is not valid Unicode (a lone surrogate \\ud800)" in answer, answer
+        # Then the gateway, the audit chain and the agent's other skill, streamed too.
+        with anyio.fail_after(60):
+            assert (await _mcp_call(gw, "agent__good", {"message": "hi"}, progress=True))["result"]["content"][0]["text"] == "fine"
+            said.clear()
+            assert json.loads(await _legacy_call(gw, "agent__good", {"message": "hi"}, said))["content"][0]["text"] == "fine"
+            ended, outcome = await _async_facade_call(gw, "agent__good", {"message": "hi"})
+        assert ended == "result" and outcome["result"]["content"][0]["text"] == "fine", outcome
+        assert said == ["working on it", "TASK_STATE_COMPLETED"], said
+        assert methods == ["SendStreamingMessage"] * 6, methods
+        assert (await gw.api.get("/readyz")).status_code == 200
+        audit = await gw.api.get("/api/v1/audit", params={"limit": "100"})
+        assert audit.status_code == 200, audit.text
+        assert len([r for r in audit.json()["items"] if r["action"] == "tools/call" and r["target"] == "agent__bad"]) == 3, audit.text
+        verdict = await gw.api.post("/api/v1/audit/verify")
+        assert verdict.status_code == 200 and verdict.json()["ok"] is True, verdict.text
 
 
 @pytest.mark.parametrize("transport", ["openapi", "a2a"])
