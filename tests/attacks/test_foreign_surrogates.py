@@ -134,7 +134,9 @@ async def signin_provider(tmp_path: Path, path: str, change: Callable[[Any], Any
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("field", ["authorization_endpoint", "service_documentation"])
-async def test_a_discovery_document_with_a_lone_surrogate_is_a_clear_page(form: str, field: str, tmp_path: Path) -> None:
+async def test_a_discovery_document_with_a_lone_surrogate_is_a_clear_page(
+    form: str, field: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def change(doc: dict[str, Any]) -> dict[str, Any]:
         return doc | {field: doc.get(field, "") + LONE}
 
@@ -142,8 +144,11 @@ async def test_a_discovery_document_with_a_lone_surrogate_is_a_clear_page(form: 
         async with setup.browser() as http:
             page = await http.get(f"{setup.base}/admin/oidc/start")
     assert page.status_code == 503, page.text
-    assert "identity provider" in page.text
+    # It was reached: the page says its document is unusable, not that it could not be reached.
+    assert "did not answer with a discovery document Bastion can use" in page.text, page.text
     _no_surrogate(page)
+    why = [r.getMessage() for r in caplog.records if "discovery document is unusable" in r.getMessage()]
+    assert why and "not valid Unicode (a lone surrogate \\ud800)" in why[0], why  # the operator's log says why
 
 
 @pytest.mark.parametrize("form", FORMS)

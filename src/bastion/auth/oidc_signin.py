@@ -97,7 +97,10 @@ class OidcSignIn:
             url = self.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
             try:
                 document = await self._fetch(url)
-            except (OSError, FetchFailed, AddressRefused, ValueError) as exc:
+            except ValueError as exc:  # reached, but what it answered is no discovery document
+                log.warning("the identity provider's discovery document is unusable: %s", exc)
+                raise IdentityProviderUnavailable("the identity provider did not answer with a discovery document Bastion can use") from None
+            except (OSError, FetchFailed, AddressRefused) as exc:
                 log.warning("could not fetch the identity provider's discovery document: %s", type(exc).__name__)
                 raise IdentityProviderUnavailable("the identity provider could not be reached; try again later") from None
             self._endpoints = _endpoints_of(document, self.config.issuer)
