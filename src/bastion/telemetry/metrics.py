@@ -10,6 +10,7 @@ health, catalog size, sessions) are read at scrape time, not updated on the hot 
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -23,6 +24,27 @@ from bastion.core.observation import CallRecord, EdgeEvent
 from bastion.telemetry.request_figures import Histograms, RequestCounts
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+_VERSIONS = {"application/openmetrics-text": ("1.0.0", "2.0.0"), "text/plain": ("0.0.4", "1.0.0")}
+"""The formats prometheus_client writes, by version (none named: its default)."""
+_REFUSED = re.compile(r"0(\.0{0,3})?")
+"""A q value of zero (RFC 9110): the client does not want that format."""
+
+
+def spoken(accept: str) -> str:
+    """`accept` with only the media ranges we can honour, rewritten as prometheus_client reads them.
+    It echoes any version it is given (`version=99`) into the content type, fails on one that is not
+    a number, and ignores q: a range refused (q=0) or naming another version is left out instead."""
+    kept = []
+    for media_range in accept.split(","):
+        media, *parameters = (part.strip() for part in media_range.split(";"))
+        values = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parameters)}
+        versions = _VERSIONS.get(media.lower())
+        version = values.get("version")
+        if versions is None or (version and version not in versions) or _REFUSED.fullmatch(values.get("q", "1")):
+            continue
+        kept.append("; ".join([media.lower(), *(f"{k}={values[k]}" for k in ("version", "escaping") if values.get(k))]))
+    return ", ".join(kept)
 
 
 @dataclass
@@ -134,7 +156,7 @@ class Metrics:
 
     def expose(self, accept: str) -> tuple[bytes, str]:
         """The whole exposition (text format, or OpenMetrics when `accept` asks for it)."""
-        encoder, content_type = choose_encoder(accept)
+        encoder, content_type = choose_encoder(spoken(accept))
         body = encoder(self.registry)
         openmetrics = content_type.startswith("application/openmetrics-text")
         requests = self.requests.text(openmetrics).encode()

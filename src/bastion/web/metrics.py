@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from bastion.core.errors import Forbidden
+from bastion.auth.tokens import bearer_token
+from bastion.core.errors import Forbidden, Unauthenticated
 from bastion.pipeline.context import Principal
 from bastion.web.errors import problem_from
 
@@ -23,15 +24,20 @@ Expose = Callable[[str], tuple[bytes, str]]
 class MetricsEndpoint:
     def __init__(self, expose: Expose, scrape_token: str | None) -> None:
         self.expose = expose
-        self._token = f"Bearer {scrape_token}".encode() if scrape_token else None
+        self._token = scrape_token.encode() if scrape_token else None
 
     def scraper(self, scope: Scope) -> bool:
-        """Whether the request carries the scrape token (compared in constant time)."""
+        """Whether the request carries the scrape token (compared in constant time), read as any
+        bearer token is: the scheme's case and the spaces around the token do not matter."""
         if self._token is None:
             return False
         for key, value in scope["headers"]:
             if key == b"authorization":
-                return hmac.compare_digest(value, self._token)
+                try:
+                    token = bearer_token(value.decode("latin-1"))
+                except Unauthenticated:
+                    return False
+                return hmac.compare_digest(token.encode("latin-1"), self._token)  # the bytes as sent
         return False
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, principal: Principal | None) -> None:

@@ -12,8 +12,11 @@ from bastion.core.audit_chain import AuditEntry, entry_values
 from bastion.core.errors import BadRequest
 from bastion.core.ports import AuditFilter
 from bastion.telemetry.audit import AuditLog, parse_time
+from bastion.web.rest.common import query_text
 
 MAX_LIMIT = 1000
+MAX_NUMBER = 2**63 - 1
+"""The largest record id (a 64-bit database integer): a cursor past it cannot be compared with one."""
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
@@ -30,6 +33,8 @@ def _int(request: Request, name: str, default: int | None) -> int | None:
         raise BadRequest(f"{name} must be a whole number") from None
     if number < 0:
         raise BadRequest(f"{name} must not be negative")
+    if number > MAX_NUMBER:
+        raise BadRequest(f"{name} must be at most {MAX_NUMBER}")
     return number
 
 
@@ -44,16 +49,18 @@ def _time(request: Request, name: str) -> str | None:
 
 
 def audit_filter(request: Request) -> AuditFilter:
-    q = request.query_params
     limit = _int(request, "limit", 100) or 100
+    since, until = _time(request, "since"), _time(request, "until")
+    if since is not None and until is not None and until <= since:
+        raise BadRequest("until must be after since")
     return AuditFilter(
-        since=_time(request, "since"),
-        until=_time(request, "until"),
-        action=q.get("action") or None,
-        actor=q.get("actor") or None,
-        target=q.get("target") or None,
-        outcome=q.get("outcome") or None,
-        server=q.get("server") or None,
+        since=since,
+        until=until,
+        action=query_text(request, "action"),
+        actor=query_text(request, "actor"),
+        target=query_text(request, "target"),
+        outcome=query_text(request, "outcome"),
+        server=query_text(request, "server"),
         before=_int(request, "cursor", None),
         after=_int(request, "after", None),
         limit=min(limit, MAX_LIMIT),

@@ -43,6 +43,17 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest("the body holds a number with too many digits") from None
 
 
+def query_text(request: Request, name: str) -> str | None:
+    """A text filter from the query string (None when absent or empty); one holding a NUL is refused:
+    no stored name holds one, and PostgreSQL cannot even compare one."""
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    if "\x00" in value:
+        raise BadRequest(f"{name} must not contain a NUL character")
+    return value
+
+
 def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")

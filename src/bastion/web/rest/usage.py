@@ -3,6 +3,7 @@ replica; /api/v1/usage/unused — catalog items nobody called in the last N days
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from bastion.core.models import CatalogItem
 from bastion.core.ports import UsageStore
 from bastion.core.usage import GROUPS, UsageQuery, bucket_start, granularity_for, summarize
 from bastion.telemetry.usage import UsageRecorder
+from bastion.web.rest.common import query_text
 
 
 def _when(request: Request, name: str, default: datetime) -> datetime:
@@ -23,9 +25,11 @@ def _when(request: Request, name: str, default: datetime) -> datetime:
         return default
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
     except ValueError:
         raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00, which is in year 0 in UTC
+        raise BadRequest(f"{name} must be between the years 1 and 9999 in UTC") from None
 
 
 def usage_routes(
@@ -41,14 +45,13 @@ def usage_routes(
         if group_by not in GROUPS:
             raise BadRequest(f"group_by must be one of {', '.join(GROUPS)}")
         granularity = group_by if group_by in ("minute", "hour", "day") else granularity_for(since, now, kept)
-        q = request.query_params
         query = UsageQuery(
             since=bucket_start(since, granularity).isoformat(),
-            until=until.astimezone(UTC).isoformat(),
+            until=until.isoformat(),
             granularity=granularity,
-            server=q.get("server") or None,
-            upstream=q.get("upstream") or None,
-            item=q.get("tool") or q.get("item") or None,
+            server=query_text(request, "server"),
+            upstream=query_text(request, "upstream"),
+            item=query_text(request, "tool") or query_text(request, "item"),
         )
         await recorder.flush()  # this replica's latest counts are included
         rows = await store.query(query)
@@ -62,9 +65,12 @@ def usage_routes(
             days = float(request.query_params.get("days") or 30)
         except ValueError:
             raise BadRequest("days must be a number") from None
-        if days <= 0:
-            raise BadRequest("days must be positive")
-        since = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        if not 0 < days < math.inf:  # NaN compares false too
+            raise BadRequest("days must be a positive number")
+        try:
+            since = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+        except OverflowError:
+            raise BadRequest("days must not reach back before the year 1") from None
         await recorder.flush()
         used = await store.used_since(since)
         items = [
