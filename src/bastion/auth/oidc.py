@@ -10,7 +10,6 @@ are accepted, so `alg: none` and HMAC-with-the-public-key forgeries fail.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ import jwt
 from bastion.core.errors import BastionError, FetchFailed, Forbidden, Unauthenticated
 from bastion.core.grants import ALL_SERVERS, AllServers, Grants
 from bastion.core.netguard import AddressRefused
-from bastion.core.surrogates import lone_surrogate, not_unicode_detail
+from bastion.core.surrogates import strict_loads
 from bastion.core.values import ROLES, Role
 from bastion.outbound import Outbound
 from bastion.pipeline.context import Principal
@@ -237,11 +236,9 @@ def outbound_fetch(outbound: Outbound) -> Fetch:
         fetched = await outbound.fetch(url, untrusted=False, max_bytes=MAX_DOCUMENT, timeout=10.0)
         if fetched.status != 200:
             raise ValueError(f"fetching {url[:200]} answered HTTP {fetched.status}")
-        document = json.loads(fetched.body)
+        document = strict_loads(fetched.body, "the identity provider's document")  # an endpoint no URL can carry
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
-        if (found := lone_surrogate(fetched.body, document)) is not None:  # an endpoint no URL or page can carry
-            raise ValueError(not_unicode_detail("the identity provider's document", found, "holds"))
         return document
 
     return fetch

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import re
 import secrets
@@ -28,7 +27,7 @@ import jwt
 from bastion.auth.oidc import ALGORITHMS, LEEWAY, MAX_DOCUMENT, Fetch, IdentityProviderUnavailable, parse_keys
 from bastion.core.errors import BadRequest, FetchFailed, Unauthenticated
 from bastion.core.netguard import AddressRefused
-from bastion.core.surrogates import lone_surrogate, not_unicode_detail
+from bastion.core.surrogates import NotUnicode, strict_loads
 from bastion.outbound import Outbound
 
 log = logging.getLogger("bastion.auth")
@@ -164,16 +163,19 @@ class OidcSignIn:
         except (OSError, FetchFailed, AddressRefused) as exc:
             log.warning("the identity provider's token endpoint could not be reached: %s", type(exc).__name__)
             raise IdentityProviderUnavailable("the identity provider could not be reached; try again later") from None
+        unicode_error: NotUnicode | None = None  # told after a refusal's error code: an ID token no JWT library can read
         try:
-            reply = json.loads(fetched.body)
+            reply = strict_loads(fetched.body, "the identity provider's token endpoint", "answered with")
+        except NotUnicode as exc:
+            reply, unicode_error = exc.value, exc
         except ValueError:
             reply = None
         if fetched.status != 200 or not isinstance(reply, dict):
             code_said = safe_error_code(reply.get("error") if isinstance(reply, dict) else None)
             log.info("the identity provider's token endpoint refused the code: HTTP %d %s", fetched.status, code_said)
             raise BadRequest(f"the identity provider refused to complete the sign-in ({code_said})")
-        if (found := lone_surrogate(fetched.body, reply)) is not None:  # an ID token no JWT library can read
-            raise BadRequest(not_unicode_detail("the identity provider's token endpoint", found))
+        if unicode_error is not None:
+            raise BadRequest(str(unicode_error))
         id_token = reply.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise BadRequest("the identity provider answered without an ID token (is the 'openid' scope requested?)")

@@ -33,7 +33,7 @@ from bastion.core.registry_listing import (
     merge,
     search,
 )
-from bastion.core.surrogates import lone_surrogate, not_unicode_detail
+from bastion.core.surrogates import NotUnicode, strict_loads
 from bastion.upstream.registry_fetch import fetch_json
 
 log = logging.getLogger("bastion.registry")
@@ -203,12 +203,11 @@ def _read_path(source: str, path: str) -> list[RegistryEntry]:
     for file in files:
         if file.stat().st_size > MAX_FILE_BYTES:
             raise BadRequest(f"registry source {source!r}: {file.name} is larger than {MAX_FILE_BYTES} bytes")
-        raw = file.read_bytes()
         try:
-            data = json.loads(raw)
+            data = strict_loads(file.read_bytes(), f"registry source {source!r}: {file.name}")
+        except NotUnicode as exc:
+            raise BadRequest(str(exc)) from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise BadRequest(f"registry source {source!r}: {file.name} is not valid JSON") from None
-        if (found := lone_surrogate(raw, data)) is not None:
-            raise BadRequest(not_unicode_detail(f"registry source {source!r}: {file.name}", found, "holds"))
         entries += entries_from_file(source, data, f"{file.name}")
     return entries

@@ -4,6 +4,7 @@ that holds one is refused where it is parsed, as the MCP SDK's own JSON parser r
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -45,15 +46,32 @@ def surrogate_in(value: Any) -> str | None:
     return None
 
 
-def lone_surrogate(raw: bytes | bytearray | str, value: Any) -> str | None:
-    """The first surrogate in `value`, parsed by json.loads from `raw`, or None; looked for only when
-    `raw` can hold one, so a plain answer costs a byte search or two: an escape of a surrogate needs
-    a backslash, and bytes (which json.loads decodes with surrogatepass) may hold one UTF-8-encoded."""
+class NotUnicode(ValueError):
+    """JSON from another party whose text holds a lone surrogate, refused where it is parsed: a
+    ValueError, so a site that refuses malformed JSON as a ValueError needs no branch of its own. It
+    carries the surrogate (`char`), for a site that names the party in an error of its own, and the
+    parsed value (`value`), for one that looks at the answer's shape before its text."""
+
+    def __init__(self, char: str, value: Any, what: str, verb: str) -> None:
+        super().__init__(not_unicode_detail(what, char, verb))
+        self.char = char
+        self.value = value
+
+
+def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str = "holds") -> Any:
+    """`json.loads(raw)`, and NotUnicode (a ValueError, worded `what` `verb` ...) when the text holds a
+    lone surrogate, escaped (`"\\ud800"`) or, in bytes, encoded (json.loads decodes bytes with
+    surrogatepass, so ED A0 80 is U+D800). A plain answer costs a byte search or two: an escape needs
+    a backslash, and an encoded surrogate a byte ED; only then is the parsed value walked."""
+    value = json.loads(raw)
     if isinstance(raw, bytes | bytearray):
         maybe = bool(b"\\" in raw and _BYTES_ESCAPE.search(raw)) or bool(b"\xed" in raw and _ENCODED.search(raw))
     else:
         maybe = bool("\\" in raw and ESCAPE.search(raw)) or bool(not raw.isascii() and SURROGATE.search(raw))
-    return surrogate_in(value) if maybe else None  # decisive: a pair is one character, "\\\\ud800" no escape
+    found = surrogate_in(value) if maybe else None  # decisive: a pair is one character, "\\\\ud800" no escape
+    if found is not None:
+        raise NotUnicode(found, value, what, verb)
+    return value
 
 
 def not_unicode(what: str, char: str, verb: str = "answered with") -> UpstreamProtocolError:

@@ -21,7 +21,7 @@ import httpx2
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTimeout
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.core.ports import CallHooks, ProgressCallback
-from bastion.core.surrogates import lone_surrogate, not_unicode
+from bastion.core.surrogates import NotUnicode, strict_loads
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import ResponseTooLarge, fetch, open_stream
@@ -129,13 +129,13 @@ class A2aUpstream:
         request = self._http.build_request("GET", self.spec.url or "", headers={"Accept": "application/json"})
         fetched = await fetch(self._http, self._guard, request, what=what, deadline=self._timeout, max_bytes=MAX_CARD_BYTES)
         try:
-            card = json.loads(fetched.body) if fetched.status == 200 else None
+            card = strict_loads(fetched.body, what) if fetched.status == 200 else None  # its skills become stored tools
+        except NotUnicode as exc:
+            raise UpstreamProtocolError(str(exc)) from None
         except ValueError:
             card = None
         if not isinstance(card, dict):
             raise UpstreamProtocolError(f"{what} is not an agent card (HTTP {fetched.status})")
-        if (found := lone_surrogate(fetched.body, card)) is not None:  # its skills become stored tools
-            raise not_unicode(what, found, "holds")
         interfaces = [i for i in card.get("supportedInterfaces") or () if isinstance(i, dict)]
         jsonrpc = [i for i in interfaces if str(i.get("protocolBinding", "")).upper() == "JSONRPC" and i.get("url")]
         if not jsonrpc:
@@ -220,11 +220,11 @@ class A2aUpstream:
             excerpt = fetched.body[:500].decode(errors="replace")
             raise UpstreamProtocolError(f"{what} answered HTTP {fetched.status}: {excerpt}")
         try:
-            reply = json.loads(fetched.body)
+            reply = strict_loads(fetched.body, what, "answered with")
+        except NotUnicode as exc:
+            raise UpstreamProtocolError(str(exc)) from None
         except ValueError:
             raise UpstreamProtocolError(f"{what} answered something that is not JSON") from None
-        if (found := lone_surrogate(fetched.body, reply)) is not None:
-            raise not_unicode(what, found)
         error = reply.get("error") if isinstance(reply, dict) else None
         if isinstance(error, dict):
             raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)), error.get("data"))
@@ -245,11 +245,11 @@ class A2aUpstream:
                 if not line.startswith("data:"):
                     continue
                 try:
-                    event = json.loads(line[5:])
+                    event = strict_loads(line[5:], what, "answered with")
+                except NotUnicode as exc:
+                    raise UpstreamProtocolError(str(exc)) from None
                 except ValueError:
                     raise UpstreamProtocolError(f"{what} streamed an event that is not JSON") from None
-                if (found := lone_surrogate(line, event)) is not None:
-                    raise not_unicode(what, found)
                 if isinstance(event.get("error"), dict):
                     error = event["error"]
                     raise UpstreamRpcError(str(error.get("message", "agent error")), int(error.get("code", -32603)))

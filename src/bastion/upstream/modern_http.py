@@ -21,7 +21,7 @@ from yarl import URL
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
 from bastion.core.ports import CallHooks
-from bastion.core.surrogates import lone_surrogate, not_unicode
+from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads
 from bastion.core.tracing import header_text
 from bastion.upstream.oauth import TokenSource
 
@@ -227,11 +227,10 @@ async def _parse(data: bytes, upstream: str) -> Any:
 def _loads(data: bytes, upstream: str) -> Any:
     """The message; one holding a lone surrogate (valid JSON, no text: it would break whatever
     stores, signs or re-encodes it) is refused, as the SDK's parser refuses it on the other path."""
-    message = json.loads(data)
-    found = lone_surrogate(data, message)
-    if found is not None:
-        raise not_unicode(f"upstream {upstream!r}", found)
-    return message
+    try:
+        return strict_loads(data)
+    except NotUnicode as exc:  # worded here, not on every call: this is the path of every call
+        raise not_unicode(f"upstream {upstream!r}", exc.char) from None
 
 
 async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> None:

@@ -7,7 +7,6 @@ endpoint's error code, never a secret.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ import httpx2
 
 from bastion.core.errors import UpstreamUnavailable
 from bastion.core.models import OAuthClientCredentials
-from bastion.core.surrogates import lone_surrogate, not_unicode_detail
+from bastion.core.surrogates import NotUnicode, strict_loads
 from bastion.pipeline.tracing import vault_span
 
 # Refresh this long before expiry (at most a tenth of the lifetime), so no request carries a token
@@ -52,15 +51,15 @@ async def call_token_endpoint(
                     body += chunk
                     if len(body) > _MAX_TOKEN_RESPONSE:
                         raise UpstreamUnavailable(f"{where} answered with more than {_MAX_TOKEN_RESPONSE} bytes")
-        parsed: Any = json.loads(body) if body else {}
+        parsed: Any = strict_loads(body, where, "answered with") if body else {}  # a token no header can carry
     except TimeoutError:
         raise UpstreamUnavailable(f"{where} did not answer within {timeout:g} s") from None
     except httpx2.HTTPError as exc:
         raise UpstreamUnavailable(f"{where} could not be reached ({type(exc).__name__})") from None
+    except NotUnicode as exc:
+        raise UpstreamUnavailable(str(exc)) from None
     except ValueError:
         raise UpstreamUnavailable(f"{where} answered HTTP {response.status_code} without JSON") from None
-    if (found := lone_surrogate(body, parsed)) is not None:  # a token no header can carry, sealed as is
-        raise UpstreamUnavailable(not_unicode_detail(where, found))
     return response.status_code, parsed if isinstance(parsed, dict) else None
 
 

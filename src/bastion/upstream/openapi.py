@@ -30,7 +30,7 @@ from bastion.core.openapi_ops import (
     operations,
 )
 from bastion.core.ports import CallHooks
-from bastion.core.surrogates import lone_surrogate, not_unicode, yaml_surrogate
+from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
 from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -45,8 +45,9 @@ MAX_SPEC_BYTES = 32 * 1024 * 1024
 def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
     """An OpenAPI document from JSON or YAML text."""
     try:
-        doc = json.loads(raw)
-        found = lone_surrogate(raw, doc)
+        doc, found = strict_loads(raw, what), None
+    except NotUnicode as exc:  # its text would become tool names and descriptions, stored and sent on
+        raise UpstreamProtocolError(str(exc)) from None
     except ValueError:
         try:
             doc = load_yaml(raw)
@@ -55,7 +56,7 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         except AliasBomb as exc:
             raise UpstreamProtocolError(f"{what}: {exc}") from None
         doc, found = yaml_surrogate(raw, doc)  # YAML reads an escaped pair as two surrogates
-    if found is not None:  # its text would become tool names and descriptions, stored and sent on
+    if found is not None:
         raise not_unicode(what, found, "holds")
     if not isinstance(doc, dict):
         raise UpstreamProtocolError(f"{what} is not an OpenAPI document (not an object)")
@@ -97,12 +98,11 @@ def result_of(
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}] if text else []}
     if "json" in content_type and "outputSchema" in op.definition:
         try:
-            parsed = json.loads(text)
+            parsed = strict_loads(text, what, "answered with")
+        except NotUnicode as exc:
+            raise UpstreamProtocolError(str(exc)) from None
         except ValueError:
             parsed = None
-        found = lone_surrogate(text, parsed)
-        if found is not None:
-            raise not_unicode(what, found)
         if isinstance(parsed, dict):
             result["structuredContent"] = parsed
     return result

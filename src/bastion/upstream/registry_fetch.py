@@ -14,7 +14,7 @@ import anyio
 import httpx2
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from bastion.core.surrogates import lone_surrogate, not_unicode
+from bastion.core.surrogates import NotUnicode, strict_loads
 
 MAX_BYTES = 8 * 1024 * 1024
 DEADLINE = 30.0
@@ -46,9 +46,8 @@ async def fetch_json(
     except httpx2.HTTPError as exc:
         raise UpstreamUnavailable(f"{what} could not be reached ({type(exc).__name__})") from None
     try:
-        value = json.loads(body)
+        return strict_loads(body, what, "answered with")  # stored as an entry, it would break whoever reads it
+    except NotUnicode as exc:
+        raise UpstreamProtocolError(str(exc)) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UpstreamProtocolError(f"{what} answered with something that is not JSON") from None
-    if (found := lone_surrogate(body, value)) is not None:  # stored as an entry, it breaks whoever reads it
-        raise not_unicode(what, found)
-    return value

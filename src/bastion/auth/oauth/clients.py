@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pydantic import ValidationError
 
 from bastion.core.errors import FetchFailed
 from bastion.core.oauth import OAuthRepo, StoredClient, redirect_uri_problem
-from bastion.core.surrogates import lone_surrogate, not_unicode_detail
+from bastion.core.surrogates import strict_loads
 from bastion.outbound import Outbound
 
 log = logging.getLogger("bastion.auth")
@@ -107,9 +106,7 @@ class Clients:
         fetched = await self._outbound.fetch(url, untrusted=True, max_bytes=MAX_DOCUMENT)
         if fetched.status != 200:
             raise ValueError(f"fetching it answered {fetched.status}")
-        document = json.loads(fetched.body)
-        if (found := lone_surrogate(fetched.body, document)) is not None:  # its name would break the consent page
-            raise ValueError(not_unicode_detail("the document", found, "holds"))
+        document = strict_loads(fetched.body, "the document")  # its name would break the consent page
         return _client_from_document(url, document)
 
     def _check_url(self, url: str) -> None:
