@@ -248,6 +248,9 @@ class BastionApp:
             return
         send = with_headers(send, self.headers)
         path: str = scope["path"]
+        if "\x00" in path:  # no stored name holds one, and PostgreSQL cannot compare one (a 500)
+            await problem(400, "Bad request", "the URL path holds a NUL character (%00)")(scope, receive, send)
+            return
         if path not in PROBES and not host_allowed(_header(scope, b"host"), self.hosts):
             refused = MisdirectedRequest("this gateway does not serve that host name (set BASTION_ALLOWED_HOSTS)")
             await problem_from(refused)(scope, receive, send)
