@@ -70,3 +70,13 @@ def test_invalid_json_is_json_loads_error() -> None:
         strict_loads(b'{"name": ')
     with pytest.raises(UnicodeDecodeError):
         strict_loads(b'{"name": "\xff"}')
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16", "utf-32-le", "utf-32"])
+@pytest.mark.parametrize("text", ['{"name": "\\ud800"}', '{"name": "\ud800"}'])
+def test_a_lone_surrogate_in_utf16_or_utf32_is_refused(encoding: str, text: str) -> None:
+    raw = text.encode(encoding, "surrogatepass")  # json.loads reads these encodings too
+    assert json.loads(raw) == {"name": "\ud800"}
+    with pytest.raises(NotUnicode):
+        strict_loads(raw)
+    assert strict_loads('{"name": "\\ud83d\\ude00"}'.encode(encoding)) == {"name": "😀"}

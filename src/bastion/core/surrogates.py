@@ -62,13 +62,18 @@ def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str
     """`json.loads(raw)`, and NotUnicode (a ValueError, worded `what` `verb` ...) when the text holds a
     lone surrogate, escaped (`"\\ud800"`) or, in bytes, encoded (json.loads decodes bytes with
     surrogatepass, so ED A0 80 is U+D800). A plain answer costs a byte search or two: an escape needs
-    a backslash, and an encoded surrogate a byte ED; only then is the parsed value walked."""
+    a backslash, and an encoded surrogate a byte ED; only then is the parsed value walked. Bytes in
+    UTF-16 or UTF-32 (json.loads reads them too, and neither search sees an escape in them) always
+    hold a byte 00, which UTF-8 JSON never holds, so they are always walked."""
     value = json.loads(raw)
-    if isinstance(raw, bytes | bytearray):
-        maybe = bool(b"\\" in raw and _BYTES_ESCAPE.search(raw)) or bool(b"\xed" in raw and _ENCODED.search(raw))
-    else:
-        maybe = bool("\\" in raw and ESCAPE.search(raw)) or bool(not raw.isascii() and SURROGATE.search(raw))
-    found = surrogate_in(value) if maybe else None  # decisive: a pair is one character, "\\\\ud800" no escape
+    if isinstance(raw, str):  # plain `in`s and `and`s: this is on the path of every upstream call
+        if not (("\\" in raw and ESCAPE.search(raw)) or (not raw.isascii() and SURROGATE.search(raw))):
+            return value
+    elif not (
+        (b"\\" in raw and _BYTES_ESCAPE.search(raw)) or (b"\xed" in raw and _ENCODED.search(raw)) or b"\x00" in raw
+    ):
+        return value
+    found = surrogate_in(value)  # decisive: a pair is one character, "\\\\ud800" no escape
     if found is not None:
         raise NotUnicode(found, value, what, verb)
     return value
