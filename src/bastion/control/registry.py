@@ -106,11 +106,15 @@ class Registries:
         return await self.source(name)
 
     async def refresh_all(self) -> None:
+        """Refresh every source; one that fails, however it fails, is logged and the others are
+        still refreshed (the background task that calls this is never restarted if it dies)."""
         for source in await self.repo.list_sources():
             try:
                 await self.refresh(source.name)
             except BastionError as exc:
                 log.warning("registry source %s: refresh failed: %s", source.name, exc.detail)
+            except Exception as exc:  # a bug or the database: logged with its traceback
+                log.exception("registry source %s: refresh failed: %r", source.name, exc)
 
     async def remove(self, name: str) -> None:
         await self.repo.delete_source(name)

@@ -22,6 +22,9 @@ SCHEMA_URL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.s
 NAME_RE = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
 REMOTE_TYPES: tuple[Transport, ...] = ("streamable-http", "sse")
 PACKAGE_TYPES = ("npm", "pypi", "oci")
+MAX_NAME = 200
+MAX_VERSION = 255
+"""The longest name and version a registry entry is cached with (the registry_entries columns)."""
 Prefer = Literal["remote", "package"]
 
 PackageCommand = Callable[[Mapping[str, Any]], tuple[str, list[str]]]
@@ -54,11 +57,13 @@ def check_server(doc: Any, where: str = "server.json") -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise _fail(where, "a server.json document must be a JSON object")
     name = doc.get("name")
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > 200:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name) > MAX_NAME:
         raise _fail(where, "'name' must look like 'namespace/server' (reverse-DNS namespace, one slash)")
     for key in ("version", "description"):
         if not isinstance(doc.get(key), str) or not doc[key]:
             raise _fail(where, f"{name}: {key!r} must be a non-empty string")
+    if len(doc["version"]) > MAX_VERSION:
+        raise _fail(where, f"{name}: 'version' must be at most {MAX_VERSION} characters")
     if doc["version"] == "latest":
         raise _fail(where, f"{name}: 'version' must be a specific version, not 'latest'")
     for i, package in enumerate(_list(doc, "packages", where)):

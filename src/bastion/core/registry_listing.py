@@ -13,9 +13,11 @@ from typing import Any
 
 from bastion.core.errors import BadRequest
 from bastion.core.registry import check_server, version_key
-from bastion.core.values import Frozen
+from bastion.core.values import Frozen, holds_nul
 
 OFFICIAL_META = "io.modelcontextprotocol.registry/official"
+META_LIMITS = {"updatedAt": 64, "status": 32}
+"""The longest official metadata an entry is cached with (the registry_entries columns)."""
 
 
 class RegistrySource(Frozen):
@@ -59,10 +61,16 @@ def _entry(source: str, wrapped: Any, where: str) -> RegistryEntry:
     meta = wrapped.get("_meta")
     official = meta.get(OFFICIAL_META) if isinstance(meta, dict) else None
     official = official if isinstance(official, dict) else {}
+    texts = {key: value for key in META_LIMITS if isinstance(value := official.get(key), str)}
+    for key, value in texts.items():
+        if len(value) > META_LIMITS[key]:
+            raise BadRequest(f"{where}: {doc['name']}: {key!r} must be at most {META_LIMITS[key]} characters")
+    # The cache is a database: PostgreSQL stores no NUL in text, and the document's text ends up in columns.
+    if holds_nul(doc) or any("\x00" in value for value in texts.values()):
+        raise BadRequest(f"{where}: {doc['name']}: the entry holds a NUL character (\\u0000)")
     return RegistryEntry(
         source=source, name=doc["name"], version=doc["version"], latest=bool(official.get("isLatest", False)),
-        document=doc, updated_at=official.get("updatedAt") if isinstance(official.get("updatedAt"), str) else None,
-        status=official.get("status") if isinstance(official.get("status"), str) else None,
+        document=doc, updated_at=texts.get("updatedAt"), status=texts.get("status"),
     )
 
 

@@ -1,8 +1,8 @@
-"""Closed sets and the frozen base model that every core value builds on."""
+"""Closed sets, the frozen base model that every core value builds on, and the one character no stored text holds."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,3 +25,15 @@ ROLES: tuple[Role, ...] = ("admin", "developer", "viewer")
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether any string or dict key inside `value` (parsed JSON) holds a NUL: PostgreSQL can
+    neither store nor compare one in text."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(v) for v in value)
+    return False

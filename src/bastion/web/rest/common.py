@@ -12,6 +12,7 @@ from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, QueryApiKey, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ownership import Clash
+from bastion.core.values import holds_nul
 from bastion.web.json_depth import MAX_DEPTH, TooDeep, loads
 
 REDACTED = "********"
@@ -29,19 +30,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     value = parse_json(bytes(body))
     # A REST write's text lands in columns: PostgreSQL can neither store nor compare a NUL (a 500).
     # JSON can only spell one as this escape (a raw NUL byte is not valid JSON).
-    if b"\\u0000" in body and _holds_nul(value):
+    if b"\\u0000" in body and holds_nul(value):
         raise BadRequest("the body holds a NUL character (\\u0000), which no field may contain")
     return value
-
-
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
 
 
 def parse_json(body: bytes) -> Any:
