@@ -3,18 +3,24 @@ one in text (`invalid byte sequence for encoding "UTF8": 0x00`), so on PostgreSQ
 - a route that looked a path segment up answered 500 (`GET /api/v1/users/%00`): a path holding a
   NUL is now refused before any route runs;
 - a JSON body with `\u0000` in a field bound for a text column answered 500 (a user's email, a
-  token's name, a server's description, a sign-in): a REST write's body holding one is now a 400.
+  token's name, a server's description, a sign-in): a REST write's body holding one is now a 400;
+- the authorization server looked a client id (/token, /revoke, /authorize), a consent request or a
+  consent form's email up as sent (500): a lookup by a key holding a NUL now finds nothing, so each
+  answers as for an unknown client, request or user.
 Tool arguments may hold one (they go to the upstream, never into a column), and still do."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx2
 import pytest
 
-from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
+from tests import harness
+from tests.auth.oauth_client import REDIRECT_URI, Browser, Pkce, authorize_url, hidden_fields, register, serve_public
+from tests.harness import TOKEN, Running, postgres_database, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -103,3 +109,60 @@ async def test_tool_arguments_may_hold_a_nul(gateway: Running) -> None:
         )
     assert response.status_code == 200, response.text
     assert response.json()["content"][0]["text"] == NUL
+
+
+# -- the authorization server: forms and query strings that no login guards ----------------------
+
+
+@pytest.fixture(scope="module")
+async def public(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """Bastion at a known public URL (its authorization server's issuer), on PostgreSQL in that mode."""
+    async with AsyncExitStack() as stack:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('nul-oauth')}/b.db"
+        if harness.TEST_DATABASE == "postgres":
+            url = await stack.enter_async_context(postgres_database())
+        running = await stack.enter_async_context(serve_public(url))
+        await running.register(stdio_fixture("fx"))
+        await running.create_server({"name": "vs", "upstreams": ["fx"], "visibility": "public"})
+        yield running
+
+
+TOKEN_FORM = {"grant_type": "authorization_code", "code": "c", "redirect_uri": REDIRECT_URI, "code_verifier": "v" * 43}
+
+
+@pytest.mark.parametrize("client_id", ["\u0000", "a\u0000b"])
+@pytest.mark.parametrize("endpoint", ["/token", "/revoke"])
+async def test_a_nul_in_a_client_id_is_an_unknown_client(public: Running, endpoint: str, client_id: str) -> None:
+    form = {"client_id": client_id, "client_secret": "s", **TOKEN_FORM, "token": "t"}
+    async with httpx2.AsyncClient(base_url=public.base_url, timeout=30) as http:
+        response = await http.post(endpoint, data=form)
+    assert response.status_code in (400, 401), (response.status_code, response.text)
+    assert response.json()["error"] in ("invalid_client", "unauthorized_client"), response.text
+
+
+@pytest.mark.parametrize("client_id", ["\u0000", "a\u0000b"])
+async def test_a_nul_in_an_authorize_client_id_is_an_unknown_client(public: Running, client_id: str) -> None:
+    url = authorize_url(public, {"client_id": client_id}, "vs", Pkce())
+    async with httpx2.AsyncClient(timeout=30) as http:
+        response = await http.get(url)
+    assert response.status_code == 400, (response.status_code, response.text)
+
+
+async def test_a_nul_in_the_consent_request_is_an_unknown_request(public: Running) -> None:
+    async with httpx2.AsyncClient(base_url=public.base_url, timeout=30) as http:
+        shown = await http.get("/oauth/consent", params={"request": "a\u0000b"})
+        posted = await http.post("/oauth/consent", data={"request": "a\u0000b", "csrf": "x", "action": "allow"})
+    for response in (shown, posted):
+        assert response.status_code == 400, (response.status_code, response.text)
+        assert "unknown or has expired" in response.text
+
+
+async def test_a_nul_in_the_consent_email_is_a_wrong_login(public: Running) -> None:
+    client = await register(public)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        consent_url, page = await Browser("nobody@example.com").open_consent(http, authorize_url(public, client, "vs", Pkce()))
+        form = {**hidden_fields(page.text), "email": "a\u0000@example.com", "password": "whatever it is", "action": "allow"}
+        response = await http.post(consent_url.split("?")[0], data=form)
+    assert response.status_code == 401, (response.status_code, response.text)
+    assert "Wrong email or password" in response.text
+

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bastion.core.errors import Conflict, NotFound
 from bastion.core.identity import Role, Team, User
 from bastion.core.ports import Session
-from bastion.store.sql.repo import _aware, _utc
+from bastion.store.sql.repo import _aware, _utc, unmatchable
 from bastion.store.sql.tables import api_tokens, team_members, teams, user_sessions, users
 
 
@@ -71,6 +71,8 @@ class SqlIdentityRepo:
             return _user(row, await _memberships(conn, [user_id])) if row is not None else None
 
     async def find_login(self, email: str) -> tuple[User, str] | None:
+        if unmatchable(email):  # the consent page's form
+            return None
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(users).where(users.c.email == email))).first()
             if row is None:

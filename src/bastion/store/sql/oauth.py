@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Column, DateTime, String, Table, Text, and_, delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.oauth import AuthorizationGrant, PendingAuthorization, RefreshGrant, SigningKey, StoredClient
-from bastion.store.sql.repo import _aware, _utc
+from bastion.store.sql.repo import _aware, _utc, unmatchable
 from bastion.store.sql.tables import metadata
 
 TZ = DateTime(timezone=True)
@@ -110,6 +110,8 @@ class SqlOAuthRepo:
             await conn.execute(insert(clients).values(**client.model_dump()))
 
     async def get_client(self, client_id: str) -> StoredClient | None:
+        if unmatchable(client_id):  # a caller's form or query string (/token, /revoke, /authorize)
+            return None
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(clients).where(clients.c.client_id == client_id))).first()
         if row is None:
@@ -141,6 +143,8 @@ class SqlOAuthRepo:
             )
 
     async def get_pending(self, pending_id: str) -> PendingAuthorization | None:
+        if unmatchable(pending_id):  # the consent page's query string or form
+            return None
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(pending.c.request).where(pending.c.id == pending_id))).first()
         return PendingAuthorization.model_validate(row.request) if row is not None else None

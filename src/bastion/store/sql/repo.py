@@ -71,6 +71,13 @@ def _aware(value: datetime | None) -> datetime | None:
     return _utc(value) if value is not None else None
 
 
+def unmatchable(key: str) -> bool:
+    """Whether a caller's lookup key can match no row: one holding a NUL. No stored key holds one,
+    and PostgreSQL cannot even compare one (an error, so a 500), so such a lookup finds nothing
+    without asking the database, as for any unknown key."""
+    return "\x00" in key
+
+
 def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
     spec = UpstreamSpec(
         name=row.name,
