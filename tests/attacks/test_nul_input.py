@@ -6,7 +6,10 @@ one in text (`invalid byte sequence for encoding "UTF8": 0x00`), so on PostgreSQ
   token's name, a server's description, a sign-in): a REST write's body holding one is now a 400;
 - the authorization server looked a client id (/token, /revoke, /authorize), a consent request or a
   consent form's email up as sent (500): a lookup by a key holding a NUL now finds nothing, so each
-  answers as for an unknown client, request or user.
+  answers as for an unknown client, request or user;
+- a configuration import holding one (a YAML escape, JSON's, !!binary) failed at the step storing it,
+  and kept the steps before it (500): the document is now refused whole (400), and a step failing
+  with any error takes back the steps before it.
 Tool arguments may hold one (they go to the upstream, never into a column), and still do."""
 
 from __future__ import annotations
@@ -166,3 +169,43 @@ async def test_a_nul_in_the_consent_email_is_a_wrong_login(public: Running) -> N
     assert response.status_code == 401, (response.status_code, response.text)
     assert "Wrong email or password" in response.text
 
+
+# -- configuration import: its body is a YAML (or JSON) document, not read as a REST write's JSON --
+
+CONFIGS = [
+    # YAML's escapes (\0, \x00, \u0000), JSON's, a NUL in a key, and a !!binary string (no escape at all).
+    ("yaml", b'teams:\n  - name: t-yaml\nservers:\n  - name: s-nul\n    upstreams: [fx]\n    description: "x\\0"\n', "servers.0.description"),
+    ("yaml-x", b'teams:\n  - name: t-yaml-x\nservers:\n  - {name: s-nul, upstreams: [fx], description: "x\\x00"}\n', "servers.0.description"),
+    ("json", b'{"teams": [{"name": "t-json"}], "servers": [{"name": "s-nul", "upstreams": ["fx"], "description": "x\\u0000"}]}', "servers.0.description"),
+    ("key", b'teams:\n  - name: t-key\nservers:\n  - name: s-nul\n    upstreams: [fx]\n    transforms: {"a\\0": {}}\n', "servers.0.transforms"),
+    ("binary", b"teams:\n  - name: t-binary\nservers:\n  - name: s-nul\n    upstreams: [fx]\n    description: !!binary eAA=\n", "servers.0.description"),
+]
+
+
+@pytest.mark.parametrize(("team", "body", "where"), [(f"t-{k}", b, w) for k, b, w in CONFIGS], ids=[c[0] for c in CONFIGS])
+async def test_a_nul_in_a_configuration_is_a_400_and_changes_nothing(gateway: Running, team: str, body: bytes, where: str) -> None:
+    async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        response = await http.post("/api/v1/config", content=body, headers=auth)
+        assert response.status_code == 400, (response.status_code, response.text)
+        assert "NUL" in response.json()["detail"] and where in response.json()["detail"], response.text
+        assert (await http.get(f"/api/v1/teams/{team}", headers=auth)).status_code == 404
+        assert (await http.get("/api/v1/servers/s-nul", headers=auth)).status_code == 404
+
+
+async def test_an_import_step_failing_unexpectedly_takes_back_the_steps_before_it(
+    gateway: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only a BastionError: a database refusing a row (as PostgreSQL a NUL) is an unexpected error."""
+    assert gateway.bastion.config is not None
+
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database refused the row")
+
+    monkeypatch.setattr(gateway.bastion.config.gateway, "save_server", refused)
+    body = b"teams:\n  - name: t-undone\nservers:\n  - name: s-undone\n    upstreams: [fx]\n"
+    async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        auth = {"authorization": f"Bearer {TOKEN}"}
+        response = await http.post("/api/v1/config", content=body, headers=auth)
+        assert response.status_code == 500, (response.status_code, response.text)
+        assert (await http.get("/api/v1/teams/t-undone", headers=auth)).status_code == 404

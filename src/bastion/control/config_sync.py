@@ -272,8 +272,11 @@ class ConfigSync:
         for action in actions:
             try:
                 await self._run(action, desired, current, actor)
-            except BastionError as exc:
+            except Exception as exc:  # not only a BastionError: a database refusing a row is none
                 undone = await self._undo(done, before, wanted, actor)
+                if not isinstance(exc, BastionError):
+                    log.error("configuration: %s failed unexpectedly; %s", action.line(), undone)
+                    raise
                 exc.detail = f"{action.line()} failed: {exc.detail}; {undone}"
                 exc.args = (exc.detail,)
                 raise
@@ -302,8 +305,10 @@ class ConfigSync:
             back = action.model_copy(update={"verb": inverse[action.verb]})
             try:
                 await self._run(back, before, wanted, actor)
-            except BastionError as exc:
-                log.error("configuration: could not take back %s: %s", action.line(), exc.detail)
+            except Exception as exc:  # the rest is still taken back
+                known = isinstance(exc, BastionError)
+                detail = exc.detail if isinstance(exc, BastionError) else type(exc).__name__
+                log.error("configuration: could not take back %s: %s", action.line(), detail, exc_info=not known)
                 failed.append(action.line())
         if failed:
             return f"these applied steps could not be taken back: {'; '.join(failed)}"
