@@ -57,6 +57,31 @@ _ENCODE = json_encoder(separators=(",", ":"), ensure_ascii=False)
 _SORTED = json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+WIDTHS = {
+    "chain": 40, "at": 32, "replica": 40, "action": 200, "outcome": 20, "actor_user": 320, "actor_token": 64,
+    "actor_client": 320, "actor_address": 64, "server": 63,
+}
+"""The text fields stored in columns of a bounded width (the store's table uses these); `target` and
+`detail` are unbounded."""
+_TEXT = ("target", "detail", *WIDTHS)
+
+
+def fitted(values: dict[str, Any]) -> dict[str, Any]:
+    """A record's values as every database stores them, before they are hashed: text past its
+    column's width is cut, and a NUL (which PostgreSQL cannot store) becomes U+FFFD. A record a
+    caller can shape (a long path refused at the door, an identity provider's long email) must not
+    fail its batch's insert, which is retried, and refused, at every flush after."""
+    for name in _TEXT:
+        value = values.get(name)
+        if value.__class__ is str:
+            if "\x00" in value:
+                value = values[name] = value.replace("\x00", "\ufffd")
+            width = WIDTHS.get(name)
+            if width is not None and len(value) > width:
+                values[name] = value[:width]
+    return values
+
+
 def entry_values(entry: AuditEntry) -> dict[str, Any]:
     """Every field by name (what dataclasses.asdict gives, without its deep copies)."""
     return {name: getattr(entry, name) for name in FIELDS}

@@ -26,6 +26,7 @@ from bastion.core.audit_chain import (
     SignedMark,
     Verdict,
     entry_values,
+    fitted,
     mark_message,
     sealed,
 )
@@ -225,7 +226,7 @@ class AuditLog:
             linked = []
             for pending in batch:
                 self._seq += 1
-                entry = sealed(self._values(pending, self._seq), self._head)
+                entry = sealed(fitted(self._values(pending, self._seq)), self._head)
                 self._head = entry.hash
                 linked.append(entry)
             todo = [*self._unwritten, *linked]

@@ -207,9 +207,9 @@ audit_records = Table(
     Column("action", String(200), nullable=False, index=True),
     Column("target", Text, nullable=False),
     Column("outcome", String(20), nullable=False),
-    Column("actor_user", String(36)),
+    Column("actor_user", String(320)),  # an OpenID Connect user is named by its email (migration 0014)
     Column("actor_token", String(64)),
-    Column("actor_client", String(200)),
+    Column("actor_client", String(320)),
     Column("actor_address", String(64)),
     Column("server", String(63)),
     Column("latency_ms", Float),
