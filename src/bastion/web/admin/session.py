@@ -50,7 +50,8 @@ class Sessions:
 
     def token(self, request: Request) -> str | None:
         value = request.cookies.get(COOKIE)
-        return value if value and value.startswith("bss_") and len(value) < 200 else None
+        # ASCII only: it becomes an Authorization header (anything else was a UnicodeEncodeError, a 500)
+        return value if value and value.startswith("bss_") and len(value) < 200 and value.isascii() else None
 
     def csrf_for(self, token: str) -> str:
         digest = hashlib.sha256(token.encode()).digest()

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bastion.web.admin.backend import Backend, Reply
 from bastion.web.admin.session import Sessions, Viewer
 from bastion.web.asgi import client_ip
+from bastion.web.json_depth import loads
 
 # Pages load their own script and style sheet and nothing else; forms post only here.
 PAGE_CSP = (
@@ -135,8 +136,8 @@ def _flash_of(request: Request) -> dict[str, str]:
     raw = request.cookies.get(FLASH)
     if not raw or len(raw) > 4 * _FLASH_MAX:
         return {}
-    try:
-        found = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    try:  # json_depth: a cookie nesting deep is a ValueError, not a RecursionError; a lone surrogate too
+        found = loads(base64.urlsafe_b64decode(raw.encode()))
     except (ValueError, binascii.Error):
         return {}
     if not isinstance(found, dict):
