@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import sys
 from functools import partial
+from typing import Any
 
 import click
 import uvicorn
@@ -88,6 +90,20 @@ async def announce_token(bastion: Bastion) -> None:
         )
 
 
+class Seconds(click.FloatRange):
+    """A number of seconds within bounds; nan too is refused (it compares false with both bounds)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        seconds: float = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value} is not a number of seconds in the range {self.min:g}<=x<={self.max:g}.", param, ctx)
+        return seconds
+
+
+POLL_SECONDS = Seconds(min=0.1, max=86400)
+"""--config-poll: 0 or less checked the file on every event-loop turn (a busy core), inf never."""
+
+
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env BASTION_HOST).")
 @click.option("--port", type=int, default=None, help="Port to listen on (default 4444, env BASTION_PORT).")
@@ -98,7 +114,7 @@ async def announce_token(bastion: Bastion) -> None:
 )
 @click.option("--prune", is_flag=True, help="With --config: also delete what the file does not list.")
 @click.option(
-    "--config-poll", type=float, default=5.0, show_default=True, help="With --config: seconds between checks of the file."
+    "--config-poll", type=POLL_SECONDS, default=5.0, show_default=True, help="With --config: seconds between checks of the file."
 )
 def serve(host: str | None, port: int | None, demo: bool, config_file: str | None, prune: bool, config_poll: float) -> None:
     """Run the Bastion gateway."""
