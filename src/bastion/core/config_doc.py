@@ -33,6 +33,7 @@ from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.core.surrogates import shown, yaml_surrogate
 from bastion.core.transforms import ToolTransform
+from bastion.core.values import nul_at
 from bastion.core.yaml_text import AliasBomb, load_yaml
 
 DOC_VERSION: Literal[1] = 1
@@ -160,36 +161,10 @@ def read_document(text: str | bytes) -> ConfigDoc:
     data, found = yaml_surrogate(text, data)
     if found is not None:  # text that no database or upstream can take
         raise BadRequest(f"the configuration is refused: a lone surrogate ({shown(found)}) is not text")
-    nul = _nul_at(data, "")
+    nul = nul_at(data)
     if nul is not None:  # no column can store one (PostgreSQL refuses it: a failed step, a 500)
         raise BadRequest(f"the configuration is refused: {nul or 'the document'} holds a NUL character")
     return parse_doc(data)
-
-
-def _nul_at(value: Any, where: str) -> str | None:
-    """Where (`servers.0.description`, as parse_doc names a place) the first NUL in a string, bytes
-    (YAML's !!binary, which pydantic takes for text) or key inside `value` is, or None. Escapes
-    (`\\0`, `\\x00`, `\\u0000`) and !!binary can spell one, so every document is walked: its aliases
-    were bounded by load_yaml, and its parse cost more than this."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, bytes):
-        return where if b"\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list | tuple | set | frozenset):  # !!set is a set, !!omap and !!pairs tuples
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        name = str(key).replace("\x00", "\\0")
-        here = f"{where}.{name}" if where else name
-        found = _nul_at(key, here) if isinstance(value, dict) else None
-        if found is None:
-            found = _nul_at(item, here)
-        if found is not None:
-            return found
-    return None
 
 
 # -- secrets ---------------------------------------------------------------------------------

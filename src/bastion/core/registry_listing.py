@@ -13,7 +13,7 @@ from typing import Any
 
 from bastion.core.errors import BadRequest
 from bastion.core.registry import check_server, version_key
-from bastion.core.values import Frozen, holds_nul
+from bastion.core.values import Frozen, nul_at
 
 OFFICIAL_META = "io.modelcontextprotocol.registry/official"
 META_LIMITS = {"updatedAt": 64, "status": 32}
@@ -66,7 +66,7 @@ def _entry(source: str, wrapped: Any, where: str) -> RegistryEntry:
         if len(value) > META_LIMITS[key]:
             raise BadRequest(f"{where}: {doc['name']}: {key!r} must be at most {META_LIMITS[key]} characters")
     # The cache is a database: PostgreSQL stores no NUL in text, and the document's text ends up in columns.
-    if holds_nul(doc) or any("\x00" in value for value in texts.values()):
+    if nul_at(doc) is not None or any("\x00" in value for value in texts.values()):
         raise BadRequest(f"{where}: {doc['name']}: the entry holds a NUL character (\\u0000)")
     return RegistryEntry(
         source=source, name=doc["name"], version=doc["version"], latest=bool(official.get("isLatest", False)),

@@ -27,13 +27,26 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def holds_nul(value: Any) -> bool:
-    """Whether any string or dict key inside `value` (parsed JSON) holds a NUL: PostgreSQL can
-    neither store nor compare one in text."""
+def nul_at(value: Any, where: str = "") -> str | None:
+    """Where (`servers.0.description`: keys and list indexes joined by dots; "" for `value` itself)
+    the first NUL inside `value` is, in a string, bytes (YAML's !!binary, which pydantic takes for
+    text) or a key, or None when there is none: PostgreSQL can neither store nor compare one."""
     if isinstance(value, str):
-        return "\x00" in value
+        return where if "\x00" in value else None
+    if isinstance(value, bytes):
+        return where if b"\x00" in value else None
     if isinstance(value, dict):
-        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(holds_nul(v) for v in value)
-    return False
+        items: Any = value.items()
+    elif isinstance(value, list | tuple | set | frozenset):  # YAML's !!set is a set, !!omap and !!pairs tuples
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        name = str(key).replace("\x00", "\\0")
+        here = f"{where}.{name}" if where else name
+        found = nul_at(key, here) if isinstance(value, dict) else None
+        if found is None:
+            found = nul_at(item, here)
+        if found is not None:
+            return found
+    return None

@@ -12,7 +12,7 @@ from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, QueryApiKey, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ownership import Clash
-from bastion.core.values import holds_nul
+from bastion.core.values import nul_at
 from bastion.web.json_depth import MAX_DEPTH, TooDeep, loads
 
 REDACTED = "********"
@@ -30,8 +30,8 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     value = parse_json(bytes(body))
     # A REST write's text lands in columns: PostgreSQL can neither store nor compare a NUL (a 500).
     # JSON can only spell one as this escape (a raw NUL byte is not valid JSON).
-    if b"\\u0000" in body and holds_nul(value):
-        raise BadRequest("the body holds a NUL character (\\u0000), which no field may contain")
+    if b"\\u0000" in body and (where := nul_at(value)) is not None:
+        raise BadRequest(f"{where or 'the body'} holds a NUL character (\\u0000), which no field may contain")
     return value
 
 
