@@ -57,3 +57,18 @@ async def test_a_session_cookie_that_cannot_be_a_token_is_signed_out(gateway: Ru
     response = await _get(gateway, page, b"bastion_ui=" + cookie)
     assert response.status_code in (302, 303, 307), response.text
     assert response.headers["location"].startswith("/admin/login"), response.headers["location"]
+
+
+@pytest.mark.parametrize("csrf", ["\u00e9", "x" * 10 + "\u2603"], ids=["latin-1", "snowman"])
+async def test_a_form_whose_csrf_field_is_not_ascii_is_refused_not_a_500(gateway: Running, csrf: str) -> None:
+    """hmac.compare_digest raises TypeError for a str holding non-ASCII: a signed-in admin's form (or
+    a cross-site one riding the session) with such a CSRF field was a 500."""
+    async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        signed = await http.post("/admin/login", data={"email": ADMIN, "password": PASSWORD, "next": "/admin"})
+        assert signed.status_code == 303, signed.text
+        created = await gateway.api.post("/api/v1/tokens", json={"name": f"csrf-{len(csrf)}", "servers": "*"})
+        assert created.status_code == 201, created.text
+        revoked = await http.post(f"/admin/tokens/{created.json()['id']}/revoke", data={"csrf": csrf})
+        assert revoked.status_code in (303, 403), revoked.text
+        listed = await gateway.api.get("/api/v1/tokens")
+        assert all(not t.get("revoked") for t in listed.json()["items"] if t["id"] == created.json()["id"]), listed.text

@@ -67,7 +67,7 @@ class Sessions:
         if not self.same_origin(request):
             return False
         sent = form.get("csrf") if form is not None else None
-        return isinstance(sent, str) and hmac.compare_digest(sent, self.csrf_for(token))
+        return isinstance(sent, str) and hmac.compare_digest(sent.encode(), self.csrf_for(token).encode())
 
     def sign_in(self, response: Response, token: str, max_age: int) -> None:
         response.set_cookie(
