@@ -7,7 +7,9 @@ stopped the audit log of that replica for good (and its batch grew in memory):
   or a subject longer than 200 (the principal column, `oidc:<sub>`);
 - a NUL in any text of a record (PostgreSQL cannot store one).
 Now the columns fit what identity providers make (migration 0014), and a record's text is cut to
-its column and a NUL replaced before the record is hashed, so the chain still verifies."""
+its column and a NUL replaced before the record is hashed, so the chain still verifies. And a
+record refused for any other reason is set aside (written as a note that it could not be stored),
+not retried at every flush."""
 
 from __future__ import annotations
 
@@ -83,3 +85,60 @@ async def test_long_identities_and_a_nul_are_written_and_verify_on_postgres() ->
 def test_the_widths_are_the_columns() -> None:
     table: Table = audit_records
     assert {name: table.c[name].type.length for name in WIDTHS} == WIDTHS  # type: ignore[attr-defined]
+
+
+def _event(target: str) -> EdgeEvent:
+    return EdgeEvent(
+        kind="change", started=time.time(), action="POST /api/v1/teams", target=target,
+        outcome="ok", status=201, seconds=0.01, principal="token:admin", user="admin",
+    )
+
+
+async def test_a_record_the_database_refuses_for_a_reason_not_foreseen_is_set_aside_not_retried_forever() -> None:
+    """Whatever else PostgreSQL may refuse in a record (here a column narrowed behind Bastion's back,
+    so a long target is a real "value too long"): that record is stored as a note saying it could
+    not be, the records around it are written, the chain verifies, and later flushes go on."""
+    async with postgres_database() as url:
+        engine = make_engine(url)
+        try:
+            await upgrade(engine)
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("ALTER TABLE audit_records ALTER COLUMN target TYPE varchar(10)")
+            store = SqlAuditStore(engine)
+            audit = AuditLog(store, AuditKeys(os.urandom(32)), "r1")
+            for target in ("before", "x" * 50, "after"):
+                audit.edge_event(_event(target))
+            assert await audit.flush(sign=True) == 3
+            audit.edge_event(_event("later"))
+            assert await audit.flush(sign=True) == 1  # not blocked behind the refused record
+            written = sorted(await store.find(AuditFilter()), key=lambda e: e.seq)
+            assert [e.target for e in written] == ["before", "", "after", "later"]
+            unstorable = written[1]
+            assert unstorable.action == "POST /api/v1/teams" and unstorable.outcome == "ok"
+            assert unstorable.detail is not None and "could not be stored" in unstorable.detail
+            assert "x" * 11 not in unstorable.detail and "StringDataRightTruncation" in unstorable.detail
+            verdict = await audit.verify()
+            assert verdict.ok and verdict.records == 4 and verdict.unsigned_tail == 0, verdict
+        finally:
+            await engine.dispose()
+
+
+async def test_a_database_that_does_not_answer_keeps_the_records_whole_for_a_later_flush() -> None:
+    """Only a refused value is set aside: records that could not be written because the database
+    was unreachable are written whole, in order, once it answers."""
+    async with postgres_database() as url:
+        engine, unreachable = make_engine(url), make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+        try:
+            await upgrade(engine)
+            audit = AuditLog(SqlAuditStore(unreachable), AuditKeys(os.urandom(32)), "r1")
+            audit.edge_event(_event("first"))
+            assert await audit.flush(sign=True) == 0
+            audit.store = store = SqlAuditStore(engine)  # the database answers again
+            audit.edge_event(_event("second"))
+            assert await audit.flush(sign=True) == 2
+            written = sorted(await store.find(AuditFilter()), key=lambda e: e.seq)
+            assert [(e.target, e.detail) for e in written] == [("first", None), ("second", None)]
+            assert (await audit.verify()).ok
+        finally:
+            await engine.dispose()
+            await unreachable.dispose()

@@ -202,3 +202,8 @@ class ServiceUnavailable(BastionError):
     http_status = 503
     jsonrpc_code = -32050
     title = "Service unavailable"
+
+
+class RecordsRefused(ServiceUnavailable):
+    """The database is reachable but refused the records themselves (a value it cannot store): a
+    retry of the same records fails the same way."""

@@ -30,7 +30,7 @@ from bastion.core.audit_chain import (
     mark_message,
     sealed,
 )
-from bastion.core.errors import BastionError
+from bastion.core.errors import BastionError, RecordsRefused
 from bastion.core.observation import AUDITED_METHODS, CallRecord, EdgeEvent
 from bastion.core.ports import AuditStore
 from bastion.core.surrogates import replaced
@@ -88,6 +88,17 @@ def _args_of(params: dict[str, Any] | None) -> Any:
     if params is None:
         return None
     return {k: v for k, v in params.items() if k != "_meta"}
+
+
+def _linked(entries: Sequence[AuditEntry], head: str) -> list[AuditEntry]:
+    """The entries in order, each sealed again where its link no longer follows the one before."""
+    out: list[AuditEntry] = []
+    for entry in entries:
+        if entry.prev_hash != head:
+            entry = sealed(entry_values(entry), head)
+        out.append(entry)
+        head = entry.hash
+    return out
 
 
 class AuditLog:
@@ -237,12 +248,20 @@ class AuditLog:
             started = time.perf_counter()
             try:
                 await self.store.append(todo, marks)
+            except RecordsRefused:
+                try:
+                    todo = await self._set_aside(todo)
+                except BastionError as exc:
+                    return self._not_written(exc)
+                if marks:
+                    marks = [self._mark("head", self._seq, self._head)]
+                    try:
+                        await self.store.append([], marks)
+                    except BastionError:
+                        marks = []  # the records are written; the head is signed at a later flush
             except BastionError as exc:
                 self._unwritten = todo  # kept, in order, for the next flush
-                if self._on_failed is not None:
-                    self._on_failed()
-                log.warning("audit batch not written, will retry: %s", exc.detail)
-                return 0
+                return self._not_written(exc)
             self._unwritten = []
             if marks:
                 self._signed_seq, self._signed_at = self._seq, time.monotonic()
@@ -251,6 +270,47 @@ class AuditLog:
         for listener in self.listeners:
             listener(todo)
         return len(todo)
+
+    async def _set_aside(self, todo: list[AuditEntry]) -> list[AuditEntry]:
+        """The database refused a value in this batch (a kind `fitted` does not foresee), and would
+        refuse it at every flush after, stopping this replica's audit log for good. Written one at
+        a time instead: a refused record is replaced by one saying so (same place in the chain, its
+        action and outcome kept, no caller text), and the records after it are sealed again on the
+        new link. Returns what was written. If the database stops answering meanwhile, raises and
+        keeps the rest, linked, for the next flush."""
+        written: list[AuditEntry] = []
+        head = todo[0].prev_hash
+        for index, original in enumerate(todo):
+            entry = original if original.prev_hash == head else sealed(entry_values(original), head)
+            try:
+                try:
+                    await self.store.append([entry], [])
+                except RecordsRefused as exc:
+                    log.error("audit record %d (%s) refused by the database, stored as unstorable: %s", entry.seq, entry.action, exc.detail)
+                    entry = sealed(fitted(self._unstorable(entry, exc.detail)), head)
+                    await self.store.append([entry], [])
+            except BastionError:
+                self._unwritten = _linked(todo[index:], head)
+                self._head = self._unwritten[-1].hash
+                for listener in self.listeners:
+                    listener(written)
+                raise
+            written.append(entry)
+            head = entry.hash
+        self._head = head
+        return written
+
+    def _not_written(self, exc: BastionError) -> int:
+        if self._on_failed is not None:
+            self._on_failed()
+        log.warning("audit batch not written, will retry: %s", exc.detail)
+        return 0
+
+    def _unstorable(self, entry: AuditEntry, reason: str) -> dict[str, Any]:
+        return entry_values(AuditEntry(
+            entry.chain, entry.seq, entry.at, entry.replica, entry.action[:64], "", entry.outcome[:20],
+            latency_ms=entry.latency_ms, detail=f"this record could not be stored and was replaced: {reason}",
+        ))
 
     async def run(self) -> None:
         """Flush every `flush_interval` seconds until cancelled; `close` writes the rest."""

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.audit_chain import AuditEntry, SignedMark
-from bastion.core.errors import ServiceUnavailable
+from bastion.core.errors import RecordsRefused, ServiceUnavailable
 from bastion.core.ports import AuditFilter
 from bastion.store.sql.tables import audit_marks, audit_records
 
@@ -22,6 +22,37 @@ _INSERTED = tuple(name for name in _FIELDS if name != "id")
 _MARK_FIELDS = ("chain", "kind", "seq", "hash", "at", "key_id", "signature")
 
 SignCheckpoint = Callable[[AuditEntry], SignedMark]
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The error and what it wraps (SQLAlchemy's DBAPIError -> the driver's error -> its cause)."""
+    found: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in found and len(found) < 8:
+        found.append(current)
+        current = getattr(current, "orig", None) if isinstance(current, DBAPIError) else current.__cause__
+    return found
+
+
+def _data_refused(exc: BaseException) -> bool:
+    """Whether the database (or its driver) refused a value, not the connection: SQLSTATE class 22
+    (data exception: too long, out of range, a character it cannot store), or the DB-API's DataError
+    (the driver could not encode an argument). A lost connection, a timeout or a lock is retried as
+    it is; only this is set aside."""
+    for cause in _causes(exc):
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            return True
+        if type(cause).__name__ == "DataError":
+            return True
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's error class, and its SQLSTATE when there is one (never the values)."""
+    cause = _causes(exc)[-1]
+    sqlstate = getattr(cause, "sqlstate", None)
+    return f"{type(cause).__name__}, SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else type(cause).__name__
 
 
 def _entry(row: Any) -> AuditEntry:
@@ -62,6 +93,8 @@ class SqlAuditStore:
                 if marks:
                     await conn.execute(insert(audit_marks), [asdict(m) for m in marks])
         except (SQLAlchemyError, OSError) as exc:
+            if _data_refused(exc):
+                raise RecordsRefused(f"the database refused an audit record ({_reason(exc)})") from None
             raise ServiceUnavailable(f"the audit log could not be written ({type(exc).__name__})") from None
 
     async def find(self, query: AuditFilter) -> list[AuditEntry]:
