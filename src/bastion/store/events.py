@@ -9,10 +9,13 @@ this one serves a client that reconnects to the same process.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import OrderedDict, deque
 
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage
+
+_SEQ = re.compile(r"[0-9]{1,20}")
 
 
 class MemoryEventStore(EventStore):
@@ -37,7 +40,9 @@ class MemoryEventStore(EventStore):
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         stream_id, _, seq_text = last_event_id.rpartition("/")
         events = self._streams.get(stream_id)
-        if events is None or not seq_text.isdigit():
+        # ASCII digits, as few as ours have: `str.isdigit` is true of `²` too, and `int` reads neither
+        # it nor 5,000 digits.
+        if events is None or not _SEQ.fullmatch(seq_text):
             return None
         after = int(seq_text)
         for seq, message in list(events):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import anyio
@@ -26,6 +27,9 @@ from bastion.store.sessions.keys import SessionKeys
 
 log = logging.getLogger("bastion.sessions")
 _NONCE = 12
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_U64_MAX = 2**64 - 1
+_LAST_ENTRY_ID = f"{_U64_MAX}-{_U64_MAX}"
 # How long one pub/sub read waits for a message before asking again (and health-checking).
 _LISTEN_WAIT = 5.0
 
@@ -141,8 +145,10 @@ class RedisEventStore:
 
 
 def _valid_entry_id(text: str) -> bool:
-    ms, _, seq = text.partition("-")
-    return ms.isdigit() and seq.isdigit()
+    """Whether `text` is an entry id XRANGE can start after: `<ms>-<seq>`, each ASCII digits of 64
+    bits at most, and not the last id there is (`str.isdigit` is true of `²` too, which Redis refuses)."""
+    found = _ENTRY_ID.fullmatch(text)
+    return found is not None and max(int(found[1]), int(found[2])) <= _U64_MAX and text != _LAST_ENTRY_ID
 
 
 class _SessionEvents(EventStore):
