@@ -59,7 +59,12 @@ class Backend:
         params: dict[str, str] | None = None,
     ) -> Reply:
         async with self.client(token, client_ip) as http:
-            response = await http.request(method, path, json=body, params=params)
+            try:
+                request = http.build_request(method, path, json=body, params=params)
+            except httpx2.InvalidURL as exc:
+                # A page's input quoted into the API's URL can pass httpx's length limit (%FF grows ninefold)
+                return Reply(400, {"title": "Bad request", "detail": f"that request cannot be made: {exc}"})
+            response = await http.send(request)
         try:
             parsed = response.json() if response.content else None
         except (ValueError, json.JSONDecodeError):

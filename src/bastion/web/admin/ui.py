@@ -117,6 +117,9 @@ class Ui:
                 form = await request.form()
                 if not self.sessions.form_ok(request, viewer.token, form):
                     return self.render(request, viewer, "error.html", 403, message="This form has expired; reload the page.")
+                if not all(isinstance(value, str) for _, value in form.multi_items()):
+                    # No form here has a file field; a file part cannot become an API body (a 500 before this)
+                    return self.render(request, viewer, "error.html", 400, message="This form takes no files.")
             return await handler(request, viewer)
 
         return run

@@ -66,6 +66,8 @@ def routes(ui: Ui) -> list[Route]:
 
     async def act(request: Request, viewer: Viewer) -> Response:
         kind, name = request.path_params["kind"], request.path_params["name"]
+        if kind not in KINDS:  # else any API collection would be patched, or its URL could not be made (a 500)
+            return ui.render(request, viewer, "error.html", 404, message="no such catalog")
         form = await request.form()
         here = f"/admin/catalog/{kind}/{quote(name, safe='')}"
         if form.get("action") == "call" and kind == "tools":

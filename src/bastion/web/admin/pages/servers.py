@@ -40,6 +40,8 @@ def _body(form: Any, *, create: bool) -> dict[str, Any]:
     for key in ("policy", "rate_limits"):
         text = str(form.get(key) or "").strip()
         body[key] = loads(text) if text else None  # ValueError: the caller says which
+        # NaN, Infinity and 1e400 parse, but no JSON can carry them to the API (a ValueError too)
+        json.dumps(body[key], allow_nan=False)
     return body
 
 
