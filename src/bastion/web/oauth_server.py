@@ -18,6 +18,7 @@ from mcp.server.auth.handlers.token import TokenHandler
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -106,6 +107,23 @@ def _json(produce: Callable[[], Awaitable[dict[str, Any]]], max_age: int) -> ASG
     return _cors(request_response(endpoint), ["GET", "OPTIONS"])
 
 
+def _form_read(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A POST whose form Starlette refuses (past 1,000 fields or 1 MB a field, multipart without a
+    boundary) is the client's invalid_request. The SDK's /authorize took the refusal for an
+    unexpected error (a stack trace, `server_error`); /token and /revoke answered in plain text."""
+
+    async def handled(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                await request.form()  # kept on the request: the handler reads it from there
+            except HTTPException as exc:
+                body = {"error": "invalid_request", "error_description": exc.detail}
+                return JSONResponse(body, status_code=400, headers={"cache-control": "no-store"})
+        return await handle(request)
+
+    return handled
+
+
 def _naming_issuer(handle: Callable[[Request], Awaitable[Response]], issuer: str) -> Callable[[Request], Awaitable[Response]]:
     """RFC 9207: every authorization response names the issuer, errors included. The SDK's handler
     sends its own error redirects (bad PKCE method, unknown scope or resource) without `iss`."""
@@ -139,11 +157,13 @@ def authorization_server_endpoints(
         Route(JWKS_PATH, _json(server.keys.jwks, 60), methods=["GET", "OPTIONS"]),
         Route(
             "/authorize",
-            _limited(request_response(_naming_issuer(AuthorizationHandler(server).handle, issuer))),
+            _limited(request_response(_form_read(_naming_issuer(AuthorizationHandler(server).handle, issuer)))),
             methods=["GET", "POST"],
         ),
         Route(
-            "/token", _cors(_limited(request_response(token.handle)), ["POST", "OPTIONS"]), methods=["POST", "OPTIONS"]
+            "/token",
+            _cors(_limited(request_response(_form_read(token.handle))), ["POST", "OPTIONS"]),
+            methods=["POST", "OPTIONS"],
         ),
         Route(
             "/register",
@@ -157,7 +177,7 @@ def authorization_server_endpoints(
         ),
         Route(
             "/revoke",
-            _cors(_limited(request_response(RevocationHandler(server, authenticator).handle)), ["POST", "OPTIONS"]),
+            _cors(_limited(request_response(_form_read(RevocationHandler(server, authenticator).handle))), ["POST", "OPTIONS"]),
             methods=["POST", "OPTIONS"],
         ),
         Route(CONSENT_PATH, _limited(request_response(consent.handle)), methods=["GET", "POST"]),
