@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import AsyncIterator, Iterator
+from functools import cache
 from pathlib import Path
 
+import httpcore2
 import pytest
 
 from tests import harness
 from tests.harness import Running, drop_test_databases, postgres_database, serve, settings_for
+
+_new_ssl_context = httpcore2.default_ssl_context
+
+
+@cache
+def _ssl_context(trust_env: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    return _new_ssl_context(_trust_env=trust_env)
+
+
+def _shared_ssl_context(*, _trust_env: bool = True) -> ssl.SSLContext:
+    """Every httpx2 client the tests make (thousands) would load the system's CA certificates into an
+    SSL context of its own, ~25 ms of CPU each: over a minute of CI. One per setting serves them
+    all; nothing in the suite changes a context once made (no client certificates)."""
+    return _ssl_context(_trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+httpcore2.default_ssl_context = _shared_ssl_context
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
