@@ -14,6 +14,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from bastion.core.models import Selection
+from bastion.core.values import small_int
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 LOCATIONS = ("path", "query", "header", "cookie")
@@ -110,8 +111,8 @@ class _Resolver:
             key = part.replace("~1", "/").replace("~0", "~")
             if isinstance(node, dict) and key in node:
                 node = node[key]
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
+            elif isinstance(node, list) and (index := small_int(key)) is not None and index < len(node):
+                node = node[index]
             else:
                 raise SpecError(f"reference {ref[:100]!r} points at nothing")
         return node

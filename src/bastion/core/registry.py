@@ -16,7 +16,7 @@ from pydantic import Field
 
 from bastion.core.errors import BadRequest
 from bastion.core.models import RegistryOrigin, Transport, UpstreamSpec
-from bastion.core.values import Frozen
+from bastion.core.values import Frozen, small_int
 
 SCHEMA_URL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 NAME_RE = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
@@ -245,4 +245,5 @@ def plan_install(
 
 def version_key(version: str) -> tuple[tuple[int, str], ...]:
     """Sort key that orders `1.10.0` after `1.9.2` (numbers numerically, anything else as text)."""
-    return tuple((int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"[.+-]", version))
+    parts = re.split(r"[.+-]", version)
+    return tuple((-1, p) if (n := small_int(p, 64)) is None else (n, "") for p in parts)

@@ -27,6 +27,15 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def small_int(text: str | bytes, digits: int = 19) -> int | None:
+    """The number `text` spells in 1..`digits` ASCII digits, else None. Not `isdigit()` then `int()`:
+    `isdigit` is true of `²` and other digits `int` cannot read, and `int` refuses over 4,300 digits;
+    text from other parties (headers, events, documents) may hold either."""
+    if not 0 < len(text) <= digits or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def nul_at(value: Any, where: str = "") -> str | None:
     """Where (`servers.0.description`: keys and list indexes joined by dots; "" for `value` itself)
     the first NUL inside `value` is, in a string, bytes (YAML's !!binary, which pydantic takes for

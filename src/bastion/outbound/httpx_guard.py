@@ -21,6 +21,7 @@ import httpcore2
 import httpx2
 
 from bastion.core.netguard import AddressRefused
+from bastion.core.values import small_int
 from bastion.outbound.rules import Resolve, Rules
 
 TOO_LARGE = "message larger than Bastion's limit"
@@ -156,7 +157,7 @@ class GuardedTransport(httpx2.AsyncHTTPTransport):
             self._caps,
             events=events,
             answer=request.method == "POST",
-            declared=int(length) if length.isdigit() else None,
+            declared=small_int(length),
         )
         return httpx2.Response(
             response.status_code, headers=response.headers, stream=stream, extensions=response.extensions

@@ -9,13 +9,12 @@ this one serves a client that reconnects to the same process.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import OrderedDict, deque
 
 from mcp.server.streamable_http import EventCallback, EventId, EventMessage, EventStore, StreamId
 from mcp_types import JSONRPCMessage
 
-_SEQ = re.compile(r"[0-9]{1,20}")
+from bastion.core.values import small_int
 
 
 class MemoryEventStore(EventStore):
@@ -40,11 +39,9 @@ class MemoryEventStore(EventStore):
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         stream_id, _, seq_text = last_event_id.rpartition("/")
         events = self._streams.get(stream_id)
-        # ASCII digits, as few as ours have: `str.isdigit` is true of `²` too, and `int` reads neither
-        # it nor 5,000 digits.
-        if events is None or not _SEQ.fullmatch(seq_text):
+        after = small_int(seq_text, 20)  # ASCII digits, as few as ours have
+        if events is None or after is None:
             return None
-        after = int(seq_text)
         for seq, message in list(events):
             if seq > after and message is not None:
                 await send_callback(EventMessage(message, f"{stream_id}/{seq}"))

@@ -23,6 +23,7 @@ from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, Upstrea
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads
 from bastion.core.tracing import header_text
+from bastion.core.values import small_int
 from bastion.upstream.oauth import TokenSource
 
 _MiB = 1024 * 1024
@@ -308,8 +309,8 @@ def _advance(cursor: SseCursor, line: bytes, event_id: str | None) -> str | None
     text = value[1:] if value.startswith(b" ") else value
     if field == b"id" and b"\0" not in text:
         return text.decode("utf-8", "replace")
-    if field == b"retry" and text.isdigit():
-        cursor.retry_ms = int(text)
+    if field == b"retry" and (retry_ms := small_int(text, 9)) is not None:  # under 12 days
+        cursor.retry_ms = retry_ms
     return event_id
 
 

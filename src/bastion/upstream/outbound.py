@@ -18,6 +18,7 @@ import anyio
 import httpx2
 
 from bastion.core.errors import BadRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from bastion.core.values import small_int
 from bastion.upstream.guard import AddressGuard
 
 MAX_REDIRECTS = 5
@@ -101,9 +102,9 @@ async def _exchange(
 
 
 async def _read(response: httpx2.Response, max_bytes: int, what: str) -> bytes:
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise ResponseTooLarge(f"{what} answered with {int(declared)} bytes, more than the limit of {max_bytes}")
+    declared = small_int(response.headers.get("content-length", ""))
+    if declared is not None and declared > max_bytes:
+        raise ResponseTooLarge(f"{what} answered with {declared} bytes, more than the limit of {max_bytes}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
