@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -66,9 +67,25 @@ class JsonFormatter(logging.Formatter):
         return _DUMPS(out)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
 class TextFormatter(logging.Formatter):
+    """Readable lines for a terminal. A message's control characters are escaped (`\\n`, `\\x1b`):
+    text a caller chose reaches some lines (a library's warning quoting a query parameter), and a
+    newline in it would forge a line of its own, an escape sequence restyle the terminal. A
+    traceback after the message keeps its lines."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _CONTROL.sub(_escaped, record.message)
+        return super().formatMessage(record)
 
 
 def configure_logging(level: str, fmt: str = "auto", replica: str | None = None) -> None:
