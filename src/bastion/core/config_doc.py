@@ -33,7 +33,7 @@ from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
 from bastion.core.surrogates import shown, yaml_surrogate
 from bastion.core.transforms import ToolTransform
-from bastion.core.values import nul_at
+from bastion.core.values import nul_at, unfit_number_at
 from bastion.core.yaml_text import AliasBomb, load_yaml
 
 DOC_VERSION: Literal[1] = 1
@@ -164,6 +164,9 @@ def read_document(text: str | bytes) -> ConfigDoc:
     nul = nul_at(data)
     if nul is not None:  # no column can store one (PostgreSQL refuses it: a failed step, a 500)
         raise BadRequest(f"the configuration is refused: {nul or 'the document'} holds a NUL character")
+    unfit = unfit_number_at(data)
+    if unfit is not None:  # YAML's .inf and .nan: no JSON column can store one (PostgreSQL refuses it: a 500)
+        raise BadRequest(f"the configuration is refused: {unfit or 'the document'} holds NaN or an infinity")
     return parse_doc(data)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from bastion.core.errors import BadRequest
 from bastion.core.registry import check_server, version_key
-from bastion.core.values import Frozen, nul_at
+from bastion.core.values import Frozen, nul_at, unfit_number_at
 
 OFFICIAL_META = "io.modelcontextprotocol.registry/official"
 META_LIMITS = {"updatedAt": 64, "status": 32}
@@ -68,6 +68,8 @@ def _entry(source: str, wrapped: Any, where: str) -> RegistryEntry:
     # The cache is a database: PostgreSQL stores no NUL in text, and the document's text ends up in columns.
     if nul_at(doc) is not None or any("\x00" in value for value in texts.values()):
         raise BadRequest(f"{where}: {doc['name']}: the entry holds a NUL character (\\u0000)")
+    if (unfit := unfit_number_at(doc)) is not None:  # nor can its JSON column hold one of these
+        raise BadRequest(f"{where}: {doc['name']}: {unfit!r} holds NaN or a number past a float's range")
     return RegistryEntry(
         source=source, name=doc["name"], version=doc["version"], latest=bool(official.get("isLatest", False)),
         document=doc, updated_at=texts.get("updatedAt"), status=texts.get("status"),

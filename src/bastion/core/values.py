@@ -1,7 +1,10 @@
-"""Closed sets, the frozen base model that every core value builds on, and the one character no stored text holds."""
+"""Closed sets, the frozen base model that every core value builds on, and what no stored value holds (a NUL, an
+endless float)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -40,10 +43,27 @@ def nul_at(value: Any, where: str = "") -> str | None:
     """Where (`servers.0.description`: keys and list indexes joined by dots; "" for `value` itself)
     the first NUL inside `value` is, in a string, bytes (YAML's !!binary, which pydantic takes for
     text) or a key, or None when there is none: PostgreSQL can neither store nor compare one."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, bytes):
-        return where if b"\x00" in value else None
+    return _first_at(value, where, _holds_nul)
+
+
+def unfit_number_at(value: Any, where: str = "") -> str | None:
+    """Where (as `nul_at` says it) the first float inside `value` that is NaN or infinite is (JSON's
+    NaN and Infinity, a number past a float's range such as 1e400, YAML's .inf), or None: JSON text
+    cannot spell one, so a database's JSON column refuses it (on PostgreSQL, a 500)."""
+    return _first_at(value, where, _not_finite)
+
+
+def _holds_nul(value: Any) -> bool:
+    return (isinstance(value, str) and "\x00" in value) or (isinstance(value, bytes) and b"\x00" in value)
+
+
+def _not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _first_at(value: Any, where: str, found_in: Callable[[Any], bool]) -> str | None:
+    if found_in(value):
+        return where
     if isinstance(value, dict):
         items: Any = value.items()
     elif isinstance(value, list | tuple | set | frozenset):  # YAML's !!set is a set, !!omap and !!pairs tuples
@@ -53,9 +73,9 @@ def nul_at(value: Any, where: str = "") -> str | None:
     for key, item in items:
         name = str(key).replace("\x00", "\\0")
         here = f"{where}.{name}" if where else name
-        found = nul_at(key, here) if isinstance(value, dict) else None
+        found = _first_at(key, here, found_in) if isinstance(value, dict) else None
         if found is None:
-            found = nul_at(item, here)
+            found = _first_at(item, here, found_in)
         if found is not None:
             return found
     return None

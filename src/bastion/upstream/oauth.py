@@ -7,6 +7,7 @@ endpoint's error code, never a secret.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
@@ -70,11 +71,12 @@ def refusal(where: str, status: int, body: dict[str, Any] | None, what: str = "r
 
 
 def bearer_of(body: dict[str, Any], where: str) -> tuple[str, float | None]:
-    """The bearer access token of a token response and its stated lifetime in seconds (None if none)."""
+    """The bearer access token of a token response and its stated lifetime in seconds (None if none,
+    or none a float holds: JSON's NaN and Infinity, or an integer of hundreds of digits)."""
     token, kind, lifetime = body.get("access_token"), body.get("token_type"), body.get("expires_in")
     if not isinstance(token, str) or not token or not isinstance(kind, str) or kind.lower() != "bearer":
         raise UpstreamUnavailable(f"{where} answered without a bearer access_token")
-    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or not 0 < lifetime <= sys.float_info.max:
         return token, None
     return token, float(lifetime)
 

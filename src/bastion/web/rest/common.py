@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -12,10 +13,13 @@ from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest
 from bastion.core.models import CatalogItem, QueryApiKey, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.ownership import Clash
-from bastion.core.values import nul_at
+from bastion.core.values import nul_at, unfit_number_at
 from bastion.web.json_depth import MAX_DEPTH, TooDeep, loads
 
 REDACTED = "********"
+_UNFIT_NUMBER = re.compile(rb"NaN|Infinity|[eE]\+?\d\d|\d{300}")
+"""What a JSON text must hold to parse to NaN or an infinity: the names, or 1.8e308 and up, which takes an
+exponent of two digits or, with one digit, 300 digits before it."""
 KIND_FIELDS = {"tool": "tools", "prompt": "prompts", "resource": "resources", "resource_template": "resource_templates"}
 
 
@@ -32,6 +36,9 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     # JSON can only spell one as this escape (a raw NUL byte is not valid JSON).
     if b"\\u0000" in body and (where := nul_at(value)) is not None:
         raise BadRequest(f"{where or 'the body'} holds a NUL character (\\u0000), which no field may contain")
+    # Nor can a JSON column hold NaN or an infinity (json.loads reads NaN, Infinity and 1e400): only these spell one.
+    if _UNFIT_NUMBER.search(body) and (where := unfit_number_at(value)) is not None:
+        raise BadRequest(f"{where or 'the body'} holds NaN or a number past a float's range, which no field may contain")
     return value
 
 
