@@ -23,6 +23,8 @@ def read_config_file(path: str) -> ConfigDoc:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise BadRequest(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"configuration file {path} is not UTF-8 text (byte {exc.start})") from None
     try:
         return resolve_references(read_document(text), os.environ)
     except BadRequest as exc:

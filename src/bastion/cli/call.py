@@ -14,7 +14,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion.cli.errors import sole_exception
-from bastion.cli.http import Api, api_command, fail, problem_of
+from bastion.cli.http import Api, api_command, fail, problem_of, seg
 from bastion.cli.output import emit, message
 from bastion.core.client_config import mcp_url
 
@@ -40,6 +40,10 @@ def _arguments(raw: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
             arguments[key] = json.loads(value)
         except ValueError:
             arguments[key] = value
+    try:
+        json.dumps(arguments, allow_nan=False, ensure_ascii=False).encode()
+    except ValueError as exc:  # NaN, Infinity or 1e400 (no JSON holds them), a lone surrogate (no UTF-8 does)
+        raise click.BadParameter(f"cannot be sent as JSON ({exc})", param_hint="--args/--arg") from None
     return arguments
 
 
@@ -84,6 +88,8 @@ def _print_result(result: dict[str, Any]) -> None:
 def call(server: str, tool: str, raw_args: str | None, pairs: tuple[str, ...], api: Api) -> None:
     """Call TOOL (its name on virtual server SERVER) with JSON arguments; exit 1 if the tool failed."""
     arguments = _arguments(raw_args, pairs)
+    for name in (server, tool):
+        seg(name)  # UTF-8 text, or the command stops here saying which is not
     refusals: list[httpx2.Response] = []
     try:
         result = anyio.run(_call, api, server, tool, arguments, refusals)
@@ -97,6 +103,8 @@ def call(server: str, tool: str, raw_args: str | None, pairs: tuple[str, ...], a
         if isinstance(inner, httpx2.HTTPStatusError):
             status = inner.response.status_code
             fail(f"the gateway answered HTTP {status} for virtual server {server!r}", status=status)
+        if isinstance(inner, httpx2.InvalidURL):
+            fail(f"invalid gateway URL {api.url!r}: {inner}")
         if isinstance(inner, httpx2.TransportError):
             fail(f"cannot reach the gateway at {api.url} ({type(inner).__name__}); is it running?")
         raise

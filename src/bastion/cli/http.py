@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
@@ -54,7 +55,10 @@ def fail(message: str, *, title: str | None = None, detail: str | None = None, s
 
 def seg(value: str) -> str:
     """URL-encode one path segment (slashes included)."""
-    return quote(value, safe="")
+    try:
+        return quote(value, safe="")
+    except UnicodeEncodeError:  # bytes in argv that are not UTF-8 arrive as lone surrogates
+        fail(f"{value!r} is not UTF-8 text")
 
 
 def problem_of(response: httpx2.Response) -> tuple[str, str]:
@@ -112,6 +116,9 @@ class Api:
             fail(f"invalid gateway URL {base!r}: {exc}")
         except httpx2.HTTPError as exc:
             fail(f"request to the gateway at {base} failed: {exc}")
+        except ValueError as exc:  # the body: NaN or infinity (no JSON holds them), a lone surrogate (no UTF-8 does)
+            fail(f"cannot send this to the gateway: {exc}")
+        _answered()
         if response.status_code >= 400:
             title, detail = problem_of(response)
             fail(f"{title}: {detail}" if detail else title, title=title, detail=detail, status=response.status_code)
@@ -141,6 +148,14 @@ class Api:
 
 _META_KEY = "bastion.cli.connection"
 _JSON_KEY = "bastion.cli.json"
+_ANSWERED_KEY = "bastion.cli.answered"
+
+
+def _answered() -> None:
+    """Note that the gateway has answered this command (what fails after may be the answer's shape)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().meta[_ANSWERED_KEY] = True
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -194,6 +209,18 @@ def current_api(as_json: bool = False) -> Api:
 
 
 
+@contextmanager
+def reading_answers(api: Api) -> Iterator[None]:
+    """Commands read Bastion's answers as Bastion shapes them: once the gateway has answered, an
+    answer of another shape (another server's JSON) is an error in one line, not a traceback."""
+    try:
+        yield
+    except (LookupError, TypeError, AttributeError) as exc:
+        if not click.get_current_context().find_root().meta.get(_ANSWERED_KEY):
+            raise
+        fail(f"the gateway at {api.url} answered in a shape this CLI does not read ({type(exc).__name__}: {exc})")
+
+
 def api_command(func: F) -> F:
     """Add --json to a command and pass it an `api: Api` keyword (apply innermost)."""
 
@@ -201,6 +228,8 @@ def api_command(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, as_json: bool, **kwargs: Any) -> Any:
         click.get_current_context().find_root().meta[_JSON_KEY] = as_json
-        return func(*args, api=current_api(as_json), **kwargs)
+        api = current_api(as_json)
+        with reading_answers(api):
+            return func(*args, api=api, **kwargs)
 
     return wrapper  # type: ignore[return-value]

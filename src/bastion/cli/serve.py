@@ -106,7 +106,7 @@ POLL_SECONDS = Seconds(min=0.1, max=86400)
 
 @click.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1, env BASTION_HOST).")
-@click.option("--port", type=int, default=None, help="Port to listen on (default 4444, env BASTION_PORT).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port to listen on (default 4444, env BASTION_PORT).")
 @click.option("--demo", is_flag=True, help="Also register the demo upstream and a 'demo' virtual server.")
 @click.option(
     "--config", "config_file", type=click.Path(dir_okay=False), default=None,
@@ -166,5 +166,7 @@ def serve(host: str | None, port: int | None, demo: bool, config_file: str | Non
         sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    except (OverflowError, TypeError) as exc:  # a port past 65535 or a host name no encoding takes (from the environment)
+        raise click.ClickException(f"cannot listen on {settings.host!r}:{settings.port}: {exc}") from None
     click.echo(f"Bastion {settings.base_url} (database {settings.database_url.split('://')[0]})")
     uvicorn.Server(config).run(sockets=[sock])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bastion.cli.http import Api, api_command, connection_options, current_api
+from bastion.cli.http import Api, api_command, connection_options, current_api, reading_answers
 from bastion.cli.output import Column, emit, items_of
 
 _FIGURES: list[Column] = ["calls", "errors", "p50_ms", "p95_ms", "distinct_callers", "last_used"]
@@ -44,7 +44,9 @@ def usage(ctx: click.Context, server: str | None, upstream: str | None, tool: st
           until: str | None, group_by: str, as_json: bool) -> None:
     """Calls, errors, p50/p95 latency, distinct callers and last use, added up over every replica."""
     if ctx.invoked_subcommand is None:
-        _show(current_api(as_json), server, upstream, tool, since, until, group_by)
+        api = current_api(as_json)
+        with reading_answers(api):
+            _show(api, server, upstream, tool, since, until, group_by)
 
 
 @usage.command("unused")
