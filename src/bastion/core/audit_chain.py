@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from bastion.core.json_encoders import json_encoder
+from bastion.core.surrogates import replaced
 
 GENESIS = "0" * 64
 
@@ -68,14 +69,16 @@ _TEXT = ("target", "detail", *WIDTHS)
 
 def fitted(values: dict[str, Any]) -> dict[str, Any]:
     """A record's values as every database stores them, before they are hashed: text past its
-    column's width is cut, and a NUL (which PostgreSQL cannot store) becomes U+FFFD. A record a
-    caller can shape (a long path refused at the door, an identity provider's long email) must not
-    fail its batch's insert, which is retried, and refused, at every flush after."""
+    column's width is cut, and a NUL (which PostgreSQL cannot store) or a lone surrogate (which
+    neither UTF-8 nor the hash can encode) becomes U+FFFD. A record a caller can shape (a long path
+    refused at the door, an identity provider's long email) must not fail its batch."""
     for name in _TEXT:
         value = values.get(name)
         if value.__class__ is str:
             if "\x00" in value:
                 value = values[name] = value.replace("\x00", "\ufffd")
+            if not value.isascii():
+                value = values[name] = replaced(value)
             width = WIDTHS.get(name)
             if width is not None and len(value) > width:
                 values[name] = value[:width]

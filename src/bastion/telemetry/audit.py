@@ -248,17 +248,28 @@ class AuditLog:
             started = time.perf_counter()
             try:
                 await self.store.append(todo, marks)
-            except RecordsRefused:
+            except RecordsRefused as refused:
+                if not todo:  # the head's mark itself: signing is tried again at the next flush
+                    log.error("audit chain head not signed: %s", refused.detail)
+                    return 0
+                written: list[AuditEntry] = []
                 try:
-                    todo = await self._set_aside(todo)
+                    with anyio.CancelScope(shield=True):  # stopped halfway, memory and the table would disagree
+                        await self._set_aside(todo, written)
                 except BastionError as exc:
+                    self._unwritten = _linked(todo[len(written) :], written[-1].hash if written else todo[0].prev_hash)
+                    self._head = self._unwritten[-1].hash
+                    for listener in self.listeners:
+                        listener(written)
                     return self._not_written(exc)
+                todo, self._head = written, written[-1].hash
                 if marks:
                     marks = [self._mark("head", self._seq, self._head)]
                     try:
                         await self.store.append([], marks)
-                    except BastionError:
-                        marks = []  # the records are written; the head is signed at a later flush
+                    except BastionError as exc:  # the records are written; signing is tried at the next flush
+                        log.error("audit chain head not signed: %s", exc.detail)
+                        marks = []
             except BastionError as exc:
                 self._unwritten = todo  # kept, in order, for the next flush
                 return self._not_written(exc)
@@ -271,34 +282,31 @@ class AuditLog:
             listener(todo)
         return len(todo)
 
-    async def _set_aside(self, todo: list[AuditEntry]) -> list[AuditEntry]:
+    async def _set_aside(self, todo: list[AuditEntry], written: list[AuditEntry]) -> None:
         """The database refused a value in this batch (a kind `fitted` does not foresee), and would
-        refuse it at every flush after, stopping this replica's audit log for good. Written one at
-        a time instead: a refused record is replaced by one saying so (same place in the chain, its
-        action and outcome kept, no caller text), and the records after it are sealed again on the
-        new link. Returns what was written. If the database stops answering meanwhile, raises and
-        keeps the rest, linked, for the next flush."""
-        written: list[AuditEntry] = []
-        head = todo[0].prev_hash
-        for index, original in enumerate(todo):
-            entry = original if original.prev_hash == head else sealed(entry_values(original), head)
-            try:
-                try:
-                    await self.store.append([entry], [])
-                except RecordsRefused as exc:
-                    log.error("audit record %d (%s) refused by the database, stored as unstorable: %s", entry.seq, entry.action, exc.detail)
-                    entry = sealed(fitted(self._unstorable(entry, exc.detail)), head)
-                    await self.store.append([entry], [])
-            except BastionError:
-                self._unwritten = _linked(todo[index:], head)
-                self._head = self._unwritten[-1].hash
-                for listener in self.listeners:
-                    listener(written)
-                raise
-            written.append(entry)
-            head = entry.hash
-        self._head = head
-        return written
+        refuse it at every flush after, stopping this replica's audit log for good. The batch is
+        written in halves, down to the refused record, which is replaced, in its place in the chain,
+        by a record of Bastion's own saying so; the records after it are sealed again on the new
+        link. A few transactions per refused record, not one per record. Appends what is written to
+        `written`, in order (one entry per entry of `todo`); raises if the database stops answering."""
+        entries = _linked(todo, written[-1].hash if written else todo[0].prev_hash)
+        try:
+            await self.store.append(entries, [])
+        except RecordsRefused as exc:
+            if len(entries) > 1:
+                middle = len(entries) // 2
+                await self._set_aside(entries[:middle], written)
+                await self._set_aside(entries[middle:], written)
+                return
+            entry = entries[0]
+            log.error(
+                "audit record %d (%s by %s) refused by the database, stored as unstorable: %s",
+                entry.seq, entry.action, entry.actor_client, exc.detail,
+            )
+            entry = sealed(fitted(self._unstorable(entry, exc.detail)), entry.prev_hash)
+            await self.store.append([entry], [])
+            entries = [entry]
+        written.extend(entries)
 
     def _not_written(self, exc: BastionError) -> int:
         if self._on_failed is not None:
@@ -307,9 +315,11 @@ class AuditLog:
         return 0
 
     def _unstorable(self, entry: AuditEntry, reason: str) -> dict[str, Any]:
+        """In place of a refused record: only Bastion's own text (any of the record's may be the
+        refused value), its place in the chain and time, and why."""
         return entry_values(AuditEntry(
-            entry.chain, entry.seq, entry.at, entry.replica, entry.action[:64], "", entry.outcome[:20],
-            latency_ms=entry.latency_ms, detail=f"this record could not be stored and was replaced: {reason}",
+            entry.chain, entry.seq, entry.at, entry.replica, "audit.unstorable", "", "error",
+            detail=f"record {entry.seq} could not be stored and was replaced: {reason}",
         ))
 
     async def run(self) -> None:

@@ -37,14 +37,14 @@ def _causes(exc: BaseException) -> list[BaseException]:
 def _data_refused(exc: BaseException) -> bool:
     """Whether the database (or its driver) refused a value, not the connection: SQLSTATE class 22
     (data exception: too long, out of range, a character it cannot store), or the DB-API's DataError
-    (the driver could not encode an argument). A lost connection, a timeout or a lock is retried as
+    or a value the driver could not encode. A lost connection, a timeout or a lock is retried as
     it is; only this is set aside."""
     for cause in _causes(exc):
         sqlstate = getattr(cause, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith("22"):
             return True
-        if type(cause).__name__ == "DataError":
-            return True
+        if type(cause).__name__ == "DataError" or isinstance(cause, UnicodeError | OverflowError):
+            return True  # the driver could not send a value (sqlite3 raises these unwrapped)
     return False
 
 
@@ -92,7 +92,7 @@ class SqlAuditStore:
                     await conn.exec_driver_sql(self._insert.sql, self._insert.parameters(entries))
                 if marks:
                     await conn.execute(insert(audit_marks), [asdict(m) for m in marks])
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, UnicodeError, OverflowError) as exc:
             if _data_refused(exc):
                 raise RecordsRefused(f"the database refused an audit record ({_reason(exc)})") from None
             raise ServiceUnavailable(f"the audit log could not be written ({type(exc).__name__})") from None
