@@ -11,6 +11,12 @@ from bastion.core.grants import parse_networks
 from bastion.core.launch import parse_rules
 from bastion.core.ratelimit import Defaults, parse_rate
 
+CENTURY_DAYS = 36500.0
+"""The longest lifetime or retention: each is added to or taken from today's date, and past the
+calendar's end (year 9999) that is an OverflowError where it is used (every sign-in a 500, a
+pruning task dead), not a refusal at start."""
+CENTURY = CENTURY_DAYS * 86400
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BASTION_", env_file=".env", extra="ignore", frozen=True)
@@ -156,20 +162,20 @@ class Settings(BaseSettings):
         "off whenever BASTION_OIDC_ISSUER names an external one",
     )
     oauth_access_token_ttl: float = Field(default=600.0, gt=0, le=86400, description="Access token lifetime, s")
-    oauth_refresh_token_ttl: float = Field(default=30 * 86400.0, gt=0, description="Refresh token lifetime, s")
+    oauth_refresh_token_ttl: float = Field(default=30 * 86400.0, gt=0, le=CENTURY, description="Refresh token lifetime, s")
     oauth_code_ttl: float = Field(default=60.0, gt=0, le=600, description="Authorization code lifetime, s")
-    oauth_consent_ttl: float = Field(default=600.0, gt=0, description="How long a sign-in/consent page stays valid, s")
+    oauth_consent_ttl: float = Field(default=600.0, gt=0, le=CENTURY, description="How long a sign-in/consent page stays valid, s")
     oauth_registration_rate: str = Field(
         default="20/hour", description="Dynamic client registrations per client address (RFC 7591)"
     )
     oauth_client_unused_ttl: float = Field(
-        default=86400.0, gt=0, description="A registered client that never obtained a token is forgotten after, s"
+        default=86400.0, gt=0, le=CENTURY, description="A registered client that never obtained a token is forgotten after, s"
     )
     oauth_client_idle_ttl: float = Field(
-        default=90 * 86400.0, gt=0, description="A registered client not used for this long is forgotten, s"
+        default=90 * 86400.0, gt=0, le=CENTURY, description="A registered client not used for this long is forgotten, s"
     )
     oauth_key_rotation: float = Field(
-        default=30 * 86400.0, gt=0, description="Age after which the token signing key is replaced, s"
+        default=30 * 86400.0, gt=0, le=CENTURY, description="Age after which the token signing key is replaced, s"
     )
     shutdown_grace: float = Field(default=30.0, ge=0, description="On SIGTERM, how long in-flight calls may finish, s")
     session_idle_ttl: float = Field(
@@ -226,19 +232,19 @@ class Settings(BaseSettings):
     audit_flush_interval: float = Field(default=1.0, gt=0, le=60, description="Seconds between audit batch writes")
     audit_sign_interval: float = Field(default=10.0, gt=0, description="Seconds between signed audit chain heads")
     audit_queue: int = Field(default=100_000, ge=100, description="Audit records held in memory before dropping (counted)")
-    audit_retention_days: float | None = Field(default=None, gt=0, description="Delete audit records older than this")
+    audit_retention_days: float | None = Field(default=None, gt=0, le=CENTURY_DAYS, description="Delete audit records older than this")
     audit_export_file: Path | None = Field(default=None, description="Append every audit record to this file (JSON lines)")
     audit_export_url: str | None = Field(default=None, description="POST audit records in batches (JSON lines) to this URL")
     audit_export_token: SecretStr | None = Field(default=None, description="Bearer token for BASTION_AUDIT_EXPORT_URL")
     audit_export_queue: int = Field(default=10_000, ge=10, description="Audit records waiting for export before dropping")
     usage_flush_interval: float = Field(default=5.0, gt=0, le=300, description="Seconds between usage writes")
-    usage_retention_minute_days: float = Field(default=2.0, gt=0, description="Keep per-minute usage this many days")
-    usage_retention_hour_days: float = Field(default=31.0, gt=0, description="Keep per-hour usage this many days")
-    usage_retention_day_days: float = Field(default=400.0, gt=0, description="Keep per-day usage this many days")
+    usage_retention_minute_days: float = Field(default=2.0, gt=0, le=CENTURY_DAYS, description="Keep per-minute usage this many days")
+    usage_retention_hour_days: float = Field(default=31.0, gt=0, le=CENTURY_DAYS, description="Keep per-hour usage this many days")
+    usage_retention_day_days: float = Field(default=400.0, gt=0, le=CENTURY_DAYS, description="Keep per-day usage this many days")
 
     admin_email: str | None = Field(default=None, description="First admin user, created on start if missing")
     admin_password: SecretStr | None = Field(default=None, description="Password of BASTION_ADMIN_EMAIL's user")
-    session_ttl: float = Field(default=12 * 3600.0, gt=0, description="Lifetime of a login session, s")
+    session_ttl: float = Field(default=12 * 3600.0, gt=0, le=CENTURY, description="Lifetime of a login session, s")
     login_max_failures: int = Field(
         default=5, ge=1, description="Failed logins for one account from one address before that pair locks"
     )

@@ -5,15 +5,19 @@ as what it can only mean, never a 500, a crashed background task or a traceback.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.config import CENTURY
 from tests.attacks.test_registry_fields import FakeRegistry, _set
-from tests.harness import Running, serve_asgi
+from tests.harness import Running, serve, serve_asgi, settings_for
+from tests.identity import login, make_user
 from tests.vault.test_upstream_user_oauth import connect, provider, setup, whoami
 
 pytestmark = pytest.mark.anyio
@@ -107,3 +111,25 @@ async def test_a_registry_entry_number_no_json_column_holds_is_refused(gateway: 
     detail = refused.json()["detail"]
     assert "registry source 'endless'" in detail and "repository.stars" in detail, detail
     assert (await gateway.api.get("/api/v1/registries/endless")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("session_ttl", 1e12), ("session_ttl", float("inf")), ("oauth_refresh_token_ttl", 1e300),
+        ("oauth_consent_ttl", 1e12), ("oauth_client_unused_ttl", 1e12), ("oauth_client_idle_ttl", 1e12),
+        ("oauth_key_rotation", 1e12), ("audit_retention_days", 1e9), ("usage_retention_minute_days", 1e9),
+        ("usage_retention_hour_days", 1e9), ("usage_retention_day_days", float("inf")),
+    ],
+)
+def test_a_lifetime_past_the_calendar_is_refused_at_start(name: str, value: float) -> None:
+    """Taken, BASTION_SESSION_TTL=1e12 made every sign-in a 500 (now + 31,700 years is past year
+    9999), and a retention of 1e9 days killed the pruning task: refused with the other settings."""
+    with pytest.raises(ValidationError, match=name):
+        settings_for("sqlite+aiosqlite:///unused.db", **{name: value})
+
+
+async def test_a_century_long_session_still_signs_in(tmp_path: Path) -> None:
+    async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", session_ttl=CENTURY)) as gateway:
+        await make_user(gateway, "century@example.com", "developer")
+        assert (await login(gateway, "century@example.com")).status_code == 200
