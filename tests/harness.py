@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import shlex
 import socket
 import subprocess
@@ -233,11 +235,26 @@ async def postgres_database() -> AsyncIterator[str]:
         await admin.close()
 
 
+_PORT_BLOCK = 2000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_next_port = itertools.count(random.randrange(_PORT_BLOCK))
+
+
 def free_port() -> int:
-    """A loopback port free right now (for a Bastion that must know its own URL, such as the UI's)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free right now, for a process that binds it a moment later (a Bastion that
+    must know its own URL, a replica, a Redis). Nothing reserves it meanwhile, so it is taken below
+    Linux's ephemeral range (32768 up: no outgoing connection gets it), in a block of this pytest
+    worker's own (no other worker picks it), and in turn (not again for 2,000 picks)."""
+    base = 20000 + (_WORKER % 6) * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        port = base + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + _PORT_BLOCK - 1}")
 
 
 def node_available() -> bool:

@@ -13,7 +13,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.harness import TOKEN, Running, serve, settings_for, stdio_fixture
+from tests.harness import TOKEN, Running, free_port, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -37,16 +37,8 @@ async def test_not_ready_when_the_schema_is_not_current(tmp_path: Path) -> None:
         assert ready.json()["problems"] == ["database schema is not at the newest migration"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_sigterm_lets_the_call_in_flight_finish_then_stops_everything(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "BASTION_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/b.db",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,16 +18,10 @@ import anyio
 import httpx2
 import redis
 
-from tests.harness import TOKEN, VAULT_KEY, postgres_database
+from tests.harness import TOKEN, VAULT_KEY, free_port, postgres_database
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODERN = "2026-07-28"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
