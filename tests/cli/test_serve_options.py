@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from bastion.cli.main import cli
 from bastion.cli.serve import serve
 
 
@@ -22,3 +23,17 @@ def test_a_config_poll_outside_its_range_is_a_usage_error(value: str) -> None:
 def test_a_config_poll_in_its_range_is_taken(value: str) -> None:
     [option] = [p for p in serve.params if p.name == "config_poll"]
     assert option.type.convert(value, option, None) == float(value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("BASTION_SESSION_TTL", "-1"), ("BASTION_SESSION_TTL", "1e12"), ("BASTION_PORT", "not-a-port")],
+)
+@pytest.mark.parametrize("command", [["serve"], ["admin", "reset-token"]])
+def test_a_setting_bastion_cannot_take_is_one_line_naming_it(variable: str, value: str, command: list[str]) -> None:
+    """It was pydantic's traceback (`bastion serve` with BASTION_SESSION_TTL=-1)."""
+    result = CliRunner().invoke(cli, command, env={variable: value})
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith("Error: invalid settings: ") and variable in result.output, result.output
+    assert value not in result.output  # a setting's value may be a secret

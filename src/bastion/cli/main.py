@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 from importlib import metadata
+from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from bastion.cli.admin import admin
 from bastion.cli.approvals import approvals
@@ -60,6 +62,24 @@ class BastionGroup(click.Group):
         command: click.Command = getattr(module, attr)
         self.add_command(command, cmd_name)
         return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """A setting Bastion cannot take (BASTION_SESSION_TTL=-1) is one line naming it, not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            if exc.title != "Settings":
+                raise
+            raise click.ClickException(settings_problems(exc)) from None
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """Each refused setting by its variable, with pydantic's reason (never its value: it may be a secret)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        problems.append(f"BASTION_{name}: {error['msg']}" if name else error["msg"])
+    return "invalid settings: " + "; ".join(problems)
 
 
 @click.group(cls=BastionGroup, context_settings={"help_option_names": ["-h", "--help"]})
