@@ -172,6 +172,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 health_interval=settings.health_interval,
                 feed=shared.feed,
                 leadership=shared.leadership,
+                team_exists=lambda team: _team_exists(identity, team),
             )
             gateway_ref.append(gateway)
             server_info: dict[str, Any] = {"name": "bastion", "version": __version__}
@@ -223,7 +224,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
 
             tokens = ApiTokens(repo, lambda: gateway.snapshot.servers, revoke_everywhere)
             subjects = PolicySubjects(identity, repo, external=settings.oidc_issuer is not None)
-            teams = Teams(identity, users, partial(owned_by, gateway), forget_user)
+            teams = Teams(identity, users, partial(owned_by, gateway), forget_user, writing=gateway.writing)
             login = Login(identity, passwords, shared.throttle, settings.session_ttl, revoke_everywhere)
             may_use = server_access(gateway)
             duplicates = Duplicates(gateway)
@@ -366,3 +367,7 @@ class LifespanApp:
                 return
             raise
         await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _team_exists(identity: SqlIdentityRepo, team: str) -> bool:
+    return await identity.get_team(team) is not None

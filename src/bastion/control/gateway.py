@@ -66,6 +66,7 @@ class Gateway:
         health_interval: float,
         feed: ChangeFeed | None = None,
         leadership: Leadership | None = None,
+        team_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.repo = repo
         self.pool = pool
@@ -73,6 +74,7 @@ class Gateway:
         self.health_interval = health_interval
         self.feed = feed
         self.leadership = leadership
+        self.team_exists = team_exists
         self.health_checks = 0
         """How many periodic health checks this replica has run (only the leader runs them)."""
         self.snapshot = Snapshot()
@@ -83,12 +85,22 @@ class Gateway:
         self._rebuild_covered = 0
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
+        self._registering: set[str] = set()
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
     def current(self) -> Snapshot:
         return self.snapshot
+
+    def writing(self) -> anyio.Lock:
+        """Held while an upstream or virtual server is saved and the snapshot rebuilt with it; deleting
+        a team holds it too, so no upstream or server is given to a team as it goes."""
+        return self._write_lock
+
+    async def _check_team(self, team: str | None) -> None:
+        if team is not None and self.team_exists is not None and not await self.team_exists(team):
+            raise BadRequest(f"no such team {team!r}")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -172,15 +184,29 @@ class Gateway:
 
         With `approve_as` (an admin registering it), what this first discovery finds is approved in
         their name; if it finds nothing yet (per-user OAuth), the first discovery that does is."""
-        if await self.repo.get_upstream(spec.name) is not None:
+        # One registration of a name at a time: a second one's discovery would replace the first's
+        # connection in the pool, and its failure close it.
+        if spec.name in self._registering:
             raise Conflict(f"upstream {spec.name!r} already exists")
+        self._registering.add(spec.name)
         try:
-            discovery = await self.pool.discover(spec)
-        except BaseException:
-            await self.pool.close(spec.name)  # not registered: nothing of it stays running
-            raise
-        upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
+            if await self.repo.get_upstream(spec.name) is not None:
+                raise Conflict(f"upstream {spec.name!r} already exists")
+            try:
+                discovery = await self.pool.discover(spec)
+            except BaseException:
+                await self.pool.close(spec.name)  # not registered: nothing of it stays running
+                raise
+            async with self._write_lock:  # its team is not deleted meanwhile (see `writing`)
+                upstream = await self._save_new(spec, discovery, approve_as)
+        finally:
+            self._registering.discard(spec.name)
+        return upstream, discovery
+
+    async def _save_new(self, spec: UpstreamSpec, discovery: Discovery, approve_as: str | None) -> Upstream:
         try:
+            await self._check_team(spec.team)
+            upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
             await self.repo.create_upstream(upstream, discovery.items)
         except BaseException:
             await self.pool.close(spec.name)
@@ -192,7 +218,7 @@ class Gateway:
             upstream = Upstream(spec=spec, state=UpstreamState(status="disabled"))
             await self.repo.save_upstream_state(spec.name, upstream.state)
         await self.rebuild()
-        return upstream, discovery
+        return upstream
 
     async def update_upstream(self, spec: UpstreamSpec) -> Upstream:
         """Apply a changed spec; a changed connection is tried before it is saved."""
@@ -246,8 +272,9 @@ class Gateway:
                     continue
                 await self.repo.save_server(_detach(spec, name), create=False)
             await self.repo.delete_upstream(name)
+            # Before the write lock is let go: a server saved next must not find the upstream there.
+            await self.rebuild()
         await self.pool.close(name)
-        await self.rebuild()
 
     async def refresh_upstream(self, name: str, *, quiet: bool = False, user: str | None = None) -> Discovery | None:
         """Rediscover an upstream's items and record its health; raises unless `quiet`. A per-user
@@ -416,12 +443,29 @@ class Gateway:
     async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
         check_slug(spec.name, "virtual server")
         async with self._write_lock:
-            view, _ = compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
-            limited = set(spec.rate_limits.tools) if spec.rate_limits is not None else set()
-            if limited - set(view.tools):
-                unknown = ", ".join(map(repr, sorted(limited - set(view.tools))))
-                raise BadRequest(f"rate_limits.tools names tools this server does not expose: {unknown}")
-            await self.repo.save_server(spec, create=create)
+            await self._save_server(spec, create=create)
+
+    async def change_server(
+        self, name: str, change: Callable[[VirtualServerSpec], Awaitable[VirtualServerSpec]]
+    ) -> None:
+        """Save `change` applied to the server as stored now, one change at a time: of two changes made
+        at once, the second applies to what the first saved instead of undoing it."""
+        async with self._write_lock:
+            current = await self.repo.get_server(name)
+            if current is None:
+                raise NotFound(f"virtual server {name!r} does not exist")
+            await self._save_server(await change(current), create=False)
+
+    async def _save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
+        await self._check_team(spec.team)
+        view, _ = compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
+        limited = set(spec.rate_limits.tools) if spec.rate_limits is not None else set()
+        if limited - set(view.tools):
+            unknown = ", ".join(map(repr, sorted(limited - set(view.tools))))
+            raise BadRequest(f"rate_limits.tools names tools this server does not expose: {unknown}")
+        await self.repo.save_server(spec, create=create)
+        # Before the write lock is let go: the next writer checks against a snapshot that has this
+        # server (deleting an upstream it uses is refused, not done under it).
         await self.rebuild()
 
     async def delete_server(self, name: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,12 +26,14 @@ class Teams:
         owned_by: Callable[[str], list[str]],
         changed: Callable[[str], Awaitable[None]] = _unchanged,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        writing: Callable[[], AbstractAsyncContextManager[Any]] = nullcontext,
     ) -> None:
         self._repo = repo
         self._users = users
         self._owned_by = owned_by
         self._changed = changed
         self._now = now
+        self._writing = writing  # held while upstreams and servers are saved: none is given to a team as it goes
 
     async def create(self, body: dict[str, Any]) -> Team:
         name = body.get("name")
@@ -54,11 +57,12 @@ class Teams:
         return await self._repo.get_team(name) is not None
 
     async def delete(self, name: str) -> None:
-        owned = self._owned_by(name)
-        if owned:
-            raise Conflict(f"team {name!r} still owns {', '.join(owned)}; give them to another team first")
-        team = await self.get(name)
-        await self._repo.delete_team(name)
+        async with self._writing():
+            owned = self._owned_by(name)
+            if owned:
+                raise Conflict(f"team {name!r} still owns {', '.join(owned)}; give them to another team first")
+            team = await self.get(name)
+            await self._repo.delete_team(name)
         for member in team.members:
             await self._changed(member)
 

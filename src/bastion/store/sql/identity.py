@@ -129,14 +129,22 @@ class SqlIdentityRepo:
                 raise NotFound(f"team {name!r} does not exist")
 
     async def add_member(self, team: str, user_id: str) -> None:
-        async with self.engine.begin() as conn:
-            if (await conn.execute(select(teams.c.name).where(teams.c.name == team))).first() is None:
-                raise NotFound(f"team {team!r} does not exist")
-            if (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is None:
-                raise NotFound(f"user {user_id!r} does not exist")
-            found = select(team_members).where(team_members.c.team == team, team_members.c.user_id == user_id)
-            if (await conn.execute(found)).first() is None:
-                await conn.execute(insert(team_members).values(team=team, user_id=user_id))
+        try:
+            async with self.engine.begin() as conn:
+                await self._team_and_user(conn, team, user_id)
+                found = select(team_members).where(team_members.c.team == team, team_members.c.user_id == user_id)
+                if (await conn.execute(found)).first() is None:
+                    await conn.execute(insert(team_members).values(team=team, user_id=user_id))
+        except IntegrityError:
+            # Raced: the same member added meanwhile (done, as asked), or the team or user deleted (404).
+            async with self.engine.connect() as conn:
+                await self._team_and_user(conn, team, user_id)
+
+    async def _team_and_user(self, conn: AsyncConnection, team: str, user_id: str) -> None:
+        if (await conn.execute(select(teams.c.name).where(teams.c.name == team))).first() is None:
+            raise NotFound(f"team {team!r} does not exist")
+        if (await conn.execute(select(users.c.id).where(users.c.id == user_id))).first() is None:
+            raise NotFound(f"user {user_id!r} does not exist")
 
     async def remove_member(self, team: str, user_id: str) -> None:
         async with self.engine.begin() as conn:

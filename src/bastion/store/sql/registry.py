@@ -71,11 +71,15 @@ class SqlRegistryRepo:
             values: dict[str, Any] = {"error": error}
             if entries is not None:
                 values["refreshed_at"] = at
-                await conn.execute(delete(registry_entries).where(registry_entries.c.source == name))
-                await self._insert(conn, entries)
+            # The source row first: it locks the source (PostgreSQL; SQLite's first write takes the write
+            # lock), so a refresh at the same time waits instead of inserting the same entries, and a
+            # deletion that came first is this refresh's 404 rather than a foreign key failure.
             result = await conn.execute(update(registry_sources).where(registry_sources.c.name == name).values(**values))
             if result.rowcount == 0:
                 raise NotFound(f"registry source {name!r} does not exist")
+            if entries is not None:
+                await conn.execute(delete(registry_entries).where(registry_entries.c.source == name))
+                await self._insert(conn, entries)
 
     async def _insert(self, conn: Any, entries: Sequence[RegistryEntry]) -> None:
         if entries:
@@ -83,6 +87,8 @@ class SqlRegistryRepo:
 
     async def delete_source(self, name: str) -> None:
         async with self.engine.begin() as conn:
+            # Locked first, as a refresh does, so the two take turns instead of deadlocking (PostgreSQL).
+            await conn.execute(select(registry_sources.c.name).where(registry_sources.c.name == name).with_for_update())
             await conn.execute(delete(registry_entries).where(registry_entries.c.source == name))
             result = await conn.execute(delete(registry_sources).where(registry_sources.c.name == name))
             if result.rowcount == 0:

@@ -86,12 +86,13 @@ def server_routes(
             raise NotFound(f"virtual server {name!r} does not exist")
         return view
 
-    def show(name: str, emails: dict[str, str]) -> dict[str, Any]:
+    def show(name: str, emails: dict[str, str], spec: VirtualServerSpec | None = None) -> dict[str, Any]:
+        """The server as served now, or as `spec` says it is stored."""
         snap = gateway.snapshot
         view = snap.servers.get(name)
         if view is None:
             raise NotFound(f"virtual server {name!r} does not exist")
-        spec = view.spec
+        spec = spec or view.spec
         if spec.policy is not None and subjects is not None:
             # Stored by user id (stable), shown by email (readable); a PATCH may send it back as shown.
             spec = spec.model_copy(update={"policy": subjects.shown(spec.policy, emails)})
@@ -132,17 +133,24 @@ def server_routes(
     async def patch(request: Request) -> Response:
         principal = principal_of(request)
         name = request.path_params["name"]
-        current = visible(request, name).spec
-        editable(principal, current, f"virtual server {name!r}")
-        old = show(name, await emails())
+        editable(principal, visible(request, name).spec, f"virtual server {name!r}")
         body = require_object(await read_json(request, max_body))
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
-        owned = await ownership(principal, body, team_exists, current)
-        keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits", "transforms", "discovery")
-        spec = await checked(_spec({"name": name, **{k: old[k] for k in keys}, **body}).model_copy(update=owned))
-        _check_sources(gateway, principal, spec)
-        await gateway.save_server(spec, create=False)
+        known = await emails()
+
+        async def change(current: VirtualServerSpec) -> VirtualServerSpec:
+            # What the body leaves out stays as stored now, not as it was when this request came in.
+            editable(principal, current, f"virtual server {name!r}")
+            given = dict(body)
+            owned = await ownership(principal, given, team_exists, current)
+            old = show(name, known, current)
+            keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits", "transforms", "discovery")
+            spec = await checked(_spec({"name": name, **{k: old[k] for k in keys}, **given}).model_copy(update=owned))
+            _check_sources(gateway, principal, spec)
+            return spec
+
+        await gateway.change_server(name, change)
         return JSONResponse(show(name, await emails()))
 
     async def delete(request: Request) -> Response:
