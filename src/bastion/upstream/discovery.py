@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamUnavailable
 from bastion.core.models import CatalogItem, Discovery, ItemKind
 from bastion.core.naming import gateway_names
+from bastion.core.values import unfit_number_at
 
 if TYPE_CHECKING:
     from bastion.upstream.connection import UpstreamConnection
@@ -71,6 +72,21 @@ def name_items(upstream: str, kind: ItemKind, key_field: str, entries: list[dict
         CatalogItem(upstream=upstream, kind=kind, key=key, gateway_name=name, definition=entry)
         for (key, entry), name in zip(unique.items(), names, strict=True)
     ]
+
+
+def storable(discovery: Discovery, upstream: str) -> Discovery:
+    """`discovery`, once no definition holds a number JSON text cannot spell: NaN or an infinity
+    (Python's parser reads `NaN`, `Infinity` and a number past a float's range such as `1e400`). The
+    catalog stores definitions as JSON (PostgreSQL refused the row: a 500) and passes them to
+    clients, and neither can carry one. Else the upstream's answer is malformed, named as such."""
+    for item in discovery.items:
+        where = unfit_number_at(item.definition)
+        if where is not None:
+            raise UpstreamProtocolError(
+                f"upstream {upstream!r} lists {item.kind} {item.key!r} with a number JSON cannot carry"
+                f" (NaN or infinite) at {where or 'its top level'}"
+            )
+    return discovery
 
 
 async def discover(conn: UpstreamConnection, *, timeout: float, limits: DiscoveryLimits = DiscoveryLimits()) -> Discovery:

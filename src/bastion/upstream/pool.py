@@ -28,7 +28,7 @@ from bastion.upstream.a2a import A2aUpstream
 from bastion.upstream.caller_http import CallerHttpSession
 from bastion.upstream.caller_sessions import CallerSession, CallerSessions, Limits
 from bastion.upstream.connection import NotificationHandler, ResourceUpdatedHandler, UpstreamConnection
-from bastion.upstream.discovery import DiscoveryLimits, discover
+from bastion.upstream.discovery import DiscoveryLimits, discover, storable
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.oauth import BearerAuth, ClientCredentialsToken, TokenSource
@@ -227,7 +227,7 @@ class UpstreamPool:
             await self.close(spec.name)
             _check_credentials(spec)
             self.adopt([spec])
-            return await self._rest_for(spec).discover()
+            return storable(await self._rest_for(spec).discover(), spec.name)
         if user_grant(spec) is not None:
             # Nothing to connect as yet: each user's connection opens on their first call, and the
             # catalog is discovered over the first user's (see Gateway.refresh_upstream).
@@ -240,7 +240,7 @@ class UpstreamPool:
             reason = conn.failure or "it did not answer in time"
             await self.close(spec.name)
             raise UpstreamUnavailable(f"could not connect to upstream {spec.name!r}: {reason}")
-        return await discover(conn, timeout=self._connect_timeout, limits=self._limits)
+        return storable(await discover(conn, timeout=self._connect_timeout, limits=self._limits), spec.name)
 
     async def rediscover(self, name: str, user: str | None = None) -> Discovery:
         """Discover over the shared connection; for a per-user OAuth upstream, over `user`'s (or, with
@@ -248,15 +248,15 @@ class UpstreamPool:
         spec = self._specs.get(name)
         if spec is not None and spec.transport in REQUEST_RESPONSE:
             _check_credentials(spec)
-            return await self._rest_for(spec).discover()
+            return storable(await self._rest_for(spec).discover(), name)
         per_user_oauth = spec is not None and user_grant(spec) is not None
         if per_user_oauth and user is None:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
             if not live:
                 raise UpstreamNotConnected(f"no user is connected to upstream {name!r} right now")
-            return await discover(live[0], timeout=self._connect_timeout, limits=self._limits)
+            return storable(await discover(live[0], timeout=self._connect_timeout, limits=self._limits), name)
         conn = await self._get(name, user if per_user_oauth else None)
-        return await discover(conn, timeout=self._connect_timeout, limits=self._limits)
+        return storable(await discover(conn, timeout=self._connect_timeout, limits=self._limits), name)
 
     async def forget_user(self, name: str, user: str) -> None:
         """A user disconnected from upstream `name`: stop their connection and drop their token."""
