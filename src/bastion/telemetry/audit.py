@@ -33,7 +33,6 @@ from bastion.core.audit_chain import (
 from bastion.core.errors import BastionError, RecordsRefused
 from bastion.core.observation import AUDITED_METHODS, CallRecord, EdgeEvent
 from bastion.core.ports import AuditStore
-from bastion.core.surrogates import replaced
 from bastion.telemetry.audit_keys import AuditKeys
 
 log = logging.getLogger("bastion.audit")
@@ -76,12 +75,6 @@ UNHASHED = "arguments or result could not be hashed"
 
 Pending = CallRecord | EdgeEvent | AuditEntry | dict[str, Any]
 """Waiting to be chained: a call (or its values, made when told of a batch), an edge event, an entry."""
-
-
-def _text(text: str | None) -> str | None:
-    """Free text as the database can store it: a lone surrogate (which a JSON string may carry into
-    an error message) becomes U+FFFD instead of failing the flush."""
-    return None if text is None else replaced(text)
 
 
 def _args_of(params: dict[str, Any] | None) -> Any:
@@ -192,7 +185,7 @@ class AuditLog:
             "latency_ms": round(record.seconds * 1000, 3),
             "args_hmac": digest(_args_of(record.params)) if record.params is not None else None,
             "result_hmac": digest(record.result) if record.result is not None else None,
-            "detail": _text(record.error),
+            "detail": record.error,  # fitted at the flush, as every text (surrogates, NUL, width)
         }
 
     def _edge_values(self, event: EdgeEvent, seq: int) -> dict[str, Any]:
@@ -200,7 +193,7 @@ class AuditLog:
         return entry_values(AuditEntry(
             self.chain, seq, iso(event.started + event.seconds), self.replica, event.action, event.target, event.outcome,
             actor_user=event.user, actor_token=event.token, actor_client=event.principal, actor_address=event.address,
-            latency_ms=round(event.seconds * 1000, 3), detail=_text(event.detail),
+            latency_ms=round(event.seconds * 1000, 3), detail=event.detail,
         ))
 
     # -- writing (background) ----------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 import anyio
@@ -23,11 +22,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bastion.core.ports import SessionChanged, SessionKey, SessionRecord, SessionRelayed
+from bastion.core.values import small_int
 from bastion.store.sessions.keys import SessionKeys
 
 log = logging.getLogger("bastion.sessions")
 _NONCE = 12
-_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _U64_MAX = 2**64 - 1
 _LAST_ENTRY_ID = f"{_U64_MAX}-{_U64_MAX}"
 # How long one pub/sub read waits for a message before asking again (and health-checking).
@@ -147,8 +146,9 @@ class RedisEventStore:
 def _valid_entry_id(text: str) -> bool:
     """Whether `text` is an entry id XRANGE can start after: `<ms>-<seq>`, each ASCII digits of 64
     bits at most, and not the last id there is (`str.isdigit` is true of `²` too, which Redis refuses)."""
-    found = _ENTRY_ID.fullmatch(text)
-    return found is not None and max(int(found[1]), int(found[2])) <= _U64_MAX and text != _LAST_ENTRY_ID
+    ms_text, dash, seq_text = text.partition("-")
+    ms, seq = small_int(ms_text, 20), small_int(seq_text, 20)
+    return bool(dash) and ms is not None and seq is not None and max(ms, seq) <= _U64_MAX and text != _LAST_ENTRY_ID
 
 
 class _SessionEvents(EventStore):
