@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ import pytest
 from mcp import MCPError
 
 from bastion.core.errors import UpstreamTimeout, UpstreamUnavailable
-from tests.harness import Running, http_fixture, serve, settings_for, stdio_fixture
+from tests.harness import Running, free_port, http_fixture, serve, settings_for, stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -45,13 +44,6 @@ def pid_of(result: Any) -> int:
 def raw_pid(result: dict[str, Any]) -> int:
     assert not result.get("isError"), result
     return int(result["content"][0]["text"])
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound once to pick it, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_problem(response: httpx2.Response, status: int) -> dict[str, Any]:
@@ -191,7 +183,8 @@ async def test_registering_an_unreachable_http_upstream_is_a_502_and_saves_nothi
     quick_gateway: Running, transport: str
 ) -> None:
     path = "/mcp" if transport == "streamable-http" else "/sse"
-    body = {"name": "down", "transport": transport, "url": f"http://127.0.0.1:{closed_port()}{path}"}
+    down = free_port()  # nobody listens there
+    body = {"name": "down", "transport": transport, "url": f"http://127.0.0.1:{down}{path}"}
     with anyio.fail_after(10):
         response = await quick_gateway.api.post("/api/v1/upstreams", json=body)
     problem = assert_problem(response, 502)
