@@ -26,18 +26,20 @@ sys.stderr.flush()
 """
 
 
-async def test_a_flooded_stderr_line_is_logged_cut_short(caplog: pytest.LogCaptureFixture) -> None:
-    spec = UpstreamSpec(name="flood", transport="stdio", command=sys.executable, args=("-c", _CHILD))
-    caplog.set_level(logging.INFO, logger="bastion.upstream")
-    closed = anyio.Event()
+async def run_to_exit(name: str, child: str, last: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Run `child` (Python source) as a stdio upstream until it exits and its stderr line `last` is logged."""
+    spec = UpstreamSpec(name=name, transport="stdio", command=sys.executable, args=("-c", child))
+    caplog.set_level(logging.DEBUG, logger="bastion.upstream")
     with anyio.fail_after(30):
-        async with open_transport(spec, None, closed) as (read, _write):
+        async with open_transport(spec, None, anyio.Event()) as (read, _write):
             async for _ in read:  # the child writes nothing on stdout and exits
                 pass
-        for _ in range(300):  # the pump thread logs as it reads
-            if any("after the flood" in r.getMessage() for r in caplog.records):
-                break
+        while not any(last in r.getMessage() for r in caplog.records):  # the pump thread logs as it reads
             await anyio.sleep(0.02)
+
+
+async def test_a_flooded_stderr_line_is_logged_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    await run_to_exit("flood", _CHILD, "after the flood", caplog)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[flood]")]
     assert any("after the flood" in line for line in lines), lines
     assert max(len(line) for line in lines) < 10_000

@@ -112,7 +112,7 @@ async def quick_gateway(tmp_path: Path) -> AsyncIterator[Running]:
 async def test_crashed_stdio_upstream_fails_the_call_and_is_restarted(
     gateway: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bastion.upstream")
+    caplog.set_level(logging.DEBUG, logger="bastion.upstream")
     await with_fx_server(gateway)
     async with gateway.client("vs") as client:
         first = pid_of(await client.call_tool("fx__pid", {}))

@@ -1,7 +1,8 @@
 """Open the SDK transport for an upstream spec, with a tap that tells when it closes.
 
-stdio children get a pipe for stderr whose lines go to Bastion's log, prefixed by upstream
-name; the last few are kept so a failure is reported as one line that ends with them.
+stdio children get a pipe for stderr whose lines go to Bastion's log at DEBUG (an upstream may print
+its own secrets there), prefixed by upstream name; the last few are kept so a failure is reported as
+one warning that ends with them.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _stderr_pump(upstream: str, read_fd: int) -> None:
         for line in _stderr_lines(stream):
             if line.strip():
                 tail.append(line.strip()[:200])
-            log.info("[%s] %s", upstream, line.rstrip())
+            log.debug("[%s] %s", upstream, line.rstrip())
 
 
 @asynccontextmanager
