@@ -62,12 +62,10 @@ def iso(epoch: float) -> str:
     return f"{_stamped[1]}.{micro:06d}Z"
 
 
-def parse_time(text: str) -> str:
-    """An ISO 8601 time (or a date) from a user, in the audit's format; ValueError if not one."""
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return iso(value.timestamp())
+def audit_time(value: datetime) -> str:
+    """An aware time in the audit's format, e.g. a filter's bound. Not strftime: it writes the year
+    999 as "999", which sorts after every record's "2026"."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 UNHASHED = "arguments or result could not be hashed"

@@ -11,8 +11,8 @@ from starlette.routing import Route
 from bastion.core.audit_chain import AuditEntry, entry_values
 from bastion.core.errors import BadRequest
 from bastion.core.ports import AuditFilter
-from bastion.telemetry.audit import AuditLog, parse_time
-from bastion.web.rest.common import query_text
+from bastion.telemetry.audit import AuditLog, audit_time
+from bastion.web.rest.common import query_text, query_time
 
 MAX_LIMIT = 1000
 MAX_NUMBER = 2**63 - 1
@@ -39,13 +39,8 @@ def _int(request: Request, name: str, default: int | None) -> int | None:
 
 
 def _time(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    if not value:
-        return None
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
+    when = query_time(request, name)
+    return None if when is None else audit_time(when)
 
 
 def audit_filter(request: Request) -> AuditFilter:

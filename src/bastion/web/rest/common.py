@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -65,6 +66,22 @@ def query_text(request: Request, name: str) -> str | None:
     if "\x00" in value:
         raise BadRequest(f"{name} must not contain a NUL character")
     return value
+
+
+def query_time(request: Request, name: str) -> datetime | None:
+    """A time filter from the query string, in UTC (a time without an offset is UTC); None when
+    absent or empty. One the calendar cannot hold in UTC (0001-01-01T00:00:00+14:00 is in year 0)
+    is refused, not moved or compared as text out of order."""
+    value = request.query_params.get(name)
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    except ValueError:
+        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
+    except OverflowError:
+        raise BadRequest(f"{name} must be between the years 1 and 9999 in UTC") from None
 
 
 def require_object(body: Any) -> dict[str, Any]:

@@ -16,20 +16,7 @@ from bastion.core.models import CatalogItem
 from bastion.core.ports import UsageStore
 from bastion.core.usage import GROUPS, UsageQuery, bucket_start, granularity_for, summarize
 from bastion.telemetry.usage import UsageRecorder
-from bastion.web.rest.common import query_text
-
-
-def _when(request: Request, name: str, default: datetime) -> datetime:
-    value = request.query_params.get(name)
-    if not value:
-        return default
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-12-01T00:00:00Z") from None
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00, which is in year 0 in UTC
-        raise BadRequest(f"{name} must be between the years 1 and 9999 in UTC") from None
+from bastion.web.rest.common import query_text, query_time
 
 
 def usage_routes(
@@ -37,8 +24,8 @@ def usage_routes(
 ) -> list[Route]:
     async def usage(request: Request) -> Response:
         now = datetime.now(UTC)
-        since = _when(request, "since", now - timedelta(days=1))
-        until = _when(request, "until", now + timedelta(minutes=1))
+        since = query_time(request, "since") or now - timedelta(days=1)
+        until = query_time(request, "until") or now + timedelta(minutes=1)
         if until <= since:
             raise BadRequest("until must be after since")
         group_by = request.query_params.get("group_by") or "item"
