@@ -6,11 +6,15 @@
   year 0 as "0": `since=0001-01-01T00:00:00+14:00` (year 0 in UTC) or `since=0999-01-01` compared
   as text after every record, and the filter was silently wrong. A time the calendar cannot hold in
   UTC is a 400 naming the parameter; an early one is written with four digits and filters right.
+- An `audit.unstorable` record (in place of one the database refused) kept no actor: who did it was
+  lost. It keeps the refused record's actor and outcome now, unless one of those is what the database
+  refuses, and then it is written with Bastion's own text only, as before.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from bastion.cli.main import cli
+from bastion.core.observation import EdgeEvent
 from bastion.upstream.transports import stderr_tail
+from tests.attacks.test_audit_poisoning import _stored, narrowed
 from tests.attacks.test_stdio_stderr_flood import run_to_exit
 from tests.harness import TOKEN, Running, serve, settings_for
 
@@ -104,6 +110,47 @@ async def test_the_cli_export_says_which_time_is_wrong(gateway: Running) -> None
     result = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(cli, args, env=env))
     assert result.exit_code != 0 and result.stdout == ""
     assert "since" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+# -- the actor of an unstorable audit record -----------------------------------------------
+
+
+def _by(user: str, target: str) -> EdgeEvent:
+    return EdgeEvent(
+        kind="change", started=time.time(), action="POST /api/v1/teams", target=target, outcome="denied",
+        status=403, seconds=0.01, principal=f"user:{user}", user=user, token="tok-1", address="192.0.2.7",
+    )
+
+
+async def test_an_unstorable_record_keeps_its_actor_and_outcome() -> None:
+    async with narrowed("ALTER TABLE audit_records ALTER COLUMN target TYPE varchar(10)") as (store, audit):
+        for target in ("before", "x" * 50, "after"):
+            audit.edge_event(_by("ann", target))
+        assert await audit.flush(sign=True) == 3
+        before, note, after = await _stored(store)
+        assert (note.action, note.target, note.seq) == ("audit.unstorable", "", 2)
+        assert (note.actor_user, note.actor_token, note.actor_client, note.actor_address, note.outcome) == (
+            "ann", "tok-1", "user:ann", "192.0.2.7", "denied"
+        )
+        assert note.replica == before.replica and before.at <= note.at <= after.at
+        assert "x" * 11 not in (note.detail or "") and "could not be stored" in (note.detail or "")
+        assert (await audit.verify()).ok
+
+
+async def test_an_unstorable_record_whose_actor_is_the_refused_value_is_set_aside_without_it() -> None:
+    async with narrowed("ALTER TABLE audit_records ALTER COLUMN actor_user TYPE varchar(5)") as (store, audit):
+        for user in ("ann", "a-user-too-long-for-the-column", "bob"):
+            audit.edge_event(_by(user, "t"))
+        assert await audit.flush(sign=True) == 3
+        audit.edge_event(_by("cy", "later"))
+        assert await audit.flush(sign=True) == 1  # the writer goes on
+        written = await _stored(store)
+        assert [e.actor_user for e in written] == ["ann", None, "bob", "cy"]
+        note = written[1]
+        assert note.action == "audit.unstorable" and note.outcome == "error"
+        assert (note.actor_token, note.actor_client, note.actor_address) == (None, None, None)
+        assert "a-user-too-long" not in (note.detail or "")
+        assert (await audit.verify()).ok
 
 
 # -- a stdio upstream's stderr -------------------------------------------------------------

@@ -294,10 +294,19 @@ class AuditLog:
                 "audit record %d (%s by %s) refused by the database, stored as unstorable: %s",
                 entry.seq, entry.action, entry.actor_client, exc.detail,
             )
-            entry = sealed(fitted(self._unstorable(entry, exc.detail)), entry.prev_hash)
-            await self.store.append([entry], [])
-            entries = [entry]
+            entries = [await self._replace(entry, exc.detail)]
         written.extend(entries)
+
+    async def _replace(self, entry: AuditEntry, reason: str) -> AuditEntry:
+        """Write the note that stands for a refused record: with its actor and outcome when the
+        database takes them, else (one of them is the refused value) with Bastion's own text only."""
+        note = sealed(fitted(self._unstorable(entry, reason, actor=True)), entry.prev_hash)
+        try:
+            await self.store.append([note], [])
+        except RecordsRefused:
+            note = sealed(fitted(self._unstorable(entry, reason, actor=False)), entry.prev_hash)
+            await self.store.append([note], [])
+        return note
 
     def _not_written(self, exc: BastionError) -> int:
         if self._on_failed is not None:
@@ -305,11 +314,19 @@ class AuditLog:
         log.warning("audit batch not written, will retry: %s", exc.detail)
         return 0
 
-    def _unstorable(self, entry: AuditEntry, reason: str) -> dict[str, Any]:
-        """In place of a refused record: only Bastion's own text (any of the record's may be the
-        refused value), its place in the chain and time, and why."""
+    def _unstorable(self, entry: AuditEntry, reason: str, *, actor: bool) -> dict[str, Any]:
+        """In place of a refused record: its place in the chain, time, replica and why, in Bastion's own
+        text (its action, target or detail may be the refused value); with `actor`, also who did it
+        and the outcome: identifiers Bastion resolved itself, not text the request carried."""
+        if not actor:
+            return entry_values(AuditEntry(
+                entry.chain, entry.seq, entry.at, entry.replica, "audit.unstorable", "", "error",
+                detail=f"record {entry.seq} could not be stored and was replaced (without its actor): {reason}",
+            ))
         return entry_values(AuditEntry(
-            entry.chain, entry.seq, entry.at, entry.replica, "audit.unstorable", "", "error",
+            entry.chain, entry.seq, entry.at, entry.replica, "audit.unstorable", "", entry.outcome,
+            actor_user=entry.actor_user, actor_token=entry.actor_token, actor_client=entry.actor_client,
+            actor_address=entry.actor_address,
             detail=f"record {entry.seq} could not be stored and was replaced: {reason}",
         ))
 
