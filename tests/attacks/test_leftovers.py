@@ -9,27 +9,37 @@
 - An `audit.unstorable` record (in place of one the database refused) kept no actor: who did it was
   lost. It keeps the refused record's actor and outcome now, unless one of those is what the database
   refuses, and then it is written with Bastion's own text only, as before.
+- An admin form's outcome travels to the next page in a cookie. It was cut at 1,000 characters, but
+  JSON wrote each non-ASCII one as a 6-byte escape, so a long message (an error echoing a name in
+  another script) made a cookie the browser drops (over 4,096 bytes) and Bastion's reader refused
+  past 4,000: the message vanished. It is cut to fit the cookie now, with an ellipsis.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 from click.testing import CliRunner
+from starlette.requests import Request
+from starlette.responses import Response
 
 from bastion.cli.main import cli
 from bastion.core.observation import EdgeEvent
 from bastion.upstream.transports import stderr_tail
+from bastion.web.admin.ui import FLASH, _flash_of, back
 from tests.attacks.test_audit_poisoning import _stored, narrowed
 from tests.attacks.test_stdio_stderr_flood import run_to_exit
 from tests.harness import TOKEN, Running, serve, settings_for
 
 pytestmark = pytest.mark.anyio
+ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +50,8 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     tmp: Path = tmp_path_factory.mktemp("leftovers")
-    async with serve(settings_for(f"sqlite+aiosqlite:///{tmp}/b.db")) as running:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp}/b.db", admin_email=ADMIN, admin_password=PASSWORD)
+    async with serve(settings) as running:
         for name in ("left-1", "left-2", "left-3"):
             assert (await running.api.post("/api/v1/teams", json={"name": name})).status_code == 201
         yield running
@@ -151,6 +162,54 @@ async def test_an_unstorable_record_whose_actor_is_the_refused_value_is_set_asid
         assert (note.actor_token, note.actor_client, note.actor_address) == (None, None, None)
         assert "a-user-too-long" not in (note.detail or "")
         assert (await audit.verify()).ok
+
+
+# -- long admin UI messages ---------------------------------------------------------------
+
+COOKIE_MAX = 4096
+"""What every browser keeps of one cookie, its name, value and attributes together (RFC 6265 6.1)."""
+
+
+def _shown_after(redirect: Response) -> dict[str, str]:
+    """What the next page shows of the flash cookie set by a redirect, as a browser carries it."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in redirect.raw_headers]
+    (cookie,) = [v for k, v in headers if k == "set-cookie" and v.startswith(f"{FLASH}=")]
+    assert len(cookie.encode()) <= COOKIE_MAX, len(cookie)  # else the browser drops it
+    value = cookie.split(";", 1)[0].split("=", 1)[1]
+    return _flash_of(Request({"type": "http", "headers": [(b"cookie", f"{FLASH}={value}".encode())]}))
+
+
+@pytest.mark.parametrize(
+    "text", ["a" * 5000, "é" * 3000, "名" * 3000, "😀" * 2000, '"\\<\n\x01' * 900, "a\ud800b" * 900],
+    ids=["ascii", "latin", "cjk", "emoji", "escapes", "surrogates"],
+)
+def test_a_long_outcome_is_shown_cut_with_an_ellipsis(text: str) -> None:
+    for note, error in ((text, None), (None, text), (text, text)):
+        shown = _shown_after(back("/admin/teams", note=note, error=error))
+        for key, given in (("note", note), ("error", error)):
+            if given is None:
+                assert key not in shown
+                continue
+            assert shown[key].endswith("…") and len(shown[key]) >= 300, (key, len(shown[key]))
+            assert given.replace("\ud800", "\ufffd").startswith(shown[key][:-1])
+
+
+def test_a_short_outcome_is_shown_whole() -> None:
+    shown = _shown_after(back("/admin/teams", note="Created ünïcode-team", error="x" * 600))
+    assert shown == {"note": "Created ünïcode-team", "error": "x" * 600}
+
+
+async def test_an_admin_forms_long_error_reaches_the_next_page(gateway: Running) -> None:
+    async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        signed = await http.post("/admin/login", data={"email": ADMIN, "password": PASSWORD, "next": "/admin"})
+        assert signed.status_code == 303, signed.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', (await http.get("/admin/teams")).text)
+        assert csrf is not None
+        made = await http.post("/admin/teams", data={"csrf": csrf.group(1), "name": "é" * 1500})
+        assert made.status_code == 303
+        assert all(len(v.encode()) <= COOKIE_MAX for v in made.headers.get_list("set-cookie"))
+        page = (await http.get(made.headers["location"])).text
+    assert re.search("role=\"alert\">team name &#39;é{100,}[^<]*…</p>", page), page[-3000:]
 
 
 # -- a stdio upstream's stderr -------------------------------------------------------------

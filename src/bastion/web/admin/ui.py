@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from bastion.core.surrogates import replaced
 from bastion.web.admin.backend import Backend, Reply
 from bastion.web.admin.session import Sessions, Viewer
 from bastion.web.asgi import client_ip
@@ -29,7 +30,10 @@ Handler = Callable[[Request, Viewer], Awaitable[Response]]
 # The one-line outcome of a form, carried to the next page in a cookie only Bastion sets (never in the
 # URL, where anyone could write a link that makes Bastion appear to say something).
 FLASH = "bastion_flash"
-_FLASH_MAX = 1000
+_FLASH_JSON = 2600
+"""The bytes of JSON the messages may take: as base64 (4 characters a 3 bytes), with the cookie's name
+and attributes, well under the 4,096 bytes every browser keeps of a cookie (it drops a larger one)."""
+_COOKIE_MAX = 4096
 
 
 def _filters(env: Environment) -> None:
@@ -128,16 +132,37 @@ class Ui:
 def back(url: str, note: str | None = None, error: str | None = None) -> Response:
     """Redirect after a POST, with a one-line outcome shown once on the next page."""
     response = RedirectResponse(url, status_code=303)
-    outcome = {k: v[:_FLASH_MAX] for k, v in (("note", note), ("error", error)) if v}
+    outcome = {k: v for k, v in (("note", note), ("error", error)) if v}
     if outcome:
-        value = base64.urlsafe_b64encode(json.dumps(outcome).encode()).decode()
+        share = (_FLASH_JSON - 30) // len(outcome)  # 30: the JSON object's keys and punctuation
+        shown = {k: _shortened(replaced(v), share) for k, v in outcome.items()}
+        value = base64.urlsafe_b64encode(json.dumps(shown, ensure_ascii=False).encode()).decode()
         response.set_cookie(FLASH, value, max_age=60, path="/admin", httponly=True, samesite="strict")
     return response
 
 
+def _json_bytes(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def _shortened(text: str, budget: int) -> str:
+    """`text`, or its longest start that fits `budget` bytes of JSON with an ellipsis after it (a
+    character takes 1 to 6 bytes there, so the count of characters alone cannot tell)."""
+    if _json_bytes(text) <= budget:
+        return text
+    low, high = 0, min(len(text), budget)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _json_bytes(text[:middle] + "…") <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
+
+
 def _flash_of(request: Request) -> dict[str, str]:
     raw = request.cookies.get(FLASH)
-    if not raw or len(raw) > 4 * _FLASH_MAX:
+    if not raw or len(raw) > _COOKIE_MAX:
         return {}
     try:  # json_depth: a cookie nesting deep is a ValueError, not a RecursionError; a lone surrogate too
         found = loads(base64.urlsafe_b64decode(raw.encode()))
@@ -145,4 +170,4 @@ def _flash_of(request: Request) -> dict[str, str]:
         return {}
     if not isinstance(found, dict):
         return {}
-    return {k: str(v)[:_FLASH_MAX] for k, v in found.items() if k in ("note", "error") and isinstance(v, str)}
+    return {k: v for k, v in found.items() if k in ("note", "error") and isinstance(v, str)}
