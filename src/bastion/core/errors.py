@@ -3,7 +3,8 @@
     BastionError
     ├── BadRequest            400 / -32602   input that can never succeed as sent
     │   ├── NameCollision     409 / -32602   two items would share one exposed name
-    │   └── InvalidArguments  422 / -32602   arguments that break the tool's input schema (`errors`)
+    │   ├── InvalidArguments  422 / -32602   arguments that break the tool's input schema (`errors`)
+    │   └── UnusableDocument  422 / -32602   an OpenAPI document Bastion cannot read (says where)
     ├── Unauthenticated       401 / -32030
     ├── Forbidden             403 / -32003
     │   ├── UpstreamNotConnected 403 / -32004 the caller has not connected their account to the upstream
@@ -64,6 +65,14 @@ class InvalidArguments(BadRequest):
 
     http_status = 422
     title = "Invalid arguments"
+
+
+class UnusableDocument(BadRequest):
+    """An OpenAPI document that is malformed, or asks for what Bastion refuses (an external `$ref`,
+    a reference cycle); the detail names where."""
+
+    http_status = 422
+    title = "Unusable OpenAPI document"
 
 
 class Unauthenticated(BastionError):

@@ -39,11 +39,37 @@ class SpecError(ValueError):
     """The document is not an OpenAPI document this can read (the message says why)."""
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """`value` if it is an object, {} if absent; anything else makes the document unusable."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{what} is not an object")
+    return value
+
+
+def _array(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SpecError(f"{what} is not a list")
+    return value
+
+
 class ArgumentError(ValueError):
     """A call's arguments cannot make the operation's request (the message says why, not the value)."""
 
 
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+RESERVED_HEADERS = frozenset({
+    # OpenAPI: a header parameter named Accept, Content-Type or Authorization "SHALL be ignored".
+    "accept", "content-type", "authorization",
+    # The request's own framing, routing and cookies (cookie parameters make the Cookie header).
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
+    "expect", "cookie", "proxy-authorization", "proxy-connection",
+})
+_SUCCESS = re.compile(r"2(?:[0-9]{2}|XX)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -183,12 +209,17 @@ def selected(selection: Selection, op_id: str | None, tags: list[str], path: str
     )
 
 
+def _media_schema(media: str, entry: Any) -> tuple[str, Any]:
+    return media, _object(entry, f"media type {media[:100]!r}").get("schema", {})
+
+
 def _json_media(content: Any) -> tuple[str, Any] | None:
     if not isinstance(content, dict):
         return None
     for media, entry in content.items():
+        media = str(media)
         if media == "application/json" or (media.endswith("+json") or media.endswith("/json")):
-            return media, entry.get("schema", {}) if isinstance(entry, dict) else {}
+            return _media_schema(media, entry)
     return None
 
 
@@ -198,7 +229,7 @@ def _form_media(content: Any) -> tuple[str, Any] | None:
     for media in (FORM, MULTIPART):
         entry = content.get(media)
         if entry is not None:
-            return media, entry.get("schema", {}) if isinstance(entry, dict) else {}
+            return _media_schema(media, entry)
     return None
 
 
@@ -212,21 +243,33 @@ def _delimiter(param: dict[str, Any]) -> str | None:
     return None if explode is not False else _DELIMITERS.get(str(style), ",")
 
 
-def _parameters(resolver: _Resolver, path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
+def _settable(param: dict[str, Any], reserved: frozenset[tuple[str, str]]) -> bool:
+    """Whether a caller may set this parameter: not one the operator's credentials or the request's
+    own framing occupy, and (a header) named as HTTP can send it."""
+    name, location = param["name"], param["in"]
+    if location == "header":
+        return bool(_HEADER_NAME.fullmatch(name)) and name.lower() not in RESERVED_HEADERS and ("header", name.lower()) not in reserved
+    return (location, name) not in reserved
+
+
+def _parameters(
+    resolver: _Resolver, path_item: dict[str, Any], operation: dict[str, Any], reserved: frozenset[tuple[str, str]]
+) -> list[dict[str, Any]]:
     merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for source in (path_item.get("parameters") or [], operation.get("parameters") or []):
-        for raw in source:
+    for source in (path_item.get("parameters"), operation.get("parameters")):
+        for raw in _array(source, "'parameters'"):
             param = resolver.deref(raw)
             if isinstance(param, dict) and isinstance(param.get("name"), str) and param.get("in") in LOCATIONS:
                 merged[(param["name"], param["in"])] = param
-    return list(merged.values())
+    return [p for p in merged.values() if _settable(p, reserved)]
 
 
 def _output_schema(resolver: _Resolver, operation: dict[str, Any]) -> dict[str, Any] | None:
-    responses = operation.get("responses") or {}
-    for code in sorted(str(c) for c in responses):
-        if code.startswith("2") or code == "2XX":
-            found = _json_media(resolver.deref(responses[code if code in responses else int(code)]).get("content"))
+    # Keys as YAML reads them may be integers, floats or dates: each is compared as text.
+    responses = {str(code): raw for code, raw in _object(operation.get("responses"), "'responses'").items()}
+    for code in sorted(responses):
+        if _SUCCESS.fullmatch(code):
+            found = _json_media(_object(resolver.deref(responses[code]), f"response {code[:20]!r}").get("content"))
             if found is not None:
                 schema = resolver.schema(found[1])
                 if isinstance(schema, dict) and schema.get("type") == "object":
@@ -235,11 +278,14 @@ def _output_schema(resolver: _Resolver, operation: dict[str, Any]) -> dict[str, 
     return None
 
 
-def _operation(resolver: _Resolver, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any]) -> Operation:
+def _operation(
+    resolver: _Resolver, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+    reserved: frozenset[tuple[str, str]],
+) -> Operation:
     properties: dict[str, Any] = {}
     required: list[str] = []
     params: list[Param] = []
-    for param in _parameters(resolver, path_item, op):
+    for param in _parameters(resolver, path_item, op, reserved):
         name, location = param["name"], param["in"]
         argument = name if name not in properties else f"{location}_{name}"
         schema = param.get("schema")
@@ -269,7 +315,7 @@ def _operation(resolver: _Resolver, tool: str, method: str, path: str, path_item
                 body, body_fields = "merged", frozenset(fields)
                 properties.update(fields)
                 if body_required:
-                    required.extend(str(r) for r in schema.get("required", ()) if r in fields)
+                    required.extend(r for r in _names(schema.get("required"), "the body's 'required'") if r in fields)
             else:
                 body = "wrapped"
                 properties["body"] = schema if isinstance(schema, dict) else {}
@@ -304,8 +350,20 @@ def _operation(resolver: _Resolver, tool: str, method: str, path: str, path_item
     return Operation(tool, method, path, tuple(params), body, body_fields, media, definition)
 
 
-def operations(doc: Any, include: Selection = Selection(), exclude: Selection = Selection()) -> list[Operation]:
-    """Every selected operation of `doc` as a tool, in document order, with unique tool names."""
+def _names(value: Any, what: str) -> list[str]:
+    names = _array(value, what)
+    if not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{what} is not a list of names")
+    return names
+
+
+def operations(
+    doc: Any, include: Selection = Selection(), exclude: Selection = Selection(), *,
+    reserved: frozenset[tuple[str, str]] = frozenset(),
+) -> list[Operation]:
+    """Every selected operation of `doc` as a tool, in document order, with unique tool names.
+    Parameters in `reserved` ((location, name), header names in lower case) are the operator's to set:
+    no tool offers them."""
     doc = as_openapi3(doc)
     paths = doc.get("paths", {})
     if paths is None:
@@ -323,20 +381,32 @@ def operations(doc: Any, include: Selection = Selection(), exclude: Selection = 
             op = path_item.get(method)
             if not isinstance(op, dict):
                 continue
-            op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
-            tags = [t for t in op.get("tags") or [] if isinstance(t, str)]
-            if not include.empty() and not selected(include, op_id, tags, path):
-                continue
-            if selected(exclude, op_id, tags, path):
-                continue
-            name, n = tool_name(op, method, path), 1
-            base = name
-            while name in used:
-                n += 1
-                name = f"{base[: MAX_NAME - 4]}_{n}"
-            used.add(name)
-            out.append(_operation(resolver, name, method, str(path), path_item, op))
+            try:
+                operation = _selected_operation(resolver, used, method, str(path), path_item, op, include, exclude, reserved)
+            except SpecError as exc:
+                raise SpecError(f"{method.upper()} {str(path)[:200]}: {exc}") from None
+            if operation is not None:
+                out.append(operation)
     return out
+
+
+def _selected_operation(
+    resolver: _Resolver, used: set[str], method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+    include: Selection, exclude: Selection, reserved: frozenset[tuple[str, str]],
+) -> Operation | None:
+    op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
+    tags = [t for t in _array(op.get("tags"), "'tags'") if isinstance(t, str)]
+    if not include.empty() and not selected(include, op_id, tags, path):
+        return None
+    if selected(exclude, op_id, tags, path):
+        return None
+    name, n = tool_name(op, method, path), 1
+    base = name
+    while name in used:
+        n += 1
+        name = f"{base[: MAX_NAME - 4]}_{n}"
+    used.add(name)
+    return _operation(resolver, name, method, path, path_item, op, reserved)
 
 
 def _text(value: Any) -> str:
@@ -404,7 +474,7 @@ def as_openapi3(doc: Any) -> dict[str, Any]:
     converted["openapi"] = "3.0.3"
     base_path = str(doc.get("basePath") or "").rstrip("/")
     if isinstance(doc.get("host"), str) and doc["host"]:
-        schemes = [s for s in doc.get("schemes") or [] if s in ("https", "http")] or ["https"]
+        schemes = [s for s in _media_list(doc.get("schemes")) if s in ("https", "http")] or ["https"]
         converted["servers"] = [{"url": f"{schemes[0]}://{doc['host']}{base_path}"}]
     elif base_path:
         converted["servers"] = [{"url": base_path}]

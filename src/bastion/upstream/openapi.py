@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx2
 import yaml
 
-from bastion.core.errors import BadRequest, UpstreamProtocolError, UpstreamRpcError
+from bastion.core.errors import BadRequest, UnusableDocument, UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import (
     MULTIPART,
@@ -52,14 +52,14 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         try:
             doc = load_yaml(raw)
         except (yaml.YAMLError, RecursionError):
-            raise UpstreamProtocolError(f"{what} is neither JSON nor YAML") from None
+            raise UnusableDocument(f"{what} is neither JSON nor YAML") from None
         except AliasBomb as exc:
-            raise UpstreamProtocolError(f"{what}: {exc}") from None
+            raise UnusableDocument(f"{what}: {exc}") from None
         doc, found = yaml_surrogate(raw, doc)  # YAML reads an escaped pair as two surrogates
     if found is not None:
         raise not_unicode(what, found, "holds")
     if not isinstance(doc, dict):
-        raise UpstreamProtocolError(f"{what} is not an OpenAPI document (not an object)")
+        raise UnusableDocument(f"{what} is not an OpenAPI document (not an object)")
     return doc
 
 
@@ -71,12 +71,17 @@ def base_url_of(doc: dict[str, Any], source: OpenApiSource, spec_url: str | None
     if isinstance(servers, list) and servers and isinstance(servers[0], dict) and isinstance(servers[0].get("url"), str):
         server = servers[0]
         url = str(server["url"])
-        for name, variable in (server.get("variables") or {}).items():
+        variables = server.get("variables")
+        for name, variable in (variables if isinstance(variables, dict) else {}).items():
             if isinstance(variable, dict) and "default" in variable:
                 url = url.replace("{" + str(name) + "}", str(variable["default"]))
-        if spec_url:
-            url = urljoin(spec_url, url)
-        if urlsplit(url).scheme in ("http", "https"):
+        try:
+            if spec_url:
+                url = urljoin(spec_url, url)
+            usable = urlsplit(url).scheme in ("http", "https")
+        except ValueError:  # e.g. a bracketed host that is no IPv6 address
+            usable = False
+        if usable:
             return url.rstrip("/")
     if spec_url:
         parts = urlsplit(spec_url)
@@ -149,14 +154,21 @@ class OpenApiUpstream:
             raise UpstreamProtocolError(f"{self._what}'s OpenAPI document answered HTTP {fetched.status}")
         return parse_document(fetched.body, f"{self._what}'s OpenAPI document")
 
+    def _reserved(self) -> frozenset[tuple[str, str]]:
+        """The parameters the operator's credentials set, which no caller may replace."""
+        reserved = {("header", name.lower()) for name in self.spec.headers}
+        if isinstance(self.spec.auth, QueryApiKey):
+            reserved.add(("query", self.spec.auth.name))
+        return frozenset(reserved)
+
     async def discover(self) -> Discovery:
         """(Re-)read the document; every selected operation becomes a tool."""
         original = await self._document()
         try:
             doc = as_openapi3(original)
-            ops = operations(doc, self._source.include, self._source.exclude)
+            ops = operations(doc, self._source.include, self._source.exclude, reserved=self._reserved())
         except SpecError as exc:
-            raise UpstreamProtocolError(f"{self._what}: {exc}") from None
+            raise UnusableDocument(f"{self._what}: {exc}") from None
         self._base = base_url_of(doc, self._source, self.spec.url if self._source.spec is None else None)
         self._ops = {op.tool: op for op in ops}
         raw_info = doc.get("info")
@@ -174,7 +186,10 @@ class OpenApiUpstream:
         if method != "tools/call":
             raise UpstreamRpcError(f"a REST upstream serves tools only, not {method}", -32601)
         if self._ops is None:
-            await self.discover()
+            try:
+                await self.discover()
+            except UnusableDocument as exc:  # its document went bad since: the upstream's fault, not the caller's
+                raise UpstreamProtocolError(exc.detail) from None
         assert self._ops is not None
         name = str((params or {}).get("name"))
         op = self._ops.get(name)
@@ -185,7 +200,10 @@ class OpenApiUpstream:
             call = http_call(op, arguments if isinstance(arguments, dict) else {})
         except ArgumentError as exc:
             return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
-        headers = {**self.spec.headers, **call.headers, "Accept": "application/json, */*;q=0.5"}
+        # What the caller's arguments make never replaces what the operator set (their credentials).
+        operator = {name.lower() for name in self.spec.headers}
+        headers = {k: v for k, v in call.headers.items() if k.lower() not in operator}
+        headers.update({**self.spec.headers, "Accept": "application/json, */*;q=0.5"})
         query: list[tuple[str, str | int | float | bool | None]] = list(call.query)
         auth = self.spec.auth
         if isinstance(auth, QueryApiKey):
