@@ -13,6 +13,10 @@
   JSON wrote each non-ASCII one as a 6-byte escape, so a long message (an error echoing a name in
   another script) made a cookie the browser drops (over 4,096 bytes) and Bastion's reader refused
   past 4,000: the message vanished. It is cut to fit the cookie now, with an ellipsis.
+- REST listings read paging parameters each its own way: the audit took `limit=0` as 100 and clamped
+  a larger one to 1,000, the registry search clamped any limit into 1..500, `/v0.1/servers` took any
+  text as a cursor, and lists that are not paged ignored `limit` and `cursor`, so a client asking for
+  a page silently got everything. Now a value a listing cannot take is a 400 naming the parameter.
 """
 
 from __future__ import annotations
@@ -210,6 +214,66 @@ async def test_an_admin_forms_long_error_reaches_the_next_page(gateway: Running)
         assert all(len(v.encode()) <= COOKIE_MAX for v in made.headers.get_list("set-cookie"))
         page = (await http.get(made.headers["location"])).text
     assert re.search("role=\"alert\">team name &#39;é{100,}[^<]*…</p>", page), page[-3000:]
+
+
+# -- paging parameters of REST listings --------------------------------------------------
+
+BAD_COUNTS = ["0", "-1", "abc", "1.5", "1e3", "²", " 5", "5_0", "1" * 5000]
+PAGED = {  # path: (the largest limit, the paging parameters it takes)
+    "/api/v1/audit": (1000, {"limit", "cursor", "after"}),
+    "/api/v1/tools": (10000, {"limit", "offset"}),
+    "/api/v1/prompts": (10000, {"limit", "offset"}),
+    "/api/v1/resources": (10000, {"limit", "offset"}),
+    "/api/v1/registries/search": (500, {"limit"}),
+}
+UNPAGED = [
+    "/api/v1/servers", "/api/v1/tokens", "/api/v1/users", "/api/v1/teams", "/api/v1/approvals",
+    "/api/v1/catalog/duplicates", "/api/v1/registries", "/api/v1/registries/updates", "/api/v1/usage",
+    "/api/v1/usage/unused",
+]
+
+
+@pytest.mark.parametrize("path", sorted(PAGED))
+async def test_a_limit_a_listing_cannot_take_is_a_400_naming_it(gateway: Running, path: str) -> None:
+    largest, takes = PAGED[path]
+    for limit in [*BAD_COUNTS, str(largest + 1), str(2**63)]:
+        await _bad_request(gateway, path, {"limit": limit}, "limit")
+    for fine in ("1", str(largest), ""):
+        assert (await gateway.api.get(path, params={"limit": fine})).status_code == 200, fine
+    for other in {"limit", "offset", "cursor", "after"} - takes:
+        await _bad_request(gateway, path, {other: "1"}, other)
+
+
+@pytest.mark.parametrize(("path", "name"), [("/api/v1/audit", "cursor"), ("/api/v1/audit", "after"), ("/api/v1/tools", "offset")])
+async def test_a_malformed_position_is_a_400_naming_it(gateway: Running, path: str, name: str) -> None:
+    for value in ["-1", "abc", "1.5", "²", "1" * 5000, str(2**63)]:
+        await _bad_request(gateway, path, {name: value}, name)
+
+
+async def test_a_forged_or_stale_audit_cursor_is_a_position_like_any_other(gateway: Running) -> None:
+    first = (await gateway.api.get("/api/v1/audit", params={"limit": "2"})).json()
+    assert len(first["items"]) == 2 and first["next_cursor"] is not None
+    newest = first["items"][0]["id"]
+    for cursor, expected in ((str(newest + 10_000), newest), (str(2**63 - 1), newest), ("0", None), ("1", None)):
+        page = (await gateway.api.get("/api/v1/audit", params={"cursor": cursor})).json()["items"]
+        assert (page[0]["id"] if page else None) == expected, cursor
+    beyond = await gateway.api.get("/api/v1/tools", params={"offset": "1000000"})
+    assert beyond.status_code == 200 and beyond.json()["items"] == []
+
+
+@pytest.mark.parametrize("path", UNPAGED)
+async def test_a_list_that_is_not_paged_refuses_paging_parameters(gateway: Running, path: str) -> None:
+    for name, value in (("limit", "0"), ("limit", "10"), ("cursor", "abc"), ("offset", "5"), ("after", "1")):
+        await _bad_request(gateway, path, {name: value}, name)
+    assert (await gateway.api.get(path, params={"limit": ""})).status_code == 200
+
+
+async def test_the_registry_listing_refuses_a_limit_or_cursor_it_cannot_take(gateway: Running) -> None:
+    for limit in [*BAD_COUNTS, "101"]:
+        await _bad_request(gateway, "/v0.1/servers", {"limit": limit}, "limit")
+    await _bad_request(gateway, "/v0.1/servers", {"cursor": "garbage"}, "cursor")
+    everything = (await gateway.api.get("/v0.1/servers", params={"limit": "100"})).json()
+    assert everything["metadata"]["count"] == len(everything["servers"])
 
 
 # -- a stdio upstream's stderr -------------------------------------------------------------

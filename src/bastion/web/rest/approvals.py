@@ -13,6 +13,7 @@ from bastion.core.errors import Forbidden, NotFound
 from bastion.core.identity import can_see, is_admin
 from bastion.core.pinning import Approval
 from bastion.web.rest.access import principal_of
+from bastion.web.rest.listing import only_paging
 
 
 def approval_json(approval: Approval) -> dict[str, Any]:
@@ -38,6 +39,7 @@ def approval_routes(approvals: Approvals) -> list[Route]:
         return upstream is not None and can_see(principal_of(request), upstream.spec)
 
     async def list_approvals(request: Request) -> Response:
+        only_paging(request)
         upstream = request.query_params.get("upstream")
         shown = [a for a in approvals.pending(upstream) if visible(request, a)]
         snap = approvals.gateway.snapshot

@@ -13,29 +13,13 @@ from bastion.core.errors import BadRequest
 from bastion.core.ports import AuditFilter
 from bastion.telemetry.audit import AuditLog, audit_time
 from bastion.web.rest.common import query_text, query_time
+from bastion.web.rest.listing import count, only_paging
 
 MAX_LIMIT = 1000
-MAX_NUMBER = 2**63 - 1
-"""The largest record id (a 64-bit database integer): a cursor past it cannot be compared with one."""
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
     return entry_values(entry)
-
-
-def _int(request: Request, name: str, default: int | None) -> int | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
-    if number < 0:
-        raise BadRequest(f"{name} must not be negative")
-    if number > MAX_NUMBER:
-        raise BadRequest(f"{name} must be at most {MAX_NUMBER}")
-    return number
 
 
 def _time(request: Request, name: str) -> str | None:
@@ -44,7 +28,7 @@ def _time(request: Request, name: str) -> str | None:
 
 
 def audit_filter(request: Request) -> AuditFilter:
-    limit = _int(request, "limit", 100) or 100
+    only_paging(request, "limit", "cursor", "after")
     since, until = _time(request, "since"), _time(request, "until")
     if since is not None and until is not None and until <= since:
         raise BadRequest("until must be after since")
@@ -56,9 +40,9 @@ def audit_filter(request: Request) -> AuditFilter:
         target=query_text(request, "target"),
         outcome=query_text(request, "outcome"),
         server=query_text(request, "server"),
-        before=_int(request, "cursor", None),
-        after=_int(request, "after", None),
-        limit=min(limit, MAX_LIMIT),
+        before=count(request, "cursor", None, 0),
+        after=count(request, "after", None, 0),
+        limit=count(request, "limit", 100, 1, MAX_LIMIT),
     )
 
 

@@ -17,6 +17,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import editable, principal_of, reach
 from bastion.web.rest.common import item_json, read_json, require_object
+from bastion.web.rest.listing import count, only_paging
 
 _COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
     "tools": ("tool",),
@@ -55,15 +56,8 @@ def _flag(value: str | None) -> bool | None:
 
 def _window(request: Request) -> tuple[int, int | None]:
     """`offset` and `limit` query parameters (a page of the list; `total` says how many match)."""
-    try:
-        offset = int(request.query_params.get("offset") or 0)
-        raw = request.query_params.get("limit")
-        limit = int(raw) if raw else None
-    except ValueError:
-        raise BadRequest("'offset' and 'limit' must be whole numbers") from None
-    if offset < 0 or (limit is not None and not 1 <= limit <= 10000):
-        raise BadRequest("'offset' must be >= 0 and 'limit' between 1 and 10000")
-    return offset, limit
+    only_paging(request, "offset", "limit")
+    return count(request, "offset", 0, 0), count(request, "limit", None, 1, 10000)
 
 
 def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:

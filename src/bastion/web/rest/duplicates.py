@@ -12,6 +12,7 @@ from bastion.control.duplicates import Duplicates
 from bastion.core.duplicates import Pair
 from bastion.core.identity import can_see
 from bastion.web.rest.access import principal_of
+from bastion.web.rest.listing import only_paging
 
 
 def pair_json(pair: Pair) -> dict[str, Any]:
@@ -20,6 +21,7 @@ def pair_json(pair: Pair) -> dict[str, Any]:
 
 def duplicate_routes(duplicates: Duplicates) -> list[Route]:
     async def list_groups(request: Request) -> Response:
+        only_paging(request)
         principal = principal_of(request)
         snap = duplicates.gateway.snapshot
         seen = {n for n, u in snap.upstreams.items() if can_see(principal, u.spec)}

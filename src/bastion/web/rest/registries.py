@@ -15,6 +15,7 @@ from bastion.core.registry import requirements
 from bastion.core.registry_listing import RegistryEntry, RegistrySource
 from bastion.web.rest.access import TeamExists, ownership, principal_of
 from bastion.web.rest.common import read_json, require_object, upstream_json
+from bastion.web.rest.listing import count, only_paging
 
 _INSTALL_FIELDS = {"server", "version", "name", "values", "prefer", "team", "visibility", "pin"}
 
@@ -56,6 +57,7 @@ def _str_map(value: Any, field: str) -> dict[str, str]:
 
 def registry_routes(registries: Registries, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
     async def list_sources(request: Request) -> Response:
+        only_paging(request)
         return JSONResponse({"items": [source_json(s) for s in await registries.repo.list_sources()]})
 
     async def add(request: Request) -> Response:
@@ -86,11 +88,8 @@ def registry_routes(registries: Registries, max_body: int, team_exists: TeamExis
     async def search(request: Request) -> Response:
         text = request.query_params.get("q", "")
         source = request.query_params.get("source") or request.path_params.get("source")
-        try:
-            limit = min(max(int(request.query_params.get("limit", "50")), 1), 500)
-        except ValueError:
-            raise BadRequest("'limit' must be a number") from None
-        found = await registries.search(text, source, limit)
+        only_paging(request, "limit")
+        found = await registries.search(text, source, count(request, "limit", 50, 1, 500))
         return JSONResponse({"items": [entry_json(e) for e in found]})
 
     async def entry(request: Request) -> Response:
@@ -132,6 +131,7 @@ def registry_routes(registries: Registries, max_body: int, team_exists: TeamExis
         return JSONResponse({**shown, "discovered": {"tools": tools}}, status_code=201)
 
     async def updates(request: Request) -> Response:
+        only_paging(request)
         """Installed upstreams whose registry entry has a newer cached version."""
         latest = await registries.latest_versions()
         principal = principal_of(request)

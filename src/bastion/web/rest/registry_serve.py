@@ -22,6 +22,7 @@ from bastion.core.registry import SCHEMA_URL
 from bastion.core.registry_listing import OFFICIAL_META
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import principal_of
+from bastion.web.rest.listing import count
 
 VERSION = "1.0.0"
 """Virtual servers are not versioned; each is offered as one version that is always the latest."""
@@ -77,12 +78,11 @@ def registry_serve_routes(
 
     async def list_servers(request: Request) -> Response:
         params = request.query_params
-        try:
-            limit = min(max(int(params.get("limit", "30")), 1), MAX_LIMIT)
-        except ValueError:
-            raise BadRequest("'limit' must be a number") from None
+        limit = count(request, "limit", 30, 1, MAX_LIMIT)
         text = params.get("search", "").lower()
         cursor = params.get("cursor", "")
+        if cursor and not cursor.startswith(f"{namespace}/"):  # each is a server's name, in our namespace
+            raise BadRequest("cursor must be a nextCursor this list returned")
         docs = [server_document(s, base_url, namespace) for s in visible(request)]
         docs = [d for d in docs if text in d["name"].lower() and d["name"] > cursor]
         page = docs[:limit]

@@ -22,6 +22,7 @@ from bastion.core.transforms import ToolTransform
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, reach
 from bastion.web.rest.common import read_json, require_object, server_json
+from bastion.web.rest.listing import only_paging
 
 
 class ServerInput(BaseModel):
@@ -108,6 +109,7 @@ def server_routes(
         return spec.model_copy(update={"policy": await subjects.resolve(spec.policy)})
 
     async def list_servers(request: Request) -> Response:
+        only_paging(request)
         principal = principal_of(request)
         limit = reach(principal, gateway.snapshot.servers)
         names = [

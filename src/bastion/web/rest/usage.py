@@ -17,12 +17,14 @@ from bastion.core.ports import UsageStore
 from bastion.core.usage import GROUPS, UsageQuery, bucket_start, granularity_for, summarize
 from bastion.telemetry.usage import UsageRecorder
 from bastion.web.rest.common import query_text, query_time
+from bastion.web.rest.listing import only_paging
 
 
 def usage_routes(
     store: UsageStore, recorder: UsageRecorder, catalog: Callable[[], tuple[CatalogItem, ...]], kept: dict[str, float]
 ) -> list[Route]:
     async def usage(request: Request) -> Response:
+        only_paging(request)
         now = datetime.now(UTC)
         since = query_time(request, "since") or now - timedelta(days=1)
         until = query_time(request, "until") or now + timedelta(minutes=1)
@@ -48,6 +50,7 @@ def usage_routes(
         )
 
     async def unused(request: Request) -> Response:
+        only_paging(request)
         try:
             days = float(request.query_params.get("days") or 30)
         except ValueError:

@@ -1,0 +1,39 @@
+"""The paging parameters of REST listings, read one way everywhere: a value a listing cannot take is
+a 400 naming the parameter, never clamped, read as another number or ignored in silence."""
+
+from __future__ import annotations
+
+from typing import overload
+
+from starlette.requests import Request
+
+from bastion.core.errors import BadRequest
+from bastion.core.values import small_int
+
+MAX_NUMBER = 2**63 - 1
+"""The largest record id (a 64-bit database integer): a position past it cannot be compared with one."""
+PAGING = ("limit", "offset", "cursor", "after")
+
+
+@overload
+def count(request: Request, name: str, default: int, low: int, high: int = MAX_NUMBER) -> int: ...
+@overload
+def count(request: Request, name: str, default: None, low: int, high: int = MAX_NUMBER) -> int | None: ...
+def count(request: Request, name: str, default: int | None, low: int, high: int = MAX_NUMBER) -> int | None:
+    """A whole number from `low` to `high` (ASCII digits only), or `default` when absent or empty."""
+    text = request.query_params.get(name)
+    if not text:
+        return default
+    number = small_int(text)
+    if number is None or not low <= number <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}")
+    return number
+
+
+def only_paging(request: Request, *takes: str) -> None:
+    """Refuse the paging parameters a listing does not take (none, for one that returns every item):
+    ignored, a client asking for a page would take the whole list, or another page, for the one it asked."""
+    for name in PAGING:
+        if name not in takes and request.query_params.get(name):
+            how = f"it pages with {' and '.join(takes)}" if takes else "it returns every item at once"
+            raise BadRequest(f"{name} is not a parameter of this list: {how}")
