@@ -248,13 +248,15 @@ async def test_a_limit_a_listing_cannot_take_is_a_400_naming_it(gateway: Running
 async def test_a_malformed_position_is_a_400_naming_it(gateway: Running, path: str, name: str) -> None:
     for value in ["-1", "abc", "1.5", "²", "1" * 5000, str(2**63)]:
         await _bad_request(gateway, path, {name: value}, name)
+    if path == "/api/v1/audit":  # past the id column (32 bits): a 500 on PostgreSQL
+        await _bad_request(gateway, path, {name: str(2**31)}, name)
 
 
 async def test_a_forged_or_stale_audit_cursor_is_a_position_like_any_other(gateway: Running) -> None:
     first = (await gateway.api.get("/api/v1/audit", params={"limit": "2"})).json()
     assert len(first["items"]) == 2 and first["next_cursor"] is not None
     newest = first["items"][0]["id"]
-    for cursor, expected in ((str(newest + 10_000), newest), (str(2**63 - 1), newest), ("0", None), ("1", None)):
+    for cursor, expected in ((str(newest + 10_000), newest), (str(2**31 - 1), newest), ("0", None), ("1", None)):
         page = (await gateway.api.get("/api/v1/audit", params={"cursor": cursor})).json()["items"]
         assert (page[0]["id"] if page else None) == expected, cursor
     beyond = await gateway.api.get("/api/v1/tools", params={"offset": "1000000"})

@@ -16,6 +16,9 @@ from bastion.web.rest.common import query_text, query_time
 from bastion.web.rest.listing import count, only_paging
 
 MAX_LIMIT = 1000
+MAX_ID = 2**31 - 1
+"""The largest record id (a 32-bit INTEGER column): PostgreSQL cannot compare the column with a larger
+position (a 500), so a cursor past it is refused as one that was never given."""
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
@@ -40,8 +43,8 @@ def audit_filter(request: Request) -> AuditFilter:
         target=query_text(request, "target"),
         outcome=query_text(request, "outcome"),
         server=query_text(request, "server"),
-        before=count(request, "cursor", None, 0),
-        after=count(request, "after", None, 0),
+        before=count(request, "cursor", None, 0, MAX_ID),
+        after=count(request, "after", None, 0, MAX_ID),
         limit=count(request, "limit", 100, 1, MAX_LIMIT),
     )
 
