@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -193,9 +194,13 @@ def _modernized(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_name(operation: dict[str, Any], method: str, path: str) -> str:
-    """operationId, else method and path, reduced to the characters MCP tool names allow."""
+    """operationId, else method and path, reduced to the characters MCP tool names allow: accents are
+    dropped (`créer` is `creer`); an operationId in another script says nothing in ASCII, so the
+    method and path name the tool instead."""
     raw = operation.get("operationId")
-    if not isinstance(raw, str) or not raw.strip():
+    if isinstance(raw, str):
+        raw = "".join(c for c in unicodedata.normalize("NFKD", raw) if not unicodedata.combining(c))
+    if not isinstance(raw, str) or not raw.isascii() or not _UNSAFE.sub("", raw):
         raw = re.sub(r"[^A-Za-z0-9]+", "_", f"{method}_{path}")
     name = _UNSAFE.sub("_", raw).strip("_")[:MAX_NAME]
     return name or method
