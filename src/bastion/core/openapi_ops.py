@@ -277,10 +277,23 @@ def _output_schema(resolver: _Resolver, operation: dict[str, Any]) -> dict[str, 
             found = _json_media(_object(resolver.deref(responses[code]), f"response {code[:20]!r}").get("content"))
             if found is not None:
                 schema = resolver.schema(found[1])
-                if isinstance(schema, dict) and schema.get("type") == "object":
-                    return schema
+                if _is_object(schema):
+                    # What the document says it answers, for the caller to read, but not a promise an
+                    # MCP client holds the answer to: real APIs answer with more, less or null, and a
+                    # client that finds an answer off its tool's output schema fails the call.
+                    return {"type": "object", "anyOf": [schema, {"type": "object"}]}
             return None
     return None
+
+
+def _is_object(schema: Any) -> bool:
+    """Whether `schema` describes a JSON object: typed so, or all of its `allOf` are."""
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") == "object":
+        return True
+    parts = schema.get("allOf")
+    return "type" not in schema and isinstance(parts, list) and bool(parts) and all(_is_object(p) for p in parts)
 
 
 def _operation(
