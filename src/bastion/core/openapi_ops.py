@@ -12,9 +12,9 @@ import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
-from urllib.parse import quote
 
 from bastion.core.models import Selection
+from bastion.core.openapi_styles import cookie_pairs, header_value, path_value, query_pairs, style_of, text
 from bastion.core.values import small_int
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -28,7 +28,6 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
-_DELIMITERS = {"form": ",", "spaceDelimited": " ", "pipeDelimited": "|"}
 _SWAGGER_ARRAYS = {"csv": "form", "ssv": "spaceDelimited", "pipes": "pipeDelimited"}
 _SCHEMA_KEYS = (
     "type", "format", "items", "enum", "default", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum",
@@ -78,8 +77,9 @@ class Param:
     name: str
     location: str
     argument: str
-    delimiter: str | None = None
-    """For an array in the query: None repeats the parameter (`explode`), else its items are joined."""
+    style: str = "simple"
+    """How its value travels (core/openapi_styles.py): an OpenAPI style, or `json` (described by `content`)."""
+    explode: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def form_fields(body: Any) -> list[tuple[str, str]]:
     for key, value in body.items():
         for item in value if isinstance(value, list) else [value]:
             if item is not None:
-                fields.append((str(key), json.dumps(item) if isinstance(item, (dict, list)) else _text(item)))
+                fields.append((str(key), json.dumps(item) if isinstance(item, (dict, list)) else text(item)))
     return fields
 
 
@@ -238,16 +238,6 @@ def _form_media(content: Any) -> tuple[str, Any] | None:
     return None
 
 
-def _delimiter(param: dict[str, Any]) -> str | None:
-    """How an array parameter travels: path and header arrays are comma-joined; a query array
-    repeats unless its style says `explode: false` (OpenAPI 3's default is to repeat)."""
-    if param.get("in") in ("path", "header"):
-        return ","
-    style = param.get("style", "form")
-    explode = param.get("explode", style == "form")
-    return None if explode is not False else _DELIMITERS.get(str(style), ",")
-
-
 def _settable(param: dict[str, Any], reserved: frozenset[tuple[str, str]]) -> bool:
     """Whether a caller may set this parameter: not one the operator's credentials or the request's
     own framing occupy, and (a header) named as HTTP can send it."""
@@ -317,7 +307,7 @@ def _operation(
         properties[argument] = schema
         if param.get("required") or location == "path":
             required.append(argument)
-        params.append(Param(name, location, argument, _delimiter(param)))
+        params.append(Param(name, location, argument, *style_of(param)))
     body: Body = "none"
     body_fields: frozenset[str] = frozenset()
     media: str | None = None
@@ -427,12 +417,6 @@ def _selected_operation(
     return _operation(resolver, name, method, path, path_item, op, reserved)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
-
-
 def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     """The request a call with `arguments` makes (arguments already checked against the schema)."""
     path = op.path
@@ -445,22 +429,23 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
                 raise ArgumentError(f"missing the path parameter {param.argument!r}")
             continue
         value = arguments[param.argument]
-        if isinstance(value, list) and param.delimiter is not None:
-            value = param.delimiter.join(_text(v) for v in value if v is not None)
         if param.location == "path":
+            piece = path_value(param.name, param.style, param.explode, value)
             # A dot segment would be removed by URL normalisation and reach another path of the API.
-            if _text(value) in ("", ".", ".."):
+            if text(value) in ("", ".", "..") or piece in ("", ".", ".."):
                 raise ArgumentError(f"the path parameter {param.argument!r} must not be empty, '.' or '..'")
-            path = path.replace("{" + param.name + "}", quote(_text(value), safe=""))
+            path = path.replace("{" + param.name + "}", piece)
+            if any(segment in (".", "..") for segment in path.split("/")):
+                raise ArgumentError(f"the path parameter {param.argument!r} must not make a '.' or '..' segment")
         elif param.location == "query":
-            values = value if isinstance(value, list) else [value]
-            query.extend((param.name, _text(v)) for v in values if v is not None)
+            query.extend(query_pairs(param.name, param.style, param.explode, value))
         elif param.location == "header":
-            if not _HEADER_VALUE.fullmatch(_text(value)):
+            header = header_value(param.style, param.explode, value)
+            if not _HEADER_VALUE.fullmatch(header):
                 raise ArgumentError(f"the header parameter {param.argument!r} must be printable ASCII")
-            headers[param.name] = _text(value)
-        else:
-            cookies.append(f"{param.name}={quote(_text(value), safe='')}")
+            headers[param.name] = header
+        elif value is not None:
+            cookies.extend(cookie_pairs(param.name, param.style, param.explode, value))
     if cookies:
         headers["Cookie"] = "; ".join(cookies)
     if op.body == "merged":
@@ -469,7 +454,7 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     if op.body == "wrapped" and "body" in arguments:
         return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=arguments["body"], media_type=op.media_type)
     if op.body == "raw" and "body" in arguments:
-        return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=_text(arguments["body"]), media_type=op.media_type)
+        return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=text(arguments["body"]), media_type=op.media_type)
     return HttpCall(op.method.upper(), path, tuple(query), headers)
 
 
