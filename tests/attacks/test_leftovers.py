@@ -58,6 +58,7 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run
     async with serve(settings) as running:
         for name in ("left-1", "left-2", "left-3"):
             assert (await running.api.post("/api/v1/teams", json={"name": name})).status_code == 201
+        await running.create_server({"name": "left"})
         yield running
 
 
@@ -229,7 +230,7 @@ PAGED = {  # path: (the largest limit, the paging parameters it takes)
 UNPAGED = [
     "/api/v1/servers", "/api/v1/tokens", "/api/v1/users", "/api/v1/teams", "/api/v1/approvals",
     "/api/v1/catalog/duplicates", "/api/v1/registries", "/api/v1/registries/updates", "/api/v1/usage",
-    "/api/v1/usage/unused",
+    "/api/v1/usage/unused", "/api/v1/servers/left/tools",
 ]
 
 

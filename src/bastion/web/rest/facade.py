@@ -27,6 +27,7 @@ from bastion.pipeline.tracing import TRACE_KEYS, trace_headers
 from bastion.web.rest.common import parse_json
 from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.facade_page import docs_page
+from bastion.web.rest.listing import only_paging
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of
 
 MayUse = Callable[[Principal, str], bool]
@@ -219,6 +220,7 @@ class Facade:
         )
 
     async def list_tools(self, request: Request) -> Response:
+        only_paging(request)  # every page of the server's list, gathered here
         server = self.server_of(request)
         return JSONResponse({"tools": await self.listed(request, server, "tools/list", "tools")})
 
