@@ -238,6 +238,42 @@ async def test_recursive_schemas_are_cut_and_still_called(gateway: Running, api:
     assert json.loads(seen[-1]["body"]) == {"rules": {"transitions": [{"offsetBefore": {"id": "x", "rules": {}}}]}}
 
 
+async def test_servers_of_path_items_and_operations_are_where_their_calls_go(gateway: Running) -> None:
+    # The document's servers are on example.com; each is moved onto loopback (127.0.0.1 serves the
+    # document, 127.0.0.2 stands for the other hosts), keeping where each is declared.
+    seen: list[str] = []
+
+    async def anything(request: Request) -> Response:
+        seen.append(f"{request.url.hostname}{request.url.path}")
+        return JSONResponse({})
+
+    document = yaml.safe_load((REAL / "server-path-level-3.0.yaml").read_text())
+
+    async def serve_document(_request: Request) -> Response:
+        return JSONResponse(document)
+
+    app = Starlette(routes=[Route("/docs/servers.json", serve_document), Route("/{path:path}", anything)])
+    async with serve_asgi(app) as base, serve_asgi(Starlette(routes=[Route("/{path:path}", anything)]), host="127.0.0.2") as other:
+        paths = document["paths"]
+        document["servers"] = [{"url": "/v1"}]  # relative: to the document's URL
+        paths["/operation-server-variables"]["get"]["servers"][0]["url"] = other + "/{version}"
+        paths["/path-item-server-source"]["servers"][0]["url"] = other + "/ref"
+        paths["/empty-operation-servers"]["servers"][0]["url"] = other + "/empty"
+        await gateway.register({"name": "srv", "transport": "openapi", "spec_url": f"{base}/docs/servers.json"})
+        await gateway.create_server({"name": "vs", "upstreams": ["srv"]})
+        for path in paths:
+            await _call(gateway, "vs", "srv__get" + path.replace("-", "_").replace("/", "_"), {})
+    assert seen == [
+        "127.0.0.1/v2/relative-path-server",
+        "127.0.0.1/v3/relative-operation-server",
+        "127.0.0.2/v3/operation-server-variables",
+        "127.0.0.2/ref/path-item-ref-server",
+        "127.0.0.2/ref/path-item-server-source",
+        "127.0.0.2/empty/empty-operation-servers",
+        "127.0.0.1/v1/empty-path-item-servers",
+    ]
+
+
 async def test_names_without_operation_ids_duplicated_non_ascii_or_very_long(gateway: Running, api: Any) -> None:
     base, seen = api
     document = yaml.safe_load((REAL / "petstore-expanded-swagger-2.0.yaml").read_text())

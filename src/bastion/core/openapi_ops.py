@@ -92,6 +92,9 @@ class Operation:
     body_fields: frozenset[str]
     media_type: str | None
     definition: dict[str, Any]
+    server: str | None = None
+    """The operation's own server (its `servers`, else its path item's), when it names one: a URL,
+    perhaps relative to the document's."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,18 @@ class HttpCall:
     """The body as data: JSON, or form fields when `media_type` is a form type (see form_fields)."""
     raw_body: str | None = None
     media_type: str | None = None
+
+
+def server_url(servers: Any) -> str | None:
+    """The URL of the first of `servers`, its variables replaced by their defaults (None if none)."""
+    if not (isinstance(servers, list) and servers and isinstance(servers[0], dict) and isinstance(servers[0].get("url"), str)):
+        return None
+    url = str(servers[0]["url"])
+    variables = servers[0].get("variables")
+    for name, variable in (variables if isinstance(variables, dict) else {}).items():
+        if isinstance(variable, dict) and "default" in variable:
+            url = url.replace("{" + str(name) + "}", str(variable["default"]))
+    return url
 
 
 def is_form(media_type: str | None) -> bool:
@@ -355,7 +370,8 @@ def _operation(
     output = _output_schema(resolver, op)
     if output is not None:
         definition["outputSchema"] = output
-    return Operation(tool, method, path, tuple(params), body, body_fields, media, definition)
+    server = server_url(op.get("servers")) or server_url(path_item.get("servers"))
+    return Operation(tool, method, path, tuple(params), body, body_fields, media, definition, server)
 
 
 def _names(value: Any, what: str) -> list[str]:

@@ -28,6 +28,7 @@ from bastion.core.openapi_ops import (
     http_call,
     is_form,
     operations,
+    server_url,
 )
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
@@ -67,26 +68,24 @@ def base_url_of(doc: dict[str, Any], source: OpenApiSource, spec_url: str | None
     """The API's base: `base_url`, else the document's first server (relative to the spec's URL)."""
     if source.base_url:
         return source.base_url.rstrip("/")
-    servers = doc.get("servers")
-    if isinstance(servers, list) and servers and isinstance(servers[0], dict) and isinstance(servers[0].get("url"), str):
-        server = servers[0]
-        url = str(server["url"])
-        variables = server.get("variables")
-        for name, variable in (variables if isinstance(variables, dict) else {}).items():
-            if isinstance(variable, dict) and "default" in variable:
-                url = url.replace("{" + str(name) + "}", str(variable["default"]))
-        try:
-            if spec_url:
-                url = urljoin(spec_url, url)
-            usable = urlsplit(url).scheme in ("http", "https")
-        except ValueError:  # e.g. a bracketed host that is no IPv6 address
-            usable = False
-        if usable:
-            return url.rstrip("/")
+    url = server_url(doc.get("servers"))
+    if url is not None and (absolute := _absolute(url, spec_url)) is not None:
+        return absolute
     if spec_url:
         parts = urlsplit(spec_url)
         return f"{parts.scheme}://{parts.netloc}"
     raise BadRequest("the OpenAPI document names no server: give the upstream a 'base_url'")
+
+
+def _absolute(url: str, against: str | None) -> str | None:
+    """A server's URL made absolute against `against` (the document's URL), if it is then http(s)."""
+    try:
+        if against:
+            url = urljoin(against, url)
+        usable = urlsplit(url).scheme in ("http", "https")
+    except ValueError:  # e.g. a bracketed host that is no IPv6 address
+        usable = False
+    return url.rstrip("/") if usable else None
 
 
 def result_of(
@@ -153,6 +152,14 @@ class OpenApiUpstream:
         if fetched.status != 200:
             raise UpstreamProtocolError(f"{self._what}'s OpenAPI document answered HTTP {fetched.status}")
         return parse_document(fetched.body, f"{self._what}'s OpenAPI document")
+
+    def _base_for(self, op: Operation) -> str:
+        """Where `op` is served: its own server (relative to the document's URL, else to the API's
+        base), unless the operator set `base_url`, which stands for every operation."""
+        if op.server is None or self._source.base_url:
+            return self._base
+        against = self.spec.url if self._source.spec is None else self._base + "/"
+        return _absolute(op.server, against) or self._base
 
     def _reserved(self) -> frozenset[tuple[str, str]]:
         """The parameters the operator's credentials set, which no caller may replace."""
@@ -226,7 +233,7 @@ class OpenApiUpstream:
         if content is not None:
             headers["Content-Type"] = call.media_type or "application/json"
         request = self._http.build_request(
-            call.method, self._base + call.path, params=query, headers=headers, content=content, files=files or None
+            call.method, self._base_for(op) + call.path, params=query, headers=headers, content=content, files=files or None
         )
         try:
             fetched = await fetch(
