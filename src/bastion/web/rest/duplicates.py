@@ -10,8 +10,7 @@ from starlette.routing import Route
 
 from bastion.control.duplicates import Duplicates
 from bastion.core.duplicates import Pair
-from bastion.core.identity import can_see
-from bastion.web.rest.access import principal_of
+from bastion.web.rest.access import principal_of, reach, sees_upstream
 from bastion.web.rest.listing import only_paging
 
 
@@ -24,12 +23,18 @@ def duplicate_routes(duplicates: Duplicates) -> list[Route]:
         only_paging(request)
         principal = principal_of(request)
         snap = duplicates.gateway.snapshot
-        seen = {n for n, u in snap.upstreams.items() if can_see(principal, u.spec)}
+        # A token limited to some servers reads only what those serve, here as in the catalog.
+        limit = reach(principal, snap.servers)
+        seen = {n for n, u in snap.upstreams.items() if sees_upstream(principal, u, limit)}
+        readable = None if limit is None else {
+            i.gateway_name for i in snap.items if i.kind == "tool" and limit.allows_item(i.upstream, i.kind, i.key)
+        }
         only = request.query_params.get("upstream")
         groups = []
         for found in await duplicates.groups():
             # A group is shown only whole: a tool the caller cannot see would be named in its reason.
-            if not set(found.upstreams) <= seen or (only and only not in found.upstreams):
+            hidden = not set(found.upstreams) <= seen or (readable is not None and not set(found.tools) <= readable)
+            if hidden or (only and only not in found.upstreams):
                 continue
             groups.append(found.model_dump())
         return JSONResponse({"groups": groups})
