@@ -7,7 +7,8 @@ connected clients whose lists changed are told. The request path only ever reads
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 
@@ -86,6 +87,7 @@ class Gateway:
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
         self._registering: set[str] = set()
+        self._change_locks: dict[str, anyio.Lock] = {}
 
     def on_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
@@ -222,31 +224,71 @@ class Gateway:
 
     async def update_upstream(self, spec: UpstreamSpec) -> Upstream:
         """Apply a changed spec; a changed connection is tried before it is saved."""
-        old = self.upstream(spec.name)
-        if spec == old.spec:
-            return old
+
+        async def replace(_current: UpstreamSpec) -> UpstreamSpec:
+            return spec
+
+        return await self.change_upstream(spec.name, replace)
+
+    async def change_upstream(self, name: str, change: Callable[[UpstreamSpec], Awaitable[UpstreamSpec]]) -> Upstream:
+        """Apply `change` to the upstream as stored now, one change of it at a time: of two changes made
+        at once, the second applies to what the first saved (instead of undoing it), and neither's
+        discovery replaces or closes the connection of the other."""
+        async with self._changing(name):
+            stored = await self.repo.get_upstream(name)
+            if stored is None:
+                raise NotFound(f"upstream {name!r} does not exist")
+            spec = await change(stored.spec)
+            if spec != stored.spec:
+                await self._apply(stored.spec, spec)
+            return self.upstream(name)
+
+    async def _apply(self, old: UpstreamSpec, spec: UpstreamSpec) -> None:
         ownership = {"team", "owner", "visibility", "pin"}
-        if spec.model_dump(exclude=ownership) == old.spec.model_dump(exclude=ownership):
+        if spec.model_dump(exclude=ownership) == old.model_dump(exclude=ownership):
             # Only who owns or sees it (or its pin mode) changed: nothing to reconnect or rediscover.
-            await self.repo.update_upstream_spec(spec)
-        elif not spec.enabled:
-            await self.pool.close(spec.name)
-            await self.repo.update_upstream_spec(spec)
-            await self.repo.save_upstream_state(spec.name, UpstreamState(status="disabled"))
-        else:
-            try:
+            async with self._write_lock:
+                await self._check_moved(old, spec)
+                await self.repo.update_upstream_spec(spec)
+                await self.rebuild()
+            return
+        discovery = None
+        try:
+            if spec.enabled:
                 discovery = await self.pool.discover(spec)
-            except BastionError:
-                if old.spec.enabled:
-                    self.pool.adopt([old.spec])
-                    await self.pool.open(old.spec)
-                raise
-            await self.repo.update_upstream_spec(spec)
-            if not _per_user_oauth(spec):  # its catalog comes from a connected user's session (refresh)
-                await self.repo.replace_items(spec.name, discovery.items)
-                await self.repo.save_upstream_state(spec.name, _healthy(discovery))
-        await self.rebuild()
-        return self.upstream(spec.name)
+            else:
+                await self.pool.close(spec.name)
+            async with self._write_lock:  # saved and rebuilt before a team deletion may look (see `writing`)
+                await self._check_moved(old, spec)
+                await self.repo.update_upstream_spec(spec)
+                if discovery is None:
+                    await self.repo.save_upstream_state(spec.name, UpstreamState(status="disabled"))
+                elif not _per_user_oauth(spec):  # its catalog comes from a connected user's session (refresh)
+                    await self.repo.replace_items(spec.name, discovery.items)
+                    await self.repo.save_upstream_state(spec.name, _healthy(discovery))
+                await self.rebuild()
+        except BastionError:
+            await self.pool.close(spec.name)  # not saved: the pool goes back to the upstream as stored
+            if old.enabled:
+                self.pool.adopt([old])
+                await self.pool.open(old)
+            raise
+
+    async def _check_moved(self, old: UpstreamSpec, spec: UpstreamSpec) -> None:
+        if spec.team != old.team:
+            await self._check_team(spec.team)
+
+    @asynccontextmanager
+    async def _changing(self, name: str) -> AsyncIterator[None]:
+        """Held while upstream `name` is changed or deleted (not the write lock: a change may take a
+        discovery's time, and other upstreams' changes need not wait for it)."""
+        lock = self._change_locks.setdefault(name, anyio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._change_locks.pop(name, None)
 
     def servers_using(self, upstream: str) -> list[str]:
         out = []
@@ -258,7 +300,11 @@ class Gateway:
         return sorted(out)
 
     async def delete_upstream(self, name: str, *, force: bool) -> None:
-        self.upstream(name)
+        async with self._changing(name):  # not while a change's discovery may reopen it
+            self.upstream(name)
+            await self._delete_upstream(name, force=force)
+
+    async def _delete_upstream(self, name: str, *, force: bool) -> None:
         async with self._write_lock:
             users = self.servers_using(name)
             if users and not force:

@@ -147,11 +147,22 @@ def upstream_routes(
 
     async def patch(request: Request) -> Response:
         name = request.path_params["name"]
-        old = editable_upstream(request).spec
+        editable_upstream(request)
+        principal = principal_of(request)
         body = require_object(await read_json(request, max_body))
         unknown = set(body) - _PATCHABLE
         if unknown:
             raise BadRequest(f"cannot change {', '.join(sorted(unknown))}; changeable: {', '.join(sorted(_PATCHABLE))}")
+
+        async def change(old: UpstreamSpec) -> UpstreamSpec:
+            # What the body leaves out stays as stored now, not as it was when this request came in.
+            editable(principal, old, f"upstream {name!r}")
+            return await _patched(principal, name, dict(body), old)
+
+        await gateway.change_upstream(name, change)
+        return JSONResponse(show(name, principal))
+
+    async def _patched(principal: Principal, name: str, body: dict[str, Any], old: UpstreamSpec) -> UpstreamSpec:
         if old.credentials_error is not None and not _SECRET_FIELDS & set(body):
             # Saving now would silently drop the credentials that no longer open.
             raise Conflict(
@@ -159,7 +170,7 @@ def upstream_routes(
                 "anew to replace them"
             )
         body = _keep_masked(_keep_client_secret(body, old), old)
-        owned = await ownership(principal_of(request), body, team_exists, old)
+        owned = await ownership(principal, body, team_exists, old)
         merged = old.model_dump(exclude={"credentials_error", "origin", *_OWNERSHIP}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:
             # The other transport's fields no longer apply unless given anew.
@@ -169,10 +180,9 @@ def upstream_routes(
             spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update={**owned, "origin": old.origin})
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
-        if not is_admin(principal_of(request)) and _LAUNCH_FIELDS & set(body):
+        if not is_admin(principal) and _LAUNCH_FIELDS & set(body):
             check_launch(spec, stdio_rules)  # before anything runs
-        await gateway.update_upstream(spec)
-        return JSONResponse(show(name, principal_of(request)))
+        return spec
 
     async def delete(request: Request) -> Response:
         editable_upstream(request)

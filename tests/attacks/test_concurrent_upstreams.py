@@ -1,0 +1,81 @@
+"""Class: concurrent changes of one upstream (and of what refers to it). Requests sent at once must each
+get a clear answer (success, 400, 404 or 409 as problem+json, never a 500 or a 502), no change a
+request was told succeeded may be lost, nothing may be left pointing at what is gone, and the pool must
+end up connected to the upstream as it is stored."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.attacks.test_concurrent_changes import _problems_are_clear, _statuses
+from tests.harness import Running, http_fixture, stdio_fixture
+
+pytestmark = pytest.mark.anyio
+
+
+async def _served_as_stored(gateway: Running, name: str) -> None:
+    """The pool connects `name` with the spec the store holds, and a call through it works."""
+    stored = await gateway.bastion.gateway.repo.get_upstream(name)
+    assert stored is not None
+    assert gateway.bastion.pool.spec_of(name) == stored.spec
+    await gateway.create_server({"name": f"check-{name}", "tools": [f"{name}__echo"]})
+    async with gateway.client(f"check-{name}") as client:
+        result = await client.call_tool(f"{name}__echo", {"text": "hi"})
+    assert not result.is_error, result
+    assert (await gateway.api.delete(f"/api/v1/servers/check-{name}")).status_code == 204
+
+
+async def test_upstream_patched_at_once_keeps_every_change(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    with http_fixture() as fx:
+        await gateway.register(fx.body("up"))
+        for round in range(3):
+            patches: list[dict[str, Any]] = [
+                {"headers": {"x-round": str(round)}},
+                {"url": f"{fx.url}?round={round}"},
+            ]
+            responses = await asyncio.gather(*(gateway.api.patch("/api/v1/upstreams/up", json=p) for p in patches))
+            _problems_are_clear(list(responses), 200)
+            stored = (await gateway.api.get("/api/v1/upstreams/up")).json()
+            assert stored["url"] == f"{fx.url}?round={round}" and list(stored["headers"]) == ["x-round"], stored
+            await _served_as_stored(gateway, "up")
+
+
+async def test_same_upstream_field_patched_at_once(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    with http_fixture() as fx:
+        await gateway.register(fx.body("up"))
+        for round in range(2):
+            urls = [f"{fx.url}?round={round}&n={i}" for i in range(6)]
+            responses = await asyncio.gather(*(gateway.api.patch("/api/v1/upstreams/up", json={"url": u}) for u in urls))
+            _problems_are_clear(list(responses), 200, 409)
+            assert _statuses(list(responses))[200] >= 1
+            stored = (await gateway.api.get("/api/v1/upstreams/up")).json()
+            assert stored["url"] in urls, stored
+            await _served_as_stored(gateway, "up")
+
+
+async def test_team_deleted_while_an_upstream_is_moved_to_it(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    await gateway.register(stdio_fixture("fx"))
+    for round in range(4):
+        team = f"t{round}"
+        assert (await gateway.api.post("/api/v1/teams", json={"name": team})).status_code == 201
+        # An ownership change alone, and one that reconnects too (it takes longer to save).
+        change: dict[str, Any] = {"team": team} if round % 2 else {"team": team, "env": {"ROUND": str(round)}}
+        moved, deleted = await asyncio.gather(
+            gateway.api.patch("/api/v1/upstreams/fx", json=change),
+            gateway.api.delete(f"/api/v1/teams/{team}"),
+        )
+        _problems_are_clear([moved], 200, 400, 404)
+        _problems_are_clear([deleted], 204, 409)
+        assert not (moved.status_code == 200 and deleted.status_code == 204), (moved.text, deleted.text)
+        stored = (await gateway.api.get("/api/v1/upstreams/fx")).json()
+        teams = {t["name"] for t in (await gateway.api.get("/api/v1/teams")).json()["items"]}
+        assert stored["team"] is None or stored["team"] in teams, (stored["team"], teams)
+        if stored["team"] is not None:
+            assert (await gateway.api.patch("/api/v1/upstreams/fx", json={"team": None})).status_code == 200
+
