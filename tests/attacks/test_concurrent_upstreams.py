@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.attacks.test_concurrent_changes import _problems_are_clear, _statuses
+from bastion.core.models import UpstreamTokens
+from bastion.store.sql.user_tokens import SqlUpstreamTokens
+from tests.attacks.test_concurrent_changes import N, _problems_are_clear, _statuses
 from tests.harness import Running, http_fixture, stdio_fixture
+from tests.identity import make_user
+from tests.vault.test_upstream_user_oauth import approve, browser, callback, provider, setup, start, whoami
 
 pytestmark = pytest.mark.anyio
 
@@ -78,4 +82,36 @@ async def test_team_deleted_while_an_upstream_is_moved_to_it(any_db_gateway: Run
         assert stored["team"] is None or stored["team"] in teams, (stored["team"], teams)
         if stored["team"] is not None:
             assert (await gateway.api.patch("/api/v1/upstreams/fx", json={"team": None})).status_code == 200
+
+
+async def test_one_user_connects_an_upstream_twice_at_once(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    async with provider(gateway) as (_world, base):
+        alice = (await setup(gateway, base))["alice"]
+        for round in range(3):
+            browsers = [browser() for _ in range(4)]
+            try:
+                urls = [
+                    await approve(gateway, own, await start(gateway, alice), "alice@example.com", f"alice-gh{round}{i}")
+                    for i, own in enumerate(browsers)
+                ]
+                pages = await asyncio.gather(*(callback(url, own) for url, own in zip(urls, browsers, strict=True)))
+            finally:
+                for own in browsers:
+                    await own.aclose()
+            assert [p.status_code for p in pages] == [200] * len(pages), [p.text for p in pages]
+            seen = await whoami(gateway, alice)
+            assert seen["x-account"] in {f"alice-gh{round}{i}" for i in range(len(browsers))}, seen
+
+
+async def test_one_users_tokens_saved_at_once_as_two_replicas_would(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    store = SqlUpstreamTokens(gateway.bastion.engine, gateway.bastion.gateway.repo.envelope)
+    await gateway.register(stdio_fixture("fx"))
+    for round in range(4):
+        user = (await make_user(gateway, f"carol{round}@example.com", "developer"))["id"]
+        given = {f"at-{round}-{i}" for i in range(N)}
+        await asyncio.gather(*(store.save_tokens("fx", user, UpstreamTokens(access_token=t)) for t in given))
+        stored = await store.get_tokens("fx", user)
+        assert stored is not None and stored.access_token in given, stored
 

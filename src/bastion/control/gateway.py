@@ -325,6 +325,20 @@ class Gateway:
     async def refresh_upstream(self, name: str, *, quiet: bool = False, user: str | None = None) -> Discovery | None:
         """Rediscover an upstream's items and record its health; raises unless `quiet`. A per-user
         OAuth upstream is discovered over `user`'s own connection (or any connected user's)."""
+        # One at a time with its changes and other refreshes: a change would close the connection this
+        # discovers over, and two refreshes at once would save the same items and pins twice.
+        async with self._changing(name):
+            return await self._refresh(name, quiet=quiet, user=user)
+
+    async def reconnect_user(self, name: str, user: str, save: Callable[[], Awaitable[None]]) -> None:
+        """`save` a user's new credentials for per-user upstream `name`, then rediscover it over them; a
+        second connection of the same upstream at once waits, rather than closing this one's mid-way."""
+        async with self._changing(name):
+            await save()
+            await self.pool.forget_user(name, user)  # its next call uses the new credentials
+            await self._refresh(name, quiet=True, user=user)
+
+    async def _refresh(self, name: str, *, quiet: bool, user: str | None) -> Discovery | None:
         upstream = self.upstream(name)
         if not upstream.spec.enabled:
             if quiet:
@@ -403,7 +417,9 @@ class Gateway:
         for name, upstream in list(self.snapshot.upstreams.items()):
             if upstream.spec.enabled and name not in self._refreshing:
                 try:
-                    await self._rediscover(name)
+                    async with self._changing(name):  # see refresh_upstream
+                        if name in self.snapshot.upstreams:
+                            await self._rediscover(name)
                 except UpstreamNotConnected:
                     pass  # a per-user upstream with no user connected right now: nothing to check
                 except BastionError as exc:

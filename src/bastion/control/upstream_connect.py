@@ -14,6 +14,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx2
@@ -164,9 +165,8 @@ class UpstreamConnect:
             "code_verifier": flow.verifier,
         }
         tokens = await token_request(self._http, flow.upstream, grant, form, timeout=self._timeout)
-        await self._store.save_tokens(flow.upstream, flow.user, tokens)
-        await self._gateway.pool.forget_user(flow.upstream, flow.user)  # its next call uses the new token
-        await self._gateway.refresh_upstream(flow.upstream, quiet=True, user=flow.user)
+        save = partial(self._store.save_tokens, flow.upstream, flow.user, tokens)
+        await self._gateway.reconnect_user(flow.upstream, flow.user, save)
         return flow.upstream
 
     async def _check_address(self, spec: UpstreamSpec, url: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, ForeignKey, Integer, String, Table, Text, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.errors import CredentialsUnavailable, NotFound
@@ -76,6 +77,17 @@ class SqlUpstreamTokens:
 
     async def save_tokens(self, upstream: str, user: str, tokens: UpstreamTokens) -> None:
         sealed = self.envelope.seal(tokens.model_dump_json().encode(), token_owner(user, upstream))
+        try:
+            await self._save_tokens(upstream, user, sealed)
+        except IntegrityError:
+            # Raced: the same user's tokens saved meanwhile (a second callback at once; once more, the
+            # row is there to update: the last one wins), or the user deleted (their 404).
+            try:
+                await self._save_tokens(upstream, user, sealed)
+            except IntegrityError:
+                raise NotFound(f"user {user!r} does not exist") from None
+
+    async def _save_tokens(self, upstream: str, user: str, sealed: str) -> None:
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:
             upstream_id = (await conn.execute(select(upstreams.c.id).where(upstreams.c.name == upstream))).scalar()
