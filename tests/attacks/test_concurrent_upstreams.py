@@ -13,6 +13,7 @@ import pytest
 from bastion.core.models import UpstreamTokens
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from tests.attacks.test_concurrent_changes import N, _problems_are_clear, _statuses
+from tests.e2e.test_pinning import mutable_fixture, snapshot_where
 from tests.harness import Running, http_fixture, stdio_fixture
 from tests.identity import make_user
 from tests.vault.test_upstream_user_oauth import approve, browser, callback, provider, setup, start, whoami
@@ -114,4 +115,22 @@ async def test_one_users_tokens_saved_at_once_as_two_replicas_would(any_db_gatew
         await asyncio.gather(*(store.save_tokens("fx", user, UpstreamTokens(access_token=t)) for t in given))
         stored = await store.get_tokens("fx", user)
         assert stored is not None and stored.access_token in given, stored
+
+
+async def test_one_approval_decided_at_once(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    await gateway.register(mutable_fixture("fx"))
+    await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
+    async with gateway.client("vs") as client:
+        for round in range(3):
+            await client.call_tool("fx__redescribe", {"tool": "echo", "description": f"changed {round}"})
+            await snapshot_where(gateway, lambda s: any(a.key == "echo" for a in s.approvals))
+            [approval] = (await gateway.api.get("/api/v1/approvals")).json()["items"]
+            decide = [f"/api/v1/approvals/{approval['id']}/{'approve' if i % 2 else 'reject'}" for i in range(N)]
+            responses = await asyncio.gather(*(gateway.api.post(path) for path in decide))
+            _problems_are_clear(list(responses), 200, 404)
+            pins = (await gateway.bastion.gateway.repo.list_pins()).records
+            assert [(p.kind, p.key) for p in pins if p.key == "echo"] == [("tool", "echo")], pins
+            if (await gateway.api.get("/api/v1/approvals")).json()["items"]:
+                assert (await gateway.api.post(f"/api/v1/approvals/{approval['id']}/approve")).status_code == 200
 

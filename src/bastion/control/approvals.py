@@ -36,6 +36,12 @@ class Approvals:
 
     async def decide(self, approval_id: str, *, approved: bool, actor: str) -> Approval:
         """Approve (pin the current definition, or forget a removed item) or reject (hold it)."""
+        # One decision at a time, each with its snapshot rebuilt: a second decision of the same approval
+        # finds it decided (404) rather than deciding it again.
+        async with self.gateway.writing():
+            return await self._decide(approval_id, approved=approved, actor=actor)
+
+    async def _decide(self, approval_id: str, *, approved: bool, actor: str) -> Approval:
         approval = self.find(approval_id)
         record = self._record(approval)
         now = datetime.now(UTC)

@@ -48,7 +48,10 @@ async def save_pins(engine: AsyncEngine, records: Sequence[PinRecord], *, drop: 
     """Upsert `records` and delete `drop` (matched by upstream, kind and key), in one transaction."""
     async with engine.begin() as conn:
         names = {r.upstream for r in (*records, *drop)}
-        found = await conn.execute(select(upstreams.c.name, upstreams.c.id).where(upstreams.c.name.in_(names)))
+        # Their upstreams' rows locked first, in one order (PostgreSQL; SQLite's first write takes the write
+        # lock): two saves of the same pins at once take turns instead of both inserting after both deleted.
+        query = select(upstreams.c.name, upstreams.c.id).where(upstreams.c.name.in_(names)).order_by(upstreams.c.name)
+        found = await conn.execute(query.with_for_update())
         ids: dict[str, int] = {name: int(i) for name, i in found.tuples()}
         for record in (*records, *drop):
             if record.upstream not in ids:
