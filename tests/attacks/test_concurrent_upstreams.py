@@ -134,3 +134,29 @@ async def test_one_approval_decided_at_once(any_db_gateway: Running) -> None:
             if (await gateway.api.get("/api/v1/approvals")).json()["items"]:
                 assert (await gateway.api.post(f"/api/v1/approvals/{approval['id']}/approve")).status_code == 200
 
+
+async def test_catalog_item_patched_at_once_keeps_every_change(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    await gateway.register(stdio_fixture("fx"))
+    for round in range(3):
+        patches: list[dict[str, Any]] = [{"description": f"described {round}"}, {"enabled": bool(round % 2)}]
+        responses = await asyncio.gather(*(gateway.api.patch("/api/v1/tools/fx__add", json=p) for p in patches))
+        _problems_are_clear(list(responses), 200)
+        stored = (await gateway.api.get("/api/v1/tools/fx__add")).json()
+        assert (stored["description"], stored["enabled"]) == (f"described {round}", bool(round % 2)), stored
+
+
+async def test_two_tools_renamed_to_one_name_at_once(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    await gateway.register(stdio_fixture("fx"))
+    tools = [t["gateway_name"] for t in (await gateway.api.get("/api/v1/tools")).json()["items"]]
+    for round in range(3):
+        name = f"fx__same{round}"
+        responses = await asyncio.gather(*(gateway.api.patch(f"/api/v1/tools/{t}", json={"name": name}) for t in tools))
+        _problems_are_clear(list(responses), 200, 409)
+        assert _statuses(list(responses))[200] == 1, [r.text for r in responses]
+        listed = [t["name"] for t in (await gateway.api.get("/api/v1/tools")).json()["items"]]
+        assert listed.count(name) == 1, listed
+        renamed = next(r.json()["gateway_name"] for r in responses if r.status_code == 200)
+        assert (await gateway.api.patch(f"/api/v1/tools/{renamed}", json={"name": None})).status_code == 200
+

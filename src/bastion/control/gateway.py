@@ -466,12 +466,23 @@ class Gateway:
                 return item
         raise NotFound(f"{kind.replace('_', ' ')} {gateway_name!r} does not exist in the catalog")
 
-    async def update_item(self, item: CatalogItem, *, may_drop_prefix: bool = False) -> CatalogItem:
-        """Save an enable/rename/redescribe, refusing a rename that would collide anywhere or leave its
-        upstream's namespace (`may_drop_prefix`: an admin may give a bare name, see check_rename)."""
+    async def change_item(
+        self, item: CatalogItem, change: Callable[[CatalogItem], CatalogItem], *, may_drop_prefix: bool = False
+    ) -> CatalogItem:
+        """Save an enable/rename/redescribe (`change`) of `item` as it is now, refusing a rename that would
+        collide anywhere or leave its upstream's namespace (`may_drop_prefix`: an admin may give a bare
+        name, see check_rename). One at a time, each checked against the last one saved: two changes
+        at once neither undo each other nor both take one name."""
+        async with self._write_lock:
+            ident = (item.upstream, item.kind, item.key)
+            current = next((i for i in self.snapshot.items if (i.upstream, i.kind, i.key) == ident), None)
+            if current is None:
+                raise NotFound(f"{item.kind.replace('_', ' ')} {item.gateway_name!r} does not exist in the catalog")
+            return await self._update_item(change(current), current, may_drop_prefix=may_drop_prefix)
+
+    async def _update_item(self, item: CatalogItem, current: CatalogItem, *, may_drop_prefix: bool) -> CatalogItem:
         override = item.name_override
-        current = next((i for i in self.snapshot.items if (i.upstream, i.kind, i.key) == (item.upstream, item.kind, item.key)), None)
-        if override is not None and (current is None or override != current.name_override):
+        if override is not None and override != current.name_override:
             if item.kind not in ("tool", "prompt"):
                 raise BadRequest("only tools and prompts can be renamed")
             if not is_valid_tool_name(override):

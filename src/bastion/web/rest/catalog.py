@@ -127,7 +127,10 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             principal = principal_of(request)
             editable(principal, owner, f"upstream {item.upstream!r}")
             body = require_object(await read_json(request, max_body))
-            updated = await gateway.update_item(_apply_patch(item, body), may_drop_prefix=is_admin(principal))
+            _apply_patch(item, body)  # a body it cannot take is refused before waiting for a turn
+            updated = await gateway.change_item(
+                item, lambda current: _apply_patch(current, body), may_drop_prefix=is_admin(principal)
+            )
             return JSONResponse(item_json(updated))
 
         routes += [
