@@ -8,13 +8,14 @@ replace the upstream's credentials or the request's framing (Host, Content-Lengt
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.harness import Running, serve_asgi
@@ -202,3 +203,42 @@ async def test_a_header_parameter_whose_name_is_no_http_token_is_left_out(gatewa
         result = await client.call_tool("api__getThing", {"id": "1", "Bad Name": "x", "Clé": "y"})
     assert result.is_error is not True
     assert seen[-1]["path"] == "/things/1"
+
+
+def _nested(depth: int) -> str:
+    """A document whose body schema nests arrays `depth` deep, as JSON text (json.dumps recurses)."""
+    marker = {"$": "SCHEMA"}
+    text = json.dumps(_document({"requestBody": {"content": {"application/json": {"schema": marker}}}}))
+    return text.replace(json.dumps(marker), '{"type": "array", "items": ' * depth + '{"type": "string"}' + "}" * depth)
+
+
+@pytest.mark.parametrize("depth", [300, 900, 5000])
+async def test_a_document_nested_too_deeply_is_refused_not_a_500(gateway: Running, depth: int) -> None:
+    # As text (inline or at a URL) it is not held to the request body's nesting limit.
+    async def document(_request: Request) -> Response:
+        return Response(_nested(depth), media_type="application/json")
+
+    async with serve_asgi(Starlette(routes=[Route("/openapi.json", document)])) as base:
+        at_url = await gateway.api.post("/api/v1/upstreams", json={"name": "api", "transport": "openapi", "spec_url": f"{base}/openapi.json"})
+    assert "nests deeper than 64 levels" in assert_problem(at_url, 422)["detail"]
+    inline = await _register(gateway, _nested(depth))
+    assert "nests deeper than 64 levels" in assert_problem(inline, 400)["detail"]
+
+
+async def test_schemas_that_nest_deeper_through_references_are_cut(gateway: Running) -> None:
+    # Each reference nests a few levels more: the inlined schema would be hundreds of levels deep.
+    schemas: dict[str, Any] = {"S0": {"type": "string"}}
+    for i in range(1, 60):
+        inner = {"type": "object", "properties": {"b": {"$ref": f"#/components/schemas/S{i - 1}"}}}
+        schemas[f"S{i}"] = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "array", "items": inner}}}}
+    spec = _document(
+        {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/S59"}}}},
+         "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/S59"}}}}}},
+        components={"schemas": schemas},
+    )
+    response = await _register(gateway, spec)
+    assert response.status_code == 201, response.text
+    await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+    async with gateway.client("vs") as client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "api__getThing")
+    assert "(nested too deeply)" in json.dumps(tool.input_schema)

@@ -24,6 +24,11 @@ MAX_SCHEMA_NODES = 200_000
 """Most nodes the schemas of one document may expand to once references are inlined: a few kilobytes
 of references, each doubling the one before, would otherwise expand to gigabytes."""
 MAX_NAME = 64
+MAX_DOCUMENT_DEPTH = 64
+"""Deepest a document may nest (real ones nest some 25 levels; as deep as a request body may)."""
+MAX_SCHEMA_DEPTH = 40
+"""Deepest a tool's schema may nest once references are inlined; deeper parts become `{}` (any):
+chains of references each nesting a little would otherwise make schemas no client can read."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
 FORM = "application/x-www-form-urlencoded"
@@ -37,6 +42,23 @@ _SCHEMA_KEYS = (
 
 class SpecError(ValueError):
     """The document is not an OpenAPI document this can read (the message says why)."""
+
+
+def too_deep(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
+    """Whether `value` (parsed JSON or YAML) nests deeper than `limit` levels; walked without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -144,6 +166,7 @@ class _Resolver:
         self.doc = doc
         self.cache: dict[str, Any] = {}
         self.nodes = 0
+        self.cut = 0
 
     def lookup(self, ref: str) -> Any:
         if not ref.startswith("#/"):
@@ -167,29 +190,33 @@ class _Resolver:
             node = self.lookup(node["$ref"])
         raise SpecError("a reference chain is too long")
 
-    def schema(self, node: Any, seen: tuple[str, ...] = ()) -> Any:
+    def schema(self, node: Any, seen: tuple[str, ...] = (), depth: int = 0) -> Any:
         """`node` with every local $ref inlined; a cycle (or excessive depth) becomes `{}` (any)."""
         self.nodes += 1
         if self.nodes > MAX_SCHEMA_NODES:
             raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes once references are inlined")
+        if depth > MAX_SCHEMA_DEPTH and isinstance(node, dict | list):
+            self.cut += 1
+            return {"description": "(nested too deeply)"} if isinstance(node, dict) else []
         if isinstance(node, list):
-            return [self.schema(v, seen) for v in node]
+            return [self.schema(v, seen, depth + 1) for v in node]
         if not isinstance(node, dict):
             return node
         ref = node.get("$ref")
         if isinstance(ref, str):
             if ref in seen or len(seen) >= MAX_DEPTH:
                 return {"description": f"(recursive: {ref.rsplit('/', 1)[-1]})"}
-            if ref in self.cache:
+            if not seen and ref in self.cache:
                 return self.cache[ref]
-            resolved = self.schema(self.lookup(ref), (*seen, ref))
-            siblings = {k: self.schema(v, seen) for k, v in node.items() if k != "$ref"}
+            cut = self.cut
+            resolved = self.schema(self.lookup(ref), (*seen, ref), depth)
+            siblings = {k: self.schema(v, seen, depth + 1) for k, v in node.items() if k != "$ref"}
             if siblings and isinstance(resolved, dict):
                 resolved = {**resolved, **siblings}
-            if not seen:
+            if not seen and self.cut == cut:  # the same wherever it is inlined: nothing in it was cut for depth
                 self.cache[ref] = resolved
             return resolved
-        out = {k: self.schema(v, seen) for k, v in node.items()}
+        out = {k: self.schema(v, seen, depth + 1) for k, v in node.items()}
         return _modernized(out)
 
 

@@ -19,6 +19,7 @@ import yaml
 from bastion.core.errors import BadRequest, UnusableDocument, UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import (
+    MAX_DOCUMENT_DEPTH,
     MULTIPART,
     ArgumentError,
     Operation,
@@ -29,6 +30,7 @@ from bastion.core.openapi_ops import (
     is_form,
     operations,
     server_url,
+    too_deep,
 )
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
@@ -49,6 +51,8 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         doc, found = strict_loads(raw, what), None
     except NotUnicode as exc:  # its text would become tool names and descriptions, stored and sent on
         raise UpstreamProtocolError(str(exc)) from None
+    except RecursionError:
+        raise UnusableDocument(f"{what} nests deeper than {MAX_DOCUMENT_DEPTH} levels") from None
     except ValueError:
         try:
             doc = load_yaml(raw)
@@ -61,6 +65,8 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         raise not_unicode(what, found, "holds")
     if not isinstance(doc, dict):
         raise UnusableDocument(f"{what} is not an OpenAPI document (not an object)")
+    if too_deep(doc):  # stored (inline) and walked recursively: as deep as a request body may nest
+        raise UnusableDocument(f"{what} nests deeper than {MAX_DOCUMENT_DEPTH} levels")
     return doc
 
 
