@@ -160,3 +160,16 @@ async def test_two_tools_renamed_to_one_name_at_once(any_db_gateway: Running) ->
         renamed = next(r.json()["gateway_name"] for r in responses if r.status_code == 200)
         assert (await gateway.api.patch(f"/api/v1/tools/{renamed}", json={"name": None})).status_code == 200
 
+
+
+async def test_upstream_refreshed_while_patched(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    with http_fixture() as fx:
+        await gateway.register(fx.body("up"))
+        for round in range(3):
+            refreshes = [gateway.api.post("/api/v1/upstreams/up/refresh") for _ in range(N)]
+            patch = gateway.api.patch("/api/v1/upstreams/up", json={"url": f"{fx.url}?round={round}"})
+            responses = await asyncio.gather(*refreshes[: N // 2], patch, *refreshes[N // 2 :])
+            _problems_are_clear(list(responses), 200)
+            assert (await gateway.api.get("/api/v1/upstreams/up")).json()["status"] == "healthy"
+            await _served_as_stored(gateway, "up")
