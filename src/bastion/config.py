@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     )
     held_call_ttl: float = Field(default=300.0, gt=0, description="How long a call waiting for a client's input is held, s")
     upstream_max_items: int = Field(
-        default=5000, ge=1, le=1_000_000, description="Most tools (or prompts, resources, templates) one upstream may list"
+        default=5000, ge=1, le=1_000_000, description="Most tools (or prompts, resources, templates; or OpenAPI operations) one upstream may list"
     )
     upstream_max_pages: int = Field(default=100, ge=1, le=100_000, description="Most pages one upstream list may take")
     page_size: int = Field(default=500, ge=1, le=10000, description="Entries per page of tools/prompts/resources lists")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.harness import Running, serve_asgi
+from tests.harness import Running, serve, serve_asgi, settings_for
 from tests.rest.test_upstreams_api import assert_problem
 
 pytestmark = pytest.mark.anyio
@@ -242,3 +243,17 @@ async def test_schemas_that_nest_deeper_through_references_are_cut(gateway: Runn
     async with gateway.client("vs") as client:
         tool = next(t for t in (await client.list_tools()).tools if t.name == "api__getThing")
     assert "(nested too deeply)" in json.dumps(tool.input_schema)
+
+
+async def test_more_operations_than_an_upstream_may_list_are_refused_unless_selected(tmp_path: Path) -> None:
+    # 20,000 operations in a 1.8 MB document took 20 s to register, as 20,000 tools; an MCP upstream
+    # may list no more than BASTION_UPSTREAM_MAX_ITEMS.
+    paths = {f"/things/{i}": {"get": {"operationId": f"get{i}", "tags": ["few" if i < 5 else "many"],
+                                      "responses": {"200": {"description": "ok"}}}} for i in range(30)}
+    spec = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": paths}
+    async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", upstream_max_items=20)) as gateway:
+        body = assert_problem(await _register(gateway, spec), 422)
+        assert "more than 20 operations" in body["detail"] and "'include'" in body["detail"]
+        selected = await _register(gateway, spec, include={"tags": ["few"]})
+        assert selected.status_code == 201, selected.text
+        assert len(selected.json()["discovered"]["tools"]) == 5

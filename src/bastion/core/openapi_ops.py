@@ -410,11 +410,11 @@ def _names(value: Any, what: str) -> list[str]:
 
 def operations(
     doc: Any, include: Selection = Selection(), exclude: Selection = Selection(), *,
-    reserved: frozenset[tuple[str, str]] = frozenset(),
+    reserved: frozenset[tuple[str, str]] = frozenset(), limit: int | None = None,
 ) -> list[Operation]:
     """Every selected operation of `doc` as a tool, in document order, with unique tool names.
     Parameters in `reserved` ((location, name), header names in lower case) are the operator's to set:
-    no tool offers them."""
+    no tool offers them. More than `limit` operations selected make the document unusable."""
     doc = as_openapi3(doc)
     paths = doc.get("paths", {})
     if paths is None:
@@ -438,6 +438,11 @@ def operations(
                 raise SpecError(f"{method.upper()} {str(path)[:200]}: {exc}") from None
             if operation is not None:
                 out.append(operation)
+            if limit is not None and len(out) > limit:
+                raise SpecError(
+                    f"it has more than {limit} operations, the most Bastion accepts from one upstream"
+                    " (BASTION_UPSTREAM_MAX_ITEMS): select some with 'include' or 'exclude'"
+                )
     return out
 
 

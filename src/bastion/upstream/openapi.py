@@ -130,6 +130,7 @@ class OpenApiUpstream:
         *,
         timeout: float,
         max_response_bytes: int,
+        max_operations: int | None = None,
     ) -> None:
         self.spec = spec
         self._source = spec.openapi or OpenApiSource()
@@ -138,6 +139,7 @@ class OpenApiUpstream:
         self._bearer_for = bearer_for
         self._timeout = timeout
         self._max_response = max_response_bytes
+        self._max_operations = max_operations
         self._ops: dict[str, Operation] | None = None
         self._base = ""
 
@@ -179,7 +181,9 @@ class OpenApiUpstream:
         original = await self._document()
         try:
             doc = as_openapi3(original)
-            ops = operations(doc, self._source.include, self._source.exclude, reserved=self._reserved())
+            ops = operations(
+                doc, self._source.include, self._source.exclude, reserved=self._reserved(), limit=self._max_operations
+            )
         except SpecError as exc:
             raise UnusableDocument(f"{self._what}: {exc}") from None
         self._base = base_url_of(doc, self._source, self.spec.url if self._source.spec is None else None)

@@ -292,11 +292,16 @@ class UpstreamPool:
                     return await self._per_user.source(spec, user).token()
                 return await bearer.token() if bearer is not None else None
 
-            kind: type[OpenApiUpstream | A2aUpstream] = A2aUpstream if spec.transport == "a2a" else OpenApiUpstream
-            rest = kind(
-                spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
-                max_response_bytes=self._max_response,
-            )
+            if spec.transport == "a2a":
+                rest = A2aUpstream(
+                    spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
+                    max_response_bytes=self._max_response,
+                )
+            else:  # as many operations as an MCP upstream may list tools
+                rest = OpenApiUpstream(
+                    spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
+                    max_response_bytes=self._max_response, max_operations=self._limits.max_items,
+                )
             self._rest[spec.name] = rest
         return rest
 
