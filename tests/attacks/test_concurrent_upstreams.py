@@ -6,6 +6,7 @@ end up connected to the upstream as it is stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -173,3 +174,21 @@ async def test_upstream_refreshed_while_patched(any_db_gateway: Running) -> None
             _problems_are_clear(list(responses), 200)
             assert (await gateway.api.get("/api/v1/upstreams/up")).json()["status"] == "healthy"
             await _served_as_stored(gateway, "up")
+
+
+
+async def test_two_configurations_applied_at_once(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "vs", "tools": ["fx__echo"]})
+    for round in range(3):
+        exported = (await gateway.api.get("/api/v1/config")).json()
+        docs = []
+        for who in ("a", "b"):
+            # Each changes vs, then adds the same server: the one that finds it added must not undo vs.
+            servers = [{**s, "description": f"{who}{round}"} if s["name"] == "vs" else s for s in exported["servers"]]
+            docs.append({**exported, "servers": [*servers, {"name": f"x{round}", "tools": ["fx__echo"]}]})
+        responses = await asyncio.gather(*(gateway.api.post("/api/v1/config", content=json.dumps(d)) for d in docs))
+        _problems_are_clear(list(responses), 200, 409)
+        applied = {f"{who}{round}" for who, r in zip("ab", responses, strict=True) if r.status_code == 200}
+        assert (await gateway.api.get("/api/v1/servers/vs")).json()["description"] in applied, [r.text for r in responses]

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ValidationError
 
 from bastion.control.gateway import Gateway
@@ -77,6 +78,7 @@ class ConfigSync:
         self.users = users
         self.registries = registries
         self.subjects = subjects
+        self._applying = anyio.Lock()
 
     # -- export ------------------------------------------------------------------------------
 
@@ -252,6 +254,13 @@ class ConfigSync:
 
         `actor` approves what new upstreams offer (as an admin registering them does); `owner` (a
         user id, or None) owns what is created."""
+        # One document at a time (REST, --config on start and SIGHUP): a second one plans against what
+        # the first made, instead of failing half-way on it and taking back its own steps over the
+        # first's changes.
+        async with self._applying:
+            return await self._apply(doc, dry_run=dry_run, prune=prune, actor=actor, owner=owner)
+
+    async def _apply(self, doc: ConfigDoc, *, dry_run: bool, prune: bool, actor: str, owner: str | None) -> list[Action]:
         desired = await self._check(doc, owner)
         self._check_servers(desired)
         current = await self._current()
