@@ -16,7 +16,7 @@ from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from tests.attacks.test_concurrent_changes import N, _problems_are_clear, _statuses
 from tests.e2e.test_pinning import mutable_fixture, snapshot_where
 from tests.harness import Running, http_fixture, stdio_fixture
-from tests.identity import make_user
+from tests.identity import login, make_user
 from tests.vault.test_upstream_user_oauth import approve, browser, callback, provider, setup, start, whoami
 
 pytestmark = pytest.mark.anyio
@@ -192,3 +192,17 @@ async def test_two_configurations_applied_at_once(any_db_gateway: Running) -> No
         _problems_are_clear(list(responses), 200, 409)
         applied = {f"{who}{round}" for who, r in zip("ab", responses, strict=True) if r.status_code == 200}
         assert (await gateway.api.get("/api/v1/servers/vs")).json()["description"] in applied, [r.text for r in responses]
+
+
+async def test_user_signs_in_while_deleted(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    for round in range(3):
+        email = f"gone{round}@example.com"
+        user = await make_user(gateway, email, "developer")
+        logins = [login(gateway, email) for _ in range(6)]  # each checks a password hash: slow on purpose
+        responses = await asyncio.gather(*logins[:3], gateway.api.delete(f"/api/v1/users/{user['id']}"), *logins[3:])
+        _problems_are_clear(list(responses), 200, 204, 401)
+        for r in responses:
+            if r.status_code == 200:  # signed in before the deletion: the session went with the user
+                session = {"Authorization": f"Bearer {r.json()['token']}"}
+                assert (await gateway.api.get("/api/v1/auth/me", headers=session)).status_code == 401

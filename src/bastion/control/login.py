@@ -14,7 +14,7 @@ from typing import Any
 
 from bastion.auth.passwords import MAX_PASSWORD, Passwords
 from bastion.auth.tokens import SESSION_PREFIX, hash_token, new_token
-from bastion.core.errors import BadRequest, Forbidden, TooManyRequests, Unauthenticated
+from bastion.core.errors import BadRequest, Forbidden, NotFound, TooManyRequests, Unauthenticated
 from bastion.core.identity import User, normalize_email
 from bastion.core.ports import IdentityRepo, LoginThrottle, Session
 
@@ -63,7 +63,10 @@ class Login:
         user = found[0]
         if not user.active:
             raise Forbidden("this account is deactivated")
-        session, secret = await self.open_session(user)
+        try:
+            session, secret = await self.open_session(user)
+        except NotFound:
+            raise Unauthenticated(BAD_LOGIN) from None  # deleted meanwhile: as if it never existed
         return session, secret, user
 
     async def open_session(self, user: User) -> tuple[Session, str]:

@@ -153,16 +153,20 @@ class SqlIdentityRepo:
                 raise NotFound(f"user {user_id!r} is not a member of team {team!r}")
 
     async def create_session(self, session: Session, token_hash: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(user_sessions).values(
-                    id=session.id,
-                    user_id=session.user,
-                    token_hash=token_hash,
-                    created_at=session.created_at,
-                    expires_at=session.expires_at,
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    insert(user_sessions).values(
+                        id=session.id,
+                        user_id=session.user,
+                        token_hash=token_hash,
+                        created_at=session.created_at,
+                        expires_at=session.expires_at,
+                    )
                 )
-            )
+        except IntegrityError:
+            # Raced: the user was deleted after their sign-in was checked (ids and hashes never repeat).
+            raise NotFound(f"user {session.user!r} does not exist") from None
 
     async def get_session_by_hash(self, token_hash: str) -> Session | None:
         async with self.engine.connect() as conn:
