@@ -134,6 +134,20 @@ async def test_github_answers_that_do_not_match_the_documented_schema_still_reac
     assert json.loads(got.content[0].text) == {"id": 1, "number": 1, "name": "thing"}  # type: ignore[union-attr]
 
 
+async def test_digitalocean_references_into_paths_with_percent_encoded_braces(gateway: Running, api: Any) -> None:
+    # '#/paths/~1v2~1account~1keys~1%7Bssh_key_identifier%7D/get/parameters/0': a URI fragment,
+    # percent-encoded. Ten documents of APIs.guru's directory were refused as pointing at nothing.
+    base, seen = api
+    tools = await _tools(gateway, base, "do", "digitalocean-ssh-keys-3.0.json", base_url=base)
+    assert {"do__sshKeys_update", "do__sshKeys_delete", "do__sshKeys_get"} <= set(tools)
+    update = tools["do__sshKeys_update"].input_schema
+    assert update["required"][0] == "ssh_key_identifier" and "anyOf" in update["properties"]["ssh_key_identifier"]
+    await _call(gateway, "vs-do", "do__sshKeys_update", {"ssh_key_identifier": 512189, "name": "laptop"})
+    await _call(gateway, "vs-do", "do__sshKeys_delete", {"ssh_key_identifier": "3b:16:e4"})
+    assert [(s["method"], s["path"]) for s in seen] == [("PUT", "/v2/account/keys/512189"), ("DELETE", "/v2/account/keys/3b%3A16%3Ae4")]
+    assert json.loads(seen[0]["body"]) == {"name": "laptop"}
+
+
 async def test_uspto_yaml_with_server_variables_and_a_form_body(gateway: Running, api: Any) -> None:
     base, seen = api
     host = base.removeprefix("http://")

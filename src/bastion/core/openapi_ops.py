@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from bastion.core.models import Selection
 from bastion.core.openapi_styles import cookie_pairs, header_value, path_value, query_pairs, style_of, text
@@ -171,16 +172,25 @@ class _Resolver:
     def lookup(self, ref: str) -> Any:
         if not ref.startswith("#/"):
             raise SpecError(f"only local references are supported, not {ref[:100]!r}")
+        # A fragment is percent-encoded (#/paths/~1pets~1%7Bid%7D is /pets/{id}); some documents
+        # leave a % in a name unencoded, so the pointer as written is tried as well.
+        for pointer in dict.fromkeys((unquote(ref[2:]), ref[2:])):
+            found, node = self._follow(pointer)
+            if found:
+                return node
+        raise SpecError(f"reference {ref[:100]!r} points at nothing")
+
+    def _follow(self, pointer: str) -> tuple[bool, Any]:
         node: Any = self.doc
-        for part in ref[2:].split("/"):
+        for part in pointer.split("/"):
             key = part.replace("~1", "/").replace("~0", "~")
             if isinstance(node, dict) and key in node:
                 node = node[key]
             elif isinstance(node, list) and (index := small_int(key)) is not None and index < len(node):
                 node = node[index]
             else:
-                raise SpecError(f"reference {ref[:100]!r} points at nothing")
-        return node
+                return False, None
+        return True, node
 
     def deref(self, node: Any) -> Any:
         """A parameter, body or response object, following its $ref chain."""
