@@ -16,7 +16,7 @@ from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from tests.attacks.test_concurrent_changes import N, _problems_are_clear, _statuses
 from tests.e2e.test_pinning import mutable_fixture, snapshot_where
 from tests.harness import Running, http_fixture, stdio_fixture
-from tests.identity import login, make_user
+from tests.identity import PASSWORD, login, make_user
 from tests.vault.test_upstream_user_oauth import approve, browser, callback, provider, setup, start, whoami
 
 pytestmark = pytest.mark.anyio
@@ -204,5 +204,20 @@ async def test_user_signs_in_while_deleted(any_db_gateway: Running) -> None:
         _problems_are_clear(list(responses), 200, 204, 401)
         for r in responses:
             if r.status_code == 200:  # signed in before the deletion: the session went with the user
+                session = {"Authorization": f"Bearer {r.json()['token']}"}
+                assert (await gateway.api.get("/api/v1/auth/me", headers=session)).status_code == 401
+
+
+async def test_user_signs_in_while_their_password_is_changed(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    for round in range(3):
+        email = f"moved{round}@example.com"
+        user = await make_user(gateway, email, "developer")
+        change = gateway.api.patch(f"/api/v1/users/{user['id']}", json={"password": f"{PASSWORD}-{round}"})
+        logins = [login(gateway, email) for _ in range(6)]
+        responses = await asyncio.gather(*logins[:3], change, *logins[3:])
+        _problems_are_clear(list(responses), 200, 401)
+        for r in responses:
+            if r.status_code == 200 and "token" in r.json():  # with the old password: ended by the change
                 session = {"Authorization": f"Bearer {r.json()['token']}"}
                 assert (await gateway.api.get("/api/v1/auth/me", headers=session)).status_code == 401

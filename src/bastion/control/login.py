@@ -64,19 +64,21 @@ class Login:
         if not user.active:
             raise Forbidden("this account is deactivated")
         try:
-            session, secret = await self.open_session(user)
+            session, secret = await self.open_session(user, password_hash=found[1])
         except NotFound:
-            raise Unauthenticated(BAD_LOGIN) from None  # deleted meanwhile: as if it never existed
+            # Deleted, or given another password, since it was checked: as if it never matched.
+            raise Unauthenticated(BAD_LOGIN) from None
         return session, secret, user
 
-    async def open_session(self, user: User) -> tuple[Session, str]:
-        """A new session for a user whose identity was proven (a password, or an identity
-        provider's ID token) and its secret, returned once; only its hash is stored."""
+    async def open_session(self, user: User, *, password_hash: str | None = None) -> tuple[Session, str]:
+        """A new session for a user whose identity was proven (a password, whose hash is
+        `password_hash`, or an identity provider's ID token) and its secret, returned once; only its
+        hash is stored. NotFound if the user is gone, or their password changed, meanwhile."""
         now = self._now()
         expires = now + timedelta(seconds=self._ttl)
         session = Session(id=str(uuid.uuid4()), user=user.id, created_at=now, expires_at=expires)
         secret = new_token(SESSION_PREFIX)
-        await self._repo.create_session(session, hash_token(secret))
+        await self._repo.create_session(session, hash_token(secret), password_hash=password_hash)
         return session, secret
 
     async def logout(self, secret: str) -> None:

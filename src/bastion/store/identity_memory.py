@@ -84,7 +84,10 @@ class MemoryIdentityRepo:
             raise NotFound(f"user {user_id!r} is not a member of team {team!r}")
         self._members.discard((team, user_id))
 
-    async def create_session(self, session: Session, token_hash: str) -> None:
+    async def create_session(self, session: Session, token_hash: str, *, password_hash: str | None = None) -> None:
+        found = self._users.get(session.user)
+        if found is None or (password_hash is not None and found[1] != password_hash):
+            raise NotFound(f"user {session.user!r} does not exist")
         self._sessions[token_hash] = (session, token_hash)
 
     async def get_session_by_hash(self, token_hash: str) -> Session | None:

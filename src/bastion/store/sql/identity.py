@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -152,21 +152,28 @@ class SqlIdentityRepo:
             if (await conn.execute(delete(team_members).where(*where))).rowcount == 0:
                 raise NotFound(f"user {user_id!r} is not a member of team {team!r}")
 
-    async def create_session(self, session: Session, token_hash: str) -> None:
+    async def create_session(self, session: Session, token_hash: str, *, password_hash: str | None = None) -> None:
+        # Inserted from the user's row, so only while it is there and (for a password sign-in) still has
+        # the password that was checked: a change or deletion that came first is not undone by it, and
+        # one that comes after revokes it.
+        user = users.c.id == session.user
+        if password_hash is not None:
+            user = user & (users.c.password_hash == password_hash)
+        row = select(
+            literal(session.id, user_sessions.c.id.type),
+            users.c.id,
+            literal(token_hash, user_sessions.c.token_hash.type),
+            literal(session.created_at, user_sessions.c.created_at.type),
+            literal(session.expires_at, user_sessions.c.expires_at.type),
+        ).where(user)
+        columns = ["id", "user_id", "token_hash", "created_at", "expires_at"]
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    insert(user_sessions).values(
-                        id=session.id,
-                        user_id=session.user,
-                        token_hash=token_hash,
-                        created_at=session.created_at,
-                        expires_at=session.expires_at,
-                    )
-                )
+                created = await conn.execute(insert(user_sessions).from_select(columns, row))
         except IntegrityError:
-            # Raced: the user was deleted after their sign-in was checked (ids and hashes never repeat).
-            raise NotFound(f"user {session.user!r} does not exist") from None
+            created = None  # the user deleted as the session was inserted (ids and hashes never repeat)
+        if created is None or created.rowcount != 1:
+            raise NotFound(f"user {session.user!r} does not exist")
 
     async def get_session_by_hash(self, token_hash: str) -> Session | None:
         async with self.engine.connect() as conn:
