@@ -15,7 +15,7 @@ from bastion.core.models import UpstreamTokens
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from tests.attacks.test_concurrent_changes import N, _problems_are_clear, _statuses
 from tests.e2e.test_pinning import mutable_fixture, snapshot_where
-from tests.harness import Running, http_fixture, stdio_fixture
+from tests.harness import Running, free_port, http_fixture, stdio_fixture
 from tests.identity import PASSWORD, login, make_user
 from tests.vault.test_upstream_user_oauth import approve, browser, callback, provider, setup, start, whoami
 
@@ -221,3 +221,17 @@ async def test_user_signs_in_while_their_password_is_changed(any_db_gateway: Run
             if r.status_code == 200 and "token" in r.json():  # with the old password: ended by the change
                 session = {"Authorization": f"Bearer {r.json()['token']}"}
                 assert (await gateway.api.get("/api/v1/auth/me", headers=session)).status_code == 401
+
+
+async def test_upstream_patched_at_once_with_one_change_that_fails(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    with http_fixture() as fx:
+        await gateway.register(fx.body("up"))
+        for round in range(3):
+            good = gateway.api.patch("/api/v1/upstreams/up", json={"url": f"{fx.url}?round={round}"})
+            bad = gateway.api.patch("/api/v1/upstreams/up", json={"url": f"http://127.0.0.1:{free_port()}/mcp"})
+            responses = await asyncio.gather(bad, good) if round % 2 else await asyncio.gather(good, bad)
+            _problems_are_clear(list(responses), 200, 502)  # the one nobody answers at: its 502, nothing saved
+            assert _statuses(list(responses)) == {200: 1, 502: 1}, [r.text for r in responses]
+            assert (await gateway.api.get("/api/v1/upstreams/up")).json()["url"] == f"{fx.url}?round={round}"
+            await _served_as_stored(gateway, "up")
