@@ -3,13 +3,17 @@ on both databases: each test is a hole that was found open."""
 
 from __future__ import annotations
 
+import json
+
 import httpx2
 import pytest
 
+from tests.attacks.network import internal, public_upstream
 from tests.harness import Running, stdio_fixture
 from tests.identity import make_user, signed_in
 
 pytestmark = pytest.mark.anyio
+STORED_SECRET = "STORED-SECRET-5f2a"
 
 
 async def test_a_token_for_one_server_reads_no_duplicates_beyond_it(any_db_gateway: Running) -> None:
@@ -33,3 +37,44 @@ async def test_a_token_for_one_server_reads_no_duplicates_beyond_it(any_db_gatew
             named = {u for g in groups.json()["groups"] for u in g["upstreams"]}
             assert named <= {"mine"}, groups.text
             assert "other__" not in groups.text and "third__" not in groups.text
+
+
+async def test_a_developer_cannot_send_an_upstreams_stored_header_to_a_new_address(any_db_gateway: Running) -> None:
+    gw = any_db_gateway
+    await make_user(gw, "dev@example.com", "developer", "alpha")
+    async with public_upstream() as url, internal() as attacker:
+        # The admin sets the team's upstream up with a credential: write-only, shown as ********.
+        secret = {"Authorization": f"Bearer {STORED_SECRET}"}
+        await gw.register({"name": "gh", "transport": "streamable-http", "url": url, "team": "alpha", "headers": secret})
+        async with signed_in(gw, "dev@example.com") as dev:
+            shown = (await dev.get("/api/v1/upstreams/gh")).json()
+            assert STORED_SECRET not in json.dumps(shown)
+            for change in ({"url": f"{attacker.url}/mcp"}, {"url": f"{attacker.url}/mcp", "headers": shown["headers"]}):
+                moved = await dev.patch("/api/v1/upstreams/gh", json=change)
+                assert moved.status_code == 403, moved.text
+            assert not any(STORED_SECRET in json.dumps(hit) for hit in attacker.hits), attacker.hits
+            # Given anew, a credential is the developer's own to send where they like.
+            fresh = await dev.patch("/api/v1/upstreams/gh", json={"url": url, "headers": {"Authorization": "Bearer mine"}})
+            assert fresh.status_code == 200, fresh.text
+        await gw.api.delete("/api/v1/upstreams/gh")  # its connection closed before its server stops
+
+
+async def test_a_developer_cannot_send_an_upstreams_client_secret_to_a_new_token_endpoint(any_db_gateway: Running) -> None:
+    gw = any_db_gateway
+    await make_user(gw, "dev@example.com", "developer", "alpha")
+    async with public_upstream() as url, internal() as issuer, internal() as attacker:
+        auth = {"type": "oauth_client_credentials", "token_url": f"{issuer.url}/token", "client_id": "bastion"}
+        await gw.register(
+            {"name": "gh", "transport": "streamable-http", "url": url, "team": "alpha", "auth": {**auth, "client_secret": STORED_SECRET}}
+        )
+        async with signed_in(gw, "dev@example.com") as dev:
+            shown = (await dev.get("/api/v1/upstreams/gh")).json()["auth"]
+            assert shown["client_secret"] == "********"
+            elsewhere = {**shown, "token_url": f"{attacker.url}/token"}
+            for change in ({"auth": elsewhere}, {"auth": {k: v for k, v in elsewhere.items() if k != "client_secret"}}):
+                moved = await dev.patch("/api/v1/upstreams/gh", json=change)
+                assert moved.status_code == 403, moved.text
+            assert not any(STORED_SECRET in json.dumps(hit) for hit in attacker.hits), attacker.hits
+            anew = {"auth": {**auth, "client_secret": "mine"}}
+            assert (await dev.patch("/api/v1/upstreams/gh", json=anew)).status_code == 200
+        await gw.api.delete("/api/v1/upstreams/gh")  # its connection closed before its server stops

@@ -12,7 +12,8 @@ from starlette.routing import Route
 from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
-from bastion.core.errors import BadRequest, Conflict
+from bastion.core.credential_moves import moved_secrets
+from bastion.core.errors import BadRequest, Conflict, Forbidden
 from bastion.core.identity import can_edit, can_see, is_admin
 from bastion.core.launch import CommandRule, check_launch
 from bastion.core.models import Discovery, Upstream, UpstreamSpec
@@ -169,6 +170,7 @@ def upstream_routes(
                 f"the stored credentials of upstream {name!r} cannot be opened; give 'headers', 'env' or 'auth' "
                 "anew to replace them"
             )
+        sent = dict(body)
         body = _keep_masked(_keep_client_secret(body, old), old)
         owned = await ownership(principal, body, team_exists, old)
         merged = old.model_dump(exclude={"credentials_error", "origin", *_OWNERSHIP}) | {"args": list(old.args)} | body
@@ -182,6 +184,12 @@ def upstream_routes(
             raise BadRequest(describe_validation(exc)) from None
         if not is_admin(principal) and _LAUNCH_FIELDS & set(body):
             check_launch(spec, stdio_rules)  # before anything runs
+        if not is_admin(principal) and (moved := moved_secrets(old, spec, sent, REDACTED)):
+            # Write-only secrets must not be readable by repointing the upstream (an admin runs host commands anyway).
+            raise Forbidden(
+                f"this change would send the stored {', '.join(moved)} of upstream {name!r} somewhere new: "
+                "give them anew, or ask an admin", missing="role:admin",
+            )
         return spec
 
     async def delete(request: Request) -> Response:
