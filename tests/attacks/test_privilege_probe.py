@@ -9,7 +9,7 @@ import httpx2
 import pytest
 
 from tests.attacks.network import internal, public_upstream
-from tests.harness import Running, stdio_fixture
+from tests.harness import Running, free_port, stdio_fixture
 from tests.identity import make_user, signed_in
 
 pytestmark = pytest.mark.anyio
@@ -78,3 +78,26 @@ async def test_a_developer_cannot_send_an_upstreams_client_secret_to_a_new_token
             anew = {"auth": {**auth, "client_secret": "mine"}}
             assert (await dev.patch("/api/v1/upstreams/gh", json=anew)).status_code == 200
         await gw.api.delete("/api/v1/upstreams/gh")  # its connection closed before its server stops
+
+
+async def test_a_token_for_one_server_cannot_touch_connections_to_upstreams_beyond_it(any_db_gateway: Running) -> None:
+    gw = any_db_gateway
+    await make_user(gw, "dev@example.com", "developer", "alpha")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    auth = {"type": "oauth_user", "authorization_url": f"{nowhere}/authorize", "token_url": f"{nowhere}/token", "client_id": "c"}
+    await gw.register({"name": "up", "transport": "streamable-http", "url": f"{nowhere}/mcp", "isolation": "per_user", "auth": auth, "visibility": "public"})
+    await gw.register({**stdio_fixture("fx"), "visibility": "public"})
+    await gw.create_server({"name": "narrow", "upstreams": ["fx"], "visibility": "public"})
+    async with signed_in(gw, "dev@example.com") as dev:
+        # The user may connect their account to "up"; their token for "narrow" alone may not.
+        assert (await dev.get("/api/v1/upstreams/up/connection")).json()["connected"] is False
+        made = await dev.post("/api/v1/tokens", json={"name": "n", "servers": ["narrow"], "permissions": ["mcp"]})
+    headers = {"Authorization": f"Bearer {made.json()['token']}"}
+    async with httpx2.AsyncClient(base_url=gw.base_url, headers=headers) as token:
+        for method, path in [
+            ("POST", "/api/v1/upstreams/up/connect"),
+            ("GET", "/api/v1/upstreams/up/connection"),
+            ("DELETE", "/api/v1/upstreams/up/connection"),
+        ]:
+            refused = await token.request(method, path)
+            assert refused.status_code == 404, (method, path, refused.text)

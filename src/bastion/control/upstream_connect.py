@@ -21,6 +21,7 @@ import httpx2
 
 from bastion.control.gateway import Gateway
 from bastion.core.errors import BadRequest, Forbidden, NotFound
+from bastion.core.grants import reach_of
 from bastion.core.identity import can_see
 from bastion.core.models import OAuthUserGrant, UpstreamSpec
 from bastion.core.ports import ConnectFlow, UpstreamTokenStore
@@ -78,8 +79,11 @@ class UpstreamConnect:
 
     def _grant_for(self, principal: Principal, name: str) -> tuple[str, OAuthUserGrant]:
         """(verified user id, the upstream's grant settings) for a user who may use this upstream."""
-        upstream = self._gateway.snapshot.upstreams.get(name)
-        if upstream is None or not can_see(principal, upstream.spec):
+        snapshot = self._gateway.snapshot
+        upstream = snapshot.upstreams.get(name)
+        # A token limited to some virtual servers (an API or OAuth token) reaches only the upstreams behind them.
+        limit = reach_of(principal.grants, snapshot.servers)
+        if upstream is None or not can_see(principal, upstream.spec) or (limit is not None and name not in limit.upstreams):
             raise NotFound(f"upstream {name!r} does not exist")
         if principal.user is None:
             raise Forbidden("only a signed-in user (session or their own API token) can connect an account")
