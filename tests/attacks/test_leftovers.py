@@ -15,8 +15,10 @@
   past 4,000: the message vanished. It is cut to fit the cookie now, with an ellipsis.
 - REST listings read paging parameters each its own way: the audit took `limit=0` as 100 and clamped
   a larger one to 1,000, the registry search clamped any limit into 1..500, `/v0.1/servers` took any
-  text as a cursor, and lists that are not paged ignored `limit` and `cursor`, so a client asking for
-  a page silently got everything. Now a value a listing cannot take is a 400 naming the parameter.
+  text as a cursor, and the other lists ignored `limit` and `cursor`, so a client asking for a page
+  silently got everything. Now a value a listing cannot take is a 400 naming the parameter, and
+  every list that holds its items at once pages by `offset` and `limit` with a `total`, as the
+  catalog does.
 """
 
 from __future__ import annotations
@@ -226,12 +228,16 @@ PAGED = {  # path: (the largest limit, the paging parameters it takes)
     "/api/v1/prompts": (10000, {"limit", "offset"}),
     "/api/v1/resources": (10000, {"limit", "offset"}),
     "/api/v1/registries/search": (500, {"limit"}),
+    **{
+        path: (10000, {"limit", "offset"})
+        for path in (
+            "/api/v1/servers", "/api/v1/upstreams", "/api/v1/tokens", "/api/v1/users", "/api/v1/teams", "/api/v1/approvals",
+            "/api/v1/catalog/duplicates", "/api/v1/registries", "/api/v1/registries/updates", "/api/v1/usage",
+            "/api/v1/usage/unused",
+        )
+    },
 }
-UNPAGED = [
-    "/api/v1/servers", "/api/v1/tokens", "/api/v1/users", "/api/v1/teams", "/api/v1/approvals",
-    "/api/v1/catalog/duplicates", "/api/v1/registries", "/api/v1/registries/updates", "/api/v1/usage",
-    "/api/v1/usage/unused", "/api/v1/servers/left/tools",
-]
+UNPAGED = ["/api/v1/servers/left/tools"]  # the REST facade's list: every page of the server's, gathered
 
 
 @pytest.mark.parametrize("path", sorted(PAGED))
@@ -262,6 +268,27 @@ async def test_a_forged_or_stale_audit_cursor_is_a_position_like_any_other(gatew
         assert (page[0]["id"] if page else None) == expected, cursor
     beyond = await gateway.api.get("/api/v1/tools", params={"offset": "1000000"})
     assert beyond.status_code == 200 and beyond.json()["items"] == []
+
+
+@pytest.mark.parametrize(("path", "key"), [("/api/v1/teams", "items"), ("/api/v1/tokens", "items"), ("/api/v1/servers", "items")])
+async def test_a_list_held_at_once_pages_by_offset_and_limit_with_a_total(gateway: Running, path: str, key: str) -> None:
+    for name in ("page-a", "page-b", "page-c"):  # the teams are there already
+        if path == "/api/v1/tokens":
+            assert (await gateway.api.post(path, json={"name": name, "servers": ["left"]})).status_code == 201
+        elif path == "/api/v1/servers":
+            await gateway.create_server({"name": name})
+    whole = (await gateway.api.get(path)).json()
+    everything = whole[key]
+    assert len(everything) >= 3 and whole["total"] == len(everything)
+    pages, offset = [], 0
+    while offset < len(everything):
+        page = (await gateway.api.get(path, params={"offset": str(offset), "limit": "2"})).json()
+        assert page["total"] == len(everything) and 1 <= len(page[key]) <= 2
+        pages += page[key]
+        offset += len(page[key])
+    assert pages == everything
+    assert (await gateway.api.get(path, params={"offset": str(len(everything))})).json()[key] == []
+    await _bad_request(gateway, path, {"offset": "-1"}, "offset")
 
 
 @pytest.mark.parametrize("path", UNPAGED)

@@ -137,7 +137,7 @@ async def test_a_lost_admin_token_is_reset_on_the_database(tmp_path: Path) -> No
     assert token.startswith("bst_")
     async with serve(settings) as gateway:
         env = {"BASTION_URL": gateway.base_url, "BASTION_TOKEN": token, "XDG_CONFIG_HOME": str(tmp_path)}
-        assert (await ok(env, "upstreams", "list")) == {"items": []}
+        assert (await ok(env, "upstreams", "list")) == {"items": [], "total": 0}
         old = await run({**env, "BASTION_TOKEN": TOKEN}, "upstreams", "list")
         assert old.exit_code == 1 and "Unauthenticated" in old.stderr
     refused = await run({"BASTION_DATABASE_URL": url, "BASTION_ADMIN_TOKEN": "bst_x"}, "admin", "reset-token", "--yes")

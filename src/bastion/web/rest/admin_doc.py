@@ -38,6 +38,47 @@ _ITEM_PATCH = {
 }
 
 
+def _query(name: str, kind: str, what: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": what, "schema": {"type": kind, **schema}}
+
+
+_OFFSET = _query("offset", "integer", "The first item of the page (from 0)", minimum=0)
+_PAGE = [_OFFSET, _query("limit", "integer", "Items in the page (every one from the offset when absent)", minimum=1, maximum=10000)]
+_TIMES = [
+    _query("since", "string", "From this time (ISO 8601; UTC when it has no offset)", format="date-time"),
+    _query("until", "string", "Before this time (ISO 8601; UTC when it has no offset)", format="date-time"),
+]
+_AUDIT = [
+    _query("limit", "integer", "Records in the page (default 100)", minimum=1, maximum=1000),
+    _query("cursor", "integer", "The next_cursor of the page before (newest first)", minimum=0),
+    _query("after", "integer", "Records after this id, oldest first", minimum=0),
+    *_TIMES,
+    *(_query(n, "string", f"Only records with this {n}") for n in ("action", "actor", "target", "outcome", "server")),
+]
+_SEARCH = [_query("q", "string", "Words to look for"), _query("limit", "integer", "At most this many (default 50)", minimum=1, maximum=500)]
+_CATALOG = [
+    _query("q", "string", "Words to look for"), _query("upstream", "string", "Only this upstream's items"),
+    _query("enabled", "boolean", "Only enabled (true) or disabled (false) items"), *_PAGE,
+]
+_USAGE = [
+    *_TIMES, *(_query(n, "string", f"Only this {n}") for n in ("server", "upstream", "tool")),
+    _query("group_by", "string", "How the figures are grouped (default item)"), *_PAGE,
+]
+_UPSTREAM_FILTER = [_query("upstream", "string", "Only this upstream's"), *_PAGE]
+QUERIES: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/audit": _AUDIT,
+    "/api/v1/registries/search": [*_SEARCH, _query("source", "string", "Only this registry source")],
+    "/api/v1/registries/{source}/servers": _SEARCH,
+    "/api/v1/usage": _USAGE,
+    "/api/v1/usage/unused": [_query("days", "number", "Not called in this many days (default 30)", exclusiveMinimum=0), *_PAGE],
+    "/api/v1/approvals": _UPSTREAM_FILTER,
+    "/api/v1/catalog/duplicates": _UPSTREAM_FILTER,
+    **{f"/api/v1/{c}": _CATALOG for c in ("tools", "prompts", "resources")},
+    **{f"/api/v1/{c}": _PAGE for c in ("servers", "upstreams", "tokens", "users", "teams", "registries", "registries/updates")},
+}
+"""The query parameters of the GET lists (paging, filters), by path."""
+
+
 def _model(model: type[BaseModel], owned: bool = False) -> dict[str, Any]:
     schema = model.model_json_schema()
     if owned:
@@ -95,6 +136,8 @@ def _operation(route: Route, method: str, path: str, schemas: dict[str, Any], bo
     names = _PARAM.findall(path)
     if names:
         operation["parameters"] = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+    if method == "GET" and path in QUERIES:
+        operation.setdefault("parameters", []).extend(QUERIES[path])
     if path.endswith("/resources/read"):
         operation.setdefault("parameters", []).append({"name": "uri", "in": "query", "required": True, "schema": {"type": "string"}})
     body = bodies.get((method, path))

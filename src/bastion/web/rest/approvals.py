@@ -13,7 +13,7 @@ from bastion.core.errors import Forbidden, NotFound
 from bastion.core.identity import can_see, is_admin
 from bastion.core.pinning import Approval
 from bastion.web.rest.access import principal_of
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 def approval_json(approval: Approval) -> dict[str, Any]:
@@ -39,7 +39,6 @@ def approval_routes(approvals: Approvals) -> list[Route]:
         return upstream is not None and can_see(principal_of(request), upstream.spec)
 
     async def list_approvals(request: Request) -> Response:
-        only_paging(request)
         upstream = request.query_params.get("upstream")
         shown = [a for a in approvals.pending(upstream) if visible(request, a)]
         snap = approvals.gateway.snapshot
@@ -48,7 +47,7 @@ def approval_routes(approvals: Approvals) -> list[Route]:
         items = [i for i in snap.items if i.upstream in seen]
         return JSONResponse(
             {
-                "items": [approval_json(a) for a in shown],
+                **paged(request, [approval_json(a) for a in shown]),
                 "quarantined": sum(1 for i in items if i.quarantined),
                 "flagged": sum(1 for i in items if i.pin_status is not None and not i.quarantined),
             }

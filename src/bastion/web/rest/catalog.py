@@ -17,7 +17,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import editable, principal_of, reach
 from bastion.web.rest.common import item_json, read_json, require_object
-from bastion.web.rest.listing import count, only_paging
+from bastion.web.rest.listing import window
 
 _COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
     "tools": ("tool",),
@@ -52,12 +52,6 @@ def _flag(value: str | None) -> bool | None:
     if value.lower() in ("false", "0", "no"):
         return False
     raise BadRequest("'enabled' must be true or false")
-
-
-def _window(request: Request) -> tuple[int, int | None]:
-    """`offset` and `limit` query parameters (a page of the list; `total` says how many match)."""
-    only_paging(request, "offset", "limit")
-    return count(request, "offset", 0, 0), count(request, "limit", None, 1, 10000)
 
 
 def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
@@ -114,7 +108,7 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             upstream = request.query_params.get("upstream")
             enabled = _flag(request.query_params.get("enabled"))
             found = await matching(principal, query, kinds, upstream, enabled)
-            offset, limit = _window(request)
+            offset, limit = window(request)
             shown = found[offset : offset + limit] if limit is not None else found[offset:]
             return JSONResponse({"items": [item_json(i) for i in shown], "total": len(found)})
 

@@ -11,7 +11,7 @@ from starlette.routing import Route
 from bastion.control.duplicates import Duplicates
 from bastion.core.duplicates import Pair
 from bastion.web.rest.access import principal_of, reach, sees_upstream
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 def pair_json(pair: Pair) -> dict[str, Any]:
@@ -20,7 +20,6 @@ def pair_json(pair: Pair) -> dict[str, Any]:
 
 def duplicate_routes(duplicates: Duplicates) -> list[Route]:
     async def list_groups(request: Request) -> Response:
-        only_paging(request)
         principal = principal_of(request)
         snap = duplicates.gateway.snapshot
         # A token limited to some servers reads only what those serve, here as in the catalog.
@@ -37,6 +36,6 @@ def duplicate_routes(duplicates: Duplicates) -> list[Route]:
             if hidden or (only and only not in found.upstreams):
                 continue
             groups.append(found.model_dump())
-        return JSONResponse({"groups": groups})
+        return JSONResponse(paged(request, groups, "groups"))
 
     return [Route("/api/v1/catalog/duplicates", list_groups, methods=["GET"])]

@@ -3,7 +3,8 @@ a 400 naming the parameter, never clamped, read as another number or ignored in 
 
 from __future__ import annotations
 
-from typing import overload
+from collections.abc import Sequence
+from typing import Any, TypeVar, overload
 
 from starlette.requests import Request
 
@@ -13,6 +14,9 @@ from bastion.core.values import small_int
 MAX_NUMBER = 2**63 - 1
 """The largest record id (a 64-bit database integer): a position past it cannot be compared with one."""
 PAGING = ("limit", "offset", "cursor", "after")
+MAX_PAGE = 10000
+"""The largest `limit` of a list paged by offset."""
+T = TypeVar("T")
 
 
 @overload
@@ -37,3 +41,17 @@ def only_paging(request: Request, *takes: str) -> None:
         if name not in takes and request.query_params.get(name):
             how = f"it pages with {' and '.join(takes)}" if takes else "it returns every item at once"
             raise BadRequest(f"{name} is not a parameter of this list: {how}")
+
+
+def window(request: Request) -> tuple[int, int | None]:
+    """`offset` (from 0) and `limit` (1 to MAX_PAGE, None for every item from the offset), the paging
+    of every list that holds its items at once; any other paging parameter is refused."""
+    only_paging(request, "offset", "limit")
+    return count(request, "offset", 0, 0), count(request, "limit", None, 1, MAX_PAGE)
+
+
+def paged(request: Request, items: Sequence[T], key: str = "items") -> dict[str, Any]:
+    """The page of `items` the request's `offset` and `limit` ask for, under `key`, with `total`
+    counting every item (a client pages on until offset + its page's length reaches it)."""
+    offset, limit = window(request)
+    return {key: list(items[offset : None if limit is None else offset + limit]), "total": len(items)}

@@ -15,7 +15,7 @@ from bastion.core.registry import requirements
 from bastion.core.registry_listing import RegistryEntry, RegistrySource
 from bastion.web.rest.access import TeamExists, ownership, principal_of
 from bastion.web.rest.common import read_json, require_object, upstream_json
-from bastion.web.rest.listing import count, only_paging
+from bastion.web.rest.listing import count, only_paging, paged
 
 _INSTALL_FIELDS = {"server", "version", "name", "values", "prefer", "team", "visibility", "pin"}
 
@@ -57,8 +57,7 @@ def _str_map(value: Any, field: str) -> dict[str, str]:
 
 def registry_routes(registries: Registries, max_body: int, team_exists: TeamExists | None = None) -> list[Route]:
     async def list_sources(request: Request) -> Response:
-        only_paging(request)
-        return JSONResponse({"items": [source_json(s) for s in await registries.repo.list_sources()]})
+        return JSONResponse(paged(request, [source_json(s) for s in await registries.repo.list_sources()]))
 
     async def add(request: Request) -> Response:
         _require_admin(request, "add registry sources")
@@ -131,7 +130,6 @@ def registry_routes(registries: Registries, max_body: int, team_exists: TeamExis
         return JSONResponse({**shown, "discovered": {"tools": tools}}, status_code=201)
 
     async def updates(request: Request) -> Response:
-        only_paging(request)
         """Installed upstreams whose registry entry has a newer cached version."""
         latest = await registries.latest_versions()
         principal = principal_of(request)
@@ -143,7 +141,7 @@ def registry_routes(registries: Registries, max_body: int, team_exists: TeamExis
             newest = latest.get((origin.source, origin.server))
             if newest is not None and newest != origin.version:
                 items.append({"upstream": upstream.spec.name, **origin.model_dump(), "latest": newest})
-        return JSONResponse({"items": items})
+        return JSONResponse(paged(request, items))
 
     return [
         Route("/api/v1/registries", list_sources, methods=["GET"]),

@@ -22,7 +22,7 @@ from bastion.core.transforms import ToolTransform
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import TeamExists, editable, ownership, principal_of, reach
 from bastion.web.rest.common import read_json, require_object, server_json
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 class ServerInput(BaseModel):
@@ -109,7 +109,6 @@ def server_routes(
         return spec.model_copy(update={"policy": await subjects.resolve(spec.policy)})
 
     async def list_servers(request: Request) -> Response:
-        only_paging(request)
         principal = principal_of(request)
         limit = reach(principal, gateway.snapshot.servers)
         names = [
@@ -118,7 +117,7 @@ def server_routes(
             if can_see(principal, v.spec) and (limit is None or n in limit.servers)
         ]
         known = await emails()
-        return JSONResponse({"items": [show(name, known) for name in names]})
+        return JSONResponse(paged(request, [show(name, known) for name in names]))
 
     async def create(request: Request) -> Response:
         principal = principal_of(request)

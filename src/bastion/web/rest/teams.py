@@ -14,7 +14,7 @@ from bastion.core.identity import Team, is_admin
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import principal_of
 from bastion.web.rest.common import read_json, require_object
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 def team_json(team: Team) -> dict[str, Any]:
@@ -37,9 +37,8 @@ def team_routes(teams: Teams, max_body: int) -> list[Route]:
         return JSONResponse(team_json(team), status_code=201)
 
     async def list_teams(request: Request) -> Response:
-        only_paging(request)
         principal = principal_of(request)
-        return JSONResponse({"items": [team_json(t) for t in await teams.list() if _may_see(principal, t)]})
+        return JSONResponse(paged(request, [team_json(t) for t in await teams.list() if _may_see(principal, t)]))
 
     async def get(request: Request) -> Response:
         principal = principal_of(request)

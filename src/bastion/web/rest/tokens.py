@@ -19,7 +19,7 @@ from bastion.core.identity import is_admin
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import principal_of
 from bastion.web.rest.common import read_json, require_object
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 def token_json(token: ApiToken) -> dict[str, Any]:
@@ -62,10 +62,9 @@ def token_routes(tokens: ApiTokens, max_body: int, may_use: ServerAccess = lambd
         return JSONResponse({**token_json(token), "token": secret}, status_code=201, headers=headers)
 
     async def list_tokens(request: Request) -> Response:
-        only_paging(request)
         principal = _manager(request)
         found = await tokens.list(user=principal.user, every=is_admin(principal))
-        return JSONResponse({"items": [token_json(t) for t in found]})
+        return JSONResponse(paged(request, [token_json(t) for t in found]))
 
     async def revoke(request: Request) -> Response:
         principal = _manager(request)

@@ -36,6 +36,7 @@ from bastion.web.rest.common import (
     upstream_json,
 )
 from bastion.web.rest.duplicates import pair_json
+from bastion.web.rest.listing import paged
 
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
@@ -117,7 +118,7 @@ def upstream_routes(
             for n, u in snap.upstreams.items()
             if sees_upstream(principal, u, limit)
         ]
-        return JSONResponse({"items": shown})
+        return JSONResponse(paged(request, shown))
 
     async def create(request: Request) -> Response:
         body = require_object(await read_json(request, max_body))

@@ -17,14 +17,13 @@ from bastion.core.ports import UsageStore
 from bastion.core.usage import GROUPS, UsageQuery, bucket_start, granularity_for, summarize
 from bastion.telemetry.usage import UsageRecorder
 from bastion.web.rest.common import query_text, query_time
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 def usage_routes(
     store: UsageStore, recorder: UsageRecorder, catalog: Callable[[], tuple[CatalogItem, ...]], kept: dict[str, float]
 ) -> list[Route]:
     async def usage(request: Request) -> Response:
-        only_paging(request)
         now = datetime.now(UTC)
         since = query_time(request, "since") or now - timedelta(days=1)
         until = query_time(request, "until") or now + timedelta(minutes=1)
@@ -46,11 +45,10 @@ def usage_routes(
         rows = await store.query(query)
         return JSONResponse(
             {"since": query.since, "until": query.until, "granularity": granularity, "group_by": group_by,
-             "items": summarize(rows, group_by)}
+             **paged(request, summarize(rows, group_by))}
         )
 
     async def unused(request: Request) -> Response:
-        only_paging(request)
         try:
             days = float(request.query_params.get("days") or 30)
         except ValueError:
@@ -69,7 +67,7 @@ def usage_routes(
             if i.kind in ("tool", "prompt", "resource", "resource_template")
             and (i.upstream, i.name_override or i.gateway_name) not in used
         ]
-        return JSONResponse({"days": days, "items": sorted(items, key=lambda i: (str(i["kind"]), str(i["name"])))})
+        return JSONResponse({"days": days, **paged(request, sorted(items, key=lambda i: (str(i["kind"]), str(i["name"]))))})
 
     return [
         Route("/api/v1/usage", usage, methods=["GET"]),

@@ -13,7 +13,7 @@ from bastion.core.errors import Forbidden
 from bastion.core.identity import User, is_admin
 from bastion.web.rest.access import principal_of
 from bastion.web.rest.common import read_json, require_object
-from bastion.web.rest.listing import only_paging
+from bastion.web.rest.listing import paged
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -41,9 +41,8 @@ def user_routes(users: Users, max_body: int) -> list[Route]:
         return JSONResponse(user_json(user), status_code=201)
 
     async def list_users(request: Request) -> Response:
-        only_paging(request)
         _require_admin(request)
-        return JSONResponse({"items": [user_json(u) for u in await users.list()]})
+        return JSONResponse(paged(request, [user_json(u) for u in await users.list()]))
 
     async def get(request: Request) -> Response:
         _require_admin(request)
