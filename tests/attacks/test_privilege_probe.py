@@ -3,14 +3,16 @@ on both databases: each test is a hole that was found open."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import httpx2
 import pytest
 
 from tests.attacks.network import internal, public_upstream
-from tests.harness import Running, free_port, stdio_fixture
+from tests.harness import Running, free_port, serve_asgi, stdio_fixture
 from tests.identity import make_user, signed_in
+from tests.upstreams.rest_service import DOCUMENT, build_app
 
 pytestmark = pytest.mark.anyio
 STORED_SECRET = "STORED-SECRET-5f2a"
@@ -101,3 +103,21 @@ async def test_a_token_for_one_server_cannot_touch_connections_to_upstreams_beyo
         ]:
             refused = await token.request(method, path)
             assert refused.status_code == 404, (method, path, refused.text)
+
+
+async def test_a_rest_upstreams_document_address_is_hidden_like_its_url(any_db_gateway: Running) -> None:
+    gw = any_db_gateway
+    await make_user(gw, "viewer@example.com", "viewer", "alpha")
+    await make_user(gw, "dev@example.com", "developer", "beta")
+    async with serve_asgi(build_app(copy.deepcopy(DOCUMENT))) as base:
+        # Keys ride in the addresses of many REST APIs: only those who may edit the upstream see them.
+        where = {"spec_url": f"{base}/openapi.json?key={STORED_SECRET}", "base_url": f"{base}/v1?key={STORED_SECRET}"}
+        await gw.register({"name": "pets", "transport": "openapi", "team": "alpha", "visibility": "public", **where})
+        for email in ("viewer@example.com", "dev@example.com"):
+            async with signed_in(gw, email) as reader:
+                for reply in (await reader.get("/api/v1/upstreams/pets"), await reader.get("/api/v1/upstreams")):
+                    assert reply.status_code == 200
+                    assert STORED_SECRET not in reply.text, (email, reply.text)
+        shown = (await gw.api.get("/api/v1/upstreams/pets")).json()["openapi"]
+        assert STORED_SECRET in shown["spec_url"] and STORED_SECRET in shown["base_url"]
+        await gw.api.delete("/api/v1/upstreams/pets")

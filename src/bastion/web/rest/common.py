@@ -169,23 +169,24 @@ def upstream_json(
         "owner": spec.owner,
         "visibility": spec.visibility,
         "clashes": held,
-        "openapi": openapi_json(spec),
+        "openapi": openapi_json(spec, editor=editor),
         "pin": spec.pin,
         "origin": spec.origin.model_dump() if spec.origin is not None else None,
     }
 
 
-def openapi_json(spec: UpstreamSpec) -> dict[str, Any] | None:
-    """Where a REST upstream's document is and what of it is exposed (an inline document by size only)."""
+def openapi_json(spec: UpstreamSpec, *, editor: bool) -> dict[str, Any] | None:
+    """Where a REST upstream's document is and what of it is exposed (an inline document by size only).
+    Its addresses, like the upstream's URL, can carry keys: shown only to an `editor`."""
     source = spec.openapi
     if source is None:
         return None
     return {
-        "spec_url": spec.url if source.spec is None else None,
+        "spec_url": spec.url if source.spec is None and editor else None,
         "inline_spec_operations": None if source.spec is None else sum(
             1 for item in (source.spec.get("paths") or {}).values() if isinstance(item, dict) for _ in item
         ),
-        "base_url": source.base_url,
+        "base_url": source.base_url if editor else None,
         "include": source.include.model_dump(mode="json"),
         "exclude": source.exclude.model_dump(mode="json"),
     }
