@@ -24,6 +24,12 @@ MAX_DEPTH = 24
 MAX_SCHEMA_NODES = 200_000
 """Most nodes the schemas of one document may expand to once references are inlined: a few kilobytes
 of references, each doubling the one before, would otherwise expand to gigabytes."""
+MAX_OPERATION_NODES = 50_000
+"""Most nodes one operation's schemas may expand to."""
+SHALLOWER = (3, 1)
+"""How many references deep schemas are inlined when a document's expand past those limits in full
+(Stripe's, Microsoft Graph's, DocuSign's: densely linked schemas, millions of nodes): deeper ones are
+named, not described. Only when even these are too large is the document refused."""
 MAX_NAME = 64
 MAX_DOCUMENT_DEPTH = 64
 """Deepest a document may nest (real ones nest some 25 levels; as deep as a request body may)."""
@@ -77,6 +83,10 @@ def _array(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise SpecError(f"{what} is not a list")
     return value
+
+
+class _TooLarge(SpecError):
+    """The schemas expand past MAX_SCHEMA_NODES (or one operation's past MAX_OPERATION_NODES)."""
 
 
 class ArgumentError(ValueError):
@@ -163,10 +173,12 @@ def form_fields(body: Any) -> list[tuple[str, str]]:
 
 
 class _Resolver:
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], nesting: int = MAX_DEPTH) -> None:
         self.doc = doc
+        self.nesting = nesting
         self.cache: dict[str, Any] = {}
         self.nodes = 0
+        self.operation_start = 0
         self.cut = 0
 
     def lookup(self, ref: str) -> Any:
@@ -203,8 +215,8 @@ class _Resolver:
     def schema(self, node: Any, seen: tuple[str, ...] = (), depth: int = 0) -> Any:
         """`node` with every local $ref inlined; a cycle (or excessive depth) becomes `{}` (any)."""
         self.nodes += 1
-        if self.nodes > MAX_SCHEMA_NODES:
-            raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes once references are inlined")
+        if self.nodes > MAX_SCHEMA_NODES or self.nodes - self.operation_start > MAX_OPERATION_NODES:
+            raise _TooLarge(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes once references are inlined")
         if depth > MAX_SCHEMA_DEPTH and isinstance(node, dict | list):
             self.cut += 1
             return {"description": "(nested too deeply)"} if isinstance(node, dict) else []
@@ -216,6 +228,8 @@ class _Resolver:
         if isinstance(ref, str):
             if ref in seen or len(seen) >= MAX_DEPTH:
                 return {"description": f"(recursive: {ref.rsplit('/', 1)[-1]})"}
+            if len(seen) >= self.nesting:
+                return {"description": f"({ref.rsplit('/', 1)[-1]}: not described here)"}
             if not seen and ref in self.cache:
                 return self.cache[ref]
             cut = self.cut
@@ -431,7 +445,18 @@ def operations(
         paths = {}
     if not isinstance(paths, dict):
         raise SpecError("'paths' is not an object")
-    resolver = _Resolver(doc)
+    for nesting in (MAX_DEPTH, *SHALLOWER):
+        try:
+            return _operations(_Resolver(doc, nesting), paths, include, exclude, reserved, limit)
+        except _TooLarge:
+            continue
+    raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes even with references inlined one deep")
+
+
+def _operations(
+    resolver: _Resolver, paths: dict[str, Any], include: Selection, exclude: Selection,
+    reserved: frozenset[tuple[str, str]], limit: int | None,
+) -> list[Operation]:
     out: list[Operation] = []
     used: set[str] = set()
     for path, raw_item in paths.items():
@@ -442,8 +467,11 @@ def operations(
             op = path_item.get(method)
             if not isinstance(op, dict):
                 continue
+            resolver.operation_start = resolver.nodes
             try:
                 operation = _selected_operation(resolver, used, method, str(path), path_item, op, include, exclude, reserved)
+            except _TooLarge:
+                raise
             except SpecError as exc:
                 raise SpecError(f"{method.upper()} {str(path)[:200]}: {exc}") from None
             if operation is not None:
