@@ -24,9 +24,10 @@ from bastion.core.surrogates import ESCAPE, SURROGATE, shown, surrogate_in
 
 MAX_DEPTH = 64
 
-# A string, or one that the text ends inside (a body read in part): matched to the end rather than
-# failed there, which would try again from each escaped quote in it (quadratic).
-_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.DOTALL)
+# A string, or one that the text ends inside (a body read in part, which may end just after a
+# backslash): matched to the end rather than failed there, which would try again from each escaped
+# quote in it (quadratic).
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = [1 if b in b"[{" else -1 for b in range(256)]
 
