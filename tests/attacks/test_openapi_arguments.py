@@ -77,3 +77,40 @@ async def test_a_header_parameter_that_cannot_be_sent_is_a_tool_error(gateway: R
     assert result.is_error is True
     assert "'X-Trace'" in result.content[0].text
     assert files == []
+
+
+FILTERED: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "search", "version": "1"},
+    "paths": {
+        "/search": {
+            "get": {
+                "operationId": "search",
+                "parameters": [
+                    # form + explode: each of the object's keys is a query parameter of its own
+                    {"name": "filter", "in": "query", "style": "form", "explode": True, "schema": {"type": "object"}},
+                ],
+                "responses": {"200": {"description": "found"}},
+            }
+        }
+    },
+}
+
+
+async def test_an_exploded_object_cannot_send_a_query_key_beside_the_operators(gateway: Running) -> None:
+    queries: list[list[tuple[str, str]]] = []
+
+    async def anything(request: Request) -> JSONResponse:
+        queries.append(list(request.query_params.multi_items()))
+        return JSONResponse({})
+
+    async with serve_asgi(Starlette(routes=[Route("/{path:path}", anything)])) as base:
+        auth = {"type": "api_key_query", "name": "api_key", "value": "operator-key"}
+        await gateway.register({"name": "search", "transport": "openapi", "spec": FILTERED, "base_url": base, "auth": auth})
+        await gateway.create_server({"name": "vs-search", "upstreams": ["search"]})
+        async with gateway.client("vs-search", mode="2026-07-28") as client:
+            result = await client.call_tool("search__search", {"filter": {"api_key": "callers-key", "q": "x"}})
+        await gateway.api.delete("/api/v1/upstreams/search", params={"force": "true"})
+    assert result.is_error is not True, result.content
+    assert [v for k, v in queries[0] if k == "api_key"] == ["operator-key"], queries
+    assert ("q", "x") in queries[0]

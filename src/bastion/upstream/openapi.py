@@ -224,6 +224,8 @@ class OpenApiUpstream:
         query: list[tuple[str, str | int | float | bool | None]] = list(call.query)
         auth = self.spec.auth
         if isinstance(auth, QueryApiKey):
+            # Never beside a value of the caller's (an exploded object parameter may name any key).
+            query = [pair for pair in query if pair[0] != auth.name]
             query.append((auth.name, auth.value))
         bearer = await self._bearer_for(user)
         if bearer is not None:
