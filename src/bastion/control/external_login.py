@@ -25,7 +25,7 @@ from typing import Any
 
 from bastion.control.login import Login
 from bastion.control.users import check_email
-from bastion.core.errors import BadRequest, Conflict, Forbidden
+from bastion.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
 from bastion.core.identity import Role, User
 from bastion.core.ports import IdentityRepo, Session
 
@@ -79,7 +79,10 @@ class ExternalLogin:
         if not user.active:
             raise Forbidden("this account is deactivated")
         await self._sync_teams(user, claims.get(self._rules.teams_claim))
-        session, secret = await self._login.open_session(user)
+        try:
+            session, secret = await self._login.open_session(user)
+        except NotFound:  # deleted meanwhile: no account to sign in to, as for a password sign-in
+            raise Unauthenticated(f"there is no Bastion account for {email} any more") from None
         return session, secret, user
 
     async def _find(self, email: str) -> User | None:
