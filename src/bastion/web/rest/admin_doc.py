@@ -50,8 +50,8 @@ _TIMES = [
 ]
 _AUDIT = [
     _query("limit", "integer", "Records in the page (default 100)", minimum=1, maximum=1000),
-    _query("cursor", "integer", "The next_cursor of the page before (newest first)", minimum=0),
-    _query("after", "integer", "Records after this id, oldest first", minimum=0),
+    _query("cursor", "integer", "The next_cursor of the page before (newest first)", minimum=0, maximum=2**31 - 1),
+    _query("after", "integer", "Records after this id, oldest first", minimum=0, maximum=2**31 - 1),
     *_TIMES,
     *(_query(n, "string", f"Only records with this {n}") for n in ("action", "actor", "target", "outcome", "server")),
 ]

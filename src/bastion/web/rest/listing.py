@@ -12,7 +12,8 @@ from bastion.core.errors import BadRequest
 from bastion.core.values import small_int
 
 MAX_NUMBER = 2**63 - 1
-"""The largest record id (a 64-bit database integer): a position past it cannot be compared with one."""
+"""The default upper bound of `count` (a 64-bit integer); a list whose positions are narrower (the
+audit's 32-bit ids) passes its own."""
 PAGING = ("limit", "offset", "cursor", "after")
 MAX_PAGE = 10000
 """The largest `limit` of a list paged by offset."""
