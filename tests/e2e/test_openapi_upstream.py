@@ -134,6 +134,16 @@ async def test_yaml_documents_selections_and_refresh_after_a_change(gateway: Run
     assert "pets__updatePet" in refreshed.json()["discovered"]["tools"]
 
 
+async def test_a_document_that_went_bad_since_is_the_upstreams_fault_on_refresh(gateway: Running, service: Any) -> None:
+    base, document, _ = service
+    await gateway.register({"name": "pets", "transport": "openapi", "spec_url": f"{base}/openapi.json"})
+    document["paths"]["/pets/{petId}"]["get"]["responses"] = 5  # the vendor publishes a broken document
+    refreshed = await gateway.api.post("/api/v1/upstreams/pets/refresh")
+    # Not a 422 (the editor's request was fine): a 502 naming what is wrong with the upstream's document.
+    assert refreshed.status_code == 502, refreshed.text
+    assert "/pets/{petId}" in refreshed.json()["detail"] and "responses" in refreshed.json()["detail"], refreshed.json()
+
+
 async def test_an_inline_document_with_a_base_url(gateway: Running, service: Any) -> None:
     base, _, _ = service
     body = {"name": "pets", "transport": "openapi", "spec": DOCUMENT, "base_url": f"{base}/v1", "include": {"operations": ["getPet"]}}

@@ -15,6 +15,7 @@ from functools import partial
 import anyio
 
 from bastion.core.compose import compose
+from bastion.core.credential_moves import same_destination
 from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound, UpstreamNotConnected
 from bastion.core.models import (
     CatalogItem,
@@ -252,6 +253,13 @@ class Gateway:
                 await self.repo.update_upstream_spec(spec)
                 await self.rebuild()
             return
+        if not same_destination(old, spec):
+            # Users' accounts were connected for where it sent credentials until now: never sent to a
+            # new place (two changes, each harmless alone, would otherwise move them). Before the
+            # discovery, which may already use them.
+            forgotten = await self.pool.forget_accounts(spec.name)
+            if forgotten:
+                log.info("upstream %r moved: %d connected account(s) forgotten, to connect again", spec.name, forgotten)
         discovery = None
         try:
             if spec.enabled:
@@ -277,6 +285,11 @@ class Gateway:
     async def _check_moved(self, old: UpstreamSpec, spec: UpstreamSpec) -> None:
         if spec.team != old.team:
             await self._check_team(spec.team)
+
+    def _busy(self, name: str) -> bool:
+        """Whether upstream `name` is being changed, deleted or discovered right now."""
+        lock = self._change_locks.get(name)
+        return lock is not None and lock.locked()
 
     @asynccontextmanager
     async def _changing(self, name: str) -> AsyncIterator[None]:
@@ -332,10 +345,15 @@ class Gateway:
 
     async def reconnect_user(self, name: str, user: str, save: Callable[[], Awaitable[None]]) -> None:
         """`save` a user's new credentials for per-user upstream `name`, then rediscover it over them; a
-        second connection of the same upstream at once waits, rather than closing this one's mid-way."""
+        second connection of the same upstream at once waits, rather than closing this one's mid-way.
+        Once it has a catalog, a user connecting while it is being changed or discovered does not wait
+        for that to rediscover it again (users connecting at once would each wait for all before)."""
         async with self._changing(name):
             await save()
             await self.pool.forget_user(name, user)  # its next call uses the new credentials
+        if self._busy(name) and any(i.upstream == name for i in self.snapshot.items):
+            return
+        async with self._changing(name):
             await self._refresh(name, quiet=True, user=user)
 
     async def _refresh(self, name: str, *, quiet: bool, user: str | None) -> Discovery | None:
@@ -415,7 +433,8 @@ class Gateway:
         """Rediscover every enabled upstream over its live session: health, last-seen and a fresh
         catalog for upstreams that never send list_changed. One snapshot rebuild at the end."""
         for name, upstream in list(self.snapshot.upstreams.items()):
-            if upstream.spec.enabled and name not in self._refreshing:
+            if upstream.spec.enabled and name not in self._refreshing and not self._busy(name):
+                # (A busy upstream is being changed or discovered right now: that says how it is.)
                 try:
                     async with self._changing(name):  # see refresh_upstream
                         if name in self.snapshot.upstreams:

@@ -24,6 +24,12 @@ def _destination(spec: UpstreamSpec) -> dict[str, Any]:
     }
 
 
+def same_destination(old: UpstreamSpec, new: UpstreamSpec) -> bool:
+    """Whether `new` sends credentials where `old` does, to the same program and endpoints. When it
+    does not, the accounts users connected for `old` (stored apart from the spec) must be forgotten."""
+    return _destination(old) == _destination(new)
+
+
 def _secret_of(spec: UpstreamSpec) -> str | None:
     if isinstance(spec.auth, QueryApiKey):
         return spec.auth.value
@@ -38,7 +44,7 @@ def _given(body: Mapping[str, Any], field: str, key: str, mask: str) -> bool:
 def moved_secrets(old: UpstreamSpec, new: UpstreamSpec, body: Mapping[str, Any], mask: str) -> list[str]:
     """The stored credentials that `new` would send to a new destination without the change (`body`,
     as sent, where `mask` stands for a stored value) giving them anew; empty when nothing moves."""
-    if _destination(old) == _destination(new):
+    if same_destination(old, new):
         return []
     moved = [
         f"{field} {key!r}"

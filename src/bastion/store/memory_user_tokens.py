@@ -23,6 +23,12 @@ class MemoryUpstreamTokens:
     async def delete_tokens(self, upstream: str, user: str) -> bool:
         return self._tokens.pop((upstream, user), None) is not None
 
+    async def delete_upstream_tokens(self, upstream: str) -> int:
+        gone = [key for key in self._tokens if key[0] == upstream]
+        for key in gone:
+            del self._tokens[key]
+        return len(gone)
+
     async def save_flow(self, state_hash: str, flow: ConnectFlow) -> None:
         self._flows[state_hash] = flow
 

@@ -82,6 +82,11 @@ class PerUserAuth:
         for client in clients:
             await client.aclose()
 
+    async def delete_stored(self, name: str) -> int:
+        """Every user's stored tokens for upstream `name` deleted (their sources and clients too)."""
+        await self.forget(name)
+        return 0 if self._store is None else await self._store.delete_upstream_tokens(name)
+
     async def aclose(self) -> None:
         clients = list(self._http.values())
         self._http.clear()

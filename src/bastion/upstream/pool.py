@@ -18,7 +18,13 @@ import anyio
 import httpx2
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
+from bastion.core.errors import (
+    CredentialsUnavailable,
+    UnusableDocument,
+    UpstreamNotConnected,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+)
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
@@ -248,7 +254,10 @@ class UpstreamPool:
         spec = self._specs.get(name)
         if spec is not None and spec.transport in REQUEST_RESPONSE:
             _check_credentials(spec)
-            return storable(await self._rest_for(spec).discover(), name)
+            try:
+                return storable(await self._rest_for(spec).discover(), name)
+            except UnusableDocument as exc:  # the document went bad since it was accepted: the upstream's fault
+                raise UpstreamProtocolError(f"the OpenAPI document of upstream {name!r} can no longer be used: {exc.detail}") from None
         per_user_oauth = spec is not None and user_grant(spec) is not None
         if per_user_oauth and user is None:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
@@ -265,6 +274,16 @@ class UpstreamPool:
         if conn is not None:
             await conn.stop()
         await self._per_user.forget(name, user)
+
+    async def forget_accounts(self, name: str) -> int:
+        """Upstream `name` now sends credentials somewhere else: every user's connection to it stopped
+        and every user's stored tokens for it deleted (each connects again); how many were stored."""
+        async with self._lock:
+            conns = [self._conns.pop(key) for key in [k for k in self._conns if k[0] == name and k[1] is not None]]
+        for conn in conns:
+            await conn.stop()
+        await self._callers.close(name)  # callers' own sessions hold their token sources too
+        return await self._per_user.delete_stored(name)
 
     def adopt(self, specs: Sequence[UpstreamSpec]) -> None:
         """Know these upstreams (on start); connections open lazily or via `ensure`."""

@@ -107,6 +107,10 @@ class SqlUpstreamTokens:
         async with self.engine.begin() as conn:
             return bool((await conn.execute(delete(user_tokens).where(where))).rowcount)
 
+    async def delete_upstream_tokens(self, upstream: str) -> int:
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(delete(user_tokens).where(user_tokens.c.upstream_id == _upstream_id(upstream)))).rowcount)
+
     async def save_flow(self, state_hash: str, flow: ConnectFlow) -> None:
         sealed = self.envelope.seal(flow.verifier.encode(), _flow_owner(flow.user, flow.upstream, state_hash))
         async with self.engine.begin() as conn:
