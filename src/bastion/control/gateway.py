@@ -193,15 +193,17 @@ class Gateway:
             raise Conflict(f"upstream {spec.name!r} already exists")
         self._registering.add(spec.name)
         try:
-            if await self.repo.get_upstream(spec.name) is not None:
-                raise Conflict(f"upstream {spec.name!r} already exists")
-            try:
-                discovery = await self.pool.discover(spec)
-            except BaseException:
-                await self.pool.close(spec.name)  # not registered: nothing of it stays running
-                raise
-            async with self._write_lock:  # its team is not deleted meanwhile (see `writing`)
-                upstream = await self._save_new(spec, discovery, approve_as)
+            # Not while a deletion of the same name closes its connections (it would close this one's).
+            async with self._changing(spec.name):
+                if await self.repo.get_upstream(spec.name) is not None:
+                    raise Conflict(f"upstream {spec.name!r} already exists")
+                try:
+                    discovery = await self.pool.discover(spec)
+                except BaseException:
+                    await self.pool.close(spec.name)  # not registered: nothing of it stays running
+                    raise
+                async with self._write_lock:  # its team is not deleted meanwhile (see `writing`)
+                    upstream = await self._save_new(spec, discovery, approve_as)
         finally:
             self._registering.discard(spec.name)
         return upstream, discovery
