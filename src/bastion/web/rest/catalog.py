@@ -17,7 +17,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.context import Principal
 from bastion.web.rest.access import editable, principal_of, reach
 from bastion.web.rest.common import item_json, read_json, require_object
-from bastion.web.rest.listing import window
+from bastion.web.rest.listing import paged
 
 _COLLECTIONS: dict[str, tuple[ItemKind, ...]] = {
     "tools": ("tool",),
@@ -108,9 +108,9 @@ def catalog_routes(gateway: Gateway, max_body: int) -> list[Route]:
             upstream = request.query_params.get("upstream")
             enabled = _flag(request.query_params.get("enabled"))
             found = await matching(principal, query, kinds, upstream, enabled)
-            offset, limit = window(request)
-            shown = found[offset : offset + limit] if limit is not None else found[offset:]
-            return JSONResponse({"items": [item_json(i) for i in shown], "total": len(found)})
+            page = paged(request, found)
+            page["items"] = [item_json(i) for i in page["items"]]  # only the page's items are shown
+            return JSONResponse(page)
 
         async def get(request: Request, kinds: tuple[ItemKind, ...] = kinds) -> Response:
             return JSONResponse(item_json(find(request, kinds[0])))
