@@ -48,6 +48,13 @@ async def _register(gateway: Running, spec: Any, base: str = "http://127.0.0.1:9
     return await gateway.api.post("/api/v1/upstreams", json=body)
 
 
+async def _served(gateway: Running, spec: Any, base: str = "http://127.0.0.1:9", **extra: Any) -> None:
+    """`spec` registered as upstream `api`, behind virtual server `vs`."""
+    response = await _register(gateway, spec, base, **extra)
+    assert response.status_code == 201, response.text
+    await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+
+
 MALFORMED = {
     "responses-a-number": ({"responses": 5}, "responses"),
     "responses-a-list": ({"responses": ["200"]}, "responses"),
@@ -155,9 +162,7 @@ async def test_a_reference_cycle_is_refused_and_an_expansion_bomb_defused(gatewa
         components={"schemas": schemas},
     )
     # Inlined in full it would be 2^39 nodes: only three references deep, the rest named.
-    response = await _register(gateway, bomb)
-    assert response.status_code == 201, response.text
-    await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+    await _served(gateway, bomb)
     async with gateway.client("vs") as client:
         tool = next(t for t in (await client.list_tools()).tools if t.name == "api__getThing")
     shown = json.dumps(tool.input_schema)
@@ -183,9 +188,7 @@ async def test_a_header_parameter_cannot_replace_credentials_or_framing(gateway:
     parameters += [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
                    {"name": "X-Trace", "in": "header", "schema": {"type": "string"}}]
     auth = {"type": "api_key", "header": "X-Api-Key", "value": "the-real-key"}
-    response = await _register(gateway, _document({"parameters": parameters}), base=base, auth=auth)
-    assert response.status_code == 201, response.text
-    await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+    await _served(gateway, _document({"parameters": parameters}), base=base, auth=auth)
     async with gateway.client("vs") as client:
         tool = next(t for t in (await client.list_tools()).tools if t.name == "api__getThing")
         # Only what the caller may set is offered; the rest is the request's own or the operator's.
@@ -203,9 +206,7 @@ async def test_a_header_parameter_whose_name_is_no_http_token_is_left_out(gatewa
     parameters = [{"name": "Bad Name", "in": "header", "schema": {"type": "string"}},
                   {"name": "Clé", "in": "header", "schema": {"type": "string"}},
                   {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    response = await _register(gateway, _document({"parameters": parameters}), base=base)
-    assert response.status_code == 201, response.text
-    await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+    await _served(gateway, _document({"parameters": parameters}), base=base)
     async with gateway.client("vs") as client:
         result = await client.call_tool("api__getThing", {"id": "1", "Bad Name": "x", "Clé": "y"})
     assert result.is_error is not True
@@ -243,9 +244,7 @@ async def test_schemas_that_nest_deeper_through_references_are_cut(gateway: Runn
          "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/S59"}}}}}},
         components={"schemas": schemas},
     )
-    response = await _register(gateway, spec)
-    assert response.status_code == 201, response.text
-    await gateway.create_server({"name": "vs", "upstreams": ["api"]})
+    await _served(gateway, spec)
     async with gateway.client("vs") as client:
         tool = next(t for t in (await client.list_tools()).tools if t.name == "api__getThing")
     assert "(nested too deeply)" in json.dumps(tool.input_schema)
