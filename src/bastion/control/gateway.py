@@ -87,7 +87,6 @@ class Gateway:
         self._rebuild_covered = 0
         self._refreshing: set[str] = set()
         self._refresh_again: set[str] = set()
-        self._registering: set[str] = set()
         self._change_locks: dict[str, anyio.Lock] = {}
 
     def on_change(self, listener: ChangeListener) -> None:
@@ -187,25 +186,19 @@ class Gateway:
 
         With `approve_as` (an admin registering it), what this first discovery finds is approved in
         their name; if it finds nothing yet (per-user OAuth), the first discovery that does is."""
-        # One registration of a name at a time: a second one's discovery would replace the first's
-        # connection in the pool, and its failure close it.
-        if spec.name in self._registering:
-            raise Conflict(f"upstream {spec.name!r} already exists")
-        self._registering.add(spec.name)
-        try:
-            # Not while a deletion of the same name closes its connections (it would close this one's).
-            async with self._changing(spec.name):
-                if await self.repo.get_upstream(spec.name) is not None:
-                    raise Conflict(f"upstream {spec.name!r} already exists")
-                try:
-                    discovery = await self.pool.discover(spec)
-                except BaseException:
-                    await self.pool.close(spec.name)  # not registered: nothing of it stays running
-                    raise
-                async with self._write_lock:  # its team is not deleted meanwhile (see `writing`)
-                    upstream = await self._save_new(spec, discovery, approve_as)
-        finally:
-            self._registering.discard(spec.name)
+        # Under the name's change lock: a second registration of the name at once (whose discovery would
+        # replace this one's connection in the pool, and its failure close it) waits and finds it
+        # there; so does a deletion of the name, which would close it.
+        async with self._changing(spec.name):
+            if await self.repo.get_upstream(spec.name) is not None:
+                raise Conflict(f"upstream {spec.name!r} already exists")
+            try:
+                discovery = await self.pool.discover(spec)
+            except BaseException:
+                await self.pool.close(spec.name)  # not registered: nothing of it stays running
+                raise
+            async with self._write_lock:  # its team is not deleted meanwhile (see `writing`)
+                upstream = await self._save_new(spec, discovery, approve_as)
         return upstream, discovery
 
     async def _save_new(self, spec: UpstreamSpec, discovery: Discovery, approve_as: str | None) -> Upstream:
