@@ -133,6 +133,12 @@ class OpenApiUpstream:
         max_operations: int | None = None,
     ) -> None:
         self.spec = spec
+        reserved = {("header", name.lower()) for name in spec.headers}
+        if isinstance(spec.auth, QueryApiKey):
+            reserved.add(("query", spec.auth.name))
+        self._reserved = frozenset(reserved)
+        """The parameters the operator's credentials set, which no caller may set: not offered in the
+        tools' schemas, and dropped from a call's request if its arguments make them anyway."""
         self._source = spec.openapi or OpenApiSource()
         self._http = http
         self._guard = guard
@@ -169,20 +175,13 @@ class OpenApiUpstream:
         against = self.spec.url if self._source.spec is None else self._base + "/"
         return _absolute(op.server, against) or self._base
 
-    def _reserved(self) -> frozenset[tuple[str, str]]:
-        """The parameters the operator's credentials set, which no caller may replace."""
-        reserved = {("header", name.lower()) for name in self.spec.headers}
-        if isinstance(self.spec.auth, QueryApiKey):
-            reserved.add(("query", self.spec.auth.name))
-        return frozenset(reserved)
-
     async def discover(self) -> Discovery:
         """(Re-)read the document; every selected operation becomes a tool."""
         original = await self._document()
         try:
             doc = as_openapi3(original)
             ops = operations(
-                doc, self._source.include, self._source.exclude, reserved=self._reserved(), limit=self._max_operations
+                doc, self._source.include, self._source.exclude, reserved=self._reserved, limit=self._max_operations
             )
         except SpecError as exc:
             raise UnusableDocument(f"{self._what}: {exc}") from None
@@ -217,15 +216,13 @@ class OpenApiUpstream:
             call = http_call(op, arguments if isinstance(arguments, dict) else {})
         except ArgumentError as exc:
             return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
-        # What the caller's arguments make never replaces what the operator set (their credentials).
-        operator = {name.lower() for name in self.spec.headers}
-        headers = {k: v for k, v in call.headers.items() if k.lower() not in operator}
+        # What the caller's arguments make (an exploded object parameter may name any key) never
+        # replaces or stands beside what the operator set: their credentials.
+        headers = {k: v for k, v in call.headers.items() if ("header", k.lower()) not in self._reserved}
         headers.update({**self.spec.headers, "Accept": "application/json, */*;q=0.5"})
-        query: list[tuple[str, str | int | float | bool | None]] = list(call.query)
+        query: list[tuple[str, str | int | float | bool | None]] = [p for p in call.query if ("query", p[0]) not in self._reserved]
         auth = self.spec.auth
         if isinstance(auth, QueryApiKey):
-            # Never beside a value of the caller's (an exploded object parameter may name any key).
-            query = [pair for pair in query if pair[0] != auth.name]
             query.append((auth.name, auth.value))
         bearer = await self._bearer_for(user)
         if bearer is not None:
