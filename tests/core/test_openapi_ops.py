@@ -13,7 +13,9 @@ from jsonschema import Draft202012Validator
 
 from bastion.core.models import Selection
 from bastion.core.naming import gateway_names
-from bastion.core.openapi_ops import ArgumentError, SpecError, as_openapi3, form_fields, http_call, operations
+from bastion.core.openapi_ops import ArgumentError, form_fields, http_call, operations
+from bastion.core.openapi_refs import SpecError
+from bastion.core.openapi_swagger import as_openapi3
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "openapi"
 

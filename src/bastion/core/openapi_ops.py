@@ -12,60 +12,29 @@ import unicodedata
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Literal
-from urllib.parse import unquote
 
 from bastion.core.models import Selection
+from bastion.core.openapi_refs import (
+    FORM,
+    LOCATIONS,
+    MAX_DEPTH,
+    MAX_SCHEMA_NODES,
+    METHODS,
+    MULTIPART,
+    Resolver,
+    SpecError,
+    TooLarge,
+)
 from bastion.core.openapi_styles import cookie_pairs, header_value, path_value, query_pairs, style_of, text
-from bastion.core.values import small_int
+from bastion.core.openapi_swagger import as_openapi3
 
-METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-LOCATIONS = ("path", "query", "header", "cookie")
-MAX_DEPTH = 24
-MAX_SCHEMA_NODES = 200_000
-"""Most nodes the schemas of one document may expand to once references are inlined: a few kilobytes
-of references, each doubling the one before, would otherwise expand to gigabytes."""
-MAX_OPERATION_NODES = 50_000
-"""Most nodes one operation's schemas may expand to."""
 SHALLOWER = (3, 1)
-"""How many references deep schemas are inlined when a document's expand past those limits in full
-(Stripe's, Microsoft Graph's, DocuSign's: densely linked schemas, millions of nodes): deeper ones are
-named, not described. Only when even these are too large is the document refused."""
+"""How many references deep schemas are inlined when a document's expand past the limits of
+core/openapi_refs.py in full (Stripe's, Microsoft Graph's, DocuSign's: densely linked schemas, millions
+of nodes): deeper ones are named, not described. Only when even these are too large is the document refused."""
 MAX_NAME = 64
-MAX_DOCUMENT_DEPTH = 64
-"""Deepest a document may nest (real ones nest some 25 levels; as deep as a request body may)."""
-MAX_SCHEMA_DEPTH = 40
-"""Deepest a tool's schema may nest once references are inlined; deeper parts become `{}` (any):
-chains of references each nesting a little would otherwise make schemas no client can read."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
-FORM = "application/x-www-form-urlencoded"
-MULTIPART = "multipart/form-data"
-_SWAGGER_ARRAYS = {"csv": "form", "ssv": "spaceDelimited", "pipes": "pipeDelimited"}
-_SCHEMA_KEYS = (
-    "type", "format", "items", "enum", "default", "maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum",
-    "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "multipleOf",
-)
-
-
-class SpecError(ValueError):
-    """The document is not an OpenAPI document this can read (the message says why)."""
-
-
-def too_deep(value: Any, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
-    """Whether `value` (parsed JSON or YAML) nests deeper than `limit` levels; walked without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if level > limit:
-            return True
-        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
-    return False
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -83,10 +52,6 @@ def _array(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise SpecError(f"{what} is not a list")
     return value
-
-
-class _TooLarge(SpecError):
-    """The schemas expand past MAX_SCHEMA_NODES (or one operation's past MAX_OPERATION_NODES)."""
 
 
 class ArgumentError(ValueError):
@@ -172,93 +137,6 @@ def form_fields(body: Any) -> list[tuple[str, str]]:
     return fields
 
 
-class _Resolver:
-    def __init__(self, doc: dict[str, Any], nesting: int = MAX_DEPTH) -> None:
-        self.doc = doc
-        self.nesting = nesting
-        self.cache: dict[str, Any] = {}
-        self.nodes = 0
-        self.operation_start = 0
-        self.cut = 0
-
-    def lookup(self, ref: str) -> Any:
-        if not ref.startswith("#/"):
-            raise SpecError(f"only local references are supported, not {ref[:100]!r}")
-        # A fragment is percent-encoded (#/paths/~1pets~1%7Bid%7D is /pets/{id}); some documents
-        # leave a % in a name unencoded, so the pointer as written is tried as well.
-        for pointer in dict.fromkeys((unquote(ref[2:]), ref[2:])):
-            found, node = self._follow(pointer)
-            if found:
-                return node
-        raise SpecError(f"reference {ref[:100]!r} points at nothing")
-
-    def _follow(self, pointer: str) -> tuple[bool, Any]:
-        node: Any = self.doc
-        for part in pointer.split("/"):
-            key = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, list) and (index := small_int(key)) is not None and index < len(node):
-                node = node[index]
-            else:
-                return False, None
-        return True, node
-
-    def deref(self, node: Any) -> Any:
-        """A parameter, body or response object, following its $ref chain."""
-        for _ in range(MAX_DEPTH):
-            if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)):
-                return node
-            node = self.lookup(node["$ref"])
-        raise SpecError("a reference chain is too long")
-
-    def schema(self, node: Any, seen: tuple[str, ...] = (), depth: int = 0) -> Any:
-        """`node` with every local $ref inlined; a cycle (or excessive depth) becomes `{}` (any)."""
-        self.nodes += 1
-        if self.nodes > MAX_SCHEMA_NODES or self.nodes - self.operation_start > MAX_OPERATION_NODES:
-            raise _TooLarge(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes once references are inlined")
-        if depth > MAX_SCHEMA_DEPTH and isinstance(node, dict | list):
-            self.cut += 1
-            return {"description": "(nested too deeply)"} if isinstance(node, dict) else []
-        if isinstance(node, list):
-            return [self.schema(v, seen, depth + 1) for v in node]
-        if not isinstance(node, dict):
-            return node
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            if ref in seen or len(seen) >= MAX_DEPTH:
-                return {"description": f"(recursive: {ref.rsplit('/', 1)[-1]})"}
-            if len(seen) >= self.nesting:
-                return {"description": f"({ref.rsplit('/', 1)[-1]}: not described here)"}
-            if not seen and ref in self.cache:
-                return self.cache[ref]
-            cut = self.cut
-            resolved = self.schema(self.lookup(ref), (*seen, ref), depth)
-            siblings = {k: self.schema(v, seen, depth + 1) for k, v in node.items() if k != "$ref"}
-            if siblings and isinstance(resolved, dict):
-                resolved = {**resolved, **siblings}
-            if not seen and self.cut == cut:  # the same wherever it is inlined: nothing in it was cut for depth
-                self.cache[ref] = resolved
-            return resolved
-        out = {k: self.schema(v, seen, depth + 1) for k, v in node.items()}
-        return _modernized(out)
-
-
-def _modernized(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAPI 3.0 schema idioms in JSON Schema 2020-12 terms (nullable, boolean exclusive bounds)."""
-    if schema.pop("nullable", False) is True:
-        kind = schema.get("type")
-        if isinstance(kind, str):
-            schema["type"] = [kind, "null"]
-        elif isinstance(kind, list) and "null" not in kind:
-            schema["type"] = [*kind, "null"]
-    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(schema.get(exclusive), bool):
-            if schema.pop(exclusive) and bound in schema:
-                schema[exclusive] = schema.pop(bound)
-    return schema
-
-
 def tool_name(operation: dict[str, Any], method: str, path: str) -> str:
     """operationId, else method and path, reduced to the characters MCP tool names allow: accents are
     dropped (`créer` is `creer`); an operationId in another script says nothing in ASCII, so the
@@ -314,7 +192,7 @@ def _settable(param: dict[str, Any], reserved: frozenset[tuple[str, str]]) -> bo
 
 
 def _parameters(
-    resolver: _Resolver, path_item: dict[str, Any], operation: dict[str, Any], reserved: frozenset[tuple[str, str]]
+    resolver: Resolver, path_item: dict[str, Any], operation: dict[str, Any], reserved: frozenset[tuple[str, str]]
 ) -> list[dict[str, Any]]:
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for source in (path_item.get("parameters"), operation.get("parameters")):
@@ -325,7 +203,7 @@ def _parameters(
     return [p for p in merged.values() if _settable(p, reserved)]
 
 
-def _output_schema(resolver: _Resolver, operation: dict[str, Any]) -> dict[str, Any] | None:
+def _output_schema(resolver: Resolver, operation: dict[str, Any]) -> dict[str, Any] | None:
     # Keys as YAML reads them may be integers, floats or dates: each is compared as text.
     responses = {str(code): raw for code, raw in _object(operation.get("responses"), "'responses'").items()}
     for code in sorted(responses):
@@ -353,7 +231,7 @@ def _is_object(schema: Any) -> bool:
 
 
 def _operation(
-    resolver: _Resolver, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+    resolver: Resolver, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
     reserved: frozenset[tuple[str, str]],
 ) -> Operation:
     properties: dict[str, Any] = {}
@@ -447,14 +325,14 @@ def operations(
         raise SpecError("'paths' is not an object")
     for nesting in (MAX_DEPTH, *SHALLOWER):
         try:
-            return _operations(_Resolver(doc, nesting), paths, include, exclude, reserved, limit)
-        except _TooLarge:
+            return _operations(Resolver(doc, nesting), paths, include, exclude, reserved, limit)
+        except TooLarge:
             continue
     raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes even with references inlined one deep")
 
 
 def _operations(
-    resolver: _Resolver, paths: dict[str, Any], include: Selection, exclude: Selection,
+    resolver: Resolver, paths: dict[str, Any], include: Selection, exclude: Selection,
     reserved: frozenset[tuple[str, str]], limit: int | None,
 ) -> list[Operation]:
     out: list[Operation] = []
@@ -470,7 +348,7 @@ def _operations(
             resolver.operation_start = resolver.nodes
             try:
                 operation = _selected_operation(resolver, used, method, str(path), path_item, op, include, exclude, reserved)
-            except _TooLarge:
+            except TooLarge:
                 raise
             except SpecError as exc:
                 raise SpecError(f"{method.upper()} {str(path)[:200]}: {exc}") from None
@@ -485,7 +363,7 @@ def _operations(
 
 
 def _selected_operation(
-    resolver: _Resolver, used: set[str], method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+    resolver: Resolver, used: set[str], method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
     include: Selection, exclude: Selection, reserved: frozenset[tuple[str, str]],
 ) -> Operation | None:
     op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
@@ -542,121 +420,3 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     if op.body == "raw" and "body" in arguments:
         return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=text(arguments["body"]), media_type=op.media_type)
     return HttpCall(op.method.upper(), path, tuple(query), headers)
-
-
-def as_openapi3(doc: Any) -> dict[str, Any]:
-    """`doc` as an OpenAPI 3 document. A 3.x document is returned as it is; a Swagger 2.0 one is
-    converted: `servers` from host, basePath and schemes; body and formData parameters as a request
-    body under the media type `consumes` names; parameter and response schemas in 3.0 places;
-    collectionFormat as style/explode. Its `definitions`, which references point into, stay."""
-    if not isinstance(doc, dict):
-        raise SpecError("not an OpenAPI document (not an object)")
-    if str(doc.get("openapi", "")).startswith("3."):
-        return doc
-    if str(doc.get("swagger", "")) != "2.0":
-        raise SpecError("not an OpenAPI 3.0/3.1 or Swagger 2.0 document (no 'openapi: 3.x' or 'swagger: \"2.0\"' field)")
-    paths = doc.get("paths")
-    if not isinstance(paths, dict | None):
-        raise SpecError("'paths' is not an object")
-    resolver = _Resolver(doc)
-    converted: dict[str, Any] = {k: v for k, v in doc.items() if k not in ("swagger", "paths", "host", "basePath", "schemes")}
-    converted["openapi"] = "3.0.3"
-    base_path = str(doc.get("basePath") or "").rstrip("/")
-    if isinstance(doc.get("host"), str) and doc["host"]:
-        schemes = [s for s in _media_list(doc.get("schemes")) if s in ("https", "http")] or ["https"]
-        converted["servers"] = [{"url": f"{schemes[0]}://{doc['host']}{base_path}"}]
-    elif base_path:
-        converted["servers"] = [{"url": base_path}]
-    consumes, produces = _media_list(doc.get("consumes")), _media_list(doc.get("produces"))
-    out: dict[str, Any] = {}
-    for path, raw_item in (paths or {}).items():
-        item = resolver.deref(raw_item)
-        if not isinstance(item, dict):
-            continue
-        new_item: dict[str, Any] = {}
-        for method in METHODS:
-            op = item.get(method)
-            if isinstance(op, dict):
-                new_item[method] = _swagger_operation(resolver, item, op, consumes, produces)
-        out[str(path)] = new_item
-    converted["paths"] = out
-    return converted
-
-
-def _media_list(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
-def _swagger_schema(param: dict[str, Any]) -> dict[str, Any]:
-    """A 2.0 non-body parameter's type fields as a schema (`file` as binary string)."""
-    schema = {k: param[k] for k in _SCHEMA_KEYS if k in param}
-    if schema.get("type") == "file":
-        schema = {"type": "string", "format": "binary"}
-    if isinstance(schema.get("items"), dict):
-        schema["items"] = {k: v for k, v in schema["items"].items() if k != "collectionFormat"}
-    if isinstance(param.get("description"), str):
-        schema["description"] = param["description"]
-    return schema
-
-
-def _swagger_operation(
-    resolver: _Resolver, item: dict[str, Any], op: dict[str, Any], consumes: list[str], produces: list[str]
-) -> dict[str, Any]:
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    for source in (item.get("parameters") or [], op.get("parameters") or []):
-        for raw in source if isinstance(source, list) else []:
-            param = resolver.deref(raw)
-            if isinstance(param, dict) and isinstance(param.get("name"), str):
-                merged[(param["name"], str(param.get("in")))] = param
-    new_op = {k: v for k, v in op.items() if k not in ("parameters", "consumes", "produces", "responses")}
-    params: list[dict[str, Any]] = []
-    form: dict[str, Any] = {}
-    form_required: list[str] = []
-    for (name, location), param in merged.items():
-        if location == "body":
-            media = _pick_media(_media_list(op.get("consumes")) or consumes)
-            new_op["requestBody"] = {"required": bool(param.get("required")), "content": {media: {"schema": param.get("schema", {})}}}
-        elif location == "formData":
-            form[name] = _swagger_schema(param)
-            if param.get("required"):
-                form_required.append(name)
-        elif location in LOCATIONS:
-            entry: dict[str, Any] = {"name": name, "in": location, "schema": _swagger_schema(param)}
-            entry["schema"].pop("description", None)
-            for key in ("required", "description"):
-                if key in param:
-                    entry[key] = param[key]
-            if param.get("type") == "array" and location == "query":
-                style = _SWAGGER_ARRAYS.get(str(param.get("collectionFormat", "csv")))
-                entry.update({"style": "form", "explode": True} if style is None else {"style": style, "explode": False})
-            params.append(entry)
-    if form and "requestBody" not in new_op:
-        op_consumes = _media_list(op.get("consumes")) or consumes
-        files = any(s.get("format") == "binary" for s in form.values())
-        media = MULTIPART if files or (MULTIPART in op_consumes and FORM not in op_consumes) else FORM
-        schema: dict[str, Any] = {"type": "object", "properties": form}
-        if form_required:
-            schema["required"] = form_required
-        new_op["requestBody"] = {"required": bool(form_required), "content": {media: {"schema": schema}}}
-    if params:
-        new_op["parameters"] = params
-    responses: dict[str, Any] = {}
-    media = _pick_media(_media_list(op.get("produces")) or produces)
-    raw_responses = op.get("responses")
-    for code, raw in (raw_responses.items() if isinstance(raw_responses, dict) else ()):
-        response = resolver.deref(raw)
-        if not isinstance(response, dict):
-            continue
-        responses[str(code)] = {"description": str(response.get("description", ""))}
-        if "schema" in response:
-            responses[str(code)]["content"] = {media: {"schema": response["schema"]}}
-    new_op["responses"] = responses
-    return new_op
-
-
-def _pick_media(listed: list[str]) -> str:
-    """The JSON media type among those an operation lists, else the first, else JSON."""
-    for media in listed:
-        if media == "application/json" or media.endswith("+json") or media.endswith("/json"):
-            return media
-    return listed[0] if listed else "application/json"

@@ -18,20 +18,9 @@ import yaml
 
 from bastion.core.errors import BadRequest, UnusableDocument, UpstreamProtocolError, UpstreamRpcError
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
-from bastion.core.openapi_ops import (
-    MAX_DOCUMENT_DEPTH,
-    MULTIPART,
-    ArgumentError,
-    Operation,
-    SpecError,
-    as_openapi3,
-    form_fields,
-    http_call,
-    is_form,
-    operations,
-    server_url,
-    too_deep,
-)
+from bastion.core.openapi_ops import ArgumentError, Operation, form_fields, http_call, is_form, operations, server_url
+from bastion.core.openapi_refs import MAX_DOCUMENT_DEPTH, MULTIPART, SpecError, too_deep
+from bastion.core.openapi_swagger import as_openapi3
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
 from bastion.core.yaml_text import AliasBomb, load_yaml
