@@ -182,6 +182,20 @@ async def test_a_rest_upstream_survives_a_restart(tmp_path: Path, service: Any) 
         assert json.loads((await call(gateway, "pets__whoami", {}))["content"][0]["text"]) == {"via": "query"}
 
 
+async def test_a_document_that_went_bad_since_is_the_upstreams_fault_on_the_first_call_after_a_restart(
+    tmp_path: Path, service: Any
+) -> None:
+    base, document, _ = service
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")
+    async with serve(settings) as gateway:
+        await pets(gateway, base)
+    document["paths"]["/pets/{petId}"]["get"]["responses"] = 5  # the vendor publishes a broken document
+    async with serve(settings) as gateway:  # read again on the first call, as on a refresh: a 502, not a 422
+        called = await gateway.api.post("/api/v1/servers/vs/tools/pets__getPet", json={"petId": 1})
+        body = assert_problem(called, 502)
+        assert "can no longer be used" in body["detail"] and "/pets/{petId}" in body["detail"], body
+
+
 async def test_a_query_key_sent_back_as_shown_keeps_the_stored_key(gateway: Running, service: Any) -> None:
     # GET shows the key as ********; a client that PATCHes what it read must not make the mask the key.
     base, _, _ = service

@@ -152,6 +152,10 @@ class A2aUpstream:
             protocol_version=f"a2a-{jsonrpc[0].get('protocolVersion') or '1.0'}",
         )
 
+    async def rediscover(self) -> Discovery:
+        """Discover again; a card that is wrong is the agent's fault (502) whether it is new or not."""
+        return await self.discover()
+
     async def request(
         self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None
     ) -> dict[str, Any]:

@@ -185,16 +185,21 @@ class OpenApiUpstream:
             protocol_version=f"swagger-{original['swagger']}" if "swagger" in original else f"openapi-{doc.get('openapi')}",
         )
 
+    async def rediscover(self) -> Discovery:
+        """Discover again, the document having been accepted once: one that went bad since is the
+        upstream's fault (502), not the caller's (UnusableDocument, 422)."""
+        try:
+            return await self.discover()
+        except UnusableDocument as exc:
+            raise UpstreamProtocolError(f"the OpenAPI document of {self._what} can no longer be used: {exc.detail}") from None
+
     async def request(
         self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None
     ) -> dict[str, Any]:
         if method != "tools/call":
             raise UpstreamRpcError(f"a REST upstream serves tools only, not {method}", -32601)
         if self._ops is None:
-            try:
-                await self.discover()
-            except UnusableDocument as exc:  # its document went bad since: the upstream's fault, not the caller's
-                raise UpstreamProtocolError(exc.detail) from None
+            await self.rediscover()
         assert self._ops is not None
         name = str((params or {}).get("name"))
         op = self._ops.get(name)

@@ -18,13 +18,7 @@ import anyio
 import httpx2
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from bastion.core.errors import (
-    CredentialsUnavailable,
-    UnusableDocument,
-    UpstreamNotConnected,
-    UpstreamProtocolError,
-    UpstreamUnavailable,
-)
+from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import CallHooks, UpstreamTokenStore
 from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
@@ -254,10 +248,7 @@ class UpstreamPool:
         spec = self._specs.get(name)
         if spec is not None and spec.transport in REQUEST_RESPONSE:
             _check_credentials(spec)
-            try:
-                return storable(await self._rest_for(spec).discover(), name)
-            except UnusableDocument as exc:  # the document went bad since it was accepted: the upstream's fault
-                raise UpstreamProtocolError(f"the OpenAPI document of upstream {name!r} can no longer be used: {exc.detail}") from None
+            return storable(await self._rest_for(spec).rediscover(), name)
         per_user_oauth = spec is not None and user_grant(spec) is not None
         if per_user_oauth and user is None:
             live = [c for k, c in self._conns.items() if k[0] == name and k[1] is not None and c.client is not None]
