@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from bastion.app.keys import load_keys
+from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.vault.crypto import Sealer
 from tests.auth.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeProvider
 from tests.harness import Running, free_port, serve, serve_asgi, settings_for
@@ -342,6 +343,28 @@ async def test_a_deactivated_account_is_refused(setup: Setup) -> None:
     async with setup.browser() as http:
         refused = await setup.sign_in(http)
     assert refused.status_code == 403 and "deactivated" in _error(refused)
+
+
+async def test_an_account_deleted_as_it_signs_in_is_refused_as_for_a_password(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race of tests/attacks/test_concurrent_upstreams.py's password sign-in, made certain: the
+    # account is found, then deleted before its session is stored. No account: a 401, not the 404 of
+    # a missing user, nor a 500.
+    user = await make_user(setup.gateway, "ada@example.com", "developer")
+    store = SqlIdentityRepo.create_session
+
+    async def deleted_first(repo: SqlIdentityRepo, session: Any, token_hash: str, **kwargs: Any) -> None:
+        assert (await setup.gateway.api.delete(f"/api/v1/users/{user['id']}")).status_code == 204
+        await store(repo, session, token_hash, **kwargs)
+
+    monkeypatch.setattr(SqlIdentityRepo, "create_session", deleted_first)
+    async with setup.browser() as http:
+        refused = await setup.sign_in(http)
+    assert refused.status_code == 401 and "no Bastion account for ada@example.com" in _error(refused), refused.text
+    assert _signed_in(refused) is None
+    await _no_secrets(setup, refused)
+    assert (await setup.gateway.api.get("/api/v1/users/ada@example.com")).status_code == 404
 
 
 async def test_an_existing_account_keeps_its_role_and_the_claim_sets_its_teams(setup: Setup) -> None:
