@@ -14,6 +14,8 @@ from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from bastion.core.models import Selection
+from bastion.core.openapi_access import Omitted, for_requests, for_responses, without
+from bastion.core.openapi_paths import UnusablePath, path_shape
 from bastion.core.openapi_refs import (
     FORM,
     LOCATIONS,
@@ -93,6 +95,10 @@ class Operation:
     server: str | None = None
     """The operation's own server (its `servers`, else its path item's), when it names one: a URL,
     perhaps relative to the document's."""
+    query: tuple[tuple[str, str], ...] = ()
+    """The query its path key fixes (`/rest?method=a.b`): sent before its parameters'."""
+    omitted: Omitted | None = None
+    """The read-only properties of its body, which a request leaves out (core/openapi_access.py)."""
 
 
 @dataclass(frozen=True)
@@ -191,16 +197,14 @@ def _settable(param: dict[str, Any], reserved: frozenset[tuple[str, str]]) -> bo
     return (location, name) not in reserved
 
 
-def _parameters(
-    resolver: Resolver, path_item: dict[str, Any], operation: dict[str, Any], reserved: frozenset[tuple[str, str]]
-) -> list[dict[str, Any]]:
+def _parameters(resolver: Resolver, path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
     merged: dict[tuple[str, str], dict[str, Any]] = {}
     for source in (path_item.get("parameters"), operation.get("parameters")):
         for raw in _array(source, "'parameters'"):
             param = resolver.deref(raw)
             if isinstance(param, dict) and isinstance(param.get("name"), str) and param.get("in") in LOCATIONS:
                 merged[(param["name"], param["in"])] = param
-    return [p for p in merged.values() if _settable(p, reserved)]
+    return list(merged.values())
 
 
 def _output_schema(resolver: Resolver, operation: dict[str, Any]) -> dict[str, Any] | None:
@@ -210,7 +214,7 @@ def _output_schema(resolver: Resolver, operation: dict[str, Any]) -> dict[str, A
         if _SUCCESS.fullmatch(code):
             found = _json_media(_object(resolver.deref(responses[code]), f"response {code[:20]!r}").get("content"))
             if found is not None:
-                schema = resolver.schema(found[1])
+                schema = for_responses(resolver.schema(found[1]))
                 if _is_object(schema):
                     # What the document says it answers, for the caller to read, but not a promise an
                     # MCP client holds the answer to: real APIs answer with more, less or null, and a
@@ -237,7 +241,8 @@ def _operation(
     properties: dict[str, Any] = {}
     required: list[str] = []
     params: list[Param] = []
-    for param in _parameters(resolver, path_item, op, reserved):
+    shape = path_shape(path, _parameters(resolver, path_item, op))
+    for param in (p for p in shape.parameters if _settable(p, reserved)):
         name, location = param["name"], param["in"]
         argument = name if name not in properties else f"{location}_{name}"
         schema = param.get("schema")
@@ -255,13 +260,14 @@ def _operation(
     body: Body = "none"
     body_fields: frozenset[str] = frozenset()
     media: str | None = None
+    omitted: Omitted | None = None
     request_body = resolver.deref(op.get("requestBody"))
     if isinstance(request_body, dict) and isinstance(request_body.get("content"), dict):
         found = _json_media(request_body["content"]) or _form_media(request_body["content"])
         body_required = bool(request_body.get("required"))
         if found is not None:
             media = found[0]
-            schema = resolver.schema(found[1])
+            schema, omitted = for_requests(resolver.schema(found[1]))
             fields = schema.get("properties") if isinstance(schema, dict) else None
             if isinstance(fields, dict) and fields and not (set(fields) & set(properties)) and "allOf" not in schema:
                 body, body_fields = "merged", frozenset(fields)
@@ -300,7 +306,7 @@ def _operation(
     if output is not None:
         definition["outputSchema"] = output
     server = server_url(op.get("servers")) or server_url(path_item.get("servers"))
-    return Operation(tool, method, path, tuple(params), body, body_fields, media, definition, server)
+    return Operation(tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted)
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -312,11 +318,12 @@ def _names(value: Any, what: str) -> list[str]:
 
 def operations(
     doc: Any, include: Selection = Selection(), exclude: Selection = Selection(), *,
-    reserved: frozenset[tuple[str, str]] = frozenset(), limit: int | None = None,
+    reserved: frozenset[tuple[str, str]] = frozenset(), limit: int | None = None, skipped: list[str] | None = None,
 ) -> list[Operation]:
     """Every selected operation of `doc` as a tool, in document order, with unique tool names.
     Parameters in `reserved` ((location, name), header names in lower case) are the operator's to set:
-    no tool offers them. More than `limit` operations selected make the document unusable."""
+    no tool offers them. More than `limit` operations selected make the document unusable. An
+    operation whose path key cannot be sent as it means is left out, `METHOD /path: why` in `skipped`."""
     doc = as_openapi3(doc)
     paths = doc.get("paths", {})
     if paths is None:
@@ -324,16 +331,20 @@ def operations(
     if not isinstance(paths, dict):
         raise SpecError("'paths' is not an object")
     for nesting in (MAX_DEPTH, *SHALLOWER):
+        left_out: list[str] = []
         try:
-            return _operations(Resolver(doc, nesting), paths, include, exclude, reserved, limit)
+            found = _operations(Resolver(doc, nesting), paths, include, exclude, reserved, limit, left_out)
         except TooLarge:
             continue
+        if skipped is not None:
+            skipped.extend(left_out)
+        return found
     raise SpecError(f"the document's schemas expand past {MAX_SCHEMA_NODES} nodes even with references inlined one deep")
 
 
 def _operations(
     resolver: Resolver, paths: dict[str, Any], include: Selection, exclude: Selection,
-    reserved: frozenset[tuple[str, str]], limit: int | None,
+    reserved: frozenset[tuple[str, str]], limit: int | None, skipped: list[str],
 ) -> list[Operation]:
     out: list[Operation] = []
     used: set[str] = set()
@@ -350,6 +361,9 @@ def _operations(
                 operation = _selected_operation(resolver, used, method, str(path), path_item, op, include, exclude, reserved)
             except TooLarge:
                 raise
+            except UnusablePath as exc:
+                skipped.append(f"{method.upper()} {str(path)[:200]}: {exc}")
+                continue
             except SpecError as exc:
                 raise SpecError(f"{method.upper()} {str(path)[:200]}: {exc}") from None
             if operation is not None:
@@ -384,7 +398,7 @@ def _selected_operation(
 def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     """The request a call with `arguments` makes (arguments already checked against the schema)."""
     path = op.path
-    query: list[tuple[str, str]] = []
+    query = list(op.query)
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for param in op.params:
@@ -413,10 +427,11 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
     if cookies:
         headers["Cookie"] = "; ".join(cookies)
     if op.body == "merged":
-        fields = {k: v for k, v in arguments.items() if k in op.body_fields}
+        fields = without({k: v for k, v in arguments.items() if k in op.body_fields}, op.omitted)
         return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=fields, media_type=op.media_type)
     if op.body == "wrapped" and "body" in arguments:
-        return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=arguments["body"], media_type=op.media_type)
+        body = without(arguments["body"], op.omitted)
+        return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=body, media_type=op.media_type)
     if op.body == "raw" and "body" in arguments:
         return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=text(arguments["body"]), media_type=op.media_type)
     return HttpCall(op.method.upper(), path, tuple(query), headers)

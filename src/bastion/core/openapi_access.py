@@ -1,0 +1,152 @@
+"""Properties that travel one way (OpenAPI 3: `readOnly` ones are in responses only and SHOULD NOT be
+sent in requests; `writeOnly` ones are in requests only): a tool's input schema leaves out the first
+and its output schema the second, at any depth, through `allOf` and the alternatives of `anyOf` and
+`oneOf`, from `properties` and `required` alike. Pure: over schemas whose references are inlined.
+
+A request body that holds a read-only property anyway has it dropped, not refused: a model that read
+an object and sends it back whole (its `id`, its `created_at`) asks for nothing wrong, the API would
+ignore or refuse the field, and the caller's arguments set only what the tool offers, as with the
+parameters the operator's credentials set (core/openapi_ops.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mark = Literal["readOnly", "writeOnly"]
+_PARTS = ("allOf", "anyOf", "oneOf")
+
+
+@dataclass(frozen=True)
+class Omitted:
+    """What a request leaves out of one value: the properties named here, and what within others."""
+
+    names: frozenset[str] = frozenset()
+    within: Mapping[str, Omitted] = field(default_factory=dict)
+    items: Omitted | None = None
+
+
+def _merged(a: Omitted | None, b: Omitted | None) -> Omitted | None:
+    if a is None or b is None:
+        return a or b
+    within = dict(a.within)
+    for name, inner in b.within.items():
+        within[name] = _merged(within.get(name), inner) or inner
+    return Omitted(a.names | b.names, within, _merged(a.items, b.items))
+
+
+def _marked(schema: Any, mark: Mark) -> bool:
+    """Whether `schema` says `mark` (itself, or any schema of its `allOf`, whose annotations it has)."""
+    if not isinstance(schema, dict):
+        return False
+    parts = schema.get("allOf")
+    return schema.get(mark) is True or (isinstance(parts, list) and any(_marked(p, mark) for p in parts))
+
+
+def _marked_names(schema: dict[str, Any], mark: Mark) -> set[str]:
+    """The properties of one object that `mark` leaves out: its own and its `allOf` parts' (which
+    describe the same object, so a `required` in one part may name a property of another)."""
+    names: set[str] = set()
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        names.update(str(k) for k, v in properties.items() if _marked(v, mark))
+    parts = schema.get("allOf")
+    for part in parts if isinstance(parts, list) else ():
+        if isinstance(part, dict):
+            names |= _marked_names(part, mark)
+    return names
+
+
+class _Walk:
+    def __init__(self, mark: Mark) -> None:
+        self.mark: Mark = mark
+        # Inlined schemas share subtrees (one resolved $ref used in many places): each is walked once.
+        self.done: dict[tuple[int, frozenset[str]], tuple[Any, Omitted | None]] = {}
+
+    def schema(self, node: Any, outer: frozenset[str] = frozenset()) -> tuple[Any, Omitted | None]:
+        """`node` without the properties `mark` leaves out (and those of the same object named in
+        `outer`), and what that leaves out; `node` itself when nothing changes."""
+        if not isinstance(node, dict):
+            return node, None
+        key = (id(node), outer)
+        if key not in self.done:
+            self.done[key] = self._schema(node, outer)
+        return self.done[key]
+
+    def _schema(self, node: dict[str, Any], outer: frozenset[str]) -> tuple[Any, Omitted | None]:
+        names = frozenset(_marked_names(node, self.mark) | outer)
+        out = dict(node)
+        omitted: Omitted | None = Omitted(names) if names else None
+        properties = node.get("properties")
+        if isinstance(properties, dict):
+            kept: dict[str, Any] = {}
+            within: dict[str, Omitted] = {}
+            for name, sub in properties.items():
+                if str(name) not in names:
+                    kept[name], inner = self.schema(sub)
+                    if inner is not None:
+                        within[name] = inner
+            out["properties"] = kept
+            if within:
+                omitted = _merged(omitted, Omitted(within=within))
+        required = node.get("required")
+        if names and isinstance(required, list):
+            out["required"] = [r for r in required if not (isinstance(r, str) and r in names)]
+            if not out["required"]:
+                del out["required"]
+        for word in _PARTS:
+            parts = node.get(word)
+            if isinstance(parts, list):
+                walked = [self.schema(p, names) for p in parts]
+                out[word] = [p for p, _ in walked]
+                for _, inner in walked:
+                    omitted = _merged(omitted, inner)
+        if isinstance(node.get("items"), dict):
+            out["items"], inner = self.schema(node["items"])
+            if inner is not None:
+                omitted = _merged(omitted, Omitted(items=inner))
+        if isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"], _ = self.schema(node["additionalProperties"])
+        if _same(node, out):
+            return node, None
+        return out, omitted
+
+
+def _same(node: dict[str, Any], out: dict[str, Any]) -> bool:
+    """Whether `out` (a walked copy of `node`) holds exactly `node`'s values, or equal lists of them."""
+    if out.keys() != node.keys():
+        return False
+    for key, value in node.items():
+        new = out[key]
+        if isinstance(value, dict) and isinstance(new, dict) and key == "properties":
+            if len(new) != len(value) or any(new.get(k) is not v for k, v in value.items()):
+                return False
+        elif isinstance(value, list) and isinstance(new, list):
+            if len(new) != len(value) or any(a is not b for a, b in zip(new, value, strict=False)):
+                return False
+        elif new is not value:
+            return False
+    return True
+
+
+def for_requests(schema: Any) -> tuple[Any, Omitted | None]:
+    """`schema` for a tool's input: without its read-only properties; and what a request leaves out."""
+    return _Walk("readOnly").schema(schema)
+
+
+def for_responses(schema: Any) -> Any:
+    """`schema` for a tool's output: without its write-only properties."""
+    return _Walk("writeOnly").schema(schema)[0]
+
+
+def without(value: Any, omitted: Omitted | None) -> Any:
+    """`value` (a request body, or the fields of one) without what `omitted` leaves out."""
+    if omitted is None:
+        return value
+    if isinstance(value, dict):
+        return {k: without(v, omitted.within.get(k)) for k, v in value.items() if k not in omitted.names}
+    if isinstance(value, list) and omitted.items is not None:
+        return [without(v, omitted.items) for v in value]
+    return value
