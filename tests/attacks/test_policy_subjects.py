@@ -11,7 +11,7 @@ import pytest
 
 from tests.attacks.modern import rpc, text_of
 from tests.harness import Running, stdio_fixture
-from tests.identity import login, make_user
+from tests.identity import login, make_user, signed_in
 
 pytestmark = pytest.mark.anyio
 
@@ -58,3 +58,33 @@ async def test_rules_naming_what_does_not_exist_are_refused(gateway: Running) ->
         patched = await gateway.api.patch("/api/v1/servers/ok", json={"policy": _deny(**subjects)})
         assert patched.status_code == 400, (subjects, patched.text)
     assert (await gateway.api.get("/api/v1/servers/ok")).json()["policy"] is None
+
+
+async def test_a_server_policy_shows_other_users_emails_only_to_its_editors(gateway: Running) -> None:
+    """A public server's policy used to show every user it names by email to anyone who may see the
+    server, people of other teams included: a directory of who is allowed or denied what. Its
+    editors still read (and send back) emails; everyone else reads their own email and ids."""
+    await gateway.register({**stdio_fixture("fx"), "visibility": "public"})
+    await make_user(gateway, "editor@example.com", "developer", "owners")
+    carol = await make_user(gateway, "carol@example.com", "developer", "owners")
+    await make_user(gateway, "outsider@example.com", "developer", "others")
+    policy = _deny(users=["carol@example.com", "outsider@example.com"])
+    created = await gateway.api.post(
+        "/api/v1/servers", json={"name": "pub", "upstreams": ["fx"], "visibility": "public", "team": "owners", "policy": policy}
+    )
+    assert created.status_code == 201, created.text
+
+    def users(reply: object) -> list[str]:
+        return list(reply["policy"]["rules"][0]["users"])  # type: ignore[index]
+
+    async with signed_in(gateway, "outsider@example.com") as outsider:
+        one = (await outsider.get("/api/v1/servers/pub")).json()
+        listed = [s for s in (await outsider.get("/api/v1/servers")).json()["items"] if s["name"] == "pub"]
+    assert users(one) == [carol["id"], "outsider@example.com"]
+    assert users(listed[0]) == users(one)
+    async with signed_in(gateway, "editor@example.com") as editor:
+        shown = (await editor.get("/api/v1/servers/pub")).json()
+        assert users(shown) == ["carol@example.com", "outsider@example.com"]
+        kept = await editor.patch("/api/v1/servers/pub", json={"description": "policy sent back as shown"})
+        assert kept.status_code == 200, kept.text
+    assert users((await gateway.api.get("/api/v1/servers/pub")).json()) == ["carol@example.com", "outsider@example.com"]

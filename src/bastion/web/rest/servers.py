@@ -14,7 +14,7 @@ from bastion.control.policy_subjects import PolicySubjects
 from bastion.control.upstream_input import describe_validation
 from bastion.core.compose import ServerView
 from bastion.core.errors import BadRequest, NotFound
-from bastion.core.identity import can_see
+from bastion.core.identity import can_edit, can_see
 from bastion.core.models import PrefixMode, VirtualServerSpec
 from bastion.core.policy import Policy
 from bastion.core.ratelimit import RateLimits
@@ -102,6 +102,15 @@ def server_routes(
     async def emails() -> dict[str, str]:
         return await subjects.emails() if subjects is not None else {}
 
+    def readable(principal: Principal, name: str, known: dict[str, str]) -> dict[str, str]:
+        """The emails `principal` may read in the server's policy: all of them for whoever may edit
+        it (a PATCH sends the policy back as shown); otherwise only their own, other users' rules
+        naming them by id (a server's users need not learn who else, of any team, it names)."""
+        view = gateway.snapshot.servers.get(name)
+        if view is None or can_edit(principal, view.spec):
+            return known
+        return {principal.user: known[principal.user]} if principal.user in known else {}
+
     async def checked(spec: VirtualServerSpec) -> VirtualServerSpec:
         """Policy subjects resolved to ids; 400 naming any that does not exist."""
         if subjects is None:
@@ -117,7 +126,7 @@ def server_routes(
             if can_see(principal, v.spec) and (limit is None or n in limit.servers)
         ]
         known = await emails()
-        return JSONResponse(paged(request, [show(name, known) for name in names]))
+        return JSONResponse(paged(request, [show(name, readable(principal, name, known)) for name in names]))
 
     async def create(request: Request) -> Response:
         principal = principal_of(request)
@@ -129,7 +138,8 @@ def server_routes(
         return JSONResponse(show(spec.name, await emails()), status_code=201)
 
     async def get(request: Request) -> Response:
-        return JSONResponse(show(visible(request, request.path_params["name"]).spec.name, await emails()))
+        name = visible(request, request.path_params["name"]).spec.name
+        return JSONResponse(show(name, readable(principal_of(request), name, await emails())))
 
     async def patch(request: Request) -> Response:
         principal = principal_of(request)
