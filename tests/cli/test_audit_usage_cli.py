@@ -53,3 +53,24 @@ async def test_usage_tables_and_audit_export_and_verify(gateway: Running) -> Non
         await conn.execute(update(audit_records).where(audit_records.c.id == lines[1]["id"]).values(target="forged"))
     broken = await run(gateway, "audit", "verify")
     assert broken.exit_code == 1 and "NOT intact" in broken.stderr and f"id {lines[1]['id']}" in broken.stderr
+
+
+async def test_audit_list_reads_past_one_page(gateway: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--limit` past the API's page (1,000) used to be sent as it was and answered 400: the CLI
+    reads page after page, following the cursor, until it has `--limit` records or there are no more."""
+    await gateway.register(stdio_fixture("fx"))
+    await gateway.create_server({"name": "vs", "tools": ["fx__echo"]})
+    async with gateway.client("vs", mode="2026-07-28") as client:
+        for n in range(5):
+            await client.call_tool("fx__echo", {"text": str(n)})
+    await gateway.bastion.telemetry.audit.flush()
+
+    every = json.loads((await run(gateway, "audit", "list", "--json", "--action", "tools/call", "--limit", "5000")).stdout)
+    assert len(every["items"]) == 5 and every["next_cursor"] is None
+    monkeypatch.setattr("bastion.cli.audit._PAGE", 2)  # the CLI runs in this process: pages of 2
+    four = json.loads((await run(gateway, "audit", "list", "--json", "--action", "tools/call", "--limit", "4")).stdout)
+    assert [r["id"] for r in four["items"]] == [r["id"] for r in every["items"][:4]]
+    rest = json.loads((await run(gateway, "audit", "list", "--json", "--action", "tools/call", "--cursor", four["next_cursor"])).stdout)
+    assert [r["id"] for r in rest["items"]] == [every["items"][4]["id"]]
+    refused = await run(gateway, "audit", "list", "--limit", "0")
+    assert refused.exit_code == 2 and "--limit" in refused.output

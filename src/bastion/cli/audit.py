@@ -30,19 +30,27 @@ def audit() -> None:
 @click.option("--actor", default=None, help="Only this user id, token id or principal.")
 @click.option("--target", default=None, help="Only this target (tool, server, upstream ...).")
 @click.option("--outcome", default=None, help="ok, tool_error, upstream_error, denied, rate_limited ...")
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Records to list (read a page of 1,000 at a time).")
+@click.option("--cursor", default=None, help="The next_cursor of the previous listing.")
 @api_command
 def list_records(
     since: str | None, until: str | None, action: str | None, actor: str | None, target: str | None,
     outcome: str | None, limit: int, cursor: str | None, api: Api,
 ) -> None:
     """List audit records, newest first."""
-    params = _filters(since=since, until=until, action=action, actor=actor, target=target, outcome=outcome, cursor=cursor)
-    data = api.get("/api/v1/audit", params={**params, "limit": str(limit)})
-    emit(data if api.as_json else items_of(data), as_json=api.as_json, columns=LIST_COLUMNS, title="audit records")
-    if not api.as_json and isinstance(data, dict) and data.get("next_cursor"):
-        message(f"more: --cursor {data['next_cursor']}")
+    params = _filters(since=since, until=until, action=action, actor=actor, target=target, outcome=outcome)
+    records: list[object] = []
+    while True:  # the API serves at most _PAGE records a request
+        page = {**params, "limit": str(min(limit - len(records), _PAGE)), **({"cursor": cursor} if cursor else {})}
+        data = api.get("/api/v1/audit", params=page)
+        records += items_of(data)
+        cursor = data.get("next_cursor") if isinstance(data, dict) else None
+        if not cursor or len(records) >= limit:
+            break
+    listed = {"items": records, "next_cursor": cursor}
+    emit(listed if api.as_json else records, as_json=api.as_json, columns=LIST_COLUMNS, title="audit records")
+    if not api.as_json and cursor:
+        message(f"more: --cursor {cursor}")
 
 
 @audit.command("export")
