@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bastion.web.admin.hidden import reveal
+
 
 @dataclass(frozen=True)
 class Row:
@@ -17,7 +19,10 @@ class Row:
 
 
 def _lines(value: Any) -> list[str]:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).splitlines() if value is not None else []
+    """The definition as indented JSON lines: readable in any script, but no character hidden (an
+    upstream's invisible instructions would make a changed line look unchanged)."""
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) if value is not None else ""
+    return reveal(text).splitlines()
 
 
 def side_by_side(old: Any, new: Any) -> list[Row]:

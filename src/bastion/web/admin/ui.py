@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.core.surrogates import replaced
 from bastion.web.admin.backend import Backend, Reply
+from bastion.web.admin.hidden import reveal
 from bastion.web.admin.session import Sessions, Viewer
 from bastion.web.asgi import client_ip
 from bastion.web.json_depth import loads
@@ -39,6 +40,7 @@ _COOKIE_MAX = 4096
 def _filters(env: Environment) -> None:
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["when"] = _when
+    env.filters["reveal"] = lambda value: reveal(str(value))  # an upstream's text, for an admin to judge
     env.globals["urlencode"] = urlencode
 
 

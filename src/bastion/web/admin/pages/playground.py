@@ -21,12 +21,15 @@ def fields(schema: Any) -> list[dict[str, Any]]:
     """One form field per top-level property: its name, widget, whether required, its description."""
     if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
         return []
-    required = set(schema.get("required") or ())
+    # An upstream writes the schema: `required` and `enum` may be anything (a number was a 500 here).
+    listed = schema.get("required")
+    required = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
     out = []
     for name, prop in schema["properties"].items():
         prop = prop if isinstance(prop, dict) else {}
         kind = prop.get("type") if isinstance(prop.get("type"), str) else None
-        widget = "select" if isinstance(prop.get("enum"), list) else kind if kind in _SCALARS else "json"
+        enum = prop.get("enum")
+        widget = "select" if isinstance(enum, list) else kind if kind in _SCALARS else "json"
         out.append(
             {
                 "name": str(name),
@@ -34,7 +37,9 @@ def fields(schema: Any) -> list[dict[str, Any]]:
                 "required": name in required,
                 "description": prop.get("description") or prop.get("title") or "",
                 # Each option's value is its JSON, so a number or null comes back as itself.
-                "options": [(v if isinstance(v, str) else json.dumps(v), json.dumps(v)) for v in prop.get("enum") or ()],
+                "options": [(v if isinstance(v, str) else json.dumps(v), json.dumps(v)) for v in enum]
+                if isinstance(enum, list)
+                else [],
                 "default": prop.get("default"),
             }
         )

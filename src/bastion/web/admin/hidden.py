@@ -1,0 +1,46 @@
+"""Characters a browser draws as nothing (or that reorder what is drawn), written out instead.
+
+An upstream writes its tools' descriptions, and a model reads every character of them. Unicode tag
+characters (U+E0000 to U+E007F) spell text that no browser draws, bidi controls make a line read
+in another order, zero-width characters and variation selectors hide in plain sight. Where an admin
+reads what an upstream wrote to decide about it (the approvals diff, a tool's page), each such
+character is shown as its JSON escape (`\\u202e`, a surrogate pair above U+FFFF), so a change that
+looks like nothing does not look like nothing.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
+"""Controls, format characters (bidi controls, zero-width, tags, soft hyphen), private use,
+unassigned, lone surrogates, line and paragraph separators."""
+_KEPT = frozenset("\n\r\t")
+"""Controls that only lay text out (JSON already escapes them in the diff)."""
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
+"""Letters and marks that are drawn blank: the Hangul fillers, the Braille blank, the combining
+grapheme joiner."""
+
+
+def _hidden(char: str) -> bool:
+    if char in _KEPT:
+        return False
+    point = ord(char)
+    if 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF or 0x180B <= point <= 0x180F:
+        return True  # variation selectors: invisible, and enough of them to spell bytes
+    return char in _BLANK_LETTERS or unicodedata.category(char) in _HIDDEN_CATEGORIES
+
+
+def _escape(char: str) -> str:
+    point = ord(char)
+    if point <= 0xFFFF:
+        return f"\\u{point:04x}"
+    point -= 0x10000
+    return f"\\u{0xD800 + (point >> 10):04x}\\u{0xDC00 + (point & 0x3FF):04x}"
+
+
+def reveal(text: str) -> str:
+    """`text` with every hidden character written as its JSON escape; visible text is unchanged."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(_escape(c) if _hidden(c) else c for c in text)
