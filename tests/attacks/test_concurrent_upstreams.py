@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from bastion.core.models import UpstreamTokens
+from bastion.store.sql.repo import SqlConfigRepo
 from bastion.store.sql.user_tokens import SqlUpstreamTokens
 from tests.attacks.test_concurrent_changes import N, _problems_are_clear, _statuses
 from tests.e2e.test_pinning import mutable_fixture, snapshot_where
 from tests.harness import Running, free_port, http_fixture, stdio_fixture
-from tests.identity import PASSWORD, login, make_user
+from tests.identity import PASSWORD, login, make_user, signed_in
 from tests.vault.test_upstream_user_oauth import approve, browser, callback, provider, setup, start, whoami
 
 pytestmark = pytest.mark.anyio
@@ -206,6 +207,43 @@ async def test_user_signs_in_while_deleted(any_db_gateway: Running) -> None:
             if r.status_code == 200:  # signed in before the deletion: the session went with the user
                 session = {"Authorization": f"Bearer {r.json()['token']}"}
                 assert (await gateway.api.get("/api/v1/auth/me", headers=session)).status_code == 401
+
+
+async def test_user_creates_api_tokens_while_deleted(any_db_gateway: Running) -> None:
+    gateway = any_db_gateway
+    for round in range(3):
+        email = f"leaving{round}@example.com"
+        user = await make_user(gateway, email, "developer")
+        async with signed_in(gateway, email) as session:
+            creates = [session.post("/api/v1/tokens", json={"name": f"t{i}", "permissions": ["read"]}) for i in range(6)]
+            responses = await asyncio.gather(*creates[:3], gateway.api.delete(f"/api/v1/users/{user['id']}"), *creates[3:])
+        _problems_are_clear(list(responses), 201, 204, 401, 404)
+        # A token answered 201 was stored before the deletion, which took it along: none outlives its user.
+        left = (await gateway.api.get("/api/v1/tokens")).json()["items"]
+        assert [t for t in left if t["user"] == user["id"]] == [], [r.text for r in responses]
+
+
+async def test_an_api_token_for_a_user_deleted_meanwhile_is_not_found(
+    any_db_gateway: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race above made certain: the user's session let the request in, then the user was deleted
+    # before the token was stored. A 404 naming the user, and nothing stored (it was a 201, and a token
+    # left behind for nobody).
+    gateway = any_db_gateway
+    user = await make_user(gateway, "leaving@example.com", "developer")
+    store = SqlConfigRepo.create_api_token
+
+    async def deleted_first(repo: SqlConfigRepo, token: Any, token_hash: str) -> None:
+        assert (await gateway.api.delete(f"/api/v1/users/{user['id']}")).status_code == 204
+        await store(repo, token, token_hash)
+
+    async with signed_in(gateway, "leaving@example.com") as session:
+        monkeypatch.setattr(SqlConfigRepo, "create_api_token", deleted_first)
+        created = await session.post("/api/v1/tokens", json={"name": "t", "permissions": ["read"]})
+    _problems_are_clear([created], 404)
+    assert created.json()["detail"] == f"user {user['id']!r} does not exist", created.text
+    monkeypatch.undo()
+    assert [t for t in (await gateway.api.get("/api/v1/tokens")).json()["items"] if t["user"] == user["id"]] == []
 
 
 async def test_user_signs_in_while_their_password_is_changed(any_db_gateway: Running) -> None:

@@ -96,12 +96,15 @@ class SqlIdentityRepo:
 
     async def delete_user(self, user_id: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
-            await conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user_id))
-            await conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
+            # The user's row first: a token being created for them meanwhile waits on it
+            # (SqlConfigRepo.create_api_token), so it is refused, or stored before their tokens are
+            # deleted here; never left behind them.
             result = await conn.execute(delete(users).where(users.c.id == user_id))
             if result.rowcount == 0:
                 raise NotFound(f"user {user_id!r} does not exist")
+            await conn.execute(delete(api_tokens).where(api_tokens.c.user_id == user_id))
+            await conn.execute(delete(user_sessions).where(user_sessions.c.user_id == user_id))
+            await conn.execute(delete(team_members).where(team_members.c.user_id == user_id))
 
     async def create_team(self, team: Team) -> None:
         try:

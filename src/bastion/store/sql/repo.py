@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import delete, event, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -33,7 +33,7 @@ from bastion.core.transforms import ToolTransform
 from bastion.store.sql import pins
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.store.sql.sqlite_file import private_sqlite_file
-from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, virtual_servers
+from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, users, virtual_servers
 from bastion.vault.envelope import Envelope
 
 
@@ -393,9 +393,20 @@ class SqlConfigRepo:
         }
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(insert(api_tokens).values(**values))
+                if token.user is None:
+                    await conn.execute(insert(api_tokens).values(**values))
+                    return
+                # Inserted from the owner's row (there is no foreign key: migration 0004), and only while
+                # it is there: a deletion that came first is not undone by it, and one that comes after
+                # waits on the share lock and then deletes it with the user's other tokens.
+                columns = [k for k in values if k != "user_id"]
+                row = select(*(literal(values[k], api_tokens.c[k].type) for k in columns), users.c.id)
+                owner = row.where(users.c.id == token.user).with_for_update(read=True)
+                created = await conn.execute(insert(api_tokens).from_select([*columns, "user_id"], owner))
         except IntegrityError:
             raise Conflict("an API token with this id or secret already exists") from None
+        if created.rowcount != 1:
+            raise NotFound(f"user {token.user!r} does not exist")
 
     async def list_api_tokens(self) -> list[ApiToken]:
         async with self.engine.connect() as conn:
