@@ -85,8 +85,9 @@ async def signed_in(browser: Browser, base: str) -> tuple[Page, list[str]]:
     problems: list[str] = []
 
     def console(message: ConsoleMessage) -> None:
-        if message.type == "error" and "Failed to load resource" not in message.text:  # a 401 for /favicon.ico
-            problems.append(f"{page.url}: {message.text}")
+        # A CSP violation, a script error, a resource the page cannot load (the page's own 4xx aside).
+        if message.type == "error" and message.location.get("url") != page.url:
+            problems.append(f"{page.url}: {message.text} ({message.location.get('url')})")
 
     async def dialog(opened: Dialog) -> None:
         problems.append(f"{page.url}: a dialog said {opened.message}")
