@@ -131,6 +131,11 @@ class Conflict(BastionError):
     title = "Conflict"
 
 
+class StaleWrite(Conflict):
+    """A conditional write found its row changed since it was read (by another replica): the change
+    is made again on what is stored now, and answered as this 409 only if it keeps losing."""
+
+
 class TooManyRequests(BastionError):
     """Refused for now; `extra["retry_after"]` (whole seconds) becomes the Retry-After header."""
 

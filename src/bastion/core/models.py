@@ -143,6 +143,8 @@ class UpstreamState(Frozen):
 class Upstream(Frozen):
     spec: UpstreamSpec
     state: UpstreamState = UpstreamState()
+    revision: int = 0
+    """How many times its stored spec was written: a change is saved only if it is still the one read."""
 
 
 class CatalogItem(Frozen):

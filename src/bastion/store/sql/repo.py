@@ -14,7 +14,7 @@ from sqlalchemy import delete, event, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bastion.core.errors import Conflict, NotFound
+from bastion.core.errors import Conflict, NotFound, StaleWrite
 from bastion.core.grants import ApiToken
 from bastion.core.models import (
     CatalogItem,
@@ -104,7 +104,7 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         server_version=row.server_version,
         protocol_version=row.protocol_version,
     )
-    return Upstream(spec=spec, state=state)
+    return Upstream(spec=spec, state=state, revision=row.revision)
 
 
 def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
@@ -237,11 +237,16 @@ class SqlConfigRepo:
     async def rewrap_secrets(self) -> RewrapReport:
         return await rewrap_all(self.engine, self.envelope)
 
-    async def update_upstream_spec(self, spec: UpstreamSpec) -> None:
+    async def update_upstream_spec(self, spec: UpstreamSpec, *, revision: int | None = None) -> None:
         async with self.engine.begin() as conn:
             await self._upstream_id(conn, spec.name)
             values = _spec_values(spec, self.envelope)
-            await conn.execute(update(upstreams).where(upstreams.c.name == spec.name).values(**values, updated_at=_now()))
+            query = update(upstreams).where(upstreams.c.name == spec.name)
+            if revision is not None:
+                query = query.where(upstreams.c.revision == revision)
+            result = await conn.execute(query.values(**values, updated_at=_now(), revision=upstreams.c.revision + 1))
+            if result.rowcount == 0:
+                raise StaleWrite(f"upstream {spec.name!r} was changed by another request meanwhile")
 
     async def save_upstream_state(self, name: str, state: UpstreamState) -> None:
         async with self.engine.begin() as conn:
@@ -308,22 +313,31 @@ class SqlConfigRepo:
                 for r in rows
             ]
 
-    async def update_item(self, item: CatalogItem) -> None:
+    async def update_item(self, item: CatalogItem, *, was: CatalogItem | None = None) -> None:
         async with self.engine.begin() as conn:
             upstream_id = await self._upstream_id(conn, item.upstream)
-            await conn.execute(
-                update(catalog_items)
-                .where(
-                    catalog_items.c.upstream_id == upstream_id,
-                    catalog_items.c.kind == item.kind,
-                    catalog_items.c.key == item.key,
+            query = update(catalog_items).where(
+                catalog_items.c.upstream_id == upstream_id,
+                catalog_items.c.kind == item.kind,
+                catalog_items.c.key == item.key,
+            )
+            if was is not None:
+                # What an edit writes is these three columns, so they are its compare-and-set: the row
+                # must still hold what the edit was made on (a rediscovery re-inserting it keeps them).
+                query = query.where(
+                    catalog_items.c.enabled == was.enabled,
+                    catalog_items.c.name_override.is_not_distinct_from(was.name_override),
+                    catalog_items.c.description_override.is_not_distinct_from(was.description_override),
                 )
-                .values(
+            result = await conn.execute(
+                query.values(
                     enabled=item.enabled,
                     name_override=item.name_override,
                     description_override=item.description_override,
                 )
             )
+            if was is not None and result.rowcount == 0:
+                raise StaleWrite(f"{item.kind.replace('_', ' ')} {item.gateway_name!r} was changed by another request meanwhile")
 
     async def list_servers(self) -> list[VirtualServerSpec]:
         async with self.engine.connect() as conn:
@@ -331,11 +345,15 @@ class SqlConfigRepo:
             return [_server_from_row(r) for r in rows]
 
     async def get_server(self, name: str) -> VirtualServerSpec | None:
+        found = await self.get_server_revision(name)
+        return found[0] if found is not None else None
+
+    async def get_server_revision(self, name: str) -> tuple[VirtualServerSpec, int] | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(select(virtual_servers).where(virtual_servers.c.name == name))).first()
-            return _server_from_row(row) if row is not None else None
+            return (_server_from_row(row), row.revision) if row is not None else None
 
-    async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
+    async def save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
         now = _now()
         values = {
             "description": spec.description,
@@ -358,9 +376,12 @@ class SqlConfigRepo:
                 if create:
                     await conn.execute(insert(virtual_servers).values(name=spec.name, created_at=now, **values))
                     return
-                result = await conn.execute(
-                    update(virtual_servers).where(virtual_servers.c.name == spec.name).values(**values)
-                )
+                query = update(virtual_servers).where(virtual_servers.c.name == spec.name)
+                if revision is not None:
+                    query = query.where(virtual_servers.c.revision == revision)
+                result = await conn.execute(query.values(**values, revision=virtual_servers.c.revision + 1))
+                if result.rowcount == 0 and revision is not None:
+                    raise StaleWrite(f"virtual server {spec.name!r} was changed by another request meanwhile")
                 if result.rowcount == 0:
                     raise NotFound(f"virtual server {spec.name!r} does not exist")
         except IntegrityError:

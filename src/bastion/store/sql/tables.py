@@ -54,6 +54,8 @@ upstreams = Table(
     Column("pin", String(8), nullable=False),  # off | warn | block (core/pinning.py)
     Column("pin_trust_next", Boolean, nullable=False, default=False),  # approve the next discovery as it comes
     Column("origin", JSON),  # the MCP Registry entry it was installed from: {source, server, version}
+    # Counted up by every write of the spec: a change is saved only where the row is still as it was read.
+    Column("revision", Integer, nullable=False, server_default="0"),
 )
 
 catalog_items = Table(
@@ -132,6 +134,7 @@ virtual_servers = Table(
     Column("visibility", String(8), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("revision", Integer, nullable=False, server_default="0"),  # as upstreams.revision
 )
 
 secrets = Table(
