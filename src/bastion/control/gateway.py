@@ -14,6 +14,7 @@ from functools import partial
 
 import anyio
 
+from bastion.control.stale import on_fresh_state
 from bastion.core.compose import compose
 from bastion.core.credential_moves import same_destination
 from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound, UpstreamNotConnected
@@ -218,34 +219,42 @@ class Gateway:
         await self.rebuild()
         return upstream
 
-    async def update_upstream(self, spec: UpstreamSpec) -> Upstream:
-        """Apply a changed spec; a changed connection is tried before it is saved."""
+    async def update_upstream(self, spec: UpstreamSpec, *, planned: int | None = None) -> Upstream:
+        """Apply a changed spec; a changed connection is tried before it is saved. With `planned` (the
+        revision `spec` was made from), it is saved only if the upstream is still at it, else StaleWrite."""
 
         async def replace(_current: UpstreamSpec) -> UpstreamSpec:
             return spec
 
-        return await self.change_upstream(spec.name, replace)
+        async with self._changing(spec.name):
+            return await self._change_upstream(spec.name, replace, planned)
 
     async def change_upstream(self, name: str, change: Callable[[UpstreamSpec], Awaitable[UpstreamSpec]]) -> Upstream:
         """Apply `change` to the upstream as stored now, one change of it at a time: of two changes made
         at once, the second applies to what the first saved (instead of undoing it), and neither's
         discovery replaces or closes the connection of the other."""
         async with self._changing(name):
-            stored = await self.repo.get_upstream(name)
-            if stored is None:
-                raise NotFound(f"upstream {name!r} does not exist")
-            spec = await change(stored.spec)
-            if spec != stored.spec:
-                await self._apply(stored.spec, spec)
-            return self.upstream(name)
+            # Another replica may save it between this read and the write: then it is read and changed again.
+            return await on_fresh_state(f"upstream {name!r}", partial(self._change_upstream, name, change), self.reload)
 
-    async def _apply(self, old: UpstreamSpec, spec: UpstreamSpec) -> None:
+    async def _change_upstream(
+        self, name: str, change: Callable[[UpstreamSpec], Awaitable[UpstreamSpec]], planned: int | None = None
+    ) -> Upstream:
+        stored = await self.repo.get_upstream(name)
+        if stored is None:
+            raise NotFound(f"upstream {name!r} does not exist")
+        spec = await change(stored.spec)
+        if spec != stored.spec:  # saved only if still at the revision read (or `spec` was planned against)
+            await self._apply(stored.spec, spec, stored.revision if planned is None else planned)
+        return self.upstream(name)
+
+    async def _apply(self, old: UpstreamSpec, spec: UpstreamSpec, revision: int) -> None:
         ownership = {"team", "owner", "visibility", "pin"}
         if spec.model_dump(exclude=ownership) == old.model_dump(exclude=ownership):
             # Only who owns or sees it (or its pin mode) changed: nothing to reconnect or rediscover.
             async with self._write_lock:
                 await self._check_moved(old, spec)
-                await self.repo.update_upstream_spec(spec)
+                await self.repo.update_upstream_spec(spec, revision=revision)
                 await self.rebuild()
             return
         if not same_destination(old, spec):
@@ -263,7 +272,7 @@ class Gateway:
                 await self.pool.close(spec.name)
             async with self._write_lock:  # saved and rebuilt before a team deletion may look (see `writing`)
                 await self._check_moved(old, spec)
-                await self.repo.update_upstream_spec(spec)
+                await self.repo.update_upstream_spec(spec, revision=revision)
                 if discovery is None:
                     await self.repo.save_upstream_state(spec.name, UpstreamState(status="disabled"))
                 elif not _per_user_oauth(spec):  # its catalog comes from a connected user's session (refresh)
@@ -486,13 +495,18 @@ class Gateway:
         """Save an enable/rename/redescribe (`change`) of `item` as it is now, refusing a rename that would
         collide anywhere or leave its upstream's namespace (`may_drop_prefix`: an admin may give a bare
         name, see check_rename). One at a time, each checked against the last one saved: two changes
-        at once neither undo each other nor both take one name."""
-        async with self._write_lock:
-            ident = (item.upstream, item.kind, item.key)
+        at once neither undo each other nor both take one name (nor two on different replicas: the one
+        saved second is made again on what the first saved)."""
+        ident, what = (item.upstream, item.kind, item.key), f"{item.kind.replace('_', ' ')} {item.gateway_name!r}"
+
+        async def attempt() -> CatalogItem:
             current = next((i for i in self.snapshot.items if (i.upstream, i.kind, i.key) == ident), None)
             if current is None:
                 raise NotFound(f"{item.kind.replace('_', ' ')} {item.gateway_name!r} does not exist in the catalog")
             return await self._update_item(change(current), current, may_drop_prefix=may_drop_prefix)
+
+        async with self._write_lock:
+            return await on_fresh_state(what, attempt, partial(self.rebuild, announce=False))
 
     async def _update_item(self, item: CatalogItem, current: CatalogItem, *, may_drop_prefix: bool) -> CatalogItem:
         override = item.name_override
@@ -521,7 +535,7 @@ class Gateway:
                 # Likewise a transform a refresh left unfitting (its tool is held already).
                 if f"{exc.detail}; the tool is held" not in self.snapshot.problems.get(name, ()):
                     raise
-        await self.repo.update_item(item)
+        await self.repo.update_item(item, was=current)
         await self.rebuild()
         return self.find_item(item.kind, item.gateway_name)
 
@@ -537,20 +551,25 @@ class Gateway:
     ) -> None:
         """Save `change` applied to the server as stored now, one change at a time: of two changes made
         at once, the second applies to what the first saved instead of undoing it."""
-        async with self._write_lock:
-            current = await self.repo.get_server(name)
-            if current is None:
-                raise NotFound(f"virtual server {name!r} does not exist")
-            await self._save_server(await change(current), create=False)
 
-    async def _save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
+        async def attempt() -> None:
+            stored = await self.repo.get_server_revision(name)
+            if stored is None:
+                raise NotFound(f"virtual server {name!r} does not exist")
+            current, revision = stored
+            await self._save_server(await change(current), create=False, revision=revision)
+
+        async with self._write_lock:
+            await on_fresh_state(f"virtual server {name!r}", attempt, partial(self.rebuild, announce=False))
+
+    async def _save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
         await self._check_team(spec.team)
         view, _ = compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
         limited = set(spec.rate_limits.tools) if spec.rate_limits is not None else set()
         if limited - set(view.tools):
             unknown = ", ".join(map(repr, sorted(limited - set(view.tools))))
             raise BadRequest(f"rate_limits.tools names tools this server does not expose: {unknown}")
-        await self.repo.save_server(spec, create=create)
+        await self.repo.save_server(spec, create=create, revision=revision)
         # Before the write lock is let go: the next writer checks against a snapshot that has this
         # server (deleting an upstream it uses is refused, not done under it).
         await self.rebuild()
