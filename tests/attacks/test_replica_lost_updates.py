@@ -156,6 +156,22 @@ async def test_tool_patched_on_two_replicas_keeps_both_changes(tmp_path: Path, m
         assert (tool.name_override, tool.description_override) == ("fx__say", "from b"), tool
 
 
+async def test_configuration_applied_on_one_replica_keeps_a_secret_rotated_on_another(tmp_path: Path) -> None:
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register({**stdio_fixture("fx"), "env": {"TOKEN": "old"}})
+        await b.bastion.gateway.reload()
+        doc = (await a.api.get("/api/v1/config")).json()
+        assert doc["upstreams"][0]["env"]["TOKEN"].startswith("${")  # kept as stored when applied
+        # Another replica rotates the secret; this one has not read it yet when it plans the document.
+        assert (await b.api.patch("/api/v1/upstreams/fx", json={"env": {"TOKEN": "new"}})).status_code == 200
+        doc["upstreams"][0]["visibility"] = "public"
+        response = await a.api.post("/api/v1/config", json=doc)
+        assert response.status_code == 200, response.text
+        stored = await a.bastion.gateway.repo.get_upstream("fx")
+        assert stored is not None
+        assert (stored.spec.visibility, stored.spec.env) == ("public", {"TOKEN": "new"}), stored.spec
+
+
 async def test_a_change_that_keeps_losing_stops_with_a_conflict() -> None:
     from bastion.control.stale import on_fresh_state  # here: the other tests also run on a build without it
     from bastion.core.errors import StaleWrite

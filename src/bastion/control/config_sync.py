@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import anyio
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from bastion.control.gateway import Gateway
 from bastion.control.policy_subjects import PolicySubjects
 from bastion.control.registry import Registries
+from bastion.control.stale import on_fresh_state
 from bastion.control.teams import Teams
 from bastion.control.upstream_input import UpstreamInput, describe_validation, to_spec
 from bastion.control.users import Users
@@ -67,6 +69,8 @@ class _Desired:
         self.approved: dict[str, dict[str, str] | None] = {}
         """Per upstream, the pins the document sets (None: it leaves them be)."""
         self.servers: dict[str, VirtualServerSpec] = {}
+        self.revisions: dict[str, int] = {}
+        """Per upstream, the revision its spec was made from (what it keeps of the stored one)."""
 
 
 class ConfigSync:
@@ -183,6 +187,8 @@ class ConfigSync:
             for key in entry.approved or {}:
                 if key.split(":", 1)[0] not in ("tool", "prompt", "resource", "resource_template") or ":" not in key:
                     raise BadRequest(f"upstream {entry.name!r}: approved key {key!r} is not '<kind>:<name or URI>'")
+            if current is not None:
+                out.revisions[entry.name] = current.revision
             out.upstreams[entry.name] = self._upstream_spec(
                 keep_stored_secrets(entry, current.spec if current else None), current.spec if current else None, actor
             )
@@ -258,7 +264,10 @@ class ConfigSync:
         # the first made, instead of failing half-way on it and taking back its own steps over the
         # first's changes.
         async with self._applying:
-            return await self._apply(doc, dry_run=dry_run, prune=prune, actor=actor, owner=owner)
+            # What the document leaves out of an upstream (secrets, owner) is kept as this replica knew it:
+            # if another replica changed it meanwhile, the applied steps are taken back and all planned again.
+            once = partial(self._apply, doc, dry_run=dry_run, prune=prune, actor=actor, owner=owner)
+            return await on_fresh_state("the configuration", once, partial(self.gateway.rebuild, announce=False))
 
     async def _apply(self, doc: ConfigDoc, *, dry_run: bool, prune: bool, actor: str, owner: str | None) -> list[Action]:
         desired = await self._check(doc, owner)
@@ -350,7 +359,7 @@ class ConfigSync:
             if verb == "create":
                 await self.gateway.register_upstream(desired.upstreams[name], approve_as=actor)
             elif verb == "update":
-                await self.gateway.update_upstream(desired.upstreams[name])
+                await self.gateway.update_upstream(desired.upstreams[name], planned=desired.revisions.get(name))
             else:
                 await self.gateway.delete_upstream(name, force=False)
                 return
