@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bastion.core.openapi_access import for_requests, for_responses, without
+from bastion.core.openapi_access import OneWay, without
 
 RO = {"readOnly": True}
 SCHEMA: dict[str, Any] = {
@@ -23,7 +23,7 @@ SCHEMA: dict[str, Any] = {
 
 
 def test_read_only_properties_leave_the_input_schema_and_its_required_at_every_depth() -> None:
-    schema, omitted = for_requests(SCHEMA)
+    schema, omitted = OneWay().for_requests(SCHEMA)
     assert set(schema["properties"]) == {"name", "secret", "owner", "items"} and schema["required"] == ["name", "secret"]
     assert schema["properties"]["owner"] == {"type": "object", "properties": {"n": {}}}
     assert schema["properties"]["items"]["items"]["oneOf"][0]["properties"] == {"v": {}}
@@ -33,20 +33,20 @@ def test_read_only_properties_leave_the_input_schema_and_its_required_at_every_d
 
 
 def test_required_names_a_read_only_property_of_another_all_of_part() -> None:
-    schema, omitted = for_requests({"allOf": [{"type": "object", "required": ["id", "name"]}, {"properties": {"id": RO, "name": {}}}]})
+    schema, omitted = OneWay().for_requests({"allOf": [{"type": "object", "required": ["id", "name"]}, {"properties": {"id": RO, "name": {}}}]})
     assert schema == {"allOf": [{"type": "object", "required": ["name"]}, {"properties": {"name": {}}}]}
     assert without({"id": 1, "name": 2}, omitted) == {"name": 2}
 
 
 def test_write_only_properties_leave_the_output_schema() -> None:
-    schema = for_responses(SCHEMA)
+    schema = OneWay().for_responses(SCHEMA)
     assert set(schema["properties"]) == {"id", "name", "owner", "items"} and schema["required"] == ["id", "name"]
 
 
 def test_a_schema_with_neither_is_returned_as_it_is() -> None:
     plain = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string"}}}, "allOf": [{}]}
-    assert for_requests(plain) == (plain, None) and for_requests(plain)[0] is plain
-    assert for_responses(plain) is plain
+    assert OneWay().for_requests(plain) == (plain, None) and OneWay().for_requests(plain)[0] is plain
+    assert OneWay().for_responses(plain) is plain
     assert without({"a": 1}, None) == {"a": 1}
 
 
@@ -54,6 +54,6 @@ def test_a_subschema_shared_many_times_is_walked_once() -> None:
     leaf: dict[str, Any] = {"type": "object", "properties": {"id": RO}}
     for _ in range(60):  # 2**60 paths through the tree, each a shared subschema
         leaf = {"type": "object", "properties": {"a": leaf, "b": leaf}}
-    schema, omitted = for_requests(leaf)
+    schema, omitted = OneWay().for_requests(leaf)
     assert schema["properties"]["a"] is schema["properties"]["b"]
     assert omitted is not None

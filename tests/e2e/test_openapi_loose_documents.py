@@ -173,12 +173,18 @@ def _queries() -> dict[str, Any]:
 
 async def test_a_query_in_a_path_key_is_sent_as_that_query(gateway: Running, api: Any) -> None:
     base, seen = api
-    _, tools = await _served(gateway, "loose", _queries(), base)
+    registered, tools = await _served(gateway, "loose", _queries(), base)
     assert set(tools) == {f"loose__{n}" for n in ("photos_search", "test_echo", "sms_history", "published_status", "current")}
     assert set(tools["loose__photos_search"].input_schema["properties"]) == {"text", "per_page"}
     assert set(tools["loose__published_status"].input_schema["properties"]) == {"project_name"}  # the key fixes `view`
     assert tools["loose__sms_history"].input_schema["required"] == ["date_from", "date_to"]
-    # The one key that names a query parameter by a template is refused alone (numbers_search).
+    # The one key that names a query parameter by a template is refused alone, saying why.
+    assert registered["skipped"] == [
+        "GET /numbers/search/{country}?{search}=1&{search_type}=2: the query in its path names a parameter"
+        " by a template ('{search}'): what to send is unclear"
+    ]
+    refreshed = await gateway.api.post("/api/v1/upstreams/loose/refresh")
+    assert refreshed.status_code == 200 and refreshed.json()["skipped"] == registered["skipped"]
 
     await _call(gateway, "vs-loose", "loose__photos_search", {"text": "red fox", "per_page": "5"})
     await _call(gateway, "vs-loose", "loose__test_echo", {})
@@ -192,3 +198,56 @@ async def test_a_query_in_a_path_key_is_sent_as_that_query(gateway: Running, api
         ("/published/home%3Ame", "view=status"),
         ("/current", "lat=1.5&lon=-2"),
     ]
+
+
+def _fanned(levels: int) -> dict[str, Any]:
+    """Schemas L0..L<levels>, each with two properties of the next: inlined in full, 2**levels copies
+    of a 2 KB description; three references deep, eight."""
+    schemas: dict[str, Any] = {}
+    for n in range(levels):
+        nxt = {"$ref": f"#/components/schemas/L{n + 1}"}
+        schemas[f"L{n}"] = {"type": "object", "description": f"level {n} " + "x" * 2000, "properties": {"a": nxt, "b": nxt}}
+    schemas[f"L{levels}"] = {"type": "string"}
+    return schemas
+
+
+def _large() -> dict[str, Any]:
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+    ok = {"200": {"description": "ok"}}
+    report = {"type": "object", "properties": {f"f{n}": {"type": "string", "description": "y" * 1000} for n in range(300)}}
+    return {
+        "openapi": "3.0.3", "info": {"title": "large", "version": "1"},
+        "paths": {
+            "/reports/{id}": {"get": {
+                "operationId": "getReport", "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "a report", "content": {"application/json": {"schema": report}}}},
+            }},
+            "/orders": {"post": {"operationId": "createOrder", "requestBody": body({"$ref": "#/components/schemas/L0"}), "responses": ok}},
+            "/imports": {"post": {"operationId": "bulkImport", "responses": ok, "requestBody": body(
+                {"type": "object", "properties": {"kind": {"type": "string", "enum": [f"kind-{n:06d}-" + "z" * 20 for n in range(12_000)]}}},
+            )}},
+        },
+        "components": {"schemas": _fanned(8)},
+    }
+
+
+async def test_a_tool_past_256_kb_is_trimmed_else_left_out_saying_why(gateway: Running, api: Any) -> None:
+    base, seen = api
+    registered, tools = await _served(gateway, "large", _large(), base)
+    assert set(tools) == {"large__getReport", "large__createOrder"}
+    for tool in tools.values():
+        assert len(json.dumps(tool.model_dump(by_alias=True, exclude_none=True), separators=(",", ":"))) <= 256 * 1024
+    # What it answers (300 KB) goes first: what it takes is what the model needs to call it.
+    report = tools["large__getReport"]
+    assert report.output_schema is None and report.input_schema["required"] == ["id"]
+    # Inlined in full, 512 KB: three references deep, the rest named.
+    order = json.dumps(tools["large__createOrder"].input_schema)
+    assert "level 2 " in order and "level 3 " not in order and "(L3: not described here)" in order
+    assert registered["skipped"] == [
+        "POST /imports: its tool's definition takes 410 KB even without an output schema and with its schemas"
+        " described one reference deep, past the 256 KB one tool may take"
+    ]
+    await _call(gateway, "vs-large", "large__getReport", {"id": "r1"})
+    assert seen[-1]["path"] == "/reports/r1"

@@ -218,3 +218,6 @@ class Discovery(Frozen):
     server_name: str | None = None
     server_version: str | None = None
     protocol_version: str | None = None
+    skipped: tuple[str, ...] = ()
+    """What it offers that Bastion left out, each saying what and why (an OpenAPI operation whose path
+    cannot be sent as it means, or whose tool is too large)."""

@@ -60,20 +60,22 @@ def _marked_names(schema: dict[str, Any], mark: Mark) -> set[str]:
 
 
 class _Walk:
-    def __init__(self, mark: Mark) -> None:
+    def __init__(self, mark: Mark, present: bool) -> None:
         self.mark: Mark = mark
-        # Inlined schemas share subtrees (one resolved $ref used in many places): each is walked once.
-        self.done: dict[tuple[int, frozenset[str]], tuple[Any, Omitted | None]] = {}
+        self.present = present
+        # Inlined schemas share subtrees (one resolved $ref used in many places, in many operations):
+        # each is walked once. Each entry holds its node, so no other object can take its id.
+        self.done: dict[tuple[int, frozenset[str]], tuple[dict[str, Any], tuple[Any, Omitted | None]]] = {}
 
     def schema(self, node: Any, outer: frozenset[str] = frozenset()) -> tuple[Any, Omitted | None]:
         """`node` without the properties `mark` leaves out (and those of the same object named in
         `outer`), and what that leaves out; `node` itself when nothing changes."""
-        if not isinstance(node, dict):
+        if not isinstance(node, dict) or not self.present:
             return node, None
         key = (id(node), outer)
         if key not in self.done:
-            self.done[key] = self._schema(node, outer)
-        return self.done[key]
+            self.done[key] = (node, self._schema(node, outer))
+        return self.done[key][1]
 
     def _schema(self, node: dict[str, Any], outer: frozenset[str]) -> tuple[Any, Omitted | None]:
         names = frozenset(_marked_names(node, self.mark) | outer)
@@ -131,14 +133,36 @@ def _same(node: dict[str, Any], out: dict[str, Any]) -> bool:
     return True
 
 
-def for_requests(schema: Any) -> tuple[Any, Omitted | None]:
-    """`schema` for a tool's input: without its read-only properties; and what a request leaves out."""
-    return _Walk("readOnly").schema(schema)
+class OneWay:
+    """Schemas without the properties that travel the other way, for the operations of `doc` (whose
+    inlined schemas share subtrees, each walked once; none at all for a mark the document never uses)."""
+
+    def __init__(self, doc: Any = None) -> None:
+        marks = _marks(doc) if doc is not None else {"readOnly", "writeOnly"}
+        self._requests = _Walk("readOnly", "readOnly" in marks)
+        self._responses = _Walk("writeOnly", "writeOnly" in marks)
+
+    def for_requests(self, schema: Any) -> tuple[Any, Omitted | None]:
+        """`schema` for a tool's input: without its read-only properties; and what a request leaves out."""
+        return self._requests.schema(schema)
+
+    def for_responses(self, schema: Any) -> Any:
+        """`schema` for a tool's output: without its write-only properties."""
+        return self._responses.schema(schema)[0]
 
 
-def for_responses(schema: Any) -> Any:
-    """`schema` for a tool's output: without its write-only properties."""
-    return _Walk("writeOnly").schema(schema)[0]
+def _marks(doc: Any) -> set[str]:
+    """Which of readOnly and writeOnly `doc` says anywhere; walked without recursion."""
+    found: set[str] = set()
+    stack = [doc]
+    while stack and len(found) < 2:
+        node = stack.pop()
+        if isinstance(node, dict):
+            found.update(k for k in ("readOnly", "writeOnly") if node.get(k) is True)
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return found
 
 
 def without(value: Any, omitted: Omitted | None) -> Any:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from bastion.core.models import Selection
-from bastion.core.openapi_access import Omitted, for_requests, for_responses, without
+from bastion.core.openapi_access import Omitted, OneWay, without
 from bastion.core.openapi_paths import UnusablePath, path_shape
 from bastion.core.openapi_refs import (
     FORM,
@@ -35,6 +35,13 @@ SHALLOWER = (3, 1)
 core/openapi_refs.py in full (Stripe's, Microsoft Graph's, DocuSign's: densely linked schemas, millions
 of nodes): deeper ones are named, not described. Only when even these are too large is the document refused."""
 MAX_NAME = 64
+MAX_TOOL_BYTES = 256 * 1024
+"""Most bytes of JSON one tool's definition may take. Clients hand every tool's definition to the model
+with each request: Google Docs' documents.create (2 MB once its schemas are inlined) or Sheets'
+batchUpdate would fill a model's context alone. Of APIs.guru's 91,423 operations, 225 are larger
+(Kubernetes', DocuSign's, Google Wallet's): their schemas are inlined fewer references deep (SHALLOWER),
+as a document's are when it expands too far, its output schema left out first; one still larger is
+left out, saying so."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 Body = Literal["none", "merged", "wrapped", "raw"]
 
@@ -54,6 +61,10 @@ def _array(value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise SpecError(f"{what} is not a list")
     return value
+
+
+class ToolTooLarge(ValueError):
+    """One operation's tool is larger than MAX_TOOL_BYTES even with its schemas inlined one reference deep."""
 
 
 class ArgumentError(ValueError):
@@ -207,14 +218,14 @@ def _parameters(resolver: Resolver, path_item: dict[str, Any], operation: dict[s
     return list(merged.values())
 
 
-def _output_schema(resolver: Resolver, operation: dict[str, Any]) -> dict[str, Any] | None:
+def _output_schema(resolver: Resolver, one_way: OneWay, operation: dict[str, Any]) -> dict[str, Any] | None:
     # Keys as YAML reads them may be integers, floats or dates: each is compared as text.
     responses = {str(code): raw for code, raw in _object(operation.get("responses"), "'responses'").items()}
     for code in sorted(responses):
         if _SUCCESS.fullmatch(code):
             found = _json_media(_object(resolver.deref(responses[code]), f"response {code[:20]!r}").get("content"))
             if found is not None:
-                schema = for_responses(resolver.schema(found[1]))
+                schema = one_way.for_responses(resolver.schema(found[1]))
                 if _is_object(schema):
                     # What the document says it answers, for the caller to read, but not a promise an
                     # MCP client holds the answer to: real APIs answer with more, less or null, and a
@@ -235,7 +246,7 @@ def _is_object(schema: Any) -> bool:
 
 
 def _operation(
-    resolver: Resolver, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+    resolver: Resolver, one_way: OneWay, tool: str, method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
     reserved: frozenset[tuple[str, str]],
 ) -> Operation:
     properties: dict[str, Any] = {}
@@ -267,7 +278,7 @@ def _operation(
         body_required = bool(request_body.get("required"))
         if found is not None:
             media = found[0]
-            schema, omitted = for_requests(resolver.schema(found[1]))
+            schema, omitted = one_way.for_requests(resolver.schema(found[1]))
             fields = schema.get("properties") if isinstance(schema, dict) else None
             if isinstance(fields, dict) and fields and not (set(fields) & set(properties)) and "allOf" not in schema:
                 body, body_fields = "merged", frozenset(fields)
@@ -302,7 +313,7 @@ def _operation(
     }
     if isinstance(op.get("summary"), str):
         definition["title"] = op["summary"][:200]
-    output = _output_schema(resolver, op)
+    output = _output_schema(resolver, one_way, op)
     if output is not None:
         definition["outputSchema"] = output
     server = server_url(op.get("servers")) or server_url(path_item.get("servers"))
@@ -348,6 +359,7 @@ def _operations(
 ) -> list[Operation]:
     out: list[Operation] = []
     used: set[str] = set()
+    one_way = OneWay(resolver.doc)
     for path, raw_item in paths.items():
         path_item = resolver.deref(raw_item)
         if not isinstance(path_item, dict):
@@ -358,10 +370,10 @@ def _operations(
                 continue
             resolver.operation_start = resolver.nodes
             try:
-                operation = _selected_operation(resolver, used, method, str(path), path_item, op, include, exclude, reserved)
+                operation = _selected_operation(resolver, one_way, used, method, str(path), path_item, op, include, exclude, reserved)
             except TooLarge:
                 raise
-            except UnusablePath as exc:
+            except (UnusablePath, ToolTooLarge) as exc:
                 skipped.append(f"{method.upper()} {str(path)[:200]}: {exc}")
                 continue
             except SpecError as exc:
@@ -377,7 +389,7 @@ def _operations(
 
 
 def _selected_operation(
-    resolver: Resolver, used: set[str], method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
+    resolver: Resolver, one_way: OneWay, used: set[str], method: str, path: str, path_item: dict[str, Any], op: dict[str, Any],
     include: Selection, exclude: Selection, reserved: frozenset[tuple[str, str]],
 ) -> Operation | None:
     op_id = op.get("operationId") if isinstance(op.get("operationId"), str) else None
@@ -392,7 +404,28 @@ def _selected_operation(
         n += 1
         name = f"{base[: MAX_NAME - 4]}_{n}"
     used.add(name)
-    return _operation(resolver, name, method, path, path_item, op, reserved)
+    operation = _operation(resolver, one_way, name, method, path, path_item, op, reserved)
+    if _size(operation) <= MAX_TOOL_BYTES:
+        return operation
+    # What the tool answers is there for the model to read, and what it takes is what it needs to
+    # call it: the output schema goes first, then the input's depth.
+    operation = _inputs_only(operation)
+    for nesting in (n for n in SHALLOWER if n < resolver.nesting and _size(operation) > MAX_TOOL_BYTES):
+        operation = _inputs_only(_operation(Resolver(resolver.doc, nesting), one_way, name, method, path, path_item, op, reserved))
+    if (size := _size(operation)) > MAX_TOOL_BYTES:
+        raise ToolTooLarge(
+            f"its tool's definition takes {size // 1024} KB even without an output schema and with its schemas"
+            f" described one reference deep, past the {MAX_TOOL_BYTES // 1024} KB one tool may take"
+        )
+    return operation
+
+
+def _size(operation: Operation) -> int:
+    return len(json.dumps(operation.definition, separators=(",", ":")))
+
+
+def _inputs_only(operation: Operation) -> Operation:
+    return replace(operation, definition={k: v for k, v in operation.definition.items() if k != "outputSchema"})
 
 
 def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:

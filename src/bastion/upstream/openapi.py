@@ -9,6 +9,7 @@ token from OAuth); a non-2xx answer is a tool result with `isError`, the status 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -28,6 +29,7 @@ from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.outbound import ResponseTooLarge, fetch
 
+log = logging.getLogger("bastion.upstream")
 BearerFor = Callable[[str | None], Awaitable[str | None]]
 """The bearer token to send for a call made for `user` (None when the upstream uses none)."""
 EXCERPT = 2000
@@ -165,17 +167,22 @@ class OpenApiUpstream:
         return _absolute(op.server, against) or self._base
 
     async def discover(self) -> Discovery:
-        """(Re-)read the document; every selected operation becomes a tool."""
+        """(Re-)read the document; every selected operation becomes a tool, except those that cannot
+        be sent as they mean or are too large, each listed in `skipped` with why."""
         original = await self._document()
+        skipped: list[str] = []
         try:
             doc = as_openapi3(original)
             ops = operations(
-                doc, self._source.include, self._source.exclude, reserved=self._reserved, limit=self._max_operations
+                doc, self._source.include, self._source.exclude, reserved=self._reserved, limit=self._max_operations,
+                skipped=skipped,
             )
         except SpecError as exc:
             raise UnusableDocument(f"{self._what}: {exc}") from None
         self._base = base_url_of(doc, self._source, self.spec.url if self._source.spec is None else None)
         self._ops = {op.tool: op for op in ops}
+        for reason in skipped:
+            log.info("%s: left out the operation %s", self._what, reason)  # health checks rediscover: no alarm each time
         raw_info = doc.get("info")
         info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
         return Discovery(
@@ -183,6 +190,7 @@ class OpenApiUpstream:
             server_name=str(info.get("title")) if info.get("title") else None,
             server_version=str(info.get("version")) if info.get("version") else None,
             protocol_version=f"swagger-{original['swagger']}" if "swagger" in original else f"openapi-{doc.get('openapi')}",
+            skipped=tuple(skipped),
         )
 
     async def rediscover(self) -> Discovery:

@@ -130,7 +130,7 @@ def upstream_routes(
         # An admin registering an upstream approves what it offers now; anyone else's waits for one.
         approver = (principal.user or principal.id) if is_admin(principal) else None
         _, discovery = await gateway.register_upstream(spec, approve_as=approver)
-        reply = {**show(spec.name, principal), "discovered": _discovered(discovery)}
+        reply = {**show(spec.name, principal), "discovered": _discovered(discovery), "skipped": list(discovery.skipped)}
         if duplicates is not None:
             # Which of its tools already exist elsewhere (only where the caller can see them).
             seen = {n for n, u in gateway.snapshot.upstreams.items() if can_see(principal, u.spec)}
@@ -203,7 +203,8 @@ def upstream_routes(
         name = editable_upstream(request).spec.name
         # A per-user OAuth upstream is discovered over the caller's own connection, when they have one.
         discovery = await gateway.refresh_upstream(name, user=principal_of(request).user)
-        return JSONResponse({**show(name, principal_of(request)), "discovered": _discovered(discovery)})
+        skipped = list(discovery.skipped) if discovery else []
+        return JSONResponse({**show(name, principal_of(request)), "discovered": _discovered(discovery), "skipped": skipped})
 
     return [
         Route("/api/v1/upstreams", list_upstreams, methods=["GET"]),
