@@ -8,8 +8,10 @@ approvals diff, where it made a changed description look unchanged."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -188,4 +190,34 @@ async def test_a_rug_pull_in_characters_no_browser_draws_shows_in_the_approvals_
     assert "\\udb40\\udc41\\udb40\\udc6c\\udb40\\udc73\\udb40\\udc6f" in seen  # "Also", in tag characters
     assert "\\u202egnihton\\u202c" in seen
     assert not re.search("[\U000e0000-\U000e007f\u202a-\u202e]", seen)
+    assert problems == []
+
+
+def wide_tool(prefix: str, properties: int) -> list[dict[str, Any]]:
+    schema = {"type": "object", "properties": {f"{prefix}{i}": {"type": "string"} for i in range(properties)}}
+    return [{"name": "wide", "description": "Many alike lines.", "inputSchema": schema}]
+
+
+async def test_a_rug_pull_across_thousands_of_alike_lines_opens_its_diff_at_once(
+    gateway: Running, browser: Browser, tmp_path: Path
+) -> None:
+    # 800 properties renamed: 2,400 changed lines of `{`, `"type": "string"` and `},`. Aligning them took
+    # the approvals page most of a minute, in the event loop, while the whole gateway stood still.
+    listed = tmp_path / "tools.json"
+    listed.write_text(json.dumps(wide_tool("p", 800)))
+    await gateway.register({"name": "wide", "transport": "stdio", "command": sys.executable,
+                            "args": [hostile_server.__file__, "--tools", str(listed)]})
+    listed.write_text(json.dumps(wide_tool("q", 800)))
+    assert (await gateway.api.post("/api/v1/upstreams/wide/refresh")).status_code == 200
+    with anyio.fail_after(20):
+        while not (await gateway.api.get("/api/v1/approvals", params={"upstream": "wide"})).json()["items"]:
+            await anyio.sleep(0.05)
+    page, problems = await signed_in(browser, gateway.base_url)
+    started = time.monotonic()
+    await page.goto(f"{gateway.base_url}/admin/approvals", timeout=15_000)
+    assert time.monotonic() - started < 10
+    wide = page.locator("section.card").filter(has=page.get_by_role("heading", name=re.compile("^wide ")))
+    await expect(wide.locator("tr.changed").first).to_contain_text('"q0": {')
+    await expect(wide.locator("tr.skipped").last).to_contain_text("more lines of the change, not shown here")
+    assert await wide.locator("tbody tr").count() <= 2_001
     assert problems == []

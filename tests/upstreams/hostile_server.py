@@ -2,9 +2,10 @@
 what it says), every string it controls carrying markup meant to run in an admin's browser, and tool
 input schemas whose `required` and `enum` are not lists.
 
-    python tests/upstreams/hostile_server.py     (stdio)
+    python tests/upstreams/hostile_server.py [--tools FILE]    (stdio)
 
-Each payload sets `window.__pwned` to its own number if it ever runs; PAYLOAD is the lot in one string.
+With --tools, the tools are FILE's JSON list, read again at every tools/list: a test rewrites it (and
+has Bastion refresh the upstream) to change its definitions. Each payload sets `window.__pwned` to its own number if it ever runs; PAYLOAD is the lot in one string.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ RESULT = {
 }
 
 
+def _tools() -> list[dict[str, Any]]:
+    if "--tools" not in sys.argv:
+        return TOOLS
+    with open(sys.argv[sys.argv.index("--tools") + 1], encoding="utf-8") as listed:
+        found: list[dict[str, Any]] = json.load(listed)
+    return found
+
+
 def answer(method: str | None, params: dict[str, Any]) -> dict[str, Any]:
     """The JSON-RPC answer's `result` or `error` member."""
     if method == "initialize":
@@ -66,11 +75,12 @@ def answer(method: str | None, params: dict[str, Any]) -> dict[str, Any]:
             "serverInfo": {"name": PAYLOAD, "version": PAYLOAD, "title": PAYLOAD, "websiteUrl": JS_URL},
             "instructions": PAYLOAD,
         }}
-    lists = {"tools/list": {"tools": TOOLS}, "prompts/list": {"prompts": PROMPTS},
-             "resources/list": {"resources": RESOURCES}, "resources/templates/list": {"resourceTemplates": TEMPLATES},
-             "tools/call": RESULT, "ping": {}}
-    if method in lists:
-        return {"result": lists[method]}
+    if method == "tools/list":
+        return {"result": {"tools": _tools()}}
+    answers = {"prompts/list": {"prompts": PROMPTS}, "resources/list": {"resources": RESOURCES},
+               "resources/templates/list": {"resourceTemplates": TEMPLATES}, "tools/call": RESULT, "ping": {}}
+    if method in answers:
+        return {"result": answers[method]}
     return {"error": {"code": -32601, "message": "no method " + PAYLOAD}}
 
 

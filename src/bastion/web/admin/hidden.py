@@ -10,6 +10,7 @@ looks like nothing does not look like nothing.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
@@ -20,6 +21,9 @@ _KEPT = frozenset("\n\r\t")
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
 """Letters and marks that are drawn blank: the Hangul fillers, the Braille blank, the combining
 grapheme joiner."""
+
+
+_ASCII_HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _hidden(char: str) -> bool:
@@ -41,6 +45,6 @@ def _escape(char: str) -> str:
 
 def reveal(text: str) -> str:
     """`text` with every hidden character written as its JSON escape; visible text is unchanged."""
-    if text.isascii() and text.isprintable():
+    if text.isascii() and not _ASCII_HIDDEN.search(text):
         return text
     return "".join(_escape(c) if _hidden(c) else c for c in text)

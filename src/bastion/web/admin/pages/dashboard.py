@@ -25,8 +25,8 @@ def routes(ui: Ui) -> list[Route]:
             status = upstream.get("status")
             health[status if status in ("healthy", "unhealthy") else "other"] += 1
         failing = [u for u in upstreams if u.get("status") == "unhealthy"]
-        waiting = await ui.api(viewer, "GET", "/api/v1/approvals", request)
-        approvals = len(waiting.items()) if waiting.ok else 0
+        waiting = await ui.api(viewer, "GET", "/api/v1/approvals", request, params={"limit": "1"})  # the count only
+        approvals = int(waiting.body.get("total") or 0) if waiting.ok and isinstance(waiting.body, dict) else 0
         usage, unused = None, 0
         if viewer.is_admin:
             hour, day = await usage_summary(ui, viewer, request, "hour"), await usage_summary(ui, viewer, request, "day")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,15 +16,28 @@ from bastion.web.admin.session import Viewer
 from bastion.web.admin.sidebyside import side_by_side
 from bastion.web.admin.ui import Ui, back
 
+APPROVALS_PAGE = 20
+"""Pending changes one page shows (an upstream may change thousands of definitions at once)."""
+
 
 def routes(ui: Ui) -> list[Route]:
     async def approvals(request: Request, viewer: Viewer) -> Response:
-        reply = await ui.api(viewer, "GET", "/api/v1/approvals", request)
+        try:
+            page = max(0, int(request.query_params.get("page", "0")))
+        except ValueError:
+            page = 0
+        params = {"limit": str(APPROVALS_PAGE), "offset": str(page * APPROVALS_PAGE)}
+        reply = await ui.api(viewer, "GET", "/api/v1/approvals", request, params=params)
         if not reply.ok:
             return ui.render(request, viewer, "error.html", reply.status, message=reply.detail)
-        waiting = [{**a, "rows": side_by_side(a.get("old"), a.get("new"))} for a in reply.items()]
+        # An upstream sizes these definitions: diffed off the event loop, so a long one stalls only this page.
+        waiting = await anyio.to_thread.run_sync(
+            lambda: [{**a, "rows": side_by_side(a.get("old"), a.get("new"))} for a in reply.items()]
+        )
         body = reply.body if isinstance(reply.body, dict) else {}
-        return ui.render(request, viewer, "approvals.html", approvals=waiting,
+        total = int(body.get("total") or 0)
+        return ui.render(request, viewer, "approvals.html", approvals=waiting, total=total, page=page,
+                         pages=max(1, -(-total // APPROVALS_PAGE)),
                          quarantined=body.get("quarantined", 0), flagged=body.get("flagged", 0))
 
     async def decide(request: Request, viewer: Viewer) -> Response:
