@@ -221,3 +221,20 @@ async def test_a_rug_pull_across_thousands_of_alike_lines_opens_its_diff_at_once
     await expect(wide.locator("tr.skipped").last).to_contain_text("more lines of the change, not shown here")
     assert await wide.locator("tbody tr").count() <= 2_001
     assert problems == []
+
+
+async def test_a_name_or_uri_an_upstream_writes_shows_what_no_browser_draws(gateway: Running, browser: Browser) -> None:
+    api = gateway.api
+    tools = (await api.get("/api/v1/tools", params={"upstream": "evil"})).json()["items"]
+    (invoice,) = [t["gateway_name"] for t in tools if t["original_name"] == "invoice\u202efdp.exe"]
+    (resource,) = [r["gateway_name"] for r in (await api.get("/api/v1/resources", params={"upstream": "evil"})).json()["items"]
+                   if r["kind"] == "resource"]
+    page, problems = await signed_in(browser, gateway.base_url)
+    await page.goto(f"{gateway.base_url}/admin/catalog/tools/{quote(invoice, safe='')}")
+    await expect(page.locator("dt:text-is(\"Upstream's name\") + dd")).to_have_text("invoice\\u202efdp.exe")  # not "invoiceexe.pdf"
+    tagged = "evil://r/\\udb40\\udc68\\udb40\\udc69<img"  # "hi" in tag characters, written out
+    await page.goto(f"{gateway.base_url}/admin/catalog/resources/{quote(resource, safe='')}")
+    await expect(page.locator("dt:text-is('URI') + dd")).to_contain_text(tagged)
+    await page.goto(f"{gateway.base_url}/admin/catalog?kind=resources&upstream=evil")
+    await expect(page.locator("main table")).to_contain_text(tagged)
+    assert problems == []

@@ -37,6 +37,8 @@ TOOLS: list[dict[str, Any]] = [
             },
         },
     },
+    # A name drawn as "invoiceexe.pdf" (an RLO reverses what follows it).
+    {"name": "invoice\u202efdp.exe", "inputSchema": {"type": "object"}},
     # Schemas whose shape an upstream is free to get wrong: each made its tool's page a 500.
     {"name": "enum_number", "inputSchema": {"type": "object", "properties": {"x": {"enum": 5}}}},
     {"name": "enum_true", "inputSchema": {"type": "object", "properties": {"x": {"enum": True}}}},
@@ -44,7 +46,9 @@ TOOLS: list[dict[str, Any]] = [
     {"name": "required_objects", "inputSchema": {"type": "object", "properties": {"x": {}}, "required": [{}]}},
 ]
 PROMPTS = [{"name": "evil", "title": PAYLOAD, "description": PAYLOAD, "arguments": [{"name": "a", "description": PAYLOAD}]}]
-RESOURCES = [{"uri": "evil://r/" + PAYLOAD, "name": "evil", "title": PAYLOAD, "description": PAYLOAD, "mimeType": PAYLOAD}]
+TAGGED = "".join(chr(0xE0000 + ord(c)) for c in "hi")
+"""Unicode tag characters: no browser draws them, a model reads them."""
+RESOURCES = [{"uri": "evil://r/" + TAGGED + PAYLOAD, "name": "evil", "title": PAYLOAD, "description": PAYLOAD, "mimeType": PAYLOAD}]
 TEMPLATES = [{"uriTemplate": "evil://t/{id}" + PAYLOAD, "name": "evilt", "description": PAYLOAD}]
 RESULT = {
     "content": [
