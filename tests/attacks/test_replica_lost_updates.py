@@ -52,15 +52,16 @@ def hold_first_writes(monkeypatch: pytest.MonkeyPatch, method: str, *replicas: R
 
 
 async def at_once(*requests: Awaitable[httpx2.Response]) -> list[httpx2.Response]:
-    responses: list[httpx2.Response] = []
+    """The responses to `requests` sent together, in their order."""
+    responses: dict[int, httpx2.Response] = {}
 
-    async def send(request: Awaitable[httpx2.Response]) -> None:
-        responses.append(await request)
+    async def send(index: int, request: Awaitable[httpx2.Response]) -> None:
+        responses[index] = await request
 
     async with anyio.create_task_group() as tg:
-        for request in requests:
-            tg.start_soon(send, request)
-    return responses
+        for index, request in enumerate(requests):
+            tg.start_soon(send, index, request)
+    return [responses[index] for index in range(len(requests))]
 
 
 def _all_ok(responses: list[httpx2.Response]) -> None:
@@ -141,6 +142,27 @@ async def test_server_patched_on_two_replicas_keeps_both_changes(tmp_path: Path,
         stored = await a.bastion.gateway.repo.get_server("vs")
         assert stored is not None
         assert (stored.description, stored.prefix) == ("from a", "never"), stored
+
+
+async def test_upstream_deleted_on_one_replica_while_its_server_is_patched_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register(stdio_fixture("fx"))
+        await a.register(stdio_fixture("other"))
+        await a.create_server({"name": "vs", "upstreams": ["fx", "other"]})
+        await b.bastion.gateway.reload()
+        # Deleting `fx` takes it out of `vs` (force) while the other replica changes `vs`.
+        hold_first_writes(monkeypatch, "save_server", a, b)
+        deleted, patched = await at_once(
+            a.api.delete("/api/v1/upstreams/fx?force=true"),
+            b.api.patch("/api/v1/servers/vs", json={"description": "from b"}),
+        )
+        assert deleted.status_code == 204, deleted.text
+        assert patched.status_code == 200, patched.text
+        stored = await a.bastion.gateway.repo.get_server("vs")
+        assert stored is not None
+        assert (stored.description, stored.upstreams) == ("from b", ("other",)), stored
 
 
 async def test_tool_patched_on_two_replicas_keeps_both_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

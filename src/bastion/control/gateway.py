@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 import anyio
+from anyio.lowlevel import checkpoint
 
 from bastion.control.stale import on_fresh_state
 from bastion.core.compose import compose
@@ -329,15 +330,16 @@ class Gateway:
                     f"upstream {name!r} is used by virtual servers {', '.join(users)}; "
                     "remove it from them first, or delete with force=true to detach it"
                 )
-            for server in users:
-                spec = await self.repo.get_server(server)
-                if spec is None:
-                    continue
-                await self.repo.save_server(_detach(spec, name), create=False)
+            for server in users:  # as stored: what another replica saves in it meanwhile is read again, not undone
+                await on_fresh_state(f"virtual server {server!r}", partial(self._detach_from, server, name), checkpoint)
             await self.repo.delete_upstream(name)
             # Before the write lock is let go: a server saved next must not find the upstream there.
             await self.rebuild()
         await self.pool.close(name)
+
+    async def _detach_from(self, server: str, upstream: str) -> None:
+        if (stored := await self.repo.get_server_revision(server)) is not None:
+            await self.repo.save_server(_detach(stored[0], upstream), create=False, revision=stored[1])
 
     async def refresh_upstream(self, name: str, *, quiet: bool = False, user: str | None = None) -> Discovery | None:
         """Rediscover an upstream's items and record its health; raises unless `quiet`. A per-user
