@@ -147,6 +147,12 @@ async def test_what_others_write_never_runs_in_the_admins_browser(gateway: Runni
     await page.get_by_role("button", name=f"Call as {ADMIN}").click()
     await expect(page.locator("[data-result] pre.out").first).to_have_text(PAYLOAD)
     assert await inert(page) == {"found": [], "pwned": None}
+    # ... and its JSON as it is: `tojson` showed each < > & ' as \u003c and the like.
+    structured = await page.locator("[data-result] pre.out").last.inner_text()
+    assert structured == json.dumps({"x": PAYLOAD}, indent=2), structured
+    await page.goto(f"{base}/admin/registry/reg/entry?" + urlencode({"server": ENTRY}))
+    await page.get_by_text("server.json").click()
+    assert f'"description": {json.dumps(PAYLOAD)}' in await page.locator("details pre").inner_text()
 
     # The same with a signed-out browser: the sign-in page echoes `next` and the error.
     await page.context.clear_cookies()

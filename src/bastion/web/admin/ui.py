@@ -41,7 +41,14 @@ def _filters(env: Environment) -> None:
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["when"] = _when
     env.filters["reveal"] = lambda value: reveal(str(value))  # an upstream's text, for an admin to judge
+    env.filters["pretty"] = _pretty
     env.globals["urlencode"] = urlencode
+
+
+def _pretty(value: Any, indent: int | None = None) -> str:
+    """JSON to read on a page, left to autoescaping: `tojson` wrote each <, >, & and ' as a \\u escape,
+    so an upstream's answer or server.json did not read as what it says. Hidden characters written out."""
+    return reveal(json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False))
 
 
 def _when(value: Any) -> str:
