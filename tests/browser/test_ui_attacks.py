@@ -1,10 +1,13 @@
 """Attack class: strings other people write, in an admin's real browser. A malicious upstream (its tool,
 prompt and resource names, titles, descriptions, icons, schemas, results, server info and errors), a
 registry's entries, users' emails and a stranger's failed sign-in all reach the admin UI. None of it
-may run (no `window.__pwned`, no element or attribute it made, no CSP violation) on any page; every
-page must still open (a tool schema whose `required` or `enum` is not a list was a 500); and what
-a browser draws as nothing (Unicode tag characters, bidi controls) must not hide a rug pull in the
-approvals diff, where it made a changed description look unchanged."""
+may run (no `window.__pwned`, no element or attribute it made) and no page may log a console error
+(a CSP violation; a 401 for /favicon.ico was on every page). JSON it wrote reads as it is (not as
+\u003c escapes). Every page must still open: a tool schema whose `required` or `enum` is not a list
+was a 500, and a rug pull across thousands of alike lines kept the approvals page (and the event
+loop) busy for a minute. What a browser draws as nothing (Unicode tag characters, bidi controls) must
+not hide a rug pull in the approvals diff, where a changed description looked unchanged, nor disguise
+an item's name or URI."""
 
 from __future__ import annotations
 
