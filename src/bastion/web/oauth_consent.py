@@ -24,6 +24,7 @@ from bastion.auth.oauth.provider import AuthorizationServer, digest
 from bastion.auth.tokens import user_principal
 from bastion.control.login import Login
 from bastion.core.errors import BastionError, Forbidden, TooManyRequests, Unauthenticated
+from bastion.core.hidden_text import reveal
 from bastion.core.identity import authorize_role
 from bastion.core.oauth import PendingAuthorization
 from bastion.pipeline.context import Principal
@@ -67,7 +68,8 @@ class ConsentPage:
         problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
         body = (
             f"<h1>An application asks to use Bastion on your behalf</h1>{problem}"
-            f"<dl><dt>Application</dt><dd>{escape(name)} <small>(unverified: the name it gave itself)</small>"
+            # <bdi> and reveal(): a name's bidi controls reorder neither it nor the warning after it.
+            f"<dl><dt>Application</dt><dd><bdi>{escape(reveal(name))}</bdi> <small>(unverified: the name it gave itself)</small>"
             f"<br><small>{escape(_identified_by(pending.client_id))}</small></dd>"
             f"<dt>Virtual server</dt><dd>{escape(server)}</dd>"
             f"<dt>Access</dt><dd>{escape(' '.join(pending.scopes))}</dd>"

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bastion.web.admin.hidden import reveal
+from bastion.core.hidden_text import reveal
 
 
 @dataclass(frozen=True)

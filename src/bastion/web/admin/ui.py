@@ -14,9 +14,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from bastion.core.hidden_text import reveal
 from bastion.core.surrogates import replaced
 from bastion.web.admin.backend import Backend, Reply
-from bastion.web.admin.hidden import reveal
 from bastion.web.admin.session import Sessions, Viewer
 from bastion.web.asgi import client_ip
 from bastion.web.json_depth import loads

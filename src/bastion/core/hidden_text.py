@@ -2,10 +2,11 @@
 
 An upstream writes its tools' descriptions, and a model reads every character of them. Unicode tag
 characters (U+E0000 to U+E007F) spell text that no browser draws, bidi controls make a line read
-in another order, zero-width characters and variation selectors hide in plain sight. Where an admin
-reads what an upstream wrote to decide about it (the approvals diff, a tool's page), each such
-character is shown as its JSON escape (`\\u202e`, a surrogate pair above U+FFFF), so a change that
-looks like nothing does not look like nothing.
+in another order, zero-width characters and variation selectors hide in plain sight. Where a person
+reads what a stranger wrote to decide about it (the approvals diff and a tool's page in the admin UI,
+an OAuth client's self-chosen name on the consent page), each such character is shown as its JSON
+escape (`\\u202e`, a surrogate pair above U+FFFF), so a change that looks like nothing does not look
+like nothing, and "Good \\u202eknaB" does not read "Good Bank". Pure: no I/O.
 """
 
 from __future__ import annotations
