@@ -57,3 +57,18 @@ def test_a_subschema_shared_many_times_is_walked_once() -> None:
     schema, omitted = OneWay().for_requests(leaf)
     assert schema["properties"]["a"] is schema["properties"]["b"]
     assert omitted is not None
+
+
+def test_an_alternative_that_needs_what_another_marks_read_only_keeps_it() -> None:
+    """A value that may match either of two object alternatives kept only what both leave out: `id`
+    read-only in one and required in the other used to be dropped from every request."""
+    customer = {"oneOf": [
+        {"type": "object", "properties": {"id": RO, "name": {"type": "string"}}},
+        {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}, "at": RO}},
+    ]}
+    schema, omitted = OneWay().for_requests({"type": "object", "properties": {"customer": customer}})
+    assert schema["properties"]["customer"]["oneOf"][1]["required"] == ["id"]
+    assert without({"customer": {"id": "cus_42"}}, omitted) == {"customer": {"id": "cus_42"}}
+    both = {"anyOf": [{"type": "object", "properties": {"id": RO, "a": {}}}, {"properties": {"id": RO, "b": {}}}]}
+    _, dropped = OneWay().for_requests(both)
+    assert without({"id": 1, "a": 2}, dropped) == {"a": 2}

@@ -37,6 +37,41 @@ def _merged(a: Omitted | None, b: Omitted | None) -> Omitted | None:
     return Omitted(a.names | b.names, within, _merged(a.items, b.items))
 
 
+def _common(a: Omitted | None, b: Omitted | None) -> Omitted | None:
+    """What both leave out."""
+    if a is None or b is None:
+        return None
+    within = {name: both for name, inner in a.within.items() if (both := _common(inner, b.within.get(name))) is not None}
+    common = Omitted(a.names & b.names, within, _common(a.items, b.items))
+    return common if common.names or common.within or common.items is not None else None
+
+
+def _admits(schema: Any, kind: str) -> bool:
+    """Whether a value of JSON type `kind` may match `schema` by its `type` (no type: any may)."""
+    kinds = schema.get("type") if isinstance(schema, dict) else None
+    return kinds is None or kinds == kind or (isinstance(kinds, list) and kind in kinds)
+
+
+def _alternatives(parts: list[Any], omitted: list[Omitted | None]) -> Omitted | None:
+    """What a request drops from a value that may match any of `parts` (`anyOf`, `oneOf`): only what
+    every alternative its type admits leaves out, as another may need what one marks read-only
+    (an object's properties from the object alternatives, an array's items from the array ones)."""
+
+    def every(kind: str) -> Omitted | None:
+        found = [o for part, o in zip(parts, omitted, strict=True) if _admits(part, kind)]
+        common = found[0] if found else None
+        for other in found[1:]:
+            common = _common(common, other)
+        return common
+
+    objects, arrays = every("object"), every("array")
+    if objects is None and (arrays is None or arrays.items is None):
+        return None
+    return Omitted(
+        objects.names if objects else frozenset(), objects.within if objects else {}, arrays.items if arrays else None
+    )
+
+
 def _marked(schema: Any, mark: Mark) -> bool:
     """Whether `schema` says `mark` (itself, or any schema of its `allOf`, whose annotations it has)."""
     if not isinstance(schema, dict):
@@ -103,8 +138,11 @@ class _Walk:
             if isinstance(parts, list):
                 walked = [self.schema(p, names) for p in parts]
                 out[word] = [p for p, _ in walked]
-                for _, inner in walked:
-                    omitted = _merged(omitted, inner)
+                if word == "allOf":  # parts of one value: what any leaves out
+                    for _, inner in walked:
+                        omitted = _merged(omitted, inner)
+                else:
+                    omitted = _merged(omitted, _alternatives(parts, [inner for _, inner in walked]))
         if isinstance(node.get("items"), dict):
             out["items"], inner = self.schema(node["items"])
             if inner is not None:
