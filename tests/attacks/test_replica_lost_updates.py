@@ -214,3 +214,74 @@ async def test_a_change_that_keeps_losing_stops_with_a_conflict() -> None:
         await on_fresh_state("upstream 'x'", attempt, refresh, attempts=3)
     assert type(raised.value) is Conflict and "upstream 'x'" in raised.value.detail
     assert (tries, refreshed) == (3, 2)
+
+
+def hold_write(monkeypatch: pytest.MonkeyPatch, replica: Running, method: str) -> tuple[anyio.Event, anyio.Event]:
+    """Hold `replica`'s first call of its store's `method` until the test lets it go: (arrived, go)."""
+    repo = replica.bastion.gateway.repo
+    save, arrived, go, first = getattr(repo, method), anyio.Event(), anyio.Event(), [True]
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        if first[0]:
+            first[0] = False
+            arrived.set()
+            with anyio.fail_after(20):
+                await go.wait()
+        return await save(*args, **kwargs)
+
+    monkeypatch.setattr(repo, method, held)
+    return arrived, go
+
+
+async def test_a_change_read_before_the_upstream_was_made_again_is_not_saved_over_the_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Revisions used to start at 0 for every new row: a change read from an upstream that another
+    replica then deleted and registered again under its name matched the new row, and wrote the
+    deleted one's settings (its environment, its secrets) over it."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register({**stdio_fixture("fx"), "env": {"TOKEN": "first-owner"}})
+        await b.bastion.gateway.reload()
+        arrived, go = hold_write(monkeypatch, b, "update_upstream_spec")
+        async with anyio.create_task_group() as tg:
+            replies: list[httpx2.Response] = []
+
+            async def patch() -> None:
+                replies.append(await b.api.patch("/api/v1/upstreams/fx", json={"visibility": "public"}))
+
+            tg.start_soon(patch)
+            with anyio.fail_after(20):
+                await arrived.wait()
+            assert (await a.api.delete("/api/v1/upstreams/fx")).status_code == 204
+            await a.register({**stdio_fixture("fx"), "env": {"TOKEN": "second-owner"}})
+            go.set()
+        assert replies[0].status_code == 200, replies[0].text
+        stored = await a.bastion.gateway.repo.get_upstream("fx")
+        assert stored is not None and stored.spec.env == {"TOKEN": "second-owner"}, stored.spec
+        assert stored.spec.visibility == "public"  # made again on the new upstream
+
+
+async def test_a_replica_whose_change_lost_connects_the_upstream_as_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change refused as stale put the pool back on the spec it was made on, although the store
+    (and, by the change feed, this replica's catalog) held another replica's since: both disabled an
+    upstream, both answered 200, and one replica kept its process running."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register(stdio_fixture("fx"))
+        await b.bastion.gateway.reload()
+        assert b.bastion.gateway.pool.spec_of("fx") is not None
+        arrived, go = hold_write(monkeypatch, b, "update_upstream_spec")
+        async with anyio.create_task_group() as tg:
+            replies: list[httpx2.Response] = []
+
+            async def disable() -> None:
+                replies.append(await b.api.patch("/api/v1/upstreams/fx", json={"enabled": False}))
+
+            tg.start_soon(disable)
+            with anyio.fail_after(20):
+                await arrived.wait()
+            assert (await a.api.patch("/api/v1/upstreams/fx", json={"enabled": False})).status_code == 200
+            await b.bastion.gateway.reload()  # what the change feed does when a replica saves
+            go.set()
+        assert replies[0].status_code == 200, replies[0].text
+        held = b.bastion.gateway.pool.spec_of("fx")
+        assert held is None or not held.enabled, held

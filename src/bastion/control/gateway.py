@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from functools import partial
 
@@ -41,7 +41,6 @@ from bastion.upstream.pool import UpstreamPool
 log = logging.getLogger("bastion.control")
 
 ChangeListener = Callable[[Snapshot, Snapshot], Awaitable[None]]
-
 
 _AWAITING_USER = UpstreamState(status="unknown", status_reason="waiting for a user to connect their account")
 
@@ -281,10 +280,12 @@ class Gateway:
                     await self.repo.save_upstream_state(spec.name, _healthy(discovery))
                 await self.rebuild()
         except BastionError:
-            await self.pool.close(spec.name)  # not saved: the pool goes back to the upstream as stored
-            if old.enabled:
-                self.pool.adopt([old])
-                await self.pool.open(old)
+            await self.pool.close(spec.name)  # not saved: the pool goes back to the upstream as stored now,
+            with suppress(BastionError):  # which after a stale write is another replica's spec, not `old`
+                stored = await self.repo.get_upstream(spec.name)
+                if stored is not None and stored.spec.enabled:
+                    self.pool.adopt([stored.spec])
+                    await self.pool.open(stored.spec)
             raise
 
     async def _check_moved(self, old: UpstreamSpec, spec: UpstreamSpec) -> None:

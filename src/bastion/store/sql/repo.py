@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from secrets import randbelow
 from typing import Any
 
 from sqlalchemy import delete, event, insert, literal, select, update
@@ -105,6 +106,12 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         protocol_version=row.protocol_version,
     )
     return Upstream(spec=spec, state=state, revision=row.revision)
+
+
+def _first_revision() -> int:
+    """A new row's revision: not 0 but a random start, so a change read from a row that was deleted
+    and made again under its name (by another replica) does not match the new one's revision."""
+    return randbelow(1 << 30) + 1
 
 
 def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
@@ -222,7 +229,7 @@ class SqlConfigRepo:
         values = {"name": upstream.spec.name, **spec_values, **_state_values(upstream.state)}
         try:
             async with self.engine.begin() as conn:
-                result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now))
+                result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now, revision=_first_revision()))
                 key = result.inserted_primary_key
                 assert key is not None
                 upstream_id = int(key[0])
@@ -374,7 +381,9 @@ class SqlConfigRepo:
         try:
             async with self.engine.begin() as conn:
                 if create:
-                    await conn.execute(insert(virtual_servers).values(name=spec.name, created_at=now, **values))
+                    await conn.execute(
+                        insert(virtual_servers).values(name=spec.name, created_at=now, revision=_first_revision(), **values)
+                    )
                     return
                 query = update(virtual_servers).where(virtual_servers.c.name == spec.name)
                 if revision is not None:
