@@ -138,6 +138,21 @@ class Ui:
         return run
 
 
+def page_of(request: Request, size: int) -> tuple[int, dict[str, str]]:
+    """The page a list page asks for (`?page=`, from 0; anything else is the first) and the API's
+    `limit`/`offset` for it."""
+    try:
+        page = max(0, int(request.query_params.get("page", "0")))
+    except ValueError:
+        page = 0
+    return page, {"limit": str(size), "offset": str(page * size)}
+
+
+def page_count(total: int, size: int) -> int:
+    """How many pages of `size` hold `total` items (one, when there are none)."""
+    return max(1, -(-total // size))
+
+
 def back(url: str, note: str | None = None, error: str | None = None) -> Response:
     """Redirect after a POST, with a one-line outcome shown once on the next page."""
     response = RedirectResponse(url, status_code=303)

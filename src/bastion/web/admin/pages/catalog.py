@@ -14,7 +14,7 @@ from starlette.routing import Route
 from bastion.web.admin.pages import playground
 from bastion.web.admin.pages.insight import usage_summary
 from bastion.web.admin.session import Viewer
-from bastion.web.admin.ui import Ui, back
+from bastion.web.admin.ui import Ui, back, page_count, page_of
 from bastion.web.asgi import client_ip
 
 KINDS = ("tools", "prompts", "resources")
@@ -37,16 +37,13 @@ def routes(ui: Ui) -> list[Route]:
         kind = request.query_params.get("kind", "tools")
         kind = kind if kind in KINDS else "tools"
         query = {k: request.query_params.get(k, "") for k in ("q", "upstream", "enabled")}
-        try:
-            page = max(0, int(request.query_params.get("page", "0")))
-        except ValueError:
-            page = 0
-        params = {k: v for k, v in query.items() if v} | {"limit": str(PAGE), "offset": str(page * PAGE)}
+        page, window = page_of(request, PAGE)
+        params = {k: v for k, v in query.items() if v} | window
         reply = await ui.api(viewer, "GET", f"/api/v1/{kind}", request, params=params)
         upstreams = (await ui.api(viewer, "GET", "/api/v1/upstreams", request)).items()
         total = reply.body.get("total", 0) if reply.ok and isinstance(reply.body, dict) else 0
         return ui.render(request, viewer, "catalog.html", kind=kind, items=reply.items(), total=total, page=page,
-                         pages=max(1, -(-total // PAGE)), query=query, upstreams=[u["name"] for u in upstreams],
+                         pages=page_count(total, PAGE), query=query, upstreams=[u["name"] for u in upstreams],
                          error=None if reply.ok else reply.detail)
 
     async def show(request: Request, viewer: Viewer, result: dict[str, Any] | None = None, status: int = 200) -> Response:

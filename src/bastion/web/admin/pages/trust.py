@@ -14,7 +14,7 @@ from starlette.routing import Route
 from bastion.web.admin.pages.forms import errors_for
 from bastion.web.admin.session import Viewer
 from bastion.web.admin.sidebyside import side_by_side
-from bastion.web.admin.ui import Ui, back
+from bastion.web.admin.ui import Ui, back, page_count, page_of
 
 APPROVALS_PAGE = 20
 """Pending changes one page shows (an upstream may change thousands of definitions at once)."""
@@ -22,12 +22,8 @@ APPROVALS_PAGE = 20
 
 def routes(ui: Ui) -> list[Route]:
     async def approvals(request: Request, viewer: Viewer) -> Response:
-        try:
-            page = max(0, int(request.query_params.get("page", "0")))
-        except ValueError:
-            page = 0
-        params = {"limit": str(APPROVALS_PAGE), "offset": str(page * APPROVALS_PAGE)}
-        reply = await ui.api(viewer, "GET", "/api/v1/approvals", request, params=params)
+        page, window = page_of(request, APPROVALS_PAGE)
+        reply = await ui.api(viewer, "GET", "/api/v1/approvals", request, params=window)
         if not reply.ok:
             return ui.render(request, viewer, "error.html", reply.status, message=reply.detail)
         # An upstream sizes these definitions: diffed off the event loop, so a long one stalls only this page.
@@ -37,7 +33,7 @@ def routes(ui: Ui) -> list[Route]:
         body = reply.body if isinstance(reply.body, dict) else {}
         total = int(body.get("total") or 0)
         return ui.render(request, viewer, "approvals.html", approvals=waiting, total=total, page=page,
-                         pages=max(1, -(-total // APPROVALS_PAGE)),
+                         pages=page_count(total, APPROVALS_PAGE),
                          quarantined=body.get("quarantined", 0), flagged=body.get("flagged", 0))
 
     async def decide(request: Request, viewer: Viewer) -> Response:
