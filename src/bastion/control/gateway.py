@@ -505,7 +505,7 @@ class Gateway:
         async def attempt() -> CatalogItem:
             current = next((i for i in self.snapshot.items if (i.upstream, i.kind, i.key) == ident), None)
             if current is None:
-                raise NotFound(f"{item.kind.replace('_', ' ')} {item.gateway_name!r} does not exist in the catalog")
+                raise NotFound(f"{what} does not exist in the catalog")
             return await self._update_item(change(current), current, may_drop_prefix=may_drop_prefix)
 
         async with self._write_lock:

@@ -144,7 +144,8 @@ class Upstream(Frozen):
     spec: UpstreamSpec
     state: UpstreamState = UpstreamState()
     revision: int = 0
-    """How many times its stored spec was written: a change is saved only if it is still the one read."""
+    """Its stored row's revision, counted up by every write of the spec (from a random start for a row
+    made since migration 0015): a change is saved only if the row is still at the revision read."""
 
 
 class CatalogItem(Frozen):
