@@ -1,4 +1,5 @@
-"""The control plane: registration, refresh, health, catalog edits and virtual servers.
+"""The control plane: registration, refresh, health and catalog edits; virtual servers are a part of
+it of their own (control/virtual_servers.py).
 
 Every change goes to the store first, then the in-memory snapshot is rebuilt and swapped, then
 connected clients whose lists changed are told. The request path only ever reads the snapshot.
@@ -16,6 +17,7 @@ import anyio
 from anyio.lowlevel import checkpoint
 
 from bastion.control.stale import on_fresh_state
+from bastion.control.virtual_servers import VirtualServers
 from bastion.core.compose import compose
 from bastion.core.credential_moves import same_destination
 from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound, UpstreamNotConnected
@@ -28,9 +30,8 @@ from bastion.core.models import (
     Upstream,
     UpstreamSpec,
     UpstreamState,
-    VirtualServerSpec,
 )
-from bastion.core.naming import check_rename, check_slug, is_valid_tool_name
+from bastion.core.naming import check_rename, is_valid_tool_name
 from bastion.core.pinning import approve
 from bastion.core.ports import ChangeFeed, ConfigRepo, Leadership
 from bastion.core.snapshot import Snapshot, build_snapshot
@@ -59,7 +60,7 @@ def _healthy(discovery: Discovery) -> UpstreamState:
     )
 
 
-class Gateway:
+class Gateway(VirtualServers):
     def __init__(
         self,
         repo: ConfigRepo,
@@ -100,10 +101,6 @@ class Gateway:
         """Held while an upstream or virtual server is saved and the snapshot rebuilt with it; deleting
         a team holds it too, so no upstream or server is given to a team as it goes."""
         return self._write_lock
-
-    async def _check_team(self, team: str | None) -> None:
-        if team is not None and self.team_exists is not None and not await self.team_exists(team):
-            raise BadRequest(f"no such team {team!r}")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -309,15 +306,6 @@ class Gateway:
             if not lock.locked() and not lock.statistics().tasks_waiting:
                 self._change_locks.pop(name, None)
 
-    def servers_using(self, upstream: str) -> list[str]:
-        out = []
-        for name, view in self.snapshot.servers.items():
-            spec = view.spec
-            refs = set(spec.tools) | set(spec.prompts) | set(spec.resources)
-            if upstream in spec.upstreams or any(r.startswith(f"{upstream}__") for r in refs):
-                out.append(name)
-        return sorted(out)
-
     async def delete_upstream(self, name: str, *, force: bool) -> None:
         async with self._changing(name):  # not while a change's discovery may reopen it
             self.upstream(name)
@@ -337,10 +325,6 @@ class Gateway:
             # Before the write lock is let go: a server saved next must not find the upstream there.
             await self.rebuild()
         await self.pool.close(name)
-
-    async def _detach_from(self, server: str, upstream: str) -> None:
-        if (stored := await self.repo.get_server_revision(server)) is not None:
-            await self.repo.save_server(_detach(stored[0], upstream), create=False, revision=stored[1])
 
     async def refresh_upstream(self, name: str, *, quiet: bool = False, user: str | None = None) -> Discovery | None:
         """Rediscover an upstream's items and record its health; raises unless `quiet`. A per-user
@@ -541,60 +525,3 @@ class Gateway:
         await self.repo.update_item(item, was=current)
         await self.rebuild()
         return self.find_item(item.kind, item.gateway_name)
-
-    # -- virtual servers ---------------------------------------------------------------------
-
-    async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
-        check_slug(spec.name, "virtual server")
-        async with self._write_lock:
-            await self._save_server(spec, create=create)
-
-    async def change_server(
-        self, name: str, change: Callable[[VirtualServerSpec], Awaitable[VirtualServerSpec]]
-    ) -> None:
-        """Save `change` applied to the server as stored now, one change at a time: of two changes made
-        at once, the second applies to what the first saved instead of undoing it."""
-
-        async def attempt() -> None:
-            stored = await self.repo.get_server_revision(name)
-            if stored is None:
-                raise NotFound(f"virtual server {name!r} does not exist")
-            current, revision = stored
-            await self._save_server(await change(current), create=False, revision=revision)
-
-        async with self._write_lock:
-            await on_fresh_state(f"virtual server {name!r}", attempt, partial(self.rebuild, announce=False))
-
-    async def _save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
-        await self._check_team(spec.team)
-        view, _ = compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
-        limited = set(spec.rate_limits.tools) if spec.rate_limits is not None else set()
-        if limited - set(view.tools):
-            unknown = ", ".join(map(repr, sorted(limited - set(view.tools))))
-            raise BadRequest(f"rate_limits.tools names tools this server does not expose: {unknown}")
-        await self.repo.save_server(spec, create=create, revision=revision)
-        # Before the write lock is let go: the next writer checks against a snapshot that has this
-        # server (deleting an upstream it uses is refused, not done under it).
-        await self.rebuild()
-
-    async def delete_server(self, name: str) -> None:
-        await self.repo.delete_server(name)
-        await self.rebuild()
-
-
-def _detach(spec: VirtualServerSpec, upstream: str) -> VirtualServerSpec:
-    prefix = f"{upstream}__"
-
-    def keep(names: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(n for n in names if not n.startswith(prefix))
-
-    return spec.model_copy(
-        update={
-            "tools": keep(spec.tools),
-            "prompts": keep(spec.prompts),
-            "resources": keep(spec.resources),
-            "upstreams": tuple(u for u in spec.upstreams if u != upstream),
-        }
-    )
-
-
