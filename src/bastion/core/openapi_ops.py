@@ -358,6 +358,10 @@ def _operations(
     reserved: frozenset[tuple[str, str]], limit: int | None, skipped: list[str],
 ) -> list[Operation]:
     out: list[Operation] = []
+    # Operations built but not yet held to MAX_TOOL_BYTES, and in their place those left out: a pass
+    # whose schemas expand too far (TooLarge) is thrown away, so sizing waits for the pass to finish
+    # (or for the limit to be passed, which only operations that fit count towards).
+    pending: list[_Built | str] = []
     used: set[str] = set()
     one_way = OneWay(resolver.doc)
     for path, raw_item in paths.items():
@@ -373,19 +377,53 @@ def _operations(
                 operation = _selected_operation(resolver, one_way, used, method, str(path), path_item, op, include, exclude, reserved)
             except TooLarge:
                 raise
-            except (UnusablePath, ToolTooLarge) as exc:
-                skipped.append(f"{method.upper()} {str(path)[:200]}: {exc}")
+            except UnusablePath as exc:
+                pending.append(_left_out(method, str(path), exc))
                 continue
             except SpecError as exc:
                 raise SpecError(f"{method.upper()} {str(path)[:200]}: {exc}") from None
             if operation is not None:
-                out.append(operation)
-            if limit is not None and len(out) > limit:
-                raise SpecError(
-                    f"it has more than {limit} operations, the most Bastion accepts from one upstream"
-                    " (BASTION_UPSTREAM_MAX_ITEMS): select some with 'include' or 'exclude'"
-                )
+                pending.append(_Built(operation, method, str(path), path_item, op))
+            if limit is not None and len(out) + len(pending) > limit:
+                _fit_all(resolver, one_way, reserved, pending, out, skipped)
+                if len(out) > limit:
+                    raise SpecError(
+                        f"it has more than {limit} operations, the most Bastion accepts from one upstream"
+                        " (BASTION_UPSTREAM_MAX_ITEMS): select some with 'include' or 'exclude'"
+                    )
+    _fit_all(resolver, one_way, reserved, pending, out, skipped)
     return out
+
+
+def _left_out(method: str, path: str, why: Exception) -> str:
+    return f"{method.upper()} {path[:200]}: {why}"
+
+
+@dataclass(frozen=True)
+class _Built:
+    """An operation's tool as first built, and what it was built from, to build it again smaller."""
+
+    operation: Operation
+    method: str
+    path: str
+    path_item: dict[str, Any]
+    op: dict[str, Any]
+
+
+def _fit_all(
+    resolver: Resolver, one_way: OneWay, reserved: frozenset[tuple[str, str]], pending: list[_Built | str],
+    out: list[Operation], skipped: list[str],
+) -> None:
+    """Each pending operation as it fits MAX_TOOL_BYTES into `out`, or why not into `skipped`, in order."""
+    for built in pending:
+        if isinstance(built, str):
+            skipped.append(built)
+            continue
+        try:
+            out.append(_fitted(resolver, one_way, reserved, built))
+        except ToolTooLarge as exc:
+            skipped.append(_left_out(built.method, built.path, exc))
+    pending.clear()
 
 
 def _selected_operation(
@@ -404,15 +442,28 @@ def _selected_operation(
         n += 1
         name = f"{base[: MAX_NAME - 4]}_{n}"
     used.add(name)
-    operation = _operation(resolver, one_way, name, method, path, path_item, op, reserved)
-    if _size(operation) <= MAX_TOOL_BYTES:
-        return operation
-    # What the tool answers is there for the model to read, and what it takes is what it needs to
-    # call it: the output schema goes first, then the input's depth.
-    operation = _inputs_only(operation)
-    for nesting in (n for n in SHALLOWER if n < resolver.nesting and _size(operation) > MAX_TOOL_BYTES):
-        operation = _inputs_only(_operation(Resolver(resolver.doc, nesting), one_way, name, method, path, path_item, op, reserved))
-    if (size := _size(operation)) > MAX_TOOL_BYTES:
+    return _operation(resolver, one_way, name, method, path, path_item, op, reserved)
+
+
+_OUTPUT_KEY = len(',"outputSchema":')
+
+
+def _fitted(resolver: Resolver, one_way: OneWay, reserved: frozenset[tuple[str, str]], built: _Built) -> Operation:
+    """`built` held to MAX_TOOL_BYTES. What the tool answers is there for the model to read, and what
+    it takes is what it needs to call it: the output schema goes first, then the input's depth."""
+    operation = _inputs_only(built.operation)
+    size = _size(operation)  # the output schema's is added to it, not encoded with it again
+    output = built.operation.definition.get("outputSchema")
+    if (size if output is None else size + _OUTPUT_KEY + len(_json(output))) <= MAX_TOOL_BYTES:
+        return built.operation
+    for nesting in SHALLOWER:
+        if size <= MAX_TOOL_BYTES:
+            break
+        if nesting < resolver.nesting:
+            again = _operation(Resolver(resolver.doc, nesting), one_way, operation.tool, built.method, built.path, built.path_item, built.op, reserved)
+            operation = _inputs_only(again)
+            size = _size(operation)
+    if size > MAX_TOOL_BYTES:
         raise ToolTooLarge(
             f"its tool's definition takes {size // 1024} KB even without an output schema and with its schemas"
             f" described one reference deep, past the {MAX_TOOL_BYTES // 1024} KB one tool may take"
@@ -420,8 +471,12 @@ def _selected_operation(
     return operation
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _size(operation: Operation) -> int:
-    return len(json.dumps(operation.definition, separators=(",", ":")))
+    return len(_json(operation.definition))
 
 
 def _inputs_only(operation: Operation) -> Operation:
