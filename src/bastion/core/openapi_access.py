@@ -1,7 +1,9 @@
 """Properties that travel one way (OpenAPI 3: `readOnly` ones are in responses only and SHOULD NOT be
 sent in requests; `writeOnly` ones are in requests only): a tool's input schema leaves out the first
 and its output schema the second, at any depth, through `allOf` and the alternatives of `anyOf` and
-`oneOf`, from `properties` and `required` alike. Pure: over schemas whose references are inlined.
+`oneOf`, from `properties` and `required` alike, and of the values `additionalProperties` and
+`patternProperties` describe (those marked themselves: each key they cover). Pure: over schemas whose
+references are inlined. What holds for a body holds for a parameter whose value is an object.
 
 A request body that holds a read-only property anyway has it dropped, not refused: a model that read
 an object and sends it back whole (its `id`, its `created_at`) asks for nothing wrong, the API would
@@ -11,6 +13,7 @@ parameters the operator's credentials set (core/openapi_ops.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,11 +24,41 @@ _PARTS = ("allOf", "anyOf", "oneOf")
 
 @dataclass(frozen=True)
 class Omitted:
-    """What a request leaves out of one value: the properties named here, and what within others."""
+    """What a request leaves out of one value: the properties named here, what within others, and
+    what the rules for keys no `properties` names say (one rule for each object schema that has any)."""
 
     names: frozenset[str] = frozenset()
     within: Mapping[str, Omitted] = field(default_factory=dict)
     items: Omitted | None = None
+    others: tuple[Others, ...] = ()
+
+
+@dataclass(frozen=True)
+class Others:
+    """What one object schema's `patternProperties` (for every key a pattern matches) and
+    `additionalProperties` (for every key neither its `properties` names nor a pattern matches) leave
+    out of a request: the key, when `whole` (marked itself), else what `within` its value."""
+
+    declared: frozenset[str]
+    patterns: tuple[tuple[str, Omitted | None, bool], ...] = ()
+    """(pattern, within, whole) for each pattern that leaves out anything."""
+    rest: Omitted | None = None
+    rest_whole: bool = False
+
+    def rules(self, key: str) -> list[tuple[Omitted | None, bool]]:
+        """The (within, whole) that apply to `key`."""
+        matched = [(within, whole) for pattern, within, whole in self.patterns if _matches(pattern, key)]
+        if key in self.declared or matched or not (self.rest is not None or self.rest_whole):
+            return matched
+        return [(self.rest, self.rest_whole)]
+
+
+def _matches(pattern: str, key: str) -> bool:
+    """Whether `key` matches the (ECMA-262) `pattern`, as Python reads it; one it cannot read matches nothing."""
+    try:
+        return re.search(pattern, key) is not None
+    except re.error:
+        return False
 
 
 def _merged(a: Omitted | None, b: Omitted | None) -> Omitted | None:
@@ -34,7 +67,7 @@ def _merged(a: Omitted | None, b: Omitted | None) -> Omitted | None:
     within = dict(a.within)
     for name, inner in b.within.items():
         within[name] = _merged(within.get(name), inner) or inner
-    return Omitted(a.names | b.names, within, _merged(a.items, b.items))
+    return Omitted(a.names | b.names, within, _merged(a.items, b.items), (*a.others, *(o for o in b.others if o not in a.others)))
 
 
 def _common(a: Omitted | None, b: Omitted | None) -> Omitted | None:
@@ -42,8 +75,9 @@ def _common(a: Omitted | None, b: Omitted | None) -> Omitted | None:
     if a is None or b is None:
         return None
     within = {name: both for name, inner in a.within.items() if (both := _common(inner, b.within.get(name))) is not None}
-    common = Omitted(a.names & b.names, within, _common(a.items, b.items))
-    return common if common.names or common.within or common.items is not None else None
+    others = tuple(o for o in a.others if o in b.others)
+    common = Omitted(a.names & b.names, within, _common(a.items, b.items), others)
+    return common if common.names or common.within or common.items is not None or common.others else None
 
 
 def _admits(schema: Any, kind: str) -> bool:
@@ -67,9 +101,9 @@ def _alternatives(parts: list[Any], omitted: list[Omitted | None]) -> Omitted | 
     objects, arrays = every("object"), every("array")
     if objects is None and (arrays is None or arrays.items is None):
         return None
-    return Omitted(
-        objects.names if objects else frozenset(), objects.within if objects else {}, arrays.items if arrays else None
-    )
+    if objects is None:
+        return Omitted(items=arrays.items if arrays else None)
+    return Omitted(objects.names, objects.within, arrays.items if arrays else None, objects.others)
 
 
 def _marked(schema: Any, mark: Mark) -> bool:
@@ -147,12 +181,39 @@ class _Walk:
             out["items"], inner = self.schema(node["items"])
             if inner is not None:
                 omitted = _merged(omitted, Omitted(items=inner))
-        if isinstance(node.get("additionalProperties"), dict):
-            out["additionalProperties"], _ = self.schema(node["additionalProperties"])
+        others = self._others(node, out)
+        if others is not None:
+            omitted = _merged(omitted, Omitted(others=(others,)))
         if _same(node, out):
             return node, None
         return out, omitted
 
+
+    def _others(self, node: dict[str, Any], out: dict[str, Any]) -> Others | None:
+        """Sets `out`'s `patternProperties` and `additionalProperties` without what `mark` leaves out
+        (a schema marked itself goes: the keys it covers are left out whole); and what that leaves out."""
+        patterns: list[tuple[str, Omitted | None, bool]] = []
+        by_pattern = node.get("patternProperties")
+        if isinstance(by_pattern, dict):
+            kept: dict[str, Any] = {}
+            for pattern, sub in by_pattern.items():
+                whole = _marked(sub, self.mark)
+                if not whole:
+                    kept[pattern], inner = self.schema(sub)
+                if whole or inner is not None:
+                    patterns.append((str(pattern), None if whole else inner, whole))
+            out["patternProperties"] = kept
+        rest: Omitted | None = None
+        rest_whole = _marked(node.get("additionalProperties"), self.mark)
+        if rest_whole:
+            del out["additionalProperties"]
+        elif isinstance(node.get("additionalProperties"), dict):
+            out["additionalProperties"], rest = self.schema(node["additionalProperties"])
+        if not patterns and rest is None and not rest_whole:
+            return None
+        properties = node.get("properties")
+        declared = frozenset(str(k) for k in properties) if isinstance(properties, dict) else frozenset()
+        return Others(declared, tuple(patterns), rest, rest_whole)
 
 def _same(node: dict[str, Any], out: dict[str, Any]) -> bool:
     """Whether `out` (a walked copy of `node`) holds exactly `node`'s values, or equal lists of them."""
@@ -160,7 +221,7 @@ def _same(node: dict[str, Any], out: dict[str, Any]) -> bool:
         return False
     for key, value in node.items():
         new = out[key]
-        if isinstance(value, dict) and isinstance(new, dict) and key == "properties":
+        if isinstance(value, dict) and isinstance(new, dict) and key in ("properties", "patternProperties"):
             if len(new) != len(value) or any(new.get(k) is not v for k, v in value.items()):
                 return False
         elif isinstance(value, list) and isinstance(new, list):
@@ -204,11 +265,21 @@ def _marks(doc: Any) -> set[str]:
 
 
 def without(value: Any, omitted: Omitted | None) -> Any:
-    """`value` (a request body, or the fields of one) without what `omitted` leaves out."""
+    """`value` (a request body, a parameter's value, or the fields of a body) without what `omitted` leaves out."""
     if omitted is None:
         return value
     if isinstance(value, dict):
-        return {k: without(v, omitted.within.get(k)) for k, v in value.items() if k not in omitted.names}
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            if key in omitted.names:
+                continue
+            rules = [(omitted.within.get(key), False), *(rule for o in omitted.others for rule in o.rules(str(key)))]
+            if any(whole for _, whole in rules):
+                continue
+            for within, _ in rules:
+                inner = without(inner, within)
+            out[key] = inner
+        return out
     if isinstance(value, list) and omitted.items is not None:
         return [without(v, omitted.items) for v in value]
     return value

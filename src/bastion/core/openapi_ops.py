@@ -91,6 +91,8 @@ class Param:
     style: str = "simple"
     """How its value travels (core/openapi_styles.py): an OpenAPI style, or `json` (described by `content`)."""
     explode: bool = False
+    omitted: Omitted | None = None
+    """The read-only properties of its value (an object's), which a request leaves out."""
 
 
 @dataclass(frozen=True)
@@ -260,14 +262,14 @@ def _operation(
         if schema is None:
             found = _json_media(param.get("content"))
             schema = found[1] if found else {"type": "string"}
-        schema = resolver.schema(schema)
+        schema, omitted_here = one_way.for_requests(resolver.schema(schema))
         schema = dict(schema) if isinstance(schema, dict) else {}
         if isinstance(param.get("description"), str) and "description" not in schema:
             schema["description"] = param["description"]
         properties[argument] = schema
         if param.get("required") or location == "path":
             required.append(argument)
-        params.append(Param(name, location, argument, *style_of(param)))
+        params.append(Param(name, location, argument, *style_of(param), omitted_here))
     body: Body = "none"
     body_fields: frozenset[str] = frozenset()
     media: str | None = None
@@ -494,7 +496,7 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
             if param.location == "path":
                 raise ArgumentError(f"missing the path parameter {param.argument!r}")
             continue
-        value = arguments[param.argument]
+        value = without(arguments[param.argument], param.omitted)
         if param.location == "path":
             piece = path_value(param.name, param.style, param.explode, value)
             # A dot segment would be removed by URL normalisation and reach another path of the API.

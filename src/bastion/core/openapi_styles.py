@@ -73,17 +73,30 @@ def query_pairs(name: str, style: str, explode: bool, value: Any) -> list[tuple[
     """The (name, value) pairs a query parameter adds; the HTTP client percent-encodes them."""
     if style == JSON or not isinstance(value, (list, dict)):
         return [] if value is None else [(name, text(value))]
+    if style == "deepObject":
+        return _deep(name, value)
     if isinstance(value, list):
         items = _items(value)
         if explode and style == "form":
             return [(name, v) for v in items]
         return [(name, _JOINS.get(style, ",").join(items))]
     pairs = _pairs(value)
-    if style == "deepObject":
-        return [(f"{name}[{k}]", v) for k, v in pairs]
     if explode and style == "form":
         return pairs
     return [(name, _JOINS.get(style, ",").join(f"{k}{_JOINS.get(style, ',')}{v}" for k, v in pairs))]
+
+
+def _deep(name: str, value: Any) -> list[tuple[str, str]]:
+    """deepObject pairs as Rack, PHP and qs read them (OpenAPI defines one level of objects only):
+    `name[a][b]=v` for nested objects, `name[]=v` for each of a list of scalars (Stripe's `expand`),
+    `name[0][a]=v` for a list of objects or lists."""
+    if isinstance(value, dict):
+        return [pair for k, v in value.items() if v is not None for pair in _deep(f"{name}[{k}]", v)]
+    if isinstance(value, list):
+        if not any(isinstance(v, (dict, list)) for v in value):
+            return [(f"{name}[]", v) for v in _items(value)]
+        return [pair for i, v in enumerate(value) if v is not None for pair in _deep(f"{name}[{i}]", v)]
+    return [(name, text(value))]
 
 
 def header_value(style: str, explode: bool, value: Any) -> str:
