@@ -126,7 +126,13 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             verifier = TokenVerifier(token_hash, repo, identity=identity, revocations=shared.revocations)
             sealer = Sealer(keys.state)
             own = own_authorization_server(settings, engine, sealer, identity, shared.revocations)
-            revoke_everywhere, revoked_elsewhere = revocation_hooks(verifier, own, shared)
+            front_ref: list[McpFront] = []
+
+            async def recheck_streams() -> None:
+                if front_ref:
+                    await front_ref[0].recheck()
+
+            revoke_everywhere, revoked_elsewhere = revocation_hooks(verifier, own, shared, recheck_streams)
 
             async def forget_user(user_id: str) -> None:
                 await revoke_everywhere(user_revocation(user_id))
@@ -137,7 +143,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             runner = TaskRunner(tg)
             telemetry = build_telemetry(settings, engine, shared.replica, keys)
             gateway_ref: list[Gateway] = []
-            front_ref: list[McpFront] = []
 
             async def on_notification(upstream: str, method: str) -> None:
                 await gateway_ref[0].upstream_changed(upstream, method)
@@ -217,7 +222,14 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             )
             runner.spawn("session-changes", session_store.watch, sessions.on_change, sessions.on_relayed)
             front = McpFront(
-                pipeline, runner, gateway.current, settings.max_body_bytes, events_for, subscriber=pool, shared=sessions
+                pipeline,
+                runner,
+                gateway.current,
+                settings.max_body_bytes,
+                events_for,
+                subscriber=pool,
+                shared=sessions,
+                authenticator=authenticator,
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -119,10 +119,14 @@ def session_stores(settings: Settings, keys: SessionKeys, redis: Redis | None) -
 
 
 def revocation_hooks(
-    verifier: TokenVerifier, own: OwnAuthorizationServer | None, shared: Shared
+    verifier: TokenVerifier,
+    own: OwnAuthorizationServer | None,
+    shared: Shared,
+    recheck_streams: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[RevokeHandler, RevokeHandler]:
     """(revoke here and tell every replica, drop from this replica's caches when told): for API
-    tokens and sign-in sessions by id, and `user:<id>` when a user's access changed."""
+    tokens and sign-in sessions by id, and `user:<id>` when a user's access changed. Either way the
+    streams open on this replica are re-checked (`recheck_streams`): a revoked caller's end."""
 
     async def revoked_elsewhere(token_id: str) -> None:
         if token_id.startswith(USER_REVOCATION):
@@ -132,6 +136,8 @@ def revocation_hooks(
                 own.verifier.forget_user(user_id)
         else:
             verifier.forget(token_id)
+        if recheck_streams is not None:
+            await recheck_streams()
 
     async def revoke_everywhere(token_id: str) -> None:
         await revoked_elsewhere(token_id)

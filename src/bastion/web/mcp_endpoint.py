@@ -39,6 +39,7 @@ from bastion.core.compose import ServerView
 from bastion.core.errors import BastionError
 from bastion.core.ports import CallHooks, ResourceSubscriber
 from bastion.core.snapshot import Snapshot
+from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.authz import caller_of
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext
@@ -57,6 +58,7 @@ from bastion.web.mcp_fast import (
     serve_resume,
 )
 from bastion.web.mcp_front import Front, notify_changes
+from bastion.web.refused_streams import end_refused_streams
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
@@ -135,8 +137,10 @@ class McpFront:
         events: EventsFor | None = None,
         subscriber: ResourceSubscriber | None = None,
         shared: SharedSessions | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._authenticator = authenticator
         self._snapshot = snapshot
         self._runner = runner
         self._max_body = max_body_bytes
@@ -234,7 +238,10 @@ class McpFront:
             principal = principal_of(request.scope) if isinstance(request, Request) else None
             owner = principal.id if principal is not None else None
             connection = session_connection()
-            self._front_of(name).remember(connection, owner, caller_of(principal) if principal is not None else None)
+            front = self._front_of(name)
+            front.remember(connection, owner, caller_of(principal) if principal is not None else None)
+            if connection.session_id is not None and isinstance(request, Request):
+                front.guard(connection, credential_of(request.scope), partial(self._end_session, name))
             result = await call_next(ctx)
             shared = self._shared if ctx.method in RECORDED_METHODS else None
             # Only Streamable HTTP sessions are shared: an HTTP+SSE session lives on its stream.
@@ -300,6 +307,8 @@ class McpFront:
         elif not await shared.admit(front, session_id, scope, receive, send):
             return  # answered: another caller's session
         if scope["method"] != "POST":
+            if session_id is not None:
+                self._guard_session(front, session_id, scope)
             if scope["method"] == "GET" and await serve_resume(scope, receive, send, front.legacy_session):
                 return
             await front.manager.handle_request(scope, receive, send)
@@ -325,6 +334,28 @@ class McpFront:
             mirrored=lambda tool: tool in self._mirrored(name),
         )
 
+    def _guard_session(self, front: Front, session_id: str, scope: Scope) -> None:
+        """A session's GET stream may be the only thing of it served here (restored from the store)."""
+        owner = front.owners.get(session_id)
+        connection = owner.connection() if owner is not None else None
+        if connection is not None:
+            front.guard(connection, credential_of(scope), partial(self._end_session, front.name))
+
+    async def _end_session(self, name: str, connection: Any) -> None:
+        """End a 2025-11-25 session whose credential no longer admits it, on every replica."""
+        front = self._fronts.get(name) or self._retired.get(name)
+        session_id = getattr(connection, "session_id", None)
+        if front is None or not isinstance(session_id, str):
+            return
+        await front.manager.end(session_id)
+        if self._shared is not None:
+            await self._shared.ended(front, session_id)
+
+    async def recheck(self) -> None:
+        """A credential was revoked or a user's access changed: end the open streams it no longer admits."""
+        if self._authenticator is not None:
+            await end_refused_streams([*self._fronts.values(), *self._retired.values()], self._authenticator)
+
     def _mirrored(self, name: str) -> frozenset[str]:
         view = self._snapshot().servers.get(name)
         return view.mirrored_tools if view is not None else frozenset()
@@ -332,10 +363,25 @@ class McpFront:
     async def handle_sse(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         front = await self._front(name)
         server = front.server
-        async with front.sse.connect_sse(_owned(scope), receive, send) as (read, write), server.lifespan(server) as state:
+        credential = credential_of(scope)
+        ended = anyio.CancelScope()
+
+        async def end(_connection: Any) -> None:
+            ended.cancel()
+
+        def ready(connection: Any, _link: Any) -> None:
+            front.guard(connection, credential, end)
+
+        async with (
+            front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
+            server.lifespan(server) as state,
+        ):
             # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
             options = server.create_initialization_options()
-            await serve_session(server, read, write, lifespan_state=state, init_options=options)
+            with ended:
+                await serve_session(server, read, write, lifespan_state=state, init_options=options, ready=ready)
+            if ended.cancel_called:
+                await write.aclose()  # the event stream ends cleanly: the client is told it is over
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = await guarded_body(receive, send, self._max_body)  # the size and depth rules, as on /mcp

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,6 +29,7 @@ from bastion.core.compose import ServerView
 from bastion.core.models import ItemKind
 from bastion.core.policy import Caller
 from bastion.core.ports import SessionKey, SessionRecord
+from bastion.pipeline.context import Credential
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
 from bastion.web.relay import session_key, session_log_level
@@ -49,6 +50,15 @@ class Watch:
 
     upstream: str
     caller: Caller
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What proved an open stream's caller (re-checked when a credential is revoked), and how to end
+    the stream, given the stream itself (a reference to it here would keep it alive)."""
+
+    credential: Credential
+    close: Callable[[Any], Awaitable[None]]
 
 
 @dataclass
@@ -83,6 +93,14 @@ class Front:
     held: dict[str, Held] = field(default_factory=dict)
     """Sessions kept in the shared store, by id (see web/shared_sessions.py)."""
     restoring: anyio.Lock = field(default_factory=anyio.Lock)
+    guards: weakref.WeakKeyDictionary[Any, Guard] = field(default_factory=weakref.WeakKeyDictionary)
+    """The credential behind each open long-lived stream: a 2025-11-25 session (by its connection),
+    an HTTP+SSE session, a 2026-07-28 listen stream (by its handler)."""
+
+    def guard(self, stream: Any, credential: Credential | None, close: Callable[[Any], Awaitable[None]]) -> None:
+        """Remember what proved `stream`'s caller, the first time it is seen (see McpFront.recheck)."""
+        if credential is not None and stream not in self.guards:
+            self.guards[stream] = Guard(Credential(credential.authorization, credential.client_ip), close)
 
     def remember(self, connection: Connection, principal: str | None, caller: Caller | None = None) -> None:
         self.connections.add(connection)

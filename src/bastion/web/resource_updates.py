@@ -19,6 +19,7 @@ from mcp.server.connection import Connection
 from mcp.server.subscriptions import ListenHandler
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import SubscriptionsListenRequestParams
+from starlette.requests import Request
 
 from bastion.core.compose import ServerView
 from bastion.core.errors import BastionError, ServiceUnavailable
@@ -26,6 +27,7 @@ from bastion.core.policy import Caller
 from bastion.core.uri import normalize_uri
 from bastion.pipeline.route import resource_for
 from bastion.web.mcp_front import CallerBus, Front, Watch
+from bastion.web.scope import credential_of
 
 ViewOf = Callable[[], ServerView | None]
 MAX_LISTEN_STREAMS = 1024
@@ -69,10 +71,16 @@ def stream_listener(front: Front, view_of: ViewOf, ctx: ServerRequestContext[Any
             raise ServiceUnavailable(f"virtual server {front.name!r} has too many open listen streams")
         handler = ListenHandler(CallerBus(front.bus, caller, lambda uri: may_watch(view_of(), caller, uri)))
         front.listeners.add(handler)
+        request = ctx.request
+        front.guard(handler, credential_of(request.scope) if isinstance(request, Request) else None, _end_listening)
         result = await handler(ctx, SubscriptionsListenRequestParams.model_validate(params, by_name=False))
         return result.model_dump(by_alias=True, exclude_none=True, mode="json")
 
     return listen
+
+
+async def _end_listening(handler: ListenHandler) -> None:
+    handler.close()
 
 
 async def fan_out(fronts: Mapping[str, Front], views: Mapping[str, ServerView], upstream: str, uri: str) -> None:

@@ -1,0 +1,141 @@
+"""Black-box attacks on per-caller isolation, by real clients against a running Bastion.
+
+A revoked credential is refused everywhere, long-lived streams it opened included: a 2025-11-25
+session's GET stream, an HTTP+SSE (2024-11-05) stream and a 2026-07-28 `subscriptions/listen`
+stream all end once their token is revoked, rather than keep telling a revoked caller of list
+changes and resource updates. And one caller cannot touch another's session by naming its id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+
+from tests.e2e.test_resource_updates import counter_upstream
+from tests.e2e.test_token_scopes import create_token
+from tests.harness import Running, open_raw_session, serve, session_headers, settings_for
+
+pytestmark = pytest.mark.anyio
+
+MODERN = "2026-07-28"
+
+
+@contextlib.asynccontextmanager
+async def gateway_with_counter(tmp_path: Path) -> AsyncIterator[Running]:
+    with counter_upstream("stdio") as body:
+        async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/bastion.db")) as gateway:
+            await gateway.register(body)
+            await gateway.create_server({"name": "vs", "upstreams": ["fx"], "visibility": "public"})
+            yield gateway
+
+
+async def revoke(gateway: Running, token_id: str) -> None:
+    response = await gateway.api.delete(f"/api/v1/tokens/{token_id}")
+    assert response.status_code == 204, response.text
+
+
+async def drain_until_closed(response: httpx2.Response) -> None:
+    """Read a streamed response until the server ends it."""
+    async for _ in response.aiter_raw():
+        pass
+
+
+def listen_request(request_id: int = 1) -> dict[str, Any]:
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    filters = {"toolsListChanged": True, "resourceSubscriptions": ["fixture://counter"]}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "subscriptions/listen",
+        "params": {"notifications": filters, "_meta": meta},
+    }
+
+
+def modern_headers(token: str, method: str) -> dict[str, str]:
+    return {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {token}",
+        "Mcp-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+    }
+
+
+@contextlib.asynccontextmanager
+async def opened(http: httpx2.AsyncClient, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx2.Response]:
+    async with http.stream(method, url, **kwargs) as response:
+        assert response.status_code == 200, (await response.aread()).decode()
+        yield response
+
+
+async def test_a_revoked_tokens_session_stream_is_closed(tmp_path: Path) -> None:
+    """B's 2025-11-25 session has its GET stream open; the admin revokes B's token: the stream ends
+    (it would otherwise carry list changes and resource updates to a caller refused everywhere else)."""
+    async with gateway_with_counter(tmp_path) as gateway:
+        b = await create_token(gateway, servers="*")
+        async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http:
+            session = await open_raw_session(http, gateway.mcp_url("vs"), token=b["token"])
+            headers = {**session_headers(session, b["token"]), "Accept": "text/event-stream"}
+            async with opened(http, "GET", gateway.mcp_url("vs"), headers=headers) as stream:
+                await revoke(gateway, b["id"])
+                with anyio.fail_after(10):
+                    await drain_until_closed(stream)
+            # And the session is gone with it: its id names nothing now, even for the right token.
+            answer = await http.post(
+                gateway.mcp_url("vs"),
+                headers=session_headers(session, b["token"]),
+                json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+            )
+            assert answer.status_code in (401, 404), answer.text
+
+
+async def test_a_revoked_tokens_sse_stream_is_closed(tmp_path: Path) -> None:
+    """The same for an HTTP+SSE (2024-11-05) stream: it ends once its token is revoked."""
+    async with gateway_with_counter(tmp_path) as gateway:
+        b = await create_token(gateway, servers="*")
+        headers = {"Authorization": f"Bearer {b['token']}", "Accept": "text/event-stream"}
+        async with (
+            httpx2.AsyncClient(base_url=gateway.base_url, timeout=httpx2.Timeout(30.0, read=None)) as http,
+            opened(http, "GET", "/servers/vs/sse", headers=headers) as stream,
+        ):
+            chunks = stream.aiter_raw()
+            with anyio.fail_after(10):
+                first = await anext(chunks)  # the endpoint event: the session is open
+            assert b"endpoint" in first
+            await revoke(gateway, b["id"])
+            with anyio.fail_after(10):
+                async for _ in chunks:
+                    pass
+
+
+async def test_a_revoked_tokens_listen_stream_is_closed(tmp_path: Path) -> None:
+    """A 2026-07-28 `subscriptions/listen` stream ends once its token is revoked."""
+    async with gateway_with_counter(tmp_path) as gateway:
+        b = await create_token(gateway, servers="*")
+        async with (
+            httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http,
+            opened(
+                http,
+                "POST",
+                gateway.mcp_url("vs"),
+                headers=modern_headers(b["token"], "subscriptions/listen"),
+                json=listen_request(),
+            ) as stream,
+        ):
+            chunks = stream.aiter_raw()
+            with anyio.fail_after(10):
+                first = await anext(chunks)  # the acknowledgement: the stream is open
+            assert b"subscriptions/acknowledged" in first or b"honored" in first, first
+            await revoke(gateway, b["id"])
+            with anyio.fail_after(10):
+                async for _ in chunks:
+                    pass
