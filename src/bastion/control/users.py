@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 from bastion.auth.passwords import Passwords, check_password
 from bastion.control.upstream_input import describe_validation
 from bastion.core.errors import BadRequest, Conflict, NotFound
+from bastion.core.hidden_text import check_visible
 from bastion.core.identity import MAX_EMAIL, Role, User, normalize_email
 from bastion.core.ports import IdentityRepo
 
@@ -46,7 +47,8 @@ def _validated(model: type[BaseModel], body: dict[str, Any]) -> Any:
 
 
 def check_email(email: str) -> str:
-    """The normalised email; raises BadRequest when it does not look like one."""
+    """The normalised email; raises BadRequest when it does not look like one. An identity provider's
+    email is taken with this check alone: one a browser draws otherwise is written out where shown."""
     value = normalize_email(email)
     local, at, domain = value.partition("@")
     if not at or not local or "." not in domain or any(c.isspace() for c in value) or len(value) > MAX_EMAIL:
@@ -82,7 +84,9 @@ class Users:
         return await self.add(data.email, data.password, data.role, active=data.active)
 
     async def add(self, email: str, password: str, role: Role, *, active: bool = True) -> User:
-        user = User(id=str(uuid.uuid4()), email=check_email(email), role=role, active=active, created_at=self._now())
+        """A new user (REST, CLI, settings): an email a browser would draw as another is refused."""
+        address = check_visible(check_email(email), "email")
+        user = User(id=str(uuid.uuid4()), email=address, role=role, active=active, created_at=self._now())
         await self._repo.create_user(user, await self._passwords.hash(_password(password)))
         return user
 

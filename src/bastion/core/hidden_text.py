@@ -6,13 +6,16 @@ in another order, zero-width characters and variation selectors hide in plain si
 reads what a stranger wrote to decide about it (the approvals diff and a tool's page in the admin UI,
 an OAuth client's self-chosen name on the consent page), each such character is shown as its JSON
 escape (`\\u202e`, a surrogate pair above U+FFFF), so a change that looks like nothing does not look
-like nothing, and "Good \\u202eknaB" does not read "Good Bank". Pure: no I/O.
+like nothing, and "Good \\u202eknaB" does not read "Good Bank". Where Bastion itself asks for a name
+(a user's email, an API token's name), such characters are refused instead. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from bastion.core.errors import BadRequest
 
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"})
 """Controls, format characters (bidi controls, zero-width, tags, soft hyphen), private use,
@@ -44,8 +47,26 @@ def _escape(char: str) -> str:
     return f"\\u{0xD800 + (point >> 10):04x}\\u{0xDC00 + (point & 0x3FF):04x}"
 
 
+def _plain(text: str) -> bool:
+    """Whether `text` surely hides nothing (the quick answer for most text)."""
+    return text.isascii() and not _ASCII_HIDDEN.search(text)
+
+
 def reveal(text: str) -> str:
     """`text` with every hidden character written as its JSON escape; visible text is unchanged."""
-    if text.isascii() and not _ASCII_HIDDEN.search(text):
+    if _plain(text):
         return text
     return "".join(_escape(c) if _hidden(c) else c for c in text)
+
+
+def check_visible(text: str, field: str) -> str:
+    """`text`, or BadRequest naming `field` and the first character in it that a browser hides."""
+    if _plain(text):
+        return text
+    for place, char in enumerate(text, 1):
+        if _hidden(char):
+            raise BadRequest(
+                f"'{field}' must not contain characters a browser draws as nothing or that reorder text "
+                f"({_escape(char)} is character {place})"
+            )
+    return text
