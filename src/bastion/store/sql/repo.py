@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from secrets import randbelow
 from typing import Any
 
-from sqlalchemy import delete, event, insert, literal, select, update
+from sqlalchemy import bindparam, delete, event, insert, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -153,6 +153,20 @@ def _item_values(item: CatalogItem, upstream_id: int, now: datetime) -> dict[str
     }
 
 
+def _item_from_row(row: Any, upstream: str) -> CatalogItem:
+    return CatalogItem(
+        upstream=upstream,
+        kind=row.kind,
+        key=row.key,
+        gateway_name=row.gateway_name,
+        definition=row.definition,
+        enabled=row.enabled,
+        name_override=row.name_override,
+        description_override=row.description_override,
+        discovered_at=_utc(row.discovered_at),
+    )
+
+
 def _server_from_row(row: Any) -> VirtualServerSpec:
     return VirtualServerSpec(
         name=row.name,
@@ -260,30 +274,31 @@ class SqlConfigRepo:
             await conn.execute(update(upstreams).where(upstreams.c.name == name).values(**_state_values(state)))
 
     async def replace_items(self, upstream: str, items: Sequence[CatalogItem]) -> list[CatalogItem]:
-        """Replace an upstream's discovered items, keeping operator overrides of items that remain."""
+        """Replace an upstream's discovered items, keeping operator overrides of items that remain.
+
+        Items that remain are updated in place, in their discovered columns only: the operator's
+        (enabled, name and description overrides) and the first discovery stay as stored when this
+        writes, not as read before, so an edit another replica saves meanwhile is kept."""
         now = _now()
+        ident = tuple_(catalog_items.c.kind, catalog_items.c.key)
         async with self.engine.begin() as conn:
             upstream_id = await self._upstream_id(conn, upstream, lock=True)
-            old_rows = await conn.execute(select(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
-            old = {(r.kind, r.key): r for r in old_rows}
-            merged = []
-            for item in items:
-                prev = old.get((item.kind, item.key))
-                if prev is not None:
-                    # Its first discovery stays: who listed a name first owns it (core/ownership.py).
-                    item = item.model_copy(
-                        update={
-                            "enabled": prev.enabled,
-                            "name_override": prev.name_override,
-                            "description_override": prev.description_override,
-                            "discovered_at": _utc(prev.discovered_at),
-                        }
-                    )
-                merged.append(item)
-            await conn.execute(delete(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
-            if merged:
-                await conn.execute(insert(catalog_items), [_item_values(i, upstream_id, now) for i in merged])
-            return merged
+            of_upstream = catalog_items.c.upstream_id == upstream_id
+            # The first write (SQLite takes its write lock here; PostgreSQL's row lock above keeps other
+            # replacements out): what is read after it stays as read until the commit.
+            gone = delete(catalog_items).where(of_upstream)
+            await conn.execute(gone.where(ident.not_in([(i.kind, i.key) for i in items])) if items else gone)
+            kept = {(r.kind, r.key) for r in await conn.execute(select(catalog_items.c.kind, catalog_items.c.key).where(of_upstream))}
+            changed = [{"b_kind": i.kind, "b_key": i.key, "b_name": i.gateway_name, "b_definition": i.definition} for i in items if (i.kind, i.key) in kept]
+            if changed:
+                same = update(catalog_items).where(
+                    of_upstream, catalog_items.c.kind == bindparam("b_kind"), catalog_items.c.key == bindparam("b_key")
+                )
+                await conn.execute(same.values(gateway_name=bindparam("b_name"), definition=bindparam("b_definition")), changed)
+            if added := [_item_values(i, upstream_id, now) for i in items if (i.kind, i.key) not in kept]:
+                await conn.execute(insert(catalog_items), added)
+            rows = await conn.execute(select(catalog_items).where(of_upstream))
+            return [_item_from_row(r, upstream) for r in rows]
 
     async def delete_upstream(self, name: str) -> None:
         async with self.engine.begin() as conn:
@@ -305,20 +320,7 @@ class SqlConfigRepo:
         query = select(catalog_items, upstreams.c.name.label("upstream_name")).join(upstreams)
         async with self.engine.connect() as conn:
             rows = await conn.execute(query.order_by(upstreams.c.name, catalog_items.c.kind, catalog_items.c.key))
-            return [
-                CatalogItem(
-                    upstream=r.upstream_name,
-                    kind=r.kind,
-                    key=r.key,
-                    gateway_name=r.gateway_name,
-                    definition=r.definition,
-                    enabled=r.enabled,
-                    name_override=r.name_override,
-                    description_override=r.description_override,
-                    discovered_at=_utc(r.discovered_at),
-                )
-                for r in rows
-            ]
+            return [_item_from_row(r, r.upstream_name) for r in rows]
 
     async def update_item(self, item: CatalogItem, *, was: CatalogItem | None = None) -> None:
         async with self.engine.begin() as conn:
