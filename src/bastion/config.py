@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     session_idle_ttl: float = Field(
         default=1800.0, gt=0, description="Seconds a 2025-11-25 session may go unused before it expires, s"
     )
+    stream_recheck_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between checks of the credentials behind open MCP streams (an expired token's end), s",
+    )
     upstream_sessions_per_upstream: int = Field(
         default=1000, ge=1, description="Callers' own upstream sessions open at once per HTTP/SSE upstream"
     )

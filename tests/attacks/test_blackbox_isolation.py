@@ -139,3 +139,20 @@ async def test_a_revoked_tokens_listen_stream_is_closed(tmp_path: Path) -> None:
             with anyio.fail_after(10):
                 async for _ in chunks:
                     pass
+
+
+async def test_an_expired_tokens_session_stream_is_closed(tmp_path: Path) -> None:
+    """A token that expires while its session's GET stream is open loses the stream too (within the
+    re-check interval), as it would a revoked one."""
+    with counter_upstream("stdio") as body:
+        settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/bastion.db", stream_recheck_interval=0.2)
+        async with serve(settings) as gateway:
+            await gateway.register(body)
+            await gateway.create_server({"name": "vs", "upstreams": ["fx"], "visibility": "public"})
+            b = await create_token(gateway, servers="*", expires_in=1)
+            async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http:
+                session = await open_raw_session(http, gateway.mcp_url("vs"), token=b["token"])
+                headers = {**session_headers(session, b["token"]), "Accept": "text/event-stream"}
+                async with opened(http, "GET", gateway.mcp_url("vs"), headers=headers) as stream:
+                    with anyio.fail_after(10):
+                        await drain_until_closed(stream)

@@ -317,6 +317,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)
             runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)
+            runner.spawn("stream-recheck", recheck_streams_every, front, settings.stream_recheck_interval)
             telemetry.start(runner, shared.leadership.is_leader)
             runner.spawn(
                 "registry-refresh", refresh_registries, registries, settings.registry_refresh_interval, shared.leadership
@@ -332,6 +333,13 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
     finally:
         with anyio.CancelScope(shield=True):
             await engine.dispose()
+
+
+async def recheck_streams_every(front: McpFront, interval: float) -> None:
+    """Now and then, end the open streams whose credential has expired since (revocations end theirs at once)."""
+    while True:
+        await anyio.sleep(interval)
+        await front.recheck()
 
 
 async def refresh_registries(registries: Registries, interval: float, leadership: Leadership) -> None:
