@@ -103,6 +103,7 @@ class Operation:
     params: tuple[Param, ...]
     body: Body
     body_fields: frozenset[str]
+    """The arguments that make the body: its fields (merged), or the one that is the whole body."""
     media_type: str | None
     definition: dict[str, Any]
     server: str | None = None
@@ -126,6 +127,8 @@ class HttpCall:
     """The body as data: JSON, or form fields when `media_type` is a form type (see form_fields)."""
     raw_body: str | None = None
     media_type: str | None = None
+    cookies: tuple[str, ...] = ()
+    """The `name=value` pieces of its Cookie header (see cookie_header), beside the operator's."""
 
 
 def server_url(servers: Any) -> str | None:
@@ -257,7 +260,7 @@ def _operation(
     shape = path_shape(path, _parameters(resolver, path_item, op))
     for param in (p for p in shape.parameters if _settable(p, reserved)):
         name, location = param["name"], param["in"]
-        argument = name if name not in properties else f"{location}_{name}"
+        argument = _free(properties, name, f"{location}_{name}")
         schema = param.get("schema")
         if schema is None:
             found = _json_media(param.get("content"))
@@ -270,34 +273,7 @@ def _operation(
         if param.get("required") or location == "path":
             required.append(argument)
         params.append(Param(name, location, argument, *style_of(param), omitted_here))
-    body: Body = "none"
-    body_fields: frozenset[str] = frozenset()
-    media: str | None = None
-    omitted: Omitted | None = None
-    request_body = resolver.deref(op.get("requestBody"))
-    if isinstance(request_body, dict) and isinstance(request_body.get("content"), dict):
-        found = _json_media(request_body["content"]) or _form_media(request_body["content"])
-        body_required = bool(request_body.get("required"))
-        if found is not None:
-            media = found[0]
-            schema, omitted = one_way.for_requests(resolver.schema(found[1]))
-            fields = schema.get("properties") if isinstance(schema, dict) else None
-            if isinstance(fields, dict) and fields and not (set(fields) & set(properties)) and "allOf" not in schema:
-                body, body_fields = "merged", frozenset(fields)
-                properties.update(fields)
-                if body_required:
-                    required.extend(r for r in _names(schema.get("required"), "the body's 'required'") if r in fields)
-            else:
-                body = "wrapped"
-                properties["body"] = schema if isinstance(schema, dict) else {}
-                if body_required:
-                    required.append("body")
-        elif request_body["content"]:
-            media = str(next(iter(request_body["content"])))
-            body = "raw"
-            properties["body"] = {"type": "string", "description": f"The request body ({media})"}
-            if body_required:
-                required.append("body")
+    body, body_fields, media, omitted = _request_body(resolver, one_way, op, properties, required)
     input_schema: dict[str, Any] = {"type": "object", "properties": properties}
     if required:
         input_schema["required"] = list(dict.fromkeys(required))
@@ -320,6 +296,54 @@ def _operation(
         definition["outputSchema"] = output
     server = server_url(op.get("servers")) or server_url(path_item.get("servers"))
     return Operation(tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted)
+
+
+def _free(taken: dict[str, Any], *names: str) -> str:
+    """The first of `names` no argument has taken yet, else the last numbered (`query_id_2`)."""
+    n = 1
+    while True:
+        for name in names if n == 1 else (f"{names[-1]}_{n}",):
+            if name not in taken:
+                return name
+        n += 1
+
+
+def _request_body(
+    resolver: Resolver, one_way: OneWay, op: dict[str, Any], properties: dict[str, Any], required: list[str]
+) -> tuple[Body, frozenset[str], str | None, Omitted | None]:
+    """How `op`'s body travels, its arguments added to `properties` (and `required`) beside the
+    parameters'; the arguments that make it; its media type; and what a request leaves out of it."""
+    request_body = resolver.deref(op.get("requestBody"))
+    if not (isinstance(request_body, dict) and isinstance(request_body.get("content"), dict) and request_body["content"]):
+        return "none", frozenset(), None, None
+    found = _json_media(request_body["content"]) or _form_media(request_body["content"])
+    whole = _free(properties, "body", "request_body")  # a parameter may be named `body`
+    if found is None:
+        media = str(next(iter(request_body["content"])))
+        properties[whole] = {"type": "string", "description": f"The request body ({media})"}
+        kind: Body = "raw"
+    else:
+        media = found[0]
+        schema, omitted = one_way.for_requests(resolver.schema(found[1]))
+        fields = schema.get("properties") if isinstance(schema, dict) else None
+        if isinstance(fields, dict) and fields and not (set(fields) & set(properties)) and _names_every_key(schema):
+            properties.update(fields)
+            if request_body.get("required"):
+                required.extend(r for r in _names(schema.get("required"), "the body's 'required'") if r in fields)
+            return "merged", frozenset(fields), media, omitted
+        properties[whole] = schema if isinstance(schema, dict) else {}
+        kind = "wrapped"
+    if request_body.get("required"):
+        required.append(whole)
+    return kind, frozenset({whole}), media, omitted if kind == "wrapped" else None
+
+
+def _names_every_key(schema: dict[str, Any]) -> bool:
+    """Whether the fields of a body described by `schema` are its `properties` alone (no `allOf`
+    parts to merge, no keys `additionalProperties` or `patternProperties` let a caller name): so
+    the tool may take them as arguments of their own."""
+    extra = schema.get("additionalProperties")
+    return "allOf" not in schema and not schema.get("patternProperties") and (extra is None or extra is False)
 
 
 def _names(value: Any, what: str) -> list[str]:
@@ -514,14 +538,13 @@ def http_call(op: Operation, arguments: dict[str, Any]) -> HttpCall:
             headers[param.name] = header
         elif value is not None:
             cookies.extend(cookie_pairs(param.name, param.style, param.explode, value))
-    if cookies:
-        headers["Cookie"] = "; ".join(cookies)
+    call = HttpCall(op.method.upper(), path, tuple(query), headers, cookies=tuple(cookies))
+    whole = next(iter(op.body_fields), "")
     if op.body == "merged":
         fields = without({k: v for k, v in arguments.items() if k in op.body_fields}, op.omitted)
-        return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=fields, media_type=op.media_type)
-    if op.body == "wrapped" and "body" in arguments:
-        body = without(arguments["body"], op.omitted)
-        return HttpCall(op.method.upper(), path, tuple(query), headers, json_body=body, media_type=op.media_type)
-    if op.body == "raw" and "body" in arguments:
-        return HttpCall(op.method.upper(), path, tuple(query), headers, raw_body=text(arguments["body"]), media_type=op.media_type)
-    return HttpCall(op.method.upper(), path, tuple(query), headers)
+        return replace(call, json_body=fields, media_type=op.media_type)
+    if op.body == "wrapped" and whole in arguments:
+        return replace(call, json_body=without(arguments[whole], op.omitted), media_type=op.media_type)
+    if op.body == "raw" and whole in arguments:
+        return replace(call, raw_body=text(arguments[whole]), media_type=op.media_type)
+    return call

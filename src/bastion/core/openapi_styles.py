@@ -122,3 +122,8 @@ def cookie_pairs(name: str, style: str, explode: bool, value: Any) -> list[str]:
     if explode:
         return [f"{k}={v}" for k, v in pairs]
     return [f"{name}=" + ",".join(f"{k},{v}" for k, v in pairs)]
+
+
+def cookie_names(header: str) -> list[str]:
+    """The names of the cookies a Cookie header (or one `name=value` piece of it) sets."""
+    return [piece.partition("=")[0].strip() for piece in header.split(";") if piece.strip()]

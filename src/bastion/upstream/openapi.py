@@ -21,6 +21,7 @@ from bastion.core.errors import BadRequest, UnusableDocument, UpstreamProtocolEr
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import ArgumentError, Operation, form_fields, http_call, is_form, operations, server_url
 from bastion.core.openapi_refs import MAX_DOCUMENT_DEPTH, MULTIPART, SpecError, too_deep
+from bastion.core.openapi_styles import cookie_names
 from bastion.core.openapi_swagger import as_openapi3
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
@@ -125,11 +126,13 @@ class OpenApiUpstream:
     ) -> None:
         self.spec = spec
         reserved = {("header", name.lower()) for name in spec.headers}
+        reserved |= {("cookie", name) for key, value in spec.headers.items() if key.lower() == "cookie" for name in cookie_names(value)}
         if isinstance(spec.auth, QueryApiKey):
             reserved.add(("query", spec.auth.name))
         self._reserved = frozenset(reserved)
         """The parameters the operator's credentials set, which no caller may set: not offered in the
-        tools' schemas, and dropped from a call's request if its arguments make them anyway."""
+        tools' schemas, and dropped from a call's request if its arguments make them anyway (a cookie
+        the operator's Cookie header sets included)."""
         self._source = spec.openapi or OpenApiSource()
         self._http = http
         self._guard = guard
@@ -222,6 +225,10 @@ class OpenApiUpstream:
         # replaces or stands beside what the operator set: their credentials.
         headers = {k: v for k, v in call.headers.items() if ("header", k.lower()) not in self._reserved}
         headers.update({**self.spec.headers, "Accept": "application/json, */*;q=0.5"})
+        cookies = [c for c in call.cookies if not ({("cookie", n) for n in cookie_names(c)} & self._reserved)]
+        if cookies:  # beside the operator's cookies, if any, never in their place
+            key = next((k for k in headers if k.lower() == "cookie"), "Cookie")
+            headers[key] = "; ".join([headers[key], *cookies] if key in headers else cookies)
         query: list[tuple[str, str | int | float | bool | None]] = [p for p in call.query if ("query", p[0]) not in self._reserved]
         auth = self.spec.auth
         if isinstance(auth, QueryApiKey):
