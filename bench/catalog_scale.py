@@ -59,8 +59,10 @@ MODERN, LEGACY = "2026-07-28", "2025-11-25"
 SEARCHES = ("q=invoice", "q=create+issue", "q=up3__", "q=tool+that+will")
 
 
-async def seed(db: str, vault_key: str, upstreams: int, each: int) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{db}", 5)
+async def seed(db: str, vault_key: str, upstreams: int, each: int, url: str | None = None) -> None:
+    """The catalog written to SQLite file `db` (or to the database at `url`; the vault key file is
+    still `db`.key)."""
+    engine = make_engine(url or f"sqlite+aiosqlite:///{db}", 5)
     try:
         await upgrade(engine)
         ring = load_key_ring(key=vault_key, key_file=Path(db + ".key"), previous=[], may_generate=False)

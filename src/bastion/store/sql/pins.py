@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import Text, and_, cast, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.errors import NotFound
 from bastion.core.pinning import PinBook, PinRecord
+from bastion.store.sql.decoded_rows import DecodedRows
 from bastion.store.sql.tables import pin_records, upstreams
 
 
@@ -18,20 +20,32 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-async def list_pins(engine: AsyncEngine) -> PinBook:
-    query = select(pin_records, upstreams.c.name.label("upstream_name")).join(upstreams)
+_PIN_COLUMNS = (
+    upstreams.c.name, pin_records.c.kind, pin_records.c.key, cast(pin_records.c.approved, Text),
+    pin_records.c.approved_hash, pin_records.c.rejected_hash, pin_records.c.decided_by, pin_records.c.decided_at,
+)
+"""A pin record's row as `_record` reads it: the approved definition as its stored JSON text."""
+
+
+def _record(row: tuple[Any, ...]) -> PinRecord:
+    upstream, kind, key, approved, approved_hash, rejected_hash, decided_by, decided_at = row
+    return PinRecord(
+        upstream=upstream, kind=kind, key=key, approved=None if approved is None else json.loads(approved),
+        approved_hash=approved_hash, rejected_hash=rejected_hash, decided_by=decided_by, decided_at=_aware(decided_at),
+    )
+
+
+def pin_rows() -> DecodedRows[PinRecord]:
+    """What `list_pins` keeps between reads (one per repository)."""
+    return DecodedRows(_record)
+
+
+async def list_pins(engine: AsyncEngine, decoded: DecodedRows[PinRecord]) -> PinBook:
+    query = select(*_PIN_COLUMNS).join(upstreams).order_by(upstreams.c.name, pin_records.c.kind, pin_records.c.key)
     async with engine.connect() as conn:
-        rows = await conn.execute(query.order_by(upstreams.c.name, pin_records.c.kind, pin_records.c.key))
-        records = tuple(
-            PinRecord(
-                upstream=r.upstream_name, kind=r.kind, key=r.key, approved=r.approved,
-                approved_hash=r.approved_hash, rejected_hash=r.rejected_hash,
-                decided_by=r.decided_by, decided_at=_aware(r.decided_at),
-            )
-            for r in rows
-        )
-        trusting = await conn.execute(select(upstreams.c.name).where(upstreams.c.pin_trust_next.is_(True)))
-        return PinBook(records=records, trusting=frozenset(trusting.scalars()))
+        rows = (await conn.execute(query)).all()
+        trusting = (await conn.execute(select(upstreams.c.name).where(upstreams.c.pin_trust_next.is_(True)))).scalars().all()
+    return PinBook(records=tuple(await decoded.values(rows)), trusting=frozenset(trusting))
 
 
 def _values(record: PinRecord) -> dict[str, Any]:

@@ -6,12 +6,13 @@ propagates, and the edge answers it as a generic 500 that never shows the statem
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from secrets import randbelow
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, insert, literal, select, tuple_, update
+from sqlalchemy import Text, bindparam, cast, delete, event, insert, literal, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -33,6 +34,7 @@ from bastion.core.ratelimit import RateLimits
 from bastion.core.transforms import ToolTransform
 from bastion.store.sql import pins
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
+from bastion.store.sql.decoded_rows import DecodedRows
 from bastion.store.sql.sqlite_file import private_sqlite_file
 from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, users, virtual_servers
 from bastion.vault.envelope import Envelope
@@ -57,6 +59,23 @@ def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
         return engine
     return create_async_engine(url, pool_size=pool_size, pool_pre_ping=True, hide_parameters=True)
 
+
+
+_ITEM_COLUMNS = (
+    upstreams.c.name, catalog_items.c.kind, catalog_items.c.key, catalog_items.c.gateway_name,
+    cast(catalog_items.c.definition, Text), catalog_items.c.enabled, catalog_items.c.name_override,
+    catalog_items.c.description_override, catalog_items.c.discovered_at,
+)
+"""A catalog item's row as `_item` reads it: the definition as its stored JSON text, decoded there."""
+
+
+def _item(row: tuple[Any, ...]) -> CatalogItem:
+    upstream, kind, key, gateway_name, definition, enabled, name_override, description_override, discovered_at = row
+    return CatalogItem(
+        upstream=upstream, kind=kind, key=key, gateway_name=gateway_name, definition=json.loads(definition),
+        enabled=enabled, name_override=name_override, description_override=description_override,
+        discovered_at=_utc(discovered_at),
+    )
 
 
 def _now() -> datetime:
@@ -153,20 +172,6 @@ def _item_values(item: CatalogItem, upstream_id: int, now: datetime) -> dict[str
     }
 
 
-def _item_from_row(row: Any, upstream: str) -> CatalogItem:
-    return CatalogItem(
-        upstream=upstream,
-        kind=row.kind,
-        key=row.key,
-        gateway_name=row.gateway_name,
-        definition=row.definition,
-        enabled=row.enabled,
-        name_override=row.name_override,
-        description_override=row.description_override,
-        discovered_at=_utc(row.discovered_at),
-    )
-
-
 def _server_from_row(row: Any) -> VirtualServerSpec:
     return VirtualServerSpec(
         name=row.name,
@@ -217,6 +222,8 @@ class SqlConfigRepo:
     def __init__(self, engine: AsyncEngine, envelope: Envelope) -> None:
         self.engine = engine
         self.envelope = envelope
+        self._items = DecodedRows(_item)
+        self._pins = pins.pin_rows()
 
     async def _upstream_id(self, conn: AsyncConnection, name: str, *, lock: bool = False) -> int:
         query = select(upstreams.c.id).where(upstreams.c.name == name)
@@ -297,8 +304,8 @@ class SqlConfigRepo:
                 await conn.execute(same.values(gateway_name=bindparam("b_name"), definition=bindparam("b_definition")), changed)
             if added := [_item_values(i, upstream_id, now) for i in items if (i.kind, i.key) not in kept]:
                 await conn.execute(insert(catalog_items), added)
-            rows = await conn.execute(select(catalog_items).where(of_upstream))
-            return [_item_from_row(r, upstream) for r in rows]
+            rows = await conn.execute(select(*_ITEM_COLUMNS).join(upstreams).where(of_upstream))
+            return [_item(tuple(r)) for r in rows]
 
     async def delete_upstream(self, name: str) -> None:
         async with self.engine.begin() as conn:
@@ -308,7 +315,7 @@ class SqlConfigRepo:
             await conn.execute(delete(upstreams).where(upstreams.c.id == upstream_id))
 
     async def list_pins(self) -> PinBook:
-        return await pins.list_pins(self.engine)
+        return await pins.list_pins(self.engine, self._pins)
 
     async def save_pins(self, records: Sequence[PinRecord], *, drop: Sequence[PinRecord] = ()) -> None:
         await pins.save_pins(self.engine, records, drop=drop)
@@ -317,10 +324,10 @@ class SqlConfigRepo:
         await pins.set_pin_trust(self.engine, upstream, trust)
 
     async def list_items(self) -> list[CatalogItem]:
-        query = select(catalog_items, upstreams.c.name.label("upstream_name")).join(upstreams)
+        query = select(*_ITEM_COLUMNS).join(upstreams).order_by(upstreams.c.name, catalog_items.c.kind, catalog_items.c.key)
         async with self.engine.connect() as conn:
-            rows = await conn.execute(query.order_by(upstreams.c.name, catalog_items.c.kind, catalog_items.c.key))
-            return [_item_from_row(r, r.upstream_name) for r in rows]
+            rows = (await conn.execute(query)).all()
+        return await self._items.values(rows)
 
     async def update_item(self, item: CatalogItem, *, was: CatalogItem | None = None) -> None:
         async with self.engine.begin() as conn:
