@@ -1,6 +1,6 @@
 """Parameters as production documents declare them, each sent where it belongs: one name in the path
 and in the query (and a third parameter already named like the second's argument), a query parameter
-named `body` beside a body, a body that is a map, Stripe's deepObject lists, and cookie parameters
+named `body` beside a body, a body that is a map, Stripe's deepObject lists and form bodies, and cookie parameters
 beside a session cookie the operator set. Through a real gateway and MCP client to an API on loopback,
 checked by what that API received."""
 
@@ -46,12 +46,23 @@ def _document() -> dict[str, Any]:
             }},
             "/tags": {"put": {"operationId": "putTags", "requestBody": _body(tags), "responses": OK}},
             "/charges": {"get": {"operationId": "listCharges", "parameters": [expand], "responses": OK}},
+            "/customers": {"post": {"operationId": "createCustomer", "requestBody": _stripe_form(), "responses": OK}},
             "/me": {"get": {
                 "operationId": "me", "responses": OK,
                 "parameters": [_param("session", "cookie"), _param("theme", "cookie"), prefs],
             }},
         },
     }
+
+
+def _stripe_form() -> dict[str, Any]:
+    """POST /v1/customers as Stripe's document describes it: a form body whose object and list fields are deepObject."""
+    deep = {"explode": True, "style": "deepObject"}
+    address = {"type": "object", "properties": {"city": TEXT, "line1": TEXT}}
+    fields = {"name": TEXT, "address": address, "metadata": {"type": "object", "additionalProperties": TEXT},
+              "expand": {"type": "array", "items": TEXT}, "tax_exempt": {"type": "array", "items": TEXT}}
+    form = {"schema": {"type": "object", "properties": fields}, "encoding": {"address": deep, "metadata": deep, "expand": deep}}
+    return {"content": {"application/x-www-form-urlencoded": form}}
 
 
 async def _tools(gateway: Running, base: str) -> dict[str, Any]:
@@ -106,3 +117,17 @@ async def test_cookie_parameters_go_beside_the_operators_session_cookie_never_ov
     assert set(tools["pl__me"]["properties"]) == {"theme", "prefs"}  # `session` is the operator's to set
     await _call(gateway, "me", {"theme": "dark", "prefs": {"lang": "en", "session": "callers"}})
     assert seen[-1]["headers"]["cookie"] == "session=operators; theme=dark; lang=en"
+
+
+async def test_a_form_body_sends_its_fields_as_their_encoding_says(gateway: Running, api: Any) -> None:
+    base, seen = api
+    await _tools(gateway, base)
+    arguments = {
+        "name": "ada", "address": {"city": "Paris", "line1": "1 rue"}, "metadata": {"order": "42"},
+        "expand": ["sources"], "tax_exempt": ["none", "exempt"],
+    }
+    await _call(gateway, "createCustomer", arguments)
+    assert parse_qsl(seen[-1]["body"]) == [
+        ("name", "ada"), ("address[city]", "Paris"), ("address[line1]", "1 rue"), ("metadata[order]", "42"),
+        ("expand[]", "sources"), ("tax_exempt", "none"), ("tax_exempt", "exempt"),
+    ]

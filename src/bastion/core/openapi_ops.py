@@ -113,6 +113,8 @@ class Operation:
     """The query its path key fixes (`/rest?method=a.b`): sent before its parameters'."""
     omitted: Omitted | None = None
     """The read-only properties of its body, which a request leaves out (core/openapi_access.py)."""
+    form_styles: tuple[tuple[str, str, bool], ...] = ()
+    """(field, style, explode) for each field of its form body whose `encoding` gives a style."""
 
 
 @dataclass(frozen=True)
@@ -147,12 +149,17 @@ def is_form(media_type: str | None) -> bool:
     return media_type in (FORM, MULTIPART)
 
 
-def form_fields(body: Any) -> list[tuple[str, str]]:
-    """A form body's fields in order: lists repeat their field, objects travel as JSON text."""
+def form_fields(body: Any, styles: tuple[tuple[str, str, bool], ...] = ()) -> list[tuple[str, str]]:
+    """A form body's fields in order: those `styles` names as a query parameter of that style would
+    travel; otherwise lists repeat their field and objects travel as JSON text."""
     if not isinstance(body, dict):
         return []
+    styled = {name: (style, explode) for name, style, explode in styles}
     fields: list[tuple[str, str]] = []
     for key, value in body.items():
+        if key in styled and value is not None:
+            fields.extend(query_pairs(str(key), *styled[key], value))
+            continue
         for item in value if isinstance(value, list) else [value]:
             if item is not None:
                 fields.append((str(key), json.dumps(item) if isinstance(item, (dict, list)) else text(item)))
@@ -295,7 +302,20 @@ def _operation(
     if output is not None:
         definition["outputSchema"] = output
     server = server_url(op.get("servers")) or server_url(path_item.get("servers"))
-    return Operation(tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted)
+    styles = _form_styles(resolver, op) if media == FORM else ()
+    return Operation(tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted, styles)
+
+
+def _form_styles(resolver: Resolver, op: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:
+    """How the fields of `op`'s form body travel, for those its `encoding` gives a style or explode
+    (Stripe's: deepObject, so `address[city]=...`); the others as form_fields sends them."""
+    media = _object(resolver.deref(op.get("requestBody")), "'requestBody'").get("content", {}).get(FORM)
+    encoding = _object(media, "the form body").get("encoding") if isinstance(media, dict) else None
+    styles = []
+    for field_name, how in (encoding if isinstance(encoding, dict) else {}).items():
+        if isinstance(how, dict) and ("style" in how or "explode" in how):
+            styles.append((str(field_name), *style_of({"in": "query", **how})))
+    return tuple(styles)
 
 
 def _free(taken: dict[str, Any], *names: str) -> str:

@@ -243,7 +243,7 @@ class OpenApiUpstream:
             binary = {k for k, v in op.definition["inputSchema"]["properties"].items() if isinstance(v, dict) and v.get("format") == "binary"}
             files = [(k, (k if k in binary else None, v.encode())) for k, v in form_fields(call.json_body)]
         elif call.json_body is not None and is_form(call.media_type):
-            content = urlencode(form_fields(call.json_body)).encode()
+            content = urlencode(form_fields(call.json_body, op.form_styles)).encode()
         elif call.json_body is not None:
             content = json.dumps(call.json_body).encode()
         elif call.raw_body is not None:
