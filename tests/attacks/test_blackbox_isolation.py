@@ -9,7 +9,9 @@ changes and resource updates. And one caller cannot touch another's session by n
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import anyio
 import httpx2
 import pytest
 
+from bastion.core.errors import BadRequest
 from tests.e2e.test_resource_updates import counter_upstream
 from tests.e2e.test_token_scopes import create_token
 from tests.harness import Running, open_raw_session, serve, session_headers, settings_for
@@ -156,3 +159,55 @@ async def test_an_expired_tokens_session_stream_is_closed(tmp_path: Path) -> Non
                 async with opened(http, "GET", gateway.mcp_url("vs"), headers=headers) as stream:
                     with anyio.fail_after(10):
                         await drain_until_closed(stream)
+
+
+CONFORMANCE_UPSTREAM = Path(__file__).resolve().parents[1] / "conformance" / "upstream.py"
+STATE_TOOL = "cf__test_input_required_result_request_state"
+
+
+@contextlib.contextmanager
+def conformance_upstream() -> Iterator[str]:
+    """tests/conformance/upstream.py (a 2026-07-28 server whose tools ask with input_required) on HTTP."""
+    proc = subprocess.Popen(
+        [sys.executable, str(CONFORMANCE_UPSTREAM), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    try:
+        assert line.startswith("READY "), line
+        yield f"http://127.0.0.1:{int(line.split()[1])}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def modern_call(http: httpx2.AsyncClient, url: str, token: str, tool: str, **extra: Any) -> dict[str, Any]:
+    """One 2026-07-28 tools/call; its JSON-RPC reply."""
+    meta = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}, **extra, "_meta": meta}}
+    response = await http.post(url, json=body, headers={**modern_headers(token, "tools/call"), "Mcp-Name": tool})
+    reply: dict[str, Any] = response.json()
+    return reply
+
+
+async def test_another_caller_cannot_answer_a_callers_question_with_its_request_state(tmp_path: Path) -> None:
+    """2026-07-28: an upstream's question comes back as `input_required` with an opaque requestState
+    that the retry echoes. The upstream binds it to the principal it sees, and behind Bastion every
+    caller is the same principal to it: B, holding A's requestState, answered A's question and
+    resumed A's call. Bastion binds it to the caller now; only A's own retry resumes it."""
+    with conformance_upstream() as upstream_url:
+        async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/bastion.db")) as gateway:
+            await gateway.register({"name": "cf", "transport": "streamable-http", "url": upstream_url})
+            await gateway.create_server({"name": "vs", "upstreams": ["cf"], "visibility": "public"})
+            a, b = (await create_token(gateway, servers="*"))["token"], (await create_token(gateway, servers="*"))["token"]
+            url = gateway.mcp_url("vs")
+            async with httpx2.AsyncClient(timeout=30) as http:
+                asked = (await modern_call(http, url, a, STATE_TOOL))["result"]
+                assert asked["resultType"] == "input_required", asked
+                answer = {"confirm": {"action": "accept", "content": {"ok": True}}}
+                retry = {"requestState": asked["requestState"], "inputResponses": answer}
+                stolen = await modern_call(http, url, b, STATE_TOOL, **retry)
+                assert "error" in stolen, stolen
+                assert stolen["error"]["code"] == BadRequest.jsonrpc_code and "requestState" in stolen["error"]["message"]
+                own = (await modern_call(http, url, a, STATE_TOOL, **retry))["result"]
+                assert own["content"][0]["text"] == "state-ok: confirmed=True", own

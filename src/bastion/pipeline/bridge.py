@@ -83,16 +83,41 @@ class Bridge:
     def stage(self) -> Stage:
         async def bridge(ctx: CallContext, call_next: Next) -> Result:
             state = ctx.params.get("requestState")
-            if self._sealer.owns(state):
-                return await self._resume(ctx, str(state))
-            if ctx.method not in _BRIDGED or (ctx.hooks is not None and ctx.hooks.ask is not None):
-                return await call_next(ctx)  # a 2025-11-25 client is asked live, in dispatch
-            assert ctx.item is not None, "route runs before the bridge"
-            if not self._pool.asks_mid_call(ctx.item.upstream):
-                return await call_next(ctx)
-            return await self._start(ctx, call_next)
+            if state is not None:
+                held = self._opened(ctx, state)
+                if "id" in held:
+                    return await self._resume(ctx, held["id"])
+                assert ctx.upstream_params is not None, "route runs before the bridge"
+                ctx.upstream_params["requestState"] = held["upstream"]
+            elif ctx.method in _BRIDGED and (ctx.hooks is None or ctx.hooks.ask is None):
+                assert ctx.item is not None, "route runs before the bridge"
+                if self._pool.asks_mid_call(ctx.item.upstream):
+                    return await self._start(ctx, call_next)
+            # A 2025-11-25 client is asked live, in dispatch; a 2026-07-28 upstream asks with input_required.
+            return self._bound(ctx, await call_next(ctx))
 
         return bridge
+
+    def _opened(self, ctx: CallContext, state: object) -> dict[str, Any]:
+        """What a retry's requestState carries: a held call's id, or an upstream's own state. Only
+        Bastion's, sealed for this caller, this server and (for an upstream's) this upstream."""
+        try:
+            held = self._sealer.unseal(state, self._context(ctx)) if isinstance(state, str) else {}
+        except ValueError:
+            held = {}
+        upstream = ctx.item.upstream if ctx.item is not None else None
+        if isinstance(held.get("id"), str) or (isinstance(held.get("upstream"), str) and held.get("via") == upstream):
+            return held
+        raise BadRequest("requestState was altered, expired, or issued to someone else")
+
+    def _bound(self, ctx: CallContext, result: Result) -> Result:
+        """An upstream's input_required result, its requestState sealed for this caller: the upstream
+        binds it to the principal it sees, and behind Bastion every caller is that same principal."""
+        state = result.get("requestState")
+        if result.get("resultType") != "input_required" or not isinstance(state, str) or ctx.item is None:
+            return result
+        sealed = self._sealer.seal({"upstream": state, "via": ctx.item.upstream}, self._context(ctx))
+        return {**result, "requestState": sealed}
 
     def _context(self, ctx: CallContext) -> str:
         owner = ctx.principal.id if ctx.principal is not None else ""
@@ -148,12 +173,8 @@ class Bridge:
         state = self._sealer.seal({"id": token}, held.owner)
         return {"resultType": "input_required", "inputRequests": {_QUESTION_KEY: value}, "requestState": state}
 
-    async def _resume(self, ctx: CallContext, state: str) -> Result:
-        try:
-            token = self._sealer.unseal(state, self._context(ctx))["id"]
-        except (ValueError, KeyError):
-            raise BadRequest("requestState was altered, expired, or issued to someone else") from None
-        held = self._held.pop(str(token), None)
+    async def _resume(self, ctx: CallContext, token: str) -> Result:
+        held = self._held.pop(token, None)
         if held is None or held.expires < time.monotonic():
             raise BadRequest("requestState is no longer valid: the call it continued has ended")
         responses = ctx.params.get("inputResponses")
