@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -40,15 +41,23 @@ _COOKIE_MAX = 4096
 def _filters(env: Environment) -> None:
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["when"] = _when
-    env.filters["reveal"] = lambda value: reveal(str(value))  # an upstream's text, for an admin to judge
+    env.filters["as_is"] = escape  # what the page sends back or follows: a form field's value, a link
     env.filters["pretty"] = _pretty
     env.globals["urlencode"] = urlencode
 
 
+def _shown(value: Any) -> Any:
+    """Every `{{ ... }}` of every page (Jinja's `finalize`): text with each character a browser hides
+    written out. Strangers write much of what a page shows (an upstream's descriptions, an identity
+    provider's emails, a registry's entries), and one missed field is one spoofed page; `as_is`
+    (already Markup) keeps what a form sends back unchanged."""
+    return reveal(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def _pretty(value: Any, indent: int | None = None) -> str:
     """JSON to read on a page, left to autoescaping: `tojson` wrote each <, >, & and ' as a \\u escape,
-    so an upstream's answer or server.json did not read as what it says. Hidden characters written out."""
-    return reveal(json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False))
+    so an upstream's answer or server.json did not read as what it says."""
+    return json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False)
 
 
 def _when(value: Any) -> str:
@@ -70,6 +79,7 @@ class Ui:
             autoescape=select_autoescape(default=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=_shown,
         )
         _filters(self.env)
 
