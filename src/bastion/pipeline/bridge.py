@@ -7,6 +7,10 @@ virtual server, expiring). The client's retry with the answer resumes the held c
 finishes or asks again. Held calls live in this process: a retry must reach the same replica.
 Each caller may hold a few such calls at once, and the process a bounded number in total: a client
 that starts calls and never answers cannot pile up background work.
+
+A 2026-07-28 upstream asks with `input_required` itself; its requestState is sealed here for the
+caller the same way (the upstream sees one principal, Bastion, for every caller), so only the caller
+it was issued to can resume it, on any replica.
 """
 
 from __future__ import annotations
