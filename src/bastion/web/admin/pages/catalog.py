@@ -14,6 +14,7 @@ from starlette.routing import Route
 from bastion.web.admin.pages import playground
 from bastion.web.admin.pages.insight import usage_summary
 from bastion.web.admin.session import Viewer
+from bastion.web.admin.shortened import shortened
 from bastion.web.admin.ui import Ui, back, page_count, page_of
 from bastion.web.asgi import client_ip
 
@@ -57,9 +58,11 @@ def routes(ui: Ui) -> list[Route]:
         servers = exposing((await ui.api(viewer, "GET", "/api/v1/servers", request)).items(), item) if kind == "tools" else []
         schema = item.get("input_schema")
         usage = await usage_summary(ui, viewer, request, "day", item=item["name"]) if viewer.is_admin else None
+        (schema_shown, cut), (item_shown, item_cut) = shortened(schema), shortened(item)
         return ui.render(request, viewer, "item.html", status, kind=kind, item=item, servers=servers, usage=usage,
-                         fields=playground.fields(schema), schema_json=json.dumps(schema, indent=2),
-                         definition=json.dumps(item, indent=2), result=result)
+                         fields=playground.fields(schema), more_fields=playground.left_out(schema),
+                         schema_json=json.dumps(schema_shown, indent=2), definition=json.dumps(item_shown, indent=2),
+                         shortened=cut or item_cut, result=result)
 
     async def act(request: Request, viewer: Viewer) -> Response:
         kind, name = request.path_params["kind"], request.path_params["name"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
@@ -15,35 +16,54 @@ from bastion.web.admin.backend import Backend
 from bastion.web.json_depth import loads
 
 _SCALARS = {"string", "integer", "number", "boolean"}
+# What one page's form holds: a tool may have 100,000 arguments, or an enum of as many choices.
+FIELDS = 200
+OPTIONS = 100
+"""Choices of one enum listed in a select; more are typed as JSON."""
+CHOICES = 1_000
+"""Choices listed in the whole form."""
+
+
+def _properties(schema: Any) -> dict[Any, Any]:
+    found = schema.get("properties") if isinstance(schema, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 def fields(schema: Any) -> list[dict[str, Any]]:
-    """One form field per top-level property: its name, widget, whether required, its description."""
-    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
-        return []
+    """One form field per top-level property, for the first FIELDS: its name, widget, whether required,
+    its description. An enum of more than OPTIONS choices (or past the form's CHOICES) is typed as JSON."""
     # An upstream writes the schema: `required` and `enum` may be anything (a number was a 500 here).
-    listed = schema.get("required")
+    listed = schema.get("required") if isinstance(schema, dict) else None
     required = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
-    out = []
-    for name, prop in schema["properties"].items():
+    out, choices = [], CHOICES
+    for name, prop in islice(_properties(schema).items(), FIELDS):
         prop = prop if isinstance(prop, dict) else {}
         kind = prop.get("type") if isinstance(prop.get("type"), str) else None
         enum = prop.get("enum")
-        widget = "select" if isinstance(enum, list) else kind if kind in _SCALARS else "json"
+        options = _options(enum) if isinstance(enum, list) and len(enum) <= min(OPTIONS, choices) else None
+        choices -= len(options or ())
         out.append(
             {
                 "name": str(name),
-                "widget": widget,
+                "widget": "select" if options is not None else "json" if isinstance(enum, list) or kind not in _SCALARS else kind,
                 "required": name in required,
                 "description": prop.get("description") or prop.get("title") or "",
-                # Each option's value is its JSON, so a number or null comes back as itself.
-                "options": [(v if isinstance(v, str) else json.dumps(v), json.dumps(v)) for v in enum]
-                if isinstance(enum, list)
-                else [],
+                "options": options or [],
+                "unlisted": len(enum) if isinstance(enum, list) and options is None else 0,
                 "default": prop.get("default"),
             }
         )
     return out
+
+
+def _options(enum: list[Any]) -> list[tuple[str, str]]:
+    """(label, value) of each choice; the value is its JSON, so a number or null comes back as itself."""
+    return [(v if isinstance(v, str) else json.dumps(v), json.dumps(v)) for v in enum]
+
+
+def left_out(schema: Any) -> int:
+    """How many top-level properties the form does not show (given as JSON instead)."""
+    return max(0, len(_properties(schema)) - FIELDS)
 
 
 def arguments(schema: Any, form: Any) -> dict[str, Any]:
