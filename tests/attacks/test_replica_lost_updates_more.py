@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from sqlalchemy.sql.dml import UpdateBase
 
-from bastion.core.models import CatalogItem, Discovery
-from tests.attacks.test_replica_lost_updates import two_replicas
+from bastion.core.models import CatalogItem, Discovery, UpstreamSpec, VirtualServerSpec
+from tests.attacks.test_replica_lost_updates import hold_write, two_replicas
 from tests.harness import Running, stdio_fixture
 
 pytestmark = pytest.mark.anyio
@@ -98,3 +99,121 @@ async def test_tool_disabled_on_one_replica_while_another_rediscovers_its_upstre
         assert (echo.enabled, echo.description_override) == (False, "ours"), echo
         assert echo.definition["description"] == "said otherwise now"  # and the rediscovery is saved
 
+
+def count_discoveries(monkeypatch: pytest.MonkeyPatch, replica: Running) -> dict[str, int]:
+    """How many times `replica` connects to an upstream to discover it (registering or changing it), by name."""
+    pool, counted = replica.bastion.gateway.pool, {}
+    discover = pool.discover
+
+    async def counting(spec: UpstreamSpec) -> Discovery:
+        counted[spec.name] = counted.get(spec.name, 0) + 1
+        return await discover(spec)
+
+    monkeypatch.setattr(pool, "discover", counting)
+    return counted
+
+
+async def apply_meanwhile(
+    replica: Running, doc: dict[str, Any], held: tuple[anyio.Event, anyio.Event], meanwhile: Callable[[], Awaitable[object]]
+) -> httpx2.Response:
+    """Apply `doc` on `replica`; once it is `held` (arrived, go), do `meanwhile` elsewhere, then let it go on."""
+    arrived, go = held
+    replies: list[httpx2.Response] = []
+
+    async def apply() -> None:
+        replies.append(await replica.api.post("/api/v1/config", json=doc))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(apply)
+        with anyio.fail_after(20):
+            await arrived.wait()
+        await meanwhile()
+        go.set()
+    return replies[0]
+
+
+def rotate_secret(replica: Running) -> Callable[[], Awaitable[None]]:
+    """Another replica's change of upstream `fx` that the document leaves out: a new secret."""
+
+    async def rotate() -> None:
+        assert (await replica.api.patch("/api/v1/upstreams/fx", json={"env": {"TOKEN": "new"}})).status_code == 200
+
+    return rotate
+
+
+async def test_configuration_that_loses_a_step_to_another_replica_goes_on_from_what_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan whose step lost to another replica's change took back the steps it had applied, then applied
+    them all again: an upstream the document adds was registered, deleted and registered again (its
+    discovery and the approval of its tools in the applier's name made twice)."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register({**stdio_fixture("fx"), "env": {"TOKEN": "old"}})
+        await b.bastion.gateway.reload()
+        doc = (await a.api.get("/api/v1/config")).json()
+        doc["upstreams"][0]["visibility"] = "public"
+        doc["upstreams"].insert(0, stdio_fixture("added"))  # planned before `fx`: its name comes first
+        discovered = count_discoveries(monkeypatch, a)
+        held = hold_write(monkeypatch, a, "update_upstream_spec")  # `added` is registered; `fx` is next
+        reply = await apply_meanwhile(a, doc, held, rotate_secret(b))
+        assert reply.status_code == 200, reply.text
+        assert discovered == {"added": 1}, discovered
+        stored = await b.bastion.gateway.repo.get_upstream("fx")
+        assert stored is not None
+        assert (stored.spec.visibility, stored.spec.env) == ("public", {"TOKEN": "new"}), stored.spec
+        approvals = [r for r in (await b.bastion.gateway.repo.list_pins()).records if r.upstream == "added"]
+        assert approvals and all(r.approved is not None for r in approvals), approvals
+
+
+async def test_configuration_does_not_give_a_server_made_again_on_another_replica_back_its_old_owner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document saved a server with the owner this replica had read, without checking it was still
+    that server: one deleted and made again by another user on another replica meanwhile was handed
+    back to its former owner."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register(stdio_fixture("fx"))
+        await a.bastion.gateway.save_server(VirtualServerSpec(name="vs", upstreams=("fx",), owner="former"), create=True)
+        await b.bastion.gateway.reload()
+        doc = (await a.api.get("/api/v1/config")).json()
+        doc["servers"][0]["description"] = "from the document"
+        held = hold_write(monkeypatch, a, "save_server")
+
+        async def meanwhile() -> None:
+            assert (await b.api.delete("/api/v1/servers/vs")).status_code == 204
+            await b.bastion.gateway.save_server(VirtualServerSpec(name="vs", upstreams=("fx",), owner="newer"), create=True)
+
+        reply = await apply_meanwhile(a, doc, held, meanwhile)
+        assert reply.status_code == 200, reply.text
+        stored = await b.bastion.gateway.repo.get_server("vs")
+        assert stored is not None and (stored.owner, stored.description) == ("newer", "from the document"), stored
+
+
+async def test_configuration_that_fails_does_not_take_back_a_step_over_another_replicas_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan that failed took back the steps it had applied by writing what it had read before them,
+    whatever was stored since: a secret another replica rotated after the step was put back to the
+    old one (that replica had answered 200)."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register({**stdio_fixture("fx"), "env": {"TOKEN": "old"}})
+        await b.bastion.gateway.reload()
+        doc = (await a.api.get("/api/v1/config")).json()
+        doc["upstreams"][0]["visibility"] = "public"
+        doc["upstreams"].append({"name": "unreachable", "transport": "streamable-http", "url": "http://127.0.0.1:9/mcp"})
+        pool, reached, go = a.bastion.gateway.pool, anyio.Event(), anyio.Event()
+        discover = pool.discover
+
+        async def after_the_other_replica(spec: UpstreamSpec) -> Discovery:
+            if spec.name == "unreachable":  # planned after `fx`, which is changed by now
+                reached.set()
+                with anyio.fail_after(20):
+                    await go.wait()
+            return await discover(spec)
+
+        monkeypatch.setattr(pool, "discover", after_the_other_replica)
+        reply = await apply_meanwhile(a, doc, (reached, go), rotate_secret(b))
+        assert reply.status_code >= 400, reply.text
+        assert "could not be taken back" in reply.json()["detail"], reply.json()
+        stored = await b.bastion.gateway.repo.get_upstream("fx")
+        assert stored is not None and stored.spec.env == {"TOKEN": "new"}, stored.spec

@@ -43,7 +43,7 @@ from bastion.core.config_doc import (
     plan,
     upstream_doc,
 )
-from bastion.core.errors import BadRequest, BastionError, NotFound
+from bastion.core.errors import BadRequest, BastionError, NotFound, StaleWrite
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.core.naming import check_slug
 from bastion.core.pinning import approve, definition_hash
@@ -71,6 +71,8 @@ class _Desired:
         self.servers: dict[str, VirtualServerSpec] = {}
         self.revisions: dict[str, int] = {}
         """Per upstream, the revision its spec was made from (what it keeps of the stored one)."""
+        self.server_revisions: dict[str, int] = {}
+        """Per server, likewise (it keeps the stored one's owner)."""
 
 
 class ConfigSync:
@@ -194,7 +196,11 @@ class ConfigSync:
             )
         for server in doc.servers:
             owner_team(f"virtual server {server.name!r}", server.team)
-            out.servers[server.name] = await self._server_spec(server, set(out.teams), actor)
+            stored = await self.gateway.repo.get_server_revision(server.name)
+            if stored is not None:
+                out.server_revisions[server.name] = stored[1]
+            owner = stored[0].owner if stored is not None else actor
+            out.servers[server.name] = await self._server_spec(server, set(out.teams), owner)
         return out
 
     @staticmethod
@@ -220,14 +226,11 @@ class ConfigSync:
             "origin": current.origin if current is not None else None,
         })
 
-    async def _server_spec(self, entry: ServerDoc, new_teams: set[str], actor: str | None) -> VirtualServerSpec:
+    async def _server_spec(self, entry: ServerDoc, new_teams: set[str], owner: str | None) -> VirtualServerSpec:
         check_slug(entry.name, "virtual server")
-        snap = self.gateway.snapshot
-        current = snap.servers.get(entry.name)
         spec = VirtualServerSpec(
             **entry.model_dump(exclude={"policy", "rate_limits", "transforms"}),
-            policy=entry.policy, rate_limits=entry.rate_limits, transforms=entry.transforms,
-            owner=current.spec.owner if current is not None else actor,
+            policy=entry.policy, rate_limits=entry.rate_limits, transforms=entry.transforms, owner=owner,
         )
         if self.subjects is not None:
             try:
@@ -264,8 +267,9 @@ class ConfigSync:
         # the first made, instead of failing half-way on it and taking back its own steps over the
         # first's changes.
         async with self._applying:
-            # What the document leaves out of an upstream (secrets, owner) is kept as this replica knew it:
-            # if another replica changed it meanwhile, the applied steps are taken back and all planned again.
+            # What the document leaves out (secrets, owners) is kept as read, and each step is saved only if
+            # what it changes is still as read: if another replica changed it meanwhile, the plan is made
+            # again on what is stored now, where the steps applied so far are done and plan nothing.
             once = partial(self._apply, doc, dry_run=dry_run, prune=prune, actor=actor, owner=owner)
             return await on_fresh_state("the configuration", once, partial(self.gateway.rebuild, announce=False))
 
@@ -290,8 +294,14 @@ class ConfigSync:
         for action in actions:
             try:
                 await self._run(action, desired, current, actor)
+            except StaleWrite as exc:
+                # Not taken back (which would run discoveries and approvals again, and write over the other
+                # replica's change): planned again on fresh state, or this 409 after too many tries.
+                exc.detail = f"{action.line()}: {exc.detail}; the {len(done)} step(s) before it stay applied"
+                exc.args = (exc.detail,)
+                raise
             except Exception as exc:  # not only a BastionError: a database refusing a row is none
-                undone = await self._undo(done, before, wanted, actor)
+                undone = await self._undo(done, before, desired, wanted, actor)
                 if not isinstance(exc, BastionError):
                     log.error("configuration: %s failed unexpectedly; %s", action.line(), undone)
                     raise
@@ -314,10 +324,19 @@ class ConfigSync:
         return out
 
     async def _undo(
-        self, done: list[Action], before: _Desired, wanted: Mapping[Kind, Mapping[str, BaseModel]], actor: str
+        self,
+        done: list[Action],
+        before: _Desired,
+        applied: _Desired,
+        wanted: Mapping[Kind, Mapping[str, BaseModel]],
+        actor: str,
     ) -> str:
-        """Take back the steps applied so far, newest first; says what the configuration is left as."""
+        """Take back the steps applied so far, newest first; says what the configuration is left as. An
+        update is taken back only from what it saved (another replica's change since is not written over)."""
         inverse = {"create": "delete", "delete": "create", "update": "update"}
+        # A step saved at revision r leaves its row at r + 1 (every write counts it up by one).
+        before.revisions = {n: r + 1 for n, r in applied.revisions.items()}
+        before.server_revisions = {n: r + 1 for n, r in applied.server_revisions.items()}
         failed = []
         for action in reversed(done):
             back = action.model_copy(update={"verb": inverse[action.verb]})
@@ -369,4 +388,5 @@ class ConfigSync:
         elif verb == "delete":
             await self.gateway.delete_server(name)
         else:
-            await self.gateway.save_server(desired.servers[name], create=verb == "create")
+            revision = desired.server_revisions.get(name) if verb == "update" else None
+            await self.gateway.save_server(desired.servers[name], create=verb == "create", revision=revision)

@@ -40,10 +40,11 @@ class VirtualServers:
                 out.append(name)
         return sorted(out)
 
-    async def save_server(self, spec: VirtualServerSpec, *, create: bool) -> None:
+    async def save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
+        """Create or save `spec`; with `revision` (as read), only if it is still at it, else StaleWrite."""
         check_slug(spec.name, "virtual server")
         async with self._write_lock:
-            await self._save_server(spec, create=create)
+            await self._save_server(spec, create=create, revision=revision)
 
     async def change_server(
         self, name: str, change: Callable[[VirtualServerSpec], Awaitable[VirtualServerSpec]]
