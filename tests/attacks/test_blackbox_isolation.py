@@ -212,3 +212,32 @@ async def test_another_caller_cannot_answer_a_callers_question_with_its_request_
                 assert stolen["error"]["code"] == BadRequest.jsonrpc_code and "requestState" in stolen["error"]["message"]
                 own = (await modern_call(http, url, a, STATE_TOOL, **retry))["result"]
                 assert own["content"][0]["text"] == "state-ok: confirmed=True", own
+
+
+async def test_a_second_session_header_does_not_reach_another_callers_session(tmp_path: Path) -> None:
+    """B names two sessions, Alice's first and its own last: one layer checked the last (B's own,
+    with B's token: admitted) while the SDK served the first, so B set Alice's log level, could open
+    her GET stream (her questions, her notices) and end her session. A request naming more than one
+    session, protocol version or credential is refused whole (400), and Alice's session is untouched."""
+    async with gateway_with_counter(tmp_path) as gateway:
+        alice, bob = (await create_token(gateway, servers="*"))["token"], (await create_token(gateway, servers="*"))["token"]
+        url = gateway.mcp_url("vs")
+        set_level = {"jsonrpc": "2.0", "id": 5, "method": "logging/setLevel", "params": {"level": "debug"}}
+        async with httpx2.AsyncClient(timeout=10) as http:
+            hers = await open_raw_session(http, url, token=alice)
+            his = await open_raw_session(http, url, token=bob)
+            base = list(session_headers(None, bob).items())
+            doubled = [
+                [*base, ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", hers), ("Mcp-Session-Id", his)],
+                [*base, ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", his)],
+                [*base, ("Authorization", f"Bearer {bob}"), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", his)],
+            ]
+            for headers in doubled:
+                answer = await http.post(url, headers=headers, json=set_level)
+                assert answer.status_code == 400, answer.text
+                assert answer.headers.get("mcp-session-id") is None
+                with anyio.fail_after(10):
+                    assert (await http.get(url, headers=[*headers, ("Accept", "text/event-stream")])).status_code == 400
+                assert (await http.delete(url, headers=headers)).status_code == 400
+            answer = await http.post(url, headers=session_headers(hers, alice), json={"jsonrpc": "2.0", "id": 6, "method": "ping"})
+            assert answer.status_code == 200, answer.text

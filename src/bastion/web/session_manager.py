@@ -412,6 +412,23 @@ async def _status_of(app: Callable[[Scope, Receive, Send], Awaitable[None]], sco
     return status
 
 
+def repeated_header(scope: Scope, names: tuple[bytes, ...]) -> str | None:
+    """The first of `names` (lower-case) that the request carries more than once, if any: layers that
+    read the first copy and layers that read the last would otherwise act on different values."""
+    seen: set[bytes] = set()
+    for key, _ in scope["headers"]:
+        if key in names:
+            if key in seen:
+                return bytes(key).decode("latin-1")
+            seen.add(key)
+    return None
+
+
+async def invalid_request(message: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """A malformed request, answered 400 with a JSON-RPC error (id null), in the SDK's shape."""
+    await _error_response(message, 400)(scope, receive, send)
+
+
 async def session_not_found(scope: Scope, receive: Receive, send: Send) -> None:
     """The answer for an unknown session id (as the SDK's manager gives it)."""
     await _error_response("Session not found", 404)(scope, receive, send)
