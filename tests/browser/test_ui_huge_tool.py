@@ -2,7 +2,8 @@
 page drew one form field per property (100,000 properties: a 41 MB page and 10 s of rendering in the
 event loop, while the whole gateway stood still), every choice of an enum, and the whole schema twice.
 The form now shows the arguments that fit, with a note to give the rest as JSON (the box opens); the
-schema and the definition are shortened, saying where the whole of them is."""
+schema and the definition are shortened, saying where the whole of them is. A description of megabytes
+was shown whole, on the tool's page and in every list that has the tool; it is cut, saying how much."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def tools() -> list[dict[str, Any]]:
     for level in range(DEPTH):
         deep = {"type": "object", "properties": {f"level{level}": deep}}
     choices = {"type": "object", "properties": {"choice": {"enum": [f"v{i}" for i in range(CHOICES)]}}}
+    wordy = {"type": "object", "properties": {"a": {"type": "string", "description": "Argument. " * 100_000}}}
     return [{"name": "wide", "description": "Many arguments.", "inputSchema": wide},
-            {"name": "deep", "inputSchema": deep}, {"name": "choices", "inputSchema": choices}]
+            {"name": "deep", "inputSchema": deep}, {"name": "choices", "inputSchema": choices},
+            {"name": "wordy", "description": "Words. " * 300_000, "inputSchema": wordy}]
 
 
 @pytest.fixture(scope="module")
@@ -75,4 +78,15 @@ async def test_a_tool_with_a_huge_input_schema_has_a_page_of_ordinary_size(gatew
     assert response is not None and response.status == 200
     schema = await page.locator("details:has(> summary:text-is('Input schema')) > pre").text_content() or ""
     assert '"level29"' in schema and '"level0"' not in schema  # the outermost levels, then a note
+    assert problems == []
+
+
+async def test_a_tool_with_a_huge_description_has_pages_of_ordinary_size(gateway: Running, browser: Browser) -> None:
+    page, problems = await signed_in(browser, gateway.base_url)
+    for path in ("/admin/catalog?kind=tools&upstream=big", "/admin/upstreams/big", "/admin/catalog/tools/big__wordy"):
+        response = await page.goto(gateway.base_url + path)
+        assert response is not None and response.status == 200, path
+        assert len(await response.body()) < 500_000, path
+    await expect(page.locator("main > p").first).to_contain_text("more characters not shown here")
+    await expect(page.locator("form[data-playground] p.help")).to_contain_text("Argument. Argument.")
     assert problems == []

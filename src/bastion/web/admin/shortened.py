@@ -1,6 +1,7 @@
-"""JSON cut to what one page can show: an upstream writes its tools' schemas, and one with 100,000
-properties (or nested hundreds deep) made its page tens of megabytes that took seconds to render, in the
-event loop. What is left out is said where it was, by count; the API has the whole."""
+"""Text and JSON cut to what one page can show: an upstream writes its tools' schemas and descriptions,
+and one with 100,000 properties (or nested hundreds deep, or a description of megabytes) made its page
+tens of megabytes that took seconds to render, in the event loop. What is left out is said where it
+was, by count; the API has the whole."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ VALUES = 2_000
 DEPTH = 12
 """Objects and arrays nested deeper than this are said, not shown (a property of a property of a
 property is 6 deep in a JSON Schema)."""
+TEXT = 500
+"""Characters of one string shown in the JSON."""
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and how many more there are."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit:,} more characters not shown here)"
 
 
 def shortened(value: Any, values: int = VALUES, depth: int = DEPTH) -> tuple[Any, bool]:
@@ -26,6 +34,9 @@ class _Budget:
         self.cut_any = False
 
     def cut(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str) and len(value) > TEXT:
+            self.cut_any = True
+            return clipped(value, TEXT)
         if not isinstance(value, dict | list) or not value:
             return value
         if depth <= 0:

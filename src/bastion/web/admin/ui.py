@@ -19,6 +19,7 @@ from bastion.core.hidden_text import reveal
 from bastion.core.surrogates import replaced
 from bastion.web.admin.backend import Backend, Reply
 from bastion.web.admin.session import Sessions, Viewer
+from bastion.web.admin.shortened import clipped
 from bastion.web.asgi import client_ip
 from bastion.web.json_depth import loads
 
@@ -42,6 +43,7 @@ def _filters(env: Environment) -> None:
     env.filters["q"] = lambda value: quote(str(value), safe="")
     env.filters["when"] = _when
     env.filters["as_is"] = escape  # what the page sends back or follows: a form field's value, a link
+    env.filters["clip"] = lambda value, limit: clipped(str(value), limit)  # a stranger's text of any length
     env.filters["pretty"] = _pretty
     env.globals["urlencode"] = urlencode
 
