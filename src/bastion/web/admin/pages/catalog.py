@@ -47,14 +47,18 @@ def routes(ui: Ui) -> list[Route]:
                          pages=page_count(total, PAGE), query=query, upstreams=[u["name"] for u in upstreams],
                          error=None if reply.ok else reply.detail)
 
-    async def show(request: Request, viewer: Viewer, result: dict[str, Any] | None = None, status: int = 200) -> Response:
+    async def show(
+        request: Request, viewer: Viewer, result: dict[str, Any] | None = None, status: int = 200, item: Any = None
+    ) -> Response:
+        """The item's page; `item` when the caller has just read it (a huge tool takes a while to read)."""
         kind, name = request.path_params["kind"], request.path_params["name"]
         if kind not in KINDS:
             return ui.render(request, viewer, "error.html", 404, message="no such catalog")
-        reply = await ui.api(viewer, "GET", f"/api/v1/{kind}/{quote(name, safe='')}", request)
-        if not reply.ok or not isinstance(reply.body, dict):
-            return ui.render(request, viewer, "error.html", reply.status, message=reply.detail)
-        item = reply.body
+        if not isinstance(item, dict):
+            reply = await ui.api(viewer, "GET", f"/api/v1/{kind}/{quote(name, safe='')}", request)
+            if not reply.ok or not isinstance(reply.body, dict):
+                return ui.render(request, viewer, "error.html", reply.status, message=reply.detail)
+            item = reply.body
         servers = exposing((await ui.api(viewer, "GET", "/api/v1/servers", request)).items(), item) if kind == "tools" else []
         schema = item.get("input_schema")
         usage = await usage_summary(ui, viewer, request, "day", item=item["name"]) if viewer.is_admin else None
@@ -72,17 +76,18 @@ def routes(ui: Ui) -> list[Route]:
         here = f"/admin/catalog/{kind}/{quote(name, safe='')}"
         if form.get("action") == "call" and kind == "tools":
             reply = await ui.api(viewer, "GET", f"/api/v1/tools/{quote(name, safe='')}", request)
-            schema = reply.body.get("input_schema") if reply.ok and isinstance(reply.body, dict) else None
+            item = reply.body if reply.ok and isinstance(reply.body, dict) else None
+            schema = item.get("input_schema") if item is not None else None
             try:
                 args = playground.arguments(schema, form)
             except ValueError as exc:
-                return await show(request, viewer, {"error": str(exc)}, 400)
+                return await show(request, viewer, {"error": str(exc)}, 400, item)
             server, _, tool = str(form.get("target") or "").partition("|")
             if not server or not tool:
-                return await show(request, viewer, {"error": "choose a virtual server to call it through"}, 400)
+                return await show(request, viewer, {"error": "choose a virtual server to call it through"}, 400, item)
             outcome = await playground.call(ui.backend, viewer.token, client_ip(request.scope), server, tool, args)
             outcome["server"], outcome["arguments"] = server, json.dumps(args, indent=2)
-            return await show(request, viewer, outcome)
+            return await show(request, viewer, outcome, item=item)
         body: dict[str, Any]
         if form.get("action") in ("enable", "disable"):
             body = {"enabled": form.get("action") == "enable"}
