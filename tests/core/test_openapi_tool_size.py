@@ -5,12 +5,17 @@ what counts towards the operations limit)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bastion.core.openapi_ops import MAX_TOOL_BYTES, operations
 from bastion.core.openapi_refs import SpecError
+from bastion.core.openapi_sizes import JsonSizes
+
+REAL = Path(__file__).resolve().parent.parent / "fixtures" / "openapi" / "real"
 
 OK = {"200": {"description": "ok"}}
 
@@ -31,7 +36,7 @@ def _doc(paths: dict[str, Any]) -> dict[str, Any]:
     return {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": paths}
 
 
-def _size(definition: dict[str, Any]) -> int:
+def _size(definition: Any) -> int:
     return len(json.dumps(definition, separators=(",", ":")))
 
 
@@ -66,3 +71,14 @@ def test_the_output_schema_goes_only_when_the_whole_definition_is_past_the_limit
     exactly = operations(_answering(pad))[0].definition
     assert "outputSchema" in exactly and _size(exactly) == MAX_TOOL_BYTES
     assert "outputSchema" not in operations(_answering(pad + 1))[0].definition
+
+
+def test_sizes_counted_with_shared_schemas_encoded_once_are_the_encodings_lengths() -> None:
+    sizes = JsonSizes()
+    for path in sorted(REAL.iterdir()):
+        if path.suffix in (".json", ".yaml"):
+            for op in operations(yaml.safe_load(path.read_text())):
+                assert sizes.of(op.definition) == _size(op.definition), (path.name, op.tool)
+    shared: dict[str, Any] = {"type": "object", "properties": {"é": {"enum": [1.5, None, True, False, -2]}}}
+    for value in ({"a": shared, "b": [shared, {"c": shared}]}, {1: shared, "n": None}, [], {}, "x\"\n"):
+        assert sizes.of(value) == _size(value) and sizes.of(value) == _size(value)

@@ -27,6 +27,7 @@ from bastion.core.openapi_refs import (
     SpecError,
     TooLarge,
 )
+from bastion.core.openapi_sizes import JsonSizes
 from bastion.core.openapi_styles import cookie_pairs, header_value, path_value, query_pairs, style_of, text
 from bastion.core.openapi_swagger import as_openapi3
 
@@ -410,6 +411,7 @@ def _operations(
     pending: list[_Built | str] = []
     used: set[str] = set()
     one_way = OneWay(resolver.doc)
+    sizes = JsonSizes()
     for path, raw_item in paths.items():
         path_item = resolver.deref(raw_item)
         if not isinstance(path_item, dict):
@@ -431,13 +433,13 @@ def _operations(
             if operation is not None:
                 pending.append(_Built(operation, method, str(path), path_item, op))
             if limit is not None and len(out) + len(pending) > limit:
-                _fit_all(resolver, one_way, reserved, pending, out, skipped)
+                _fit_all(resolver, one_way, sizes, reserved, pending, out, skipped)
                 if len(out) > limit:
                     raise SpecError(
                         f"it has more than {limit} operations, the most Bastion accepts from one upstream"
                         " (BASTION_UPSTREAM_MAX_ITEMS): select some with 'include' or 'exclude'"
                     )
-    _fit_all(resolver, one_way, reserved, pending, out, skipped)
+    _fit_all(resolver, one_way, sizes, reserved, pending, out, skipped)
     return out
 
 
@@ -457,7 +459,7 @@ class _Built:
 
 
 def _fit_all(
-    resolver: Resolver, one_way: OneWay, reserved: frozenset[tuple[str, str]], pending: list[_Built | str],
+    resolver: Resolver, one_way: OneWay, sizes: JsonSizes, reserved: frozenset[tuple[str, str]], pending: list[_Built | str],
     out: list[Operation], skipped: list[str],
 ) -> None:
     """Each pending operation as it fits MAX_TOOL_BYTES into `out`, or why not into `skipped`, in order."""
@@ -466,7 +468,7 @@ def _fit_all(
             skipped.append(built)
             continue
         try:
-            out.append(_fitted(resolver, one_way, reserved, built))
+            out.append(_fitted(resolver, one_way, sizes, reserved, built))
         except ToolTooLarge as exc:
             skipped.append(_left_out(built.method, built.path, exc))
     pending.clear()
@@ -491,38 +493,26 @@ def _selected_operation(
     return _operation(resolver, one_way, name, method, path, path_item, op, reserved)
 
 
-_OUTPUT_KEY = len(',"outputSchema":')
-
-
-def _fitted(resolver: Resolver, one_way: OneWay, reserved: frozenset[tuple[str, str]], built: _Built) -> Operation:
+def _fitted(resolver: Resolver, one_way: OneWay, sizes: JsonSizes, reserved: frozenset[tuple[str, str]], built: _Built) -> Operation:
     """`built` held to MAX_TOOL_BYTES. What the tool answers is there for the model to read, and what
     it takes is what it needs to call it: the output schema goes first, then the input's depth."""
-    operation = _inputs_only(built.operation)
-    size = _size(operation)  # the output schema's is added to it, not encoded with it again
-    output = built.operation.definition.get("outputSchema")
-    if (size if output is None else size + _OUTPUT_KEY + len(_json(output))) <= MAX_TOOL_BYTES:
+    if sizes.of(built.operation.definition) <= MAX_TOOL_BYTES:
         return built.operation
+    operation = _inputs_only(built.operation)
+    size = sizes.of(operation.definition)
     for nesting in SHALLOWER:
         if size <= MAX_TOOL_BYTES:
             break
         if nesting < resolver.nesting:
             again = _operation(Resolver(resolver.doc, nesting), one_way, operation.tool, built.method, built.path, built.path_item, built.op, reserved)
             operation = _inputs_only(again)
-            size = _size(operation)
+            size = sizes.of(operation.definition)
     if size > MAX_TOOL_BYTES:
         raise ToolTooLarge(
             f"its tool's definition takes {size // 1024} KB even without an output schema and with its schemas"
             f" described one reference deep, past the {MAX_TOOL_BYTES // 1024} KB one tool may take"
         )
     return operation
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _size(operation: Operation) -> int:
-    return len(_json(operation.definition))
 
 
 def _inputs_only(operation: Operation) -> Operation:
