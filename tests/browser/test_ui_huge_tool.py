@@ -3,7 +3,9 @@ page drew one form field per property (100,000 properties: a 41 MB page and 10 s
 event loop, while the whole gateway stood still), every choice of an enum, and the whole schema twice.
 The form now shows the arguments that fit, with a note to give the rest as JSON (the box opens); the
 schema and the definition are shortened, saying where the whole of them is. A description of megabytes
-was shown whole, on the tool's page and in every list that has the tool; it is cut, saying how much."""
+was shown whole, on the tool's page and in every list that has the tool; it is cut, saying how much.
+The server form's item picker (drawn by script, from JSON) showed descriptions as they are: written
+out there too."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from tests.upstreams import hostile_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.database_free]
 WIDE, CHOICES, DEPTH = 20_000, 20_000, 30
+TAGS = "".join(chr(0xE0000 + ord(c)) for c in "hi")
 
 
 def tools() -> list[dict[str, Any]]:
@@ -33,7 +36,8 @@ def tools() -> list[dict[str, Any]]:
     wordy = {"type": "object", "properties": {"a": {"type": "string", "description": "Argument. " * 100_000}}}
     return [{"name": "wide", "description": "Many arguments.", "inputSchema": wide},
             {"name": "deep", "inputSchema": deep}, {"name": "choices", "inputSchema": choices},
-            {"name": "wordy", "description": "Words. " * 300_000, "inputSchema": wordy}]
+            {"name": "wordy", "description": "Words. " * 300_000, "inputSchema": wordy},
+            {"name": "tagged", "description": "Adds numbers." + TAGS, "inputSchema": {"type": "object"}}]
 
 
 @pytest.fixture(scope="module")
@@ -89,4 +93,13 @@ async def test_a_tool_with_a_huge_description_has_pages_of_ordinary_size(gateway
         assert len(await response.body()) < 500_000, path
     await expect(page.locator("main > p").first).to_contain_text("more characters not shown here")
     await expect(page.locator("form[data-playground] p.help")).to_contain_text("Argument. Argument.")
+    assert problems == []
+
+
+async def test_the_item_picker_writes_out_what_a_browser_hides(gateway: Running, browser: Browser) -> None:
+    page, problems = await signed_in(browser, gateway.base_url)
+    await page.goto(f"{gateway.base_url}/admin/servers/new")
+    await page.locator("[data-pick-q]").fill("tagged")
+    picked = page.locator("[data-pick-results] li").filter(has_text="big__tagged")
+    await expect(picked).to_contain_text("Adds numbers.\\udb40\\udc68\\udb40\\udc69")
     assert problems == []

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bastion.core.client_config import client_config, mcp_url, sdk_snippet
+from bastion.core.hidden_text import reveal
 from bastion.web.admin.pages.forms import errors_for, lines
 from bastion.web.admin.session import Viewer
 from bastion.web.admin.ui import Ui, back
@@ -126,7 +127,8 @@ def routes(ui: Ui, base_url: str) -> list[Route]:
         params = {"q": request.query_params.get("q", ""), "limit": str(_PICK), "offset": str(offset), "enabled": "true"}
         reply = await ui.api(viewer, "GET", f"/api/v1/{kind}", request, params={k: v for k, v in params.items() if v})
         items = [
-            {"name": i["gateway_name"], "upstream": i["upstream"], "description": (i.get("description") or "")[:140]}
+            # The page's script shows the description as text: written out here, as the pages' own text is.
+            {"name": i["gateway_name"], "upstream": i["upstream"], "description": reveal(str(i.get("description") or "")[:140])}
             for i in reply.items()
         ]
         total = reply.body.get("total", 0) if reply.ok and isinstance(reply.body, dict) else 0
