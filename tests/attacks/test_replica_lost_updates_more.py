@@ -217,3 +217,44 @@ async def test_configuration_that_fails_does_not_take_back_a_step_over_another_r
         assert "could not be taken back" in reply.json()["detail"], reply.json()
         stored = await b.bastion.gateway.repo.get_upstream("fx")
         assert stored is not None and stored.spec.env == {"TOKEN": "new"}, stored.spec
+
+
+async def test_a_team_is_not_deleted_on_one_replica_while_it_owns_an_upstream_given_to_it_on_another(tmp_path: Path) -> None:
+    """A team was deleted if this replica's catalog showed it owning nothing: an upstream another replica
+    had just given it stayed owned by a team that no longer was, and a team made again under the name
+    (by anyone who may make teams) would own it."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register(stdio_fixture("fx"))
+        assert (await a.api.post("/api/v1/teams", json={"name": "t"})).status_code == 201
+        await b.bastion.gateway.reload()
+        assert (await b.api.patch("/api/v1/upstreams/fx", json={"team": "t"})).status_code == 200
+        deleted = await a.api.delete("/api/v1/teams/t")  # a has not read b's change
+        assert deleted.status_code == 409, deleted.text
+        assert "still owns" in deleted.json()["detail"], deleted.json()
+        stored = await a.bastion.gateway.repo.get_upstream("fx")
+        assert stored is not None and stored.spec.team == "t"
+        assert (await a.api.get("/api/v1/teams/t")).status_code == 200
+
+
+async def test_an_upstream_is_not_given_to_a_team_deleted_on_another_replica_while_it_is_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register(stdio_fixture("fx"))
+        assert (await a.api.post("/api/v1/teams", json={"name": "t"})).status_code == 201
+        await b.bastion.gateway.reload()
+        arrived, go = hold_write(monkeypatch, b, "update_upstream_spec")  # the team was there when checked
+        async with anyio.create_task_group() as tg:
+            replies: list[httpx2.Response] = []
+
+            async def move() -> None:
+                replies.append(await b.api.patch("/api/v1/upstreams/fx", json={"team": "t"}))
+
+            tg.start_soon(move)
+            with anyio.fail_after(20):
+                await arrived.wait()
+            assert (await a.api.delete("/api/v1/teams/t")).status_code == 204
+            go.set()
+        assert replies[0].status_code == 400 and "no such team" in replies[0].text, replies[0].text
+        stored = await a.bastion.gateway.repo.get_upstream("fx")
+        assert stored is not None and stored.spec.team is None, stored.spec

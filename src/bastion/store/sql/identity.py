@@ -14,7 +14,7 @@ from bastion.core.errors import Conflict, NotFound
 from bastion.core.identity import Role, Team, User
 from bastion.core.ports import Session
 from bastion.store.sql.repo import _aware, _utc, unmatchable
-from bastion.store.sql.tables import api_tokens, team_members, teams, user_sessions, users
+from bastion.store.sql.tables import api_tokens, team_members, teams, upstreams, user_sessions, users, virtual_servers
 
 
 async def _memberships(conn: AsyncConnection, user_ids: list[str] | None = None) -> dict[str, list[str]]:
@@ -130,6 +130,14 @@ class SqlIdentityRepo:
             result = await conn.execute(delete(teams).where(teams.c.name == name))
             if result.rowcount == 0:
                 raise NotFound(f"team {name!r} does not exist")
+            # Read after the row is locked (deleted, not yet committed): what another replica gave the team
+            # is seen here, and what it gives it from now waits for this and finds no team (repo.py).
+            owned = [
+                *(f"upstream {n}" for n in (await conn.execute(select(upstreams.c.name).where(upstreams.c.team == name))).scalars()),
+                *(f"virtual server {n}" for n in (await conn.execute(select(virtual_servers.c.name).where(virtual_servers.c.team == name))).scalars()),
+            ]
+            if owned:
+                raise Conflict(f"team {name!r} still owns {', '.join(owned)}; give them to another team first")
 
     async def add_member(self, team: str, user_id: str) -> None:
         try:

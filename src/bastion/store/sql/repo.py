@@ -16,7 +16,7 @@ from sqlalchemy import Text, bindparam, cast, delete, event, insert, literal, se
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bastion.core.errors import Conflict, NotFound, StaleWrite
+from bastion.core.errors import BadRequest, Conflict, NotFound, StaleWrite
 from bastion.core.grants import ApiToken
 from bastion.core.models import (
     CatalogItem,
@@ -36,7 +36,16 @@ from bastion.store.sql import pins
 from bastion.store.sql.credentials import open_row, rewrap_all, seal_plaintext, sealed_values
 from bastion.store.sql.decoded_rows import DecodedRows
 from bastion.store.sql.sqlite_file import private_sqlite_file
-from bastion.store.sql.tables import api_tokens, catalog_items, pin_records, secrets, upstreams, users, virtual_servers
+from bastion.store.sql.tables import (
+    api_tokens,
+    catalog_items,
+    pin_records,
+    secrets,
+    teams,
+    upstreams,
+    users,
+    virtual_servers,
+)
 from bastion.vault.envelope import Envelope
 
 
@@ -215,6 +224,15 @@ async def set_secret_hash(engine: AsyncEngine, key: str, value: str) -> None:
         await conn.execute(insert(secrets).values(key=key, value=value))
 
 
+async def _check_team(conn: AsyncConnection, team: str | None) -> None:
+    """Refuse (and so roll back) a write that gives a row to a team that is not there. The team's row is
+    share-locked until the commit: its deletion (store/sql/identity.py) waits, then finds the row."""
+    if team is not None:
+        found = select(teams.c.name).where(teams.c.name == team).with_for_update(read=True)
+        if (await conn.execute(found)).first() is None:
+            raise BadRequest(f"no such team {team!r}")
+
+
 class SqlConfigRepo:
     """ConfigRepo over an AsyncEngine. Every method is one transaction. Upstream credentials are
     sealed by `envelope` before they are written and opened as they are read."""
@@ -256,6 +274,7 @@ class SqlConfigRepo:
                 upstream_id = int(key[0])
                 if items:
                     await conn.execute(insert(catalog_items), [_item_values(i, upstream_id, now) for i in items])
+                await _check_team(conn, upstream.spec.team)
         except IntegrityError:
             raise Conflict(f"upstream {upstream.spec.name!r} already exists") from None
 
@@ -275,6 +294,7 @@ class SqlConfigRepo:
             result = await conn.execute(query.values(**values, updated_at=_now(), revision=upstreams.c.revision + 1))
             if result.rowcount == 0:
                 raise StaleWrite(f"upstream {spec.name!r} was changed by another request meanwhile")
+            await _check_team(conn, spec.team)
 
     async def save_upstream_state(self, name: str, state: UpstreamState) -> None:
         async with self.engine.begin() as conn:
@@ -393,6 +413,7 @@ class SqlConfigRepo:
                     await conn.execute(
                         insert(virtual_servers).values(name=spec.name, created_at=now, revision=_first_revision(), **values)
                     )
+                    await _check_team(conn, spec.team)
                     return
                 query = update(virtual_servers).where(virtual_servers.c.name == spec.name)
                 if revision is not None:
@@ -402,6 +423,7 @@ class SqlConfigRepo:
                     raise StaleWrite(f"virtual server {spec.name!r} was changed by another request meanwhile")
                 if result.rowcount == 0:
                     raise NotFound(f"virtual server {spec.name!r} does not exist")
+                await _check_team(conn, spec.team)
         except IntegrityError:
             raise Conflict(f"virtual server {spec.name!r} already exists") from None
 
