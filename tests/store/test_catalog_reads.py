@@ -96,3 +96,23 @@ async def test_decoded_rows_forget_rows_no_longer_read() -> None:
     assert again[0] is first[1] and made == [(1, "x"), (2, "y")]
     await rows.values([(1, "x")])  # forgotten after the read that left it out: made again
     assert made == [(1, "x"), (2, "y"), (1, "x")]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_an_upstream_of_twelve_thousand_items_is_rediscovered(kind: str, tmp_path: Path) -> None:
+    """The items a rediscovery keeps are not spelled out in one statement: PostgreSQL refused a
+    NOT IN of ~10,000 (kind, key) pairs ("stack depth limit exceeded"), so such an upstream could not
+    be rediscovered at all (5,000 tools and 5,000 resources is within the default caps)."""
+    async with two_replicas(kind, tmp_path) as (repo, _):
+        before = [tool("big", f"t{n}") for n in range(12_000)]
+        await repo.create_upstream(Upstream(spec=UpstreamSpec(name="big", transport="stdio", command="x")), before)
+        stored = await repo.list_items()
+        await repo.update_item(stored[5].model_copy(update={"enabled": False}), was=stored[5])
+
+        after = [tool("big", f"t{n}", "changed" if n == 7 else "plain") for n in range(1, 12_001)]
+        result = await repo.replace_items("big", after)
+        assert len(result) == 12_000
+        by_key = {i.key: i for i in result}
+        assert "t0" not in by_key and "t12000" in by_key
+        assert by_key["t7"].definition["description"] == "changed"
+        assert by_key[stored[5].key].enabled is False  # the operator's edit of a kept item stays

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from secrets import randbelow
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, delete, event, insert, literal, select, tuple_, update
+from sqlalchemy import Text, bindparam, cast, delete, event, false, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -307,22 +307,25 @@ class SqlConfigRepo:
         (enabled, name and description overrides) and the first discovery stay as stored when this
         writes, not as read before, so an edit another replica saves meanwhile is kept."""
         now = _now()
-        ident = tuple_(catalog_items.c.kind, catalog_items.c.key)
         async with self.engine.begin() as conn:
             upstream_id = await self._upstream_id(conn, upstream, lock=True)
             of_upstream = catalog_items.c.upstream_id == upstream_id
-            # The first write (SQLite takes its write lock here; PostgreSQL's row lock above keeps other
-            # replacements out): what is read after it stays as read until the commit.
-            gone = delete(catalog_items).where(of_upstream)
-            await conn.execute(gone.where(ident.not_in([(i.kind, i.key) for i in items])) if items else gone)
-            kept = {(r.kind, r.key) for r in await conn.execute(select(catalog_items.c.kind, catalog_items.c.key).where(of_upstream))}
-            changed = [{"b_kind": i.kind, "b_key": i.key, "b_name": i.gateway_name, "b_definition": i.definition} for i in items if (i.kind, i.key) in kept]
+            # The first write, of no row (SQLite takes its write lock at any write; PostgreSQL's row lock
+            # above keeps other replacements out): what is read after it stays as read until the commit.
+            await conn.execute(update(catalog_items).where(false()).values(enabled=catalog_items.c.enabled))
+            query = select(catalog_items.c.id, catalog_items.c.kind, catalog_items.c.key).where(of_upstream)
+            stored = {(r.kind, r.key): r.id for r in await conn.execute(query)}
+            # Worked out here, not in the statement: PostgreSQL refuses a NOT IN of ~10,000 pairs.
+            wanted = {(i.kind, i.key) for i in items}
+            if gone := [{"b_id": row_id} for ident, row_id in stored.items() if ident not in wanted]:
+                await conn.execute(delete(catalog_items).where(catalog_items.c.id == bindparam("b_id")), gone)
+            changed = [{"b_kind": i.kind, "b_key": i.key, "b_name": i.gateway_name, "b_definition": i.definition} for i in items if (i.kind, i.key) in stored]
             if changed:
                 same = update(catalog_items).where(
                     of_upstream, catalog_items.c.kind == bindparam("b_kind"), catalog_items.c.key == bindparam("b_key")
                 )
                 await conn.execute(same.values(gateway_name=bindparam("b_name"), definition=bindparam("b_definition")), changed)
-            if added := [_item_values(i, upstream_id, now) for i in items if (i.kind, i.key) not in kept]:
+            if added := [_item_values(i, upstream_id, now) for i in items if (i.kind, i.key) not in stored]:
                 await conn.execute(insert(catalog_items), added)
             rows = await conn.execute(select(*_ITEM_COLUMNS).join(upstreams).where(of_upstream))
             return [_item(tuple(r)) for r in rows]
