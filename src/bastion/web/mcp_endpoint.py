@@ -316,6 +316,8 @@ class McpFront:
             await invalid_request(f"Bad Request: more than one {repeated} header", scope, receive, send)
             return
         front = await self._front(name)
+        if self._shared is not None and not _modern(scope):
+            self._shared.bind_owner(scope)
         shared, session_id = self._shared, _legacy_session_id(scope)
         if shared is None or session_id is None:
             shared = session_id = None

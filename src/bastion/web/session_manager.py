@@ -129,8 +129,7 @@ class SessionManager:
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             await self._modern.handle_request(scope, receive, send)
             return
-        user = scope.get("user")
-        requestor = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
+        requestor = session_owner(scope)
         if session_id is None:
             await self._open(requestor, scope, receive, send)
             return
@@ -285,12 +284,14 @@ class SessionManager:
         session = self._sessions.get(session_id)
         return session.transport if session is not None else None
 
-    async def restore(self, session_id: str, prepare: Callable[[Connection], None]) -> Connection | None:
-        """Recreate session `session_id` here, its connection set up by `prepare` before it serves
-        anything; None if the manager is not running."""
+    async def restore(
+        self, session_id: str, prepare: Callable[[Connection], None], owner: AuthorizationContext | None = None
+    ) -> Connection | None:
+        """Recreate session `session_id` here for `owner`, its connection set up by `prepare` before
+        it serves anything; None if the manager is not running."""
         if self._tg is None or self.holds(session_id):
             return None
-        session = self._add(session_id, None)
+        session = self._add(session_id, owner)
         try:
             connection: Connection = await self._tg.start(self._serve, session_id, session, prepare)
         except RuntimeError:  # the server task ended before it was ready (logged there)
@@ -377,6 +378,12 @@ class _SessionEvents(EventStore):
 
     async def replay_events_after(self, last_event_id: EventId, send_callback: EventCallback) -> StreamId | None:
         return await self._inner.replay_events_after(last_event_id, send_callback)
+
+
+def session_owner(scope: Scope) -> AuthorizationContext | None:
+    """Whose a request is, as sessions are bound to it (the authenticated user the edge set)."""
+    user = scope.get("user")
+    return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
 
 
 def _headers(scope: Scope) -> tuple[str | None, str | None]:

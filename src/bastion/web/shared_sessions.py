@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, AuthorizationContext
+from mcp.server.auth.provider import AccessToken
 from mcp.server.connection import Connection
 from mcp_types import (
     InitializeRequestParams,
@@ -44,7 +46,7 @@ from bastion.web.json_depth import loads
 from bastion.web.mcp_front import Front, Held, Watch
 from bastion.web.relay import LOG_LEVEL_STATE, session_log_level
 from bastion.web.scope import principal_of
-from bastion.web.session_manager import session_not_found, store_unavailable
+from bastion.web.session_manager import session_not_found, session_owner, store_unavailable
 
 log = logging.getLogger("bastion.sessions")
 
@@ -95,12 +97,18 @@ class SharedSessions:
         try:
             async with front.restoring:
                 if not front.manager.holds(session_id):
-                    await self._restore(front, key, principal_of(scope))
+                    await self._restore(front, key, principal_of(scope), session_owner(scope))
         except Exception as exc:  # noqa: BLE001 - the store unreachable: said without details
             log.warning("could not load a session record (%s)", type(exc).__name__)
             await store_unavailable(scope, receive, send)
             return False
         return True
+
+    def bind_owner(self, scope: Scope) -> None:
+        """Name the request's credential as the SDK's authenticated user: the session manager binds a
+        session to the credential that opened (or restored) it and answers anyone else 404."""
+        tag = self._keys.key_for("", authorization(scope["headers"])).token_hash
+        scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=tag, scopes=[]))
 
     async def _touch(self, held: Held) -> None:
         now = time.monotonic()
@@ -112,7 +120,9 @@ class SharedSessions:
         except Exception as exc:  # noqa: BLE001 - the session is served here; the refresh can wait
             log.warning("could not refresh a session record (%s)", type(exc).__name__)
 
-    async def _restore(self, front: Front, key: SessionKey, principal: Principal | None) -> None:
+    async def _restore(
+        self, front: Front, key: SessionKey, principal: Principal | None, owner: AuthorizationContext | None
+    ) -> None:
         record = await self._store.load(key)
         if record is None or record.server != front.name:
             return  # the SDK answers 404: the client initializes a new session
@@ -136,7 +146,7 @@ class SharedSessions:
             if record.log_level is not None:
                 connection.state[LOG_LEVEL_STATE] = record.log_level
 
-        connection = await front.manager.restore(key.session_id, prepare)
+        connection = await front.manager.restore(key.session_id, prepare, owner)
         if connection is None:
             return
         # The restoring request presented the session's own credential (the key is made from it).
