@@ -3,8 +3,10 @@
 A revoked credential is refused everywhere, long-lived streams it opened included: a 2025-11-25
 session's GET stream, an HTTP+SSE (2024-11-05) stream and a 2026-07-28 `subscriptions/listen`
 stream all end once their token is revoked, rather than keep telling a revoked caller of list
-changes and resource updates; an expired one loses them within the re-check interval. And a
-2026-07-28 upstream's requestState resumes a call only for the caller it was issued to.
+changes and resource updates; an expired one loses them within the re-check interval. A
+2026-07-28 upstream's requestState resumes a call only for the caller it was issued to. And a
+request that names two sessions (or two credentials) is refused whole, never served in the first
+session named while admitted for the last.
 """
 
 from __future__ import annotations
