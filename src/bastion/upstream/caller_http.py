@@ -244,7 +244,8 @@ class CallerHttpSession(ModernHttpClient):
                         started = True
                         async with anyio.create_task_group() as tg:
                             messages = _sse_messages(
-                                response, self._too_large, self._max_message, self._max_result, upstream=self._upstream
+                                response, self._too_large, self._max_message, self._max_result,
+                                upstream=self._upstream, skip_deep=True,
                             )
                             async for message in messages:
                                 await self._unsolicited(message, tg)

@@ -20,6 +20,7 @@ from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, m
 from yarl import URL
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
+from bastion.core.json_nesting import body_too_deep, too_deep_detail
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads
 from bastion.core.tracing import header_text
@@ -227,7 +228,10 @@ async def _parse(data: bytes, upstream: str) -> Any:
 
 def _loads(data: bytes, upstream: str) -> Any:
     """The message; one holding a lone surrogate (valid JSON, no text: it would break whatever
-    stores, signs or re-encodes it) is refused, as the SDK's parser refuses it on the other path."""
+    stores, signs or re-encodes it) is refused, as the SDK's parser refuses it on the other path.
+    So is one nested past the depth limit, measured before parsing (json.loads would recurse)."""
+    if body_too_deep(data):
+        raise UpstreamProtocolError(too_deep_detail(f"upstream {upstream!r}"))
     try:
         return strict_loads(data)
     except NotUnicode as exc:  # worded here, not on every call: this is the path of every call
@@ -262,11 +266,14 @@ async def _sse_messages(
     cursor: SseCursor | None = None,
     *,
     upstream: str,
+    skip_deep: bool = False,
 ) -> AsyncIterator[dict[str, Any]]:
     """JSON messages from an SSE body (`data:` lines joined per event; comments and pings skipped).
 
     Read in chunks, never by unbounded lines: one event (its data so far, and a line not yet ended)
     over `max_message` bytes, or a stream over `max_result`, is refused as soon as it is seen.
+    An event nested past the depth limit fails the stream's call (UpstreamProtocolError), or with
+    `skip_deep` (a stream that answers no call) is skipped.
     With a `cursor`, the stream's `id:` and `retry:` fields are kept in it for a resumption."""
     pending = b""
     data: list[bytes] = []
@@ -295,7 +302,7 @@ async def _sse_messages(
                 if cursor is not None and event_id is not None:
                     cursor.last_id, event_id = event_id, None
                 if data:
-                    message = await _event_message(b"\n".join(data), upstream)
+                    message = await _event_message(b"\n".join(data), upstream, skip_deep)
                     data, size = [], 0
                     if isinstance(message, dict):
                         yield message
@@ -314,7 +321,9 @@ def _advance(cursor: SseCursor, line: bytes, event_id: str | None) -> str | None
     return event_id
 
 
-async def _event_message(data: bytes, upstream: str) -> Any:
+async def _event_message(data: bytes, upstream: str, skip_deep: bool) -> Any:
+    if skip_deep and body_too_deep(data):
+        return None
     try:
         return await _parse(data, upstream)
     except ValueError:

@@ -6,7 +6,10 @@ that answers 30 MB spent seconds of the gateway's CPU (quadratic) and went past
 BASTION_UPSTREAM_MAX_MESSAGE_BYTES, which HTTP upstreams obey. Here a line is gathered in one
 buffer; one over the limit is skipped to its end, and the request it answers (its top-level "id",
 read from the line's start or end) gets an error that says why; a line whose id cannot be told is
-only skipped (ending the session would fail every other caller's call on it too). Spawning (its own process group,
+only skipped (ending the session would fail every other caller's call on it too). A line nested
+deeper than Bastion's JSON depth limit is refused the same way, before it is parsed, and a request
+of the upstream's so nested gets an error answer (the SDK's parser dropped it, and the call waited
+out its whole deadline). Spawning (its own process group,
 the SDK's safe default environment), parsing and the shutdown sequence (close stdin, wait, then end
 the process group) follow the SDK's stdio client and the MCP lifecycle.
 """
@@ -28,7 +31,8 @@ from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
-from bastion.core.errors import UpstreamTooLarge
+from bastion.core.errors import UpstreamProtocolError, UpstreamTooLarge
+from bastion.core.json_nesting import body_too_deep, too_deep_detail
 
 log = logging.getLogger("bastion.upstream")
 
@@ -47,7 +51,10 @@ _ANSWER = re.compile(rb'"(?:result|error)"\s*:')
 Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 
 
-def _parse(line: bytes) -> SessionMessage | Exception:
+def _parse(line: bytes) -> SessionMessage | Exception | None:
+    """The line's message, the parser's error, or None for a line nested past the depth limit."""
+    if body_too_deep(line):
+        return None
     try:
         return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
     except ValueError as exc:
@@ -58,8 +65,17 @@ def _answered_id(head: bytes, tail: bytes) -> types.RequestId | None:
     """The top-level id of a JSON-RPC message seen only by its first and last bytes: servers write
     it first ({"jsonrpc":"2.0","id":..}) or last (..,"id":..}); an id nested deeper never matches.
     None for a request of the upstream's (its id is in the upstream's numbering, not Bastion's)."""
-    if _REQUEST.search(head) and not _ANSWER.search(head):
+    if _asks(head):
         return None
+    return _top_id(head, tail)
+
+
+def _asks(head: bytes) -> bool:
+    """Whether a message seen by its first bytes is a request (or notification) of the upstream's."""
+    return bool(_REQUEST.search(head)) and not _ANSWER.search(head)
+
+
+def _top_id(head: bytes, tail: bytes) -> types.RequestId | None:
     found = _HEAD_ID.match(head) or _TAIL_ID.search(tail)
     if found is None:
         return None
@@ -130,7 +146,10 @@ async def stdio_transport(
         if isinstance(item, bytes):
             if item.strip():
                 parsed = await anyio.to_thread.run_sync(_parse, item) if len(item) >= _PARSE_IN_THREAD else _parse(item)
-                await read_writer.send(parsed)
+                if parsed is None:
+                    await refuse_deep(item[:_ID_ZONE], item[-_ID_ZONE:])
+                else:
+                    await read_writer.send(parsed)
             return
         request_id = _answered_id(*item)
         log.warning("upstream %r wrote a message larger than %s; skipped", upstream, limit)
@@ -138,6 +157,20 @@ async def stdio_transport(
             return  # no way to tell whose answer it was: a call it answered runs into its deadline
         error = types.ErrorData(code=UpstreamTooLarge.jsonrpc_code, message=f"upstream {upstream!r} sent a message larger than {limit}")
         await read_writer.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
+
+    async def refuse_deep(head: bytes, tail: bytes) -> None:
+        detail = too_deep_detail(f"upstream {upstream!r}")
+        log.warning("%s; skipped", detail)
+        message_id = _top_id(head, tail)
+        if message_id is None:
+            return  # a notification, or no way to tell whose answer it was
+        if _asks(head):  # the upstream waits for an answer: tell it, if the writer is free (never block reading)
+            refusal = types.ErrorData(code=types.INVALID_REQUEST, message=f"Bastion refuses JSON nested that deep: {detail}")
+            with suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                write_stream.send_nowait(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=message_id, error=refusal)))
+            return
+        error = types.ErrorData(code=UpstreamProtocolError.jsonrpc_code, message=detail)
+        await read_writer.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=message_id, error=error)))
 
     async def reader() -> None:
         assert process.stdout is not None

@@ -17,19 +17,12 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
 from typing import Any
 
+from bastion.core.json_nesting import MAX_DEPTH, body_too_deep
 from bastion.core.surrogates import ESCAPE, SURROGATE, shown, surrogate_in
 
-MAX_DEPTH = 64
-
-# A string, or one that the text ends inside (a body read in part, which may end just after a
-# backslash): matched to the end rather than failed there, which would try again from each escaped
-# quote in it (quadratic).
-_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEP = [1 if b in b"[{" else -1 for b in range(256)]
+__all__ = ["MAX_DEPTH", "LoneSurrogate", "TooDeep", "body_too_deep", "loads"]
 
 
 class TooDeep(ValueError):
@@ -37,17 +30,6 @@ class TooDeep(ValueError):
 
     def __init__(self) -> None:
         super().__init__(f"the JSON nests deeper than {MAX_DEPTH} levels")
-
-
-def body_too_deep(body: bytes | bytearray | str) -> bool:
-    """Whether JSON text nests deeper than MAX_DEPTH, read from the text itself without parsing it
-    (brackets inside strings do not count). Cheap for the common case: fewer brackets than the
-    limit cannot nest past it."""
-    data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
-    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
-        return False
-    brackets = _STRINGS.sub(b"", data).translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
 
 
 class LoneSurrogate(json.JSONDecodeError):

@@ -1,0 +1,182 @@
+"""Attack class: an upstream answers with JSON nested deeper than Bastion's limit (64 levels).
+
+Before, a stdio answer deeper than the MCP SDK's parser takes (about 200 levels) was dropped as it
+was read: registering an upstream whose tools/list held a 100-level schema waited out the whole call
+timeout and answered 504, a tools/call so answered did too, and a question the upstream asked that
+deeply was never answered (the upstream waited, and so did the call). A 2026-07-28 HTTP upstream's
+answer was parsed whatever its depth (json.loads recursing in C). Now every such message is refused
+where it is read, before parsing: the request it answers fails at once with an error naming the
+limit, the upstream is told its own question was refused, and the upstream stays usable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import MCPError
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
+
+from tests.attacks.network import answering, header, public_upstream, strict_gateway
+from tests.harness import Running, serve, settings_for
+
+pytestmark = pytest.mark.anyio
+
+RULE = "nested deeper than 64 levels"
+GUARD = 20  # seconds: a hang guard only; every call timeout here is 60 s, so old code hangs into it
+
+
+def deep_schema(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+def deep_value(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# A stdio MCP server in raw JSON-RPC. With "deep-list" its tools/list holds a 100-level schema;
+# `deep` answers nested 300 levels (its id first, or last with id_last), `fine` answers plainly,
+# `asks` first asks Bastion a question nested 300 levels deep and answers with what it was told.
+SERVER = r'''
+import json, sys
+def deep(n):
+    v = 1
+    for _ in range(n):
+        v = [v]
+    return v
+def schema(n):
+    v = {"type": "string"}
+    for _ in range(n):
+        v = {"type": "object", "properties": {"a": v}}
+    return v
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n"); sys.stdout.flush()
+for line in sys.stdin:
+    msg = json.loads(line)
+    mid, method = msg.get("id"), msg.get("method")
+    if mid is None or method is None:
+        continue
+    if method == "initialize":
+        res = {"protocolVersion": msg["params"]["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "deep", "version": "1"}}
+    elif method == "tools/list":
+        tools = [{"name": n, "inputSchema": {"type": "object"}} for n in ("deep", "fine", "asks")]
+        if "deep-list" in sys.argv:
+            tools.append({"name": "nested", "inputSchema": schema(100)})
+        res = {"tools": tools}
+    elif method == "tools/call":
+        name, args = msg["params"]["name"], msg["params"].get("arguments") or {}
+        if name == "deep":
+            body = {"result": {"content": [{"type": "text", "text": "deep"}], "structuredContent": {"x": deep(300)}}}
+            send({"jsonrpc": "2.0", **body, "id": mid} if args.get("id_last") else {"jsonrpc": "2.0", "id": mid, **body})
+            continue
+        if name == "asks":
+            send({"jsonrpc": "2.0", "id": "up-1", "method": "roots/list", "params": {"x": deep(300)}})
+            told = None
+            for reply in sys.stdin:
+                told = json.loads(reply)
+                if told.get("id") == "up-1":
+                    break
+            res = {"content": [{"type": "text", "text": json.dumps(told)}]}
+        else:
+            res = {"content": [{"type": "text", "text": "fine"}]}
+    else:
+        res = {}
+    send({"jsonrpc": "2.0", "id": mid, "result": res})
+'''
+
+
+def stdio_body(name: str, *extra: str) -> dict[str, Any]:
+    return {"name": name, "transport": "stdio", "command": sys.executable, "args": ["-c", SERVER, *extra]}
+
+
+def refused(response: Any) -> str:
+    assert response.status_code == 502, response.text
+    detail = str(response.json()["detail"])
+    assert RULE in detail, detail
+    return detail
+
+
+async def test_a_stdio_tools_list_nested_too_deep_fails_registration_at_once(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", call_timeout=60.0)
+    async with serve(settings) as gateway:
+        with anyio.fail_after(GUARD):
+            response = await gateway.api.post("/api/v1/upstreams", json=stdio_body("deep", "deep-list"))
+        assert "'deep'" in refused(response)
+
+
+async def test_a_stdio_answer_or_question_nested_too_deep_is_refused_and_the_upstream_stays_usable(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", call_timeout=60.0)
+    async with serve(settings) as gateway:
+        await gateway.register(stdio_body("pub"))
+        await gateway.create_server({"name": "vs", "upstreams": ["pub"]})
+        async with gateway.client("vs") as client:
+            with anyio.fail_after(GUARD):
+                for id_last in (False, True):
+                    with pytest.raises(MCPError) as answered:
+                        await client.call_tool("pub__deep", {"id_last": id_last})
+                    assert RULE in answered.value.message, answered.value.message
+                    assert "'pub'" in answered.value.message
+                    fine = await client.call_tool("pub__fine", {})
+                    assert fine.content[0].text == "fine"  # type: ignore[union-attr]
+                # The upstream's own question, nested too deep: it is told so, and its call ends.
+                asked = await client.call_tool("pub__asks", {})
+                told = json.loads(asked.content[0].text)  # type: ignore[union-attr]
+                assert told["error"]["code"] == -32600 and RULE in told["error"]["message"], told
+                fine = await client.call_tool("pub__fine", {})
+                assert fine.content[0].text == "fine"  # type: ignore[union-attr]
+
+
+def deep_http(how: str) -> Any:
+    """An HTTP upstream (2026-07-28) answering tools/list or tools/call nested 300 levels deep."""
+
+    async def decide(scope: Scope) -> Response | None:
+        method = header(scope, "mcp-method")
+        if scope["method"] != "POST" or method not in ("tools/list", "tools/call"):
+            return None
+        if method == "tools/list" and how != "list" or method == "tools/call" and header(scope, "mcp-name") != "echo":
+            return None
+        result: dict[str, Any] = {"tools": [{"name": "echo", "inputSchema": deep_schema(100)}]} if how == "list" else (
+            {"content": [{"type": "text", "text": "deep"}], "structuredContent": {"x": deep_value(300)}}
+        )
+        # Bastion's lean client numbers its requests from 1 per connection; the id is not checked on a JSON body.
+        body = {"jsonrpc": "2.0", "id": 0, "result": result}
+        if how == "event":
+            data = json.dumps({**body, "id": "whatever"})
+            return Response(f"event: message\ndata: {data}\n\n", media_type="text/event-stream")
+        return JSONResponse(body)
+
+    return answering(decide)
+
+
+async def register_http(gateway: Running, url: str) -> Any:
+    with anyio.fail_after(GUARD):
+        return await gateway.api.post("/api/v1/upstreams", json={"name": "pub", "transport": "streamable-http", "url": url})
+
+
+async def test_an_http_tools_list_nested_too_deep_fails_registration(tmp_path: Path) -> None:
+    async with public_upstream(deep_http("list")) as url, strict_gateway(tmp_path, call_timeout=60.0) as gateway:
+        assert "'pub'" in refused(await register_http(gateway, url))
+
+
+@pytest.mark.parametrize("how", ["json", "event"])
+async def test_an_http_tools_call_answer_nested_too_deep_is_refused(tmp_path: Path, how: str) -> None:
+    async with public_upstream(deep_http(how)) as url, strict_gateway(tmp_path, call_timeout=60.0) as gateway:
+        assert (await register_http(gateway, url)).status_code == 201
+        await gateway.create_server({"name": "vs", "upstreams": ["pub"], "visibility": "public"})
+        async with gateway.client("vs", mode="2026-07-28") as client:
+            with anyio.fail_after(GUARD):
+                with pytest.raises(MCPError) as answered:
+                    await client.call_tool("pub__echo", {"text": "x"})
+                assert RULE in answered.value.message, answered.value.message
+                added = await client.call_tool("pub__add", {"a": 2, "b": 3})
+                assert not added.is_error
