@@ -113,18 +113,18 @@ def count_discoveries(monkeypatch: pytest.MonkeyPatch, replica: Running) -> dict
     return counted
 
 
-async def apply_meanwhile(
-    replica: Running, doc: dict[str, Any], held: tuple[anyio.Event, anyio.Event], meanwhile: Callable[[], Awaitable[object]]
+async def held_meanwhile(
+    request: Awaitable[httpx2.Response], held: tuple[anyio.Event, anyio.Event], meanwhile: Callable[[], Awaitable[object]]
 ) -> httpx2.Response:
-    """Apply `doc` on `replica`; once it is `held` (arrived, go), do `meanwhile` elsewhere, then let it go on."""
+    """Send `request`; once it is `held` (arrived, go), do `meanwhile` elsewhere, then let it go on."""
     arrived, go = held
     replies: list[httpx2.Response] = []
 
-    async def apply() -> None:
-        replies.append(await replica.api.post("/api/v1/config", json=doc))
+    async def send() -> None:
+        replies.append(await request)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(apply)
+        tg.start_soon(send)
         with anyio.fail_after(20):
             await arrived.wait()
         await meanwhile()
@@ -155,7 +155,7 @@ async def test_configuration_that_loses_a_step_to_another_replica_goes_on_from_w
         doc["upstreams"].insert(0, stdio_fixture("added"))  # planned before `fx`: its name comes first
         discovered = count_discoveries(monkeypatch, a)
         held = hold_write(monkeypatch, a, "update_upstream_spec")  # `added` is registered; `fx` is next
-        reply = await apply_meanwhile(a, doc, held, rotate_secret(b))
+        reply = await held_meanwhile(a.api.post("/api/v1/config", json=doc), held, rotate_secret(b))
         assert reply.status_code == 200, reply.text
         assert discovered == {"added": 1}, discovered
         stored = await b.bastion.gateway.repo.get_upstream("fx")
@@ -183,7 +183,7 @@ async def test_configuration_does_not_give_a_server_made_again_on_another_replic
             assert (await b.api.delete("/api/v1/servers/vs")).status_code == 204
             await b.bastion.gateway.save_server(VirtualServerSpec(name="vs", upstreams=("fx",), owner="newer"), create=True)
 
-        reply = await apply_meanwhile(a, doc, held, meanwhile)
+        reply = await held_meanwhile(a.api.post("/api/v1/config", json=doc), held, meanwhile)
         assert reply.status_code == 200, reply.text
         stored = await b.bastion.gateway.repo.get_server("vs")
         assert stored is not None and (stored.owner, stored.description) == ("newer", "from the document"), stored
@@ -212,7 +212,7 @@ async def test_configuration_that_fails_does_not_take_back_a_step_over_another_r
             return await discover(spec)
 
         monkeypatch.setattr(pool, "discover", after_the_other_replica)
-        reply = await apply_meanwhile(a, doc, (reached, go), rotate_secret(b))
+        reply = await held_meanwhile(a.api.post("/api/v1/config", json=doc), (reached, go), rotate_secret(b))
         assert reply.status_code >= 400, reply.text
         assert "could not be taken back" in reply.json()["detail"], reply.json()
         stored = await b.bastion.gateway.repo.get_upstream("fx")
@@ -239,22 +239,17 @@ async def test_a_team_is_not_deleted_on_one_replica_while_it_owns_an_upstream_gi
 async def test_an_upstream_is_not_given_to_a_team_deleted_on_another_replica_while_it_is_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The other order: the team was there when the moving replica checked it, and gone when it saved."""
     async with two_replicas(tmp_path) as (a, b):
         await a.register(stdio_fixture("fx"))
         assert (await a.api.post("/api/v1/teams", json={"name": "t"})).status_code == 201
         await b.bastion.gateway.reload()
-        arrived, go = hold_write(monkeypatch, b, "update_upstream_spec")  # the team was there when checked
-        async with anyio.create_task_group() as tg:
-            replies: list[httpx2.Response] = []
+        held = hold_write(monkeypatch, b, "update_upstream_spec")  # the team was there when checked
 
-            async def move() -> None:
-                replies.append(await b.api.patch("/api/v1/upstreams/fx", json={"team": "t"}))
-
-            tg.start_soon(move)
-            with anyio.fail_after(20):
-                await arrived.wait()
+        async def delete_team() -> None:
             assert (await a.api.delete("/api/v1/teams/t")).status_code == 204
-            go.set()
-        assert replies[0].status_code == 400 and "no such team" in replies[0].text, replies[0].text
+
+        moved = await held_meanwhile(b.api.patch("/api/v1/upstreams/fx", json={"team": "t"}), held, delete_team)
+        assert moved.status_code == 400 and "no such team" in moved.text, moved.text
         stored = await a.bastion.gateway.repo.get_upstream("fx")
         assert stored is not None and stored.spec.team is None, stored.spec
