@@ -116,6 +116,8 @@ class Operation:
     """The read-only properties of its body, which a request leaves out (core/openapi_access.py)."""
     form_styles: tuple[tuple[str, str, bool], ...] = ()
     """(field, style, explode) for each field of its form body whose `encoding` gives a style."""
+    file_fields: frozenset[str] = frozenset()
+    """The fields of its multipart body that are files, whether the body is merged or wrapped."""
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,32 @@ def _operation(
         definition["outputSchema"] = output
     server = server_url(op.get("servers")) or server_url(path_item.get("servers"))
     styles = _form_styles(resolver, op) if media == FORM else ()
-    return Operation(tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted, styles)
+    files = frozenset[str]()
+    if media == MULTIPART:  # the body's own schema, wherever it sits among the arguments
+        fields = {f: properties[f] for f in body_fields}
+        files = _file_fields(properties[next(iter(body_fields))] if body == "wrapped" else {"properties": fields})
+    return Operation(
+        tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted, styles, files
+    )
+
+
+def _file_fields(schema: Any) -> frozenset[str]:
+    """The properties of a multipart body described by `schema` (and its `allOf` parts) that are files,
+    or lists of files: `format: binary`, or OpenAPI 3.1's `contentMediaType`."""
+    if not isinstance(schema, dict):
+        return frozenset()
+    properties = schema.get("properties")
+    names = {str(k) for k, v in (properties if isinstance(properties, dict) else {}).items() if _is_file(v)}
+    parts = schema.get("allOf")
+    for part in parts if isinstance(parts, list) else ():
+        names |= _file_fields(part)
+    return frozenset(names)
+
+
+def _is_file(schema: Any) -> bool:
+    if isinstance(schema, dict) and schema.get("type") == "array":
+        schema = schema.get("items")
+    return isinstance(schema, dict) and (schema.get("format") == "binary" or "contentMediaType" in schema)
 
 
 def _form_styles(resolver: Resolver, op: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:

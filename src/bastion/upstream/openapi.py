@@ -240,8 +240,7 @@ class OpenApiUpstream:
         files: list[tuple[str, tuple[str | None, bytes]]] | None = None
         if call.json_body is not None and call.media_type == MULTIPART:
             # A file part gets a filename (its field's name); plain fields none. httpx sets the boundary.
-            binary = {k for k, v in op.definition["inputSchema"]["properties"].items() if isinstance(v, dict) and v.get("format") == "binary"}
-            files = [(k, (k if k in binary else None, v.encode())) for k, v in form_fields(call.json_body)]
+            files = [(k, (k if k in op.file_fields else None, v.encode())) for k, v in form_fields(call.json_body)]
         elif call.json_body is not None and is_form(call.media_type):
             content = urlencode(form_fields(call.json_body, op.form_styles)).encode()
         elif call.json_body is not None:
