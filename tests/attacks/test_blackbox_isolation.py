@@ -243,3 +243,20 @@ async def test_a_second_session_header_does_not_reach_another_callers_session(tm
                 assert (await http.delete(url, headers=headers)).status_code == 400
             answer = await http.post(url, headers=session_headers(hers, alice), json={"jsonrpc": "2.0", "id": 6, "method": "ping"})
             assert answer.status_code == 200, answer.text
+
+
+async def test_another_callers_session_id_names_nothing(tmp_path: Path) -> None:
+    """Probe (held): B naming Alice's session, to post into it, resume its stream, read its GET
+    stream or delete it, is answered as for a session that does not exist; hers goes on."""
+    async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/bastion.db")) as gateway:
+        await gateway.create_server({"name": "vs", "upstreams": [], "visibility": "public"})
+        alice, bob = (await create_token(gateway, servers="*"))["token"], (await create_token(gateway, servers="*"))["token"]
+        url, ping = gateway.mcp_url("vs"), {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        async with httpx2.AsyncClient(timeout=10) as http:
+            hers = await open_raw_session(http, url, token=alice)
+            as_bob = session_headers(hers, bob)
+            assert (await http.post(url, headers=as_bob, json=ping)).status_code == 404
+            for extra in ({}, {"Last-Event-ID": "_GET_stream/1"}):
+                assert (await http.get(url, headers={**as_bob, "Accept": "text/event-stream", **extra})).status_code == 404
+            assert (await http.delete(url, headers=as_bob)).status_code == 404
+            assert (await http.post(url, headers=session_headers(hers, alice), json=ping)).status_code == 200
