@@ -17,7 +17,7 @@ from bastion.auth.tokens import hash_token, new_token
 from bastion.control.upstream_input import describe_validation
 from bastion.core.errors import BadRequest, Forbidden, NotFound
 from bastion.core.grants import ALL_SERVERS, PERMISSIONS, ApiToken, Permission, parse_networks
-from bastion.core.hidden_text import check_visible
+from bastion.core.hidden_text import check_one_line
 from bastion.core.ports import ConfigRepo
 
 MAX_NAME = 100
@@ -67,7 +67,7 @@ def parse_token_request(body: dict[str, Any], known_servers: Collection[str], no
     name = data.name.strip()
     if not name or len(name) > MAX_NAME:
         raise BadRequest(f"'name' must be 1 to {MAX_NAME} characters")
-    check_visible(name, "name")
+    check_one_line(name, "name")  # drawn on one line: logs, the CLI's table, the admin tokens page
     permissions = _permissions(data.permissions)
     servers = _servers(data.servers, known_servers)
     if "mcp" in permissions and not servers:

@@ -7,7 +7,8 @@ reads what a stranger wrote to decide about it (the approvals diff and a tool's 
 an OAuth client's self-chosen name on the consent page), each such character is shown as its JSON
 escape (`\\u202e`, a surrogate pair above U+FFFF), so a change that looks like nothing does not look
 like nothing, and "Good \\u202eknaB" does not read "Good Bank". Where Bastion itself asks for a name
-(a user's email, an API token's name), such characters are refused instead. Pure: no I/O.
+(a user's email, an API token's name), such characters are refused instead, and a one-line name
+refuses the line breaks and tabs a diff keeps too. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ grapheme joiner."""
 
 
 _ASCII_HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""Unicode category Cc, line breaks and tabs included."""
 
 
 def _hidden(char: str) -> bool:
@@ -70,3 +73,16 @@ def check_visible(text: str, field: str) -> str:
                 f"({_escape(char)} is character {place})"
             )
     return text
+
+
+def check_one_line(text: str, field: str) -> str:
+    """`text`, or BadRequest naming `field` for a control character, a line break or tab included (a
+    diff keeps those; a name holding one is drawn as several lines in a log, a table or a page), or
+    for what check_visible refuses."""
+    found = _CONTROLS.search(text)
+    if found is not None:
+        raise BadRequest(
+            f"'{field}' must be one line without control characters "
+            f"({_escape(found.group())} is character {found.start() + 1})"
+        )
+    return check_visible(text, field)
