@@ -220,7 +220,8 @@ async def test_a_second_session_header_does_not_reach_another_callers_session(tm
     """B names two sessions, Alice's first and its own last: one layer checked the last (B's own,
     with B's token: admitted) while the SDK served the first, so B set Alice's log level, could open
     her GET stream (her questions, her notices) and end her session. A request naming more than one
-    session, protocol version or credential is refused whole (400), and Alice's session is untouched."""
+    session, protocol version (whatever versions it names) or credential is refused whole (400), and
+    Alice's session is untouched."""
     async with gateway_with_counter(tmp_path) as gateway:
         alice, bob = (await create_token(gateway, servers="*"))["token"], (await create_token(gateway, servers="*"))["token"]
         url = gateway.mcp_url("vs")
@@ -233,6 +234,9 @@ async def test_a_second_session_header_does_not_reach_another_callers_session(tm
                 [*base, ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", hers), ("Mcp-Session-Id", his)],
                 [*base, ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", his)],
                 [*base, ("Authorization", f"Bearer {bob}"), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", his)],
+                # One copy naming 2026-07-28 switched the check off while another layer read 2025-11-25.
+                [*base, ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Protocol-Version", "2026-07-28"), ("Mcp-Session-Id", hers)],
+                [*base, ("Mcp-Protocol-Version", "2026-07-28"), ("Mcp-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", hers)],
             ]
             for headers in doubled:
                 answer = await http.post(url, headers=headers, json=set_level)

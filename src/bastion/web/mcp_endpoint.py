@@ -64,7 +64,7 @@ from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listene
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
 from bastion.web.session_link import serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
-from bastion.web.session_manager import EventsFor, SessionManager, invalid_request, repeated_header
+from bastion.web.session_manager import EventsFor, SessionManager, invalid_request, mcp_headers, repeated_header
 from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions, authorization
 
 log = logging.getLogger("bastion.mcp")
@@ -72,10 +72,9 @@ log = logging.getLogger("bastion.mcp")
 __all__ = ["PRINCIPAL_SCOPE_KEY", "McpFront"]
 _CACHE_HINTS: dict[Any, CacheHint] = {m: CacheHint(ttl_ms=0, scope="private") for m in CACHE_HINTED_METHODS}
 _NO_SECURITY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-# Which session a request names, in which era, and whose credential: several layers read each, some
-# the first copy and some the last, so each must be there once (else B was admitted to its own
-# session by one layer and served in A's by the next). 2026-07-28's own headers are the SDK's to check.
-_ROUTING_HEADERS = (b"mcp-session-id", b"authorization")
+# Which session a request names, in which era, and whose credential: each must be there once, in
+# either era (else B was admitted to its own session by one layer and served in A's by the next).
+_ROUTING_HEADERS = (b"mcp-session-id", b"authorization", b"mcp-protocol-version")
 
 
 class AnyParams(RequestParams):
@@ -109,21 +108,15 @@ def _address(scope: Scope) -> str | None:
 
 def _legacy_session_id(scope: Scope) -> str | None:
     """The Mcp-Session-Id of a 2025-11-25 request (no version header, or a handshake-era one)."""
-    session_id: str | None = None
-    version: str | None = None
-    for key, value in scope["headers"]:
-        if key == b"mcp-session-id":
-            session_id = value.decode("latin-1")
-        elif key == b"mcp-protocol-version":
-            version = value.decode("latin-1")
+    version, session_id = mcp_headers(scope)
     if session_id is None or (version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS):
         return None
     return session_id
 
 
 def _modern(scope: Scope) -> bool:
-    """Whether any MCP-Protocol-Version header of the request names a 2026-07-28-era version."""
-    return any(k == b"mcp-protocol-version" and v.decode("latin-1") in MODERN_PROTOCOL_VERSIONS for k, v in scope["headers"])
+    """Whether the request's MCP-Protocol-Version names a 2026-07-28-era version."""
+    return mcp_headers(scope)[0] in MODERN_PROTOCOL_VERSIONS
 
 
 def _owned(scope: Scope) -> Scope:
@@ -309,10 +302,8 @@ class McpFront:
             await front.stop.wait()
 
     async def handle_streamable(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
-        repeated = repeated_header(scope, _ROUTING_HEADERS)
-        if repeated is None and not _modern(scope):  # the SDK refuses a 2026-07-28 request's itself
-            repeated = repeated_header(scope, (b"mcp-protocol-version",))
-        if repeated is not None:
+        # Refused whatever versions the copies name: one naming 2026-07-28 once switched this check off.
+        if (repeated := repeated_header(scope, _ROUTING_HEADERS)) is not None:
             await invalid_request(f"Bad Request: more than one {repeated} header", scope, receive, send)
             return
         front = await self._front(name)

@@ -47,6 +47,7 @@ from bastion.web.bridge import with_capabilities
 from bastion.web.fast_stream import CallStream
 from bastion.web.json_depth import MAX_DEPTH, LoneSurrogate, body_too_deep, loads
 from bastion.web.scope import credential_of, principal_of
+from bastion.web.session_manager import mcp_headers
 
 log = logging.getLogger("bastion.mcp")
 
@@ -279,9 +280,10 @@ async def serve_fast(
     headers = dict(raw_headers)
     principal = principal_of(scope)
     session: LegacySession | None = None
-    if headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS:
+    version, session_id = mcp_headers(scope)
+    if version in MODERN_PROTOCOL_VERSIONS:
         message = _modern_request(raw_headers, headers, body, mirrored)
-    elif (session_id := headers.get("mcp-session-id")) and (session := sessions(session_id)) is not None:
+    elif session_id and (session := sessions(session_id)) is not None:
         message = _legacy_request(headers, body, session, principal)
     else:
         message = None
@@ -332,7 +334,7 @@ async def serve_fast(
 async def serve_resume(scope: Scope, receive: Receive, send: Send, sessions: SessionLookup) -> bool:
     """Serve a GET with Last-Event-ID that resumes an answer streaming here; False leaves it to the SDK."""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    last_event_id, session_id = headers.get("last-event-id"), headers.get("mcp-session-id")
+    last_event_id, session_id = headers.get("last-event-id"), mcp_headers(scope)[1]
     if not last_event_id or not session_id or "text/event-stream" not in headers.get("accept", ""):
         return False
     session = sessions(session_id)

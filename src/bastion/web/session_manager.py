@@ -125,7 +125,7 @@ class SessionManager:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._tg is None:
             raise RuntimeError("the session manager is not running")
-        version, session_id = _headers(scope)
+        version, session_id = mcp_headers(scope)
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
             await self._modern.handle_request(scope, receive, send)
             return
@@ -386,8 +386,9 @@ def session_owner(scope: Scope) -> AuthorizationContext | None:
     return authorization_context(user) if isinstance(user, AuthenticatedUser) else None
 
 
-def _headers(scope: Scope) -> tuple[str | None, str | None]:
-    """The request's MCP-Protocol-Version and Mcp-Session-Id."""
+def mcp_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's MCP-Protocol-Version and Mcp-Session-Id (first copies): every layer reads them
+    here, so no two layers can act on different copies."""
     version = session_id = None
     for key, value in scope["headers"]:
         if key == b"mcp-protocol-version" and version is None:
