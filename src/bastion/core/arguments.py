@@ -1,23 +1,28 @@
 """Tool arguments against a tool's input schema: every problem, each with a JSON pointer to its field.
 
 Pure (jsonschema only). A schema that is itself invalid, or that points at what it does not hold,
-is the upstream's to judge: it is not checked here rather than refusing every call.
+is the upstream's to judge: it is not checked here rather than refusing every call. So is one whose
+patterns may take exponential time to match (core/safe_patterns.py), and a key past MAX_KEY is
+refused where a schema matches keys against patterns: `re` would hold the event loop meanwhile.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jsonschema import Draft202012Validator, SchemaError, validators
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
+from bastion.core.safe_patterns import MAX_KEY, risky_patterns
+
 MAX_ERRORS = 50
 _MAX_MESSAGE = 300
 _CACHE_SIZE = 1024
 # Validators by the identity of their schema (catalog definitions are immutable while in use); the
 # schema itself is kept with its validator so a reused id is never mistaken for it.
-_validators: dict[int, tuple[dict[str, Any], Validator | None]] = {}
+_validators: dict[int, tuple[dict[str, Any], Validator | None, bool]] = {}
 
 
 def pointer(path: Any) -> str:
@@ -25,20 +30,34 @@ def pointer(path: Any) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
 
 
-def _validator(schema: dict[str, Any]) -> Validator | None:
+def _validator(schema: dict[str, Any]) -> tuple[Validator | None, bool]:
+    """The validator for `schema` (None: not checked here), and whether it matches keys against patterns."""
     cached = _validators.get(id(schema))
     if cached is not None and cached[0] is schema:
-        return cached[1]
+        return cached[1], cached[2]
     cls = validators.validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
-        validator: Validator | None = cls(schema)
+        validator: Validator | None = None if risky_patterns(schema) else cls(schema)
     except SchemaError:
         validator = None
     if len(_validators) >= _CACHE_SIZE:
         _validators.clear()
-    _validators[id(schema)] = (schema, validator)
-    return validator
+    _validators[id(schema)] = (schema, validator, '"patternProperties"' in json.dumps(schema))
+    return validator, _validators[id(schema)][2]
+
+
+def _long_key(value: Any) -> list[Any] | None:
+    """The path to a key in `value` longer than MAX_KEY, if any; walked without recursion."""
+    stack: list[tuple[Any, list[Any]]] = [(value, [])]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, inner in items:
+            if isinstance(key, str) and len(key) > MAX_KEY:
+                return [*path, key[:40] + "…"]
+            stack.append((inner, [*path, key]))
+    return None
 
 
 def _short(message: str) -> str:
@@ -51,9 +70,11 @@ def argument_errors(schema: Any, arguments: Any) -> list[dict[str, str]]:
         return []
     if not isinstance(arguments, dict):
         return [{"pointer": "", "message": "the arguments must be a JSON object"}]
-    validator = _validator(schema)
+    validator, keys_matched = _validator(schema)
     if validator is None:
         return []
+    if keys_matched and (path := _long_key(arguments)) is not None:
+        return [{"pointer": pointer(path), "message": f"a key longer than {MAX_KEY} characters is not accepted here"}]
     found: dict[tuple[str, str], None] = {}
     try:
         for error in validator.iter_errors(arguments):

@@ -13,10 +13,11 @@ parameters the operator's credentials set (core/openapi_ops.py).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from bastion.core.safe_patterns import matches
 
 Mark = Literal["readOnly", "writeOnly"]
 _PARTS = ("allOf", "anyOf", "oneOf")
@@ -46,19 +47,11 @@ class Others:
     rest_whole: bool = False
 
     def rules(self, key: str) -> list[tuple[Omitted | None, bool]]:
-        """The (within, whole) that apply to `key`."""
-        matched = [(within, whole) for pattern, within, whole in self.patterns if _matches(pattern, key)]
+        """The (within, whole) that apply to `key` (UnsafeMatch for a key or pattern too costly to match)."""
+        matched = [(within, whole) for pattern, within, whole in self.patterns if matches(pattern, key)]
         if key in self.declared or matched or not (self.rest is not None or self.rest_whole):
             return matched
         return [(self.rest, self.rest_whole)]
-
-
-def _matches(pattern: str, key: str) -> bool:
-    """Whether `key` matches the (ECMA-262) `pattern`, as Python reads it; one it cannot read matches nothing."""
-    try:
-        return re.search(pattern, key) is not None
-    except re.error:
-        return False
 
 
 def _merged(a: Omitted | None, b: Omitted | None) -> Omitted | None:

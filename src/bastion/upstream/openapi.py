@@ -24,6 +24,7 @@ from bastion.core.openapi_refs import MAX_DOCUMENT_DEPTH, MULTIPART, SpecError, 
 from bastion.core.openapi_styles import cookie_names
 from bastion.core.openapi_swagger import as_openapi3
 from bastion.core.ports import CallHooks
+from bastion.core.safe_patterns import UnsafeMatch
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
 from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
@@ -219,7 +220,7 @@ class OpenApiUpstream:
         arguments = (params or {}).get("arguments") or {}
         try:
             call = http_call(op, arguments if isinstance(arguments, dict) else {})
-        except ArgumentError as exc:
+        except (ArgumentError, UnsafeMatch) as exc:
             return {"content": [{"type": "text", "text": str(exc)}], "isError": True}
         # What the caller's arguments make (an exploded object parameter may name any key) never
         # replaces or stands beside what the operator set: their credentials.
