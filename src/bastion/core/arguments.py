@@ -43,8 +43,10 @@ def _validator(schema: dict[str, Any]) -> tuple[Validator | None, bool]:
         validator = None
     if len(_validators) >= _CACHE_SIZE:
         _validators.clear()
-    _validators[id(schema)] = (schema, validator, '"patternProperties"' in json.dumps(schema))
-    return validator, _validators[id(schema)][2]
+    text = json.dumps(schema, default=str)
+    keys_matched = '"patternProperties"' in text or '"propertyNames"' in text
+    _validators[id(schema)] = (schema, validator, keys_matched)
+    return validator, keys_matched
 
 
 def _long_key(value: Any) -> list[Any] | None:
