@@ -20,6 +20,7 @@ class UnsafeMatch(ValueError):
     """A caller's key that may not be matched, or a schema's pattern that may not be (the message says which)."""
 
 
+@lru_cache(maxsize=1024)
 def risky(pattern: str) -> bool:
     """Whether matching `pattern` may take exponential time: longer than MAX_PATTERN, or a group
     repeated without bound that itself repeats or alternates (`(a+)+`, `(a|ab)*`, `((a)*b)*`).
