@@ -128,9 +128,9 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             own = own_authorization_server(settings, engine, sealer, identity, shared.revocations)
             front_ref: list[McpFront] = []
 
-            async def recheck_streams() -> None:
+            def recheck_streams(revoked: str) -> None:
                 if front_ref:
-                    await front_ref[0].recheck()
+                    front_ref[0].recheck(revoked)
 
             revoke_everywhere, revoked_elsewhere = revocation_hooks(verifier, own, shared, recheck_streams)
 
@@ -229,7 +229,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 events_for,
                 subscriber=pool,
                 shared=sessions,
-                authenticator=authenticator,
+                # Re-checking an idle caller's open stream must not mark its token used.
+                authenticator=Authenticator(BearerVerifier(verifier.unrecorded(), jwt_issuers)),
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)
@@ -339,7 +340,7 @@ async def recheck_streams_every(front: McpFront, interval: float) -> None:
     """Now and then, end the open streams whose credential has expired since (revocations end theirs at once)."""
     while True:
         await anyio.sleep(interval)
-        await front.recheck()
+        front.recheck()
 
 
 async def refresh_registries(registries: Registries, interval: float, leadership: Leadership) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -122,13 +122,14 @@ def revocation_hooks(
     verifier: TokenVerifier,
     own: OwnAuthorizationServer | None,
     shared: Shared,
-    recheck_streams: Callable[[], Awaitable[None]] | None = None,
+    recheck_streams: Callable[[str], None] | None = None,
 ) -> tuple[RevokeHandler, RevokeHandler]:
     """(revoke here and tell every replica, drop from this replica's caches when told): for API
     tokens and sign-in sessions by id, and `user:<id>` when a user's access changed. Either way the
-    streams open on this replica are re-checked (`recheck_streams`): a revoked caller's end."""
+    streams open on this replica are then re-checked (`recheck_streams`, which only starts that in
+    the background: neither the revoking request nor the change feed waits for it)."""
 
-    async def revoked_elsewhere(token_id: str) -> None:
+    def forget(token_id: str) -> None:
         if token_id.startswith(USER_REVOCATION):
             user_id = token_id.removeprefix(USER_REVOCATION)
             verifier.forget_user(user_id)
@@ -136,16 +137,21 @@ def revocation_hooks(
                 own.verifier.forget_user(user_id)
         else:
             verifier.forget(token_id)
+
+    async def revoked_elsewhere(token_id: str) -> None:
+        forget(token_id)
         if recheck_streams is not None:
-            await recheck_streams()
+            recheck_streams(token_id)
 
     async def revoke_everywhere(token_id: str) -> None:
-        await revoked_elsewhere(token_id)
+        forget(token_id)
         try:
             # Kept a while past any replica's cache lifetime; after that the store answers.
             await shared.revocations.revoke(token_id, verifier.cache_ttl + 60)
         except ServiceUnavailable:
             pass  # Redis down: replicas that cannot read the list ask the store instead
         await shared.feed.publish_revocation(token_id)
+        if recheck_streams is not None:
+            recheck_streams(token_id)
 
     return revoke_everywhere, revoked_elsewhere

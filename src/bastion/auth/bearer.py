@@ -10,7 +10,7 @@ from typing import Protocol
 import jwt
 
 from bastion.auth.oidc import looks_like_jwt
-from bastion.auth.tokens import TokenVerifier, bearer_token
+from bastion.auth.tokens import TokenVerifier, UnrecordedTokens, bearer_token
 from bastion.core.errors import Unauthenticated
 from bastion.pipeline.context import Principal
 
@@ -31,7 +31,7 @@ def unverified_issuer(token: str) -> str:
 
 
 class BearerVerifier:
-    def __init__(self, own: TokenVerifier, issuers: Mapping[str, JwtVerifier] | None = None) -> None:
+    def __init__(self, own: TokenVerifier | UnrecordedTokens, issuers: Mapping[str, JwtVerifier] | None = None) -> None:
         self.own = own
         self.issuers = dict(issuers or {})
 

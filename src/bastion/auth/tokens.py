@@ -126,9 +126,10 @@ class TokenVerifier:
     def cache_ttl(self) -> float:
         return self._ttl
 
-    async def verify(self, authorization: str | None, client_ip: str | None) -> Principal:
+    async def verify(self, authorization: str | None, client_ip: str | None, *, record_use: bool = True) -> Principal:
         """The caller's principal; Unauthenticated (401) for a bad, unknown, expired or revoked
-        token, Forbidden (403) for a valid token used from outside its allowed networks."""
+        token, Forbidden (403) for a valid token used from outside its allowed networks. With
+        `record_use` off, an API token's "last used" is left as it was."""
         secret = bearer_token(authorization)
         digest = hash_token(secret)
         if hmac.compare_digest(digest.encode(), self._admin):
@@ -143,9 +144,14 @@ class TokenVerifier:
         grants = verified.principal.grants
         if grants is not None and not ip_allowed(grants.networks, client_ip):
             raise Forbidden(f"this token may not be used from {client_ip or 'an unknown address'}")
-        if verified.token is not None:
+        if verified.token is not None and record_use:
             await self._touch(verified.token.id, client_ip)
         return verified.principal
+
+    def unrecorded(self) -> UnrecordedTokens:
+        """This verifier (its cache and revocations) for re-checking what was verified before: an
+        idle caller's open stream is not a use of its token."""
+        return UnrecordedTokens(self)
 
     def forget(self, token_id: str) -> None:
         """Drop a token or session from the cache (after revoking it), so the very next request sees the store."""
@@ -234,6 +240,16 @@ class TokenVerifier:
             await self._repo.touch_api_token(token_id, self._now(), client_ip)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail the request it records
             log.warning("could not record the use of API token %s: %s", token_id, type(exc).__name__)
+
+
+class UnrecordedTokens:
+    """`TokenVerifier.verify` without recording use (see `TokenVerifier.unrecorded`)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def verify(self, authorization: str | None, client_ip: str | None) -> Principal:
+        return await self._verifier.verify(authorization, client_ip, record_use=False)
 
 
 async def load_admin_token(repo: ConfigRepo, configured: str | None) -> tuple[str, str | None]:

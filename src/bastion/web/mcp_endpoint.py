@@ -58,7 +58,7 @@ from bastion.web.mcp_fast import (
     serve_resume,
 )
 from bastion.web.mcp_front import Front, notify_changes
-from bastion.web.refused_streams import end_refused_streams
+from bastion.web.refused_streams import EVERY_STREAM, StreamRechecks
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
@@ -141,8 +141,8 @@ class McpFront:
         shared: SharedSessions | None = None,
         authenticator: Authenticator | None = None,
     ) -> None:
+        """`authenticator` re-checks open streams (one that records no use: a re-check is not a call)."""
         self._pipeline = pipeline
-        self._authenticator = authenticator
         self._snapshot = snapshot
         self._runner = runner
         self._max_body = max_body_bytes
@@ -153,6 +153,11 @@ class McpFront:
         self._events = events
         self._subscriber = subscriber
         self._shared = shared
+        self._rechecks = (
+            StreamRechecks(lambda: [*self._fronts.values(), *self._retired.values()], authenticator, runner.spawn)
+            if authenticator is not None
+            else None
+        )
         redact_session_ids()
 
     def known_servers(self) -> Mapping[str, ServerView]:
@@ -359,10 +364,11 @@ class McpFront:
         if self._shared is not None:
             await self._shared.ended(front, session_id)
 
-    async def recheck(self) -> None:
-        """A credential was revoked or a user's access changed: end the open streams it no longer admits."""
-        if self._authenticator is not None:
-            await end_refused_streams([*self._fronts.values(), *self._retired.values()], self._authenticator)
+    def recheck(self, revoked: str = EVERY_STREAM) -> None:
+        """`revoked` (a token or sign-in session id, `user:<id>`; by default, time) may refuse open
+        streams' callers now: re-check those it concerns, in the background, and end the refused."""
+        if self._rechecks is not None:
+            self._rechecks.request(revoked)
 
     def _mirrored(self, name: str) -> frozenset[str]:
         view = self._snapshot().servers.get(name)

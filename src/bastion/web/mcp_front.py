@@ -29,7 +29,7 @@ from bastion.core.compose import ServerView
 from bastion.core.models import ItemKind
 from bastion.core.policy import Caller
 from bastion.core.ports import SessionKey, SessionRecord
-from bastion.pipeline.context import Credential
+from bastion.pipeline.context import Credential, Principal
 from bastion.web.bridge import ask_on_connection, capabilities_of
 from bastion.web.mcp_fast import LegacySession
 from bastion.web.relay import session_key, session_log_level
@@ -59,6 +59,9 @@ class Guard:
 
     credential: Credential
     close: Callable[[Any], Awaitable[None]]
+    principal: Principal | None = None
+    """Whom the credential proved when the stream opened (its token id, its user): a revocation
+    re-checks only the streams it may concern. None when not known: every revocation concerns it."""
 
 
 @dataclass
@@ -100,7 +103,8 @@ class Front:
     def guard(self, stream: Any, credential: Credential | None, close: Callable[[Any], Awaitable[None]]) -> None:
         """Remember what proved `stream`'s caller, the first time it is seen (see McpFront.recheck)."""
         if credential is not None and stream not in self.guards:
-            self.guards[stream] = Guard(Credential(credential.authorization, credential.client_ip), close)
+            principal = credential.verified[1] if credential.verified is not None else None
+            self.guards[stream] = Guard(Credential(credential.authorization, credential.client_ip), close, principal)
 
     def remember(self, connection: Connection, principal: str | None, caller: Caller | None = None) -> None:
         self.connections.add(connection)

@@ -1,37 +1,96 @@
 """Open streams whose caller is refused now: a revoked token or sign-in session, a user whose access
-changed. Every request is authenticated as it comes, but a stream opened earlier (a 2025-11-25
-session's GET stream, an HTTP+SSE stream, a 2026-07-28 listen stream) would go on telling its
-caller of list changes and resource updates; on each revocation the streams are checked again."""
+changed, an expired token. Every request is authenticated as it comes, but a stream opened earlier
+(a 2025-11-25 session's GET stream, an HTTP+SSE stream, a 2026-07-28 listen stream) would go on
+telling its caller of list changes and resource updates; so the streams are checked again, on each
+revocation (those it may concern) and now and then (all of them)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+from bastion.auth.tokens import USER_REVOCATION
 from bastion.core.errors import Forbidden, Unauthenticated
 from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.context import Credential
-from bastion.web.mcp_front import Front
+from bastion.web.mcp_front import Front, Guard
 
 log = logging.getLogger("bastion.mcp")
 
+EVERY_STREAM = "*"
+"""What a periodic pass re-checks: tokens reach their expiry without a word."""
 
-async def end_refused_streams(fronts: Sequence[Front], authenticator: Authenticator) -> None:
-    """End every open stream of `fronts` whose credential no longer admits it to its virtual server
-    (each credential and server verified once)."""
+
+class StreamRechecks:
+    """Re-checks open streams in the background, one pass at a time: whoever revokes is not held up,
+    and revocations that arrive during a pass are re-checked together by the next one."""
+
+    def __init__(
+        self,
+        fronts: Callable[[], Sequence[Front]],
+        authenticator: Authenticator,
+        spawn: Callable[..., None],
+    ) -> None:
+        self._fronts = fronts
+        self._authenticator = authenticator
+        self._spawn = spawn
+        self._pending: set[str] = set()
+        self._running = False
+
+    def request(self, revoked: str = EVERY_STREAM) -> None:
+        """Re-check the streams `revoked` (a token or sign-in session id, or `user:<id>`) may concern."""
+        self._pending.add(revoked)
+        if not self._running:
+            self._running = True
+            self._spawn("stream-recheck-pass", self._run)
+
+    async def _run(self) -> None:
+        try:
+            while self._pending:
+                revoked, self._pending = self._pending, set()
+                await end_refused_streams(self._fronts(), self._authenticator, revoked)
+        finally:
+            self._running = False
+
+
+async def end_refused_streams(fronts: Sequence[Front], authenticator: Authenticator, revoked: Iterable[str]) -> None:
+    """End every open stream of `fronts` that `revoked` may concern and whose credential no longer
+    admits it to its virtual server (each credential and server verified once)."""
+    revoked = frozenset(revoked)
     verdicts: dict[tuple[str | None, str | None, str], bool] = {}
     for front in fronts:
         for stream, guard in list(front.guards.items()):
+            if not _concerns(guard, revoked):
+                continue
             key = (guard.credential.authorization, guard.credential.client_ip, front.name)
             if key not in verdicts:
                 verdicts[key] = await _admits(authenticator, guard.credential, front.name)
-            if verdicts[key]:
-                continue
-            front.guards.pop(stream, None)
-            try:
-                await guard.close(stream)
-            except Exception:  # one stream's failure must not keep the others open
-                log.exception("could not end a stream whose caller is refused now")
+            if not verdicts[key]:
+                await _end(front, stream, guard)
+
+
+def _concerns(guard: Guard, revoked: frozenset[str]) -> bool:
+    """Whether any of `revoked` may have changed what `guard`'s credential proves: its token, its
+    user; a sign-in session is known by its user only, so any other id concerns it (and the unknown)."""
+    if EVERY_STREAM in revoked or guard.principal is None:
+        return True
+    token, user = guard.principal.token, guard.principal.user
+    for revocation in revoked:
+        if revocation.startswith(USER_REVOCATION):
+            if user is not None and revocation.removeprefix(USER_REVOCATION) == user:
+                return True
+        elif token is None or token == revocation:
+            return True
+    return False
+
+
+async def _end(front: Front, stream: Any, guard: Guard) -> None:
+    front.guards.pop(stream, None)
+    try:
+        await guard.close(stream)
+    except Exception:  # one stream's failure must not keep the others open
+        log.exception("could not end a stream whose caller is refused now")
 
 
 async def _admits(authenticator: Authenticator, credential: Credential, server: str) -> bool:
