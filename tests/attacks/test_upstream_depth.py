@@ -18,11 +18,13 @@ from typing import Any
 import anyio
 import pytest
 from mcp import MCPError
-from starlette.responses import JSONResponse, Response
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import Scope
 
 from tests.attacks.network import answering, header, public_upstream, strict_gateway
-from tests.harness import Running, serve, settings_for
+from tests.harness import Running, serve, serve_asgi, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -106,6 +108,15 @@ def refused(response: Any) -> str:
     return detail
 
 
+async def question_refused_then_fine(client: Any) -> None:
+    """The upstream's own question, nested too deep: it is told so, its call ends, the next call works."""
+    asked = await client.call_tool("pub__asks", {})
+    told = json.loads(asked.content[0].text)
+    assert told["error"]["code"] == -32600 and RULE in told["error"]["message"], told
+    fine = await client.call_tool("pub__fine", {})
+    assert fine.content[0].text == "fine"
+
+
 async def test_a_stdio_tools_list_nested_too_deep_fails_registration_at_once(tmp_path: Path) -> None:
     settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", call_timeout=60.0)
     async with serve(settings) as gateway:
@@ -128,12 +139,7 @@ async def test_a_stdio_answer_or_question_nested_too_deep_is_refused_and_the_ups
                     assert "'pub'" in answered.value.message
                     fine = await client.call_tool("pub__fine", {})
                     assert fine.content[0].text == "fine"  # type: ignore[union-attr]
-                # The upstream's own question, nested too deep: it is told so, and its call ends.
-                asked = await client.call_tool("pub__asks", {})
-                told = json.loads(asked.content[0].text)  # type: ignore[union-attr]
-                assert told["error"]["code"] == -32600 and RULE in told["error"]["message"], told
-                fine = await client.call_tool("pub__fine", {})
-                assert fine.content[0].text == "fine"  # type: ignore[union-attr]
+                await question_refused_then_fine(client)
 
 
 def deep_http(how: str) -> Any:
@@ -178,5 +184,121 @@ async def test_an_http_tools_call_answer_nested_too_deep_is_refused(tmp_path: Pa
                 with pytest.raises(MCPError) as answered:
                     await client.call_tool("pub__echo", {"text": "x"})
                 assert RULE in answered.value.message, answered.value.message
+                added = await client.call_tool("pub__add", {"a": 2, "b": 3})
+                assert not added.is_error
+
+
+def sse_upstream(deep_list: bool) -> Any:
+    """A legacy SSE MCP server in raw JSON-RPC (the SDK's SSE client carries it) with the tools of
+    SERVER: its answers and its question nested 300 levels deep, or its tools/list 100 levels."""
+    sessions: dict[str, Any] = {}
+    asked: dict[str, Any] = {}
+
+    def answer(message: dict[str, Any]) -> dict[str, Any] | None:
+        method, params = message.get("method"), message.get("params") or {}
+        if method == "initialize":
+            info = {"name": "deep", "version": "1"}
+            return {"result": {"protocolVersion": params["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": info}}
+        if method == "tools/list":
+            tools: list[dict[str, Any]] = [{"name": n, "inputSchema": {"type": "object"}} for n in ("deep", "fine", "asks")]
+            return {"result": {"tools": tools + ([{"name": "nested", "inputSchema": deep_schema(100)}] if deep_list else [])}}
+        if method == "tools/call" and params.get("name") == "deep":
+            return {"result": {"content": [{"type": "text", "text": "deep"}], "structuredContent": {"x": deep_value(300)}}}
+        if method == "tools/call":
+            return {"result": {"content": [{"type": "text", "text": "fine"}]}}
+        return {"result": {}} if method == "ping" else {"error": {"code": -32601, "message": "no such method"}}
+
+    async def stream(request: Any) -> Response:
+        send, receive = anyio.create_memory_object_stream[str](100)
+        session = str(len(sessions))
+        sessions[session] = send
+
+        async def events() -> Any:
+            yield f"event: endpoint\ndata: /messages?session_id={session}\n\n"
+            async for data in receive:
+                yield f"event: message\ndata: {data}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def post(request: Any) -> Response:
+        message = json.loads(await request.body())
+        send = sessions[request.query_params["session_id"]]
+        if message.get("id") == "up-1" and "method" not in message:  # what Bastion told it
+            content = [{"type": "text", "text": json.dumps(message)}]
+            await send.send(json.dumps({"jsonrpc": "2.0", "id": asked.pop("id"), "result": {"content": content}}))
+        elif "id" in message and (message.get("params") or {}).get("name") == "asks":
+            asked["id"] = message["id"]
+            await send.send(json.dumps({"jsonrpc": "2.0", "id": "up-1", "method": "roots/list", "params": {"x": deep_value(300)}}))
+        elif "id" in message and (reply := answer(message)) is not None:
+            await send.send(json.dumps({"jsonrpc": "2.0", "id": message["id"], **reply}))
+        return Response(status_code=202)
+
+    return Starlette(routes=[Route("/sse", stream), Route("/messages", post, methods=["POST"])])
+
+
+async def test_a_legacy_sse_tools_list_nested_too_deep_fails_registration_at_once(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", call_timeout=60.0)
+    async with serve_asgi(sse_upstream(True)) as url, serve(settings) as gateway:
+        with anyio.fail_after(GUARD):
+            response = await gateway.api.post("/api/v1/upstreams", json={"name": "deep", "transport": "sse", "url": f"{url}/sse"})
+        assert "'deep'" in refused(response)
+
+
+async def test_a_legacy_sse_answer_or_question_nested_too_deep_is_refused(tmp_path: Path) -> None:
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", call_timeout=60.0)
+    async with serve_asgi(sse_upstream(False)) as url, serve(settings) as gateway:
+        await gateway.register({"name": "pub", "transport": "sse", "url": f"{url}/sse"})
+        await gateway.create_server({"name": "vs", "upstreams": ["pub"]})
+        async with gateway.client("vs") as client:
+            with anyio.fail_after(GUARD):
+                with pytest.raises(MCPError) as answered:
+                    await client.call_tool("pub__deep", {})
+                assert RULE in answered.value.message and "'pub'" in answered.value.message, answered.value.message
+                await question_refused_then_fine(client)
+
+
+def deep_legacy_call(app: Any) -> Any:
+    """Middleware: a 2025-11-25 session's tools/call of `echo` is answered nested 300 levels deep
+    (found by its body: that era's requests carry no Mcp-Method header)."""
+
+    async def wrapped(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await app(scope, receive, send)
+            return
+        body = b""
+        while True:
+            part = await receive()
+            body += part.get("body", b"")
+            if not part.get("more_body"):
+                break
+        message = json.loads(body)
+        if message.get("method") == "tools/call" and message["params"].get("name") == "echo":
+            result = {"content": [{"type": "text", "text": "deep"}], "structuredContent": {"x": deep_value(300)}}
+            await JSONResponse({"jsonrpc": "2.0", "id": message["id"], "result": result})(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await app(scope, replay, send)
+
+    return wrapped
+
+
+async def test_a_legacy_http_session_answer_nested_too_deep_names_the_limit(tmp_path: Path) -> None:
+    async with public_upstream(deep_legacy_call, stateless=False) as url, strict_gateway(tmp_path, call_timeout=60.0) as gateway:
+        body = {"name": "pub", "transport": "streamable-http", "url": url, "protocol": "2025-11-25"}
+        await gateway.register(body)
+        await gateway.create_server({"name": "vs", "upstreams": ["pub"], "visibility": "public"})
+        async with gateway.client("vs") as client:
+            with anyio.fail_after(GUARD):
+                with pytest.raises(MCPError) as answered:
+                    await client.call_tool("pub__echo", {"text": "x"})
+                assert RULE in answered.value.message and "'pub'" in answered.value.message, answered.value.message
                 added = await client.call_tool("pub__add", {"a": 2, "b": 3})
                 assert not added.is_error

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import deque
+from contextlib import suppress
 from typing import Any
 
 import anyio
@@ -35,12 +36,14 @@ from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
     CONNECTION_CLOSED,
+    INVALID_REQUEST,
     PROTOCOL_VERSION_META_KEY,
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
     JSONRPCRequest,
     JSONRPCResponse,
+    RequestId,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -192,6 +195,15 @@ class RawRequests:
                 raise MCPError(outcome.code, outcome.message, outcome.data)
             if outcome is not None:
                 return outcome
+
+    async def refuse(self, request_id: RequestId, message: str) -> None:
+        """Answer a request of the upstream's with an invalid-request error (bounded; the
+        connection may be gone)."""
+        if self._write is None:
+            return
+        refusal = JSONRPCError(jsonrpc="2.0", id=request_id, error=ErrorData(code=INVALID_REQUEST, message=message))
+        with anyio.move_on_after(_CANCEL_GRACE), suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._write.send(SessionMessage(refusal))
 
     async def _cancel(self, request_id: str, version: str) -> None:
         """Tell the upstream a request is abandoned (bounded; the connection may be gone)."""

@@ -65,17 +65,17 @@ def _answered_id(head: bytes, tail: bytes) -> types.RequestId | None:
     """The top-level id of a JSON-RPC message seen only by its first and last bytes: servers write
     it first ({"jsonrpc":"2.0","id":..}) or last (..,"id":..}); an id nested deeper never matches.
     None for a request of the upstream's (its id is in the upstream's numbering, not Bastion's)."""
-    if _asks(head):
+    if is_upstream_request(head):
         return None
-    return _top_id(head, tail)
+    return top_level_id(head, tail)
 
 
-def _asks(head: bytes) -> bool:
+def is_upstream_request(head: bytes) -> bool:
     """Whether a message seen by its first bytes is a request (or notification) of the upstream's."""
     return bool(_REQUEST.search(head)) and not _ANSWER.search(head)
 
 
-def _top_id(head: bytes, tail: bytes) -> types.RequestId | None:
+def top_level_id(head: bytes, tail: bytes) -> types.RequestId | None:
     found = _HEAD_ID.match(head) or _TAIL_ID.search(tail)
     if found is None:
         return None
@@ -161,10 +161,10 @@ async def stdio_transport(
     async def refuse_deep(head: bytes, tail: bytes) -> None:
         detail = too_deep_detail(f"upstream {upstream!r}")
         log.warning("%s; skipped", detail)
-        message_id = _top_id(head, tail)
+        message_id = top_level_id(head, tail)
         if message_id is None:
             return  # a notification, or no way to tell whose answer it was
-        if _asks(head):  # the upstream waits for an answer: tell it, if the writer is free (never block reading)
+        if is_upstream_request(head):  # the upstream waits for an answer: tell it, if the writer is free (never block reading)
             refusal = types.ErrorData(code=types.INVALID_REQUEST, message=f"Bastion refuses JSON nested that deep: {detail}")
             with suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 write_stream.send_nowait(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=message_id, error=refusal)))

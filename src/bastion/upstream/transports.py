@@ -1,5 +1,9 @@
 """Open the SDK transport for an upstream spec, with a tap that tells when it closes.
 
+A message an SDK transport's parser gave up on because it nests too deep (the MCP SDK's parser stops
+at about 200 levels; it used to be dropped, and the call it answered waited out its deadline)
+becomes an error answer naming Bastion's depth limit for the request its id names.
+
 stdio children get a pipe for stderr whose lines go to Bastion's log at DEBUG (an upstream may print
 its own secrets there), prefixed by upstream name; the last few are kept so a failure is reported as
 one warning that ends with them.
@@ -17,17 +21,26 @@ from typing import Any, TextIO
 
 import anyio
 import httpx2
+import mcp_types as types
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
+from bastion.core.errors import UpstreamProtocolError
+from bastion.core.json_nesting import body_too_deep, too_deep_detail
 from bastion.core.models import UpstreamSpec
 from bastion.upstream.raw import RawRequests
-from bastion.upstream.stdio import stdio_transport
+from bastion.upstream.stdio import is_upstream_request, stdio_transport, top_level_id
 
 log = logging.getLogger("bastion.upstream")
 
 
+_ID_ZONE = 256
+"""How much of a refused message's start and end is searched for its id."""
+_PARSER_GAVE_UP = "recursion limit exceeded"
+"""How the SDK's parser (pydantic-core) words JSON nested deeper than it reads."""
 _TAIL_LINES = 5
 _TAIL_CHARS = 400
 _tails: dict[str, deque[str]] = {}
@@ -105,7 +118,7 @@ async def open_transport(
             # Bastion's client caps each event itself (BASTION_UPSTREAM_MAX_MESSAGE_BYTES), with a clear error.
             streams = streamable_http_client(spec.url or "", http_client=http_client, max_sse_event_size=None)
         read, write = await stack.enter_async_context(streams)
-        tapped = _Tapped(read, closed, raw)
+        tapped = _Tapped(read, closed, raw, spec.name)
         if raw is not None:
             raw.attach(write)
         try:
@@ -120,13 +133,19 @@ class _Tapped:
     """The transport's read stream, setting `closed` when it ends (no task, no buffer of its own:
     a caller's idle upstream session should cost little)."""
 
-    def __init__(self, inner: Any, closed: anyio.Event, raw: RawRequests | None = None) -> None:
-        self._inner, self._closed, self._raw = inner, closed, raw
+    def __init__(self, inner: Any, closed: anyio.Event, raw: RawRequests | None = None, upstream: str = "") -> None:
+        self._inner, self._closed, self._raw, self._upstream = inner, closed, raw, upstream
 
     async def receive(self) -> Any:
         try:
             while True:
                 item = await self._inner.receive()
+                if isinstance(item, ValidationError):
+                    item = await self._too_deep(item)
+                    if item is None:
+                        continue
+                elif isinstance(item, SessionMessage) and isinstance(item.message, types.JSONRPCError):
+                    item = self._worded(item)
                 if self._raw is None or not self._raw.route(item):
                     return item
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
@@ -134,6 +153,38 @@ class _Tapped:
             if self._raw is not None:
                 self._raw.close()
             raise
+
+    async def _too_deep(self, exc: ValidationError) -> Any:
+        """`exc` unchanged unless it is the parser giving up on a message nested too deep: then an
+        error answer to the request it answers, or None once a request of the upstream's so nested
+        was refused (or the message names no request)."""
+        errors = exc.errors(include_url=False)
+        text = errors[0].get("input") if len(errors) == 1 and errors[0].get("type") == "json_invalid" else None
+        if not isinstance(text, str) or not body_too_deep(text):
+            return exc
+        data = text.encode("utf-8", "surrogatepass")
+        head, tail = data[:_ID_ZONE], data[-_ID_ZONE:]
+        detail = too_deep_detail(f"upstream {self._upstream!r}")
+        log.warning("%s; skipped", detail)
+        message_id = top_level_id(head, tail)
+        if message_id is None:
+            return None
+        if is_upstream_request(head):
+            if self._raw is not None:
+                await self._raw.refuse(message_id, f"Bastion refuses JSON nested that deep: {detail}")
+            return None
+        error = types.ErrorData(code=UpstreamProtocolError.jsonrpc_code, message=detail)
+        return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=message_id, error=error))
+
+    def _worded(self, item: SessionMessage) -> SessionMessage:
+        """The SDK's streamable HTTP client answers a request whose reply its parser gave up on
+        with a parse error of its own wording: one for a reply nested too deep names the limit."""
+        message = item.message
+        assert isinstance(message, types.JSONRPCError)
+        if message.error.code != types.PARSE_ERROR or _PARSER_GAVE_UP not in message.error.message:
+            return item
+        error = types.ErrorData(code=UpstreamProtocolError.jsonrpc_code, message=too_deep_detail(f"upstream {self._upstream!r}"))
+        return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=message.id, error=error))
 
     async def aclose(self) -> None:
         self._closed.set()
