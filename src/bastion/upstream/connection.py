@@ -112,6 +112,13 @@ def _backoff(attempt: int, base: float, cap: float) -> float:
     return min(cap, base * math.pow(2, attempt))
 
 
+_NOBODY = "\x00nobody"
+"""`UpstreamConnection._sole` of a session that has carried no caller's call yet (no caller id is this)."""
+_NEUTRAL_METHODS = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "ping"})
+"""Requests that change nothing upstream (Bastion's own discovery sends them): they say nothing of whose
+session-wide logs may follow."""
+
+
 class UpstreamConnection:
     """A supervised session to one upstream for one isolation key (shared, or one user)."""
 
@@ -139,6 +146,9 @@ class UpstreamConnection:
         self._caller_caps = caller_capabilities
         """None for a shared connection; the caller's declared capabilities for a caller's own."""
         self._inflight: dict[object, CallHooks | None] = {}
+        self._sole: str | None = _NOBODY
+        """On a shared session: the one caller whose calls it has carried since it connected, or None
+        once it has carried another's too (see `_on_log`)."""
         self._sent_log_level: str | None = None
         self._bearer = bearer
         self._guard = guard
@@ -227,8 +237,20 @@ class UpstreamConnection:
 
     # What an upstream sends mid-call (a log entry, a question) names no call over the SDK client.
     # On a caller's own session it is that caller's. On a shared session it is delivered only when
-    # it can be attributed with certainty: exactly one call in flight (2025-11-25, where the upstream
-    # logs for every call), or exactly one call that opted in to logs (2026-07-28, per request).
+    # it can be attributed with certainty: a question to the one call in flight (the shared session
+    # declares no capability to ask, so only an upstream asking within a call does); a log line to
+    # the one call in flight (2025-11-25) or the one that opted in to logs (2026-07-28), and only while
+    # every call the session has carried was that caller's (user, else token): an upstream also logs
+    # on its own (e.g. server-everything's simulated logging, turned on by one caller, logs every 5 s
+    # whoever's call is in flight).
+
+    def _note_caller(self, method: str, caller: str | None) -> None:
+        if self.dedicated or caller is None or method in _NEUTRAL_METHODS:
+            return  # Bastion's own requests (discovery, subscriptions) are nobody's
+        if self._sole is _NOBODY:
+            self._sole = caller
+        elif self._sole != caller:
+            self._sole = None
 
     def _attributed(self) -> CallHooks | None:
         if self.dedicated:
@@ -250,6 +272,8 @@ class UpstreamConnection:
             hooks = opted[0] if len(opted) == 1 else None
         else:
             hooks = self._attributed()
+        if not self.dedicated and (self._sole is None or self._sole is _NOBODY):
+            hooks = None  # a shared session's line, and the session has carried several callers' calls
         if hooks is not None and hooks.on_log is not None:
             await hooks.on_log(params.model_dump(by_alias=True, mode="json", exclude_none=True))
 
@@ -307,6 +331,7 @@ class UpstreamConnection:
         """
         closed = anyio.Event()
         connected = False
+        self._sole = _NOBODY  # a new session has carried nobody's calls yet
         try:
             if self._launch_guard is not None:
                 await self._launch_guard.check(self.spec)  # every start: the owner or the allow-list may have changed
@@ -495,14 +520,17 @@ class UpstreamConnection:
         *,
         timeout: float,
         hooks: CallHooks | None = None,
+        caller: str | None = None,
     ) -> dict[str, Any]:
-        """Send one request and return the raw result; errors come back as BastionErrors."""
+        """Send one request and return the raw result; errors come back as BastionErrors. `caller`:
+        whose call it is (the user, else the token), None for Bastion's own."""
         client = self._client or await self.ready_client(timeout)
         fast = self._fast
         name = self.spec.name
         token = object()
         if fast is None:
             self._inflight[token] = hooks
+            self._note_caller(method, caller)
             level = hooks.log_opt_in() if hooks is not None else None
             if level is not None:
                 params = _with_log_level(params, level)

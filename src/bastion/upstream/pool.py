@@ -363,7 +363,7 @@ class UpstreamPool:
                 caller, session = own
                 with self._callers.hold(upstream, caller):
                     return await session.request(method, params, timeout=timeout, hooks=hooks)
-        return await conn.request(method, params, timeout=timeout, hooks=hooks)
+        return await conn.request(method, params, timeout=timeout, hooks=hooks, caller=user)
 
     async def _own_session(
         self,
