@@ -64,8 +64,12 @@ def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str
     surrogatepass, so ED A0 80 is U+D800). A plain answer costs a byte search or two: an escape needs
     a backslash, and an encoded surrogate a byte ED; only then is the parsed value walked. Bytes in
     UTF-16 or UTF-32 (json.loads reads them too, and neither search sees an escape in them) always
-    hold a byte 00, which UTF-8 JSON never holds, so they are always walked."""
-    value = json.loads(raw)
+    hold a byte 00, which UTF-8 JSON never holds, so they are always walked. JSON nested past the
+    recursion limit raises JSONDecodeError, as other JSON that cannot be read does."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # nested past the interpreter's limit: what callers expect of bad JSON
+        raise json.JSONDecodeError(f"{what} is nested too deeply to read", "", 0) from None
     if isinstance(raw, str):  # plain `in`s and `and`s: this is on the path of every upstream call
         if not (("\\" in raw and ESCAPE.search(raw)) or (not raw.isascii() and SURROGATE.search(raw))):
             return value
