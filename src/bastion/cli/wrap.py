@@ -116,6 +116,10 @@ async def _serve_wrapped(wrapped: Wrapped, sock: socket.socket, url: str, note: 
         log_level="warning",
         timeout_graceful_shutdown=5,
         http=bounded_http(settings.header_timeout, settings.body_timeout),
+        # As `bastion serve`: X-Forwarded-For is read only from BASTION_TRUSTED_PROXIES (uvicorn's default
+        # trusts 127.0.0.1, so any local client could name another address in the logs).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
     )
     server = _Server(config)
     async with anyio.create_task_group() as tg:
