@@ -3,7 +3,8 @@
 A revoked credential is refused everywhere, long-lived streams it opened included: a 2025-11-25
 session's GET stream, an HTTP+SSE (2024-11-05) stream and a 2026-07-28 `subscriptions/listen`
 stream all end once their token is revoked, rather than keep telling a revoked caller of list
-changes and resource updates; an expired one loses them within the re-check interval. A
+changes and resource updates, while another caller's streams open beside them go on; an expired
+one loses them at the next re-check. A
 2026-07-28 upstream's requestState resumes a call only for the caller it was issued to. And a
 request that names two sessions (or two credentials) is refused whole, never served in the first
 session named while admitted for the last.
@@ -15,16 +16,20 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from sqlalchemy import update
 
 from bastion.core.errors import BadRequest
+from bastion.store.sql.tables import api_tokens
+from tests.attacks.test_sse_sessions import post, sse_session
 from tests.e2e.test_resource_updates import counter_upstream
-from tests.e2e.test_token_scopes import create_token
+from tests.e2e.test_token_scopes import INITIALIZE, create_token
 from tests.harness import Running, open_raw_session, serve, session_headers, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -83,18 +88,69 @@ async def opened(http: httpx2.AsyncClient, method: str, url: str, **kwargs: Any)
         yield response
 
 
+class Watch:
+    """What a stream read in the background has shown: `seen` once its marker arrived, `ended`
+    once the server ended the stream."""
+
+    def __init__(self) -> None:
+        self.seen, self.ended = anyio.Event(), anyio.Event()
+
+
+@contextlib.asynccontextmanager
+async def watching(response: httpx2.Response, marker: bytes = b"list_changed") -> AsyncIterator[Watch]:
+    watch, received = Watch(), b""
+
+    async def read() -> None:
+        nonlocal received
+        async for chunk in response.aiter_raw():
+            received += chunk
+            if marker in received:
+                watch.seen.set()
+        watch.ended.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read)
+        yield watch
+        tg.cancel_scope.cancel()
+
+
+async def still_delivers(api: httpx2.AsyncClient, watch: Watch) -> None:
+    """The watched stream is open and delivering: change a tool until its list-changed notice arrives
+    (no event says when a stream is subscribed, so change it again until one gets through)."""
+    with anyio.fail_after(15):
+        attempt = 0
+        while not watch.seen.is_set():
+            assert not watch.ended.is_set(), "the stream of a caller nobody revoked was ended"
+            attempt += 1
+            changed = await api.patch("/api/v1/tools/fx__echo", json={"description": f"changed {attempt}"})
+            assert changed.status_code == 200, changed.text
+            with anyio.move_on_after(0.25):
+                await watch.seen.wait()
+
+
 async def test_a_revoked_tokens_session_stream_is_closed(tmp_path: Path) -> None:
     """B's 2025-11-25 session has its GET stream open; the admin revokes B's token: the stream ends
     (it would otherwise carry list changes and resource updates to a caller refused everywhere else)."""
     async with gateway_with_counter(tmp_path) as gateway:
-        b = await create_token(gateway, servers="*")
+        a, b = await create_token(gateway, servers="*"), await create_token(gateway, servers="*")
         async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http:
+            hers = await open_raw_session(http, gateway.mcp_url("vs"), token=a["token"])
             session = await open_raw_session(http, gateway.mcp_url("vs"), token=b["token"])
             headers = {**session_headers(session, b["token"]), "Accept": "text/event-stream"}
-            async with opened(http, "GET", gateway.mcp_url("vs"), headers=headers) as stream:
+            her_headers = {**session_headers(hers, a["token"]), "Accept": "text/event-stream"}
+            async with (
+                opened(http, "GET", gateway.mcp_url("vs"), headers=her_headers) as her_stream,
+                watching(her_stream) as her_watch,
+                opened(http, "GET", gateway.mcp_url("vs"), headers=headers) as stream,
+            ):
                 await revoke(gateway, b["id"])
                 with anyio.fail_after(10):
                     await drain_until_closed(stream)
+                # A's stream, open beside it, was not ended with it: it still delivers.
+                await still_delivers(gateway.api, her_watch)
+            ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+            answer = await http.post(gateway.mcp_url("vs"), headers=session_headers(hers, a["token"]), json=ping)
+            assert answer.status_code == 200, answer.text
             # And the session is gone with it: its id names nothing now, even for the right token.
             answer = await http.post(
                 gateway.mcp_url("vs"),
@@ -105,11 +161,13 @@ async def test_a_revoked_tokens_session_stream_is_closed(tmp_path: Path) -> None
 
 
 async def test_a_revoked_tokens_sse_stream_is_closed(tmp_path: Path) -> None:
-    """The same for an HTTP+SSE (2024-11-05) stream: it ends once its token is revoked."""
+    """The same for an HTTP+SSE (2024-11-05) stream: it ends once its token is revoked; A's, opened
+    first beside it (a pass ending every stream would end hers before his), still answers on it."""
     async with gateway_with_counter(tmp_path) as gateway:
-        b = await create_token(gateway, servers="*")
+        a, b = await create_token(gateway, servers="*"), await create_token(gateway, servers="*")
         headers = {"Authorization": f"Bearer {b['token']}", "Accept": "text/event-stream"}
         async with (
+            sse_session(gateway, "vs", a["token"]) as hers,
             httpx2.AsyncClient(base_url=gateway.base_url, timeout=httpx2.Timeout(30.0, read=None)) as http,
             opened(http, "GET", "/servers/vs/sse", headers=headers) as stream,
         ):
@@ -121,21 +179,21 @@ async def test_a_revoked_tokens_sse_stream_is_closed(tmp_path: Path) -> None:
             with anyio.fail_after(10):
                 async for _ in chunks:
                     pass
+            assert (await post(hers.messages_url, a["token"], INITIALIZE)).status_code == 202
+            with anyio.fail_after(15):
+                assert '"serverInfo"' in await hers.next_message()
 
 
 async def test_a_revoked_tokens_listen_stream_is_closed(tmp_path: Path) -> None:
     """A 2026-07-28 `subscriptions/listen` stream ends once its token is revoked."""
     async with gateway_with_counter(tmp_path) as gateway:
-        b = await create_token(gateway, servers="*")
+        a, b = await create_token(gateway, servers="*"), await create_token(gateway, servers="*")
+        url = gateway.mcp_url("vs")
         async with (
             httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http,
-            opened(
-                http,
-                "POST",
-                gateway.mcp_url("vs"),
-                headers=modern_headers(b["token"], "subscriptions/listen"),
-                json=listen_request(),
-            ) as stream,
+            opened(http, "POST", url, headers=modern_headers(a["token"], "subscriptions/listen"), json=listen_request()) as hers,
+            watching(hers) as her_watch,
+            opened(http, "POST", url, headers=modern_headers(b["token"], "subscriptions/listen"), json=listen_request()) as stream,
         ):
             chunks = stream.aiter_raw()
             with anyio.fail_after(10):
@@ -145,22 +203,29 @@ async def test_a_revoked_tokens_listen_stream_is_closed(tmp_path: Path) -> None:
             with anyio.fail_after(10):
                 async for _ in chunks:
                     pass
+            await still_delivers(gateway.api, her_watch)  # A's, open beside it, goes on
 
 
 async def test_an_expired_tokens_session_stream_is_closed(tmp_path: Path) -> None:
-    """A token that expires while its session's GET stream is open loses the stream too (within the
-    re-check interval), as it would a revoked one."""
+    """A token that expires while its session's GET stream is open loses the stream too (at the next
+    re-check), as it would a revoked one. It is made with a day to live and expired in the store once
+    the stream is open, so how long opening takes on a busy machine does not matter."""
     with counter_upstream("stdio") as body:
         settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/bastion.db", stream_recheck_interval=0.2)
         async with serve(settings) as gateway:
             await gateway.register(body)
             await gateway.create_server({"name": "vs", "upstreams": ["fx"], "visibility": "public"})
-            b = await create_token(gateway, servers="*", expires_in=1)
+            b = await create_token(gateway, servers="*", expires_in=86400)
             async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http:
                 session = await open_raw_session(http, gateway.mcp_url("vs"), token=b["token"])
                 headers = {**session_headers(session, b["token"]), "Accept": "text/event-stream"}
                 async with opened(http, "GET", gateway.mcp_url("vs"), headers=headers) as stream:
-                    with anyio.fail_after(10):
+                    expired = update(api_tokens).where(api_tokens.c.id == b["id"]).values(expires_at=datetime.now(UTC))
+                    async with gateway.bastion.engine.begin() as connection:
+                        await connection.execute(expired)
+                    # Nothing announces an expiry: the periodic re-check finds it once the
+                    # verifier's short cache has lapsed. The bound only keeps a failure from hanging.
+                    with anyio.fail_after(30):
                         await drain_until_closed(stream)
 
 

@@ -10,7 +10,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.attacks.test_blackbox_isolation import listen_request, modern_headers, opened
+from tests.attacks.test_blackbox_isolation import listen_request, modern_headers, opened, still_delivers, watching
 from tests.harness import open_raw_session, session_headers, stdio_fixture
 from tests.replicas.cluster import Replica, replicas
 from tests.replicas.test_replicas import known_everywhere
@@ -33,14 +33,23 @@ async def setup(r1: Replica, r2: Replica) -> tuple[dict[str, str], dict[str, str
 
 
 async def test_a_token_revoked_on_one_replica_loses_its_streams_on_the_other(tmp_path: Path) -> None:
+    """Bob's streams on replica 2 end when replica 1 revokes his token; Alice's, open beside them,
+    go on delivering, and her session still answers."""
     async with replicas(2, tmp_path) as (r1, r2):
-        _, bob = await setup(r1, r2)
+        alice, bob = await setup(r1, r2)
         url1, url2 = f"{r1.base_url}/servers/vs/mcp", f"{r2.base_url}/servers/vs/mcp"
         async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0, read=None)) as http:
             session = await open_raw_session(http, url1, token=bob["token"])  # opened on replica 1
+            hers = await open_raw_session(http, url1, token=alice["token"])
             get = {**session_headers(session, bob["token"]), "Accept": "text/event-stream"}
+            her_get = {**session_headers(hers, alice["token"]), "Accept": "text/event-stream"}
             listen = modern_headers(bob["token"], "subscriptions/listen")
+            her_listen = modern_headers(alice["token"], "subscriptions/listen")
             async with (
+                opened(http, "GET", url2, headers=her_get) as her_stream,  # hers too, on replica 2
+                watching(her_stream) as her_watch,
+                opened(http, "POST", url2, headers=her_listen, json=listen_request()) as her_listening,
+                watching(her_listening) as her_listen_watch,
                 opened(http, "GET", url2, headers=get) as stream,  # its GET stream on replica 2
                 opened(http, "POST", url2, headers=listen, json=listen_request()) as listening,
             ):
@@ -54,3 +63,8 @@ async def test_a_token_revoked_on_one_replica_loses_its_streams_on_the_other(tmp
                         pass
                     async for _ in listened:
                         pass
+                await still_delivers(r1.api, her_watch)
+                await still_delivers(r1.api, her_listen_watch)
+            ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
+            answer = await http.post(url2, headers=session_headers(hers, alice["token"]), json=ping)
+            assert answer.status_code == 200, answer.text
