@@ -1,21 +1,23 @@
 """Tool arguments against a tool's input schema: every problem, each with a JSON pointer to its field.
 
-Pure (jsonschema only). A schema that is itself invalid, or that points at what it does not hold,
-is the upstream's to judge: it is not checked here rather than refusing every call. So is one whose
-patterns may take exponential time to match (core/safe_patterns.py), and a key past MAX_KEY is
-refused where a schema matches keys against patterns: `re` would hold the event loop meanwhile.
+Pure (jsonschema, with patterns matched by RE2: core/safe_patterns.py). A schema that is itself
+invalid, or that points at what it does not hold, is the upstream's to judge: it is not checked here
+rather than refusing every call. So is one with a pattern RE2 cannot read (only a backtracking engine
+could match it, and a caller's text could then hold the event loop); a key past MAX_KEY is refused
+where a schema matches keys against patterns.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from jsonschema import Draft202012Validator, SchemaError, validators
+from jsonschema import Draft202012Validator, SchemaError, ValidationError, validators
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
-from bastion.core.safe_patterns import MAX_KEY, risky_patterns
+from bastion.core.safe_patterns import MAX_KEY, linear, risky_patterns
 
 MAX_ERRORS = 50
 _MAX_MESSAGE = 300
@@ -30,6 +32,53 @@ def pointer(path: Any) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
 
 
+def _matches(pattern: Any, text: str) -> bool:
+    """By RE2 (the schema was checked to hold only patterns RE2 reads)."""
+    compiled = linear(pattern) if isinstance(pattern, str) else None
+    return compiled is not None and compiled.search(text) is not None
+
+
+def _pattern(validator: Any, pattern: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _matches(pattern, instance):
+        yield ValidationError(f"{_short(repr(instance))} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, by_pattern: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in by_pattern.items():
+        for key, value in instance.items():
+            if _matches(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, extra: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """Properties neither `properties` names nor a `patternProperties` pattern matches, against `extra`."""
+    if not validator.is_type(instance, "object"):
+        return
+    named = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    others = [k for k in instance if k not in named and not any(_matches(p, k) for p in patterns)]
+    if validator.is_type(extra, "object"):
+        for key in others:
+            yield from validator.descend(instance[key], extra, path=key)
+    elif extra is False and others:
+        listed = ", ".join(repr(k) for k in sorted(others))
+        yield ValidationError(f"Additional properties are not allowed ({listed} {'was' if len(others) == 1 else 'were'} unexpected)")
+
+
+_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties}
+_linear_classes: dict[type, type] = {}
+
+
+def _linear_class(cls: Any) -> Any:
+    """`cls` with its pattern keywords matched by RE2."""
+    found = _linear_classes.get(cls)
+    if found is None:
+        found = _linear_classes[cls] = validators.extend(cls, _KEYWORDS)
+    return found
+
+
 def _validator(schema: dict[str, Any]) -> tuple[Validator | None, bool]:
     """The validator for `schema` (None: not checked here), and whether it matches keys against patterns."""
     cached = _validators.get(id(schema))
@@ -38,7 +87,7 @@ def _validator(schema: dict[str, Any]) -> tuple[Validator | None, bool]:
     cls = validators.validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
-        validator: Validator | None = None if risky_patterns(schema) else cls(schema)
+        validator: Validator | None = None if risky_patterns(schema) else _linear_class(cls)(schema)
     except SchemaError:
         validator = None
     if len(_validators) >= _CACHE_SIZE:
