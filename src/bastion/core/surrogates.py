@@ -58,6 +58,10 @@ class NotUnicode(ValueError):
         self.value = value
 
 
+class TooDeep(json.JSONDecodeError):
+    """JSON nested past the interpreter's recursion limit (a JSONDecodeError, as other unreadable JSON)."""
+
+
 def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str = "holds") -> Any:
     """`json.loads(raw)`, and NotUnicode (a ValueError, worded `what` `verb` ...) when the text holds a
     lone surrogate, escaped (`"\\ud800"`) or, in bytes, encoded (json.loads decodes bytes with
@@ -69,7 +73,7 @@ def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str
     try:
         value = json.loads(raw)
     except RecursionError:  # nested past the interpreter's limit: what callers expect of bad JSON
-        raise json.JSONDecodeError(f"{what} is nested too deeply to read", "", 0) from None
+        raise TooDeep(f"{what} is nested too deeply to read", "", 0) from None
     if isinstance(raw, str):  # plain `in`s and `and`s: this is on the path of every upstream call
         if not (("\\" in raw and ESCAPE.search(raw)) or (not raw.isascii() and SURROGATE.search(raw))):
             return value

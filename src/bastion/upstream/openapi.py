@@ -25,7 +25,7 @@ from bastion.core.openapi_styles import cookie_names
 from bastion.core.openapi_swagger import as_openapi3
 from bastion.core.ports import CallHooks
 from bastion.core.safe_patterns import UnsafeMatch
-from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads, yaml_surrogate
+from bastion.core.surrogates import NotUnicode, TooDeep, not_unicode, strict_loads, yaml_surrogate
 from bastion.core.yaml_text import AliasBomb, load_yaml
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -44,7 +44,7 @@ def parse_document(raw: bytes | str, what: str) -> dict[str, Any]:
         doc, found = strict_loads(raw, what), None
     except NotUnicode as exc:  # its text would become tool names and descriptions, stored and sent on
         raise UpstreamProtocolError(str(exc)) from None
-    except RecursionError:
+    except TooDeep:
         raise UnusableDocument(f"{what} nests deeper than {MAX_DOCUMENT_DEPTH} levels") from None
     except ValueError:
         try:
