@@ -1,4 +1,4 @@
-"""Attack class: an upstream answers with JSON nested deeper than Bastion's limit (64 levels).
+"""Attack class: an upstream answers with JSON nested deeper than Bastion's limit (128 levels).
 
 Before, a stdio answer deeper than the MCP SDK's parser takes (about 200 levels) was dropped as it
 was read: registering an upstream whose tools/list held a 100-level schema waited out the whole call
@@ -28,7 +28,7 @@ from tests.harness import Running, serve, serve_asgi, settings_for
 
 pytestmark = pytest.mark.anyio
 
-RULE = "nested deeper than 64 levels"
+RULE = "nested deeper than 128 levels"
 GUARD = 20  # seconds: a hang guard only; every call timeout here is 60 s, so old code hangs into it
 
 

@@ -20,7 +20,7 @@ from mcp.shared.inbound import encode_header_value, find_invalid_x_mcp_header, m
 from yarl import URL
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
-from bastion.core.json_nesting import body_too_deep, too_deep_detail
+from bastion.core.json_nesting import UPSTREAM_MAX_DEPTH, body_too_deep, too_deep_detail
 from bastion.core.ports import CallHooks
 from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads
 from bastion.core.tracing import header_text
@@ -230,7 +230,7 @@ def _loads(data: bytes, upstream: str) -> Any:
     """The message; one holding a lone surrogate (valid JSON, no text: it would break whatever
     stores, signs or re-encodes it) is refused, as the SDK's parser refuses it on the other path.
     So is one nested past the depth limit, measured before parsing (json.loads would recurse)."""
-    if body_too_deep(data):
+    if body_too_deep(data, UPSTREAM_MAX_DEPTH):
         raise UpstreamProtocolError(too_deep_detail(f"upstream {upstream!r}"))
     try:
         return strict_loads(data)
@@ -322,7 +322,7 @@ def _advance(cursor: SseCursor, line: bytes, event_id: str | None) -> str | None
 
 
 async def _event_message(data: bytes, upstream: str, skip_deep: bool) -> Any:
-    if skip_deep and body_too_deep(data):
+    if skip_deep and body_too_deep(data, UPSTREAM_MAX_DEPTH):
         return None
     try:
         return await _parse(data, upstream)

@@ -32,7 +32,7 @@ from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamTooLarge
-from bastion.core.json_nesting import body_too_deep, too_deep_detail
+from bastion.core.json_nesting import UPSTREAM_MAX_DEPTH, body_too_deep, too_deep_detail
 
 log = logging.getLogger("bastion.upstream")
 
@@ -53,7 +53,7 @@ Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObj
 
 def _parse(line: bytes) -> SessionMessage | Exception | None:
     """The line's message, the parser's error, or None for a line nested past the depth limit."""
-    if body_too_deep(line):
+    if body_too_deep(line, UPSTREAM_MAX_DEPTH):
         return None
     try:
         return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))

@@ -29,7 +29,7 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
 from bastion.core.errors import UpstreamProtocolError
-from bastion.core.json_nesting import body_too_deep, too_deep_detail
+from bastion.core.json_nesting import UPSTREAM_MAX_DEPTH, body_too_deep, too_deep_detail
 from bastion.core.models import UpstreamSpec
 from bastion.upstream.raw import RawRequests
 from bastion.upstream.stdio import is_upstream_request, stdio_transport, top_level_id
@@ -160,7 +160,7 @@ class _Tapped:
         was refused (or the message names no request)."""
         errors = exc.errors(include_url=False)
         text = errors[0].get("input") if len(errors) == 1 and errors[0].get("type") == "json_invalid" else None
-        if not isinstance(text, str) or not body_too_deep(text):
+        if not isinstance(text, str) or not body_too_deep(text, UPSTREAM_MAX_DEPTH):
             return exc
         data = text.encode("utf-8", "surrogatepass")
         head, tail = data[:_ID_ZONE], data[-_ID_ZONE:]
