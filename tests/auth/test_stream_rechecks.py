@@ -160,3 +160,55 @@ async def test_the_periodic_recheck_does_not_mark_an_idle_tokens_stream_as_a_use
     await end_refused_streams([front], authenticator, [EVERY_STREAM])  # type: ignore[list-item]
     assert not stream.ended.is_set()
     assert len(repo.touches) == 1
+
+
+class FailingVerifier(GatedVerifier):
+    """As GatedVerifier, and a verification of `broken` fails unexpectedly (once the gate opens)."""
+
+    broken = "x"
+
+    async def verify(self, authorization: str | None, client_ip: str | None) -> Principal:
+        principal = await super().verify(authorization, client_ip)
+        if (authorization or "").removeprefix("Bearer ") == self.broken:
+            raise RuntimeError("the store broke mid-pass")
+        return principal
+
+
+async def test_a_pass_that_could_not_start_or_failed_does_not_stop_the_next() -> None:
+    """Review finding: a spawn refused (shutting down) left the re-checks marked running for good, and a
+    pass that failed left what arrived during it waiting for another revocation."""
+    front = FakeFront("vs")
+    a = Stream(front, "a", Principal(id="token:ta", kind="token", user="ua", token="ta"))
+    verifier = FailingVerifier(refused={"a", "b"})
+    refuse_spawn = [True]
+    async with anyio.create_task_group() as tg:
+
+        async def logged(fn: Any) -> None:  # as TaskRunner runs a task: a failure is logged, not raised
+            try:
+                await fn()
+            except RuntimeError:
+                pass
+
+        def spawn(_name: str, fn: Any) -> None:
+            if refuse_spawn[0]:
+                raise RuntimeError("the task group is closing")
+            tg.start_soon(logged, fn)
+
+        rechecks = StreamRechecks(lambda: [front], Authenticator(verifier), spawn)  # type: ignore[list-item]
+        rechecks.request("ta")  # no pass could start: said, not raised; the next request starts one
+        refuse_spawn[0] = False
+        rechecks.request("ta")
+        with anyio.fail_after(5):
+            await a.ended.wait()
+
+        Stream(front, "x", Principal(id="token:tx", kind="token", user="ux", token="tx"))
+        b = Stream(front, "b", Principal(id="token:tb", kind="token", user="ub", token="tb"))
+        verifier.gate = anyio.Event()
+        rechecks.request("tx")  # this pass fails once the gate opens ...
+        with anyio.fail_after(5):
+            while "x" not in verifier.verified:
+                await anyio.sleep(0)
+        rechecks.request("tb")  # ... and this arrived during it: the next pass takes it
+        verifier.gate.set()
+        with anyio.fail_after(5):
+            await b.ended.wait()

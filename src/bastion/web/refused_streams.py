@@ -42,8 +42,15 @@ class StreamRechecks:
         """Re-check the streams `revoked` (a token or sign-in session id, or `user:<id>`) may concern."""
         self._pending.add(revoked)
         if not self._running:
-            self._running = True
+            self._start()
+
+    def _start(self) -> None:
+        self._running = True
+        try:
             self._spawn("stream-recheck-pass", self._run)
+        except Exception:  # noqa: BLE001 - no task can start (shutting down): the next request tries again
+            self._running = False
+            log.warning("open streams not re-checked: no background task could start")
 
     async def _run(self) -> None:
         try:
@@ -52,6 +59,8 @@ class StreamRechecks:
                 await end_refused_streams(self._fronts(), self._authenticator, revoked)
         finally:
             self._running = False
+            if self._pending:  # a pass that failed leaves what came meanwhile to the next one
+                self._start()
 
 
 async def end_refused_streams(fronts: Sequence[Front], authenticator: Authenticator, revoked: Iterable[str]) -> None:
