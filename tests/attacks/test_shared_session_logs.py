@@ -13,8 +13,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp.types import LoggingMessageNotificationParams
 
+from tests.e2e.test_logging import Logs
 from tests.e2e.test_token_scopes import create_token
 from tests.harness import EVERYTHING, Running, serve, settings_for
 
@@ -33,15 +33,9 @@ async def everything(tmp_path: Path) -> AsyncIterator[Running]:
         yield gateway
 
 
-class Logs:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    async def __call__(self, params: LoggingMessageNotificationParams) -> None:
-        self.lines.append(str(params.data))
-
-    def simulated(self) -> list[str]:
-        return [line for line in self.lines if SIMULATED in line]
+def simulated(logs: Logs) -> list[str]:
+    """The simulated log lines among those `logs` received."""
+    return [str(e.data) for e in logs.entries if SIMULATED in str(e.data)]
 
 
 async def long_call(client: object, seconds: int) -> None:
@@ -62,8 +56,8 @@ async def test_one_callers_simulated_logging_does_not_reach_another_caller(every
             # Alice's own call, while only Alice has used the session: her lines reach her (what
             # shows this test can see them at all).
             await long_call(alice_client, 6)
-            assert alice_logs.simulated(), alice_logs.lines
+            assert simulated(alice_logs), alice_logs.entries
             # Bob's call is now the only one in flight at the next ticks: none of them is his.
             await long_call(bob_client, 11)
             await alice_client.call_tool("ev__toggle-simulated-logging", {})
-    assert bob_logs.simulated() == [], bob_logs.lines
+    assert simulated(bob_logs) == [], bob_logs.entries
