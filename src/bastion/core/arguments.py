@@ -64,10 +64,74 @@ def _additional_properties(validator: Any, extra: Any, instance: Any, schema: An
             yield from validator.descend(instance[key], extra, path=key)
     elif extra is False and others:
         listed = ", ".join(repr(k) for k in sorted(others))
-        yield ValidationError(f"Additional properties are not allowed ({listed} {'was' if len(others) == 1 else 'were'} unexpected)")
+        yield ValidationError(
+            f"Additional properties are not allowed ({listed} {'was' if len(others) == 1 else 'were'} unexpected)"
+        )
 
 
-_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties}
+def _evaluated_keys(validator: Any, instance: dict[str, Any], schema: Any) -> set[str]:
+    """The keys of `instance` that `schema` and the subschemas applied in place with it evaluate
+    (JSON Schema 2020-12, section 11.3: properties, patternProperties by RE2, additional and
+    unevaluated properties, and what the passing allOf/anyOf/oneOf parts, if/then/else, dependent
+    schemas and references evaluate)."""
+    if not isinstance(schema, dict):
+        return set()
+    keys = set(instance) & set(schema["properties"]) if isinstance(schema.get("properties"), dict) else set()
+    for reference in (schema.get("$ref"), schema.get("$dynamicRef")):
+        if isinstance(reference, str):
+            # As jsonschema's own keywords resolve: the resolver is part of its keyword extension API.
+            resolved = validator._resolver.lookup(reference)  # noqa: SLF001
+            inner = validator.evolve(schema=resolved.contents, _resolver=resolved.resolver)
+            keys |= _evaluated_keys(inner, instance, resolved.contents)
+    for keyword in ("additionalProperties", "unevaluatedProperties"):
+        if keyword in schema:
+            keys.update(k for k, v in instance.items() if validator.evolve(schema=schema[keyword]).is_valid(v))
+    by_pattern = schema.get("patternProperties")
+    if isinstance(by_pattern, dict):
+        keys.update(k for k in instance if any(_matches(p, k) for p in by_pattern))
+    dependent = schema.get("dependentSchemas")
+    if isinstance(dependent, dict):
+        for name, subschema in dependent.items():
+            if name in instance:
+                keys |= _evaluated_keys(validator, instance, subschema)
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for subschema in schema.get(keyword) or ():
+            if validator.evolve(schema=subschema).is_valid(instance):
+                keys |= _evaluated_keys(validator, instance, subschema)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            keys |= _evaluated_keys(validator, instance, schema["if"]) | _evaluated_keys(
+                validator, instance, schema.get("then")
+            )
+        else:
+            keys |= _evaluated_keys(validator, instance, schema.get("else"))
+    return keys
+
+
+def _unevaluated_properties(validator: Any, rest: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """Properties nothing else in the schema evaluated, against `rest`: jsonschema's own keyword
+    matches patternProperties with Python's `re`, where a caller's key could hold the event loop."""
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = _evaluated_keys(validator, instance, schema)
+    refused = [k for k in instance if k not in evaluated and not validator.evolve(schema=rest).is_valid(instance[k])]
+    if refused:
+        listed = ", ".join(repr(k) for k in sorted(refused))
+        verb = "was" if len(refused) == 1 else "were"
+        if rest is False:
+            yield ValidationError(f"Unevaluated properties are not allowed ({listed} {verb} unexpected)")
+        else:
+            yield ValidationError(
+                f"Unevaluated properties are not valid under the given schema ({listed} {verb} unevaluated and invalid)"
+            )
+
+
+_KEYWORDS = {
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "unevaluatedProperties": _unevaluated_properties,
+}
 _linear_classes: dict[type, type] = {}
 
 
