@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from bastion.cli.http import Api, api_command, connection_options, seg
-from bastion.cli.output import Column, console, emit, message
+from bastion.cli.output import Column, console, emit, message, terminal_text
 
 LIST_COLUMNS: list[Column] = ["id", "upstream", "kind", "key", "change", "pin"]
 
@@ -30,8 +30,9 @@ def list_approvals(upstream: str | None, show_diff: bool, api: Api) -> None:
     emit(items, as_json=False, columns=LIST_COLUMNS, title="approvals")
     if show_diff:
         for item in items:
-            console().print(f"\n[bold]{item['id']}[/bold] {item['change']} {item['kind']} {item['key']!r} of {item['upstream']}")
-            console().print(item["diff"], markup=False, highlight=False)
+            heading = f"{item['id']} {item['change']} {item['kind']} {item['key']!r} of {item['upstream']}"
+            console().print("\n" + terminal_text(heading), style="bold", markup=False, highlight=False)
+            console().print(terminal_text(item["diff"]), markup=False, highlight=False)
     message(f"{data.get('quarantined', 0)} quarantined, {data.get('flagged', 0)} flagged")
 
 

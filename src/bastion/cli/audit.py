@@ -7,7 +7,7 @@ import json
 import click
 
 from bastion.cli.http import Api, api_command, connection_options, fail
-from bastion.cli.output import Column, emit, items_of, message
+from bastion.cli.output import Column, emit, items_of, message, terminal_text
 
 LIST_COLUMNS: list[Column] = ["id", "at", "action", "target", "outcome", "actor_client", "actor_address", "latency_ms"]
 _PAGE = 1000
@@ -64,7 +64,7 @@ def export(since: str | None, until: str | None, api: Api) -> None:
         params = {**_filters(since=since, until=until), "after": after, "limit": str(_PAGE)}
         items = items_of(api.get("/api/v1/audit", params=params))
         for item in items:
-            click.echo(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
+            click.echo(terminal_text(json.dumps(item, ensure_ascii=False, separators=(",", ":"))))
         if len(items) < _PAGE:
             return
         after = str(items[-1]["id"])

@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion.cli.errors import sole_exception
 from bastion.cli.http import Api, api_command, fail, problem_of, seg
-from bastion.cli.output import emit, message
+from bastion.cli.output import emit, message, terminal_text
 from bastion.core.client_config import mcp_url
 
 
@@ -69,7 +69,9 @@ async def _call(
 def _print_result(result: dict[str, Any]) -> None:
     for block in result.get("content") or ():
         if block.get("type") == "text":
-            click.echo(block.get("text", ""))
+            text = str(block.get("text", ""))
+            # The tool's own text, as it is, into a pipe or file; on a terminal, nothing it holds drives it.
+            click.echo(terminal_text(text) if sys.stdout.isatty() else text)
         else:
             kind = block.get("type", "?")
             detail = block.get("mimeType") or (block.get("resource") or {}).get("uri") or ""

@@ -72,7 +72,7 @@ def import_(path: str, dry_run: bool, prune: bool, api: Api) -> None:
         return
     actions = reply.get("actions", [])
     for action in actions:
-        click.echo(action["line"])
+        message(str(action["line"]))
     if not actions:
         message("Nothing to change: the configuration already matches the file.")
     elif dry_run:

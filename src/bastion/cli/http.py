@@ -15,6 +15,8 @@ import httpx2
 from click.core import ParameterSource
 from rich.console import Console
 
+from bastion.cli.output import terminal_text
+
 DEFAULT_URL = "http://127.0.0.1:4444"
 TIMEOUT_SECONDS = 30.0
 
@@ -36,10 +38,10 @@ class ApiError(click.ClickException):
         """Print the message to stderr, never a traceback."""
         if self.as_json:
             error = {"title": self.title or "Error", "detail": self.detail or self.message, "status": self.status}
-            click.echo(json.dumps({"error": error}), err=True)
+            click.echo(terminal_text(json.dumps({"error": error}, ensure_ascii=False)), err=True)
             return
         console = Console(stderr=True, highlight=False, soft_wrap=True)
-        console.print(f"Error: {self.message}", style="red", markup=False)
+        console.print(f"Error: {terminal_text(self.message)}", style="red", markup=False)
 
 
 def _json_mode() -> bool:

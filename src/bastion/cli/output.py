@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bastion.core.hidden_text import reveal
+
 Getter = Callable[[Mapping[str, Any]], Any]
 Column = str | tuple[str, str | Getter]
 
@@ -44,13 +46,25 @@ def console() -> Console:
     return out if out.is_terminal else Console(highlight=False, width=PIPE_WIDTH)
 
 
+def terminal_text(text: str) -> str:
+    """`text` as the CLI prints it: what strangers wrote (an upstream's tool descriptions, an identity
+    provider's email, an upstream's error) may hold escape sequences that clear the screen, retitle
+    the window or rewrite the line, and characters drawn as nothing or that reorder a line; each is
+    written as its JSON escape (so JSON output stays JSON that decodes to the same text)."""
+    return reveal(text).replace("\r", "\\r")
+
+
 def print_json(data: Any) -> None:
     """Print data as JSON with 2-space indentation."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(terminal_text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def fmt(value: Any) -> str:
-    """Format one cell value for humans (ISO timestamps as `YYYY-MM-DD HH:MM` in UTC)."""
+    """Format one cell value for humans (ISO timestamps as `YYYY-MM-DD HH:MM` in UTC), as `terminal_text`."""
+    return terminal_text(_fmt(value))
+
+
+def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, str) and _ISO_TIME.fullmatch(value):
@@ -122,8 +136,8 @@ def emit(data: Any, *, as_json: bool, columns: Sequence[Column] | None = None, t
 
 
 def message(text: str) -> None:
-    """Print a plain status line."""
-    click.echo(text)
+    """Print a plain status line (as `terminal_text`: it may quote what the gateway said)."""
+    click.echo(terminal_text(text))
 
 
 def counts_line(counts: Any) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from bastion.cli.http import Api, api_command, connection_options, seg
-from bastion.cli.output import Column, counts_line, emit, items_of, message
+from bastion.cli.output import Column, counts_line, emit, items_of, message, terminal_text
 
 TRANSPORTS = ("streamable-http", "sse", "stdio", "openapi", "a2a")
 ISOLATION = ("shared", "per_user", "per_session", "stateless")
@@ -232,7 +232,7 @@ def connect(name: str, api: Api) -> None:
         emit(result, as_json=True)
         return
     message(f"Open this URL in your browser to connect your account to {name}:")
-    click.echo(result["authorization_url"])
+    click.echo(terminal_text(str(result["authorization_url"])))
 
 
 @upstreams.command("disconnect")
