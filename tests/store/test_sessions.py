@@ -92,6 +92,19 @@ async def test_a_record_sealed_for_one_key_does_not_open_with_another() -> None:
     assert b"elicitation" not in sealed and b"sid-1" not in sealed
 
 
+def test_a_key_made_from_an_oauth_grant_outlives_each_access_token_of_it() -> None:
+    grant = '["https://b.example","client-1","family-1","user-1","https://b.example/servers/vs/mcp"]'
+    key = KEYS.key_for("sid-1", "Bearer access-1", grant)
+    sealed = KEYS.seal_record(key, RECORD)
+    refreshed = KEYS.key_for("sid-1", "Bearer access-2", grant)
+    assert refreshed == key and KEYS.open_record(refreshed, sealed) == RECORD
+    other_grant = KEYS.key_for("sid-1", "Bearer access-1", grant.replace("family-1", "family-2"))
+    assert other_grant != key and KEYS.open_record(other_grant, sealed) is None
+    # A bearer token spelling out the grant makes another key: the two are told apart.
+    assert KEYS.key_for("sid-1", f"Bearer {grant}") != key
+    assert grant not in key.token_hash and "family-1" not in KEYS.address(key)
+
+
 def test_the_address_names_neither_session_nor_token() -> None:
     key = KEYS.key_for("sid-1", "Bearer a-token")
     address = KEYS.address(key)

@@ -28,6 +28,12 @@ class Principal:
     teams: frozenset[str] = frozenset()
     role: Role | None = None
     token: str | None = None
+    oauth_grant: str | None = None
+    """For a credential that rotates (Bastion's own OAuth access token), the grant it was issued
+    under, which its refreshed successors share; a 2025-11-25 session is bound to it. None: the
+    session is bound to the credential itself."""
+    expires: float | None = None
+    """When the credential stops proving this (epoch seconds), if it says (an OAuth access token)."""
 
 
 @dataclass(slots=True)

@@ -65,7 +65,7 @@ from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
 from bastion.web.session_link import serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
 from bastion.web.session_manager import EventsFor, SessionManager, invalid_request, mcp_headers, repeated_header
-from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions, authorization
+from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions
 
 log = logging.getLogger("bastion.mcp")
 
@@ -260,7 +260,7 @@ class McpFront:
                         connection,
                         params=ctx.params,
                         result=result,
-                        credential=authorization(request.headers),
+                        scope=request.scope,
                         owner=owner,
                     )
                 except Exception as exc:  # noqa: BLE001 - served here all the same; other replicas won't know it
@@ -319,9 +319,10 @@ class McpFront:
             shared = session_id = None
         elif not await shared.admit(front, session_id, scope, receive, send):
             return  # answered: another caller's session
+        if session_id is not None:
+            # Every request, fast-path calls too: a refreshed access token takes over the re-checks.
+            self._guard_session(front, session_id, scope)
         if scope["method"] != "POST":
-            if session_id is not None:
-                self._guard_session(front, session_id, scope)
             if scope["method"] == "GET" and await serve_resume(scope, receive, send, front.legacy_session):
                 return
             await front.manager.handle_request(scope, receive, send)
@@ -348,7 +349,8 @@ class McpFront:
         )
 
     def _guard_session(self, front: Front, session_id: str, scope: Scope) -> None:
-        """A session's GET stream may be the only thing of it served here (restored from the store)."""
+        """A session's GET stream may be the only thing of it served here (restored from the store);
+        a fast-path call is not seen by the SDK's middleware, which guards the rest."""
         owner = front.owners.get(session_id)
         connection = owner.connection() if owner is not None else None
         if connection is not None:

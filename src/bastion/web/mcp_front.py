@@ -5,6 +5,7 @@ connected to it (2025-11-25 sessions, for list-change notices and the fast path;
 
 from __future__ import annotations
 
+import hmac
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -101,9 +102,14 @@ class Front:
     an HTTP+SSE session, a 2026-07-28 listen stream (by its handler)."""
 
     def guard(self, stream: Any, credential: Credential | None, close: Callable[[Any], Awaitable[None]]) -> None:
-        """Remember what proved `stream`'s caller, the first time it is seen (see McpFront.recheck)."""
-        if credential is not None and stream not in self.guards:
-            principal = credential.verified[1] if credential.verified is not None else None
+        """Remember what proved `stream`'s caller, the first time it is seen (see McpFront.recheck),
+        and its successor: an access token refreshed from the same OAuth grant is what a re-check
+        verifies from then on, so the expiry of the one it replaced does not end the session."""
+        if credential is None:
+            return
+        principal = credential.verified[1] if credential.verified is not None else None
+        guard = self.guards.get(stream)
+        if guard is None or _refreshed(guard, credential, principal):
             self.guards[stream] = Guard(Credential(credential.authorization, credential.client_ip), close, principal)
 
     def remember(self, connection: Connection, principal: str | None, caller: Caller | None = None) -> None:
@@ -149,6 +155,19 @@ class Front:
             self.sessions = {sid: v for sid, v in self.sessions.items() if self.manager.transport(sid) is not None}
             self.sessions[session_id] = session
         return session
+
+
+def _refreshed(guard: Guard, credential: Credential, principal: Principal | None) -> bool:
+    """Whether `credential` is a later access token of the OAuth grant behind `guard`'s (one that
+    lasts longer: a request still carrying the token it replaced does not bring that one back)."""
+    before, after = guard.principal, principal
+    if before is None or after is None or before.oauth_grant is None or after.oauth_grant is None:
+        return False
+    if credential.authorization == guard.credential.authorization:
+        return False
+    if before.expires is not None and (after.expires is None or after.expires < before.expires):
+        return False
+    return hmac.compare_digest(before.oauth_grant.encode(), after.oauth_grant.encode())
 
 
 _CHANGE_EVENTS: tuple[tuple[tuple[ItemKind, ...], str, ServerEvent], ...] = (

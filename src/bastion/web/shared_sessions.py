@@ -84,7 +84,7 @@ class SharedSessions:
     async def admit(self, front: Front, session_id: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Before the SDK sees a request naming `session_id`: restore the session here if another
         replica holds it; False when the request was answered (someone else's session: 404)."""
-        key = self._keys.key_for(session_id, authorization(scope["headers"]))
+        key = self.key_of(session_id, scope)
         held = front.held.get(session_id)
         if held is not None and front.manager.holds(session_id):
             if not hmac.compare_digest(held.key.token_hash, key.token_hash):
@@ -104,10 +104,18 @@ class SharedSessions:
             return False
         return True
 
+    def key_of(self, session_id: str, scope: Scope) -> SessionKey:
+        """The key of `session_id` for the request's caller: its OAuth grant when the edge verified
+        one (a refreshed access token keeps its session), else its credential itself."""
+        principal = principal_of(scope)
+        grant = principal.oauth_grant if principal is not None else None
+        return self._keys.key_for(session_id, authorization(scope["headers"]), grant)
+
     def bind_owner(self, scope: Scope) -> None:
-        """Name the request's credential as the SDK's authenticated user: the session manager binds a
-        session to the credential that opened (or restored) it and answers anyone else 404."""
-        tag = self._keys.key_for("", authorization(scope["headers"])).token_hash
+        """Name the request's caller (its credential, or the OAuth grant behind it) as the SDK's
+        authenticated user: the session manager binds a session to the caller that opened (or
+        restored) it and answers anyone else 404."""
+        tag = self.key_of("", scope).token_hash
         scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=tag, scopes=[]))
 
     async def _touch(self, held: Held) -> None:
@@ -149,7 +157,7 @@ class SharedSessions:
         connection = await front.manager.restore(key.session_id, prepare, owner)
         if connection is None:
             return
-        # The restoring request presented the session's own credential (the key is made from it).
+        # The restoring request presented the session's own credential or grant (the key is made from it).
         front.remember(connection, record.owner, caller_of(principal) if principal is not None else None)
         self._hold(front, key, record)
         await self._subscribe(front, connection, record.subscriptions, ())
@@ -175,7 +183,7 @@ class SharedSessions:
         *,
         params: Any,
         result: Any,
-        credential: str | None,
+        scope: Scope,
         owner: str | None,
     ) -> None:
         """After the SDK served `method` (one of RECORDED_METHODS) on a session: store what changed."""
@@ -186,7 +194,7 @@ class SharedSessions:
         if method == "initialize":
             if not isinstance(params, Mapping) or not isinstance(result, Mapping) or "protocolVersion" not in result:
                 return  # refused: nothing was established
-            key = self._keys.key_for(session_id, credential)
+            key = self.key_of(session_id, scope)
             front.manager.spread_ids(session_id)
             record = SessionRecord(
                 server=front.name,

@@ -5,6 +5,7 @@ role and teams (not ones frozen into the token) are what policy sees."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -72,6 +73,8 @@ class OwnTokenVerifier:
             user=user.id,
             teams=frozenset(user.teams),
             role=user.role,
+            oauth_grant=_grant_of(claims, self.issuer),
+            expires=float(claims["exp"]) if isinstance(claims.get("exp"), int | float) else None,
         )
 
     async def claims(self, token: str) -> dict[str, object] | None:
@@ -105,3 +108,14 @@ class OwnTokenVerifier:
 
     def forget_user(self, user_id: str) -> None:
         self._users.pop(user_id, None)
+
+
+def _grant_of(claims: dict[str, Any], issuer: str) -> str | None:
+    """The grant a verified access token was issued under: its refresh family (`sid`, which every
+    refresh keeps) with the client, user and resource it was issued to. Only sessions compare it,
+    through a keyed hash; JSON keeps a client id from posing as another field."""
+    family = claims.get("sid")
+    if not isinstance(family, str) or not family:
+        return None
+    parts = [issuer, claims.get("client_id"), family, claims.get("sub"), claims.get("aud")]
+    return json.dumps(parts, separators=(",", ":"))

@@ -1,8 +1,9 @@
 """Key derivation and sealing for session records and event streams.
 
 A record lives at an address keyed (HMAC) by the session id and a keyed hash of the caller's bearer
-token, and is sealed (AES-256-GCM) under a key derived (HKDF) from the state key, the id and that
-hash: a stolen session id alone neither finds nor opens it, and another user's token finds nothing.
+token (of the OAuth grant, for Bastion's own access tokens, which a refresh replaces), and is sealed
+(AES-256-GCM) under a key derived (HKDF) from the state key, the id and that hash: a stolen session
+id alone neither finds nor opens it, and another user's token (or grant) finds nothing.
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ class SessionKeys:
         info = b"\0".join((label, *parts))
         return AESGCM(HKDF(algorithm=SHA256(), length=32, salt=None, info=info).derive(self._key))
 
-    def key_for(self, session_id: str, authorization: str | None) -> SessionKey:
-        """The key of `session_id` as presented with this Authorization header."""
+    def key_for(self, session_id: str, authorization: str | None, oauth_grant: str | None = None) -> SessionKey:
+        """The key of `session_id` as presented with this Authorization header: made from the OAuth
+        grant the token was verified to carry (`Principal.oauth_grant`), which outlives each access
+        token, when it has one; else from the bearer token itself."""
+        if oauth_grant is not None:
+            return SessionKey(session_id, self._mac(b"bastion/session-grant", oauth_grant.encode()))
         return SessionKey(session_id, self._mac(b"bastion/session-token", _bearer(authorization)))
 
     def address(self, key: SessionKey) -> str:
