@@ -177,6 +177,23 @@ async def test_only_the_grant_behind_a_session_reaches_it_and_a_revoked_family_n
         assert (await post(url, token, session_id, LOG_CALL)).status_code == 401
 
 
+@pytest.mark.parametrize("revoked", ["refresh_token", "access_token"])
+async def test_a_grant_revoked_at_the_revocation_endpoint_reaches_its_session_with_none_of_its_tokens(
+    gateway: Running, revoked: str
+) -> None:
+    """RFC 7009 2.1: revoking a refresh token also invalidates the access tokens of its grant. The
+    session is the grant's, so every live access token of it (not only the one presented) stops."""
+    client, url = await register(gateway), gateway.mcp_url("vs")
+    first, second, session_id = await refreshed_in_session(gateway, client, gateway)
+    form = {"client_id": client["client_id"], "client_secret": client["client_secret"], "token": second[revoked]}
+    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+        assert (await http.post("/revoke", data={**form, "token_type_hint": revoked})).status_code == 200
+    for token in (second["access_token"], first["access_token"]):
+        assert (await post(url, token, session_id, PING)).status_code == 401
+    again = await token_request(gateway, client, grant_type="refresh_token", refresh_token=second["refresh_token"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
 async def test_a_refreshed_access_token_restores_its_session_on_another_replica() -> None:
     async with two_replicas() as (a, b):
         client = await register(a)

@@ -311,15 +311,15 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         )
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
-        """Revoke the family the token belongs to; an access token also dies at once on every replica."""
-        now = self._now()
+        """Revoke the grant the token belongs to: its refresh family and, at once on every replica, the
+        access tokens issued from it (RFC 7009 2.1), which is what a 2025-11-25 session is bound to."""
         if isinstance(token, BastionRefreshToken):
-            await self._repo.revoke_family(token.family, now)
+            await self._revoke_family(token.family)
             return
         if isinstance(token, AccessToken) and token.claims is not None:
             jti, family = token.claims.get("jti"), token.claims.get("sid")
-            # The family first: it is in the database, so it holds even if sharing the jti fails (503).
+            # The family first: it is in the database, so it holds even if sharing the rest fails (503).
             if isinstance(family, str):
-                await self._repo.revoke_family(family, now)
+                await self._revoke_family(family)
             if isinstance(jti, str):
                 await self._revoked.add(jti, float(token.expires_at or time.time()))
