@@ -231,6 +231,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 shared=sessions,
                 # Re-checking an idle caller's open stream must not mark its token used.
                 authenticator=Authenticator(BearerVerifier(verifier.unrecorded(), jwt_issuers)),
+                session_idle=settings.session_idle_ttl,
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)

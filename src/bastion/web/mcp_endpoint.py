@@ -18,8 +18,10 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.caching import CacheHint
+from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http_manager import DEFAULT_SESSION_IDLE_TIMEOUT
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
@@ -60,7 +62,7 @@ from bastion.web.mcp_fast import (
 from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.refused_streams import EVERY_STREAM, StreamRechecks
 from bastion.web.relay import call_hooks, set_log_level
-from bastion.web.resource_updates import SessionWatcher, fan_out, stream_listener
+from bastion.web.resource_updates import SessionWatcher, fan_out, release_watches, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
 from bastion.web.session_link import serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
@@ -140,8 +142,10 @@ class McpFront:
         subscriber: ResourceSubscriber | None = None,
         shared: SharedSessions | None = None,
         authenticator: Authenticator | None = None,
+        session_idle: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
     ) -> None:
-        """`authenticator` re-checks open streams (one that records no use: a re-check is not a call)."""
+        """`authenticator` re-checks open streams (one that records no use: a re-check is not a call);
+        a 2025-11-25 session ends here after `session_idle` seconds unused (None: never)."""
         self._pipeline = pipeline
         self._snapshot = snapshot
         self._runner = runner
@@ -153,6 +157,7 @@ class McpFront:
         self._events = events
         self._subscriber = subscriber
         self._shared = shared
+        self._session_idle = session_idle
         self._rechecks = (
             StreamRechecks(lambda: [*self._fronts.values(), *self._retired.values()], authenticator, runner.spawn)
             if authenticator is not None
@@ -281,6 +286,11 @@ class McpFront:
                 bus = InMemorySubscriptionBus()
                 server = self._make_server(name)
                 shared = self._shared
+                created: Front  # the front below: its sessions' ends release what they watched on it
+
+                async def ended(connection: Connection) -> None:
+                    await release_watches(created, connection, self._subscriber)
+
                 manager = SessionManager(
                     app=server,
                     security_settings=_NO_SECURITY,
@@ -288,11 +298,13 @@ class McpFront:
                     retry_interval=RETRY_MS,
                     events_for=self._events,
                     forward=None if shared is None else partial(self._forward, shared, name),
+                    on_end=ended,
+                    idle_timeout=self._session_idle,
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
                 )
-                front = Front(name=name, server=server, manager=manager, sse=sse, bus=bus)
+                front = created = Front(name=name, server=server, manager=manager, sse=sse, bus=bus)
                 self._fronts[name] = front
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front
@@ -381,23 +393,30 @@ class McpFront:
         server = front.server
         credential = credential_of(scope)
         ended = anyio.CancelScope()
+        served: list[Connection] = []
 
         async def end(_connection: Any) -> None:
             ended.cancel()
 
-        def ready(connection: Any, _link: Any) -> None:
+        def ready(connection: Connection, _link: Any) -> None:
+            served.append(connection)
             front.guard(connection, credential, end)
 
-        async with (
-            front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
-            server.lifespan(server) as state,
-        ):
-            # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
-            options = server.create_initialization_options()
-            with ended:
-                await serve_session(server, read, write, lifespan_state=state, init_options=options, ready=ready)
-            if ended.cancel_called:
-                await write.aclose()  # the event stream ends cleanly: the client is told it is over
+        try:
+            async with (
+                front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
+                server.lifespan(server) as state,
+            ):
+                # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
+                options = server.create_initialization_options()
+                with ended:
+                    await serve_session(server, read, write, lifespan_state=state, init_options=options, ready=ready)
+                if ended.cancel_called:
+                    await write.aclose()  # the event stream ends cleanly: the client is told it is over
+        finally:
+            # The session lives on its stream: gone (client away, credential refused), so are its subscriptions.
+            if served:
+                await release_watches(front, served[0], self._subscriber)
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = await guarded_body(receive, send, self._max_body)  # the size and depth rules, as on /mcp

@@ -6,14 +6,22 @@ limits; its subscribe stage subscribes Bastion upstream, once per (upstream, URI
 clients want it). Each update from the upstream reaches the clients of every virtual server that
 serves that resource from that upstream, and of those only the ones whose principal the server's
 policy still lets read it, checked at each delivery.
+
+A session's subscriptions last as long as the session: however it ends (DELETE, idle expiry, a
+revoked credential, an HTTP+SSE client gone, ended by another replica) `release_watches` forgets them
+and gives back Bastion's upstream interest, so the upstream is told `resources/unsubscribe` once no
+other session (nor listen stream) on this replica watches the resource. A listen stream holds its
+own interest only while it is open (pipeline/subscribe.py).
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import anyio
 from mcp.server import ServerRequestContext
 from mcp.server.connection import Connection
 from mcp.server.subscriptions import ListenHandler
@@ -24,10 +32,13 @@ from starlette.requests import Request
 from bastion.core.compose import ServerView
 from bastion.core.errors import BastionError, ServiceUnavailable
 from bastion.core.policy import Caller
+from bastion.core.ports import ResourceSubscriber
 from bastion.core.uri import normalize_uri
 from bastion.pipeline.route import resource_for
 from bastion.web.mcp_front import CallerBus, Front, Watch
 from bastion.web.scope import credential_of
+
+log = logging.getLogger("bastion.mcp")
 
 ViewOf = Callable[[], ServerView | None]
 MAX_LISTEN_STREAMS = 1024
@@ -57,9 +68,34 @@ class SessionWatcher:
         return True
 
     def unwatch(self, uri: str) -> str | None:
-        watchers = self._front.resource_subs.get(uri)
-        watch = watchers.pop(self._connection, None) if watchers is not None else None
+        watch = _forget(self._front, uri, self._connection)
         return watch.upstream if watch is not None else None
+
+
+def _forget(front: Front, uri: str, connection: Connection) -> Watch | None:
+    """Drop `connection`'s watch of `uri` (and the URI's entry once nobody watches it)."""
+    watchers = front.resource_subs.get(uri)
+    if watchers is None:
+        return None
+    watch = watchers.pop(connection, None)
+    if not watchers:
+        del front.resource_subs[uri]
+    return watch
+
+
+async def release_watches(front: Front, connection: Connection, subscriber: ResourceSubscriber | None) -> None:
+    """A 2025-11-25 session ended: forget what it watched and give back Bastion's interest upstream
+    (the upstream unsubscribes once nobody else here watches the resource). Runs to the end even when
+    cancelled: a half-released session would keep its upstream subscriptions for good."""
+    released = [(watch.upstream, uri) for uri in list(front.resource_subs) if (watch := _forget(front, uri, connection))]
+    if subscriber is None:
+        return
+    with anyio.CancelScope(shield=True):
+        for upstream, uri in released:
+            try:
+                await subscriber.unsubscribe(upstream, uri)
+            except Exception:
+                log.warning("could not release a subscription of an ended session", exc_info=True)
 
 
 def stream_listener(front: Front, view_of: ViewOf, ctx: ServerRequestContext[Any]) -> Any:

@@ -62,6 +62,8 @@ EventsFor = Callable[[str], EventStore]
 """The event store of one session, by its id."""
 Forward = Callable[[str, JSONRPCMessage, EventId], Awaitable[None]]
 """Hands a session's server-to-client request, meant for its GET stream, to the replica holding it."""
+Ended = Callable[[Connection], Awaitable[None]]
+"""Told once a session's server task has ended, however it ended, with the session's connection."""
 
 
 @dataclass(eq=False, slots=True)
@@ -91,6 +93,7 @@ class SessionManager:
         forward: Forward | None = None,
         idle_timeout: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
         max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+        on_end: Ended | None = None,
     ) -> None:
         self.app = app
         self._security = security_settings
@@ -99,6 +102,7 @@ class SessionManager:
         self._forward = forward
         self._idle_timeout = idle_timeout
         self._max_sessions = max_sessions
+        self._on_end = on_end
         self._modern = StreamableHTTPSessionManager(
             app, security_settings=security_settings, stateless=True, max_request_body_size=max_request_body_size
         )
@@ -185,9 +189,12 @@ class SessionManager:
         *,
         task_status: TaskStatus[Connection] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """The session's server task: serves its messages until it ends (DELETE, idle, end, crash)."""
+        """The session's server task: serves its messages until it ends (DELETE, idle, end, crash),
+        then tells `on_end` (whatever the session held beyond itself, such as subscriptions, goes)."""
+        served: list[Connection] = []
 
         def ready(connection: Connection, link: SessionLink) -> None:
+            served.append(connection)
             session.link = link
             if prepare is not None:
                 prepare(connection)
@@ -205,6 +212,12 @@ class SessionManager:
             log.exception("a session crashed")
         finally:
             await self._discard(session_id, session)
+            if served and self._on_end is not None:
+                with anyio.CancelScope(shield=True):  # also when the manager stops (its task group cancelled)
+                    try:
+                        await self._on_end(served[0])
+                    except Exception:
+                        log.exception("could not release what an ended session held")
 
     async def _discard(self, session_id: str, session: _Session) -> None:
         """Forget the session (its id answers 404 from now on) and terminate its transport."""

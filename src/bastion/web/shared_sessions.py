@@ -3,6 +3,13 @@ when the SDK accepts `initialize` and when its log level or subscriptions change
 session id it does not hold restores the session from the record (same id, initialized, same client,
 log level and subscriptions) and serves it as its own.
 
+Subscriptions: the record keeps the session's list of subscribed URIs for the session's life. Each
+replica that serves the session (restores it, or hears of a change on the feed) watches those URIs on
+its own upstream connections and counts its interest there; its copy of the session ending, however
+it ends (idle here, deleted or revoked on any replica, the record gone), releases that interest on
+this replica only (web/resource_updates.py), while the record keeps the list for a replica that
+serves the session next.
+
 A replica that holds a session costs no store round trip per request: it checks the caller's token
 hash locally and refreshes the record's idle TTL at most every `touch_every` seconds. Changes made
 through another replica arrive on the store's change feed. Server-to-client requests meant for the
