@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,31 @@ async def test_a_session_two_replicas_served_is_released_on_both_when_deleted() 
         with anyio.fail_after(15):
             await upstream.wait_for(UNSUBSCRIBE, A, count=2)
         assert upstream.watching(A) == set()
+
+
+async def test_a_subscribe_the_client_cancels_is_given_back_upstream(tmp_path: Path) -> None:
+    """The client gives up while Bastion waits for the upstream to take the subscription: nobody
+    watches, so what Bastion asked for is given back (it was counted, and never released, before)."""
+    async with watched_gateway(tmp_path) as (gateway, upstream), httpx2.AsyncClient(timeout=30) as http:
+        url = gateway.mcp_url("vs")
+        session_id = await open_raw_session(http, url)
+        upstream.gate = anyio.Event()
+        request = {"jsonrpc": "2.0", "id": 2, "method": SUBSCRIBE, "params": {"uri": A}}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(http.post, url, headers=session_headers(session_id), json=request))
+            with anyio.fail_after(10):
+                await upstream.wait_for(SUBSCRIBE, A)
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}
+            assert (await http.post(url, headers=session_headers(session_id), json=cancel)).status_code == 202
+            with anyio.fail_after(10):
+                await upstream.wait_for(UNSUBSCRIBE, A)
+            upstream.gate.set()
+            tg.cancel_scope.cancel()
+        await watchers_become(gateway, A, 0)
+
+        # Counted right from then on: a subscription made now is still released with its session.
+        await raw_subscribe(http, url, session_id, A)
+        assert upstream.count(SUBSCRIBE, A) == 2
+        assert (await http.delete(url, headers=session_headers(session_id))).status_code == 200
+        with anyio.fail_after(10):
+            await upstream.wait_for(UNSUBSCRIBE, A, count=2)

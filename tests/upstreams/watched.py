@@ -46,6 +46,8 @@ class WatchedUpstream:
         self._changed = anyio.Event()
         self._subscribers: dict[tuple[str, str], ServerSession] = {}
         self._ever: dict[tuple[str, str], ServerSession] = {}
+        self.gate: anyio.Event | None = None
+        """When set, a subscribe is answered only once the gate opens (it counts as subscribed before)."""
         self.url = ""
         self.server: Server[Any] = Server(
             "watched",
@@ -104,6 +106,8 @@ class WatchedUpstream:
     async def _subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
         session = self._record(ctx, "resources/subscribe", str(params.uri))
         self._subscribers[(session, str(params.uri))] = self._ever[(session, str(params.uri))] = ctx.session
+        if self.gate is not None:
+            await self.gate.wait()
         return EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:

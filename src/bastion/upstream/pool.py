@@ -411,10 +411,16 @@ class UpstreamPool:
         return conn is not None and conn.asks_mid_call
 
     async def subscribe(self, upstream: str, uri: str) -> None:
-        """Count one more interest in a resource's updates; the first subscribes upstream."""
+        """Count one more interest in a resource's updates; the first subscribes upstream. One that
+        fails (or is cancelled) counts nothing: only interests that took are ever given back."""
         self._resource_refs[(upstream, uri)] += 1
         if self._resource_refs[(upstream, uri)] == 1:
-            await (await self._get(upstream, None)).set_subscribed(uri, True)
+            try:
+                await (await self._get(upstream, None)).set_subscribed(uri, True)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.unsubscribe(upstream, uri)
+                raise
 
     async def unsubscribe(self, upstream: str, uri: str) -> None:
         """Count one less; the last unsubscribes upstream."""

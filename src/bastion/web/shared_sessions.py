@@ -360,7 +360,11 @@ class SharedSessions:
             if self._subscriber is None:
                 continue
             if upstream is not None:
-                await self._subscriber.subscribe(upstream, uri)
+                try:
+                    await self._subscriber.subscribe(upstream, uri)
+                except BaseException:
+                    watchers.pop(connection, None)  # not counted: its end must not give back another's
+                    raise
             elif watch is not None:
                 await self._subscriber.unsubscribe(watch.upstream, uri)
 
