@@ -199,3 +199,24 @@ async def test_a_subscribe_the_client_cancels_is_given_back_upstream(tmp_path: P
         assert (await http.delete(url, headers=session_headers(session_id))).status_code == 200
         with anyio.fail_after(10):
             await upstream.wait_for(UNSUBSCRIBE, A, count=2)
+
+
+async def test_a_changed_upstream_is_subscribed_again_for_the_callers_still_watching(tmp_path: Path) -> None:
+    """Changing an upstream replaces Bastion's session with it: what callers still watch is subscribed
+    on the new one too (before, updates stopped for good while Bastion still counted the interest)."""
+    updates = Updates()
+    async with (
+        watched_gateway(tmp_path) as (gateway, upstream),
+        gateway.client("vs", message_handler=updates.handler) as client,
+    ):
+        await subscribe(client, A)
+        before = upstream.watching(A)
+        changed = await gateway.api.patch("/api/v1/upstreams/up", json={"headers": {"X-Changed": "1"}})
+        assert changed.status_code == 200, changed.text
+        with anyio.fail_after(10):
+            await upstream.wait_for(SUBSCRIBE, A, count=2)
+        assert upstream.watching(A) - before, "subscribed on the new upstream session"
+        await upstream.update(A)
+        with anyio.fail_after(10):
+            await updates.wait_for(1)
+        assert updates.uris == [A]

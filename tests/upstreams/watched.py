@@ -85,9 +85,14 @@ class WatchedUpstream:
         as a careless server might); how many were told."""
         sessions = self._ever if even_unsubscribed else self._subscribers
         told = [s for (_, watched), s in sessions.items() if watched == uri]
+        sent = 0
         for session in told:
-            await session.send_resource_updated(uri)
-        return len(told)
+            try:
+                await session.send_resource_updated(uri)
+            except Exception:  # a session Bastion has left
+                continue
+            sent += 1
+        return sent
 
     def _record(self, ctx: ServerRequestContext[Any], method: str, uri: str) -> str:
         request = ctx.request

@@ -195,6 +195,10 @@ class UpstreamPool:
 
     async def _start(self, key: Key, spec: UpstreamSpec) -> UpstreamConnection:
         conn = self._new_connection(spec, key[1])
+        if key[1] is None:
+            # A replaced connection (the upstream changed, or came back): what callers still watch is
+            # subscribed on the new session as it opens, as after any reconnect.
+            conn.resource_uris.update(uri for (name, uri), n in self._resource_refs.items() if name == key[0] and n > 0)
         self._conns[key] = conn
         await self._runner.start(f"upstream:{key[0]}:{key[1] or '*'}", conn.run)
         return conn
