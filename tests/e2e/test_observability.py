@@ -269,6 +269,7 @@ async def test_every_kind_of_admin_change_and_sign_in_is_audited(observed: Runni
         await api.post("/api/v1/vault/rotate"),
     ]
     assert all(r.status_code < 300 for r in done), [r.text for r in done if r.status_code >= 300]
+    user = done[6].json()
     token = (await api.post("/api/v1/tokens", json={"name": "ci", "servers": ["vs"]})).json()
     assert (await api.delete(f"/api/v1/tokens/{token['id']}")).status_code == 204
     async with httpx2.AsyncClient(base_url=observed.base_url) as http:
@@ -277,17 +278,17 @@ async def test_every_kind_of_admin_change_and_sign_in_is_audited(observed: Runni
     records = (await api.get("/api/v1/audit", params={"limit": "200"})).json()["items"]
     seen = {(r["action"], r["target"], r["outcome"]) for r in records}
     expected = {
-        ("POST /api/v1/upstreams", "", "ok"),
+        ("POST /api/v1/upstreams", "fx", "ok"),
         ("PATCH /api/v1/tools/{name}", "fx__echo", "ok"),
         ("PATCH /api/v1/servers/{name}", "vs", "ok"),
-        ("POST /api/v1/servers", "", "ok"),
+        ("POST /api/v1/servers", "vs2", "ok"),
         ("DELETE /api/v1/servers/{name}", "vs2", "ok"),
         ("POST /api/v1/upstreams/{name}/refresh", "fx", "ok"),
-        ("POST /api/v1/users", "", "ok"),
-        ("POST /api/v1/teams", "", "ok"),
+        ("POST /api/v1/users", f"{user['id']}/ada@example.com", "ok"),
+        ("POST /api/v1/teams", "ops", "ok"),
         ("POST /api/v1/teams/{name}/members", "ops", "ok"),
         ("POST /api/v1/vault/rotate", "", "ok"),
-        ("POST /api/v1/tokens", "", "ok"),
+        ("POST /api/v1/tokens", f"{token['id']}/ci", "ok"),
         ("DELETE /api/v1/tokens/{id}", token["id"], "ok"),
         ("POST /api/v1/auth/login", "ada@example.com", "ok"),
         ("POST /api/v1/auth/login", "ada@example.com", "denied"),
@@ -296,6 +297,7 @@ async def test_every_kind_of_admin_change_and_sign_in_is_audited(observed: Runni
     details = {r["detail"] for r in records if r["action"] == "PATCH /api/v1/servers/{name}"}
     assert {"HTTP 200; fields: policy", "HTTP 200; fields: rate_limits"} <= details
     assert password not in json.dumps(records) and token["token"] not in json.dumps(records)
+    assert {r["detail"] for r in records if r["action"] == "POST /api/v1/users"} == {"HTTP 201; fields: email, password; role: viewer"}
     assert all(r["actor_client"] == "admin" for r in records if r["action"].startswith(("PATCH", "DELETE")))
 
 

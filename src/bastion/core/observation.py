@@ -46,6 +46,9 @@ class CallRecord:
     upstream: str | None = None
     item: str | None = None
     """The catalog item's exposed name (tool or prompt name, resource URI or template), once routed."""
+    asked: str | None = None
+    """For a use of an item the server does not have: the name or URI asked for, bounded and with
+    hidden characters written out. Only the audit keeps it (metrics and usage stay bounded by the catalog)."""
     kind: str | None = None
     principal: str | None = None
     user: str | None = None
@@ -81,8 +84,9 @@ def outcome_of_result(result: dict[str, Any]) -> str:
 
 @dataclass(slots=True)
 class EdgeEvent:
-    """Something the edge saw outside the pipeline: an admin change over REST (`change`), a
-    sign-in (`sign_in`), or a request refused before it reached anything (`refused`)."""
+    """Something the edge saw outside the pipeline: an admin change over REST (`change`), a read
+    audited as one (`read`: the configuration export), a sign-in (`sign_in`), or a request refused
+    before it reached anything (`refused`)."""
 
     kind: str
     started: float

@@ -19,8 +19,9 @@ import time
 from collections.abc import Sequence
 
 from bastion.core.errors import BastionError, UpstreamRpcError
+from bastion.core.hidden_text import reveal
 from bastion.core.models import CatalogItem
-from bastion.core.observation import CallRecord, outcome_of_error, outcome_of_result
+from bastion.core.observation import AUDITED_METHODS, CallRecord, outcome_of_error, outcome_of_result
 from bastion.core.ports import BatchCallObserver, CallObserver
 from bastion.core.tracing import SERVER, Span, Tracer
 from bastion.pipeline.base import Next, Result, Stage
@@ -28,6 +29,8 @@ from bastion.pipeline.context import CallContext
 from bastion.pipeline.tracing import current_span, finish, incoming_parent, request_attributes
 
 log = logging.getLogger("bastion.calls")
+_MAX_ASKED = 200
+"""A made-up name is kept for the audit only this long (it costs the caller nothing to send a long one)."""
 
 
 Finished = tuple[CallContext, float, float, float, str, str | None, Result | None]
@@ -162,6 +165,7 @@ def _record(
         upstream_seconds=upstream_seconds,
         upstream=item.upstream if item is not None else None,
         item=(item.name_override or item.gateway_name) if item is not None else None,
+        asked=_asked(ctx) if item is None else None,
         kind=item.kind if item is not None else None,
         principal=principal.id if principal is not None else None,
         user=principal.user if principal is not None else None,
@@ -182,6 +186,14 @@ def _known_item(ctx: CallContext) -> CatalogItem | None:
     if ctx.method == "tools/call":
         return view.tools.get(name)
     return view.prompts.get(name) if ctx.method == "prompts/get" else None
+
+
+def _asked(ctx: CallContext) -> str | None:
+    """The name (or URI) a use of an unknown item asked for, as the audit may keep it."""
+    if ctx.method not in AUDITED_METHODS:
+        return None
+    name = ctx.params.get("uri" if ctx.method == "resources/read" else "name")
+    return reveal(name[:_MAX_ASKED]) if isinstance(name, str) else None
 
 
 def _described(exc: BastionError) -> str:

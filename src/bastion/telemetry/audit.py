@@ -173,7 +173,7 @@ class AuditLog:
             "at": iso(record.started + record.seconds),
             "replica": self.replica,
             "action": record.method,
-            "target": record.item or "",
+            "target": record.item or record.asked or "",
             "outcome": record.outcome,
             "actor_user": record.user,
             "actor_token": record.token,

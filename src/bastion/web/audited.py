@@ -3,8 +3,10 @@
 One ASGI wrapper around the REST app (and the public OAuth endpoints), so no route has to
 remember: a request that changes something (POST, PUT, PATCH, DELETE) becomes an audit event
 named by its route template (`PATCH /api/v1/upstreams/{name}`) with its path parameters as the
-target; the sign-in route becomes a sign-in event naming the account (the email, never the
-password). Every REST request also gets one log line (method, route, status, caller, duration).
+target, or for a create (201) what it created, read from the answer (its id and name or email,
+and a user's role; never a secret); the sign-in route becomes a sign-in event naming the account
+(the email, never the password). A read of the whole configuration is recorded too. Every REST
+request also gets one log line (method, route, status, caller, duration).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.core.hidden_text import reveal
 from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver
 from bastion.pipeline.context import Principal
@@ -27,6 +30,12 @@ log = logging.getLogger("bastion.rest")
 _CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIGN_IN_PATHS = frozenset({"/api/v1/auth/login"})
 _MAX_PEEK = 64 * 1024
+_AUDITED_READS = frozenset({"GET /api/v1/config"})
+"""Reads recorded as the changes are: the configuration export shows everything Bastion is set up with."""
+_NAMING = ("id", "name", "email")
+"""The only fields of a create's answer (or, failing those, of its request) that name what it made:
+never a token's secret, a password or a credential."""
+_MAX_NAME = 200
 
 
 def _template(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, str]:
@@ -49,6 +58,24 @@ def _json(body: bytes) -> object:
 def _email(body: object) -> str:
     email = body.get("email") if isinstance(body, dict) else None
     return email.strip().lower()[:200] if isinstance(email, str) else ""
+
+
+def _shown(value: str) -> str:
+    """A caller-chosen name as a record keeps it: bounded, with every hidden character written out."""
+    return reveal(value[:_MAX_NAME])
+
+
+def _created(answer: object, asked: object) -> tuple[str, str | None]:
+    """What a create made, as a target (its id and name or email, from the answer or else from
+    the request) and, for a user, the role it was given."""
+    for body in (answer, asked):
+        if not isinstance(body, dict):
+            continue
+        names = [_shown(body[k]) for k in _NAMING if isinstance(body.get(k), str) and body[k]]
+        if names:
+            role = body.get("role") if body is answer else None
+            return "/".join(dict.fromkeys(names)), f"role: {_shown(role)}" if isinstance(role, str) else None
+    return "", None
 
 
 def _fields(body: object) -> str | None:
@@ -105,7 +132,7 @@ class Audited:
         started, start = time.time(), time.perf_counter()
         status = 500
         change = scope["method"] in _CHANGES
-        body = bytearray()
+        body, answer = bytearray(), bytearray()
 
         async def peek() -> Message:
             message = await receive()
@@ -117,29 +144,35 @@ class Audited:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+            elif message["type"] == "http.response.body" and status == 201 and len(answer) < _MAX_PEEK:
+                answer.extend(message.get("body", b"")[: _MAX_PEEK - len(answer)])
             await send(message)
 
         try:
             await self.app(scope, peek if change else receive, watch)
         finally:
-            self._tell(scope, status, started, time.perf_counter() - start, bytes(body))
+            self._tell(scope, status, started, time.perf_counter() - start, bytes(body), bytes(answer))
 
-    def _tell(self, scope: Scope, status: int, started: float, seconds: float, raw: bytes) -> None:
+    def _tell(self, scope: Scope, status: int, started: float, seconds: float, raw: bytes, answer: bytes) -> None:
         method = scope["method"]
         template, target = _template(self.routes, scope)
         principal = log_request(scope, template, status, seconds)
-        if method not in _CHANGES or template in self.uses:
+        action = f"{method} {template}"
+        read = action in _AUDITED_READS
+        if (method not in _CHANGES and not read) or template in self.uses:
             return
         client = scope.get("client")
         address = str(client[0]) if client else None
         body = _json(raw)
         sign_in = scope["path"] in SIGN_IN_PATHS
-        detail = f"HTTP {status}"
-        fields = None if sign_in else _fields(body)
+        details = [f"HTTP {status}", None if sign_in else _fields(body)]
+        if status == 201 and not target and not sign_in:
+            target, role = _created(_json(answer), body)
+            details.append(role)
         event = EdgeEvent(
-            kind="sign_in" if sign_in else "change",
+            kind="sign_in" if sign_in else "read" if read else "change",
             started=started,
-            action=f"{method} {template}",
+            action=action,
             target=_email(body) if sign_in else target,
             outcome=outcome_of_status(status),
             status=status,
@@ -148,7 +181,7 @@ class Audited:
             user=principal.user if principal else None,
             token=principal.token if principal else None,
             address=address,
-            detail=f"{detail}; {fields}" if fields else detail,
+            detail="; ".join(d for d in details if d),
         )
         for observer in self.observers:
             try:
