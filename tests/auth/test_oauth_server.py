@@ -308,6 +308,35 @@ async def test_revoking_a_refresh_token_ends_its_family_and_an_access_token_stop
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
 
 
+async def test_a_public_client_revokes_its_tokens_without_a_secret(gateway: Running) -> None:
+    """RFC 7009 with a public client (token_endpoint_auth_method none, how MCP clients register): it
+    has no secret to send. The SDK's revocation request required the field: every public client's
+    sign-out was a 400 and left its refresh token alive for 30 days."""
+    client = await register(gateway, token_endpoint_auth_method="none")
+    assert not client.get("client_secret")
+    tokens = await tokens_for(gateway, client, "vs1", DEV)
+    other = await tokens_for(gateway, client, "vs1", DEV)
+    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+        for token, hint in ((tokens["access_token"], None), (other["refresh_token"], "refresh_token")):
+            form = {"client_id": client["client_id"], "token": token, **({"token_type_hint": hint} if hint else {})}
+            revoked = await http.post("/revoke", data=form)
+            assert revoked.status_code == 200, revoked.text
+            assert revoked.headers["cache-control"] == "no-store"
+        assert (await initialize(gateway, "vs1", tokens["access_token"])).status_code == 401
+        refreshed = await token_request(gateway, client, grant_type="refresh_token", refresh_token=other["refresh_token"])
+        assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+        # Still refused: no token, an unknown client, a confidential client without its secret.
+        missing = await http.post("/revoke", data={"client_id": client["client_id"]})
+        assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+        unknown = await http.post("/revoke", data={"client_id": "nobody", "token": "x"})
+        assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
+        confidential = await register(gateway)
+        kept = await tokens_for(gateway, confidential, "vs1", DEV)
+        bare = await http.post("/revoke", data={"client_id": confidential["client_id"], "token": kept["access_token"]})
+        assert bare.status_code == 401
+    assert (await initialize(gateway, "vs1", kept["access_token"])).status_code == 200
+
+
 async def test_a_resource_that_is_not_a_virtual_server_is_refused(gateway: Running) -> None:
     client, pkce = await register(gateway), Pkce()
     url = authorize_url(gateway, client, "vs1", pkce).replace("%2Fservers%2Fvs1%2Fmcp", "%2Fapi%2Fv1%2Fusers")

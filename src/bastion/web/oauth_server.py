@@ -1,5 +1,6 @@
-"""The authorization server's HTTP endpoints: RFC 8414 metadata, JWKS, and the SDK's /authorize,
-/token, /register (RFC 7591) and /revoke handlers over Bastion's provider, plus the consent page.
+"""The authorization server's HTTP endpoints: RFC 8414 metadata, JWKS, the SDK's /authorize, /token
+and /register (RFC 7591) handlers and Bastion's own /revoke (oauth_revoke.py) over Bastion's
+provider, plus the consent page.
 
 They are reached without a bearer token (they are how a client gets one), so the edge routes them
 here before authentication; each protects itself (client authentication, PKCE, CSRF)."""
@@ -13,7 +14,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
-from mcp.server.auth.handlers.revoke import RevocationHandler
 from mcp.server.auth.handlers.token import TokenHandler
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
@@ -34,6 +34,7 @@ from bastion.core.ratelimit import Rate
 from bastion.web.asgi import PublicEndpoints, client_ip
 from bastion.web.errors import internal_problem, problem_from
 from bastion.web.oauth_consent import ConsentPage
+from bastion.web.oauth_revoke import revocation_endpoint
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/oauth/jwks"
@@ -177,7 +178,7 @@ def authorization_server_endpoints(
         ),
         Route(
             "/revoke",
-            _cors(_limited(request_response(_form_read(RevocationHandler(server, authenticator).handle))), ["POST", "OPTIONS"]),
+            _cors(_limited(request_response(_form_read(revocation_endpoint(server, authenticator)))), ["POST", "OPTIONS"]),
             methods=["POST", "OPTIONS"],
         ),
         Route(CONSENT_PATH, _limited(request_response(consent.handle)), methods=["GET", "POST"]),
