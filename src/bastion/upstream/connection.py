@@ -304,16 +304,20 @@ class UpstreamConnection:
         """Connect, and reconnect after every loss until `stop()`. Reports started at once."""
         task_status.started()
         attempt = 0
+        said = ""  # the failure last said at WARNING: the same again is said at DEBUG
         try:
             while not self._stop.is_set():
                 if await self._session_once():
-                    attempt = 0
+                    attempt, said = 0, ""
                 if self._stop.is_set():
                     break
                 self.failures += 1
                 self.failed_at = time.time()
                 tail = stderr_tail(self.spec.name) if self.spec.transport == "stdio" else ""
-                log.warning("upstream %s: %s%s", self.spec.name, self.failure, f"; its stderr ended with: {tail}" if tail else "")
+                failure = f"{self.failure}; its stderr ended with: {tail}" if tail else str(self.failure)
+                # Once per failure, not once per attempt (every 30 s for as long as it lasts).
+                log.log(logging.DEBUG if failure == said else logging.WARNING, "upstream %s: %s", self.spec.name, failure)
+                said = failure
                 self._attempted.set()
                 with anyio.move_on_after(_backoff(attempt, self._backoff_base, self._backoff_cap)):
                     await self._stop.wait()

@@ -5,8 +5,9 @@ at about 200 levels; it used to be dropped, and the call it answered waited out 
 becomes an error answer naming Bastion's depth limit for the request its id names.
 
 stdio children get a pipe for stderr whose lines go to Bastion's log at DEBUG (an upstream may print
-its own secrets there), prefixed by upstream name; the last few are kept so a failure is reported as
-one warning that ends with them.
+its own secrets there), prefixed by upstream name, with the values of its environment (where the
+operator's vault secrets reach it) written as [redacted]; the last few are kept so a failure is
+reported as one warning that ends with them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO
 
@@ -44,6 +45,22 @@ _PARSER_GAVE_UP = "recursion limit exceeded"
 _TAIL_LINES = 5
 _TAIL_CHARS = 400
 _tails: dict[str, deque[str]] = {}
+_HIDDEN_MIN = 6
+"""Environment values this long or longer are hidden in stderr lines (shorter ones, a port or a
+flag, would garble every line and hide nothing worth hiding)."""
+REDACTED = "[redacted]"
+
+
+def _redactor(values: Iterable[str]) -> Callable[[str], str]:
+    """A function writing each of `values` (the longest first) as REDACTED in a line."""
+    hidden = sorted({v for v in values if len(v) >= _HIDDEN_MIN}, key=len, reverse=True)
+
+    def redact(line: str) -> str:
+        for value in hidden:
+            line = line.replace(value, REDACTED)
+        return line
+
+    return redact
 
 
 def stderr_tail(upstream: str) -> str:
@@ -70,20 +87,21 @@ def _stderr_lines(stream: TextIO) -> Iterator[str]:
         yield f"{line}… ({skipped} more characters)" if skipped else line
 
 
-def _stderr_pump(upstream: str, read_fd: int) -> None:
+def _stderr_pump(upstream: str, read_fd: int, redact: Callable[[str], str]) -> None:
     tail = _tails[upstream] = deque(maxlen=_TAIL_LINES)
     with open(read_fd, encoding="utf-8", errors="replace") as stream:
-        for line in _stderr_lines(stream):
+        for line in map(redact, _stderr_lines(stream)):
             if line.strip():
                 tail.append(line.strip()[:200])
             log.debug("[%s] %s", upstream, line.rstrip())
 
 
 @asynccontextmanager
-async def _stderr_to_log(upstream: str) -> AsyncIterator[Any]:
-    """A writable file for a child's stderr; a thread copies its lines into the log."""
+async def _stderr_to_log(upstream: str, hidden: Iterable[str] = ()) -> AsyncIterator[Any]:
+    """A writable file for a child's stderr; a thread copies its lines into the log, `hidden` values redacted."""
     read_fd, write_fd = os.pipe()
-    thread = threading.Thread(target=_stderr_pump, args=(upstream, read_fd), name=f"stderr-{upstream}", daemon=True)
+    pump_args = (upstream, read_fd, _redactor(hidden))
+    thread = threading.Thread(target=_stderr_pump, args=pump_args, name=f"stderr-{upstream}", daemon=True)
     thread.start()
     with open(write_fd, "w") as errlog:
         yield errlog
@@ -108,7 +126,7 @@ async def open_transport(
     async with AsyncExitStack() as stack:
         streams: AbstractAsyncContextManager[tuple[Any, Any]]
         if spec.transport == "stdio":
-            errlog = await stack.enter_async_context(_stderr_to_log(spec.name))
+            errlog = await stack.enter_async_context(_stderr_to_log(spec.name, spec.env.values()))
             params = StdioServerParameters(command=spec.command or "", args=list(spec.args), env=dict(spec.env) or None)
             streams = stdio_transport(params, errlog, upstream=spec.name, max_message_bytes=max_message_bytes)
         elif spec.transport == "sse":

@@ -1,0 +1,51 @@
+"""A stdio upstream's environment holds secrets the operator sealed in the vault; a child that
+prints one to stderr and exits used to have it logged: in its stderr lines (DEBUG) and at WARNING in
+the tail of every reconnect's failure line, one every backoff (every 30 s for as long as it failed).
+Now the environment's values are written as [redacted] wherever its stderr goes, and a failure that
+repeats unchanged is one warning, not one per attempt."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import anyio
+import pytest
+
+from bastion.core.models import UpstreamSpec
+from bastion.upstream.connection import UpstreamConnection
+
+pytestmark = pytest.mark.anyio
+SECRET = "sk-vault-sealed-4711-secret"
+CHILD = """
+import os, sys
+sys.stderr.write("boom config token=" + os.environ["LEAKY_TOKEN"] + " mode=" + os.environ["LEAKY_MODE"] + "\\n")
+sys.stderr.flush()
+"""
+
+
+async def _ignore(*_: object) -> None:
+    return None
+
+
+async def test_an_env_secret_printed_to_stderr_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    spec = UpstreamSpec(
+        name="leaky", transport="stdio", command=sys.executable, args=("-c", CHILD),
+        env={"LEAKY_TOKEN": SECRET, "LEAKY_MODE": "1"},
+    )
+    connection = UpstreamConnection(
+        spec, http_client=None, on_notification=_ignore, connect_timeout=10, backoff_base=0.01, backoff_cap=0.02
+    )
+    caplog.set_level(logging.DEBUG, logger="bastion.upstream")
+    with anyio.fail_after(60):  # a hang guard only
+        async with anyio.create_task_group() as tg:
+            await tg.start(connection.run)
+            while connection.failures < 4:
+                await anyio.sleep(0.02)
+            await connection.stop()
+    stderr_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[leaky]")]
+    assert stderr_lines and all("token=[redacted]" in line for line in stderr_lines), stderr_lines
+    assert all(SECRET not in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "its stderr ended with: boom config token=[redacted] mode=1" in warnings[0]
