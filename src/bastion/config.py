@@ -181,6 +181,15 @@ class Settings(BaseSettings):
     session_idle_ttl: float = Field(
         default=1800.0, gt=0, description="Seconds a 2025-11-25 session may go unused before it expires, s"
     )
+    mcp_sessions_per_caller: int = Field(
+        default=100,
+        ge=1,
+        description="2025-11-25 MCP sessions one caller (its user, else its token) may hold open on a replica, all "
+        "virtual servers together; past it the caller's least recently used idle session is closed, or 429",
+    )
+    mcp_sessions_per_server: int = Field(
+        default=10_000, ge=2, description="2025-11-25 MCP sessions open on one virtual server on a replica, all callers"
+    )
     stream_recheck_interval: float = Field(
         default=60.0,
         gt=0,
@@ -300,6 +309,12 @@ class Settings(BaseSettings):
     def _client_needs_issuer(self) -> Settings:
         if self.oidc_client_id is not None and self.oidc_issuer is None:
             raise ValueError("BASTION_OIDC_CLIENT_ID needs BASTION_OIDC_ISSUER (the provider people sign in with)")
+        return self
+
+    @model_validator(mode="after")
+    def _one_caller_cannot_fill_a_server(self) -> Settings:
+        if self.mcp_sessions_per_caller >= self.mcp_sessions_per_server:
+            raise ValueError("BASTION_MCP_SESSIONS_PER_CALLER must be less than BASTION_MCP_SESSIONS_PER_SERVER")
         return self
 
     @property

@@ -232,6 +232,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 # Re-checking an idle caller's open stream must not mark its token used.
                 authenticator=Authenticator(BearerVerifier(verifier.unrecorded(), jwt_issuers)),
                 session_idle=settings.session_idle_ttl,
+                sessions_per_caller=settings.mcp_sessions_per_caller,
+                sessions_per_server=settings.mcp_sessions_per_server,
             )
             front_ref.append(front)
             gateway.on_change(front.on_change)

@@ -21,7 +21,7 @@ from mcp.server.caching import CacheHint
 from mcp.server.connection import Connection
 from mcp.server.models import InitializationOptions
 from mcp.server.sse import SseServerTransport
-from mcp.server.streamable_http_manager import DEFAULT_SESSION_IDLE_TIMEOUT
+from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_IDLE_TIMEOUT
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
@@ -64,6 +64,7 @@ from bastion.web.refused_streams import EVERY_STREAM, StreamRechecks
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, release_watches, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
+from bastion.web.session_bounds import SessionBounds
 from bastion.web.session_link import serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
 from bastion.web.session_manager import EventsFor, SessionManager, invalid_request, mcp_headers, repeated_header
@@ -143,9 +144,15 @@ class McpFront:
         shared: SharedSessions | None = None,
         authenticator: Authenticator | None = None,
         session_idle: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
+        sessions_per_caller: int | None = None,
+        sessions_per_server: int = DEFAULT_MAX_SESSIONS,
     ) -> None:
         """`authenticator` re-checks open streams (one that records no use: a re-check is not a call);
-        a 2025-11-25 session ends here after `session_idle` seconds unused (None: never)."""
+        a 2025-11-25 session ends here after `session_idle` seconds unused (None: never); one caller
+        holds at most `sessions_per_caller` of them across servers (None: no bound), one server
+        `sessions_per_server`, which must be more."""
+        if sessions_per_caller is not None and sessions_per_caller >= sessions_per_server:
+            raise ValueError("sessions_per_caller must be less than sessions_per_server: one caller could fill a server")
         self._pipeline = pipeline
         self._snapshot = snapshot
         self._runner = runner
@@ -158,6 +165,8 @@ class McpFront:
         self._subscriber = subscriber
         self._shared = shared
         self._session_idle = session_idle
+        self._bounds = SessionBounds(sessions_per_caller)
+        self._sessions_per_server = sessions_per_server
         self._rechecks = (
             StreamRechecks(lambda: [*self._fronts.values(), *self._retired.values()], authenticator, runner.spawn)
             if authenticator is not None
@@ -300,6 +309,9 @@ class McpFront:
                     forward=None if shared is None else partial(self._forward, shared, name),
                     on_end=ended,
                     idle_timeout=self._session_idle,
+                    max_sessions=self._sessions_per_server,
+                    bounds=self._bounds,
+                    on_close=None if shared is None else partial(self._closed, shared, name),
                 )
                 sse = SseServerTransport(
                     f"/servers/{name}/messages/", security_settings=_NO_SECURITY, max_request_body_size=self._max_body
@@ -308,6 +320,12 @@ class McpFront:
                 self._fronts[name] = front
                 await self._runner.start(f"mcp-front:{name}", self._run_manager, front)
         return front
+
+    async def _closed(self, shared: SharedSessions, name: str, session_id: str) -> None:
+        """A session closed here for its caller's newer one: its record goes, so no replica restores it."""
+        front = self._fronts.get(name) or self._retired.get(name)
+        if front is not None:
+            await shared.ended(front, session_id)
 
     async def _forward(self, shared: SharedSessions, name: str, session_id: str, message: Any, event_id: str) -> None:
         await shared.forward(self._front_of(name), session_id, message, event_id)
@@ -331,6 +349,8 @@ class McpFront:
             shared = session_id = None
         elif not await shared.admit(front, session_id, scope, receive, send):
             return  # answered: another caller's session
+        elif not await front.manager.count_restored(session_id, scope, receive, send):
+            return  # answered: restored here, but its caller is at its bound
         if session_id is not None:
             # Every request, fast-path calls too: a refreshed access token takes over the re-checks.
             self._guard_session(front, session_id, scope)

@@ -54,6 +54,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from bastion.core.errors import TooManyRequests
+from bastion.web.session_bounds import Seat, SessionBounds, caller_key
 from bastion.web.session_link import SessionLink, serve_session
 
 log = logging.getLogger("bastion.mcp")
@@ -64,6 +66,8 @@ Forward = Callable[[str, JSONRPCMessage, EventId], Awaitable[None]]
 """Hands a session's server-to-client request, meant for its GET stream, to the replica holding it."""
 Ended = Callable[[Connection], Awaitable[None]]
 """Told once a session's server task has ended, however it ended, with the session's connection."""
+Closed = Callable[[str], Awaitable[None]]
+"""Told, by id, of a session closed here for its caller's newer one: it ends on every replica too."""
 
 
 @dataclass(eq=False, slots=True)
@@ -77,6 +81,8 @@ class _Session:
     in_flight: int = 0
     streams: int = 0
     """GET requests being served (the session's standalone stream, while it is open)."""
+    seat: Seat | None = None
+    """What the session counts against its caller's bound (web/session_bounds.py)."""
 
 
 class SessionManager:
@@ -94,7 +100,11 @@ class SessionManager:
         idle_timeout: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
         max_sessions: int | None = DEFAULT_MAX_SESSIONS,
         on_end: Ended | None = None,
+        bounds: SessionBounds | None = None,
+        on_close: Closed | None = None,
     ) -> None:
+        """`bounds` counts each caller's sessions (shared by the managers of every virtual server);
+        `max_sessions` must be more than its bound, so that no one caller can fill this server."""
         self.app = app
         self._security = security_settings
         self._retry_interval = retry_interval
@@ -103,6 +113,8 @@ class SessionManager:
         self._idle_timeout = idle_timeout
         self._max_sessions = max_sessions
         self._on_end = on_end
+        self._bounds = bounds
+        self._on_close = on_close
         self._modern = StreamableHTTPSessionManager(
             app, security_settings=security_settings, stateless=True, max_request_body_size=max_request_body_size
         )
@@ -158,7 +170,16 @@ class SessionManager:
             await _error_response("Too many open sessions", 503, INTERNAL_ERROR)(scope, receive, send)
             return
         session_id = uuid4().hex
+        seat = victim = None
+        if self._bounds is not None:
+            try:
+                seat, victim = self._bounds.take(caller_key(scope), partial(self._close, session_id))
+            except TooManyRequests as exc:
+                log.warning("refusing to open a new session: its caller is at its bound, every session in use")
+                await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code)(scope, receive, send)
+                return
         session = self._add(session_id, requestor)
+        session.seat = seat
         established = False
         try:
             assert self._tg is not None
@@ -169,6 +190,10 @@ class SessionManager:
         finally:
             if not established:
                 await self._discard(session_id, session)
+                if victim is not None and self._bounds is not None:
+                    self._bounds.give_back(victim)  # a failed `initialize` costs the caller no session
+        if victim is not None and self._bounds is not None:
+            await self._bounds.close(victim)
 
     def _add(self, session_id: str, owner: AuthorizationContext | None) -> _Session:
         events = self._events(session_id)
@@ -223,6 +248,8 @@ class SessionManager:
         """Forget the session (its id answers 404 from now on) and terminate its transport."""
         if self._sessions.get(session_id) is session:
             del self._sessions[session_id]
+        if session.seat is not None and self._bounds is not None:
+            self._bounds.leave(session.seat)
         if not session.transport.is_terminated:
             with anyio.CancelScope(shield=True):
                 await session.transport.terminate()
@@ -233,13 +260,20 @@ class SessionManager:
         session.in_flight += 1
         session.streams += stream
         session.idle.deadline = math.inf
+        seat = session.seat
+        if seat is not None:
+            seat.busy = True
         try:
             yield
         finally:
             session.in_flight -= 1
             session.streams -= stream
-            if not session.in_flight and self._idle_timeout is not None:
-                session.idle.deadline = anyio.current_time() + self._idle_timeout
+            if not session.in_flight:
+                now = anyio.current_time()
+                if seat is not None:
+                    seat.busy, seat.used = False, now
+                if self._idle_timeout is not None:
+                    session.idle.deadline = now + self._idle_timeout
 
     @contextmanager
     def hold(self, session_id: str) -> Iterator[None]:
@@ -310,6 +344,31 @@ class SessionManager:
         except RuntimeError:  # the server task ended before it was ready (logged there)
             return None
         return connection
+
+    async def count_restored(self, session_id: str, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Count session `session_id`, restored here from the shared store by the request `scope`,
+        against its caller's bound; False when the request was answered (the caller is at its bound
+        with every session in use: the session ends here, its record stays for a replica with room)."""
+        session = self._sessions.get(session_id)
+        if self._bounds is None or session is None or session.seat is not None:
+            return True
+        try:
+            session.seat, victim = self._bounds.take(caller_key(scope), partial(self._close, session_id))
+        except TooManyRequests as exc:
+            await self._discard(session_id, session)
+            await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code)(scope, receive, send)
+            return False
+        if victim is not None:
+            await self._bounds.close(victim)
+        return True
+
+    async def _close(self, session_id: str) -> None:
+        """End the session for its caller's newer one: here, then (`on_close`) on every replica."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            await self._discard(session_id, session)
+        if self._on_close is not None:
+            await self._on_close(session_id)
 
     def spread_ids(self, session_id: str) -> None:
         """The session is shared between replicas: its server-to-client requests get ids spread over a

@@ -1,0 +1,100 @@
+"""The bound on 2025-11-25 MCP sessions one caller holds open on this replica, across virtual servers.
+
+Without it one token could fill a server's session table (and the replica's memory) and lock every
+other caller out. "The caller" is the user a credential acts for, else the credential itself (an
+API token without a user, the admin token). A caller at its bound that opens another session gets
+its own least recently used idle session closed (that client is answered 404 and initializes
+again, as MCP intends); with none idle it is refused (429). Other callers are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+from starlette.types import Scope
+
+from bastion.core.errors import TooManyRequests
+from bastion.web.scope import principal_of
+
+log = logging.getLogger("bastion.mcp")
+
+
+def caller_key(scope: Scope) -> str:
+    """Whose sessions a request's count against: the user its credential acts for, else the credential."""
+    principal = principal_of(scope)
+    if principal is None:
+        return "anonymous"
+    return f"user:{principal.user}" if principal.user is not None else principal.id
+
+
+@dataclass(eq=False, slots=True)
+class Seat:
+    """One open session, as its caller's bound counts it; the session manager keeps `busy`/`used`."""
+
+    caller: str
+    close: Callable[[], Awaitable[None]]
+    """Ends the session everywhere (its id answers 404 from then on)."""
+    busy: bool = False
+    """A request is in flight on the session (a GET stream included)."""
+    used: float = field(default_factory=anyio.current_time)
+    """When the session was last in use (or opened)."""
+    gone: bool = False
+
+
+class SessionBounds:
+    """Each caller's open sessions on this replica, at most `per_caller` (None: unbounded)."""
+
+    def __init__(self, per_caller: int | None) -> None:
+        self.per_caller = per_caller
+        self._seats: dict[str, dict[Seat, None]] = {}
+
+    def take(self, caller: str, close: Callable[[], Awaitable[None]]) -> tuple[Seat, Seat | None]:
+        """A seat for a session `caller` opens, and, at its bound, the seat it takes over: the caller's
+        least recently used idle session, no longer counted, to be closed once the new session is
+        established (or handed back with `give_back`). Raises TooManyRequests if none is idle."""
+        seats = self._seats.setdefault(caller, {})
+        victim = None
+        if self.per_caller is not None and len(seats) >= self.per_caller:
+            victim = min((s for s in seats if not s.busy), key=lambda s: s.used, default=None)
+            if victim is None:
+                raise TooManyRequests(
+                    f"Too many open sessions for this caller: at most {self.per_caller}, all in use; "
+                    "end one (DELETE) or retry when one is idle"
+                )
+            del seats[victim]
+        seat = Seat(caller, close)
+        seats[seat] = None
+        return seat, victim
+
+    def give_back(self, victim: Seat) -> None:
+        """The session that would have taken `victim`'s place was not established: it counts again."""
+        if not victim.gone:
+            self._seats.setdefault(victim.caller, {})[victim] = None
+
+    def leave(self, seat: Seat) -> None:
+        """The seat's session ended."""
+        seat.gone = True
+        seats = self._seats.get(seat.caller)
+        if seats is not None:
+            seats.pop(seat, None)
+            if not seats:
+                del self._seats[seat.caller]
+
+    async def close(self, victim: Seat) -> None:
+        """End the session `victim` was, for its caller's new one."""
+        if victim.gone:
+            return
+        log.info("closed a caller's least recently used idle session: the caller is at its bound of %s", self.per_caller)
+        try:
+            await victim.close()
+        except Exception:
+            log.exception("could not close a session for its caller's new one")
+        finally:
+            victim.gone = True
+
+    def counts(self) -> dict[str, int]:
+        """Open sessions per caller (for tests and figures)."""
+        return {caller: len(seats) for caller, seats in self._seats.items()}
