@@ -111,6 +111,13 @@ class Settings(BaseSettings):
         default=8, ge=1, description="Calls one caller may have held waiting for its input (era bridge)"
     )
     held_calls_total: int = Field(default=1000, ge=1, description="Calls held waiting for input, all callers")
+    facade_calls_per_caller: int = Field(
+        default=32,
+        ge=1,
+        description="Async REST facade calls (Prefer: respond-async) one caller may have on a replica, running "
+        "or finished and not yet forgotten; past it the caller's oldest finished call is forgotten, or 429",
+    )
+    facade_calls_total: int = Field(default=10_000, ge=1, description="Async REST facade calls on a replica, all callers")
     oidc_issuer: str | None = Field(
         default=None,
         description="Trust access tokens (JWTs) from this OpenID Connect / OAuth issuer for the MCP endpoints",

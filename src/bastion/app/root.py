@@ -267,6 +267,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 AsyncCalls(
                     pipeline, runner.spawn, settings.held_call_ttl,
                     None if shared.redis is None else RedisCallBoard(shared.redis, settings.redis_prefix, sealer),
+                    per_caller=settings.facade_calls_per_caller,
+                    total=settings.facade_calls_total,
                 ),
             )
             public = joined(public, callback_endpoint(connect, start_page))

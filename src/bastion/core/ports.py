@@ -79,6 +79,9 @@ class CallHooks:
     """For `resources/subscribe` and `resources/unsubscribe`: the session's subscriptions."""
     listen: ListenCallback | None = None
     """For `subscriptions/listen`: serves the stream once the pipeline has let it through."""
+    on_dispatch: Callable[[], Awaitable[None]] | None = None
+    """Awaited once the call passed every check (authentication, policy, rate limits, arguments) and
+    goes to its upstream: what lets an async facade call answer a refusal itself, not as a 202."""
 
 
 class ConfigRepo(Protocol):
@@ -214,6 +217,7 @@ class CallBoard(Protocol):
     async def get(self, call_id: str) -> dict[str, Any] | None: ...
     async def answer(self, call_id: str, answer: dict[str, Any], ttl: float) -> None: ...
     async def take_answer(self, call_id: str) -> dict[str, Any] | None: ...
+    async def forget(self, call_id: str) -> None: ...
 
 
 class RateLimiter(Protocol):

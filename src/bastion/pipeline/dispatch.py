@@ -22,6 +22,9 @@ def dispatch_stage(
         item = ctx.item
         params = ctx.upstream_params
         assert item is not None and params is not None, "route runs before dispatch"
+        hooks = ctx.hooks
+        if hooks is not None and hooks.on_dispatch is not None:
+            await hooks.on_dispatch()
         principal = ctx.principal
         # Per-user connections (and per-user upstream tokens) are keyed by the verified user, so one
         # user's session and API tokens share them; callers without a user (admin, local) by their id.

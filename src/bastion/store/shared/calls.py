@@ -60,6 +60,13 @@ class RedisCallBoard:
             raise unavailable(exc) from None
         return self._open(raw, call_id, "answer")
 
+    async def forget(self, call_id: str) -> None:
+        key = self._key(call_id)
+        try:
+            await self._redis.delete(key, key + ":answers")
+        except REDIS_ERRORS as exc:
+            raise unavailable(exc) from None
+
     def _open(self, raw: Any, call_id: str, what: str) -> dict[str, Any] | None:
         if raw is None:
             return None

@@ -7,6 +7,12 @@ it: anyone else gets 404 for its URLs. It runs on the replica that accepted it. 
 URL and events and passes the caller's answers on; a call whose replica stopped shows as failed
 once its lease runs out. Calls are forgotten `ttl` seconds after they end, or after a question goes
 unanswered.
+
+A call refused before it reaches its upstream (authentication, policy, rate limit, unknown tool,
+arguments) is answered as a plain call's refusal, never a 202, and keeps nothing. A replica keeps
+at most `per_caller` calls of one caller (its user, else its token) and `total` in all. Finished
+calls count too (their results are held in memory), but a caller at its bound loses its oldest
+finished call to a new one: only calls still running refuse the caller (429), and never anyone else.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +29,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound
+from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound, TooManyRequests
 from bastion.core.ports import CallBoard, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
@@ -34,6 +41,11 @@ Spawn = Callable[[str, Callable[[], Awaitable[None]]], None]
 Shape = Callable[[dict[str, Any]], dict[str, Any]]
 View = dict[str, Any]
 MAX_CALLS = 10_000
+"""Default bound of async calls on a replica, all callers (settings: `facade_calls_total`)."""
+PER_CALLER = 32
+"""Default bound of one caller's async calls on a replica (settings: `facade_calls_per_caller`)."""
+RETRY_AFTER = 5
+"""Seconds a caller with all of its calls running is told to wait."""
 MAX_PROGRESS = 1000
 LEASE = 15.0
 """Seconds a running call's record says its replica is alive; renewed every LEASE / 3."""
@@ -51,6 +63,10 @@ ANSWERABLE: dict[str, Any] = {"elicitation": {}, "sampling": {}}
 class AsyncCall:
     owner: str
     server: str
+    holder: str = ""
+    """Whose bound the call counts against: its user, else its principal (see `_holder`)."""
+    admitted: bool = False
+    """The call passed every check and went to its upstream (only then is it answered with a 202)."""
     state: str = "running"
     progress: list[dict[str, Any]] = field(default_factory=list)
     question: dict[str, Any] | None = None
@@ -89,6 +105,15 @@ def _owner(request: Request) -> str:
     return principal.id if isinstance(principal, Principal) else ""
 
 
+def _holder(request: Request) -> str:
+    """Whose bound a call counts against: the user a token or login session acts for (all of a
+    user's tokens share it), else the principal itself (the admin, a token without a user)."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        return ""
+    return f"user:{principal.user}" if principal.user else principal.id
+
+
 def remote_view(record: dict[str, Any]) -> View:
     """A call's view from its board record; a running call whose replica stopped renewing it failed."""
     view: View = dict(record.get("view") or {})
@@ -121,20 +146,65 @@ async def _sse(next_view: Callable[[], Awaitable[tuple[View, int] | None]]) -> A
 
 
 class AsyncCalls:
-    def __init__(self, pipeline: Next, spawn: Spawn, ttl: float, board: CallBoard | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Next,
+        spawn: Spawn,
+        ttl: float,
+        board: CallBoard | None = None,
+        *,
+        per_caller: int = PER_CALLER,
+        total: int = MAX_CALLS,
+    ) -> None:
         self._pipeline = pipeline
         self._spawn = spawn
         self._ttl = ttl
         self._board = board
         self._calls: dict[str, AsyncCall] = {}
+        self._per_caller = per_caller
+        self._total = total
+        self._held: Counter[str] = Counter()
+        """Calls in `_calls`, by holder."""
+
+    def _room(self, holder: str) -> str | None:
+        """Make room for one more call of `holder`: its oldest finished call goes if it needs one
+        (returned, to be forgotten on the board too); 429 if all its calls run, 409 if the replica is full."""
+        self._expire()
+        evicted = None
+        if self._held[holder] >= self._per_caller:
+            ended = [(c.expires, k) for k, c in self._calls.items() if c.holder == holder and c.expires]
+            if not ended:
+                raise TooManyRequests(
+                    f"you have {self._held[holder]} async calls running (at most {self._per_caller} per caller, "
+                    "BASTION_FACADE_CALLS_PER_CALLER); wait for one to end",
+                    retry_after=RETRY_AFTER,
+                )
+            evicted = min(ended)[1]
+            self._drop(evicted)
+        if len(self._calls) >= self._total:
+            raise Conflict(f"too many calls are running (at most {self._total} on this replica); try again shortly")
+        return evicted
+
+    def _drop(self, call_id: str) -> None:
+        call = self._calls.pop(call_id, None)
+        if call is not None:
+            self._held[call.holder] -= 1
+            if self._held[call.holder] <= 0:
+                del self._held[call.holder]
 
     async def start(self, request: Request, ctx: CallContext, shape: Shape) -> Response:
-        """Run `ctx` in the background; 202 with where to follow it (on every replica, with a board)."""
-        self._expire()
-        if len(self._calls) >= MAX_CALLS:
-            raise Conflict("too many calls are running; try again shortly")
+        """Run `ctx` in the background; 202 with where to follow it (on every replica, with a board)
+        once it passed every check and went upstream; a refusal before that is raised as it is."""
+        holder = _holder(request)
+        evicted = self._room(holder)
         call_id = secrets.token_urlsafe(16)
-        call = self._calls[call_id] = AsyncCall(owner=_owner(request), server=ctx.server)
+        call = self._calls[call_id] = AsyncCall(owner=_owner(request), server=ctx.server, holder=holder)
+        self._held[holder] += 1
+        if evicted is not None and self._board is not None:
+            try:
+                await self._board.forget(evicted)
+            except BastionError:
+                pass  # its record expires on its own
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](1)
         call.answers = (send, receive)
 
@@ -169,7 +239,16 @@ class AsyncCalls:
             await self._mirror(call_id, call)
             return answer
 
-        ctx.hooks = CallHooks(on_progress=on_progress, ask=ask)
+        settled = anyio.Event()
+        refusal: list[BastionError] = []
+
+        async def on_dispatch() -> None:
+            if not call.admitted:
+                await self._mirror(call_id, call)  # before the 202: its URL may reach another replica next
+                call.admitted = True
+                settled.set()
+
+        ctx.hooks = CallHooks(on_progress=on_progress, ask=ask, on_dispatch=on_dispatch)
         # Questions are answered at the status URL: the call says so, as a client declares what it can
         # answer (an upstream asks only callers that declared it).
         ctx.params = with_capabilities(ctx.params, ANSWERABLE)
@@ -181,6 +260,8 @@ class AsyncCalls:
                 try:
                     call.result, call.state = shape(await self._pipeline(ctx)), "completed"
                 except BastionError as exc:
+                    if not call.admitted:
+                        refusal.append(exc)
                     extra = {k: v for k, v in exc.extra.items() if isinstance(v, str | int | float | bool | list)}
                     call.error = {"title": exc.title, "status": exc.http_status, "detail": exc.detail, **extra}
                     call.state = "failed"
@@ -190,16 +271,23 @@ class AsyncCalls:
                     call.expires = time.monotonic() + self._ttl
                     send.close()
                     call.touch()
+                    settled.set()
                     tg.cancel_scope.cancel()
-                    with anyio.CancelScope(shield=True):
-                        await self._mirror(call_id, call, quiet=True)
+                    if call.admitted:
+                        with anyio.CancelScope(shield=True):
+                            await self._mirror(call_id, call, quiet=True)
 
-        try:
-            await self._mirror(call_id, call)  # before the 202: its URL may reach another replica next
-        except BastionError:
-            del self._calls[call_id]  # never started: 503, nothing left behind
-            raise
         self._spawn(f"facade-call:{ctx.server}", run)
+        await settled.wait()
+        if refusal:
+            self._drop(call_id)  # refused before it ran: answered as such, nothing left behind
+            raise refusal[0]
+        if not call.admitted:  # answered without an upstream (or failed inside Bastion)
+            try:
+                await self._mirror(call_id, call)
+            except BastionError:
+                self._drop(call_id)
+                raise
         url = f"/api/v1/servers/{ctx.server}/calls/{call_id}"
         body = {"id": call_id, "state": "running", "status_url": url, "events_url": f"{url}/events"}
         headers = {"Location": url, "Preference-Applied": "respond-async"}
@@ -220,13 +308,13 @@ class AsyncCalls:
         """While the call runs: write what a throttled mirror left out, and renew the lease."""
         while True:
             await anyio.sleep(MIRROR_EVERY)
-            if call.dirty or time.monotonic() - call.mirrored_at > LEASE / 3:
+            if call.admitted and (call.dirty or time.monotonic() - call.mirrored_at > LEASE / 3):
                 await self._mirror(call_id, call, quiet=True)
 
     def _expire(self) -> None:
         now = time.monotonic()
         for key in [k for k, c in self._calls.items() if c.expires and c.expires < now]:
-            del self._calls[key]
+            self._drop(key)
 
     def _local(self, request: Request) -> AsyncCall | None:
         self._expire()
