@@ -5,9 +5,11 @@ one `bastion serve` and prints the gateway's RSS growth per session, read from /
 With `--redis URL` the sessions' records go to Redis too (what a multi-replica deployment runs).
 With `--upstream-sessions` each session declares a capability an upstream could ask (roots) and
 makes one call, so it holds an upstream session of its own (era mirroring), then stays idle.
+With `--per-caller N` the caller's bound on open sessions is N (default: more than `--sessions`):
+the one token opening them all keeps N, and the figure shows what the bound spares.
 
     python bench/session_memory.py [--sessions 1000] [--redis redis://127.0.0.1:6379/0] [--upstream-sessions]
-        [--settle SECONDS]
+        [--settle SECONDS] [--per-caller N]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def start_gateway(tmp: str, redis_url: str | None) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(tmp: str, redis_url: str | None, per_caller: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
@@ -50,6 +52,8 @@ def start_gateway(tmp: str, redis_url: str | None) -> tuple[subprocess.Popen[byt
         # One user opens them all: no bound may close one before it is measured.
         "BASTION_UPSTREAM_SESSIONS_PER_USER": "100000",
         "BASTION_UPSTREAM_SESSIONS_PER_UPSTREAM": "100000",
+        "BASTION_MCP_SESSIONS_PER_CALLER": str(per_caller),
+        "BASTION_MCP_SESSIONS_PER_SERVER": str(max(per_caller + 1, 10_000)),
         "BASTION_ADMIN_TOKEN": TOKEN,
         "BASTION_LOG_LEVEL": "WARNING",
         "BASTION_STATE_KEY": base64.b64encode(os.urandom(32)).decode(),
@@ -135,10 +139,12 @@ def main() -> None:
         default=0.0,
         help="seconds to wait after the calls before reading RSS (a caller's upstream GET stream closes 15 s after its last call)",
     )
+    parser.add_argument("--per-caller", type=int, default=None, help="the caller's session bound (default: no effect)")
     args = parser.parse_args()
+    per_caller = args.per_caller if args.per_caller is not None else args.sessions + args.warmup + 1
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
-        gateway, base = start_gateway(tmp, args.redis)
+        gateway, base = start_gateway(tmp, args.redis, per_caller)
         try:
             api = httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
             api.post(
@@ -163,8 +169,9 @@ def main() -> None:
                 drop_keys(args.redis)
     per_session = (after - before) / args.sessions
     store = ("redis" if args.redis else "in-process") + (", each with its own upstream session" if args.upstream_sessions else "")
+    bound = f", caller bound {args.per_caller}: older sessions closed as newer ones open" if args.per_caller else ""
     print(
-        f"{args.sessions} idle legacy sessions ({store} store): RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB, "
+        f"{args.sessions} idle legacy sessions ({store} store{bound}): RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB, "
         f"{per_session:.1f} KiB per session"
         + (f" ({(right_after - before) / args.sessions:.1f} KiB right after the calls)" if args.settle else "")
     )
@@ -178,6 +185,7 @@ def main() -> None:
                 "rss_right_after_calls_kib": right_after,
                 "settle_s": args.settle,
                 "kib_per_session": round(per_session, 2),
+                "per_caller": args.per_caller,
             }
         )
     )
