@@ -337,6 +337,24 @@ async def test_a_public_client_revokes_its_tokens_without_a_secret(gateway: Runn
     assert (await initialize(gateway, "vs1", kept["access_token"])).status_code == 200
 
 
+async def test_a_token_request_naming_another_resource_is_invalid_target(gateway: Running) -> None:
+    """RFC 8707: a code or refresh token authorized for vs1, exchanged with `resource` naming vs2, was
+    answered 200 (with a vs1 token). It is invalid_target, and neither the code nor the refresh token
+    is spent by the refused request."""
+    client, pkce = await register(gateway), Pkce()
+    code = await code_for(gateway, client, "vs1", DEV, pkce)
+    vs1, vs2 = f"{gateway.base_url}/servers/vs1/mcp", f"{gateway.base_url}/servers/vs2/mcp"
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": pkce.verifier}
+    wrong = await token_request(gateway, client, **exchange, resource=vs2)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_target", wrong.text
+    tokens = (await token_request(gateway, client, **exchange, resource=vs1)).json()
+    assert "access_token" in tokens
+    wrong = await token_request(gateway, client, grant_type="refresh_token", refresh_token=tokens["refresh_token"], resource=vs2)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_target"
+    refreshed = await token_request(gateway, client, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+
+
 async def test_a_resource_that_is_not_a_virtual_server_is_refused(gateway: Running) -> None:
     client, pkce = await register(gateway), Pkce()
     url = authorize_url(gateway, client, "vs1", pkce).replace("%2Fservers%2Fvs1%2Fmcp", "%2Fapi%2Fv1%2Fusers")

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.auth.oauth.client_auth import HashedSecretAuthenticator
 from bastion.auth.oauth.clients import SCOPES
-from bastion.auth.oauth.provider import CONSENT_PATH, AuthorizationServer
+from bastion.auth.oauth.provider import CONSENT_PATH, REQUESTED_RESOURCE, AuthorizationServer
 from bastion.core.errors import BastionError, RateLimited
 from bastion.core.ports import RateLimiter
 from bastion.core.ratelimit import Rate
@@ -125,6 +125,21 @@ def _form_read(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Re
     return handled
 
 
+def _naming_resource(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """The token request's RFC 8707 `resource`, told to the provider's exchange (the SDK's handler
+    reads it and drops it), which refuses one the grant was not authorized for: invalid_target."""
+
+    async def handled(request: Request) -> Response:
+        resource = (await request.form()).get("resource") if request.method == "POST" else None
+        token = REQUESTED_RESOURCE.set(resource if isinstance(resource, str) and resource else None)
+        try:
+            return await handle(request)
+        finally:
+            REQUESTED_RESOURCE.reset(token)
+
+    return handled
+
+
 def _naming_issuer(handle: Callable[[Request], Awaitable[Response]], issuer: str) -> Callable[[Request], Awaitable[Response]]:
     """RFC 9207: every authorization response names the issuer, errors included. The SDK's handler
     sends its own error redirects (bad PKCE method, unknown scope or resource) without `iss`."""
@@ -163,7 +178,7 @@ def authorization_server_endpoints(
         ),
         Route(
             "/token",
-            _cors(_limited(request_response(_form_read(token.handle))), ["POST", "OPTIONS"]),
+            _cors(_limited(request_response(_form_read(_naming_resource(token.handle)))), ["POST", "OPTIONS"]),
             methods=["POST", "OPTIONS"],
         ),
         Route(

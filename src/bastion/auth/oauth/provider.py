@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -47,6 +48,18 @@ _USED_CODE_KEPT = timedelta(days=1)
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+REQUESTED_RESOURCE: ContextVar[str | None] = ContextVar("bastion_requested_resource", default=None)
+"""The RFC 8707 `resource` a token request names, set by the /token endpoint: the SDK's handler does
+not pass it to the exchange."""
+
+
+def _check_target(granted: str | None) -> None:
+    """A token request may name only the resource its grant was authorized for (RFC 8707 section 2)."""
+    asked = REQUESTED_RESOURCE.get()
+    if asked is not None and asked != granted:
+        raise TokenError("invalid_target", "the resource named is not the one this grant was authorized for")
 
 
 class BastionRefreshToken(RefreshToken):
@@ -206,6 +219,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
+        _check_target(authorization_code.resource)  # before the code is spent
         family = str(uuid.uuid4())
         grant = await self._repo.take_code(digest(authorization_code.code), family, self._now() + _USED_CODE_KEPT)
         if grant is None:
@@ -236,6 +250,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: BastionRefreshToken, scopes: list[str]
     ) -> OAuthToken:
+        _check_target(refresh_token.resource)  # before the refresh token is spent
         token_hash = digest(refresh_token.token)
         if not await self._repo.use_refresh(token_hash, self._now()):
             grant = await self._repo.get_refresh(token_hash)
