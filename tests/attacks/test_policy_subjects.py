@@ -63,11 +63,12 @@ async def test_rules_naming_what_does_not_exist_are_refused(gateway: Running) ->
 async def test_a_server_policy_shows_other_users_emails_only_to_its_editors(gateway: Running) -> None:
     """A public server's policy used to show every user it names by email to anyone who may see the
     server, people of other teams included: a directory of who is allowed or denied what. Its
-    editors still read (and send back) emails; everyone else reads their own email and ids."""
+    editors still read (and send back) the emails of the users they may see (their teams' members,
+    not the outsider); everyone else reads their own email and ids."""
     await gateway.register({**stdio_fixture("fx"), "visibility": "public"})
     await make_user(gateway, "editor@example.com", "developer", "owners")
     carol = await make_user(gateway, "carol@example.com", "developer", "owners")
-    await make_user(gateway, "outsider@example.com", "developer", "others")
+    stranger = await make_user(gateway, "outsider@example.com", "developer", "others")
     policy = _deny(users=["carol@example.com", "outsider@example.com"])
     created = await gateway.api.post(
         "/api/v1/servers", json={"name": "pub", "upstreams": ["fx"], "visibility": "public", "team": "owners", "policy": policy}
@@ -84,7 +85,7 @@ async def test_a_server_policy_shows_other_users_emails_only_to_its_editors(gate
     assert users(listed[0]) == users(one)
     async with signed_in(gateway, "editor@example.com") as editor:
         shown = (await editor.get("/api/v1/servers/pub")).json()
-        assert users(shown) == ["carol@example.com", "outsider@example.com"]
+        assert users(shown) == ["carol@example.com", stranger["id"]]
         kept = await editor.patch("/api/v1/servers/pub", json={"description": "policy sent back as shown"})
         assert kept.status_code == 200, kept.text
     assert users((await gateway.api.get("/api/v1/servers/pub")).json()) == ["carol@example.com", "outsider@example.com"]

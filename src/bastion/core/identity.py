@@ -90,6 +90,18 @@ def can_see(actor: Actor, thing: Owned) -> bool:
     return thing.owner is not None and thing.owner == actor.user
 
 
+def sees_everyone(actor: Actor) -> bool:
+    """Whether `actor` may know of every user, team and API token: admins, and the legacy
+    admin-made API tokens (no user, no role)."""
+    return is_admin(actor) or (actor.role is None and actor.user is None)
+
+
+def can_see_user(actor: Actor, user: User) -> bool:
+    """Whether `actor` may know that `user` exists: themselves and the members of their own teams
+    (what their teams' pages show them); admins see everyone."""
+    return sees_everyone(actor) or user.id == actor.user or not actor.teams.isdisjoint(user.teams)
+
+
 def can_edit(actor: Actor, thing: Owned) -> bool:
     """Admins edit everything; developers what their teams own and they can see."""
     if is_admin(actor):

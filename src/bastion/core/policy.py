@@ -97,12 +97,15 @@ class Directory:
     teams: frozenset[str]
     tokens: frozenset[str]
     external: bool = False
+    ids: frozenset[str] = frozenset()
+    """User ids that may be named by id only: a rule kept as it was names them, but their emails
+    are not the saver's to see (so an email never resolves to them)."""
 
 
 def resolve_subjects(policy: Policy, directory: Directory) -> Policy:
     """The policy with users named by email stored as their ids; raises ValueError naming every
     user, team or token that does not exist (a rule naming one would silently never match)."""
-    ids = frozenset(directory.users.values())
+    ids = frozenset(directory.users.values()) | directory.ids
     unknown: list[str] = []
     rules = []
     for rule in policy.rules:

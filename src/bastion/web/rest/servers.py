@@ -99,23 +99,29 @@ def server_routes(
             spec = spec.model_copy(update={"policy": subjects.shown(spec.policy, emails)})
         return server_json(spec, view, base_url, snap.problems.get(name, ()))
 
-    async def emails() -> dict[str, str]:
-        return await subjects.emails() if subjects is not None else {}
+    async def emails(principal: Principal) -> dict[str, str]:
+        """The emails `principal` may see (of their teams' members; all for an admin): any other
+        user a policy names is shown by id."""
+        return await subjects.emails(principal) if subjects is not None else {}
 
     def readable(principal: Principal, name: str, known: dict[str, str]) -> dict[str, str]:
-        """The emails `principal` may read in the server's policy: all of them for whoever may edit
-        it (a PATCH sends the policy back as shown); otherwise only their own, other users' rules
-        naming them by id (a server's users need not learn who else, of any team, it names)."""
+        """The emails `principal` may read in the server's policy: all they may see for whoever
+        may edit it (a PATCH sends the policy back as shown); otherwise only their own, other users'
+        rules naming them by id (a server's users need not learn who else, of any team, it names)."""
         view = gateway.snapshot.servers.get(name)
         if view is None or can_edit(principal, view.spec):
             return known
         return {principal.user: known[principal.user]} if principal.user in known else {}
 
-    async def checked(spec: VirtualServerSpec) -> VirtualServerSpec:
-        """Policy subjects resolved to ids; 400 naming any that does not exist."""
+    async def checked(
+        principal: Principal, spec: VirtualServerSpec, kept: VirtualServerSpec | None = None
+    ) -> VirtualServerSpec:
+        """Policy subjects resolved to ids; 400 naming any that does not exist, or that `principal`
+        may not see (alike), unless the stored policy (`kept`) already names it."""
         if subjects is None:
             return spec
-        return spec.model_copy(update={"policy": await subjects.resolve(spec.policy)})
+        policy = await subjects.resolve(spec.policy, actor=principal, kept=kept.policy if kept is not None else None)
+        return spec.model_copy(update={"policy": policy})
 
     async def list_servers(request: Request) -> Response:
         principal = principal_of(request)
@@ -125,21 +131,22 @@ def server_routes(
             for n, v in sorted(gateway.snapshot.servers.items())
             if can_see(principal, v.spec) and (limit is None or n in limit.servers)
         ]
-        known = await emails()
+        known = await emails(principal)
         return JSONResponse(paged(request, [show(name, readable(principal, name, known)) for name in names]))
 
     async def create(request: Request) -> Response:
         principal = principal_of(request)
         body = require_object(await read_json(request, max_body))
         owned = await ownership(principal, body, team_exists)
-        spec = await checked(_spec(body).model_copy(update=owned))
+        spec = await checked(principal, _spec(body).model_copy(update=owned))
         _check_sources(gateway, principal, spec)
         await gateway.save_server(spec, create=True)
-        return JSONResponse(show(spec.name, await emails()), status_code=201)
+        return JSONResponse(show(spec.name, await emails(principal)), status_code=201)
 
     async def get(request: Request) -> Response:
         name = visible(request, request.path_params["name"]).spec.name
-        return JSONResponse(show(name, readable(principal_of(request), name, await emails())))
+        principal = principal_of(request)
+        return JSONResponse(show(name, readable(principal, name, await emails(principal))))
 
     async def patch(request: Request) -> Response:
         principal = principal_of(request)
@@ -148,7 +155,7 @@ def server_routes(
         body = require_object(await read_json(request, max_body))
         if "name" in body and body["name"] != name:
             raise BadRequest("a virtual server cannot be renamed; create a new one")
-        known = await emails()
+        known = await emails(principal)
 
         async def change(current: VirtualServerSpec) -> VirtualServerSpec:
             # What the body leaves out stays as stored now, not as it was when this request came in.
@@ -157,12 +164,13 @@ def server_routes(
             owned = await ownership(principal, given, team_exists, current)
             old = show(name, known, current)
             keys = ("description", "tools", "prompts", "resources", "upstreams", "prefix", "policy", "rate_limits", "transforms", "discovery")
-            spec = await checked(_spec({"name": name, **{k: old[k] for k in keys}, **given}).model_copy(update=owned))
+            merged = _spec({"name": name, **{k: old[k] for k in keys}, **given}).model_copy(update=owned)
+            spec = await checked(principal, merged, current)
             _check_sources(gateway, principal, spec)
             return spec
 
         await gateway.change_server(name, change)
-        return JSONResponse(show(name, await emails()))
+        return JSONResponse(show(name, await emails(principal)))
 
     async def delete(request: Request) -> Response:
         name = request.path_params["name"]
