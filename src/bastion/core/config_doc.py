@@ -212,7 +212,7 @@ def _with_secrets(doc: UpstreamDoc, values: Mapping[tuple[str, str], str]) -> Up
 def upstream_doc(spec: UpstreamSpec) -> UpstreamDoc:
     """A stored upstream as a document entry, secrets in clear (for comparing, never for output)."""
     return UpstreamDoc(
-        **spec.model_dump(exclude={"owner", "credentials_error", "origin", "auth", "openapi"}),
+        **spec.model_dump(exclude={"owner", "credentials_error", "origin", "destinations", "auth", "openapi"}),
         auth=spec.auth, openapi=spec.openapi,
     )
 

@@ -176,6 +176,14 @@ class FetchFailed(UpstreamError):
     title = "Fetch failed"
 
 
+class UnapprovedDestination(UpstreamProtocolError):
+    """A REST upstream's document or an A2A agent's card now sends calls, and so the upstream's stored
+    credentials, to an origin the operator never approved (core/destinations.py): refused until an admin does."""
+
+    jsonrpc_code = -32017
+    title = "Upstream moved to an unapproved origin"
+
+
 class UpstreamRpcError(UpstreamError):
     """The upstream answered a request with a JSON-RPC error; the client sees its code and message."""
 

@@ -127,6 +127,10 @@ class UpstreamSpec(Frozen):
     pin: PinMode = "block"
     """Rug-pull protection (core/pinning.py): hold back (`block`) or flag (`warn`) unapproved definitions."""
     origin: RegistryOrigin | None = None
+    destinations: tuple[str, ...] = ()
+    """REST and A2A upstreams: the origins (`scheme://host[:port]`) approved to receive its stored
+    credentials, as its document or card named them when the operator registered or last edited it
+    (core/destinations.py); empty until its first discovery."""
 
 
 class UpstreamState(Frozen):
@@ -222,3 +226,5 @@ class Discovery(Frozen):
     skipped: tuple[str, ...] = ()
     """What it offers that Bastion left out, each saying what and why (an OpenAPI operation whose path
     cannot be sent as it means, or whose tool is too large)."""
+    destinations: tuple[str, ...] = ()
+    """The origins its calls go to, with the upstream's credentials (REST and A2A upstreams only)."""

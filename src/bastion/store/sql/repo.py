@@ -124,6 +124,7 @@ def _upstream_from_row(row: Any, envelope: Envelope) -> Upstream:
         visibility=row.visibility,
         pin=row.pin,
         origin=RegistryOrigin.model_validate(row.origin) if row.origin else None,
+        destinations=tuple(row.destinations or ()),
     )
     state = UpstreamState(
         status=row.status,
@@ -160,6 +161,7 @@ def _spec_values(spec: UpstreamSpec, envelope: Envelope) -> dict[str, Any]:
         "visibility": spec.visibility,
         "pin": spec.pin,
         "origin": spec.origin.model_dump() if spec.origin is not None else None,
+        "destinations": list(spec.destinations) or None,
     }
 
 

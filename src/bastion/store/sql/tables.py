@@ -54,6 +54,7 @@ upstreams = Table(
     Column("pin", String(8), nullable=False),  # off | warn | block (core/pinning.py)
     Column("pin_trust_next", Boolean, nullable=False, default=False),  # approve the next discovery as it comes
     Column("origin", JSON),  # the MCP Registry entry it was installed from: {source, server, version}
+    Column("destinations", JSON),  # origins approved for its credentials (core/destinations.py); null: none yet
     # Counted up by every write of the spec: a change is saved only where the row is still as it was read.
     Column("revision", Integer, nullable=False, server_default="0"),
 )
