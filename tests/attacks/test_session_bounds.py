@@ -110,6 +110,20 @@ async def test_the_callers_least_recently_used_idle_session_is_the_one_closed(tm
                 assert await ping(http, url, alice, third) == 200
 
 
+async def test_a_request_that_opens_no_session_closes_none_of_the_callers(tmp_path: Path) -> None:
+    async with gateway_with(f"sqlite+aiosqlite:///{tmp_path}/b.db", 2, 10) as running:
+        await two_servers(running)
+        alice = (await create_token(running, servers="*"))["token"]
+        url = running.mcp_url("vs")
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=30) as http:
+                sessions = [await open_raw_session(http, url, token=alice) for _ in range(2)]
+                no_session = await http.post(url, headers=session_headers(token=alice), json=PING)
+                assert no_session.status_code == 400  # not an `initialize`: nothing was opened
+                for session_id in sessions:
+                    assert await ping(http, url, alice, session_id) == 200
+
+
 async def test_a_bound_reached_with_every_session_in_use_is_refused_clearly_and_only_for_that_caller(
     tmp_path: Path,
 ) -> None:

@@ -192,7 +192,7 @@ class SessionManager:
                 await self._discard(session_id, session)
                 if victim is not None and self._bounds is not None:
                     self._bounds.give_back(victim)  # a failed `initialize` costs the caller no session
-        if victim is not None and self._bounds is not None:
+        if established and victim is not None and self._bounds is not None:
             await self._bounds.close(victim)
 
     def _add(self, session_id: str, owner: AuthorizationContext | None) -> _Session:
