@@ -20,7 +20,16 @@ from bastion.control.stale import on_fresh_state
 from bastion.control.virtual_servers import VirtualServers
 from bastion.core.compose import compose
 from bastion.core.credential_moves import same_destination
-from bastion.core.errors import BadRequest, BastionError, Conflict, NameCollision, NotFound, UpstreamNotConnected
+from bastion.core.destinations import approving, keeping_approved
+from bastion.core.errors import (
+    BadRequest,
+    BastionError,
+    Conflict,
+    NameCollision,
+    NotFound,
+    StaleWrite,
+    UpstreamNotConnected,
+)
 from bastion.core.models import (
     CatalogItem,
     Discovery,
@@ -200,6 +209,7 @@ class Gateway(VirtualServers):
         return upstream, discovery
 
     async def _save_new(self, spec: UpstreamSpec, discovery: Discovery, approve_as: str | None) -> Upstream:
+        spec = self._approve_destinations(spec, discovery)
         try:
             await self._check_team(spec.team)
             upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
@@ -240,7 +250,7 @@ class Gateway(VirtualServers):
         stored = await self.repo.get_upstream(name)
         if stored is None:
             raise NotFound(f"upstream {name!r} does not exist")
-        spec = await change(stored.spec)
+        spec = keeping_approved(stored.spec, await change(stored.spec))
         if spec != stored.spec:  # saved only if still at the revision read (or `spec` was planned against)
             await self._apply(stored.spec, spec, stored.revision if planned is None else planned)
         return self.upstream(name)
@@ -267,6 +277,8 @@ class Gateway(VirtualServers):
                 discovery = await self.pool.discover(spec)
             else:
                 await self.pool.close(spec.name)
+            if discovery is not None:
+                spec = self._approve_destinations(spec, discovery)
             async with self._write_lock:  # saved and rebuilt before a team deletion may look (see `writing`)
                 await self._check_moved(old, spec)
                 await self.repo.update_upstream_spec(spec, revision=revision)
@@ -284,6 +296,13 @@ class Gateway(VirtualServers):
                     self.pool.adopt([stored.spec])
                     await self.pool.open(stored.spec)
             raise
+
+    def _approve_destinations(self, spec: UpstreamSpec, discovery: Discovery) -> UpstreamSpec:
+        """`_approving`, and the pool told: its later discoveries and calls hold to what is approved."""
+        approved = approving(spec, discovery)
+        if approved is not spec and self.pool.spec_of(spec.name) == spec:
+            self.pool.adopt([approved])
+        return approved
 
     async def _check_moved(self, old: UpstreamSpec, spec: UpstreamSpec) -> None:
         if spec.team != old.team:
@@ -379,6 +398,12 @@ class Gateway(VirtualServers):
             await self.repo.replace_items(name, discovery.items)
         if name in self.snapshot.pins.trusting and discovery.items:
             await self._approve_all(name, discovery.items, "first discovery")
+        stored = self.snapshot.upstreams.get(name)
+        if stored is not None and approving(stored.spec, discovery) != stored.spec:
+            # Saved before origins were approved (or per-user, its first discovery): approved as found now.
+            with suppress(StaleWrite):  # another replica changed it meanwhile: its discovery approves
+                await self.repo.update_upstream_spec(approving(stored.spec, discovery), revision=stored.revision)
+                self._approve_destinations(stored.spec, discovery)
         await self.repo.save_upstream_state(name, _healthy(discovery))
         return discovery
 

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import httpx2
 
+from bastion.core.destinations import check_destinations, origin_of, unapproved
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTimeout
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.core.ports import CallHooks, ProgressCallback
@@ -140,7 +141,10 @@ class A2aUpstream:
         jsonrpc = [i for i in interfaces if str(i.get("protocolBinding", "")).upper() == "JSONRPC" and i.get("url")]
         if not jsonrpc:
             raise UpstreamProtocolError(f"{what} offers no JSON-RPC interface")
-        self._endpoint = str(jsonrpc[0]["url"])
+        endpoint = str(jsonrpc[0]["url"])
+        # Before it is used: until an admin approves a new origin, calls keep going where they went.
+        check_destinations(self.spec.name, [endpoint], self.spec.destinations, f"the agent card of upstream {self.spec.name!r}")
+        self._endpoint = endpoint
         capabilities = card.get("capabilities")
         self._streaming = isinstance(capabilities, dict) and capabilities.get("streaming") is True
         tools = skill_tools(card)
@@ -150,6 +154,7 @@ class A2aUpstream:
             server_name=str(card.get("name") or "") or None,
             server_version=str(card.get("version") or "") or None,
             protocol_version=f"a2a-{jsonrpc[0].get('protocolVersion') or '1.0'}",
+            destinations=(origin_of(endpoint),),
         )
 
     async def rediscover(self) -> Discovery:
@@ -193,6 +198,8 @@ class A2aUpstream:
         self, skill: str, text: str, ids: dict[str, str], user: str | None, timeout: float, progress: ProgressCallback | None
     ) -> Any:
         assert self._endpoint is not None
+        if unapproved([self._endpoint], self.spec.destinations):  # checked at discovery too: never sent, whatever changed
+            raise UpstreamProtocolError(f"agent {self.spec.name!r} may not be sent calls at {origin_of(self._endpoint)}: not an approved origin")
         message: dict[str, Any] = {
             "messageId": str(uuid.uuid4()),
             "role": "ROLE_USER",

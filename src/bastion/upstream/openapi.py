@@ -17,7 +17,14 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx2
 import yaml
 
-from bastion.core.errors import BadRequest, UnusableDocument, UpstreamProtocolError, UpstreamRpcError
+from bastion.core.destinations import check_destinations, origins, unapproved
+from bastion.core.errors import (
+    BadRequest,
+    UnapprovedDestination,
+    UnusableDocument,
+    UpstreamProtocolError,
+    UpstreamRpcError,
+)
 from bastion.core.models import Discovery, OpenApiSource, QueryApiKey, UpstreamSpec
 from bastion.core.openapi_ops import ArgumentError, Operation, form_fields, http_call, is_form, operations, server_url
 from bastion.core.openapi_refs import MAX_DOCUMENT_DEPTH, MULTIPART, SpecError, too_deep
@@ -162,13 +169,13 @@ class OpenApiUpstream:
             raise UpstreamProtocolError(f"{self._what}'s OpenAPI document answered HTTP {fetched.status}")
         return parse_document(fetched.body, f"{self._what}'s OpenAPI document")
 
-    def _base_for(self, op: Operation) -> str:
+    def _base_for(self, op: Operation, base: str) -> str:
         """Where `op` is served: its own server (relative to the document's URL, else to the API's
-        base), unless the operator set `base_url`, which stands for every operation."""
+        `base`), unless the operator set `base_url`, which stands for every operation."""
         if op.server is None or self._source.base_url:
-            return self._base
-        against = self.spec.url if self._source.spec is None else self._base + "/"
-        return _absolute(op.server, against) or self._base
+            return base
+        against = self.spec.url if self._source.spec is None else base + "/"
+        return _absolute(op.server, against) or base
 
     async def discover(self) -> Discovery:
         """(Re-)read the document; every selected operation becomes a tool, except those that cannot
@@ -183,8 +190,14 @@ class OpenApiUpstream:
             )
         except SpecError as exc:
             raise UnusableDocument(f"{self._what}: {exc}") from None
-        self._base = base_url_of(doc, self._source, self.spec.url if self._source.spec is None else None)
-        self._ops = {op.tool: op for op in ops}
+        base = base_url_of(doc, self._source, self.spec.url if self._source.spec is None else None)
+        targets = [self._base_for(op, base) for op in ops]
+        if self._ops is None:  # nothing served yet (say, since a restart): what stays where it was approved is
+            kept = [op for op, url in zip(ops, targets, strict=True) if not unapproved([url], self.spec.destinations)]
+            self._base, self._ops = base, {op.tool: op for op in kept}
+        # Before the moved operations are used: until an admin approves, calls keep going where they went.
+        check_destinations(self.spec.name, targets, self.spec.destinations, f"the OpenAPI document of {self._what}")
+        self._base, self._ops = base, {op.tool: op for op in ops}
         for reason in skipped:
             log.info("%s: left out the operation %s", self._what, reason)  # health checks rediscover: no alarm each time
         raw_info = doc.get("info")
@@ -195,6 +208,7 @@ class OpenApiUpstream:
             server_version=str(info.get("version")) if info.get("version") else None,
             protocol_version=f"swagger-{original['swagger']}" if "swagger" in original else f"openapi-{doc.get('openapi')}",
             skipped=tuple(skipped),
+            destinations=origins(targets),
         )
 
     async def rediscover(self) -> Discovery:
@@ -210,11 +224,17 @@ class OpenApiUpstream:
     ) -> dict[str, Any]:
         if method != "tools/call":
             raise UpstreamRpcError(f"a REST upstream serves tools only, not {method}", -32601)
+        refused: UnapprovedDestination | None = None
         if self._ops is None:
-            await self.rediscover()
+            try:
+                await self.rediscover()
+            except UnapprovedDestination as exc:  # what stays where it was approved is served still
+                refused = exc
         assert self._ops is not None
         name = str((params or {}).get("name"))
         op = self._ops.get(name)
+        if op is None and refused is not None:
+            raise refused
         if op is None:
             raise UpstreamRpcError(f"{self._what} has no operation {name!r} (any more)", -32602)
         arguments = (params or {}).get("arguments") or {}
@@ -250,8 +270,11 @@ class OpenApiUpstream:
             content = call.raw_body.encode()
         if content is not None:
             headers["Content-Type"] = call.media_type or "application/json"
+        url = self._base_for(op, self._base) + call.path
+        if unapproved([url], self.spec.destinations):  # checked at discovery too: never sent, whatever changed
+            return {"content": [{"type": "text", "text": f"{self._what} may not send {name!r} there: not an approved origin"}], "isError": True}
         request = self._http.build_request(
-            call.method, self._base_for(op) + call.path, params=query, headers=headers, content=content, files=files or None
+            call.method, url, params=query, headers=headers, content=content, files=files or None
         )
         try:
             fetched = await fetch(

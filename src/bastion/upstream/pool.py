@@ -298,6 +298,8 @@ class UpstreamPool:
 
     def _rest_for(self, spec: UpstreamSpec) -> OpenApiUpstream | A2aUpstream:
         rest = self._rest.get(spec.name)
+        if rest is not None and rest.spec != spec and rest.spec.model_copy(update={"destinations": spec.destinations}) == spec:
+            rest.spec = spec  # only the approved origins changed: what it discovered stays, held to them
         if rest is None or rest.spec != spec:
             bearer = self._bearer_for(spec)
 

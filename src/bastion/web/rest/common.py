@@ -172,6 +172,7 @@ def upstream_json(
         "openapi": openapi_json(spec, editor=editor),
         "pin": spec.pin,
         "origin": spec.origin.model_dump() if spec.origin is not None else None,
+        "destinations": list(spec.destinations) if editor else None,
     }
 
 

@@ -13,6 +13,7 @@ from bastion.control.duplicates import Duplicates
 from bastion.control.gateway import Gateway
 from bastion.control.upstream_input import UpstreamInput, describe_validation, parse_upstream, to_spec
 from bastion.core.credential_moves import moved_secrets
+from bastion.core.destinations import origin_of
 from bastion.core.errors import BadRequest, Conflict, Forbidden
 from bastion.core.identity import can_edit, can_see, is_admin
 from bastion.core.launch import CommandRule, check_launch
@@ -41,7 +42,7 @@ from bastion.web.rest.listing import paged
 _EMPTY: dict[str, Any] = {"url": None, "headers": {}, "auth": None, "command": None, "args": [], "env": {}}
 _PATCHABLE = {
     "transport", "url", "command", "args", "env", "headers", "auth", "isolation", "protocol", "enabled", "team", "visibility",
-    "spec_url", "spec", "base_url", "include", "exclude", "pin",
+    "spec_url", "spec", "base_url", "include", "exclude", "pin", "destinations",
 }
 _SECRET_FIELDS = {"headers", "env", "auth"}
 _LAUNCH_FIELDS = {"transport", "command", "args", "env"}
@@ -172,15 +173,18 @@ def upstream_routes(
                 "anew to replace them"
             )
         sent = dict(body)
+        destinations = _destinations(principal, name, body.pop("destinations", None))
         body = _keep_masked(_keep_client_secret(body, old), old)
         owned = await ownership(principal, body, team_exists, old)
-        merged = old.model_dump(exclude={"credentials_error", "origin", *_OWNERSHIP}) | {"args": list(old.args)} | body
+        merged = old.model_dump(exclude={"credentials_error", "origin", "destinations", *_OWNERSHIP}) | {"args": list(old.args)} | body
         if "transport" in body and body["transport"] != old.transport:
             # The other transport's fields no longer apply unless given anew.
             stale = ("url", "headers", "auth") if body["transport"] == "stdio" else ("command", "args", "env")
             merged |= {key: _EMPTY[key] for key in stale if key not in body}
         try:
-            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(update={**owned, "origin": old.origin})
+            spec = to_spec(UpstreamInput.model_validate(merged)).model_copy(
+                update={**owned, "origin": old.origin, "destinations": destinations or ()}
+            )
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
         if not is_admin(principal) and _LAUNCH_FIELDS & set(body):
@@ -192,6 +196,17 @@ def upstream_routes(
                 "give them anew, or ask an admin", missing="role:admin",
             )
         return spec
+
+    def _destinations(principal: Principal, name: str, given: Any) -> tuple[str, ...] | None:
+        """The origins an admin approves for the upstream's credentials (None: not given, so the
+        gateway keeps those approved, or approves what a changed destination names)."""
+        if given is None:
+            return None
+        if not is_admin(principal):  # approving an origin sends the stored secrets there
+            raise Forbidden(f"only an admin may approve where upstream {name!r} sends its credentials", missing="role:admin")
+        if not isinstance(given, list) or not given or not all(isinstance(o, str) and o for o in given):
+            raise BadRequest("'destinations' must be a non-empty list of origins (scheme://host[:port])")
+        return tuple(sorted({origin_of(o) for o in given}))
 
     async def delete(request: Request) -> Response:
         editable_upstream(request)
