@@ -21,9 +21,11 @@ from bastion.core.errors import (
 )
 
 OUTCOMES: tuple[str, ...] = (
-    "ok", "tool_error", "upstream_error", "timeout", "denied", "rate_limited", "invalid", "unavailable", "error"
+    "ok", "tool_error", "upstream_error", "timeout", "denied", "rate_limited", "invalid", "unavailable", "cancelled",
+    "error",
 )
-"""Every value of the `outcome` label and audit field (a closed set: bounded cardinality)."""
+"""Every value of the `outcome` label and audit field (a closed set: bounded cardinality).
+`cancelled`: the caller cancelled the call, or went away before its answer."""
 
 AUDITED_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 """Requests that use an item (and so are audited and counted as usage); lists are not."""

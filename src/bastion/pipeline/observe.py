@@ -18,6 +18,8 @@ import random
 import time
 from collections.abc import Sequence
 
+import anyio
+
 from bastion.core.errors import BastionError, UpstreamRpcError
 from bastion.core.hidden_text import reveal
 from bastion.core.models import CatalogItem
@@ -143,6 +145,10 @@ async def _observed(ctx: CallContext, call_next: Next, batch: CallBatch, span: S
         raise
     except Exception as exc:
         outcome, error, failure = "error", type(exc).__name__, exc
+        raise
+    except BaseException as exc:
+        if isinstance(exc, anyio.get_cancelled_exc_class()):  # the caller cancelled it or went away
+            outcome, failure = "cancelled", exc
         raise
     finally:
         if span is not None:

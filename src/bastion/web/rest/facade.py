@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from bastion import __version__
 from bastion.core.errors import BadRequest, BastionError, Conflict, InvalidArguments, NotFound
@@ -24,6 +25,7 @@ from bastion.core.snapshot import Snapshot
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.pipeline.tracing import TRACE_KEYS, trace_headers
+from bastion.web.mcp_fast import DisconnectWatch
 from bastion.web.rest.common import parse_json
 from bastion.web.rest.facade_calls import AsyncCalls
 from bastion.web.rest.facade_page import docs_page
@@ -45,6 +47,8 @@ PROMPT_CALL = f"{BASE}/prompts/{{prompt}}"
 CALL_ROUTES = frozenset({TOOL_CALL, PROMPT_CALL})
 """The routes that use an item: the pipeline audits them as calls, as over MCP (not as changes)."""
 _TRACE_KEYS = frozenset(k.encode() for k in TRACE_KEYS)
+CLOSED = 499
+"""The status logged for a caller that went away before its answer (nginx's convention)."""
 ASYNC_HINT = "this tool asks its caller for input mid-call; call it with 'Prefer: respond-async' to answer"
 
 
@@ -108,8 +112,13 @@ def tool_arguments(body: bytes) -> dict[str, Any]:
     return arguments
 
 
-async def run_sync(pipeline: Next, ctx: CallContext) -> dict[str, Any]:
-    """Run a call for a caller who waits for the answer and cannot be asked anything meanwhile."""
+class ClientGone(Exception):
+    """The caller of a synchronous call went away: the call was cancelled, there is no one to answer."""
+
+
+async def run_sync(pipeline: Next, ctx: CallContext, receive: Receive) -> dict[str, Any]:
+    """Run a call for a caller who waits for the answer and cannot be asked anything meanwhile; a
+    caller that disconnects cancels it (upstream too), as over MCP. Its body must have been read."""
     asked: list[str] = []
 
     async def cannot_ask(method: str, _params: dict[str, Any]) -> dict[str, Any]:
@@ -117,12 +126,20 @@ async def run_sync(pipeline: Next, ctx: CallContext) -> dict[str, Any]:
         return {"code": -32603, "message": "the REST caller cannot answer questions during a synchronous call"}
 
     ctx.hooks = CallHooks(ask=cannot_ask)
+    result: dict[str, Any] | None = None
     try:
-        result = await pipeline(ctx)
+        with anyio.CancelScope() as cancel:
+            watch = DisconnectWatch(receive, cancel, None)
+            try:
+                result = await pipeline(ctx)
+            finally:
+                watch.stop()
     except BastionError:
         if asked:
             raise Conflict(ASYNC_HINT) from None
         raise
+    if result is None:
+        raise ClientGone
     if asked or result.get("resultType") == "input_required":
         raise Conflict(ASYNC_HINT)
     return result
@@ -164,6 +181,13 @@ class Facade:
         params = {"name": tool, "arguments": tool_arguments(body)}
         return facade_context(scope, server, "tools/call", params)
 
+    async def answered(self, request: Request, ctx: CallContext, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+        """A synchronous call's answer; for a caller that went away (and cancelled it), none."""
+        try:
+            return JSONResponse(shape(await run_sync(self.pipeline, ctx, request.receive)))
+        except ClientGone:
+            return Response(status_code=CLOSED)
+
     async def call_tool(self, request: Request) -> Response:
         """The routed tool call: `Prefer: respond-async` calls (the hot path is `facade_fast`)."""
         server = self.server_of(request)
@@ -171,8 +195,7 @@ class Facade:
         ctx = self.tool_call(request.scope, server, str(request.path_params["tool"]), body)
         if self.calls is not None and "respond-async" in request.headers.get("prefer", "").lower():
             return await self.calls.start(request, ctx, tool_json)
-        result = await run_sync(self.pipeline, ctx)
-        return JSONResponse(tool_json(result))
+        return await self.answered(request, ctx, tool_json)
 
     async def get_prompt(self, request: Request) -> Response:
         server = self.server_of(request)
@@ -180,16 +203,14 @@ class Facade:
         if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
             raise BadRequest("the body must be a JSON object of the prompt's arguments, each a string")
         params = {"name": request.path_params["prompt"], "arguments": arguments}
-        result = await run_sync(self.pipeline, facade_context(request.scope, server, "prompts/get", params))
-        return JSONResponse(plain_json(result))
+        return await self.answered(request, facade_context(request.scope, server, "prompts/get", params), plain_json)
 
     async def read_resource(self, request: Request) -> Response:
         server = self.server_of(request)
         uri = request.query_params.get("uri")
         if not uri:
             raise BadRequest("say which resource to read: ?uri=")
-        result = await run_sync(self.pipeline, facade_context(request.scope, server, "resources/read", {"uri": uri}))
-        return JSONResponse(plain_json(result))
+        return await self.answered(request, facade_context(request.scope, server, "resources/read", {"uri": uri}), plain_json)
 
     async def listed(self, request: Request, server: str, method: str, field: str) -> list[dict[str, Any]]:
         """Every entry of a list the pipeline gives this caller, all pages."""

@@ -21,10 +21,7 @@ from bastion.core.errors import BastionError
 from bastion.web.audited import log_request
 from bastion.web.body import TOO_LARGE, read_body, send_json
 from bastion.web.errors import internal_problem, problem_from
-from bastion.web.rest.facade import TOOL_CALL, Facade, run_sync, too_large, tool_json
-
-_CLOSED = 499
-"""The status logged for a caller that went away before its body arrived (nginx's convention)."""
+from bastion.web.rest.facade import CLOSED, TOOL_CALL, ClientGone, Facade, run_sync, too_large, tool_json
 
 
 def tool_call_target(scope: Scope) -> tuple[str, str] | None:
@@ -60,7 +57,7 @@ class FacadeFast:
             await self.routed(scope, receive, send)
             return
         start = time.perf_counter()
-        status = _CLOSED
+        status = CLOSED
         try:
             status = await self._call(target[0], target[1], scope, receive, send)
         finally:
@@ -72,11 +69,13 @@ class FacadeFast:
             server = facade.visible(scope, name)
             body = await read_body(receive, facade.max_body)
             if body is None:
-                return _CLOSED
+                return CLOSED
             if body is TOO_LARGE:
                 raise too_large(facade.max_body)
-            result = await run_sync(facade.pipeline, facade.tool_call(scope, server, tool, body))
+            result = await run_sync(facade.pipeline, facade.tool_call(scope, server, tool, body), receive)
             reply = encode(tool_json(result))
+        except ClientGone:
+            return CLOSED
         except BastionError as exc:
             problem = problem_from(exc)
             await problem(scope, receive, send)
