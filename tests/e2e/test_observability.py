@@ -286,7 +286,7 @@ async def test_every_kind_of_admin_change_and_sign_in_is_audited(observed: Runni
         ("POST /api/v1/upstreams/{name}/refresh", "fx", "ok"),
         ("POST /api/v1/users", f"{user['id']}/ada@example.com", "ok"),
         ("POST /api/v1/teams", "ops", "ok"),
-        ("POST /api/v1/teams/{name}/members", "ops", "ok"),
+        ("POST /api/v1/teams/{name}/members", "ops/ada@example.com", "ok"),
         ("POST /api/v1/vault/rotate", "", "ok"),
         ("POST /api/v1/tokens", f"{token['id']}/ci", "ok"),
         ("DELETE /api/v1/tokens/{id}", token["id"], "ok"),

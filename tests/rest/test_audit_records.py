@@ -55,6 +55,7 @@ async def test_each_create_names_what_it_created_and_never_its_secret(
     user = await api.post("/api/v1/users", json={"email": "Mallory@Example.com", "password": PASSWORD, "role": "admin"})
     assert user.status_code == 201, user.text
     assert (await api.post("/api/v1/teams", json={"name": "ops"})).status_code == 201
+    assert (await api.post("/api/v1/teams/ops/members", json={"user": "mallory@example.com"})).status_code == 200
     token = await api.post("/api/v1/tokens", json={"name": "ci-deploy", "servers": ["vs"]})
     assert token.status_code == 201, token.text
     secret = token.json()["token"]
@@ -64,6 +65,7 @@ async def test_each_create_names_what_it_created_and_never_its_secret(
     assert created["POST /api/v1/upstreams"]["target"] == "fx"
     assert created["POST /api/v1/servers"]["target"] == "vs"
     assert created["POST /api/v1/teams"]["target"] == "ops"
+    assert created["POST /api/v1/teams/{name}/members"]["target"] == "ops/mallory@example.com"
     made = created["POST /api/v1/users"]
     assert user.json()["id"] in made["target"] and "mallory@example.com" in made["target"]
     assert "role: admin" in made["detail"]

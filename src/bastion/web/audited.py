@@ -36,6 +36,8 @@ _NAMING = ("id", "name", "email")
 """The only fields of a create's answer (or, failing those, of its request) that name what it made:
 never a token's secret, a password or a credential."""
 _MAX_NAME = 200
+_JOINS = frozenset({"POST /api/v1/teams/{name}/members"})
+"""Changes that add a member: the user added (an id or email) joins the target, as its removal's path names it."""
 
 
 def _template(routes: Sequence[BaseRoute], scope: Scope) -> tuple[str, str]:
@@ -169,6 +171,9 @@ class Audited:
         if status == 201 and not target and not sign_in:
             target, role = _created(_json(answer), body)
             details.append(role)
+        member = body.get("user") if isinstance(body, dict) and action in _JOINS and status < 300 else None
+        if isinstance(member, str):
+            target = f"{target}/{_shown(member)}"
         event = EdgeEvent(
             kind="sign_in" if sign_in else "read" if read else "change",
             started=started,
