@@ -67,3 +67,18 @@ def test_a_running_call_whose_lease_lapsed_reads_as_failed() -> None:
     assert alive["state"] == "input_required" and alive["question"] == {"method": "x"}
     done = {"view": {"state": "completed", "progress": [], "result": {"ok": True}}, "alive_until": 0}
     assert remote_view(done)["state"] == "completed"
+
+
+async def test_a_forgotten_call_leaves_neither_its_record_nor_its_answers(board: tuple[RedisCallBoard, Redis, str]) -> None:
+    calls, redis, prefix = board
+    record = {"owner": "o", "server": "vs", "view": {"state": "completed", "progress": []}, "asks": 0, "alive_until": 1.0}
+    await calls.put("call-a", record, 60)
+    await calls.put("call-b", record, 60)
+    await calls.answer("call-a", {"action": "accept"}, 60)
+    await calls.forget("call-a")
+    await calls.forget("never-was")
+    assert await calls.get("call-a") is None and await calls.take_answer("call-a") is None
+    assert await calls.get("call-b") == record  # another call's record stays
+    assert [k async for k in redis.scan_iter(match=f"{prefix}:*")] == [
+        f"{prefix}:call:{hashlib.sha256(b'call-b').hexdigest()}".encode()
+    ]
