@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -13,7 +14,8 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.core.errors import UnapprovedDestination
-from tests.harness import Running, serve_asgi
+from tests.harness import Running, serve, serve_asgi, settings_for
+from tests.identity import make_user, signed_in
 from tests.rest.test_upstreams_api import assert_problem
 from tests.upstreams.rest_service import API_KEY, DOCUMENT
 from tests.upstreams.rest_service import build_app as rest_app
@@ -107,6 +109,40 @@ async def test_a_document_whose_servers_moved_is_refused_and_keeps_its_approved_
     assert assert_problem(changed, 502)["title"] == UnapprovedDestination.title
     called = await gateway.api.post("/api/v1/servers/vs/tools/pets__whoami", json={})
     assert assert_problem(called, 502)["title"] == UnapprovedDestination.title
+    assert other_requests == []
+
+
+async def test_after_a_restart_the_moved_operation_is_refused_and_the_others_are_served(
+    tmp_path: Path, two_services: Any
+) -> None:
+    base, document, other, other_requests = two_services
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")
+    async with serve(settings) as gateway:
+        await register_pets(gateway, base, "block")
+        for approval in (await gateway.api.get("/api/v1/approvals")).json()["items"]:
+            await gateway.api.post(f"/api/v1/approvals/{approval['id']}/approve")
+    document["paths"]["/secure/whoami"]["get"]["servers"] = [{"url": f"{other}/v1"}]
+    async with serve(settings) as gateway:  # nothing discovered yet: the first call reads the document
+        listed = await gateway.api.post("/api/v1/servers/vs/tools/pets__listPets", json={})
+        assert listed.status_code == 200 and not listed.json()["is_error"], listed.text
+        called = await gateway.api.post("/api/v1/servers/vs/tools/pets__whoami", json={})
+        assert other in assert_problem(called, 502)["detail"]
+    assert other_requests == []
+
+
+async def test_a_developer_cannot_approve_an_origin(any_db_gateway: Running, two_services: Any) -> None:
+    base, document, other, other_requests = two_services
+    await make_user(any_db_gateway, "dev@example.com", "developer", "alpha")
+    async with signed_in(any_db_gateway, "dev@example.com") as dev:
+        registered = await dev.post("/api/v1/upstreams", json={
+            "name": "pets", "transport": "openapi", "spec_url": f"{base}/openapi.json",
+            "headers": {"X-Api-Key": API_KEY},
+        })
+        assert registered.status_code == 201, registered.text
+        document["servers"] = [{"url": f"{other}/v1"}]
+        refused = await dev.patch("/api/v1/upstreams/pets", json={"destinations": [base, other]})
+        assert assert_problem(refused, 403)["missing"] == "role:admin"
+        assert_problem(await dev.post("/api/v1/upstreams/pets/refresh"), 502)
     assert other_requests == []
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -150,6 +151,7 @@ class OpenApiUpstream:
         self._max_operations = max_operations
         self._ops: dict[str, Operation] | None = None
         self._base = ""
+        self._refused: UnapprovedDestination | None = None
 
     @property
     def _what(self) -> str:
@@ -196,8 +198,12 @@ class OpenApiUpstream:
             kept = [op for op, url in zip(ops, targets, strict=True) if not unapproved([url], self.spec.destinations)]
             self._base, self._ops = base, {op.tool: op for op in kept}
         # Before the moved operations are used: until an admin approves, calls keep going where they went.
-        check_destinations(self.spec.name, targets, self.spec.destinations, f"the OpenAPI document of {self._what}")
-        self._base, self._ops = base, {op.tool: op for op in ops}
+        try:
+            check_destinations(self.spec.name, targets, self.spec.destinations, f"the OpenAPI document of {self._what}")
+        except UnapprovedDestination as exc:
+            self._refused = exc  # the answer to a call of an operation it moved
+            raise
+        self._base, self._ops, self._refused = base, {op.tool: op for op in ops}, None
         for reason in skipped:
             log.info("%s: left out the operation %s", self._what, reason)  # health checks rediscover: no alarm each time
         raw_info = doc.get("info")
@@ -224,17 +230,14 @@ class OpenApiUpstream:
     ) -> dict[str, Any]:
         if method != "tools/call":
             raise UpstreamRpcError(f"a REST upstream serves tools only, not {method}", -32601)
-        refused: UnapprovedDestination | None = None
         if self._ops is None:
-            try:
+            with suppress(UnapprovedDestination):  # what stays where it was approved is served still
                 await self.rediscover()
-            except UnapprovedDestination as exc:  # what stays where it was approved is served still
-                refused = exc
         assert self._ops is not None
         name = str((params or {}).get("name"))
         op = self._ops.get(name)
-        if op is None and refused is not None:
-            raise refused
+        if op is None and self._refused is not None:
+            raise self._refused
         if op is None:
             raise UpstreamRpcError(f"{self._what} has no operation {name!r} (any more)", -32602)
         arguments = (params or {}).get("arguments") or {}
