@@ -49,3 +49,24 @@ async def test_an_env_secret_printed_to_stderr_is_never_logged(caplog: pytest.Lo
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
     assert "its stderr ended with: boom config token=[redacted] mode=1" in warnings[0]
+
+
+LONG_LINE = """
+import os, sys
+sys.stderr.write("x" * 4080 + os.environ["LEAKY_TOKEN"] + "y" * 50 + "\\n")
+sys.stderr.write("short " + os.environ["LEAKY_TOKEN"] + "\\n")
+sys.stderr.write("done\\n")
+sys.stderr.flush()
+"""
+
+
+async def test_a_secret_across_a_long_lines_cut_leaves_nothing_of_itself(caplog: pytest.LogCaptureFixture) -> None:
+    """A line is cut at 4,096 characters; it was cut before it was redacted, so a secret across the
+    cut was logged up to it ("...sk-vault-sealed-... (11 more characters)")."""
+    from tests.attacks.test_stdio_stderr_flood import run_to_exit
+
+    spec_env = {"LEAKY_TOKEN": SECRET}
+    await run_to_exit("longleak", LONG_LINE, "done", caplog, env=spec_env)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[longleak]")]
+    assert len(lines) == 3 and lines[1] == "[longleak] short [redacted]", lines
+    assert all(SECRET[:8] not in line for line in lines), [line[-80:] for line in lines]

@@ -26,9 +26,11 @@ sys.stderr.flush()
 """
 
 
-async def run_to_exit(name: str, child: str, last: str, caplog: pytest.LogCaptureFixture) -> None:
-    """Run `child` (Python source) as a stdio upstream until it exits and its stderr line `last` is logged."""
-    spec = UpstreamSpec(name=name, transport="stdio", command=sys.executable, args=("-c", child))
+async def run_to_exit(
+    name: str, child: str, last: str, caplog: pytest.LogCaptureFixture, env: dict[str, str] | None = None
+) -> None:
+    """Run `child` (Python source) as a stdio upstream, with `env`, until it exits and its stderr line `last` is logged."""
+    spec = UpstreamSpec(name=name, transport="stdio", command=sys.executable, args=("-c", child), env=env or {})
     caplog.set_level(logging.DEBUG, logger="bastion.upstream")
     with anyio.fail_after(30):
         async with open_transport(spec, None, anyio.Event()) as (read, _write):

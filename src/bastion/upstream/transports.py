@@ -51,16 +51,18 @@ flag, would garble every line and hide nothing worth hiding)."""
 REDACTED = "[redacted]"
 
 
-def _redactor(values: Iterable[str]) -> Callable[[str], str]:
-    """A function writing each of `values` (the longest first) as REDACTED in a line."""
-    hidden = sorted({v for v in values if len(v) >= _HIDDEN_MIN}, key=len, reverse=True)
+class _Redactor:
+    """Writes each of `values` (the longest first) as REDACTED in a line; `longest` is how far past
+    a line's cut one may reach (the line is redacted with that much more read, then cut)."""
 
-    def redact(line: str) -> str:
-        for value in hidden:
+    def __init__(self, values: Iterable[str]) -> None:
+        self._hidden = sorted({v for v in values if len(v) >= _HIDDEN_MIN}, key=len, reverse=True)
+        self.longest = len(self._hidden[0]) if self._hidden else 0
+
+    def __call__(self, line: str) -> str:
+        for value in self._hidden:
             line = line.replace(value, REDACTED)
         return line
-
-    return redact
 
 
 def stderr_tail(upstream: str) -> str:
@@ -74,23 +76,25 @@ _LINE_CHARS = 4096
 newline must not grow Bastion's memory (or its log) by as much."""
 
 
-def _stderr_lines(stream: TextIO) -> Iterator[str]:
-    """The child's stderr lines, each at most _LINE_CHARS, the rest of a longer one skipped."""
-    while line := stream.readline(_LINE_CHARS):
-        if line.endswith("\n"):
-            yield line
-            continue
-        skipped = 0
-        while (more := stream.readline(_LINE_CHARS)) and not more.endswith("\n"):
-            skipped += len(more)
-        skipped += len(more.rstrip("\n"))
-        yield f"{line}… ({skipped} more characters)" if skipped else line
+def _stderr_lines(stream: TextIO, redact: _Redactor) -> Iterator[str]:
+    """The child's stderr lines, redacted, each at most _LINE_CHARS, the rest of a longer one skipped.
+    A line is redacted before it is cut: a hidden value across the cut must not leave its start."""
+    while chunk := stream.readline(_LINE_CHARS + redact.longest):
+        ended = chunk.endswith("\n")
+        text = redact(chunk.rstrip("\n"))
+        skipped = max(0, len(text) - _LINE_CHARS)
+        text = text[:_LINE_CHARS]
+        if not ended:
+            while (more := stream.readline(_LINE_CHARS)) and not more.endswith("\n"):
+                skipped += len(more)
+            skipped += len(more.rstrip("\n"))
+        yield (f"{text}… ({skipped} more characters)" if skipped else text) + "\n"
 
 
-def _stderr_pump(upstream: str, read_fd: int, redact: Callable[[str], str]) -> None:
+def _stderr_pump(upstream: str, read_fd: int, redact: _Redactor) -> None:
     tail = _tails[upstream] = deque(maxlen=_TAIL_LINES)
     with open(read_fd, encoding="utf-8", errors="replace") as stream:
-        for line in map(redact, _stderr_lines(stream)):
+        for line in _stderr_lines(stream, redact):
             if line.strip():
                 tail.append(line.strip()[:200])
             log.debug("[%s] %s", upstream, line.rstrip())
@@ -100,7 +104,7 @@ def _stderr_pump(upstream: str, read_fd: int, redact: Callable[[str], str]) -> N
 async def _stderr_to_log(upstream: str, hidden: Iterable[str] = ()) -> AsyncIterator[Any]:
     """A writable file for a child's stderr; a thread copies its lines into the log, `hidden` values redacted."""
     read_fd, write_fd = os.pipe()
-    pump_args = (upstream, read_fd, _redactor(hidden))
+    pump_args = (upstream, read_fd, _Redactor(hidden))
     thread = threading.Thread(target=_stderr_pump, args=pump_args, name=f"stderr-{upstream}", daemon=True)
     thread.start()
     with open(write_fd, "w") as errlog:
