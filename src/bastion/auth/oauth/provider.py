@@ -55,13 +55,6 @@ REQUESTED_RESOURCE: ContextVar[str | None] = ContextVar("bastion_requested_resou
 not pass it to the exchange."""
 
 
-def _check_target(granted: str | None) -> None:
-    """A token request may name only the resource its grant was authorized for (RFC 8707 section 2)."""
-    asked = REQUESTED_RESOURCE.get()
-    if asked is not None and asked != granted:
-        raise TokenError("invalid_target", "the resource named is not the one this grant was authorized for")
-
-
 class BastionRefreshToken(RefreshToken):
     family: str
 
@@ -105,6 +98,18 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         self._active_user = active_user
         self._access_claims = access_claims
         self._now = now
+
+    def _check_target(self, granted: str | None) -> None:
+        """A token request may not name another virtual server than its grant's (RFC 8707 section 2).
+        Compared by the server named, not as text: a client may spell the same resource differently
+        at /authorize and at a refresh (a trailing slash, the metadata's form or its own), and the
+        token issued is for the grant's resource whatever the request names."""
+        asked = REQUESTED_RESOURCE.get()
+        if asked is None or granted is None:
+            return
+        named = self.server_of(asked.rstrip("/"))
+        if named is not None and named != self.server_of(granted):
+            raise TokenError("invalid_target", f"this grant was not authorized for virtual server {named!r}")
 
     def server_of(self, resource: str) -> str | None:
         """The virtual server a resource indicator names, or None if it names none."""
@@ -219,7 +224,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
-        _check_target(authorization_code.resource)  # before the code is spent
+        self._check_target(authorization_code.resource)  # before the code is spent
         family = str(uuid.uuid4())
         grant = await self._repo.take_code(digest(authorization_code.code), family, self._now() + _USED_CODE_KEPT)
         if grant is None:
@@ -250,7 +255,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: BastionRefreshToken, scopes: list[str]
     ) -> OAuthToken:
-        _check_target(refresh_token.resource)  # before the refresh token is spent
+        self._check_target(refresh_token.resource)  # before the refresh token is spent
         token_hash = digest(refresh_token.token)
         if not await self._repo.use_refresh(token_hash, self._now()):
             grant = await self._repo.get_refresh(token_hash)
