@@ -29,7 +29,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound, TooManyRequests
+from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound, ServiceUnavailable, TooManyRequests
 from bastion.core.ports import CallBoard, CallHooks
 from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
@@ -180,9 +180,10 @@ class AsyncCalls:
                     retry_after=RETRY_AFTER,
                 )
             evicted = min(ended)[1]
-            self._drop(evicted)
-        if len(self._calls) >= self._total:
+        if len(self._calls) - (evicted is not None) >= self._total:  # checked first: a refusal evicts nothing
             raise Conflict(f"too many calls are running (at most {self._total} on this replica); try again shortly")
+        if evicted is not None:
+            self._drop(evicted)
         return evicted
 
     def _drop(self, call_id: str) -> None:
@@ -278,7 +279,11 @@ class AsyncCalls:
                             await self._mirror(call_id, call, quiet=True)
 
         self._spawn(f"facade-call:{ctx.server}", run)
-        await settled.wait()
+        with anyio.move_on_after(self._ttl):  # a run cancelled before it began (shutdown) never settles
+            await settled.wait()
+        if not settled.is_set():
+            self._drop(call_id)
+            raise ServiceUnavailable("the call could not be started; try again")
         if refusal:
             self._drop(call_id)  # refused before it ran: answered as such, nothing left behind
             raise refusal[0]
