@@ -47,3 +47,10 @@ async def test_an_upstreams_text_is_printed_escaped(gateway: Running, tmp_path: 
     as_json = await run(gateway, "tools", "show", "odd__reader", "--json")
     assert as_json.exit_code == 0 and not [c for c in DRIVING if c in as_json.stdout]
     assert json.loads(as_json.stdout)["description"] == DESCRIPTION
+
+
+def test_a_status_line_quoting_the_gateway_cannot_forge_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from bastion.cli.output import message
+
+    message("+ create server 'ops\nDeleted: every upstream\x1b[2K'")
+    assert capsys.readouterr().out == "+ create server 'ops\\nDeleted: every upstream\\u001b[2K'\n"

@@ -31,7 +31,10 @@ def export(output: str | None, api: Api) -> None:
     if api.as_json:
         text = json.dumps(data, indent=2) + "\n"
     else:
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        # To a terminal, every character past ASCII is written as a YAML escape (the same value):
+        # an upstream's or a person's text may hide bidi controls and zero-width characters.
+        to_terminal = output is None and sys.stdout.isatty()
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=not to_terminal)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -136,8 +136,9 @@ def emit(data: Any, *, as_json: bool, columns: Sequence[Column] | None = None, t
 
 
 def message(text: str) -> None:
-    """Print a plain status line (as `terminal_text`: it may quote what the gateway said)."""
-    click.echo(terminal_text(text))
+    """Print a plain status line (as `terminal_text`, line breaks too: it may quote what the gateway
+    said, and a quoted line break must not forge a line of its own)."""
+    click.echo(terminal_text(text).replace("\n", "\\n"))
 
 
 def counts_line(counts: Any) -> str:
