@@ -20,3 +20,13 @@ def credential_of(scope: Scope) -> Credential | None:
 def principal_of(scope: Scope) -> Principal | None:
     principal = scope.get(PRINCIPAL_SCOPE_KEY)
     return principal if isinstance(principal, Principal) else None
+
+
+def bound_holder(scope: Scope) -> str:
+    """Whose per-caller bound a request counts against (sessions, async facade calls): the user its
+    credential acts for (all of a user's tokens share it), else the principal itself (the admin, a
+    token without a user); "anonymous" before anyone is known."""
+    principal = principal_of(scope)
+    if principal is None:
+        return "anonymous"
+    return f"user:{principal.user}" if principal.user is not None else principal.id

@@ -14,20 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
-from starlette.types import Scope
 
 from bastion.core.errors import TooManyRequests
-from bastion.web.scope import principal_of
 
 log = logging.getLogger("bastion.mcp")
-
-
-def caller_key(scope: Scope) -> str:
-    """Whose sessions a request's count against: the user its credential acts for, else the credential."""
-    principal = principal_of(scope)
-    if principal is None:
-        return "anonymous"
-    return f"user:{principal.user}" if principal.user is not None else principal.id
 
 
 @dataclass(eq=False, slots=True)

@@ -55,7 +55,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from bastion.core.errors import TooManyRequests
-from bastion.web.session_bounds import Seat, SessionBounds, caller_key
+from bastion.web.scope import bound_holder
+from bastion.web.session_bounds import Seat, SessionBounds
 from bastion.web.session_link import SessionLink, serve_session
 
 log = logging.getLogger("bastion.mcp")
@@ -173,7 +174,7 @@ class SessionManager:
         seat = victim = None
         if self._bounds is not None:
             try:
-                seat, victim = self._bounds.take(caller_key(scope), partial(self._close, session_id))
+                seat, victim = self._bounds.take(bound_holder(scope), partial(self._close, session_id))
             except TooManyRequests as exc:
                 log.warning("refusing to open a new session: its caller is at its bound, every session in use")
                 await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code)(scope, receive, send)
@@ -353,7 +354,7 @@ class SessionManager:
         if self._bounds is None or session is None or session.seat is not None:
             return True
         try:
-            session.seat, victim = self._bounds.take(caller_key(scope), partial(self._close, session_id))
+            session.seat, victim = self._bounds.take(bound_holder(scope), partial(self._close, session_id))
         except TooManyRequests as exc:
             await self._discard(session_id, session)
             await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code)(scope, receive, send)

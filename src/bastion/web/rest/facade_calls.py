@@ -35,7 +35,7 @@ from bastion.pipeline.base import Next
 from bastion.pipeline.context import CallContext, Principal
 from bastion.web.bridge import with_capabilities
 from bastion.web.json_depth import loads
-from bastion.web.scope import PRINCIPAL_SCOPE_KEY
+from bastion.web.scope import PRINCIPAL_SCOPE_KEY, bound_holder
 
 Spawn = Callable[[str, Callable[[], Awaitable[None]]], None]
 Shape = Callable[[dict[str, Any]], dict[str, Any]]
@@ -64,7 +64,7 @@ class AsyncCall:
     owner: str
     server: str
     holder: str = ""
-    """Whose bound the call counts against: its user, else its principal (see `_holder`)."""
+    """Whose bound the call counts against: its user, else its principal (`web.scope.bound_holder`)."""
     admitted: bool = False
     """The call passed every check and went to its upstream (only then is it answered with a 202)."""
     state: str = "running"
@@ -103,15 +103,6 @@ class AsyncCall:
 def _owner(request: Request) -> str:
     principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
     return principal.id if isinstance(principal, Principal) else ""
-
-
-def _holder(request: Request) -> str:
-    """Whose bound a call counts against: the user a token or login session acts for (all of a
-    user's tokens share it), else the principal itself (the admin, a token without a user)."""
-    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
-    if not isinstance(principal, Principal):
-        return ""
-    return f"user:{principal.user}" if principal.user else principal.id
 
 
 def remote_view(record: dict[str, Any]) -> View:
@@ -196,7 +187,7 @@ class AsyncCalls:
     async def start(self, request: Request, ctx: CallContext, shape: Shape) -> Response:
         """Run `ctx` in the background; 202 with where to follow it (on every replica, with a board)
         once it passed every check and went upstream; a refusal before that is raised as it is."""
-        holder = _holder(request)
+        holder = bound_holder(request.scope)
         evicted = self._room(holder)
         call_id = secrets.token_urlsafe(16)
         call = self._calls[call_id] = AsyncCall(owner=_owner(request), server=ctx.server, holder=holder)
