@@ -225,6 +225,6 @@ class Discovery(Frozen):
     protocol_version: str | None = None
     skipped: tuple[str, ...] = ()
     """What it offers that Bastion left out, each saying what and why (an OpenAPI operation whose path
-    cannot be sent as it means, or whose tool is too large)."""
+    cannot be sent as it means, or whose tool is too large; a header parameter a proxy sets)."""
     destinations: tuple[str, ...] = ()
     """The origins its calls go to, with the upstream's credentials (REST and A2A upstreams only)."""

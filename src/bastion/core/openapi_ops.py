@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from bastion.core.models import Selection
 from bastion.core.openapi_access import Omitted, OneWay, without
+from bastion.core.openapi_headers import header_settable, withheld_note
 from bastion.core.openapi_paths import UnusablePath, path_shape
 from bastion.core.openapi_refs import (
     FORM,
@@ -73,14 +74,6 @@ class ArgumentError(ValueError):
 
 
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-RESERVED_HEADERS = frozenset({
-    # OpenAPI: a header parameter named Accept, Content-Type or Authorization "SHALL be ignored".
-    "accept", "content-type", "authorization",
-    # The request's own framing, routing and cookies (cookie parameters make the Cookie header).
-    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
-    "expect", "cookie", "proxy-authorization", "proxy-connection",
-})
 _SUCCESS = re.compile(r"2(?:[0-9]{2}|XX)", re.IGNORECASE)
 
 
@@ -118,6 +111,8 @@ class Operation:
     """(field, style, explode) for each field of its form body whose `encoding` gives a style."""
     file_fields: frozenset[str] = frozenset()
     """The fields of its multipart body that are files, whether the body is merged or wrapped."""
+    withheld: tuple[str, ...] = ()
+    """What it leaves out that the document offers, each saying which and why (a header a proxy sets)."""
 
 
 @dataclass(frozen=True)
@@ -216,11 +211,9 @@ def _form_media(content: Any) -> tuple[str, Any] | None:
 
 def _settable(param: dict[str, Any], reserved: frozenset[tuple[str, str]]) -> bool:
     """Whether a caller may set this parameter: not one the operator's credentials or the request's
-    own framing occupy, and (a header) named as HTTP can send it."""
+    own framing occupy, nor one a proxy sets (core/openapi_headers.py); and (a header) named as HTTP can send it."""
     name, location = param["name"], param["in"]
-    if location == "header":
-        return bool(_HEADER_NAME.fullmatch(name)) and name.lower() not in RESERVED_HEADERS and ("header", name.lower()) not in reserved
-    return (location, name) not in reserved
+    return header_settable(name, reserved) if location == "header" else (location, name) not in reserved
 
 
 def _parameters(resolver: Resolver, path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -268,6 +261,10 @@ def _operation(
     required: list[str] = []
     params: list[Param] = []
     shape = path_shape(path, _parameters(resolver, path_item, op))
+    withheld = tuple(
+        note for p in shape.parameters
+        if p["in"] == "header" and (note := withheld_note(p["name"], bool(p.get("required")), reserved)) is not None
+    )
     for param in (p for p in shape.parameters if _settable(p, reserved)):
         name, location = param["name"], param["in"]
         argument = _free(properties, name, f"{location}_{name}")
@@ -311,7 +308,8 @@ def _operation(
         fields = {f: properties[f] for f in body_fields}
         files = _file_fields(properties[next(iter(body_fields))] if body == "wrapped" else {"properties": fields})
     return Operation(
-        tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted, styles, files
+        tool, method, shape.path, tuple(params), body, body_fields, media, definition, server, shape.query, omitted, styles, files,
+        withheld,
     )
 
 
@@ -408,7 +406,8 @@ def operations(
     """Every selected operation of `doc` as a tool, in document order, with unique tool names.
     Parameters in `reserved` ((location, name), header names in lower case) are the operator's to set:
     no tool offers them. More than `limit` operations selected make the document unusable. An
-    operation whose path key cannot be sent as it means is left out, `METHOD /path: why` in `skipped`."""
+    operation whose path key cannot be sent as it means is left out, `METHOD /path: why` in `skipped`,
+    as is a header parameter a proxy sets (core/openapi_headers.py), the operation offered without it."""
     doc = as_openapi3(doc)
     paths = doc.get("paths", {})
     if paths is None:
@@ -470,7 +469,7 @@ def _operations(
     return out
 
 
-def _left_out(method: str, path: str, why: Exception) -> str:
+def _left_out(method: str, path: str, why: Exception | str) -> str:
     return f"{method.upper()} {path[:200]}: {why}"
 
 
@@ -489,7 +488,8 @@ def _fit_all(
     resolver: Resolver, one_way: OneWay, sizes: JsonSizes, reserved: frozenset[tuple[str, str]], pending: list[_Built | str],
     out: list[Operation], skipped: list[str],
 ) -> None:
-    """Each pending operation as it fits MAX_TOOL_BYTES into `out`, or why not into `skipped`, in order."""
+    """Each pending operation as it fits MAX_TOOL_BYTES into `out` (and what it withholds into `skipped`),
+    or why not into `skipped`, in order."""
     for built in pending:
         if isinstance(built, str):
             skipped.append(built)
@@ -498,6 +498,8 @@ def _fit_all(
             out.append(_fitted(resolver, one_way, sizes, reserved, built))
         except ToolTooLarge as exc:
             skipped.append(_left_out(built.method, built.path, exc))
+            continue
+        skipped.extend(_left_out(built.method, built.path, note) for note in built.operation.withheld)
     pending.clear()
 
 

@@ -181,7 +181,8 @@ class OpenApiUpstream:
 
     async def discover(self) -> Discovery:
         """(Re-)read the document; every selected operation becomes a tool, except those that cannot
-        be sent as they mean or are too large, each listed in `skipped` with why."""
+        be sent as they mean or are too large, each listed in `skipped` with why (as are the header
+        parameters a proxy sets, which no tool offers)."""
         original = await self._document()
         skipped: list[str] = []
         try:
@@ -205,7 +206,7 @@ class OpenApiUpstream:
             raise
         self._base, self._ops, self._refused = base, {op.tool: op for op in ops}, None
         for reason in skipped:
-            log.info("%s: left out the operation %s", self._what, reason)  # health checks rediscover: no alarm each time
+            log.info("%s: left out %s", self._what, reason)  # health checks rediscover: no alarm each time
         raw_info = doc.get("info")
         info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
         return Discovery(
