@@ -10,7 +10,7 @@ from bastion.core.grants import Grants
 from bastion.core.models import ROLES, CatalogItem, Role
 from bastion.core.ports import CallHooks
 
-__all__ = ["ROLES", "CallContext", "Credential", "Principal", "Role"]
+__all__ = ["ROLES", "CallContext", "Credential", "Principal", "Role", "holder_of"]
 
 
 @dataclass(slots=True)
@@ -34,6 +34,15 @@ class Principal:
     session is bound to the credential itself."""
     expires: float | None = None
     """When the credential stops proving this (epoch seconds), if it says (an OAuth access token)."""
+
+
+def holder_of(principal: Principal | None) -> str:
+    """Whose a request's per-caller things are (its bounds, the A2A tasks it starts): the user its
+    credential acts for (all of a user's tokens share them), else the principal itself (the admin,
+    a token without a user); "anonymous" before anyone is known."""
+    if principal is None:
+        return "anonymous"
+    return f"user:{principal.user}" if principal.user is not None else principal.id
 
 
 @dataclass(slots=True)

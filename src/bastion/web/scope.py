@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from starlette.types import Scope
 
-from bastion.pipeline.context import Credential, Principal
+from bastion.pipeline.context import Credential, Principal, holder_of
 
 PRINCIPAL_SCOPE_KEY = "bastion.principal"
 CREDENTIAL_SCOPE_KEY = "bastion.credential"
@@ -25,8 +25,5 @@ def principal_of(scope: Scope) -> Principal | None:
 def bound_holder(scope: Scope) -> str:
     """Whose per-caller bound a request counts against (sessions, async facade calls): the user its
     credential acts for (all of a user's tokens share it), else the principal itself (the admin, a
-    token without a user); "anonymous" before anyone is known."""
-    principal = principal_of(scope)
-    if principal is None:
-        return "anonymous"
-    return f"user:{principal.user}" if principal.user is not None else principal.id
+    token without a user); "anonymous" before anyone is known (`pipeline.context.holder_of`)."""
+    return holder_of(principal_of(scope))
