@@ -137,6 +137,8 @@ class Front:
         if transport is None or transport.is_terminated or connection is None or not connection.initialize_accepted:
             self.sessions.pop(session_id, None)
             return None
+        if not self.manager.admits(session_id):
+            return None  # making way for its caller's new session: the SDK path answers 404 and ends it
         session = self.sessions.get(session_id)
         if session is None:
             assert owner is not None

@@ -4,7 +4,10 @@ Without it one token could fill a server's session table (and the replica's memo
 other caller out. "The caller" is the user a credential acts for, else the credential itself (an
 API token without a user, the admin token). A caller at its bound that opens another session gets
 its own least recently used idle session closed (that client is answered 404 and initializes
-again, as MCP intends); with none idle it is refused (429). Other callers are never touched.
+again, as MCP intends); with none idle it is refused (429, with Retry-After). Other callers are
+never touched. A session is counted from the moment its `initialize` is taken in, and it is in use
+(never the one closed) until that request ends; the one chosen to make way admits no request from
+that moment on.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from bastion.core.errors import TooManyRequests
 
 log = logging.getLogger("bastion.mcp")
 
+RETRY_AFTER = 5
+"""Seconds a caller whose every session is in use is told to wait before opening another."""
+
 
 @dataclass(eq=False, slots=True)
 class Seat:
@@ -32,6 +38,8 @@ class Seat:
     used: float = field(default_factory=anyio.current_time)
     """When the session was last in use (or opened)."""
     gone: bool = False
+    chosen: bool = False
+    """Chosen to make way for its caller's new session: admits no request from then on (web/session_manager.py)."""
 
 
 class SessionBounds:
@@ -41,9 +49,10 @@ class SessionBounds:
         self.per_caller = per_caller
         self._seats: dict[str, dict[Seat, None]] = {}
 
-    def take(self, caller: str, close: Callable[[], Awaitable[None]]) -> tuple[Seat, Seat | None]:
-        """A seat for a session `caller` opens, and, at its bound, the seat it takes over: the caller's
-        least recently used idle session, no longer counted, to be closed once the new session is
+    def take(self, caller: str, close: Callable[[], Awaitable[None]], *, busy: bool = False) -> tuple[Seat, Seat | None]:
+        """A seat for a session `caller` opens (`busy`: with its opening request in flight), and, at its
+        bound, the seat it takes over: the caller's least recently used idle session, no longer counted
+        and `chosen` (it admits no request from now on), to be closed once the new session is
         established (or handed back with `give_back`). Raises TooManyRequests if none is idle."""
         seats = self._seats.setdefault(caller, {})
         victim = None
@@ -52,16 +61,19 @@ class SessionBounds:
             if victim is None:
                 raise TooManyRequests(
                     f"Too many open sessions for this caller: at most {self.per_caller}, all in use; "
-                    "end one (DELETE) or retry when one is idle"
+                    "end one (DELETE) or retry when one is idle",
+                    retry_after=RETRY_AFTER,
                 )
             del seats[victim]
-        seat = Seat(caller, close)
+            victim.chosen = True
+        seat = Seat(caller, close, busy=busy)
         seats[seat] = None
         return seat, victim
 
     def give_back(self, victim: Seat) -> None:
-        """The session that would have taken `victim`'s place was not established: it counts again."""
+        """The session that would have taken `victim`'s place was not established: it counts, and admits, again."""
         if not victim.gone:
+            victim.chosen = False
             self._seats.setdefault(victim.caller, {})[victim] = None
 
     def leave(self, seat: Seat) -> None:

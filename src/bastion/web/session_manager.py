@@ -61,6 +61,9 @@ from bastion.web.session_link import SessionLink, serve_session
 
 log = logging.getLogger("bastion.mcp")
 
+FULL_RETRY_AFTER = 30
+"""Seconds a client is told to wait when a server's table of sessions is full (they end as DELETEd or idle)."""
+
 EventsFor = Callable[[str], EventStore]
 """The event store of one session, by its id."""
 Forward = Callable[[str, JSONRPCMessage, EventId], Awaitable[None]]
@@ -156,6 +159,12 @@ class SessionManager:
             log.info("refused a request for an unknown or expired session")
             await session_not_found(scope, receive, send)
             return
+        if session.seat is not None and session.seat.chosen and self._bounds is not None:
+            # Chosen to make way for its caller's new session, which is being opened: it ends now,
+            # so no request runs on it only to be cut when that session is established.
+            await self._bounds.close(session.seat)
+            await session_not_found(scope, receive, send)
+            return
         if session.idle.cancel_called:
             # The idle period ran out and the session is ending: the transport answers as terminated.
             await self._discard(session_id, session)
@@ -168,26 +177,29 @@ class SessionManager:
         """A request naming no session: only an `initialize` that succeeds keeps the session it opens."""
         if self._max_sessions is not None and len(self._sessions) >= self._max_sessions:
             log.warning("refusing to open a new session: %d sessions are already open", self._max_sessions)
-            await _error_response("Too many open sessions", 503, INTERNAL_ERROR)(scope, receive, send)
+            full = _error_response("Too many open sessions", 503, INTERNAL_ERROR, retry_after=FULL_RETRY_AFTER)
+            await full(scope, receive, send)
             return
         session_id = uuid4().hex
         seat = victim = None
         if self._bounds is not None:
             try:
-                seat, victim = self._bounds.take(bound_holder(scope), partial(self._close, session_id))
+                # Busy from the start: another `initialize` of its caller cannot choose it meanwhile.
+                seat, victim = self._bounds.take(bound_holder(scope), partial(self._close, session_id), busy=True)
             except TooManyRequests as exc:
                 log.warning("refusing to open a new session: its caller is at its bound, every session in use")
-                await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code)(scope, receive, send)
+                await too_many(exc, scope, receive, send)
                 return
         session = self._add(session_id, requestor)
         session.seat = seat
         established = False
         try:
-            assert self._tg is not None
-            await self._tg.start(self._serve, session_id, session, None)
             with self._held(session):
-                status = await _status_of(session.transport.handle_request, scope, receive, send)
-            established = status is not None and status < 400
+                assert self._tg is not None
+                connection: Connection = await self._tg.start(self._serve, session_id, session, None)
+                issued = await _issues(session_id, session.transport.handle_request, scope, receive, send)
+            # A 200 may carry a JSON-RPC error (bad `initialize` params): only an accepted one opens a session.
+            established = issued and connection.initialize_accepted
         finally:
             if not established:
                 await self._discard(session_id, session)
@@ -323,6 +335,12 @@ class SessionManager:
             return False
         return True
 
+    def admits(self, session_id: str) -> bool:
+        """Whether a request may be served on `session_id` here now: not if it was chosen to make way
+        for its caller's new session (the SDK path answers such a request 404)."""
+        session = self._sessions.get(session_id)
+        return session is not None and (session.seat is None or not session.seat.chosen)
+
     def holds(self, session_id: str) -> bool:
         """Whether this replica serves `session_id` now."""
         session = self._sessions.get(session_id)
@@ -357,7 +375,7 @@ class SessionManager:
             session.seat, victim = self._bounds.take(bound_holder(scope), partial(self._close, session_id))
         except TooManyRequests as exc:
             await self._discard(session_id, session)
-            await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code)(scope, receive, send)
+            await too_many(exc, scope, receive, send)
             return False
         if victim is not None:
             await self._bounds.close(victim)
@@ -471,26 +489,54 @@ def mcp_headers(scope: Scope) -> tuple[str | None, str | None]:
     return version, session_id
 
 
-def _error_response(message: str, status_code: int, code: int = INVALID_REQUEST) -> Response:
-    """A JSON-RPC error with no request id and the given HTTP status: the SDK's shape for these answers."""
-    body = JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(code=code, message=message))
+def _error_response(
+    message: str,
+    status_code: int,
+    code: int = INVALID_REQUEST,
+    *,
+    retry_after: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> Response:
+    """A JSON-RPC error with no request id and the given HTTP status: the SDK's shape for these answers;
+    with `retry_after`, a Retry-After header too."""
+    error = ErrorData(code=code, message=message) if data is None else ErrorData(code=code, message=message, data=data)
+    body = JSONRPCError(jsonrpc="2.0", id=None, error=error)
     return Response(
-        body.model_dump_json(by_alias=True, exclude_unset=True), status_code=status_code, media_type="application/json"
+        body.model_dump_json(by_alias=True, exclude_unset=True),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
     )
 
 
-async def _status_of(app: Callable[[Scope, Receive, Send], Awaitable[None]], scope: Scope, receive: Receive, send: Send) -> int | None:
-    """Run `app` for one request; the HTTP status it answered with (None if it sent none)."""
-    status: int | None = None
+async def too_many(exc: TooManyRequests, scope: Scope, receive: Receive, send: Send) -> None:
+    """A session refused for its caller's bound: 429, a JSON-RPC error (`data` as `to_mcp_error` gives
+    it) and, when the error says how long to wait, Retry-After."""
+    retry_after = exc.extra.get("retry_after")
+    retry_after = retry_after if isinstance(retry_after, int) else None
+    data = {"type": type(exc).__name__, **exc.extra}
+    await _error_response(exc.detail, exc.http_status, exc.jsonrpc_code, retry_after=retry_after, data=data)(
+        scope, receive, send
+    )
+
+
+async def _issues(
+    session_id: str, app: Callable[[Scope, Receive, Send], Awaitable[None]], scope: Scope, receive: Receive, send: Send
+) -> bool:
+    """Run `app` for one request; whether it answered 200 with `session_id` in its Mcp-Session-Id."""
+    issued = False
 
     async def watch(message: Message) -> None:
-        nonlocal status
+        nonlocal issued
         if message["type"] == "http.response.start":
-            status = message["status"]
+            headers = message.get("headers") or []
+            issued = message["status"] == 200 and any(
+                bytes(k).lower() == b"mcp-session-id" and bytes(v) == session_id.encode() for k, v in headers
+            )
         await send(message)
 
     await app(scope, receive, watch)
-    return status
+    return issued
 
 
 def repeated_header(scope: Scope, names: tuple[bytes, ...]) -> str | None:
