@@ -7,12 +7,14 @@
   it closed one of the caller's sessions and took a place in the server's table; now only an
   accepted `initialize` with its session id issued counts;
 - the 429 (caller at its bound) and the 503 (server's table full) said nothing of when to retry;
-  both carry Retry-After now, beside their JSON-RPC error."""
+  both carry Retry-After now, beside their JSON-RPC error;
+- HTTP+SSE streams were not counted at all: one token could open any number; now each open stream
+  counts against its caller's bound and, being in use, is never the session closed for a new one."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,7 +283,7 @@ async def test_the_refusals_of_a_new_session_say_when_to_retry() -> None:
             assert full.json()["error"]["message"] == "Too many open sessions"
 
 
-# The gateway: the fast path.
+# The gateway: the fast path, and HTTP+SSE streams.
 
 
 @asynccontextmanager
@@ -334,3 +336,45 @@ async def test_a_call_on_the_fast_path_is_refused_on_a_session_chosen_to_make_wa
                     assert refused.status_code == 404
                     assert await ping(http, url, newer, alice) == 200
                 assert await ping(http, url, older, alice) == 404  # it ended for good
+
+
+@asynccontextmanager
+async def sse_stream(http: httpx2.AsyncClient, running: Running, token: str) -> AsyncIterator[httpx2.Response]:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    async with http.stream("GET", f"{running.base_url}/servers/vs/sse", headers=headers) as response:
+        yield response
+
+
+async def test_http_sse_streams_count_against_their_callers_bound_and_are_never_closed_for_a_new_session(
+    tmp_path: Path,
+) -> None:
+    async with gateway(tmp_path, 2, 10) as running:
+        alice = (await create_token(running, servers="*"))["token"]
+        bob = (await create_token(running, servers="*"))["token"]
+        url = running.mcp_url("vs")
+        bounds = bounds_of(running)
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=None)) as http, AsyncExitStack() as stack:
+                idle = await open_raw_session(http, url, token=alice)
+                first = await stack.enter_async_context(sse_stream(http, running, alice))
+                assert first.status_code == 200
+                # At her bound: her idle session makes way for a second stream; the open stream stays.
+                second = await stack.enter_async_context(sse_stream(http, running, alice))
+                assert second.status_code == 200
+                assert await ping(http, url, idle, alice) == 404
+                async with sse_stream(http, running, alice) as third:
+                    assert third.status_code == TooManyRequests.http_status
+                    assert int(third.headers["retry-after"]) > 0
+                    assert (await third.aread()) and third.json()["error"]["code"] == TooManyRequests.jsonrpc_code
+                refused = await http.post(url, headers=session_headers(token=alice), json=initialize_body())
+                assert refused.status_code == TooManyRequests.http_status
+                # Nobody else notices.
+                async with sse_stream(http, running, bob) as others:
+                    assert others.status_code == 200
+                await open_raw_session(http, url, token=bob)
+                # A stream that ends leaves its place.
+                (caller,) = [c for c, n in bounds.counts().items() if n == 2]
+                await stack.aclose()
+                while bounds.counts().get(caller):
+                    await anyio.sleep(0.01)
+                await open_raw_session(http, url, token=alice)

@@ -38,7 +38,7 @@ from starlette.types import Receive, Scope, Send
 
 from bastion import __version__
 from bastion.core.compose import ServerView
-from bastion.core.errors import BastionError
+from bastion.core.errors import BastionError, TooManyRequests
 from bastion.core.ports import CallHooks, ResourceSubscriber
 from bastion.core.snapshot import Snapshot
 from bastion.pipeline.authn import Authenticator
@@ -63,11 +63,18 @@ from bastion.web.mcp_front import Front, notify_changes
 from bastion.web.refused_streams import EVERY_STREAM, StreamRechecks
 from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, release_watches, stream_listener
-from bastion.web.scope import PRINCIPAL_SCOPE_KEY, credential_of, principal_of
+from bastion.web.scope import PRINCIPAL_SCOPE_KEY, bound_holder, credential_of, principal_of
 from bastion.web.session_bounds import SessionBounds
 from bastion.web.session_link import serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
-from bastion.web.session_manager import EventsFor, SessionManager, invalid_request, mcp_headers, repeated_header
+from bastion.web.session_manager import (
+    EventsFor,
+    SessionManager,
+    invalid_request,
+    mcp_headers,
+    repeated_header,
+    too_many,
+)
 from bastion.web.shared_sessions import RECORDED_METHODS, SharedSessions
 
 log = logging.getLogger("bastion.mcp")
@@ -415,8 +422,16 @@ class McpFront:
         ended = anyio.CancelScope()
         served: list[Connection] = []
 
-        async def end(_connection: Any) -> None:
+        async def end(_connection: Any = None) -> None:
             ended.cancel()
+
+        # The stream is the session: it counts against its caller's bound, in use while it is open.
+        try:
+            seat, victim = self._bounds.take(bound_holder(scope), end, busy=True)
+        except TooManyRequests as exc:
+            log.warning("refusing to open an HTTP+SSE stream: its caller is at its bound, every session in use")
+            await too_many(exc, scope, receive, send)
+            return
 
         def ready(connection: Connection, _link: Any) -> None:
             served.append(connection)
@@ -427,6 +442,8 @@ class McpFront:
                 front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
                 server.lifespan(server) as state,
             ):
+                if victim is not None:
+                    await self._bounds.close(victim)
                 # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
                 options = server.create_initialization_options()
                 with ended:
@@ -434,6 +451,9 @@ class McpFront:
                 if ended.cancel_called:
                     await write.aclose()  # the event stream ends cleanly: the client is told it is over
         finally:
+            if victim is not None:
+                self._bounds.give_back(victim)  # the stream did not open: a no-op once the victim is closed
+            self._bounds.leave(seat)
             # The session lives on its stream: gone (client away, credential refused), so are its subscriptions.
             if served:
                 await release_watches(front, served[0], self._subscriber)

@@ -7,7 +7,7 @@ its own least recently used idle session closed (that client is answered 404 and
 again, as MCP intends); with none idle it is refused (429, with Retry-After). Other callers are
 never touched. A session is counted from the moment its `initialize` is taken in, and it is in use
 (never the one closed) until that request ends; the one chosen to make way admits no request from
-that moment on.
+that moment on. An HTTP+SSE stream counts too, in use for as long as it is open.
 """
 
 from __future__ import annotations
