@@ -47,8 +47,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def gateway(home: Path) -> AsyncIterator[Running]:
-    """A Bastion with server-filesystem behind the public virtual server `files` and server-memory and
-    server-sequential-thinking behind `notes`."""
+    """A Bastion with server-filesystem behind the public virtual server `files` (a process per caller)
+    and `shared-files` (one for all), and server-memory and server-sequential-thinking behind `notes`."""
     for entry in (FILESYSTEM, MEMORY, THINKING):
         if not entry.exists():
             pytest.fail(f"{entry} is missing: run scripts/install-node-tools first")
@@ -57,9 +57,13 @@ async def gateway(home: Path) -> AsyncIterator[Running]:
         fs = {"transport": "stdio", "command": "node", "args": [str(FILESYSTEM)], "isolation": "per_session"}
         memory = {"transport": "stdio", "command": "node", "args": [str(MEMORY)], "env": {"MEMORY_FILE_PATH": str(home / "memory.jsonl")}}
         thinking = {"transport": "stdio", "command": "node", "args": [str(THINKING)], "env": {"DISABLE_THOUGHT_LOGGING": "true"}}
-        for name, body in (("fs", fs), ("mem", memory), ("think", thinking)):
+        # As an operator would run it for everyone: one process, the directory on its command line.
+        (home / "shared").mkdir()
+        operator = {"transport": "stdio", "command": "node", "args": [str(FILESYSTEM), str(home / "shared")]}
+        for name, body in (("fs", fs), ("opfs", operator), ("mem", memory), ("think", thinking)):
             await running.register({"name": name, **body})
         await running.create_server({"name": "files", "upstreams": ["fs"], "visibility": "public"})
+        await running.create_server({"name": "shared-files", "upstreams": ["opfs"]})
         await running.create_server({"name": "notes", "upstreams": ["mem", "think"]})
         yield running
 
@@ -199,6 +203,22 @@ async def test_two_callers_with_different_roots_each_see_only_their_own(
             assert found.is_error is True and "Access denied" in text(found)
         # Each was asked for its own roots on its own process: still apart after the other's calls.
         assert await allowed_directories(alice_client) == [str(homes["alice"].resolve())]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_shared_filesystem_process_is_never_given_a_callers_roots(gateway: Running, home: Path, mode: str) -> None:
+    """`isolation: shared` (the default): the one process serves every caller, so its session declares
+    no roots and the server keeps the operator's directory; no caller is asked or sets another's."""
+    caller = Rooted(home)
+    async with gateway.client("shared-files", mode=mode, list_roots_callback=caller.list_roots) as client:
+        result = await client.call_tool("opfs__list_allowed_directories", {})
+        note = home / "shared" / f"{mode}.txt"
+        written = await client.call_tool("opfs__write_file", {"path": str(note), "content": mode})
+        outside = await client.call_tool("opfs__list_directory", {"path": str(home)})
+    assert text(result).splitlines() == ["Allowed directories:", str((home / "shared").resolve())]
+    assert written.is_error is not True and note.read_text() == mode
+    assert outside.is_error is True and "Access denied" in text(outside)
+    assert not caller.asked.is_set()
 
 
 @pytest.mark.xfail(
