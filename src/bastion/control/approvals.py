@@ -6,17 +6,41 @@ import logging
 from datetime import UTC, datetime
 
 from bastion.control.gateway import Gateway
-from bastion.core.errors import Conflict, NotFound
+from bastion.core.errors import Conflict, NotFound, StaleWrite
 from bastion.core.pinning import Approval, PinRecord, approve, reject
+from bastion.core.snapshot import Snapshot
 
 audit = logging.getLogger("bastion.audit")
 
 
+SUPERSEDED_KEPT = 10_000
+"""Approvals whose item changed again that `find` still tells apart from unknown ones (the newest)."""
+
+
 class Approvals:
-    """Decisions on what a refresh or list_changed brought; each one is saved, then the snapshot rebuilt."""
+    """Decisions on what a refresh or list_changed brought; each one is saved, then the snapshot rebuilt.
+
+    An approval's id names the definition it is about (its hash): a decision is made on that definition
+    only. Once the upstream serves another one, deciding the old id is a 409 (here, from what this
+    replica saw change; in the store, when another replica saved the new definition first)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._superseded: dict[str, Approval] = {}
+        """Ids of approvals whose item changed again since they were listed, each with the one now waiting."""
+        gateway.on_change(self._changed)
+
+    async def _changed(self, old: Snapshot, new: Snapshot) -> None:
+        if old.approvals is new.approvals:
+            return
+        waiting = {(a.upstream, a.kind, a.key): a for a in new.approvals}
+        ids = {a.id for a in new.approvals}
+        for approval in old.approvals:
+            now = waiting.get((approval.upstream, approval.kind, approval.key))
+            if approval.id not in ids and now is not None:
+                self._superseded[approval.id] = now
+        while len(self._superseded) > SUPERSEDED_KEPT:
+            del self._superseded[next(iter(self._superseded))]
 
     def pending(self, upstream: str | None = None) -> list[Approval]:
         return [a for a in self.gateway.snapshot.approvals if upstream is None or a.upstream == upstream]
@@ -25,6 +49,11 @@ class Approvals:
         for approval in self.gateway.snapshot.approvals:
             if approval.id == approval_id:
                 return approval
+        if (now := self._superseded.get(approval_id)) is not None and any(a.id == now.id for a in self.gateway.snapshot.approvals):
+            raise Conflict(
+                f"approval {approval_id!r} is of a definition of {now.kind} {now.key!r} (upstream {now.upstream!r}) "
+                f"that the upstream no longer serves; the one it serves now waits as approval {now.id!r}: review that one"
+            )
         raise NotFound(
             f"no pending approval {approval_id!r}: it was decided already, or the item changed again "
             "(list the approvals anew)"
@@ -48,16 +77,26 @@ class Approvals:
         if approval.change == "removed":
             if not approved:
                 raise Conflict(f"{approval.kind} {approval.key!r} is already gone; approve to acknowledge its removal")
-            if record is not None:
-                await self.gateway.repo.save_pins([], drop=[record])
+            decision = record or PinRecord(upstream=approval.upstream, kind=approval.kind, key=approval.key)
         elif approved:
             item = next(
                 i for i in self.gateway.snapshot.items
                 if (i.upstream, i.kind, i.key) == (approval.upstream, approval.kind, approval.key)
             )
-            await self.gateway.repo.save_pins([approve(item, actor, now)])
+            decision = approve(item, actor, now)
         else:
-            await self.gateway.repo.save_pins([reject(approval, record, actor, now)])
+            decision = reject(approval, record, actor, now)
+        try:
+            # Saved only if the store still holds what this replica listed: the definition the approval
+            # names (not one another replica's rediscovery saved since) and the record it was made on.
+            await self.gateway.repo.decide_pin(
+                decision, keep=approval.change != "removed", was=record, serving=approval.new_hash
+            )
+        except StaleWrite as exc:
+            await self.gateway.rebuild(announce=False)
+            exc.detail = f"{exc.detail}: list the approvals anew and decide on what waits now"
+            exc.args = (exc.detail,)
+            raise
         audit.info(
             "pin %s: %s %s %r of upstream %s (%s) by %s",
             "approved" if approved else "rejected", approval.change, approval.kind, approval.key,

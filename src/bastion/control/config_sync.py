@@ -47,6 +47,7 @@ from bastion.core.errors import BadRequest, BastionError, NotFound, StaleWrite
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.core.naming import check_slug
 from bastion.core.pinning import approve, definition_hash
+from bastion.core.registry_listing import RegistrySource
 from bastion.core.transforms import TransformError
 
 log = logging.getLogger("bastion.config")
@@ -291,9 +292,11 @@ class ConfigSync:
             return actions
         before = await self._before(current)
         done: list[Action] = []
+        made: dict[tuple[Kind, str], object] = {}
+        """What each create step made, as its undo compares it: a revision, a team's members, a source."""
         for action in actions:
             try:
-                await self._run(action, desired, current, actor)
+                made[action.kind, action.name] = await self._run(action, desired, current, actor)
             except StaleWrite as exc:
                 # Not taken back (which would run discoveries and approvals again, and write over the other
                 # replica's change): planned again on fresh state, or this 409 after too many tries.
@@ -301,7 +304,7 @@ class ConfigSync:
                 exc.args = (exc.detail,)
                 raise
             except Exception as exc:  # not only a BastionError: a database refusing a row is none
-                undone = await self._undo(done, before, desired, wanted, actor)
+                undone = await self._undo(done, before, desired, wanted, actor, made)
                 if not isinstance(exc, BastionError):
                     log.error("configuration: %s failed unexpectedly; %s", action.line(), undone)
                     raise
@@ -330,9 +333,11 @@ class ConfigSync:
         applied: _Desired,
         wanted: Mapping[Kind, Mapping[str, BaseModel]],
         actor: str,
+        made: Mapping[tuple[Kind, str], object],
     ) -> str:
         """Take back the steps applied so far, newest first; says what the configuration is left as. An
-        update is taken back only from what it saved (another replica's change since is not written over)."""
+        update is taken back only from what it saved, and what a step created is deleted only if it is
+        still as made (another request's change since is not written over, nor deleted with it)."""
         inverse = {"create": "delete", "delete": "create", "update": "update"}
         # A step saved at revision r leaves its row at r + 1 (every write counts it up by one).
         before.revisions = {n: r + 1 for n, r in applied.revisions.items()}
@@ -341,7 +346,10 @@ class ConfigSync:
         for action in reversed(done):
             back = action.model_copy(update={"verb": inverse[action.verb]})
             try:
-                await self._run(back, before, wanted, actor)
+                await self._run(back, before, wanted, actor, made=made.get((action.kind, action.name)))
+            except StaleWrite as exc:  # changed since this step: left as the other request made it
+                log.warning("configuration: did not take back %s: %s", action.line(), exc.detail)
+                failed.append(f"{action.line()} ({exc.detail}; left as it is)")
             except Exception as exc:  # the rest is still taken back
                 known = isinstance(exc, BastionError)
                 detail = exc.detail if isinstance(exc, BastionError) else type(exc).__name__
@@ -352,41 +360,63 @@ class ConfigSync:
         return "nothing was changed" if not done else f"the steps before it were taken back ({len(done)})"
 
     async def _run(
-        self, action: Action, desired: _Desired, current: Mapping[Kind, Mapping[str, BaseModel]], actor: str
-    ) -> None:
+        self,
+        action: Action,
+        desired: _Desired,
+        current: Mapping[Kind, Mapping[str, BaseModel]],
+        actor: str,
+        *,
+        made: object = None,
+    ) -> object:
+        """Run one step. A create returns what it made, for its undo (a delete given that as `made`)
+        to delete it only if it is still that: a row's revision, a team's members, a source."""
         name, verb = action.name, action.verb
         if action.kind == "team":
+            return await self._run_team(action, desired, current, made)
+        if action.kind == "registry":
             if verb == "delete":
-                await self.teams.delete(name)
-                return
+                await self.registries.remove(name, was=made if isinstance(made, RegistrySource) else None)
+                return None
+            doc = desired.registries[name]
             if verb == "create":
-                await self.teams.create({"name": name})
-            before = current["team"].get(name)
-            have = set(before.members) if isinstance(before, TeamDoc) else set()
-            want = set(desired.teams[name].members)
-            for user in sorted(want - have):
-                await self.teams.add_member(name, user)
-            for user in sorted(have - want):
-                await self.teams.remove_member(name, user)
-        elif action.kind == "registry":
-            if verb != "create":
-                await self.registries.remove(name)
-            if verb != "delete":
-                source = desired.registries[name]
-                await self.registries.add(name, url=source.url, path=source.path)
-        elif action.kind == "upstream":
+                return await self.registries.add(name, url=doc.url, path=doc.path)
+            stored = current["registry"].get(name)  # as read when planned (for an undo: as applied)
+            was = RegistrySource(name=name, url=getattr(stored, "url", None), path=getattr(stored, "path", None))
+            await self.registries.update(name, url=doc.url, path=doc.path, was=was)
+            return None
+        if action.kind == "upstream":
+            created = None
             if verb == "create":
-                await self.gateway.register_upstream(desired.upstreams[name], approve_as=actor)
+                created = (await self.gateway.register_upstream(desired.upstreams[name], approve_as=actor))[0].revision
             elif verb == "update":
                 await self.gateway.update_upstream(desired.upstreams[name], planned=desired.revisions.get(name))
             else:
-                await self.gateway.delete_upstream(name, force=False)
-                return
+                await self.gateway.delete_upstream(name, force=False, revision=made if isinstance(made, int) else None)
+                return None
             approved = desired.approved.get(name)
             if approved is not None:
-                await self._sync_pins(name, approved, actor)
-        elif verb == "delete":
-            await self.gateway.delete_server(name)
-        else:
-            revision = desired.server_revisions.get(name) if verb == "update" else None
-            await self.gateway.save_server(desired.servers[name], create=verb == "create", revision=revision)
+                await self._sync_pins(name, approved, actor)  # pins: the upstream's revision stays as created
+            return created
+        if verb == "delete":
+            await self.gateway.delete_server(name, revision=made if isinstance(made, int) else None)
+            return None
+        revision = desired.server_revisions.get(name) if verb == "update" else None
+        return await self.gateway.save_server(desired.servers[name], create=verb == "create", revision=revision)
+
+    async def _run_team(
+        self, action: Action, desired: _Desired, current: Mapping[Kind, Mapping[str, BaseModel]], made: object
+    ) -> object:
+        name, verb = action.name, action.verb
+        if verb == "delete":
+            await self.teams.delete(name, members=made if isinstance(made, tuple) else None)
+            return None
+        if verb == "create":
+            await self.teams.create({"name": name})
+        before = current["team"].get(name)
+        have = set(before.members) if isinstance(before, TeamDoc) else set()
+        want = set(desired.teams[name].members)
+        for user in sorted(want - have):
+            await self.teams.add_member(name, user)
+        for user in sorted(have - want):
+            await self.teams.remove_member(name, user)
+        return tuple(sorted(want))

@@ -213,7 +213,7 @@ class Gateway(VirtualServers):
         try:
             await self._check_team(spec.team)
             upstream = Upstream(spec=spec, state=_healthy(discovery) if not _per_user_oauth(spec) else _AWAITING_USER)
-            await self.repo.create_upstream(upstream, discovery.items)
+            upstream = upstream.model_copy(update={"revision": await self.repo.create_upstream(upstream, discovery.items)})
         except BaseException:
             await self.pool.close(spec.name)
             raise
@@ -221,7 +221,7 @@ class Gateway(VirtualServers):
             await self._approve_all(spec.name, discovery.items, approve_as)
         if not spec.enabled:
             await self.pool.close(spec.name)
-            upstream = Upstream(spec=spec, state=UpstreamState(status="disabled"))
+            upstream = Upstream(spec=spec, state=UpstreamState(status="disabled"), revision=upstream.revision)
             await self.repo.save_upstream_state(spec.name, upstream.state)
         await self.rebuild()
         return upstream
@@ -325,12 +325,13 @@ class Gateway(VirtualServers):
             if not lock.locked() and not lock.statistics().tasks_waiting:
                 self._change_locks.pop(name, None)
 
-    async def delete_upstream(self, name: str, *, force: bool) -> None:
+    async def delete_upstream(self, name: str, *, force: bool, revision: int | None = None) -> None:
+        """Delete the upstream; with `revision`, only if it is still at it, else StaleWrite."""
         async with self._changing(name):  # not while a change's discovery may reopen it
             self.upstream(name)
-            await self._delete_upstream(name, force=force)
+            await self._delete_upstream(name, force=force, revision=revision)
 
-    async def _delete_upstream(self, name: str, *, force: bool) -> None:
+    async def _delete_upstream(self, name: str, *, force: bool, revision: int | None = None) -> None:
         async with self._write_lock:
             users = self.servers_using(name)
             if users and not force:
@@ -340,7 +341,7 @@ class Gateway(VirtualServers):
                 )
             for server in users:  # as stored: what another replica saves in it meanwhile is read again, not undone
                 await on_fresh_state(f"virtual server {server!r}", partial(self._detach_from, server, name), checkpoint)
-            await self.repo.delete_upstream(name)
+            await self.repo.delete_upstream(name, revision=revision)
             # Before the write lock is let go: a server saved next must not find the upstream there.
             await self.rebuild()
         await self.pool.close(name)
@@ -397,7 +398,11 @@ class Gateway(VirtualServers):
         if current != {(i.kind, i.key): i.definition for i in discovery.items}:
             await self.repo.replace_items(name, discovery.items)
         if name in self.snapshot.pins.trusting and discovery.items:
-            await self._approve_all(name, discovery.items, "first discovery")
+            # Only if still trusted when saved: the trust is one discovery's, and another replica's (made
+            # on what it read when this one's snapshot said the same) may have taken it. This one's
+            # items then wait for an admin like any other change.
+            now = datetime.now(UTC)
+            await self.repo.approve_trusted(name, [approve(i, "first discovery", now) for i in discovery.items])
         stored = self.snapshot.upstreams.get(name)
         if stored is not None and approving(stored.spec, discovery) != stored.spec:
             # Saved before origins were approved (or per-user, its first discovery): approved as found now.

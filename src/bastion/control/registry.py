@@ -42,6 +42,14 @@ MAX_PAGES = 200
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
 
+def _check_source(name: str, url: str | None, path: str | None) -> None:
+    check_slug(name, "registry source")
+    if (url is None) == (path is None):
+        raise BadRequest("give a registry source either a 'url' or a 'path'")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise BadRequest("a registry source URL must be an absolute http:// or https:// URL")
+
+
 def upstream_name_for(server: str) -> str:
     """A default upstream slug for a registry server name (`io.github.acme/weather-mcp` -> `weather-mcp`)."""
     tail = server.rsplit("/", 1)[-1].lower()
@@ -70,11 +78,7 @@ class Registries:
 
     async def add(self, name: str, *, url: str | None = None, path: str | None = None) -> RegistrySource:
         """Read the source once, then save it with its listing; nothing is saved if it cannot be read."""
-        check_slug(name, "registry source")
-        if (url is None) == (path is None):
-            raise BadRequest("give a registry source either a 'url' or a 'path'")
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise BadRequest("a registry source URL must be an absolute http:// or https:// URL")
+        _check_source(name, url, path)
         if await self.repo.get_source(name) is not None:
             raise Conflict(f"registry source {name!r} already exists")
         source = RegistrySource(name=name, url=url, path=path)
@@ -116,8 +120,22 @@ class Registries:
             except Exception as exc:  # a bug or the database: logged with its traceback
                 log.exception("registry source %s: refresh failed: %r", source.name, exc)
 
-    async def remove(self, name: str) -> None:
-        await self.repo.delete_source(name)
+    async def update(self, name: str, *, url: str | None, path: str | None, was: RegistrySource) -> RegistrySource:
+        """Point the source at another URL or path: the new one is read first (nothing changes if it
+        cannot be), then saved with its listing only if the source still reads from where `was` (as read)
+        does, else StaleWrite: of two edits made on the same read, the second is refused, not saved over
+        the first. The source is never missing in between (as a removal and an addition left it)."""
+        _check_source(name, url, path)
+        source = RegistrySource(name=name, url=url, path=path)
+        entries = await self._read(source, since=None)
+        saved = source.model_copy(update={"refreshed_at": datetime.now(UTC)})
+        await self.repo.update_source(saved, merge([], entries), was=was)
+        log.info("registry source %s now reads from %s, with %d entries", name, url or path, len(entries))
+        return await self.source(name)
+
+    async def remove(self, name: str, *, was: RegistrySource | None = None) -> None:
+        """Delete the source; with `was`, only if it still reads from where that one does, else StaleWrite."""
+        await self.repo.delete_source(name, was=was)
 
     async def _read(self, source: RegistrySource, *, since: datetime | None) -> list[RegistryEntry]:
         if source.path is not None:

@@ -56,13 +56,14 @@ class Teams:
     async def exists(self, name: str) -> bool:
         return await self._repo.get_team(name) is not None
 
-    async def delete(self, name: str) -> None:
+    async def delete(self, name: str, *, members: tuple[str, ...] | None = None) -> None:
+        """Delete the team; with `members` (user ids), only if it still has exactly those, else StaleWrite."""
         async with self._writing():
             owned = self._owned_by(name)
             if owned:
                 raise Conflict(f"team {name!r} still owns {', '.join(owned)}; give them to another team first")
             team = await self.get(name)
-            await self._repo.delete_team(name)
+            await self._repo.delete_team(name, members=members)
         for member in team.members:
             await self._changed(member)
 

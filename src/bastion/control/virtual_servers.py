@@ -40,11 +40,12 @@ class VirtualServers:
                 out.append(name)
         return sorted(out)
 
-    async def save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
-        """Create or save `spec`; with `revision` (as read), only if it is still at it, else StaleWrite."""
+    async def save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> int:
+        """Create or save `spec`; with `revision` (as read), only if it is still at it, else StaleWrite.
+        Returns the revision it is saved at."""
         check_slug(spec.name, "virtual server")
         async with self._write_lock:
-            await self._save_server(spec, create=create, revision=revision)
+            return await self._save_server(spec, create=create, revision=revision)
 
     async def change_server(
         self, name: str, change: Callable[[VirtualServerSpec], Awaitable[VirtualServerSpec]]
@@ -62,20 +63,22 @@ class VirtualServers:
         async with self._write_lock:
             await on_fresh_state(f"virtual server {name!r}", attempt, partial(self.rebuild, announce=False))
 
-    async def _save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
+    async def _save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> int:
         await self._check_team(spec.team)
         view, _ = compose(spec, self.snapshot.items, self.snapshot.upstreams, strict=True)
         limited = set(spec.rate_limits.tools) if spec.rate_limits is not None else set()
         if limited - set(view.tools):
             unknown = ", ".join(map(repr, sorted(limited - set(view.tools))))
             raise BadRequest(f"rate_limits.tools names tools this server does not expose: {unknown}")
-        await self.repo.save_server(spec, create=create, revision=revision)
+        saved = await self.repo.save_server(spec, create=create, revision=revision)
         # Before the write lock is let go: the next writer checks against a snapshot that has this
         # server (deleting an upstream it uses is refused, not done under it).
         await self.rebuild()
+        return saved
 
-    async def delete_server(self, name: str) -> None:
-        await self.repo.delete_server(name)
+    async def delete_server(self, name: str, *, revision: int | None = None) -> None:
+        """Delete the server; with `revision`, only if it is still at it, else StaleWrite."""
+        await self.repo.delete_server(name, revision=revision)
         await self.rebuild()
 
     async def _detach_from(self, server: str, upstream: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from bastion.core.errors import Conflict, NotFound
+from bastion.core.errors import Conflict, NotFound, StaleWrite
 from bastion.core.identity import Role, Team, User
 from bastion.core.ports import Session
 
@@ -67,7 +67,9 @@ class MemoryIdentityRepo:
     async def get_team(self, name: str) -> Team | None:
         return self._team(name) if name in self._teams else None
 
-    async def delete_team(self, name: str) -> None:
+    async def delete_team(self, name: str, *, members: tuple[str, ...] | None = None) -> None:
+        if members is not None and name in self._teams and self._team(name).members != tuple(sorted(members)):
+            raise StaleWrite(f"team {name!r} was changed by another request meanwhile")
         if self._teams.pop(name, None) is None:
             raise NotFound(f"team {name!r} does not exist")
         self._members = {(t, u) for t, u in self._members if t != name}

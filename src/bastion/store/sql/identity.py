@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bastion.core.errors import Conflict, NotFound
+from bastion.core.errors import Conflict, NotFound, StaleWrite
 from bastion.core.identity import Role, Team, User
 from bastion.core.ports import Session
 from bastion.store.sql.repo import _aware, _utc, unmatchable
@@ -124,8 +124,14 @@ class SqlIdentityRepo:
     async def get_team(self, name: str) -> Team | None:
         return next((t for t in await self.list_teams() if t.name == name), None)
 
-    async def delete_team(self, name: str) -> None:
+    async def delete_team(self, name: str, *, members: tuple[str, ...] | None = None) -> None:
         async with self.engine.begin() as conn:
+            if members is not None:
+                # Locked first by a write that changes nothing, then compared: only the team as it was made.
+                await conn.execute(update(teams).where(teams.c.name == name).values(created_at=teams.c.created_at))
+                stored = (await conn.execute(select(team_members.c.user_id).where(team_members.c.team == name))).scalars()
+                if sorted(stored) != sorted(members):
+                    raise StaleWrite(f"team {name!r} was changed by another request meanwhile")
             await conn.execute(delete(team_members).where(team_members.c.team == name))
             result = await conn.execute(delete(teams).where(teams.c.name == name))
             if result.rowcount == 0:

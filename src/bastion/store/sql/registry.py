@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.core.errors import Conflict, NotFound
+from bastion.core.errors import BastionError, Conflict, NotFound, StaleWrite
 from bastion.core.registry_listing import RegistryEntry, RegistrySource
 from bastion.store.sql.tables import registry_entries, registry_sources
 
@@ -24,6 +24,22 @@ def _entry(row: Any) -> RegistryEntry:
         source=row.source, name=row.name, version=row.version, latest=row.latest, document=row.document,
         updated_at=row.updated_at, status=row.status,
     )
+
+
+def _still(name: str, was: RegistrySource) -> Any:
+    """The source row named `name`, if it still reads from where `was` does."""
+    return and_(
+        registry_sources.c.name == name,
+        registry_sources.c.url.is_not_distinct_from(was.url),
+        registry_sources.c.path.is_not_distinct_from(was.path),
+    )
+
+
+async def _gone_or_stale(conn: Any, name: str) -> BastionError:
+    found = (await conn.execute(select(registry_sources.c.name).where(registry_sources.c.name == name))).first()
+    if found is None:
+        return NotFound(f"registry source {name!r} does not exist")
+    return StaleWrite(f"registry source {name!r} was changed by another request meanwhile")
 
 
 class SqlRegistryRepo:
@@ -85,8 +101,24 @@ class SqlRegistryRepo:
         if entries:
             await conn.execute(insert(registry_entries), [e.model_dump() for e in entries])
 
-    async def delete_source(self, name: str) -> None:
+    async def update_source(self, source: RegistrySource, entries: Sequence[RegistryEntry], *, was: RegistrySource) -> None:
+        """Point the source elsewhere with the listing read from there, in one transaction: only if its URL
+        and path are still `was`'s (else StaleWrite), so of two edits made on the same read one is refused."""
         async with self.engine.begin() as conn:
+            values = {"url": source.url, "path": source.path, "refreshed_at": source.refreshed_at, "error": None}
+            result = await conn.execute(update(registry_sources).where(_still(source.name, was)).values(**values))
+            if result.rowcount == 0:
+                raise await _gone_or_stale(conn, source.name)
+            await conn.execute(delete(registry_entries).where(registry_entries.c.source == source.name))
+            await self._insert(conn, entries)
+
+    async def delete_source(self, name: str, *, was: RegistrySource | None = None) -> None:
+        async with self.engine.begin() as conn:
+            if was is not None:
+                # A write that changes nothing, as the check: the row is locked before anything is deleted.
+                still = update(registry_sources).where(_still(name, was)).values(url=registry_sources.c.url)
+                if (await conn.execute(still)).rowcount == 0:
+                    raise await _gone_or_stale(conn, name)
             # Locked first, as a refresh does, so the two take turns instead of deadlocking (PostgreSQL).
             await conn.execute(select(registry_sources.c.name).where(registry_sources.c.name == name).with_for_update())
             await conn.execute(delete(registry_entries).where(registry_entries.c.source == name))

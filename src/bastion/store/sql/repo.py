@@ -264,13 +264,14 @@ class SqlConfigRepo:
             row = (await conn.execute(select(upstreams).where(upstreams.c.name == name))).first()
             return _upstream_from_row(row, self.envelope) if row is not None else None
 
-    async def create_upstream(self, upstream: Upstream, items: Sequence[CatalogItem]) -> None:
+    async def create_upstream(self, upstream: Upstream, items: Sequence[CatalogItem]) -> int:
         now = _now()
         spec_values = _spec_values(upstream.spec, self.envelope)
         values = {"name": upstream.spec.name, **spec_values, **_state_values(upstream.state)}
+        revision = _first_revision()
         try:
             async with self.engine.begin() as conn:
-                result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now, revision=_first_revision()))
+                result = await conn.execute(insert(upstreams).values(**values, created_at=now, updated_at=now, revision=revision))
                 key = result.inserted_primary_key
                 assert key is not None
                 upstream_id = int(key[0])
@@ -279,6 +280,7 @@ class SqlConfigRepo:
                 await _check_team(conn, upstream.spec.team)
         except IntegrityError:
             raise Conflict(f"upstream {upstream.spec.name!r} already exists") from None
+        return revision
 
     async def seal_plaintext_secrets(self) -> int:
         return await seal_plaintext(self.engine, self.envelope)
@@ -332,9 +334,15 @@ class SqlConfigRepo:
             rows = await conn.execute(select(*_ITEM_COLUMNS).join(upstreams).where(of_upstream))
             return [_item(tuple(r)) for r in rows]
 
-    async def delete_upstream(self, name: str) -> None:
+    async def delete_upstream(self, name: str, *, revision: int | None = None) -> None:
         async with self.engine.begin() as conn:
             upstream_id = await self._upstream_id(conn, name)
+            if revision is not None:
+                # A write that changes nothing, as the check: it locks the row (SQLite: the database) before
+                # anything is deleted, so no change can land between the check and the deletion.
+                still = update(upstreams).where(upstreams.c.id == upstream_id, upstreams.c.revision == revision)
+                if (await conn.execute(still.values(revision=upstreams.c.revision))).rowcount == 0:
+                    raise StaleWrite(f"upstream {name!r} was changed by another request meanwhile")
             await conn.execute(delete(catalog_items).where(catalog_items.c.upstream_id == upstream_id))
             await conn.execute(delete(pin_records).where(pin_records.c.upstream_id == upstream_id))
             await conn.execute(delete(upstreams).where(upstreams.c.id == upstream_id))
@@ -345,8 +353,14 @@ class SqlConfigRepo:
     async def save_pins(self, records: Sequence[PinRecord], *, drop: Sequence[PinRecord] = ()) -> None:
         await pins.save_pins(self.engine, records, drop=drop)
 
+    async def decide_pin(self, decision: PinRecord, *, keep: bool, was: PinRecord | None, serving: str | None) -> None:
+        await pins.decide_pin(self.engine, decision, keep=keep, was=was, serving=serving)
+
     async def set_pin_trust(self, upstream: str, trust: bool) -> None:
         await pins.set_pin_trust(self.engine, upstream, trust)
+
+    async def approve_trusted(self, upstream: str, records: Sequence[PinRecord]) -> bool:
+        return await pins.approve_trusted(self.engine, upstream, records)
 
     async def list_items(self) -> list[CatalogItem]:
         query = select(*_ITEM_COLUMNS).join(upstreams).order_by(upstreams.c.name, catalog_items.c.kind, catalog_items.c.key)
@@ -394,7 +408,7 @@ class SqlConfigRepo:
             row = (await conn.execute(select(virtual_servers).where(virtual_servers.c.name == name))).first()
             return (_server_from_row(row), row.revision) if row is not None else None
 
-    async def save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> None:
+    async def save_server(self, spec: VirtualServerSpec, *, create: bool, revision: int | None = None) -> int:
         now = _now()
         values = {
             "description": spec.description,
@@ -415,11 +429,10 @@ class SqlConfigRepo:
         try:
             async with self.engine.begin() as conn:
                 if create:
-                    await conn.execute(
-                        insert(virtual_servers).values(name=spec.name, created_at=now, revision=_first_revision(), **values)
-                    )
+                    first = _first_revision()
+                    await conn.execute(insert(virtual_servers).values(name=spec.name, created_at=now, revision=first, **values))
                     await _check_team(conn, spec.team)
-                    return
+                    return first
                 query = update(virtual_servers).where(virtual_servers.c.name == spec.name)
                 if revision is not None:
                     query = query.where(virtual_servers.c.revision == revision)
@@ -429,14 +442,23 @@ class SqlConfigRepo:
                 if result.rowcount == 0:
                     raise NotFound(f"virtual server {spec.name!r} does not exist")
                 await _check_team(conn, spec.team)
+                saved = await conn.execute(select(virtual_servers.c.revision).where(virtual_servers.c.name == spec.name))
+                return int(saved.scalar_one())
         except IntegrityError:
             raise Conflict(f"virtual server {spec.name!r} already exists") from None
 
-    async def delete_server(self, name: str) -> None:
+    async def delete_server(self, name: str, *, revision: int | None = None) -> None:
         async with self.engine.begin() as conn:
-            result = await conn.execute(delete(virtual_servers).where(virtual_servers.c.name == name))
+            query = delete(virtual_servers).where(virtual_servers.c.name == name)
+            result = await conn.execute(query if revision is None else query.where(virtual_servers.c.revision == revision))
+            if result.rowcount == 0 and revision is not None and await self._server_exists(conn, name):
+                raise StaleWrite(f"virtual server {name!r} was changed by another request meanwhile")
             if result.rowcount == 0:
                 raise NotFound(f"virtual server {name!r} does not exist")
+
+    @staticmethod
+    async def _server_exists(conn: AsyncConnection, name: str) -> bool:
+        return (await conn.execute(select(virtual_servers.c.id).where(virtual_servers.c.name == name))).first() is not None
 
     async def get_secret_hash(self, key: str) -> str | None:
         async with self.engine.connect() as conn:
