@@ -13,6 +13,7 @@ import httpx2
 import pytest
 
 from tests.harness import serve, settings_for
+from tests.ui_sign_in import sign_in_ui
 
 pytestmark = pytest.mark.anyio
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
@@ -22,7 +23,7 @@ ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
 async def signed_in(tmp_path: Path) -> AsyncIterator[tuple[httpx2.AsyncClient, str]]:
     settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", admin_email=ADMIN, admin_password=PASSWORD)
     async with serve(settings) as running, httpx2.AsyncClient(base_url=running.base_url, timeout=30) as http:
-        signed = await http.post("/admin/login", data={"email": ADMIN, "password": PASSWORD, "next": "/admin"})
+        signed = await sign_in_ui(http, ADMIN, PASSWORD)
         assert signed.status_code == 303, signed.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', (await http.get("/admin/tokens")).text)
         assert csrf is not None

@@ -43,6 +43,7 @@ from bastion.web.admin.ui import FLASH, _flash_of, back
 from tests.attacks.test_audit_poisoning import _stored, narrowed
 from tests.attacks.test_stdio_stderr_flood import run_to_exit
 from tests.harness import TOKEN, Running, serve, settings_for
+from tests.ui_sign_in import sign_in_ui
 
 pytestmark = pytest.mark.anyio
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
@@ -208,7 +209,7 @@ def test_a_short_outcome_is_shown_whole() -> None:
 
 async def test_an_admin_forms_long_error_reaches_the_next_page(gateway: Running) -> None:
     async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
-        signed = await http.post("/admin/login", data={"email": ADMIN, "password": PASSWORD, "next": "/admin"})
+        signed = await sign_in_ui(http, ADMIN, PASSWORD)
         assert signed.status_code == 303, signed.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', (await http.get("/admin/teams")).text)
         assert csrf is not None

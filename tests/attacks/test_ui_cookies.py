@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from tests.harness import Running, serve, settings_for
+from tests.ui_sign_in import sign_in_ui
 
 pytestmark = pytest.mark.anyio
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
@@ -64,7 +65,7 @@ async def test_a_form_whose_csrf_field_is_not_ascii_is_refused_not_a_500(gateway
     """hmac.compare_digest raises TypeError for a str holding non-ASCII: a signed-in admin's form (or
     a cross-site one riding the session) with such a CSRF field was a 500."""
     async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
-        signed = await http.post("/admin/login", data={"email": ADMIN, "password": PASSWORD, "next": "/admin"})
+        signed = await sign_in_ui(http, ADMIN, PASSWORD)
         assert signed.status_code == 303, signed.text
         created = await gateway.api.post("/api/v1/tokens", json={"name": f"csrf-{len(csrf)}", "servers": "*"})
         assert created.status_code == 201, created.text

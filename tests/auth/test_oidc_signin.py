@@ -27,6 +27,7 @@ from bastion.vault.crypto import Sealer
 from tests.auth.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeProvider
 from tests.harness import Running, free_port, serve, serve_asgi, settings_for
 from tests.identity import make_user
+from tests.ui_sign_in import sign_in_ui
 
 pytestmark = pytest.mark.anyio
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
@@ -185,7 +186,8 @@ async def test_a_password_sign_in_signs_out_of_bastion_only(setup: Setup) -> Non
     async with setup.browser() as http:
         await setup.sign_in(http)  # someone signed in with the provider in this browser before, and left
         assert http.cookies.get("bastion_oidc_session")
-        signed = await http.post(f"{setup.base}/admin/login", data={"email": ADMIN, "password": PASSWORD})
+        http.cookies.delete("bastion_ui")  # their session ended (a signed-in browser is sent past the sign-in page)
+        signed = await sign_in_ui(http, ADMIN, PASSWORD, base=setup.base)
         assert signed.status_code == 303
         out = await _sign_out(setup, http)
     assert out.headers["location"] == "/admin/login" and setup.idp.logouts == []

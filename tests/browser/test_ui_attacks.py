@@ -21,10 +21,12 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import anyio
+import httpx2
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Dialog, Page, expect
 
 from tests.harness import FIXTURE, Running, free_port, serve, serve_asgi, settings_for
+from tests.ui_sign_in import sign_in_ui
 from tests.upstreams import hostile_server
 from tests.upstreams.hostile_server import JS_URL, PAYLOAD
 from tests.upstreams.registry_server import registry_app
@@ -119,8 +121,8 @@ async def inert(page: Page) -> dict[str, Any]:
 
 async def test_what_others_write_never_runs_in_the_admins_browser(gateway: Running, browser: Browser) -> None:
     base = gateway.base_url
-    stranger = await gateway.api.post("/admin/login", data={"email": PAYLOAD, "password": "x", "next": PAYLOAD},
-                                      headers={"Authorization": ""})
+    async with httpx2.AsyncClient(base_url=base, timeout=30) as anonymous:
+        stranger = await sign_in_ui(anonymous, PAYLOAD, "x", PAYLOAD)
     assert stranger.status_code in (400, 401)
     page, problems = await signed_in(browser, base)
     items = {kind: [i["gateway_name"] for i in (await gateway.api.get(f"/api/v1/{kind}", params={"upstream": "evil"})).json()["items"]]

@@ -1,10 +1,13 @@
 """Signing in to the UI: the session token lives in an HttpOnly, SameSite=Strict cookie; every form
-carries a CSRF token bound to that session; a POST from another Origin is refused."""
+carries a CSRF token bound to that session (the sign-in form, one bound to a short-lived cookie of its
+own); a POST from any Origin but Bastion's own is refused."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +19,10 @@ COOKIE = "bastion_ui"
 PATH = "/admin"
 PROVIDER_COOKIE = "bastion_oidc_session"
 """Set by a sign-in with the identity provider (its ID token, sealed): sign-out goes on to the provider."""
+LOGIN_COOKIE = "bastion_login_csrf"
+LOGIN_PATH = "/admin/login"
+LOGIN_TTL = 3600
+"""How long a sign-in form may be sent, s (then it is shown again, with a fresh token)."""
 
 
 @dataclass
@@ -38,10 +45,10 @@ class Viewer:
 
 
 class Sessions:
-    def __init__(self, key: bytes, base_url: str) -> None:
+    def __init__(self, key: bytes, base_url: str, public_url: str | None = None) -> None:
         self._key = key
         self._secure = base_url.startswith("https://")
-        self._origin = _origin(base_url)
+        self._origin = _origin(public_url) if public_url else None
 
     @property
     def secure(self) -> bool:
@@ -57,10 +64,49 @@ class Sessions:
         digest = hashlib.sha256(token.encode()).digest()
         return hmac.new(self._key, b"bastion-ui-csrf|" + digest, hashlib.sha256).hexdigest()
 
+    def own_origin(self, request: Request) -> str:
+        """Bastion's origin: its public URL's, else the one this request was sent to."""
+        return self._origin or f"{request.url.scheme}://{request.url.netloc}"
+
     def same_origin(self, request: Request) -> bool:
-        """Whether a POST comes from our own pages, when the browser says where it comes from."""
+        """Whether a POST comes from our own pages, when the browser says where it comes from. Only
+        Bastion's own origin: not the MCP endpoint's allowance for local clients (a page on another
+        localhost port is another site's page)."""
         origin = request.headers.get("origin")
-        return origin is None or origin == self._origin or urlsplit(origin).hostname in _LOCAL
+        return origin is None or origin == self.own_origin(request)
+
+    def login_csrf(self, request: Request) -> str:
+        """The sign-in form's CSRF token: this browser's, while it has a good while left; else a new one
+        (`sign_in_form` sets it as the cookie the form must match)."""
+        kept = request.cookies.get(LOGIN_COOKIE)
+        if kept is not None and self._login_expiry(kept) > time.time() + LOGIN_TTL / 2:
+            return kept
+        stamped = f"{int(time.time()) + LOGIN_TTL}.{secrets.token_urlsafe(16)}"
+        return f"{stamped}.{self._login_mac(stamped)}"
+
+    def sign_in_form(self, response: Response, token: str) -> None:
+        response.set_cookie(
+            LOGIN_COOKIE, token, max_age=LOGIN_TTL, path=LOGIN_PATH, secure=self._secure, httponly=True, samesite="strict"
+        )
+
+    def login_form_ok(self, request: Request, sent: object) -> bool:
+        """A sign-in POST carries the token of the cookie this browser was given with the form
+        (signed double submit), before it expires."""
+        cookie = request.cookies.get(LOGIN_COOKIE)
+        if not isinstance(sent, str) or not cookie or not sent.isascii() or not cookie.isascii():
+            return False
+        return hmac.compare_digest(sent.encode(), cookie.encode()) and self._login_expiry(cookie) > time.time()
+
+    def _login_mac(self, stamped: str) -> str:
+        return hmac.new(self._key, b"bastion-ui-login|" + stamped.encode(), hashlib.sha256).hexdigest()
+
+    def _login_expiry(self, token: str) -> float:
+        """When a sign-in form token of ours expires; 0 for one that is not ours."""
+        stamped, _, mac = token.rpartition(".")
+        if not stamped or not mac.isascii() or not hmac.compare_digest(mac.encode(), self._login_mac(stamped).encode()):
+            return 0
+        expires = stamped.partition(".")[0]
+        return float(expires) if expires.isdigit() and len(expires) < 12 else 0
 
     def form_ok(self, request: Request, token: str, form: Any) -> bool:
         """A POST is ours: same Origin (when the browser says one) and the session's CSRF token."""
@@ -81,8 +127,9 @@ class Sessions:
     def sign_out(self, response: Response) -> None:
         response.delete_cookie(COOKIE, path=PATH, secure=self._secure, httponly=True, samesite="strict")
 
-
-_LOCAL = {"localhost", "127.0.0.1", "::1"}
+    def used_sign_in_form(self, response: Response) -> None:
+        """The sign-in form's token is used up."""
+        response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH, secure=self._secure, httponly=True, samesite="strict")
 
 
 def _origin(url: str) -> str:

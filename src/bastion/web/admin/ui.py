@@ -12,13 +12,15 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.core.hidden_text import reveal
 from bastion.core.surrogates import replaced
 from bastion.web.admin.backend import Backend, Reply
-from bastion.web.admin.session import Sessions, Viewer
+from bastion.web.admin.session import COOKIE, Sessions, Viewer
 from bastion.web.admin.shortened import clipped
 from bastion.web.asgi import client_ip
 from bastion.web.json_depth import loads
@@ -37,6 +39,12 @@ _FLASH_JSON = 2600
 """The bytes of JSON the messages may take: as base64 (4 characters a 3 bytes), with the cookie's name
 and attributes, well under the 4,096 bytes every browser keeps of a cookie (it drops a larger one)."""
 _COOKIE_MAX = 4096
+FORM_FIELDS = 1000
+"""Fields one form may hold (a server's form has one checkbox per upstream)."""
+FIELD_BYTES = 1024 * 1024
+"""Bytes one field may hold (a tool's arguments as JSON, a policy)."""
+_ONCE = ("csrf", "action")
+"""Fields a form sends once: sent twice, which one counts would be a guess."""
 
 
 def _filters(env: Environment) -> None:
@@ -136,18 +144,35 @@ class Ui:
             if viewer is None:
                 target = "/admin/login?" + urlencode({"next": request.url.path})
                 response: Response = RedirectResponse(target, status_code=303)
-                self.sessions.sign_out(response)
+                if COOKIE in request.cookies:
+                    # Only a cookie that was sent and is no good: a link from another site comes without
+                    # the SameSite=Strict cookie, and deleting it then signed the user out.
+                    self.sessions.sign_out(response)
                 return response
             if request.method == "POST":
-                form = await request.form()
+                form = await form_of(request)
+                if isinstance(form, str):
+                    return self.render(request, viewer, "error.html", 400, message=form)
                 if not self.sessions.form_ok(request, viewer.token, form):
                     return self.render(request, viewer, "error.html", 403, message="This form has expired; reload the page.")
-                if not all(isinstance(value, str) for _, value in form.multi_items()):
-                    # No form here has a file field; a file part cannot become an API body (a 500 before this)
-                    return self.render(request, viewer, "error.html", 400, message="This form takes no files.")
             return await handler(request, viewer)
 
         return run
+
+
+async def form_of(request: Request, max_fields: int = FORM_FIELDS) -> FormData | str:
+    """The posted form, read within the UI's limits (no file parts: no form here has a file field),
+    or why it is refused. Handlers that read `request.form()` afterwards get this one."""
+    try:
+        form = await request.form(max_files=0, max_fields=max_fields, max_part_size=FIELD_BYTES)
+    except HTTPException as exc:
+        return "This form takes no files." if "files" in exc.detail else f"This form cannot be read: {exc.detail}"
+    if not all(isinstance(value, str) for _, value in form.multi_items()):
+        return "This form takes no files."  # a file part cannot become an API body (a 500 before this)
+    for name in _ONCE:
+        if len(form.getlist(name)) > 1:
+            return f"This form sends the field {name!r} more than once; reload the page."
+    return form
 
 
 def page_of(request: Request, size: int) -> tuple[int, dict[str, str]]:

@@ -17,13 +17,13 @@ from bastion.web.rest.common import read_json, require_object
 from bastion.web.rest.users import user_json
 
 LOGIN_PATH = "/api/v1/auth/login"
-# Login bodies are tiny; a big one is refused before it is read.
-_MAX_LOGIN_BODY = 8 * 1024
+# Login bodies are tiny; a big one is refused before it is read (the UI's sign-in form too).
+MAX_LOGIN_BODY = 8 * 1024
 
 
 def auth_routes(login: Login, users: Users) -> list[Route]:
     async def sign_in(request: Request) -> Response:
-        body = require_object(await read_json(request, _MAX_LOGIN_BODY))
+        body = require_object(await read_json(request, MAX_LOGIN_BODY))
         session, secret, user = await login.login(body, client_ip(request.scope))
         reply = {"token": secret, "expires_at": session.expires_at.isoformat(), "user": user_json(user)}
         # no-store: the one response that carries the secret must not linger in any cache.

@@ -30,7 +30,7 @@ from bastion.core.errors import BadRequest, BastionError
 from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver, Revocations
 from bastion.vault.crypto import Sealer, SealError
-from bastion.web.admin.pages.signin import LogoutHook, landing
+from bastion.web.admin.pages.signin import LogoutHook, landing, login_page
 from bastion.web.admin.session import PATH, PROVIDER_COOKIE
 from bastion.web.admin.ui import Ui
 from bastion.web.asgi import client_ip
@@ -207,7 +207,7 @@ def _used(flow_id: str) -> str:
 def _page(ui: Ui, request: Request, status: int, message: str, target: str) -> Response:
     # flash=False: this page says only what the flow itself found (never a form outcome left from before).
     status = status if 400 <= status < 600 else 400
-    return ui.render(request, None, "login.html", status, next=target, error=message, flash=False)
+    return login_page(ui, request, status, next=target, error=message, flash=False)
 
 
 def _audit(provider: ProviderSignIn, request: Request, started: float, clock: float, email: str, status: int) -> None:
