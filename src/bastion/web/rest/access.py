@@ -55,12 +55,15 @@ async def ownership(
 ) -> dict[str, Any]:
     """`team`, `owner` and `visibility` for a new thing (`old` is None) or a changed one, checked
     against the caller's rights; removes those keys from `body`."""
+    given = OWNERSHIP_FIELDS & body.keys()
     team = body.pop("team", old.team if old is not None else _default_team(principal))
     visibility = body.pop("visibility", old.visibility if old is not None else ("team" if team else "private"))
     if team is not None and not isinstance(team, str):
         raise BadRequest("'team' must be a team name, or null")
     if visibility not in VISIBILITIES:
         raise BadRequest(f"'visibility' must be one of: {', '.join(VISIBILITIES)}")
+    if visibility == "team" and team is None and ("team" in given or "visibility" in given):
+        raise BadRequest("'visibility' team needs a team: say which team owns it ('team')")
     if team is not None and (old is None or team != old.team):
         if is_admin(principal):
             if team_exists is not None and not await team_exists(team):

@@ -85,9 +85,13 @@ def routes(ui: Ui) -> list[Route]:
             server, _, tool = str(form.get("target") or "").partition("|")
             if not server or not tool:
                 return await show(request, viewer, {"error": "choose a virtual server to call it through"}, 400, item)
+            # A server the user may not see is answered as one that does not exist, as by the API
+            seen = await ui.api(viewer, "GET", f"/api/v1/servers/{quote(server, safe='')}", request)
+            if not seen.ok:
+                return await show(request, viewer, {"error": seen.detail}, seen.status, item)
             outcome = await playground.call(ui.backend, viewer.token, client_ip(request.scope), server, tool, args)
             outcome["server"], outcome["arguments"] = server, json.dumps(args, indent=2)
-            return await show(request, viewer, outcome, item=item)
+            return await show(request, viewer, outcome, outcome.pop("status", 200), item=item)
         body: dict[str, Any]
         if form.get("action") in ("enable", "disable"):
             body = {"enabled": form.get("action") == "enable"}

@@ -109,9 +109,31 @@ async def call(backend: Backend, token: str, client_ip: str | None, server: str,
             async with Client(streams, mode="2026-07-28") as client:
                 result = await client.call_tool(tool, args)
         outcome = {"result": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
-    except MCPError as exc:
-        outcome = {"error": f"{exc.message} (error {exc.code})"}
     except Exception as exc:  # noqa: BLE001 - shown to the user who pressed the button, never a 500
-        outcome = {"error": f"the call failed: {type(exc).__name__}"}
+        refusal = _refusal(exc)  # the client's task groups wrap the server's answer in exception groups
+        if refusal is None:
+            outcome = {"error": f"the call failed: {type(_innermost(exc)).__name__}"}
+        elif isinstance(refusal.data, dict) and refusal.data.get("type") == "UnknownTool":
+            outcome = {"error": refusal.message, "status": 404}
+        else:
+            outcome = {"error": f"{refusal.message} (error {refusal.code})"}
     outcome["ms"] = round((time.perf_counter() - started) * 1e3, 1)
     return outcome
+
+
+def _refusal(exc: BaseException) -> MCPError | None:
+    """The server's JSON-RPC error that ended the call, wherever exception groups put it."""
+    if isinstance(exc, MCPError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _refusal(inner)) is not None:
+                return found
+    return None
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The first exception an exception group holds (its class names what went wrong), or `exc`."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

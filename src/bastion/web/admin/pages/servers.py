@@ -21,6 +21,9 @@ from bastion.web.json_depth import loads
 _FIELDS = ("name", "description", "tools", "prompts", "resources", "upstreams", "prefix", "team", "visibility",
            "policy", "rate_limits")
 _PICK = 25
+_SENT = ("description", "tools", "prompts", "resources", "prefix", "team", "visibility", "policy", "rate_limits")
+"""What the edit form always sends, if only empty (unticked upstreams send nothing): an edit missing any
+of them is not this form's, and saving it would empty the server."""
 
 
 def _body(form: Any, *, create: bool) -> dict[str, Any]:
@@ -74,6 +77,10 @@ def routes(ui: Ui, base_url: str) -> list[Route]:
     async def save(request: Request, viewer: Viewer) -> Response:
         name = request.path_params.get("name")
         form = await request.form()
+        missing = [k for k in _SENT if k not in form] if name is not None else []
+        if missing:
+            message = f"This form is missing its fields ({', '.join(missing)}); nothing was saved. Reload the page."
+            return ui.render(request, viewer, "error.html", 400, message=message)
         try:
             body = _body(form, create=name is None)
         except ValueError as exc:
