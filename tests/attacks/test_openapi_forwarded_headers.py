@@ -9,6 +9,7 @@ were left out. Bastion does not send the caller's real address either."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +179,16 @@ async def test_registering_the_upstream_says_which_headers_were_left_out_and_why
     assert not [s for s in skipped if "X-Api-Key" in s or "X-Request-Id" in s]
     refreshed = await gateway.api.post("/api/v1/upstreams/ledger/refresh")
     assert refreshed.status_code == 200 and refreshed.json()["skipped"] == skipped
+
+
+async def test_a_refresh_that_leaves_out_the_same_logs_nothing_new(ledger: Ledger, caplog: pytest.LogCaptureFixture) -> None:
+    # Health checks rediscover every 30 s: a document's notes are logged when they are new, not
+    # once per operation per check.
+    with caplog.at_level(logging.INFO, logger="bastion.upstream"):
+        for _ in range(2):
+            refreshed = await ledger.gateway.api.post("/api/v1/upstreams/ledger/refresh")
+            assert refreshed.status_code == 200 and refreshed.json()["skipped"] == ledger.skipped
+    assert not [r for r in caplog.records if "left out" in r.getMessage()]
 
 
 async def test_a_caller_cannot_claim_an_address_or_user_over_mcp(ledger: Ledger) -> None:

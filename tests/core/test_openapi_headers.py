@@ -43,3 +43,41 @@ def test_a_proxy_header_the_operator_sets_is_left_out_without_a_note() -> None:
     skipped: list[str] = []
     [op] = operations(doc, reserved=frozenset({("header", "x-forwarded-for")}), skipped=skipped)
     assert op.definition["inputSchema"]["properties"] == {} and skipped == []
+
+
+def _offered(names: list[str], reserved: frozenset[tuple[str, str]] = frozenset()) -> tuple[set[str], list[str]]:
+    doc = {
+        "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+        "paths": {"/items": {"get": {
+            "parameters": [{"name": n, "in": "header", "schema": {"type": "string"}} for n in names],
+            "responses": {"200": {"description": "ok"}},
+        }}},
+    }
+    skipped: list[str] = []
+    [op] = operations(doc, reserved=reserved, skipped=skipped)
+    return set(op.definition["inputSchema"]["properties"]), skipped
+
+
+def test_underscore_spellings_a_cgi_server_reads_as_hyphens_are_left_out_too() -> None:
+    # Gunicorn before 22, CGI and WSGI servers read X_Forwarded_For as X-Forwarded-For.
+    offered, skipped = _offered(["X_Forwarded_For", "x_real_ip", "Content_Length", "X_Trace"])
+    assert offered == {"X_Trace"}
+    assert len(skipped) == 2 and "'X_Forwarded_For'" in skipped[0] and "'x_real_ip'" in skipped[1]
+
+
+def test_an_underscore_spelling_of_the_operators_credential_header_is_not_offered() -> None:
+    offered, skipped = _offered(["X_Api_Key", "X-Other"], reserved=frozenset({("header", "x-api-key")}))
+    assert offered == {"X-Other"} and skipped == []
+
+
+def test_identity_and_routing_headers_of_known_proxies_are_left_out_by_family() -> None:
+    names = [
+        "X-Forwarded-Client-Cert", "X-SSL-Client-Verify", "X-WEBAUTH-USER", "X-Authenticated-Userid",
+        "X-Goog-Authenticated-User-Email", "X-Goog-IAP-JWT-Assertion", "X-MS-CLIENT-PRINCIPAL-NAME",
+        "Cf-Access-Authenticated-User-Email", "Cf-Access-Jwt-Assertion", "X-Amzn-Oidc-Identity",
+        "X-Forwarded-Uri", "X-Forwarded-Method", "X-Original-Method", "X-Envoy-Original-Path",
+        "X-Forwarded-Anything", "X-Request-Id",
+    ]
+    offered, skipped = _offered(names)
+    assert offered == {"X-Request-Id"}
+    assert len(skipped) == len(names) - 1 and all("is not offered to callers" in s for s in skipped)

@@ -150,6 +150,7 @@ class OpenApiUpstream:
         self._max_response = max_response_bytes
         self._max_operations = max_operations
         self._ops: dict[str, Operation] | None = None
+        self._told: frozenset[str] = frozenset()  # what the last discovery left out, as logged
         self._base = ""
         self._refused: UnapprovedDestination | None = None
 
@@ -205,8 +206,10 @@ class OpenApiUpstream:
             self._refused = exc  # the answer to a call of an operation it moved
             raise
         self._base, self._ops, self._refused = base, {op.tool: op for op in ops}, None
-        for reason in skipped:
-            log.info("%s: left out %s", self._what, reason)  # health checks rediscover: no alarm each time
+        for reason in skipped:  # health checks rediscover: only what a discovery newly leaves out is logged
+            if reason not in self._told:
+                log.info("%s: left out %s", self._what, reason)
+        self._told = frozenset(skipped)
         raw_info = doc.get("info")
         info: dict[str, Any] = raw_info if isinstance(raw_info, dict) else {}
         return Discovery(
