@@ -296,7 +296,10 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 settings, network, identity, login, sealer, shared.revocations, telemetry.edge_observers, forget_user
             )
             csrf_key = hmac.digest(keys.state, b"bastion admin ui csrf", "sha256")
-            admin = admin_app(lambda: app_ref[0], settings.base_url, csrf_key, provider)
+            admin = admin_app(
+                lambda: app_ref[0], settings.base_url, csrf_key, provider,
+                public_url=settings.public_url, max_body=settings.max_body_bytes,
+            )
             telemetry.watch(gateway.current, pool, front, bridge)
             if public is not None:
                 public = PublicEndpoints(public.paths, Audited(public.app, (), telemetry.edge_observers))
