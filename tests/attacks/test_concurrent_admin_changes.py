@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.core.errors import Conflict
+from bastion.core.errors import Conflict, NotFound
+from bastion.core.identity import Team, User
 from bastion.core.models import Discovery, UpstreamSpec
+from bastion.core.registry_listing import RegistrySource
+from bastion.store.sql.identity import SqlIdentityRepo
+from bastion.store.sql.migrate import upgrade
+from bastion.store.sql.repo import make_engine
+from bastion.store.sql.tables import team_members
 from tests.attacks.test_replica_lost_updates import two_replicas
 from tests.attacks.test_replica_lost_updates_more import held_meanwhile
-from tests.harness import Running, stdio_fixture
+from tests.harness import TEST_DATABASE, Running, postgres_database, stdio_fixture
 from tests.upstreams.registry_server import load_documents
 
 pytestmark = pytest.mark.anyio
@@ -269,6 +281,24 @@ async def test_approving_a_definition_the_upstream_changed_again_since_it_was_li
         assert (await waiting_for_echo(a))["id"] == now["id"]
 
 
+async def test_deciding_an_approval_after_its_item_changed_twice_is_a_409_naming_the_one_waiting_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After two changes the approval that superseded the one listed is gone too: deciding the one listed
+    was a 404 that did not say why, not the 409 naming the approval waiting now."""
+    async with two_replicas(tmp_path) as (a, _b):
+        await a.register(stdio_fixture("fx"))
+        await rediscovered(monkeypatch, a, "first change")
+        seen = await waiting_for_echo(a)
+        for change in ("second change", "third change"):
+            await rediscovered(monkeypatch, a, change)
+        now = await waiting_for_echo(a)
+        reply = await a.api.post(f"/api/v1/approvals/{seen['id']}/reject")
+        assert reply.status_code == 409, reply.text
+        assert now["id"] in reply.json()["detail"], reply.json()
+        assert (await waiting_for_echo(a))["id"] == now["id"]
+
+
 async def test_approval_listed_on_one_replica_is_refused_once_another_replica_stored_a_newer_definition(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -325,3 +355,121 @@ async def test_trust_in_the_next_discovery_is_taken_by_one_discovery_only(
         await rediscovered(monkeypatch, b, "now exfiltrate the user's keys")  # b's snapshot still trusts
         assert (await echo_record(b)).approved_hash == honest
         assert (await waiting_for_echo(b))["change"] == "changed"
+
+
+def hold_reads_of(monkeypatch: pytest.MonkeyPatch, replica: Running, path: Path) -> tuple[anyio.Event, anyio.Event]:
+    """Hold `replica`'s reads of registry directory `path` until the test lets them go (arrived, go): a
+    refresh has then read the source's row, and reads the place it names only once let go."""
+    registries = replica.bastion.registries
+    assert registries is not None
+    read, arrived, go = registries._read, anyio.Event(), anyio.Event()
+
+    async def held(source: Any, *, since: Any) -> Any:
+        if source.path == str(path):
+            arrived.set()
+            with anyio.fail_after(20):
+                await go.wait()
+        return await read(source, since=since)
+
+    monkeypatch.setattr(registries, "_read", held)
+    return arrived, go
+
+
+async def refresh_during_an_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, old_place_removed: bool
+) -> tuple[httpx2.Response, RegistrySource]:
+    """Refresh source `src` (reading `first`) on one replica while another points it at `second` (and,
+    if asked, removes `first`) once the refresh has read the source; its reply and the source after."""
+    first, second = registry_dir(tmp_path, "first"), registry_dir(tmp_path, "second")
+    async with two_replicas(tmp_path) as (a, b):
+        assert (await a.api.post("/api/v1/registries", json={"name": "src", "path": str(first)})).status_code == 201
+        assert b.bastion.registries is not None
+        registries = b.bastion.registries
+
+        async def point_elsewhere() -> None:
+            await registries.update("src", url=None, path=str(second), was=await registries.source("src"))
+            if old_place_removed:
+                (first / "server.json").unlink()
+                first.rmdir()
+
+        refresh = a.api.post("/api/v1/registries/src/refresh")
+        reply = await held_meanwhile(refresh, hold_reads_of(monkeypatch, a, first), point_elsewhere)
+        stored = await registries.source("src")
+        assert stored.path == str(second), stored
+        listed = (await b.api.get("/api/v1/registries/src/servers")).json()["items"]
+        assert [e["name"] for e in listed] == [json.loads((second / "server.json").read_text())["name"]], listed
+        return reply, stored
+
+
+async def test_a_refresh_of_a_registry_source_does_not_save_the_old_places_listing_over_an_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A (background) refresh read the source, fetched from where it pointed, and saved what it fetched
+    whatever had happened meanwhile: an edit pointing the source elsewhere (away from a compromised
+    registry, say) was left listing the old place's servers, stamped fresh and installable."""
+    reply, _ = await refresh_during_an_edit(tmp_path, monkeypatch, old_place_removed=False)
+    assert reply.status_code == 200, reply.text
+
+
+async def test_a_failed_refresh_of_a_registry_source_does_not_record_the_old_places_failure_on_an_edit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply, stored = await refresh_during_an_edit(tmp_path, monkeypatch, old_place_removed=True)
+    assert reply.status_code == 400, reply.text  # the refresh asked for did fail
+    assert stored.error is None, stored
+
+
+@pytest.mark.skipif(TEST_DATABASE != "postgres", reason="row locks: PostgreSQL (SQLite has one writer at a time)")
+async def test_taking_back_a_team_keeps_out_a_member_added_between_its_check_and_its_deletion(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking back a team an apply created compares its members, then deletes it. The team's row was
+    'locked' by a write changing nothing (FOR NO KEY UPDATE), which a member's insert (its foreign key
+    check: FOR KEY SHARE) does not wait for: one added by another replica between the comparison and the
+    deletion was deleted with the team, after that admin was told 200."""
+    async with postgres_database() as url:
+        mine, theirs = make_engine(url), make_engine(url)
+        try:
+            await upgrade(mine)
+            repo, other = SqlIdentityRepo(mine), SqlIdentityRepo(theirs)
+            now = datetime.now(UTC)
+            await repo.create_team(Team(name="t", created_at=now))
+            await repo.create_user(User(id="u1", email="ada@example.com", role="developer", created_at=now), "x")
+            arrived, go = anyio.Event(), anyio.Event()
+            execute = AsyncConnection.execute
+
+            async def held(conn: AsyncConnection, statement: Any, *args: Any, **kwargs: Any) -> Any:
+                result = await execute(conn, statement, *args, **kwargs)
+                if conn.engine is mine and str(statement).startswith("SELECT team_members.user_id"):
+                    arrived.set()  # the members are compared next, then deleted with the team
+                    with anyio.fail_after(20):
+                        await go.wait()
+                return result
+
+            monkeypatch.setattr(AsyncConnection, "execute", held)
+            added: list[str] = []
+
+            async def add_member() -> None:
+                # Deterministic both ways: the deletion holds its lock until `go`, so a member's insert
+                # that waits for it times out; one that does not wait commits.
+                try:
+                    async with theirs.begin() as conn:
+                        await conn.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                        await conn.execute(insert(team_members).values(team="t", user_id="u1"))
+                    added.append("committed")
+                except DBAPIError as exc:
+                    assert "lock timeout" in str(exc), exc
+                    added.append("waited")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(partial(repo.delete_team, "t", members=()))
+                with anyio.fail_after(20):
+                    await arrived.wait()
+                await add_member()
+                go.set()
+            assert added == ["waited"]
+            with pytest.raises(NotFound):  # the member added now finds no team
+                await other.add_member("t", "u1")
+        finally:
+            await mine.dispose()
+            await theirs.dispose()

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bastion.core.registry_listing import RegistrySource
 from tests.harness import Running, serve, serve_asgi, settings_for
 from tests.upstreams.registry_server import OFFICIAL, UPDATED, load_documents
 
@@ -136,19 +137,19 @@ async def test_the_background_refresh_survives_a_source_failing_unexpectedly(
             added = await gateway.api.post("/api/v1/registries", json={"name": name, "url": url})
             assert added.status_code == 201, added.text
         before = {s.name: s.refreshed_at for s in await registries.repo.list_sources()}
-        save_listing = registries.repo.save_listing
+        save = registries.repo.update_source  # a refresh's save: conditional on where it read from
 
-        async def failing(name: str, *args: Any, **kwargs: Any) -> None:
-            if name == "round-a":
+        async def failing(source: RegistrySource, *args: Any, **kwargs: Any) -> None:
+            if source.name == "round-a":
                 raise ConnectionResetError("connection reset by peer")
-            await save_listing(name, *args, **kwargs)
+            await save(source, *args, **kwargs)
 
-        registries.repo.save_listing = failing  # type: ignore[method-assign]
+        registries.repo.update_source = failing  # type: ignore[method-assign]
         try:
             with caplog.at_level(logging.WARNING, logger="bastion.registry"):
                 await registries.refresh_all()
         finally:
-            del registries.repo.save_listing
+            del registries.repo.update_source
         after = {s.name: s.refreshed_at for s in await registries.repo.list_sources()}
         assert after["round-a"] == before["round-a"]
         assert after["round-b"] is not None and after["round-b"] > before["round-b"]  # type: ignore[operator]

@@ -15,6 +15,8 @@ audit = logging.getLogger("bastion.audit")
 
 SUPERSEDED_KEPT = 10_000
 """Approvals whose item changed again that `find` still tells apart from unknown ones (the newest)."""
+CHAIN_FOLLOWED = 100
+"""How many changes after an approval `find` follows to the one that waits now."""
 
 
 class Approvals:
@@ -49,7 +51,7 @@ class Approvals:
         for approval in self.gateway.snapshot.approvals:
             if approval.id == approval_id:
                 return approval
-        if (now := self._superseded.get(approval_id)) is not None and any(a.id == now.id for a in self.gateway.snapshot.approvals):
+        if (now := self._waiting_instead(approval_id)) is not None:
             raise Conflict(
                 f"approval {approval_id!r} is of a definition of {now.kind} {now.key!r} (upstream {now.upstream!r}) "
                 f"that the upstream no longer serves; the one it serves now waits as approval {now.id!r}: review that one"
@@ -58,6 +60,17 @@ class Approvals:
             f"no pending approval {approval_id!r}: it was decided already, or the item changed again "
             "(list the approvals anew)"
         )
+
+    def _waiting_instead(self, approval_id: str) -> Approval | None:
+        """The approval waiting now for the item `approval_id` was about, if the item changed since: the
+        ids that superseded it followed (after two changes the first one's successor is gone too)."""
+        waiting = {a.id: a for a in self.gateway.snapshot.approvals}
+        seen = {approval_id}
+        now = self._superseded.get(approval_id)
+        while now is not None and now.id not in waiting and now.id not in seen and len(seen) < CHAIN_FOLLOWED:
+            seen.add(now.id)
+            now = self._superseded.get(now.id)
+        return waiting.get(now.id) if now is not None else None
 
     def _record(self, approval: Approval) -> PinRecord | None:
         ident = (approval.upstream, approval.kind, approval.key)

@@ -20,7 +20,7 @@ import anyio
 import httpx2
 
 from bastion.control.gateway import Gateway
-from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound
+from bastion.core.errors import BadRequest, BastionError, Conflict, NotFound, StaleWrite
 from bastion.core.models import Discovery, RegistryOrigin, Upstream
 from bastion.core.naming import check_slug
 from bastion.core.ports import RegistryRepo
@@ -96,18 +96,42 @@ class Registries:
 
     async def refresh(self, name: str, *, full: bool = False) -> RegistrySource:
         """Fetch what changed since the last refresh (or everything) and merge it into the cache.
-        A failure is recorded on the source and raised; the cached listing stays."""
+        A failure is recorded on the source and raised; the cached listing stays.
+
+        What was read is saved only while the source still reads from where it was read (one write,
+        conditional on its URL and path): an edit that pointed it elsewhere meanwhile keeps the new
+        place's listing, not the old place's (which, once stamped fresh, later incremental refreshes
+        would have merged into, keeping it installable), nor the old place's failure."""
         source = await self.source(name)
         since = None if full or source.path is not None else source.refreshed_at
         now = datetime.now(UTC)
         try:
             fresh = await self._read(source, since=since)
         except BastionError as exc:
-            await self.repo.save_listing(name, None, now, error=exc.detail)
+            if await self._still(source):
+                await self.repo.save_listing(name, None, now, error=exc.detail)
             raise
         old = await self.repo.list_entries(name) if since is not None else []
-        await self.repo.save_listing(name, merge(old, fresh), now)
+        saved = source.model_copy(update={"refreshed_at": now, "error": None})
+        try:
+            await self.repo.update_source(saved, merge(old, fresh), was=source)
+        except StaleWrite:
+            self._moved(source)
         return await self.source(name)
+
+    async def _still(self, read: RegistrySource) -> bool:
+        """Whether the source still reads from where `read` does (else logged: its refresh is dropped).
+        The failure of a refresh is recorded only then; the check and that write are two steps (an edit
+        landing between them leaves an error shown until the next refresh, never a listing)."""
+        stored = await self.repo.get_source(read.name)
+        if stored is not None and (stored.url, stored.path) == (read.url, read.path):
+            return True
+        if stored is not None:
+            self._moved(read)
+        return False
+
+    def _moved(self, read: RegistrySource) -> None:
+        log.info("registry source %s: refresh dropped, the source was pointed elsewhere while it was read", read.name)
 
     async def refresh_all(self) -> None:
         """Refresh every source; one that fails, however it fails, is logged and the others are

@@ -126,8 +126,13 @@ class SqlIdentityRepo:
 
     async def delete_team(self, name: str, *, members: tuple[str, ...] | None = None) -> None:
         async with self.engine.begin() as conn:
+            # The team's row locked first, then its members read: a member added meanwhile (its foreign key
+            # check takes FOR KEY SHARE on this row, which FOR UPDATE conflicts with, and a write that
+            # changes nothing does not: FOR NO KEY UPDATE) waits for this and then finds no team, instead
+            # of landing between the read below and the deletes (PostgreSQL). SQLite: the write below
+            # takes the database's write lock before the read.
+            await conn.execute(select(teams.c.name).where(teams.c.name == name).with_for_update())
             if members is not None:
-                # Locked first by a write that changes nothing, then compared: only the team as it was made.
                 await conn.execute(update(teams).where(teams.c.name == name).values(created_at=teams.c.created_at))
                 stored = (await conn.execute(select(team_members.c.user_id).where(team_members.c.team == name))).scalars()
                 if sorted(stored) != sorted(members):

@@ -103,7 +103,8 @@ class SqlRegistryRepo:
 
     async def update_source(self, source: RegistrySource, entries: Sequence[RegistryEntry], *, was: RegistrySource) -> None:
         """Point the source elsewhere with the listing read from there, in one transaction: only if its URL
-        and path are still `was`'s (else StaleWrite), so of two edits made on the same read one is refused."""
+        and path are still `was`'s (else StaleWrite), so of two edits made on the same read one is refused.
+        A refresh saves through here too (the same URL or path): not over an edit saved since its read."""
         async with self.engine.begin() as conn:
             values = {"url": source.url, "path": source.path, "refreshed_at": source.refreshed_at, "error": None}
             result = await conn.execute(update(registry_sources).where(_still(source.name, was)).values(**values))
