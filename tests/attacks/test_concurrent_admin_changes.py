@@ -336,6 +336,27 @@ async def test_a_rejection_made_on_a_stale_read_does_not_undo_another_admins_app
         assert (record.approved_hash, record.rejected_hash) == (seen["new_hash"], None), record
 
 
+async def test_configuration_approving_what_another_admin_just_approved_does_not_unpin_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An apply set an upstream's pins from its replica's snapshot: one that had not read another
+    replica's rediscovery and approval saw the document's approved hash as not served, and deleted the
+    pin record that held that approval (the one the document asked for too)."""
+    async with two_replicas(tmp_path) as (a, b):
+        await a.register(stdio_fixture("fx"))
+        await b.bastion.gateway.reload()
+        doc = (await a.api.get("/api/v1/config")).json()
+        await rediscovered(monkeypatch, b, "first change")
+        seen = await waiting_for_echo(b)
+        assert (await b.api.post(f"/api/v1/approvals/{seen['id']}/approve")).status_code == 200
+        fx = next(u for u in doc["upstreams"] if u["name"] == "fx")
+        fx["approved"] = {**fx["approved"], "tool:echo": seen["new_hash"]}  # a has not read b's change
+        reply = await a.api.post("/api/v1/config", json=doc)
+        assert reply.status_code == 200, reply.text
+        pinned = {(r.upstream, r.key): r.approved_hash for r in (await a.bastion.gateway.repo.list_pins()).records}
+        assert pinned.get(("fx", "echo")) == seen["new_hash"], pinned
+
+
 async def test_trust_in_the_next_discovery_is_taken_by_one_discovery_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -46,7 +46,7 @@ from bastion.core.config_doc import (
 from bastion.core.errors import BadRequest, BastionError, NotFound, StaleWrite
 from bastion.core.models import UpstreamSpec, VirtualServerSpec
 from bastion.core.naming import check_slug
-from bastion.core.pinning import approve, definition_hash
+from bastion.core.pinning import PinRecord, approve, definition_hash
 from bastion.core.registry_listing import RegistrySource
 from bastion.core.transforms import TransformError
 
@@ -125,24 +125,35 @@ class ConfigSync:
 
     async def _sync_pins(self, upstream: str, approved: Mapping[str, str], actor: str) -> None:
         """Pin what the document approves where the definition is that one; unpin the rest (it waits
-        for an admin). An approved hash the upstream no longer serves keeps its record (a change waits)."""
+        for an admin). An approved hash the upstream no longer serves keeps its record (a change waits).
+
+        Each record is saved only if the store still holds the record and definition this replica read
+        (else StaleWrite: the apply is planned again on fresh state), not over an admin's decision or a
+        rediscovery another replica saved since (unpinning what the document and that admin approved)."""
         snap = self.gateway.snapshot
         records = {(r.kind, r.key): r for r in snap.pins.records if r.upstream == upstream}
         now = datetime.now(UTC)
-        save, drop = [], []
+        decisions: list[tuple[PinRecord, bool, PinRecord | None, str]] = []
+        """(record, keep it or forget it, the record read, the definition's hash read)"""
         for item in snap.items:
             if item.upstream != upstream:
                 continue
             want = approved.get(pin_key(item.kind, item.key))
             have = records.get((item.kind, item.key))
-            if want is not None and want == definition_hash(item.kind, item.definition):
+            served = definition_hash(item.kind, item.definition)
+            if want is not None and want == served:
                 if have is None or have.approved_hash != want:
-                    save.append(approve(item, actor, now))
+                    decisions.append((approve(item, actor, now), True, have, served))
             elif have is not None and have.approved is not None and have.approved_hash != want:
-                drop.append(have)
-        if save or drop:
-            await self.gateway.repo.save_pins(save, drop=drop)
-            await self.gateway.rebuild()
+                decisions.append((have, False, have, served))
+        saved = False
+        try:
+            for record, keep, was, serving in decisions:
+                await self.gateway.repo.decide_pin(record, keep=keep, was=was, serving=serving)
+                saved = True
+        finally:
+            if saved:
+                await self.gateway.rebuild()
 
     async def _current(self) -> dict[Kind, dict[str, BaseModel]]:
         snap = self.gateway.snapshot
