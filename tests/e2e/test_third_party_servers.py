@@ -88,8 +88,10 @@ class Rooted:
     def __init__(self, *directories: Path) -> None:
         self.directories = directories
         self.asked = anyio.Event()
+        self.times = 0
 
     async def list_roots(self, _ctx: Any) -> ListRootsResult:
+        self.times += 1
         self.asked.set()
         return ListRootsResult(roots=[Root(uri=d.as_uri()) for d in self.directories])  # type: ignore[arg-type]
 
@@ -221,13 +223,6 @@ async def test_a_shared_filesystem_process_is_never_given_a_callers_roots(gatewa
     assert not caller.asked.is_set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known defect: Bastion drops a 2025-11-25 caller's notifications/roots/list_changed (no handler "
-    "at the edge, nothing forwards it to the caller's own upstream session), and a dedicated upstream "
-    "session refuses a question asked outside a call (UpstreamConnection._ask needs a call in flight)",
-)
 async def test_a_callers_changed_roots_reach_its_own_process(gateway: Running, tmp_path: Path) -> None:
     """Directly, server-filesystem asks again on notifications/roots/list_changed and moves to the new
     roots; through Bastion the caller's own process must be told and asked the same way."""
@@ -245,6 +240,33 @@ async def test_a_callers_changed_roots_reach_its_own_process(gateway: Running, t
             while not moved:
                 moved = await allowed_directories(client) == [str(second.resolve())]
     assert moved, "the caller's new roots never reached its server-filesystem process"
+
+
+async def test_a_callers_changed_roots_are_not_told_to_another_callers_process(gateway: Running, tmp_path: Path) -> None:
+    """Two 2025-11-25 callers of one user, each on its own process: when one changes its roots, only
+    its own process is told, asks only that caller, and moves; the other's process keeps its roots.
+    Each changes in turn, and each process is asked exactly once: a notice told to both processes
+    would have one of them ask twice (or the wrong caller)."""
+    homes = {who: tmp_path / who for who in ("alice", "bob", "alice2", "bob2")}
+    for home in homes.values():
+        home.mkdir()
+    token = await new_user(gateway)
+    alice, bob = Rooted(homes["alice"]), Rooted(homes["bob"])
+    async with (
+        rooted_client(gateway, "legacy", token, alice) as alice_client,
+        rooted_client(gateway, "legacy", token, bob) as bob_client,
+    ):
+        alice.times = bob.times = 0
+        with anyio.fail_after(30):
+            for caller, client, moved in ((alice, alice_client, "alice2"), (bob, bob_client, "bob2")):
+                caller.directories, caller.asked = (homes[moved],), anyio.Event()
+                await client.send_roots_list_changed()
+                await caller.asked.wait()
+                while await allowed_directories(client) != [str(homes[moved].resolve())]:
+                    pass
+        assert (alice.times, bob.times) == (1, 1)
+        assert await allowed_directories(alice_client) == [str(homes["alice2"].resolve())]
+        assert await allowed_directories(bob_client) == [str(homes["bob2"].resolve())]
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -228,6 +228,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 settings.max_body_bytes,
                 events_for,
                 subscriber=pool,
+                roots=pool,
                 shared=sessions,
                 # Re-checking an idle caller's open stream must not mark its token used.
                 authenticator=Authenticator(BearerVerifier(verifier.unrecorded(), jwt_issuers)),

@@ -26,7 +26,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from bastion import __version__
 from bastion.core.errors import BastionError, UpstreamTimeout, UpstreamUnavailable
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import CallHooks
+from bastion.core.ports import AskCallback, CallHooks
 from bastion.tasks import TaskRunner
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.modern_http import ModernHttpClient, SseCursor, _jsonrpc_outcome, _relay, _sse_messages
@@ -99,6 +99,8 @@ class CallerHttpSession(ModernHttpClient):
         """While the GET stream is open: the scope of the task reading it."""
         self._no_get = False
         """The upstream offers no GET stream (HTTP 405): nothing arrives outside calls' streams."""
+        self._roots_asker: AskCallback | None = None
+        """Once the caller said its roots changed: how to ask it for them outside any call."""
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Nothing runs while the session is idle: it opens on its first call (`wait_ready`)."""
@@ -209,6 +211,17 @@ class CallerHttpSession(ModernHttpClient):
         finally:
             if self._calls.pop(request_id, _NO_CALL) is not _NO_CALL and not self._calls and self._listening is not None:
                 self._listening.deadline = anyio.current_time() + _LINGER
+
+    async def roots_changed(self, ask: AskCallback) -> None:
+        """The caller changed its roots: tell the upstream, with the GET stream open (for `_LINGER`
+        seconds unless calls keep it) so that the `roots/list` it asks on it is put to the caller."""
+        if not self._open or "roots" not in self._caps:
+            return
+        self._roots_asker = ask
+        await self._listen_during_calls()
+        if self._listening is not None and not self._calls:
+            self._listening.deadline = anyio.current_time() + _LINGER
+        await self._send({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"})
 
     async def _listen_during_calls(self) -> None:
         """Open the GET stream (unless it is open) before a call is sent, so nothing the upstream
@@ -336,15 +349,18 @@ class CallerHttpSession(ModernHttpClient):
         method, params = message["method"], message.get("params")
         capability = _ASKS.get(method)
         reply: dict[str, Any]
+        ask = hooks.ask if hooks is not None else None
+        if ask is None and method == "roots/list":
+            ask = self._roots_asker  # asked again after the caller's notice: only roots, only its own caller
         if method == "ping":
             reply = {"result": {}}
         elif capability is None or capability not in self._caps:
             reply = {"error": {"code": -32601, "message": f"the client did not declare {method}"}}
-        elif hooks is None or hooks.ask is None:
+        elif ask is None:
             reply = {"error": {"code": -32603, "message": f"Bastion cannot route this {method}: no caller is waiting for it"}}
         else:
             try:
-                answer = await hooks.ask(method, params if isinstance(params, dict) else {})
+                answer = await ask(method, params if isinstance(params, dict) else {})
             except BastionError as exc:
                 answer = {"code": -32603, "message": exc.detail}
             except Exception as exc:  # noqa: BLE001 - the upstream waits for an answer: it gets an error

@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 
 from bastion.core.errors import UpstreamUnavailable
-from bastion.core.ports import CallHooks
+from bastion.core.ports import AskCallback, CallHooks
 from bastion.tasks import TaskRunner
 
 log = logging.getLogger("bastion.upstream")
@@ -32,6 +32,11 @@ class CallerSession(Protocol):
     async def request(
         self, method: str, params: dict[str, Any] | None, *, timeout: float, hooks: CallHooks | None = None
     ) -> dict[str, Any]: ...
+    async def roots_changed(self, ask: AskCallback) -> None:
+        """The caller changed its roots: tell the upstream; `ask` puts to the caller a `roots/list`
+        the upstream then asks outside any call."""
+        ...
+
     async def stop(self) -> None: ...
 
 
@@ -73,6 +78,10 @@ class CallerSessions:
                     await self._runner.start(f"upstream:{upstream}:caller", conn.run)
         conn.last_used = anyio.current_time()
         return conn
+
+    def of_caller(self, caller: str) -> list[CallerSession]:
+        """The caller's own sessions, on every upstream (none of anyone else's: the key names the caller)."""
+        return [conn for (_upstream, key), conn in self._conns.items() if key == caller]
 
     def hold(self, upstream: str, caller: str) -> _Held:
         """Marks a call in flight on the caller's session, so it is not reaped or evicted under it."""

@@ -38,7 +38,7 @@ from bastion.core.errors import (
     UpstreamUnavailable,
 )
 from bastion.core.models import UpstreamSpec
-from bastion.core.ports import CallHooks, ProgressCallback
+from bastion.core.ports import AskCallback, CallHooks, ProgressCallback
 from bastion.outbound import TOO_LARGE
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
@@ -146,6 +146,9 @@ class UpstreamConnection:
         self._caller_caps = caller_capabilities
         """None for a shared connection; the caller's declared capabilities for a caller's own."""
         self._inflight: dict[object, CallHooks | None] = {}
+        self._roots_asker: AskCallback | None = None
+        """On a caller's own session, once the caller said its roots changed: how to ask it for them
+        outside any call (see `roots_changed`)."""
         self._sole: str | None = _NOBODY
         """On a shared session: the one caller whose calls it has carried since it connected, or None
         once it has carried another's too (see `_on_log`)."""
@@ -286,16 +289,35 @@ class UpstreamConnection:
     async def _on_list_roots(self, context: Any) -> Any:
         return await self._ask("roots/list", None, types.ListRootsResult)
 
+    async def roots_changed(self, ask: AskCallback) -> None:
+        """The caller whose own session this is changed its roots: tell the upstream, as its client
+        would directly; a `roots/list` it then asks outside any call is put to the caller by `ask`."""
+        client = self._client
+        if not self.dedicated or "roots" not in (self._caller_caps or {}) or client is None:
+            return
+        self._roots_asker = ask
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return  # a 2026-07-28 session has no roots notice (roots travel with each request)
+        try:
+            await client.session.send_notification(types.RootsListChangedNotification())
+        except Exception as exc:  # noqa: BLE001 - the caller's notification has no one to be answered to
+            log.info("upstream %s: roots/list_changed not sent: %s", self.spec.name, describe_failure(exc))
+
     async def _ask(self, method: str, params: Any, result: type[Any]) -> Any:
         hooks = self._attributed()
         ask = hooks.ask if hooks is not None else None
+        if ask is None and method == "roots/list":
+            ask = self._roots_asker  # asked again after the caller's notice: only roots, only its own caller
         if ask is None:
             why = "no call of this caller is waiting for input" if self.dedicated or not self._inflight else (
                 "this upstream session is shared by several calls"
             )
             return types.ErrorData(code=-32603, message=f"Bastion cannot route this {method}: {why}")
         wire = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else {}
-        answer = await ask(method, wire)
+        try:
+            answer = await ask(method, wire)
+        except Exception as exc:  # noqa: BLE001 - the upstream waits for an answer: it gets an error
+            return types.ErrorData(code=-32603, message=f"the caller could not be asked ({type(exc).__name__})")
         if set(answer) <= {"code", "message", "data"} and "code" in answer:
             return types.ErrorData.model_validate(answer)
         return result.model_validate(answer)

@@ -20,7 +20,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
-from bastion.core.ports import CallHooks, UpstreamTokenStore
+from bastion.core.ports import AskCallback, CallHooks, UpstreamTokenStore
 from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
 from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
@@ -415,6 +415,13 @@ class UpstreamPool:
         # Per-user sessions negotiate as the shared one did: the same upstream, the same answer.
         conn = self._conns.get((upstream, None))
         return conn is not None and conn.asks_mid_call
+
+    async def roots_changed(self, user: str | None, session: str, ask: AskCallback) -> None:
+        """A 2025-11-25 caller (`user`, and its MCP session's key) changed its roots: its own upstream
+        sessions are told, as its client would tell a server directly; never a shared session (which
+        declares no roots) nor another caller's. `ask` puts to the caller what they ask back."""
+        for conn in self._callers.of_caller(caller_key(user, session, None)):
+            await conn.roots_changed(ask)
 
     async def subscribe(self, upstream: str, uri: str) -> None:
         """Count one more interest in a resource's updates; the first subscribes upstream. One that

@@ -25,6 +25,7 @@ from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, DEFAULT_SES
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
+    NotificationParams,
     RequestParams,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -49,6 +50,7 @@ from bastion.pipeline.route import SERVED_METHODS
 from bastion.pipeline.tracing import trace_headers
 from bastion.tasks import TaskRunner
 from bastion.web.bridge import capabilities_of, with_capabilities
+from bastion.web.caller_roots import ROOTS_CHANGED, CallerRoots, roots_changed_handler
 from bastion.web.errors import to_mcp_error
 from bastion.web.fast_stream import RETRY_MS
 from bastion.web.mcp_fast import (
@@ -153,11 +155,12 @@ class McpFront:
         session_idle: float | None = DEFAULT_SESSION_IDLE_TIMEOUT,
         sessions_per_caller: int | None = None,
         sessions_per_server: int = DEFAULT_MAX_SESSIONS,
+        roots: CallerRoots | None = None,
     ) -> None:
         """`authenticator` re-checks open streams (one that records no use: a re-check is not a call);
         a 2025-11-25 session ends here after `session_idle` seconds unused (None: never); one caller
         holds at most `sessions_per_caller` of them across servers (None: no bound), one server
-        `sessions_per_server`, which must be more."""
+        `sessions_per_server`, which must be more; `roots` is told of a caller's changed roots."""
         if sessions_per_caller is not None and sessions_per_caller >= sessions_per_server:
             raise ValueError("sessions_per_caller must be less than sessions_per_server: one caller could fill a server")
         self._pipeline = pipeline
@@ -170,6 +173,7 @@ class McpFront:
         self._lock = anyio.Lock()
         self._events = events
         self._subscriber = subscriber
+        self._roots = roots
         self._shared = shared
         self._session_idle = session_idle
         self._bounds = SessionBounds(sessions_per_caller)
@@ -255,6 +259,9 @@ class McpFront:
             server.add_request_handler("resources/subscribe", SubscribeRequestParams, watch)
             server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, watch)
         server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, listen)
+        if self._roots is not None:
+            handler = roots_changed_handler(self._roots, partial(self._stream_open, name))
+            server.add_notification_handler(ROOTS_CHANGED, NotificationParams, handler)
 
         async def remember_connection(ctx: ServerRequestContext[Any], call_next: Any) -> Any:
             # Every message of a session passes here, `initialize` included, so a client that has
@@ -291,6 +298,12 @@ class McpFront:
         # Bastion logs and times requests in its own pipeline; this is the only middleware.
         server.middleware = [remember_connection]
         return server
+
+    def _stream_open(self, name: str, connection: Connection) -> bool:
+        """Whether the session can be sent a request outside any call here: its GET stream is
+        connected to this replica (an HTTP+SSE session's stream is the session itself)."""
+        session_id = connection.session_id
+        return session_id is None or self._front_of(name).manager.streams_here(session_id)
 
     async def _front(self, name: str) -> Front:
         front = self._fronts.get(name)
