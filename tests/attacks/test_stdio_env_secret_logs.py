@@ -70,3 +70,25 @@ async def test_a_secret_across_a_long_lines_cut_leaves_nothing_of_itself(caplog:
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[longleak]")]
     assert len(lines) == 3 and lines[1] == "[longleak] short [redacted]", lines
     assert all(SECRET[:8] not in line for line in lines), [line[-80:] for line in lines]
+
+
+async def test_a_failure_whose_stderr_was_read_at_one_attempt_and_not_the_next_is_one_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether a dead child's last stderr line is read before its exit is noticed is a race: the
+    # failure line has the tail at one attempt and not at the next. It is the same failure.
+    tails = iter(["boom", "", "boom", "", "boom", ""] * 10)
+    monkeypatch.setattr("bastion.upstream.connection.stderr_tail", lambda _name: next(tails))
+    spec = UpstreamSpec(name="flaky", transport="stdio", command=sys.executable, args=("-c", "pass"))
+    connection = UpstreamConnection(
+        spec, http_client=None, on_notification=_ignore, connect_timeout=10, backoff_base=0.01, backoff_cap=0.02
+    )
+    caplog.set_level(logging.DEBUG, logger="bastion.upstream")
+    with anyio.fail_after(60):  # a hang guard only
+        async with anyio.create_task_group() as tg:
+            await tg.start(connection.run)
+            while connection.failures < 4:
+                await anyio.sleep(0.02)
+            await connection.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].endswith("its stderr ended with: boom"), warnings

@@ -337,9 +337,12 @@ class UpstreamConnection:
                 self.failed_at = time.time()
                 tail = stderr_tail(self.spec.name) if self.spec.transport == "stdio" else ""
                 failure = f"{self.failure}; its stderr ended with: {tail}" if tail else str(self.failure)
-                # Once per failure, not once per attempt (every 30 s for as long as it lasts).
-                log.log(logging.DEBUG if failure == said else logging.WARNING, "upstream %s: %s", self.spec.name, failure)
-                said = failure
+                # Once per failure, not once per attempt (every 30 s for as long as it lasts); the
+                # same failure whose stderr was read in time at one attempt and not at the next is
+                # still the same failure.
+                reason = str(self.failure)
+                log.log(logging.DEBUG if reason == said else logging.WARNING, "upstream %s: %s", self.spec.name, failure)
+                said = reason
                 self._attempted.set()
                 with anyio.move_on_after(_backoff(attempt, self._backoff_base, self._backoff_cap)):
                     await self._stop.wait()
