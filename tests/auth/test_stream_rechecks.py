@@ -5,6 +5,7 @@ does not mark an idle caller's token used."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 import anyio
 import pytest
 
-from bastion.app.shared import revocation_hooks
+from bastion.app.shared import grant_revocation_hook, revocation_hooks
 from bastion.auth.bearer import BearerVerifier
+from bastion.auth.oauth.revoked import family_revocation
 from bastion.auth.tokens import TokenVerifier, hash_token, user_revocation
 from bastion.core.errors import Unauthenticated
 from bastion.pipeline.authn import Authenticator
@@ -212,3 +214,59 @@ async def test_a_pass_that_could_not_start_or_failed_does_not_stop_the_next() ->
         verifier.gate.set()
         with anyio.fail_after(5):
             await b.ended.wait()
+
+
+class GrantChecks(GatedVerifier):
+    """As GatedVerifier for requests; `verify_grant` (the re-check of a grant-bound stream) admits
+    the grants of `alive` secrets, expired or not, and is counted apart."""
+
+    def __init__(self, refused: set[str], alive: set[str]) -> None:
+        super().__init__(refused)
+        self.alive = alive
+        self.by_grant: list[str] = []
+
+    async def verify_grant(self, authorization: str | None) -> Principal:
+        secret = (authorization or "").removeprefix("Bearer ")
+        self.by_grant.append(secret)
+        if secret not in self.alive:
+            raise Unauthenticated("its grant was revoked")
+        return Principal(id="user:u1", kind="user", user="u1")
+
+
+def grant(family: str, user: str = "u1") -> str:
+    return json.dumps(["https://bastion.example", "client", family, user, "https://bastion.example/servers/vs/mcp"])
+
+
+async def test_a_grant_bound_stream_is_judged_by_its_grant_and_concerned_by_its_family_and_user_only() -> None:
+    front = FakeFront("vs")
+    kept = Stream(front, "expired-but-granted", Principal(id="user:u1", kind="user", user="u1", oauth_grant=grant("f1")))
+    dead = Stream(front, "revoked-grant", Principal(id="user:u1", kind="user", user="u1", oauth_grant=grant("f2")))
+    tok = Stream(front, "api-token", Principal(id="token:t1", kind="token", user="u1", token="t1"))
+    # The token verifier refuses every one of them (expired): only the API token's stream goes by it.
+    verifier = GrantChecks(refused={"expired-but-granted", "revoked-grant", "api-token"}, alive={"expired-but-granted"})
+    authenticator = Authenticator(verifier, grants=verifier)
+    await end_refused_streams([front], authenticator, ["t9", "session-id"])  # type: ignore[list-item]
+    assert verifier.by_grant == [] and not dead.ended.is_set()  # nothing of the grants'
+    await end_refused_streams([front], authenticator, [family_revocation("f2")])  # type: ignore[list-item]
+    assert verifier.by_grant == ["revoked-grant"] and dead.ended.is_set()
+    assert verifier.verified == [] and not tok.ended.is_set()
+    await end_refused_streams([front], authenticator, [user_revocation("u1")])  # type: ignore[list-item]
+    assert verifier.by_grant == ["revoked-grant", "expired-but-granted"] and verifier.verified == ["api-token"]
+    assert not kept.ended.is_set() and tok.ended.is_set()
+
+
+async def test_without_a_grant_verifier_a_grant_bound_stream_is_judged_by_its_token() -> None:
+    front = FakeFront("vs")
+    stream = Stream(front, "expired", Principal(id="user:u1", kind="user", user="u1", oauth_grant=grant("f1")))
+    verifier = GrantChecks(refused={"expired"}, alive={"expired"})
+    await end_refused_streams([front], Authenticator(verifier), [EVERY_STREAM])  # type: ignore[list-item]
+    assert stream.ended.is_set() and verifier.by_grant == []
+
+
+async def test_a_revoked_grant_is_rechecked_here_and_announced_to_every_replica() -> None:
+    events: list[str] = []
+    recorded = Recorded(events)
+    shared: Any = type("SharedLike", (), {"revocations": recorded, "feed": recorded})()
+    with anyio.fail_after(5):
+        await grant_revocation_hook(shared, SlowPass(events))(family_revocation("f1"))
+    assert events == ["re-check: sid:f1", "published: sid:f1"]  # nothing else shared: the database says it

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.auth.oauth.clients import Clients
 from bastion.auth.oauth.keys import SigningKeys
-from bastion.auth.oauth.provider import AuthorizationServer, ServerConfig
+from bastion.auth.oauth.provider import AuthorizationServer, GrantRevoked, ServerConfig
 from bastion.auth.oauth.revoked import RevokedTokens
 from bastion.auth.oauth.verify import OwnTokenVerifier
 from bastion.auth.oidc import OidcConfig, OidcVerifier, outbound_fetch
@@ -137,7 +137,11 @@ def own_authorization_server(
     keys = SigningKeys(repo, sealer, rotate_after=settings.oauth_key_rotation, token_ttl=settings.oauth_access_token_ttl)
     revoked = RevokedTokens(shared)
     return OwnAuthorizationServer(
-        issuer, repo, keys, revoked, OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked, shared)
+        issuer,
+        repo,
+        keys,
+        revoked,
+        OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked, shared, grant_alive=repo.grant_alive),
     )
 
 
@@ -149,8 +153,9 @@ def oauth_endpoints(
     may_use: Callable[[Principal, str], bool],
     outbound: Outbound,
     limiter: RateLimiter,
+    grant_revoked: GrantRevoked | None = None,
 ) -> PublicEndpoints:
-    """The authorization server's endpoints and consent page."""
+    """The authorization server's endpoints and consent page; `grant_revoked` is told each grant revoked."""
     config = ServerConfig(
         issuer=own.issuer,
         base_url=settings.base_url,
@@ -167,6 +172,8 @@ def oauth_endpoints(
         user = await identity.get_user(user_id)
         return user is not None and user.active
 
-    server = AuthorizationServer(config, own.repo, clients, own.keys, own.revoked, active, own.verifier.claims)
+    server = AuthorizationServer(
+        config, own.repo, clients, own.keys, own.revoked, active, own.verifier.claims, grant_revoked=grant_revoked
+    )
     registrations = RegistrationLimit(limiter, parse_rate(settings.oauth_registration_rate))
     return authorization_server_endpoints(server, ConsentPage(server, login, may_use), registrations)

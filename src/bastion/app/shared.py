@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.app.access import OwnAuthorizationServer
+from bastion.auth.oauth.provider import GrantRevoked
 from bastion.auth.throttle import MemoryLoginThrottle
 from bastion.auth.tokens import USER_REVOCATION, TokenVerifier
 from bastion.config import Settings
@@ -155,3 +156,16 @@ def revocation_hooks(
             recheck_streams(token_id)
 
     return revoke_everywhere, revoked_elsewhere
+
+
+def grant_revocation_hook(shared: Shared, recheck_streams: Callable[[str], None] | None = None) -> GrantRevoked:
+    """What revoking an OAuth grant (`sid:<family>`) sets off: the streams open on this replica are
+    re-checked (in the background), and every other replica is told to re-check its own. The grant's
+    state is in the database, which those re-checks read: nothing else is shared or cached."""
+
+    async def grant_revoked(revocation: str) -> None:
+        if recheck_streams is not None:
+            recheck_streams(revocation)
+        await shared.feed.publish_revocation(revocation)
+
+    return grant_revoked

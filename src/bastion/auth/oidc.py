@@ -77,6 +77,15 @@ class OidcVerifier:
         self._lock = anyio.Lock()
 
     async def verify(self, token: str) -> Principal:
+        return await self._verify(token, expiry=True)
+
+    async def verify_ignoring_expiry(self, token: str) -> Principal:
+        """As `verify`, but a token past its expiry passes (signature, issuer, audience and scope are
+        still checked). Only for re-checking what an expired token's grant holds open (see
+        `OwnTokenVerifier.verify_grant`); never for admitting a request."""
+        return await self._verify(token, expiry=False)
+
+    async def _verify(self, token: str, *, expiry: bool) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -93,7 +102,7 @@ class OidcVerifier:
                 key.key,
                 algorithms=[algorithm],
                 issuer=self._config.issuer,
-                options={"require": ["exp", "iss", "aud", "sub"], "verify_aud": False},
+                options={"require": ["exp", "iss", "aud", "sub"], "verify_aud": False, "verify_exp": expiry},
                 leeway=LEEWAY,
             )
         except jwt.ExpiredSignatureError:

@@ -27,11 +27,20 @@ class Verifier(Protocol):
     async def verify(self, authorization: str | None, client_ip: str | None) -> Principal: ...
 
 
-class Authenticator:
-    """Verifies credentials with `verifier` (None: everyone is anonymous), once per credential."""
+class GrantVerifier(Protocol):
+    """Checks the OAuth grant behind a bearer access token, whether or not the token has expired (see
+    `bastion.auth.oauth.verify.OwnTokenVerifier.verify_grant`); raises Unauthenticated."""
 
-    def __init__(self, verifier: Verifier | None) -> None:
+    async def verify_grant(self, authorization: str | None) -> Principal: ...
+
+
+class Authenticator:
+    """Verifies credentials with `verifier` (None: everyone is anonymous), once per credential.
+    `grants` is only for the authenticator that re-checks open streams (see `admit_grant`)."""
+
+    def __init__(self, verifier: Verifier | None, grants: GrantVerifier | None = None) -> None:
         self._verifier = verifier
+        self._grants = grants
 
     async def principal(self, credential: Credential) -> Principal:
         """Who presented `credential`; raises Unauthenticated (or Forbidden, e.g. a token used from
@@ -50,11 +59,27 @@ class Authenticator:
         """The principal, if it may use virtual server `server` at all: a token's grants name it and
         carry `mcp`, a user's role is not viewer. Raises Forbidden otherwise."""
         principal = await self.principal(credential)
-        if principal.grants is not None:
-            authorize_server(principal.grants, server)
-        if principal.role is not None:
-            authorize_mcp(principal.role)
+        _hold_to(principal, server)
         return principal
+
+    async def admit_grant(self, credential: Credential, server: str) -> Principal:
+        """For re-checking an open stream bound to an OAuth grant, never for a request: as `admit`,
+        but judged by the grant behind `credential`'s access token, which outlives the token (its
+        expiry is not checked; its grant, user and rights are). Without `grants`, it is `admit`.
+        Nothing is remembered on `credential`."""
+        if self._grants is None:
+            return await self.admit(credential, server)
+        principal = await self._grants.verify_grant(credential.authorization)
+        _hold_to(principal, server)
+        return principal
+
+
+def _hold_to(principal: Principal, server: str) -> None:
+    """Raise Forbidden unless `principal` may use virtual server `server` at all."""
+    if principal.grants is not None:
+        authorize_server(principal.grants, server)
+    if principal.role is not None:
+        authorize_mcp(principal.role)
 
 
 def authenticate_stage(authenticator: Authenticator) -> Stage:

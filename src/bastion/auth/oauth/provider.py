@@ -74,6 +74,8 @@ class ServerConfig:
 AccessVerifier = Callable[[str], Awaitable[dict[str, object] | None]]
 """The verified claims of one of Bastion's own access tokens, or None."""
 ActiveUser = Callable[[str], Awaitable[bool]]
+GrantRevoked = Callable[[str], Awaitable[None]]
+"""Told a revoked grant's revocation id (`family_revocation`), to end what it holds open everywhere."""
 
 
 class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "BastionRefreshToken", AccessToken]):
@@ -89,6 +91,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         active_user: ActiveUser,
         access_claims: AccessVerifier,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        grant_revoked: GrantRevoked | None = None,
     ) -> None:
         self.config = config
         self._repo = repo
@@ -98,6 +101,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         self._active_user = active_user
         self._access_claims = access_claims
         self._now = now
+        self._grant_revoked = grant_revoked
 
     def _check_target(self, granted: str | None) -> None:
         """A token request may not name another virtual server than its grant's (RFC 8707 section 2).
@@ -274,10 +278,15 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
         await self._revoke_family(grant.family)
 
     async def _revoke_family(self, family: str) -> None:
-        """Revoke a token family: its refresh tokens (in the database) and its live access tokens."""
+        """Revoke a token family: its refresh tokens (in the database) and its live access tokens;
+        then the streams its grant holds open are re-checked (on every replica)."""
         now = self._now()
         await self._repo.revoke_family(family, now)
-        await self._revoked.add(family_revocation(family), now.timestamp() + self.config.access_ttl)
+        try:
+            await self._revoked.add(family_revocation(family), now.timestamp() + self.config.access_ttl)
+        finally:  # the database says revoked already: the re-checks read it
+            if self._grant_revoked is not None:
+                await self._grant_revoked(family_revocation(family))
 
     async def _issue(
         self, client_id: str, user: str, resource: str, scopes: tuple[str, ...], family: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, String, Table, Text, and_, delete, insert, or_, select, update
+from sqlalchemy import JSON, Column, DateTime, String, Table, Text, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.oauth import AuthorizationGrant, PendingAuthorization, RefreshGrant, SigningKey, StoredClient
@@ -229,6 +229,20 @@ class SqlOAuthRepo:
             await conn.execute(
                 update(families).where(families.c.id == family, families.c.revoked_at.is_(None)).values(revoked_at=at)
             )
+
+    async def grant_alive(self, family: str, client_id: str, now: datetime) -> bool:
+        if unmatchable(family) or unmatchable(client_id):
+            return False
+        registered = exists(select(clients.c.client_id).where(clients.c.client_id == client_id))
+        query = (
+            select(refresh_tokens.c.token_hash)
+            .join(families, families.c.id == refresh_tokens.c.family)
+            .where(refresh_tokens.c.family == family, refresh_tokens.c.expires_at > now)
+            .where(families.c.revoked_at.is_(None), registered)
+            .limit(1)
+        )
+        async with self.engine.connect() as conn:
+            return (await conn.execute(query)).first() is not None
 
     async def purge(self, now: datetime) -> None:
         async with self.engine.begin() as conn:
