@@ -26,7 +26,14 @@ from bastion.app.access import (
 from bastion.app.keys import load_keys
 from bastion.app.network import outbound
 from bastion.app.observability import Telemetry, build_telemetry
-from bastion.app.shared import Shared, readiness, revocation_hooks, session_stores, shared_state
+from bastion.app.shared import (
+    Shared,
+    grant_revocation_hook,
+    readiness,
+    revocation_hooks,
+    session_stores,
+    shared_state,
+)
 from bastion.auth.bearer import BearerVerifier, JwtVerifier
 from bastion.auth.passwords import Passwords
 from bastion.auth.tokens import TokenVerifier, load_admin_token, user_revocation
@@ -230,8 +237,11 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 subscriber=pool,
                 roots=pool,
                 shared=sessions,
-                # Re-checking an idle caller's open stream must not mark its token used.
-                authenticator=Authenticator(BearerVerifier(verifier.unrecorded(), jwt_issuers)),
+                # Re-checking an idle caller's open stream must not mark its token used; a stream
+                # an OAuth grant opened is judged by the grant (`admit_grant`, re-checks only).
+                authenticator=Authenticator(
+                    BearerVerifier(verifier.unrecorded(), jwt_issuers), own.verifier if own is not None else None
+                ),
                 session_idle=settings.session_idle_ttl,
                 sessions_per_caller=settings.mcp_sessions_per_caller,
                 sessions_per_server=settings.mcp_sessions_per_server,
@@ -249,7 +259,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             config = ConfigSync(gateway, teams, users, registries, subjects)
             public = None
             if own is not None:
-                public = oauth_endpoints(own, settings, identity, login, may_use, network, shared.limiter)
+                grant_revoked = grant_revocation_hook(shared, recheck_streams)
+                public = oauth_endpoints(own, settings, identity, login, may_use, network, shared.limiter, grant_revoked)
             connect = UpstreamConnect(
                 gateway,
                 user_tokens,
