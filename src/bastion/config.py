@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         "(refused with Redis or a shared database).",
     )
     held_call_ttl: float = Field(default=300.0, gt=0, description="How long a call waiting for a client's input is held, s")
+    agent_task_ttl: float = Field(
+        default=7 * 24 * 3600.0, gt=0, le=366 * 24 * 3600.0,
+        description="How long after its last use an A2A task or conversation stays its caller's to continue, s",
+    )
     upstream_max_items: int = Field(
         default=5000, ge=1, le=1_000_000, description="Most tools (or prompts, resources, templates; or OpenAPI operations) one upstream may list"
     )

@@ -21,6 +21,7 @@ from bastion.control.standalone import StandaloneCatalog
 from bastion.core.models import Discovery, UpstreamSpec
 from bastion.pipeline.authn import Authenticator
 from bastion.pipeline.build import build_pipeline
+from bastion.store.memory_agent_tasks import MemoryAgentTaskHolders
 from bastion.tasks import TaskRunner
 from bastion.upstream.discovery import DiscoveryLimits
 from bastion.upstream.pool import UpstreamPool
@@ -51,6 +52,8 @@ async def wrapping(settings: Settings, spec: UpstreamSpec, *, token: str | None)
         network = outbound(settings)
         pool = UpstreamPool(
             runner,
+            agent_tasks=MemoryAgentTaskHolders(),  # one process: nothing to share
+            agent_task_ttl=settings.agent_task_ttl,
             on_notification=catalog.upstream_changed,
             connect_timeout=settings.connect_timeout,
             outbound=network,

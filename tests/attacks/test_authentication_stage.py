@@ -36,7 +36,8 @@ class Upstreams:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
 
     async def request(
-        self, upstream: str, method: str, params: dict[str, Any], *, user: str | None, timeout: float, hooks: CallHooks | None = None
+        self, upstream: str, method: str, params: dict[str, Any], *, user: str | None, timeout: float, hooks: CallHooks | None = None,
+        caller: str | None = None,
     ) -> dict[str, Any]:
         self.calls.append((upstream, method, params))
         return {"content": [{"type": "text", "text": "reached"}]}

@@ -56,6 +56,7 @@ from bastion.pipeline.bridge import Bridge
 from bastion.pipeline.build import build_pipeline
 from bastion.store.sessions.keys import SessionKeys
 from bastion.store.shared.calls import RedisCallBoard
+from bastion.store.sql.agent_tasks import SqlAgentTaskHolders
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.registry import SqlRegistryRepo
@@ -162,6 +163,8 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             network = outbound(settings)
             pool = UpstreamPool(
                 runner,
+                agent_tasks=SqlAgentTaskHolders(engine),
+                agent_task_ttl=settings.agent_task_ttl,
                 on_notification=on_notification,
                 on_resource_updated=on_resource_updated,
                 connect_timeout=settings.connect_timeout,

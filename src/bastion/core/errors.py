@@ -11,7 +11,8 @@
     │   └── Quarantined       403 / -32003   a tool/prompt/resource whose definition awaits an admin's approval
     ├── NotFound              404 / -32601   an upstream, server or catalog item that does not exist
     │   └── UnknownItem       404 / -32602   a request naming a prompt or resource the server lacks
-    │       └── UnknownTool   404 / -32602   a tools/call naming a tool the server lacks
+    │       ├── UnknownTool   404 / -32602   a tools/call naming a tool the server lacks
+    │       └── UnknownAgentTask 404 / -32602 an A2A task or conversation the caller did not start
     ├── Conflict              409 / -32600
     ├── TooManyRequests       429 / -32029   slow down: `retry_after` seconds (e.g. a locked login)
     ├── UpstreamError         502 / -32010   the upstream failed us, not the client
@@ -123,6 +124,13 @@ class UnknownItem(NotFound):
 
 class UnknownTool(UnknownItem):
     title = "Unknown tool"
+
+
+class UnknownAgentTask(UnknownItem):
+    """A call names an A2A task or conversation the caller did not start through Bastion (or one
+    unused past its hold time): the same answer whether it is another caller's or nobody's."""
+
+    title = "Unknown task"
 
 
 class Conflict(BastionError):

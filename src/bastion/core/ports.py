@@ -191,7 +191,11 @@ class UpstreamCaller(Protocol):
         user: str | None,
         timeout: float,
         hooks: CallHooks | None = None,
-    ) -> dict[str, Any]: ...
+        caller: str | None = None,
+    ) -> dict[str, Any]:
+        """`user` keys per-user connections and tokens; `caller` (`pipeline.context.holder_of`)
+        says whose the call's upstream-side state is (an A2A agent's tasks)."""
+        ...
 
     async def discover(self, spec: UpstreamSpec) -> Discovery: ...
 
@@ -407,6 +411,21 @@ class UpstreamTokenStore(Protocol):
 
     async def take_flow(self, state_hash: str, now: datetime) -> ConnectFlow | None:
         """The flow (removed: single use), or None if unknown, already taken or expired."""
+        ...
+
+
+class AgentTaskHolders(Protocol):
+    """Which caller started each A2A task and conversation (`kind` "task" or "context") Bastion
+    relayed to an upstream agent, until it has been unused for its hold time; every replica sees
+    the same. Ids and callers may be stored hashed: only equality is asked."""
+
+    async def holds(self, upstream: str, kind: str, ident: str, holder: str) -> bool:
+        """Whether `holder` holds it now (False for an unknown or lapsed one, and another's)."""
+        ...
+
+    async def claim(self, upstream: str, kind: str, ident: str, holder: str, ttl: float) -> bool:
+        """Hold it for `holder` for `ttl` seconds from now, unless another caller holds it; whether
+        `holder` holds it afterwards."""
         ...
 
 

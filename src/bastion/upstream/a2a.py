@@ -5,6 +5,11 @@ Discovery reads the agent card at the upstream's `url`; each skill becomes a too
 `SendMessage` through `outbound.fetch` with Bastion's own credentials for the agent (the caller's
 token never goes there) and turns the task into a tool result: artifacts as content, a failed
 task as an error result, a task that needs input as a result naming the question and the task.
+
+The agent sees one client (Bastion), so Bastion tells callers apart: each task and conversation
+(context) an answer names is held by the caller it answered (`AgentTaskHolders`), and a call
+naming a task or context its caller does not hold is refused before it reaches the agent, in the
+same words whether it is another caller's or nobody's.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import anyio
 import httpx2
 
 from bastion.core.destinations import check_destinations, origin_of, unapproved
-from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTimeout
+from bastion.core.errors import UnknownAgentTask, UpstreamProtocolError, UpstreamRpcError, UpstreamTimeout
 from bastion.core.models import Discovery, UpstreamSpec
-from bastion.core.ports import CallHooks, ProgressCallback
+from bastion.core.ports import AgentTaskHolders, CallHooks, ProgressCallback
 from bastion.core.surrogates import NotUnicode, strict_loads
 from bastion.upstream.discovery import name_items
 from bastion.upstream.guard import AddressGuard
@@ -38,6 +43,8 @@ ANSWER_SCHEMA = {
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _FAILED = frozenset({"TASK_STATE_FAILED", "TASK_STATE_REJECTED", "TASK_STATE_CANCELED"})
 _WAITING = frozenset({"TASK_STATE_INPUT_REQUIRED", "TASK_STATE_AUTH_REQUIRED"})
+_HELD = (("task", "task_id"), ("context", "context_id"))
+"""What a caller holds, each as (its kind, the argument and result field naming it)."""
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["message"],
@@ -113,7 +120,7 @@ class A2aUpstream:
 
     def __init__(
         self, spec: UpstreamSpec, http: httpx2.AsyncClient, guard: AddressGuard | None, bearer_for: BearerFor,
-        *, timeout: float, max_response_bytes: int,
+        *, timeout: float, max_response_bytes: int, holders: AgentTaskHolders, hold_for: float,
     ) -> None:
         self.spec = spec
         self._http = http
@@ -124,6 +131,8 @@ class A2aUpstream:
         self._endpoint: str | None = None
         self._streaming = False
         self._skills: dict[str, str] = {}
+        self._holders = holders
+        self._hold_for = hold_for
 
     async def discover(self) -> Discovery:
         what = f"upstream {self.spec.name!r}'s agent card"
@@ -162,10 +171,13 @@ class A2aUpstream:
         return await self.discover()
 
     async def request(
-        self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None
+        self, method: str, params: dict[str, Any] | None, *, user: str | None, timeout: float, hooks: CallHooks | None = None,
+        caller: str | None = None,
     ) -> dict[str, Any]:
-        """Send the message; a task that needs input is put to the caller as an elicitation when
-        the caller can be asked (a 2025-11-25 session, or an async facade call), else returned."""
+        """Send the message for `caller` (`pipeline.context.holder_of`), continuing only a task or
+        conversation that caller holds; a task that needs input is put to the caller as an
+        elicitation when the caller can be asked (a 2025-11-25 session, or an async facade call),
+        else returned."""
         if method != "tools/call":
             raise UpstreamRpcError(f"an A2A agent serves tools only, not {method}", -32601)
         if self._endpoint is None:
@@ -177,11 +189,14 @@ class A2aUpstream:
         arguments = (params or {}).get("arguments") or {}
         text = str(arguments.get("message", ""))
         ids = {k: arguments[k] for k in ("task_id", "context_id") if isinstance(arguments.get(k), str)}
+        holder = caller or "anonymous"
+        await self._check_held(ids, holder)
         ask = hooks.ask if hooks is not None else None
         progress = hooks.on_progress if hooks is not None and self._streaming else None
         for _ in range(MAX_ROUNDS):
             reply = await self._send(skill, text, ids, user, timeout, progress)
             result = task_result(reply)
+            await self._hold(result, holder)
             state = (result.get("structuredContent") or {}).get("state")
             if ask is None or state not in _WAITING:
                 return result
@@ -193,6 +208,29 @@ class A2aUpstream:
             text = content["answer"]
             ids = {"task_id": result["structuredContent"]["task_id"], "context_id": result["structuredContent"]["context_id"]}
         raise UpstreamProtocolError(f"agent {self.spec.name!r} asked for input more than {MAX_ROUNDS} times")
+
+    async def _check_held(self, ids: dict[str, str], holder: str) -> None:
+        """Refuse a task or context the caller does not hold. A client may not pick a new context
+        id either: an id nobody holds may still be another's at the agent (started before Bastion
+        held it, or since lapsed), so only ids an answer gave this caller are sent."""
+        for kind, field in _HELD:
+            if field in ids and not await self._holders.holds(self.spec.name, kind, ids[field], holder):
+                what = "task" if kind == "task" else "conversation"
+                raise UnknownAgentTask(
+                    f"{field} names no {what} you started with agent {self.spec.name!r} (or it was unused too long); "
+                    f"leave it out to start a new one"
+                )
+
+    async def _hold(self, result: dict[str, Any], holder: str) -> None:
+        """The answer's task and context are the caller's now (held longer if they were already).
+        One another caller holds is not delivered: the agent put this caller's message there."""
+        named = result.get("structuredContent") or {}
+        for kind, field in _HELD:
+            ident = named.get(field)
+            if isinstance(ident, str) and ident and not await self._holders.claim(
+                self.spec.name, kind, ident, holder, self._hold_for
+            ):
+                raise UpstreamProtocolError(f"agent {self.spec.name!r} answered in a {kind} another caller started")
 
     async def _send(
         self, skill: str, text: str, ids: dict[str, str], user: str | None, timeout: float, progress: ProgressCallback | None

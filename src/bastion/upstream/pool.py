@@ -20,7 +20,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
-from bastion.core.ports import AskCallback, CallHooks, UpstreamTokenStore
+from bastion.core.ports import AgentTaskHolders, AskCallback, CallHooks, UpstreamTokenStore
 from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
 from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
@@ -70,6 +70,7 @@ class UpstreamPool:
         self,
         runner: TaskRunner,
         *,
+        agent_tasks: AgentTaskHolders,
         on_notification: NotificationHandler,
         on_resource_updated: ResourceUpdatedHandler | None = None,
         connect_timeout: float,
@@ -81,6 +82,7 @@ class UpstreamPool:
         caller_limits: Limits | None = None,
         limits: DiscoveryLimits = DiscoveryLimits(),
         max_response_bytes: int = 8 * 1024 * 1024,
+        agent_task_ttl: float = 7 * 24 * 3600.0,
     ) -> None:
         # Every client below comes from `outbound`: SSRF rules on the address connected to, no
         # redirects beyond the SDK's same-origin ones, and upstream answers read within the size caps.
@@ -95,6 +97,9 @@ class UpstreamPool:
         self._max_response = max_response_bytes
         # Upstreams that are not MCP servers (REST APIs described by OpenAPI): called per request.
         self._rest: dict[str, OpenApiUpstream | A2aUpstream] = {}
+        # Which caller started each A2A task and conversation (every replica's pool sees the same).
+        self._agent_tasks = agent_tasks
+        self._agent_task_ttl = agent_task_ttl
         self._runner = runner
         self._on_notification = on_notification
         self._on_resource_updated = on_resource_updated
@@ -311,7 +316,7 @@ class UpstreamPool:
             if spec.transport == "a2a":
                 rest = A2aUpstream(
                     spec, self.http, self._guard, bearer_for, timeout=self._connect_timeout,
-                    max_response_bytes=self._max_response,
+                    max_response_bytes=self._max_response, holders=self._agent_tasks, hold_for=self._agent_task_ttl,
                 )
             else:  # as many operations as an MCP upstream may list tools
                 rest = OpenApiUpstream(
@@ -348,13 +353,17 @@ class UpstreamPool:
         user: str | None,
         timeout: float,
         hooks: CallHooks | None = None,
+        caller: str | None = None,
     ) -> dict[str, Any]:
         spec = self._specs.get(upstream)
         if spec is not None and spec.transport in REQUEST_RESPONSE:
             if not spec.enabled:
                 raise UpstreamUnavailable(f"upstream {upstream!r} is disabled")
             _check_credentials(spec)
-            return await self._rest_for(spec).request(method, params, user=user, timeout=timeout, hooks=hooks)
+            rest = self._rest_for(spec)
+            if isinstance(rest, A2aUpstream):  # its tasks are the caller's own
+                return await rest.request(method, params, user=user, timeout=timeout, hooks=hooks, caller=caller)
+            return await rest.request(method, params, user=user, timeout=timeout, hooks=hooks)
         per_user = spec is not None and spec.isolation == "per_user"
         conn = self._conns.get((upstream, user if per_user else None)) or await self._get(upstream, user)
         if per_user:
