@@ -57,7 +57,8 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 class Upstreams:
     async def request(
-        self, upstream: str, method: str, params: dict[str, Any], *, user: str | None, timeout: float, hooks: CallHooks | None = None
+        self, upstream: str, method: str, params: dict[str, Any], *, user: str | None, timeout: float, hooks: CallHooks | None = None,
+        caller: str | None = None, client: str | None = None,
     ) -> dict[str, Any]:
         return {**RESULT}
 

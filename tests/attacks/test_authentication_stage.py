@@ -37,7 +37,7 @@ class Upstreams:
 
     async def request(
         self, upstream: str, method: str, params: dict[str, Any], *, user: str | None, timeout: float, hooks: CallHooks | None = None,
-        caller: str | None = None,
+        caller: str | None = None, client: str | None = None,
     ) -> dict[str, Any]:
         self.calls.append((upstream, method, params))
         return {"content": [{"type": "text", "text": "reached"}]}

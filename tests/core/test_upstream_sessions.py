@@ -55,3 +55,11 @@ def test_a_caller_key_always_names_the_user() -> None:
     assert caller_key("alice", "s1", None) != caller_key("bob", "s1", None)
     assert caller_key("alice", None, {"roots": {}}) != caller_key("alice", None, {"sampling": {}})
     assert caller_key("alice", None, {"a": 1, "b": 2}) == caller_key("alice", None, {"b": 2, "a": 1})
+
+
+def test_two_sessionless_clients_of_one_user_are_two_callers() -> None:
+    # A 2026-07-28 client has no session: its credential (an OAuth grant, an API token) tells it apart.
+    roots = {"roots": {}}
+    assert caller_key("alice", None, roots, "grant:desktop") != caller_key("alice", None, roots, "grant:ide")
+    assert caller_key("alice", None, roots, "grant:desktop") == caller_key("alice", None, roots, "grant:desktop")
+    assert caller_key("alice", "s1", roots, "grant:desktop") == caller_key("alice", "s1", roots, "grant:ide")

@@ -23,7 +23,7 @@ from mcp import Client
 from mcp.types import CallToolResult, ListRootsResult, Root
 
 from tests.harness import ROOT, Running, serve, settings_for
-from tests.identity import login, make_user
+from tests.identity import login, make_user, signed_in
 
 pytestmark = [pytest.mark.anyio, pytest.mark.node, pytest.mark.database_free]
 
@@ -68,13 +68,25 @@ async def gateway(home: Path) -> AsyncIterator[Running]:
         yield running
 
 
-async def new_user(gateway: Running) -> str:
-    """A fresh developer's MCP token: callers of their own (each test its own, in either era)."""
+async def new_developer(gateway: Running) -> str:
     email = f"dev-{uuid.uuid4().hex[:10]}@example.com"
     await make_user(gateway, email, "developer")
-    signed_in = await login(gateway, email)
-    assert signed_in.status_code == 200, signed_in.text
-    return str(signed_in.json()["token"])
+    return email
+
+
+async def new_user(gateway: Running) -> str:
+    """A fresh developer's MCP token: callers of their own (each test its own, in either era)."""
+    answer = await login(gateway, await new_developer(gateway))
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["token"])
+
+
+async def api_token(gateway: Running, email: str, name: str) -> str:
+    """One more credential of `email`'s: an API token for server `files` (as a second app would hold)."""
+    async with signed_in(gateway, email) as api:
+        created = await api.post("/api/v1/tokens", json={"name": name, "servers": ["files"]})
+    assert created.status_code == 201, created.text
+    return str(created.json()["token"])
 
 
 def text(result: CallToolResult) -> str:
@@ -159,13 +171,6 @@ async def test_filesystem_works_within_the_callers_roots(gateway: Running, tmp_p
         assert "Access denied" in text(outside) and "not yours" not in text(outside)
 
 
-SAME_USER_2026 = pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a 2026-07-28 caller is its user and declared capabilities (core.upstream_sessions."
-    "caller_key), so two 2026-07-28 clients of one user share one process, and the roots the first gave it",
-)
-
-
 @pytest.mark.parametrize(
     ("alice_mode", "bob_mode", "one_user"),
     [
@@ -173,7 +178,8 @@ SAME_USER_2026 = pytest.mark.xfail(
         ("2026-07-28", "2026-07-28", False),
         ("legacy", "2026-07-28", False),
         ("legacy", "legacy", True),  # two 2025-11-25 sessions of one user: a process each
-        pytest.param("2026-07-28", "2026-07-28", True, marks=SAME_USER_2026),
+        # Two 2026-07-28 clients of one user (no session): each signed in on its own, a process each.
+        ("2026-07-28", "2026-07-28", True),
     ],
 )
 async def test_two_callers_with_different_roots_each_see_only_their_own(
@@ -186,8 +192,12 @@ async def test_two_callers_with_different_roots_each_see_only_their_own(
         home.mkdir()
         (home / f"{who}.txt").write_text(f"{who}'s file")
     alice, bob = Rooted(homes["alice"]), Rooted(homes["bob"])
-    tokens = [await new_user(gateway)]
-    tokens.append(tokens[0] if one_user else await new_user(gateway))
+    email = await new_developer(gateway)
+    tokens = [await api_token(gateway, email, "desktop")]
+    if not one_user:
+        tokens.append(await new_user(gateway))
+    else:  # one token for two 2025-11-25 sessions; a 2026-07-28 client is told apart by its credential
+        tokens.append(tokens[0] if alice_mode == "legacy" else await api_token(gateway, email, "ide"))
     async with (
         rooted_client(gateway, alice_mode, tokens[0], alice) as alice_client,
         rooted_client(gateway, bob_mode, tokens[1], bob) as bob_client,

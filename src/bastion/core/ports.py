@@ -192,9 +192,12 @@ class UpstreamCaller(Protocol):
         timeout: float,
         hooks: CallHooks | None = None,
         caller: str | None = None,
+        client: str | None = None,
     ) -> dict[str, Any]:
         """`user` keys per-user connections and tokens; `caller` (`pipeline.context.holder_of`)
-        says whose the call's upstream-side state is (an A2A agent's tasks)."""
+        says whose the call's upstream-side state is (an A2A agent's tasks); `client`
+        (`pipeline.context.client_of`) the credential it came with, which tells a user's 2026-07-28
+        clients (they have no session) apart on upstream sessions of their own."""
         ...
 
     async def discover(self, spec: UpstreamSpec) -> Discovery: ...

@@ -67,10 +67,15 @@ def choose_session(
     return SessionChoice(own=True, mode="legacy")
 
 
-def caller_key(user: str | None, session: str | None, capabilities: dict[str, Any] | None) -> str:
+def caller_key(
+    user: str | None, session: str | None, capabilities: dict[str, Any] | None, client: str | None = None
+) -> str:
     """A caller's identity for their own upstream session: their 2025-11-25 session, or (2026-07-28,
-    no session) who they are and what they declared. Never a bare session id: the user is part of it."""
+    no session) who they are, the credential they call with (`client`: an OAuth grant, which its
+    refreshed tokens share, or an API token) and what they declared: two clients of one user (a
+    desktop app and an IDE) give their own roots to their own sessions. Never a bare session id:
+    the user is part of it."""
     if session is not None:
         return f"{user or ''}|s|{session}"
-    digest = hashlib.sha256(json.dumps(capabilities or {}, sort_keys=True).encode()).hexdigest()[:32]
-    return f"{user or ''}|c|{digest}"
+    declared = json.dumps([client or "", capabilities or {}], sort_keys=True)
+    return f"{user or ''}|c|{hashlib.sha256(declared.encode()).hexdigest()[:32]}"

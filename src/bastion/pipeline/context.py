@@ -10,7 +10,7 @@ from bastion.core.grants import Grants
 from bastion.core.models import ROLES, CatalogItem, Role
 from bastion.core.ports import CallHooks
 
-__all__ = ["ROLES", "CallContext", "Credential", "Principal", "Role", "holder_of"]
+__all__ = ["ROLES", "CallContext", "Credential", "Principal", "Role", "client_of", "holder_of"]
 
 
 @dataclass(slots=True)
@@ -43,6 +43,14 @@ def holder_of(principal: Principal | None) -> str:
     if principal is None:
         return "anonymous"
     return f"user:{principal.user}" if principal.user is not None else principal.id
+
+
+def client_of(principal: Principal | None) -> str | None:
+    """Which of a caller's credentials a request came with, stable for its life: an OAuth grant
+    (its refreshed tokens share it), else the API token or sign-in session, else the principal."""
+    if principal is None:
+        return None
+    return principal.oauth_grant or principal.token or principal.id
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 from bastion.core.errors import BastionError, UpstreamProtocolError
 from bastion.core.ports import AskCallback, UpstreamCaller
 from bastion.pipeline.base import Next, Result, Stage
-from bastion.pipeline.context import CallContext, holder_of
+from bastion.pipeline.context import CallContext, client_of, holder_of
 from bastion.pipeline.tracing import current_span, outgoing_meta, upstream_span
 
 MAX_INPUT_ROUNDS = 10
@@ -29,10 +29,12 @@ def dispatch_stage(
         # Per-user connections (and per-user upstream tokens) are keyed by the verified user, so one
         # user's session and API tokens share them; callers without a user (admin, local) by their id.
         user = (principal.user or principal.id) if principal is not None else None
-        caller = holder_of(principal)
+        caller, client = holder_of(principal), client_of(principal)
 
         def send(p: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-            return pool.request(item.upstream, ctx.method, p, user=user, timeout=timeout, hooks=ctx.hooks, caller=caller)
+            return pool.request(
+                item.upstream, ctx.method, p, user=user, timeout=timeout, hooks=ctx.hooks, caller=caller, client=client
+            )
 
         result = await _timed(ctx, params, send)
         ask = ctx.hooks.ask if ctx.hooks is not None else None

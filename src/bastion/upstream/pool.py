@@ -354,6 +354,7 @@ class UpstreamPool:
         timeout: float,
         hooks: CallHooks | None = None,
         caller: str | None = None,
+        client: str | None = None,
     ) -> dict[str, Any]:
         spec = self._specs.get(upstream)
         if spec is not None and spec.transport in REQUEST_RESPONSE:
@@ -373,10 +374,10 @@ class UpstreamPool:
             # turns an expired or refused connection into the user's clear error, not a timeout.
             await self._per_user.source(spec, user).token()
         if spec is not None and hooks is not None and (hooks.legacy or hooks.ask is not None):
-            own = await self._own_session(spec, conn, user, params, hooks, timeout)
+            own = await self._own_session(spec, conn, user, client, params, hooks, timeout)
             if own is not None:
-                caller, session = own
-                with self._callers.hold(upstream, caller):
+                key, session = own
+                with self._callers.hold(upstream, key):
                     return await session.request(method, params, timeout=timeout, hooks=hooks)
         return await conn.request(method, params, timeout=timeout, hooks=hooks, caller=user)
 
@@ -385,6 +386,7 @@ class UpstreamPool:
         spec: UpstreamSpec,
         shared: UpstreamConnection,
         user: str | None,
+        credential: str | None,
         params: dict[str, Any] | None,
         hooks: CallHooks,
         timeout: float,
@@ -401,7 +403,7 @@ class UpstreamPool:
         )
         if not choice.own:
             return None
-        caller = caller_key(user, hooks.session, caps)
+        caller = caller_key(user, hooks.session, caps, credential)
         mode: ClientMode = choice.mode
 
         def make() -> CallerSession:
