@@ -195,7 +195,7 @@ class Settings(BaseSettings):
     mcp_sessions_per_caller: int = Field(
         default=100,
         ge=1,
-        description="2025-11-25 MCP sessions one caller (its user, else its token) may hold open on a replica, all "
+        description="2025-11-25 MCP sessions and HTTP+SSE streams one caller (its user, else its token) may hold open on a replica, all "
         "virtual servers together; past it the caller's least recently used idle session is closed, or 429",
     )
     mcp_sessions_per_server: int = Field(
