@@ -39,7 +39,7 @@ ROOTS = {"roots": [{"uri": "file:///home/alice"}]}
 
 async def test_roots_asked_outside_a_call_reach_the_caller_and_its_answer_comes_back() -> None:
     caller = Caller(ROOTS)
-    ask = ask_outside_calls(cast(Connection, caller), lambda: True)
+    ask = ask_outside_calls(cast(Connection, caller), lambda _c: True)
     assert await ask("roots/list", {}) == ROOTS
     assert caller.asked == [("roots/list", {})]
 
@@ -47,27 +47,27 @@ async def test_roots_asked_outside_a_call_reach_the_caller_and_its_answer_comes_
 @pytest.mark.parametrize("method", ["sampling/createMessage", "elicitation/create", "ping"])
 async def test_nothing_but_roots_may_be_asked_outside_a_call(method: str) -> None:
     caller = Caller(ROOTS)
-    answer = await ask_outside_calls(cast(Connection, caller), lambda: True)(method, {})
+    answer = await ask_outside_calls(cast(Connection, caller), lambda _c: True)(method, {})
     assert answer["code"] == -32603 and "no call of this caller is waiting" in answer["message"]
     assert caller.asked == []
 
 
 async def test_a_caller_with_no_stream_open_is_not_asked_and_the_upstream_gets_an_error() -> None:
     caller = Caller(ROOTS)
-    answer = await ask_outside_calls(cast(Connection, caller), lambda: False)("roots/list", {})
+    answer = await ask_outside_calls(cast(Connection, caller), lambda _c: False)("roots/list", {})
     assert answer["code"] == -32603 and "no stream open" in answer["message"]
     caller.has_standalone_channel, open_here = False, True
-    answer = await ask_outside_calls(cast(Connection, caller), lambda: open_here)("roots/list", {})
+    answer = await ask_outside_calls(cast(Connection, caller), lambda _c: open_here)("roots/list", {})
     assert answer["code"] == -32603 and caller.asked == []
 
 
 async def test_a_caller_whose_session_is_gone_is_answered_for_with_an_error() -> None:
     caller = Caller(ROOTS)
-    ask = ask_outside_calls(cast(Connection, caller), lambda: True)
+    ask = ask_outside_calls(cast(Connection, caller), lambda _c: True)
     del caller
     gc.collect()
     answer = await ask("roots/list", {})
     assert answer["code"] == -32603 and "session has ended" in answer["message"]
     closed = Caller(anyio.ClosedResourceError())
-    answer = await ask_outside_calls(cast(Connection, closed), lambda: True)("roots/list", {})
+    answer = await ask_outside_calls(cast(Connection, closed), lambda _c: True)("roots/list", {})
     assert answer["code"] == -32603 and "session has ended" in answer["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +41,8 @@ from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
 from bastion.store.shared.throttle import RedisLoginThrottle
 from bastion.store.sql.migrate import schema_is_current
 from bastion.web.session_manager import EventsFor
+
+log = logging.getLogger("bastion.auth")
 
 
 @dataclass
@@ -166,6 +169,9 @@ def grant_revocation_hook(shared: Shared, recheck_streams: Callable[[str], None]
     async def grant_revoked(revocation: str) -> None:
         if recheck_streams is not None:
             recheck_streams(revocation)
-        await shared.feed.publish_revocation(revocation)
+        try:
+            await shared.feed.publish_revocation(revocation)
+        except ServiceUnavailable:  # the revocation is stored: the others' periodic pass ends its streams
+            log.warning("a revoked grant could not be announced to the other replicas (the change feed is unavailable)")
 
     return grant_revoked

@@ -98,6 +98,11 @@ class MemoryOAuthRepo:
     async def revoke_family(self, family: str, at: datetime) -> None:
         self.revoked.setdefault(family, at)
 
+    async def grant_alive(self, family: str, client_id: str, now: datetime) -> bool:
+        if family in self.revoked or client_id not in self.clients:
+            return False
+        return any(g.family == family and g.expires_at > now for g in self.refresh.values())
+
     async def purge(self, now: datetime) -> None:
         self.pending = {k: v for k, v in self.pending.items() if v.expires_at >= now}
         self.codes = {k: v for k, v in self.codes.items() if v.expires_at >= now}

@@ -432,7 +432,10 @@ class UpstreamPool:
         sessions are told, as its client would tell a server directly; never a shared session (which
         declares no roots) nor another caller's. `ask` puts to the caller what they ask back."""
         for conn in self._callers.of_caller(caller_key(user, session, None)):
-            await conn.roots_changed(ask)
+            try:
+                await conn.roots_changed(ask)
+            except Exception as exc:  # noqa: BLE001 - one session's failure must not keep the others untold
+                log.info("a caller's changed roots were not passed on to one of its sessions (%s)", type(exc).__name__)
 
     async def subscribe(self, upstream: str, uri: str) -> None:
         """Count one more interest in a resource's updates; the first subscribes upstream. One that

@@ -42,7 +42,7 @@ def _error(message: str) -> dict[str, Any]:
     return {"code": -32603, "message": message}
 
 
-def ask_outside_calls(connection: Connection, stream_open: Callable[[], bool]) -> AskCallback:
+def ask_outside_calls(connection: Connection, stream_open: Callable[[Connection], bool]) -> AskCallback:
     """Puts an upstream's `roots/list` to the caller on its session's standalone stream, when
     `stream_open` says one is connected here; anything else asked outside a call is refused."""
     ref = weakref.ref(connection)  # an upstream session kept for a while must not keep the caller's alive
@@ -53,7 +53,7 @@ def ask_outside_calls(connection: Connection, stream_open: Callable[[], bool]) -
         caller = ref()
         if caller is None:
             return _error("Bastion cannot ask the caller for its roots: its session has ended")
-        if not caller.has_standalone_channel or not stream_open():
+        if not caller.has_standalone_channel or not stream_open(caller):
             return _error("Bastion cannot ask the caller for its roots: it has no stream open to be asked on")
         try:
             return dict(await caller.send_raw_request(method, params, {"timeout": ASK_TIMEOUT}))
@@ -78,7 +78,7 @@ def roots_changed_handler(
         # Whose own upstream sessions: keyed as the dispatch stage keys them (the verified user).
         user = (principal.user or principal.id) if principal is not None else None
         connection = session_connection()
-        ask = ask_outside_calls(connection, lambda: stream_open(connection))
+        ask = ask_outside_calls(connection, stream_open)  # holds the connection weakly, nothing else does
         await roots.roots_changed(user, session_key(connection.state), ask)
 
     return handle
