@@ -28,21 +28,26 @@ async def _ignore(*_: object) -> None:
     return None
 
 
-async def test_an_env_secret_printed_to_stderr_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
-    spec = UpstreamSpec(
-        name="leaky", transport="stdio", command=sys.executable, args=("-c", CHILD),
-        env={"LEAKY_TOKEN": SECRET, "LEAKY_MODE": "1"},
-    )
+async def fail_four_times(spec: UpstreamSpec) -> None:
+    """Run a connection to `spec` until it has failed four times (reconnecting fast), then stop it."""
     connection = UpstreamConnection(
         spec, http_client=None, on_notification=_ignore, connect_timeout=10, backoff_base=0.01, backoff_cap=0.02
     )
-    caplog.set_level(logging.DEBUG, logger="bastion.upstream")
     with anyio.fail_after(60):  # a hang guard only
         async with anyio.create_task_group() as tg:
             await tg.start(connection.run)
             while connection.failures < 4:
                 await anyio.sleep(0.02)
             await connection.stop()
+
+
+async def test_an_env_secret_printed_to_stderr_is_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    spec = UpstreamSpec(
+        name="leaky", transport="stdio", command=sys.executable, args=("-c", CHILD),
+        env={"LEAKY_TOKEN": SECRET, "LEAKY_MODE": "1"},
+    )
+    caplog.set_level(logging.DEBUG, logger="bastion.upstream")
+    await fail_four_times(spec)
     stderr_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[leaky]")]
     assert stderr_lines and all("token=[redacted]" in line for line in stderr_lines), stderr_lines
     assert all(SECRET not in r.getMessage() for r in caplog.records)
@@ -80,15 +85,7 @@ async def test_a_failure_whose_stderr_was_read_at_one_attempt_and_not_the_next_i
     tails = iter(["boom", "", "boom", "", "boom", ""] * 10)
     monkeypatch.setattr("bastion.upstream.connection.stderr_tail", lambda _name: next(tails))
     spec = UpstreamSpec(name="flaky", transport="stdio", command=sys.executable, args=("-c", "pass"))
-    connection = UpstreamConnection(
-        spec, http_client=None, on_notification=_ignore, connect_timeout=10, backoff_base=0.01, backoff_cap=0.02
-    )
     caplog.set_level(logging.DEBUG, logger="bastion.upstream")
-    with anyio.fail_after(60):  # a hang guard only
-        async with anyio.create_task_group() as tg:
-            await tg.start(connection.run)
-            while connection.failures < 4:
-                await anyio.sleep(0.02)
-            await connection.stop()
+    await fail_four_times(spec)
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and warnings[0].endswith("its stderr ended with: boom"), warnings
