@@ -5,20 +5,15 @@ claiming one id at once exactly one gets it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import anyio
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.store.memory_agent_tasks import MemoryAgentTaskHolders
 from bastion.store.sql.agent_tasks import SqlAgentTaskHolders, agent_task_holders
-from bastion.store.sql.migrate import upgrade
-from bastion.store.sql.repo import make_engine
-from tests.harness import postgres_database
 
 pytestmark = pytest.mark.anyio
 AgentTaskHolders = MemoryAgentTaskHolders | SqlAgentTaskHolders
@@ -37,20 +32,12 @@ class Clock:
         return self.at.timestamp()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[AgentTaskHolders, Clock, object]]:
+@pytest.fixture
+def store(store_engine: AsyncEngine | None) -> tuple[AgentTaskHolders, Clock, object]:
     clock = Clock()
-    if request.param == "memory":
-        yield MemoryAgentTaskHolders(clock.seconds), clock, None
-        return
-    database = postgres_database() if request.param == "postgres" else nullcontext(f"sqlite+aiosqlite:///{tmp_path}/h.db")
-    async with database as url:
-        engine = make_engine(url)
-        try:
-            await upgrade(engine)
-            yield SqlAgentTaskHolders(engine, clock.now), clock, engine
-        finally:
-            await engine.dispose()
+    if store_engine is None:
+        return MemoryAgentTaskHolders(clock.seconds), clock, None
+    return SqlAgentTaskHolders(store_engine, clock.now), clock, store_engine
 
 
 async def rows(engine: object) -> list[tuple[str, str, str, str]]:

@@ -4,37 +4,22 @@ family is not revoked, one of its refresh tokens has not run out, and its client
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.core.oauth import RefreshGrant, StoredClient
 from bastion.store.memory_oauth import MemoryOAuthRepo
-from bastion.store.sql.migrate import upgrade
 from bastion.store.sql.oauth import SqlOAuthRepo
-from bastion.store.sql.repo import make_engine
-from tests.harness import postgres_database
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def repo(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryOAuthRepo | SqlOAuthRepo]:
-    if request.param == "memory":
-        yield MemoryOAuthRepo()
-        return
-    database = postgres_database() if request.param == "postgres" else nullcontext(f"sqlite+aiosqlite:///{tmp_path}/o.db")
-    async with database as url:
-        engine = make_engine(url)
-        try:
-            await upgrade(engine)
-            yield SqlOAuthRepo(engine)
-        finally:
-            await engine.dispose()
+@pytest.fixture
+def repo(store_engine: AsyncEngine | None) -> MemoryOAuthRepo | SqlOAuthRepo:
+    return MemoryOAuthRepo() if store_engine is None else SqlOAuthRepo(store_engine)
 
 
 async def _grant(repo: MemoryOAuthRepo | SqlOAuthRepo, client: str, family: str, expires: datetime) -> None:
