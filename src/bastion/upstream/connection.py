@@ -44,6 +44,7 @@ from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
 from bastion.upstream.modern_http import ModernHttpClient
 from bastion.upstream.oauth import BearerAuth, TokenSource
+from bastion.upstream.questions import UpstreamQuestions
 from bastion.upstream.raw import RawRequests
 from bastion.upstream.transports import open_transport, stderr_tail
 
@@ -146,9 +147,9 @@ class UpstreamConnection:
         self._caller_caps = caller_capabilities
         """None for a shared connection; the caller's declared capabilities for a caller's own."""
         self._inflight: dict[object, CallHooks | None] = {}
-        self._roots_asker: AskCallback | None = None
-        """On a caller's own session, once the caller said its roots changed: how to ask it for them
-        outside any call (see `roots_changed`)."""
+        self._questions = UpstreamQuestions(
+            attributed=self._attributed, shared_and_busy=lambda: not self.dedicated and bool(self._inflight)
+        )
         self._sole: str | None = _NOBODY
         """On a shared session: the one caller whose calls it has carried since it connected, or None
         once it has carried another's too (see `_on_log`)."""
@@ -212,13 +213,7 @@ class UpstreamConnection:
         # The SDK declares a capability for each callback given: a caller's own session declares
         # exactly what the caller declared, a shared one nothing (no caller's context is its own).
         caps = self._caller_caps or {}
-        callbacks: dict[str, Any] = {}
-        if "sampling" in caps:
-            callbacks["sampling_callback"] = self._on_sampling
-        if "elicitation" in caps:
-            callbacks["elicitation_callback"] = self._on_elicitation
-        if "roots" in caps:
-            callbacks["list_roots_callback"] = self._on_list_roots
+        callbacks = self._questions.callbacks(caps)
         self._raw = RawRequests(client_info=_CLIENT_INFO, capabilities=caps)
         return Client(
             open_transport(
@@ -245,7 +240,7 @@ class UpstreamConnection:
     # the one call in flight (2025-11-25) or the one that opted in to logs (2026-07-28), and only while
     # every call the session has carried was that caller's (user, else token): an upstream also logs
     # on its own (e.g. server-everything's simulated logging, turned on by one caller, logs every 5 s
-    # whoever's call is in flight).
+    # whoever's call is in flight). Questions are put to the caller by `UpstreamQuestions` (questions.py).
 
     def _note_caller(self, method: str, caller: str | None) -> None:
         if self.dedicated or caller is None or method in _NEUTRAL_METHODS:
@@ -280,47 +275,15 @@ class UpstreamConnection:
         if hooks is not None and hooks.on_log is not None:
             await hooks.on_log(params.model_dump(by_alias=True, mode="json", exclude_none=True))
 
-    async def _on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
-        return await self._ask("sampling/createMessage", params, types.CreateMessageResult)
-
-    async def _on_elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
-        return await self._ask("elicitation/create", params, types.ElicitResult)
-
-    async def _on_list_roots(self, context: Any) -> Any:
-        return await self._ask("roots/list", None, types.ListRootsResult)
-
     async def roots_changed(self, ask: AskCallback) -> None:
-        """The caller whose own session this is changed its roots: tell the upstream, as its client
-        would directly; a `roots/list` it then asks outside any call is put to the caller by `ask`."""
+        """The caller whose own session this is changed its roots (see `UpstreamQuestions.roots_changed`)."""
         client = self._client
         if not self.dedicated or "roots" not in (self._caller_caps or {}) or client is None:
             return
-        self._roots_asker = ask
-        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return  # a 2026-07-28 session has no roots notice (roots travel with each request)
         try:
-            await client.session.send_notification(types.RootsListChangedNotification())
+            await self._questions.roots_changed(client, ask)
         except Exception as exc:  # noqa: BLE001 - the caller's notification has no one to be answered to
             log.info("upstream %s: roots/list_changed not sent: %s", self.spec.name, describe_failure(exc))
-
-    async def _ask(self, method: str, params: Any, result: type[Any]) -> Any:
-        hooks = self._attributed()
-        ask = hooks.ask if hooks is not None else None
-        if ask is None and method == "roots/list":
-            ask = self._roots_asker  # asked again after the caller's notice: only roots, only its own caller
-        if ask is None:
-            why = "no call of this caller is waiting for input" if self.dedicated or not self._inflight else (
-                "this upstream session is shared by several calls"
-            )
-            return types.ErrorData(code=-32603, message=f"Bastion cannot route this {method}: {why}")
-        wire = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else {}
-        try:
-            answer = await ask(method, wire)
-        except Exception as exc:  # noqa: BLE001 - the upstream waits for an answer: it gets an error
-            return types.ErrorData(code=-32603, message=f"the caller could not be asked ({type(exc).__name__})")
-        if set(answer) <= {"code", "message", "data"} and "code" in answer:
-            return types.ErrorData.model_validate(answer)
-        return result.model_validate(answer)
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Connect, and reconnect after every loss until `stop()`. Reports started at once."""
