@@ -26,9 +26,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, update
 
+from bastion.app.keys import load_keys
+from bastion.auth.oauth.keys import SigningKeys
 from bastion.auth.oidc import OidcConfig, OidcVerifier
 from bastion.core.errors import Forbidden, Unauthenticated
-from bastion.store.sql.oauth import clients, families, refresh_tokens
+from bastion.store.sql.oauth import SqlOAuthRepo, clients, families, refresh_tokens
+from bastion.vault.crypto import Sealer
 from bastion.web import refused_streams
 from bastion.web.refused_streams import EVERY_STREAM
 from tests.attacks.test_blackbox_isolation import drain_until_closed, opened
@@ -243,6 +246,47 @@ async def test_revoking_a_grant_at_revoke_ends_its_streams_without_waiting_for_t
         assert guarded_grants(gateway) == [json.dumps(grant_of(other["access_token"]), separators=(",", ":"))]
         if not expired:
             assert (await post(gateway, other["access_token"], other_session, PING)).status_code == 200
+
+
+async def test_revoking_an_expired_access_token_ends_its_grant_and_a_forged_one_revokes_nothing(
+    gateway: Running, clock: JwtClock
+) -> None:
+    """RFC 7009 at /revoke with an access token past its expiry: it was answered 200 and revoked
+    nothing, so its grant's refresh token lived on. An expired token whose signature, issuer and
+    audience hold still names its grant, and revoking it ends the grant; one signed by another key
+    or naming another issuer (signed with the gateway's own key) still revokes nothing, answered
+    200 all the same."""
+    client = await register(gateway)
+    tokens = await tokens_for(gateway, client, "vs", DEV)
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    kid = jwt.get_unverified_header(tokens["access_token"])["kid"]
+    settings = gateway.bastion.settings
+    own_keys = SigningKeys(
+        SqlOAuthRepo(gateway.bastion.engine),
+        Sealer(load_keys(settings).state),
+        rotate_after=settings.oauth_key_rotation,
+        token_ttl=settings.oauth_access_token_ttl,
+    )
+    forged = [
+        jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": kid, "typ": "at+jwt"}),
+        await own_keys.sign({**claims, "iss": "https://evil.example"}),
+    ]
+    form = {"client_id": client["client_id"], "client_secret": client["client_secret"]}
+    clock.later()  # every token above has expired
+    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+        for token in forged:
+            answer = await http.post("/revoke", data={**form, "token": token})
+            assert answer.status_code == 200, answer.text
+    clock.now()
+    latest = await refreshed(gateway, client, tokens)  # the grant lives: nothing was revoked
+    clock.later()
+    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+        answer = await http.post("/revoke", data={**form, "token": tokens["access_token"]})
+    assert answer.status_code == 200, answer.text
+    clock.now()
+    refused = await token_request(gateway, client, grant_type="refresh_token", refresh_token=latest["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert (await post(gateway, latest["access_token"], None, PING)).status_code == 401
 
 
 def grant_of(token: str) -> list[Any]:

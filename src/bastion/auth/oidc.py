@@ -82,7 +82,8 @@ class OidcVerifier:
     async def verify_ignoring_expiry(self, token: str) -> Principal:
         """As `verify`, but a token past its expiry passes (signature, issuer, audience and scope are
         still checked). Only for re-checking what an expired token's grant holds open (see
-        `OwnTokenVerifier.verify_grant`); never for admitting a request."""
+        `OwnTokenVerifier.verify_grant`) and for finding the grant an expired token revoked at
+        /revoke names (`OwnTokenVerifier.claims`); never for admitting a request."""
         return await self._verify(token, expiry=False)
 
     async def _verify(self, token: str, *, expiry: bool) -> Principal:

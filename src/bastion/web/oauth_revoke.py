@@ -6,7 +6,8 @@ its every revocation was refused with 400, leaving a refresh token alive for its
 the client is authenticated as at /token (a public one by its id alone), the token is looked up
 as an access token and then as this client's refresh token (the hint only changes the order), and
 a token that is not this client's, or not found, is answered 200 without revoking anything, as the
-RFC asks.
+RFC asks. An access token past its expiry is still found (its signature, issuer and audience
+checked): it names its grant, and revoking it ends that grant as revoking a live one does.
 """
 
 from __future__ import annotations
