@@ -199,7 +199,9 @@ class Settings(BaseSettings):
         "virtual servers together; past it the caller's least recently used idle session is closed, or 429",
     )
     mcp_sessions_per_server: int = Field(
-        default=10_000, ge=2, description="2025-11-25 MCP sessions open on one virtual server on a replica, all callers"
+        default=10_000,
+        ge=2,
+        description="2025-11-25 MCP sessions and HTTP+SSE streams open on one virtual server on a replica, all callers",
     )
     stream_recheck_interval: float = Field(
         default=60.0,

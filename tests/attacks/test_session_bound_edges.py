@@ -9,7 +9,8 @@
 - the 429 (caller at its bound) and the 503 (server's table full) said nothing of when to retry;
   both carry Retry-After now, beside their JSON-RPC error;
 - HTTP+SSE streams were not counted at all: one token could open any number; now each open stream
-  counts against its caller's bound and, being in use, is never the session closed for a new one."""
+  counts against its caller's bound and, being in use, is never the session closed for a new one;
+  the server's bound did not count them either: each open stream takes a place in its table now."""
 
 from __future__ import annotations
 
@@ -378,3 +379,32 @@ async def test_http_sse_streams_count_against_their_callers_bound_and_are_never_
                 while bounds.counts().get(caller):
                     await anyio.sleep(0.01)
                 await open_raw_session(http, url, token=alice)
+
+
+async def test_http_sse_streams_take_places_in_their_servers_table(tmp_path: Path) -> None:
+    """The server's bound (503, Retry-After) counted 2025-11-25 sessions only: HTTP+SSE streams of
+    many callers, each within its own bound, could hold any number open on one server. Each open
+    stream takes a place in the server's table now, as a session does, and gives it back when it ends."""
+    async with gateway(tmp_path, 1, 2) as running:
+        alice, bob, carol = [(await create_token(running, servers="*"))["token"] for _ in range(3)]
+        url = running.mcp_url("vs")
+        with anyio.fail_after(60):
+            async with httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=None)) as http, AsyncExitStack() as stack:
+                for token in (alice, bob):
+                    opened = await stack.enter_async_context(sse_stream(http, running, token))
+                    assert opened.status_code == 200
+                async with sse_stream(http, running, carol) as full:
+                    assert full.status_code == 503
+                    assert int(full.headers["retry-after"]) == 30
+                    assert (await full.aread()) and full.json()["error"]["message"] == "Too many open sessions"
+                refused = await http.post(url, headers=session_headers(token=carol), json=initialize_body())
+                assert refused.status_code == 503 and int(refused.headers["retry-after"]) == 30
+                await stack.aclose()  # both streams end: their places are free again
+                bounds = bounds_of(running)
+                while bounds.counts():
+                    await anyio.sleep(0.01)
+                await open_raw_session(http, url, token=carol)
+                async with sse_stream(http, running, alice) as second:
+                    assert second.status_code == 200
+                    async with sse_stream(http, running, bob) as third:
+                        assert third.status_code == 503  # one session and one stream fill it

@@ -438,7 +438,11 @@ class McpFront:
         async def end(_connection: Any = None) -> None:
             ended.cancel()
 
-        # The stream is the session: it counts against its caller's bound, in use while it is open.
+        # The stream is the session: it takes a place in its server's table and counts against its
+        # caller's bound, in use while it is open.
+        if front.manager.full():
+            await front.manager.refuse_full(scope, receive, send)
+            return
         try:
             seat, victim = self._bounds.take(bound_holder(scope), end, busy=True)
         except TooManyRequests as exc:
@@ -451,18 +455,19 @@ class McpFront:
             front.guard(connection, credential, end)
 
         try:
-            async with (
-                front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
-                server.lifespan(server) as state,
-            ):
-                if victim is not None:
-                    await self._bounds.close(victim)
-                # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
-                options = server.create_initialization_options()
-                with ended:
-                    await serve_session(server, read, write, lifespan_state=state, init_options=options, ready=ready)
-                if ended.cancel_called:
-                    await write.aclose()  # the event stream ends cleanly: the client is told it is over
+            with front.manager.sse_stream():
+                async with (
+                    front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
+                    server.lifespan(server) as state,
+                ):
+                    if victim is not None:
+                        await self._bounds.close(victim)
+                    # HTTP+SSE (2024-11-05) is a handshake-era transport: served as a 2025-11-25 session.
+                    options = server.create_initialization_options()
+                    with ended:
+                        await serve_session(server, read, write, lifespan_state=state, init_options=options, ready=ready)
+                    if ended.cancel_called:
+                        await write.aclose()  # the event stream ends cleanly: the client is told it is over
         finally:
             if victim is not None:
                 self._bounds.give_back(victim)  # the stream did not open: a no-op once the victim is closed

@@ -124,6 +124,8 @@ class SessionManager:
         )
         self._asgi = RequestBodyLimitMiddleware(self._handle, max_request_body_size)
         self._sessions: dict[str, _Session] = {}
+        self._sse_streams = 0
+        """HTTP+SSE streams of this server open here: sessions too, counted against `max_sessions`."""
         self._tg: TaskGroup | None = None
         self._lifespan_state: Any = None
 
@@ -175,10 +177,8 @@ class SessionManager:
 
     async def _open(self, requestor: AuthorizationContext | None, scope: Scope, receive: Receive, send: Send) -> None:
         """A request naming no session: only an `initialize` that succeeds keeps the session it opens."""
-        if self._max_sessions is not None and len(self._sessions) >= self._max_sessions:
-            log.warning("refusing to open a new session: %d sessions are already open", self._max_sessions)
-            full = _error_response("Too many open sessions", 503, INTERNAL_ERROR, retry_after=FULL_RETRY_AFTER)
-            await full(scope, receive, send)
+        if self.full():
+            await self.refuse_full(scope, receive, send)
             return
         session_id = uuid4().hex
         seat = victim = None
@@ -207,6 +207,26 @@ class SessionManager:
                     self._bounds.give_back(victim)  # a failed `initialize` costs the caller no session
         if established and victim is not None and self._bounds is not None:
             await self._bounds.close(victim)
+
+    def full(self) -> bool:
+        """Whether this server's table is full here: `max_sessions` sessions and HTTP+SSE streams open."""
+        return self._max_sessions is not None and len(self._sessions) + self._sse_streams >= self._max_sessions
+
+    async def refuse_full(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a new session or HTTP+SSE stream refused because the server's table is `full`."""
+        log.warning("refusing to open a new session: %d sessions are already open", self._max_sessions)
+        full = _error_response("Too many open sessions", 503, INTERNAL_ERROR, retry_after=FULL_RETRY_AFTER)
+        await full(scope, receive, send)
+
+    @contextmanager
+    def sse_stream(self) -> Iterator[None]:
+        """Count an HTTP+SSE stream of this server (its session is the stream) while it is open, so that
+        it takes a place in the table `max_sessions` bounds (see `full`)."""
+        self._sse_streams += 1
+        try:
+            yield
+        finally:
+            self._sse_streams -= 1
 
     def _add(self, session_id: str, owner: AuthorizationContext | None) -> _Session:
         events = self._events(session_id)
