@@ -79,6 +79,6 @@ def roots_changed_handler(
         user = (principal.user or principal.id) if principal is not None else None
         connection = session_connection()
         ask = ask_outside_calls(connection, stream_open)  # holds the connection weakly, nothing else does
-        await roots.roots_changed(user, session_key(connection.state), ask)
+        await roots.roots_changed(user, session_key(connection.state, connection.session_id), ask)
 
     return handle

@@ -151,7 +151,7 @@ class Front:
                 wants_logs=lambda: session_log_level(state) is not None,
                 capabilities=capabilities_of(connection),
                 ask=ask_on_connection(connection),
-                key=session_key(state),
+                key=session_key(state, connection.session_id),
                 events=partial(self.manager.events_of, session_id),
             )
             self.sessions = {sid: v for sid, v in self.sessions.items() if self.manager.transport(sid) is not None}

@@ -6,6 +6,8 @@ session, with `logging/setLevel`, which Bastion keeps in the session's connectio
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import warnings
 from typing import Any
@@ -17,7 +19,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion.core.ports import LOG_LEVELS, CallHooks, LogCallback, ProgressCallback
 from bastion.web.bridge import ask_on_request
-from bastion.web.session_link import session_state
+from bastion.web.session_link import current_connection, session_state
 
 # Bastion relays logs on purpose for the clients that still use them: the SDK's deprecation notice
 # for the logging capability (2026-07-28) would otherwise fire on every relayed entry.
@@ -34,12 +36,20 @@ async def set_log_level(ctx: ServerRequestContext[Any], params: SetLevelRequestP
     return EmptyResult()
 
 
-def session_key(state: dict[str, Any]) -> str:
+def session_key(state: dict[str, Any], session_id: str | None) -> str:
     """An opaque key for a 2025-11-25 session, kept in its connection state: what the caller's own
-    upstream session is found by (with the verified user; see core.upstream_sessions)."""
+    upstream session is found by (with the verified user; see core.upstream_sessions). Made from the
+    session's id (`Mcp-Session-Id`, hashed: the id itself is kept nowhere else), so every replica
+    serving the session has the same key and a notice for the caller's own sessions names them on
+    each (app/shared.py `RootsEverywhere`); random for a session without an id."""
     key = state.get(_SESSION_KEY_STATE)
     if not isinstance(key, str):
-        key = state[_SESSION_KEY_STATE] = secrets.token_urlsafe(18)
+        if session_id:
+            digest = hashlib.sha256(b"bastion/session-key\0" + session_id.encode()).digest()
+            key = base64.urlsafe_b64encode(digest[:18]).decode()
+        else:
+            key = secrets.token_urlsafe(18)
+        state[_SESSION_KEY_STATE] = key
     return key
 
 
@@ -67,12 +77,13 @@ def call_hooks(ctx: ServerRequestContext[Any]) -> CallHooks | None:
     # session of its own logs at the level the client set, if any).
     state = session_state()
     level = session_log_level(state)
+    connection = current_connection()
     return CallHooks(
         on_progress=progress,
         log_level=level,
         on_log=_log_relay(ctx, level or LOG_LEVELS[0]),
         ask=ask_on_request(ctx),
-        session=session_key(state),
+        session=session_key(state, connection.session_id if connection is not None else None),
         legacy=True,
     )
 
