@@ -3,6 +3,7 @@ exact all-or-nothing rate limits, revoked ids, the change feed, the leader lease
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from redis.asyncio import Redis
 
 from bastion.core.errors import ServiceUnavailable
 from bastion.core.ports import RateLimiter, Revocations
-from bastion.store.memory import MemoryRateLimiter, MemoryRevocations
+from bastion.core.upstream_sessions import caller_digest, caller_key
+from bastion.store.memory import LocalChangeFeed, MemoryRateLimiter, MemoryRevocations
 from bastion.store.shared.client import RedisReadiness, make_redis
 from bastion.store.shared.feed import RedisChangeFeed
 from bastion.store.shared.leader import RedisLeadership
@@ -84,6 +86,7 @@ class Recorder:
     def __init__(self) -> None:
         self.changes = 0
         self.revoked: list[str] = []
+        self.roots: list[str] = []
         self.event = anyio.Event()
 
     async def on_change(self) -> None:
@@ -92,6 +95,10 @@ class Recorder:
 
     async def on_revoke(self, token_id: str) -> None:
         self.revoked.append(token_id)
+        self._wake()
+
+    async def on_roots(self, caller: str) -> None:
+        self.roots.append(caller)
         self._wake()
 
     def _wake(self) -> None:
@@ -124,6 +131,52 @@ async def test_the_feed_tells_other_replicas_of_changes_and_revocations(redis: R
         await theirs.until(lambda: theirs.revoked == ["t7"])
         assert mine.changes == before_mine and mine.revoked == []  # a replica ignores its own news
         tg.cancel_scope.cancel()
+
+
+async def test_the_feed_tells_other_replicas_whose_roots_changed(redis: Redis, prefix: str) -> None:
+    here = RedisChangeFeed(redis, prefix, "r1", resync_interval=3600)
+    there = RedisChangeFeed(redis, prefix, "r2", resync_interval=3600)
+    unhandled = RedisChangeFeed(redis, prefix, "r3", resync_interval=3600)  # run without a roots handler
+    mine, theirs, others = Recorder(), Recorder(), Recorder()
+    caller = caller_digest(caller_key("u1", "session-key", None))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(here.run, mine.on_change, mine.on_revoke, mine.on_roots)
+        tg.start_soon(there.run, theirs.on_change, theirs.on_revoke, theirs.on_roots)
+        tg.start_soon(unhandled.run, others.on_change, others.on_revoke)
+        with anyio.fail_after(10):
+            for feed in (here, there, unhandled):
+                await feed.connected.wait()
+        before = theirs.changes, others.changes
+        await here.publish_roots(caller)
+        await theirs.until(lambda: theirs.roots == [caller])
+        await here.publish_revocation("t8")  # after the roots message on the one channel
+        await others.until(lambda: others.revoked == ["t8"])
+        assert mine.roots == [] and others.revoked == ["t8"]  # its own news; no handler: ignored
+        assert (theirs.changes, others.changes) == before  # a roots message reloads nothing
+        tg.cancel_scope.cancel()
+
+
+async def test_a_roots_message_carries_no_session_or_user(redis: Redis, prefix: str) -> None:
+    """The message names the caller by a hash of its key: neither the user nor the session's key
+    (made from its id) is in Redis."""
+    feed = RedisChangeFeed(redis, prefix, "r1")
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(f"{prefix}:changes")
+    try:
+        await feed.publish_roots(caller_digest(caller_key("alice@example.com", "the-session-key", None)))
+        with anyio.fail_after(10):
+            message = None
+            while message is None:
+                message = await pubsub.get_message(timeout=5)
+        body = message["data"].decode()
+        assert json.loads(body)["kind"] == "roots"
+        assert "alice" not in body and "the-session-key" not in body
+    finally:
+        await pubsub.aclose()
+
+
+async def test_one_replica_announces_roots_to_nobody() -> None:
+    await LocalChangeFeed().publish_roots(caller_digest("u|s|k"))  # nobody else to tell: nothing raised
 
 
 async def test_a_replica_that_missed_a_message_reloads_from_the_version(redis: Redis, prefix: str) -> None:
@@ -176,6 +229,19 @@ async def test_with_redis_down_calls_that_need_it_fail_clearly_and_nothing_hangs
             problem = await RedisReadiness(gone).problem()
             assert problem is not None and problem.startswith("redis unreachable")
             await RedisChangeFeed(gone, "p", "r1").publish_change()  # deferred, not raised
+    finally:
+        await gone.aclose()
+
+
+async def test_roots_that_cannot_be_announced_are_logged_once_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    gone = make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    try:
+        feed = RedisChangeFeed(gone, "p", "r1")
+        with anyio.fail_after(10):
+            for _ in range(3):
+                await feed.publish_roots("c")
+        warned = [r for r in caplog.records if "changed roots" in r.getMessage()]
+        assert len(warned) == 1 and warned[0].levelname == "WARNING"
     finally:
         await gone.aclose()
 

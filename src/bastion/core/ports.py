@@ -211,17 +211,27 @@ ChangeHandler = Callable[[], Awaitable[None]]
 """Reload configuration from the store: another replica changed it (or we may have missed that)."""
 RevokeHandler = Callable[[str], Awaitable[None]]
 """Drop a revoked id (API token, session, `user:<id>`) from this replica's caches."""
+RootsHandler = Callable[[str], Awaitable[None]]
+"""A 2025-11-25 caller (`caller_digest` of its key) changed its roots through another replica: end
+its own upstream sessions here."""
 
 
 class ChangeFeed(Protocol):
-    """Tells the other replicas that configuration changed or a token was revoked.
+    """Tells the other replicas that configuration changed, a token was revoked or a caller changed
+    its roots.
 
     `publish_*` never raise for an unreachable bus: the store already holds the change, and the
-    feed delivers it (as a reload) once the bus is back. `run` listens until cancelled."""
+    feed delivers it (as a reload) once the bus is back; a caller's changed roots are not stored, so
+    a replica that missed them keeps the caller's own sessions until they idle out. `run` listens
+    until cancelled."""
 
     async def publish_change(self) -> None: ...
     async def publish_revocation(self, token_id: str) -> None: ...
-    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler) -> None: ...
+    async def publish_roots(self, caller: str) -> None:
+        """`caller` (`caller_digest`) changed its roots here: every other replica ends its own sessions."""
+        ...
+
+    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler, on_roots: RootsHandler | None = None) -> None: ...
 
 
 class Revocations(Protocol):

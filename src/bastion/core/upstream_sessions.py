@@ -79,3 +79,9 @@ def caller_key(
         return f"{user or ''}|s|{session}"
     declared = json.dumps([client or "", capabilities or {}], sort_keys=True)
     return f"{user or ''}|c|{hashlib.sha256(declared.encode()).hexdigest()[:32]}"
+
+
+def caller_digest(caller: str) -> str:
+    """What names a caller (`caller_key`) to the other replicas, on the change feed: a hash of its key,
+    so the feed carries neither who the caller is nor its session's key."""
+    return hashlib.sha256(b"bastion/caller\0" + caller.encode()).hexdigest()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from bastion.core.ports import ChangeHandler, RevokeHandler
+from bastion.core.ports import ChangeHandler, RevokeHandler, RootsHandler
 
 
 class LocalChangeFeed:
@@ -20,7 +20,10 @@ class LocalChangeFeed:
     async def publish_revocation(self, token_id: str) -> None:
         return None
 
-    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler) -> None:
+    async def publish_roots(self, caller: str) -> None:
+        return None
+
+    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler, on_roots: RootsHandler | None = None) -> None:
         await anyio.sleep_forever()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from redis.asyncio import Redis
 
-from bastion.core.ports import ChangeHandler, RevokeHandler
+from bastion.core.ports import ChangeHandler, RevokeHandler, RootsHandler
 from bastion.store.shared.client import REDIS_ERRORS
 
 log = logging.getLogger("bastion.redis")
@@ -32,6 +32,7 @@ class RedisChangeFeed:
         self._seen = 0
         # A change made while Redis was down: announce it once Redis is back.
         self._pending = False
+        self._roots_unsent = False
         self.connected = anyio.Event()
         """Set once the feed is subscribed (tests wait on it rather than sleeping)."""
 
@@ -52,15 +53,25 @@ class RedisChangeFeed:
             # The shared revoked-ids list (and the store) still refuse it; this only clears caches early.
             log.warning("could not announce a token revocation (Redis: %s)", type(exc).__name__)
 
+    async def publish_roots(self, caller: str) -> None:
+        try:
+            await self._send({"kind": "roots", "caller": caller})
+            self._roots_unsent = False
+        except REDIS_ERRORS as exc:
+            # Said once until an announcement gets through again, not for every notice meanwhile.
+            if not self._roots_unsent:
+                log.warning("could not announce a caller's changed roots (Redis: %s)", type(exc).__name__)
+            self._roots_unsent = True
+
     async def _send(self, message: dict[str, Any]) -> None:
         await self._redis.publish(self._channel, json.dumps({**message, "from": self._replica}))
 
-    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler) -> None:
+    async def run(self, on_change: ChangeHandler, on_revoke: RevokeHandler, on_roots: RootsHandler | None = None) -> None:
         """Listen until cancelled, reconnecting with backoff while Redis is away."""
         delay = 0.1
         while True:
             try:
-                await self._listen(on_change, on_revoke)
+                await self._listen(on_change, on_revoke, on_roots)
             except REDIS_ERRORS as exc:
                 log.warning("change feed lost Redis (%s); reconnecting", type(exc).__name__)
             except Exception:
@@ -71,7 +82,7 @@ class RedisChangeFeed:
             await anyio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_MAX)
 
-    async def _listen(self, on_change: ChangeHandler, on_revoke: RevokeHandler) -> None:
+    async def _listen(self, on_change: ChangeHandler, on_revoke: RevokeHandler, on_roots: RootsHandler | None) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(self._channel)
@@ -86,7 +97,7 @@ class RedisChangeFeed:
                 if message is None:
                     await self._catch_up(on_change)
                 elif message.get("type") == "message":
-                    await self._handle(message["data"], on_change, on_revoke)
+                    await self._handle(message["data"], on_change, on_revoke, on_roots)
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(2):
                 await pubsub.aclose()
@@ -101,7 +112,9 @@ class RedisChangeFeed:
             self._seen = version
             await self._reload(on_change)
 
-    async def _handle(self, data: bytes, on_change: ChangeHandler, on_revoke: RevokeHandler) -> None:
+    async def _handle(
+        self, data: bytes, on_change: ChangeHandler, on_revoke: RevokeHandler, on_roots: RootsHandler | None
+    ) -> None:
         try:
             message = json.loads(data)
         except ValueError:
@@ -114,6 +127,12 @@ class RedisChangeFeed:
                 await on_revoke(message["token"])
             except Exception:
                 log.exception("dropping a revoked token from the cache failed")
+        elif message.get("kind") == "roots" and isinstance(message.get("caller"), str):
+            if on_roots is not None:
+                try:
+                    await on_roots(message["caller"])
+                except Exception:
+                    log.exception("ending a caller's own upstream sessions after its roots changed failed")
         elif message.get("kind") == "change":
             version = message.get("version")
             if isinstance(version, int):
