@@ -118,13 +118,19 @@ async def rooted_client(gateway: Running, mode: str, token: str, caller: Rooted)
     was asked, calls are repeated (each a round trip, no sleep) until some roots have taken (whose,
     the tests check)."""
     async with gateway.client("files", mode=mode, token=token, list_roots_callback=caller.list_roots) as client:
-        with anyio.fail_after(30):
-            allowed = await allowed_directories(client)
-            if not allowed:
-                await caller.asked.wait()
-            while not allowed:
-                allowed = await allowed_directories(client)
+        await allowed_once_asked(client, caller)
         yield client
+
+
+async def allowed_once_asked(client: Client, caller: Rooted) -> list[str]:
+    """The directories the caller's process allows once some roots took (see `rooted_client`)."""
+    with anyio.fail_after(30):
+        allowed = await allowed_directories(client)
+        if not allowed:
+            await caller.asked.wait()
+        while not allowed:
+            allowed = await allowed_directories(client)
+    return allowed
 
 
 async def allowed_directories(client: Client) -> list[str]:

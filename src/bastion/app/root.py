@@ -27,6 +27,7 @@ from bastion.app.keys import load_keys
 from bastion.app.network import outbound
 from bastion.app.observability import Telemetry, build_telemetry
 from bastion.app.shared import (
+    RootsEverywhere,
     Shared,
     grant_revocation_hook,
     readiness,
@@ -238,7 +239,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
                 settings.max_body_bytes,
                 events_for,
                 subscriber=pool,
-                roots=pool,
+                roots=RootsEverywhere(pool, shared.feed),
                 shared=sessions,
                 # Re-checking an idle caller's open stream must not mark its token used; a stream
                 # an OAuth grant opened is judged by the grant (`admit_grant`, re-checks only).
@@ -340,7 +341,7 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             app_ref.append(app)
             await gateway.start()
             runner.spawn("leader-lease", shared.leadership.run)
-            runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere)
+            runner.spawn("change-feed", shared.feed.run, gateway.reload, revoked_elsewhere, pool.roots_changed_elsewhere)
             runner.spawn("stream-recheck", recheck_streams_every, front, settings.stream_recheck_interval)
             telemetry.start(runner, shared.leadership.is_leader)
             runner.spawn(

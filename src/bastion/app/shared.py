@@ -20,6 +20,7 @@ from bastion.auth.tokens import USER_REVOCATION, TokenVerifier
 from bastion.config import Settings
 from bastion.core.errors import ServiceUnavailable
 from bastion.core.ports import (
+    AskCallback,
     ChangeFeed,
     Leadership,
     LoginThrottle,
@@ -29,6 +30,7 @@ from bastion.core.ports import (
     RevokeHandler,
     SessionStore,
 )
+from bastion.core.upstream_sessions import caller_digest, caller_key
 from bastion.store.events import MemoryEventStore
 from bastion.store.memory import AlwaysLeader, LocalChangeFeed, MemoryRateLimiter, MemoryRevocations
 from bastion.store.sessions.keys import SessionKeys
@@ -40,6 +42,7 @@ from bastion.store.shared.leader import RedisLeadership
 from bastion.store.shared.limits import RedisRateLimiter, RedisRevocations
 from bastion.store.shared.throttle import RedisLoginThrottle
 from bastion.store.sql.migrate import schema_is_current
+from bastion.web.caller_roots import CallerRoots
 from bastion.web.session_manager import EventsFor
 
 log = logging.getLogger("bastion.auth")
@@ -159,6 +162,26 @@ def revocation_hooks(
             recheck_streams(token_id)
 
     return revoke_everywhere, revoked_elsewhere
+
+
+class RootsEverywhere:
+    """A 2025-11-25 caller's `notifications/roots/list_changed`, which reaches one replica: its own
+    upstream sessions here are told (`UpstreamPool.roots_changed`), and every other replica, which
+    may hold own sessions of the same caller (its session is served by any replica) but cannot ask
+    it, is told to end them (`UpstreamPool.roots_changed_elsewhere`): the caller's next call there
+    opens a new one, which asks it for its roots. The feed carries `caller_digest` of the caller's key.
+    Announcing never fails the notice (the feed logs Redis being away)."""
+
+    def __init__(self, here: CallerRoots, feed: ChangeFeed) -> None:
+        self._here = here
+        self._feed = feed
+
+    async def roots_changed(self, user: str | None, session: str, ask: AskCallback) -> None:
+        try:
+            await self._feed.publish_roots(caller_digest(caller_key(user, session, None)))
+        except Exception as exc:  # noqa: BLE001 - the notice is still passed on here
+            log.warning("a caller's changed roots could not be announced to the other replicas (%s)", type(exc).__name__)
+        await self._here.roots_changed(user, session, ask)
 
 
 def grant_revocation_hook(shared: Shared, recheck_streams: Callable[[str], None] | None = None) -> GrantRevoked:

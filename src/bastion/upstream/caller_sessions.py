@@ -7,7 +7,8 @@ Keyed by (upstream, caller key); the caller key always includes the verified use
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +60,8 @@ class CallerSessions:
         self._conns: dict[tuple[str, str], CallerSession] = {}
         self._users: dict[tuple[str, str], str] = {}
         self._busy: dict[tuple[str, str], int] = {}
+        self._stale: set[tuple[str, str]] = set()
+        """Sessions to drop once their calls in flight end (`drop_caller` while they were busy)."""
         self._lock = anyio.Lock()
 
     def __len__(self) -> int:
@@ -79,13 +82,46 @@ class CallerSessions:
         conn.last_used = anyio.current_time()
         return conn
 
+    def callers(self) -> set[str]:
+        """The keys of every caller with an own session here."""
+        return {key for _upstream, key in self._conns}
+
     def of_caller(self, caller: str) -> list[CallerSession]:
         """The caller's own sessions, on every upstream (none of anyone else's: the key names the caller)."""
         return [conn for (_upstream, key), conn in self._conns.items() if key == caller]
 
-    def hold(self, upstream: str, caller: str) -> _Held:
-        """Marks a call in flight on the caller's session, so it is not reaped or evicted under it."""
-        return _Held(self._busy, (upstream, caller))
+    @contextmanager
+    def hold(self, upstream: str, caller: str) -> Iterator[None]:
+        """Marks a call in flight on the caller's session, so it is not reaped, evicted or dropped
+        by `drop_caller` under it."""
+        key = (upstream, caller)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._busy.get(key, 1) - 1
+            if left > 0:
+                self._busy[key] = left
+            else:
+                self._busy.pop(key, None)
+                if key in self._stale:
+                    self._retire(key)
+
+    def drop_caller(self, caller: str) -> None:
+        """Ends the caller's own sessions on every upstream (its roots changed through another replica,
+        which could not tell them): the next call opens a new one, which asks the caller afresh. One
+        with a call in flight goes once its last call ends; calls starting on it meanwhile still use it."""
+        for key in [k for k in self._conns if k[1] == caller]:
+            if self._busy.get(key):
+                self._stale.add(key)
+            else:
+                self._retire(key)
+
+    def _retire(self, key: tuple[str, str]) -> None:
+        # Out of the table at once (the next call opens a new session), stopped in the background.
+        conn = self._detach(key)
+        if conn is not None:
+            self._runner.spawn(f"upstream:{key[0]}:caller-stop", conn.stop)
 
     async def _make_room(self, upstream: str, user: str, stdio: bool) -> None:
         cap = self._limits.stdio_per_upstream if stdio else self._limits.per_upstream
@@ -101,9 +137,13 @@ class CallerSessions:
             oldest = min(idle, key=lambda k: self._conns[k].last_used)
             await self._drop(oldest)
 
-    async def _drop(self, key: tuple[str, str]) -> None:
-        conn = self._conns.pop(key, None)
+    def _detach(self, key: tuple[str, str]) -> CallerSession | None:
         self._users.pop(key, None)
+        self._stale.discard(key)
+        return self._conns.pop(key, None)
+
+    async def _drop(self, key: tuple[str, str]) -> None:
+        conn = self._detach(key)
         if conn is not None:
             await conn.stop()
 
@@ -132,18 +172,3 @@ class CallerSessions:
         async with anyio.create_task_group() as tg:
             for key in keys:
                 tg.start_soon(self._drop, key)
-
-
-class _Held:
-    def __init__(self, busy: dict[tuple[str, str], int], key: tuple[str, str]) -> None:
-        self._busy, self._key = busy, key
-
-    def __enter__(self) -> None:
-        self._busy[self._key] = self._busy.get(self._key, 0) + 1
-
-    def __exit__(self, *exc: object) -> None:
-        left = self._busy.get(self._key, 1) - 1
-        if left <= 0:
-            self._busy.pop(self._key, None)
-        else:
-            self._busy[self._key] = left

@@ -7,6 +7,7 @@ session or a client of its own.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import AgentTaskHolders, AskCallback, CallHooks, UpstreamTokenStore
-from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
+from bastion.core.upstream_sessions import ClientMode, askable, caller_digest, caller_key, choose_session, shared_mode
 from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
 from bastion.upstream.a2a import A2aUpstream
@@ -374,24 +375,25 @@ class UpstreamPool:
             # turns an expired or refused connection into the user's clear error, not a timeout.
             await self._per_user.source(spec, user).token()
         if spec is not None and hooks is not None and (hooks.legacy or hooks.ask is not None):
-            own = await self._own_session(spec, conn, user, client, params, hooks, timeout)
-            if own is not None:
-                key, session = own
-                with self._callers.hold(upstream, key):
-                    return await session.request(method, params, timeout=timeout, hooks=hooks)
+            answer = await self._on_own_session(spec, conn, user, client, method, params, hooks, timeout)
+            if answer is not None:
+                return answer
         return await conn.request(method, params, timeout=timeout, hooks=hooks, caller=user)
 
-    async def _own_session(
+    async def _on_own_session(
         self,
         spec: UpstreamSpec,
         shared: UpstreamConnection,
         user: str | None,
         credential: str | None,
+        method: str,
         params: dict[str, Any] | None,
         hooks: CallHooks,
         timeout: float,
-    ) -> tuple[str, CallerSession] | None:
-        """The caller's own upstream session when their call needs one (None: the shared one serves)."""
+    ) -> dict[str, Any] | None:
+        """The call's answer on the caller's own upstream session when their call needs one (None:
+        the shared one serves it). The session is held from the start: `drop_caller` meanwhile (roots
+        changed through another replica) ends it only after this call."""
         client = shared.client or await shared.ready_client(timeout)
         caps = _declared(params)
         choice = choose_session(
@@ -409,18 +411,19 @@ class UpstreamPool:
         def make() -> CallerSession:
             return self._caller_session(spec, user, mode, caps)
 
-        conn = await self._callers.get(spec.name, caller, user, spec.transport == "stdio", make)
-        try:
-            await conn.wait_ready(timeout)
-        except UpstreamUnavailable:
-            await self._callers.drop(spec.name, caller)
-            if spec.protocol == "auto" and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                # It speaks 2026-07-28 only: this caller's era is bridged on the shared session.
-                log.info("upstream %s refused a 2025-11-25 session; bridging its callers", spec.name)
-                self._legacy_refused.add(spec.name)
-                return None
-            raise
-        return caller, conn
+        with self._callers.hold(spec.name, caller):
+            conn = await self._callers.get(spec.name, caller, user, spec.transport == "stdio", make)
+            try:
+                await conn.wait_ready(timeout)
+            except UpstreamUnavailable:
+                await self._callers.drop(spec.name, caller)
+                if spec.protocol == "auto" and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                    # It speaks 2026-07-28 only: this caller's era is bridged on the shared session.
+                    log.info("upstream %s refused a 2025-11-25 session; bridging its callers", spec.name)
+                    self._legacy_refused.add(spec.name)
+                    return None
+                raise
+            return await conn.request(method, params, timeout=timeout, hooks=hooks)
 
     def asks_mid_call(self, upstream: str) -> bool:
         # Per-user sessions negotiate as the shared one did: the same upstream, the same answer.
@@ -436,6 +439,15 @@ class UpstreamPool:
                 await conn.roots_changed(ask)
             except Exception as exc:  # noqa: BLE001 - one session's failure must not keep the others untold
                 log.info("a caller's changed roots were not passed on to one of its sessions (%s)", type(exc).__name__)
+
+    async def roots_changed_elsewhere(self, caller: str) -> None:
+        """A 2025-11-25 caller changed its roots through another replica (`caller`: `caller_digest` of
+        its key, as that replica's change feed said): its own upstream sessions here cannot be told
+        (this replica usually cannot ask the caller: its stream is elsewhere), so they end, and its
+        next call here opens a new one, which asks the caller for its roots on that call's way."""
+        for key in self._callers.callers():
+            if hmac.compare_digest(caller_digest(key), caller):
+                self._callers.drop_caller(key)
 
     async def subscribe(self, upstream: str, uri: str) -> None:
         """Count one more interest in a resource's updates; the first subscribes upstream. One that
