@@ -2,7 +2,9 @@
 sessions (only theirs), whose upstream may then ask it `roots/list` outside any call, as a server
 does directly. That question goes on the caller's session's standalone stream; a caller that cannot
 be asked there (no stream open here, the session gone, no answer in time) is answered for with an
-error, so the upstream never waits on it.
+error, so the upstream never waits on it. That is on this replica: the others, which may hold own
+sessions of the same caller, hear of it on the change feed and end theirs (app/shared.py
+`RootsEverywhere`).
 
 Notifications are never served by the fast path (web/mcp_fast.py takes requests only), so the SDK
 server's notification handler is the one place they arrive.
