@@ -32,8 +32,8 @@ async def gateway_ui(tmp_path: Path) -> AsyncIterator[tuple[Running, httpx2.Asyn
         yield running, http
 
 
-def _signed_in(response: httpx2.Response) -> bool:
-    return "bastion_ui=bss_" in ", ".join(response.headers.get_list("set-cookie"))
+def _signed_in(response: httpx2.Response, prefix: str = "") -> bool:
+    return f"{prefix}bastion_ui=bss_" in ", ".join(response.headers.get_list("set-cookie"))
 
 
 async def _token(http: httpx2.AsyncClient) -> str:
@@ -63,13 +63,13 @@ async def test_with_a_public_url_only_its_origin_signs_in(tmp_path: Path) -> Non
     async with serve(settings) as running, httpx2.AsyncClient(base_url=running.base_url, timeout=30) as http:
         # The cookies are Secure (the public URL is https): this client sends them back as a browser at it would.
         page = await http.get("/admin/login")
-        csrf, cookie = form_token(page.text), page.cookies["bastion_login_csrf"]
-        headers = {"cookie": f"bastion_login_csrf={cookie}"}
+        csrf, cookie = form_token(page.text), page.cookies["__Host-bastion_login_csrf"]
+        headers = {"cookie": f"__Host-bastion_login_csrf={cookie}"}
         for origin in (running.base_url, "http://localhost:7", "https://bastion.example.com:8443"):
             refused = await http.post("/admin/login", data={**FORM, "csrf": csrf}, headers={**headers, "origin": origin})
-            assert refused.status_code == 403 and not _signed_in(refused), origin
+            assert refused.status_code == 403 and not _signed_in(refused, "__Host-"), origin
         signed = await http.post("/admin/login", data={**FORM, "csrf": csrf}, headers={**headers, "origin": public})
-        assert signed.status_code == 303 and _signed_in(signed), signed.text
+        assert signed.status_code == 303 and _signed_in(signed, "__Host-"), signed.text
 
 
 @pytest.mark.parametrize("case", ["no-token", "no-cookie", "other-token", "forged"])
@@ -111,3 +111,63 @@ async def test_a_repeated_csrf_field_is_refused(gateway_ui: tuple[Running, httpx
     response = await http.post("/admin/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
     assert response.status_code == 400 and not _signed_in(response)
     assert "more than once" in response.text
+
+
+def _set_cookies(response: httpx2.Response) -> dict[str, dict[str, str]]:
+    """The cookies a response sets, by name: their value and attributes (lower-cased names)."""
+    found: dict[str, dict[str, str]] = {}
+    for header in response.headers.get_list("set-cookie"):
+        first, *attributes = [part.strip() for part in header.split(";")]
+        name, _, value = first.partition("=")
+        found[name] = {"": value, **{k.lower(): v for k, _, v in (a.partition("=") for a in attributes)}}
+    return found
+
+
+async def test_over_https_the_sign_in_and_session_cookies_are_host_cookies(tmp_path: Path) -> None:
+    """With an https public URL the sign-in form's cookie and the session cookie were plain names for
+    /admin/login and /admin: a sibling subdomain (or this host over plain http) could set its own
+    `bastion_ui` (the attacker's session) or sign-in token in the browser. They are `__Host-` cookies
+    there now (Secure, Path=/, no Domain), which only this host over https can set, and only those
+    names are read."""
+    public = "https://bastion.example.com"
+    settings = settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", admin_email=ADMIN, admin_password=PASSWORD, public_url=public)
+    async with serve(settings) as running, httpx2.AsyncClient(base_url=running.base_url, timeout=30) as http:
+        # The cookies are Secure: sent back by hand, as a browser at the https address would.
+        page = await http.get("/admin/login")
+        login = _set_cookies(page)["__Host-bastion_login_csrf"]
+        assert "secure" in login and login["path"] == "/" and "domain" not in login and "httponly" in login
+        csrf = form_token(page.text)
+        plain = {"cookie": f"bastion_login_csrf={login['']}", "origin": public}
+        refused = await http.post("/admin/login", data={**FORM, "csrf": csrf}, headers=plain)
+        assert refused.status_code == 403 and not _signed_in(refused), refused.text
+        headers = {"cookie": f"__Host-bastion_login_csrf={login['']}", "origin": public}
+        signed = await http.post("/admin/login", data={**FORM, "csrf": csrf}, headers=headers)
+        assert signed.status_code == 303, signed.text
+        cookies = _set_cookies(signed)
+        session = cookies["__Host-bastion_ui"]
+        assert session[""].startswith("bss_") and "bastion_ui" not in cookies
+        assert "secure" in session and session["path"] == "/" and "domain" not in session
+        assert cookies["__Host-bastion_login_csrf"][""] in ("", '""')  # used up
+        shown = await http.get("/admin", headers={"cookie": f"__Host-bastion_ui={session['']}"})
+        assert shown.status_code == 200 and ADMIN in shown.text, shown.text
+        ignored = await http.get("/admin", headers={"cookie": f"bastion_ui={session['']}"})
+        assert ignored.status_code == 303 and ignored.headers["location"].startswith("/admin/login")
+        own = {"cookie": f"__Host-bastion_ui={session['']}", "origin": public}
+        out = await http.post("/admin/logout", data={"csrf": form_token(shown.text)}, headers=own)
+        assert out.status_code == 303, out.text
+        gone = _set_cookies(out)["__Host-bastion_ui"]
+        assert gone[""] in ("", '""') and gone["path"] == "/" and "secure" in gone
+
+
+async def test_over_http_the_sign_in_and_session_cookies_keep_plain_names(gateway_ui: tuple[Running, httpx2.AsyncClient]) -> None:
+    """Browsers refuse a `__Host-` cookie that is not Secure: over http (local use) the names are plain."""
+    _, http = gateway_ui
+    page = await http.get("/admin/login")
+    login = _set_cookies(page)["bastion_login_csrf"]
+    assert "secure" not in login and login["path"] == "/admin/login"
+    signed = await sign_in_ui(http, ADMIN, PASSWORD)
+    assert signed.status_code == 303, signed.text
+    session = _set_cookies(signed)["bastion_ui"]
+    assert "secure" not in session and session["path"] == "/admin"
+    assert not any(name.startswith("__Host-") for name in http.cookies)
+    assert (await http.get("/admin")).status_code == 200

@@ -1,6 +1,12 @@
 """Signing in to the UI: the session token lives in an HttpOnly, SameSite=Strict cookie; every form
 carries a CSRF token bound to that session (the sign-in form, one bound to a short-lived cookie of its
-own); a POST from any Origin but Bastion's own is refused."""
+own); a POST from any Origin but Bastion's own is refused.
+
+With an https public URL these two cookies are `__Host-` cookies (Secure, Path=/, no Domain): a
+browser accepts them only from this host over https, so no sibling subdomain (nor this host over
+plain http) can set one in its place, such as an attacker's own session or sign-in token; and only
+those names are read. Over http (local use) browsers refuse the prefix: the plain names, each for
+its own path."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+HOST_PREFIX = "__Host-"
+"""Of a cookie only this host may set, over https, for Path=/ and no Domain (RFC 6265bis 4.1.3.2)."""
 COOKIE = "bastion_ui"
 PATH = "/admin"
 PROVIDER_COOKIE = "bastion_oidc_session"
@@ -49,6 +57,13 @@ class Sessions:
         self._key = key
         self._secure = base_url.startswith("https://")
         self._origin = _origin(public_url) if public_url else None
+        prefix = HOST_PREFIX if self._secure else ""
+        self.cookie = prefix + COOKIE
+        """The session cookie's name (`__Host-` over https)."""
+        self.login_cookie = prefix + LOGIN_COOKIE
+        """The sign-in form's cookie's name (`__Host-` over https)."""
+        self._path = "/" if self._secure else PATH
+        self._login_path = "/" if self._secure else LOGIN_PATH
 
     @property
     def secure(self) -> bool:
@@ -56,7 +71,7 @@ class Sessions:
         return self._secure
 
     def token(self, request: Request) -> str | None:
-        value = request.cookies.get(COOKIE)
+        value = request.cookies.get(self.cookie)
         # ASCII only: it becomes an Authorization header (anything else was a UnicodeEncodeError, a 500)
         return value if value and value.startswith("bss_") and len(value) < 200 and value.isascii() else None
 
@@ -78,7 +93,7 @@ class Sessions:
     def login_csrf(self, request: Request) -> str:
         """The sign-in form's CSRF token: this browser's, while it has a good while left; else a new one
         (`sign_in_form` sets it as the cookie the form must match)."""
-        kept = request.cookies.get(LOGIN_COOKIE)
+        kept = request.cookies.get(self.login_cookie)
         if kept is not None and self._login_expiry(kept) > time.time() + LOGIN_TTL / 2:
             return kept
         stamped = f"{int(time.time()) + LOGIN_TTL}.{secrets.token_urlsafe(16)}"
@@ -86,13 +101,19 @@ class Sessions:
 
     def sign_in_form(self, response: Response, token: str) -> None:
         response.set_cookie(
-            LOGIN_COOKIE, token, max_age=LOGIN_TTL, path=LOGIN_PATH, secure=self._secure, httponly=True, samesite="strict"
+            self.login_cookie,
+            token,
+            max_age=LOGIN_TTL,
+            path=self._login_path,
+            secure=self._secure,
+            httponly=True,
+            samesite="strict",
         )
 
     def login_form_ok(self, request: Request, sent: object) -> bool:
         """A sign-in POST carries the token of the cookie this browser was given with the form
         (signed double submit), before it expires."""
-        cookie = request.cookies.get(LOGIN_COOKIE)
+        cookie = request.cookies.get(self.login_cookie)
         if not isinstance(sent, str) or not cookie or not sent.isascii() or not cookie.isascii():
             return False
         return hmac.compare_digest(sent.encode(), cookie.encode()) and self._login_expiry(cookie) > time.time()
@@ -117,7 +138,7 @@ class Sessions:
 
     def sign_in(self, response: Response, token: str, max_age: int) -> None:
         response.set_cookie(
-            COOKIE, token, max_age=max_age, path=PATH, secure=self._secure, httponly=True, samesite="strict"
+            self.cookie, token, max_age=max_age, path=self._path, secure=self._secure, httponly=True, samesite="strict"
         )
 
     def forget_provider(self, response: Response) -> None:
@@ -125,11 +146,13 @@ class Sessions:
         response.delete_cookie(PROVIDER_COOKIE, path=PATH, secure=self._secure, httponly=True, samesite="strict")
 
     def sign_out(self, response: Response) -> None:
-        response.delete_cookie(COOKIE, path=PATH, secure=self._secure, httponly=True, samesite="strict")
+        response.delete_cookie(self.cookie, path=self._path, secure=self._secure, httponly=True, samesite="strict")
 
     def used_sign_in_form(self, response: Response) -> None:
         """The sign-in form's token is used up."""
-        response.delete_cookie(LOGIN_COOKIE, path=LOGIN_PATH, secure=self._secure, httponly=True, samesite="strict")
+        response.delete_cookie(
+            self.login_cookie, path=self._login_path, secure=self._secure, httponly=True, samesite="strict"
+        )
 
 
 def _origin(url: str) -> str:

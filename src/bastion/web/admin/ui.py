@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bastion.core.hidden_text import reveal
 from bastion.core.surrogates import replaced
 from bastion.web.admin.backend import Backend, Reply
-from bastion.web.admin.session import COOKIE, Sessions, Viewer
+from bastion.web.admin.session import Sessions, Viewer
 from bastion.web.admin.shortened import clipped
 from bastion.web.asgi import client_ip
 from bastion.web.json_depth import loads
@@ -144,7 +144,7 @@ class Ui:
             if viewer is None:
                 target = "/admin/login?" + urlencode({"next": request.url.path})
                 response: Response = RedirectResponse(target, status_code=303)
-                if COOKIE in request.cookies:
+                if self.sessions.cookie in request.cookies:
                     # Only a cookie that was sent and is no good: a link from another site comes without
                     # the SameSite=Strict cookie, and deleting it then signed the user out.
                     self.sessions.sign_out(response)
