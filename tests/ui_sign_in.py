@@ -26,3 +26,13 @@ async def sign_in_ui(
     if (found := _TOKEN.search(page.text)) is not None:
         data["csrf"] = found.group(1)
     return await http.post(f"{base}/admin/login", data=data, headers=headers)
+
+
+def set_cookies(response: httpx2.Response) -> dict[str, dict[str, str]]:
+    """The cookies a response sets, by name: their value (under "") and attributes (lower-cased names)."""
+    found: dict[str, dict[str, str]] = {}
+    for header in response.headers.get_list("set-cookie"):
+        first, *attributes = [part.strip() for part in header.split(";")]
+        name, _, value = first.partition("=")
+        found[name] = {"": value, **{k.lower(): v for k, _, v in (a.partition("=") for a in attributes)}}
+    return found

@@ -18,7 +18,7 @@ import httpx2
 import pytest
 
 from tests.harness import Running, serve, settings_for
-from tests.ui_sign_in import form_token, sign_in_ui
+from tests.ui_sign_in import form_token, set_cookies, sign_in_ui
 
 pytestmark = pytest.mark.anyio
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
@@ -113,16 +113,6 @@ async def test_a_repeated_csrf_field_is_refused(gateway_ui: tuple[Running, httpx
     assert "more than once" in response.text
 
 
-def _set_cookies(response: httpx2.Response) -> dict[str, dict[str, str]]:
-    """The cookies a response sets, by name: their value and attributes (lower-cased names)."""
-    found: dict[str, dict[str, str]] = {}
-    for header in response.headers.get_list("set-cookie"):
-        first, *attributes = [part.strip() for part in header.split(";")]
-        name, _, value = first.partition("=")
-        found[name] = {"": value, **{k.lower(): v for k, _, v in (a.partition("=") for a in attributes)}}
-    return found
-
-
 async def test_over_https_the_sign_in_and_session_cookies_are_host_cookies(tmp_path: Path) -> None:
     """With an https public URL the sign-in form's cookie and the session cookie were plain names for
     /admin/login and /admin: a sibling subdomain (or this host over plain http) could set its own
@@ -134,7 +124,7 @@ async def test_over_https_the_sign_in_and_session_cookies_are_host_cookies(tmp_p
     async with serve(settings) as running, httpx2.AsyncClient(base_url=running.base_url, timeout=30) as http:
         # The cookies are Secure: sent back by hand, as a browser at the https address would.
         page = await http.get("/admin/login")
-        login = _set_cookies(page)["__Host-bastion_login_csrf"]
+        login = set_cookies(page)["__Host-bastion_login_csrf"]
         assert "secure" in login and login["path"] == "/" and "domain" not in login and "httponly" in login
         csrf = form_token(page.text)
         plain = {"cookie": f"bastion_login_csrf={login['']}", "origin": public}
@@ -143,7 +133,7 @@ async def test_over_https_the_sign_in_and_session_cookies_are_host_cookies(tmp_p
         headers = {"cookie": f"__Host-bastion_login_csrf={login['']}", "origin": public}
         signed = await http.post("/admin/login", data={**FORM, "csrf": csrf}, headers=headers)
         assert signed.status_code == 303, signed.text
-        cookies = _set_cookies(signed)
+        cookies = set_cookies(signed)
         session = cookies["__Host-bastion_ui"]
         assert session[""].startswith("bss_") and "bastion_ui" not in cookies
         assert "secure" in session and session["path"] == "/" and "domain" not in session
@@ -155,7 +145,7 @@ async def test_over_https_the_sign_in_and_session_cookies_are_host_cookies(tmp_p
         own = {"cookie": f"__Host-bastion_ui={session['']}", "origin": public}
         out = await http.post("/admin/logout", data={"csrf": form_token(shown.text)}, headers=own)
         assert out.status_code == 303, out.text
-        gone = _set_cookies(out)["__Host-bastion_ui"]
+        gone = set_cookies(out)["__Host-bastion_ui"]
         assert gone[""] in ("", '""') and gone["path"] == "/" and "secure" in gone
 
 
@@ -163,11 +153,11 @@ async def test_over_http_the_sign_in_and_session_cookies_keep_plain_names(gatewa
     """Browsers refuse a `__Host-` cookie that is not Secure: over http (local use) the names are plain."""
     _, http = gateway_ui
     page = await http.get("/admin/login")
-    login = _set_cookies(page)["bastion_login_csrf"]
+    login = set_cookies(page)["bastion_login_csrf"]
     assert "secure" not in login and login["path"] == "/admin/login"
     signed = await sign_in_ui(http, ADMIN, PASSWORD)
     assert signed.status_code == 303, signed.text
-    session = _set_cookies(signed)["bastion_ui"]
+    session = set_cookies(signed)["bastion_ui"]
     assert "secure" not in session and session["path"] == "/admin"
     assert not any(name.startswith("__Host-") for name in http.cookies)
     assert (await http.get("/admin")).status_code == 200

@@ -27,7 +27,7 @@ from bastion.vault.crypto import Sealer
 from tests.auth.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeProvider
 from tests.harness import Running, free_port, serve, serve_asgi, settings_for
 from tests.identity import make_user
-from tests.ui_sign_in import sign_in_ui
+from tests.ui_sign_in import set_cookies, sign_in_ui
 
 pytestmark = pytest.mark.anyio
 ADMIN, PASSWORD = "admin@example.com", "correct horse battery staple"
@@ -413,3 +413,36 @@ async def test_settings_that_cannot_work_are_refused_at_start(tmp_path: Path) ->
         settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db", oidc_client_id=CLIENT_ID)
     with pytest.raises(ValidationError, match="'openid' scope"):
         _gateway_settings(tmp_path, "https://idp.example", oidc_ui_scopes="email profile")
+
+
+async def test_over_https_the_providers_sign_in_cookies_are_host_cookies(tmp_path: Path) -> None:
+    """With an https public URL the session cookie is a `__Host-` cookie, but a sign-in with the
+    provider kept its flow in a plain `bastion_oidc` cookie for the callback's path: a sibling
+    subdomain could plant its own flow there (one it started, for its own account at the provider)
+    and sign the victim's browser in as the attacker. The flow cookie, and the one keeping the ID token
+    for signing out at the provider, are `__Host-` cookies there now, and only those names are read."""
+    public = "https://bastion.example.com"
+    async with provider_and_gateway(tmp_path, public_url=public) as setup, setup.browser() as http:
+        started = await http.get(f"{setup.base}/admin/oidc/start", params={"next": "/admin/tokens"})
+        assert started.status_code == 303, started.text
+        flow = set_cookies(started)["__Host-bastion_oidc"]
+        assert flow["path"] == "/" and "secure" in flow and "domain" not in flow and "httponly" in flow
+        approved = await http.get(started.headers["location"])
+        back = approved.headers["location"]
+        assert back.startswith(f"{public}/admin/oidc/callback?")
+        callback = setup.base + back.removeprefix(public)  # what the browser at the public URL reaches
+        # The cookies are Secure: sent back by hand, as a browser at the https address would.
+        planted = await http.get(callback, headers={"cookie": f"bastion_oidc={flow['']}"})
+        assert planted.status_code == 400 and not set_cookies(planted).get("__Host-bastion_ui"), planted.text
+        landed = await http.get(callback, headers={"cookie": f"__Host-bastion_oidc={flow['']}"})
+        assert landed.status_code == 200, landed.text
+        cookies = set_cookies(landed)
+        assert cookies["__Host-bastion_ui"][""].startswith("bss_")
+        provider = cookies["__Host-bastion_oidc_session"]
+        assert provider["path"] == "/" and "secure" in provider and "domain" not in provider
+        assert cookies["__Host-bastion_oidc"]["max-age"] == "0" and cookies["__Host-bastion_oidc"]["path"] == "/"
+        session = f"__Host-bastion_ui={cookies['__Host-bastion_ui']['']}"
+        # Signing out goes on to the provider only with the __Host- cookie that says this browser signed in there.
+        for sent, goes_on in ((f"bastion_oidc_session={provider['']}", False), (f"__Host-bastion_oidc_session={provider['']}", True)):
+            page = await http.get(f"{setup.base}/admin/oidc/logout", headers={"cookie": f"{session}; {sent}"})
+            assert page.status_code == 303 and page.headers["location"].startswith(setup.idp.url) is goes_on, page.headers

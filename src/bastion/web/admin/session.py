@@ -2,11 +2,12 @@
 carries a CSRF token bound to that session (the sign-in form, one bound to a short-lived cookie of its
 own); a POST from any Origin but Bastion's own is refused.
 
-With an https public URL these two cookies are `__Host-` cookies (Secure, Path=/, no Domain): a
+With an https public URL these cookies, and those of a sign-in with the identity provider (its flow,
+and the ID token kept for signing out there), are `__Host-` cookies (Secure, Path=/, no Domain): a
 browser accepts them only from this host over https, so no sibling subdomain (nor this host over
-plain http) can set one in its place, such as an attacker's own session or sign-in token; and only
-those names are read. Over http (local use) browsers refuse the prefix: the plain names, each for
-its own path."""
+plain http) can set one in its place, such as an attacker's own session, sign-in token or provider
+sign-in flow; and only those names are read. Over http (local use) browsers refuse the prefix: the
+plain names, each for its own path."""
 
 from __future__ import annotations
 
@@ -62,8 +63,18 @@ class Sessions:
         """The session cookie's name (`__Host-` over https)."""
         self.login_cookie = prefix + LOGIN_COOKIE
         """The sign-in form's cookie's name (`__Host-` over https)."""
-        self._path = "/" if self._secure else PATH
-        self._login_path = "/" if self._secure else LOGIN_PATH
+        self._path = self.path_for(PATH)
+        self._login_path = self.path_for(LOGIN_PATH)
+        self.provider_cookie = self.name_for(PROVIDER_COOKIE)
+        """The cookie keeping a provider sign-in's ID token (`__Host-` over https)."""
+
+    def name_for(self, cookie: str) -> str:
+        """A cookie's name here: `__Host-` prefixed when cookies are Secure (see the module's doc)."""
+        return HOST_PREFIX + cookie if self._secure else cookie
+
+    def path_for(self, path: str) -> str:
+        """A cookie's path here: "/" when it is a `__Host-` cookie (the prefix requires it), else `path`."""
+        return "/" if self._secure else path
 
     @property
     def secure(self) -> bool:
@@ -143,7 +154,9 @@ class Sessions:
 
     def forget_provider(self, response: Response) -> None:
         """This browser's next sign-out is Bastion's only (a password sign-in after a provider's)."""
-        response.delete_cookie(PROVIDER_COOKIE, path=PATH, secure=self._secure, httponly=True, samesite="strict")
+        response.delete_cookie(
+            self.provider_cookie, path=self._path, secure=self._secure, httponly=True, samesite="strict"
+        )
 
     def sign_out(self, response: Response) -> None:
         response.delete_cookie(self.cookie, path=self._path, secure=self._secure, httponly=True, samesite="strict")

@@ -31,7 +31,7 @@ from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver, Revocations
 from bastion.vault.crypto import Sealer, SealError
 from bastion.web.admin.pages.signin import LogoutHook, landing, login_page
-from bastion.web.admin.session import PATH, PROVIDER_COOKIE
+from bastion.web.admin.session import PATH
 from bastion.web.admin.ui import Ui
 from bastion.web.asgi import client_ip
 
@@ -78,8 +78,10 @@ def routes(ui: Ui, provider: ProviderSignIn) -> list[Route]:
             _CONTEXT,
         )
         response = RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
+        sessions = ui.sessions
         response.set_cookie(
-            FLOW_COOKIE, sealed, max_age=_FLOW_TTL, path=CALLBACK, secure=ui.sessions.secure, httponly=True, samesite="lax"
+            sessions.name_for(FLOW_COOKIE), sealed, max_age=_FLOW_TTL, path=sessions.path_for(CALLBACK),
+            secure=sessions.secure, httponly=True, samesite="lax",
         )
         return response
 
@@ -87,7 +89,7 @@ def routes(ui: Ui, provider: ProviderSignIn) -> list[Route]:
         started, clock = time.time(), time.perf_counter()
         email, target = "", "/admin"
         try:
-            flow, target = await _flow(request, provider)
+            flow, target = await _flow(request, provider, ui.sessions.name_for(FLOW_COOKIE))
             claims, id_token = await provider.client.redeem(_code(request), flow)
             email = provider.login.email_of(claims)
             session, secret, user = await provider.login.sign_in(claims)
@@ -101,7 +103,10 @@ def routes(ui: Ui, provider: ProviderSignIn) -> list[Route]:
             ui.sessions.sign_in(response, secret, expires)
             _remember_provider_session(ui, provider, response, id_token, expires)
         response.headers["cache-control"] = "no-store"
-        response.delete_cookie(FLOW_COOKIE, path=CALLBACK, secure=ui.sessions.secure, httponly=True, samesite="lax")
+        response.delete_cookie(
+            ui.sessions.name_for(FLOW_COOKIE), path=ui.sessions.path_for(CALLBACK), secure=ui.sessions.secure,
+            httponly=True, samesite="lax",
+        )
         return response
 
     return [
@@ -118,8 +123,10 @@ def _remember_provider_session(ui: Ui, provider: ProviderSignIn, response: Respo
     sealed = provider.sealer.seal({"t": id_token}, _SIGNED_IN_CONTEXT)
     if len(sealed) > _MAX_COOKIE:
         sealed = provider.sealer.seal({"t": ""}, _SIGNED_IN_CONTEXT)
+    sessions = ui.sessions
     response.set_cookie(
-        PROVIDER_COOKIE, sealed, max_age=expires, path=PATH, secure=ui.sessions.secure, httponly=True, samesite="strict"
+        sessions.provider_cookie, sealed, max_age=expires, path=sessions.path_for(PATH), secure=sessions.secure,
+        httponly=True, samesite="strict",
     )
 
 
@@ -130,7 +137,7 @@ def provider_logout(ui: Ui, provider: ProviderSignIn) -> LogoutHook:
     that signed in with a password."""
 
     async def hook(request: Request) -> Response | None:
-        if not request.cookies.get(PROVIDER_COOKIE):
+        if not request.cookies.get(ui.sessions.provider_cookie):
             return None
         # Not a redirect: the pages' CSP (form-action 'self') stops a form's redirect to another site,
         # so the sign-out form lands here and this page moves on, same-origin, to PROVIDER_LOGOUT.
@@ -145,7 +152,7 @@ def provider_logout_route(ui: Ui, provider: ProviderSignIn) -> Route:
     lands on the sign-in page)."""
 
     async def leave(request: Request) -> Response:
-        sealed = request.cookies.get(PROVIDER_COOKIE)
+        sealed = request.cookies.get(ui.sessions.provider_cookie)
         url: str | None = None
         if sealed:
             try:
@@ -160,9 +167,10 @@ def provider_logout_route(ui: Ui, provider: ProviderSignIn) -> Route:
     return Route(PROVIDER_LOGOUT, leave, methods=["GET"])
 
 
-async def _flow(request: Request, provider: ProviderSignIn) -> tuple[Flow, str]:
-    """The flow this callback ends, checked and used up; raises _Refused or Unauthenticated."""
-    sealed = request.cookies.get(FLOW_COOKIE)
+async def _flow(request: Request, provider: ProviderSignIn, cookie: str) -> tuple[Flow, str]:
+    """The flow this callback ends (its sealed state in `cookie`), checked and used up; raises
+    _Refused or Unauthenticated."""
+    sealed = request.cookies.get(cookie)
     if not sealed:
         raise _Refused("this sign-in has expired or was started in another browser; sign in again")
     try:
