@@ -46,7 +46,7 @@ class Session:
         self.stopped.set()
 
 
-async def test_a_callers_sessions_end_idle_at_once_and_busy_after_their_last_call() -> None:
+async def test_a_callers_sessions_leave_at_once_and_a_busy_one_stops_after_its_calls() -> None:
     async with anyio.create_task_group() as tg:
         sessions = CallerSessions(TaskRunner(tg), Limits())
         made: dict[tuple[str, str], Session] = {}
@@ -62,18 +62,25 @@ async def test_a_callers_sessions_end_idle_at_once_and_busy_after_their_last_cal
             sessions.drop_caller("u1|s|a")
             with anyio.fail_after(5):
                 await idle.stopped.wait()
-            assert sessions.of_caller("u1|s|a") == [busy]  # its call goes on, on it
+            assert sessions.of_caller("u1|s|a") == [] and sessions.callers() == {"u1|s|b"}
+            # A call that starts meanwhile does not get the old session (its roots are the old ones),
+            # even while calls keep overlapping on the key: it gets a new one.
+            made.clear()
             with sessions.hold("mem", "u1|s|a"):
-                pass  # a second call that ended: the first is still in flight
-            assert not busy.stopped.is_set()
+                fresh = await get("mem", "u1|s|a")
+                assert fresh is not busy
+            assert not busy.stopped.is_set()  # the first call is still in flight on it
         with anyio.fail_after(5):
             await busy.stopped.wait()
-        assert sessions.of_caller("u1|s|a") == [] and sessions.callers() == {"u1|s|b"}
-        assert not other.stopped.is_set()
+        assert not fresh.stopped.is_set() and not other.stopped.is_set()
+        assert sessions.of_caller("u1|s|a") == [fresh]
 
         made.clear()
         assert await get("fs", "u1|s|a") is not idle  # the next call opens a new session
-        await sessions.aclose()
+        with sessions.hold("fs", "u1|s|b"):
+            sessions.drop_caller("u1|s|b")
+            await sessions.aclose()  # shutting down stops a retiring session at once
+            assert other.stopped.is_set()
         tg.cancel_scope.cancel()
 
 

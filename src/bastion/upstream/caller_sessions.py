@@ -7,7 +7,7 @@ Keyed by (upstream, caller key); the caller key always includes the verified use
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -60,8 +60,9 @@ class CallerSessions:
         self._conns: dict[tuple[str, str], CallerSession] = {}
         self._users: dict[tuple[str, str], str] = {}
         self._busy: dict[tuple[str, str], int] = {}
-        self._stale: set[tuple[str, str]] = set()
-        """Sessions to drop once their calls in flight end (`drop_caller` while they were busy)."""
+        self._retiring: dict[tuple[str, str], list[CallerSession]] = {}
+        """Sessions out of the table (`drop_caller` while calls were in flight on them), stopped once
+        their key has no call in flight."""
         self._lock = anyio.Lock()
 
     def __len__(self) -> int:
@@ -92,8 +93,8 @@ class CallerSessions:
 
     @contextmanager
     def hold(self, upstream: str, caller: str) -> Iterator[None]:
-        """Marks a call in flight on the caller's session, so it is not reaped, evicted or dropped
-        by `drop_caller` under it."""
+        """Marks a call in flight on the caller's session, so it is not reaped or evicted under it, and
+        a session `drop_caller` took out of the table meanwhile is stopped only after it."""
         key = (upstream, caller)
         self._busy[key] = self._busy.get(key, 0) + 1
         try:
@@ -104,24 +105,25 @@ class CallerSessions:
                 self._busy[key] = left
             else:
                 self._busy.pop(key, None)
-                if key in self._stale:
-                    self._retire(key)
+                for conn in self._retiring.pop(key, ()):
+                    self._stop_later(key, conn)
 
     def drop_caller(self, caller: str) -> None:
         """Ends the caller's own sessions on every upstream (its roots changed through another replica,
-        which could not tell them): the next call opens a new one, which asks the caller afresh. One
-        with a call in flight goes once its last call ends; calls starting on it meanwhile still use it."""
+        which could not tell them): each leaves the table at once, so the next call opens a new one,
+        which asks the caller afresh. One with a call in flight is stopped once no call of that key
+        is in flight (the call goes on on it; no new call is given it)."""
         for key in [k for k in self._conns if k[1] == caller]:
+            conn = self._detach(key)
+            if conn is None:
+                continue
             if self._busy.get(key):
-                self._stale.add(key)
+                self._retiring.setdefault(key, []).append(conn)
             else:
-                self._retire(key)
+                self._stop_later(key, conn)
 
-    def _retire(self, key: tuple[str, str]) -> None:
-        # Out of the table at once (the next call opens a new session), stopped in the background.
-        conn = self._detach(key)
-        if conn is not None:
-            self._runner.spawn(f"upstream:{key[0]}:caller-stop", conn.stop)
+    def _stop_later(self, key: tuple[str, str], conn: CallerSession) -> None:
+        self._runner.spawn(f"upstream:{key[0]}:caller-stop", conn.stop)
 
     async def _make_room(self, upstream: str, user: str, stdio: bool) -> None:
         cap = self._limits.stdio_per_upstream if stdio else self._limits.per_upstream
@@ -139,7 +141,6 @@ class CallerSessions:
 
     def _detach(self, key: tuple[str, str]) -> CallerSession | None:
         self._users.pop(key, None)
-        self._stale.discard(key)
         return self._conns.pop(key, None)
 
     async def _drop(self, key: tuple[str, str]) -> None:
@@ -161,14 +162,17 @@ class CallerSessions:
 
     async def close(self, upstream: str) -> None:
         async with self._lock:
-            await self._drop_all([k for k in self._conns if k[0] == upstream])
+            await self._drop_all([k for k in self._conns if k[0] == upstream], [k for k in self._retiring if k[0] == upstream])
 
     async def aclose(self) -> None:
         async with self._lock:
-            await self._drop_all(list(self._conns))
+            await self._drop_all(list(self._conns), list(self._retiring))
 
-    async def _drop_all(self, keys: list[tuple[str, str]]) -> None:
+    async def _drop_all(self, keys: list[tuple[str, str]], retiring: Sequence[tuple[str, str]] = ()) -> None:
         # Concurrently: each stop may wait on its upstream (a DELETE, a child's exit).
         async with anyio.create_task_group() as tg:
             for key in keys:
                 tg.start_soon(self._drop, key)
+            for key in retiring:  # the upstream or Bastion is going: their calls end with them
+                for conn in self._retiring.pop(key, ()):
+                    tg.start_soon(conn.stop)
