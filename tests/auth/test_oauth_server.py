@@ -391,3 +391,28 @@ async def test_error_redirects_name_the_issuer_too(gateway: Running, change: dic
     assert answer.status_code in (302, 303), answer.text
     found = query(answer.headers["location"])
     assert found["error"] == error and found["state"] == "s-2" and found["iss"] == gateway.base_url
+
+
+async def test_a_client_secret_basic_client_needs_no_client_id_in_the_form(gateway: Running) -> None:
+    """RFC 6749 2.3.1: with HTTP Basic the client_id is in the header; the form need not repeat it.
+    It was refused 401 "Missing client_id", at /token and at /revoke."""
+    client = await register(gateway, token_endpoint_auth_method="client_secret_basic")
+    basic = httpx2.BasicAuth(client["client_id"], client["client_secret"])
+    pkce = Pkce()
+    code = await code_for(gateway, client, "vs1", DEV, pkce)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": pkce.verifier}
+    async with httpx2.AsyncClient(base_url=gateway.base_url) as http:
+        # A form client_id that is not the Basic one is refused, before the code is spent.
+        other = await http.post("/token", data={**form, "client_id": (await register(gateway))["client_id"]}, auth=basic)
+        assert other.status_code == 401 and other.json()["error"] == "invalid_client"
+        issued = await http.post("/token", data=form, auth=basic)
+        assert issued.status_code == 200, issued.text
+        tokens = issued.json()
+        refreshed = await http.post("/token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=basic)
+        assert refreshed.status_code == 200, refreshed.text
+        wrong = httpx2.BasicAuth(client["client_id"], "0" * 64)
+        refused = await http.post("/revoke", data={"token": refreshed.json()["access_token"]}, auth=wrong)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+        revoked = await http.post("/revoke", data={"token": refreshed.json()["access_token"]}, auth=basic)
+        assert revoked.status_code == 200, revoked.text
+    assert (await initialize(gateway, "vs1", refreshed.json()["access_token"])).status_code == 401

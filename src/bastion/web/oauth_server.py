@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
 from mcp.server.auth.handlers.token import TokenHandler
+from mcp.server.auth.middleware.client_auth import AuthenticationError
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, RequestBodyLimitMiddleware
 from starlette.applications import Starlette
@@ -23,9 +24,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, request_response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.auth.oauth.client_auth import HashedSecretAuthenticator
+from bastion.auth.oauth.client_auth import HashedSecretAuthenticator, basic_credentials
 from bastion.auth.oauth.clients import SCOPES
 from bastion.auth.oauth.provider import CONSENT_PATH, REQUESTED_RESOURCE, AuthorizationServer
 from bastion.core.errors import BastionError, RateLimited
@@ -125,6 +126,51 @@ def _form_read(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Re
     return handled
 
 
+def _basic_client_id(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """RFC 6749 2.3.1: a client authenticating with HTTP Basic need not repeat its client_id in the
+    form. The SDK's handlers read it from the form only ("Missing client_id"), so the Basic one is
+    put there; a form client_id that differs from the Basic one is refused (invalid_client)."""
+
+    async def handled(request: Request) -> Response:
+        if request.method != "POST":
+            return await handle(request)
+        try:
+            credentials = basic_credentials(request.headers.get("authorization", ""))
+        except AuthenticationError as exc:
+            return _client_refused(exc.message)
+        form = await request.form()
+        posted = form.get("client_id")
+        if credentials is None or posted == credentials[0]:
+            return await handle(request)
+        if posted:
+            return _client_refused("the client_id in the form differs from the one in HTTP Basic authentication")
+        fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)] + [("client_id", credentials[0])]
+        return await handle(_with_form(request, urlencode(fields).encode()))
+
+    return handled
+
+
+def _with_form(request: Request, body: bytes) -> Request:
+    """The same request with this urlencoded form as its body."""
+    kept = [(k, v) for k, v in request.scope["headers"] if k not in (b"content-type", b"content-length")]
+    headers = [*kept, (b"content-type", b"application/x-www-form-urlencoded"), (b"content-length", str(len(body)).encode())]
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return await request.receive()  # a disconnect, when it comes
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request({**request.scope, "headers": headers}, receive)
+
+
+def _client_refused(description: str) -> Response:
+    body = {"error": "invalid_client", "error_description": description}
+    return JSONResponse(body, status_code=401, headers={"cache-control": "no-store", "pragma": "no-cache"})
+
+
 def _naming_resource(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """The token request's RFC 8707 `resource`, told to the provider's exchange (the SDK's handler
     reads it and drops it), which refuses one the grant was not authorized for: invalid_target."""
@@ -178,7 +224,9 @@ def authorization_server_endpoints(
         ),
         Route(
             "/token",
-            _cors(_limited(request_response(_form_read(_naming_resource(token.handle)))), ["POST", "OPTIONS"]),
+            _cors(
+                _limited(request_response(_form_read(_basic_client_id(_naming_resource(token.handle))))), ["POST", "OPTIONS"]
+            ),
             methods=["POST", "OPTIONS"],
         ),
         Route(
@@ -193,7 +241,10 @@ def authorization_server_endpoints(
         ),
         Route(
             "/revoke",
-            _cors(_limited(request_response(_form_read(revocation_endpoint(server, authenticator)))), ["POST", "OPTIONS"]),
+            _cors(
+                _limited(request_response(_form_read(_basic_client_id(revocation_endpoint(server, authenticator))))),
+                ["POST", "OPTIONS"],
+            ),
             methods=["POST", "OPTIONS"],
         ),
         Route(CONSENT_PATH, _limited(request_response(consent.handle)), methods=["GET", "POST"]),

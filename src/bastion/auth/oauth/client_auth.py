@@ -1,7 +1,10 @@
 """Client authentication at /token and /revoke against the stored hash of a client's secret.
 
 The SDK's authenticator compares a plain stored secret; Bastion keeps only a hash, so this one
-finds the presented secret the same ways (HTTP Basic or form field) and compares hashes."""
+finds the presented secret the same ways (HTTP Basic or form field) and compares hashes.
+
+With HTTP Basic the client_id need not be in the form too (RFC 6749 2.3.1): `basic_client_id`
+fills it in before the SDK's handler reads the form, and refuses a form client_id that differs."""
 
 from __future__ import annotations
 
@@ -46,13 +49,24 @@ def _presented_secret(request: Request, client_id: str, method: str | None, post
     if method != "client_secret_basic":
         raise AuthenticationError(f"Unsupported auth method: {method}")
     header = request.headers.get("authorization", "")
-    if not header.startswith("Basic "):
+    credentials = basic_credentials(header)
+    if credentials is None:
         raise AuthenticationError("Missing or invalid Basic authentication in Authorization header")
+    if credentials[0] != client_id:
+        raise AuthenticationError("Client ID mismatch in Basic auth")
+    return credentials[1]
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """The (client_id, secret) of an HTTP Basic Authorization header (each form-urlencoded, RFC 6749
+    2.3.1); None if it is not Basic; AuthenticationError if it is Basic but malformed."""
+    if not header.startswith("Basic "):
+        return None
     try:
         decoded = base64.b64decode(header[6:]).decode("utf-8")
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise AuthenticationError("Invalid Basic authentication header") from None
     basic_id, sep, secret = decoded.partition(":")
-    if not sep or unquote(basic_id) != client_id:
-        raise AuthenticationError("Client ID mismatch in Basic auth")
-    return unquote(secret)
+    if not sep or not basic_id:
+        raise AuthenticationError("Invalid Basic authentication header")
+    return unquote(basic_id), unquote(secret)
