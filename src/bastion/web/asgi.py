@@ -123,6 +123,7 @@ async def admitted(
         body = json.dumps({"status": "ready" if not problems else "not ready", "problems": problems})
         await Response(body, status_code=503 if problems else 200, media_type="application/json")(scope, receive, send)
         return False
+    principal: Principal | None = None
     try:
         principal = await admit(scope, authenticator, allowed_origins)
         if principal.grants is not None:
@@ -132,7 +133,7 @@ async def admitted(
             authorize_role(principal.role, scope["method"], scope["path"])
     except BastionError as exc:
         if observers:
-            _refused(scope, exc, observers)
+            _refused(scope, exc, observers, principal)
         response = problem_from(exc)
         presented = any(k == b"authorization" for k, _ in scope["headers"])
         value = challenge(scope["path"], exc, presented) if challenge is not None else None
@@ -149,8 +150,13 @@ async def admitted(
     return True
 
 
-def _refused(scope: Scope, exc: BastionError, observers: Sequence[EdgeObserver]) -> None:
-    """Tell the observers (metrics, audit) of a request refused at the door."""
+def _refused(
+    scope: Scope, exc: BastionError, observers: Sequence[EdgeObserver], principal: Principal | None = None
+) -> None:
+    """Tell the observers (metrics, audit) of a request refused at the door; one refused after its
+    credential was proven (a role or a token's grants fall short) names who asked, as a refused MCP
+    call does: the user, the API token and the principal."""
+    caller = principal if principal is not None and principal.kind != "anonymous" else None
     event = EdgeEvent(
         kind="refused",
         started=time.time(),
@@ -160,6 +166,9 @@ def _refused(scope: Scope, exc: BastionError, observers: Sequence[EdgeObserver])
         status=exc.http_status,
         seconds=0.0,
         reason=reason_of(exc.title),
+        principal=caller.id if caller is not None else None,
+        user=caller.user if caller is not None else None,
+        token=caller.token if caller is not None else None,
         address=client_ip(scope),
         detail=f"{exc.title}: {exc.detail}",
     )
