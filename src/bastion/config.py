@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="Let upstream URLs resolve to loopback and private addresses (on with --demo); "
         "off by default so a registered URL cannot reach internal services (SSRF)",
     )
+    oauth_client_metadata_allow_private: bool = Field(
+        default=False,
+        description="Fetch Client ID Metadata Documents from loopback and private addresses, and over plain http "
+        "on loopback: for local development and tests only, since anyone who can reach /authorize chooses that "
+        "URL (BASTION_ALLOW_PRIVATE_UPSTREAMS and BASTION_UPSTREAM_ALLOWED_NETWORKS do not apply to it)",
+    )
     upstream_allowed_networks: tuple[str, ...] = Field(
         default=(), description="CIDRs upstream URLs may resolve to even though private, loopback or link-local"
     )

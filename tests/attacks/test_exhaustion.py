@@ -59,6 +59,10 @@ async def dribbling() -> AsyncIterator[Dribbler]:
         stop.set()
 
 
+LOOPBACK_DOCUMENTS = {"oauth_client_metadata_allow_private": True}
+"""The documents here are served on loopback: fetched only with this test-only setting."""
+
+
 def cimd_authorize(gateway: Running, client_id: str) -> str:
     params = {
         "response_type": "code",
@@ -72,7 +76,7 @@ def cimd_authorize(gateway: Running, client_id: str) -> str:
 
 
 async def test_a_slow_metadata_document_is_cut_off_at_a_total_deadline(tmp_path: Path, dribbling: Dribbler) -> None:
-    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", outbound_untrusted_timeout=1.0) as gateway:
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", outbound_untrusted_timeout=1.0, **LOOPBACK_DOCUMENTS) as gateway:
         async with httpx2.AsyncClient(timeout=60) as http:
             with anyio.fail_after(15):
                 answer = await http.get(cimd_authorize(gateway, dribbling.url))
@@ -81,7 +85,7 @@ async def test_a_slow_metadata_document_is_cut_off_at_a_total_deadline(tmp_path:
 
 
 async def test_slow_metadata_documents_do_not_starve_upstream_traffic(tmp_path: Path, dribbling: Dribbler) -> None:
-    settings = {"outbound_untrusted_timeout": 60.0}
+    settings = {"outbound_untrusted_timeout": 60.0, **LOOPBACK_DOCUMENTS}
     async with public_upstream() as url, serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", **settings) as gateway:
         async with anyio.create_task_group() as tg, httpx2.AsyncClient(
             timeout=120, limits=httpx2.Limits(max_connections=None)

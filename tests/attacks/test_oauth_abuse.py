@@ -42,7 +42,8 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
     tmp_path: Path = tmp_path_factory.mktemp("oauth-abuse")
-    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db") as running:
+    # Its metadata documents are served on loopback (a test-only setting).
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", oauth_client_metadata_allow_private=True) as running:
         await running.register(stdio_fixture("fx"))
         await running.create_server({"name": "vs1", "upstreams": ["fx"], "visibility": "public"})
         await make_user(running, DEV, "developer")

@@ -22,6 +22,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.core.grants import parse_networks
 from bastion.outbound import AddressRefused, FetchFailed, Outbound, Rules
 from tests.attacks.network import INTERNAL, PUBLIC, SECRET, answering, header, internal, public_upstream, strict_gateway
+from tests.auth.oauth_client import Pkce, authorize_url, serve_public
+from tests.harness import stdio_fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -140,3 +142,27 @@ async def test_a_refused_untrusted_fetch_says_the_same_whatever_the_reason() -> 
             await outbound.fetch(url, untrusted=True)
         messages.add(str(caught.value))
     assert len(messages) == 1, messages
+
+
+async def test_a_client_metadata_url_on_the_internal_network_is_not_fetched_even_with_private_upstreams(
+    tmp_path: Path,
+) -> None:
+    """An anonymous /authorize names its client by a URL Bastion fetches (a Client ID Metadata
+    Document). BASTION_ALLOW_PRIVATE_UPSTREAMS (on with --demo, and here) is the admin's choice for
+    the upstreams the admin registers, not for URLs strangers choose: it made Bastion GET any
+    loopback or private URL for anyone. Such a URL is refused before any request, http or https."""
+    async with internal() as inside, serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db") as gateway:
+        assert gateway.bastion.settings.allow_private_upstreams
+        await gateway.register(stdio_fixture("fx"))
+        await gateway.create_server({"name": "vs", "upstreams": ["fx"], "visibility": "public"})
+        async with httpx2.AsyncClient(timeout=30) as http:
+            for client_id in (f"{inside.url}/internal/admin?do=something", f"{inside.url}/client.json"):
+                answer = await http.get(authorize_url(gateway, {"client_id": client_id}, "vs", Pkce()))
+                assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", answer.text
+                assert "location" not in answer.headers
+    assert inside.hits == [], "Bastion fetched a client-chosen URL on the internal network"
+    private = Outbound(Rules(allow_private=True, allowed=parse_networks([f"{INTERNAL}/32"])))
+    await private.check(f"https://{INTERNAL}/client.json")  # the upstreams' rules allow it...
+    with pytest.raises(AddressRefused):  # ...the rules a metadata document is fetched under do not
+        await private.for_strangers().check(f"https://{INTERNAL}/client.json")
+    await private.aclose()

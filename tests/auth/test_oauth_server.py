@@ -57,6 +57,15 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
 
 
+@pytest.fixture
+async def documents_on_loopback(tmp_path: Path) -> AsyncIterator[Running]:
+    """A gateway that fetches Client ID Metadata Documents from loopback, where these tests serve
+    them (a test-only setting: by default a document is fetched from public addresses only)."""
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", oauth_client_metadata_allow_private=True) as running:
+        await populate(running)
+        yield running
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
     """The same on SQLite and on the real PostgreSQL: single use and rotation are the database's doing."""
@@ -102,7 +111,8 @@ async def test_the_sdk_client_registers_signs_in_and_calls_tools(gateway: Runnin
     assert (await initialize(gateway, "vs2", tokens.access_token)).status_code == 403
 
 
-async def test_a_client_identified_by_its_metadata_document_completes_the_flow(gateway: Running) -> None:
+async def test_a_client_identified_by_its_metadata_document_completes_the_flow(documents_on_loopback: Running) -> None:
+    gateway = documents_on_loopback
     document: dict[str, Any] = {}
 
     async def serve_document(_: Request) -> JSONResponse:
@@ -125,7 +135,8 @@ async def test_a_client_identified_by_its_metadata_document_completes_the_flow(g
         assert jwt.decode(token, options={"verify_signature": False})["client_id"] == url
 
 
-async def test_a_metadata_document_that_names_another_client_is_refused(gateway: Running) -> None:
+async def test_a_metadata_document_that_names_another_client_is_refused(documents_on_loopback: Running) -> None:
+    gateway = documents_on_loopback
     async def serve_document(_: Request) -> JSONResponse:
         return JSONResponse({"client_id": "https://evil.example/client.json", "redirect_uris": [REDIRECT_URI]})
 
@@ -137,8 +148,9 @@ async def test_a_metadata_document_that_names_another_client_is_refused(gateway:
 
 
 async def test_metadata_documents_that_redirect_are_too_large_or_list_other_redirects_are_refused(
-    gateway: Running,
+    documents_on_loopback: Running,
 ) -> None:
+    gateway = documents_on_loopback
     async def moved(_: Request) -> RedirectResponse:
         return RedirectResponse("/client.json")
 

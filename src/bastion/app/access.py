@@ -166,7 +166,8 @@ def oauth_endpoints(
         client_unused_ttl=settings.oauth_client_unused_ttl,
         client_idle_ttl=settings.oauth_client_idle_ttl,
     )
-    clients = Clients(own.repo, outbound)
+    # A metadata document's URL is chosen by anyone reaching /authorize: never under the upstreams' rules.
+    clients = Clients(own.repo, outbound.for_strangers(allow_private=settings.oauth_client_metadata_allow_private))
 
     async def active(user_id: str) -> bool:
         user = await identity.get_user(user_id)

@@ -67,6 +67,7 @@ class Outbound:
         self._resolve = resolve
         self._caps = Caps(max_message_bytes, max(max_result_bytes, max_message_bytes))
         self._untrusted_timeout = untrusted_timeout
+        self._untrusted_concurrency = untrusted_concurrency
         # Its own pool and a limiter that refuses rather than queues: slow documents chosen by
         # strangers can hold at most these connections, never the ones upstream traffic uses.
         self._untrusted_slots = anyio.CapacityLimiter(untrusted_concurrency)
@@ -91,6 +92,21 @@ class Outbound:
             max_message_bytes=self._caps.max_message,
             max_result_bytes=self._caps.max_result,
             untrusted_timeout=self._untrusted_timeout,
+        )
+        self._children.append(child)
+        return child
+
+    def for_strangers(self, *, allow_private: bool = False) -> Outbound:
+        """Another Outbound for URLs anonymous clients choose (closed with this one): public addresses
+        only, whatever the admin allows for the upstreams it registers (private networks, chosen
+        ranges, trusted hosts); `allow_private` is for tests and local development."""
+        child = Outbound(
+            Rules(allow_private=allow_private),
+            resolve=self._resolve,
+            max_message_bytes=self._caps.max_message,
+            max_result_bytes=self._caps.max_result,
+            untrusted_timeout=self._untrusted_timeout,
+            untrusted_concurrency=self._untrusted_concurrency,
         )
         self._children.append(child)
         return child

@@ -3,9 +3,12 @@ Client ID Metadata Documents (the client_id is an https URL serving the client's
 
 A metadata document is fetched as untrusted input (bastion.outbound): a size limit, one total
 deadline, no redirects, from an address the SSRF rules allow, in a small pool of its own; it must
-name itself as `client_id`, and its redirect URIs follow the registration rules. Plain http is
-accepted only on loopback when the admin allows private addresses (tests, demos). Documents are
-cached for a few minutes; why one was refused is logged at DEBUG only (no port scanner).
+name itself as `client_id`, and its redirect URIs follow the registration rules. The URL is the
+anonymous caller's choice, so the Outbound given here is public-only (`Outbound.for_strangers`),
+whatever the admin allows for upstreams; plain http is accepted only on loopback when that
+Outbound allows private addresses (BASTION_OAUTH_CLIENT_METADATA_ALLOW_PRIVATE: tests,
+development). Documents are cached for a few minutes; why one was refused is logged at DEBUG only
+(no port scanner).
 """
 
 from __future__ import annotations
