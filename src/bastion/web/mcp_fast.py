@@ -47,6 +47,7 @@ from bastion.web.bridge import with_capabilities
 from bastion.web.fast_stream import CallStream
 from bastion.web.json_depth import MAX_DEPTH, LoneSurrogate, body_too_deep, loads
 from bastion.web.scope import credential_of, principal_of
+from bastion.web.session_link import RequestIds
 from bastion.web.session_manager import mcp_headers
 
 log = logging.getLogger("bastion.mcp")
@@ -85,6 +86,8 @@ class LegacySession:
     inflight: dict[RequestId, anyio.CancelScope] = field(default_factory=dict)
     streams: dict[str, CallStream] = field(default_factory=dict)
     """The answers streaming now (web/fast_stream.py), by SSE stream id: what a GET may resume here."""
+    requests: Callable[[], RequestIds | None] = lambda: None
+    """The ids of the client's requests in flight on the session, on either path (web/session_link.py)."""
 
 
 SessionLookup = Callable[[str], LegacySession | None]
@@ -174,6 +177,37 @@ def _legacy_request(
             scope.cancel()
         return None
     return message if _plain_call(message, params_required=False) else None
+
+
+def _request_id(message: dict[str, Any] | None, body: bytes) -> RequestId | None:
+    """The id of the request `body` (already decoded as `message`, if it was), None if it is not one."""
+    if message is None:
+        message = _decode(body)
+    if message is None or not isinstance(message.get("method"), str):
+        return None
+    request_id = message.get("id")
+    return request_id if not isinstance(request_id, bool) and isinstance(request_id, str | int) else None
+
+
+def _claimed(
+    headers: dict[str, str], body: bytes, message: dict[str, Any] | None, session: LegacySession, principal: Principal | None
+) -> tuple[RequestIds | None, RequestId | None, bool]:
+    """Hold the id of the owner's request on its session while it is served, on either path: (the
+    session's ids, the id held, whether the request may go on). Not another caller's: theirs is
+    answered as for a session that does not exist."""
+    requests = session.requests() if _owned(headers, session, principal) else None
+    request_id = _request_id(message, body) if requests is not None else None
+    if requests is None or request_id is None:
+        return None, None, True
+    return requests, request_id, requests.claim(request_id)
+
+
+async def _refuse_duplicate(send: Send, request_id: RequestId) -> None:
+    """A request whose id is one still in flight on its session: refused, or the SDK would send the
+    first request's answer (and progress) on its stream and leave the first one's open for good.
+    The error names no id: a client would take it for the first request's answer."""
+    error = {"code": -32600, "message": f"Invalid Request: request id {json.dumps(request_id)} is already in flight on this session"}
+    await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
 
 
 def _compact(value: Any) -> bytes:
@@ -280,13 +314,39 @@ async def serve_fast(
     headers = dict(raw_headers)
     principal = principal_of(scope)
     session: LegacySession | None = None
+    requests, request_id = None, None  # the id held in flight on the session while this is served
     version, session_id = mcp_headers(scope)
     if version in MODERN_PROTOCOL_VERSIONS:
         message = _modern_request(raw_headers, headers, body, mirrored)
     elif session_id and (session := sessions(session_id)) is not None:
         message = _legacy_request(headers, body, session, principal)
+        requests, request_id, admitted = _claimed(headers, body, message, session, principal)
+        if not admitted:
+            assert request_id is not None
+            await _refuse_duplicate(send, request_id)
+            return
     else:
         message = None
+    try:
+        await _serve(server, pipeline, to_error, (scope, receive, send), headers, body, message, session, fallback)
+    finally:
+        if requests is not None and request_id is not None:
+            requests.release(request_id)
+
+
+async def _serve(
+    server: str,
+    pipeline: Next,
+    to_error: ErrorMapper,
+    asgi: tuple[Scope, Receive, Send],
+    headers: dict[str, str],
+    body: bytes,
+    message: dict[str, Any] | None,
+    session: LegacySession | None,
+    fallback: Fallback,
+) -> None:
+    """Serve one POST's `message` (None: not a plain call) on the fast path, or through `fallback`."""
+    scope, receive, send = asgi
     if message is None:
         if not await refused_request_id(body, send):
             await fallback(replayed(body, receive))

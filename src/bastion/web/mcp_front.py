@@ -153,6 +153,7 @@ class Front:
                 ask=ask_on_connection(connection),
                 key=session_key(state, connection.session_id),
                 events=partial(self.manager.events_of, session_id),
+                requests=partial(self.manager.request_ids, session_id),
             )
             self.sessions = {sid: v for sid, v in self.sessions.items() if self.manager.transport(sid) is not None}
             self.sessions[session_id] = session

@@ -14,6 +14,7 @@ between, which owns what Bastion needs of a session and the SDK keeps private:
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import secrets
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -27,7 +28,7 @@ from mcp.server.models import InitializationOptions
 from mcp.server.runner import serve_connection
 from mcp.shared.dispatcher import coerce_request_id
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
-from mcp.shared.message import SessionMessage
+from mcp.shared.message import ServerMessageMetadata, SessionMessage
 from mcp.shared.transport_context import TransportContext
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse, RequestId
 
@@ -112,14 +113,49 @@ def session_state() -> dict[str, Any]:
     return serving[1]
 
 
+class RequestIds:
+    """The ids of a session's client requests in flight, as the dispatcher correlates them
+    (`coerce_request_id`: "7" and 7 are one id). Each holder counts: the POST that brings a request
+    (from before the transport sees it until it is answered) and the dispatcher (from reading it
+    until its answer is written, or it settles unanswered). The SDK keys a request's stream and its
+    answer by id alone, so a second request with an id in flight would take the first one's."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held: dict[RequestId, int] = {}
+
+    def claim(self, request_id: RequestId) -> bool:
+        """Hold `request_id` for a POST that brings it; False (nothing held) if it is in flight."""
+        key = coerce_request_id(request_id)
+        if key in self._held:
+            return False
+        self._held[key] = 1
+        return True
+
+    def hold(self, request_id: RequestId) -> None:
+        key = coerce_request_id(request_id)
+        self._held[key] = self._held.get(key, 0) + 1
+
+    def release(self, request_id: RequestId) -> None:
+        key = coerce_request_id(request_id)
+        count = self._held.get(key)
+        if count is not None and count > 1:
+            self._held[key] = count - 1
+        elif count is not None:
+            del self._held[key]
+
+
 class SessionLink:
     """One session's streams between its transport (`read`, `write`) and its dispatcher
     (`inbound`, `outbound`)."""
 
-    __slots__ = ("_asked", "_next_id", "_write", "inbound", "outbound", "serving")
+    __slots__ = ("_asked", "_next_id", "_write", "inbound", "outbound", "requests", "serving")
 
     def __init__(self, read: ReadStream, write: WriteStream) -> None:
         self._write = write
+        self.requests = RequestIds()
+        """The client's requests in flight on the session (POSTs check theirs against it)."""
         self.inbound = _Inbound(self, read)
         self.outbound = _Outbound(self, write)
         self.serving: Serving = (None, {})
@@ -145,10 +181,13 @@ class SessionLink:
         await self._write.send(SessionMessage(message))
 
     def answered(self, item: SessionMessage | Exception) -> SessionMessage | Exception:
-        """The client's inbound `item` with the id of an answer as the dispatcher asked it."""
+        """The client's inbound `item` with the id of an answer as the dispatcher asked it; a
+        request is held in `requests` until it is answered or settles unanswered."""
         if not isinstance(item, SessionMessage):
             return item
         message = item.message
+        if isinstance(message, JSONRPCRequest):
+            return self._held(item, message.id)
         if not isinstance(message, JSONRPCResponse | JSONRPCError) or message.id is None:
             return item
         own = self._asked.pop(coerce_request_id(message.id), None)
@@ -156,10 +195,30 @@ class SessionLink:
             return item
         return SessionMessage(message.model_copy(update={"id": own}), metadata=item.metadata)
 
+    def _held(self, item: SessionMessage, request_id: RequestId) -> SessionMessage:
+        """Hold the inbound request `request_id` while the dispatcher has it: released by its answer
+        (`asking`), or by the hook the dispatcher runs when it settles unanswered (a cancel)."""
+        metadata = item.metadata
+        if not isinstance(metadata, ServerMessageMetadata):
+            return item  # no hook to hear of an unanswered settle: not held, rather than held forever
+        self.requests.hold(request_id)
+        transports = metadata.on_request_unanswered
+
+        async def unanswered() -> None:
+            self.requests.release(request_id)
+            if transports is not None:
+                await transports()
+
+        return SessionMessage(item.message, metadata=dataclasses.replace(metadata, on_request_unanswered=unanswered))
+
     def asking(self, item: SessionMessage) -> SessionMessage:
-        """The dispatcher's outbound `item` with its request id as the client is to see it."""
+        """The dispatcher's outbound `item` with its request id as the client is to see it (an
+        answer releases the client's request from `requests`)."""
         message = item.message
-        if isinstance(message, JSONRPCRequest):
+        if isinstance(message, JSONRPCResponse | JSONRPCError):
+            if message.id is not None:
+                self.requests.release(message.id)
+        elif isinstance(message, JSONRPCRequest):
             wire: RequestId = message.id
             if self._next_id is not None:
                 wire, self._next_id = self._next_id, self._next_id + 1

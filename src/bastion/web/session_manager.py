@@ -57,7 +57,7 @@ from starlette.types import Message, Receive, Scope, Send
 from bastion.core.errors import TooManyRequests
 from bastion.web.scope import bound_holder
 from bastion.web.session_bounds import Seat, SessionBounds
-from bastion.web.session_link import SessionLink, serve_session
+from bastion.web.session_link import RequestIds, SessionLink, serve_session
 
 log = logging.getLogger("bastion.mcp")
 
@@ -365,6 +365,11 @@ class SessionManager:
         """Whether this replica serves `session_id` now."""
         session = self._sessions.get(session_id)
         return session is not None and not session.transport.is_terminated
+
+    def request_ids(self, session_id: str) -> RequestIds | None:
+        """The ids of the client's requests in flight on session `session_id` here (None before it is served)."""
+        session = self._sessions.get(session_id)
+        return session.link.requests if session is not None and session.link is not None else None
 
     def transport(self, session_id: str) -> StreamableHTTPServerTransport | None:
         session = self._sessions.get(session_id)
