@@ -33,11 +33,15 @@ from bastion.web.mcp_endpoint import McpFront
 from bastion.web.metrics import METRICS_PATH, MetricsEndpoint
 from bastion.web.resource_metadata import PREFIX, ResourceMetadata, metadata_response, metadata_server
 from bastion.web.scope import CREDENTIAL_SCOPE_KEY, PRINCIPAL_SCOPE_KEY
+from bastion.web.session_manager import invalid_request, repeated_header
 
 __all__ = ["ANONYMOUS", "Authenticator", "BastionApp", "Verifier", "admitted"]
 # Reached without a token: signing in is how one gets a token (Origin is still checked).
 PUBLIC_PATHS = frozenset({"/api/v1/auth/login"})
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
+_ONE_COPY = (b"authorization",)
+"""Headers a request may carry once: a proxy in front that checks the first copy, and a layer here
+that reads the last, would act on different credentials."""
 
 
 def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
@@ -259,6 +263,13 @@ class BastionApp:
         path: str = scope["path"]
         if "\x00" in path:  # no stored name holds one, and PostgreSQL cannot compare one (a 500)
             await problem(400, "Bad request", "the URL path holds a NUL character (%00)")(scope, receive, send)
+            return
+        if path not in PROBES and (repeated := repeated_header(scope, _ONE_COPY)) is not None:
+            # Every entry point alike; an MCP endpoint says it as a JSON-RPC error, as for its routing headers.
+            if path.startswith("/servers/"):
+                await invalid_request(f"Bad Request: more than one {repeated} header", scope, receive, send)
+            else:
+                await problem(400, "Bad request", f"more than one {repeated} header: send one")(scope, receive, send)
             return
         if path not in PROBES and not host_allowed(_header(scope, b"host"), self.hosts):
             refused = MisdirectedRequest("this gateway does not serve that host name (set BASTION_ALLOWED_HOSTS)")
