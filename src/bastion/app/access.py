@@ -12,6 +12,7 @@ from bastion.auth.oauth.clients import Clients
 from bastion.auth.oauth.keys import SigningKeys
 from bastion.auth.oauth.provider import AuthorizationServer, GrantRevoked, ServerConfig
 from bastion.auth.oauth.revoked import RevokedTokens
+from bastion.auth.oauth.user_grants import OAuthUserGrants
 from bastion.auth.oauth.verify import OwnTokenVerifier
 from bastion.auth.oidc import OidcConfig, OidcVerifier, outbound_fetch
 from bastion.auth.oidc_signin import OidcSignIn, SignInConfig
@@ -26,6 +27,7 @@ from bastion.outbound import Outbound
 from bastion.pipeline.context import Principal
 from bastion.store.sql.identity import SqlIdentityRepo
 from bastion.store.sql.oauth import SqlOAuthRepo
+from bastion.store.sql.oauth_grants import SqlUserGrants
 from bastion.vault.crypto import Sealer
 from bastion.web.admin.pages.oidc import CALLBACK, ProviderSignIn
 from bastion.web.asgi import PublicEndpoints
@@ -143,6 +145,16 @@ def own_authorization_server(
         revoked,
         OwnTokenVerifier(issuer, settings.base_url, keys, identity, revoked, shared, grant_alive=repo.grant_alive),
     )
+
+
+def own_user_grants(
+    own: OwnAuthorizationServer | None, settings: Settings, grant_revoked: GrantRevoked | None
+) -> OAuthUserGrants | None:
+    """Users' grants of Bastion's own authorization server, to list and end (None when it is off)."""
+    if own is None:
+        return None
+    store = SqlUserGrants(own.repo.engine, settings.oauth_refresh_token_ttl)
+    return OAuthUserGrants(store, own.revoked, settings.oauth_access_token_ttl, grant_revoked)
 
 
 def oauth_endpoints(

@@ -18,6 +18,7 @@ from bastion.app.access import (
     oauth_endpoints,
     oidc_verifier,
     own_authorization_server,
+    own_user_grants,
     owned_by,
     provider_sign_in,
     resource_metadata,
@@ -146,7 +147,9 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             async def forget_user(user_id: str) -> None:
                 await revoke_everywhere(user_revocation(user_id))
 
-            users = Users(identity, passwords, forget_user)
+            grant_revoked = grant_revocation_hook(shared, recheck_streams) if own is not None else None
+            user_grants = own_user_grants(own, settings, grant_revoked)
+            users = Users(identity, passwords, forget_user, grants=user_grants)
             if settings.admin_email and settings.admin_password:
                 await users.ensure_admin(settings.admin_email, settings.admin_password.get_secret_value())
             runner = TaskRunner(tg)
@@ -263,7 +266,6 @@ async def running(settings: Settings) -> AsyncIterator[Bastion]:
             config = ConfigSync(gateway, teams, users, registries, subjects)
             public = None
             if own is not None:
-                grant_revoked = grant_revocation_hook(shared, recheck_streams)
                 public = oauth_endpoints(own, settings, identity, login, may_use, network, shared.limiter, grant_revoked)
             connect = UpstreamConnect(
                 gateway,

@@ -4,7 +4,7 @@ the first admin from settings. Passwords are never returned, logged or put in an
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from bastion.control.upstream_input import describe_validation
 from bastion.core.errors import BadRequest, Conflict, NotFound
 from bastion.core.hidden_text import check_visible
 from bastion.core.identity import MAX_EMAIL, Role, User, normalize_email
+from bastion.core.oauth_grants import UserGrant, UserGrantsPort
 from bastion.core.ports import IdentityRepo
 
 
@@ -73,11 +74,13 @@ class Users:
         passwords: Passwords,
         changed: Callable[[str], Awaitable[None]] = _unchanged,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        grants: UserGrantsPort | None = None,
     ) -> None:
         self._repo = repo
         self._passwords = passwords
         self._changed = changed  # told a user's id when their access changed, to drop cached sessions
         self._now = now
+        self._grants = grants  # the user's OAuth grants (None: Bastion is not its own authorization server)
 
     async def create(self, body: dict[str, Any]) -> User:
         data: NewUser = _validated(NewUser, body)
@@ -110,14 +113,34 @@ class Users:
         password_hash = await self._passwords.hash(_password(data.password)) if data.password is not None else None
         updated = await self._repo.update_user(user.id, role=data.role, active=data.active, password_hash=password_hash)
         if data.active is False or password_hash is not None:
+            # What the old password let anyone obtain ends with it: sign-in sessions and OAuth
+            # grants alike (a deactivated user's grants would otherwise come back on reactivation).
             await self._repo.revoke_user_sessions(user.id, self._now())
+            await self._end_grants(user.id)
         await self._changed(user.id)
         return updated
 
     async def delete(self, key: str) -> None:
         user = await self.get(key)
+        await self._end_grants(user.id)
         await self._repo.delete_user(user.id)
         await self._changed(user.id)
+
+    async def grants(self, key: str) -> tuple[User, Sequence[UserGrant]]:
+        """A user's live OAuth grants (never a token)."""
+        user = await self.get(key)
+        return user, await self._grants.of_user(user.id) if self._grants is not None else []
+
+    async def end_grants(self, key: str, grant: str | None = None) -> Sequence[str]:
+        """End a user's OAuth grants, or the one named; NotFound if that one is not a live grant of theirs."""
+        user = await self.get(key)
+        ended = await self._end_grants(user.id, grant)
+        if grant is not None and not ended:
+            raise NotFound(f"grant {grant!r} of user {key!r} does not exist")
+        return ended
+
+    async def _end_grants(self, user_id: str, grant: str | None = None) -> Sequence[str]:
+        return await self._grants.end(user_id, grant) if self._grants is not None else []
 
     async def ensure_admin(self, email: str, password: str) -> User | None:
         """Create the first admin from settings unless a user with that email exists; the new user or None."""

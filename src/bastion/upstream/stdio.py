@@ -11,12 +11,14 @@ deeper than Bastion's JSON depth limit is refused the same way, before it is par
 of the upstream's so nested gets an error answer (the SDK's parser dropped it, and the call waited
 out its whole deadline). Spawning (its own process group,
 the SDK's safe default environment), parsing and the shutdown sequence (close stdin, wait, then end
-the process group) follow the SDK's stdio client and the MCP lifecycle.
+the process group, whether or not the child exited: what it started in its group goes with it)
+follow the SDK's stdio client and the MCP lifecycle.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -223,10 +225,14 @@ async def _shut_down(
     assert process.stdin is not None and process.stdout is not None
     with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
         await process.stdin.aclose()
-    if not await _exited(process, _EXIT_GRACE):
+    exited = await _exited(process, _EXIT_GRACE)
+    # Exited or not, the group is ended: what the child started in it (`sh -c 'sleep 1000 & exec
+    # server'`) outlived it under PID 1. The group is the child's own (start_new_session), never
+    # Bastion's; an empty one costs one killpg answered ESRCH.
+    if process.pid != os.getpgrp():
         await terminate_posix_process_tree(process, _KILL_GRACE)
-        if not await _exited(process, _KILL_GRACE):
-            log.warning("stdio upstream process %d is still alive after SIGKILL; abandoning it", process.pid)
+    if not exited and not await _exited(process, _KILL_GRACE):
+        log.warning("stdio upstream process %d is still alive after SIGKILL; abandoning it", process.pid)
     with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
         await process.stdout.aclose()
     if process.returncode is not None:
