@@ -2,7 +2,9 @@
 
 Pure (jsonschema, with patterns matched by RE2: core/safe_patterns.py). A schema that is itself
 invalid, or that points at what it does not hold, is the upstream's to judge: it is not checked here
-rather than refusing every call. So is one with a pattern RE2 cannot read (only a backtracking engine
+rather than refusing every call. References resolve within the schema only: a `$ref` to a URL (http,
+file) is never fetched (jsonschema's default would, outside the outbound rules, on the event loop),
+it leaves the arguments it covers unchecked. So is one with a pattern RE2 cannot read (only a backtracking engine
 could match it, and a caller's text could then hold the event loop); a key past MAX_KEY is refused
 where a schema matches keys against patterns.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, SchemaError, ValidationError, validators
 from jsonschema.protocols import Validator
+from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from bastion.core.safe_patterns import MAX_KEY, linear, risky_patterns
@@ -25,6 +28,8 @@ _CACHE_SIZE = 1024
 # Validators by the identity of their schema (catalog definitions are immutable while in use); the
 # schema itself is kept with its validator so a reused id is never mistaken for it.
 _validators: dict[int, tuple[dict[str, Any], Validator | None, bool]] = {}
+_NO_RETRIEVAL: Registry[Any] = Registry()
+"""What a schema's references resolve in besides the schema itself: nothing (a URL is never fetched)."""
 
 
 def pointer(path: Any) -> str:
@@ -151,7 +156,7 @@ def _validator(schema: dict[str, Any]) -> tuple[Validator | None, bool]:
     cls = validators.validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
-        validator: Validator | None = None if risky_patterns(schema) else _linear_class(cls)(schema)
+        validator: Validator | None = None if risky_patterns(schema) else _linear_class(cls)(schema, registry=_NO_RETRIEVAL)
     except SchemaError:
         validator = None
     if len(_validators) >= _CACHE_SIZE:
@@ -202,6 +207,6 @@ def argument_errors(schema: Any, arguments: Any) -> list[dict[str, str]]:
                 found[(pointer(base), _short(error.message))] = None
             if len(found) >= MAX_ERRORS:
                 break
-    except (Unresolvable, SchemaError, RecursionError):
-        return []
+    except (Unresolvable, SchemaError, RecursionError, AttributeError, TypeError):
+        return []  # a reference out of the schema, or to what is no schema: the upstream judges
     return [{"pointer": p, "message": m} for p, m in sorted(found)][:MAX_ERRORS]
