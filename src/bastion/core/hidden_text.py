@@ -29,6 +29,7 @@ grapheme joiner."""
 
 
 _ASCII_HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ASCII_CONTROLS = re.compile("[\x00-\x1f\x7f]")
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 """Unicode category Cc, line breaks and tabs included."""
 
@@ -60,6 +61,16 @@ def reveal(text: str) -> str:
     if _plain(text):
         return text
     return "".join(_escape(c) if _hidden(c) else c for c in text)
+
+
+def reveal_line(text: str) -> str:
+    """`text` as one line: every hidden character written out as `reveal` does, and line breaks and
+    tabs too. For what a record keeps of a stranger's input (a request's path, a sign-in's email):
+    a raw CR, LF or ESC there would start a forged line, or repaint a terminal, where the record is
+    read as text."""
+    if text.isascii() and not _ASCII_CONTROLS.search(text):
+        return text
+    return "".join(_escape(c) if c in _KEPT or _hidden(c) else c for c in text)
 
 
 def check_visible(text: str, field: str) -> str:

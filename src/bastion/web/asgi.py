@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.core.errors import BastionError, Forbidden, MisdirectedRequest, NotFound, Unauthenticated
 from bastion.core.grants import authorize
+from bastion.core.hidden_text import reveal_line
 from bastion.core.identity import authorize_role
 from bastion.core.naming import SLUG_RE
 from bastion.core.observation import EdgeEvent, reason_of
@@ -159,13 +160,14 @@ def _refused(
 ) -> None:
     """Tell the observers (metrics, audit) of a request refused at the door; one refused after its
     credential was proven (a role or a token's grants fall short) names who asked, as a refused MCP
-    call does: the user, the API token and the principal."""
+    call does: the user, the API token and the principal. The path is anyone's: kept as one line,
+    its control and hidden characters written out."""
     caller = principal if principal is not None and principal.kind != "anonymous" else None
     event = EdgeEvent(
         kind="refused",
         started=time.time(),
-        action=f"{scope['method']} {scope['path'][:200]}",
-        target=scope["path"][:200],
+        action=reveal_line(f"{scope['method']} {scope['path'][:200]}"),
+        target=reveal_line(scope["path"][:200]),
         outcome="rate_limited" if exc.http_status == 429 else "denied" if exc.http_status in (401, 403) else "error",
         status=exc.http_status,
         seconds=0.0,
@@ -174,7 +176,7 @@ def _refused(
         user=caller.user if caller is not None else None,
         token=caller.token if caller is not None else None,
         address=client_ip(scope),
-        detail=f"{exc.title}: {exc.detail}",
+        detail=reveal_line(f"{exc.title}: {exc.detail}"),
     )
     for observer in observers:
         observer.edge_event(event)

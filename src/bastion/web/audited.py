@@ -5,8 +5,10 @@ remember: a request that changes something (POST, PUT, PATCH, DELETE) becomes an
 named by its route template (`PATCH /api/v1/upstreams/{name}`) with its path parameters as the
 target, or for a create (201) what it created, read from the answer (its id and name or email,
 and a user's role; never a secret); the sign-in route becomes a sign-in event naming the account
-(the email, never the password). A read of the whole configuration is recorded too. Every REST
-request also gets one log line (method, route, status, caller, duration).
+(the email, never the password). A read of the whole configuration is recorded too. What a record
+keeps of the request (a path no route matched, an email, a field's name) is one line, its control
+and hidden characters written out. Every REST request also gets one log line (method, route,
+status, caller, duration).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.core.hidden_text import reveal
+from bastion.core.hidden_text import reveal, reveal_line
 from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver
 from bastion.pipeline.context import Principal
@@ -177,8 +179,8 @@ class Audited:
         event = EdgeEvent(
             kind="sign_in" if sign_in else "read" if read else "change",
             started=started,
-            action=action,
-            target=_email(body) if sign_in else target,
+            action=reveal_line(action),
+            target=reveal_line(_email(body) if sign_in else target),
             outcome=outcome_of_status(status),
             status=status,
             seconds=seconds,
@@ -186,7 +188,7 @@ class Audited:
             user=principal.user if principal else None,
             token=principal.token if principal else None,
             address=address,
-            detail="; ".join(d for d in details if d),
+            detail=reveal_line("; ".join(d for d in details if d)),
         )
         for observer in self.observers:
             try:

@@ -27,6 +27,7 @@ from starlette.routing import Route
 from bastion.auth.oidc_signin import Flow, OidcSignIn, safe_error_code
 from bastion.control.external_login import ExternalLogin
 from bastion.core.errors import BadRequest, BastionError
+from bastion.core.hidden_text import reveal_line
 from bastion.core.observation import EdgeEvent, outcome_of_status
 from bastion.core.ports import EdgeObserver, Revocations
 from bastion.vault.crypto import Sealer, SealError
@@ -223,7 +224,7 @@ def _audit(provider: ProviderSignIn, request: Request, started: float, clock: fl
         kind="sign_in",
         started=started,
         action=_ACTION,
-        target=email[:200],
+        target=reveal_line(email[:200]),
         outcome=outcome_of_status(status),
         status=status,
         seconds=time.perf_counter() - clock,
