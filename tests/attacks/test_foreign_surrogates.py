@@ -264,7 +264,8 @@ async def test_a_registry_file_with_a_lone_surrogate_is_refused_naming_the_file(
 
 @pytest.fixture
 async def authorization_server(tmp_path: Path) -> AsyncIterator[Running]:
-    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/o.db") as running:
+    # Its metadata documents are served on loopback (a test-only setting).
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/o.db", oauth_client_metadata_allow_private=True) as running:
         await populate(running)
         yield running
 
