@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     oauth_registration_rate: str = Field(
         default="20/hour", description="Dynamic client registrations per client address (RFC 7591)"
     )
+    oauth_authorize_rate: str = Field(
+        default="60/minute",
+        description="Authorization requests (/authorize) per client address: each keeps a pending sign-in until "
+        "answered or expired",
+    )
+    oauth_pending_per_client: int = Field(
+        default=1000, ge=1, description="Pending authorization requests kept per client; past it the oldest go first"
+    )
     oauth_client_unused_ttl: float = Field(
         default=86400.0, gt=0, le=CENTURY, description="A registered client that never obtained a token is forgotten after, s"
     )
@@ -290,7 +298,9 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How long that account-wide lock lasts, s (short: it must not be an outage)"
     )
 
-    @field_validator("rate_limit_token", "rate_limit_user", "rate_limit_server", "oauth_registration_rate")
+    @field_validator(
+        "rate_limit_token", "rate_limit_user", "rate_limit_server", "oauth_registration_rate", "oauth_authorize_rate"
+    )
     @classmethod
     def _valid_rate(cls, value: str | None) -> str | None:
         if value is not None:

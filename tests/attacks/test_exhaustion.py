@@ -7,6 +7,7 @@ bounded per caller."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from tests.attacks.network import public_upstream
 from tests.auth.oauth_client import REDIRECT_URI, Pkce, authorize_url, register, serve_public
 from tests.e2e.test_bridge import CALLBACKS, asking_url  # noqa: F401 - the module-scoped asking upstream
 from tests.e2e.test_token_scopes import create_token
-from tests.harness import Running, serve, serve_asgi, settings_for
+from tests.harness import Running, postgres_database, serve, serve_asgi, settings_for
 
 pytestmark = pytest.mark.anyio
 
@@ -85,7 +86,8 @@ async def test_a_slow_metadata_document_is_cut_off_at_a_total_deadline(tmp_path:
 
 
 async def test_slow_metadata_documents_do_not_starve_upstream_traffic(tmp_path: Path, dribbling: Dribbler) -> None:
-    settings = {"outbound_untrusted_timeout": 60.0, **LOOPBACK_DOCUMENTS}
+    # Every /authorize must reach the document fetch: not stopped by the per-address limit first.
+    settings = {"outbound_untrusted_timeout": 60.0, "oauth_authorize_rate": "1000/minute", **LOOPBACK_DOCUMENTS}
     async with public_upstream() as url, serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", **settings) as gateway:
         async with anyio.create_task_group() as tg, httpx2.AsyncClient(
             timeout=120, limits=httpx2.Limits(max_connections=None)
@@ -106,6 +108,78 @@ async def test_dynamic_registration_is_rate_limited_per_address(tmp_path: Path) 
             refused = await http.post("/register", json={"redirect_uris": [REDIRECT_URI]})
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["retry-after"]) > 0
+
+
+async def pending_rows(gateway: Running) -> int:
+    async with gateway.bastion.engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM oauth_pending"))).scalar() or 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("state", "S" * 60_000),
+        ("state", "S" * 1025),
+        ("code_challenge", "c" * 129),
+        ("resource", "https://x.example/" + "r" * 2048),
+        ("redirect_uri", "http://127.0.0.1:9/" + "p" * 2048),
+        ("scope", "mcp " * 300),
+        ("client_id", "https://x.example/" + "c" * 2048),
+    ],
+)
+async def test_authorize_parameters_have_bounds(tmp_path: Path, name: str, value: str) -> None:
+    """Every /authorize keeps its parameters in the database until answered or expired: a 60 KB
+    `state` was kept as it came. Past its bound a parameter is refused, and nothing is kept or
+    sent to the redirect URI."""
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db") as gateway:
+        await gateway.create_server({"name": "vs", "upstreams": [], "visibility": "public"})
+        client = await register(gateway)
+        url = authorize_url(gateway, client, "vs", Pkce())
+        async with httpx2.AsyncClient(timeout=30) as http:
+            refused = await http.get(url, params={name: value})
+            kept = await http.get(authorize_url(gateway, client, "vs", Pkce(), state="s" * 1024))
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_request", refused.text
+        assert name in refused.json()["error_description"] and "location" not in refused.headers
+        assert kept.status_code == 302, kept.text
+        assert await pending_rows(gateway) == 1
+
+
+async def test_authorize_is_rate_limited_per_address(tmp_path: Path) -> None:
+    async with serve_public(f"sqlite+aiosqlite:///{tmp_path}/b.db", oauth_authorize_rate="3/hour") as gateway:
+        await gateway.create_server({"name": "vs", "upstreams": [], "visibility": "public"})
+        client = await register(gateway)
+        async with httpx2.AsyncClient(timeout=30) as http:
+            for _ in range(3):
+                assert (await http.get(authorize_url(gateway, client, "vs", Pkce()))).status_code == 302
+            refused = await http.get(authorize_url(gateway, client, "vs", Pkce()))
+            by_form = await http.post(f"{gateway.base_url}/authorize", data={"client_id": client["client_id"]})
+        assert await pending_rows(gateway) == 3
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["retry-after"]) > 0
+    assert by_form.status_code == 429
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_one_clients_pending_requests_are_capped_oldest_first(tmp_path: Path, database: str) -> None:
+    """However many addresses send them, one client_id keeps at most so many pending requests."""
+    async with AsyncExitStack() as stack:
+        url = f"sqlite+aiosqlite:///{tmp_path}/b.db"
+        if database == "postgres":
+            url = await stack.enter_async_context(postgres_database())
+        gateway = await stack.enter_async_context(serve_public(url, oauth_pending_per_client=3))
+        await gateway.create_server({"name": "vs", "upstreams": [], "visibility": "public"})
+        client, other = await register(gateway), await register(gateway)
+        async with httpx2.AsyncClient(timeout=30) as http:
+            consent = []
+            for _ in range(5):
+                started = await http.get(authorize_url(gateway, client, "vs", Pkce()))
+                consent.append(started.headers["location"])
+            others = await http.get(authorize_url(gateway, other, "vs", Pkce()))
+            assert others.status_code == 302
+            pages = [(await http.get(page)).status_code for page in consent]
+            assert (await http.get(others.headers["location"])).status_code == 200
+        assert pages == [400, 400, 200, 200, 200]
+        assert await pending_rows(gateway) == 4
 
 
 async def test_a_large_registration_body_is_refused(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from bastion.vault.crypto import Sealer
 from bastion.web.admin.pages.oidc import CALLBACK, ProviderSignIn
 from bastion.web.asgi import PublicEndpoints
 from bastion.web.oauth_consent import ConsentPage
-from bastion.web.oauth_server import RegistrationLimit, authorization_server_endpoints
+from bastion.web.oauth_server import authorization_limit, authorization_server_endpoints, registration_limit
 from bastion.web.resource_metadata import ResourceMetadata
 
 
@@ -177,6 +177,7 @@ def oauth_endpoints(
         refresh_ttl=settings.oauth_refresh_token_ttl,
         client_unused_ttl=settings.oauth_client_unused_ttl,
         client_idle_ttl=settings.oauth_client_idle_ttl,
+        pending_per_client=settings.oauth_pending_per_client,
     )
     # A metadata document's URL is chosen by anyone reaching /authorize: never under the upstreams' rules.
     clients = Clients(own.repo, outbound.for_strangers(allow_private=settings.oauth_client_metadata_allow_private))
@@ -188,5 +189,6 @@ def oauth_endpoints(
     server = AuthorizationServer(
         config, own.repo, clients, own.keys, own.revoked, active, own.verifier.claims, grant_revoked=grant_revoked
     )
-    registrations = RegistrationLimit(limiter, parse_rate(settings.oauth_registration_rate))
-    return authorization_server_endpoints(server, ConsentPage(server, login, may_use), registrations)
+    registrations = registration_limit(limiter, parse_rate(settings.oauth_registration_rate))
+    authorizations = authorization_limit(limiter, parse_rate(settings.oauth_authorize_rate))
+    return authorization_server_endpoints(server, ConsentPage(server, login, may_use), registrations, authorizations)

@@ -4,6 +4,7 @@ as hashes (codes, refresh tokens, client secrets, CSRF tokens) or sealed (privat
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from datetime import datetime
 from typing import Any, Protocol
@@ -103,7 +104,10 @@ class OAuthRepo(Protocol):
         `idle_before`; how many were forgotten."""
         ...
 
-    async def save_pending(self, pending: PendingAuthorization) -> None: ...
+    async def save_pending(self, pending: PendingAuthorization, per_client: int) -> None:
+        """Keep it; if its client then has more than `per_client` pending, its oldest are dropped."""
+        ...
+
     async def get_pending(self, pending_id: str) -> PendingAuthorization | None: ...
     async def set_pending_csrf(self, pending_id: str, csrf_hash: str) -> None: ...
     async def take_pending(self, pending_id: str) -> PendingAuthorization | None:
@@ -132,6 +136,11 @@ class OAuthRepo(Protocol):
     async def purge(self, now: datetime) -> None:
         """Drop expired pending requests, codes and refresh tokens."""
         ...
+
+
+def client_key(client_id: str) -> str:
+    """A client_id as a fixed-width key (a metadata document's URL may be long)."""
+    return hashlib.sha256(client_id.encode()).hexdigest()
 
 
 _SCRIPT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about", "filesystem"})

@@ -38,8 +38,11 @@ class MemoryOAuthRepo:
     async def get_client(self, client_id: str) -> StoredClient | None:
         return self.clients.get(client_id)
 
-    async def save_pending(self, pending: PendingAuthorization) -> None:
+    async def save_pending(self, pending: PendingAuthorization, per_client: int) -> None:
         self.pending[pending.id] = pending
+        mine = sorted((p for p in self.pending.values() if p.client_id == pending.client_id), key=lambda p: p.expires_at)
+        for surplus in mine[: max(0, len(mine) - per_client)]:
+            del self.pending[surplus.id]
 
     async def get_pending(self, pending_id: str) -> PendingAuthorization | None:
         return self.pending.get(pending_id)

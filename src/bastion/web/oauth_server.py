@@ -45,32 +45,72 @@ MAX_REGISTRATION_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
-class RegistrationLimit:
-    """Dynamic client registrations per client address, counted where every replica sees them (the
-    rate limiter: Redis when configured, else this process)."""
+class AddressLimit:
+    """Requests to one endpoint per client address, counted where every replica sees them (the rate
+    limiter: Redis when configured, else this process). The address is the one the ASGI server
+    reports: X-Forwarded-For counts only from BASTION_TRUSTED_PROXIES (`client_ip`)."""
 
     limiter: RateLimiter
     rate: Rate
+    name: str
+    """The counter's name, e.g. "oauth-register"."""
+    what: str
+    """What is counted, for the 429: "client registrations"."""
+    methods: frozenset[str] = frozenset({"POST"})
 
     def guard(self, app: ASGIApp) -> ASGIApp:
-        async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http" and scope["method"] == "POST":
-                key = f"oauth-register:{client_ip(scope) or '?'}"
-                try:
-                    refused = await self.limiter.hit([(key, self.rate.count, self.rate.seconds)])
-                except BastionError as exc:
-                    await problem_from(exc)(scope, receive, send)
-                    return
-                if refused is not None:
-                    limited_now = RateLimited(
-                        f"too many client registrations from this address (at most {self.rate}); try again later",
-                        retry_after=refused[1],
-                    )
-                    await problem_from(limited_now)(scope, receive, send)
-                    return
-            await app(scope, receive, send)
+        return _Limited(self, app)
 
-        return limited
+
+@dataclass(frozen=True)
+class _Limited:
+    """An ASGI app (not a function, which a Route would take for a request handler)."""
+
+    limit: AddressLimit
+    app: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limit
+        if scope["type"] == "http" and scope["method"] in limit.methods:
+            key = f"{limit.name}:{client_ip(scope) or '?'}"
+            try:
+                refused = await limit.limiter.hit([(key, limit.rate.count, limit.rate.seconds)])
+            except BastionError as exc:
+                await problem_from(exc)(scope, receive, send)
+                return
+            if refused is not None:
+                limited_now = RateLimited(
+                    f"too many {limit.what} from this address (at most {limit.rate}); try again later",
+                    retry_after=refused[1],
+                )
+                await problem_from(limited_now)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def registration_limit(limiter: RateLimiter, rate: Rate) -> AddressLimit:
+    return AddressLimit(limiter, rate, "oauth-register", "client registrations")
+
+
+def authorization_limit(limiter: RateLimiter, rate: Rate) -> AddressLimit:
+    """Each /authorize keeps a pending request in the database until the user answers or it expires."""
+    return AddressLimit(limiter, rate, "oauth-authorize", "authorization requests", frozenset({"GET", "POST"}))
+
+
+AUTHORIZE_BOUNDS = {
+    "client_id": 2048,
+    "redirect_uri": 2048,
+    "resource": 2048,
+    "scope": 1024,
+    "state": 1024,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "response_type": 16,
+}
+"""The longest each /authorize parameter may be, in characters. The request is kept in the database
+until answered, so nothing a stranger sends is stored unbounded. Clients send a `state` of a few
+dozen characters (the MCP SDK 43); a PKCE challenge is 43 to 128 (RFC 7636 4.2); a redirect URI and
+a resource are URLs; a client_id is a registered id or a metadata document's URL."""
 
 
 def metadata_document(issuer: str) -> dict[str, Any]:
@@ -171,6 +211,21 @@ def _client_refused(description: str) -> Response:
     return JSONResponse(body, status_code=401, headers={"cache-control": "no-store", "pragma": "no-cache"})
 
 
+def _bounded(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """An /authorize parameter past its bound (`AUTHORIZE_BOUNDS`) is refused with invalid_request,
+    answered here and not sent to the client's redirect URI: the request is not looked at further."""
+
+    async def handled(request: Request) -> Response:
+        params = await request.form() if request.method == "POST" else request.query_params
+        for name, bound in AUTHORIZE_BOUNDS.items():
+            if any(isinstance(value, str) and len(value) > bound for value in params.getlist(name)):
+                body = {"error": "invalid_request", "error_description": f"{name} is longer than {bound} characters"}
+                return JSONResponse(body, status_code=400, headers={"cache-control": "no-store"})
+        return await handle(request)
+
+    return handled
+
+
 def _naming_resource(handle: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """The token request's RFC 8707 `resource`, told to the provider's exchange (the SDK's handler
     reads it and drops it), which refuses one the grant was not authorized for: invalid_target."""
@@ -202,7 +257,7 @@ def _naming_issuer(handle: Callable[[Request], Awaitable[Response]], issuer: str
 
 
 def authorization_server_endpoints(
-    server: AuthorizationServer, consent: ConsentPage, registrations: RegistrationLimit
+    server: AuthorizationServer, consent: ConsentPage, registrations: AddressLimit, authorizations: AddressLimit
 ) -> PublicEndpoints:
     issuer = server.config.issuer
     document = metadata_document(issuer)
@@ -219,7 +274,9 @@ def authorization_server_endpoints(
         Route(JWKS_PATH, _json(server.keys.jwks, 60), methods=["GET", "OPTIONS"]),
         Route(
             "/authorize",
-            _limited(request_response(_form_read(_naming_issuer(AuthorizationHandler(server).handle, issuer)))),
+            authorizations.guard(
+                _limited(request_response(_form_read(_bounded(_naming_issuer(AuthorizationHandler(server).handle, issuer)))))
+            ),
             methods=["GET", "POST"],
         ),
         Route(

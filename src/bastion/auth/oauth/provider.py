@@ -69,6 +69,9 @@ class ServerConfig:
     refresh_ttl: float = 30 * 86400.0
     client_unused_ttl: float = 86400.0
     client_idle_ttl: float = 90 * 86400.0
+    pending_per_client: int = 1000
+    """Pending requests kept per client: /authorize is anonymous, so one client_id must not grow the
+    table without bound (the oldest go first; a user rarely has more than one open)."""
 
 
 AccessVerifier = Callable[[str], Awaitable[dict[str, object] | None]]
@@ -162,7 +165,7 @@ class AuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, "B
             resource=params.resource,
             expires_at=now + timedelta(seconds=self.config.consent_ttl),
         )
-        await self._repo.save_pending(pending)
+        await self._repo.save_pending(pending, self.config.pending_per_client)
         return f"{self.config.issuer}{CONSENT_PATH}?{urlencode({'request': pending.id})}"
 
     async def pending(self, pending_id: str) -> PendingAuthorization | None:

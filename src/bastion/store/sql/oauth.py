@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, String, Table, Text, and_, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bastion.core.oauth import AuthorizationGrant, PendingAuthorization, RefreshGrant, SigningKey, StoredClient
+from bastion.core.oauth import (
+    AuthorizationGrant,
+    PendingAuthorization,
+    RefreshGrant,
+    SigningKey,
+    StoredClient,
+    client_key,
+)
 from bastion.store.sql.repo import _aware, _utc, unmatchable
 from bastion.store.sql.tables import metadata
 
@@ -41,6 +48,7 @@ pending = Table(
     Column("id", String(64), primary_key=True),
     Column("request", JSON, nullable=False),
     Column("expires_at", TZ, nullable=False),
+    Column("client_key", String(64)),
 )
 codes = Table(
     "oauth_codes",
@@ -134,13 +142,17 @@ class SqlOAuthRepo:
             result = await conn.execute(delete(clients).where(or_(never_used, clients.c.last_used_at < idle_before)))
             return int(result.rowcount or 0)
 
-    async def save_pending(self, request: PendingAuthorization) -> None:
+    async def save_pending(self, request: PendingAuthorization, per_client: int) -> None:
+        key = client_key(request.client_id)
         async with self.engine.begin() as conn:
             await conn.execute(
                 insert(pending).values(
-                    id=request.id, request=request.model_dump(mode="json"), expires_at=request.expires_at
+                    id=request.id, request=request.model_dump(mode="json"), expires_at=request.expires_at, client_key=key
                 )
             )
+            newest_first = pending.c.expires_at.desc(), pending.c.id.desc()
+            surplus = select(pending.c.id).where(pending.c.client_key == key).order_by(*newest_first).offset(per_client)
+            await conn.execute(delete(pending).where(pending.c.id.in_(surplus.scalar_subquery())))
 
     async def get_pending(self, pending_id: str) -> PendingAuthorization | None:
         if unmatchable(pending_id):  # the consent page's query string or form
