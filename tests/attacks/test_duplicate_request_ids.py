@@ -121,10 +121,18 @@ async def test_an_id_in_flight_on_the_fast_path_is_refused(gateway: Running) -> 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call)
             await _running_slow(http, url, session_id)
-            # On the SDK path (a progress token) or the fast path: either way refused.
-            for params in (SLOW, {**SLOW, "_meta": {"progressToken": "B"}}):
+            # On the SDK path (a progress token, or a version header the fast path leaves to the
+            # SDK, or none) or the fast path: either way refused.
+            headers = session_headers(session_id)
+            unversioned = {k: v for k, v in headers.items() if k != "Mcp-Protocol-Version"}
+            for params, sent in (
+                (SLOW, headers),
+                ({**SLOW, "_meta": {"progressToken": "B"}}, headers),
+                (SLOW, {**headers, "Mcp-Protocol-Version": "2025-06-18"}),
+                (SLOW, unversioned),
+            ):
                 second = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}
-                _refused(await http.post(url, headers=session_headers(session_id), json=second), 7)
+                _refused(await http.post(url, headers=sent, json=second), 7)
         reply = _messages(answered[0].text)[-1]
         assert reply["id"] == 7 and reply["result"]["content"][0]["text"] == "done", reply
         await _reused(http, url, session_id, 7)

@@ -190,12 +190,14 @@ def _request_id(message: dict[str, Any] | None, body: bytes) -> RequestId | None
 
 
 def _claimed(
-    headers: dict[str, str], body: bytes, message: dict[str, Any] | None, session: LegacySession, principal: Principal | None
+    body: bytes, message: dict[str, Any] | None, session: LegacySession, principal: Principal | None
 ) -> tuple[RequestIds | None, RequestId | None, bool]:
     """Hold the id of the owner's request on its session while it is served, on either path: (the
-    session's ids, the id held, whether the request may go on). Not another caller's: theirs is
-    answered as for a session that does not exist."""
-    requests = session.requests() if _owned(headers, session, principal) else None
+    session's ids, the id held, whether the request may go on). Whatever handshake-era version its
+    header names (or none: the SDK serves those too); not another caller's, which is answered as
+    for a session that does not exist."""
+    owner = (principal.id if principal else None) == session.principal
+    requests = session.requests() if owner else None
     request_id = _request_id(message, body) if requests is not None else None
     if requests is None or request_id is None:
         return None, None, True
@@ -320,7 +322,7 @@ async def serve_fast(
         message = _modern_request(raw_headers, headers, body, mirrored)
     elif session_id and (session := sessions(session_id)) is not None:
         message = _legacy_request(headers, body, session, principal)
-        requests, request_id, admitted = _claimed(headers, body, message, session, principal)
+        requests, request_id, admitted = _claimed(body, message, session, principal)
         if not admitted:
             assert request_id is not None
             await _refuse_duplicate(send, request_id)
