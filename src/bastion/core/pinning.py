@@ -32,6 +32,17 @@ PINNED_FIELDS: dict[ItemKind, tuple[str, ...]] = {
 }
 
 
+PIN_STRENGTH: dict[PinMode, int] = {"off": 0, "warn": 1, "block": 2}
+DEFAULT_PIN: PinMode = "block"
+"""What a new upstream gets, and all a non-admin may give one: only an admin approves, so only an admin
+may weaken what waits for an approval."""
+
+
+def lowers_pin(old: PinMode, new: PinMode) -> bool:
+    """Whether going from `old` to `new` holds back less (block -> warn/off, warn -> off)."""
+    return PIN_STRENGTH[new] < PIN_STRENGTH[old]
+
+
 class PinRecord(Frozen):
     """The decisions on one item: the approved definition (pinned fields only) and a rejected hash."""
 

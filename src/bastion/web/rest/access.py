@@ -12,6 +12,8 @@ from bastion.core.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from bastion.core.grants import Reach, reach_of
 from bastion.core.identity import Owned, can_see, is_admin, require_edit
 from bastion.core.models import VISIBILITIES, Upstream
+from bastion.core.pinning import DEFAULT_PIN, lowers_pin
+from bastion.core.values import PinMode
 from bastion.pipeline.context import Principal
 from bastion.web.mcp_endpoint import PRINCIPAL_SCOPE_KEY
 
@@ -48,6 +50,25 @@ def visible_upstream(
 def editable(principal: Principal, thing: Owned, what: str) -> None:
     """Forbidden unless the caller may change `thing` (check it is visible first: invisible is 404)."""
     require_edit(principal, thing, what)
+
+
+def require_pin(principal: Principal, new: PinMode, old: PinMode | None, what: str) -> None:
+    """Forbidden unless the caller may give `what` pin mode `new` (`old`: its mode now, None for a new
+    one). Approving changes is an admin's, so only an admin may hold back less than before: lower a
+    pin mode, or give a new upstream less than the default."""
+    if is_admin(principal) or not lowers_pin(old or DEFAULT_PIN, new):
+        return
+    if old is None:
+        raise Forbidden(
+            f"only an admin may register {what} with pin {new!r}: its changes would go live without an "
+            f"admin's approval; leave 'pin' out (it is {DEFAULT_PIN!r}) or ask an admin",
+            missing="role:admin",
+        )
+    raise Forbidden(
+        f"only an admin may lower the pin mode of {what} ({old!r} to {new!r}): its changes would go live "
+        "without an admin's approval",
+        missing="role:admin",
+    )
 
 
 async def ownership(

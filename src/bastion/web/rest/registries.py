@@ -13,7 +13,7 @@ from bastion.core.errors import BadRequest, Forbidden
 from bastion.core.identity import can_edit, can_see, is_admin
 from bastion.core.registry import requirements
 from bastion.core.registry_listing import RegistryEntry, RegistrySource
-from bastion.web.rest.access import TeamExists, ownership, principal_of
+from bastion.web.rest.access import TeamExists, ownership, principal_of, require_pin
 from bastion.web.rest.common import read_json, require_object, upstream_json
 from bastion.web.rest.listing import count, only_paging, paged
 
@@ -117,6 +117,7 @@ def registry_routes(registries: Registries, max_body: int, team_exists: TeamExis
         pin = body.pop("pin", "block")
         if pin not in ("off", "warn", "block"):
             raise BadRequest("'pin' must be one of: off, warn, block")
+        require_pin(principal, pin, None, f"registry entry {server!r}")
         owned = await ownership(principal, body, team_exists)
         upstream, discovery = await registries.install(
             request.path_params["source"], server, upstream=body.get("name"), version=body.get("version"),

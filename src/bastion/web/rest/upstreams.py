@@ -25,6 +25,7 @@ from bastion.web.rest.access import (
     ownership,
     principal_of,
     reach,
+    require_pin,
     sees_upstream,
     visible_upstream,
 )
@@ -126,6 +127,7 @@ def upstream_routes(
         principal = principal_of(request)
         owned = await ownership(principal, body, team_exists)
         spec = parse_upstream(body).model_copy(update=owned)
+        require_pin(principal, spec.pin, None, f"upstream {spec.name!r}")
         if not is_admin(principal):
             check_launch(spec, stdio_rules)  # before anything runs
         # An admin registering an upstream approves what it offers now; anyone else's waits for one.
@@ -187,6 +189,7 @@ def upstream_routes(
             )
         except ValidationError as exc:
             raise BadRequest(describe_validation(exc)) from None
+        require_pin(principal, spec.pin, old.pin, f"upstream {name!r}")
         if not is_admin(principal) and _LAUNCH_FIELDS & set(body):
             check_launch(spec, stdio_rules)  # before anything runs
         if not is_admin(principal) and (moved := moved_secrets(old, spec, sent, REDACTED)):
