@@ -122,3 +122,33 @@ def remove(user: str, api: Api) -> None:
         emit({"removed": user}, as_json=True)
     else:
         message(f"Removed {user}")
+
+
+GRANT_COLUMNS: list[Column] = [
+    "id", ("client", lambda row: row.get("client_name") or row.get("client_id")), "resource", "created_at",
+    "last_used_at", "expires_at",
+]
+
+
+@users.command("grants")
+@click.argument("user", metavar="USER")
+@api_command
+def grants(user: str, api: Api) -> None:
+    """List a user's OAuth grants (admins: anyone's; others: their own); never a token."""
+    data = api.get(f"/api/v1/users/{seg(user)}/grants")
+    emit(data if api.as_json else items_of(data), as_json=api.as_json, columns=GRANT_COLUMNS, title=f"grants of {user}")
+
+
+@users.command("revoke-grants")
+@click.argument("user", metavar="USER")
+@click.option("--grant", "grant", default=None, metavar="ID", help="End only this grant (an id from `users grants`).")
+@api_command
+def revoke_grants(user: str, grant: str | None, api: Api) -> None:
+    """End a user's OAuth grants, or one: their refresh and access tokens stop working at once."""
+    path = f"/api/v1/users/{seg(user)}/grants" + (f"/{seg(grant)}" if grant is not None else "")
+    result = api.delete(path)
+    ended = result.get("revoked", []) if isinstance(result, dict) else []
+    if api.as_json:
+        emit(result, as_json=True)
+    else:
+        message(f"Ended {len(ended)} grant{'s' if len(ended) != 1 else ''} of {user}")

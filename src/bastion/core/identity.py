@@ -135,6 +135,9 @@ def authorize_role(role: Role, method: str, path: str) -> None:
     # Everyone manages their own session and API tokens (a token never exceeds its user's rights).
     if path in _SELF_SERVICE or collection == "tokens":
         return
+    # Everyone lists and ends their own OAuth grants; the route refuses anyone else's.
+    if collection == "users" and method in ("GET", "DELETE") and len(parts) in (6, 7) and parts[5] == "grants":
+        return
     if method in _READ_METHODS and (path == _REGISTRY_API or path.startswith(_REGISTRY_API + "/")):
         return
     if method in _READ_METHODS:
