@@ -148,9 +148,13 @@ def _identified_by(client_id: str) -> str:
 
 
 def _target(redirect_uri: str) -> str:
-    """The host the authorization code is sent to (an app's own scheme for a native app)."""
+    """Where the authorization code is sent: the host of an http(s) URI; for a native app's own
+    scheme, the app the device opens for it. Such a URI's "host" is only text the app reads
+    (`evil://login.microsoftonline.com/cb`): naming it would name a site the code never reaches."""
     parts = urlsplit(redirect_uri)
-    return parts.hostname or f"the application registered for {parts.scheme}:"
+    if parts.scheme.lower() in ("http", "https") and parts.hostname:
+        return parts.hostname
+    return f"the application registered for {parts.scheme}:"
 
 
 def _csrf_ok(posted: str | None, cookie: str | None, stored_hash: str | None) -> bool:
