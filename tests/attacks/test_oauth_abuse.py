@@ -84,6 +84,8 @@ BAD_REDIRECTS = [
     "https://app.example/callback#fragment",
     "http://app.example/callback",  # the code in clear text over the network
     "vbscript:msgbox(1)",
+    "mailto:victim@example.com",  # not a redirect: the browser cannot be sent back on it
+    "urn:ietf:wg:oauth:2.0:oob",  # out of band: no redirect at all, dropped by OAuth 2.1
 ]
 
 

@@ -144,6 +144,9 @@ def client_key(client_id: str) -> str:
 
 
 _SCRIPT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about", "filesystem"})
+_NOT_REDIRECTS = frozenset({"mailto", "urn"})
+"""Schemes a browser cannot be sent back on: an email address, and a URN such as the out-of-band
+`urn:ietf:wg:oauth:2.0:oob` (the user copies the code by hand), which OAuth 2.1 and RFC 8252 drop."""
 
 
 def redirect_uri_problem(uri: str) -> str | None:
@@ -158,6 +161,8 @@ def redirect_uri_problem(uri: str) -> str | None:
         return "a redirect URI must be absolute"
     if scheme in _SCRIPT_SCHEMES:
         return f"a redirect URI may not use the {scheme}: scheme"
+    if scheme in _NOT_REDIRECTS:
+        return f"a {scheme}: URI is not a redirect URI (OAuth 2.1 has no out-of-band flow)"
     if scheme in ("http", "https"):
         if not parts.hostname:
             return "a redirect URI needs a host"
