@@ -9,6 +9,7 @@ from typing import Any
 from bastion.core.compose import compose
 from bastion.core.models import CatalogItem, Upstream, UpstreamSpec, VirtualServerSpec
 from bastion.core.pinning import PinMemo, apply_pins, approve, definition_diff, definition_hash, reject
+from bastion.core.values import ItemKind
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 ECHO = {"name": "echo", "description": "Return the text.", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}
@@ -21,10 +22,58 @@ def tool(name: str, definition: dict[str, Any], upstream: str = "fx") -> Catalog
 def test_the_hash_ignores_key_order_and_unpinned_fields_but_not_what_a_model_reads() -> None:
     reordered = {"inputSchema": ECHO["inputSchema"], "description": ECHO["description"], "name": "echo"}
     assert definition_hash("tool", ECHO) == definition_hash("tool", reordered)
-    assert definition_hash("tool", ECHO) == definition_hash("tool", {**ECHO, "_meta": {"x": 1}, "icons": []})
+    assert definition_hash("tool", ECHO) == definition_hash("tool", {**ECHO, "_meta": {}, "icons": [], "execution": None})
     assert definition_hash("tool", ECHO) != definition_hash("tool", {**ECHO, "description": "Return the text!"})
     assert definition_hash("tool", ECHO) != definition_hash("tool", {**ECHO, "annotations": {"readOnlyHint": True}})
     assert definition_hash("tool", ECHO) != definition_hash("prompt", {**ECHO, "arguments": []})
+
+
+# As Bastion hashed them before icons, `_meta` and `execution` were pinned (commit a67f7e3): approvals
+# made then must still match a definition without those fields, or an upgrade would hold every tool.
+HASHED_BEFORE: dict[str, tuple[ItemKind, dict[str, Any]]] = {
+    "24fb0c82a91e97ee8ad37947190f179c57f942c7717c6b69fb6b0ddb1a494ca2": ("tool", ECHO),
+    "c4dd60905f8c3a8e8a9f876c70f5957bd9fb5398ae302999f785d421de5f9d51": (
+        "resource", {"uri": "file:///a", "name": "a", "mimeType": "text/plain", "size": 3}
+    ),
+    "ac3cd5f3e3511e912c8520ed5cbdd575f1061b528bb02e3d34ea7cc2298e4ee6": (
+        "prompt", {"name": "greet", "arguments": [{"name": "name", "required": True}]}
+    ),
+}
+
+
+def test_a_definition_without_icons_meta_or_execution_hashes_as_before_they_were_pinned() -> None:
+    for expected, (kind, definition) in HASHED_BEFORE.items():
+        assert definition_hash(kind, definition) == expected
+        empty = {**definition, "_meta": {}, "icons": [], "execution": None}
+        assert definition_hash(kind, empty) == expected
+
+
+def test_icons_meta_and_execution_added_after_approval_are_held_under_block() -> None:
+    """What a client renders or fetches (an MCP App's `ui.resourceUri`, an icon's URL) and how a tool
+    runs (`execution.taskSupport`) are part of the approved definition, on every kind that has them."""
+    app = {"ui": {"resourceUri": "ui://evil/app"}, "openai/outputTemplate": "ui://evil"}
+    icons = [{"src": "https://evil.example/i.png"}]
+    record = approve(tool("echo", ECHO), "admin", NOW)
+    for added in ({"_meta": app}, {"icons": icons}, {"execution": {"taskSupport": "required"}}):
+        [held], [approval] = apply_pins([tool("echo", {**ECHO, **added})], {"fx": "block"}, [record])
+        assert (held.pin_status, held.quarantined) == ("changed", True), added
+        assert approval.new is not None and approval.new.items() >= added.items()
+        assert "+" in approval.diff and next(iter(added)) in approval.diff
+    others: list[tuple[ItemKind, dict[str, Any]]] = [
+        ("prompt", {"name": "greet", "arguments": []}),
+        ("resource", {"uri": "file:///a", "name": "a"}),
+        ("resource_template", {"uriTemplate": "file:///{x}", "name": "t"}),
+    ]
+    for kind, definition in others:
+        for added in ({"_meta": app}, {"icons": icons}):
+            before = CatalogItem(upstream="fx", kind=kind, key="k", gateway_name="fx__k", definition=definition)
+            after = before.model_copy(update={"definition": {**definition, **added}})
+            [held], _ = apply_pins([after], {"fx": "block"}, [approve(before, "admin", NOW)])
+            assert (held.pin_status, held.quarantined) == ("changed", True), (kind, added)
+    # Approved with them, a definition still carrying them is the approved one.
+    decorated = tool("echo", {**ECHO, "_meta": app, "icons": icons})
+    [same], waiting = apply_pins([decorated], {"fx": "block"}, [approve(decorated, "admin", NOW)])
+    assert (same.pin_status, same.quarantined, waiting) == (None, False, [])
 
 
 def test_the_diff_shows_the_changed_line_both_ways() -> None:

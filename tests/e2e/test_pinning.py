@@ -176,3 +176,37 @@ async def test_the_approvals_cli_lists_with_a_diff_and_approves(gateway: Running
     assert approved.exit_code == 0 and "Approved changed tool 'echo' of fx" in approved.output
     missing = await run("approvals", "reject", approval["id"])
     assert missing.exit_code == 1 and "no pending approval" in missing.output
+
+
+async def test_icons_and_meta_added_after_approval_wait_for_an_admin(gateway: Running) -> None:
+    """An upstream that keeps its tool's description but gives it an MCP App (`_meta.ui.resourceUri`)
+    and an icon on an outside host changes what clients render and fetch: that waits, too. Before,
+    the refresh made no approval and clients got the new fields at once."""
+    await gateway.register(mutable_fixture("fx"))
+    await gateway.create_server({"name": "vs", "upstreams": ["fx"]})
+    app = {"ui": {"resourceUri": "ui://evil/app"}, "openai/outputTemplate": "ui://evil"}
+    icon = "https://evil.example/i.png"
+    async with gateway.client("vs") as client:
+        before = {t.name: t for t in (await client.list_tools()).tools}["fx__echo"]
+        assert not before.meta and not before.icons
+        await client.call_tool(
+            "fx__redescribe", {"tool": "echo", "description": "Return the text unchanged.", "meta": app, "icon": icon}
+        )
+        # Once Bastion has read the new definition, whatever it made of it:
+        snap = await snapshot_where(gateway, lambda s: any(i.key == "echo" and i.definition.get("_meta") for i in s.items))
+        assert [a.key for a in snap.approvals] == ["echo"]
+        assert "fx__echo" not in {t.name for t in (await client.list_tools()).tools}
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("fx__echo", {"text": "hi"})
+        assert refused.value.error.code == -32003
+
+        [approval] = (await gateway.api.get("/api/v1/approvals")).json()["items"]
+        assert (approval["key"], approval["change"]) == ("echo", "changed")
+        assert "_meta" not in approval["old"] and approval["new"]["_meta"] == app
+        assert approval["new"]["icons"][0]["src"] == icon
+        assert '+  "_meta": {' in approval["diff"]
+
+        decided = await gateway.api.post(f"/api/v1/approvals/{approval['id']}/approve")
+        assert decided.status_code == 200, decided.text
+        after = {t.name: t for t in (await client.list_tools()).tools}["fx__echo"]
+        assert after.meta == app and after.icons and str(after.icons[0].src) == icon

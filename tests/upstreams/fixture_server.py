@@ -42,6 +42,7 @@ from mcp.types import (
     CompletionArgument,
     CompletionContext,
     EmptyResult,
+    Icon,
     PromptReference,
     ResourceTemplateReference,
     SetLevelRequestParams,
@@ -248,13 +249,19 @@ def add_mutators(mcp: MCPServer) -> None:
         await ctx.notify_tools_changed()
 
     @mcp.tool()
-    async def redescribe(tool: str, description: str, ctx: Context) -> str:
-        """Give tool `tool` a new description (same behaviour) and send notifications/tools/list_changed."""
+    async def redescribe(
+        tool: str, description: str, ctx: Context, meta: dict[str, Any] | None = None, icon: str | None = None
+    ) -> str:
+        """Give tool `tool` a new description (same behaviour), and `meta` as its `_meta` and `icon` as
+        its one icon's URL when given, and send notifications/tools/list_changed."""
         found = mcp._tool_manager.get_tool(tool)  # MCPServer has no public accessor for one tool
         if found is None:
             return f"no tool {tool}"
         mcp.remove_tool(tool)
-        mcp.add_tool(found.fn, name=tool, title=found.title, description=description, annotations=found.annotations)
+        mcp.add_tool(
+            found.fn, name=tool, title=found.title, description=description, annotations=found.annotations,
+            icons=[Icon(src=icon)] if icon else found.icons, meta=meta if meta is not None else found.meta,
+        )
         await tools_changed(ctx)
         return "redescribed"
 

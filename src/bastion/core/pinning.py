@@ -1,10 +1,11 @@
 """Tool pinning (rug-pull protection): approved definitions, what changed since, and what to hold back.
 
 An admin approves the definition of each tool, prompt, resource and template (the fields a client
-and a model act on). A later discovery that brings a different definition, a new item, or drops
-one produces an approval to decide. With pin `block` a new, changed or rejected item is
-quarantined (neither listed nor callable); with `warn` it stays usable but flagged (a rejected one
-is still held); with `off` nothing is pinned. Pure: no I/O, no clock.
+and a model act on, its icons, `_meta` and a tool's `execution` among them). A later discovery that
+brings a different definition, a new item, or drops one produces an approval to decide. With pin
+`block` a new, changed or rejected item is quarantined (neither listed nor callable); with `warn` it
+stays usable but flagged (a rejected one is still held); with `off` nothing is pinned. Pure: no I/O,
+no clock.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ PINNED_FIELDS: dict[ItemKind, tuple[str, ...]] = {
     "prompt": ("name", "title", "description", "arguments"),
     "resource": ("uri", "name", "title", "description", "mimeType", "annotations"),
     "resource_template": ("uriTemplate", "name", "title", "description", "mimeType", "annotations"),
+}
+# Pinned too, but only when present and not empty (None, {} and [] are as absent): icons a client shows
+# (and fetches), `_meta` (an MCP App's `ui.resourceUri`, `openai/outputTemplate`: what a client renders
+# and loads) and how a tool runs (`execution.taskSupport`). Leaving them out of the view when absent
+# keeps the hash of every definition without them, and so every approval made before they were pinned.
+PINNED_IF_GIVEN: dict[ItemKind, tuple[str, ...]] = {
+    "tool": ("icons", "execution", "_meta"),
+    "prompt": ("icons", "_meta"),
+    "resource": ("icons", "_meta"),
+    "resource_template": ("icons", "_meta"),
 }
 
 
@@ -84,8 +95,13 @@ class PinBook(Frozen):
 
 
 def pinned_view(kind: ItemKind, definition: Mapping[str, Any]) -> dict[str, Any]:
-    """The pinned fields of a definition (absent fields stay absent)."""
-    return {f: definition[f] for f in PINNED_FIELDS[kind] if f in definition}
+    """The pinned fields of a definition (absent fields stay absent, as do empty optional ones)."""
+    view = {f: definition[f] for f in PINNED_FIELDS[kind] if f in definition}
+    for field in PINNED_IF_GIVEN[kind]:
+        value = definition.get(field)
+        if value is not None and value != {} and value != []:
+            view[field] = value
+    return view
 
 
 def canonical(value: Any) -> str:
