@@ -54,3 +54,18 @@ async def test_a_request_without_a_valid_credential_is_still_audited_by_address_
     record = next(r for r in await _records(gateway) if r["action"] == "GET /api/v1/users" and r["outcome"] == "denied")
     assert (record["actor_user"], record["actor_token"], record["actor_client"]) == (None, None, None)
     assert record["actor_address"] == "127.0.0.1"
+
+
+async def test_a_read_a_route_refuses_is_audited_naming_who_asked(gateway: Running) -> None:
+    """The role gate lets everyone reach a user's grants; the route refuses another user's. Such a
+    refused read left no record at all (reads are not changes)."""
+    dev = await make_user(gateway, DEV, "developer")
+    other = await make_user(gateway, "other@example.com", "developer")
+    async with signed_in(gateway, DEV) as session:
+        assert (await session.get(f"/api/v1/users/{other['id']}/grants")).status_code == 403
+        assert (await session.get(f"/api/v1/users/{dev['id']}/grants")).status_code == 200
+    records = [r for r in await _records(gateway) if r["action"] == "GET /api/v1/users/{id}/grants"]
+    assert len(records) == 1, records  # the allowed read is not recorded
+    (record,) = records
+    assert record["outcome"] == "denied" and record["target"] == other["id"]
+    assert record["actor_user"] == dev["id"] and record["actor_client"], record

@@ -5,7 +5,8 @@ remember: a request that changes something (POST, PUT, PATCH, DELETE) becomes an
 named by its route template (`PATCH /api/v1/upstreams/{name}`) with its path parameters as the
 target, or for a create (201) what it created, read from the answer (its id and name or email,
 and a user's role; never a secret); the sign-in route becomes a sign-in event naming the account
-(the email, never the password). A read of the whole configuration is recorded too. What a record
+(the email, never the password). A read of the whole configuration is recorded too, and a read a
+route refused (401, 403) as the refusal it is, naming who asked. What a record
 keeps of the request (a path no route matched, an email, a field's name) is one line, its control
 and hidden characters written out. Every REST request also gets one log line (method, route,
 status, caller, duration).
@@ -163,7 +164,9 @@ class Audited:
         principal = log_request(scope, template, status, seconds)
         action = f"{method} {template}"
         read = action in _AUDITED_READS
-        if (method not in _CHANGES and not read) or template in self.uses:
+        # A read a route refused (another user's grants, say) is a refused request like the edge's.
+        refused = method not in _CHANGES and status in (401, 403)
+        if (method not in _CHANGES and not read and not refused) or template in self.uses:
             return
         client = scope.get("client")
         address = str(client[0]) if client else None
@@ -177,13 +180,14 @@ class Audited:
         if isinstance(member, str):
             target = f"{target}/{_shown(member)}"
         event = EdgeEvent(
-            kind="sign_in" if sign_in else "read" if read else "change",
+            kind="sign_in" if sign_in else "refused" if refused else "read" if read else "change",
             started=started,
             action=reveal_line(action),
             target=reveal_line(_email(body) if sign_in else target),
             outcome=outcome_of_status(status),
             status=status,
             seconds=seconds,
+            reason=("forbidden" if status == 403 else "unauthenticated") if refused else None,
             principal=principal.id if principal else None,
             user=principal.user if principal else None,
             token=principal.token if principal else None,
