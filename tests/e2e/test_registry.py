@@ -187,3 +187,22 @@ async def test_a_developer_installing_a_package_entry_is_refused_before_anything
         assert remote.status_code == 201, remote.text  # remotes run nothing on the host: allowed
     assert (await gateway.api.get("/api/v1/upstreams/everything")).status_code == 404
     assert not ran.exists()
+
+
+async def test_a_developer_installs_an_entry_only_with_pin_block(gateway: Running, registry: str) -> None:
+    # As for `POST /api/v1/upstreams`: only an admin approves changes, so only an admin may install an
+    # entry whose changes would go live unapproved (`pin` warn or off).
+    await add_source(gateway, registry)
+    await make_user(gateway, "dev@example.com", "developer", "team-a")
+    body = {"server": REMOTE, "values": {"X-Api-Key": "k"}, "team": "team-a"}
+    async with signed_in(gateway, "dev@example.com") as dev:
+        for weaker in ("off", "warn"):
+            refused = await dev.post("/api/v1/registries/acme/install", json={**body, "name": f"r-{weaker}", "pin": weaker})
+            assert refused.status_code == 403, refused.text
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert "only an admin may register" in refused.json()["detail"]
+            assert (await gateway.api.get(f"/api/v1/upstreams/r-{weaker}")).status_code == 404
+        blocked = await dev.post("/api/v1/registries/acme/install", json={**body, "name": "r-block", "pin": "block"})
+        assert blocked.status_code == 201 and blocked.json()["pin"] == "block"
+    admins = await gateway.api.post("/api/v1/registries/acme/install", json={**body, "name": "r-admin", "pin": "off"})
+    assert admins.status_code == 201 and admins.json()["pin"] == "off"
