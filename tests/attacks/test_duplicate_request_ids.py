@@ -3,7 +3,8 @@ the SDK keys a request's stream, and routes its answer and progress, by id alone
 request took the first one's progress and answer, its own answer was lost, and the first one's
 stream stayed open for good. A request whose id is in flight on its session, on the SDK path or the
 fast path, is now refused at once (400, -32600 naming the id), and the first one is answered as
-usual. 2026-07-28 requests have no session: each is its own, whatever its id."""
+usual; on an HTTP+SSE session too, where both were answered on the one stream with that id.
+2026-07-28 requests have no session: each is its own, whatever its id."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx2
 import pytest
 
 from tests.attacks.modern import MODERN
+from tests.e2e.test_token_scopes import create_token
 from tests.harness import TOKEN, Running, open_raw_session, serve, session_headers, settings_for, stdio_fixture
 
 pytestmark = [pytest.mark.anyio, pytest.mark.database_free]
@@ -165,3 +167,46 @@ async def test_stateless_requests_with_one_id_are_each_their_own(gateway: Runnin
         progress = [m["params"] for m in seen[token] if m.get("method") == "notifications/progress"]
         assert [p["progressToken"] for p in progress] == [token] * steps, seen
         assert seen[token][-1]["id"] == 7 and seen[token][-1]["result"]["content"][0]["text"] == "ok", seen
+
+
+async def test_an_id_in_flight_on_an_http_sse_session_is_refused(gateway: Running) -> None:
+    """HTTP+SSE answers every request on the one stream: two with one id were both answered, with
+    that id, and the client could not tell which answer was whose. The second POST is refused now."""
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    other = (await create_token(gateway, servers="*"))["token"]
+    async with httpx2.AsyncClient(base_url=gateway.base_url, timeout=httpx2.Timeout(30, read=60)) as http:
+        async with http.stream("GET", "/servers/vs/sse", headers={**headers, "accept": "text/event-stream"}) as stream:
+            lines = stream.aiter_lines()
+
+            async def next_message() -> dict[str, Any]:
+                async for line in lines:
+                    if line.startswith("data:") and line[5:].strip().startswith("{"):
+                        return dict(json.loads(line[5:]))
+                raise AssertionError("the stream ended")
+
+            endpoint = ""
+            async for line in lines:
+                if line.startswith("data:"):
+                    endpoint = line[5:].strip()
+                    break
+            params = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+            await http.post(endpoint, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params})
+            assert (await next_message())["id"] == 1
+            await http.post(endpoint, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            first = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": SLOW}
+            assert (await http.post(endpoint, headers=headers, json=first)).status_code == 202
+            _refused(await http.post(endpoint, headers=headers, json={**first, "id": "7"}), "7")
+            # Someone else posting to the session is told only that there is no such session.
+            stranger = await http.post(endpoint, headers={"authorization": f"Bearer {other}"}, json=first)
+            assert stranger.status_code == 404, stranger.text
+            answer = await next_message()
+            assert answer["id"] == 7 and answer["result"]["content"][0]["text"] == "done", answer
+            for attempt in range(500):  # the id is free once the answer is written
+                again = await http.post(endpoint, headers=headers, json={"jsonrpc": "2.0", "id": 7, "method": "ping"})
+                if again.status_code == 202:
+                    break
+                _refused(again, 7)
+                await anyio.sleep(0.02)
+            else:
+                raise AssertionError("request id 7 stayed in flight")
+            assert await next_message() == {"jsonrpc": "2.0", "id": 7, "result": {}}

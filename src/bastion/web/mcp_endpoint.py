@@ -8,10 +8,13 @@ Legacy connections are remembered (weakly) so list changes reach them as notific
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qs
+from uuid import UUID
 
 import anyio
 from mcp.server import NotificationOptions, Server, ServerRequestContext
@@ -26,6 +29,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     NotificationParams,
+    RequestId,
     RequestParams,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -35,7 +39,7 @@ from mcp_types import (
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ConfigDict
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from bastion import __version__
 from bastion.core.compose import ServerView
@@ -56,8 +60,10 @@ from bastion.web.fast_stream import RETRY_MS
 from bastion.web.mcp_fast import (
     CACHE_HINTED_METHODS,
     guarded_body,
+    refuse_duplicate,
     refused_request_id,
     replayed,
+    request_id_of,
     serve_fast,
     serve_resume,
 )
@@ -67,7 +73,7 @@ from bastion.web.relay import call_hooks, set_log_level
 from bastion.web.resource_updates import SessionWatcher, fan_out, release_watches, stream_listener
 from bastion.web.scope import PRINCIPAL_SCOPE_KEY, bound_holder, credential_of, principal_of
 from bastion.web.session_bounds import SessionBounds
-from bastion.web.session_link import serve_session, session_connection
+from bastion.web.session_link import HELD_BY_POST, RequestIds, serve_session, session_connection
 from bastion.web.session_logs import redact_session_ids
 from bastion.web.session_manager import (
     EventsFor,
@@ -87,6 +93,8 @@ _NO_SECURITY = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 # Which session a request names, in which era, and whose credential: each must be there once, in
 # either era (else B was admitted to its own session by one layer and served in A's by the next).
 _ROUTING_HEADERS = (b"mcp-session-id", b"authorization", b"mcp-protocol-version")
+_SSE_SESSION = re.compile(rb"session_id=([0-9a-f]{32})")
+"""The session id in an HTTP+SSE stream's `endpoint` event (the URL its client POSTs to)."""
 
 
 class AnyParams(RequestParams):
@@ -178,6 +186,9 @@ class McpFront:
         self._session_idle = session_idle
         self._bounds = SessionBounds(sessions_per_caller)
         self._sessions_per_server = sessions_per_server
+        self._sse_requests: dict[str, tuple[str | None, RequestIds]] = {}
+        """Open HTTP+SSE sessions (by the id their POSTs name): their owner's principal, and the ids of
+        its requests in flight there."""
         self._rechecks = (
             StreamRechecks(lambda: [*self._fronts.values(), *self._retired.values()], authenticator, runner.spawn)
             if authenticator is not None
@@ -450,14 +461,34 @@ class McpFront:
             await too_many(exc, scope, receive, send)
             return
 
-        def ready(connection: Connection, _link: Any) -> None:
+        principal = principal_of(scope)
+        known: dict[str, Any] = {"owner": principal.id if principal is not None else None}
+
+        def track() -> None:
+            # Both the session's id (from its endpoint event) and its link (once served) are known.
+            if "id" in known and "requests" in known:
+                self._sse_requests[known["id"]] = (known["owner"], known["requests"])
+
+        def ready(connection: Connection, link: Any) -> None:
             served.append(connection)
             front.guard(connection, credential, end)
+            known["requests"] = link.requests
+            track()
+
+        async def watched(message: Message) -> None:
+            # The endpoint event is the stream's first: nothing after it (an upstream's text) is read.
+            if "looked" not in known and message["type"] == "http.response.body" and message.get("body"):
+                known["looked"] = True
+                found = _SSE_SESSION.search(message["body"])
+                if found is not None:
+                    known["id"] = found.group(1).decode()
+                    track()
+            await send(message)
 
         try:
             with front.manager.sse_stream():
                 async with (
-                    front.sse.connect_sse(_owned(scope), receive, send) as (read, write),
+                    front.sse.connect_sse(_owned(scope), receive, watched) as (read, write),
                     server.lifespan(server) as state,
                 ):
                     if victim is not None:
@@ -469,6 +500,8 @@ class McpFront:
                     if ended.cancel_called:
                         await write.aclose()  # the event stream ends cleanly: the client is told it is over
         finally:
+            if "id" in known:
+                self._sse_requests.pop(known["id"], None)
             if victim is not None:
                 self._bounds.give_back(victim)  # the stream did not open: a no-op once the victim is closed
             self._bounds.leave(seat)
@@ -481,7 +514,41 @@ class McpFront:
         if body is None or await refused_request_id(body, send):
             return
         front = await self._front(name)
-        await front.sse.handle_post_message(_owned(scope), replayed(body, receive), send)
+        requests, request_id = self._sse_request(scope, body)
+        if requests is None or request_id is None:
+            await front.sse.handle_post_message(_owned(scope), replayed(body, receive), send)
+            return
+        if not requests.claim(request_id):
+            await refuse_duplicate(send, request_id)
+            return
+        accepted = False
+
+        async def watched(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "http.response.start":
+                accepted = message["status"] == 202
+            await send(message)
+
+        scope[HELD_BY_POST] = True  # handed on (202), the request's dispatcher releases it once answered
+        try:
+            await front.sse.handle_post_message(_owned(scope), replayed(body, receive), watched)
+        finally:
+            if not accepted:
+                requests.release(request_id)
+
+    def _sse_request(self, scope: Scope, body: bytes) -> tuple[RequestIds | None, RequestId | None]:
+        """The ids in flight on the HTTP+SSE session a POST names, and its request's id, when the POST is
+        its owner's (anyone else's is answered as for no session, by the SDK)."""
+        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_id")
+        try:
+            session_id = UUID(hex=values[0]).hex if values else None
+        except ValueError:
+            return None, None  # the SDK answers it
+        found = self._sse_requests.get(session_id) if session_id is not None else None
+        principal = principal_of(scope)
+        if found is None or found[0] != (principal.id if principal is not None else None):
+            return None, None
+        return found[1], request_id_of(body)
 
     async def on_change(self, old: Snapshot, new: Snapshot) -> None:
         """Tell connected legacy clients which lists changed; close fronts of deleted servers."""

@@ -179,7 +179,7 @@ def _legacy_request(
     return message if _plain_call(message, params_required=False) else None
 
 
-def _request_id(message: dict[str, Any] | None, body: bytes) -> RequestId | None:
+def request_id_of(body: bytes, message: dict[str, Any] | None = None) -> RequestId | None:
     """The id of the request `body` (already decoded as `message`, if it was), None if it is not one."""
     if message is None:
         message = _decode(body)
@@ -198,13 +198,13 @@ def _claimed(
     for a session that does not exist."""
     owner = (principal.id if principal else None) == session.principal
     requests = session.requests() if owner else None
-    request_id = _request_id(message, body) if requests is not None else None
+    request_id = request_id_of(body, message) if requests is not None else None
     if requests is None or request_id is None:
         return None, None, True
     return requests, request_id, requests.claim(request_id)
 
 
-async def _refuse_duplicate(send: Send, request_id: RequestId) -> None:
+async def refuse_duplicate(send: Send, request_id: RequestId) -> None:
     """A request whose id is one still in flight on its session: refused, or the SDK would send the
     first request's answer (and progress) on its stream and leave the first one's open for good.
     The error names no id: a client would take it for the first request's answer."""
@@ -325,7 +325,7 @@ async def serve_fast(
         requests, request_id, admitted = _claimed(body, message, session, principal)
         if not admitted:
             assert request_id is not None
-            await _refuse_duplicate(send, request_id)
+            await refuse_duplicate(send, request_id)
             return
     else:
         message = None

@@ -113,12 +113,18 @@ def session_state() -> dict[str, Any]:
     return serving[1]
 
 
+HELD_BY_POST = "bastion.request_held"
+"""Set in a POST's scope whose request's id it holds for the dispatcher to release (HTTP+SSE)."""
+
+
 class RequestIds:
     """The ids of a session's client requests in flight, as the dispatcher correlates them
     (`coerce_request_id`: "7" and 7 are one id). Each holder counts: the POST that brings a request
-    (from before the transport sees it until it is answered) and the dispatcher (from reading it
-    until its answer is written, or it settles unanswered). The SDK keys a request's stream and its
-    answer by id alone, so a second request with an id in flight would take the first one's."""
+    (from before the transport sees it until the POST ends) and the dispatcher (from reading it
+    until its answer is written, or it settles unanswered); an HTTP+SSE POST, answered 202 before
+    the request is handed on, leaves its hold to the dispatcher (`HELD_BY_POST`). The SDK keys a
+    Streamable HTTP request's stream and its answer by id alone, so a second request with an id in
+    flight would take the first one's; on HTTP+SSE both answers would carry one id."""
 
     __slots__ = ("_held",)
 
@@ -201,7 +207,11 @@ class SessionLink:
         metadata = item.metadata
         if not isinstance(metadata, ServerMessageMetadata):
             return item  # no hook to hear of an unanswered settle: not held, rather than held forever
-        self.requests.hold(request_id)
+        scope = getattr(metadata.request_context, "scope", None)
+        if not (isinstance(scope, dict) and scope.get(HELD_BY_POST) is True):
+            self.requests.hold(request_id)
+        # else: the POST that brought it holds it (an HTTP+SSE POST, answered before the request is
+        # handed on); the dispatcher takes that hold over.
         transports = metadata.on_request_unanswered
 
         async def unanswered() -> None:
