@@ -8,7 +8,7 @@ an upstream protocol error (502, a JSON-RPC error) that says why."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +112,9 @@ def _raw_reply(kind: str, rid: Any) -> Response:
     return Response(message.encode(), media_type="application/json")
 
 
-def modern_upstream(kind: str) -> Any:
-    """The fixture MCP server (stateless: 2026-07-28), whose `echo` of BAD answers with a lone surrogate."""
+def modern_upstream(kind: str, reply: Callable[[str, Any], Response] | None = None) -> Any:
+    """The fixture MCP server (stateless: 2026-07-28), whose `echo` of BAD answers with a lone
+    surrogate (or as `reply(kind, id)` says)."""
     from tests.upstreams.fixture_server import build_server
 
     app = build_server().streamable_http_app(streamable_http_path="/mcp", stateless_http=True)
@@ -131,7 +132,7 @@ def modern_upstream(kind: str) -> Any:
         message = json.loads(body)
         params = message.get("params") or {}
         if message.get("method") == "tools/call" and (params.get("arguments") or {}).get("text") == BAD:
-            return await _raw_reply(kind, message.get("id"))(scope, receive, send)
+            return await (reply or _raw_reply)(kind, message.get("id"))(scope, receive, send)
         await app(scope, replayed(body, receive), send)
 
     return wrapped

@@ -58,20 +58,54 @@ class NotUnicode(ValueError):
         self.value = value
 
 
+class UnfitNumber(ValueError):
+    """JSON from another party spelling NaN, Infinity or -Infinity: Python's parser reads them, no
+    JSON text can carry them on (a strict client fails on Bastion's answer, an encoder that refuses
+    them raised a 500). Raised by `strict_loads(..., finite=True)` as the parser meets one: no pass
+    over the value, and no cost unless the text spells one. `constant` is the one met."""
+
+    def __init__(self, constant: str) -> None:
+        super().__init__(f"{UNFIT} ({constant})")
+        self.constant = constant
+
+
+UNFIT = "a number JSON cannot carry"
+"""Marks the text of that refusal, which may reach the upstream connection inside an SDK error."""
+
+
+def unfit_detail(what: str, constant: str) -> str:
+    """Why a message from `what` is refused: it holds `constant` (NaN, Infinity or -Infinity)."""
+    return f"{what} sent {UNFIT} ({constant})"
+
+
+def _unfit(constant: str) -> Any:
+    raise UnfitNumber(constant)
+
+
+_FINITE = json.JSONDecoder(parse_constant=_unfit)
+
+
+def finite_loads(raw: bytes | bytearray | str) -> Any:
+    """`json.loads(raw)`, but UnfitNumber for NaN, Infinity or -Infinity (bytes decoded as json.loads decodes them)."""
+    text = raw if isinstance(raw, str) else bytes(raw).decode(json.detect_encoding(raw), "surrogatepass")
+    return _FINITE.decode(text)
+
+
 class TooDeep(json.JSONDecodeError):
     """JSON nested past the interpreter's recursion limit (a JSONDecodeError, as other unreadable JSON)."""
 
 
-def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str = "holds") -> Any:
+def strict_loads(raw: bytes | bytearray | str, what: str = "the JSON", verb: str = "holds", *, finite: bool = False) -> Any:
     """`json.loads(raw)`, and NotUnicode (a ValueError, worded `what` `verb` ...) when the text holds a
     lone surrogate, escaped (`"\\ud800"`) or, in bytes, encoded (json.loads decodes bytes with
     surrogatepass, so ED A0 80 is U+D800). A plain answer costs a byte search or two: an escape needs
     a backslash, and an encoded surrogate a byte ED; only then is the parsed value walked. Bytes in
     UTF-16 or UTF-32 (json.loads reads them too, and neither search sees an escape in them) always
     hold a byte 00, which UTF-8 JSON never holds, so they are always walked. JSON nested past the
-    recursion limit raises JSONDecodeError, as other JSON that cannot be read does."""
+    recursion limit raises JSONDecodeError, as other JSON that cannot be read does. With `finite`,
+    NaN, Infinity or -Infinity raises UnfitNumber (a ValueError) as the parser meets it."""
     try:
-        value = json.loads(raw)
+        value = finite_loads(raw) if finite else json.loads(raw)
     except RecursionError:  # nested past the interpreter's limit: what callers expect of bad JSON
         raise TooDeep(f"{what} is nested too deeply to read", "", 0) from None
     if isinstance(raw, str):  # plain `in`s and `and`s: this is on the path of every upstream call

@@ -6,10 +6,15 @@ for the certificate check), and the Host header is the URL's. Response bodies ca
 JSON body, or one server-sent event, at most `max_message` bytes, and everything one POST's event
 stream carries at most `max_result` bytes. A cap is raised as the httpx2 error the MCP SDK's
 transports already turn into a JSON-RPC error for the request, with a text Bastion recognises.
+A capped answer is also passed on a whole body, or whole events, at a time, so that a message
+spelling NaN or an infinity (the SDK's parser reads them; no caller's JSON can carry them on) is
+passed on as an error answer to its request, with a text Bastion recognises, or dropped.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -21,6 +26,7 @@ import httpcore2
 import httpx2
 
 from bastion.core.netguard import AddressRefused
+from bastion.core.surrogates import UnfitNumber, finite_loads, unfit_detail
 from bastion.core.values import small_int
 from bastion.outbound.rules import Resolve, Rules
 
@@ -78,6 +84,56 @@ class EventTooLarge(httpx2.SSEError):
     """An event or event stream over its cap (the SDK reports an SSEError as a failed stream)."""
 
 
+class JsonUnfit(httpx2.StreamError):
+    """A JSON body spelling NaN or an infinity that answers no request (the SDK reports a
+    StreamError on a JSON reply as a parse error for the request it sent)."""
+
+
+_CARRY = len(b"Infinity") - 1
+"""How much of a chunk's end is kept to find a name cut between two chunks."""
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\n\r\n|\r\n\n|\n\r\r")
+
+
+def _names_unfit(seen: bytes) -> bool:
+    """Whether `seen` may spell NaN or an infinity (two searches at memchr speed; a string may hold the names too)."""
+    return b"NaN" in seen or b"Infinity" in seen
+
+
+def _refused(text: bytes) -> bytes | None:
+    """One JSON-RPC message as passed on: None when it spells no NaN or infinity (as it is), b"" when
+    it does and is no answer (dropped), else an error answer to the request it answered."""
+    try:
+        finite_loads(text)
+        return None
+    except UnfitNumber as exc:
+        detail = unfit_detail("the upstream", exc.constant)
+    except (ValueError, RecursionError):
+        return None  # not JSON, or nested too deep: the SDK's parser and Bastion's tap say so
+    message = json.loads(text)  # the names read as floats: only its id and kind are looked at
+    if not isinstance(message, dict) or not ("result" in message or "error" in message):
+        return b""
+    answered = message.get("id")
+    if not isinstance(answered, int | str) or isinstance(answered, bool):
+        return b""
+    error = {"jsonrpc": "2.0", "id": answered, "error": {"code": -32603, "message": detail}}
+    return json.dumps(error).encode()
+
+
+def _events_refused(events: bytes) -> bytes:
+    """Whole SSE events, each whose data spells NaN or an infinity rewritten as `_refused` says."""
+    out: list[bytes] = []
+    for event in _EVENT_END.split(events):
+        lines = event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        data = [line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:")]
+        replaced = _refused(b"\n".join(data)) if data else None
+        if replaced is None:
+            out.append(event)
+            continue
+        kept = [line for line in lines if not line.startswith(b"data:")]
+        out.append(b"\n".join([*kept, b"data: " + replaced] if replaced else kept or [b": refused"]))
+    return b"\n\n".join(out)
+
+
 @dataclass(frozen=True)
 class Caps:
     max_message: int
@@ -100,21 +156,56 @@ class _CappedStream(httpx2.AsyncByteStream):
             # reading a body to the request, while one raised by `send` would end its session.
             raise JsonTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
         total = since_event = 0
-        tail = b""
+        tail = carry = b""
+        # NaN and Infinity, which the SDK's parser reads, are refused here for its transports: a
+        # message spelling one is passed on as an error answer to its request (the call fails with
+        # a clean error, the session lives on), or dropped. Each body, and each event, is passed on
+        # only once whole, and parsed a second time only when its bytes hold one of the names.
+        held: list[bytes] = []  # what was read of the body, or of the events not yet whole
+        suspect = False
         async for chunk in self._inner:
             total += len(chunk)
+            suspect = suspect or _names_unfit(chunk) or _names_unfit(carry + chunk[:_CARRY])
+            carry = (carry + chunk)[-_CARRY:]
+            held.append(chunk)
             if not self._events:
                 if total > self._caps.max_message:
                     raise JsonTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
+                continue
+            before, seen = len(tail), tail + chunk
+            end = max(seen.rfind(b"\n\n"), seen.rfind(b"\n\r\n"), seen.rfind(b"\r\r"))
+            since_event = len(seen) - end if end >= 0 else since_event + len(chunk)
+            tail = seen[-3:]
+            if since_event > self._caps.max_message:
+                raise EventTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
+            if self._answer and total > self._caps.max_result:
+                raise EventTooLarge(too_large(self._caps.max_result, "BASTION_UPSTREAM_MAX_RESULT_BYTES"))
+            if end < 0:
+                continue
+            # Events ended in this chunk: they go on now (checked, if one may be unfit), the rest waits.
+            after = max(seen.rfind(b"\n\n") + 2, seen.rfind(b"\n\r\n") + 3, seen.rfind(b"\r\r") + 2)
+            cut = max(0, after - before)
+            if not suspect and len(held) == 1:
+                whole, rest = chunk[:cut], chunk[cut:]
             else:
-                seen = tail + chunk
-                end = max(seen.rfind(b"\n\n"), seen.rfind(b"\n\r\n"), seen.rfind(b"\r\r"))
-                since_event = len(seen) - end if end >= 0 else since_event + len(chunk)
-                tail = seen[-3:]
-                if since_event > self._caps.max_message:
-                    raise EventTooLarge(too_large(self._caps.max_message, "BASTION_UPSTREAM_MAX_MESSAGE_BYTES"))
-                if self._answer and total > self._caps.max_result:
-                    raise EventTooLarge(too_large(self._caps.max_result, "BASTION_UPSTREAM_MAX_RESULT_BYTES"))
+                pending = b"".join(held)
+                cut = len(pending) - len(chunk) + cut
+                whole, rest = pending[:cut], pending[cut:]
+                if suspect:
+                    whole = _events_refused(whole)
+            held, suspect = [rest], _names_unfit(rest)
+            yield whole
+        if self._events:
+            if held != [b""]:
+                yield b"".join(held)
+            return
+        if suspect:
+            body = b"".join(held)
+            replaced = _refused(body)
+            if replaced == b"":
+                raise JsonUnfit(unfit_detail("the upstream", "NaN or an infinity"))
+            held = [body if replaced is None else replaced]
+        for chunk in held:
             yield chunk
 
     async def aclose(self) -> None:

@@ -39,6 +39,7 @@ from bastion.core.errors import (
 )
 from bastion.core.models import UpstreamSpec
 from bastion.core.ports import AskCallback, CallHooks, ProgressCallback
+from bastion.core.surrogates import UNFIT
 from bastion.outbound import TOO_LARGE
 from bastion.upstream.guard import AddressGuard
 from bastion.upstream.launch_guard import LaunchGuard
@@ -539,6 +540,8 @@ class UpstreamConnection:
         except MCPError as exc:
             if TOO_LARGE in exc.message:  # a size cap of Bastion's client, reported through the SDK
                 raise UpstreamTooLarge(f"upstream {name!r} sent a {exc.message[exc.message.find(TOO_LARGE):]}") from None
+            if UNFIT in exc.message:  # NaN or an infinity, refused by Bastion's client or its stdio reader
+                raise UpstreamProtocolError(f"upstream {name!r} sent {exc.message[exc.message.find(UNFIT):]}") from None
             if exc.code == jsonrpc.CONNECTION_CLOSED:
                 raise UpstreamUnavailable(f"upstream {name!r} closed the connection during {method}") from None
             if exc.code == jsonrpc.REQUEST_TIMEOUT:

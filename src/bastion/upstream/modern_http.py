@@ -22,7 +22,7 @@ from yarl import URL
 from bastion.core.errors import UpstreamProtocolError, UpstreamRpcError, UpstreamTooLarge, UpstreamUnavailable
 from bastion.core.json_nesting import UPSTREAM_MAX_DEPTH, body_too_deep, too_deep_detail
 from bastion.core.ports import CallHooks
-from bastion.core.surrogates import NotUnicode, not_unicode, strict_loads
+from bastion.core.surrogates import NotUnicode, UnfitNumber, not_unicode, strict_loads, unfit_detail
 from bastion.core.tracing import header_text
 from bastion.core.values import small_int
 from bastion.upstream.oauth import TokenSource
@@ -229,13 +229,16 @@ async def _parse(data: bytes, upstream: str) -> Any:
 def _loads(data: bytes, upstream: str) -> Any:
     """The message; one holding a lone surrogate (valid JSON, no text: it would break whatever
     stores, signs or re-encodes it) is refused, as the SDK's parser refuses it on the other path.
-    So is one nested past the depth limit, measured before parsing (json.loads would recurse)."""
+    So is one nested past the depth limit, measured before parsing (json.loads would recurse), and
+    one spelling NaN or an infinity (met by the parser: JSON cannot carry it on to any caller)."""
     if body_too_deep(data, UPSTREAM_MAX_DEPTH):
         raise UpstreamProtocolError(too_deep_detail(f"upstream {upstream!r}"))
     try:
-        return strict_loads(data)
+        return strict_loads(data, finite=True)
     except NotUnicode as exc:  # worded here, not on every call: this is the path of every call
         raise not_unicode(f"upstream {upstream!r}", exc.char) from None
+    except UnfitNumber as exc:  # NaN or an infinity: no caller's JSON can carry it on
+        raise UpstreamProtocolError(unfit_detail(f"upstream {upstream!r}", exc.constant)) from None
 
 
 async def _relay(message: dict[str, Any], request_id: int, hooks: CallHooks) -> None:

@@ -35,6 +35,7 @@ from mcp.shared.message import SessionMessage
 
 from bastion.core.errors import UpstreamProtocolError, UpstreamTooLarge
 from bastion.core.json_nesting import UPSTREAM_MAX_DEPTH, body_too_deep, too_deep_detail
+from bastion.core.surrogates import UnfitNumber, finite_loads, unfit_detail
 
 log = logging.getLogger("bastion.upstream")
 
@@ -53,14 +54,22 @@ _ANSWER = re.compile(rb'"(?:result|error)"\s*:')
 Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
 
 
-def _parse(line: bytes) -> SessionMessage | Exception | None:
-    """The line's message, the parser's error, or None for a line nested past the depth limit."""
+def _parse(line: bytes) -> SessionMessage | Exception | UnfitNumber | None:
+    """The line's message, the parser's error, None for a line nested past the depth limit, or
+    UnfitNumber for one spelling NaN or an infinity (the SDK's parser reads them; no caller's JSON
+    can carry them on). Only a line holding those names is parsed a second time, to tell."""
     if body_too_deep(line, UPSTREAM_MAX_DEPTH):
         return None
     try:
-        return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
     except ValueError as exc:
         return exc
+    if b"NaN" in line or b"Infinity" in line:
+        try:
+            finite_loads(line)
+        except UnfitNumber as exc:
+            return exc
+    return SessionMessage(message)
 
 
 def _answered_id(head: bytes, tail: bytes) -> types.RequestId | None:
@@ -150,6 +159,8 @@ async def stdio_transport(
                 parsed = await anyio.to_thread.run_sync(_parse, item) if len(item) >= _PARSE_IN_THREAD else _parse(item)
                 if parsed is None:
                     await refuse_deep(item[:_ID_ZONE], item[-_ID_ZONE:])
+                elif isinstance(parsed, UnfitNumber):
+                    await refuse(item[:_ID_ZONE], item[-_ID_ZONE:], unfit_detail(f"upstream {upstream!r}", parsed.constant))
                 else:
                     await read_writer.send(parsed)
             return
@@ -161,13 +172,16 @@ async def stdio_transport(
         await read_writer.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
 
     async def refuse_deep(head: bytes, tail: bytes) -> None:
-        detail = too_deep_detail(f"upstream {upstream!r}")
+        await refuse(head, tail, too_deep_detail(f"upstream {upstream!r}"), "Bastion refuses JSON nested that deep")
+
+    async def refuse(head: bytes, tail: bytes, detail: str, why: str = "Bastion refuses it") -> None:
+        """Skip a message Bastion will not pass on; the request it answers, or the upstream's own request, gets an error."""
         log.warning("%s; skipped", detail)
         message_id = top_level_id(head, tail)
         if message_id is None:
             return  # a notification, or no way to tell whose answer it was
         if is_upstream_request(head):  # the upstream waits for an answer: tell it, if the writer is free (never block reading)
-            refusal = types.ErrorData(code=types.INVALID_REQUEST, message=f"Bastion refuses JSON nested that deep: {detail}")
+            refusal = types.ErrorData(code=types.INVALID_REQUEST, message=f"{why}: {detail}")
             with suppress(anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                 write_stream.send_nowait(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=message_id, error=refusal)))
             return
