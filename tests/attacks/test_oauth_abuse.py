@@ -86,6 +86,7 @@ BAD_REDIRECTS = [
     "vbscript:msgbox(1)",
     "mailto:victim@example.com",  # not a redirect: the browser cannot be sent back on it
     "urn:ietf:wg:oauth:2.0:oob",  # out of band: no redirect at all, dropped by OAuth 2.1
+    "https://app.example/" + "a" * 2048,  # longer than /authorize accepts: a client that could never sign in
 ]
 
 

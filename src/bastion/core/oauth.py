@@ -143,6 +143,8 @@ def client_key(client_id: str) -> str:
     return hashlib.sha256(client_id.encode()).hexdigest()
 
 
+MAX_REDIRECT_URI = 2048
+"""As long as /authorize accepts one (a pending request keeps it)."""
 _SCRIPT_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob", "about", "filesystem"})
 _NOT_REDIRECTS = frozenset({"mailto", "urn"})
 """Schemes a browser cannot be sent back on: an email address, and a URN such as the out-of-band
@@ -153,6 +155,8 @@ def redirect_uri_problem(uri: str) -> str | None:
     """Why `uri` cannot be a client's redirect URI (None if it can): no fragment (RFC 6749 3.1.2),
     no scheme a browser runs or reads locally, https or an app's own scheme (RFC 8252), and plain
     http only to the loopback interface, where the code never crosses a network."""
+    if len(uri) > MAX_REDIRECT_URI:
+        return f"a redirect URI is at most {MAX_REDIRECT_URI} characters"
     if "#" in uri:
         return "a redirect URI must not contain a fragment"
     parts = urlsplit(uri)

@@ -30,6 +30,7 @@ from bastion.auth.oauth.client_auth import HashedSecretAuthenticator, basic_cred
 from bastion.auth.oauth.clients import SCOPES
 from bastion.auth.oauth.provider import CONSENT_PATH, REQUESTED_RESOURCE, AuthorizationServer
 from bastion.core.errors import BastionError, RateLimited
+from bastion.core.oauth import MAX_REDIRECT_URI
 from bastion.core.ports import RateLimiter
 from bastion.core.ratelimit import Rate
 from bastion.web.asgi import PublicEndpoints, client_ip
@@ -99,7 +100,7 @@ def authorization_limit(limiter: RateLimiter, rate: Rate) -> AddressLimit:
 
 AUTHORIZE_BOUNDS = {
     "client_id": 2048,
-    "redirect_uri": 2048,
+    "redirect_uri": MAX_REDIRECT_URI,
     "resource": 2048,
     "scope": 1024,
     "state": 1024,
