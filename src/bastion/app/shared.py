@@ -176,7 +176,7 @@ class RootsEverywhere:
         self._here = here
         self._feed = feed
 
-    async def roots_changed(self, user: str | None, session: str, ask: AskCallback) -> None:
+    async def roots_changed(self, user: str | None, session: str, ask: AskCallback | None) -> None:
         try:
             await self._feed.publish_roots(caller_digest(caller_key(user, session, None)))
         except Exception as exc:  # noqa: BLE001 - the notice is still passed on here

@@ -7,7 +7,7 @@ Keyed by (upstream, caller key); the caller key always includes the verified use
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +17,7 @@ import anyio.abc
 
 from bastion.core.errors import UpstreamUnavailable
 from bastion.core.ports import AskCallback, CallHooks
+from bastion.core.upstream_sessions import caller_digest
 from bastion.tasks import TaskRunner
 
 log = logging.getLogger("bastion.upstream")
@@ -60,9 +61,16 @@ class CallerSessions:
         self._conns: dict[tuple[str, str], CallerSession] = {}
         self._users: dict[tuple[str, str], str] = {}
         self._busy: dict[tuple[str, str], int] = {}
-        self._retiring: dict[tuple[str, str], list[CallerSession]] = {}
-        """Sessions out of the table (`drop_caller` while calls were in flight on them), stopped once
-        their key has no call in flight."""
+        """Calls in flight per key, from before their session is found (or made) to their end."""
+        self._using: dict[int, int] = {}
+        """Calls in flight per session (by id), once it is found: what a retiring session waits on."""
+        self._retiring: dict[int, tuple[tuple[str, str], str, CallerSession]] = {}
+        """Sessions `drop_caller` took out of the table while a call was in flight on them (or being
+        started on them), with their key and user: stopped once no call is; still counted in the bounds."""
+        self._callers: dict[str, int] = {}
+        """How many sessions in the table each caller key has (upstreams), and so `_digests`' keys."""
+        self._digests: dict[str, str] = {}
+        """`caller_digest` of each caller key with a session here -> the key (what the change feed names)."""
         self._lock = anyio.Lock()
 
     def __len__(self) -> int:
@@ -77,15 +85,14 @@ class CallerSessions:
                 if conn is None:
                     await self._make_room(upstream, user or "", stdio)
                     conn = make()
-                    self._conns[key] = conn
-                    self._users[key] = user or ""
+                    self._attach(key, user or "", conn)
                     await self._runner.start(f"upstream:{upstream}:caller", conn.run)
         conn.last_used = anyio.current_time()
         return conn
 
-    def callers(self) -> set[str]:
-        """The keys of every caller with an own session here."""
-        return {key for _upstream, key in self._conns}
+    def caller_of(self, digest: str) -> str | None:
+        """The caller key whose `caller_digest` this is, if it has a session here."""
+        return self._digests.get(digest)
 
     def of_caller(self, caller: str) -> list[CallerSession]:
         """The caller's own sessions, on every upstream (none of anyone else's: the key names the caller)."""
@@ -93,8 +100,8 @@ class CallerSessions:
 
     @contextmanager
     def hold(self, upstream: str, caller: str) -> Iterator[None]:
-        """Marks a call in flight on the caller's session, so it is not reaped or evicted under it, and
-        a session `drop_caller` took out of the table meanwhile is stopped only after it."""
+        """Marks a call starting on the caller's session, from before the session is found or made:
+        it is not reaped or evicted under it (and a session `drop_caller` takes out meanwhile waits)."""
         key = (upstream, caller)
         self._busy[key] = self._busy.get(key, 0) + 1
         try:
@@ -105,21 +112,49 @@ class CallerSessions:
                 self._busy[key] = left
             else:
                 self._busy.pop(key, None)
-                for conn in self._retiring.pop(key, ()):
-                    self._stop_later(key, conn)
+            self._stop_retired(key)
+
+    @contextmanager
+    def using(self, conn: CallerSession) -> Iterator[None]:
+        """Marks a call in flight on this session (inside `hold`): once `drop_caller` took it out of the
+        table, it is stopped when its own last call ends, whatever calls its key's new session has."""
+        ident = id(conn)
+        self._using[ident] = self._using.get(ident, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._using.get(ident, 1) - 1
+            if left > 0:
+                self._using[ident] = left
+            else:
+                self._using.pop(ident, None)
+                retired = self._retiring.pop(ident, None)
+                if retired is not None:
+                    self._stop_later(retired[0], conn)
 
     def drop_caller(self, caller: str) -> None:
-        """Ends the caller's own sessions on every upstream (its roots changed through another replica,
-        which could not tell them): each leaves the table at once, so the next call opens a new one,
-        which asks the caller afresh. One with a call in flight is stopped once no call of that key
-        is in flight (the call goes on on it; no new call is given it)."""
+        """Ends the caller's own sessions on every upstream (its roots changed where they cannot be
+        told): each leaves the table at once, so the next call opens a new one, which asks the caller
+        afresh. One with a call in flight on it (or being started on it) is stopped once that call ends;
+        no new call is given it."""
         for key in [k for k in self._conns if k[1] == caller]:
+            user = self._users.get(key, "")
             conn = self._detach(key)
             if conn is None:
                 continue
-            if self._busy.get(key):
-                self._retiring.setdefault(key, []).append(conn)
+            if self._using.get(id(conn)) or self._busy.get(key):
+                self._retiring[id(conn)] = (key, user, conn)
             else:
+                self._stop_later(key, conn)
+
+    def _stop_retired(self, key: tuple[str, str]) -> None:
+        """No call of `key` is starting: stop its retiring sessions no call is on (one whose making
+        failed, or was taken out as it was being made and then not used)."""
+        if self._busy.get(key):
+            return  # a call still starting may be about to use the one it made
+        for ident, (retired_key, _user, conn) in list(self._retiring.items()):
+            if retired_key == key and not self._using.get(ident):
+                del self._retiring[ident]
                 self._stop_later(key, conn)
 
     def _stop_later(self, key: tuple[str, str], conn: CallerSession) -> None:
@@ -127,11 +162,17 @@ class CallerSessions:
 
     async def _make_room(self, upstream: str, user: str, stdio: bool) -> None:
         cap = self._limits.stdio_per_upstream if stdio else self._limits.per_upstream
-        for keys, limit, what in (
-            ([k for k in self._conns if k[0] == upstream], cap, f"upstream {upstream!r}"),
-            ([k for k in self._conns if k[0] == upstream and self._users[k] == user], self._limits.per_user, "this user"),
+        retiring = [(k, u) for k, u, _c in self._retiring.values() if k[0] == upstream]  # still running: they count
+        for keys, limit, what, leaving in (
+            ([k for k in self._conns if k[0] == upstream], cap, f"upstream {upstream!r}", len(retiring)),
+            (
+                [k for k in self._conns if k[0] == upstream and self._users[k] == user],
+                self._limits.per_user,
+                "this user",
+                sum(1 for _k, u in retiring if u == user),
+            ),
         ):
-            if len(keys) < limit:
+            if len(keys) + leaving < limit:
                 continue
             idle = [k for k in keys if not self._busy.get(k)]
             if not idle:
@@ -139,9 +180,26 @@ class CallerSessions:
             oldest = min(idle, key=lambda k: self._conns[k].last_used)
             await self._drop(oldest)
 
+    def _attach(self, key: tuple[str, str], user: str, conn: CallerSession) -> None:
+        self._conns[key] = conn
+        self._users[key] = user
+        caller = key[1]
+        self._callers[caller] = self._callers.get(caller, 0) + 1
+        if self._callers[caller] == 1:
+            self._digests[caller_digest(caller)] = caller
+
     def _detach(self, key: tuple[str, str]) -> CallerSession | None:
         self._users.pop(key, None)
-        return self._conns.pop(key, None)
+        conn = self._conns.pop(key, None)
+        if conn is not None:
+            caller = key[1]
+            left = self._callers.get(caller, 1) - 1
+            if left > 0:
+                self._callers[caller] = left
+            else:
+                self._callers.pop(caller, None)
+                self._digests.pop(caller_digest(caller), None)
+        return conn
 
     async def _drop(self, key: tuple[str, str]) -> None:
         conn = self._detach(key)
@@ -162,17 +220,20 @@ class CallerSessions:
 
     async def close(self, upstream: str) -> None:
         async with self._lock:
-            await self._drop_all([k for k in self._conns if k[0] == upstream], [k for k in self._retiring if k[0] == upstream])
+            await self._drop_all([k for k in self._conns if k[0] == upstream], upstream)
 
     async def aclose(self) -> None:
         async with self._lock:
-            await self._drop_all(list(self._conns), list(self._retiring))
+            await self._drop_all(list(self._conns), None)
 
-    async def _drop_all(self, keys: list[tuple[str, str]], retiring: Sequence[tuple[str, str]] = ()) -> None:
-        # Concurrently: each stop may wait on its upstream (a DELETE, a child's exit).
+    async def _drop_all(self, keys: list[tuple[str, str]], retiring_of: str | None = "") -> None:
+        """Drop these keys' sessions, and the retiring sessions of upstream `retiring_of` (None: every
+        upstream's; "": none), concurrently: each stop may wait on its upstream (a DELETE, a child's exit)."""
+        retired = [
+            ident for ident, (k, _u, _c) in self._retiring.items() if retiring_of is None or (retiring_of and k[0] == retiring_of)
+        ]
         async with anyio.create_task_group() as tg:
             for key in keys:
                 tg.start_soon(self._drop, key)
-            for key in retiring:  # the upstream or Bastion is going: their calls end with them
-                for conn in self._retiring.pop(key, ()):
-                    tg.start_soon(conn.stop)
+            for ident in retired:  # the upstream or Bastion is going: their calls end with them
+                tg.start_soon(self._retiring.pop(ident)[2].stop)

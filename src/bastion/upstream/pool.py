@@ -7,7 +7,6 @@ session or a client of its own.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from bastion.core.errors import CredentialsUnavailable, UpstreamNotConnected, UpstreamUnavailable
 from bastion.core.models import Discovery, OAuthClientCredentials, UpstreamSpec
 from bastion.core.ports import AgentTaskHolders, AskCallback, CallHooks, UpstreamTokenStore
-from bastion.core.upstream_sessions import ClientMode, askable, caller_digest, caller_key, choose_session, shared_mode
+from bastion.core.upstream_sessions import ClientMode, askable, caller_key, choose_session, shared_mode
 from bastion.outbound import Outbound
 from bastion.tasks import TaskRunner
 from bastion.upstream.a2a import A2aUpstream
@@ -413,28 +412,35 @@ class UpstreamPool:
 
         with self._callers.hold(spec.name, caller):
             conn = await self._callers.get(spec.name, caller, user, spec.transport == "stdio", make)
-            try:
-                await conn.wait_ready(timeout)
-            except UpstreamUnavailable:
-                await self._callers.drop(spec.name, caller)
-                if spec.protocol == "auto" and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                    # It speaks 2026-07-28 only: this caller's era is bridged on the shared session.
-                    log.info("upstream %s refused a 2025-11-25 session; bridging its callers", spec.name)
-                    self._legacy_refused.add(spec.name)
-                    return None
-                raise
-            return await conn.request(method, params, timeout=timeout, hooks=hooks)
+            with self._callers.using(conn):  # no await since `get`: a session dropped meanwhile waits for this call
+                try:
+                    await conn.wait_ready(timeout)
+                except UpstreamUnavailable:
+                    await self._callers.drop(spec.name, caller)
+                    if spec.protocol == "auto" and client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                        # It speaks 2026-07-28 only: this caller's era is bridged on the shared session.
+                        log.info("upstream %s refused a 2025-11-25 session; bridging its callers", spec.name)
+                        self._legacy_refused.add(spec.name)
+                        return None
+                    raise
+                return await conn.request(method, params, timeout=timeout, hooks=hooks)
 
     def asks_mid_call(self, upstream: str) -> bool:
         # Per-user sessions negotiate as the shared one did: the same upstream, the same answer.
         conn = self._conns.get((upstream, None))
         return conn is not None and conn.asks_mid_call
 
-    async def roots_changed(self, user: str | None, session: str, ask: AskCallback) -> None:
+    async def roots_changed(self, user: str | None, session: str, ask: AskCallback | None) -> None:
         """A 2025-11-25 caller (`user`, and its MCP session's key) changed its roots: its own upstream
         sessions are told, as its client would tell a server directly; never a shared session (which
-        declares no roots) nor another caller's. `ask` puts to the caller what they ask back."""
-        for conn in self._callers.of_caller(caller_key(user, session, None)):
+        declares no roots) nor another caller's. `ask` puts to the caller what they ask back; without
+        one (the caller cannot be asked outside a call here: no stream of its open on this replica)
+        they end instead, as on the other replicas, and its next call opens a new one, which asks."""
+        caller = caller_key(user, session, None)
+        if ask is None:
+            self._callers.drop_caller(caller)
+            return
+        for conn in self._callers.of_caller(caller):
             try:
                 await conn.roots_changed(ask)
             except Exception as exc:  # noqa: BLE001 - one session's failure must not keep the others untold
@@ -444,10 +450,11 @@ class UpstreamPool:
         """A 2025-11-25 caller changed its roots through another replica (`caller`: `caller_digest` of
         its key, as that replica's change feed said): its own upstream sessions here cannot be told
         (this replica usually cannot ask the caller: its stream is elsewhere), so they end, and its
-        next call here opens a new one, which asks the caller for its roots on that call's way."""
-        for key in self._callers.callers():
-            if hmac.compare_digest(caller_digest(key), caller):
-                self._callers.drop_caller(key)
+        next call here opens a new one, which asks the caller for its roots on that call's way. One
+        lookup, whatever the number of sessions here."""
+        key = self._callers.caller_of(caller)
+        if key is not None:
+            self._callers.drop_caller(key)
 
     async def subscribe(self, upstream: str, uri: str) -> None:
         """Count one more interest in a resource's updates; the first subscribes upstream. One that

@@ -37,7 +37,7 @@ ASK_TIMEOUT = 60.0
 class CallerRoots(Protocol):
     """Where a caller's changed roots go: its own upstream sessions (`UpstreamPool.roots_changed`)."""
 
-    async def roots_changed(self, user: str | None, session: str, ask: AskCallback) -> None: ...
+    async def roots_changed(self, user: str | None, session: str, ask: AskCallback | None) -> None: ...
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -80,7 +80,10 @@ def roots_changed_handler(
         # Whose own upstream sessions: keyed as the dispatch stage keys them (the verified user).
         user = (principal.user or principal.id) if principal is not None else None
         connection = session_connection()
-        ask = ask_outside_calls(connection, stream_open)  # holds the connection weakly, nothing else does
+        # An upstream told of the change asks `roots/list` back at once: without a stream of the
+        # caller's open here to ask on, its sessions are ended instead (their next call asks afresh).
+        askable = connection.has_standalone_channel and stream_open(connection)
+        ask = ask_outside_calls(connection, stream_open) if askable else None  # holds the connection weakly
         await roots.roots_changed(user, session_key(connection.state, connection.session_id), ask)
 
     return handle
