@@ -12,6 +12,7 @@ where a schema matches keys against patterns.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from referencing.exceptions import Unresolvable
 
 from bastion.core.safe_patterns import MAX_KEY, linear, risky_patterns
 
+log = logging.getLogger("bastion.arguments")
 MAX_ERRORS = 50
 _MAX_MESSAGE = 300
 _CACHE_SIZE = 1024
@@ -207,6 +209,9 @@ def argument_errors(schema: Any, arguments: Any) -> list[dict[str, str]]:
                 found[(pointer(base), _short(error.message))] = None
             if len(found) >= MAX_ERRORS:
                 break
-    except (Unresolvable, SchemaError, RecursionError, AttributeError, TypeError):
-        return []  # a reference out of the schema, or to what is no schema: the upstream judges
+    except (Unresolvable, SchemaError, RecursionError):
+        return []  # a reference out of the schema: the upstream judges
+    except (AttributeError, TypeError) as exc:  # a reference to what is no schema (jsonschema's own error)
+        log.debug("arguments left unchecked: the schema refers to what is no schema (%s)", type(exc).__name__)
+        return []
     return [{"pointer": p, "message": m} for p, m in sorted(found)][:MAX_ERRORS]
