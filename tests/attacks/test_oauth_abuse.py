@@ -128,3 +128,20 @@ async def test_the_consent_page_marks_a_clients_own_name_as_unverified(gateway: 
     assert "<b>Official</b>" not in page and "&lt;b&gt;Official&lt;/b&gt;" in page
     assert "unverified" in page.lower()
     assert "127.0.0.1" in page  # the host the code will be sent to
+
+
+@pytest.mark.parametrize(
+    "one, other, same",
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", True),  # one host's /64: one address
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+        ("::ffff:198.51.100.7", "198.51.100.7", True),
+        ("198.51.100.7", "198.51.100.8", False),
+    ],
+)
+def test_a_per_address_limit_counts_an_ipv6_host_by_its_64(one: str, other: str, same: bool) -> None:
+    """/authorize and registration were limited per exact address: one IPv6 host holds a /64, so
+    its requests came from as many addresses as it liked, each with its own allowance."""
+    from bastion.web.oauth_server import address_bucket
+
+    assert (address_bucket(one) == address_bucket(other)) is same

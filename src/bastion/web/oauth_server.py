@@ -7,6 +7,7 @@ here before authentication; each protects itself (client authentication, PKCE, C
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,23 @@ class AddressLimit:
         return _Limited(self, app)
 
 
+def address_bucket(address: str | None) -> str:
+    """What one client address counts as for a per-address limit: an IPv6 address's /64 (one host
+    commonly holds a whole /64, so counting its addresses one by one would be no limit), an IPv4
+    address (or an IPv4-mapped IPv6 one) as itself."""
+    if not address:
+        return "?"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 @dataclass(frozen=True)
 class _Limited:
     """An ASGI app (not a function, which a Route would take for a request handler)."""
@@ -73,7 +91,7 @@ class _Limited:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit
         if scope["type"] == "http" and scope["method"] in limit.methods:
-            key = f"{limit.name}:{client_ip(scope) or '?'}"
+            key = f"{limit.name}:{address_bucket(client_ip(scope))}"
             try:
                 refused = await limit.limiter.hit([(key, limit.rate.count, limit.rate.seconds)])
             except BastionError as exc:
