@@ -31,6 +31,9 @@ from bastion.pipeline.context import Principal
 from bastion.web.asgi import client_ip
 
 COOKIE = "bastion_consent_csrf"
+CONSENT_PATH = "/oauth/consent"
+HOST_PREFIX = "__Host-"
+"""Of a cookie only this host may set, over https, for Path=/ and no Domain (RFC 6265bis 4.1.3.2)."""
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;color:#222}"
     "h1{font-size:1.3rem}dl{background:#f5f5f5;padding:.8rem;border-radius:6px}dt{font-weight:600}"
@@ -51,6 +54,10 @@ class ConsentPage:
         self._login = login
         self._may_use = may_use
         self._secure = server.config.issuer.startswith("https://")
+        # Over https a `__Host-` cookie (Secure, Path=/, no Domain), read only by that name: no sibling
+        # subdomain can plant one. Over http (local use) browsers refuse the prefix: the plain name.
+        self.cookie = HOST_PREFIX + COOKIE if self._secure else COOKIE
+        self.cookie_path = "/" if self._secure else CONSENT_PATH
 
     async def handle(self, request: Request) -> Response:
         if request.method == "POST":
@@ -86,10 +93,10 @@ class ConsentPage:
         )
         response = _page(body, status, pending.redirect_uri)
         response.set_cookie(
-            COOKIE,
+            self.cookie,
             csrf,
             max_age=int(self._server.config.consent_ttl),
-            path="/oauth/consent",
+            path=self.cookie_path,
             httponly=True,
             samesite="strict",
             secure=self._secure,
@@ -105,7 +112,7 @@ class ConsentPage:
         pending = await self._server.pending(fields.get("request", ""))
         if pending is None:
             return _message("This sign-in request is unknown or has expired. Start again from your application.", 400)
-        if not _csrf_ok(fields.get("csrf"), request.cookies.get(COOKIE), pending.csrf_hash):
+        if not _csrf_ok(fields.get("csrf"), request.cookies.get(self.cookie), pending.csrf_hash):
             return _message("This form has expired or was not sent from Bastion's page. Reload it and try again.", 403)
         try:
             if fields.get("action") == "deny":

@@ -5,6 +5,11 @@ The form carries a CSRF token that is also a SameSite=Strict cookie and whose ha
 flow (as on the consent page). A POST signs in through the same throttled login as the REST API; only
 the flow's own user passes. That browser then gets an HttpOnly nonce cookie (its hash kept with the
 flow) which the callback requires, and is sent on to the provider. No scripts, its own CSP.
+
+With an https base URL both cookies are `__Host-` cookies (Secure, Path=/, no Domain), read only under
+those names: a sibling subdomain cannot plant its own flow's nonce in a victim's browser (the callback
+would then link the victim's provider account to the attacker's Bastion user). Over http (local use)
+browsers refuse the prefix: the plain names, each for its own path.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from bastion.control.upstream_connect import FLOW_TTL, START_PATH, UpstreamConne
 from bastion.core.errors import BastionError, Forbidden, TooManyRequests, Unauthenticated
 from bastion.core.ports import ConnectFlow, IdentityRepo
 from bastion.web.asgi import client_ip
-from bastion.web.oauth_consent import _STYLE, _csp
+from bastion.web.oauth_consent import _STYLE, HOST_PREFIX, _csp
 
 CSRF_COOKIE = "bastion_connect_csrf"
 BROWSER_COOKIE = "bastion_connect_browser"
@@ -43,6 +48,12 @@ class StartPage:
         self._identity = identity
         self._origin = _origin(base_url)
         self.secure = base_url.startswith("https://")
+        prefix, root = (HOST_PREFIX, "/") if self.secure else ("", None)
+        self.csrf_cookie = prefix + CSRF_COOKIE
+        self.csrf_path = root or START_PATH
+        self.browser_cookie = prefix + BROWSER_COOKIE
+        """The nonce cookie's name (`__Host-` over https), the only one the callback reads."""
+        self.browser_path = root or BROWSER_COOKIE_PATH
 
     async def handle(self, request: Request) -> Response:
         if request.method == "POST":
@@ -72,7 +83,7 @@ class StartPage:
         )
         response = _page(body, status, self._connect.authorization_endpoint(flow.upstream))
         response.set_cookie(
-            CSRF_COOKIE, csrf, max_age=_TTL, path=START_PATH, httponly=True, samesite="strict", secure=self.secure
+            self.csrf_cookie, csrf, max_age=_TTL, path=self.csrf_path, httponly=True, samesite="strict", secure=self.secure
         )
         return response
 
@@ -86,7 +97,7 @@ class StartPage:
         flow = await self._connect.pending(state)
         if flow is None:
             return _message(GONE, 400)
-        if not _csrf_ok(fields.get("csrf"), request.cookies.get(CSRF_COOKIE), flow.csrf_hash):
+        if not _csrf_ok(fields.get("csrf"), request.cookies.get(self.csrf_cookie), flow.csrf_hash):
             return _message("This form has expired or was not sent from Bastion's page. Reload it and try again.", 403)
         try:
             credentials = {"email": fields.get("email", ""), "password": fields.get("password", "")}
@@ -107,15 +118,17 @@ class StartPage:
         response = RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
         # Lax, not Strict: it must come back on the provider's top-level redirect to the callback.
         response.set_cookie(
-            BROWSER_COOKIE,
+            self.browser_cookie,
             nonce,
             max_age=_TTL,
-            path=BROWSER_COOKIE_PATH,
+            path=self.browser_path,
             httponly=True,
             samesite="lax",
             secure=self.secure,
         )
-        response.delete_cookie(CSRF_COOKIE, path=START_PATH, httponly=True, samesite="strict", secure=self.secure)
+        response.delete_cookie(
+            self.csrf_cookie, path=self.csrf_path, httponly=True, samesite="strict", secure=self.secure
+        )
         return response
 
 

@@ -22,7 +22,7 @@ from bastion.control.upstream_connect import CALLBACK_PATH, START_PATH, Upstream
 from bastion.core.errors import BastionError, CredentialsUnavailable, NotFound
 from bastion.web.asgi import PublicEndpoints
 from bastion.web.rest.access import principal_of
-from bastion.web.upstream_start import BROWSER_COOKIE, BROWSER_COOKIE_PATH, StartPage
+from bastion.web.upstream_start import StartPage
 
 log = logging.getLogger("bastion.web")
 
@@ -75,7 +75,7 @@ def callback_endpoint(connect: UpstreamConnect, start: StartPage) -> PublicEndpo
 
     async def callback(request: Request) -> Response:
         query = request.query_params
-        browser = request.cookies.get(BROWSER_COOKIE)
+        browser = request.cookies.get(start.browser_cookie)
         try:
             name = await connect.finish(query.get("state", ""), query.get("code"), query.get("error"), browser)
             done = f"Your account is connected to upstream {name!r}. You can close this window."
@@ -84,7 +84,7 @@ def callback_endpoint(connect: UpstreamConnect, start: StartPage) -> PublicEndpo
             response = _page("Not connected", exc.detail, exc.http_status)
         if browser is not None:  # one flow per nonce: whatever happened, it is spent
             response.delete_cookie(
-                BROWSER_COOKIE, path=BROWSER_COOKIE_PATH, httponly=True, samesite="lax", secure=start.secure
+                start.browser_cookie, path=start.browser_path, httponly=True, samesite="lax", secure=start.secure
             )
         return response
 
