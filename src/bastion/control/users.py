@@ -112,19 +112,24 @@ class Users:
         data: UserPatch = _validated(UserPatch, body)
         password_hash = await self._passwords.hash(_password(data.password)) if data.password is not None else None
         updated = await self._repo.update_user(user.id, role=data.role, active=data.active, password_hash=password_hash)
-        if data.active is False or password_hash is not None:
-            # What the old password let anyone obtain ends with it: sign-in sessions and OAuth
-            # grants alike (a deactivated user's grants would otherwise come back on reactivation).
-            await self._repo.revoke_user_sessions(user.id, self._now())
-            await self._end_grants(user.id)
-        await self._changed(user.id)
+        try:
+            if data.active is False or password_hash is not None:
+                # What the old password let anyone obtain ends with it: sign-in sessions and OAuth
+                # grants alike (a deactivated user's grants would otherwise come back on reactivation).
+                await self._repo.revoke_user_sessions(user.id, self._now())
+                await self._end_grants(user.id)
+        finally:
+            # The change is committed: cached sessions go even when ending what it ends failed.
+            await self._changed(user.id)
         return updated
 
     async def delete(self, key: str) -> None:
         user = await self.get(key)
-        await self._end_grants(user.id)
-        await self._repo.delete_user(user.id)
-        await self._changed(user.id)
+        try:
+            await self._end_grants(user.id)
+            await self._repo.delete_user(user.id)
+        finally:
+            await self._changed(user.id)  # some grants may have ended before a failure
 
     async def grants(self, key: str) -> tuple[User, Sequence[UserGrant]]:
         """A user's live OAuth grants (never a token)."""
