@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
+from bastion.upstream.stdio import _shut_down
 from tests.harness import FIXTURE, serve, settings_for
 
 pytestmark = pytest.mark.anyio
@@ -75,3 +77,45 @@ async def test_stopping_a_stdio_server_ends_what_it_started(tmp_path: Path, stop
     finally:
         if pid_file.exists() and pid_file.read_text().strip():
             _kill(int(pid_file.read_text()))
+
+
+class _Pipe:
+    async def aclose(self) -> None:
+        return None
+
+
+class _Reaped:
+    """A stdio child already reaped (its returncode read), whose pid now names another process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode = 0
+        self.stdin = self.stdout = _Pipe()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _stop(process: object, **started: str) -> None:
+    read_send, read_stream = anyio.create_memory_object_stream[object](0)
+    write_stream, write_receive = anyio.create_memory_object_stream[object](0)
+    done = anyio.Event()
+    done.set()
+    with read_send, write_receive:
+        await _shut_down(process, read_stream, write_stream, done, **started)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("known", ["start time unknown", "start time known"])
+async def test_a_recycled_pid_s_group_is_not_ended(known: str) -> None:
+    """Once a stdio child whose group had emptied was reaped, its pid could be recycled as another
+    process's group leader (another stdio child's, started in a session of its own): ending the
+    group by the old pid (killpg) after the reaping ended that stranger's group. A group is ended
+    only while the pid is still the child's, or no process has it."""
+    stranger = subprocess.Popen(["sleep", SLEEP], start_new_session=True)
+    try:
+        started = {"started": "1"} if known == "start time known" else {}  # not the stranger's start time
+        await _stop(_Reaped(stranger.pid), **started)
+        assert stranger.poll() is None  # still running: its group was not signalled
+    finally:
+        stranger.kill()
+        stranger.wait()

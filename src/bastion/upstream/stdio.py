@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -148,6 +149,7 @@ async def stdio_transport(
         cwd=params.cwd,
         start_new_session=True,
     )
+    started = _start_time(process.pid)
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](0)
     writer_done = anyio.Event()
@@ -220,7 +222,7 @@ async def stdio_transport(
             yield read_stream, write_stream
         finally:
             with anyio.CancelScope(shield=True):
-                await _shut_down(process, read_stream, write_stream, writer_done)
+                await _shut_down(process, read_stream, write_stream, writer_done, started)
             tg.cancel_scope.cancel()
 
 
@@ -229,9 +231,11 @@ async def _shut_down(
     read_stream: MemoryObjectReceiveStream[SessionMessage | Exception],
     write_stream: MemoryObjectSendStream[SessionMessage],
     writer_done: anyio.Event,
+    started: str | None = None,
 ) -> None:
     """Stop traffic, let accepted messages out, close stdin, give the child time to exit, then end
-    its whole process group. Every wait is bounded."""
+    its whole process group (when it is still the child's: see `_group_is_ours`). Every wait is
+    bounded. `started`: the child's start time when it was spawned, if known."""
     read_stream.close()  # the reader stops delivering and only drains, so a child blocked writing can exit
     write_stream.close()
     with anyio.move_on_after(_FLUSH):
@@ -243,7 +247,7 @@ async def _shut_down(
     # Exited or not, the group is ended: what the child started in it (`sh -c 'sleep 1000 & exec
     # server'`) outlived it under PID 1. The group is the child's own (start_new_session), never
     # Bastion's; an empty one costs one killpg answered ESRCH.
-    if process.pid != os.getpgrp():
+    if process.pid != os.getpgrp() and _group_is_ours(process, started):
         await terminate_posix_process_tree(process, _KILL_GRACE)
     if not exited and not await _exited(process, _KILL_GRACE):
         log.warning("stdio upstream process %d is still alive after SIGKILL; abandoning it", process.pid)
@@ -253,6 +257,40 @@ async def _shut_down(
         # Releases the subprocess transport now rather than at garbage collection.
         with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError), anyio.move_on_after(_EXIT_GRACE):
             await process.aclose()
+
+
+def _group_is_ours(process: Process, started: str | None) -> bool:
+    """Whether the group named by the child's pid can only be the child's. Once the child is reaped
+    its pid is free: while members of its group live the pid stays reserved (a group's id is not
+    reused), but an emptied group's pid may be recycled, as another stdio child's own group leader,
+    whose group a killpg would end. So the group is signalled only while the pid is the child's own
+    (alive, or a zombie holding it: the same start time) or no process has it (then a group by
+    that id is what the child left)."""
+    now = _start_time(process.pid)
+    if started is not None and now is not None:
+        return now == started
+    if started is not None:
+        return True  # no process has the pid
+    if process.returncode is None:
+        return True  # not reaped yet: the pid is still the child's
+    try:
+        os.kill(process.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False  # reaped, and the pid is another process's now
+
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time, which tells it from a later one with the same pid (Linux's /proc);
+    None when no process has the pid, or there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None  # field 22 of stat: starttime
 
 
 async def _exited(process: Process, within: float) -> bool:
