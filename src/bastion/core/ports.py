@@ -368,6 +368,9 @@ SessionRelayed = Callable[[str, bytes], Awaitable[None]]
 class SessionStore(Protocol):
     """Sealed 2025-11-25 session records shared by every replica, expiring when idle."""
 
+    replicated: bool
+    """Whether other replicas may share these records (and take messages relayed to them)."""
+
     def address(self, key: SessionKey) -> str:
         """An opaque name of the record, the same on every replica; reveals neither id nor token."""
         ...

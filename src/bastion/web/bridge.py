@@ -7,6 +7,7 @@ answers with one JSON body) it goes on the session's standalone GET stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mcp import MCPError
@@ -62,12 +63,17 @@ def ask_on_request(ctx: ServerRequestContext[Any]) -> AskCallback:
     return ask
 
 
-def ask_on_connection(connection: Connection) -> AskCallback:
-    """Questions go on the session's standalone stream (the fast path has no request stream)."""
+def ask_on_connection(connection: Connection, reachable: Callable[[], bool]) -> AskCallback:
+    """Questions go on the session's standalone stream (the fast path, which serves calls that ask
+    for no progress, has no request stream). When `reachable` says no GET stream is open to carry
+    one (with replicas, another may hold it), the upstream is answered with an error at once: the
+    question would only be stored, and the call would wait out its deadline."""
 
     async def ask(method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method not in _RESULTS:
             return _error(-32602, f"Bastion cannot put an input request of method {method!r} to this client")
+        if not connection.has_standalone_channel or not reachable():
+            return _error(-32603, f"Bastion cannot put this {method} to the caller: it has no stream open to be asked on")
         try:
             return dict(await connection.outbound.send_raw_request(method, params, None))
         except MCPError as exc:

@@ -337,7 +337,7 @@ class McpFront:
                     max_request_body_size=self._max_body,
                     retry_interval=RETRY_MS,
                     events_for=self._events,
-                    forward=None if shared is None else partial(self._forward, shared, name),
+                    forward=None if shared is None or not shared.replicated else partial(self._forward, shared, name),
                     on_end=ended,
                     idle_timeout=self._session_idle,
                     max_sessions=self._sessions_per_server,

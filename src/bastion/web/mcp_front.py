@@ -150,7 +150,7 @@ class Front:
                 hold=partial(self.manager.hold, session_id),
                 wants_logs=lambda: session_log_level(state) is not None,
                 capabilities=capabilities_of(connection),
-                ask=ask_on_connection(connection),
+                ask=ask_on_connection(connection, partial(self.manager.streams_reachable, session_id)),
                 key=session_key(state, connection.session_id),
                 events=partial(self.manager.events_of, session_id),
                 requests=partial(self.manager.request_ids, session_id),

@@ -338,6 +338,11 @@ class SessionManager:
         session = self._sessions.get(session_id)
         return session is not None and session.streams > 0
 
+    def streams_reachable(self, session_id: str) -> bool:
+        """Whether a request for the session's GET stream may reach its caller: the stream is
+        connected here, or (with replicas, which hand such a request on) may be to another."""
+        return self.streams_here(session_id) or self._forward is not None
+
     async def to_stream(self, session_id: str, message: JSONRPCMessage, event_id: EventId | None) -> bool:
         """Send `message` on the session's GET stream if it is connected here; it keeps `event_id`,
         under which the replica that sent it stored it."""

@@ -88,6 +88,11 @@ class SharedSessions:
         self._touch_every = min(60.0, idle_ttl / 4)
         self._addresses: dict[str, tuple[weakref.ref[Front], str]] = {}
 
+    @property
+    def replicated(self) -> bool:
+        """Whether another replica may hold a session's GET stream (and take what is relayed to it)."""
+        return self._store.replicated
+
     async def admit(self, front: Front, session_id: str, scope: Scope, receive: Receive, send: Send) -> bool:
         """Before the SDK sees a request naming `session_id`: restore the session here if another
         replica holds it; False when the request was answered (someone else's session: 404)."""

@@ -9,6 +9,8 @@ from bastion.store.sessions.keys import SessionKeys
 
 
 class MemorySessionStore:
+    replicated = False  # one process: what a replica would relay, no other replica takes
+
     def __init__(self, keys: SessionKeys, idle_ttl: float) -> None:
         self._keys = keys
         self._ttl = idle_ttl

@@ -34,6 +34,8 @@ _LISTEN_WAIT = 5.0
 
 
 class RedisSessionStore:
+    replicated = True
+
     def __init__(self, redis: Redis, prefix: str, keys: SessionKeys, idle_ttl: float) -> None:
         self._redis = redis
         self._keys = keys
