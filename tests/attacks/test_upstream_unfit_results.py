@@ -19,7 +19,7 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.attacks.test_upstream_surrogates import BAD, modern_upstream
@@ -75,6 +75,46 @@ def legacy_upstream(kind: str) -> Starlette:
         return Response(json.dumps(reply).encode(), media_type="application/json", headers=headers)
 
     return Starlette(routes=[Route("/mcp", mcp, methods=["GET", "POST", "DELETE"])])
+
+
+def sse_upstream() -> Starlette:
+    """A legacy HTTP+SSE server in raw JSON-RPC (the SDK's SSE client carries it): every message on
+    one stream, so a refused answer must not end it. `bad` sends a notification, then answers, with the literals."""
+    sessions: dict[str, Any] = {}
+
+    async def stream(request: Request) -> Response:
+        send, receive = anyio.create_memory_object_stream[str](100)
+        session = str(len(sessions))
+        sessions[session] = send
+
+        async def events() -> Any:
+            yield f"event: endpoint\ndata: /messages?session_id={session}\n\n"
+            async for data in receive:
+                yield f"event: message\ndata: {data}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def post(request: Request) -> Response:
+        message = json.loads(await request.body())
+        send, rid = sessions[request.query_params["session_id"]], message.get("id")
+        method, params = message.get("method"), message.get("params") or {}
+        result: dict[str, Any] = {}
+        if rid is None:
+            return Response(status_code=202)
+        if method == "initialize":
+            result = {"protocolVersion": params["protocolVersion"], "capabilities": {"tools": {}}, "serverInfo": {"name": "odd", "version": "1"}}
+        elif method == "tools/list":
+            result = {"tools": [{"name": n, "inputSchema": {"type": "object"}} for n in ("bad", "good")]}
+        elif method == "tools/call" and params.get("name") == "bad":
+            await send.send(_NOTE)
+            await send.send(f'{{"jsonrpc":"2.0","id":{json.dumps(rid)},"result":{_STRUCTURED}}}')
+            return Response(status_code=202)
+        elif method == "tools/call":
+            result = {"content": [{"type": "text", "text": "fine"}]}
+        await send.send(json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}))
+        return Response(status_code=202)
+
+    return Starlette(routes=[Route("/sse", stream), Route("/messages", post, methods=["POST"])])
 
 
 # A stdio MCP server (Bastion's own stdio reader) whose `bad` sends a notification, then answers, with the literals.
@@ -180,5 +220,12 @@ async def test_a_modern_upstream_answering_with_nan_is_refused(tmp_path: Path, k
 async def test_a_stdio_upstream_answering_with_nan_is_refused(tmp_path: Path) -> None:
     async with serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
         await gw.register({"name": "up", "transport": "stdio", "command": sys.executable, "args": ["-c", STDIO, _NOTE, _STRUCTURED]})
+        await gw.create_server({"name": "vs", "upstreams": ["up"]})
+        await _refused_everywhere(gw, "up__bad", "up__good", {}, {})
+
+
+async def test_a_legacy_sse_upstream_answering_with_nan_is_refused(tmp_path: Path) -> None:
+    async with serve_asgi(sse_upstream()) as url, serve(settings_for(f"sqlite+aiosqlite:///{tmp_path}/b.db")) as gw:
+        await gw.register({"name": "up", "transport": "sse", "url": f"{url}/sse"})
         await gw.create_server({"name": "vs", "upstreams": ["up"]})
         await _refused_everywhere(gw, "up__bad", "up__good", {}, {})
