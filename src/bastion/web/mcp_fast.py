@@ -107,12 +107,45 @@ def replayed(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+class Posted:
+    """A POSTed body and its JSON, decoded at most once for everything that looks at it (the fast
+    path's checks, the duplicate-id claim, the id check before the SDK)."""
+
+    __slots__ = ("body", "_error", "_json", "_read")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._read = False
+        self._json: Any = None
+        self._error: ValueError | None = None
+
+    def json(self) -> Any:
+        """The body's JSON (`loads`); its ValueError, raised again on every later look."""
+        if not self._read:
+            self._read = True
+            try:
+                self._json = loads(self.body)
+            except ValueError as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._json
+
+    def message(self) -> dict[str, Any] | None:
+        """The body as a JSON-RPC message, None if it is not one."""
+        try:
+            message = self.json()
+        except ValueError:
+            return None
+        return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
+
+
 def _decode(body: bytes) -> dict[str, Any] | None:
-    try:
-        message = loads(body)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
+    return Posted(body).message()
+
+
+def _posted(posted: Posted | bytes) -> Posted:
+    return posted if isinstance(posted, Posted) else Posted(posted)
 
 
 def _plain_call(message: dict[str, Any], *, params_required: bool) -> bool:
@@ -135,11 +168,11 @@ def _accepts_both(headers: dict[str, str]) -> bool:
 
 
 def _modern_request(
-    raw_headers: list[tuple[str, str]], headers: dict[str, str], body: bytes, mirrored: Callable[[str], bool]
+    raw_headers: list[tuple[str, str]], headers: dict[str, str], posted: Posted, mirrored: Callable[[str], bool]
 ) -> dict[str, Any] | None:
     if not _accepts_both(headers) or any(name.startswith("mcp-param-") for name, _ in raw_headers):
         return None
-    message = _decode(body)
+    message = posted.message()
     if message is None or not _plain_call(message, params_required=True):
         return None
     if message["method"] == "tools/call" and mirrored(str(message["params"].get("name"))):
@@ -159,13 +192,13 @@ def _owned(headers: dict[str, str], session: LegacySession, principal: Principal
 
 
 def _legacy_request(
-    headers: dict[str, str], body: bytes, session: LegacySession, principal: Principal | None
+    headers: dict[str, str], posted: Posted, session: LegacySession, principal: Principal | None
 ) -> dict[str, Any] | None:
     if not _owned(headers, session, principal) or not _accepts_both(headers) or session.wants_logs():
         return None  # someone else's, or logs to stream from the start: the SDK path
     if not headers.get("content-type", "").startswith("application/json"):
         return None
-    message = _decode(body)
+    message = posted.message()
     if message is None:
         return None
     if message.get("method") == _CANCELLED:
@@ -179,10 +212,9 @@ def _legacy_request(
     return message if _plain_call(message, params_required=False) else None
 
 
-def request_id_of(body: bytes, message: dict[str, Any] | None = None) -> RequestId | None:
-    """The id of the request `body` (already decoded as `message`, if it was), None if it is not one."""
-    if message is None:
-        message = _decode(body)
+def request_id_of(posted: Posted | bytes) -> RequestId | None:
+    """The id of the request `posted`, None if it is not one."""
+    message = _posted(posted).message()
     if message is None or not isinstance(message.get("method"), str):
         return None
     request_id = message.get("id")
@@ -190,7 +222,7 @@ def request_id_of(body: bytes, message: dict[str, Any] | None = None) -> Request
 
 
 def _claimed(
-    body: bytes, message: dict[str, Any] | None, session: LegacySession, principal: Principal | None
+    posted: Posted, session: LegacySession, principal: Principal | None
 ) -> tuple[RequestIds | None, RequestId | None, bool]:
     """Hold the id of the owner's request on its session while it is served, on either path: (the
     session's ids, the id held, whether the request may go on). Whatever handshake-era version its
@@ -198,7 +230,7 @@ def _claimed(
     for a session that does not exist."""
     owner = (principal.id if principal else None) == session.principal
     requests = session.requests() if owner else None
-    request_id = request_id_of(body, message) if requests is not None else None
+    request_id = request_id_of(posted) if requests is not None else None
     if requests is None or request_id is None:
         return None, None, True
     return requests, request_id, requests.claim(request_id)
@@ -271,14 +303,14 @@ async def guarded_body(receive: Receive, send: Send, max_body: int) -> bytes | N
     return body
 
 
-async def refused_request_id(body: bytes, send: Send) -> bool:
+async def refused_request_id(posted: Posted | bytes, send: Send) -> bool:
     """Answer 400 -32600 to a request (it names a method) whose `id` is there but is not a string or
     an integer, and say whether it did. The SDK reads such a message as a notification and never
     answers it, so the client would wait forever. A lone surrogate is answered 400 -32700 here too:
     the SDK's 2026-07-28 path parses with `json.loads`, which keeps it. Only for bodies bound for
     the SDK: it parses."""
     try:
-        message = loads(body)
+        message = _posted(posted).json()
     except LoneSurrogate as exc:
         error = {"code": -32700, "message": f"Parse error: invalid JSON: {exc.msg}"}
         await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
@@ -312,6 +344,7 @@ async def serve_fast(
     body = await guarded_body(receive, send, max_body)
     if body is None:
         return
+    posted = Posted(body)
     raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
     headers = dict(raw_headers)
     principal = principal_of(scope)
@@ -319,10 +352,10 @@ async def serve_fast(
     requests, request_id = None, None  # the id held in flight on the session while this is served
     version, session_id = mcp_headers(scope)
     if version in MODERN_PROTOCOL_VERSIONS:
-        message = _modern_request(raw_headers, headers, body, mirrored)
+        message = _modern_request(raw_headers, headers, posted, mirrored)
     elif session_id and (session := sessions(session_id)) is not None:
-        message = _legacy_request(headers, body, session, principal)
-        requests, request_id, admitted = _claimed(body, message, session, principal)
+        message = _legacy_request(headers, posted, session, principal)
+        requests, request_id, admitted = _claimed(posted, session, principal)
         if not admitted:
             assert request_id is not None
             await refuse_duplicate(send, request_id)
@@ -330,7 +363,7 @@ async def serve_fast(
     else:
         message = None
     try:
-        await _serve(server, pipeline, to_error, (scope, receive, send), headers, body, message, session, fallback)
+        await _serve(server, pipeline, to_error, (scope, receive, send), headers, posted, message, session, fallback)
     finally:
         if requests is not None and request_id is not None:
             requests.release(request_id)
@@ -342,7 +375,7 @@ async def _serve(
     to_error: ErrorMapper,
     asgi: tuple[Scope, Receive, Send],
     headers: dict[str, str],
-    body: bytes,
+    posted: Posted,
     message: dict[str, Any] | None,
     session: LegacySession | None,
     fallback: Fallback,
@@ -350,8 +383,8 @@ async def _serve(
     """Serve one POST's `message` (None: not a plain call) on the fast path, or through `fallback`."""
     scope, receive, send = asgi
     if message is None:
-        if not await refused_request_id(body, send):
-            await fallback(replayed(body, receive))
+        if not await refused_request_id(posted, send):
+            await fallback(replayed(posted.body, receive))
         return
     client = scope.get("client")
     address, traced = (str(client[0]) if client else None), trace_headers(headers)
