@@ -59,6 +59,7 @@ from bastion.web.errors import to_mcp_error
 from bastion.web.fast_stream import RETRY_MS
 from bastion.web.mcp_fast import (
     CACHE_HINTED_METHODS,
+    Posted,
     guarded_body,
     refuse_duplicate,
     refused_request_id,
@@ -511,10 +512,13 @@ class McpFront:
 
     async def handle_sse_post(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         body = await guarded_body(receive, send, self._max_body)  # the size and depth rules, as on /mcp
-        if body is None or await refused_request_id(body, send):
+        if body is None:
+            return
+        posted = Posted(body)  # decoded once, for both looks below
+        if await refused_request_id(posted, send):
             return
         front = await self._front(name)
-        requests, request_id = self._sse_request(scope, body)
+        requests, request_id = self._sse_request(scope, posted)
         if requests is None or request_id is None:
             await front.sse.handle_post_message(_owned(scope), replayed(body, receive), send)
             return
@@ -536,7 +540,7 @@ class McpFront:
             if not accepted:
                 requests.release(request_id)
 
-    def _sse_request(self, scope: Scope, body: bytes) -> tuple[RequestIds | None, RequestId | None]:
+    def _sse_request(self, scope: Scope, posted: Posted) -> tuple[RequestIds | None, RequestId | None]:
         """The ids in flight on the HTTP+SSE session a POST names, and its request's id, when the POST is
         its owner's (anyone else's is answered as for no session, by the SDK)."""
         values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("session_id")
@@ -548,7 +552,7 @@ class McpFront:
         principal = principal_of(scope)
         if found is None or found[0] != (principal.id if principal is not None else None):
             return None, None
-        return found[1], request_id_of(body)
+        return found[1], request_id_of(posted)
 
     async def on_change(self, old: Snapshot, new: Snapshot) -> None:
         """Tell connected legacy clients which lists changed; close fronts of deleted servers."""

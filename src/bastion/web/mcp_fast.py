@@ -144,10 +144,6 @@ def _decode(body: bytes) -> dict[str, Any] | None:
     return Posted(body).message()
 
 
-def _posted(posted: Posted | bytes) -> Posted:
-    return posted if isinstance(posted, Posted) else Posted(posted)
-
-
 def _plain_call(message: dict[str, Any], *, params_required: bool) -> bool:
     """A request for a method the pipeline serves, with no opt-in that needs a stream."""
     if message.get("method") not in SERVED_METHODS:
@@ -212,9 +208,9 @@ def _legacy_request(
     return message if _plain_call(message, params_required=False) else None
 
 
-def request_id_of(posted: Posted | bytes) -> RequestId | None:
+def request_id_of(posted: Posted) -> RequestId | None:
     """The id of the request `posted`, None if it is not one."""
-    message = _posted(posted).message()
+    message = posted.message()
     if message is None or not isinstance(message.get("method"), str):
         return None
     request_id = message.get("id")
@@ -303,14 +299,14 @@ async def guarded_body(receive: Receive, send: Send, max_body: int) -> bytes | N
     return body
 
 
-async def refused_request_id(posted: Posted | bytes, send: Send) -> bool:
+async def refused_request_id(posted: Posted, send: Send) -> bool:
     """Answer 400 -32600 to a request (it names a method) whose `id` is there but is not a string or
     an integer, and say whether it did. The SDK reads such a message as a notification and never
     answers it, so the client would wait forever. A lone surrogate is answered 400 -32700 here too:
     the SDK's 2026-07-28 path parses with `json.loads`, which keeps it. Only for bodies bound for
     the SDK: it parses."""
     try:
-        message = _posted(posted).json()
+        message = posted.json()
     except LoneSurrogate as exc:
         error = {"code": -32700, "message": f"Parse error: invalid JSON: {exc.msg}"}
         await _respond(send, 400, {"jsonrpc": "2.0", "id": None, "error": error}, [])
