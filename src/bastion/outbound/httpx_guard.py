@@ -100,8 +100,9 @@ def _names_unfit(seen: bytes) -> bool:
 
 
 def _refused(text: bytes) -> bytes | None:
-    """One JSON-RPC message as passed on: None when it spells no NaN or infinity (as it is), b"" when
-    it does and is no answer (dropped), else an error answer to the request it answered."""
+    """One JSON-RPC message as passed on: None when it spells no NaN or infinity, or is no JSON-RPC
+    message (as it is), b"" when it does and is no answer (dropped), else an error answer to the
+    request it answered."""
     try:
         finite_loads(text)
         return None
@@ -110,7 +111,9 @@ def _refused(text: bytes) -> bytes | None:
     except (ValueError, RecursionError):
         return None  # not JSON, or nested too deep: the SDK's parser and Bastion's tap say so
     message = json.loads(text)  # the names read as floats: only its id and kind are looked at
-    if not isinstance(message, dict) or not ("result" in message or "error" in message):
+    if not isinstance(message, dict) or "jsonrpc" not in message:
+        return None  # not JSON-RPC (a registry listing, a REST API's answer): its reader judges it
+    if not ("result" in message or "error" in message):
         return b""
     answered = message.get("id")
     if not isinstance(answered, int | str) or isinstance(answered, bool):
